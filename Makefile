@@ -1,0 +1,52 @@
+# Two commands set up everything on a fresh machine with python3 and make:
+#   make demo   creates .venv, installs sharebatch with the demo extra, runs the demo
+#   make test   creates .venv, installs dev tools, runs lint, type check and tests
+# Every install goes through constraints.txt so that pip resolves the same versions everywhere
+# (an unpinned aioboto3 + moto install once resolved to 2018 releases).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+CONSTRAINTS := constraints.txt
+
+.PHONY: demo test lint typecheck pytest lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[demo]'
+	touch $@
+
+$(VENV)/.dev-installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/sharebatch demo
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check sharebatch tests
+	$(BIN)/ruff format --check sharebatch tests
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+# Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^sharebatch' > $(CONSTRAINTS)
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,42 @@
+"""sharebatch: scheduled, reviewable sharing of private S3 files through presigned URLs.
+
+The public API is what this module exports; everything else is internal and may change::
+
+    import sharebatch
+    summary = sharebatch.run_manifest("manifests/q3.yml", out="bundles")
+    print(summary.status, summary.run_dir)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("sharebatch")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+from .errors import (
+    CredentialsError,
+    Interrupted,
+    ManifestError,
+    ManifestIssue,
+    SharebatchError,
+    UsageError,
+)
+from .manifest import Manifest, load_manifest
+from .models import RunSummary
+from .runner import run_manifest, run_manifest_async
+
+__all__ = [
+    "CredentialsError",
+    "Interrupted",
+    "Manifest",
+    "ManifestError",
+    "ManifestIssue",
+    "RunSummary",
+    "SharebatchError",
+    "UsageError",
+    "__version__",
+    "load_manifest",
+    "run_manifest",
+    "run_manifest_async",
+]

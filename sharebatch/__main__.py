@@ -1,0 +1,5 @@
+"""``python -m sharebatch``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""Structured events: the audit log of a run and the log lines on stderr.
+
+Every stage logs through structlog. One processor fans each event out to two sinks:
+
+* the run's ``audit.jsonl`` (every event, JSON lines, mode 0600), attached by ``audit_file``;
+* stderr, from ``configure`` (the CLI calls it): human-readable on a terminal, JSON otherwise,
+  filtered by level so per-link events stay out of cron mail unless ``--verbose``;
+* lists opened by ``capture`` (tests assert on events with it).
+
+A redaction processor runs before both sinks: presigned URLs, signatures, secret keys and
+session tokens never reach a log line, whatever a caller passes by mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+StderrFormat = Literal["auto", "json", "console"]
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_SECRET_FIELDS = frozenset(
+    {"url", "secret_access_key", "aws_secret_access_key", "session_token", "token", "signature"}
+)
+_SECRET_MARKERS = ("X-Amz-Signature=", "Signature=", "X-Amz-Security-Token=")
+REDACTED = "[redacted]"
+
+
+@dataclass
+class _Sinks:
+    audit: TextIO | None = None
+    stderr: TextIO | None = None
+    stderr_level: int = _LEVELS["info"]
+    stderr_json: bool = True
+    captured: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+_sinks = _Sinks()
+
+
+def url_digest(url: str) -> str:
+    """The sha256 recorded for each link, so a leaked URL can be traced to its recipient."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for name, value in event.items():
+        leaks = isinstance(value, str) and any(marker in value for marker in _SECRET_MARKERS)
+        if name in _SECRET_FIELDS or leaks:
+            event[name] = REDACTED
+    return event
+
+
+def _json_default(value: object) -> str:
+    return str(value)
+
+
+def _fan_out(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for events in _sinks.captured:
+        events.append(dict(event))
+    line: str | None = None
+    if _sinks.audit is not None:
+        line = json.dumps(event, default=_json_default, ensure_ascii=False)
+        _sinks.audit.write(line + "\n")
+    level = _LEVELS.get(str(event.get("level", "info")), 20)
+    if _sinks.stderr is not None and level >= _sinks.stderr_level:
+        if _sinks.stderr_json:
+            text = line or json.dumps(event, default=_json_default, ensure_ascii=False)
+        else:
+            text = _console(event)
+        _sinks.stderr.write(text + "\n")
+        _sinks.stderr.flush()
+    raise structlog.DropEvent
+
+
+def _console(event: MutableMapping[str, Any]) -> str:
+    fields = dict(event)
+    stamp = str(fields.pop("timestamp", ""))[11:19]
+    level = str(fields.pop("level", "info"))
+    name = str(fields.pop("event", ""))
+    rest = " ".join(f"{key}={value}" for key, value in fields.items())
+    return f"{stamp} {level:<7} {name:<16} {rest}".rstrip()
+
+
+def configure(
+    *, level: str = "info", fmt: StderrFormat = "auto", stream: TextIO | None = None
+) -> None:
+    """Send events at ``level`` and above to stderr (the CLI's choice, not the library's)."""
+    out = stream or sys.stderr
+    _sinks.stderr = out
+    _sinks.stderr_level = _LEVELS[level]
+    _sinks.stderr_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    # botocore's own debug logging prints full presigned URLs and headers: keep it quiet.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def reset() -> None:
+    """Forget every sink and structlog's configuration (tests call it between cases)."""
+    global _sinks
+    _sinks = _Sinks()
+
+
+@contextmanager
+def audit_file(path: Path) -> Iterator[None]:
+    """Append every event to ``path`` (JSON lines, created 0600) while the block runs."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    previous = _sinks.audit
+    with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16) as handle:
+        _sinks.audit = handle
+        try:
+            yield
+        finally:
+            _sinks.audit = previous
+
+
+@contextmanager
+def capture() -> Iterator[list[dict[str, Any]]]:
+    """Collect every event (after redaction) in a list while the block runs; for tests."""
+    events: list[dict[str, Any]] = []
+    _sinks.captured.append(events)
+    try:
+        yield events
+    finally:
+        _sinks.captured.remove(events)
+
+
+def get_logger() -> Any:
+    """The logger every stage uses.
+
+    Its processor chain is private, not structlog's global configuration: the audit log is a
+    product output and must not depend on how a host application configured its logging.
+    """
+    return structlog.wrap_logger(
+        None,
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            _fan_out,
+        ],
+        wrapper_class=structlog.BoundLogger,
+    )

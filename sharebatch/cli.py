@@ -1,0 +1,164 @@
+"""The command line: a thin Typer layer over the library.
+
+Data goes to stdout, logs and errors to stderr. Every ``SharebatchError`` is caught here, once,
+and mapped to its exit code; nothing else in the package writes to the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .audit import configure
+from .errors import ManifestError, SharebatchError
+from .runner import DEFAULT_CONCURRENCY, run_manifest
+
+app = typer.Typer(
+    name="sharebatch",
+    help="Share private S3 files through scheduled, reviewable bundles of presigned URLs.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Pretty tracebacks print local variables, and locals here hold credentials and URLs.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sharebatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Share private S3 files through scheduled, reviewable bundles of presigned URLs."""
+
+
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every link issued.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
+FormatOpt = Annotated[
+    LogFormat, typer.Option("--log-format", help="stderr log format; auto: JSON unless a TTY.")
+]
+
+
+def _logging(verbose: bool, quiet: bool, fmt: LogFormat) -> None:
+    level = "debug" if verbose else "warning" if quiet else "info"
+    configure(level=level, fmt=fmt.value)
+
+
+def _fail(exc: SharebatchError) -> typer.Exit:
+    if isinstance(exc, ManifestError):
+        # One line per problem, compiler style, so editors can jump to file:line:column.
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        count = len(exc.issues)
+        typer.echo(
+            f"sharebatch: {count} problem{'s' if count != 1 else ''} in the manifest; "
+            "nothing was listed or written",
+            err=True,
+        )
+    else:
+        typer.echo(f"sharebatch: error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="The YAML manifest to run.")],
+    out: Annotated[Path, typer.Option(help="Folder that receives OUT/<run-id>/.")] = Path(
+        "bundles"
+    ),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List and count; print the summary; write nothing.")
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option(help="Prefixes listed at once.", min=1, max=256)
+    ] = DEFAULT_CONCURRENCY,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3 endpoint (S3-compatible stores, local tests).")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    region: Annotated[str | None, typer.Option(help="Region; overrides the manifest.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Name of the run folder (default: time + random).")
+    ] = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_format: FormatOpt = LogFormat.auto,
+) -> None:
+    """Run MANIFEST: list, sign and write one link bundle per recipient.
+
+    Example: sharebatch run manifests/q3.yml --out /srv/bundles
+
+    Prints the run folder on stdout (the summary JSON with --dry-run).
+    Exit codes: 0 ok; 1 some prefixes failed; 2 invalid manifest or options;
+    3 no usable credentials or access denied; 130 interrupted.
+    """
+    _logging(verbose, quiet, log_format)
+    try:
+        summary = run_manifest(
+            manifest,
+            out=out,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
+            run_id=run_id,
+        )
+    except SharebatchError as exc:
+        raise _fail(exc) from None
+    if dry_run:
+        typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(summary.run_dir)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def demo(
+    manifest: Annotated[Path, typer.Option(help="The demo manifest.")] = Path("manifests/demo.yml"),
+    out: Annotated[Path, typer.Option(help="Folder that receives the bundles.")] = Path("bundles"),
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = True,
+    log_format: FormatOpt = LogFormat.auto,
+) -> None:
+    """Run the demo manifest against an embedded S3 on 127.0.0.1, then download one link.
+
+    Needs the demo extra: pip install 'sharebatch[demo]'.
+    """
+    from .demo import run_demo
+
+    _logging(verbose, quiet, log_format)
+    try:
+        report = run_demo(manifest, out)
+    except SharebatchError as exc:
+        raise _fail(exc) from None
+    typer.echo("\n".join(report.lines))
+    raise typer.Exit(report.summary.exit_code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="sharebatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

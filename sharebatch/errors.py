@@ -1,0 +1,82 @@
+"""The one exception tree of sharebatch.
+
+Every error the library raises on purpose is a ``SharebatchError``; each class carries the
+process exit code the CLI maps it to, so the CLI catches the base class once::
+
+    SharebatchError            exit 1   something failed; the message says what
+    ├── UsageError             exit 2   the command line or the manifest is invalid
+    │   └── ManifestError      exit 2   one or more problems, each with file:line:col and field
+    ├── CredentialsError       exit 3   no usable credentials, or S3 refused them
+    └── Interrupted            exit 130 SIGINT (or 143 for SIGTERM) stopped the run
+
+A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
+``RunSummary`` whose ``exit_code`` is 1, because everything that could be done was done.
+
+Messages never contain presigned URLs, signatures, secret keys or session tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CREDENTIALS = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class SharebatchError(Exception):
+    """Base class: anything sharebatch refuses or fails to do."""
+
+    exit_code: int = EXIT_FAILED
+
+
+class UsageError(SharebatchError):
+    """The command line asks for something impossible (a bad option, an existing run id)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class ManifestIssue:
+    """One problem in a manifest, located so a person can go straight to it."""
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class ManifestError(UsageError):
+    """The manifest cannot be used; ``issues`` lists every problem found, in file order."""
+
+    def __init__(self, issues: list[ManifestIssue]) -> None:
+        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.column or 0, i.field))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class CredentialsError(SharebatchError):
+    """No credentials were found, or S3 rejected them before any link was issued."""
+
+    exit_code = EXIT_CREDENTIALS
+
+
+class Interrupted(SharebatchError):
+    """A signal stopped the run; nothing half-written was left behind."""
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        self.signal_name = signal_name
+        self.exit_code = EXIT_SIGTERM if signal_name == "SIGTERM" else EXIT_SIGINT
+        super().__init__(f"interrupted by {signal_name}")

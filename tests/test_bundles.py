@@ -1,0 +1,116 @@
+"""Bundle files: atomic, private, deterministic."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sharebatch.bundles import COLUMNS, PartFile, RunFolder, write_bundle, write_json
+from sharebatch.errors import UsageError
+from sharebatch.models import Link, ObjectRef
+
+WHEN = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
+
+
+def _link(key: str, expires_hour: int = 21) -> Link:
+    obj = ObjectRef("bkt", key, 10, "etag", WHEN)
+    return Link(
+        "job",
+        "alice",
+        obj,
+        "GET",
+        WHEN,
+        WHEN.replace(hour=expires_hour),
+        f"https://x/{key}?X-Amz-Signature=s",
+    )
+
+
+def _parts(folder: Path, keys: list[list[str]]) -> list[PartFile]:
+    parts = []
+    for index, group in enumerate(keys):
+        part = PartFile(folder / f"{index}.jsonl")
+        part.write(_link(k) for k in group)
+        part.close()
+        parts.append(part)
+    return parts
+
+
+def test_parts_are_joined_in_order(tmp_path: Path) -> None:
+    """Rows come out part by part in the order given (prefix order), each part as written."""
+    parts = _parts(tmp_path, [["b/2", "b/3"], [], ["a/1"]])
+    written = write_bundle(tmp_path / "out", {"job": "job"}, parts)
+    with (tmp_path / "out" / "links.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["key"] for r in rows] == ["b/2", "b/3", "a/1"]
+    assert list(rows[0]) == list(COLUMNS)
+    data = json.loads((tmp_path / "out" / "links.json").read_text())
+    assert [r["key"] for r in data["links"]] == ["b/2", "b/3", "a/1"]
+    assert [w.rows for w in written] == [3, 3]
+
+
+def test_empty_bundle_is_valid_json(tmp_path: Path) -> None:
+    """A recipient with nothing to receive still gets well-formed, empty files."""
+    write_bundle(tmp_path / "out", {"job": "job"}, _parts(tmp_path, [[]]))
+    assert json.loads((tmp_path / "out" / "links.json").read_text())["links"] == []
+    assert (tmp_path / "out" / "links.csv").read_text().splitlines() == [",".join(COLUMNS)]
+
+
+def test_failure_mid_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If writing fails half-way, neither bundle file nor any temporary file remains."""
+    parts = _parts(tmp_path, [["a", "b", "c"]])
+    calls = 0
+    real = PartFile.rows_in_order
+
+    def breaking(self: PartFile):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        for row in real(self):
+            calls += 1
+            if calls == 2:
+                raise OSError("disk full")
+            yield row
+
+    monkeypatch.setattr(PartFile, "rows_in_order", breaking)
+    dest = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(dest, {"job": "job"}, parts)
+    assert list(dest.iterdir()) == []
+
+
+def test_existing_bundle_is_replaced_whole(tmp_path: Path) -> None:
+    """A rename swaps the file at once: a reader sees the old bundle or the new, never a mix."""
+    dest = tmp_path / "out"
+    write_bundle(dest, {"v": 1}, _parts(tmp_path, [["old"]]))
+    before = (dest / "links.json").stat().st_ino
+    write_bundle(dest, {"v": 2}, _parts(tmp_path, [["new"]]))
+    assert (dest / "links.json").stat().st_ino != before
+    assert json.loads((dest / "links.json").read_text())["links"][0]["key"] == "new"
+
+
+def test_private_modes_whatever_the_umask(tmp_path: Path) -> None:
+    """Files are 0600 and folders 0700 even under a permissive umask such as 0000."""
+    import os
+
+    old = os.umask(0)
+    try:
+        folder = RunFolder.create(tmp_path / "deep" / "out", "run-1")
+        write_bundle(folder.bundle_dir("job", "alice"), {}, _parts(tmp_path, [["k"]]))
+        write_json(folder.summary_path, {"ok": True})
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "deep", *(tmp_path / "deep").rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_run_folder_is_never_reused(tmp_path: Path) -> None:
+    """Creating a run folder that exists is refused rather than mixed with an older run."""
+    RunFolder.create(tmp_path, "run-1")
+    with pytest.raises(UsageError, match="already exists"):
+        RunFolder.create(tmp_path, "run-1")
