@@ -107,9 +107,11 @@ def run_demo(manifest: Path, out: Path) -> DemoReport:
     with _demo_environment(), embedded_s3() as endpoint:
         seed(endpoint, files)
         summary = run_manifest(manifest, out=out, endpoint_url=endpoint)
-        lines = [f"run folder: {summary.run_dir}"]
-        bundles = sorted(Path(summary.run_dir or ".").glob("*/*/links.json"))
+        run_dir = Path(summary.run_dir or ".")
+        bundles = sorted(run_dir.glob("*/*/links.json"))
+        lines = [f"run folder: {run_dir}"]
         lines += [f"bundle: {path.parent}  ({_count(path)} links)" for path in bundles]
+        lines.append(f"summary: {run_dir / 'summary.json'}   audit log: {run_dir / 'audit.jsonl'}")
         lines.append(_check_one_link(bundles[0], files))
     return DemoReport(summary=summary, lines=lines)
 

@@ -80,7 +80,10 @@ class S3Gateway:
         self._region = region
         self._endpoint_url = endpoint_url
         self._max_connections = max_connections
-        self._session = aioboto3.Session(profile_name=profile)
+        try:
+            self._session = aioboto3.Session(profile_name=profile)
+        except BotoCoreError as exc:  # ProfileNotFound: its message names the profile
+            raise CredentialsError(str(exc)) from None
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[BucketTarget, Any] = {}
         self._regions: dict[BucketTarget, str] = {}
@@ -112,7 +115,8 @@ class S3Gateway:
                 )
             frozen = await found.get_frozen_credentials()
         except (BotoCoreError, RuntimeError) as exc:
-            raise CredentialsError(f"cannot load AWS credentials: {type(exc).__name__}") from None
+            # botocore's messages name the profile or provider, never a key or token.
+            raise CredentialsError(f"cannot load AWS credentials: {exc}") from None
         expiry = getattr(found, "_expiry_time", None)
         if isinstance(expiry, datetime):
             expiry = expiry.astimezone(UTC)

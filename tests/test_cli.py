@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,90 @@ def test_us_east_1_links_are_sigv4(s3: S3, tmp_path: Path) -> None:
     ]
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in row["url"] and "AWSAccessKeyId" not in row["url"]
     assert fetch(row["url"]) == b"east"
+
+
+def _one_object_manifest(tmp_path: Path, region: str = "eu-west-1") -> Path:
+    return write_manifest(
+        tmp_path / "m.yml",
+        f"version: 1\njobs:\n  - name: j\n    bucket: cli-bucket\n    region: {region}\n"
+        "    expires_in: 10m\n    prefixes: [x/]\n    recipients: [{id: r}]\n",
+    )
+
+
+def _links(result: object) -> list[dict[str, str]]:
+    run_dir = Path(result.stdout.strip())  # type: ignore[attr-defined]
+    links: list[dict[str, str]] = json.loads((run_dir / "j" / "r" / "links.json").read_text())[
+        "links"
+    ]
+    return links
+
+
+def test_profile_selects_credentials(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--profile reads that profile's keys from the shared credentials file."""
+    from tests.conftest import fresh_s3
+
+    with fresh_s3(moto_endpoint) as s3:
+        s3.bucket("cli-bucket", {"x/1.txt": b"one"})
+    Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        "[partner]\naws_access_key_id = AKIAPROFILEPROFILE00\naws_secret_access_key = s\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(_one_object_manifest(tmp_path)),
+            "--out",
+            str(tmp_path / "o"),
+            "--endpoint-url",
+            moto_endpoint,
+            "--profile",
+            "partner",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    [row] = _links(result)
+    assert "X-Amz-Credential=AKIAPROFILEPROFILE00%2F" in row["url"]
+    assert fetch(row["url"]) == b"one"
+
+
+def test_unknown_profile_exits_3(tmp_path: Path, moto_endpoint: str) -> None:
+    """A profile that does not exist is a credentials error (exit 3) naming the profile."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(_one_object_manifest(tmp_path)),
+            "--out",
+            str(tmp_path / "o"),
+            "--endpoint-url",
+            moto_endpoint,
+            "--profile",
+            "nobody",
+        ],
+    )
+    assert result.exit_code == 3
+    assert "nobody" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_region_option_overrides_the_manifest(s3: S3, tmp_path: Path) -> None:
+    """--region replaces the manifest's region in the signature's credential scope."""
+    s3.bucket("cli-bucket", {"x/1.txt": b"one"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(_one_object_manifest(tmp_path)),
+            "--out",
+            str(tmp_path / "o"),
+            "--endpoint-url",
+            s3.endpoint,
+            "--region",
+            "us-west-2",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    [row] = _links(result)
+    assert "%2Fus-west-2%2Fs3%2Faws4_request" in row["url"]
