@@ -92,6 +92,7 @@ def test_sigint_exits_130_and_leaves_no_bundle(
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
+    assert stdout == ""
     assert "interrupted" in stderr
     run_dir = out / "interrupted-run"
     assert sorted(p.name for p in run_dir.iterdir()) == ["audit.jsonl", "summary.json"]
