@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test lint typecheck pytest lock clean
+.PHONY: demo test lint typecheck pytest bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ pytest: $(VENV)/.dev-installed
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Presigning throughput: sharebatch's signer vs botocore vs a bare hash floor (~1 minute).
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/bench_signing.py
 
 # Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
 lock:

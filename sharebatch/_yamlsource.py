@@ -326,10 +326,16 @@ class IssueCollector:
         self.items: list[ManifestIssue] = []
 
     def at(self, path: PathKey, message: str, *, key: bool = False) -> None:
-        """Record ``message`` at ``path``'s value (or its key), or the nearest enclosing node."""
+        """Record ``message`` at ``path``'s value (or its key), or the nearest enclosing node.
+
+        An issue identical to one already recorded is not recorded again.
+        """
         where = self.source.key(path) if key else self.source.value(path)
         line, column = (where.line, where.column) if where else (None, None)
-        self.items.append(ManifestIssue(self.display, line, column, format_path(path), message))
+        issue = ManifestIssue(self.display, line, column, format_path(path), message)
+        # A value inherited by many recipients is checked once per recipient: report it once.
+        if issue not in self.items:
+            self.items.append(issue)
 
     def from_pydantic(self, err: Any) -> None:
         """Record one pydantic error, reworded: its stock texts speak of Python, not YAML."""

@@ -15,8 +15,8 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -148,12 +148,28 @@ class WrittenFile:
     sha256: str
 
 
-def write_bundle(dest: Path, header: Mapping[str, Any], parts: list[PartFile]) -> list[WrittenFile]:
-    """Join ``parts`` in order into ``dest/links.csv`` and ``dest/links.json``."""
+class _Discard:
+    """Stands in for a format that was not asked for, so one loop serves every choice."""
+
+    sha256 = hashlib.sha256()
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def write_bundle(
+    dest: Path,
+    header: Mapping[str, Any],
+    parts: list[PartFile],
+    formats: Sequence[str] = ("csv", "json"),
+) -> list[WrittenFile]:
+    """Join ``parts`` in order into ``dest/links.csv`` and/or ``dest/links.json``."""
     private_dir(dest)
     rows = sum(p.rows for p in parts)
     csv_path, json_path = dest / "links.csv", dest / "links.json"
-    with _atomic(csv_path) as csv_out, _atomic(json_path) as json_out:
+    with ExitStack() as stack:
+        csv_out = stack.enter_context(_atomic(csv_path)) if "csv" in formats else _Discard()
+        json_out = stack.enter_context(_atomic(json_path)) if "json" in formats else _Discard()
         table = csv.DictWriter(csv_out, fieldnames=COLUMNS, lineterminator="\r\n")
         table.writeheader()
         head = json.dumps(dict(header), indent=2, ensure_ascii=False).replace("\n", "\n  ")
@@ -165,10 +181,12 @@ def write_bundle(dest: Path, header: Mapping[str, Any], parts: list[PartFile]) -
                 json_out.write(separator + json.dumps(row, ensure_ascii=False))
                 separator = ",\n    "
         json_out.write("\n  ]\n}\n" if rows else "]\n}\n")
-    return [
-        WrittenFile(csv_path, rows, csv_out.sha256.hexdigest()),
-        WrittenFile(json_path, rows, json_out.sha256.hexdigest()),
-    ]
+    written = []
+    if "csv" in formats:
+        written.append(WrittenFile(csv_path, rows, csv_out.sha256.hexdigest()))
+    if "json" in formats:
+        written.append(WrittenFile(json_path, rows, json_out.sha256.hexdigest()))
+    return written
 
 
 class RunFolder:

@@ -7,6 +7,7 @@ and mapped to its exit code; nothing else in the package writes to the terminal.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,8 +15,11 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from ._render import render_plan
 from .audit import configure
 from .errors import ManifestError, SharebatchError
+from .manifest import load_manifest, manifest_json_schema
+from .plan import build_plan, describe
 from .runner import DEFAULT_CONCURRENCY, run_manifest
 
 app = typer.Typer(
@@ -51,6 +55,13 @@ def _root(
     """Share private S3 files through scheduled, reviewable bundles of presigned URLs."""
 
 
+AsOfOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="Run date for period templates (YYYY-MM-DD); default: today in UTC.",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every link issued.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
 FormatOpt = Annotated[
@@ -82,9 +93,10 @@ def _fail(exc: SharebatchError) -> typer.Exit:
 @app.command()
 def run(
     manifest: Annotated[Path, typer.Argument(help="The YAML manifest to run.")],
-    out: Annotated[Path, typer.Option(help="Folder that receives OUT/<run-id>/.")] = Path(
-        "bundles"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for OUT/<run-id>/ (default: manifest output.dir, or bundles)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List and count; print the summary; write nothing.")
     ] = False,
@@ -99,6 +111,7 @@ def run(
     run_id: Annotated[
         str | None, typer.Option(help="Name of the run folder (default: time + random).")
     ] = None,
+    as_of: AsOfOpt = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -122,6 +135,7 @@ def run(
             profile=profile,
             region=region,
             run_id=run_id,
+            as_of=as_of.date() if as_of else None,
         )
     except SharebatchError as exc:
         raise _fail(exc) from None
@@ -130,6 +144,39 @@ def run(
     else:
         typer.echo(summary.run_dir)
     raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="The YAML manifest to check.")],
+    as_of: AsOfOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Check MANIFEST and print the resolved plan, without touching S3.
+
+    Example: sharebatch validate manifests/q3.yml --as-of 2026-10-01
+
+    Exit codes: 0 valid; 2 invalid (every problem listed as file:line:column: field: message).
+    """
+    try:
+        manifest_data = load_manifest(manifest, as_of=as_of.date() if as_of else None)
+    except SharebatchError as exc:
+        raise _fail(exc) from None
+    plan = describe(build_plan(manifest_data))
+    if as_json:
+        typer.echo(json.dumps(plan, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render_plan(plan))
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema, for editors with the YAML language server.
+
+    Example: sharebatch schema > sharebatch-manifest.schema.json, then start a manifest with
+    # yaml-language-server: $schema=./sharebatch-manifest.schema.json
+    """
+    typer.echo(json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False))
 
 
 @app.command()

@@ -86,3 +86,32 @@ class RunSummary:
     def exit_code(self) -> int:
         """0 all shared; 1 some or all prefixes failed; 3 S3 denied access to every prefix."""
         return {"ok": 0, "denied": 3}.get(self.status, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which listed objects a recipient receives. Every condition must hold.
+
+    ``include``/``exclude`` are glob patterns on the whole key: ``*`` and ``?`` stay within
+    one path segment, ``**`` crosses ``/``. No include pattern means every key is included.
+    Datetimes are timezone-aware UTC and form a half-open range: ``modified_after`` is
+    inclusive, ``modified_before`` exclusive. Sizes are bytes, both bounds inclusive.
+    ``max_links`` is a guard: more matches than this fails the job rather than sharing a
+    whole bucket by mistake.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    max_links: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """How long links live: a duration from signing, or a fixed UTC moment (exactly one)."""
+
+    seconds: int | None = None
+    at: datetime | None = None

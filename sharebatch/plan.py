@@ -1,27 +1,37 @@
 """Expanding a manifest into list tasks and per-recipient routes.
 
-A *route* is one (job, recipient) pair: what it is entitled to and where its bundle goes.
+A *route* is one grant (a recipient of a job, with every setting resolved by the manifest)
+placed on a bucket target, with its prefixes in bundle order.
 A *list task* is one (bucket target, prefix) to list, with the route slots its objects feed.
 Each distinct (target, prefix) is listed once, however many recipients share it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
 
-from .manifest import Job, Manifest, Recipient
+from .manifest import Grant, Manifest
 from .models import BucketTarget
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One recipient of one job; ``prefixes`` are in bundle order, overlaps removed."""
+    """One grant; ``prefixes`` are in bundle order, overlaps removed."""
 
     index: int
-    job: Job
-    recipient: Recipient
+    grant: Grant
     target: BucketTarget
     prefixes: tuple[str, ...]
+
+    @property
+    def job(self) -> str:
+        return self.grant.job
+
+    @property
+    def recipient(self) -> str:
+        return self.grant.recipient.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +55,6 @@ class Plan:
     routes: tuple[Route, ...]
     tasks: tuple[ListTask, ...]
 
-    def tasks_of(self, route: Route) -> list[ListTask]:
-        """The list tasks that feed ``route``."""
-        return [t for t in self.tasks if any(s.route == route.index for s in t.slots)]
-
 
 def _without_covered(prefixes: tuple[str, ...]) -> tuple[str, ...]:
     # "a/" already yields everything under "a/b/": listing both would give a recipient the
@@ -65,15 +71,15 @@ def build_plan(manifest: Manifest) -> Plan:
     routes: list[Route] = []
     slots: dict[tuple[BucketTarget, str], list[Slot]] = {}
     for job in manifest.jobs:
-        target = BucketTarget(
-            bucket=job.bucket,
-            region=job.region,
-            endpoint_url=job.endpoint_url,
-            addressing_style=job.addressing_style,
-        )
-        for recipient in job.recipients:
-            prefixes = _without_covered(job.recipient_prefixes(recipient))
-            route = Route(len(routes), job, recipient, target, prefixes)
+        for grant in job.grants:
+            target = BucketTarget(
+                bucket=grant.bucket,
+                region=grant.region,
+                endpoint_url=grant.endpoint_url,
+                addressing_style=grant.addressing_style,
+            )
+            prefixes = _without_covered(grant.prefixes)
+            route = Route(len(routes), grant, target, prefixes)
             routes.append(route)
             for position, prefix in enumerate(prefixes):
                 slots.setdefault((target, prefix), []).append(Slot(route.index, position))
@@ -82,3 +88,42 @@ def build_plan(manifest: Manifest) -> Plan:
         for (target, prefix), found in slots.items()
     )
     return Plan(manifest=manifest, routes=tuple(routes), tasks=tasks)
+
+
+def describe(plan: Plan) -> dict[str, Any]:
+    """The resolved plan as plain data: what ``sharebatch validate`` shows."""
+    manifest = plan.manifest
+    jobs: dict[str, list[dict[str, Any]]] = {}
+    for route in plan.routes:
+        grant = route.grant
+        expiry = grant.expiry
+        filters = {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in asdict(grant.filters).items()
+            if value not in (None, ())
+        }
+        jobs.setdefault(route.job, []).append(
+            {
+                "recipient": grant.recipient.id,
+                "name": grant.recipient.name,
+                "email": grant.recipient.email,
+                "bucket": grant.bucket,
+                "region": grant.region,
+                "endpoint_url": grant.endpoint_url,
+                "prefixes": list(route.prefixes),
+                "expires_in": expiry.seconds,
+                "expires_at": expiry.at.isoformat() if expiry.at else None,
+                "filters": filters,
+                "download_name": grant.download_name,
+                "content_type": grant.content_type,
+                "formats": list(grant.formats),
+            }
+        )
+    return {
+        "manifest": manifest.path,
+        "sha256": manifest.sha256,
+        "as_of": manifest.as_of.isoformat(),
+        "output_dir": manifest.output_dir,
+        "list_tasks": len(plan.tasks),
+        "jobs": [{"name": name, "recipients": recipients} for name, recipients in jobs.items()],
+    }

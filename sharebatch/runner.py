@@ -12,25 +12,25 @@ import re
 import secrets
 import time
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .audit import audit_file, get_logger
 from .bundles import RunFolder, iso, write_bundle, write_json
-from .errors import CredentialsError, Interrupted, UsageError
+from .errors import Interrupted, SharebatchError, UsageError
 from .manifest import load_manifest
 from .models import RunSummary
-from .pipeline import Staged, earliest, stage
+from .pipeline import Staged, stage
 from .plan import Plan, build_plan
+from .report import build_report
 from .s3 import S3Gateway
 
 log = get_logger()
 
 DEFAULT_CONCURRENCY = 16
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
 MAX_CONCURRENCY = 256
 
 
@@ -42,15 +42,20 @@ def new_run_id(now: datetime) -> str:
 def run_manifest(
     manifest_path: str | Path,
     *,
-    out: str | Path = "bundles",
+    out: str | Path | None = None,
     dry_run: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
     endpoint_url: str | None = None,
     profile: str | None = None,
     region: str | None = None,
     run_id: str | None = None,
+    as_of: date | None = None,
 ) -> RunSummary:
-    """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure."""
+    """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure.
+
+    ``out`` defaults to the manifest's ``output.dir``, then ``bundles``; ``as_of`` (the date
+    that period templates are computed from) defaults to today in UTC.
+    """
     return asyncio.run(
         run_manifest_async(
             manifest_path,
@@ -61,6 +66,7 @@ def run_manifest(
             profile=profile,
             region=region,
             run_id=run_id,
+            as_of=as_of,
         )
     )
 
@@ -68,13 +74,14 @@ def run_manifest(
 async def run_manifest_async(
     manifest_path: str | Path,
     *,
-    out: str | Path = "bundles",
+    out: str | Path | None = None,
     dry_run: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
     endpoint_url: str | None = None,
     profile: str | None = None,
     region: str | None = None,
     run_id: str | None = None,
+    as_of: date | None = None,
 ) -> RunSummary:
     """The coroutine behind ``run_manifest``, for callers that already run an event loop."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
@@ -83,21 +90,27 @@ async def run_manifest_async(
         raise UsageError(
             f"--run-id {run_id!r} must be letters, digits, '.', '_' or '-' (it names a folder)"
         )
-    manifest = load_manifest(manifest_path)
-    plan = build_plan(manifest)
     started_at = datetime.now(UTC)
+    manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
+    plan = build_plan(manifest)
     run_id = run_id or new_run_id(started_at)
+    out_dir = Path(out if out is not None else manifest.output_dir or "bundles")
     async with S3Gateway(
         profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
     ) as gateway:
         credentials = await gateway.credentials()
-        folder = None if dry_run else RunFolder.create(Path(out), run_id)
+        folder = None if dry_run else RunFolder.create(out_dir, run_id)
         sink: AbstractContextManager[None] = (
             audit_file(folder.audit_path) if folder else nullcontext()
         )
         with sink:
             log.info("run_started", run_id=run_id, version=__version__, dry_run=dry_run)
-            log.info("manifest_loaded", path=manifest.path, sha256=manifest.sha256)
+            log.info(
+                "manifest_loaded",
+                path=manifest.path,
+                sha256=manifest.sha256,
+                as_of=manifest.as_of.isoformat(),
+            )
             clock = time.monotonic()
             try:
                 staged = await stage(
@@ -107,8 +120,8 @@ async def run_manifest_async(
                     folder=folder,
                     concurrency=concurrency,
                 )
-                bundles = _write_bundles(plan, staged, folder, run_id) if folder else {}
-            except CredentialsError as exc:
+                written = _write_bundles(plan, staged, folder, run_id) if folder else {}
+            except SharebatchError as exc:
                 _finish(folder, run_id, "failed", {"error": str(exc)})
                 raise
             except (asyncio.CancelledError, KeyboardInterrupt):
@@ -117,7 +130,7 @@ async def run_manifest_async(
             finally:
                 if folder:
                     folder.discard_staging()
-            report = _report(plan, staged, bundles, run_id, started_at, dry_run)
+            report = build_report(plan, staged, written, run_id, started_at, dry_run)
             report["duration_seconds"] = round(time.monotonic() - clock, 3)
             summary = RunSummary(
                 run_id=run_id,
@@ -144,100 +157,31 @@ def _finish(
 def _write_bundles(
     plan: Plan, staged: Staged, folder: RunFolder, run_id: str
 ) -> dict[int, dict[str, Any]]:
-    """Join each complete route's parts into its bundle; skip routes with a failed prefix."""
+    """Join each complete route's parts into its bundle; skip routes that cannot be trusted."""
     failed = staged.failed_routes(plan)
+    over_limit = staged.over_limit_jobs(plan)
     written: dict[int, dict[str, Any]] = {}
     generated_at = iso(datetime.now(UTC))
-    for route in plan.routes:
-        if route.index in failed:
-            log.warning("bundle_skipped", job=route.job.name, recipient=route.recipient.id)
+    for route, tally in zip(plan.routes, staged.routes, strict=True):
+        if route.index in failed or route.job in over_limit:
+            reason = "prefix_failed" if route.index in failed else "max_links_exceeded"
+            log.warning("bundle_skipped", job=route.job, recipient=route.recipient, reason=reason)
             continue
-        parts = staged.parts[route.index]
-        expiry = earliest(parts)
+        found = [p.earliest_expiry for p in tally.parts if p.earliest_expiry is not None]
+        recipient = route.grant.recipient
         header = {
             "run_id": run_id,
-            "job": route.job.name,
-            "recipient": route.recipient.id,
-            "recipient_name": route.recipient.name,
-            "recipient_email": route.recipient.email,
+            "job": route.job,
+            "recipient": recipient.id,
+            "recipient_name": recipient.name,
+            "recipient_email": recipient.email,
             "generated_at": generated_at,
             "signer_access_key_id": staged.signer_key_id,
-            "expires_at": iso(expiry) if expiry else None,
-            "links": sum(p.rows for p in parts),
+            "expires_at": iso(min(found)) if found else None,
+            "links": sum(p.rows for p in tally.parts),
         }
-        dest = folder.bundle_dir(route.job.name, route.recipient.id)
-        for item in write_bundle(dest, header, parts):
+        dest = folder.bundle_dir(route.job, recipient.id)
+        for item in write_bundle(dest, header, tally.parts, route.grant.formats):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
         written[route.index] = header
     return written
-
-
-def _report(
-    plan: Plan,
-    staged: Staged,
-    bundles: dict[int, dict[str, Any]],
-    run_id: str,
-    started_at: datetime,
-    dry_run: bool,
-) -> dict[str, Any]:
-    failures = [t.failure for t in staged.prefixes if t.failure is not None]
-    listed = {
-        (t.target, t.prefix): tally for t, tally in zip(plan.tasks, staged.prefixes, strict=True)
-    }
-    jobs: dict[str, dict[str, Any]] = {}
-    links = 0
-    for route in plan.routes:
-        job = jobs.setdefault(route.job.name, {"name": route.job.name, "recipients": []})
-        tallies = [listed[(route.target, p)] for p in route.prefixes]
-        count = sum(t.objects for t in tallies)
-        header = bundles.get(route.index)
-        shared = header is not None or (dry_run and all(t.failure is None for t in tallies))
-        links += count if shared else 0
-        job["recipients"].append(
-            {
-                "id": route.recipient.id,
-                "links": count if shared else 0,
-                "bytes": sum(t.bytes for t in tallies) if shared else 0,
-                "bundle": f"{route.job.name}/{route.recipient.id}" if header else None,
-                "expires_at": header["expires_at"] if header else None,
-                "prefixes": list(route.prefixes),
-            }
-        )
-    status = "ok" if not failures else "partial"
-    if failures and len(failures) == len(staged.prefixes):
-        # Nothing could be listed at all: when S3 denied every prefix, the credentials lack
-        # access (exit 3) rather than some prefixes being broken (exit 1).
-        denied = all(f.error in _DENIED for f in failures)
-        status = "denied" if denied else "failed"
-    return {
-        "run_id": run_id,
-        "status": status,
-        "dry_run": dry_run,
-        "manifest": {"path": plan.manifest.path, "sha256": plan.manifest.sha256},
-        "started_at": iso(started_at),
-        "totals": {
-            "jobs": len(jobs),
-            "recipients": len(plan.routes),
-            "prefixes": len(staged.prefixes),
-            "objects_listed": sum(t.objects for t in staged.prefixes),
-            "links": links,
-            "bundles": len(bundles),
-            "failed_prefixes": len(failures),
-        },
-        "jobs": list(jobs.values()),
-        "prefixes": [
-            {
-                "bucket": t.bucket,
-                "prefix": t.prefix,
-                "objects": t.objects,
-                "bytes": t.bytes,
-                "seconds": t.seconds,
-                "status": "failed" if t.failure else "listed",
-            }
-            for t in staged.prefixes
-        ],
-        "failures": [
-            {"bucket": f.bucket, "prefix": f.prefix, "error": f.error, "message": f.message}
-            for f in failures
-        ],
-    }

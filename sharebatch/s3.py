@@ -8,7 +8,8 @@ response or a client.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,10 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from .audit import get_logger
 from .errors import CredentialsError, SharebatchError
 from .models import BucketTarget, Credentials, ObjectRef, Presigner
+from .sigv4 import SigV4Presigner, Unsupported
 
 # S3 answers these when the credentials themselves are bad, whatever the bucket or prefix:
 # carrying on with other prefixes would only repeat the failure.
@@ -34,6 +37,8 @@ _CREDENTIAL_ERRORS = frozenset(
 )
 
 _CLIENT_METHOD = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}
+
+log = get_logger()
 
 
 class S3ListingError(SharebatchError):
@@ -75,11 +80,13 @@ class S3Gateway:
         region: str | None = None,
         endpoint_url: str | None = None,
         max_connections: int = 16,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._profile = profile
         self._region = region
         self._endpoint_url = endpoint_url
         self._max_connections = max_connections
+        self._clock = clock  # the fast signer's; botocore reads its own
         try:
             self._session = aioboto3.Session(profile_name=profile)
         except BotoCoreError as exc:  # ProfileNotFound: its message names the profile
@@ -193,11 +200,46 @@ class S3Gateway:
     async def presigner(self, target: BucketTarget, credentials: Credentials) -> Presigner:
         """A synchronous presigner for ``target``: signing is CPU work with no network call.
 
-        It is a plain botocore client with the run's frozen credentials, so every link of a run
+        The fast signer where it is proven identical to botocore, botocore itself otherwise
+        (never a guess). Both sign with the run's frozen credentials, so every link of a run
         is signed by the same key whatever the credential provider does meanwhile.
         """
         region = await self.region_of(target)
         session = botocore.session.Session(profile=self._profile)
+        try:
+            fast = SigV4Presigner(
+                credentials,
+                region=region,
+                endpoint_url=target.endpoint_url,
+                addressing_style=target.addressing_style,
+                clock=self._clock,
+                environ=os.environ,
+                profile_config=session.get_scoped_config(),
+            )
+        except Unsupported as exc:
+            log.info("signer_selected", bucket=target.bucket, signer="botocore", reason=str(exc))
+        else:
+            log.info("signer_selected", bucket=target.bucket, signer="sigv4")
+            slow: list[Presigner] = []
+
+            def presign(
+                method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
+            ) -> str:
+                try:
+                    return fast(method, bucket, key, expires_in, params)
+                except Unsupported:
+                    # A rare key or parameter outside what the fast signer was proven on.
+                    if not slow:
+                        slow.append(self._botocore_presigner(session, target, region, credentials))
+                    return slow[0](method, bucket, key, expires_in, params)
+
+            return presign
+        return self._botocore_presigner(session, target, region, credentials)
+
+    @staticmethod
+    def _botocore_presigner(
+        session: Any, target: BucketTarget, region: str, credentials: Credentials
+    ) -> Presigner:
         client = session.create_client(
             "s3",
             region_name=region,

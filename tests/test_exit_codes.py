@@ -53,6 +53,7 @@ def test_failed_prefix_is_isolated_and_reported(s3: S3, tmp_path: Path) -> None:
     assert summary["status"] == "partial"
     assert summary["failures"] == [
         {
+            "kind": "prefix",
             "bucket": "missing-bucket",
             "prefix": "q3/",
             "error": "NoSuchBucket",

@@ -1,31 +1,41 @@
-"""Tests for sharebatch.manifest: loading, inheritance, durations, and every rejection.
+"""Tests for sharebatch.manifest: loading, inheritance, templates, sizes, schema, rejections.
 
 Bad manifests live as real files in tests/bad_manifests so each can be opened and read next
-to the error it must produce; the table below states that error for each file.
+to the error it must produce; the table below states that error for each file. Every load
+passes a fixed ``now`` and ``as_of``, so no result depends on today's date.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+from datetime import UTC, date, datetime, timedelta, timezone
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sharebatch.errors import EXIT_USAGE, ManifestError, ManifestIssue, UsageError
 from sharebatch.manifest import (
-    MAX_EXPIRY_SECONDS,
+    Grant,
     Job,
     Manifest,
     Recipient,
     load_manifest,
-    parse_duration,
+    manifest_json_schema,
+    parse_size,
 )
+from sharebatch.models import Expiry, Filters
 
 BAD = Path(__file__).parent / "bad_manifests"
+EXAMPLES = Path(__file__).parent.parent / "manifests"
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+AS_OF = date(2026, 11, 28)
 
 GOOD = """\
 version: 1
@@ -63,87 +73,127 @@ def write(tmp_path: Path, text: str, name: str = "manifest.yml") -> Path:
     return path
 
 
-def issues_of(path: Path | str) -> list[ManifestIssue]:
+def load(path: Path | str, *, as_of: date = AS_OF, now: datetime = NOW) -> Manifest:
+    return load_manifest(path, as_of=as_of, now=now)
+
+
+def grants(manifest: Manifest) -> dict[tuple[str, str], Grant]:
+    return {(g.job, g.recipient.id): g for job in manifest.jobs for g in job.grants}
+
+
+def issues_of(path: Path | str, *, now: datetime = NOW) -> list[ManifestIssue]:
     with pytest.raises(ManifestError) as info:
-        load_manifest(path)
+        load(path, now=now)
     return info.value.issues
+
+
+def manifest_text(settings: str = "", job: str = "", recipients: str = "      - id: globex") -> str:
+    """A small valid manifest with extra lines for defaults, the job and its recipients."""
+    return (
+        "version: 1\ndefaults:\n  bucket: acme-reports\n  expires_in: 7d\n"
+        + settings
+        + "jobs:\n  - name: q3\n    prefixes: [reports/]\n"
+        + job
+        + "    recipients:\n"
+        + recipients
+        + "\n"
+    )
 
 
 # --- good manifests -------------------------------------------------------------------------
 
 
 def test_good_manifest_loads_with_all_fields(tmp_path: Path) -> None:
-    """A valid manifest loads into frozen models with every field the YAML gave."""
-    manifest = load_manifest(write(tmp_path, GOOD))
+    """A valid manifest loads into frozen models: one grant per recipient, in written order."""
+    manifest = load(write(tmp_path, GOOD))
     assert isinstance(manifest, Manifest)
-    assert manifest.version == 1
+    assert (manifest.version, manifest.as_of, manifest.output_dir) == (1, AS_OF, None)
     assert [job.name for job in manifest.jobs] == ["q3-partners", "archive"]
-    globex = manifest.jobs[0].recipients[0]
-    assert globex == Recipient(
-        id="globex",
-        name="Globex Corp",
-        email="ops@globex.example",
-        prefixes=("partners/globex/", "reports/2026/Q3/"),
-    )
-    initech = manifest.jobs[0].recipients[1]
-    assert (initech.name, initech.email, initech.prefixes) == (None, None, ())
-    assert manifest.jobs[1].recipients[0].id == "123"
+    first, second = manifest.jobs[0].grants
+    assert first.job == "q3-partners"
+    assert first.recipient == Recipient(id="globex", name="Globex Corp", email="ops@globex.example")
+    assert second.recipient == Recipient(id="initech")
+    assert manifest.jobs[1].grants[0].recipient.id == "123"
 
 
 def test_defaults_are_inherited_and_job_values_win(tmp_path: Path) -> None:
-    """Jobs take unset settings from defaults; a value on the job overrides the default."""
-    first, second = load_manifest(write(tmp_path, GOOD)).jobs
+    """Grants take unset settings from defaults; a value on the job overrides the default."""
+    first = load(write(tmp_path, GOOD)).jobs[0].grants[0]
+    second = load(write(tmp_path, GOOD)).jobs[1].grants[0]
     assert (first.bucket, first.region, first.endpoint_url) == ("acme-reports", "eu-west-1", None)
     assert first.addressing_style == "auto"
-    assert first.expires_in == 7 * 86_400
+    assert first.expiry == Expiry(seconds=7 * 86_400)
     assert (second.bucket, second.region) == ("acme-archive", "us-east-1")
     assert second.endpoint_url == "http://127.0.0.1:9000"
     assert second.addressing_style == "path"
-    assert second.expires_in == 72 * 3_600
+    assert second.expiry == Expiry(seconds=72 * 3_600)
 
 
-def test_recipient_prefixes_job_first_then_own_without_duplicates(tmp_path: Path) -> None:
-    """recipient_prefixes lists the job's prefixes then the recipient's, each once, in order."""
-    job = load_manifest(write(tmp_path, GOOD)).jobs[0]
-    globex, initech = job.recipients
-    assert job.recipient_prefixes(globex) == (
-        "reports/2026/Q3/",
-        "reports/2026/summary/",
-        "partners/globex/",
+def test_unset_settings_take_their_documented_defaults(tmp_path: Path) -> None:
+    """No filters, `{basename}`, no content type, both formats, quarter periods by default."""
+    grant = load(write(tmp_path, GOOD)).jobs[0].grants[1]
+    assert grant.filters == Filters()
+    assert (grant.download_name, grant.content_type, grant.formats) == (
+        "{basename}",
+        None,
+        ("csv", "json"),
     )
-    assert job.recipient_prefixes(initech) == ("reports/2026/Q3/", "reports/2026/summary/")
+
+
+def test_grant_prefixes_job_first_then_own_without_duplicates(tmp_path: Path) -> None:
+    """A grant lists the job's prefixes then the recipient's, each once, in written order."""
+    globex, initech = load(write(tmp_path, GOOD)).jobs[0].grants
+    assert globex.prefixes == ("reports/2026/Q3/", "reports/2026/summary/", "partners/globex/")
+    assert initech.prefixes == ("reports/2026/Q3/", "reports/2026/summary/")
 
 
 def test_empty_job_prefixes_allowed_when_every_recipient_has_own(tmp_path: Path) -> None:
     """`prefixes: []` on a job is fine when each recipient brings prefixes of its own."""
-    job = load_manifest(write(tmp_path, GOOD)).jobs[1]
-    assert job.prefixes == ()
-    assert job.recipient_prefixes(job.recipients[0]) == ("old/",)
+    grant = load(write(tmp_path, GOOD)).jobs[1].grants[0]
+    assert grant.prefixes == ("old/",)
 
 
 def test_sha256_and_path_identify_the_file(tmp_path: Path) -> None:
     """sha256 is the hex digest of the file's bytes; path is kept as the caller gave it."""
     path = write(tmp_path, GOOD)
-    manifest = load_manifest(path)
+    manifest = load(path)
     assert manifest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert manifest.path == str(path)
-    assert load_manifest(str(path)).path == str(path)
+    assert load(str(path)).path == str(path)
 
 
 def test_models_are_frozen(tmp_path: Path) -> None:
     """Loaded models cannot be changed after validation."""
-    manifest = load_manifest(write(tmp_path, GOOD))
+    manifest = load(write(tmp_path, GOOD))
     with pytest.raises(ValidationError):
         manifest.jobs[0].name = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        manifest.jobs[0].grants[0].bucket = "other"  # type: ignore[misc]
 
 
 def test_public_models_validate_their_fields() -> None:
-    """Building a Job by hand applies the same rules as loading one."""
-    recipient = Recipient(id="globex")
-    job = Job(name="q3", bucket="acme-reports", expires_in="1d", recipients=(recipient,))
-    assert job.expires_in == 86_400
-    with pytest.raises(ValidationError):
-        Job(name="../q3", bucket="acme-reports", expires_in=60, recipients=(recipient,))
+    """Building a Grant by hand applies the rules a loaded one passed, on rendered values."""
+    fields: dict[str, Any] = {
+        "job": "q3",
+        "recipient": Recipient(id="globex"),
+        "bucket": "acme-reports",
+        "expiry": Expiry(seconds=3600),
+        "prefixes": ("reports/",),
+    }
+    grant = Grant(**fields)
+    assert Job(name="q3", grants=(grant,)).grants == (grant,)
+    for change in (
+        {"job": "../q3"},
+        {"prefixes": ("reports/*",)},
+        {"expiry": Expiry(seconds=3600, at=NOW)},
+        {"expiry": Expiry(seconds=700_000)},
+        {"download_name": "{period.label}-{basename}"},
+        {"download_name": "{key}"},
+        {"formats": ()},
+        {"content_type": "pdf"},
+    ):
+        with pytest.raises(ValidationError):
+            Grant(**{**fields, **change})
 
 
 def test_aliases_may_share_values(tmp_path: Path) -> None:
@@ -161,8 +211,8 @@ jobs:
     prefixes: [b/]
     recipients: *everyone
 """
-    jobs = load_manifest(write(tmp_path, text)).jobs
-    assert jobs[0].recipients == jobs[1].recipients
+    jobs = load(write(tmp_path, text)).jobs
+    assert [g.recipient for g in jobs[0].grants] == [g.recipient for g in jobs[1].grants]
 
 
 def test_yaml_1_1_surprises_stay_text(tmp_path: Path) -> None:
@@ -176,11 +226,301 @@ jobs:
     prefixes: [a/]
     recipients: [{id: no}]
 """
-    job = load_manifest(write(tmp_path, text)).jobs[0]
-    assert (job.name, job.recipients[0].id, job.expires_in) == ("on", "no", 600)
+    job = load(write(tmp_path, text)).jobs[0]
+    grant = job.grants[0]
+    assert (job.name, grant.recipient.id, grant.expiry.seconds) == ("on", "no", 600)
+
+
+# --- resolution: inheritance, expiry, periods, templates ------------------------------------
+
+THREE_LEVELS = """\
+version: 1
+defaults:
+  bucket: acme-reports
+  region: eu-west-1
+  expires_in: 7d
+  content_type: application/pdf
+  formats: [json]
+  filters:
+    include: ["**/*.pdf"]
+    exclude: ["**/draft-*"]
+    max_size: 1GB
+    max_links: 100
+jobs:
+  - name: q3
+    region: us-east-1
+    prefixes: [reports/]
+    filters:
+      exclude: ["**/*.tmp"]
+      min_size: 1KiB
+    recipients:
+      - id: globex
+        content_type: text/csv
+        formats: [json, csv]
+        filters:
+          include: ["**/*.csv"]
+          max_links: 5
+      - id: initech
+"""
+
+
+def test_settings_inherit_field_by_field_through_three_levels(tmp_path: Path) -> None:
+    """Each setting comes from the recipient, else the job, else defaults, independently."""
+    found = grants(load(write(tmp_path, THREE_LEVELS)))
+    globex, initech = found["q3", "globex"], found["q3", "initech"]
+    assert (globex.bucket, globex.region, globex.content_type) == (
+        "acme-reports",
+        "us-east-1",
+        "text/csv",
+    )
+    assert globex.formats == ("csv", "json")  # canonical order, whatever was written
+    assert (initech.region, initech.content_type, initech.formats) == (
+        "us-east-1",
+        "application/pdf",
+        ("json",),
+    )
+
+
+def test_filters_inherit_field_by_field(tmp_path: Path) -> None:
+    """A recipient's include replaces the job's; every other filter field still inherits."""
+    found = grants(load(write(tmp_path, THREE_LEVELS)))
+    assert found["q3", "globex"].filters == Filters(
+        include=("**/*.csv",),
+        exclude=("**/*.tmp",),
+        min_size=1024,
+        max_size=1_000_000_000,
+        max_links=5,
+    )
+    assert found["q3", "initech"].filters == Filters(
+        include=("**/*.pdf",), exclude=("**/*.tmp",), min_size=1024, max_size=10**9, max_links=100
+    )
+
+
+EXPIRY_LEVELS = """\
+version: 1
+defaults:
+  bucket: acme-reports
+  expires_at: 2026-12-01T17:00:00+01:00
+jobs:
+  - name: a
+    expires_in: 72h
+    prefixes: [a/]
+    recipients:
+      - id: fixed
+        expires_at: 2026-12-02T00:00:00Z
+      - id: inherits-job
+  - name: b
+    prefixes: [b/]
+    recipients:
+      - id: inherits-defaults
+      - id: own-duration
+        expires_in: 30m
+"""
+
+
+def test_expires_in_and_expires_at_replace_each_other(tmp_path: Path) -> None:
+    """The most specific level giving expires_in or expires_at wins; the other is dropped."""
+    found = grants(load(write(tmp_path, EXPIRY_LEVELS)))
+    assert found["a", "fixed"].expiry == Expiry(at=datetime(2026, 12, 2, tzinfo=UTC))
+    assert found["a", "inherits-job"].expiry == Expiry(seconds=72 * 3600)
+    inherited = found["b", "inherits-defaults"].expiry
+    assert inherited == Expiry(at=datetime(2026, 12, 1, 16, tzinfo=UTC))
+    assert inherited.at is not None and inherited.at.tzinfo is UTC
+    assert found["b", "own-duration"].expiry == Expiry(seconds=1800)
+
+
+@pytest.mark.parametrize(
+    ("now", "message"),
+    [
+        (datetime(2026, 12, 3, tzinfo=UTC), "2026-12-01T16:00:00Z is in the past"),
+        (datetime(2026, 11, 20, tzinfo=UTC), "2026-12-01T16:00:00Z is more than 7 days after"),
+    ],
+)
+def test_expires_at_is_checked_against_now(tmp_path: Path, now: datetime, message: str) -> None:
+    """expires_at must lie in (now, now + 7 days]: the same file is valid only near its date."""
+    path = write(tmp_path, EXPIRY_LEVELS)
+    by_field = {issue.field: issue.message for issue in issues_of(path, now=now)}
+    assert message in by_field["defaults.expires_at"]
+
+
+def test_recipient_id_in_a_job_prefix_gives_each_recipient_its_own(tmp_path: Path) -> None:
+    """`{recipient.id}` in a job prefix renders once per recipient, period variables too."""
+    text = manifest_text(
+        job='    prefixes: ["reports/{period.year}/Q{period.quarter}/",'
+        ' "partners/{recipient.id}/"]\n',
+        recipients="      - id: globex\n      - id: initech",
+    ).replace("    prefixes: [reports/]\n", "", 1)
+    found = grants(load(write(tmp_path, text)))
+    assert found["q3", "globex"].prefixes == ("reports/2026/Q3/", "partners/globex/")
+    assert found["q3", "initech"].prefixes == ("reports/2026/Q3/", "partners/initech/")
+
+
+def test_duplicates_after_rendering_are_removed(tmp_path: Path) -> None:
+    """A recipient prefix equal to a rendered job prefix is listed once, at its first place."""
+    text = manifest_text(
+        job='    prefixes: ["partners/{recipient.id}/", "shared/"]\n',
+        recipients='      - id: globex\n        prefixes: ["shared/", partners/globex/, own/]',
+    ).replace("    prefixes: [reports/]\n", "", 1)
+    grant = load(write(tmp_path, text)).jobs[0].grants[0]
+    assert grant.prefixes == ("partners/globex/", "shared/", "own/")
+
+
+def test_the_same_file_serves_every_quarter(tmp_path: Path) -> None:
+    """Only as_of changes between runs; prefixes, filters and output follow the period."""
+    text = """\
+version: 1
+output: {dir: "bundles/{period.label}"}
+defaults:
+  bucket: acme-reports
+  expires_in: 7d
+  filters: {modified_after: "{period.start}", modified_before: "{period.end}T23:59:59Z"}
+jobs:
+  - name: q
+    prefixes: ["reports/{period.year}/Q{period.quarter}/"]
+    recipients: [{id: globex}]
+"""
+    path = write(tmp_path, text)
+    for as_of, label, start, end in [
+        (date(2026, 10, 1), "2026-Q3", datetime(2026, 7, 1, tzinfo=UTC), "2026-09-30"),
+        (date(2027, 2, 14), "2026-Q4", datetime(2026, 10, 1, tzinfo=UTC), "2026-12-31"),
+        (date(2027, 4, 1), "2027-Q1", datetime(2027, 1, 1, tzinfo=UTC), "2027-03-31"),
+    ]:
+        manifest = load(path, as_of=as_of)
+        grant = manifest.jobs[0].grants[0]
+        year, quarter = label.split("-")
+        assert manifest.output_dir == f"bundles/{label}"
+        assert grant.prefixes == (f"reports/{year}/{quarter}/",)
+        assert grant.filters.modified_after == start
+        assert grant.filters.modified_before == datetime.fromisoformat(f"{end}T23:59:59+00:00")
+
+
+def test_period_kind_is_a_setting_like_any_other(tmp_path: Path) -> None:
+    """A recipient with `period: month` gets last month; the others keep the quarter."""
+    text = manifest_text(
+        job='    prefixes: ["r/{period.label}/{period.kind}/"]\n',
+        recipients="      - id: q\n      - id: m\n        period: month\n"
+        "      - id: y\n        period: year",
+    ).replace("    prefixes: [reports/]\n", "", 1)
+    found = grants(load(write(tmp_path, text)))
+    assert [found["q3", r].prefixes[0] for r in "qmy"] == [
+        "r/2026-Q3/quarter/",
+        "r/2026-10/month/",
+        "r/2025/year/",
+    ]
+
+
+def test_download_name_keeps_only_object_variables(tmp_path: Path) -> None:
+    """download_name renders everything but {key}/{basename}/{stem}/{ext}; `{{` stays escaped."""
+    settings = '  download_name: "{period.label}-{recipient.id}-{{v}}-{stem}{ext}"\n'
+    grant = load(write(tmp_path, manifest_text(settings=settings))).jobs[0].grants[0]
+    assert grant.download_name == "2026-Q3-globex-{{v}}-{stem}{ext}"
+
+
+def test_recipient_variables_render_name_and_email(tmp_path: Path) -> None:
+    """{recipient.name}, {recipient.email} and {job.name} render where the recipient has them."""
+    text = manifest_text(
+        settings='  download_name: "{job.name} for {recipient.name}'
+        ' ({recipient.email}) {basename}"\n',
+        recipients="      - id: globex\n        name: Globex Corp\n"
+        "        email: ops@globex.example",
+    )
+    grant = load(write(tmp_path, text)).jobs[0].grants[0]
+    assert grant.download_name == "q3 for Globex Corp (ops@globex.example) {basename}"
+
+
+def test_a_nameless_recipient_is_reported_for_each_one(tmp_path: Path) -> None:
+    """A defaults template using {recipient.name} is an issue there, once per nameless recipient."""
+    text = manifest_text(
+        settings='  download_name: "{recipient.name}-{basename}"\n',
+        recipients="      - id: globex\n      - id: initech\n      - id: named\n        name: N",
+    )
+    issues = issues_of(write(tmp_path, text))
+    assert [(i.line, i.field) for i in issues] == [(5, "defaults.download_name")] * 2
+    assert ["'globex'" in issues[0].message, "'initech'" in issues[1].message] == [True, True]
+
+
+def test_an_inherited_mistake_is_reported_once(tmp_path: Path) -> None:
+    """A bad default used by many grants gives one issue, and what depends on it stays quiet."""
+    text = manifest_text(
+        settings="  period: week\n  filters: {max_size: 1KB}\n",
+        job='    filters: {modified_after: "{period.start}", min_size: 2KB}\n',
+        recipients="      - id: globex\n      - id: initech\n      - id: hooli",
+    ).replace("prefixes: [reports/]", 'prefixes: ["reports/{period.label}/*"]')
+    issues = issues_of(write(tmp_path, text))
+    assert [i.field for i in issues] == ["defaults.period", "jobs[0].filters.min_size"]
+
+
+def test_a_bad_value_is_never_replaced_by_an_inherited_one(tmp_path: Path) -> None:
+    """A recipient's invalid bucket is one issue: the default bucket is not silently used."""
+    text = manifest_text(recipients="      - id: globex\n        bucket: Not_A_Bucket")
+    (issue,) = issues_of(write(tmp_path, text))
+    assert issue.field == "jobs[0].recipients[0].bucket"
+
+
+def test_missing_setting_on_some_recipients_is_reported_on_each(tmp_path: Path) -> None:
+    """When only some recipients set a required setting, the others are each reported."""
+    text = """\
+version: 1
+jobs:
+  - name: q3
+    prefixes: [reports/]
+    expires_in: 1d
+    recipients:
+      - id: globex
+        bucket: globex-reports
+      - id: initech
+"""
+    (issue,) = issues_of(write(tmp_path, text))
+    assert (issue.line, issue.field) == (9, "jobs[0].recipients[1].bucket")
+    assert issue.message.startswith("required: set it on this recipient, on its job or in defaults")
+
+
+def test_prefixes_are_checked_even_without_valid_recipients(tmp_path: Path) -> None:
+    """A job whose recipients list is empty still has its literal prefixes checked."""
+    text = manifest_text().replace("prefixes: [reports/]", 'prefixes: ["/r/"]')
+    text = text.replace("    recipients:\n      - id: globex\n", "    recipients: []\n")
+    assert [i.field for i in issues_of(write(tmp_path, text))] == [
+        "jobs[0].prefixes[0]",
+        "jobs[0].recipients",
+    ]
+
+
+def test_as_of_defaults_to_the_utc_date_of_now(tmp_path: Path) -> None:
+    """Without as_of the run date is now's date in UTC, not in now's own zone."""
+    text = manifest_text().replace("[reports/]", '[reports/, "r/{as_of.date}/"]')
+    path = write(tmp_path, text)
+    late = datetime(2026, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-2)))
+    manifest = load_manifest(path, now=late)
+    assert manifest.as_of == date(2027, 1, 1)
+    assert manifest.jobs[0].grants[0].prefixes == ("reports/", "r/2027-01-01/")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        load_manifest(path, now=datetime(2026, 11, 28))
+
+
+def test_output_dir_is_optional_and_rendered(tmp_path: Path) -> None:
+    """output.dir renders period and as_of variables with the defaults' period kind."""
+    assert load(write(tmp_path, GOOD)).output_dir is None
+    text = 'output:\n  dir: "out/{period.label}/{as_of.date}"\n' + manifest_text(
+        settings="  period: month\n"
+    )
+    manifest = load(write(tmp_path, text))
+    assert manifest.output_dir == "out/2026-10/2026-11-28"
 
 
 # --- bad manifests --------------------------------------------------------------------------
+
+UNKNOWN_QUATER = "unknown template variable {period.quater}; known: {period.year}, "
+NO_NAME = "{recipient.name} is used here but recipient 'initech' has no name"
+RENDERED_WILDCARD = "prefix 'partners/Globex [EU]/' contains '['"
+MIN_OVER_MAX = (
+    "min_size 2000000 bytes (jobs[0].filters.min_size) is more than max_size 1000000 bytes"
+    " (defaults.filters.max_size)"
+)
+AFTER_BEFORE = (
+    "modified_after 2026-07-01T00:00:00Z (defaults.filters.modified_after) is not before"
+    " modified_before 2026-06-30T00:00:00Z"
+)
+TOO_FAR = "2026-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
 
 # (file, line, column, field, substring of the message); line/column None: whole-file problem.
 BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
@@ -232,6 +572,41 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("python_tag.yml", 10, 15, "jobs[0].recipients[0].name", "unsupported YAML tag"),
     ("alias_bomb.yml", None, None, "", "refusing to expand"),
     ("alias_recursive.yml", 2, 11, "", "refers to itself"),
+    # templates
+    ("template_unknown_variable.yml", 7, 16, "jobs[0].prefixes[0]", UNKNOWN_QUATER),
+    ("template_unclosed_brace.yml", 7, 16, "jobs[0].prefixes[0]", "'{' at character 9 is never"),
+    ("template_not_a_variable.yml", 7, 16, "jobs[0].prefixes[0]", "'{a b}' at character 9 is not"),
+    ("template_object_variable_in_prefix.yml", 7, 16, "jobs[0].prefixes[0]", "{basename} cannot"),
+    ("template_recipient_name_missing.yml", 7, 16, "jobs[0].prefixes[0]", NO_NAME),
+    ("template_renders_wildcard.yml", 7, 16, "jobs[0].prefixes[0]", RENDERED_WILDCARD),
+    ("template_output_dir_recipient.yml", 3, 8, "output.dir", "{recipient.id} cannot be used"),
+    # sizes and filters
+    ("size_word.yml", 6, 15, "defaults.filters.min_size", "'ten' is not a size; use e.g. 10MB"),
+    ("size_negative.yml", 6, 15, "defaults.filters.max_size", "'-1MB' is negative"),
+    ("size_unknown_unit.yml", 6, 15, "defaults.filters.min_size", "unknown unit 'XB'"),
+    ("size_min_over_max.yml", 11, 17, "jobs[0].filters.min_size", MIN_OVER_MAX),
+    ("modified_after_not_before.yml", 11, 24, "jobs[0].filters.modified_before", AFTER_BEFORE),
+    ("date_bad.yml", 8, 31, "jobs[0].filters.modified_after", "day is out of range for month"),
+    ("max_links_zero.yml", 5, 24, "defaults.filters.max_links", "positive whole number, got 0"),
+    ("max_links_negative.yml", 5, 24, "defaults.filters.max_links", "number, got -10"),
+    ("max_links_float.yml", 5, 24, "defaults.filters.max_links", "got the number 1.5"),
+    ("include_empty_pattern.yml", 9, 29, "jobs[0].filters.include[1]", "must not be empty"),
+    ("include_triple_star.yml", 9, 17, "jobs[0].filters.include[0]", "contains '***'"),
+    ("unknown_field_filters.yml", 8, 15, "jobs[0].filters.exlude", "did you mean 'exclude'?"),
+    # expiry
+    ("expires_at_no_zone.yml", 8, 17, "jobs[0].expires_at", "has no time zone"),
+    ("expires_at_date_only.yml", 8, 17, "jobs[0].expires_at", "needs a time and a zone"),
+    ("expires_at_past.yml", 8, 17, "jobs[0].expires_at", "2020-01-01T00:00:00Z is in the past"),
+    ("expires_at_too_far.yml", 8, 17, "jobs[0].expires_at", TOO_FAR),
+    ("expires_in_and_at.yml", 9, 17, "jobs[0].expires_at", "expires_in and expires_at are both"),
+    # other settings
+    ("formats_empty.yml", 5, 12, "defaults.formats", "must list at least one format"),
+    ("formats_unknown.yml", 5, 18, "defaults.formats[1]", "'csv' or 'json', got the text 'xlsx'"),
+    ("period_bad.yml", 5, 11, "defaults.period", "'quarter', 'month' or 'year', got the text"),
+    ("download_name_empty.yml", 5, 18, "defaults.download_name", "gives '' for the key"),
+    ("download_name_slash.yml", 10, 24, "jobs[0].recipients[0].download_name", "contains '/'"),
+    ("download_name_control.yml", 5, 18, "defaults.download_name", "control character U+0007"),
+    ("content_type_bad.yml", 5, 17, "defaults.content_type", "'pdf' is not a media type"),
 ]
 
 
@@ -261,7 +636,7 @@ def test_bad_manifest_table_covers_every_file() -> None:
 def test_all_issues_in_a_file_are_reported_in_line_order() -> None:
     """One load reports every problem in the file, sorted by line, not only the first."""
     with pytest.raises(ManifestError) as info:
-        load_manifest(BAD / "many_errors.yml")
+        load(BAD / "many_errors.yml")
     got = [(i.line, i.field) for i in info.value.issues]
     assert got == [
         (5, "jobs[0].name"),
@@ -278,7 +653,7 @@ def test_all_issues_in_a_file_are_reported_in_line_order() -> None:
 def test_manifest_error_is_a_usage_error() -> None:
     """The CLI maps ManifestError to exit code 2 through UsageError."""
     with pytest.raises(UsageError) as info:
-        load_manifest(BAD / "version_2.yml")
+        load(BAD / "version_2.yml")
     assert isinstance(info.value, ManifestError)
     assert info.value.exit_code == EXIT_USAGE
 
@@ -323,88 +698,228 @@ def test_other_unreadable_yaml_is_one_issue(
     assert message in issue.message
 
 
-# --- durations ------------------------------------------------------------------------------
+# --- sizes ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"),
+    ("value", "size"),
     [
-        ("90s", 90),
-        ("30m", 1_800),
-        ("72h", 259_200),
-        ("7d", 604_800),
-        ("1w", 604_800),
-        ("1d12h", 129_600),
-        ("1h30m15s", 5_415),
-        ("3600", 3_600),
-        (" 45m ", 2_700),
-        (3600, 3_600),
-        ("P7D", 604_800),
-        ("PT12H", 43_200),
-        ("P1DT2H30M", 95_400),
-        ("PT90S", 90),
-        ("P1W", 604_800),
-        ("pt5m", 300),
+        (0, 0),
+        (1024, 1024),
+        ("1024", 1024),
+        ("0", 0),
+        ("10B", 10),
+        ("1KB", 1000),
+        ("1kb", 1000),
+        ("1 KB", 1000),
+        ("1KiB", 1024),
+        ("1kib", 1024),
+        ("10MB", 10_000_000),
+        ("10MiB", 10 * 2**20),
+        ("1.5GiB", 1_610_612_736),
+        ("1.5GB", 1_500_000_000),
+        ("2TB", 2 * 10**12),
+        ("1TiB", 2**40),
+        ("0.5KiB", 512),
+        ("1.0001KB", 1000),  # rounded down to whole bytes
+        ("1.5", 1),
+        (" 3MB ", 3_000_000),
     ],
 )
-def test_parse_duration_accepts_supported_forms(value: str | int, seconds: int) -> None:
-    """Compact units, plain seconds and ISO 8601 durations all convert to seconds."""
-    assert parse_duration(value) == seconds
+def test_parse_size_accepts_supported_forms(value: str | int, size: int) -> None:
+    """Bytes, decimal units (10^3) and binary units (2^10), any case, optional space."""
+    assert parse_size(value) == size
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("9d", "9d is longer than the 7-day limit for presigned URLs"),
-        (604_801, "longer than the 7-day limit"),
-        ("0", "must be positive"),
-        (0, "must be positive"),
-        (-5, "must be positive"),
-        ("-5m", "must be positive"),
-        ("PT0S", "must be positive"),
-        ("tomorrow", "'tomorrow' is not a duration; use e.g. 30m, 72h, 7d or P7D"),
-        ("", "is not a duration"),
-        ("5 m", "is not a duration"),
-        ("1h1d", "is not a duration"),
-        ("P", "is not a duration"),
-        ("PT", "is not a duration"),
-        ("P1DT", "is not a duration"),
-        ("P1M", "months or years"),
-        ("P1Y2D", "months or years"),
-        ("P1MT2H", "months or years"),
-        ("Python", "is not a duration"),
-        ("PT1.5S", "is not a duration"),
-        ("1" * 5000, "is not a duration"),
-        ("٣s", "is not a duration"),
-        (True, "true is not a duration"),
+        ("ten", "'ten' is not a size; use e.g. 10MB, 1.5GiB or a number of bytes"),
+        ("-1MB", "'-1MB' is negative; a size is 0 or more bytes"),
+        (-1, "-1 is negative"),
+        ("5XB", "'5XB' has an unknown unit 'XB'; use B, KB, MB, GB, TB"),
+        ("5 M", "unknown unit 'M'"),
+        ("", "is not a size"),
+        ("MB", "is not a size"),
+        ("1.MB", "is not a size"),
+        ("1  MB", "is not a size"),
+        ("1e6", "is not a size"),
+        ("1" * 5000, "is not a size"),
+        (True, "true is not a size"),
     ],
 )
-def test_parse_duration_rejects_with_a_human_message(value: str | int, message: str) -> None:
-    """Out-of-range and unreadable durations raise ValueError explaining what to write."""
+def test_parse_size_rejects_with_a_human_message(value: str | int, message: str) -> None:
+    """Unreadable, negative and unknown-unit sizes raise ValueError saying what to write."""
     with pytest.raises(ValueError, match=re.escape(message)):
-        parse_duration(value)
+        parse_size(value)
 
 
-@st.composite
-def duration_parts(draw: st.DrawFn) -> tuple[int, int, int, int]:
-    """Days, hours, minutes, seconds (each unbounded by the others) totalling at most 7 days."""
-    days = draw(st.integers(0, 7))
-    left = MAX_EXPIRY_SECONDS - days * 86_400
-    hours = draw(st.integers(0, left // 3_600))
-    left -= hours * 3_600
-    minutes = draw(st.integers(0, left // 60))
-    left -= minutes * 60
-    seconds = draw(st.integers(0, left))
-    return days, hours, minutes, seconds
+SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
 
 
-@given(duration_parts())
-def test_compact_and_iso_durations_agree(parts: tuple[int, int, int, int]) -> None:
-    """For any d, h, m, s totalling 1..604800 s, `XdYhZmWs` and ISO `PXDTYHZMWS` both parse."""
-    d, h, m, s = parts
-    total = d * 86_400 + h * 3_600 + m * 60 + s
-    assume(total > 0)
-    compact = "".join(f"{n}{unit}" for n, unit in zip(parts, "dhms", strict=True) if n)
-    assert parse_duration(compact) == total
-    assert parse_duration(f"P{d}DT{h}H{m}M{s}S") == total
-    assert parse_duration(str(total)) == parse_duration(total) == total
+@given(
+    st.integers(0, 10**9),
+    st.sampled_from(sorted(SIZE_UNITS)),
+    st.sampled_from([str, str.lower, str.upper]),
+    st.sampled_from(["", " "]),
+)
+def test_size_with_any_unit_round_trips(number: int, unit: str, case: Any, space: str) -> None:
+    """For every unit, `<n><unit>` is n times the unit in bytes, whatever the case and spacing."""
+    assert parse_size(f"{number}{space}{case(unit)}") == number * SIZE_UNITS[unit]
+
+
+@given(st.decimals(0, 10**6, places=3), st.sampled_from(sorted(SIZE_UNITS)))
+def test_decimal_sizes_round_down(number: Any, unit: str) -> None:
+    """A decimal size is the exact product rounded down to whole bytes."""
+    text = f"{number:f}"
+    assert parse_size(text + unit) == math.floor(Fraction(text) * SIZE_UNITS[unit])
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def _objects(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return [schema, *schema["$defs"].values()]
+
+
+def test_json_schema_describes_the_yaml_as_written() -> None:
+    """The schema is draft 2020-12, titled, closed to unknown keys and describes every field."""
+    schema = manifest_json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "sharebatch manifest"
+    assert schema["required"] == ["version", "jobs"]
+    assert schema["properties"]["version"]["const"] == 1
+    assert {"Settings", "Filters", "Job", "Recipient", "Output"} <= set(schema["$defs"])
+    for model in _objects(schema):
+        assert model["additionalProperties"] is False
+        for name, prop in model["properties"].items():
+            assert prop.get("description"), f"{model['title']}.{name} has no description"
+
+
+def _check_keys(value: object, schema: dict[str, Any], root: dict[str, Any], where: str) -> None:
+    """Every mapping key in an example is a property of the schema at that place."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            if option.get("type") != "null":
+                _check_keys(value, option, root, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            assert key in schema["properties"], f"{where}.{key} is not in the schema"
+            _check_keys(item, schema["properties"][key], root, f"{where}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            _check_keys(item, schema["items"], root, where)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+def test_schema_knows_every_key_of_the_examples(path: Path) -> None:
+    """The example manifests use only keys the schema declares, at the place they declare."""
+    import yaml
+
+    schema = manifest_json_schema()
+    _check_keys(yaml.safe_load(path.read_text(encoding="utf-8")), schema, schema, "")
+
+
+# --- the example manifests ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+def test_every_example_manifest_is_valid(path: Path) -> None:
+    """Every file in manifests/ loads for a fixed run date, with at least one grant."""
+    assert any(job.grants for job in load(path).jobs)
+
+
+def test_example_q3_partners() -> None:
+    """Per-recipient quarterly prefixes, an inherited filter set and one shorter expiry."""
+    manifest = load(EXAMPLES / "q3-partners.yml", as_of=date(2026, 10, 1))
+    assert manifest.output_dir == "bundles/2026-Q3"
+    found = grants(manifest)
+    umbrella = found["partners-quarterly", "umbrella"]
+    assert umbrella.prefixes == (
+        "reports/2026/Q3/shared/",
+        "partners/umbrella/2026-Q3/",
+        "contracts/umbrella/amendments/2026/",
+    )
+    assert umbrella.formats == ("csv",)
+    assert umbrella.download_name == "2026-Q3-{basename}"
+    assert found["partners-quarterly", "globex"].expiry == Expiry(seconds=7 * 86_400)
+    assert found["partners-quarterly", "initech"].expiry == Expiry(seconds=72 * 3_600)
+    assert umbrella.filters.max_links == 2000
+    assert umbrella.filters.exclude == ("**/draft-*", "**/~$*")
+
+
+def test_example_auditor_oneoff() -> None:
+    """One folder, one auditor, links for 48 hours, internal notes excluded."""
+    (grant,) = load(EXAMPLES / "auditor-oneoff.yml").jobs[0].grants
+    assert (grant.recipient.id, grant.bucket, grant.region) == (
+        "kpmg-audit",
+        "acme-finance-archive",
+        "eu-central-1",
+    )
+    assert grant.prefixes == ("audit/fy2025/",)
+    assert grant.expiry == Expiry(seconds=48 * 3_600)
+    assert grant.filters == Filters(exclude=("**/internal-notes/**",), max_links=500)
+
+
+def test_example_mixed_filters() -> None:
+    """Monthly periods; include replaced per recipient while dates, sizes and excludes inherit."""
+    manifest = load(EXAMPLES / "mixed-filters.yml")
+    assert manifest.output_dir == "bundles/exports-2026-10"
+    found = grants(manifest)
+    northwind = found["monthly-exports", "northwind"]
+    contoso = found["monthly-exports", "contoso"]
+    fabrikam = found["monthly-exports", "fabrikam"]
+    assert northwind.prefixes == ("exports/2026/10/",)
+    assert northwind.filters == Filters(
+        include=("**/*.csv", "**/*.parquet"),
+        exclude=("**/tmp/**", "**/*.partial"),
+        modified_after=datetime(2026, 10, 1, tzinfo=UTC),
+        modified_before=datetime(2026, 11, 28, tzinfo=UTC),
+        min_size=1000,
+        max_size=2 * 2**30,
+        max_links=10_000,
+    )
+    assert northwind.download_name == "2026-10-{stem}{ext}"
+    assert contoso.filters.include == ("**/*.parquet",)
+    assert (contoso.filters.min_size, contoso.filters.max_size) == (1000, 5 * 2**30)
+    assert (contoso.content_type, contoso.formats) == ("application/octet-stream", ("json",))
+    assert fabrikam.prefixes == ("exports/2026/10/", "summaries/2026/10/")
+    assert (fabrikam.filters.min_size, fabrikam.filters.max_links) == (0, 50)
+    assert fabrikam.filters.exclude == northwind.filters.exclude
+    assert fabrikam.download_name == "fabrikam-2026-10-{basename}"
+    assert fabrikam.expiry == Expiry(seconds=7 * 86_400)
+
+
+def test_example_demo() -> None:
+    """The demo manifest: two jobs, literal prefixes, job expiry overriding the default."""
+    found = grants(load(EXAMPLES / "demo.yml"))
+    assert found["q3-partners", "globex"].prefixes == ("reports/2026/Q3/", "partners/globex/")
+    assert found["q3-partners", "globex"].expiry == Expiry(seconds=72 * 3_600)
+    assert found["q3-auditors", "kpmg-audit"].expiry == Expiry(seconds=7 * 86_400)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+def test_an_example_with_any_line_removed_fails_cleanly(tmp_path: Path, path: Path) -> None:
+    """Removing any one line of an example gives a manifest or located issues, never a crash."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for i in range(len(lines)):
+        mutated = write(tmp_path, "".join(lines[:i] + lines[i + 1 :]))
+        try:
+            load(mutated)
+        except ManifestError as exc:
+            problems = exc.issues
+        else:
+            continue
+        assert problems, f"line {i + 1} removed: ManifestError without issues"

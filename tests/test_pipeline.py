@@ -86,7 +86,7 @@ def test_shared_prefixes_are_listed_once(tmp_path: Path) -> None:
         stage(plan, gateway=gateway, credentials=CREDS, folder=folder, concurrency=8)  # type: ignore[arg-type]
     )
     assert sorted(gateway.listed) == sorted([f"p{i:02d}/" for i in range(20)] + ["extra/"])
-    rows = {r.recipient.id: sum(p.rows for p in staged.parts[r.index]) for r in plan.routes}
+    rows = {r.recipient: sum(p.rows for p in staged.routes[r.index].parts) for r in plan.routes}
     assert rows == {"alice": 20, "bob": 20, "carol": 21}
 
 

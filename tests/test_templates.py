@@ -1,0 +1,132 @@
+"""Tests for sharebatch.templates: the small `{name}` / `{group.name}` template language."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sharebatch.templates import (
+    OBJECT_VARIABLES,
+    TemplateError,
+    escape,
+    names,
+    object_variables,
+    render,
+    render_object,
+)
+
+VARS = {"period.year": "2026", "period.quarter": "3", "recipient.id": "globex"}
+
+
+def test_variables_are_substituted() -> None:
+    """`{group.name}` and `{name}` are replaced by their values, the rest is kept as written."""
+    assert render("reports/{period.year}/Q{period.quarter}/", VARS) == "reports/2026/Q3/"
+    assert render("x-{a}-{b_2}", {"a": "1", "b_2": "2"}) == "x-1-2"
+    assert render("no variables at all/", {}) == "no variables at all/"
+    assert render("", VARS) == ""
+
+
+def test_doubled_braces_are_literal_braces() -> None:
+    """`{{` and `}}` render as `{` and `}`, also right next to a variable."""
+    assert render("{{literal}}", {}) == "{literal}"
+    assert render("{{{recipient.id}}}", VARS) == "{globex}"
+    assert render("a}}b{{c", {}) == "a}b{c"
+
+
+def test_values_are_not_templates() -> None:
+    """A value containing braces is inserted as is, never interpreted as a template."""
+    assert render("{recipient.id}", {"recipient.id": "{period.year}"}) == "{period.year}"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        pytest.param("reports/{period.year", "'{' at character 9 is never closed", id="unclosed"),
+        pytest.param("{", "'{' at character 1 is never closed", id="lone-open"),
+        pytest.param("a}b", "single '}' at character 2", id="lone-close"),
+        pytest.param("{a b}", "'{a b}' at character 1 is not a variable", id="space"),
+        pytest.param("{}", "'{}' at character 1 is not a variable", id="empty"),
+        pytest.param("{a.b.c}", "'{a.b.c}' at character 1 is not a variable", id="two-dots"),
+        pytest.param("{1st}", "is not a variable", id="digit-first"),
+        pytest.param("{a-b}", "is not a variable", id="dash"),
+        pytest.param("{a{b}}", "'{' at character 3 is inside another variable", id="nested"),
+        pytest.param("{{a}", "single '}' at character 4", id="escape-then-close"),
+    ],
+)
+def test_any_other_brace_is_a_syntax_error(template: str, message: str) -> None:
+    """Unbalanced, empty, nested or non-name braces raise TemplateError saying where."""
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        render(template, VARS)
+    with pytest.raises(TemplateError):
+        names(template)
+
+
+def test_template_error_is_a_value_error() -> None:
+    """TemplateError is a ValueError, so validators turn it into a located manifest issue."""
+    assert issubclass(TemplateError, ValueError)
+
+
+def test_unknown_variable_names_it_and_lists_the_known_ones() -> None:
+    """An unknown variable is an error naming it and every known variable, never a literal."""
+    with pytest.raises(TemplateError) as info:
+        render("{period.quater}", VARS, keep={"basename"})
+    assert str(info.value) == (
+        "unknown template variable {period.quater}; known: {period.year}, {period.quarter},"
+        " {recipient.id}, {basename}"
+    )
+
+
+def test_names_lists_the_variables_used() -> None:
+    """names() gives each variable once, ignoring escaped braces."""
+    assert names("{a}/{b.c}/{a}{{d}}") == {"a", "b.c"}
+    assert names("plain") == frozenset()
+
+
+def test_keep_leaves_names_in_place_and_braces_escaped() -> None:
+    """With keep, kept names stay as `{name}` and literal braces stay doubled: a template."""
+    first = render("Q{period.quarter}-{{draft}}-{stem}{ext}", VARS, keep=OBJECT_VARIABLES)
+    assert first == "Q3-{{draft}}-{stem}{ext}"
+    assert render_object(first, "a/report.pdf") == "Q3-{draft}-report.pdf"
+
+
+def test_keep_escapes_braces_in_substituted_values() -> None:
+    """A value with braces survives the second stage literally instead of being read as a name."""
+    first = render("{recipient.id}-{basename}", {"recipient.id": "{x}"}, keep=OBJECT_VARIABLES)
+    assert first == "{{x}}-{basename}"
+    assert render_object(first, "k/a.csv") == "{x}-a.csv"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("reports/2026/Q3/summary.pdf", ("summary.pdf", "summary", ".pdf")),
+        ("archive.tar.gz", ("archive.tar.gz", "archive.tar", ".gz")),
+        ("a/README", ("README", "README", "")),
+        ("a/.env", (".env", ".env", "")),
+        ("folder/", ("", "", "")),
+    ],
+)
+def test_object_variables(key: str, expected: tuple[str, str, str]) -> None:
+    """basename follows the last '/', ext is the last extension with its dot, stem the rest."""
+    values = object_variables(key)
+    assert values["key"] == key
+    assert (values["basename"], values["stem"], values["ext"]) == expected
+    assert set(values) == OBJECT_VARIABLES
+
+
+def test_render_object_fills_object_variables_only() -> None:
+    """render_object knows key/basename/stem/ext; any other variable is an error."""
+    assert render_object("{stem}-v2{ext}", "x/report.pdf") == "report-v2.pdf"
+    assert render_object("{key}", "x/y.csv") == "x/y.csv"
+    with pytest.raises(TemplateError, match=r"unknown template variable \{period.year\}"):
+        render_object("{period.year}-{basename}", "x/y.csv")
+
+
+@given(st.text())
+def test_escape_round_trips(text: str) -> None:
+    """For any text, escape() gives a template that renders back to exactly that text."""
+    assert render(escape(text), {}) == text
+    assert names(escape(text)) == frozenset()
