@@ -15,6 +15,21 @@ def _expiry(grant: dict[str, Any]) -> str:
     return f"{seconds}s after signing"
 
 
+def _size(value: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value} bytes ({value / size:.1f} {unit})"
+    return f"{value} bytes"
+
+
+def _filter_value(name: str, value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(value)
+    if name in ("min_size", "max_size"):
+        return _size(int(value))
+    return str(value)
+
+
 def render_plan(plan: dict[str, Any]) -> str:
     """``sharebatch validate``'s output: one block per recipient, every resolved setting."""
     lines = [
@@ -34,15 +49,13 @@ def render_plan(plan: dict[str, Any]) -> str:
             where = grant["bucket"] + (f" in {grant['region']}" if grant["region"] else "")
             if grant["endpoint_url"]:
                 where += f" at {grant['endpoint_url']}"
-            lines.append(f"    bucket     {where}")
-            for prefix in grant["prefixes"]:
-                lines.append(f"    prefix     {prefix}")
-            lines.append(f"    expires    {_expiry(grant)}")
-            for name, value in grant["filters"].items():
-                shown = ", ".join(value) if isinstance(value, list | tuple) else value
-                lines.append(f"    {name:<10} {shown}")
-            lines.append(f"    file name  {grant['download_name']}")
+            rows = [("bucket", where)]
+            rows += [("prefix", prefix) for prefix in grant["prefixes"]]
+            rows.append(("expires", _expiry(grant)))
+            rows += [(k, _filter_value(k, v)) for k, v in grant["filters"].items()]
+            rows.append(("file name", grant["download_name"]))
             if grant["content_type"]:
-                lines.append(f"    type       {grant['content_type']}")
-            lines.append(f"    formats    {', '.join(grant['formats'])}")
+                rows.append(("content type", grant["content_type"]))
+            rows.append(("formats", ", ".join(grant["formats"])))
+            lines += [f"    {name:<16}{value}" for name, value in rows]
     return "\n".join(lines)

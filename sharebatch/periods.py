@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, get_args
 
 from sharebatch._yamlsource import show
@@ -29,6 +29,7 @@ VARIABLES: tuple[str, ...] = (
     "period.month",
     "period.start",
     "period.end",
+    "period.next_start",
     "period.label",
     "period.kind",
     "as_of.date",
@@ -101,6 +102,8 @@ def variables(period: Period, as_of: date) -> dict[str, str]:
         "period.month": f"{period.month:02d}",
         "period.start": period.start.isoformat(),
         "period.end": period.end.isoformat(),
+        # The exclusive end, for modified_before: the range [after, before) is half-open.
+        "period.next_start": (period.end + timedelta(days=1)).isoformat(),
         "period.label": period.label,
         "period.kind": period.kind,
         "as_of.date": as_of.isoformat(),

@@ -90,6 +90,10 @@ def build_plan(manifest: Manifest) -> Plan:
     return Plan(manifest=manifest, routes=tuple(routes), tasks=tasks)
 
 
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def describe(plan: Plan) -> dict[str, Any]:
     """The resolved plan as plain data: what ``sharebatch validate`` shows."""
     manifest = plan.manifest
@@ -98,7 +102,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         grant = route.grant
         expiry = grant.expiry
         filters = {
-            name: value.isoformat() if isinstance(value, datetime) else value
+            name: _utc(value) if isinstance(value, datetime) else value
             for name, value in asdict(grant.filters).items()
             if value not in (None, ())
         }
@@ -112,7 +116,7 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "endpoint_url": grant.endpoint_url,
                 "prefixes": list(route.prefixes),
                 "expires_in": expiry.seconds,
-                "expires_at": expiry.at.isoformat() if expiry.at else None,
+                "expires_at": _utc(expiry.at) if expiry.at else None,
                 "filters": filters,
                 "download_name": grant.download_name,
                 "content_type": grant.content_type,

@@ -157,3 +157,58 @@ def test_region_option_overrides_the_manifest(s3: S3, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     [row] = _links(result)
     assert "%2Fus-west-2%2Fs3%2Faws4_request" in row["url"]
+
+
+EXAMPLE = Path(__file__).parent.parent / "manifests" / "q3-partners.yml"
+
+
+def test_validate_prints_the_resolved_plan_without_s3(tmp_path: Path) -> None:
+    """validate resolves templates for --as-of and prints every recipient; no credentials needed."""
+    result = CliRunner().invoke(app, ["validate", str(EXAMPLE), "--as-of", "2026-11-28"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"manifest {EXAMPLE} (sha256 ")
+    assert "reports/2026/Q3/shared/" in result.stdout
+    assert "{period" not in result.stdout.replace("{basename}", "")
+    as_json = CliRunner().invoke(app, ["validate", str(EXAMPLE), "--as-of", "2026-01-15", "--json"])
+    plan = json.loads(as_json.stdout)
+    assert plan["as_of"] == "2026-01-15"
+    prefixes = [p for job in plan["jobs"] for r in job["recipients"] for p in r["prefixes"]]
+    assert "reports/2025/Q4/shared/" in prefixes  # the quarter before 2026-01-15 wraps the year
+
+
+def test_validate_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
+    """An invalid manifest: one located line per problem on stderr, nothing on stdout, exit 2."""
+    bad = write_manifest(
+        tmp_path / "bad.yml",
+        "version: 1\njobs:\n  - name: x\n    bucket: Bad_Bucket\n    expires_in: 9d\n"
+        '    prefixes: ["a/{period.quater}/"]\n    recipients: [{id: "../x"}]\n',
+    )
+    result = CliRunner().invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert [line.split(": ", 2)[:2] for line in lines[:-1]] == [
+        [f"{bad}:4:13", "jobs[0].bucket"],
+        [f"{bad}:5:17", "jobs[0].expires_in"],
+        [f"{bad}:6:16", "jobs[0].prefixes[0]"],
+        [f"{bad}:7:23", "jobs[0].recipients[0].id"],
+    ]
+    assert lines[-1] == "sharebatch: 4 problems in the manifest; nothing was listed or written"
+
+
+def test_bad_as_of_is_a_usage_error(tmp_path: Path) -> None:
+    """--as-of takes YYYY-MM-DD; anything else is exit 2."""
+    result = CliRunner().invoke(app, ["validate", str(EXAMPLE), "--as-of", "28/11/2026"])
+    assert result.exit_code == 2
+
+
+def test_schema_is_the_manifest_json_schema() -> None:
+    """`sharebatch schema` prints the JSON Schema that editors use to check manifests."""
+    from sharebatch.manifest import manifest_json_schema
+
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema == json.loads(json.dumps(manifest_json_schema()))
+    assert schema["title"] == "sharebatch manifest"
+    assert {"version", "jobs"} <= set(schema["properties"])

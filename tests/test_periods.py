@@ -105,6 +105,7 @@ def test_variables_for_2026_11_28() -> None:
         "period.month": "07",
         "period.start": "2026-07-01",
         "period.end": "2026-09-30",
+        "period.next_start": "2026-10-01",
         "period.label": "2026-Q3",
         "period.kind": "quarter",
         "as_of.date": "2026-11-28",
@@ -124,6 +125,7 @@ def test_variables_for_2026_11_28() -> None:
         "01",
         "2025-12-31",
     )
+    assert year["period.next_start"] == "2026-01-01"  # the year wraps
     assert tuple(year) == VARIABLES
 
 
