@@ -115,7 +115,7 @@ def variables(period: Period, as_of: date) -> dict[str, str]:
 
 def iso(moment: datetime) -> str:
     """A moment in UTC as people write it: ``2026-10-01T00:00:00Z``."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def parse_moment(value: date | str) -> datetime:

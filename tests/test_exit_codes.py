@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from tests.conftest import S3, fetch, write_manifest
+from tests.test_manifest import BAD, BAD_CASES
 
 GOOD = """\
 version: 1
@@ -218,3 +219,22 @@ def test_unsafe_run_id_is_refused(s3: S3, tmp_path: Path, run_id: str) -> None:
     assert result.exit_code == 2
     assert "--run-id" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "line", "column", "field", "text"), BAD_CASES)
+def test_every_bad_manifest_fails_the_run_with_exit_2(
+    tmp_path: Path, name: str, line: int | None, column: int | None, field: str, text: str
+) -> None:
+    """Through the CLI, each bad manifest: exit 2, its located message, no output folder."""
+    path = BAD / name
+    out = tmp_path / "out"
+    result = invoke("run", str(path), "--out", str(out), "--as-of", "2026-11-28")
+    assert result.exit_code == 2
+    first = result.stderr.splitlines()[0]
+    where = f"{path}:{line}:{column}:" if column is not None else f"{path}:{line}:"
+    assert first.startswith(where if line is not None else f"{path}: "), first
+    assert (f" {field}: " in first) if field else True
+    # The message may quote the run's own time, which here is the real clock.
+    assert text.split(" (the run is at ")[0].split(" after the run (")[0] in first
+    assert not out.exists()
+    assert result.stdout == ""

@@ -117,3 +117,26 @@ def test_filters_select_exactly_the_expected_keys(s3: S3, tmp_path: Path) -> Non
         "auditor",
     )
     assert "matched 5 objects, more than max_links 2" in failure["message"]
+
+
+def test_output_dir_and_content_type_from_the_manifest(s3: S3, tmp_path: Path) -> None:
+    """Without --out the templated output.dir is used; content_type reaches the download."""
+    s3.bucket("filter-bucket", {"reports/2026/Q3/data.csv": b"a,b\n1"})
+    manifest = write_manifest(
+        tmp_path / "m.yml",
+        f'version: 1\noutput: {{dir: "{tmp_path}/out/{{period.label}}"}}\n'
+        "jobs:\n  - name: j\n    bucket: filter-bucket\n    region: eu-west-1\n"
+        "    expires_in: 1h\n    content_type: text/csv; charset=utf-8\n"
+        '    prefixes: ["reports/{period.year}/Q{period.quarter}/"]\n'
+        "    recipients: [{id: r}]\n",
+    )
+    result = CliRunner().invoke(
+        app, ["run", str(manifest), "--as-of", "2026-10-01", "--endpoint-url", s3.endpoint]
+    )
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    assert run_dir.parent == tmp_path / "out" / "2026-Q3"
+    [link] = _links(run_dir, "j", "r")
+    with urllib.request.urlopen(link["url"], timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+        assert response.read() == b"a,b\n1"
