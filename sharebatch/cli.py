@@ -1,93 +1,24 @@
 """The command line: a thin Typer layer over the library.
 
-Data goes to stdout, logs and errors to stderr. Every ``SharebatchError`` is caught here, once,
-and mapped to its exit code; nothing else in the package writes to the terminal.
+Data goes to stdout, logs and errors to stderr. Every ``SharebatchError`` is caught here, once
+per command, and mapped to its exit code; nothing else in the package writes to the terminal.
+The application and shared options are in ``_app.py``; command groups in ``_cmd_*.py``.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from . import __version__
+from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
 from ._render import render_plan
-from .audit import configure
-from .errors import ManifestError, SharebatchError
+from .errors import SharebatchError
 from .manifest import load_manifest, manifest_json_schema
 from .plan import build_plan, describe
 from .runner import DEFAULT_CONCURRENCY, run_manifest
-
-app = typer.Typer(
-    name="sharebatch",
-    help="Share private S3 files through scheduled, reviewable bundles of presigned URLs.",
-    no_args_is_help=True,
-    add_completion=False,
-    # Pretty tracebacks print local variables, and locals here hold credentials and URLs.
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-)
-
-
-class LogFormat(StrEnum):
-    auto = "auto"
-    json = "json"
-    console = "console"
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"sharebatch {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
-) -> None:
-    """Share private S3 files through scheduled, reviewable bundles of presigned URLs."""
-
-
-AsOfOpt = Annotated[
-    datetime | None,
-    typer.Option(
-        formats=["%Y-%m-%d"],
-        help="Run date for period templates (YYYY-MM-DD); default: today in UTC.",
-    ),
-]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every link issued.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
-FormatOpt = Annotated[
-    LogFormat, typer.Option("--log-format", help="stderr log format; auto: JSON unless a TTY.")
-]
-
-
-def _logging(verbose: bool, quiet: bool, fmt: LogFormat) -> None:
-    level = "debug" if verbose else "warning" if quiet else "info"
-    configure(level=level, fmt=fmt.value)
-
-
-def _fail(exc: SharebatchError) -> typer.Exit:
-    if isinstance(exc, ManifestError):
-        # One line per problem, compiler style, so editors can jump to file:line:column.
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        count = len(exc.issues)
-        typer.echo(
-            f"sharebatch: {count} problem{'s' if count != 1 else ''} in the manifest; "
-            "nothing was listed or written",
-            err=True,
-        )
-    else:
-        typer.echo(f"sharebatch: error: {exc}", err=True)
-    return typer.Exit(exc.exit_code)
 
 
 @app.command()
@@ -124,7 +55,7 @@ def run(
     Exit codes: 0 ok; 1 some prefixes failed; 2 invalid manifest or options;
     3 no usable credentials or access denied; 130 interrupted.
     """
-    _logging(verbose, quiet, log_format)
+    setup_logging(verbose, quiet, log_format)
     try:
         summary = run_manifest(
             manifest,
@@ -138,7 +69,7 @@ def run(
             as_of=as_of.date() if as_of else None,
         )
     except SharebatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if dry_run:
         typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
     else:
@@ -161,7 +92,7 @@ def validate(
     try:
         manifest_data = load_manifest(manifest, as_of=as_of.date() if as_of else None)
     except SharebatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     plan = describe(build_plan(manifest_data))
     if as_json:
         typer.echo(json.dumps(plan, indent=2, ensure_ascii=False))
@@ -193,11 +124,11 @@ def demo(
     """
     from .demo import run_demo
 
-    _logging(verbose, quiet, log_format)
+    setup_logging(verbose, quiet, log_format)
     try:
         report = run_demo(manifest, out)
     except SharebatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo("\n".join(report.lines))
     raise typer.Exit(report.summary.exit_code)
 

@@ -1,0 +1,85 @@
+"""The Typer application and what every command shares: options, logging, error reporting.
+
+Commands live in ``cli.py`` and the ``_cmd_*.py`` modules, each registering on ``app``; only
+these modules write to the terminal. Every ``SharebatchError`` is caught once per command by
+``fail`` and mapped to its exit code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .audit import configure
+from .errors import ManifestError, SharebatchError
+
+app = typer.Typer(
+    name="sharebatch",
+    help="Share private S3 files through scheduled, reviewable bundles of presigned URLs.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Pretty tracebacks print local variables, and locals here hold credentials and URLs.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sharebatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Share private S3 files through scheduled, reviewable bundles of presigned URLs."""
+
+
+AsOfOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="Run date for period templates (YYYY-MM-DD); default: today in UTC.",
+    ),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every link issued.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
+FormatOpt = Annotated[
+    LogFormat, typer.Option("--log-format", help="stderr log format; auto: JSON unless a TTY.")
+]
+
+
+def setup_logging(verbose: bool, quiet: bool, fmt: LogFormat) -> None:
+    level = "debug" if verbose else "warning" if quiet else "info"
+    configure(level=level, fmt=fmt.value)
+
+
+def fail(exc: SharebatchError) -> typer.Exit:
+    if isinstance(exc, ManifestError):
+        # One line per problem, compiler style, so editors can jump to file:line:column.
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        count = len(exc.issues)
+        typer.echo(
+            f"sharebatch: {count} problem{'s' if count != 1 else ''} in the manifest; "
+            "nothing was listed or written",
+            err=True,
+        )
+    else:
+        typer.echo(f"sharebatch: error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
