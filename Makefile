@@ -28,8 +28,8 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/sharebatch demo
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check sharebatch tests
-	$(BIN)/ruff format --check sharebatch tests
+	$(BIN)/ruff check sharebatch tests bench
+	$(BIN)/ruff format --check sharebatch tests bench
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
@@ -40,8 +40,11 @@ pytest: $(VENV)/.dev-installed
 test: lint typecheck pytest
 
 # Presigning throughput: sharebatch's signer vs botocore vs a bare hash floor (~1 minute).
+# Speed and memory claims come from here (ratios measured side by side in one run), never
+# from timed assertions in tests. About 10 minutes on 2 cores; results: docs/performance.md.
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_signing.py
+	$(BIN)/python bench/bench_run.py
 
 # Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
 lock:

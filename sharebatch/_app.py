@@ -19,9 +19,8 @@ from .errors import ManifestError, SharebatchError
 
 app = typer.Typer(
     name="sharebatch",
-    help="Share private S3 files through scheduled, reviewable bundles of presigned URLs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     # Pretty tracebacks print local variables, and locals here hold credentials and URLs.
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
@@ -47,7 +46,14 @@ def _root(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    """Share private S3 files through scheduled, reviewable bundles of presigned URLs."""
+    """Share private S3 files through scheduled, reviewable bundles of presigned URLs.
+
+    Example: sharebatch doctor manifests/q3.yml
+
+    Example: sharebatch run manifests/q3.yml --out /srv/bundles
+
+    Every command has its own --help with examples. Shell completion: --install-completion.
+    """
 
 
 AsOfOpt = Annotated[

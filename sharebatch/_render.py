@@ -30,6 +30,19 @@ def _filter_value(name: str, value: Any) -> str:
     return str(value)
 
 
+def _upload_rows(slot: dict[str, Any]) -> list[tuple[str, str]]:
+    seconds = int(slot["expires_in"])
+    rows = [
+        ("upload to", slot["prefix"]),
+        ("upload expires", _expiry({"expires_at": None, "expires_in": seconds})),
+        ("upload max size", _size(int(slot["max_size"]))),
+        ("upload types", ", ".join(slot["content_types"]) or "any"),
+    ]
+    if slot["keys"]:
+        rows.append(("upload keys", ", ".join(slot["keys"])))
+    return rows
+
+
 def render_plan(plan: dict[str, Any]) -> str:
     """``sharebatch validate``'s output: one block per recipient, every resolved setting."""
     lines = [
@@ -57,5 +70,7 @@ def render_plan(plan: dict[str, Any]) -> str:
             if grant["content_type"]:
                 rows.append(("content type", grant["content_type"]))
             rows.append(("formats", ", ".join(grant["formats"])))
+            if grant.get("upload"):
+                rows += _upload_rows(grant["upload"])
             lines += [f"    {name:<16}{value}" for name, value in rows]
     return "\n".join(lines)

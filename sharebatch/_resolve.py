@@ -35,8 +35,9 @@ from sharebatch._fields import (
     check_output_dir,
     check_prefix,
 )
+from sharebatch._upload import OFF, UPLOAD_FIELDS, RawUpload, UploadSetting, resolve_slot
 from sharebatch._yamlsource import IssueCollector, PathKey, format_path, show
-from sharebatch.models import AddressingStyle, Expiry, Filters
+from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials
 from sharebatch.periods import PeriodKind, iso, parse_moment, previous_period, variables
 from sharebatch.templates import OBJECT_VARIABLES, names, render
 
@@ -111,12 +112,23 @@ class RawSettings(RawModel):
     formats: Annotated[list[Format], Field(min_length=1)] | None = Field(
         None, description=f"Bundle files to write: csv, json (default both). {_SETTING}"
     )
+    on_short_credentials: ShortCredentials | None = Field(
+        None,
+        description="When links would outlive the temporary credentials signing them: fail"
+        f" (default: exit 3, nothing issued), clamp (end them with the credentials) or warn."
+        f" {_SETTING}",
+    )
     filters: RawFilters | None = Field(
         None, description=f"Which files to share. Each filter field inherits on its own. {_SETTING}"
     )
+    upload: UploadSetting = Field(
+        None,
+        description="An upload slot for sending files back; each field inherits on its own;"
+        f" false: no slot. {_SETTING}",
+    )
 
 
-SETTINGS = tuple(name for name in RawSettings.model_fields if name != "filters")
+SETTINGS = tuple(n for n in RawSettings.model_fields if n not in ("filters", "upload"))
 FILTERS = tuple(RawFilters.model_fields)
 
 
@@ -130,7 +142,15 @@ INVALID = _Invalid.INVALID
 _T = TypeVar("_T")
 Found = tuple[Any, PathKey] | _Invalid | None  # (value, where written), INVALID, or not set
 _RECIPIENT = ("recipient.id", "recipient.name", "recipient.email")
-_PLAIN = ("bucket", "region", "endpoint_url", "addressing_style", "content_type", "formats")
+_PLAIN = (
+    "bucket",
+    "region",
+    "endpoint_url",
+    "addressing_style",
+    "content_type",
+    "formats",
+    "on_short_credentials",
+)
 _REQUIRED = {"bucket": "", "expires_in": " (or expires_at, for a fixed moment)"}
 
 
@@ -229,6 +249,15 @@ class Resolver:
             else:
                 value = INVALID if filters is not None or format_path(where) in self.bad else None
             level.values[f"filters.{name}"] = value
+        upload, where = node.get("upload"), (*path, "upload")
+        for name in UPLOAD_FIELDS:
+            if isinstance(upload, dict):
+                value = self._parse(RawUpload, name, upload.get(name), (*where, name))
+            elif upload is False:  # no slot from this level down
+                value = OFF
+            else:
+                value = INVALID if upload is not None or format_path(where) in self.bad else None
+            level.values[f"upload.{name}"] = value
         level.values = {k: v for k, v in level.values.items() if v is not None}
         if "expires_in" in level.values and "expires_at" in level.values:
             self.issues.at(
@@ -309,6 +338,9 @@ class Resolver:
         prefixes = [self._rendered(found, scope, check_prefix) for found in (*job_prefixes, *own)]
         grant["prefixes"] = tuple(dict.fromkeys(prefixes))
         grant["filters"] = self._filters(chain, scope)
+        found_upload = {name: _lookup(chain, f"upload.{name}") for name in UPLOAD_FIELDS}
+        ok, slot = resolve_slot(found_upload, lambda f, c: self._rendered(f, scope, c), self.issues)
+        grant["upload"] = slot if ok else INVALID
         found = _lookup(chain, "download_name") or ("{basename}", ())
         grant["download_name"] = self._rendered(found, scope, check_download_name, OBJECT_VARIABLES)
         if isinstance(grant["formats"], list):

@@ -25,6 +25,9 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_ALIAS_EXPANSION = 10_000
 # A manifest nests about seven levels deep; anything far deeper is not a manifest.
 MAX_DEPTH = 32
+# About 10,000 recipients. Composing is pure Python (tens of microseconds a node), so a 1 MiB
+# file of tiny values (250,000 of them) is refused while it is read, not after.
+MAX_NODES = 100_000
 
 PathKey = tuple[str | int, ...]
 
@@ -44,6 +47,19 @@ class _Loader(yaml.SafeLoader):
     YAML 1.1 reads ``1:30`` as 90, ``0600`` as octal 384 and ``no`` as false; in a manifest
     those silently change meaning (a duration, a recipient id), so they stay strings here.
     """
+
+    composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise _TooManyNodes(self.get_mark())
+        return super().compose_node(parent, index)
+
+
+class _TooManyNodes(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
 
 
 # A fresh dict, so SafeLoader's own table (shared by every other PyYAML user) stays untouched.
@@ -162,6 +178,9 @@ def _compose(text: str, display: str) -> yaml.Node | None:
         raise _syntax_error(exc, display) from None
     except RecursionError:
         raise _fatal(display, None, None, "manifest is nested too deeply") from None
+    except _TooManyNodes as exc:
+        message = f"manifest has more than {MAX_NODES:,} values; refusing to read further"
+        raise _fatal(display, exc.mark.line + 1, exc.mark.column + 1, message) from None
     finally:
         loader.dispose()
 
@@ -324,6 +343,8 @@ class IssueCollector:
         self.source = source
         self.unknown_field = unknown_field
         self.items: list[ManifestIssue] = []
+        self._seen: set[ManifestIssue] = set()
+        self._synced = 0
 
     def at(self, path: PathKey, message: str, *, key: bool = False) -> None:
         """Record ``message`` at ``path``'s value (or its key), or the nearest enclosing node.
@@ -334,8 +355,12 @@ class IssueCollector:
         line, column = (where.line, where.column) if where else (None, None)
         issue = ManifestIssue(self.display, line, column, format_path(path), message)
         # A value inherited by many recipients is checked once per recipient: report it once.
-        if issue not in self.items:
+        # (A set, not a scan of the list: a file of 100,000 bad values must not take hours.)
+        self._seen.update(self.items[self._synced :])
+        if issue not in self._seen:
             self.items.append(issue)
+            self._seen.add(issue)
+        self._synced = len(self.items)
 
     def from_pydantic(self, err: Any) -> None:
         """Record one pydantic error, reworded: its stock texts speak of Python, not YAML."""

@@ -32,8 +32,16 @@ StderrFormat = Literal["auto", "json", "console"]
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _SECRET_FIELDS = frozenset(
     {"url", "secret_access_key", "aws_secret_access_key", "session_token", "token", "signature"}
+    | {"fields", "curl", "x-amz-signature", "x-amz-security-token"}
 )
-_SECRET_MARKERS = ("X-Amz-Signature=", "Signature=", "X-Amz-Security-Token=")
+# POST upload forms carry the signature and token as lowercase field names.
+_SECRET_MARKERS = (
+    "X-Amz-Signature=",
+    "Signature=",
+    "X-Amz-Security-Token=",
+    "x-amz-signature",
+    "x-amz-security-token",
+)
 REDACTED = "[redacted]"
 
 
@@ -89,8 +97,14 @@ def _console(event: MutableMapping[str, Any]) -> str:
     stamp = str(fields.pop("timestamp", ""))[11:19]
     level = str(fields.pop("level", "info"))
     name = str(fields.pop("event", ""))
-    rest = " ".join(f"{key}={value}" for key, value in fields.items())
+    # An object key is chosen by whoever uploaded it: escape controls (ANSI sequences) for a TTY.
+    rest = " ".join(f"{key}={_printable(value)}" for key, value in fields.items())
     return f"{stamp} {level:<7} {name:<16} {rest}".rstrip()
+
+
+def _printable(value: object) -> str:
+    text = str(value)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def configure(
@@ -114,7 +128,7 @@ def reset() -> None:
 @contextmanager
 def audit_file(path: Path) -> Iterator[None]:
     """Append every event to ``path`` (JSON lines, created 0600) while the block runs."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     previous = _sinks.audit
     with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16) as handle:
         _sinks.audit = handle

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,8 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import UsageError
+from .errors import SharebatchError, UsageError
 from .models import Link
+from .runlock import RunLock
 
 COLUMNS = (
     "recipient",
@@ -37,6 +39,8 @@ COLUMNS = (
     "url",
 )
 STAGING = ".staging"
+# Job names and recipient ids are slugs (manifest rules); anything else never names a folder.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def iso(moment: datetime) -> str:
@@ -56,6 +60,22 @@ def link_row(link: Link) -> dict[str, Any]:
         "expires_at": iso(link.expires_at),
         "url": link.url,
     }
+
+
+# Spreadsheets run a cell starting with one of these as a formula (=HYPERLINK(...) in a key
+# uploaded by a stranger), and a control character can rewrite a terminal or split a row for a
+# naive reader. CSV cells are neutralised for people; links.json keeps every value exactly.
+# A leading tab or CR (also formula triggers) is escaped with the other controls first.
+_FORMULA_STARTS = ("=", "+", "-", "@")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: controls escaped, formulas quoted with '."""
+    if not isinstance(value, str):
+        return value
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def private_dir(path: Path) -> Path:
@@ -86,8 +106,11 @@ class _HashingFile:
 
 
 @contextmanager
-def _atomic(dest: Path) -> Iterator[_HashingFile]:
-    """Write ``dest`` through a private temporary file renamed into place on success."""
+def _atomic(dest: Path, replace: bool = True) -> Iterator[_HashingFile]:
+    """Write ``dest`` through a private temporary file renamed into place on success.
+
+    With ``replace=False`` an existing ``dest`` is never touched: ``FileExistsError``.
+    """
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -96,7 +119,11 @@ def _atomic(dest: Path) -> Iterator[_HashingFile]:
             yield sink
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, dest)
+        if replace:
+            os.replace(tmp, dest)
+        else:
+            os.link(tmp, dest)  # unlike a rename, fails when dest exists, atomically
+            tmp.unlink()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -106,6 +133,16 @@ def write_json(dest: Path, data: Mapping[str, Any]) -> str:
     """Write ``data`` as indented JSON, atomically and 0600; return its sha256."""
     with _atomic(dest) as out:
         out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return out.sha256.hexdigest()
+
+
+def write_csv(dest: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """Write ``rows`` as CSV with cells safe for spreadsheets, atomically and 0600."""
+    with _atomic(dest) as out:
+        table = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
+        table.writeheader()
+        for row in rows:
+            table.writerow({name: csv_cell(value) for name, value in row.items()})
     return out.sha256.hexdigest()
 
 
@@ -120,7 +157,8 @@ class PartFile:
 
     def write(self, links: Iterable[Link]) -> None:
         if self._handle is None:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+            fd = os.open(self.path, flags, 0o600)
             self._handle = os.fdopen(fd, "w", encoding="utf-8")
         for link in links:
             self._handle.write(json.dumps(link_row(link), ensure_ascii=False) + "\n")
@@ -162,14 +200,27 @@ def write_bundle(
     header: Mapping[str, Any],
     parts: list[PartFile],
     formats: Sequence[str] = ("csv", "json"),
+    stem: str = "links",
+    replace: bool = True,
+    uploads: Sequence[Mapping[str, Any]] = (),
 ) -> list[WrittenFile]:
-    """Join ``parts`` in order into ``dest/links.csv`` and/or ``dest/links.json``."""
+    """Join ``parts`` in order into ``dest/<stem>.csv`` and/or ``dest/<stem>.json``.
+
+    ``uploads`` (rows of ``uploads.upload_row``) go into ``dest/uploads.csv`` and an
+    ``uploads`` section of the JSON, when the recipient has an upload slot.
+
+    ``replace=False`` (renewals) refuses to overwrite either file: ``FileExistsError``.
+    """
     private_dir(dest)
     rows = sum(p.rows for p in parts)
-    csv_path, json_path = dest / "links.csv", dest / "links.json"
+    csv_path, json_path = dest / f"{stem}.csv", dest / f"{stem}.json"
     with ExitStack() as stack:
-        csv_out = stack.enter_context(_atomic(csv_path)) if "csv" in formats else _Discard()
-        json_out = stack.enter_context(_atomic(json_path)) if "json" in formats else _Discard()
+        csv_out: _HashingFile | _Discard = _Discard()
+        json_out: _HashingFile | _Discard = _Discard()
+        if "csv" in formats:
+            csv_out = stack.enter_context(_atomic(csv_path, replace))
+        if "json" in formats:
+            json_out = stack.enter_context(_atomic(json_path, replace))
         table = csv.DictWriter(csv_out, fieldnames=COLUMNS, lineterminator="\r\n")
         table.writeheader()
         head = json.dumps(dict(header), indent=2, ensure_ascii=False).replace("\n", "\n  ")
@@ -177,16 +228,36 @@ def write_bundle(
         separator = "\n    "
         for part in parts:
             for row in part.rows_in_order():
-                table.writerow(row)
+                table.writerow({name: csv_cell(value) for name, value in row.items()})
                 json_out.write(separator + json.dumps(row, ensure_ascii=False))
                 separator = ",\n    "
-        json_out.write("\n  ]\n}\n" if rows else "]\n}\n")
+        json_out.write("\n  ]" if rows else "]")
+        uploads_out: _HashingFile | None = None
+        if uploads and "csv" in formats:
+            uploads_out = stack.enter_context(_atomic(dest / "uploads.csv", replace))
+            slots = csv.DictWriter(uploads_out, fieldnames=list(uploads[0]), lineterminator="\r\n")
+            slots.writeheader()
+            for upload in uploads:
+                # Form fields and headers stay JSON objects in one cell each.
+                slots.writerow({k: csv_cell(_cell(v)) for k, v in upload.items()})
+        if uploads:
+            section = json.dumps(list(uploads), indent=2, ensure_ascii=False)
+            json_out.write(',\n  "uploads": ' + section.replace("\n", "\n  "))
+        json_out.write("\n}\n")
     written = []
     if "csv" in formats:
         written.append(WrittenFile(csv_path, rows, csv_out.sha256.hexdigest()))
     if "json" in formats:
         written.append(WrittenFile(json_path, rows, json_out.sha256.hexdigest()))
+    if uploads_out is not None:
+        written.append(
+            WrittenFile(dest / "uploads.csv", len(uploads), uploads_out.sha256.hexdigest())
+        )
     return written
+
+
+def _cell(value: object) -> object:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
 
 
 class RunFolder:
@@ -196,21 +267,52 @@ class RunFolder:
         self.out = out
         self.path = out / run_id
         self.staging = self.path / STAGING
+        self.lock: RunLock | None = None
 
     @classmethod
     def create(cls, out: Path, run_id: str) -> RunFolder:
         folder = cls(out, run_id)
-        if not out.exists():
-            private_dir(out)
         try:
+            if not out.exists():
+                private_dir(out)
+            # mkdir, never exist_ok: an existing folder, or a symbolic link in its place, is
+            # refused rather than written through.
             folder.path.mkdir(mode=0o700)
+            folder.path.chmod(0o700)
+            private_dir(folder.staging)
         except FileExistsError:
             raise UsageError(
                 f"run folder {folder.path} already exists; a run never overwrites another"
             ) from None
-        folder.path.chmod(0o700)
-        private_dir(folder.staging)
+        except OSError as exc:
+            raise UsageError(f"cannot create the run folder under {out}: {exc.strerror}") from None
         return folder
+
+    @classmethod
+    def create_locked(cls, out: Path, run_id: str) -> RunFolder:
+        """``create``, holding ``out``'s run lock first (``RunLocked`` if another run has it).
+
+        The lock is held until ``release``: the caller releases it when the run has ended.
+        """
+        try:
+            if not out.exists():
+                private_dir(out)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output folder {out}: {exc.strerror}") from None
+        lock = RunLock.acquire(out, run_id)
+        try:
+            folder = cls.create(out, run_id)
+        except BaseException:
+            lock.release()
+            raise
+        folder.lock = lock
+        return folder
+
+    def release(self) -> None:
+        """Let the next run on ``out`` start (process exit does it as well)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def audit_path(self) -> Path:
@@ -221,10 +323,42 @@ class RunFolder:
         return self.path / "summary.json"
 
     def bundle_dir(self, job: str, recipient: str) -> Path:
-        return self.path / job / recipient
+        """``<run>/<job>/<recipient>/``, created 0700; never outside the run folder.
 
-    def part(self, route: int, position: int) -> PartFile:
-        return PartFile(self.staging / f"{route:06d}-{position:06d}.jsonl")
+        The manifest already restricts both names; this refuses anything but a plain folder
+        name again, and refuses to write through a symbolic link found in the run folder.
+        """
+        for name in (job, recipient):
+            if not _FOLDER_NAME.fullmatch(name):
+                raise SharebatchError(f"{name!r} cannot name a folder of a run")
+        dest = self.path
+        for name in (job, recipient):
+            dest = dest / name
+            try:
+                dest.mkdir(mode=0o700)
+            except FileExistsError:
+                if dest.is_symlink() or not dest.is_dir():
+                    raise SharebatchError(
+                        f"{dest} is not a folder this run made (a symbolic link?);"
+                        " refusing to write through it"
+                    ) from None
+        return dest
+
+    def discard_outputs(self) -> list[Path]:
+        """Remove what a run that did not finish wrote besides its audit log and summary."""
+        removed = []
+        for child in sorted(self.path.iterdir()):
+            if child.name in (self.audit_path.name, self.summary_path.name, STAGING):
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+            removed.append(child)
+        return removed
+
+    def part(self, route: int, position: int, segment: int = 0) -> PartFile:
+        return PartFile(self.staging / f"{route:06d}-{position:06d}-{segment:06d}.jsonl")
 
     def discard_staging(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -15,6 +15,7 @@ import typer
 
 from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
 from ._render import render_plan
+from ._runview import RunView
 from .errors import SharebatchError
 from .manifest import load_manifest, manifest_json_schema
 from .plan import build_plan, describe
@@ -43,6 +44,17 @@ def run(
         str | None, typer.Option(help="Name of the run folder (default: time + random).")
     ] = None,
     as_of: AsOfOpt = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
+    ] = None,
+    split: Annotated[
+        bool,
+        typer.Option(
+            "--split/--no-split",
+            help="List a prefix's sub-folders in parallel when it pays (default on).",
+        ),
+    ] = True,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -51,23 +63,44 @@ def run(
 
     Example: sharebatch run manifests/q3.yml --out /srv/bundles
 
+    Example (cron): sharebatch run manifests/q3.yml --metrics-file
+    /var/lib/node_exporter/textfile_collector/sharebatch-q3.prom
+
     Prints the run folder on stdout (the summary JSON with --dry-run).
+
+    On a terminal: live progress per job, then a summary table, on stderr. Under cron: logs.
+
+    OUT/<run-id>/index.html is the run's review page, for a browser (it holds the links).
+
     Exit codes: 0 ok; 1 some prefixes failed; 2 invalid manifest or options;
-    3 no usable credentials or access denied; 130 interrupted.
+    3 no usable credentials or access denied; 75 another run holds OUT's lock;
+    130 interrupted (SIGINT), 143 (SIGTERM).
     """
     setup_logging(verbose, quiet, log_format)
+    view = RunView(
+        manifest=manifest,
+        metrics_file=metrics_file,
+        dry_run=dry_run,
+        verbose=verbose,
+        quiet=quiet,
+        log_format=log_format,
+    )
     try:
-        summary = run_manifest(
-            manifest,
-            out=out,
-            dry_run=dry_run,
-            concurrency=concurrency,
-            endpoint_url=endpoint_url,
-            profile=profile,
-            region=region,
-            run_id=run_id,
-            as_of=as_of.date() if as_of else None,
-        )
+        with view:
+            summary = run_manifest(
+                manifest,
+                out=out,
+                dry_run=dry_run,
+                concurrency=concurrency,
+                endpoint_url=endpoint_url,
+                profile=profile,
+                region=region,
+                run_id=run_id,
+                as_of=as_of.date() if as_of else None,
+                split_folders=split,
+                on_progress=view.on_progress,
+            )
+            view.finished(summary)
     except SharebatchError as exc:
         raise fail(exc) from None
     if dry_run:
@@ -120,6 +153,8 @@ def demo(
 ) -> None:
     """Run the demo manifest against an embedded S3 on 127.0.0.1, then download one link.
 
+    Example: sharebatch demo --out /tmp/sharebatch-demo
+
     Needs the demo extra: pip install 'sharebatch[demo]'.
     """
     from .demo import run_demo
@@ -131,6 +166,13 @@ def demo(
         raise fail(exc) from None
     typer.echo("\n".join(report.lines))
     raise typer.Exit(report.summary.exit_code)
+
+
+from sharebatch import _cmd_links  # noqa: E402, F401  (registers commands)
+
+from . import _cmd_doctor  # noqa: E402, F401  (registers commands)
+
+from . import _cmd_inbox  # noqa: E402, F401  # isort: skip  (registers commands)
 
 
 def main() -> None:

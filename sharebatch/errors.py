@@ -7,6 +7,7 @@ process exit code the CLI maps it to, so the CLI catches the base class once::
     ├── UsageError             exit 2   the command line or the manifest is invalid
     │   └── ManifestError      exit 2   one or more problems, each with file:line:col and field
     ├── CredentialsError       exit 3   no usable credentials, or S3 refused them
+    ├── RunLocked              exit 75  another run is writing to the same output folder
     └── Interrupted            exit 130 SIGINT (or 143 for SIGTERM) stopped the run
 
 A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
@@ -23,6 +24,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CREDENTIALS = 3
+# sysexits' EX_TEMPFAIL: nothing was done and a later try may succeed (cron can retry).
+EXIT_LOCKED = 75
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -71,6 +74,12 @@ class CredentialsError(SharebatchError):
     """No credentials were found, or S3 rejected them before any link was issued."""
 
     exit_code = EXIT_CREDENTIALS
+
+
+class RunLocked(SharebatchError):
+    """Another run holds the output folder's lock; this one did nothing and wrote nothing."""
+
+    exit_code = EXIT_LOCKED
 
 
 class Interrupted(SharebatchError):

@@ -48,10 +48,11 @@ from sharebatch._fields import (
     parse_size,
 )
 from sharebatch._resolve import RawFilters, RawModel, RawSettings, Resolver
+from sharebatch._upload import RawUpload, check_overlaps
 from sharebatch._yamlsource import IssueCollector, PathKey, describe, format_path, load_yaml_file
 from sharebatch._yamlsource import show as _show
 from sharebatch.errors import ManifestError
-from sharebatch.models import AddressingStyle, Expiry, Filters
+from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials, UploadSlot
 from sharebatch.periods import MAX_EXPIRY_SECONDS, parse_duration
 
 __all__ = [
@@ -110,6 +111,8 @@ class Grant(BaseModel):
     download_name: DownloadName = "{basename}"
     content_type: ContentType | None = None
     formats: Annotated[tuple[Format, ...], Field(min_length=1)] = FORMATS
+    on_short_credentials: ShortCredentials = "fail"
+    upload: UploadSlot | None = None
 
 
 class Job(BaseModel):
@@ -220,6 +223,8 @@ def load_manifest(
                 issues.from_pydantic(err)
     _check_duplicates(data, issues)
     jobs, output_dir = Resolver(issues, as_of, context).resolve(data)
+    if jobs is not None:
+        check_overlaps(data, jobs, issues)
     if issues.items:
         raise ManifestError(issues.items)
     if jobs is None:  # every unresolvable value must have been reported above
@@ -265,7 +270,8 @@ def manifest_json_schema() -> dict[str, Any]:
 
 def _unknown_field(path: PathKey) -> str:
     names = [p for p in path[:-1] if isinstance(p, str)]
-    model = RawFilters if names[-1:] == ["filters"] else _MODELS_AT.get(tuple(names))
+    groups: dict[str, type[BaseModel]] = {"filters": RawFilters, "upload": RawUpload}
+    model = groups.get(names[-1] if names else "") or _MODELS_AT.get(tuple(names))
     if model is None:
         return "unknown field"
     allowed = list(model.model_fields)

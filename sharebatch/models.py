@@ -7,15 +7,23 @@ traceback or a debug print cannot leak them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 AddressingStyle = Literal["auto", "virtual", "path"]
+ShortCredentials = Literal["fail", "clamp", "warn"]
+"""What to do when links would outlive the temporary credentials that sign them."""
 
 Presigner = Callable[[str, str, str, int, Mapping[str, str]], str]
 """``presign(method, bucket, key, expires_in, params) -> url`` for one bucket target."""
+
+PostSigner = Callable[
+    [str, str, Mapping[str, str], Sequence[object], int], tuple[str, dict[str, str]]
+]
+"""``sign_post(bucket, key, fields, conditions, expires_in) -> (url, form fields)``: a SigV4
+POST policy for one bucket target; the fields include ``policy`` and ``x-amz-signature``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +123,73 @@ class Expiry:
 
     seconds: int | None = None
     at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What S3 or STS said to one preflight request (``sharebatch doctor``).
+
+    ``facts`` on success (and whatever an error still revealed, such as a bucket's region);
+    ``error`` is the service's error code. ``date`` is the response's HTTP ``Date`` header,
+    which error responses carry too: the server's clock, for the skew check.
+    """
+
+    facts: Mapping[str, str | bool | None] = field(default_factory=dict)
+    error: str | None = None
+    message: str = ""
+    date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSlot:
+    """Where one recipient may send files back, and within which limits (``upload:``).
+
+    ``prefix`` ends with ``/``. With ``keys``, exactly those names under it, each through its
+    own presigned PUT; without, any name under it through a POST form. ``content_types``
+    empty means any type. ``max_size`` is in bytes.
+    """
+
+    prefix: str
+    max_size: int
+    expires_in: int = 3600
+    content_types: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLink:
+    """One way to upload, issued to one recipient: a PUT URL or a POST form (bearer secrets).
+
+    ``key`` is the object key for a PUT, and the form's key field (the slot prefix followed by
+    ``${filename}``, which S3 replaces with the uploaded file's name) for a POST. ``headers``
+    are what a PUT must send exactly as signed; ``fields`` are a POST form's fields, the
+    policy and its signature among them.
+    """
+
+    job: str
+    recipient: str
+    bucket: str
+    method: Literal["PUT", "POST"]
+    key: str
+    content_type: str | None
+    max_size: int
+    signed_at: datetime
+    expires_at: datetime
+    url: str = field(repr=False)
+    fields: Mapping[str, str] = field(default_factory=dict, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProbe:
+    """What S3 answered to one check of a presigned link; never holds the URL.
+
+    ``status`` is the HTTP status (None when no answer came); ``size`` and ``etag`` are what
+    the answer said of the object; ``error`` is S3's error code or the failure's kind.
+    """
+
+    status: int | None
+    size: int | None = None
+    etag: str | None = None
+    error: str | None = None
+    message: str = ""

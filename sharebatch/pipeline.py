@@ -20,9 +20,10 @@ from .bundles import PartFile, RunFolder, iso
 from .errors import SharebatchError
 from .models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
 from .plan import ListTask, Plan, Route
-from .s3 import S3Gateway, S3ListingError
+from .progress import Progress
+from .s3 import Level, S3Gateway, S3ListingError
 from .select import Selector
-from .signing import Signer
+from .signing import Signer, credential_limit
 
 log = get_logger()
 
@@ -42,11 +43,14 @@ class PrefixTally:
 
 @dataclass
 class RouteTally:
-    """What one route matched; ``parts`` are empty in a dry run."""
+    """What one route matched. ``segments[position]`` holds, in key order, the part files
+    of that prefix (one per listed segment: see ``_list_task``); empty in a dry run."""
 
     selector: Selector
     signer: Signer | None
-    parts: list[PartFile] = field(default_factory=list)
+    folder: RunFolder | None
+    index: int
+    segments: list[list[PartFile]] = field(default_factory=list)
     links: int = 0
     bytes: int = 0
 
@@ -54,6 +58,18 @@ class RouteTally:
     def over_limit(self) -> bool:
         limit = self.selector.max_links
         return limit is not None and self.links > limit
+
+    @property
+    def parts(self) -> list[PartFile]:
+        """Every part in bundle order: prefixes as in the manifest, then key order."""
+        return [part for position in self.segments for part in position]
+
+    def new_part(self, position: int) -> PartFile | None:
+        if self.folder is None:
+            return None
+        found = self.segments[position]
+        found.append(self.folder.part(self.index, position, len(found)))
+        return found[-1]
 
 
 @dataclass
@@ -63,6 +79,7 @@ class Staged:
     prefixes: list[PrefixTally]
     routes: list[RouteTally]
     signer_key_id: str | None = None
+    progress: Progress | None = None
 
     def failed_routes(self, plan: Plan) -> set[int]:
         """Routes fed by a failed prefix: their bundles would be incomplete."""
@@ -103,11 +120,11 @@ async def _route_tallies(
                 expiry=grant.expiry,
                 download_name=grant.download_name,
                 content_type=grant.content_type,
+                limit=credential_limit(credentials, grant.on_short_credentials),
             )
-        parts = (
-            [folder.part(route.index, pos) for pos in range(len(route.prefixes))] if folder else []
-        )
-        tallies.append(RouteTally(Selector(route.grant.filters), signer, parts))
+        tally = RouteTally(Selector(route.grant.filters), signer, folder, route.index)
+        tally.segments = [[] for _ in route.prefixes]
+        tallies.append(tally)
     return tallies
 
 
@@ -118,18 +135,25 @@ async def stage(
     credentials: Credentials,
     folder: RunFolder | None,
     concurrency: int,
+    split_folders: bool = True,
+    progress: Progress | None = None,
 ) -> Staged:
-    """List every task; when ``folder`` is given, sign and stage links (else only count)."""
+    """List every task; when ``folder`` is given, sign and stage links (else only count).
+
+    With ``split_folders``, a prefix with at most 4 x ``concurrency`` sub-folders is listed
+    folder by folder in parallel (see ``_Lister``).
+    """
     staged = Staged(
         prefixes=[PrefixTally(t.target.bucket, t.prefix) for t in plan.tasks],
         routes=await _route_tallies(plan, gateway, credentials, folder),
         signer_key_id=credentials.access_key_id,
+        progress=progress,
     )
-    limit = asyncio.Semaphore(concurrency)
+    max_split = 4 * concurrency if split_folders else 0
+    lister = _Lister(plan, staged, gateway, asyncio.Semaphore(concurrency), max_split)
 
     async def run(index: int, task: ListTask) -> None:
-        async with limit:
-            await _list_task(plan, task, staged, staged.prefixes[index], gateway)
+        await lister.list_task(task, staged.prefixes[index])
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -151,42 +175,174 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaf
 
 
-async def _list_task(
-    plan: Plan, task: ListTask, staged: Staged, tally: PrefixTally, gateway: S3Gateway
-) -> None:
-    started = time.monotonic()
-    feeds = [(plan.routes[s.route], staged.routes[s.route], s.position) for s in task.slots]
-    try:
-        async for page in gateway.list_pages(gateway.effective(task.target), task.prefix):
-            tally.objects += len(page)
-            tally.bytes += sum(o.size for o in page)
-            for route, route_tally, position in feeds:
-                await _deliver(route, route_tally, position, route_tally.selector.select(page))
-    except S3ListingError as exc:
-        tally.failure = PrefixFailure(task.target.bucket, task.prefix, exc.code, str(exc))
-        log.error("prefix_failed", bucket=task.target.bucket, prefix=task.prefix, error=exc.code)
-    finally:
-        for _, route_tally, position in feeds:
-            if route_tally.parts:
-                route_tally.parts[position].close()
-        tally.seconds = round(time.monotonic() - started, 3)
-    if tally.failure is None:
-        log.info(
-            "prefix_listed",
-            bucket=task.target.bucket,
-            prefix=task.prefix,
-            count=tally.objects,
-            seconds=tally.seconds,
-        )
+Segment = list[ObjectRef] | str
+"""A run of objects known already, or a sub-folder still to list."""
+
+
+def _in_key_order(objects: list[ObjectRef], folders: list[str]) -> list[Segment]:
+    # S3 lists keys in UTF-8 byte order. Every key under a sub-folder "p/b/" sorts after the
+    # folder's own name and before the next object or folder of the level, so placing the
+    # folders among the level's objects by name gives the order of one flat listing.
+    items = sorted(
+        [(o.key.encode(), o) for o in objects] + [(f.encode(), f) for f in folders],
+        key=lambda pair: pair[0],
+    )
+    segments: list[Segment] = []
+    for _, item in items:
+        if isinstance(item, str):
+            segments.append(item)
+        elif segments and isinstance(segments[-1], list):
+            segments[-1].append(item)
+        else:
+            segments.append([item])
+    return segments
+
+
+@dataclass
+class _Feed:
+    route: Route
+    tally: RouteTally
+    position: int
+
+
+class _Lister:
+    """Lists one task: a probe of its top level, then sub-folders in parallel where it pays.
+
+    A delimiter request shows the prefix's own objects and sub-folders. When that one page
+    held the whole level and the sub-folders are few (at most ``max_split``), each sub-folder
+    becomes its own listing under the shared semaphore, so a big prefix is listed as fast as
+    many small ones; otherwise the prefix is listed as a whole.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        staged: Staged,
+        gateway: S3Gateway,
+        limit: asyncio.Semaphore,
+        max_split: int,
+    ) -> None:
+        self._plan = plan
+        self._staged = staged
+        self._gateway = gateway
+        self._limit = limit
+        self._max_split = max_split
+
+    async def list_task(self, task: ListTask, tally: PrefixTally) -> None:
+        started = time.monotonic()
+        feeds = [
+            _Feed(self._plan.routes[s.route], self._staged.routes[s.route], s.position)
+            for s in task.slots
+        ]
+        target = self._gateway.effective(task.target)
+        try:
+            async with self._limit:
+                level: Level | None = await self._gateway.probe_level(target, task.prefix)
+                if level and (not level.complete or len(level.folders) > self._max_split):
+                    await self._list_flat(target, task.prefix, feeds, tally)
+                    level = None
+            if level is not None:
+                await self._list_split(target, level.objects, level.folders, feeds, tally)
+        except S3ListingError as exc:
+            tally.failure = PrefixFailure(task.target.bucket, task.prefix, exc.code, str(exc))
+        finally:
+            tally.seconds = round(time.monotonic() - started, 3)
+        if tally.failure is None:
+            log.info(
+                "prefix_listed",
+                bucket=task.target.bucket,
+                prefix=task.prefix,
+                count=tally.objects,
+                seconds=tally.seconds,
+            )
+        else:
+            failure = tally.failure
+            log.error(
+                "prefix_failed", bucket=failure.bucket, prefix=failure.prefix, error=failure.error
+            )
+        if self._staged.progress is not None:
+            jobs = (feed.route.job for feed in feeds)
+            self._staged.progress.prefix_done(jobs, failed=tally.failure is not None)
+
+    async def _list_split(
+        self,
+        target: BucketTarget,
+        objects: list[ObjectRef],
+        folders: list[str],
+        feeds: list[_Feed],
+        tally: PrefixTally,
+    ) -> None:
+        async with asyncio.TaskGroup() as group:
+            for segment in _in_key_order(objects, folders):
+                # Part files are created here, in key order, whatever order listings finish in.
+                parts = [feed.tally.new_part(feed.position) for feed in feeds]
+                if isinstance(segment, str):
+                    group.create_task(self._list_folder(target, segment, feeds, parts, tally))
+                else:
+                    await self._page(segment, feeds, parts, tally)
+                    _close(parts)
+
+    async def _list_folder(
+        self,
+        target: BucketTarget,
+        folder: str,
+        feeds: list[_Feed],
+        parts: list[PartFile | None],
+        tally: PrefixTally,
+    ) -> None:
+        try:
+            async with self._limit:
+                async for page in self._gateway.list_pages(target, folder):
+                    await self._page(page, feeds, parts, tally)
+        except S3ListingError as exc:
+            # One failed sub-folder fails the whole prefix: its bundles would be incomplete.
+            if tally.failure is None:
+                tally.failure = PrefixFailure(target.bucket, tally.prefix, exc.code, str(exc))
+        finally:
+            _close(parts)
+
+    async def _list_flat(
+        self, target: BucketTarget, prefix: str, feeds: list[_Feed], tally: PrefixTally
+    ) -> None:
+        parts = [feed.tally.new_part(feed.position) for feed in feeds]
+        try:
+            async for page in self._gateway.list_pages(target, prefix):
+                await self._page(page, feeds, parts, tally)
+        finally:
+            _close(parts)
+
+    async def _page(
+        self,
+        page: list[ObjectRef],
+        feeds: list[_Feed],
+        parts: list[PartFile | None],
+        tally: PrefixTally,
+    ) -> None:
+        tally.objects += len(page)
+        tally.bytes += sum(o.size for o in page)
+        progress = self._staged.progress
+        if progress is not None:
+            progress.listed((feed.route.job for feed in feeds), len(page))
+        for feed, part in zip(feeds, parts, strict=True):
+            signed = part.rows if part is not None else 0
+            await _deliver(feed.route, feed.tally, part, feed.tally.selector.select(page))
+            if progress is not None and part is not None:
+                progress.signed(feed.route.job, part.rows - signed)
+
+
+def _close(parts: list[PartFile | None]) -> None:
+    for part in parts:
+        if part is not None:
+            part.close()
 
 
 async def _deliver(
-    route: Route, tally: RouteTally, position: int, objects: list[ObjectRef]
+    route: Route, tally: RouteTally, part: PartFile | None, objects: list[ObjectRef]
 ) -> None:
     was_over = tally.over_limit
     tally.links += len(objects)
     tally.bytes += sum(o.size for o in objects)
-    if tally.signer is None or was_over:
+    if tally.signer is None or part is None or was_over:
         return
     if tally.over_limit:
         # Past the guard the job fails anyway: stop issuing links for this route now.
@@ -197,7 +353,6 @@ async def _deliver(
             max_links=tally.selector.max_links,
         )
         return
-    part = tally.parts[position]
     for start in range(0, len(objects), _SIGN_CHUNK):
         links = tally.signer.sign_get(route.recipient, objects[start : start + _SIGN_CHUNK])
         part.write(links)

@@ -121,6 +121,8 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "download_name": grant.download_name,
                 "content_type": grant.content_type,
                 "formats": list(grant.formats),
+                "on_short_credentials": grant.on_short_credentials,
+                "upload": asdict(grant.upload) if grant.upload else None,
             }
         )
     return {

@@ -72,6 +72,9 @@ def build_report(
                     ),
                 }
             )
+    _job_totals(plan, staged, jobs, over_limit)
+    everyone = [r for j in jobs.values() for r in j["recipients"]]
+    expiries = [r["expires_at"] for r in everyone if r["expires_at"]]
     return {
         "run_id": run_id,
         "status": _status(prefix_failures, failures, len(staged.prefixes)),
@@ -90,6 +93,8 @@ def build_report(
             "links": sum(r["links"] for j in jobs.values() for r in j["recipients"]),
             "bundles": len(written),
             "failures": len(failures),
+            "bytes": sum(r["bytes"] for r in everyone),
+            "earliest_expiry": min(expiries, default=None),
         },
         "jobs": list(jobs.values()),
         "prefixes": [
@@ -105,6 +110,24 @@ def build_report(
         ],
         "failures": failures,
     }
+
+
+def _job_totals(
+    plan: Plan, staged: Staged, jobs: dict[str, dict[str, Any]], over_limit: dict[str, Any]
+) -> None:
+    """Per job: links, bytes shared, earliest expiry, and the failures that touched it."""
+    failures = {name: len(routes) for name, routes in over_limit.items()}
+    for tally, task in zip(staged.prefixes, plan.tasks, strict=True):
+        if tally.failure is not None:
+            for name in {plan.routes[slot.route].job for slot in task.slots}:
+                failures[name] = failures.get(name, 0) + 1
+    for name, job in jobs.items():
+        recipients = job["recipients"]
+        expiries = [r["expires_at"] for r in recipients if r["expires_at"]]
+        job["links"] = sum(r["links"] for r in recipients)
+        job["bytes"] = sum(r["bytes"] for r in recipients)
+        job["earliest_expiry"] = min(expiries, default=None)
+        job["failures"] = failures.get(name, 0)
 
 
 def _status(prefix_failures: list[Any], failures: list[Any], prefixes: int) -> str:

@@ -11,21 +11,26 @@ import asyncio
 import re
 import secrets
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, _signals
 from .audit import audit_file, get_logger
 from .bundles import RunFolder, iso, write_bundle, write_json
 from .errors import Interrupted, SharebatchError, UsageError
-from .manifest import load_manifest
-from .models import RunSummary
+from .manifest import Grant, load_manifest
+from .models import BucketTarget, Credentials, RunSummary
 from .pipeline import Staged, stage
 from .plan import Plan, build_plan
+from .progress import Progress, ProgressCallback
 from .report import build_report
+from .review import write_review
 from .s3 import S3Gateway
+from .signing import Outliving, check_lifetimes, credential_kind
+from .uploads import Uploads, upload_row
 
 log = get_logger()
 
@@ -50,13 +55,19 @@ def run_manifest(
     region: str | None = None,
     run_id: str | None = None,
     as_of: date | None = None,
+    handle_signals: bool = True,
+    split_folders: bool = True,
+    on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
     """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure.
 
     ``out`` defaults to the manifest's ``output.dir``, then ``bundles``; ``as_of`` (the date
-    that period templates are computed from) defaults to today in UTC.
+    that period templates are computed from) defaults to today in UTC. With
+    ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the run cleanly and
+    raise ``Interrupted``.
     """
-    return asyncio.run(
+    run = _signals.run_interruptible if handle_signals else asyncio.run
+    return run(
         run_manifest_async(
             manifest_path,
             out=out,
@@ -67,6 +78,8 @@ def run_manifest(
             region=region,
             run_id=run_id,
             as_of=as_of,
+            split_folders=split_folders,
+            on_progress=on_progress,
         )
     )
 
@@ -82,8 +95,13 @@ async def run_manifest_async(
     region: str | None = None,
     run_id: str | None = None,
     as_of: date | None = None,
+    split_folders: bool = True,
+    on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
-    """The coroutine behind ``run_manifest``, for callers that already run an event loop."""
+    """The coroutine behind ``run_manifest``, for callers that already run an event loop.
+
+    ``split_folders=False`` lists every prefix as a whole, never folder by folder.
+    """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
@@ -99,10 +117,18 @@ async def run_manifest_async(
         profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
     ) as gateway:
         credentials = await gateway.credentials()
-        folder = None if dry_run else RunFolder.create(out_dir, run_id)
-        sink: AbstractContextManager[None] = (
-            audit_file(folder.audit_path) if folder else nullcontext()
+        # Before anything exists on disk: a run refused for short credentials leaves nothing.
+        outliving = check_lifetimes(
+            credentials,
+            [
+                (r.job, r.recipient, r.grant.expiry, r.grant.on_short_credentials)
+                for r in plan.routes
+            ],
+            datetime.now(UTC),
         )
+        # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
+        folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
+        sink: AbstractContextManager[None] = _run_files(folder) if folder else nullcontext()
         with sink:
             log.info("run_started", run_id=run_id, version=__version__, dry_run=dry_run)
             log.info(
@@ -111,6 +137,7 @@ async def run_manifest_async(
                 sha256=manifest.sha256,
                 as_of=manifest.as_of.isoformat(),
             )
+            _log_credentials(credentials, outliving)
             clock = time.monotonic()
             try:
                 staged = await stage(
@@ -119,14 +146,38 @@ async def run_manifest_async(
                     credentials=credentials,
                     folder=folder,
                     concurrency=concurrency,
+                    split_folders=split_folders,
+                    progress=_progress(plan, on_progress),
                 )
-                written = _write_bundles(plan, staged, folder, run_id) if folder else {}
+                written = (
+                    await _write_bundles(
+                        plan,
+                        staged,
+                        folder,
+                        run_id,
+                        credentials,
+                        gateway.effective,
+                        await Uploads.prepare(plan, gateway, credentials),
+                    )
+                    if folder
+                    else {}
+                )
+                if folder:
+                    write_review(folder, plan, staged, written, run_id, started_at)
+                _signals.commit()
             except SharebatchError as exc:
-                _finish(folder, run_id, "failed", {"error": str(exc)})
+                _abort(folder, run_id, "failed", {"error": str(exc)})
                 raise
             except (asyncio.CancelledError, KeyboardInterrupt):
-                _finish(folder, run_id, "interrupted", {})
-                raise Interrupted("SIGINT") from None
+                name = _signals.received() or "SIGINT"
+                _abort(folder, run_id, "interrupted", {"signal": name})
+                raise Interrupted(name) from None
+            except Exception as exc:
+                # A bug or a full disk: recorded all the same, and no bundle of the run is kept.
+                while isinstance(exc, ExceptionGroup):  # a listing task's, through its TaskGroup
+                    exc = exc.exceptions[0]
+                _abort(folder, run_id, "failed", {"error": type(exc).__name__})
+                raise
             finally:
                 if folder:
                     folder.discard_staging()
@@ -142,6 +193,24 @@ async def run_manifest_async(
     return summary
 
 
+@contextmanager
+def _run_files(folder: RunFolder) -> Iterator[None]:
+    """The audit log open for the run; OUT's run lock released after it is closed."""
+    try:
+        with audit_file(folder.audit_path):
+            yield
+    finally:
+        folder.release()
+
+
+def _abort(folder: RunFolder | None, run_id: str, status: str, totals: dict[str, Any]) -> None:
+    """End a run that did not finish: no bundle of it may look complete."""
+    if folder is not None:
+        for path in folder.discard_outputs():
+            log.warning("bundle_discarded", path=str(path), reason=status)
+    _finish(folder, run_id, status, totals)
+
+
 def _finish(
     folder: RunFolder | None,
     run_id: str,
@@ -154,21 +223,68 @@ def _finish(
     log.info("run_finished", run_id=run_id, status=status, **totals)
 
 
-def _write_bundles(
-    plan: Plan, staged: Staged, folder: RunFolder, run_id: str
+def _log_credentials(credentials: Credentials, outliving: list[Outliving]) -> None:
+    expiry = credentials.expiry
+    log.info(
+        "credentials_loaded",
+        source=credentials.method,
+        kind=credential_kind(credentials),
+        expires_at=iso(expiry) if expiry else None,
+    )
+    if expiry is None and credentials.session_token:
+        log.warning(
+            "credentials_expiry_unknown",
+            source=credentials.method,
+            message="temporary credentials of unknown expiry: links may stop working before"
+            " their expires_at",
+        )
+    for found in outliving:
+        log.warning(
+            "links_outlive_credentials",
+            job=found.job,
+            recipient=found.recipient,
+            policy=found.policy,
+            links_end=iso(found.links_end),
+            credentials_expire_at=iso(found.credentials_end),
+            credentials_source=found.source,
+        )
+
+
+async def _write_bundles(
+    plan: Plan,
+    staged: Staged,
+    folder: RunFolder,
+    run_id: str,
+    credentials: Credentials,
+    effective: Callable[[BucketTarget], BucketTarget],
+    uploads: Uploads | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Join each complete route's parts into its bundle; skip routes that cannot be trusted."""
+    """Join each complete route's parts into its bundle; skip routes that cannot be trusted.
+
+    Upload slots are signed here, only for bundles being written, so each starts its (short)
+    life as its bundle appears.
+    """
     failed = staged.failed_routes(plan)
     over_limit = staged.over_limit_jobs(plan)
     written: dict[int, dict[str, Any]] = {}
     generated_at = iso(datetime.now(UTC))
     for route, tally in zip(plan.routes, staged.routes, strict=True):
+        await asyncio.sleep(0)  # a signal's cancellation lands between two bundles
         if route.index in failed or route.job in over_limit:
             reason = "prefix_failed" if route.index in failed else "max_links_exceeded"
             log.warning("bundle_skipped", job=route.job, recipient=route.recipient, reason=reason)
             continue
         found = [p.earliest_expiry for p in tally.parts if p.earliest_expiry is not None]
         recipient = route.grant.recipient
+        clamped = tally.signer.clamped_to if tally.signer else None
+        if clamped is not None:
+            log.warning(
+                "links_clamped",
+                job=route.job,
+                recipient=recipient.id,
+                clamped_to=iso(clamped),
+                credentials_source=credentials.method,
+            )
         header = {
             "run_id": run_id,
             "job": route.job,
@@ -179,9 +295,50 @@ def _write_bundles(
             "signer_access_key_id": staged.signer_key_id,
             "expires_at": iso(min(found)) if found else None,
             "links": sum(p.rows for p in tally.parts),
+            # What renewal needs to re-sign these links as they were first signed.
+            **lifecycle_header(route.grant, effective(route.target), credentials, clamped),
         }
+        issued = [upload_row(u) for u in uploads.issue(route)] if uploads else []
+        if route.grant.upload is not None:
+            header["uploads"] = len(issued)
         dest = folder.bundle_dir(route.job, recipient.id)
-        for item in write_bundle(dest, header, tally.parts, route.grant.formats):
+        for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
         written[route.index] = header
     return written
+
+
+def lifecycle_header(
+    grant: Grant, target: BucketTarget, credentials: Credentials, clamped: datetime | None
+) -> dict[str, Any]:
+    """Bundle header fields on the links' lifetime: the expiry policy, signer and target."""
+    expiry = grant.expiry
+    return {
+        "expiry": {"expires_at": iso(expiry.at)}
+        if expiry.at is not None
+        else {"expires_in": expiry.seconds},
+        "on_short_credentials": grant.on_short_credentials,
+        "credentials": {
+            "source": credentials.method,
+            "kind": credential_kind(credentials),
+            "expires_at": iso(credentials.expiry) if credentials.expiry else None,
+        },
+        "clamped_to": iso(clamped) if clamped else None,
+        "target": {
+            "bucket": target.bucket,
+            "region": target.region,
+            "endpoint_url": target.endpoint_url,
+            "addressing_style": target.addressing_style,
+        },
+        "download_name": grant.download_name,
+        "content_type": grant.content_type,
+    }
+
+
+def _progress(plan: Plan, callback: ProgressCallback | None) -> Progress | None:
+    """Counters for a watcher (the CLI's live display), announced before listing starts."""
+    if callback is None:
+        return None
+    progress = Progress(plan, callback)
+    progress.start()
+    return progress

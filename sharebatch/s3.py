@@ -8,19 +8,28 @@ response or a client.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aioboto3
 import botocore.session
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from ._listparse import install as install_fast_list_parser
 from .audit import get_logger
 from .errors import CredentialsError, SharebatchError
-from .models import BucketTarget, Credentials, ObjectRef, Presigner
+from .models import Answer, BucketTarget, Credentials, LinkProbe, ObjectRef, PostSigner, Presigner
+from .retry import RetryPolicy
 from .sigv4 import SigV4Presigner, Unsupported
 
 # S3 answers these when the credentials themselves are bad, whatever the bucket or prefix:
@@ -49,16 +58,20 @@ class S3ListingError(SharebatchError):
         super().__init__(f"{code}: {message}")
 
 
-def client_config(target: BucketTarget, max_connections: int) -> Config:
+def client_config(
+    target: BucketTarget, max_connections: int, policy: RetryPolicy | None = None
+) -> Config:
     """The one client configuration, shared by listing and presigning clients."""
+    policy = policy or RetryPolicy()
     return Config(
         # botocore still presigns S3 with SigV2 in some regions unless told otherwise.
         signature_version="s3v4",
         s3={"addressing_style": target.addressing_style},
         max_pool_connections=max_connections,
-        retries={"mode": "adaptive", "max_attempts": 5},
-        connect_timeout=10,
-        read_timeout=60,
+        # botocore's "max_attempts" counts retries only; "total_max_attempts" counts every try.
+        retries={"mode": "adaptive", "total_max_attempts": policy.attempts},
+        connect_timeout=policy.connect_timeout,
+        read_timeout=policy.read_timeout,
         # Default CRC checksums would be baked into presigned PUTs and break plain curl uploads.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -81,7 +94,10 @@ class S3Gateway:
         endpoint_url: str | None = None,
         max_connections: int = 16,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry: RetryPolicy | None = None,
     ) -> None:
+        # Read here, before anything is written: a bad SHAREBATCH_S3_* value is exit 2.
+        self._retry = retry or RetryPolicy.from_env(os.environ)
         self._profile = profile
         self._region = region
         self._endpoint_url = endpoint_url
@@ -89,6 +105,7 @@ class S3Gateway:
         self._clock = clock  # the fast signer's; botocore reads its own
         try:
             self._session = aioboto3.Session(profile_name=profile)
+            install_fast_list_parser(self._session._session)
         except BotoCoreError as exc:  # ProfileNotFound: its message names the profile
             raise CredentialsError(str(exc)) from None
         self._stack = contextlib.AsyncExitStack()
@@ -143,10 +160,16 @@ class S3Gateway:
                     "s3",
                     region_name=region,
                     endpoint_url=target.endpoint_url,
-                    config=client_config(target, self._max_connections),
+                    config=client_config(target, self._max_connections, self._retry),
                 )
             )
         return self._clients[target]
+
+    @property
+    def default_region(self) -> str | None:
+        """The AWS chain's region (``AWS_REGION``, the profile), used where a target has none."""
+        region = self._session.region_name
+        return str(region) if region else None
 
     async def region_of(self, target: BucketTarget) -> str:
         """The region to sign for: configured, or asked of S3 (the bucket's own region)."""
@@ -161,7 +184,7 @@ class S3Gateway:
 
     async def _discover_region(self, target: BucketTarget) -> str:
         # HeadBucket answers with the bucket's region in a header even on a redirect or 403.
-        probe_config = client_config(target, 1)
+        probe_config = client_config(target, 1, self._retry)
         async with self._session.client(
             "s3", region_name="us-east-1", endpoint_url=target.endpoint_url, config=probe_config
         ) as probe:
@@ -176,26 +199,26 @@ class S3Gateway:
 
     async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
         """Yield every page of objects under ``prefix``, skipping folder markers."""
-        try:
+        with _listing_errors():
             client = await self._client(target)
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=target.bucket, Prefix=prefix):
-                yield [
-                    _object_ref(target.bucket, item)
-                    for item in page.get("Contents", ())
-                    if not (item["Key"].endswith("/") and item["Size"] == 0)
-                ]
-        except NoCredentialsError:
-            raise CredentialsError("no AWS credentials found") from None
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "ClientError"))
-            message = str(error.get("Message", ""))
-            if code in _CREDENTIAL_ERRORS:
-                raise CredentialsError(f"S3 rejected the credentials: {code}") from None
-            raise S3ListingError(code, message) from None
-        except BotoCoreError as exc:
-            raise S3ListingError(type(exc).__name__, str(exc)) from None
+                yield _objects(target.bucket, page)
+
+    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+        """One delimiter request: the objects right under ``prefix`` and its sub-folders.
+
+        ``complete`` says whether that one page held the whole level; only then can the
+        caller list the sub-folders in parallel instead of the prefix as a whole.
+        """
+        with _listing_errors():
+            client = await self._client(target)
+            page = await client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, Delimiter="/")
+        return Level(
+            objects=_objects(target.bucket, page),
+            folders=[str(p["Prefix"]) for p in page.get("CommonPrefixes", ())],
+            complete=not page.get("IsTruncated", False),
+        )
 
     async def presigner(self, target: BucketTarget, credentials: Credentials) -> Presigner:
         """A synchronous presigner for ``target``: signing is CPU work with no network call.
@@ -240,15 +263,7 @@ class S3Gateway:
     def _botocore_presigner(
         session: Any, target: BucketTarget, region: str, credentials: Credentials
     ) -> Presigner:
-        client = session.create_client(
-            "s3",
-            region_name=region,
-            endpoint_url=target.endpoint_url,
-            aws_access_key_id=credentials.access_key_id,
-            aws_secret_access_key=credentials.secret_access_key,
-            aws_session_token=credentials.session_token,
-            config=client_config(target, 1),
-        )
+        client = _signing_client(session, target, region, credentials)
 
         def presign(
             method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
@@ -264,6 +279,167 @@ class S3Gateway:
 
         return presign
 
+    async def post_signer(self, target: BucketTarget, credentials: Credentials) -> PostSigner:
+        """A synchronous POST-policy signer for ``target``: botocore's, SigV4, frozen credentials.
+
+        botocore adds the conditions on the bucket, the key (``starts-with`` when the key ends
+        in ``${filename}``) and its own ``x-amz-*`` fields; the caller's ``conditions`` must
+        cover every other field it puts in the form, or S3 refuses the upload.
+        """
+        region = await self.region_of(target)
+        session = botocore.session.Session(profile=self._profile)
+        client = _signing_client(session, target, region, credentials)
+
+        def sign_post(
+            bucket: str,
+            key: str,
+            fields: Mapping[str, str],
+            conditions: Sequence[object],
+            expires_in: int,
+        ) -> tuple[str, dict[str, str]]:
+            found = client.generate_presigned_post(
+                bucket, key, Fields=dict(fields), Conditions=list(conditions), ExpiresIn=expires_in
+            )
+            return str(found["url"]), {str(k): str(v) for k, v in found["fields"].items()}
+
+        return sign_post
+
+    # Preflight for ``sharebatch doctor``: each request returns an ``Answer`` and never
+    # raises, so one refused request does not hide what the others would have said.
+
+    async def caller_identity(self) -> Answer:
+        """STS GetCallerIdentity: the ARN the credentials belong to."""
+        region = self._region or self._session.region_name or "us-east-1"
+        async with self._session.client("sts", region_name=region) as sts:
+            return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
+
+    async def endpoint_probe(self, target: BucketTarget) -> Answer:
+        """An unsigned HeadBucket (ListBuckets when ``target.bucket`` is empty).
+
+        Unsigned on purpose: S3 answers it whatever the credentials or the clock, with its
+        ``Date`` and, for a bucket, the ``x-amz-bucket-region`` header (on a 403 or 301 too).
+        """
+        config = client_config(target, 1).merge(Config(signature_version=UNSIGNED))
+        region = target.region or "us-east-1"
+        async with self._session.client(
+            "s3", region_name=region, endpoint_url=target.endpoint_url, config=config
+        ) as probe:
+            bucket = target.bucket
+            call = probe.head_bucket(Bucket=bucket) if bucket else probe.list_buckets()
+            return await _answer(call, lambda _: {})
+
+    async def public_access_block(self, target: BucketTarget) -> Answer:
+        """GetPublicAccessBlock: the bucket's four Block Public Access settings."""
+        client = await self._client(target)
+        return await _answer(
+            client.get_public_access_block(Bucket=target.bucket),
+            lambda r: dict(r["PublicAccessBlockConfiguration"]),
+        )
+
+    async def default_encryption(self, target: BucketTarget) -> Answer:
+        """GetBucketEncryption: the default algorithm and KMS key of new objects."""
+        client = await self._client(target)
+
+        def pick(response: Mapping[str, Any]) -> dict[str, str | bool | None]:
+            rule = response["ServerSideEncryptionConfiguration"]["Rules"][0]
+            default = rule.get("ApplyServerSideEncryptionByDefault", {})
+            return {
+                "algorithm": default.get("SSEAlgorithm"),
+                "kms_key": default.get("KMSMasterKeyID"),
+                "bucket_key": bool(rule.get("BucketKeyEnabled", False)),
+            }
+
+        return await _answer(client.get_bucket_encryption(Bucket=target.bucket), pick)
+
+    async def first_key(self, target: BucketTarget, prefix: str) -> Answer:
+        """A one-key ListObjectsV2: whether listing ``prefix`` is allowed, and if it is empty."""
+        client = await self._client(target)
+        return await _answer(
+            client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, MaxKeys=1),
+            lambda r: {"empty": not r.get("Contents")},
+        )
+
+
+async def _answer(
+    call: Awaitable[Mapping[str, Any]],
+    pick: Callable[[Mapping[str, Any]], Mapping[str, str | bool | None]],
+) -> Answer:
+    try:
+        response = await call
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = headers.get("x-amz-bucket-region")
+        return Answer(
+            facts={"region": region} if region else {},
+            error=str(error.get("Code") or "ClientError"),
+            message=str(error.get("Message") or ""),
+            date=_http_date(headers.get("date")),
+        )
+    except BotoCoreError as exc:  # no credentials, no connection: its message says which
+        return Answer(error=type(exc).__name__, message=str(exc))
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    facts = dict(pick(response))
+    if headers.get("x-amz-bucket-region"):
+        facts["region"] = headers["x-amz-bucket-region"]
+    return Answer(facts=facts, date=_http_date(headers.get("date")))
+
+
+def _http_date(value: str | None) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Level:
+    objects: list[ObjectRef]
+    folders: list[str]
+    complete: bool
+
+
+@contextlib.contextmanager
+def _listing_errors() -> Iterator[None]:
+    """Map boto errors to ours: credential problems end the run, others fail the prefix."""
+    try:
+        yield
+    except NoCredentialsError:
+        raise CredentialsError("no AWS credentials found") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "ClientError"))
+        message = str(error.get("Message", ""))
+        if code in _CREDENTIAL_ERRORS:
+            raise CredentialsError(f"S3 rejected the credentials: {code}") from None
+        raise S3ListingError(code, message) from None
+    except BotoCoreError as exc:
+        raise S3ListingError(type(exc).__name__, str(exc)) from None
+
+
+def _objects(bucket: str, page: Mapping[str, Any]) -> list[ObjectRef]:
+    return [
+        _object_ref(bucket, item)
+        for item in page.get("Contents", ())
+        # Zero-byte keys ending in "/" are the console's "folders", never files to share.
+        if not (item["Key"].endswith("/") and item["Size"] == 0)
+    ]
+
+
+def _signing_client(
+    session: Any, target: BucketTarget, region: str, credentials: Credentials
+) -> Any:
+    """A botocore client that only signs, with the run's frozen credentials."""
+    return session.create_client(
+        "s3",
+        region_name=region,
+        endpoint_url=target.endpoint_url,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+        aws_session_token=credentials.session_token,
+        config=client_config(target, 1),
+    )
+
 
 def _object_ref(bucket: str, item: Mapping[str, Any]) -> ObjectRef:
     modified = item["LastModified"]
@@ -273,4 +449,57 @@ def _object_ref(bucket: str, item: Mapping[str, Any]) -> ObjectRef:
         size=int(item["Size"]),
         etag=str(item.get("ETag", "")).strip('"'),
         last_modified=modified.astimezone(UTC),
+    )
+
+
+# The few bytes of an S3 error document that name the error; bodies are never read further.
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
+_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,200})</Message>")
+_ACTUAL_SIZE = re.compile(rb"<ActualObjectSize>([0-9]{1,20})</ActualObjectSize>")
+
+
+def probe_link(url: str, method: str, *, timeout: float = 15.0) -> LinkProbe:
+    """Check a presigned link as a recipient would, without downloading the object.
+
+    A signature covers the HTTP method, so a GET link is checked with a GET of one byte
+    (``Range: bytes=0-0``; a HEAD would be refused) and a HEAD link with a HEAD. Blocking:
+    callers run it in threads. Errors name a kind, never the URL.
+    """
+    if not url.lower().startswith(("https://", "http://")):
+        return LinkProbe(status=None, error="NotHttp", message="not an http(s) URL")
+    headers = {"Range": "bytes=0-0"} if method == "GET" else {}
+    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return _probe_answer(response.status, response.headers, b"")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            body = exc.read(4096) if method != "HEAD" else b""
+            return _probe_answer(exc.code, exc.headers, body)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None)
+        # An OSError's text names the failure (refused, timed out), never the request's URL.
+        detail = str(reason) if isinstance(reason, OSError | str) else type(exc).__name__
+        return LinkProbe(status=None, error="ConnectionError", message=detail)
+
+
+def _probe_answer(status: int, headers: Any, body: bytes) -> LinkProbe:
+    etag = headers.get("ETag")
+    size: int | None = None
+    total = (headers.get("Content-Range") or "").rpartition("/")[2]
+    if total.isdigit():
+        size = int(total)
+    elif status == 200 and str(headers.get("Content-Length", "")).isdigit():
+        size = int(headers["Content-Length"])
+    code = _ERROR_CODE.search(body)
+    message = _ERROR_MESSAGE.search(body)
+    actual = _ACTUAL_SIZE.search(body)
+    if actual:  # a one-byte range of an empty object: 416, with the size in the error
+        size = int(actual.group(1))
+    return LinkProbe(
+        status=status,
+        size=size,
+        etag=etag.strip('"') if etag else None,
+        error=code.group(1).decode("utf-8", "replace") if code else None,
+        message=message.group(1).decode("utf-8", "replace") if message else "",
     )

@@ -1,20 +1,24 @@
 """Turning listed objects into presigned links, with the expiry rules enforced at signing time.
 
-The URL bytes come from a ``Presigner`` (today botocore's, built by ``s3``); this module owns
-the policy around it: only SigV4, at most 7 days, and an ``expires_at`` read back from the
-signed URL itself so a bundle states the real moment each link stops working.
+The URL bytes come from a ``Presigner`` (built by ``s3``); this module owns the policy around
+it: only SigV4, at most 7 days, never past the temporary credentials that sign a link (unless
+the manifest says ``warn``), and an ``expires_at`` read back from the signed URL itself so a
+bundle states the real moment each link stops working.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import string
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from .errors import SharebatchError
-from .models import Expiry, Link, ObjectRef, Presigner
+from .errors import CredentialsError, SharebatchError
+from .models import Credentials, Expiry, Link, ObjectRef, Presigner, ShortCredentials
 from .templates import render_object
 
 MAX_EXPIRES_IN = 604_800
@@ -45,8 +49,14 @@ def signed_window(url: str) -> tuple[datetime, datetime]:
     expires = _query_value(url, "X-Amz-Expires")
     if stamp is None or expires is None:
         raise SigningError("the signer produced a URL without SigV4 parameters; refusing it")
-    signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    signed_at = _parse_stamp(stamp)
     return signed_at, signed_at + timedelta(seconds=int(expires))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_stamp(stamp: str) -> datetime:
+    # strptime costs ~20 us; a run signs a whole batch within the same second.
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 def content_disposition(filename: str) -> str:
@@ -69,8 +79,101 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class CredentialLimit:
+    """Temporary signing credentials: no link they sign works after ``expiry``."""
+
+    expiry: datetime
+    source: str
+    policy: ShortCredentials
+
+
+def credential_limit(credentials: Credentials, policy: ShortCredentials) -> CredentialLimit | None:
+    """The limit the credentials put on links, or None when their expiry is unknown."""
+    if credentials.expiry is None:
+        return None
+    return CredentialLimit(credentials.expiry, credentials.method, policy)
+
+
+def credential_kind(credentials: Credentials) -> str:
+    """``session`` for temporary credentials (they carry a token), else ``long-term``."""
+    return "session" if credentials.session_token else "long-term"
+
+
+def policy_end(expiry: Expiry, now: datetime) -> datetime:
+    """When links signed at ``now`` would stop working by their expiry policy alone."""
+    if expiry.at is not None:
+        return expiry.at
+    return now + timedelta(seconds=expiry.seconds or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outliving:
+    """The links of one (job, recipient) would outlive the credentials that sign them."""
+
+    job: str
+    recipient: str
+    policy: ShortCredentials
+    links_end: datetime
+    credentials_end: datetime
+    source: str
+
+
+def check_lifetimes(
+    credentials: Credentials,
+    wanted: Iterable[tuple[str, str, Expiry, ShortCredentials]],
+    now: datetime,
+) -> list[Outliving]:
+    """Compare each (job, recipient, expiry, policy) with the credentials, before signing.
+
+    Raises ``CredentialsError`` when the credentials have expired, or when any recipient
+    whose policy is ``fail`` would get links that die early; returns the ``clamp`` and
+    ``warn`` cases, for the caller to record.
+    """
+    end = credentials.expiry
+    if end is None:
+        return []
+    source = credentials.method
+    if end <= now:
+        raise CredentialsError(
+            f"the temporary credentials from {source} expired at {_iso(end)}; "
+            "no link signed with them would work"
+        )
+    found = [
+        Outliving(job, recipient, policy, policy_end(expiry, now), end, source)
+        for job, recipient, expiry, policy in wanted
+        if policy_end(expiry, now) > end
+    ]
+    failing = [o for o in found if o.policy == "fail"]
+    if failing:
+        first = failing[0]
+        more = f" (and {len(failing) - 1} more recipients)" if len(failing) > 1 else ""
+        raise CredentialsError(
+            f"job {first.job}, recipient {first.recipient}{more}: links would work until "
+            f"{_iso(first.links_end)}, but the temporary credentials signing them (source "
+            f"{source}) expire at {_iso(end)}; nothing was issued. Use longer-lived "
+            "credentials or a shorter expiry, or set on_short_credentials: clamp or warn"
+        )
+    return found
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# A presigner stamps its own second: when that second ticks between computing a validity and
+# signing, the link would end one second past its bound, so it is signed again, shorter.
+_RESIGN_ATTEMPTS = 3
+
+
 class Signer:
-    """Signs GET links for one route: its expiry, download name and content type."""
+    """Signs GET links for one route: its expiry, download name and content type.
+
+    With a ``limit`` (temporary credentials of known expiry), each link is held to its policy:
+    ``clamp`` shortens it to end when the credentials do, ``fail`` refuses it, ``warn`` keeps
+    it but records the credential expiry as its ``expires_at``: the moment it really dies.
+    ``clamped_to`` is set once any link was shortened.
+    """
 
     def __init__(
         self,
@@ -81,6 +184,7 @@ class Signer:
         download_name: str = "{basename}",
         content_type: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        limit: CredentialLimit | None = None,
     ) -> None:
         if expiry.seconds is not None:
             _check_window(job, expiry.seconds)
@@ -90,17 +194,43 @@ class Signer:
         self._download_name = download_name
         self._content_type = content_type
         self._clock = clock
+        self._limit = limit
+        self.clamped_to: datetime | None = None
 
-    def _expires_in(self) -> int:
+    def _bound(self) -> tuple[datetime | None, bool]:
+        """The latest end a link may have, and whether that bound is the credentials'."""
+        limit = self._limit
+        at = self._expiry.at
+        if limit is not None and limit.policy == "clamp" and (at is None or limit.expiry < at):
+            return limit.expiry, True
+        return at, False
+
+    def _expires_in(self, now: datetime) -> int:
         seconds = self._expiry.seconds
         if seconds is None:
             if self._expiry.at is None:
                 raise SigningError(f"job {self._job}: no expiry given")
             # A fixed end: each batch gets what is left, so every link dies at that moment.
-            seconds = int((self._expiry.at - self._clock()).total_seconds())
-        return _check_window(self._job, seconds)
+            seconds = int((self._expiry.at - now).total_seconds())
+        seconds = _check_window(self._job, seconds)
+        bound, by_credentials = self._bound()
+        if by_credentials and bound is not None:
+            left = int((bound - now).total_seconds())
+            if left <= 0:
+                raise CredentialsError(self._expired_message())
+            seconds = min(seconds, left)
+        return seconds
 
-    def _params(self, key: str) -> dict[str, str]:
+    def _expired_message(self) -> str:
+        limit = self._limit
+        assert limit is not None
+        return (
+            f"job {self._job}: the temporary credentials from {limit.source} expired at "
+            f"{_iso(limit.expiry)} during the run; no link signed now would work"
+        )
+
+    def params(self, key: str) -> dict[str, str]:
+        """The signed response parameters of ``key``'s link: download name, content type."""
         params = {
             "ResponseContentDisposition": content_disposition(
                 render_object(self._download_name, key)
@@ -112,23 +242,52 @@ class Signer:
 
     def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
         """One GET link per object for ``recipient``."""
-        expires_in = self._expires_in()
-        links = []
-        for obj in objects:
-            url = self._presign("GET", obj.bucket, obj.key, expires_in, self._params(obj.key))
+        expires_in = self._expires_in(self._clock())
+        return [self.sign_one(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
+
+    def sign_one(
+        self,
+        recipient: str,
+        obj: ObjectRef,
+        params: Mapping[str, str],
+        expires_in: int | None = None,
+    ) -> Link:
+        """One GET link with explicit response parameters (renewal keeps the old ones)."""
+        if expires_in is None:
+            expires_in = self._expires_in(self._clock())
+        bound, by_credentials = self._bound()
+        for _ in range(_RESIGN_ATTEMPTS):
+            url = self._presign("GET", obj.bucket, obj.key, expires_in, params)
             signed_at, expires_at = signed_window(url)
-            links.append(
-                Link(
-                    job=self._job,
-                    recipient=recipient,
-                    obj=obj,
-                    method="GET",
-                    signed_at=signed_at,
-                    expires_at=expires_at,
-                    url=url,
+            # The URL is what S3 will judge: its own window is checked, not the request.
+            _check_window(self._job, int((expires_at - signed_at).total_seconds()))
+            if bound is None or expires_at <= bound:
+                break
+            expires_in -= math.ceil((expires_at - bound).total_seconds())
+            if expires_in <= 0:
+                raise CredentialsError(self._expired_message())
+        else:
+            raise SigningError(f"job {self._job}: could not sign a link that ends by its bound")
+        if by_credentials and policy_end(self._expiry, signed_at) > expires_at:
+            self.clamped_to = bound
+        limit = self._limit
+        if limit is not None and expires_at > limit.expiry:
+            if limit.policy == "fail":
+                raise CredentialsError(
+                    f"job {self._job}, recipient {recipient}: a link signed now would work "
+                    f"until {_iso(expires_at)}, but the temporary credentials signing it "
+                    f"(source {limit.source}) expire at {_iso(limit.expiry)}; the run stops"
                 )
-            )
-        return links
+            expires_at = limit.expiry  # warn: the link dies with the credentials
+        return Link(
+            job=self._job,
+            recipient=recipient,
+            obj=obj,
+            method="GET",
+            signed_at=signed_at,
+            expires_at=expires_at,
+            url=url,
+        )
 
 
 def _check_window(job: str, seconds: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,15 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner
 
 from sharebatch import audit
+from tests import secretsguard
 
 REGION = "eu-west-1"
 ACCESS_KEY = "AKIATESTTESTTESTTEST"
 SECRET_KEY = "test/secret+key/that-must-never-be-logged"
+secretsguard.KNOWN_SECRETS.add(SECRET_KEY)
 
 
 def seal_aws_env(monkeypatch: pytest.MonkeyPatch, empty: Path) -> None:
@@ -47,6 +51,61 @@ def sealed_aws_env(
 ) -> None:
     """No test can reach a real account: AWS_* variables gone, config files empty, no IMDS."""
     seal_aws_env(monkeypatch, tmp_path_factory.mktemp("aws-config"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "secrets_on_stdout: the command's data on stdout is links (stderr still guarded)"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """The secrets guard, part 1: fail a test whose captured output shows a secret."""
+    report = yield
+    allow = item.get_closest_marker("secrets_on_stdout") is not None
+    # Sections accumulate over setup, call and teardown: each phase checks its own only.
+    own = [(title, text) for title, text in report.sections if title.endswith(report.when)]
+    leaks = secretsguard.scan_report(own, allow) if report.passed else []
+    if leaks:
+        report.outcome = "failed"
+        report.longrepr = "secret in captured output (see tests/secretsguard.py):\n" + "\n".join(
+            leaks
+        )
+    return report
+
+
+@pytest.fixture(autouse=True)
+def secrets_guard(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The secrets guard, part 2: CLI and subprocess output, audit logs and summaries."""
+    # Asked for now, so that it is torn down after this check, not before.
+    root = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    recorder = secretsguard.Recorder(
+        allow_stdout=request.node.get_closest_marker("secrets_on_stdout") is not None
+    )
+    invoke, communicate = CliRunner.invoke, subprocess.Popen.communicate
+
+    def recorded_invoke(self: CliRunner, *args: Any, **kwargs: Any) -> Any:
+        result = invoke(self, *args, **kwargs)
+        recorder.add("CliRunner stdout", result.stdout, stdout=True)
+        recorder.add("CliRunner stderr", result.stderr)
+        recorder.add_exception("CliRunner exception", result.exc_info)
+        return result
+
+    def recorded_communicate(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> Any:
+        out, err = communicate(self, *args, **kwargs)
+        recorder.add(f"{self.args} stdout", out, stdout=True)
+        recorder.add(f"{self.args} stderr", err)
+        return out, err
+
+    monkeypatch.setattr(CliRunner, "invoke", recorded_invoke)
+    monkeypatch.setattr(subprocess.Popen, "communicate", recorded_communicate)
+    yield
+    leaks = recorder.problems(root)
+    if leaks:
+        pytest.fail("secret leaked (see tests/secretsguard.py):\n" + "\n".join(leaks))
 
 
 @pytest.fixture(autouse=True)

@@ -520,6 +520,7 @@ AFTER_BEFORE = (
     "modified_after 2026-07-01T00:00:00Z (defaults.filters.modified_after) is not before"
     " modified_before 2026-06-30T00:00:00Z"
 )
+UPLOADS = "overlaps the upload prefix 'inbox/globex/' of recipient 'globex'"
 TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
 
 # (file, line, column, field, substring of the message); line/column None: whole-file problem.
@@ -603,10 +604,25 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("formats_empty.yml", 5, 12, "defaults.formats", "must list at least one format"),
     ("formats_unknown.yml", 5, 18, "defaults.formats[1]", "'csv' or 'json', got the text 'xlsx'"),
     ("period_bad.yml", 5, 11, "defaults.period", "'quarter', 'month' or 'year', got the text"),
+    ("on_short_credentials_bad.yml", 5, 25, "defaults.on_short_credentials", "'fail', 'clamp'"),
     ("download_name_empty.yml", 5, 18, "defaults.download_name", "gives '' for the key"),
     ("download_name_slash.yml", 10, 24, "jobs[0].recipients[0].download_name", "contains '/'"),
     ("download_name_control.yml", 5, 18, "defaults.download_name", "control character U+0007"),
     ("content_type_bad.yml", 5, 17, "defaults.content_type", "'pdf' is not a media type"),
+    # upload slots
+    ("upload_prefix_no_slash.yml", 9, 15, "jobs[0].upload.prefix", "must end with '/'"),
+    ("upload_missing_max_size.yml", 11, 11, "jobs[0].recipients[0].upload", "needs max_size"),
+    ("upload_missing_prefix.yml", 6, 5, "defaults.upload", "upload needs prefix"),
+    ("upload_max_size_over_5gib.yml", 10, 17, "jobs[0].upload.max_size", "more than 5GiB"),
+    ("upload_expires_in_8d.yml", 11, 19, "jobs[0].upload.expires_in", "7-day limit"),
+    ("upload_key_with_slash.yml", 11, 14, "jobs[0].upload.keys[0]", "a plain file name"),
+    ("upload_key_type_unknown.yml", 12, 28, "jobs[0].upload.keys[1]", "exactly one Content-Type"),
+    ("upload_key_duplicate.yml", 11, 36, "jobs[0].upload.keys[1]", "'globex.pdf' is listed twice"),
+    ("upload_is_true.yml", 10, 17, "jobs[0].recipients[0].upload", "or false for no slot"),
+    ("upload_unknown_field.yml", 11, 7, "jobs[0].upload.content_type", "'content_types'?"),
+    ("upload_form_urlencoded.yml", 11, 23, "jobs[0].upload.content_types[0]", "HTML form"),
+    ("upload_overlaps_download.yml", 9, 15, "jobs[0].upload.prefix", "handed out as downloads"),
+    ("upload_overlaps_other_slot.yml", 14, 26, "jobs[0].recipients[1].upload.prefix", UPLOADS),
 ]
 
 
@@ -812,7 +828,7 @@ def _check_keys(value: object, schema: dict[str, Any], root: dict[str, Any], whe
         schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
     if "anyOf" in schema:
         for option in schema["anyOf"]:
-            if option.get("type") != "null":
+            if option.get("type") != "null" and "const" not in option:  # upload: false
                 _check_keys(value, option, root, where)
     elif isinstance(value, dict):
         for key, item in value.items():

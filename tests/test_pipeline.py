@@ -8,12 +8,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sharebatch.bundles import RunFolder
 from sharebatch.manifest import load_manifest
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, Presigner
-from sharebatch.pipeline import stage
+from sharebatch.pipeline import _in_key_order, stage
 from sharebatch.plan import build_plan
+from sharebatch.s3 import Level
 
 CREDS = Credentials("AKIAFAKE", "secret")
 
@@ -36,6 +39,10 @@ class StubGateway:
             return f"https://s3/{bucket}/{key}?X-Amz-Date=20261128T000000Z&X-Amz-Expires={expires}"
 
         return presign
+
+    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+        # "Incomplete" sends every prefix to the flat listing, which these tests measure.
+        return Level(objects=[], folders=[], complete=False)
 
     async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
         self.active += 1
@@ -99,3 +106,77 @@ def test_covered_prefixes_are_not_given_twice(tmp_path: Path) -> None:
     )
     [route] = build_plan(load_manifest(path)).routes
     assert route.prefixes == ("a/",)
+
+
+def _ref(key: str) -> ObjectRef:
+    return ObjectRef("bkt", key, 1, "e", datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["a", "b", "b.txt", "b0", "é", "z", "-", "~"]), min_size=1, max_size=3
+        ),
+        max_size=30,
+        unique_by=tuple,
+    )
+)
+def test_split_segments_keep_flat_listing_order(paths: list[list[str]]) -> None:
+    """Objects of a level and its sub-folders, placed by name, give the flat listing's order."""
+    keys = {"p/" + "/".join(parts) for parts in paths}
+    direct = sorted((k for k in keys if "/" not in k[2:]), key=str.encode)
+    folders = sorted({k[: k.index("/", 2) + 1] for k in keys if "/" in k[2:]}, key=str.encode)
+    flattened: list[str] = []
+    for segment in _in_key_order([_ref(k) for k in direct], folders):
+        if isinstance(segment, str):
+            flattened += sorted((k for k in keys if k.startswith(segment)), key=str.encode)
+        else:
+            flattened += [o.key for o in segment]
+    assert flattened == sorted(keys, key=str.encode)
+
+
+class OnePageGateway(StubGateway):
+    """A prefix whose whole level (1,000 objects) arrives in one probe, and counts signatures."""
+
+    signed = 0
+
+    async def presigner(self, target: BucketTarget, credentials: Credentials) -> Presigner:
+        def presign(
+            method: str, bucket: str, key: str, expires: int, params: Mapping[str, str]
+        ) -> str:
+            OnePageGateway.signed += 1
+            return f"https://s3/{key}?X-Amz-Date=20261128T000000Z&X-Amz-Expires={expires}"
+
+        return presign
+
+    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+        return Level(
+            objects=[_ref(f"{prefix}{i:04d}") for i in range(1000)], folders=[], complete=True
+        )
+
+
+def test_signing_a_page_hands_the_loop_back_between_batches(tmp_path: Path) -> None:
+    """The event loop runs while a 1,000-object page is being signed, not only after it."""
+    plan = build_plan(load_manifest(_manifest(tmp_path, 1)))
+    gateway = OnePageGateway()
+    seen: list[int] = []
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while not done.is_set():
+                seen.append(OnePageGateway.signed)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        folder = RunFolder.create(tmp_path / "out", "run")
+        await stage(plan, gateway=gateway, credentials=CREDS, folder=folder, concurrency=4)  # type: ignore[arg-type]
+        done.set()
+        await watcher
+
+    asyncio.run(main())
+    total = OnePageGateway.signed
+    # p00/ feeds alice, bob and carol; carol's extra/ is a second 1,000-object level.
+    assert total == 4 * 1000
+    assert any(0 < n < total for n in seen), "the loop never ran mid-signing"

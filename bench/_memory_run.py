@@ -1,0 +1,78 @@
+"""One run of N links through the real runner, with a synthetic lister standing in for S3.
+
+Used by ``bench_run.py`` in a fresh process per size, so each peak RSS is that run's own.
+Everything but the listing is real: manifest, plan, select, the fast signer, part files,
+bundle joining, audit log and summary. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+for _name in [n for n in os.environ if n.startswith("AWS_")]:
+    del os.environ[_name]
+os.environ.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+
+from sharebatch import runner  # noqa: E402
+from sharebatch.models import BucketTarget, Credentials, ObjectRef  # noqa: E402
+from sharebatch.s3 import Level, S3Gateway  # noqa: E402
+
+PREFIXES = 100
+PAGE = 1000
+
+
+class SyntheticGateway(S3Gateway):
+    """Pages of made-up objects, as fast as the pipeline takes them."""
+
+    per_prefix = 0
+
+    async def credentials(self) -> Credentials:
+        return Credentials("AKIABENCHBENCHBENCH0", "bench-secret")
+
+    async def region_of(self, target: BucketTarget) -> str:
+        return "eu-west-1"
+
+    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+        return Level(objects=[], folders=[], complete=False)
+
+    async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
+        when = datetime(2026, 9, 30, tzinfo=UTC)
+        for start in range(0, self.per_prefix, PAGE):
+            stop = min(start + PAGE, self.per_prefix)
+            yield [
+                ObjectRef(target.bucket, f"{prefix}file-{i:09d}.csv", 1024 + i, "0" * 32, when)
+                for i in range(start, stop)
+            ]
+            await asyncio.sleep(0)
+
+
+def main() -> None:
+    links = int(sys.argv[1])
+    SyntheticGateway.per_prefix = links // PREFIXES
+    runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
+    with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as tmp:
+        manifest = Path(tmp) / "m.yml"
+        prefixes = "".join(f"      - data/p{i:03d}/\n" for i in range(PREFIXES))
+        manifest.write_text(
+            "version: 1\njobs:\n  - name: bulk\n    bucket: bench-bucket\n    region: eu-west-1\n"
+            f"    expires_in: 7d\n    prefixes:\n{prefixes}    recipients: [{{id: r}}]\n"
+        )
+        started = time.perf_counter()
+        summary = asyncio.run(runner.run_manifest_async(manifest, out=Path(tmp) / "out"))
+        seconds = time.perf_counter() - started
+        rows = summary.report["totals"]["links"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"links": rows, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""End-to-end, listing and memory benchmarks: ``make bench`` runs this after bench_signing.py.
+
+Every timing is taken side by side within each round and reported as per-round ratios
+(median [min..max] over the rounds), which a busy machine disturbs far less than rates.
+
+1. end to end on moto, 50,000 objects over 50 prefixes: ``sharebatch`` (run_manifest, as
+   ``sharebatch run`` calls it) vs the naive sequential boto3 script (naive_presign.py) vs a
+   listing-only pass with the same concurrency (the floor the server allows);
+2. listing with 30 ms added to every request by a proxy of ours: 50 small prefixes at
+   concurrency 1 vs 16; one prefix with 20 sub-folders, split vs not split. The proxy replays
+   responses it recorded from moto, so the client under latency is measured, not moto's CPU;
+3. peak RSS of whole runs issuing 100,000 and 1,000,000 links (a synthetic lister stands in
+   for S3), each in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+for _name in [n for n in os.environ if n.startswith("AWS_")]:
+    del os.environ[_name]
+os.environ.update(
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    AWS_EC2_METADATA_DISABLED="true",
+    AWS_ACCESS_KEY_ID="AKIABENCHBENCHBENCH0",
+    AWS_SECRET_ACCESS_KEY="bench-secret",
+)
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _servers import moto_process  # noqa: E402
+from naive_presign import naive_presign  # noqa: E402
+
+from sharebatch import run_manifest  # noqa: E402
+from sharebatch.manifest import load_manifest  # noqa: E402
+from sharebatch.models import BucketTarget  # noqa: E402
+from sharebatch.pipeline import stage  # noqa: E402
+from sharebatch.plan import build_plan  # noqa: E402
+from sharebatch.s3 import S3Gateway  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _manifest(path: Path, bucket: str, prefixes: list[str]) -> Path:
+    lines = "".join(f"      - {p}\n" for p in prefixes)
+    path.write_text(
+        f"version: 1\njobs:\n  - name: bench\n    bucket: {bucket}\n    region: eu-west-1\n"
+        f"    expires_in: 1h\n    prefixes:\n{lines}    recipients: [{{id: r}}]\n"
+    )
+    return path
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _listing_only(endpoint: str, bucket: str, prefixes: list[str], concurrency: int) -> int:
+    async def main() -> int:
+        limit = asyncio.Semaphore(concurrency)
+        target = BucketTarget(bucket, "eu-west-1", endpoint, "auto")
+        async with S3Gateway(max_connections=concurrency) as gateway:
+
+            async def one(prefix: str) -> int:
+                async with limit:
+                    return sum([len(page) async for page in gateway.list_pages(target, prefix)])
+
+            return sum(await asyncio.gather(*(one(p) for p in prefixes)))
+
+    return asyncio.run(main())
+
+
+def _stats(values: list[float]) -> str:
+    return f"{statistics.median(values):7.2f} [{min(values):.2f}..{max(values):.2f}]"
+
+
+def bench_end_to_end(rounds: int, tmp: Path) -> list[str]:
+    bucket, prefixes = "bench-e2e", [f"p{i:02d}/" for i in range(50)]
+    manifest = _manifest(tmp / "e2e.yml", bucket, prefixes)
+    times: dict[str, list[float]] = {"ours": [], "naive": [], "list": []}
+    with moto_process({bucket: [(p, 1000) for p in prefixes]}) as endpoint:
+        for n in range(rounds):
+            ours = partial(
+                run_manifest,
+                manifest,
+                out=tmp / f"e2e-{n}",
+                endpoint_url=endpoint,
+                handle_signals=False,
+            )
+            times["ours"].append(_timed(ours))
+            times["naive"].append(
+                _timed(lambda: naive_presign(endpoint, bucket, prefixes, str(tmp / "naive.csv")))
+            )
+            times["list"].append(_timed(lambda: _listing_only(endpoint, bucket, prefixes, 16)))
+    naive_ratio = [b / a for a, b in zip(times["ours"], times["naive"], strict=True)]
+    floor_ratio = [a / c for a, c in zip(times["ours"], times["list"], strict=True)]
+    return [
+        "end to end on moto: 50,000 objects over 50 prefixes",
+        f"  sharebatch run (s)              {_stats(times['ours'])}",
+        f"  naive boto3 script (s)          {_stats(times['naive'])}",
+        f"  listing only, concurrency 16 (s){_stats(times['list'])}",
+        f"  naive / sharebatch              {_stats(naive_ratio)}   target >= 2.5",
+        f"  sharebatch / listing only       {_stats(floor_ratio)}   target <= 1.2",
+    ]
+
+
+def bench_latency(rounds: int, tmp: Path) -> list[str]:
+    bucket = "bench-latency"
+    small = [f"p{i:02d}/" for i in range(50)]
+    seed = [(p, 20) for p in small] + [(f"wide/f{i:02d}/", 1000) for i in range(20)]
+    many = _manifest(tmp / "many.yml", bucket, small)
+    wide = _manifest(tmp / "wide.yml", bucket, ["wide/"])
+    times: dict[str, list[float]] = {"c1": [], "c16": [], "flat": [], "split": []}
+    with moto_process({bucket: seed}, delay=0.030) as endpoint:
+        plans = {m: build_plan(load_manifest(m)) for m in (many, wide)}
+
+        async def listing(manifest: Path, concurrency: int, split: bool) -> float:
+            # The listing stage of the real pipeline (dry run: nothing signed or written),
+            # timed without the client's one-off start-up, which would hide the ratios.
+            async with S3Gateway(endpoint_url=endpoint, max_connections=16) as gateway:
+                credentials = await gateway.credentials()
+                run = partial(stage, plans[manifest], gateway=gateway, credentials=credentials)
+                await run(folder=None, concurrency=16, split_folders=split)  # warm the client
+                started = time.perf_counter()
+                await run(folder=None, concurrency=concurrency, split_folders=split)
+                return time.perf_counter() - started
+
+        for manifest, split in ((many, True), (wide, False), (wide, True)):
+            asyncio.run(listing(manifest, 16, split))  # records moto's answers for replays
+        urllib.request.urlopen(f"{endpoint}/__bench/replay", timeout=10).close()
+        for _ in range(rounds):
+            times["c1"].append(asyncio.run(listing(many, 1, True)))
+            times["c16"].append(asyncio.run(listing(many, 16, True)))
+            times["flat"].append(asyncio.run(listing(wide, 16, False)))
+            times["split"].append(asyncio.run(listing(wide, 16, True)))
+    return [
+        "listing with 30 ms per request (replayed moto answers)",
+        f"  50 prefixes, concurrency 1 (s)  {_stats(times['c1'])}",
+        f"  50 prefixes, concurrency 16 (s) {_stats(times['c16'])}",
+        f"  concurrency 16 speed-up         "
+        f"{_stats([a / b for a, b in zip(times['c1'], times['c16'], strict=True)])}   target >= 8",
+        f"  20 sub-folders, not split (s)   {_stats(times['flat'])}",
+        f"  20 sub-folders, split (s)       {_stats(times['split'])}",
+        f"  split speed-up                  "
+        f"{_stats([a / b for a, b in zip(times['flat'], times['split'], strict=True)])}"
+        "   target >= 5",
+    ]
+
+
+def bench_memory(sizes: list[int]) -> list[str]:
+    lines = ["peak RSS of a whole run (synthetic lister, real signing and writing)"]
+    peaks = []
+    for size in sizes:
+        done = subprocess.run(
+            [sys.executable, str(HERE / "_memory_run.py"), str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        peaks.append(result["peak_rss_mb"])
+        lines.append(
+            f"  {result['links']:>9,} links: {result['peak_rss_mb']:6.1f} MB peak, "
+            f"{result['seconds']:.1f} s ({result['links'] / result['seconds']:,.0f} links/s)"
+        )
+    if len(peaks) == 2:
+        lines.append(
+            f"  growth: {peaks[1] - peaks[0]:+.1f} MB   target: peak <= 150 MB, growth < 20 MB"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=["e2e", "latency", "memory"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as name:
+        tmp = Path(name)
+        sections: list[list[str]] = []
+        if args.only in (None, "latency"):
+            sections.append(bench_latency(args.rounds, tmp))
+        if args.only in (None, "e2e"):
+            sections.append(bench_end_to_end(args.rounds, tmp))
+        if args.only in (None, "memory"):
+            sections.append(bench_memory([100_000, 1_000_000]))
+    print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
+    for lines in sections:
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

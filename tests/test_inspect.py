@@ -1,0 +1,299 @@
+"""sharebatch inspect: URLs (ours, botocore's, SigV2) and bundles read back, with exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.config import Config
+
+from sharebatch.bundles import COLUMNS
+from sharebatch.links import read_url
+from tests.conftest import S3, write_manifest
+from tests.linkkit import invoke, parse_iso, run_dir_of
+
+BUCKET = "inspect-me"
+FILES = {"q3/a.pdf": b"%PDF a", "q3/sub dir/b+c.csv": b"x,y\n"}
+PAST = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def run_dir(s3: S3, tmp_path: Path) -> Path:
+    """A real run: one recipient, 1h links, both bundle formats."""
+    s3.bucket(BUCKET, FILES)
+    path = write_manifest(
+        tmp_path / "m.yml",
+        f"""\
+version: 1
+defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: q3
+    prefixes: [q3/]
+    recipients: [{{id: globex}}]
+""",
+    )
+    return run_dir_of(
+        invoke("run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint)
+    )
+
+
+def botocore_url(
+    key: str = "a b/c+d.pdf",
+    *,
+    signature: str = "s3v4",
+    token: str | None = None,
+    expires: int = 3600,
+    bucket: str = "my.bucket",
+) -> str:
+    client = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        aws_access_key_id="AKIAEXAMPLEEXAMPLE00",
+        aws_secret_access_key="secret",
+        aws_session_token=token,
+        config=Config(signature_version=signature),
+    )
+    try:
+        return str(
+            client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+            )
+        )
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def signed_in_the_past(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore signs as if at PAST (it reads the time through get_current_datetime)."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: PAST)
+
+
+def inspect_json(*args: str, stdin: str | None = None) -> tuple[int, dict[str, Any]]:
+    result = invoke("inspect", *args, "--json", stdin=stdin)
+    assert "X-Amz-Signature" not in result.stdout + result.stderr
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_a_sharebatch_url_is_read_back(run_dir: Path) -> None:
+    """A link from a bundle: GET, bucket, key, SigV4, long-term key, signed 1h before its end."""
+    with (run_dir / "q3" / "globex" / "links.csv").open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    code, report = inspect_json(row["url"])
+    assert code == 0
+    [url] = report["urls"]
+    assert (url["method"], url["bucket"], url["key"]) == ("GET", BUCKET, row["key"])
+    assert (url["signature_version"], url["credential_kind"]) == ("SigV4", "long-term")
+    assert url["status"] == "VALID"
+    assert url["expires_at"] == row["expires_at"]
+    assert parse_iso(url["expires_at"]) - parse_iso(url["signed_at"]) == timedelta(hours=1)
+    assert 0 < url["seconds_left"] <= 3600
+
+
+def test_a_botocore_session_url_virtual_hosted() -> None:
+    """botocore's URL with a session token: bucket from the host, decoded key, session kind."""
+    facts = read_url(botocore_url(token="tok", bucket="plain-bucket"))
+    assert (facts.bucket, facts.key, facts.region) == ("plain-bucket", "a b/c+d.pdf", "eu-west-1")
+    assert facts.credential_kind == "session"
+    assert facts.method is None  # nothing in a bare GET URL names its method
+    assert facts.expires_in == 3600
+
+
+def test_a_path_style_url_with_dots_in_the_bucket() -> None:
+    """A dotted bucket goes in the path; bucket and key are still found."""
+    facts = read_url(botocore_url(bucket="my.bucket"))
+    assert (facts.bucket, facts.key) == ("my.bucket", "a b/c+d.pdf")
+
+
+def test_sigv2_urls_are_read_with_their_expiry() -> None:
+    """A SigV2 URL (botocore, signature_version s3) gives its expiry; no signing time."""
+    url = botocore_url(signature="s3", bucket="plain-bucket")
+    code, report = inspect_json(url)
+    assert code == 0
+    [found] = report["urls"]
+    assert found["signature_version"] == "SigV2"
+    assert found["signed_at"] is None
+    assert found["status"] == "VALID"
+    assert 0 < found["seconds_left"] <= 3600
+    assert found["key"] == "a b/c+d.pdf"
+
+
+def test_an_expired_sigv2_url_exits_1() -> None:
+    """A SigV2 URL whose Expires has passed is EXPIRED; the text says how long ago."""
+    past = int(PAST.timestamp())
+    url = f"https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires={past}"
+    result = invoke("inspect", url)
+    assert result.exit_code == 1
+    assert "EXPIRED (expired" in result.stdout
+    assert "SigV2" in result.stdout
+    assert "abc%3D" not in result.stdout
+
+
+@pytest.mark.usefixtures("signed_in_the_past")
+def test_an_expired_botocore_url_exits_1() -> None:
+    """A SigV4 URL signed long ago is EXPIRED, and --json says so per URL."""
+    code, report = inspect_json(botocore_url(token="tok"))
+    assert code == 1
+    [found] = report["urls"]
+    assert found["status"] == "EXPIRED"
+    assert found["signed_at"] == "2026-01-15T09:30:00Z"
+    assert found["expires_at"] == "2026-01-15T10:30:00Z"
+    assert found["seconds_left"] < 0
+    assert report["expired"] == 1 and report["ok"] is False
+
+
+def test_urls_can_come_from_stdin() -> None:
+    """'-' reads one URL a line, so links need not appear in the process list."""
+    urls = [botocore_url(bucket="plain-bucket"), botocore_url(signature="s3", bucket="b-2")]
+    code, report = inspect_json("-", stdin="\n".join(urls) + "\n")
+    assert code == 0
+    assert [u["signature_version"] for u in report["urls"]] == ["SigV4", "SigV2"]
+
+
+def test_a_url_over_seven_days_is_invalid() -> None:
+    """X-Amz-Expires over 604800 is refused by S3: INVALID, exit 1."""
+    url = botocore_url(bucket="plain-bucket").replace("X-Amz-Expires=3600", "X-Amz-Expires=700000")
+    result = invoke("inspect", url)
+    assert result.exit_code == 1
+    assert "INVALID" in result.stdout and "7-day limit" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_fresh_bundle_is_valid_per_recipient(run_dir: Path, fmt: str) -> None:
+    """Both formats: one table for the recipient, every link VALID, exit 0; no URL printed."""
+    bundle = run_dir / "q3" / "globex" / f"links.{fmt}"
+    result = invoke("inspect", str(bundle))
+    assert result.exit_code == 0, result.stdout
+    assert "recipient globex: 2 links, 2 valid, 0 expiring, 0 expired" in result.stdout
+    assert "X-Amz-" not in result.stdout
+    for key in FILES:
+        assert key in result.stdout
+    _, report = inspect_json(str(bundle))
+    [found] = report["bundles"]
+    assert found["format"] == fmt
+    [group] = found["recipients"]
+    assert [link["key"] for link in group["links"]] == sorted(FILES)
+    assert {link["status"] for link in group["links"]} == {"VALID"}
+
+
+def test_within_flags_links_that_expire_soon(run_dir: Path) -> None:
+    """1h links checked --within 2h are EXPIRING: exit 1, for cron and monitoring."""
+    bundle = run_dir / "q3" / "globex"
+    result = invoke("inspect", str(bundle), "--within", "2h")
+    assert result.exit_code == 1
+    assert "2 expiring within 2h" in result.stdout
+    assert invoke("inspect", str(bundle), "--within", "30m").exit_code == 0
+
+
+@pytest.mark.usefixtures("signed_in_the_past")
+def test_a_csv_bundle_of_expired_links_exits_1(tmp_path: Path) -> None:
+    """A CSV bundle whose links botocore signed long ago: each row EXPIRED."""
+    path = tmp_path / "links.csv"
+    with path.open("w", newline="") as handle:
+        table = csv.DictWriter(handle, fieldnames=COLUMNS)
+        table.writeheader()
+        for key in ("a.pdf", "b.pdf"):
+            table.writerow(
+                {
+                    "recipient": "acme",
+                    "bucket": "plain-bucket",
+                    "key": key,
+                    "size": 1,
+                    "etag": "e",
+                    "last_modified": "2026-01-01T00:00:00Z",
+                    "method": "GET",
+                    "expires_at": "2026-01-15T10:30:00Z",
+                    "url": botocore_url(key, bucket="plain-bucket"),
+                }
+            )
+    code, report = inspect_json(str(path))
+    assert code == 1
+    [group] = report["bundles"][0]["recipients"]
+    assert [(link["key"], link["status"]) for link in group["links"]] == [
+        ("a.pdf", "EXPIRED"),
+        ("b.pdf", "EXPIRED"),
+    ]
+
+
+def test_the_row_expires_at_counts_when_it_is_earlier(run_dir: Path, tmp_path: Path) -> None:
+    """A row whose expires_at has passed (credentials ended) is EXPIRED though its URL is not."""
+    data = json.loads((run_dir / "q3" / "globex" / "links.json").read_text())
+    data["links"][0]["expires_at"] = "2026-01-01T00:00:00Z"
+    edited = tmp_path / "links.json"
+    edited.write_text(json.dumps(data))
+    code, report = inspect_json(str(edited))
+    assert code == 1
+    statuses = [link["status"] for link in report["bundles"][0]["recipients"][0]["links"]]
+    assert statuses == ["EXPIRED", "VALID"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "recipient,bucket,key,size,etag,last_modified,method,expires_at,url\n"
+            "a,b,k,1,e,2026-01-01T00:00:00Z,GET,soon,https://h/k?X-Amz-Algorithm=AWS4-HMAC-SHA256\n",
+            ":2: expires_at: 'soon' is not a moment",
+        ),
+        ("recipient,bucket\na,b\n", ":1: not a sharebatch bundle: no column key"),
+        (
+            "recipient,bucket,key,size,etag,last_modified,method,expires_at,url\n"
+            "a,b,k,1,e,2026-01-01T00:00:00Z,GET,2026-01-01T00:00:00Z,https://h/k?x=1\n",
+            ":2: url: not a presigned S3 URL",
+        ),
+    ],
+)
+def test_bad_bundles_exit_2_naming_file_line_and_field(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    """An unreadable bundle is exit 2 with file:line: field: reason, and no report."""
+    path = tmp_path / "links.csv"
+    path.write_text(content)
+    result = invoke("inspect", str(path))
+    assert result.exit_code == 2
+    assert f"{path}{message}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_files_and_non_urls_exit_2(tmp_path: Path) -> None:
+    """A path that is not there, or a URL that is not presigned, is bad input: exit 2."""
+    missing = invoke("inspect", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2
+    assert "nope.json: cannot read the bundle" in missing.stderr
+    plain = invoke("inspect", "https://example.com/file.pdf")
+    assert plain.exit_code == 2
+    assert "URL #1: not a presigned S3 URL" in plain.stderr
+    bad_window = invoke("inspect", "https://example.com/f", "--within", "soon")
+    assert bad_window.exit_code == 2 and "--within" in bad_window.stderr
+
+
+def test_a_csv_key_with_a_line_separator_stays_one_row(tmp_path: Path) -> None:
+    """A quoted key holding U+2028 is one row: the CSV is read as CSV, not split at it."""
+    path = tmp_path / "links.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        table = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\r\n")
+        table.writeheader()
+        table.writerow(
+            {
+                "recipient": "acme",
+                "bucket": "plain-bucket",
+                "key": "a\u2028b.txt",
+                "size": 1,
+                "etag": "e",
+                "last_modified": "2026-01-01T00:00:00Z",
+                "method": "GET",
+                "expires_at": "2099-01-01T00:00:00Z",
+                "url": botocore_url("a\u2028b.txt", bucket="plain-bucket"),
+            }
+        )
+    code, report = inspect_json(str(path))
+    assert code == 0
+    [link] = report["bundles"][0]["recipients"][0]["links"]
+    assert link["key"] == "a\u2028b.txt"
+    assert link["expires_at"] != "2099-01-01T00:00:00Z"  # the URL's own end is earlier

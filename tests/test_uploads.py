@@ -1,0 +1,332 @@
+"""Unit tests of upload slots: the POST policy document, the PUT URLs, the curl commands.
+
+Signing goes through the same botocore and fast-signer paths a run uses, at a frozen time, so
+the policy's expiry and the form's fields can be stated exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import shlex
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import botocore.auth
+import botocore.signers
+import pytest
+
+from sharebatch import audit
+from sharebatch._upload import key_content_type
+from sharebatch.models import BucketTarget, Credentials, UploadLink, UploadSlot
+from sharebatch.s3 import S3Gateway
+from sharebatch.signing import SigningError
+from sharebatch.uploads import (
+    curl_command,
+    issue_slot,
+    post_policy,
+    read_policy,
+    sample_file,
+    uncovered_fields,
+    upload_row,
+)
+
+NOW = datetime(2026, 11, 28, 20, 15, 30)  # naive UTC, as botocore's clock gives it
+ENDPOINT = "http://127.0.0.1:9000"
+TARGET = BucketTarget("acme-reports", "eu-west-1", ENDPOINT, "path")
+CREDS = Credentials("AKIAUNITTESTUNITTEST", "unit/secret+key")
+SLOT = UploadSlot("inbox/2026-Q3/globex/", 5_000_000, 1800, ("application/pdf",))
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """botocore signs (URLs, policies, form dates) as if at NOW."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: NOW)
+    monkeypatch.setattr(botocore.signers, "get_current_datetime", lambda: NOW)
+    return NOW.replace(tzinfo=UTC)
+
+
+def signers(creds: Credentials = CREDS) -> tuple[Any, Any]:
+    async def make() -> tuple[Any, Any]:
+        async with S3Gateway(clock=lambda: NOW.replace(tzinfo=UTC)) as gateway:
+            return (
+                await gateway.presigner(TARGET, creds),
+                await gateway.post_signer(TARGET, creds),
+            )
+
+    return asyncio.run(make())
+
+
+def issue(slot: UploadSlot, creds: Credentials = CREDS) -> list[UploadLink]:
+    presign, sign_post = signers(creds)
+    return issue_slot("q3", "globex", "acme-reports", slot, presign, sign_post)
+
+
+@pytest.fixture
+def events() -> Iterator[list[dict[str, Any]]]:
+    with audit.capture() as found:
+        yield found
+
+
+# --- the POST policy ------------------------------------------------------------------------
+
+
+def test_policy_of_a_typed_open_slot(frozen: datetime) -> None:
+    """Expiry NOW + expires_in; conditions: size range, exact type, bucket, key prefix, SigV4."""
+    [link] = issue(SLOT)
+    policy = read_policy(link.fields)
+    assert policy["expiration"] == "2026-11-28T20:45:30Z"
+    scope = "AKIAUNITTESTUNITTEST/20261128/eu-west-1/s3/aws4_request"
+    assert policy["conditions"] == [
+        ["content-length-range", 0, 5_000_000],
+        {"Content-Type": "application/pdf"},
+        {"bucket": "acme-reports"},
+        ["starts-with", "$key", "inbox/2026-Q3/globex/"],
+        {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+        {"x-amz-credential": scope},
+        {"x-amz-date": "20261128T201530Z"},
+    ]
+    assert {k: v for k, v in link.fields.items() if k not in ("policy", "x-amz-signature")} == {
+        "Content-Type": "application/pdf",
+        "key": "inbox/2026-Q3/globex/${filename}",
+        "x-amz-algorithm": "AWS4-HMAC-SHA256",
+        "x-amz-credential": scope,
+        "x-amz-date": "20261128T201530Z",
+    }
+    assert (link.method, link.url) == ("POST", f"{ENDPOINT}/acme-reports")
+    assert (link.signed_at, link.expires_at) == (frozen, frozen + timedelta(seconds=1800))
+
+
+def test_the_form_signature_is_sigv4_over_the_policy(frozen: datetime) -> None:
+    """x-amz-signature is HMAC-SHA256 of the base64 policy with the day's derived key."""
+    [link] = issue(SLOT)
+    key = f"AWS4{CREDS.secret_access_key}".encode()
+    for part in ("20261128", "eu-west-1", "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    expected = hmac.new(key, link.fields["policy"].encode(), hashlib.sha256).hexdigest()
+    assert link.fields["x-amz-signature"] == expected
+
+
+def test_every_form_field_has_a_condition(frozen: datetime) -> None:
+    """No field of any form is left without a condition (S3 would refuse the upload)."""
+    typed = UploadSlot("in/", 10, 60, ("application/pdf", "text/csv"))
+    for slot in (typed, UploadSlot("in/", 10)):
+        for creds in (CREDS, Credentials("AKIAX", "s", session_token="tok")):
+            for link in issue(slot, creds):
+                assert uncovered_fields(link.fields, read_policy(link.fields)["conditions"]) == []
+
+
+def test_a_slot_of_any_type_says_octet_stream_and_allows_any(frozen: datetime) -> None:
+    """Without content_types: one form, Content-Type preset and open by a starts-with ''."""
+    [link] = issue(UploadSlot("in/", 10))
+    assert link.content_type is None
+    assert link.fields["Content-Type"] == "application/octet-stream"
+    assert ["starts-with", "$Content-Type", ""] in read_policy(link.fields)["conditions"]
+
+
+def test_several_types_give_one_form_each(frozen: datetime) -> None:
+    """A policy fixes a field to one value, so each allowed type gets its own form."""
+    links = issue(UploadSlot("in/", 10, 60, ("application/pdf", "text/csv; charset=utf-8")))
+    assert [(x.content_type, x.fields["Content-Type"]) for x in links] == [
+        ("application/pdf", "application/pdf"),
+        ("text/csv; charset=utf-8", "text/csv; charset=utf-8"),
+    ]
+    for link in links:
+        assert {"Content-Type": link.content_type} in read_policy(link.fields)["conditions"]
+
+
+def test_post_policy_alone_names_only_what_sharebatch_adds() -> None:
+    """post_policy's own part: the size range and the type, as fields and conditions."""
+    assert post_policy(SLOT, "application/pdf") == (
+        {"Content-Type": "application/pdf"},
+        [["content-length-range", 0, 5_000_000], {"Content-Type": "application/pdf"}],
+    )
+
+
+def test_uncovered_fields_finds_extras_and_knows_the_exempt_ones() -> None:
+    """Fields named by eq, starts-with or a mapping are covered; policy/signature/file exempt."""
+    conditions = [{"key": "k"}, ["starts-with", "$Content-Type", ""], ["eq", "$acl", "private"]]
+    fields = ["key", "content-type", "ACL", "policy", "x-amz-signature", "file", "x-ignore-me"]
+    assert uncovered_fields(fields, conditions) == []
+    assert uncovered_fields([*fields, "x-amz-meta-a", "success_action_status"], conditions) == [
+        "x-amz-meta-a",
+        "success_action_status",
+    ]
+
+
+def test_a_form_with_an_uncovered_field_is_never_issued(events: list[dict[str, Any]]) -> None:
+    """Should a signer return a field without condition, no slot is issued rather than one S3
+    would refuse."""
+    policy = base64.b64encode(json.dumps({"expiration": "x", "conditions": []}).encode()).decode()
+
+    def bad_post(
+        bucket: str, key: str, fields: Mapping[str, str], c: Sequence[object], e: int
+    ) -> tuple[str, dict[str, str]]:
+        return "https://x", {**fields, "key": key, "policy": policy}
+
+    with pytest.raises(SigningError, match="without a policy condition"):
+        issue_slot("q3", "globex", "b", SLOT, lambda *a: "", bad_post)
+    assert events == []
+
+
+def test_read_policy_refuses_what_is_not_a_policy() -> None:
+    """A missing or unreadable policy field is an error, not a guess."""
+    for fields in ({}, {"policy": "not base64!"}, {"policy": base64.b64encode(b"[1]").decode()}):
+        with pytest.raises(SigningError):
+            read_policy(fields)
+
+
+def test_an_expiry_beyond_seven_days_is_refused() -> None:
+    """The SigV4 limit holds at signing time too, whatever the manifest allowed."""
+    with pytest.raises(SigningError, match=r"outside 1\.\.604800s"):
+        issue_slot(
+            "q3", "g", "b", UploadSlot("in/", 1, 604_801), lambda *a: "", lambda *a: ("", {})
+        )
+
+
+# --- PUT URLs --------------------------------------------------------------------------------
+
+
+def test_put_urls_sign_each_keys_one_type_and_no_checksum(frozen: datetime) -> None:
+    """One PUT per key, its type chosen by extension and signed; expiry read from the URL."""
+    slot = UploadSlot("in/", 10, 900, ("application/pdf", "text/csv"), ("a.pdf", "b.csv"))
+    links = issue(slot)
+    assert [(x.method, x.key, x.content_type, x.headers) for x in links] == [
+        ("PUT", "in/a.pdf", "application/pdf", {"Content-Type": "application/pdf"}),
+        ("PUT", "in/b.csv", "text/csv", {"Content-Type": "text/csv"}),
+    ]
+    for link in links:
+        assert link.url.startswith(f"{ENDPOINT}/acme-reports/{link.key}?")
+        assert "X-Amz-SignedHeaders=content-type%3Bhost" in link.url
+        assert "X-Amz-Expires=900&" in link.url and "checksum" not in link.url.lower()
+        assert link.expires_at - link.signed_at == timedelta(seconds=900)
+
+
+def test_a_put_of_any_type_signs_only_the_host(frozen: datetime) -> None:
+    """No content_types: nothing but host is signed, and curl sends no type header."""
+    [link] = issue(UploadSlot("in/", 10, keys=("data.bin",)))
+    assert "X-Amz-SignedHeaders=host&" in link.url
+    assert link.headers == {}
+    assert "-H" not in shlex.split(curl_command(link))
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed", "expected"),
+    [
+        ("a.pdf", (), None),
+        ("a.anything", ("application/pdf",), "application/pdf"),
+        ("A.PDF", ("application/pdf", "text/csv"), "application/pdf"),
+        ("data.csv", ("application/pdf", "text/csv; charset=utf-8"), "text/csv; charset=utf-8"),
+    ],
+)
+def test_a_keys_content_type(name: str, allowed: tuple[str, ...], expected: str | None) -> None:
+    """One allowed type serves every key; with several, the extension chooses."""
+    assert key_content_type(name, allowed) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a.xlsx", "no media type is known for '.xlsx'"),
+        ("README", "a name without extension"),
+        ("a.png", "'.png' means image/png, not in content_types"),
+    ],
+)
+def test_a_key_whose_type_cannot_be_chosen_is_refused(name: str, message: str) -> None:
+    """A PUT signs one type: a key matching none of several is an error naming why."""
+    with pytest.raises(ValueError, match="signs exactly one Content-Type") as info:
+        key_content_type(name, ("application/pdf", "text/csv"))
+    assert message in str(info.value)
+
+
+# --- curl commands ---------------------------------------------------------------------------
+
+
+def test_the_put_command_sends_exactly_the_signed_headers(frozen: datetime) -> None:
+    """curl -T with the key's name, the signed Content-Type, then the URL."""
+    [link] = issue(UploadSlot("in/", 10, 60, ("application/pdf",), ("signed contract.pdf",)))
+    assert shlex.split(curl_command(link)) == [
+        "curl",
+        "--fail-with-body",
+        "--globoff",
+        "-T",
+        "signed contract.pdf",
+        "-H",
+        "Content-Type: application/pdf",
+        link.url,
+    ]
+
+
+def test_the_post_command_sends_every_field_literally_then_the_file(frozen: datetime) -> None:
+    """--form-string for each field in order (no @ or < reading), the file last, the URL."""
+    [link] = issue(SLOT, Credentials("AKIAX", "s", session_token="tok;type=x"))
+    args = shlex.split(curl_command(link, "report (final).pdf"))
+    assert args[:3] == ["curl", "--fail-with-body", "--globoff"]
+    pairs = [args[i + 1] for i in range(3, len(args) - 3, 2) if args[i] == "--form-string"]
+    assert pairs == [f"{k}={v}" for k, v in link.fields.items()]
+    assert args[-3:] == ["-F", "file=@report (final).pdf", link.url]
+
+
+@pytest.mark.secrets_on_stdout  # the commands printed are the data
+def test_commands_survive_a_posix_shell_unchanged(frozen: datetime) -> None:
+    """Printed by sh instead of run, each argument comes back exactly: quoting is right."""
+    awkward = UploadSlot("in/$HOME & 'q'/", 10, 60, ("text/plain",), ("`x` $(y).txt",))
+    for link in [*issue(awkward), *issue(UploadSlot("in/$x'/", 10))]:
+        command = curl_command(link)
+        printed = subprocess.run(
+            ["sh", "-c", "printf '%s\\n' " + command.removeprefix("curl ")],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+        assert printed.splitlines() == shlex.split(command)[1:]
+
+
+def test_sample_file_names_follow_the_type() -> None:
+    """The placeholder in POST commands has the type's usual extension, or none."""
+    assert sample_file("application/pdf") == "your-file.pdf"
+    assert sample_file("text/csv; charset=utf-8") == "your-file.csv"
+    assert sample_file("x-unknown/thing") == "your-file"
+    assert sample_file(None) == "your-file"
+
+
+def test_bundle_rows_and_audit_events_of_a_slot(
+    frozen: datetime, events: list[dict[str, Any]]
+) -> None:
+    """A row carries URL, fields, headers and curl; the event only digests, never a signature."""
+    [link] = issue(SLOT)
+    row = upload_row(link)
+    assert row == {
+        "recipient": "globex",
+        "bucket": "acme-reports",
+        "method": "POST",
+        "key": "inbox/2026-Q3/globex/${filename}",
+        "content_type": "application/pdf",
+        "max_size": 5_000_000,
+        "expires_at": "2026-11-28T20:45:30Z",
+        "url": link.url,
+        "fields": dict(link.fields),
+        "headers": {},
+        "curl": curl_command(link),
+    }
+    [event] = [e for e in events if e["event"] == "upload_slot_issued"]
+    assert event["policy_sha256"] == hashlib.sha256(link.fields["policy"].encode()).hexdigest()
+    assert link.fields["x-amz-signature"] not in json.dumps(event)
+    assert "url_sha256" not in event and "fields" not in event
+
+
+def test_secrets_stay_out_of_repr_and_logs(events: list[dict[str, Any]]) -> None:
+    """repr() shows no URL or field, and a curl command or form logged by mistake is redacted."""
+    link = UploadLink(
+        "q3", "g", "b", "POST", "k", None, 1, NOW, NOW, "https://u", {"x-amz-signature": "S"}, {}
+    )
+    assert "https://u" not in repr(link) and "'S'" not in repr(link)
+    audit.get_logger().info("oops", detail="curl --form-string 'x-amz-signature=abc' https://u")
+    audit.get_logger().info("oops", fields={"x-amz-signature": "abc"}, curl="curl ...")
+    assert [(e["detail"],) for e in events[:1]] == [(audit.REDACTED,)]
+    assert (events[1]["fields"], events[1]["curl"]) == (audit.REDACTED, audit.REDACTED)
