@@ -1,5 +1,8 @@
 """The only module that talks to S3 (through aioboto3) or builds boto clients.
 
+Two private parts belong to it: ``_s3_preflight`` (the doctor's requests, mixed into
+``S3Gateway``) and ``_s3_links`` (checking a presigned link over plain HTTP).
+
 It hands the rest of the program plain values: ``Credentials`` snapshots, pages of
 ``ObjectRef`` and a synchronous ``Presigner`` callable. Nothing outside this module sees a boto
 response or a client.
@@ -8,27 +11,23 @@ response or a client.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
-import re
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aioboto3
 import botocore.session
-from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ._listparse import install as install_fast_list_parser
+from ._s3_links import probe_link as probe_link
+from ._s3_preflight import PreflightCalls
 from .audit import get_logger
 from .errors import CredentialsError, SharebatchError
-from .models import Answer, BucketTarget, Credentials, LinkProbe, ObjectRef, PostSigner, Presigner
+from .models import BucketTarget, Credentials, ObjectRef, PostSigner, Presigner
 from .retry import RetryPolicy
 from .sigv4 import SigV4Presigner, Unsupported
 
@@ -78,7 +77,7 @@ def client_config(
     )
 
 
-class S3Gateway:
+class S3Gateway(PreflightCalls):
     """An aioboto3 session with one client per bucket target, opened on first use.
 
     ``region`` and ``endpoint_url`` given here override the ones of every target (they come
@@ -151,6 +150,9 @@ class S3Gateway:
             expiry=expiry if isinstance(expiry, datetime) else None,
             method=str(getattr(found, "method", "unknown")),
         )
+
+    def _config(self, target: BucketTarget, max_connections: int) -> Config:
+        return client_config(target, max_connections, self._retry)
 
     async def _client(self, target: BucketTarget) -> Any:
         if target not in self._clients:
@@ -304,93 +306,6 @@ class S3Gateway:
 
         return sign_post
 
-    # Preflight for ``sharebatch doctor``: each request returns an ``Answer`` and never
-    # raises, so one refused request does not hide what the others would have said.
-
-    async def caller_identity(self) -> Answer:
-        """STS GetCallerIdentity: the ARN the credentials belong to."""
-        region = self._region or self._session.region_name or "us-east-1"
-        async with self._session.client("sts", region_name=region) as sts:
-            return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
-
-    async def endpoint_probe(self, target: BucketTarget) -> Answer:
-        """An unsigned HeadBucket (ListBuckets when ``target.bucket`` is empty).
-
-        Unsigned on purpose: S3 answers it whatever the credentials or the clock, with its
-        ``Date`` and, for a bucket, the ``x-amz-bucket-region`` header (on a 403 or 301 too).
-        """
-        config = client_config(target, 1).merge(Config(signature_version=UNSIGNED))
-        region = target.region or "us-east-1"
-        async with self._session.client(
-            "s3", region_name=region, endpoint_url=target.endpoint_url, config=config
-        ) as probe:
-            bucket = target.bucket
-            call = probe.head_bucket(Bucket=bucket) if bucket else probe.list_buckets()
-            return await _answer(call, lambda _: {})
-
-    async def public_access_block(self, target: BucketTarget) -> Answer:
-        """GetPublicAccessBlock: the bucket's four Block Public Access settings."""
-        client = await self._client(target)
-        return await _answer(
-            client.get_public_access_block(Bucket=target.bucket),
-            lambda r: dict(r["PublicAccessBlockConfiguration"]),
-        )
-
-    async def default_encryption(self, target: BucketTarget) -> Answer:
-        """GetBucketEncryption: the default algorithm and KMS key of new objects."""
-        client = await self._client(target)
-
-        def pick(response: Mapping[str, Any]) -> dict[str, str | bool | None]:
-            rule = response["ServerSideEncryptionConfiguration"]["Rules"][0]
-            default = rule.get("ApplyServerSideEncryptionByDefault", {})
-            return {
-                "algorithm": default.get("SSEAlgorithm"),
-                "kms_key": default.get("KMSMasterKeyID"),
-                "bucket_key": bool(rule.get("BucketKeyEnabled", False)),
-            }
-
-        return await _answer(client.get_bucket_encryption(Bucket=target.bucket), pick)
-
-    async def first_key(self, target: BucketTarget, prefix: str) -> Answer:
-        """A one-key ListObjectsV2: whether listing ``prefix`` is allowed, and if it is empty."""
-        client = await self._client(target)
-        return await _answer(
-            client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, MaxKeys=1),
-            lambda r: {"empty": not r.get("Contents")},
-        )
-
-
-async def _answer(
-    call: Awaitable[Mapping[str, Any]],
-    pick: Callable[[Mapping[str, Any]], Mapping[str, str | bool | None]],
-) -> Answer:
-    try:
-        response = await call
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        region = headers.get("x-amz-bucket-region")
-        return Answer(
-            facts={"region": region} if region else {},
-            error=str(error.get("Code") or "ClientError"),
-            message=str(error.get("Message") or ""),
-            date=_http_date(headers.get("date")),
-        )
-    except BotoCoreError as exc:  # no credentials, no connection: its message says which
-        return Answer(error=type(exc).__name__, message=str(exc))
-    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    facts = dict(pick(response))
-    if headers.get("x-amz-bucket-region"):
-        facts["region"] = headers["x-amz-bucket-region"]
-    return Answer(facts=facts, date=_http_date(headers.get("date")))
-
-
-def _http_date(value: str | None) -> datetime | None:
-    try:
-        return parsedate_to_datetime(value).astimezone(UTC) if value else None
-    except (TypeError, ValueError):
-        return None
-
 
 @dataclass(frozen=True)
 class Level:
@@ -449,57 +364,4 @@ def _object_ref(bucket: str, item: Mapping[str, Any]) -> ObjectRef:
         size=int(item["Size"]),
         etag=str(item.get("ETag", "")).strip('"'),
         last_modified=modified.astimezone(UTC),
-    )
-
-
-# The few bytes of an S3 error document that name the error; bodies are never read further.
-_ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
-_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,200})</Message>")
-_ACTUAL_SIZE = re.compile(rb"<ActualObjectSize>([0-9]{1,20})</ActualObjectSize>")
-
-
-def probe_link(url: str, method: str, *, timeout: float = 15.0) -> LinkProbe:
-    """Check a presigned link as a recipient would, without downloading the object.
-
-    A signature covers the HTTP method, so a GET link is checked with a GET of one byte
-    (``Range: bytes=0-0``; a HEAD would be refused) and a HEAD link with a HEAD. Blocking:
-    callers run it in threads. Errors name a kind, never the URL.
-    """
-    if not url.lower().startswith(("https://", "http://")):
-        return LinkProbe(status=None, error="NotHttp", message="not an http(s) URL")
-    headers = {"Range": "bytes=0-0"} if method == "GET" else {}
-    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return _probe_answer(response.status, response.headers, b"")
-    except urllib.error.HTTPError as exc:
-        with exc:
-            body = exc.read(4096) if method != "HEAD" else b""
-            return _probe_answer(exc.code, exc.headers, body)
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None)
-        # An OSError's text names the failure (refused, timed out), never the request's URL.
-        detail = str(reason) if isinstance(reason, OSError | str) else type(exc).__name__
-        return LinkProbe(status=None, error="ConnectionError", message=detail)
-
-
-def _probe_answer(status: int, headers: Any, body: bytes) -> LinkProbe:
-    etag = headers.get("ETag")
-    size: int | None = None
-    total = (headers.get("Content-Range") or "").rpartition("/")[2]
-    if total.isdigit():
-        size = int(total)
-    elif status == 200 and str(headers.get("Content-Length", "")).isdigit():
-        size = int(headers["Content-Length"])
-    code = _ERROR_CODE.search(body)
-    message = _ERROR_MESSAGE.search(body)
-    actual = _ACTUAL_SIZE.search(body)
-    if actual:  # a one-byte range of an empty object: 416, with the size in the error
-        size = int(actual.group(1))
-    return LinkProbe(
-        status=status,
-        size=size,
-        etag=etag.strip('"') if etag else None,
-        error=code.group(1).decode("utf-8", "replace") if code else None,
-        message=message.group(1).decode("utf-8", "replace") if message else "",
     )
