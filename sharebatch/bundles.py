@@ -10,6 +10,7 @@ holds more than one page of links, and no reader ever sees a half-written bundle
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -43,8 +44,10 @@ STAGING = ".staging"
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+@functools.lru_cache(maxsize=1024)
 def iso(moment: datetime) -> str:
     """UTC timestamps as bundles write them: second precision, ``Z`` suffix."""
+    # Cached: a batch of links shares its expiry, and objects written together their time.
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -70,11 +73,16 @@ _FORMULA_STARTS = ("=", "+", "-", "@")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def _escape_control(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 def csv_cell(value: object) -> object:
     """A CSV cell that a spreadsheet shows as text: controls escaped, formulas quoted with '."""
     if not isinstance(value, str):
         return value
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    # Nearly every cell has no control character: searching first spares a substitution.
+    text = _CONTROL.sub(_escape_control, value) if _CONTROL.search(value) else value
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 

@@ -67,7 +67,7 @@ def content_disposition(filename: str) -> str:
     sensible one.
     """
     name = filename or "download"
-    if all(c in _PLAIN_NAME for c in name):
+    if _PLAIN_NAME.issuperset(name):
         return f'attachment; filename="{name}"'
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     fallback = "".join(c if c in _PLAIN_NAME else "_" for c in folded).strip() or "download"
