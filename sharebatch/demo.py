@@ -112,6 +112,7 @@ def run_demo(manifest: Path, out: Path) -> DemoReport:
         lines = [f"run folder: {run_dir}"]
         lines += [f"bundle: {path.parent}  ({_count(path)} links)" for path in bundles]
         lines.append(f"summary: {run_dir / 'summary.json'}   audit log: {run_dir / 'audit.jsonl'}")
+        lines.append(f"review page (open in a browser): {run_dir / 'index.html'}")
         lines.append(_check_one_link(bundles[0], files))
     return DemoReport(summary=summary, lines=lines)
 

@@ -26,6 +26,8 @@ def test_demo_runs_and_downloads_a_matching_file(tmp_path: Path) -> None:
     bundles = [line for line in lines if line.startswith("bundle: ")]
     assert len(bundles) == 3
     assert "identical to the uploaded file" in lines[-1]
+    review = Path(lines[-2].rpartition(": ")[2])
+    assert review.name == "index.html" and review.is_file()
     assert "X-Amz-Signature" not in result.stdout + result.stderr
     assert dict(os.environ) == before  # its fake credentials do not outlive the demo
 
