@@ -180,11 +180,16 @@ class PartFile:
             self._handle = None
 
     def rows_in_order(self) -> Iterator[dict[str, Any]]:
+        for line in self.lines_in_order():
+            yield json.loads(line)
+
+    def lines_in_order(self) -> Iterator[str]:
+        """Each row as the JSON text it was staged as (the bundle's own JSON for that row)."""
         if self.rows == 0:
             return
         with self.path.open(encoding="utf-8") as handle:
             for line in handle:
-                yield json.loads(line)
+                yield line.rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -229,15 +234,18 @@ def write_bundle(
             csv_out = stack.enter_context(_atomic(csv_path, replace))
         if "json" in formats:
             json_out = stack.enter_context(_atomic(json_path, replace))
-        table = csv.DictWriter(csv_out, fieldnames=COLUMNS, lineterminator="\r\n")
-        table.writeheader()
+        table = csv.writer(csv_out, lineterminator="\r\n")
+        table.writerow(COLUMNS)
         head = json.dumps(dict(header), indent=2, ensure_ascii=False).replace("\n", "\n  ")
         json_out.write('{\n  "header": ' + head + ',\n  "links": [')
         separator = "\n    "
         for part in parts:
-            for row in part.rows_in_order():
-                table.writerow({name: csv_cell(value) for name, value in row.items()})
-                json_out.write(separator + json.dumps(row, ensure_ascii=False))
+            # A staged line is already this row's JSON: only the CSV needs it parsed.
+            for line in part.lines_in_order():
+                if "csv" in formats:
+                    row = json.loads(line)
+                    table.writerow([csv_cell(row[name]) for name in COLUMNS])
+                json_out.write(separator + line)
                 separator = ",\n    "
         json_out.write("\n  ]" if rows else "]")
         uploads_out: _HashingFile | None = None

@@ -66,7 +66,7 @@ def test_failure_mid_write_leaves_no_partial_file(
     """If writing fails half-way, neither bundle file nor any temporary file remains."""
     parts = _parts(tmp_path, [["a", "b", "c"]])
     calls = 0
-    real = PartFile.rows_in_order
+    real = PartFile.lines_in_order
 
     def breaking(self: PartFile):  # type: ignore[no-untyped-def]
         nonlocal calls
@@ -76,7 +76,7 @@ def test_failure_mid_write_leaves_no_partial_file(
                 raise OSError("disk full")
             yield row
 
-    monkeypatch.setattr(PartFile, "rows_in_order", breaking)
+    monkeypatch.setattr(PartFile, "lines_in_order", breaking)
     dest = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         write_bundle(dest, {"job": "job"}, parts)
