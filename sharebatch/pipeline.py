@@ -15,7 +15,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from .audit import get_logger, url_digest
+from .audit import emit_many, get_logger, url_digest
 from .bundles import PartFile, RunFolder, iso
 from .errors import SharebatchError
 from .models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
@@ -356,15 +356,20 @@ async def _deliver(
     for start in range(0, len(objects), _SIGN_CHUNK):
         links = tally.signer.sign_get(route.recipient, objects[start : start + _SIGN_CHUNK])
         part.write(links)
-        for link in links:
-            log.debug(
-                "link_issued",
-                job=link.job,
-                recipient=link.recipient,
-                bucket=link.obj.bucket,
-                key=link.obj.key,
-                method=link.method,
-                expires_at=iso(link.expires_at),
-                url_sha256=url_digest(link.url),
-            )
+        emit_many(
+            "debug",
+            "link_issued",
+            (
+                {
+                    "job": link.job,
+                    "recipient": link.recipient,
+                    "bucket": link.obj.bucket,
+                    "key": link.obj.key,
+                    "method": link.method,
+                    "expires_at": iso(link.expires_at),
+                    "url_sha256": url_digest(link.url),
+                }
+                for link in links
+            ),
+        )
         await asyncio.sleep(0)
