@@ -12,7 +12,10 @@ more objects than its ``max_links`` stops being signed at once and fails its job
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .audit import emit_many, get_logger, url_digest
@@ -156,9 +159,10 @@ async def stage(
         await lister.list_task(task, staged.prefixes[index])
 
     try:
-        async with asyncio.TaskGroup() as group:
-            for index, task in enumerate(plan.tasks):
-                group.create_task(run(index, task))
+        with _startup_heap_frozen():
+            async with asyncio.TaskGroup() as group:
+                for index, task in enumerate(plan.tasks):
+                    group.create_task(run(index, task))
     except BaseExceptionGroup as failed:
         # A run-wide failure (credentials) ends every task; report it once, not per prefix.
         ours, others = failed.split(lambda e: isinstance(e, SharebatchError))
@@ -166,6 +170,22 @@ async def stage(
             raise
         raise _first(ours) from None
     return staged
+
+
+@contextlib.contextmanager
+def _startup_heap_frozen() -> Iterator[None]:
+    """Keep the heap built before listing out of the garbage collector's full passes.
+
+    botocore's service model and endpoint rules make up most of it and live as long as the
+    run. Each full collection would walk them again with the event loop stopped: 30-110 ms
+    measured here, during which no answer from S3 is read. They are handed back at the end
+    so that a long-lived process calling the library does not keep its garbage forever.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -211,7 +231,8 @@ class _Lister:
     A delimiter request shows the prefix's own objects and sub-folders. When that one page
     held the whole level and the sub-folders are few (at most ``max_split``), each sub-folder
     becomes its own listing under the shared semaphore, so a big prefix is listed as fast as
-    many small ones; otherwise the prefix is listed as a whole.
+    many small ones; otherwise the prefix is listed as a whole. With ``max_split`` 0 (no
+    splitting) there is no probe: it would be one request more for every prefix.
     """
 
     def __init__(
@@ -237,8 +258,10 @@ class _Lister:
         target = self._gateway.effective(task.target)
         try:
             async with self._limit:
-                level: Level | None = await self._gateway.probe_level(target, task.prefix)
-                if level and (not level.complete or len(level.folders) > self._max_split):
+                level: Level | None = None
+                if self._max_split:
+                    level = await self._gateway.probe_level(target, task.prefix)
+                if level is None or not level.complete or len(level.folders) > self._max_split:
                     await self._list_flat(target, task.prefix, feeds, tally)
                     level = None
             if level is not None:
