@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 AddressingStyle = Literal["auto", "virtual", "path"]
 ShortCredentials = Literal["fail", "clamp", "warn"]
@@ -36,9 +36,12 @@ class BucketTarget:
     addressing_style: AddressingStyle = "auto"
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectRef:
-    """One listed S3 object."""
+class ObjectRef(NamedTuple):
+    """One listed S3 object.
+
+    A named tuple rather than a frozen dataclass: one is made for every object listed, and
+    a tuple is made in a quarter of the time.
+    """
 
     bucket: str
     key: str

@@ -1,7 +1,8 @@
 """The only module that talks to S3 (through aioboto3) or builds boto clients.
 
-Two private parts belong to it: ``_s3_preflight`` (the doctor's requests, mixed into
-``S3Gateway``) and ``_s3_links`` (checking a presigned link over plain HTTP).
+Private parts belong to it: ``_s3_preflight`` (the doctor's requests, mixed into
+``S3Gateway``), ``_s3_links`` (checking a presigned link over plain HTTP) and
+``_s3_fastlist`` (listing requests sent without botocore while all goes well).
 
 It hands the rest of the program plain values: ``Credentials`` snapshots, pages of
 ``ObjectRef`` and a synchronous ``Presigner`` callable. Nothing outside this module sees a boto
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,9 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from ._listparse import Page
 from ._listparse import install as install_fast_list_parser
+from ._s3_fastlist import FastLister, HandOver, direct_listing
 from ._s3_links import probe_link as probe_link
 from ._s3_preflight import PreflightCalls
 from .audit import get_logger
@@ -102,20 +105,28 @@ class S3Gateway(PreflightCalls):
         self._endpoint_url = endpoint_url
         self._max_connections = max_connections
         self._clock = clock  # the fast signer's; botocore reads its own
+        self._direct = direct_listing(os.environ)
+        self._listers: dict[BucketTarget, FastLister | None] = {}
+        self._provider: Any = None
         try:
             self._session = aioboto3.Session(profile_name=profile)
             install_fast_list_parser(self._session._session)
         except BotoCoreError as exc:  # ProfileNotFound: its message names the profile
             raise CredentialsError(str(exc)) from None
         self._stack = contextlib.AsyncExitStack()
-        self._clients: dict[BucketTarget, Any] = {}
+        self._clients: dict[tuple[BucketTarget, bool], Any] = {}
         self._regions: dict[BucketTarget, str] = {}
 
     async def __aenter__(self) -> S3Gateway:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._stack.aclose()
+        try:
+            for lister in self._listers.values():
+                if lister is not None:
+                    await lister.close()
+        finally:
+            await self._stack.aclose()
 
     def effective(self, target: BucketTarget) -> BucketTarget:
         """The target after command-line overrides."""
@@ -154,18 +165,24 @@ class S3Gateway(PreflightCalls):
     def _config(self, target: BucketTarget, max_connections: int) -> Config:
         return client_config(target, max_connections, self._retry)
 
-    async def _client(self, target: BucketTarget) -> Any:
-        if target not in self._clients:
+    async def _client(self, target: BucketTarget, *, first_try_spent: bool = False) -> Any:
+        """The target's botocore client; with ``first_try_spent``, one that tries a request
+        one time less (the direct lister's try was the first)."""
+        key = (target, first_try_spent)
+        if key not in self._clients:
             region = await self.region_of(target)
-            self._clients[target] = await self._stack.enter_async_context(
+            policy = self._retry
+            if first_try_spent:
+                policy = replace(policy, attempts=policy.attempts - 1)
+            self._clients[key] = await self._stack.enter_async_context(
                 self._session.client(
                     "s3",
                     region_name=region,
                     endpoint_url=target.endpoint_url,
-                    config=client_config(target, self._max_connections, self._retry),
+                    config=client_config(target, self._max_connections, policy),
                 )
             )
-        return self._clients[target]
+        return self._clients[key]
 
     @property
     def default_region(self) -> str | None:
@@ -201,11 +218,16 @@ class S3Gateway(PreflightCalls):
 
     async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
         """Yield every page of objects under ``prefix``, skipping folder markers."""
-        with _listing_errors():
-            client = await self._client(target)
-            paginator = client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=target.bucket, Prefix=prefix):
-                yield _objects(target.bucket, page)
+        token: str | None = None
+        while True:
+            page = await self._page(target, prefix, None, token)
+            yield page.objects
+            if page.next_token is None:
+                return
+            if page.next_token == token:
+                # botocore's paginator stops here too: the same token again would loop forever.
+                raise S3ListingError("RepeatedToken", "S3 sent the same continuation token twice")
+            token = page.next_token
 
     async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
         """One delimiter request: the objects right under ``prefix`` and its sub-folders.
@@ -213,14 +235,76 @@ class S3Gateway(PreflightCalls):
         ``complete`` says whether that one page held the whole level; only then can the
         caller list the sub-folders in parallel instead of the prefix as a whole.
         """
+        page = await self._page(target, prefix, "/", None)
+        return Level(objects=page.objects, folders=page.folders, complete=page.next_token is None)
+
+    async def _page(
+        self, target: BucketTarget, prefix: str, delimiter: str | None, token: str | None
+    ) -> Page:
+        lister = await self._lister(target)
+        spent = False
+        if lister is not None:
+            try:
+                found = await lister.page(target.bucket, prefix, delimiter, token)
+            except HandOver:
+                spent = True
+            else:
+                if found is not None:
+                    return found
+        params = {"Bucket": target.bucket, "Prefix": prefix}
+        if delimiter is not None:
+            params["Delimiter"] = delimiter
+        if token is not None:
+            params["ContinuationToken"] = token
         with _listing_errors():
-            client = await self._client(target)
-            page = await client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, Delimiter="/")
-        return Level(
-            objects=_objects(target.bucket, page),
-            folders=[str(p["Prefix"]) for p in page.get("CommonPrefixes", ())],
-            complete=not page.get("IsTruncated", False),
+            client = await self._client(target, first_try_spent=spent)
+            answer = await client.list_objects_v2(**params)
+        return Page(
+            objects=_objects(target.bucket, answer),
+            folders=[str(p["Prefix"]) for p in answer.get("CommonPrefixes", ())],
+            next_token=answer.get("NextContinuationToken") if answer.get("IsTruncated") else None,
         )
+
+    async def _lister(self, target: BucketTarget) -> FastLister | None:
+        if target not in self._listers:
+            lister = None
+            reason = "switched off (SHAREBATCH_S3_DIRECT_LISTING=off)"
+            if self._retry.attempts == 1:
+                reason = "one attempt per request (SHAREBATCH_S3_ATTEMPTS=1): botocore's"
+            elif self._direct:
+                try:
+                    lister = FastLister(
+                        target,
+                        region=await self.region_of(target),
+                        credentials=self._frozen_credentials,
+                        max_connections=self._max_connections,
+                        policy=self._retry,
+                        profile_config=self._session._session.get_scoped_config(),
+                        ca_bundle=self._session._session.get_config_variable("ca_bundle"),
+                        clock=self._clock,
+                    )
+                except Unsupported as exc:
+                    reason = str(exc)
+            log.info(
+                "lister_selected",
+                bucket=target.bucket,
+                lister="direct" if lister else "botocore",
+                **({} if lister else {"reason": reason}),
+            )
+            self._listers[target] = lister
+        return self._listers[target]
+
+    async def _frozen_credentials(self) -> Credentials | None:
+        """The listing credentials now, from the same provider as botocore's clients."""
+        try:
+            if self._provider is None:
+                self._provider = await self._session.get_credentials()
+            if self._provider is None:
+                return None
+            frozen = await self._provider.get_frozen_credentials()
+        except (BotoCoreError, RuntimeError):
+            return None  # botocore's own request will say what went wrong
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
     async def presigner(self, target: BucketTarget, credentials: Credentials) -> Presigner:
         """A synchronous presigner for ``target``: signing is CPU work with no network call.

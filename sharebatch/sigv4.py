@@ -18,7 +18,15 @@ from typing import Literal
 
 from .models import Credentials
 
-__all__ = ["SigV4Presigner", "Unsupported", "botocore_overrides"]
+__all__ = [
+    "QUERY_TABLE",
+    "HmacKey",
+    "S3Endpoint",
+    "SigV4Presigner",
+    "Unsupported",
+    "botocore_overrides",
+    "encode",
+]
 
 _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 
@@ -28,10 +36,10 @@ def _table(safe: bytes) -> list[str]:
 
 
 # Translating the UTF-8 bytes (seen as latin-1) through a 256-entry table gives exactly
-# urllib's quote() at a third of its cost: botocore uses percent_encode(key, safe="/~") for
-# the key and percent_encode(value) (safe "-_.~") for query values.
+# urllib's quote() at a third of its cost: botocore uses percentencode(key, safe="/~") for
+# the key and percentencode(value) (safe "-_.~") for query values.
 _KEY_TABLE = _table(_UNRESERVED + b"/")
-_QUERY_TABLE = _table(_UNRESERVED)
+QUERY_TABLE = _table(_UNRESERVED)
 
 # Partition "aws" (dnsSuffix amazonaws.com); other partitions differ in hosts and rules.
 _AWS_REGION = re.compile(r"(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]+")
@@ -90,7 +98,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _encode(text: str, table: list[str]) -> str:
+def encode(text: str, table: list[str]) -> str:
     if text.isascii():  # O(1) in CPython; spares the UTF-8 round trip for most text
         return text.translate(table)
     try:
@@ -99,7 +107,7 @@ def _encode(text: str, table: list[str]) -> str:
         raise Unsupported("text that is not valid UTF-8") from None
 
 
-class _Hmac:
+class HmacKey:
     """HMAC-SHA256 with the key's inner and outer pads hashed once (RFC 2104).
 
     ``hmac.new`` re-derives both pads on every call, which costs more than the two
@@ -119,6 +127,92 @@ class _Hmac:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
+
+
+class S3Endpoint:
+    """Where botocore sends an S3 request for a bucket, for one region/endpoint/style.
+
+    Raises ``Unsupported`` for anything outside the rules reproduced here: a setting that
+    steers botocore's endpoints (environment or profile), a region outside the aws
+    partition, an endpoint that is not scheme://host[:port], an unusual bucket name.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        endpoint_url: str | None,
+        addressing_style: Literal["auto", "virtual", "path"],
+        environ: Mapping[str, str] | None = None,
+        profile_config: Mapping[str, object] | None = None,
+    ) -> None:
+        overrides = botocore_overrides(os.environ if environ is None else environ, profile_config)
+        if overrides:
+            raise Unsupported(f"botocore settings in effect: {', '.join(overrides)}")
+        if addressing_style not in ("auto", "virtual", "path"):
+            raise Unsupported(f"addressing style {addressing_style!r}")
+        self._style = addressing_style
+        self._region = region
+        self._custom: tuple[str, str, str, bool] | None = None
+        if endpoint_url is None:
+            if not _AWS_REGION.fullmatch(region):
+                raise Unsupported(f"region {region!r} outside the aws partition")
+        else:
+            found = _ENDPOINT.fullmatch(endpoint_url)
+            if (
+                found is None
+                or found["host"].startswith("s3-accelerate.")
+                or int(found["port"] or 0) > 65535
+            ):
+                raise Unsupported("endpoint is not scheme://host[:port]")
+            if not _CUSTOM_REGION.fullmatch(region) or region.endswith("global"):
+                raise Unsupported(f"region {region!r}")
+            scheme, name, port = found["scheme"], found["host"], found["port"]
+            netloc = name if port is None else f"{name}:{port}"
+            # The Host header botocore signs: lowercase, numeric port, default port dropped.
+            host = name.lower()
+            if port is not None and int(port) != _DEFAULT_PORTS[scheme]:
+                host = f"{host}:{int(port)}"
+            self._custom = (scheme, netloc, host, _IPV4.fullmatch(name) is not None)
+
+    def presign_route(self, bucket: str) -> tuple[str, str, str]:
+        """(URL up to the key, canonical URI up to the key, Host header) of a presigned URL."""
+        return self._route(bucket, presign=True)
+
+    def api_route(self, bucket: str) -> tuple[str, str, str]:
+        """The same for a request sent by the client (a listing, say)."""
+        return self._route(bucket, presign=False)
+
+    def _route(self, bucket: str, *, presign: bool) -> tuple[str, str, str]:
+        """(URL up to the key, canonical URI up to the key, Host header), as botocore's S3
+        endpoint ruleset picks them for ``bucket``."""
+        if not _BUCKET.fullmatch(bucket) or bucket.endswith(_SPECIAL_SUFFIXES):
+            raise Unsupported(f"bucket name {bucket!r}")
+        label = "." not in bucket  # _BUCKET already makes a dot-free name a valid host label
+        if self._custom is None:
+            region_host = "s3.amazonaws.com"
+            if self._region != "us-east-1":
+                region_host = f"s3.{self._region}.amazonaws.com"
+            if label and self._style == "auto" and presign:
+                # botocore presigns "auto" on the global endpoint, still scoped to the region.
+                return f"https://{bucket}.s3.amazonaws.com", "", f"{bucket}.s3.amazonaws.com"
+            if label and self._style in ("auto", "virtual"):
+                return f"https://{bucket}.{region_host}", "", f"{bucket}.{region_host}"
+            return f"https://{region_host}/{bucket}", f"/{bucket}", region_host
+        scheme, netloc, host, is_ip = self._custom
+        # A custom endpoint is path style unless "virtual" was asked for explicitly; then an
+        # IP endpoint stays path style, and dotted names go virtual over plain http only.
+        if self._style == "virtual" and (
+            (label and not is_ip)
+            or (
+                not label
+                and scheme == "http"
+                and not _IPV4.fullmatch(bucket)
+                and all(_LABEL.fullmatch(part) for part in bucket.split("."))
+            )
+        ):
+            return f"{scheme}://{bucket}.{netloc}", "", f"{bucket}.{host}"
+        return f"{scheme}://{netloc}/{bucket}", f"/{bucket}", host
 
 
 class SigV4Presigner:
@@ -145,36 +239,16 @@ class SigV4Presigner:
         environ: Mapping[str, str] | None = None,
         profile_config: Mapping[str, object] | None = None,
     ) -> None:
-        overrides = botocore_overrides(os.environ if environ is None else environ, profile_config)
-        if overrides:
-            raise Unsupported(f"botocore settings in effect: {', '.join(overrides)}")
-        if addressing_style not in ("auto", "virtual", "path"):
-            raise Unsupported(f"addressing style {addressing_style!r}")
+        self._endpoint = S3Endpoint(
+            region=region,
+            endpoint_url=endpoint_url,
+            addressing_style=addressing_style,
+            environ=environ,
+            profile_config=profile_config,
+        )
         if not credentials.access_key_id or not credentials.secret_access_key:
             raise Unsupported("empty credentials")
-        self._style = addressing_style
         self._region = region
-        self._custom: tuple[str, str, str, bool] | None = None
-        if endpoint_url is None:
-            if not _AWS_REGION.fullmatch(region):
-                raise Unsupported(f"region {region!r} outside the aws partition")
-        else:
-            found = _ENDPOINT.fullmatch(endpoint_url)
-            if (
-                found is None
-                or found["host"].startswith("s3-accelerate.")
-                or int(found["port"] or 0) > 65535
-            ):
-                raise Unsupported("endpoint is not scheme://host[:port]")
-            if not _CUSTOM_REGION.fullmatch(region) or region.endswith("global"):
-                raise Unsupported(f"region {region!r}")
-            scheme, name, port = found["scheme"], found["host"], found["port"]
-            netloc = name if port is None else f"{name}:{port}"
-            # The Host header botocore signs: lowercase, numeric port, default port dropped.
-            host = name.lower()
-            if port is not None and int(port) != _DEFAULT_PORTS[scheme]:
-                host = f"{host}:{int(port)}"
-            self._custom = (scheme, netloc, host, _IPV4.fullmatch(name) is not None)
         try:
             self._secret = f"AWS4{credentials.secret_access_key}".encode()
         except UnicodeEncodeError:
@@ -182,27 +256,25 @@ class SigV4Presigner:
         self._access_key = credentials.access_key_id
         token = credentials.session_token
         # botocore adds the token whenever it is not None, even when empty.
-        self._token = (
-            "" if token is None else f"&X-Amz-Security-Token={_encode(token, _QUERY_TABLE)}"
-        )
+        self._token = "" if token is None else f"&X-Amz-Security-Token={encode(token, QUERY_TABLE)}"
         self._clock = clock
         self._routes: dict[str, tuple[str, str, str]] = {}
-        self._day: tuple[str, str, _Hmac] | None = None  # (date, encoded credential, key)
+        self._day: tuple[str, str, HmacKey] | None = None  # (date, encoded credential, key)
         # (from, until, string-to-sign prefix, query prefix, key) for the current second, one
         # tuple so that threads sharing a presigner never mix two seconds; empty until the
         # first call reads the clock.
-        self._second: tuple[datetime, datetime, bytes, str, _Hmac] | None = None
+        self._second: tuple[datetime, datetime, bytes, str, HmacKey] | None = None
 
-    def _refresh(self, now: datetime) -> tuple[datetime, datetime, bytes, str, _Hmac]:
+    def _refresh(self, now: datetime) -> tuple[datetime, datetime, bytes, str, HmacKey]:
         utc = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
         amz_date = utc.strftime("%Y%m%dT%H%M%SZ")  # botocore's own formatting, once a second
         scope = f"{amz_date[:8]}/{self._region}/s3/aws4_request"
         if self._day is None or self._day[0] != amz_date[:8]:
             key = self._secret
             for part in (amz_date[:8], self._region, "s3", "aws4_request"):
-                key = bytes.fromhex(_Hmac(key).hexdigest(part.encode()))
-            credential = _encode(f"{self._access_key}/{scope}", _QUERY_TABLE)
-            self._day = (amz_date[:8], credential, _Hmac(key))
+                key = bytes.fromhex(HmacKey(key).hexdigest(part.encode()))
+            credential = encode(f"{self._access_key}/{scope}", QUERY_TABLE)
+            self._day = (amz_date[:8], credential, HmacKey(key))
         _, credential, mac = self._day
         start = now.replace(microsecond=0)
         self._second = (
@@ -214,37 +286,6 @@ class SigV4Presigner:
             mac,
         )
         return self._second
-
-    def _route(self, bucket: str) -> tuple[str, str, str]:
-        """(URL up to the key, canonical URI up to the key, Host header), as botocore's S3
-        endpoint ruleset picks them for ``bucket``."""
-        if not _BUCKET.fullmatch(bucket) or bucket.endswith(_SPECIAL_SUFFIXES):
-            raise Unsupported(f"bucket name {bucket!r}")
-        label = "." not in bucket  # _BUCKET already makes a dot-free name a valid host label
-        if self._custom is None:
-            region_host = "s3.amazonaws.com"
-            if self._region != "us-east-1":
-                region_host = f"s3.{self._region}.amazonaws.com"
-            if label and self._style == "auto":
-                # botocore presigns "auto" on the global endpoint, still scoped to the region.
-                return f"https://{bucket}.s3.amazonaws.com", "", f"{bucket}.s3.amazonaws.com"
-            if label and self._style == "virtual":
-                return f"https://{bucket}.{region_host}", "", f"{bucket}.{region_host}"
-            return f"https://{region_host}/{bucket}", f"/{bucket}", region_host
-        scheme, netloc, host, is_ip = self._custom
-        # A custom endpoint is path style unless "virtual" was asked for explicitly; then an
-        # IP endpoint stays path style, and dotted names go virtual over plain http only.
-        if self._style == "virtual" and (
-            (label and not is_ip)
-            or (
-                not label
-                and scheme == "http"
-                and not _IPV4.fullmatch(bucket)
-                and all(_LABEL.fullmatch(part) for part in bucket.split("."))
-            )
-        ):
-            return f"{scheme}://{bucket}.{netloc}", "", f"{bucket}.{host}"
-        return f"{scheme}://{netloc}/{bucket}", f"/{bucket}", host
 
     def __call__(
         self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
@@ -261,13 +302,13 @@ class SigV4Presigner:
         _, _, sts, auth_prefix, mac = second
         route = self._routes.get(bucket)
         if route is None:
-            route = self._routes[bucket] = self._route(bucket)
+            route = self._routes[bucket] = self._endpoint.presign_route(bucket)
         base, path, host = route
         if type(expires_in) is not int or not 0 < expires_in <= MAX_EXPIRES_IN:
             raise Unsupported(f"expiry {expires_in!r}")
         if not isinstance(key, str) or not key:
             raise Unsupported("empty key")
-        encoded_key = _encode(key, _KEY_TABLE)
+        encoded_key = encode(key, _KEY_TABLE)
         headers = f"host:{host}"
         signed = "host"
         op_query = canon_extra = ""
@@ -278,7 +319,7 @@ class SigV4Presigner:
                     query_name = _GET_QUERY.get(name)
                     if query_name is None or not isinstance(value, str):
                         raise Unsupported(f"GET parameter {name!r}")
-                    pairs.append(f"{query_name}={_encode(value, _QUERY_TABLE)}")
+                    pairs.append(f"{query_name}={encode(value, QUERY_TABLE)}")
                 # Sorting "name=value" sorts by name: no name is a prefix of another.
                 op_query = "&".join(pairs) + "&"
                 canon_extra = "&" + "&".join(sorted(pairs))
