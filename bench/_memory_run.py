@@ -8,6 +8,7 @@ bundle joining, audit log and summary. Prints one JSON line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -41,18 +42,24 @@ class SyntheticGateway(S3Gateway):
     async def region_of(self, target: BucketTarget) -> str:
         return "eu-west-1"
 
-    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+    async def probe_level(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> Level:
         return Level(objects=[], folders=[], complete=False)
 
-    async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
+    async def list_pages(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> AsyncIterator[list[ObjectRef]]:
         when = datetime(2026, 9, 30, tzinfo=UTC)
         for start in range(0, self.per_prefix, PAGE):
             stop = min(start + PAGE, self.per_prefix)
-            yield [
-                ObjectRef(target.bucket, f"{prefix}file-{i:09d}.csv", 1024 + i, "0" * 32, when)
-                for i in range(start, stop)
-            ]
-            await asyncio.sleep(0)
+            async with slot or contextlib.nullcontext():  # the request, as S3Gateway holds it
+                await asyncio.sleep(0)
+                page = [
+                    ObjectRef(target.bucket, f"{prefix}file-{i:09d}.csv", 1024 + i, "0" * 32, when)
+                    for i in range(start, stop)
+                ]
+            yield page
 
 
 def main() -> None:

@@ -87,6 +87,20 @@ def _stats(values: list[float]) -> str:
     return f"{statistics.median(values):7.2f} [{min(values):.2f}..{max(values):.2f}]"
 
 
+MISSED: list[str] = []
+
+
+def _goal(
+    name: str, values: list[float], at_least: float | None = None, at_most: float | None = None
+) -> str:
+    """``values``' statistics and the target; a median past the target is recorded."""
+    median = statistics.median(values)
+    if (at_least is not None and median < at_least) or (at_most is not None and median > at_most):
+        MISSED.append(name)
+    bound = f">= {at_least}" if at_least is not None else f"<= {at_most}"
+    return f"{_stats(values)}   target {bound}"
+
+
 def bench_end_to_end(rounds: int, tmp: Path) -> list[str]:
     bucket, prefixes = "bench-e2e", [f"p{i:02d}/" for i in range(50)]
     manifest = _manifest(tmp / "e2e.yml", bucket, prefixes)
@@ -112,8 +126,9 @@ def bench_end_to_end(rounds: int, tmp: Path) -> list[str]:
         f"  sharebatch run (s)              {_stats(times['ours'])}",
         f"  naive boto3 script (s)          {_stats(times['naive'])}",
         f"  listing only, concurrency 16 (s){_stats(times['list'])}",
-        f"  naive / sharebatch              {_stats(naive_ratio)}   target >= 2.5",
-        f"  sharebatch / listing only       {_stats(floor_ratio)}   target <= 1.2",
+        "  naive / sharebatch              "
+        + _goal("naive / sharebatch", naive_ratio, at_least=2.5),
+        "  sharebatch / listing only       " + _goal("vs listing only", floor_ratio, at_most=1.2),
     ]
 
 
@@ -150,13 +165,20 @@ def bench_latency(rounds: int, tmp: Path) -> list[str]:
         "listing with 30 ms per request (replayed moto answers)",
         f"  50 prefixes, concurrency 1 (s)  {_stats(times['c1'])}",
         f"  50 prefixes, concurrency 16 (s) {_stats(times['c16'])}",
-        f"  concurrency 16 speed-up         "
-        f"{_stats([a / b for a, b in zip(times['c1'], times['c16'], strict=True)])}   target >= 8",
+        "  concurrency 16 speed-up         "
+        + _goal(
+            "concurrency 16 speed-up",
+            [a / b for a, b in zip(times["c1"], times["c16"], strict=True)],
+            at_least=8,
+        ),
         f"  20 sub-folders, not split (s)   {_stats(times['flat'])}",
         f"  20 sub-folders, split (s)       {_stats(times['split'])}",
-        f"  split speed-up                  "
-        f"{_stats([a / b for a, b in zip(times['flat'], times['split'], strict=True)])}"
-        "   target >= 5",
+        "  split speed-up                  "
+        + _goal(
+            "split speed-up",
+            [a / b for a, b in zip(times["flat"], times["split"], strict=True)],
+            at_least=5,
+        ),
     ]
 
 
@@ -180,10 +202,12 @@ def bench_memory(sizes: list[int]) -> list[str]:
         lines.append(
             f"  growth: {peaks[1] - peaks[0]:+.1f} MB   target: peak <= 150 MB, growth < 20 MB"
         )
+        if max(peaks) > 150 or peaks[1] - peaks[0] >= 20:
+            MISSED.append("memory")
     return lines
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=["e2e", "latency", "memory"])
@@ -200,7 +224,10 @@ def main() -> None:
     print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
     for lines in sections:
         print("\n".join(lines))
+    for name in MISSED:
+        print(f"MISSED: {name}: median past its target", file=sys.stderr)
+    return 1 if MISSED else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

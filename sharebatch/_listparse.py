@@ -149,7 +149,7 @@ class Page:
 # S3's own layout of one object, tag for tag: what AWS and moto send. Anything else (another
 # order, whitespace between tags, CDATA) is read by ElementTree instead, never guessed at.
 _CONTENTS = re.compile(
-    r"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified><ETag>([^<]*)</ETag>"
+    r"(<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified><ETag>([^<]*)</ETag>"
     r"(?:<ChecksumAlgorithm>[^<]*</ChecksumAlgorithm>)*(?:<ChecksumType>[^<]*</ChecksumType>)?"
     r"<Size>(0|[1-9][0-9]*)</Size>"
     r"(?:<Owner>(?:<ID>[^<]*</ID>)?(?:<DisplayName>[^<]*</DisplayName>)?</Owner>)?"
@@ -157,7 +157,7 @@ _CONTENTS = re.compile(
     r"(?:<Owner>(?:<ID>[^<]*</ID>)?(?:<DisplayName>[^<]*</DisplayName>)?</Owner>)?"
     r"(?:<RestoreStatus><IsRestoreInProgress>[^<]*</IsRestoreInProgress>"
     r"(?:<RestoreExpiryDate>[^<]*</RestoreExpiryDate>)?</RestoreStatus>)?"
-    r"</Contents>"
+    r"</Contents>)"
 )
 _FOLDER = re.compile(r"<CommonPrefixes><Prefix>([^<]*)</Prefix></CommonPrefixes>")
 _HEAD = re.compile(
@@ -217,20 +217,33 @@ def _etag(text: str) -> str:
 
 
 def _fast_page(text: str, bucket: str) -> Page:
-    # "<!": comments, CDATA, a DOCTYPE. "\r": XML turns line ends into "\n", and keys must
-    # come out as botocore's ElementTree reading gives them.
-    if "<!" in text or "\r" in text or _HEAD.match(text) is None:
+    # "<!": comments, CDATA, a DOCTYPE ("!" first: memchr is fast, "<" is everywhere).
+    # "\r": XML turns line ends into "\n", and keys must come out as ElementTree reads them.
+    if ("!" in text and "<!" in text) or "\r" in text or _HEAD.match(text) is None:
         raise _Unusual
     if not text.rstrip().endswith(_TAIL):
         raise _Unusual
+    first = text.find("<Contents>")
     rows = _CONTENTS.findall(text)
-    folders = _FOLDER.findall(text)
-    if text.count("<Contents>") != len(rows) or text.count("<CommonPrefixes>") != len(folders):
+    if rows:
+        # The matched blocks must tile the stretch from the first <Contents> to the last
+        # </Contents>: then nothing else hides among them, and the other elements can only
+        # be in the short head and tail, which is all that is searched for them below.
+        last = text.rfind("</Contents>") + len("</Contents>")
+        if sum(len(row[0]) for row in rows) != last - first:
+            raise _Unusual
+        rest = text[:first] + text[last:]
+    elif first >= 0:
         raise _Unusual
-    truncated = _field(text, "IsTruncated")
+    else:
+        rest = text
+    folders = _FOLDER.findall(rest)
+    if "<Contents>" in rest or rest.count("<CommonPrefixes>") != len(folders):
+        raise _Unusual
+    truncated = _field(rest, "IsTruncated")
     if truncated not in ("true", "false"):
         raise _Unusual
-    url = _field(text, "EncodingType") == "url"
+    url = _field(rest, "EncodingType") == "url"
     decode_key = _url_key if url else _unescape
     make = ObjectRef._make  # tuple.__new__ underneath: the cheapest way to build one
     objects = [
@@ -239,20 +252,20 @@ def _fast_page(text: str, bucket: str) -> Page:
                 bucket,
                 decode_key(key) if "&" in key or "%" in key or "+" in key else key,
                 int(size),
-                _etag(etag),
+                etag.strip('"') if "&" not in etag else _etag(etag),
                 _timestamp(modified),
             )
         )
-        for key, modified, etag, size in rows
+        for _, key, modified, etag, size in rows
     ]
-    if "<Size>0</Size>" in text:
+    if not all(o.size for o in objects):
         # The console's zero-byte "folders", never files to share.
         objects = [o for o in objects if o.size or not o.key.endswith("/")]
     decode = unquote_plus if url else str
     return Page(
         objects=objects,
         folders=[decode(_unescape(f)) for f in folders],
-        next_token=_field(text, "NextContinuationToken") if truncated == "true" else None,
+        next_token=_field(rest, "NextContinuationToken") if truncated == "true" else None,
     )
 
 

@@ -15,6 +15,8 @@ botocore's retries, backoff, throttling and error reporting apply exactly as bef
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import ssl
@@ -188,7 +190,12 @@ class FastLister:
         return HandOver(reason)
 
     async def page(
-        self, bucket: str, prefix: str, delimiter: str | None, token: str | None
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str | None,
+        token: str | None,
+        slot: asyncio.Semaphore | None = None,
     ) -> Page | None:
         """One page; None when the lister is off (then botocore sends every request).
 
@@ -214,13 +221,20 @@ class FastLister:
         # encoded=True: yarl would otherwise re-quote the query, and S3 would check the
         # signature against a different request.
         url = URL(f"{base}{'' if path else '/'}?{query}", encoded=True)
-        try:
-            async with self._session().get(url, headers=headers, allow_redirects=False) as answer:
-                status = answer.status
-                body = await answer.read()
-        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
-            # OSError: also an unreadable CA bundle, found when the first request is made.
-            raise self._stop(bucket, type(exc).__name__) from None
+        async with slot or contextlib.nullcontext():
+            try:
+                async with self._session().get(
+                    url, headers=headers, allow_redirects=False
+                ) as answer:
+                    status = answer.status
+                    body = await answer.read()
+            except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+                # OSError: also an unreadable CA bundle, found when the first request is made.
+                raise self._stop(bucket, type(exc).__name__) from None
+        # The slot is free before the answer is read (~2 ms of CPU for 1,000 keys). Yielding
+        # once lets the listing woken by that release send its request first, so requests
+        # overlap with reading instead of queuing behind every answer that came in meanwhile.
+        await asyncio.sleep(0)
         if status != 200:
             raise self._stop(bucket, f"HTTP {status}")
         found = read_page(body, bucket)

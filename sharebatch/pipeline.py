@@ -1,8 +1,9 @@
 """The asyncio pipeline: list every prefix concurrently, select, sign, stage the links.
 
-One task per list task, at most ``concurrency`` listing at once. Each page of objects is
-filtered for every route it feeds, signed, and appended to that route's part file before the
-next page is fetched, so memory holds one page per running task, never a whole listing.
+One task per list task, at most ``concurrency`` requests to S3 in flight and twice as many
+listings under way. Each page of objects is filtered for every route it feeds, signed, and
+appended to that route's part file before the next page is fetched, so memory holds one page
+per listing under way, never a whole listing.
 
 A prefix that fails to list is recorded and its parts dropped; the other prefixes go on.
 Credential errors abort everything: no other prefix would fare better. A route that matches
@@ -153,7 +154,7 @@ async def stage(
         progress=progress,
     )
     max_split = 4 * concurrency if split_folders else 0
-    lister = _Lister(plan, staged, gateway, asyncio.Semaphore(concurrency), max_split)
+    lister = _Lister(plan, staged, gateway, concurrency, max_split)
 
     async def run(index: int, task: ListTask) -> None:
         await lister.list_task(task, staged.prefixes[index])
@@ -240,13 +241,17 @@ class _Lister:
         plan: Plan,
         staged: Staged,
         gateway: S3Gateway,
-        limit: asyncio.Semaphore,
+        concurrency: int,
         max_split: int,
     ) -> None:
         self._plan = plan
         self._staged = staged
         self._gateway = gateway
-        self._limit = limit
+        # ``concurrency`` requests in flight, the operator's setting. A slot is given back as
+        # soon as an answer has arrived, so the next request goes out while this page is read
+        # and signed; twice as many listings may hold a page meanwhile, which bounds memory.
+        self._requests = asyncio.Semaphore(concurrency)
+        self._limit = asyncio.Semaphore(2 * concurrency)
         self._max_split = max_split
 
     async def list_task(self, task: ListTask, tally: PrefixTally) -> None:
@@ -260,7 +265,9 @@ class _Lister:
             async with self._limit:
                 level: Level | None = None
                 if self._max_split:
-                    level = await self._gateway.probe_level(target, task.prefix)
+                    level = await self._gateway.probe_level(
+                        target, task.prefix, slot=self._requests
+                    )
                 if level is None or not level.complete or len(level.folders) > self._max_split:
                     await self._list_flat(target, task.prefix, feeds, tally)
                     level = None
@@ -315,7 +322,7 @@ class _Lister:
     ) -> None:
         try:
             async with self._limit:
-                async for page in self._gateway.list_pages(target, folder):
+                async for page in self._gateway.list_pages(target, folder, slot=self._requests):
                     await self._page(page, feeds, parts, tally)
         except S3ListingError as exc:
             # One failed sub-folder fails the whole prefix: its bundles would be incomplete.
@@ -329,7 +336,7 @@ class _Lister:
     ) -> None:
         parts = [feed.tally.new_part(feed.position) for feed in feeds]
         try:
-            async for page in self._gateway.list_pages(target, prefix):
+            async for page in self._gateway.list_pages(target, prefix, slot=self._requests):
                 await self._page(page, feeds, parts, tally)
         finally:
             _close(parts)

@@ -11,6 +11,7 @@ response or a client.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -216,11 +217,16 @@ class S3Gateway(PreflightCalls):
                 headers = {}
         return str(headers.get("x-amz-bucket-region") or "us-east-1")
 
-    async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
-        """Yield every page of objects under ``prefix``, skipping folder markers."""
+    async def list_pages(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> AsyncIterator[list[ObjectRef]]:
+        """Yield every page of objects under ``prefix``, skipping folder markers.
+
+        Each request holds ``slot`` (when given) while it waits for S3's answer.
+        """
         token: str | None = None
         while True:
-            page = await self._page(target, prefix, None, token)
+            page = await self._page(target, prefix, None, token, slot)
             yield page.objects
             if page.next_token is None:
                 return
@@ -229,23 +235,30 @@ class S3Gateway(PreflightCalls):
                 raise S3ListingError("RepeatedToken", "S3 sent the same continuation token twice")
             token = page.next_token
 
-    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+    async def probe_level(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> Level:
         """One delimiter request: the objects right under ``prefix`` and its sub-folders.
 
         ``complete`` says whether that one page held the whole level; only then can the
         caller list the sub-folders in parallel instead of the prefix as a whole.
         """
-        page = await self._page(target, prefix, "/", None)
+        page = await self._page(target, prefix, "/", None, slot)
         return Level(objects=page.objects, folders=page.folders, complete=page.next_token is None)
 
     async def _page(
-        self, target: BucketTarget, prefix: str, delimiter: str | None, token: str | None
+        self,
+        target: BucketTarget,
+        prefix: str,
+        delimiter: str | None,
+        token: str | None,
+        slot: asyncio.Semaphore | None,
     ) -> Page:
         lister = await self._lister(target)
         spent = False
         if lister is not None:
             try:
-                found = await lister.page(target.bucket, prefix, delimiter, token)
+                found = await lister.page(target.bucket, prefix, delimiter, token, slot)
             except HandOver:
                 spent = True
             else:
@@ -258,7 +271,8 @@ class S3Gateway(PreflightCalls):
             params["ContinuationToken"] = token
         with _listing_errors():
             client = await self._client(target, first_try_spent=spent)
-            answer = await client.list_objects_v2(**params)
+            async with slot or contextlib.nullcontext():
+                answer = await client.list_objects_v2(**params)
         return Page(
             objects=_objects(target.bucket, answer),
             folders=[str(p["Prefix"]) for p in answer.get("CommonPrefixes", ())],

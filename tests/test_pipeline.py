@@ -22,11 +22,13 @@ CREDS = Credentials("AKIAFAKE", "secret")
 
 
 class StubGateway:
-    """Stands in for S3Gateway and records how many listings run at once."""
+    """Stands in for S3Gateway and records how many requests and listings run at once."""
 
     def __init__(self) -> None:
         self.active = 0
         self.peak = 0
+        self.listings = 0
+        self.peak_listings = 0
         self.listed: list[str] = []
 
     def effective(self, target: BucketTarget) -> BucketTarget:
@@ -40,18 +42,29 @@ class StubGateway:
 
         return presign
 
-    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+    async def probe_level(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> Level:
         # "Incomplete" sends every prefix to the flat listing, which these tests measure.
         return Level(objects=[], folders=[], complete=False)
 
-    async def list_pages(self, target: BucketTarget, prefix: str) -> AsyncIterator[list[ObjectRef]]:
-        self.active += 1
-        self.peak = max(self.peak, self.active)
+    async def list_pages(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> AsyncIterator[list[ObjectRef]]:
+        assert slot is not None
+        self.listings += 1
+        self.peak_listings = max(self.peak_listings, self.listings)
         self.listed.append(prefix)
-        for _ in range(5):  # hand the loop to other tasks, as a network wait would
-            await asyncio.sleep(0)
+        async with slot:  # the request, as S3Gateway holds it
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            for _ in range(5):  # hand the loop to other tasks, as a network wait would
+                await asyncio.sleep(0)
+            self.active -= 1
+        # The answer is read after the slot is given back; the listing still holds its page.
+        await asyncio.sleep(0)
         yield [ObjectRef(target.bucket, f"{prefix}file", 1, "e", datetime(2026, 1, 1, tzinfo=UTC))]
-        self.active -= 1
+        self.listings -= 1
 
 
 def _manifest(tmp_path: Path, prefixes: int) -> Path:
@@ -74,13 +87,15 @@ def _manifest(tmp_path: Path, prefixes: int) -> Path:
 
 @pytest.mark.parametrize("concurrency", [1, 4, 16])
 def test_listing_concurrency_is_bounded(tmp_path: Path, concurrency: int) -> None:
-    """No more than --concurrency prefixes are listed at once, and the bound is used fully."""
+    """No more than --concurrency requests are in flight at once, and the bound is used
+    fully; listings holding a page are bounded by twice that (the memory bound)."""
     plan = build_plan(load_manifest(_manifest(tmp_path, 20)))
     gateway = StubGateway()
     staged = asyncio.run(
         stage(plan, gateway=gateway, credentials=CREDS, folder=None, concurrency=concurrency)  # type: ignore[arg-type]
     )
     assert gateway.peak == concurrency
+    assert concurrency <= gateway.peak_listings <= 2 * concurrency
     assert sum(t.objects for t in staged.prefixes) == 21
 
 
@@ -149,7 +164,9 @@ class OnePageGateway(StubGateway):
 
         return presign
 
-    async def probe_level(self, target: BucketTarget, prefix: str) -> Level:
+    async def probe_level(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> Level:
         return Level(
             objects=[_ref(f"{prefix}{i:04d}") for i in range(1000)], folders=[], complete=True
         )

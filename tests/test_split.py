@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -42,10 +43,10 @@ def test_split_listing_matches_the_flat_order(
     original = S3Gateway.list_pages
 
     async def spy(
-        self: S3Gateway, target: BucketTarget, prefix: str
+        self: S3Gateway, target: BucketTarget, prefix: str, **options: Any
     ) -> AsyncIterator[list[ObjectRef]]:
         listed.append(prefix)
-        async for page in original(self, target, prefix):
+        async for page in original(self, target, prefix, **options):
             yield page
 
     monkeypatch.setattr(S3Gateway, "list_pages", spy)
