@@ -33,7 +33,7 @@ def run(
         bool, typer.Option("--dry-run", help="List and count; print the summary; write nothing.")
     ] = False,
     concurrency: Annotated[
-        int, typer.Option(help="Prefixes listed at once.", min=1, max=256)
+        int, typer.Option(help="Listing requests to S3 at once.", min=1, max=256)
     ] = DEFAULT_CONCURRENCY,
     endpoint_url: Annotated[
         str | None, typer.Option(help="S3 endpoint (S3-compatible stores, local tests).")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sharebatch import bundles
 from sharebatch.bundles import COLUMNS, PartFile, RunFolder, write_bundle, write_json
 from sharebatch.errors import UsageError
 from sharebatch.models import Link, ObjectRef
@@ -31,6 +32,7 @@ def _link(key: str, expires_hour: int = 21) -> Link:
 
 
 def _parts(folder: Path, keys: list[list[str]]) -> list[PartFile]:
+    folder.mkdir(parents=True, exist_ok=True)
     parts = []
     for index, group in enumerate(keys):
         part = PartFile(folder / f"{index}.jsonl")
@@ -60,26 +62,54 @@ def test_empty_bundle_is_valid_json(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "links.csv").read_text().splitlines() == [",".join(COLUMNS)]
 
 
+def test_joining_in_small_blocks_changes_no_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts are copied into bundles in blocks; blocks that cut rows, escapes and multi-byte
+    characters anywhere give the same bytes as rows written one by one, and the JSON and
+    CSV read back to the keys as written."""
+    keys = [["a/1", 'q"uote,comma', "line\nbreak\r\n"], [], ["é/ファイル \u2028 x", "=cmd"]]
+    whole = tmp_path / "whole"
+    write_bundle(whole, {"job": "job"}, _parts(tmp_path / "p1", keys))
+    real = bundles._blocks
+    monkeypatch.setattr(bundles, "_blocks", lambda path: real(path, size=3))
+    small = tmp_path / "small"
+    write_bundle(small, {"job": "job"}, _parts(tmp_path / "p2", keys))
+    for name in ("links.json", "links.csv"):
+        assert (small / name).read_bytes() == (whole / name).read_bytes()
+    flat = [k for group in keys for k in group]
+    assert [r["key"] for r in json.loads((small / "links.json").read_text())["links"]] == flat
+    with (small / "links.csv").open(newline="", encoding="utf-8") as handle:
+        cells = [r["key"] for r in csv.DictReader(handle)]
+    assert cells == [
+        "a/1",
+        'q"uote,comma',
+        "line\\x0abreak\\x0d\\x0a",
+        "é/ファイル \u2028 x",
+        "'=cmd",
+    ]
+
+
 def test_failure_mid_write_leaves_no_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If writing fails half-way, neither bundle file nor any temporary file remains."""
-    parts = _parts(tmp_path, [["a", "b", "c"]])
+    parts = _parts(tmp_path, [["a"], ["b", "c"]])
     calls = 0
-    real = PartFile.lines_in_order
+    real = PartFile.json_chunks
 
     def breaking(self: PartFile):  # type: ignore[no-untyped-def]
         nonlocal calls
-        for row in real(self):
-            calls += 1
-            if calls == 2:
-                raise OSError("disk full")
-            yield row
+        calls += 1
+        if calls == 2:  # the first part is written by now
+            raise OSError("disk full")
+        yield from real(self)
 
-    monkeypatch.setattr(PartFile, "lines_in_order", breaking)
+    monkeypatch.setattr(PartFile, "json_chunks", breaking)
     dest = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         write_bundle(dest, {"job": "job"}, parts)
+    assert calls == 2
     assert list(dest.iterdir()) == []
 
 
