@@ -7,10 +7,12 @@ same request with its own SigV4 header signature (``tests/test_fastlist.py`` pro
 to botocore's) and reads the answer with ``_listparse.read_page``: ~3 ms a page.
 
 It covers the happy path only. It refuses configurations it was not proven on (the
-presigner's rules, and proxies) with ``Unsupported``, and any answer
-but a complete page (an error status, a dropped connection, a timeout, a garbled body) hands
-that request to botocore and switches this lister off for the rest of the run. From then on
-botocore's retries, backoff, throttling and error reporting apply exactly as before.
+presigner's rules, and proxies) with ``Unsupported``. A 403 or 404 hands that one request
+to botocore, which reports it as before (and if botocore is let in where we were refused, the
+lister switches itself off). Any other answer but a complete page (an error status, a
+dropped connection, a timeout, a garbled body) hands that request to botocore and switches
+the lister off for the rest of the run. From then on botocore's retries, backoff, throttling
+and error reporting apply exactly as before.
 """
 
 from __future__ import annotations
@@ -45,9 +47,20 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CredentialSource = Callable[[], Awaitable[Credentials | None]]
 
 
+# Answers about one request, not about the connection or the service: the lister stays on.
+# Throttling, 5xx, redirects and anything else switch it off (botocore's adaptive retries and
+# region redirects then handle every later request).
+_REFUSALS = frozenset({403, 404})
+
+
 class HandOver(Exception):
     """This request was tried and did not give a page: botocore must send it, counting this
-    try as its first (``SHAREBATCH_S3_ATTEMPTS`` counts every try)."""
+    try as its first (``SHAREBATCH_S3_ATTEMPTS`` counts every try). ``refused``: S3 said
+    403/404 to this request alone."""
+
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
 
 
 class HeaderSigner:
@@ -183,6 +196,10 @@ class FastLister:
             )
         return self._http
 
+    def switch_off(self, bucket: str, reason: str) -> None:
+        """Leave every later request of this run to botocore."""
+        self._stop(bucket, reason)
+
     def _stop(self, bucket: str, reason: str) -> HandOver:
         if self.off is None:
             self.off = reason
@@ -235,6 +252,10 @@ class FastLister:
         # once lets the listing woken by that release send its request first, so requests
         # overlap with reading instead of queuing behind every answer that came in meanwhile.
         await asyncio.sleep(0)
+        if status in _REFUSALS:
+            # S3 refused this request (a policy denying one prefix, a missing bucket): botocore
+            # asks once more and reports it in its words; other requests are not affected.
+            raise HandOver(f"HTTP {status}", refused=True)
         if status != 200:
             raise self._stop(bucket, f"HTTP {status}")
         found = read_page(body, bucket)

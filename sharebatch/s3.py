@@ -255,12 +255,12 @@ class S3Gateway(PreflightCalls):
         slot: asyncio.Semaphore | None,
     ) -> Page:
         lister = await self._lister(target)
-        spent = False
+        spent = refused = False
         if lister is not None:
             try:
                 found = await lister.page(target.bucket, prefix, delimiter, token, slot)
-            except HandOver:
-                spent = True
+            except HandOver as handed:
+                spent, refused = True, handed.refused
             else:
                 if found is not None:
                     return found
@@ -273,6 +273,9 @@ class S3Gateway(PreflightCalls):
             client = await self._client(target, first_try_spent=spent)
             async with slot or contextlib.nullcontext():
                 answer = await client.list_objects_v2(**params)
+        if refused and lister is not None:
+            # Let in where the direct request was refused: the fault was ours, not S3's.
+            lister.switch_off(target.bucket, "refused where botocore was let in")
         return Page(
             objects=_objects(target.bucket, answer),
             folders=[str(p["Prefix"]) for p in answer.get("CommonPrefixes", ())],

@@ -1,6 +1,7 @@
 """A fault-injecting HTTP proxy of the tests' own, in front of the moto server.
 
-Requests pass through to moto unless a scripted fault matches them: a 503 SlowDown, a
+Requests pass through to moto unless a scripted fault matches them: a 503 SlowDown, a 403
+AccessDenied, a
 connection reset halfway through the response body, an answer held back past the client's read
 timeout, a body cut short (well-formed HTTP, broken XML), or a request held until the test
 releases it. Every request is recorded with the fault it met, so a test can count retries.
@@ -22,11 +23,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
-FaultKind = Literal["slowdown", "reset", "slow", "truncate", "hold", "error500"]
+FaultKind = Literal["slowdown", "reset", "slow", "truncate", "hold", "error500", "denied"]
 
 SLOWDOWN_BODY = (
     b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
     b"<Message>Please reduce your request rate.</Message></Error>"
+)
+DENIED_BODY = (
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+    b"<Message>Access Denied</Message></Error>"
 )
 # The longest any fault keeps a request waiting; a test that forgets to release ends anyway.
 MAX_WAIT = 30.0
@@ -150,6 +155,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "error500":
                 self._send(500, [("Content-Type", "application/xml")], b"")
+                return
+            if kind == "denied":  # what S3 answers where a policy refuses this prefix
+                self._send(403, [("Content-Type", "application/xml")], DENIED_BODY)
                 return
             if kind == "hold":
                 proxy.held.set()

@@ -33,7 +33,7 @@ from sharebatch._s3_fastlist import HeaderSigner, list_query
 from sharebatch.audit import capture
 from sharebatch.errors import UsageError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
-from sharebatch.s3 import S3Gateway, _objects
+from sharebatch.s3 import S3Gateway, S3ListingError, _objects
 from sharebatch.sigv4 import S3Endpoint
 from tests.conftest import ACCESS_KEY, S3
 from tests.faultproxy import FaultProxy, fault_proxy
@@ -366,3 +366,40 @@ def test_the_switch_only_takes_on_or_off(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SHAREBATCH_S3_DIRECT_LISTING", "maybe")
     with pytest.raises(UsageError, match="SHAREBATCH_S3_DIRECT_LISTING"):
         S3Gateway()
+
+
+def test_a_refused_prefix_leaves_the_lister_on(seeded: tuple[S3, FaultProxy]) -> None:
+    """S3 refusing one prefix (403 AccessDenied, as a bucket policy does) fails that prefix
+    as before, through botocore; the other prefixes are still listed directly."""
+    _, proxy = seeded
+    proxy.add("denied", "odd/", times=None)
+
+    async def main() -> list[ObjectRef]:
+        async with S3Gateway(endpoint_url=proxy.url) as gateway:
+            target = BucketTarget("fast-bucket", "eu-west-1", proxy.url, "path")
+            with pytest.raises(S3ListingError, match="AccessDenied"):
+                [o async for page in gateway.list_pages(target, "odd/") for o in page]
+            return [o async for page in gateway.list_pages(target, "big/") for o in page]
+
+    with capture() as events:
+        listed = asyncio.run(main())
+    assert [o.key for o in listed] == [k for k in KEYS if k.startswith("big/")]
+    assert not [e for e in events if e["event"] == "fast_listing_off"]
+    # One direct try, then botocore's (S3 does not retry a 403); then big/'s three pages.
+    assert [s.fault for s in proxy.requests_for("odd/")] == ["denied", "denied"]
+    assert len(proxy.requests_for("big/")) == 3
+
+
+def test_refused_where_botocore_is_let_in_switches_the_lister_off(
+    seeded: tuple[S3, FaultProxy],
+) -> None:
+    """A 403 for the direct request that botocore's request does not get means the fault is
+    ours: the lister steps aside for the rest of the run, and the listing is complete."""
+    _, proxy = seeded
+    proxy.add("denied", "big/", times=1)
+    with capture() as events:
+        listed = asyncio.run(_listing(proxy.url, "big/"))
+    assert [o.key for o in listed] == [k for k in KEYS if k.startswith("big/")]
+    off = [e["reason"] for e in events if e["event"] == "fast_listing_off"]
+    assert off == ["refused where botocore was let in"]
+    assert [s.fault for s in proxy.requests_for("big/")] == ["denied", None, None, None]
