@@ -30,10 +30,11 @@ from hypothesis import strategies as st
 
 from sharebatch._listparse import Page, _fast_page, read_page
 from sharebatch._s3_fastlist import HeaderSigner, list_query
+from sharebatch._s3_listing import _objects
 from sharebatch.audit import capture
 from sharebatch.errors import UsageError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
-from sharebatch.s3 import S3Gateway, S3ListingError, _objects
+from sharebatch.s3 import S3Gateway, S3ListingError
 from sharebatch.sigv4 import S3Endpoint
 from tests.conftest import ACCESS_KEY, S3
 from tests.faultproxy import FaultProxy, fault_proxy
