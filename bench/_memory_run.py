@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -19,9 +18,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-for _name in [n for n in os.environ if n.startswith("AWS_")]:
-    del os.environ[_name]
-os.environ.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+from _sealed_env import seal
+
+seal()
 
 from sharebatch import runner  # noqa: E402
 from sharebatch.models import BucketTarget, Credentials, ObjectRef  # noqa: E402

@@ -29,15 +29,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-for _name in [n for n in os.environ if n.startswith("AWS_")]:
-    del os.environ[_name]
-os.environ.update(
-    AWS_CONFIG_FILE=os.devnull,
-    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    AWS_EC2_METADATA_DISABLED="true",
-    AWS_ACCESS_KEY_ID="AKIABENCHBENCHBENCH0",
-    AWS_SECRET_ACCESS_KEY="bench-secret",
-)
+from _sealed_env import seal
+
+seal(AWS_ACCESS_KEY_ID="AKIABENCHBENCHBENCH0", AWS_SECRET_ACCESS_KEY="bench-secret")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _servers import moto_process  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import os
 import random
 import statistics
 import sys
@@ -21,15 +20,9 @@ from datetime import UTC, datetime
 from typing import Final
 from unittest import mock
 
-# botocore and our presigner both read AWS_* settings and config files: measure the plain
-# configuration, never whatever the developer's profile says.
-for _name in [n for n in os.environ if n.startswith("AWS_")]:
-    del os.environ[_name]
-os.environ.update(
-    AWS_CONFIG_FILE=os.devnull,
-    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    AWS_EC2_METADATA_DISABLED="true",
-)
+from _sealed_env import seal
+
+seal()
 
 import botocore.auth  # noqa: E402 - after the environment is sealed
 import botocore.session  # noqa: E402

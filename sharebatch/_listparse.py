@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -258,14 +259,35 @@ def _fast_page(text: str, bucket: str) -> Page:
         )
         for _, key, modified, etag, size in rows
     ]
-    if not all(o.size for o in objects):
-        # The console's zero-byte "folders", never files to share.
-        objects = [o for o in objects if o.size or not o.key.endswith("/")]
     decode = unquote_plus if url else str
+    objects = files_only(objects)
     return Page(
         objects=objects,
         folders=[decode(_unescape(f)) for f in folders],
         next_token=_field(rest, "NextContinuationToken") if truncated == "true" else None,
+    )
+
+
+def files_only(objects: list[ObjectRef]) -> list[ObjectRef]:
+    """Without the console's zero-byte "folders" (keys ending in "/"): never files to share."""
+    return [o for o in objects if o.size or not o.key.endswith("/")]
+
+
+def objects_of(
+    bucket: str, contents: Iterable[Mapping[str, Any]], decode: Callable[[str], str] = str
+) -> list[ObjectRef]:
+    """``Contents`` as botocore's parser types them (keys decoded by ``decode``), as files."""
+    return files_only(
+        [
+            ObjectRef(
+                bucket,
+                decode(str(item["Key"])),
+                int(item["Size"]),
+                str(item.get("ETag", "")).strip('"'),
+                item["LastModified"].astimezone(UTC),
+            )
+            for item in contents
+        ]
     )
 
 
@@ -287,19 +309,13 @@ def read_page(body: bytes, bucket: str) -> Page | None:
     if not body.rstrip().endswith(_TAIL.encode()) or "IsTruncated" not in parsed:
         return None
     decode = unquote_plus if parsed.get("EncodingType") == "url" else str
-    objects = [
-        ObjectRef(
-            bucket,
-            decode(item["Key"]),
-            item["Size"],
-            item.get("ETag", "").strip('"'),
-            item["LastModified"].astimezone(UTC),
-        )
-        for item in parsed.get("Contents", ())
-        if not (decode(item["Key"]).endswith("/") and item["Size"] == 0)
-    ]
+    try:
+        objects = objects_of(bucket, parsed.get("Contents", ()), decode)
+        folders = [decode(f["Prefix"]) for f in parsed.get("CommonPrefixes", ())]
+    except KeyError:
+        return None  # an element without its key, size, date or prefix: botocore's to judge
     return Page(
         objects=objects,
-        folders=[decode(f["Prefix"]) for f in parsed.get("CommonPrefixes", ())],
+        folders=folders,
         next_token=parsed.get("NextContinuationToken") if parsed["IsTruncated"] else None,
     )

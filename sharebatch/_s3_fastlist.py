@@ -36,7 +36,7 @@ from .audit import get_logger
 from .errors import UsageError
 from .models import BucketTarget, Credentials
 from .retry import RetryPolicy
-from .sigv4 import QUERY_TABLE, HmacKey, S3Endpoint, Unsupported, encode
+from .sigv4 import QUERY_TABLE, HmacKey, S3Endpoint, Unsupported, encode, signing_key
 
 log = get_logger()
 
@@ -75,11 +75,9 @@ class HeaderSigner:
     def _key(self, secret: str, day: str) -> HmacKey:
         found = self._keys.get((secret, day))
         if found is None:
-            key = f"AWS4{secret}".encode()
-            for part in (day, self._region, "s3", "aws4_request"):
-                key = bytes.fromhex(HmacKey(key).hexdigest(part.encode()))
             self._keys.clear()  # one day and one secret at a time is all a run needs
-            found = self._keys[(secret, day)] = HmacKey(key)
+            found = signing_key(f"AWS4{secret}".encode(), day, self._region)
+            self._keys[(secret, day)] = found
         return found
 
     def headers(
@@ -161,14 +159,16 @@ class FastLister:
         environ = os.environ if environ is None else environ
         if set(urllib.request.getproxies_environment()) - {"no"}:
             raise Unsupported("a proxy is set (HTTP_PROXY and the like): botocore honours it")
-        self._endpoint = S3Endpoint(
+        endpoint = S3Endpoint(
             region=region,
             endpoint_url=target.endpoint_url,
             addressing_style=target.addressing_style,
             environ=environ,
             profile_config=profile_config,
         )
-        self._endpoint.api_route(target.bucket)  # Unsupported for an unusual bucket name
+        self._bucket = target.bucket
+        # (URL up to the path, canonical path, Host): Unsupported for an unusual bucket name.
+        self._route = endpoint.api_route(target.bucket)
         # The certificates botocore trusts: its ca_bundle setting (AWS_CA_BUNDLE, the
         # profile), else REQUESTS_CA_BUNDLE, else certifi's bundle.
         self._cafile = ca_bundle or environ.get("REQUESTS_CA_BUNDLE") or get_cert_path(True)
@@ -196,19 +196,18 @@ class FastLister:
             )
         return self._http
 
-    def switch_off(self, bucket: str, reason: str) -> None:
+    def switch_off(self, reason: str) -> None:
         """Leave every later request of this run to botocore."""
-        self._stop(bucket, reason)
+        self._stop(reason)
 
-    def _stop(self, bucket: str, reason: str) -> HandOver:
+    def _stop(self, reason: str) -> HandOver:
         if self.off is None:
             self.off = reason
-            log.info("fast_listing_off", bucket=bucket, reason=reason)
+            log.info("fast_listing_off", bucket=self._bucket, reason=reason)
         return HandOver(reason)
 
     async def page(
         self,
-        bucket: str,
         prefix: str,
         delimiter: str | None,
         token: str | None,
@@ -222,9 +221,9 @@ class FastLister:
             return None
         credentials = await self._credentials()
         if credentials is None:
-            self._stop(bucket, "no credentials")  # botocore reports that in its own words
+            self._stop("no credentials")  # botocore reports that in its own words
             return None
-        base, path, host = self._endpoint.api_route(bucket)
+        base, path, host = self._route
         query = list_query(prefix, delimiter, token)
         headers = self._signer.headers(
             credentials,
@@ -247,7 +246,7 @@ class FastLister:
                     body = await answer.read()
             except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                 # OSError: also an unreadable CA bundle, found when the first request is made.
-                raise self._stop(bucket, type(exc).__name__) from None
+                raise self._stop(type(exc).__name__) from None
         # The slot is free before the answer is read (~2 ms of CPU for 1,000 keys). Yielding
         # once lets the listing woken by that release send its request first, so requests
         # overlap with reading instead of queuing behind every answer that came in meanwhile.
@@ -257,8 +256,8 @@ class FastLister:
             # asks once more and reports it in its words; other requests are not affected.
             raise HandOver(f"HTTP {status}", refused=True)
         if status != 200:
-            raise self._stop(bucket, f"HTTP {status}")
-        found = read_page(body, bucket)
+            raise self._stop(f"HTTP {status}")
+        found = read_page(body, self._bucket)
         if found is None:
-            raise self._stop(bucket, "an incomplete or unexpected answer")
+            raise self._stop("an incomplete or unexpected answer")
         return found

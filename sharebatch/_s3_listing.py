@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from ._listparse import Page
+from ._listparse import Page, objects_of
 from ._s3_fastlist import FastLister, HandOver
 from .audit import get_logger
 from .errors import CredentialsError, SharebatchError
@@ -104,7 +104,7 @@ class ListingCalls:
         spent = refused = False
         if lister is not None:
             try:
-                found = await lister.page(target.bucket, prefix, delimiter, token, slot)
+                found = await lister.page(prefix, delimiter, token, slot)
             except HandOver as handed:
                 spent, refused = True, handed.refused
             else:
@@ -121,9 +121,9 @@ class ListingCalls:
                 answer = await client.list_objects_v2(**params)
         if refused and lister is not None:
             # Let in where the direct request was refused: the fault was ours, not S3's.
-            lister.switch_off(target.bucket, "refused where botocore was let in")
+            lister.switch_off("refused where botocore was let in")
         return Page(
-            objects=_objects(target.bucket, answer),
+            objects=objects_of(target.bucket, answer.get("Contents", ())),
             folders=[str(p["Prefix"]) for p in answer.get("CommonPrefixes", ())],
             next_token=answer.get("NextContinuationToken") if answer.get("IsTruncated") else None,
         )
@@ -193,23 +193,3 @@ def _listing_errors() -> Iterator[None]:
         raise S3ListingError(code, message) from None
     except BotoCoreError as exc:
         raise S3ListingError(type(exc).__name__, str(exc)) from None
-
-
-def _objects(bucket: str, page: Mapping[str, Any]) -> list[ObjectRef]:
-    return [
-        _object_ref(bucket, item)
-        for item in page.get("Contents", ())
-        # Zero-byte keys ending in "/" are the console's "folders", never files to share.
-        if not (item["Key"].endswith("/") and item["Size"] == 0)
-    ]
-
-
-def _object_ref(bucket: str, item: Mapping[str, Any]) -> ObjectRef:
-    modified = item["LastModified"]
-    return ObjectRef(
-        bucket=bucket,
-        key=str(item["Key"]),
-        size=int(item["Size"]),
-        etag=str(item.get("ETag", "")).strip('"'),
-        last_modified=modified.astimezone(UTC),
-    )

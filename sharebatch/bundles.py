@@ -155,45 +155,45 @@ def write_csv(dest: Path, columns: Sequence[str], rows: Iterable[Mapping[str, An
 
 
 class PartFile:
-    """The links of one route from one prefix, staged as JSON lines and as CSV rows.
+    """The links of one route from one prefix, staged as JSON lines and (with ``csv``, for a
+    route whose bundles include CSV) as CSV rows.
 
     Both forms are made when the links are signed, while the run mostly waits for S3; the
     bundles are then joined from them by copying text, not by re-encoding every row.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, csv: bool = True) -> None:
         self.path = path
-        self.csv_path = path.with_suffix(".csv")
+        self.csv_path = path.with_suffix(".csv") if csv else None
         self.rows = 0
         self.earliest_expiry: datetime | None = None
-        self._handles: tuple[IO[str], IO[str]] | None = None
+        self._handles: list[IO[str]] = []
         self._table: Any = None
 
     def write(self, links: Iterable[Link]) -> None:
-        if self._handles is None:
+        if not self._handles:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-            opened = []
             for path in (self.path, self.csv_path):
-                # newline="": the CSV rows carry their own "\r\n", written as they are.
-                opened.append(
-                    os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8", newline="")
-                )
-            self._handles = (opened[0], opened[1])
-            self._table = csv.writer(opened[1], lineterminator="\r\n")
+                if path is not None:
+                    # newline="": the CSV rows carry their own "\r\n", written as they are.
+                    fd = os.open(path, flags, 0o600)
+                    self._handles.append(os.fdopen(fd, "w", encoding="utf-8", newline=""))
+            if self.csv_path is not None:
+                self._table = csv.writer(self._handles[1], lineterminator="\r\n")
         lines, table = self._handles[0], self._table
         for link in links:
             row = link_row(link)
             lines.write(json.dumps(row, ensure_ascii=False) + "\n")
-            table.writerow([csv_cell(row[name]) for name in COLUMNS])
+            if table is not None:
+                table.writerow([csv_cell(row[name]) for name in COLUMNS])
             self.rows += 1
             if self.earliest_expiry is None or link.expires_at < self.earliest_expiry:
                 self.earliest_expiry = link.expires_at
 
     def close(self) -> None:
-        if self._handles is not None:
-            for handle in self._handles:
-                handle.close()
-            self._handles = None
+        for handle in self._handles:
+            handle.close()
+        self._handles = []
 
     def rows_in_order(self) -> Iterator[dict[str, Any]]:
         for line in self.lines_in_order():
@@ -220,6 +220,8 @@ class PartFile:
 
     def csv_chunks(self) -> Iterator[str]:
         """The rows as CSV lines, cells already made safe for spreadsheets, in blocks."""
+        if self.csv_path is None:
+            raise ValueError(f"{self.path.name} was staged without CSV rows")
         return _blocks(self.csv_path)
 
 
@@ -417,8 +419,9 @@ class RunFolder:
             removed.append(child)
         return removed
 
-    def part(self, route: int, position: int, segment: int = 0) -> PartFile:
-        return PartFile(self.staging / f"{route:06d}-{position:06d}-{segment:06d}.jsonl")
+    def part(self, route: int, position: int, segment: int = 0, *, csv: bool = True) -> PartFile:
+        name = f"{route:06d}-{position:06d}-{segment:06d}.jsonl"
+        return PartFile(self.staging / name, csv=csv)
 
     def discard_staging(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -57,6 +57,7 @@ class RouteTally:
     segments: list[list[PartFile]] = field(default_factory=list)
     links: int = 0
     bytes: int = 0
+    csv: bool = True  # whether the route's bundles include CSV, so parts stage CSV rows
 
     @property
     def over_limit(self) -> bool:
@@ -72,7 +73,7 @@ class RouteTally:
         if self.folder is None:
             return None
         found = self.segments[position]
-        found.append(self.folder.part(self.index, position, len(found)))
+        found.append(self.folder.part(self.index, position, len(found), csv=self.csv))
         return found[-1]
 
 
@@ -127,6 +128,7 @@ async def _route_tallies(
                 limit=credential_limit(credentials, grant.on_short_credentials),
             )
         tally = RouteTally(Selector(route.grant.filters), signer, folder, route.index)
+        tally.csv = "csv" in route.grant.formats
         tally.segments = [[] for _ in route.prefixes]
         tallies.append(tally)
     return tallies

@@ -214,7 +214,7 @@ def _renew(
     stamp = f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
     stem = f"{base}.renewed-{stamp}-{secrets.token_hex(2)}"
     staging = private_dir(folder / f".{stem}.staging")
-    part = PartFile(staging / "rows.jsonl")
+    part = PartFile(staging / "rows.jsonl", csv="csv" in source.formats)
     job, recipient = str(source.header.get("job")), str(source.header.get("recipient"))
     digest = hashlib.sha256(old.path.read_bytes()).hexdigest()
     try:

@@ -26,6 +26,7 @@ __all__ = [
     "Unsupported",
     "botocore_overrides",
     "encode",
+    "signing_key",
 ]
 
 _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
@@ -127,6 +128,14 @@ class HmacKey:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
+
+
+def signing_key(secret: bytes, day: str, region: str) -> HmacKey:
+    """SigV4's S3 signing key for one day and region; ``secret`` is ``b"AWS4" + secret``."""
+    key = secret
+    for part in (day, region, "s3", "aws4_request"):
+        key = bytes.fromhex(HmacKey(key).hexdigest(part.encode()))
+    return HmacKey(key)
 
 
 class S3Endpoint:
@@ -270,11 +279,12 @@ class SigV4Presigner:
         amz_date = utc.strftime("%Y%m%dT%H%M%SZ")  # botocore's own formatting, once a second
         scope = f"{amz_date[:8]}/{self._region}/s3/aws4_request"
         if self._day is None or self._day[0] != amz_date[:8]:
-            key = self._secret
-            for part in (amz_date[:8], self._region, "s3", "aws4_request"):
-                key = bytes.fromhex(HmacKey(key).hexdigest(part.encode()))
             credential = encode(f"{self._access_key}/{scope}", QUERY_TABLE)
-            self._day = (amz_date[:8], credential, HmacKey(key))
+            self._day = (
+                amz_date[:8],
+                credential,
+                signing_key(self._secret, amz_date[:8], self._region),
+            )
         _, credential, mac = self._day
         start = now.replace(microsecond=0)
         self._second = (

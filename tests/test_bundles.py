@@ -144,3 +144,18 @@ def test_run_folder_is_never_reused(tmp_path: Path) -> None:
     RunFolder.create(tmp_path, "run-1")
     with pytest.raises(UsageError, match="already exists"):
         RunFolder.create(tmp_path, "run-1")
+
+
+def test_a_json_only_route_stages_no_csv_rows(tmp_path: Path) -> None:
+    """A part for a route without CSV bundles writes no CSV rows; its JSON bundle is whole,
+    and asking it for CSV is an error, not an empty file."""
+    part = PartFile(tmp_path / "0.jsonl", csv=False)
+    part.write([_link("a/1"), _link("a/2")])
+    part.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.jsonl"]
+    written = write_bundle(tmp_path / "out", {"job": "job"}, [part], formats=("json",))
+    assert [w.path.name for w in written] == ["links.json"]
+    links = json.loads((tmp_path / "out" / "links.json").read_text())["links"]
+    assert [r["key"] for r in links] == ["a/1", "a/2"]
+    with pytest.raises(ValueError, match="without CSV rows"):
+        write_bundle(tmp_path / "csv", {"job": "job"}, [part], formats=("csv",))

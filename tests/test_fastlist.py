@@ -28,9 +28,8 @@ from botocore.credentials import Credentials as BotoCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharebatch._listparse import Page, _fast_page, read_page
+from sharebatch._listparse import Page, _fast_page, objects_of, read_page
 from sharebatch._s3_fastlist import HeaderSigner, list_query
-from sharebatch._s3_listing import _objects
 from sharebatch.audit import capture
 from sharebatch.errors import UsageError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
@@ -220,7 +219,7 @@ def _botocore_page(body: bytes) -> Page:
     context = {"encoding_type_auto_set": True}
     botocore.handlers.decode_list_object_v2(parsed, context)
     return Page(
-        objects=_objects("b", parsed),
+        objects=objects_of("b", parsed.get("Contents", ())),
         folders=[p["Prefix"] for p in parsed.get("CommonPrefixes", ())],
         next_token=parsed.get("NextContinuationToken") if parsed.get("IsTruncated") else None,
     )

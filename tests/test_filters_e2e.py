@@ -44,6 +44,7 @@ jobs:
       - id: initech
         prefixes: [shared/]
         filters: {max_size: 10B}
+        formats: [json]
       - id: nothing-new
         filters: {modified_before: 2020-01-01T00:00:00Z}
   - name: guarded
@@ -101,6 +102,9 @@ def test_filters_select_exactly_the_expected_keys(s3: S3, tmp_path: Path) -> Non
         ],
         "nothing-new": [],
     }
+    # initech asked for JSON only: no CSV bundle (nor CSV rows staged for it).
+    assert sorted(p.name for p in (run_dir / "q3" / "initech").iterdir()) == ["links.json"]
+    assert {"links.csv", "links.json"} <= {p.name for p in (run_dir / "q3" / "globex").iterdir()}
     for recipient, keys in expected.items():
         links = _links(run_dir, "q3", recipient)
         assert [link["key"] for link in links] == keys
