@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from tests.conftest import S3, fetch, write_manifest
-from tests.test_manifest import BAD, BAD_CASES
+from tests.test_manifest import BAD, BAD_CASES, NOW
 
 GOOD = """\
 version: 1
@@ -35,6 +37,25 @@ jobs:
     recipients:
       - id: carol
 """
+
+
+_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def _shifted(match: re.Match[str]) -> str:
+    moment = datetime.fromisoformat(match.group().replace("Z", "+00:00"))
+    # Whole seconds, so a shifted instant keeps its width and the fixture its columns.
+    moved = moment + (datetime.now(UTC).replace(microsecond=0) - NOW)
+    return moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _on_todays_clock(fixture: Path, copy: Path) -> Path:
+    """``fixture`` with every instant shifted from test_manifest's fixed NOW to the real now."""
+    text = fixture.read_text(encoding="utf-8")
+    if not _INSTANT.search(text):
+        return fixture
+    copy.write_text(_INSTANT.sub(_shifted, text), encoding="utf-8")
+    return copy
 
 
 def invoke(*args: str) -> Any:
@@ -225,8 +246,15 @@ def test_unsafe_run_id_is_refused(s3: S3, tmp_path: Path, run_id: str) -> None:
 def test_every_bad_manifest_fails_the_run_with_exit_2(
     tmp_path: Path, name: str, line: int | None, column: int | None, field: str, text: str
 ) -> None:
-    """Through the CLI, each bad manifest: exit 2, its located message, no output folder."""
-    path = BAD / name
+    """Through the CLI, each bad manifest: exit 2, its located message, no output folder.
+
+    The CLI runs on the real clock, so the fixture's instants are moved by as much as the real
+    clock is past the fixed one test_manifest loads them with: each keeps its place relative to
+    the run (a moment two days ahead stays two days ahead) on whatever day the suite runs.
+    """
+    # Only expires_at is judged against the clock; filter dates are the period's, not the run's.
+    clocked = field.endswith("expires_at")
+    path = _on_todays_clock(BAD / name, tmp_path / name) if clocked else BAD / name
     out = tmp_path / "out"
     result = invoke("run", str(path), "--out", str(out), "--as-of", "2026-11-28")
     assert result.exit_code == 2
@@ -235,6 +263,7 @@ def test_every_bad_manifest_fails_the_run_with_exit_2(
     assert first.startswith(where if line is not None else f"{path}: "), first
     assert (f" {field}: " in first) if field else True
     # The message may quote the run's own time, which here is the real clock.
-    assert text.split(" (the run is at ")[0].split(" after the run (")[0] in first
+    expected = _INSTANT.sub(_shifted, text) if clocked else text
+    assert expected.split(" (the run is at ")[0].split(" after the run (")[0] in first
     assert not out.exists()
     assert result.stdout == ""
