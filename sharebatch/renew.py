@@ -25,7 +25,7 @@ import hashlib
 import json
 import secrets
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,25 +135,18 @@ class _Records:
             runs: set[str] = set()
             digests: set[str] = set()
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                with path.open(encoding="utf-8") as lines:
+                    for event in _events(lines):
+                        name, sha = event.get("event"), event.get("sha256")
+                        if name == "run_started" and isinstance(event.get("run_id"), str):
+                            runs.add(event["run_id"])
+                        elif name == "bundle_written" and isinstance(sha, str):
+                            digests.add(sha)
+                        elif name == "bundle_renewed" and isinstance(sha, list):
+                            digests.update(s for s in sha if isinstance(s, str))
             except (OSError, UnicodeDecodeError) as exc:
-                raise LinkError(
-                    f"{path}: cannot read the audit log: {type(exc).__name__}"
-                ) from None
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash says nothing either way
-                if not isinstance(event, dict):
-                    continue
-                name, sha = event.get("event"), event.get("sha256")
-                if name == "run_started" and isinstance(event.get("run_id"), str):
-                    runs.add(event["run_id"])
-                elif name == "bundle_written" and isinstance(sha, str):
-                    digests.add(sha)
-                elif name == "bundle_renewed" and isinstance(sha, list):
-                    digests.update(s for s in sha if isinstance(s, str))
+                problem = type(exc).__name__
+                raise LinkError(f"{path}: cannot read the audit log: {problem}") from None
             self.logs[path] = (runs, digests)
         return self.logs[path]
 
@@ -163,6 +156,22 @@ class _Records:
             raise LinkError(f"--audit-log {path}: not a run's audit log (no run_started event)")
         for run_id in runs:
             self.given[run_id] = path
+
+
+_WANTED = ('"run_started"', '"bundle_written"', '"bundle_renewed"')
+
+
+def _events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The run and bundle events of an audit log; a log holds a line per link, read past."""
+    for line in lines:
+        if not any(name in line for name in _WANTED):
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash says nothing either way
+        if isinstance(event, dict):
+            yield event
 
 
 def _run_log(path: Path, header: Mapping[str, Any], records: _Records) -> Path:
@@ -196,6 +205,16 @@ def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> No
     path, header = bundle.path, bundle.header or {}
     run_log = _run_log(path, header, records)
     if digest in records.read(run_log)[1]:
+        if path.parent.parent.parent.name == header["run_id"] and (
+            path.parent.name != header.get("recipient")
+            or path.parent.parent.name != header.get("job")
+        ):
+            # Another recipient's bundle of the same run, copied in: this folder's newest
+            # renewal would then hand its links to the wrong recipient.
+            raise LinkError(
+                f"{path}: a bundle of job {visible(str(header.get('job')))}, recipient"
+                f" {visible(str(header.get('recipient')))}, in another bundle's folder"
+            )
         return
     origin = header.get("renewed_from")
     unknown = (

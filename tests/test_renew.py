@@ -456,3 +456,33 @@ def test_renewed_bundles_keep_their_upload_slots(s3: S3, tmp_path: Path) -> None
         "inbox/globex/contract.pdf": b"%PDF signed",
         "inbox/initech/back.bin": b"returned \x00 bytes",
     }
+
+
+def test_another_recipients_bundle_copied_in_is_refused(s3: S3, tmp_path: Path) -> None:
+    """initech's bundle (recorded by the run) copied into globex's folder: exit 2, since the
+    folder's newest renewal would hand initech's links to globex; nothing written."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    shutil.copy(run_dir / "q3" / "initech" / "links.json", globex / "links.copy.json")
+    before = digests(globex)
+    result = invoke("renew", str(globex / "links.copy.json"), "--within", "2h")
+    assert result.exit_code == 2
+    assert f"{globex / 'links.copy.json'}: a bundle of job q3, recipient initech" in result.stderr
+    assert digests(globex) == before
+
+
+def test_a_recorded_row_outside_the_prefixes_is_refused(s3: S3, tmp_path: Path) -> None:
+    """Even a bundle its run's log vouches for is never renewed beyond the prefixes in its
+    header: a row for initech/ in globex's q3/ bundle is exit 2, naming the row."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    bundle = run_dir / "q3" / "globex" / "links.json"
+    data = json_bundle(bundle)
+    assert data["header"]["prefixes"] == ["q3/"]
+    data["links"][0]["key"] = "initech/private.pdf"
+    recorded(bundle, data)
+    result = invoke("renew", str(bundle), "--within", "2h")
+    assert result.exit_code == 2
+    assert f"{bundle}: links[0]: initech/private.pdf: outside the prefixes" in result.stderr
+    assert not list(bundle.parent.glob("*.renewed-*"))
