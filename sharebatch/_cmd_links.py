@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from .links import inspect as inspect_links
 from .periods import parse_duration
 from .renew import RenewReport, renew_bundles
 from .verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
+from .visible import visible
 
 WithinOpt = Annotated[
     str | None,
@@ -197,9 +199,15 @@ def verify(
 
 def _render_renew(report: RenewReport) -> None:
     for renewal in report.renewals:
+        for row in renewal.not_renewed:
+            typer.echo(
+                f"sharebatch: {renewal.source}: links[{row.line - 1}]: {visible(row.key)}:"
+                f" not renewed: {row.outcome}: {visible(row.detail)}",
+                err=True,
+            )
         if renewal.error:
             typer.echo(f"sharebatch: {renewal.source}: not renewed: {renewal.error}", err=True)
-        elif not renewal.written:
+        elif not renewal.written and not renewal.not_renewed:
             typer.echo(f"sharebatch: {renewal.source}: nothing to renew", err=True)
         for path in renewal.written:
             typer.echo(path)
@@ -214,6 +222,14 @@ def renew(
     ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
     region: Annotated[str | None, typer.Option(help="Region; overrides the bundle's.")] = None,
+    audit_log: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--audit-log",
+            help="The audit.jsonl of the run that wrote a bundle moved out of its run folder;"
+            " repeat for several runs.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -221,13 +237,16 @@ def renew(
 ) -> None:
     """Re-sign the links that are expired (or expire within --within), with their policy.
 
-    Writes a complete new bundle next to the old one (links.renewed-<time>-<hex>.json/.csv)
-    and prints its paths; the old bundle is never changed.
+    Writes a complete new bundle next to the old one (links.renewed-<time>-<hex>.json/.csv,
+    and upload slots due again) and prints its paths; the old bundle is never changed. Only
+    bundles their run's audit log records are renewed; a due link whose object is gone or
+    changed keeps its old row and is reported.
 
     Example: sharebatch renew bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --within 48h
 
-    Exit codes: 0 renewed or nothing due; 1 a bundle could not be renewed; 2 bad input;
-    3 no usable credentials, or credentials too short for the bundle's policy.
+    Exit codes: 0 renewed or nothing due; 1 a bundle or a link could not be renewed; 2 bad
+    input (a bundle its run did not record); 3 no usable credentials, or credentials too
+    short for the bundle's policy.
     """
     setup_logging(verbose, quiet, log_format)
     try:
@@ -237,11 +256,12 @@ def renew(
             profile=profile,
             region=region,
             endpoint_url=endpoint_url,
+            audit_logs=audit_log or (),
         )
     except SharebatchError as exc:
         raise fail(exc) from None
     if as_json:
-        typer.echo(json.dumps([r.__dict__ for r in report.renewals], indent=2))
+        typer.echo(json.dumps([asdict(r) for r in report.renewals], indent=2, ensure_ascii=False))
     else:
         _render_renew(report)
     raise typer.Exit(report.exit_code)

@@ -258,10 +258,11 @@ def write_bundle(
     stem: str = "links",
     replace: bool = True,
     uploads: Sequence[Mapping[str, Any]] = (),
+    uploads_name: str = "uploads.csv",
 ) -> list[WrittenFile]:
     """Join ``parts`` in order into ``dest/<stem>.csv`` and/or ``dest/<stem>.json``.
 
-    ``uploads`` (rows of ``uploads.upload_row``) go into ``dest/uploads.csv`` and an
+    ``uploads`` (rows of ``uploads.upload_row``) go into ``dest/<uploads_name>`` and an
     ``uploads`` section of the JSON, when the recipient has an upload slot.
 
     ``replace=False`` (renewals) refuses to overwrite either file: ``FileExistsError``.
@@ -296,7 +297,7 @@ def write_bundle(
         json_out.write("\n  ]" if rows else "]")
         uploads_out: _HashingFile | None = None
         if uploads and "csv" in formats:
-            uploads_out = stack.enter_context(_atomic(dest / "uploads.csv", replace))
+            uploads_out = stack.enter_context(_atomic(dest / uploads_name, replace))
             slots = csv.DictWriter(uploads_out, fieldnames=list(uploads[0]), lineterminator="\r\n")
             slots.writeheader()
             for upload in uploads:
@@ -313,7 +314,7 @@ def write_bundle(
         written.append(WrittenFile(json_path, rows, json_out.sha256.hexdigest()))
     if uploads_out is not None:
         written.append(
-            WrittenFile(dest / "uploads.csv", len(uploads), uploads_out.sha256.hexdigest())
+            WrittenFile(dest / uploads_name, len(uploads), uploads_out.sha256.hexdigest())
         )
     return written
 

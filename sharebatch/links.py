@@ -190,12 +190,14 @@ class BundleRow:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A bundle file read back: its header (JSON bundles only) and its rows, in order."""
+    """A bundle file read back: its header (JSON bundles only) and its rows, in order;
+    ``uploads``: the JSON's upload slots as written (``uploads.upload_row``), checked."""
 
     path: Path
     format: Literal["csv", "json"]
     header: Mapping[str, Any] | None
     rows: list[BundleRow]
+    uploads: list[dict[str, Any]] = field(default_factory=list)
 
 
 def bundle_file(path: Path) -> Path:
@@ -213,16 +215,21 @@ def bundle_file(path: Path) -> Path:
     return path
 
 
-def read_bundle(path: str | Path) -> Bundle:
-    """Load a CSV or JSON bundle; ``LinkError`` names the file, line and field of a problem."""
+def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
+    """Load a CSV or JSON bundle; ``LinkError`` names the file, line and field of a problem.
+
+    ``data``: the file's bytes, when the caller has read them already (renewal checks the
+    sha256 of exactly what it reads).
+    """
     path = bundle_file(Path(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if data is None else data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LinkError(f"{path}: cannot read the bundle: {exc.__class__.__name__}") from None
     if path.suffix == ".json" or text.lstrip().startswith("{"):
-        header, raw = _json_rows(path, text)
-        return Bundle(path, "json", header, [_row(path, "json", n, item) for n, item in raw])
+        header, raw, slots = _json_rows(path, text)
+        rows = [_row(path, "json", n, item) for n, item in raw]
+        return Bundle(path, "json", header, rows, [_upload(path, n, u) for n, u in slots])
     rows = [_row(path, "csv", n, item) for n, item in _csv_rows(path, text)]
     return Bundle(path, "csv", None, rows)
 
@@ -231,7 +238,9 @@ def _row_where(path: Path, fmt: str, line: int) -> str:
     return f"{path}:{line}" if fmt == "csv" else f"{path}: links[{line - 1}]"
 
 
-def _json_rows(path: Path, text: str) -> tuple[dict[str, Any], list[tuple[int, Any]]]:
+def _json_rows(
+    path: Path, text: str
+) -> tuple[dict[str, Any], list[tuple[int, Any]], list[tuple[int, Any]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -241,7 +250,41 @@ def _json_rows(path: Path, text: str) -> tuple[dict[str, Any], list[tuple[int, A
             f'{path}: not a sharebatch bundle: expected {{"header": ..., "links": [...]}}'
         )
     header = data.get("header")
-    return (header if isinstance(header, dict) else {}), list(enumerate(data["links"], 1))
+    slots = data.get("uploads", [])
+    if not isinstance(slots, list):
+        raise LinkError(f"{path}: uploads: expected a list of upload slots")
+    return (
+        (header if isinstance(header, dict) else {}),
+        list(enumerate(data["links"], 1)),
+        list(enumerate(slots, 1)),
+    )
+
+
+_UPLOAD_TEXT = ("recipient", "bucket", "key", "url")
+
+
+def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
+    """One upload slot row, checked enough that renewal can rely on its fields."""
+    where = f"{path}: uploads[{n - 1}]"
+    if not isinstance(item, dict):
+        raise LinkError(f"{where}: expected an object with the upload columns")
+    for name in _UPLOAD_TEXT:
+        if not isinstance(item.get(name), str) or not item[name]:
+            raise LinkError(f"{where}: {name}: missing")
+    if item.get("method") not in ("PUT", "POST"):
+        raise LinkError(f"{where}: method: expected PUT or POST")
+    if not isinstance(item.get("max_size"), int) or not isinstance(item.get("content_type"), str):
+        raise LinkError(f"{where}: max_size or content_type: missing")
+    for name in ("fields", "headers"):
+        if not isinstance(item.get(name, {}), dict):
+            raise LinkError(f"{where}: {name}: expected an object")
+    try:
+        moment = datetime.fromisoformat(str(item.get("expires_at")).replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise LinkError(f"{where}: expires_at: not a moment with a time zone")
+    return item
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -295,12 +296,15 @@ async def _write_bundles(
             "signer_access_key_id": staged.signer_key_id,
             "expires_at": iso(min(found)) if found else None,
             "links": sum(p.rows for p in tally.parts),
+            # What renewal may never go beyond: every row lies under one of these.
+            "prefixes": list(route.prefixes),
             # What renewal needs to re-sign these links as they were first signed.
             **lifecycle_header(route.grant, effective(route.target), credentials, clamped),
         }
         issued = [upload_row(u) for u in uploads.issue(route)] if uploads else []
         if route.grant.upload is not None:
             header["uploads"] = len(issued)
+            header["upload"] = asdict(route.grant.upload)  # the slot's policy, for renewal
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)

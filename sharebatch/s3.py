@@ -33,7 +33,7 @@ from ._s3_listing import S3ListingError as S3ListingError
 from ._s3_preflight import PreflightCalls
 from .audit import get_logger
 from .errors import CredentialsError
-from .models import BucketTarget, Credentials, PostSigner, Presigner
+from .models import BucketTarget, Credentials, LinkProbe, PostSigner, Presigner
 from .retry import RetryPolicy
 from .sigv4 import SigV4Presigner, Unsupported
 
@@ -197,6 +197,33 @@ class S3Gateway(PreflightCalls, ListingCalls):
             except BotoCoreError:
                 headers = {}
         return str(headers.get("x-amz-bucket-region") or "us-east-1")
+
+    async def head_object(self, target: BucketTarget, key: str) -> LinkProbe:
+        """HeadObject with the gateway's credentials: is ``key`` there, and its size and ETag.
+
+        Never raises for S3's answer: a 404 or 403 comes back as its status and code, a
+        connection failure with ``status`` None, as ``probe_link`` reports a link's.
+        """
+        try:
+            client = await self._client(target)
+            found = await client.head_object(Bucket=target.bucket, Key=key)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(error.get("Code") or "")
+            return LinkProbe(
+                status=status,
+                # A HEAD answer has no body: botocore names the error by its status.
+                error=None if code.isdigit() else code,
+                message=str(error.get("Message") or ""),
+            )
+        except BotoCoreError as exc:  # its message names the failure, never a signature
+            return LinkProbe(status=None, error=type(exc).__name__, message=str(exc))
+        return LinkProbe(
+            status=int(found["ResponseMetadata"]["HTTPStatusCode"]),
+            size=int(found["ContentLength"]),
+            etag=str(found.get("ETag", "")).strip('"') or None,
+        )
 
     async def presigner(self, target: BucketTarget, credentials: Credentials) -> Presigner:
         """A synchronous presigner for ``target``: signing is CPU work with no network call.

@@ -241,9 +241,8 @@ def test_jq_recipes_read_a_real_audit_log(s3: S3, tmp_path: Path) -> None:
     with (run_dir / "q3" / "globex" / "links.csv").open(newline="", encoding="utf-8") as f:
         globex = list(csv.DictReader(f))
 
-    def jq(title: str) -> str:
-        env = {"PATH": "/usr/bin:/bin", "AUDIT": str(run_dir / "audit.jsonl")}
-        env["URL"] = globex[-1]["url"]
+    def jq(title: str, audit: Path = run_dir / "audit.jsonl", url: str = globex[-1]["url"]) -> str:
+        env = {"PATH": "/usr/bin:/bin", "AUDIT": str(audit), "URL": url}
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", recipes[title]],
             capture_output=True,
@@ -274,8 +273,10 @@ def test_jq_recipes_read_a_real_audit_log(s3: S3, tmp_path: Path) -> None:
         "warnings and errors: failed prefixes, skipped bundles, max_links guards"
     ).splitlines()]  # fmt: skip
     assert {p["event"] for p in problems} >= {"prefix_failed", "bundle_skipped"}
-    leaked = json.loads(jq("who received a leaked link: hash the URL, then search every run's log"))
+    leak = "who received a leaked link: hash the URL, then search every run's log"
+    leaked = json.loads(jq(leak))
     assert leaked == {
+        "event": "link_issued",
         "job": "q3",
         "recipient": "globex",
         "key": globex[-1]["key"],
@@ -285,6 +286,29 @@ def test_jq_recipes_read_a_real_audit_log(s3: S3, tmp_path: Path) -> None:
         hashlib.sha256(globex[-1]["url"].encode()).hexdigest()
         in (run_dir / "audit.jsonl").read_text()
     )
+    # A renewed link, renewed in the run folder (the run's log) and in a copy moved out of it
+    # (the log beside the new bundle), is traced to its recipient in either log.
+    moved = tmp_path / "archive" / "globex"
+    shutil.copytree(run_dir / "q3" / "globex", moved)
+    for bundle, extra, log in (
+        (run_dir / "q3" / "globex", [], None),
+        (moved, ["--audit-log", str(run_dir / "audit.jsonl")], "beside"),
+    ):
+        renewed = CliRunner().invoke(
+            app, ["renew", str(bundle), "--within", "3h", "-q", *extra], catch_exceptions=False
+        )
+        assert renewed.exit_code == 0, renewed.stderr
+        new = Path(renewed.stdout.splitlines()[1])
+        row = json.loads(new.read_text(encoding="utf-8"))["links"][-1]
+        audit = new.with_name(new.stem + ".audit.jsonl") if log else run_dir / "audit.jsonl"
+        found = [json.loads(line) for line in jq(leak, audit, row["url"]).splitlines()]
+        assert found[-1] == {
+            "event": "link_renewed",
+            "job": "q3",
+            "recipient": "globex",
+            "key": row["key"],
+            "expires_at": row["expires_at"],
+        }
 
 
 def test_every_example_block_is_checked() -> None:

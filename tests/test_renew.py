@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from sharebatch.audit import url_digest
 from sharebatch.signing import signed_window
 from tests.conftest import S3, fetch, fresh_s3, write_manifest
+from tests.http_upload import post_form, put
 from tests.linkkit import (
     audit_events,
     container_credentials,
@@ -48,6 +50,19 @@ jobs:
 
 def digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def recorded(bundle: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as the bundle and record it in its run's audit log, as if the run had
+    written it so: how these tests make a bundle state a run does not produce by itself."""
+    bundle.write_text(json.dumps(data), encoding="utf-8")
+    event = {"event": "bundle_written", "path": str(bundle), "sha256": digests_of(bundle)}
+    with (bundle.parent.parent.parent / "audit.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(event) + "\n")
+
+
+def digests_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def json_bundle(path: Path) -> dict[str, Any]:
@@ -141,7 +156,7 @@ def test_only_due_links_are_renewed_the_rest_kept(s3: S3, tmp_path: Path) -> Non
     bundle = run(s3.endpoint, tmp_path)
     data = json_bundle(bundle / "links.json")
     data["links"][1]["expires_at"] = "2026-01-01T00:00:00Z"  # as if its credentials had ended
-    (bundle / "links.json").write_text(json.dumps(data))
+    recorded(bundle / "links.json", data)
     (bundle / "links.csv").unlink()
     result = invoke("renew", str(bundle / "links.json"))
     assert result.exit_code == 0, result.stderr
@@ -210,12 +225,12 @@ def test_a_bundle_without_a_policy_is_refused(s3: S3, tmp_path: Path) -> None:
     bundle = run(s3.endpoint, tmp_path)
     data = json_bundle(bundle / "links.json")
     del data["header"]["expiry"]
-    old = tmp_path / "links.json"
-    old.write_text(json.dumps(data))
+    old = bundle / "links.json"
+    recorded(old, data)
     result = invoke("renew", str(old), "--within", "2h")
     assert result.exit_code == 2
     assert f"{old}: header: no expiry policy" in result.stderr
-    assert list(tmp_path.glob("links.renewed-*")) == []
+    assert list(bundle.glob("links.renewed-*")) == []
 
 
 def test_short_credentials_refuse_renewal_by_default(
@@ -234,3 +249,240 @@ def test_short_credentials_refuse_renewal_by_default(
     assert result.exit_code == 3
     assert f"source container-role) expire at {expiry:%Y-%m-%dT%H:%M:%SZ}" in result.stderr
     assert digests(bundle) == before
+
+
+TWO = """\
+version: 1
+defaults:
+  bucket: {bucket}
+  region: eu-west-1
+  expires_in: 1h
+jobs:
+  - name: q3
+    prefixes: [q3/]
+    recipients:
+      - {{id: globex}}
+      - {{id: initech, prefixes: [initech/]}}
+"""
+
+
+def run_two(endpoint: str, tmp_path: Path) -> Path:
+    """A run giving globex q3/ and initech q3/ plus its own initech/ folder; its run folder."""
+    path = write_manifest(tmp_path / "two.yml", TWO.format(bucket=BUCKET))
+    return run_dir_of(
+        invoke("run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", endpoint)
+    )
+
+
+def edited(bundle: Path, dest: Path, key: str) -> Path:
+    """A copy of ``bundle`` whose first row names ``key`` and is already expired."""
+    data = json_bundle(bundle)
+    data["links"][0]["key"] = key
+    data["links"][0]["expires_at"] = "2020-01-01T00:00:00Z"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(data), encoding="utf-8")
+    return dest
+
+
+INITECH_ONLY = {"initech/private.pdf": b"initech's own"}
+
+
+def test_an_edited_bundle_is_refused_and_the_untouched_one_renews(s3: S3, tmp_path: Path) -> None:
+    """A copy of globex's links.json pointed at initech's object: exit 2 naming the file and
+    why (its sha256 is not what the run wrote), nothing written; the original still renews."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    # In the run folder, where the run's audit log is found, and moved out of it.
+    in_run, moved = globex / "links.edited.json", tmp_path / "moved" / "links.json"
+    for copy, extra in ((in_run, []), (moved, ["--audit-log", str(run_dir / "audit.jsonl")])):
+        edited(globex / "links.json", copy, "initech/private.pdf")
+        before = digests(copy.parent)
+        result = invoke("renew", str(copy), *extra)
+        assert result.exit_code == 2, result.stderr
+        assert f"{copy}: sha256 " in result.stderr
+        assert "not a bundle its run wrote" in result.stderr
+        assert digests(copy.parent) == before
+        assert "link_renewed" not in (run_dir / "audit.jsonl").read_text()
+    result = invoke("renew", str(globex / "links.json"), "--within", "2h")
+    assert result.exit_code == 0, result.stderr
+    new = json_bundle(Path(result.stdout.splitlines()[1]))
+    assert [fetch(row["url"]) for row in new["links"]] == [FILES[k] for k in sorted(FILES)]
+
+
+def test_a_moved_bundle_needs_its_runs_audit_log(s3: S3, tmp_path: Path) -> None:
+    """Out of its run folder a bundle cannot be checked: exit 2, unless --audit-log names the
+    run's log; then it renews and its renewal is logged beside it."""
+    s3.bucket(BUCKET, FILES)
+    bundle = run(s3.endpoint, tmp_path)
+    run_log = bundle.parent.parent / "audit.jsonl"
+    moved = tmp_path / "archive" / "globex"
+    shutil.copytree(bundle, moved)
+    refused = invoke("renew", str(moved), "--within", "2h")
+    assert refused.exit_code == 2
+    assert f"{moved / 'links.json'}: no audit log of run " in refused.stderr
+    assert "--audit-log" in refused.stderr
+    assert sorted(p.name for p in moved.iterdir()) == ["links.csv", "links.json"]
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"event": "run_started", "run_id": "someone-else"}\n', encoding="utf-8")
+    wrong = invoke("renew", str(moved), "--within", "2h", "--audit-log", str(other))
+    assert wrong.exit_code == 2
+    assert "no audit log of run " in wrong.stderr
+    done = invoke("renew", str(moved), "--within", "2h", "--audit-log", str(run_log))
+    assert done.exit_code == 0, done.stderr
+    written = [Path(p) for p in done.stdout.splitlines()]
+    assert [p.parent for p in written] == [moved, moved]
+    beside = written[1].with_name(written[1].stem + ".audit.jsonl")
+    events = [json.loads(line) for line in beside.read_text().splitlines()]
+    assert [e["event"] for e in events].count("link_renewed") == len(FILES)
+
+
+def test_a_renewal_of_a_moved_bundle_renews_again_but_not_when_widened(
+    s3: S3, tmp_path: Path
+) -> None:
+    """A renewal made outside the run folder is checked against its source: the same rows
+    renew again; a row the source did not hold (another recipient's object) is exit 2."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    moved = tmp_path / "archive" / "globex"
+    shutil.copytree(run_dir / "q3" / "globex", moved)
+    log_arg = ("--audit-log", str(run_dir / "audit.jsonl"))
+    first = invoke("renew", str(moved), "--within", "2h", *log_arg)
+    assert first.exit_code == 0, first.stderr
+    renewal = Path(first.stdout.splitlines()[1])
+    forged = edited(renewal, tmp_path / "forged" / renewal.name, "initech/private.pdf")
+    shutil.copy(moved / "links.json", forged.parent / "links.json")
+    refused = invoke("renew", str(forged), *log_arg)
+    assert refused.exit_code == 2
+    assert f"{forged}: links[0]: initech/private.pdf" in refused.stderr
+    assert sorted(p.name for p in forged.parent.iterdir()) == ["links.json", renewal.name]
+    again = invoke("renew", str(moved), "--within", "2h", *log_arg)
+    assert again.exit_code == 0, again.stderr
+    latest = json_bundle(Path(again.stdout.splitlines()[1]))
+    assert latest["header"]["renewed_from"]["path"] == str(renewal)
+    assert [fetch(row["url"]) for row in latest["links"]] == [FILES[k] for k in sorted(FILES)]
+
+
+def test_a_deleted_or_changed_object_is_reported_not_re_signed(s3: S3, tmp_path: Path) -> None:
+    """HEAD before re-signing: a deleted object and one replaced by other bytes are reported
+    per row (stderr, --json, audit) and keep their old row; the rest renew; exit 1."""
+    s3.bucket(BUCKET, FILES)
+    bundle = run(s3.endpoint, tmp_path)
+    s3.client.delete_object(Bucket=BUCKET, Key="q3/b.csv")
+    s3.client.put_object(Bucket=BUCKET, Key="q3/c d+e.txt", Body=b"other bytes")
+    old = json_bundle(bundle / "links.json")["links"]
+    result = invoke("renew", str(bundle), "--within", "2h", "--json")
+    assert result.exit_code == 1, result.stderr
+    [renewal] = json.loads(result.stdout)
+    assert (renewal["renewed"], renewal["kept"]) == (1, 2)
+    problems = {p["key"]: p for p in renewal["not_renewed"]}
+    assert problems["q3/b.csv"]["outcome"] == "missing"
+    assert problems["q3/c d+e.txt"]["outcome"] == "changed"
+    assert "size 11 bytes, the bundle says 5" in problems["q3/c d+e.txt"]["detail"]
+    new = json_bundle(Path(renewal["written"][1]))["links"]
+    assert fetch(new[0]["url"]) == FILES["q3/a.pdf"]
+    assert [r["url"] for r in new[1:]] == [r["url"] for r in old[1:]]
+    events = audit_events(bundle.parent.parent)
+    skipped = [(e["key"], e["outcome"]) for e in events if e["event"] == "link_not_renewed"]
+    assert skipped == [("q3/b.csv", "missing"), ("q3/c d+e.txt", "changed")]
+    text = invoke("renew", str(bundle / "links.json"), "--within", "2h")
+    assert text.exit_code == 1
+    assert f"{bundle / 'links.json'}: links[1]: q3/b.csv: not renewed: missing" in text.stderr
+
+
+UPLOADS = """\
+version: 1
+defaults: {{bucket: {bucket}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: q3
+    prefixes: [q3/]
+    upload: {{prefix: "inbox/{{recipient.id}}/", max_size: 1KB}}
+    recipients:
+      - id: globex
+        upload: {{keys: [contract.pdf], content_types: [application/pdf]}}
+      - id: initech
+      - id: hooli
+        upload: {{expires_in: 1d}}
+"""
+
+
+def test_renewed_bundles_keep_their_upload_slots(s3: S3, tmp_path: Path) -> None:
+    """Due slots are re-issued with their policy (a PUT URL, a POST form), a slot not due is
+    kept as it was; the header's count stays true; uploads through renewed slots store the
+    exact bytes."""
+    s3.bucket(BUCKET, FILES)
+    path = write_manifest(tmp_path / "up.yml", UPLOADS.format(bucket=BUCKET))
+    out = str(tmp_path / "out")
+    run_dir = run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
+    renewed = {}
+    for who in ("globex", "initech", "hooli"):
+        folder = run_dir / "q3" / who
+        before = digests(folder)
+        result = invoke("renew", str(folder), "--within", "2h")
+        assert result.exit_code == 0, result.stderr
+        new = json_bundle(Path(result.stdout.splitlines()[1]))
+        old = json_bundle(folder / "links.json")
+        assert new["header"]["uploads"] == len(new["uploads"]) == len(old["uploads"]) == 1
+        uploads_csv = folder / Path(result.stdout.splitlines()[1]).name.replace(
+            "links.", "uploads.", 1
+        ).replace(".json", ".csv")
+        with uploads_csv.open(newline="", encoding="utf-8") as handle:
+            assert [r["url"] for r in csv.DictReader(handle)] == [new["uploads"][0]["url"]]
+        assert {k: v for k, v in digests(folder).items() if k in before} == before
+        renewed[who] = (old["uploads"][0], new["uploads"][0])
+    # Signed in the same second as the run's, a slot may come out identical: the audit log
+    # shows which were issued again.
+    events = audit_events(run_dir)
+    issued = [e["recipient"] for e in events if e["event"] == "upload_slot_issued"]
+    assert sorted(issued) == ["globex", "globex", "hooli", "initech", "initech"]
+    done = {e["recipient"]: e["uploads_renewed"] for e in events if e["event"] == "bundle_renewed"}
+    assert done == {"globex": 1, "initech": 1, "hooli": 0}
+    old_put, put_slot = renewed["globex"]
+    assert (put_slot["key"], put_slot["headers"]) == (old_put["key"], old_put["headers"])
+    assert parse_iso(put_slot["expires_at"]) >= parse_iso(old_put["expires_at"])
+    status, _ = put(put_slot["url"], b"%PDF signed", put_slot["headers"])
+    assert status == 200
+    old_form, form = renewed["initech"]
+    assert (form["key"], form["max_size"]) == (old_form["key"], old_form["max_size"])
+    status, _ = post_form(form["url"], form["fields"], "back.bin", b"returned \x00 bytes")
+    assert status == 204
+    kept_old, kept = renewed["hooli"]
+    assert kept == kept_old
+    stored = {
+        key: s3.client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        for key in ("inbox/globex/contract.pdf", "inbox/initech/back.bin")
+    }
+    assert stored == {
+        "inbox/globex/contract.pdf": b"%PDF signed",
+        "inbox/initech/back.bin": b"returned \x00 bytes",
+    }
+
+
+def test_another_recipients_bundle_copied_in_is_refused(s3: S3, tmp_path: Path) -> None:
+    """initech's bundle (recorded by the run) copied into globex's folder: exit 2, since the
+    folder's newest renewal would hand initech's links to globex; nothing written."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    shutil.copy(run_dir / "q3" / "initech" / "links.json", globex / "links.copy.json")
+    before = digests(globex)
+    result = invoke("renew", str(globex / "links.copy.json"), "--within", "2h")
+    assert result.exit_code == 2
+    assert f"{globex / 'links.copy.json'}: a bundle of job q3, recipient initech" in result.stderr
+    assert digests(globex) == before
+
+
+def test_a_recorded_row_outside_the_prefixes_is_refused(s3: S3, tmp_path: Path) -> None:
+    """Even a bundle its run's log vouches for is never renewed beyond the prefixes in its
+    header: a row for initech/ in globex's q3/ bundle is exit 2, naming the row."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    bundle = run_dir / "q3" / "globex" / "links.json"
+    data = json_bundle(bundle)
+    assert data["header"]["prefixes"] == ["q3/"]
+    data["links"][0]["key"] = "initech/private.pdf"
+    recorded(bundle, data)
+    result = invoke("renew", str(bundle), "--within", "2h")
+    assert result.exit_code == 2
+    assert f"{bundle}: links[0]: initech/private.pdf: outside the prefixes" in result.stderr
+    assert not list(bundle.parent.glob("*.renewed-*"))
