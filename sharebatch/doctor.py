@@ -135,21 +135,38 @@ async def diagnose_async(
         return Diagnosis(shown, (Check("FAIL", "credentials", "", str(exc)),))
     checks: list[Check] = []
     async with gateway:
-        credentials, check = await _credentials(gateway, now)
+        prefixes = _prefixes(gateway, manifest)
+        ask_sts = _sts_may_see_credentials(gateway, list(prefixes) or [_blank(gateway)])
+        credentials, check = await _credentials(gateway, now, ask_sts)
         checks.append(check)
-        checks += await _buckets(gateway, manifest, credentials is not None, clock)
+        checks += await _buckets(gateway, prefixes, credentials is not None, clock)
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
     return Diagnosis(shown, tuple(checks))
 
 
-async def _credentials(gateway: S3Gateway, now: datetime) -> tuple[Credentials | None, Check]:
+def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) -> bool:
+    """Whether asking STS sends the credentials nowhere the run would not send them.
+
+    An STS endpoint of the configuration's own may be asked. AWS's STS may be asked when some
+    bucket is at AWS (the credentials are AWS's, and go there anyway); not for a store that
+    only S3-compatible endpoints serve: its credentials are no business of AWS's.
+    """
+    if gateway.configured_endpoint("sts") is not None:
+        return True
+    at_aws = any(target.endpoint_url is None for target in targets)
+    return at_aws and gateway.configured_endpoint("s3") is None
+
+
+async def _credentials(
+    gateway: S3Gateway, now: datetime, ask_sts: bool
+) -> tuple[Credentials | None, Check]:
     try:
         credentials = await gateway.credentials()
     except CredentialsError as exc:
         return None, Check("FAIL", "credentials", "", str(exc))
-    who = await gateway.caller_identity()
-    arn = who.facts.get("arn")
+    who = await gateway.caller_identity() if ask_sts else None
+    arn = who.facts.get("arn") if who else None
     kind = credential_kind(credentials, str(arn) if arn else None)
     source = f"{kind} from {credentials.method}"
     if credentials.expiry is None:
@@ -158,7 +175,16 @@ async def _credentials(gateway: S3Gateway, now: datetime) -> tuple[Credentials |
         left = _duration((credentials.expiry - now).total_seconds())
         life = f"expires {iso(credentials.expiry)} (in {left})"
     status: Status = "OK"
-    if who.error in _REJECTED:
+    if who is None:
+        status, text = (
+            "WARN",
+            (
+                "identity not asked: S3 is not AWS and no STS endpoint is configured"
+                " (AWS_ENDPOINT_URL_STS, or sts endpoint_url in the profile's services), so AWS's"
+                f" STS would receive this store's credentials; {source}"
+            ),
+        )
+    elif who.error in _REJECTED:
         status, text = "FAIL", f"STS rejected the credentials ({who.error}); {source}"
     elif who.error:
         # S3-compatible stores have no STS; the credentials may still be good for S3.
@@ -172,20 +198,30 @@ async def _credentials(gateway: S3Gateway, now: datetime) -> tuple[Credentials |
     return credentials, Check(status, "credentials", "", f"{text}, {life}")
 
 
-async def _buckets(
-    gateway: S3Gateway,
-    manifest: Manifest | None,
-    signed: bool,
-    clock: Callable[[], datetime],
-) -> list[Check]:
-    """Clock skew once per endpoint, then every bucket's own checks, in manifest order."""
+def _prefixes(gateway: S3Gateway, manifest: Manifest | None) -> dict[BucketTarget, list[str]]:
+    """The manifest's prefixes by effective target, in manifest order."""
     prefixes: dict[BucketTarget, list[str]] = {}
     if manifest is not None:
         for task in build_plan(manifest).tasks:
             prefixes.setdefault(gateway.effective(task.target), []).append(task.prefix)
+    return prefixes
+
+
+def _blank(gateway: S3Gateway) -> BucketTarget:
+    """The endpoint asked without a manifest: the command line's, else the AWS chain's."""
+    return gateway.effective(BucketTarget("", gateway.default_region, None))
+
+
+async def _buckets(
+    gateway: S3Gateway,
+    prefixes: dict[BucketTarget, list[str]],
+    signed: bool,
+    clock: Callable[[], datetime],
+) -> list[Check]:
+    """Clock skew once per endpoint, then every bucket's own checks, in manifest order."""
     checks: list[Check] = []
     if not prefixes:
-        blank = gateway.effective(BucketTarget("", gateway.default_region, None))
+        blank = _blank(gateway)
         before = clock()
         answer = await gateway.endpoint_probe(blank)
         return [_skew(answer, before, clock(), _where(blank, gateway))]
