@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from .bundles import iso
 from .errors import CredentialsError
-from .manifest import MAX_EXPIRY_SECONDS, Manifest, load_manifest
+from .manifest import MAX_EXPIRY_SECONDS, Grant, Manifest, load_manifest
 from .models import Answer, BucketTarget, Credentials
 from .plan import build_plan
 from .s3 import S3Gateway
@@ -332,35 +332,65 @@ async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]
 
 
 def _lifetimes(manifest: Manifest, credentials: Credentials | None, now: datetime) -> list[Check]:
-    """Per job: the longest link against the SigV4 limit and against the credentials' expiry."""
+    """Per job: the longest link, then the longest upload slot, against the SigV4 limit and
+    against the credentials' expiry."""
+
+    def link_seconds(grant: Grant) -> int:
+        at = grant.expiry.at
+        return grant.expiry.seconds or int(((at or now) - now).total_seconds())
+
+    def slot_seconds(grant: Grant) -> int | None:
+        return grant.upload.expires_in if grant.upload else None
+
+    expiry = credentials.expiry if credentials else None
+    return [
+        *_lifetime_checks("expiry", "links", _longest(manifest, link_seconds), expiry, now),
+        *_lifetime_checks("uploads", "upload slots", _longest(manifest, slot_seconds), expiry, now),
+    ]
+
+
+def _longest(
+    manifest: Manifest, seconds_of: Callable[[Grant], int | None]
+) -> dict[str, tuple[int, str]]:
+    """Per job with any: the longest lifetime and the strictest on_short_credentials."""
     longest: dict[str, tuple[int, str]] = {}
     for job in manifest.jobs:
         for grant in job.grants:
-            at = grant.expiry.at
-            seconds = grant.expiry.seconds or int(((at or now) - now).total_seconds())
+            seconds = seconds_of(grant)
+            if seconds is None:
+                continue
             policy: str = grant.on_short_credentials
             found = longest.get(job.name, (0, "warn"))
             # The strictest policy among the recipients decides what the run will do.
             strictest = "fail" if "fail" in (policy, found[1]) else policy
             longest[job.name] = (max(found[0], seconds), strictest)
+    return longest
+
+
+def _lifetime_checks(
+    name: str,
+    what: str,
+    longest: dict[str, tuple[int, str]],
+    expiry: datetime | None,
+    now: datetime,
+) -> list[Check]:
     limit = _duration(MAX_EXPIRY_SECONDS)
-    expiry = credentials.expiry if credentials else None
     checks = []
-    for name, (seconds, policy) in longest.items():
+    for job, (seconds, policy) in longest.items():
         if seconds > MAX_EXPIRY_SECONDS:
-            text = f"links live up to {_duration(seconds)}, beyond the SigV4 limit of {limit}"
-            checks.append(Check("FAIL", "expiry", name, text))
+            text = f"{what} live up to {_duration(seconds)}, beyond the SigV4 limit of {limit}"
+            checks.append(Check("FAIL", name, job, text))
             continue
-        text = f"links live up to {_duration(seconds)}, within the SigV4 limit of {limit}"
+        text = f"{what} live up to {_duration(seconds)}, within the SigV4 limit of {limit}"
         if expiry is None or (expiry - now).total_seconds() >= seconds:
-            checks.append(Check("OK", "expiry", name, text))
+            checks.append(Check("OK", name, job, text))
             continue
         text += f", but the credentials expire at {iso(expiry)}"
         if policy == "fail":
             text += ": the run will refuse (on_short_credentials: fail)"
         else:
-            text += f": links end with them (on_short_credentials: {policy})"
-        checks.append(Check("FAIL" if policy == "fail" else "WARN", "expiry", name, text))
+            text += f": {what} end with them (on_short_credentials: {policy})"
+        checks.append(Check("FAIL" if policy == "fail" else "WARN", name, job, text))
     return checks
 
 
