@@ -39,7 +39,17 @@ BUCKET = "short-creds"
 FILES = {"q3/a.pdf": b"%PDF a", "q3/b.csv": b"x,y\n1,2\n"}
 
 
-def manifest(tmp_path: Path, endpoint: str, extra: str = "", expires: str = "2h") -> Path:
+JOB = """\
+  - name: q3
+    prefixes: [q3/]
+    recipients:
+      - id: globex
+"""
+
+
+def manifest(
+    tmp_path: Path, endpoint: str, extra: str = "", expires: str = "2h", job: str = JOB
+) -> Path:
     return write_manifest(
         tmp_path / "m.yml",
         f"""\
@@ -50,11 +60,7 @@ defaults:
   endpoint_url: {endpoint}
   expires_in: {expires}
 {extra}jobs:
-  - name: q3
-    prefixes: [q3/]
-    recipients:
-      - id: globex
-""",
+{job}""",
     )
 
 
@@ -325,32 +331,25 @@ def test_lifetime_check_returns_the_clamp_and_warn_cases() -> None:
 # --- upload slots -------------------------------------------------------------------------
 
 
-def upload_manifest(tmp_path: Path, endpoint: str, policy: str | None) -> Path:
-    """30m links (within 2h credentials) and 24h upload slots: a PUT slot and a POST slot."""
-    setting = f"  on_short_credentials: {policy}\n" if policy else ""
-    return write_manifest(
-        tmp_path / "m.yml",
-        f"""\
-version: 1
-defaults:
-  bucket: {BUCKET}
-  region: eu-west-1
-  endpoint_url: {endpoint}
-  expires_in: 30m
-{setting}jobs:
+UPLOAD_JOB = """\
   - name: q3
     prefixes: [q3/]
     upload:
-      prefix: "inbox/{{recipient.id}}/"
+      prefix: "inbox/{recipient.id}/"
       max_size: 1KB
       expires_in: 24h
     recipients:
       - id: globex
-        upload: {{keys: [signed.pdf]}}
+        upload: {keys: [signed.pdf]}
       - id: initech
-        upload: {{content_types: [application/pdf]}}
-""",
-    )
+        upload: {content_types: [application/pdf]}
+"""
+
+
+def upload_manifest(tmp_path: Path, endpoint: str, policy: str | None) -> Path:
+    """30m links (within 2h credentials) and 24h upload slots: a PUT slot and a POST slot."""
+    setting = f"  on_short_credentials: {policy}\n" if policy else ""
+    return manifest(tmp_path, endpoint, setting, "30m", UPLOAD_JOB)
 
 
 def uploads_of(run_dir: Path, recipient: str) -> list[dict[str, Any]]:
