@@ -592,14 +592,19 @@ def test_a_configured_sts_endpoint_is_asked_and_nothing_else(
     assert result.exit_code == 0
 
 
+@pytest.mark.parametrize("mixed", [False, True])
 def test_aws_s3_still_asks_aws_sts(
-    credentials: None, monkeypatch: pytest.MonkeyPatch, outside: list[str]
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: list[str], mixed: bool
 ) -> None:
-    """S3 at AWS: the credentials are AWS's, so AWS's STS is asked as before (here it reaches
-    the refusing proxy only, and the check says STS could not be asked)."""
+    """Some bucket at AWS (no manifest; or one job at AWS, one on a store): the credentials
+    are AWS's, so AWS's STS is asked as before (here it reaches the refusing proxy only, and
+    the check says STS could not be asked)."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("SHAREBATCH_S3_ATTEMPTS", "1")
-    result = invoke("doctor", "--json")
+    store = f"    endpoint_url: {s3.endpoint}\n"
+    text = MANIFEST.replace("  - name: weekly\n", "  - name: weekly\n" + store)
+    args = [str(write_manifest(tmp_path / "m.yml", text))] if mixed else []
+    result = invoke("doctor", *args, "--json")
     assert "CONNECT sts.eu-west-1.amazonaws.com:443" in outside
     credentials = checks(result)[("credentials", "")]
     assert credentials["status"] == "WARN"
