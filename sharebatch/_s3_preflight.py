@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +24,7 @@ class PreflightCalls:
 
     _session: Any
     _region: str | None
+    _profile: str | None
 
     async def _client(self, target: BucketTarget) -> Any:
         raise NotImplementedError
@@ -30,8 +32,30 @@ class PreflightCalls:
     def _config(self, target: BucketTarget, max_connections: int) -> Config:
         raise NotImplementedError
 
+    def configured_endpoint(self, service: str) -> str | None:
+        """The endpoint the AWS configuration sets for ``service`` (``AWS_ENDPOINT_URL_<SERVICE>``,
+        ``AWS_ENDPOINT_URL``, the profile's ``services`` section), or None for AWS's own.
+
+        Read from botocore itself: the endpoint of a client built with and without configured
+        endpoints (unsigned, so no credential is looked up; no request is sent).
+        """
+        session = botocore.session.Session(profile=self._profile)
+        unsigned = Config(signature_version=UNSIGNED)
+
+        def resolved(config: Config) -> str:
+            client = session.create_client(service, region_name="us-east-1", config=config)
+            try:
+                return str(client.meta.endpoint_url)
+            finally:
+                client.close()
+
+        found = resolved(unsigned)
+        default = resolved(unsigned.merge(Config(ignore_configured_endpoint_urls=True)))
+        return None if found == default else found
+
     async def caller_identity(self) -> Answer:
-        """STS GetCallerIdentity: the ARN the credentials belong to."""
+        """STS GetCallerIdentity: the ARN the credentials belong to (STS's configured endpoint,
+        else AWS's; see ``configured_endpoint``)."""
         region = self._region or self._session.region_name or "us-east-1"
         async with self._session.client("sts", region_name=region) as sts:
             return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from .bundles import iso
 from .errors import CredentialsError
-from .manifest import MAX_EXPIRY_SECONDS, Manifest, load_manifest
+from .manifest import MAX_EXPIRY_SECONDS, Grant, Manifest, load_manifest
 from .models import Answer, BucketTarget, Credentials
 from .plan import build_plan
 from .s3 import S3Gateway
@@ -135,21 +135,38 @@ async def diagnose_async(
         return Diagnosis(shown, (Check("FAIL", "credentials", "", str(exc)),))
     checks: list[Check] = []
     async with gateway:
-        credentials, check = await _credentials(gateway, now)
+        prefixes = _prefixes(gateway, manifest)
+        ask_sts = _sts_may_see_credentials(gateway, list(prefixes) or [_blank(gateway)])
+        credentials, check = await _credentials(gateway, now, ask_sts)
         checks.append(check)
-        checks += await _buckets(gateway, manifest, credentials is not None, clock)
+        checks += await _buckets(gateway, prefixes, credentials is not None, clock)
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
     return Diagnosis(shown, tuple(checks))
 
 
-async def _credentials(gateway: S3Gateway, now: datetime) -> tuple[Credentials | None, Check]:
+def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) -> bool:
+    """Whether asking STS sends the credentials nowhere the run would not send them.
+
+    An STS endpoint of the configuration's own may be asked. AWS's STS may be asked when some
+    bucket is at AWS (the credentials are AWS's, and go there anyway); not for a store that
+    only S3-compatible endpoints serve: its credentials are no business of AWS's.
+    """
+    if gateway.configured_endpoint("sts") is not None:
+        return True
+    at_aws = any(target.endpoint_url is None for target in targets)
+    return at_aws and gateway.configured_endpoint("s3") is None
+
+
+async def _credentials(
+    gateway: S3Gateway, now: datetime, ask_sts: bool
+) -> tuple[Credentials | None, Check]:
     try:
         credentials = await gateway.credentials()
     except CredentialsError as exc:
         return None, Check("FAIL", "credentials", "", str(exc))
-    who = await gateway.caller_identity()
-    arn = who.facts.get("arn")
+    who = await gateway.caller_identity() if ask_sts else None
+    arn = who.facts.get("arn") if who else None
     kind = credential_kind(credentials, str(arn) if arn else None)
     source = f"{kind} from {credentials.method}"
     if credentials.expiry is None:
@@ -158,7 +175,16 @@ async def _credentials(gateway: S3Gateway, now: datetime) -> tuple[Credentials |
         left = _duration((credentials.expiry - now).total_seconds())
         life = f"expires {iso(credentials.expiry)} (in {left})"
     status: Status = "OK"
-    if who.error in _REJECTED:
+    if who is None:
+        status, text = (
+            "WARN",
+            (
+                "identity not asked: S3 is not AWS and no STS endpoint is configured"
+                " (AWS_ENDPOINT_URL_STS, or sts endpoint_url in the profile's services), so AWS's"
+                f" STS would receive this store's credentials; {source}"
+            ),
+        )
+    elif who.error in _REJECTED:
         status, text = "FAIL", f"STS rejected the credentials ({who.error}); {source}"
     elif who.error:
         # S3-compatible stores have no STS; the credentials may still be good for S3.
@@ -172,20 +198,30 @@ async def _credentials(gateway: S3Gateway, now: datetime) -> tuple[Credentials |
     return credentials, Check(status, "credentials", "", f"{text}, {life}")
 
 
-async def _buckets(
-    gateway: S3Gateway,
-    manifest: Manifest | None,
-    signed: bool,
-    clock: Callable[[], datetime],
-) -> list[Check]:
-    """Clock skew once per endpoint, then every bucket's own checks, in manifest order."""
+def _prefixes(gateway: S3Gateway, manifest: Manifest | None) -> dict[BucketTarget, list[str]]:
+    """The manifest's prefixes by effective target, in manifest order."""
     prefixes: dict[BucketTarget, list[str]] = {}
     if manifest is not None:
         for task in build_plan(manifest).tasks:
             prefixes.setdefault(gateway.effective(task.target), []).append(task.prefix)
+    return prefixes
+
+
+def _blank(gateway: S3Gateway) -> BucketTarget:
+    """The endpoint asked without a manifest: the command line's, else the AWS chain's."""
+    return gateway.effective(BucketTarget("", gateway.default_region, None))
+
+
+async def _buckets(
+    gateway: S3Gateway,
+    prefixes: dict[BucketTarget, list[str]],
+    signed: bool,
+    clock: Callable[[], datetime],
+) -> list[Check]:
+    """Clock skew once per endpoint, then every bucket's own checks, in manifest order."""
     checks: list[Check] = []
     if not prefixes:
-        blank = gateway.effective(BucketTarget("", gateway.default_region, None))
+        blank = _blank(gateway)
         before = clock()
         answer = await gateway.endpoint_probe(blank)
         return [_skew(answer, before, clock(), _where(blank, gateway))]
@@ -296,35 +332,65 @@ async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]
 
 
 def _lifetimes(manifest: Manifest, credentials: Credentials | None, now: datetime) -> list[Check]:
-    """Per job: the longest link against the SigV4 limit and against the credentials' expiry."""
+    """Per job: the longest link, then the longest upload slot, against the SigV4 limit and
+    against the credentials' expiry."""
+
+    def link_seconds(grant: Grant) -> int:
+        at = grant.expiry.at
+        return grant.expiry.seconds or int(((at or now) - now).total_seconds())
+
+    def slot_seconds(grant: Grant) -> int | None:
+        return grant.upload.expires_in if grant.upload else None
+
+    expiry = credentials.expiry if credentials else None
+    return [
+        *_lifetime_checks("expiry", "links", _longest(manifest, link_seconds), expiry, now),
+        *_lifetime_checks("uploads", "upload slots", _longest(manifest, slot_seconds), expiry, now),
+    ]
+
+
+def _longest(
+    manifest: Manifest, seconds_of: Callable[[Grant], int | None]
+) -> dict[str, tuple[int, str]]:
+    """Per job with any: the longest lifetime and the strictest on_short_credentials."""
     longest: dict[str, tuple[int, str]] = {}
     for job in manifest.jobs:
         for grant in job.grants:
-            at = grant.expiry.at
-            seconds = grant.expiry.seconds or int(((at or now) - now).total_seconds())
+            seconds = seconds_of(grant)
+            if seconds is None:
+                continue
             policy: str = grant.on_short_credentials
             found = longest.get(job.name, (0, "warn"))
             # The strictest policy among the recipients decides what the run will do.
             strictest = "fail" if "fail" in (policy, found[1]) else policy
             longest[job.name] = (max(found[0], seconds), strictest)
+    return longest
+
+
+def _lifetime_checks(
+    name: str,
+    what: str,
+    longest: dict[str, tuple[int, str]],
+    expiry: datetime | None,
+    now: datetime,
+) -> list[Check]:
     limit = _duration(MAX_EXPIRY_SECONDS)
-    expiry = credentials.expiry if credentials else None
     checks = []
-    for name, (seconds, policy) in longest.items():
+    for job, (seconds, policy) in longest.items():
         if seconds > MAX_EXPIRY_SECONDS:
-            text = f"links live up to {_duration(seconds)}, beyond the SigV4 limit of {limit}"
-            checks.append(Check("FAIL", "expiry", name, text))
+            text = f"{what} live up to {_duration(seconds)}, beyond the SigV4 limit of {limit}"
+            checks.append(Check("FAIL", name, job, text))
             continue
-        text = f"links live up to {_duration(seconds)}, within the SigV4 limit of {limit}"
+        text = f"{what} live up to {_duration(seconds)}, within the SigV4 limit of {limit}"
         if expiry is None or (expiry - now).total_seconds() >= seconds:
-            checks.append(Check("OK", "expiry", name, text))
+            checks.append(Check("OK", name, job, text))
             continue
         text += f", but the credentials expire at {iso(expiry)}"
         if policy == "fail":
             text += ": the run will refuse (on_short_credentials: fail)"
         else:
-            text += f": links end with them (on_short_credentials: {policy})"
-        checks.append(Check("FAIL" if policy == "fail" else "WARN", "expiry", name, text))
+            text += f": {what} end with them (on_short_credentials: {policy})"
+        checks.append(Check("FAIL" if policy == "fail" else "WARN", name, job, text))
     return checks
 
 

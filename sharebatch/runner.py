@@ -31,7 +31,7 @@ from .report import build_report
 from .review import write_review
 from .s3 import S3Gateway
 from .signing import Outliving, check_lifetimes, credential_kind
-from .uploads import Uploads, upload_row
+from .uploads import Uploads, slot_lifetimes, upload_row
 
 log = get_logger()
 
@@ -126,6 +126,7 @@ async def run_manifest_async(
                 for r in plan.routes
             ],
             datetime.now(UTC),
+            slots=slot_lifetimes(plan),
         )
         # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
         folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
@@ -241,7 +242,7 @@ def _log_credentials(credentials: Credentials, outliving: list[Outliving]) -> No
         )
     for found in outliving:
         log.warning(
-            "links_outlive_credentials",
+            found.event,
             job=found.job,
             recipient=found.recipient,
             policy=found.policy,

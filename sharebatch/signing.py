@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from urllib.parse import quote
 
 from .errors import CredentialsError, SharebatchError
@@ -109,7 +110,8 @@ def policy_end(expiry: Expiry, now: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Outliving:
-    """The links of one (job, recipient) would outlive the credentials that sign them."""
+    """The links (or upload slots) of one (job, recipient) would outlive the credentials that
+    sign them."""
 
     job: str
     recipient: str
@@ -117,18 +119,33 @@ class Outliving:
     links_end: datetime
     credentials_end: datetime
     source: str
+    what: str = "links"
+
+    @property
+    def event(self) -> str:
+        """The audit event that records it."""
+        return (
+            "links_outlive_credentials" if self.what == "links" else "uploads_outlive_credentials"
+        )
+
+
+Wanted = tuple[str, str, Expiry, ShortCredentials]
+"""(job, recipient, expiry, policy) of what one recipient is to be given."""
 
 
 def check_lifetimes(
     credentials: Credentials,
-    wanted: Iterable[tuple[str, str, Expiry, ShortCredentials]],
+    wanted: Iterable[Wanted],
     now: datetime,
+    *,
+    slots: Iterable[Wanted] = (),
 ) -> list[Outliving]:
-    """Compare each (job, recipient, expiry, policy) with the credentials, before signing.
+    """Compare each recipient's links (``wanted``) and upload slots (``slots``) with the
+    credentials, before signing.
 
     Raises ``CredentialsError`` when the credentials have expired, or when any recipient
-    whose policy is ``fail`` would get links that die early; returns the ``clamp`` and
-    ``warn`` cases, for the caller to record.
+    whose policy is ``fail`` would get links or slots that die early; returns the ``clamp``
+    and ``warn`` cases, for the caller to record.
     """
     end = credentials.expiry
     if end is None:
@@ -140,16 +157,18 @@ def check_lifetimes(
             "no link signed with them would work"
         )
     found = [
-        Outliving(job, recipient, policy, policy_end(expiry, now), end, source)
-        for job, recipient, expiry, policy in wanted
+        Outliving(job, recipient, policy, policy_end(expiry, now), end, source, what)
+        for what, given in (("links", wanted), ("upload slots", slots))
+        for job, recipient, expiry, policy in given
         if policy_end(expiry, now) > end
     ]
     failing = [o for o in found if o.policy == "fail"]
     if failing:
         first = failing[0]
-        more = f" (and {len(failing) - 1} more recipients)" if len(failing) > 1 else ""
+        others = len({(o.job, o.recipient) for o in failing} - {(first.job, first.recipient)})
+        more = f" (and {others} more recipients)" if others else ""
         raise CredentialsError(
-            f"job {first.job}, recipient {first.recipient}{more}: links would work until "
+            f"job {first.job}, recipient {first.recipient}{more}: {first.what} would work until "
             f"{_iso(first.links_end)}, but the temporary credentials signing them (source "
             f"{source}) expire at {_iso(end)}; nothing was issued. Use longer-lived "
             "credentials or a shorter expiry, or set on_short_credentials: clamp or warn"
@@ -166,46 +185,39 @@ def _iso(moment: datetime) -> str:
 _RESIGN_ATTEMPTS = 3
 
 
-class Signer:
-    """Signs GET links for one route: its expiry, download name and content type.
+_Signed = TypeVar("_Signed")
 
-    With a ``limit`` (temporary credentials of known expiry), each link is held to its policy:
-    ``clamp`` shortens it to end when the credentials do, ``fail`` refuses it, ``warn`` keeps
-    it but records the credential expiry as its ``expires_at``: the moment it really dies.
-    ``clamped_to`` is set once any link was shortened.
+
+class Lifetime:
+    """One expiry policy under one credential limit, for download links and upload slots alike.
+
+    With a ``limit`` (temporary credentials of known expiry), each signature is held to its
+    policy: ``clamp`` shortens it to end when the credentials do, ``fail`` refuses it, ``warn``
+    keeps it but reports the credential expiry as its end: the moment it really dies.
+    ``clamped_to`` is set once anything was shortened.
     """
 
     def __init__(
-        self,
-        presign: Presigner,
-        *,
-        job: str,
-        expiry: Expiry,
-        download_name: str = "{basename}",
-        content_type: str | None = None,
-        clock: Callable[[], datetime] = _utcnow,
-        limit: CredentialLimit | None = None,
+        self, job: str, expiry: Expiry, limit: CredentialLimit | None, what: str = "a link"
     ) -> None:
         if expiry.seconds is not None:
             _check_window(job, expiry.seconds)
-        self._presign = presign
         self._job = job
         self._expiry = expiry
-        self._download_name = download_name
-        self._content_type = content_type
-        self._clock = clock
         self._limit = limit
+        self._what = what
         self.clamped_to: datetime | None = None
 
     def _bound(self) -> tuple[datetime | None, bool]:
-        """The latest end a link may have, and whether that bound is the credentials'."""
+        """The latest end a signature may have, and whether that bound is the credentials'."""
         limit = self._limit
         at = self._expiry.at
         if limit is not None and limit.policy == "clamp" and (at is None or limit.expiry < at):
             return limit.expiry, True
         return at, False
 
-    def _expires_in(self, now: datetime) -> int:
+    def expires_in(self, now: datetime) -> int:
+        """The validity to ask of a signer at ``now``."""
         seconds = self._expiry.seconds
         if seconds is None:
             if self._expiry.at is None:
@@ -226,8 +238,75 @@ class Signer:
         assert limit is not None
         return (
             f"job {self._job}: the temporary credentials from {limit.source} expired at "
-            f"{_iso(limit.expiry)} during the run; no link signed now would work"
+            f"{_iso(limit.expiry)} during the run; nothing signed now would work"
         )
+
+    def sign(
+        self,
+        recipient: str,
+        sign: Callable[[int], tuple[_Signed, datetime, datetime]],
+        expires_in: int,
+    ) -> tuple[_Signed, datetime, datetime]:
+        """``sign(seconds)`` gives (what was signed, its start, its end as S3 will judge it);
+        returns them with the end it really has: re-signed shorter while past its bound."""
+        bound, by_credentials = self._bound()
+        for _ in range(_RESIGN_ATTEMPTS):
+            signed, signed_at, expires_at = sign(expires_in)
+            # What S3 will judge is checked, not what was asked.
+            _check_window(self._job, int((expires_at - signed_at).total_seconds()))
+            if bound is None or expires_at <= bound:
+                break
+            expires_in -= math.ceil((expires_at - bound).total_seconds())
+            if expires_in <= 0:
+                raise CredentialsError(self._expired_message())
+        else:
+            raise SigningError(
+                f"job {self._job}: could not sign {self._what} that ends by its bound"
+            )
+        if by_credentials and policy_end(self._expiry, signed_at) > expires_at:
+            self.clamped_to = bound
+        limit = self._limit
+        if limit is not None and expires_at > limit.expiry:
+            if limit.policy == "fail":
+                raise CredentialsError(
+                    f"job {self._job}, recipient {recipient}: {self._what} signed now would work "
+                    f"until {_iso(expires_at)}, but the temporary credentials signing it "
+                    f"(source {limit.source}) expire at {_iso(limit.expiry)}; the run stops"
+                )
+            expires_at = limit.expiry  # warn: it dies with the credentials
+        return signed, signed_at, expires_at
+
+
+class Signer:
+    """Signs GET links for one route: its expiry, download name and content type.
+
+    Each link is held to the route's ``Lifetime`` (``limit``: temporary credentials of known
+    expiry and the manifest's policy for them); ``clamped_to`` is set once any link was
+    shortened.
+    """
+
+    def __init__(
+        self,
+        presign: Presigner,
+        *,
+        job: str,
+        expiry: Expiry,
+        download_name: str = "{basename}",
+        content_type: str | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        limit: CredentialLimit | None = None,
+    ) -> None:
+        self._lifetime = Lifetime(job, expiry, limit)
+        self._presign = presign
+        self._job = job
+        self._download_name = download_name
+        self._content_type = content_type
+        self._clock = clock
+
+    @property
+    def clamped_to(self) -> datetime | None:
+        """The credential expiry, once a link was shortened to end by it."""
+        return self._lifetime.clamped_to
 
     def params(self, key: str) -> dict[str, str]:
         """The signed response parameters of ``key``'s link: download name, content type."""
@@ -242,7 +321,7 @@ class Signer:
 
     def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
         """One GET link per object for ``recipient``."""
-        expires_in = self._expires_in(self._clock())
+        expires_in = self._lifetime.expires_in(self._clock())
         return [self.sign_one(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
 
     def sign_one(
@@ -254,31 +333,13 @@ class Signer:
     ) -> Link:
         """One GET link with explicit response parameters (renewal keeps the old ones)."""
         if expires_in is None:
-            expires_in = self._expires_in(self._clock())
-        bound, by_credentials = self._bound()
-        for _ in range(_RESIGN_ATTEMPTS):
-            url = self._presign("GET", obj.bucket, obj.key, expires_in, params)
-            signed_at, expires_at = signed_window(url)
-            # The URL is what S3 will judge: its own window is checked, not the request.
-            _check_window(self._job, int((expires_at - signed_at).total_seconds()))
-            if bound is None or expires_at <= bound:
-                break
-            expires_in -= math.ceil((expires_at - bound).total_seconds())
-            if expires_in <= 0:
-                raise CredentialsError(self._expired_message())
-        else:
-            raise SigningError(f"job {self._job}: could not sign a link that ends by its bound")
-        if by_credentials and policy_end(self._expiry, signed_at) > expires_at:
-            self.clamped_to = bound
-        limit = self._limit
-        if limit is not None and expires_at > limit.expiry:
-            if limit.policy == "fail":
-                raise CredentialsError(
-                    f"job {self._job}, recipient {recipient}: a link signed now would work "
-                    f"until {_iso(expires_at)}, but the temporary credentials signing it "
-                    f"(source {limit.source}) expire at {_iso(limit.expiry)}; the run stops"
-                )
-            expires_at = limit.expiry  # warn: the link dies with the credentials
+            expires_in = self._lifetime.expires_in(self._clock())
+
+        def presign(seconds: int) -> tuple[str, datetime, datetime]:
+            url = self._presign("GET", obj.bucket, obj.key, seconds, params)
+            return (url, *signed_window(url))
+
+        url, signed_at, expires_at = self._lifetime.sign(recipient, presign, expires_in)
         return Link(
             job=self._job,
             recipient=recipient,

@@ -20,7 +20,7 @@ import json
 import mimetypes
 import posixpath
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -28,10 +28,25 @@ from typing import Any
 from ._upload import key_content_type
 from .audit import get_logger, url_digest
 from .bundles import iso
-from .models import BucketTarget, Credentials, PostSigner, Presigner, UploadLink, UploadSlot
+from .models import (
+    BucketTarget,
+    Credentials,
+    Expiry,
+    PostSigner,
+    Presigner,
+    UploadLink,
+    UploadSlot,
+)
 from .plan import Plan, Route
 from .s3 import S3Gateway
-from .signing import MAX_EXPIRES_IN, SigningError, signed_window
+from .signing import (
+    CredentialLimit,
+    Lifetime,
+    SigningError,
+    Wanted,
+    credential_limit,
+    signed_window,
+)
 
 log = get_logger()
 
@@ -141,6 +156,36 @@ def _parse_moment(text: object, pattern: str) -> datetime:
     return datetime.strptime(text, pattern).replace(tzinfo=UTC)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _signed_put(
+    presign: Presigner, bucket: str, key: str, params: Mapping[str, str], seconds: int
+) -> tuple[str, datetime, datetime]:
+    """A PUT URL valid ``seconds``, with the window S3 will judge it by."""
+    url = presign("PUT", bucket, key, seconds, params)
+    return (url, *signed_window(url))
+
+
+def _signed_post(
+    sign_post: PostSigner,
+    bucket: str,
+    key: str,
+    fields: Mapping[str, str],
+    conditions: Sequence[object],
+    seconds: int,
+) -> tuple[tuple[str, dict[str, str]], datetime, datetime]:
+    """A POST form valid ``seconds``: (URL, fields), its signing time and policy expiration."""
+    url, form = sign_post(bucket, key, fields, conditions, seconds)
+    policy = read_policy(form)
+    extra = uncovered_fields(form, policy.get("conditions", []))
+    if extra:  # S3 would refuse every upload: better no slot than a broken one
+        raise SigningError(f"POST form fields without a policy condition: {extra}")
+    signed_at = _parse_moment(form.get("x-amz-date"), "%Y%m%dT%H%M%SZ")
+    return (url, form), signed_at, _parse_moment(policy.get("expiration"), "%Y-%m-%dT%H:%M:%SZ")
+
+
 def issue_slot(
     job: str,
     recipient: str,
@@ -148,23 +193,29 @@ def issue_slot(
     slot: UploadSlot,
     presign: Presigner,
     sign_post: PostSigner,
+    *,
+    limit: CredentialLimit | None = None,
+    clock: Callable[[], datetime] = _utcnow,
 ) -> list[UploadLink]:
-    """The upload links of one recipient's slot, each logged as ``upload_slot_issued``."""
-    if not 0 < slot.expires_in <= MAX_EXPIRES_IN:
-        raise SigningError(
-            f"job {job}: an upload validity of {slot.expires_in}s is outside 1..{MAX_EXPIRES_IN}s"
-        )
+    """The upload links of one recipient's slot, each logged as ``upload_slot_issued``.
+
+    Held to the recipient's ``on_short_credentials`` (``limit``) as its download links are:
+    ``clamp`` ends each PUT URL and POST policy by the credential expiry, ``warn`` keeps them
+    and states the credential expiry as their ``expires_at``, ``fail`` refuses.
+    """
+    lifetime = Lifetime(job, Expiry(seconds=slot.expires_in), limit, "an upload slot")
     link = partial(UploadLink, job=job, recipient=recipient, bucket=bucket, max_size=slot.max_size)
     links: list[UploadLink] = []
     for name in slot.keys:
         content_type = key_content_type(name, slot.content_types)
         params = {"ContentType": content_type} if content_type else {}
-        url = presign("PUT", bucket, slot.prefix + name, slot.expires_in, params)
-        signed_at, expires_at = signed_window(url)
+        key = slot.prefix + name
+        put = partial(_signed_put, presign, bucket, key, params)
+        url, signed_at, expires_at = lifetime.sign(recipient, put, lifetime.expires_in(clock()))
         links.append(
             link(
                 method="PUT",
-                key=slot.prefix + name,
+                key=key,
                 content_type=content_type,
                 signed_at=signed_at,
                 expires_at=expires_at,
@@ -174,18 +225,17 @@ def issue_slot(
         )
     for content_type in () if slot.keys else slot.content_types or (None,):
         fields, conditions = post_policy(slot, content_type)
-        url, form = sign_post(bucket, slot.prefix + FILENAME, fields, conditions, slot.expires_in)
-        policy = read_policy(form)
-        extra = uncovered_fields(form, policy.get("conditions", []))
-        if extra:  # S3 would refuse every upload: better no slot than a broken one
-            raise SigningError(f"POST form fields without a policy condition: {extra}")
+        post = partial(_signed_post, sign_post, bucket, slot.prefix + FILENAME, fields, conditions)
+        (url, form), signed_at, expires_at = lifetime.sign(
+            recipient, post, lifetime.expires_in(clock())
+        )
         links.append(
             link(
                 method="POST",
                 key=slot.prefix + FILENAME,
                 content_type=content_type,
-                signed_at=_parse_moment(form.get("x-amz-date"), "%Y%m%dT%H%M%SZ"),
-                expires_at=_parse_moment(policy.get("expiration"), "%Y-%m-%dT%H:%M:%SZ"),
+                signed_at=signed_at,
+                expires_at=expires_at,
                 url=url,
                 fields=form,
             )
@@ -211,11 +261,30 @@ def issue_slot(
     return links
 
 
+def slot_lifetimes(plan: Plan) -> list[Wanted]:
+    """(job, recipient, expiry, policy) of every upload slot, for ``signing.check_lifetimes``."""
+    return [
+        (
+            r.job,
+            r.recipient,
+            Expiry(seconds=r.grant.upload.expires_in),
+            r.grant.on_short_credentials,
+        )
+        for r in plan.routes
+        if r.grant.upload is not None
+    ]
+
+
 class Uploads:
     """Signs the upload slots of a plan's routes: one PUT and one POST signer per target."""
 
-    def __init__(self, signers: Mapping[int, tuple[Presigner, PostSigner]]) -> None:
+    def __init__(
+        self,
+        signers: Mapping[int, tuple[Presigner, PostSigner]],
+        credentials: Credentials | None = None,
+    ) -> None:
         self._signers = signers  # by route index
+        self._credentials = credentials
 
     @classmethod
     async def prepare(cls, plan: Plan, gateway: S3Gateway, credentials: Credentials) -> Uploads:
@@ -231,7 +300,7 @@ class Uploads:
                     await gateway.post_signer(target, credentials),
                 )
             signers[route.index] = by_target[target]
-        return cls(signers)
+        return cls(signers, credentials)
 
     def issue(self, route: Route) -> list[UploadLink]:
         """The route's upload links, signed now (none when its grant has no slot)."""
@@ -239,4 +308,10 @@ class Uploads:
         if slot is None:
             return []
         presign, sign_post = self._signers[route.index]
-        return issue_slot(route.job, route.recipient, route.target.bucket, slot, presign, sign_post)
+        credentials = self._credentials
+        limit = (
+            credential_limit(credentials, route.grant.on_short_credentials) if credentials else None
+        )
+        return issue_slot(
+            route.job, route.recipient, route.target.bucket, slot, presign, sign_post, limit=limit
+        )

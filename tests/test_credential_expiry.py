@@ -22,7 +22,9 @@ from sharebatch.signing import (
     check_lifetimes,
     signed_window,
 )
+from sharebatch.uploads import read_policy
 from tests.conftest import S3, fetch, fresh_s3, write_manifest
+from tests.http_upload import post_form, put
 from tests.linkkit import (
     SESSION_KEY,
     SESSION_TOKEN,
@@ -37,7 +39,17 @@ BUCKET = "short-creds"
 FILES = {"q3/a.pdf": b"%PDF a", "q3/b.csv": b"x,y\n1,2\n"}
 
 
-def manifest(tmp_path: Path, endpoint: str, extra: str = "", expires: str = "2h") -> Path:
+JOB = """\
+  - name: q3
+    prefixes: [q3/]
+    recipients:
+      - id: globex
+"""
+
+
+def manifest(
+    tmp_path: Path, endpoint: str, extra: str = "", expires: str = "2h", job: str = JOB
+) -> Path:
     return write_manifest(
         tmp_path / "m.yml",
         f"""\
@@ -48,11 +60,7 @@ defaults:
   endpoint_url: {endpoint}
   expires_in: {expires}
 {extra}jobs:
-  - name: q3
-    prefixes: [q3/]
-    recipients:
-      - id: globex
-""",
+{job}""",
     )
 
 
@@ -62,6 +70,13 @@ def seeded(moto_endpoint: str) -> Any:
     with fresh_s3(moto_endpoint) as s3:
         s3.bucket(BUCKET, FILES)
         yield s3
+
+
+def fetch_object(s3: S3, key: str) -> bytes:
+    """An object's bytes as stored, read with the seeding client."""
+    with s3.client.get_object(Bucket=BUCKET, Key=key)["Body"] as body:
+        data: bytes = body.read()
+    return data
 
 
 def rows(bundle: Path) -> list[dict[str, str]]:
@@ -311,3 +326,134 @@ def test_lifetime_check_returns_the_clamp_and_warn_cases() -> None:
     ]
     long_term = Credentials("AKIA", "s")
     assert check_lifetimes(long_term, [("j", "r", Expiry(seconds=7200), "fail")], NOW) == []
+
+
+# --- upload slots -------------------------------------------------------------------------
+
+
+UPLOAD_JOB = """\
+  - name: q3
+    prefixes: [q3/]
+    upload:
+      prefix: "inbox/{recipient.id}/"
+      max_size: 1KB
+      expires_in: 24h
+    recipients:
+      - id: globex
+        upload: {keys: [signed.pdf]}
+      - id: initech
+        upload: {content_types: [application/pdf]}
+"""
+
+
+def upload_manifest(tmp_path: Path, endpoint: str, policy: str | None) -> Path:
+    """30m links (within 2h credentials) and 24h upload slots: a PUT slot and a POST slot."""
+    setting = f"  on_short_credentials: {policy}\n" if policy else ""
+    return manifest(tmp_path, endpoint, setting, "30m", UPLOAD_JOB)
+
+
+def uploads_of(run_dir: Path, recipient: str) -> list[dict[str, Any]]:
+    """The bundle's upload rows from links.json, after checking uploads.csv says the same."""
+    bundle = run_dir / "q3" / recipient
+    found: list[dict[str, Any]] = json.loads((bundle / "links.json").read_text())["uploads"]
+    with (bundle / "uploads.csv").open(newline="", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["expires_at"] for r in table] == [u["expires_at"] for u in found]
+    return found
+
+
+def url_end(upload: dict[str, Any]) -> datetime:
+    """When S3 stops honouring the upload: the PUT URL's window or the POST policy's end."""
+    if upload["method"] == "PUT":
+        return signed_window(upload["url"])[1]
+    return parse_iso(read_policy(upload["fields"])["expiration"][:19] + "Z")
+
+
+def test_upload_slots_outliving_the_credentials_fail_the_run(
+    seeded: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """24h slots on 2h credentials under fail (the default): exit 3, nothing written."""
+    out = tmp_path / "out"
+    path = upload_manifest(tmp_path, seeded.endpoint, None)
+    with container_credentials(monkeypatch, timedelta(hours=2)) as expiry:
+        result = invoke("run", str(path), "--out", str(out))
+    assert result.exit_code == 3
+    assert "job q3, recipient globex (and 1 more recipients): upload slots would work" in (
+        result.stderr
+    )
+    assert f"expire at {expiry:%Y-%m-%dT%H:%M:%SZ}" in result.stderr
+    assert not out.exists()
+
+
+def test_clamped_upload_slots_end_with_the_credentials(
+    seeded: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """clamp: the PUT URL and the POST policy end by the credential expiry, as the rows say,
+    and both still take an upload."""
+    path = upload_manifest(tmp_path, seeded.endpoint, "clamp")
+    with container_credentials(monkeypatch, timedelta(hours=2)) as expiry:
+        run_dir = run_dir_of(invoke("run", str(path), "--out", str(tmp_path / "out")))
+    issued = uploads_of(run_dir, "globex") + uploads_of(run_dir, "initech")
+    assert [u["method"] for u in issued] == ["PUT", "POST"]
+    for upload in issued:
+        end = url_end(upload)
+        # Within the signer's 1 s rounding, never past the credentials.
+        assert expiry - timedelta(seconds=2) < end <= expiry
+        assert parse_iso(upload["expires_at"]) == end
+    put_url, form = issued[0], issued[1]
+    assert x_amz_expires(put_url["url"]) < 7200
+    assert put(put_url["url"], b"%PDF signed", put_url["headers"])[0] == 200
+    assert post_form(form["url"], form["fields"], "back.pdf", b"%PDF back", "x/y")[0] == 204
+    assert fetch_object(seeded, "inbox/globex/signed.pdf") == b"%PDF signed"
+    assert fetch_object(seeded, "inbox/initech/back.pdf") == b"%PDF back"
+    events = [e for e in audit_events(run_dir) if e["event"] == "uploads_outlive_credentials"]
+    assert {(e["recipient"], e["policy"]) for e in events} == {
+        ("globex", "clamp"),
+        ("initech", "clamp"),
+    }
+    # The links (30m) fit the credentials: only the slots are clamped.
+    assert (
+        json.loads((run_dir / "q3" / "globex" / "links.json").read_text())["header"]["clamped_to"]
+        is None
+    )
+
+
+def test_warned_upload_slots_keep_their_time_and_state_when_they_die(
+    seeded: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """warn: the URL and policy keep their 24h, each row's expires_at is the credential expiry,
+    and the warning is logged."""
+    path = upload_manifest(tmp_path, seeded.endpoint, "warn")
+    with container_credentials(monkeypatch, timedelta(hours=2)) as expiry:
+        result = invoke("run", str(path), "--out", str(tmp_path / "out"))
+    run_dir = run_dir_of(result)
+    issued = uploads_of(run_dir, "globex") + uploads_of(run_dir, "initech")
+    assert x_amz_expires(issued[0]["url"]) == 86400
+    for upload in issued:
+        assert url_end(upload) > expiry + timedelta(hours=21)
+        assert parse_iso(upload["expires_at"]) == expiry
+    assert "uploads_outlive_credentials" in result.stderr
+
+
+@pytest.mark.parametrize(("policy", "status"), [(None, "FAIL"), ("clamp", "WARN")])
+def test_doctor_reports_upload_slots_outliving_the_credentials(
+    seeded: S3,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str | None,
+    status: str,
+) -> None:
+    """doctor: 24h slots on 2h credentials are a FAIL under fail, a WARN under clamp; the 30m
+    links are fine."""
+    path = upload_manifest(tmp_path, seeded.endpoint, policy)
+    with container_credentials(monkeypatch, timedelta(hours=2)) as expiry:
+        result = invoke("doctor", str(path), "--json")
+    found = {(c["name"], c["subject"]): c for c in json.loads(result.stdout)["checks"]}
+    assert found[("expiry", "q3")]["status"] == "OK"
+    uploads = found[("uploads", "q3")]
+    assert uploads["status"] == status
+    assert uploads["message"].startswith(
+        "upload slots live up to 1d, within the SigV4 limit of 7d, but the credentials expire"
+        f" at {expiry:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    assert result.exit_code == (1 if status == "FAIL" else 0)

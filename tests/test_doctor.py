@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -26,6 +26,7 @@ from sharebatch.cli import app
 from sharebatch.doctor import credential_kind, diagnose
 from sharebatch.models import Credentials
 from tests.conftest import ACCESS_KEY, REGION, S3, SECRET_KEY, write_manifest
+from tests.linkkit import serve
 
 MANIFEST = """\
 version: 1
@@ -469,6 +470,145 @@ def test_credential_kinds() -> None:
     assert kind("env", "t", "arn:aws:sts::1:assumed-role/ops/session") == "role"
     assert kind("env", "t", "arn:aws:iam::1:user/ops") == "session"
     assert kind("shared-credentials-file", None, "arn:aws:iam::1:user/ops") == "long-term key"
+
+
+@pytest.fixture
+def outside(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every request for a host other than 127.0.0.1 goes to a local proxy that records and
+    refuses it: the test sees what would have left the machine, and nothing leaves."""
+    seen: list[str] = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def refuse(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_CONNECT = do_GET = do_HEAD = do_POST = do_PUT = refuse
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serve(Refuse) as proxy:
+        for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy)
+            monkeypatch.setenv(name.lower(), proxy)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        yield seen
+
+
+@pytest.mark.parametrize("where", ["manifest", "option", "environment"])
+def test_identity_is_not_asked_of_aws_for_a_custom_endpoint(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: list[str], where: str
+) -> None:
+    """S3 elsewhere than AWS and no STS endpoint configured: no request for AWS's STS (or any
+    host off 127.0.0.1) is made, and the credentials check WARNs saying why."""
+    private_bucket(s3)
+    text, options = MANIFEST, ["--json"]
+    if where == "manifest":
+        text = MANIFEST.replace(
+            "  region: eu-west-1\n", f"  region: eu-west-1\n  endpoint_url: {s3.endpoint}\n"
+        )
+    elif where == "option":
+        options.append(f"--endpoint-url={s3.endpoint}")
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint)
+    result = invoke("doctor", str(write_manifest(tmp_path / "m.yml", text)), *options)
+    assert outside == []
+    found = checks(result)
+    credentials = found[("credentials", "")]
+    assert credentials["status"] == "WARN"
+    assert credentials["message"] == (
+        "identity not asked: S3 is not AWS and no STS endpoint is configured"
+        " (AWS_ENDPOINT_URL_STS, or sts endpoint_url in the profile's services), so AWS's STS"
+        " would receive this store's credentials; long-term key from env, no expiry"
+    )
+    # The store itself was asked: every listing went to moto and succeeded.
+    assert found[("listing", "acme-reports/weekly/")]["status"] == "OK"
+    assert result.exit_code == 0
+
+
+class _Sts(BaseHTTPRequestHandler):
+    """An STS stand-in: answers GetCallerIdentity and records each request it received."""
+
+    received: ClassVar[list[tuple[str, str, str, str]]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.received.append((self.command, self.path, self.headers["Authorization"], body))
+        reply = (
+            b"<GetCallerIdentityResponse><GetCallerIdentityResult>"
+            b"<Arn>arn:aws:iam::123456789012:user/store-ops</Arn><UserId>AIDA</UserId>"
+            b"<Account>123456789012</Account></GetCallerIdentityResult>"
+            b"</GetCallerIdentityResponse>"
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("configured", ["environment", "profile"])
+def test_a_configured_sts_endpoint_is_asked_and_nothing_else(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: list[str], configured: str
+) -> None:
+    """With a custom S3, an STS endpoint set by AWS_ENDPOINT_URL_STS or by the profile's
+    services section receives the one signed GetCallerIdentity; no other host gets any."""
+
+    class Sts(_Sts):
+        received: ClassVar[list[tuple[str, str, str, str]]] = []
+
+    private_bucket(s3)
+    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
+    with serve(Sts) as sts:
+        if configured == "environment":
+            monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts)
+        else:
+            config = tmp_path / "aws-config"
+            config.write_text(
+                f"[default]\nservices = store\n[services store]\nsts =\n  endpoint_url = {sts}\n"
+            )
+            monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+        result = invoke("doctor", str(manifest), "--endpoint-url", s3.endpoint, "--json")
+    assert outside == []
+    [(method, path, authorization, body)] = Sts.received
+    assert (method, path) == ("POST", "/")
+    assert "Action=GetCallerIdentity" in body
+    assert f"Credential={ACCESS_KEY}/" in authorization
+    assert "/sts/aws4_request" in authorization
+    credentials = checks(result)[("credentials", "")]
+    assert credentials == {
+        "status": "OK",
+        "name": "credentials",
+        "subject": "",
+        "message": "arn:aws:iam::123456789012:user/store-ops: long-term key from env, no expiry",
+    }
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_aws_s3_still_asks_aws_sts(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: list[str], mixed: bool
+) -> None:
+    """Some bucket at AWS (no manifest; or one job at AWS, one on a store): the credentials
+    are AWS's, so AWS's STS is asked as before (here it reaches the refusing proxy only, and
+    the check says STS could not be asked)."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("SHAREBATCH_S3_ATTEMPTS", "1")
+    store = f"    endpoint_url: {s3.endpoint}\n"
+    text = MANIFEST.replace("  - name: weekly\n", "  - name: weekly\n" + store)
+    args = [str(write_manifest(tmp_path / "m.yml", text))] if mixed else []
+    result = invoke("doctor", *args, "--json")
+    assert "CONNECT sts.eu-west-1.amazonaws.com:443" in outside
+    credentials = checks(result)[("credentials", "")]
+    assert credentials["status"] == "WARN"
+    assert credentials["message"].startswith("cannot ask STS who they are (")
 
 
 def test_invalid_manifest_exits_2(tmp_path: Path) -> None:

@@ -23,9 +23,10 @@ import pytest
 
 from sharebatch import audit
 from sharebatch._upload import key_content_type
-from sharebatch.models import BucketTarget, Credentials, UploadLink, UploadSlot
+from sharebatch.errors import CredentialsError
+from sharebatch.models import BucketTarget, Credentials, ShortCredentials, UploadLink, UploadSlot
 from sharebatch.s3 import S3Gateway
-from sharebatch.signing import SigningError
+from sharebatch.signing import CredentialLimit, SigningError, signed_window
 from sharebatch.uploads import (
     curl_command,
     issue_slot,
@@ -187,6 +188,73 @@ def test_an_expiry_beyond_seven_days_is_refused() -> None:
         issue_slot(
             "q3", "g", "b", UploadSlot("in/", 1, 604_801), lambda *a: "", lambda *a: ("", {})
         )
+
+
+# --- credentials that end before the slot ---------------------------------------------------
+
+SESSION = Credentials("ASIAUNITTESTUNITTEST", "unit/secret+key", "unit-token")
+TYPED_KEY = UploadSlot("inbox/globex/", 1000, 1800, ("application/pdf",), ("signed.pdf",))
+
+
+def issue_limited(
+    slot: UploadSlot, policy: ShortCredentials, now: datetime, ends: datetime
+) -> UploadLink:
+    """The one link of ``slot``, signed at ``now`` with credentials ending at ``ends``."""
+    presign, sign_post = signers(SESSION)
+    limit = CredentialLimit(ends, "container-role", policy)
+    [link] = issue_slot(
+        "q3", "globex", "b", slot, presign, sign_post, limit=limit, clock=lambda: now
+    )
+    return link
+
+
+def test_clamp_ends_the_put_url_and_the_post_policy_with_the_credentials(
+    frozen: datetime,
+) -> None:
+    """A 30-minute slot on credentials ending in 10: the PUT URL's window and the POST policy's
+    expiration end exactly then, as the links' expires_at say."""
+    ends = frozen + timedelta(minutes=10)
+    put = issue_limited(TYPED_KEY, "clamp", frozen, ends)
+    assert signed_window(put.url) == (frozen, ends)
+    assert put.expires_at == ends
+    form = issue_limited(SLOT, "clamp", frozen, ends)
+    assert read_policy(form.fields)["expiration"] == "2026-11-28T20:25:30Z"
+    assert form.expires_at == ends
+
+
+def test_a_form_stamped_a_second_late_is_signed_again_shorter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore's clock ticked past ours: the policy would end a second after the credentials,
+    so the form is signed again, one second shorter."""
+    now = NOW.replace(tzinfo=UTC)
+    late = NOW + timedelta(seconds=1)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: late)
+    monkeypatch.setattr(botocore.signers, "get_current_datetime", lambda: late)
+    ends = now + timedelta(minutes=10)
+    form = issue_limited(SLOT, "clamp", now, ends)
+    assert read_policy(form.fields)["expiration"] == "2026-11-28T20:25:30Z"
+    assert form.fields["x-amz-date"] == "20261128T201531Z"
+    assert form.expires_at == ends
+
+
+def test_warn_keeps_the_slot_and_states_the_credential_expiry(frozen: datetime) -> None:
+    """warn: URL and policy keep their 30 minutes; expires_at is when the credentials end."""
+    ends = frozen + timedelta(minutes=10)
+    put = issue_limited(TYPED_KEY, "warn", frozen, ends)
+    assert signed_window(put.url) == (frozen, frozen + timedelta(minutes=30))
+    assert put.expires_at == ends
+    form = issue_limited(SLOT, "warn", frozen, ends)
+    assert read_policy(form.fields)["expiration"] == "2026-11-28T20:45:30Z"
+    assert form.expires_at == ends
+
+
+def test_fail_refuses_a_slot_that_would_outlive_the_credentials(frozen: datetime) -> None:
+    """fail: no slot is issued past the credentials; exit 3, naming the source."""
+    with pytest.raises(CredentialsError, match="an upload slot signed now would work") as info:
+        issue_limited(SLOT, "fail", frozen, frozen + timedelta(minutes=10))
+    assert "container-role" in str(info.value)
+    assert info.value.exit_code == 3
 
 
 # --- PUT URLs --------------------------------------------------------------------------------
