@@ -413,6 +413,17 @@ async def renew_bundles_async(
                 if rows and not passed
             ],
             now,
+            # Re-issued upload slots are held to the same policy as at the run.
+            slots=[
+                (
+                    str(s.header.get("job")),
+                    str(s.header.get("recipient")),
+                    Expiry(seconds=s.slot.expires_in),
+                    s.policy,
+                )
+                for s, slot_due, passed in zip(sources, slots_due, fixed_end_passed, strict=True)
+                if slot_due and not passed and s.slot is not None
+            ],
         )
         renewals = []
         for source, rows, slot_due, passed in zip(
@@ -514,7 +525,15 @@ def _renew(
                 )
             if slots is not None:
                 slot, presign, sign_post = slots
-                issued = issue_slot(job, recipient, target.bucket, slot, presign, sign_post)
+                issued = issue_slot(
+                    job,
+                    recipient,
+                    target.bucket,
+                    slot,
+                    presign,
+                    sign_post,
+                    limit=credential_limit(credentials, source.policy),
+                )
                 uploads = [upload_row(u) for u in issued]
             if due or slots is not None:
                 for row in old.rows:

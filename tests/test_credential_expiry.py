@@ -457,3 +457,47 @@ def test_doctor_reports_upload_slots_outliving_the_credentials(
         f" at {expiry:%Y-%m-%dT%H:%M:%SZ}"
     )
     assert result.exit_code == (1 if status == "FAIL" else 0)
+
+
+def _renewed_uploads(bundle: Path) -> list[dict[str, Any]]:
+    [renewed] = sorted(bundle.glob("links.renewed-*.json"))
+    found: list[dict[str, Any]] = json.loads(renewed.read_text())["uploads"]
+    return found
+
+
+def test_renewed_upload_slots_are_held_to_the_policy_again(
+    seeded: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal re-issues due slots under the bundle's on_short_credentials: with clamp and
+    1h credentials, the renewed PUT URL and POST policy end by those credentials and still take
+    an upload; with fail, renew is exit 3 and writes nothing."""
+    path = upload_manifest(tmp_path, seeded.endpoint, "clamp")
+    with container_credentials(monkeypatch, timedelta(hours=30)):
+        run_dir = run_dir_of(invoke("run", str(path), "--out", str(tmp_path / "out")))
+    globex, initech = run_dir / "q3" / "globex", run_dir / "q3" / "initech"
+    with container_credentials(monkeypatch, timedelta(hours=1)) as expiry:
+        result = invoke("renew", str(globex), str(initech), "--within", "25h")
+    assert result.exit_code == 0, result.stderr
+    issued = _renewed_uploads(globex) + _renewed_uploads(initech)
+    assert [u["method"] for u in issued] == ["PUT", "POST"]
+    for upload in issued:
+        end = url_end(upload)
+        assert expiry - timedelta(seconds=2) < end <= expiry
+        assert parse_iso(upload["expires_at"]) == end
+    put_url, form = issued
+    assert put(put_url["url"], b"%PDF again", put_url["headers"])[0] == 200
+    assert post_form(form["url"], form["fields"], "again.pdf", b"%PDF 2", "x/y")[0] == 204
+    assert fetch_object(seeded, "inbox/globex/signed.pdf") == b"%PDF again"
+    assert fetch_object(seeded, "inbox/initech/again.pdf") == b"%PDF 2"
+
+    (tmp_path / "fail").mkdir()
+    failing = upload_manifest(tmp_path / "fail", seeded.endpoint, None)
+    with container_credentials(monkeypatch, timedelta(hours=30)):
+        run_dir = run_dir_of(invoke("run", str(failing), "--out", str(tmp_path / "out2")))
+    bundle = run_dir / "q3" / "globex"
+    before = sorted(p.name for p in bundle.iterdir())
+    with container_credentials(monkeypatch, timedelta(hours=1)):
+        result = invoke("renew", str(bundle), "--within", "25h")
+    assert result.exit_code == 3
+    assert "upload slots would work" in result.stderr
+    assert sorted(p.name for p in bundle.iterdir()) == before
