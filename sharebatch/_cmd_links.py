@@ -1,7 +1,8 @@
 """``sharebatch inspect``, ``verify`` and ``renew``: links read back, checked and re-signed.
 
 Data goes to stdout, errors to stderr. No full URL is printed unless ``verify --show-urls``
-asks for it: links are named by bucket, key and the sha256 the audit log records.
+asks for it: links are named by bucket, key and the sha256 the audit log records. Keys, paths
+and bundle values are chosen by others: every line of text goes out through ``visible``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .links import inspect as inspect_links
 from .periods import parse_duration
 from .renew import RenewReport, renew_bundles
 from .verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
+from .visible import visible
 
 WithinOpt = Annotated[
     str | None,
@@ -146,7 +148,7 @@ def inspect(
             f"{soon}, {report['expired']} expired"
             + (f", {report['invalid']} invalid" if report["invalid"] else "")
         )
-        typer.echo("\n".join(lines))
+        typer.echo("\n".join(map(visible, lines)))
     raise typer.Exit(0 if report["ok"] else 1)
 
 
@@ -158,7 +160,7 @@ def _render_verify(report: VerifyReport, show_urls: bool) -> str:
     counts = report.data()["outcomes"]
     shown = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
     lines.append(f"verify: {report.checked} of {report.total} links checked: {shown or 'none'}")
-    return "\n".join(lines)
+    return "\n".join(map(visible, lines))
 
 
 @app.command()
@@ -197,12 +199,13 @@ def verify(
 
 def _render_renew(report: RenewReport) -> None:
     for renewal in report.renewals:
+        source = visible(renewal.source)
         if renewal.error:
-            typer.echo(f"sharebatch: {renewal.source}: not renewed: {renewal.error}", err=True)
+            typer.echo(f"sharebatch: {source}: not renewed: {visible(renewal.error)}", err=True)
         elif not renewal.written:
-            typer.echo(f"sharebatch: {renewal.source}: nothing to renew", err=True)
+            typer.echo(f"sharebatch: {source}: nothing to renew", err=True)
         for path in renewal.written:
-            typer.echo(path)
+            typer.echo(visible(path))
 
 
 @app.command()

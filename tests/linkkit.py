@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,3 +100,35 @@ def audit_events(run_dir: Path) -> list[dict[str, Any]]:
 
 def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def on_terminal(*args: str, stdin: bytes = b"") -> tuple[int, bytes]:
+    """Run ``python -m sharebatch ARGS`` with stdout and stderr on one pseudo-terminal, as a
+    person at a terminal runs it; ``stdin`` comes through a pipe. Returns the exit code and
+    every byte the terminal received, escape sequences included."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sharebatch", *args],
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    assert process.stdin is not None
+    process.stdin.write(stdin)
+    process.stdin.close()
+    received = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            assert ready, "the command wrote nothing to its terminal for a minute"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child is gone and its side of the terminal closed
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(master)
+    return process.wait(), bytes(received)

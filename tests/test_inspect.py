@@ -16,7 +16,7 @@ from botocore.config import Config
 from sharebatch.bundles import COLUMNS
 from sharebatch.links import read_url
 from tests.conftest import S3, write_manifest
-from tests.linkkit import invoke, parse_iso, run_dir_of
+from tests.linkkit import invoke, on_terminal, parse_iso, run_dir_of
 
 BUCKET = "inspect-me"
 FILES = {"q3/a.pdf": b"%PDF a", "q3/sub dir/b+c.csv": b"x,y\n"}
@@ -297,3 +297,48 @@ def test_a_csv_key_with_a_line_separator_stays_one_row(tmp_path: Path) -> None:
     [link] = report["bundles"][0]["recipients"][0]["links"]
     assert link["key"] == "a\u2028b.txt"
     assert link["expires_at"] != "2099-01-01T00:00:00Z"  # the URL's own end is earlier
+
+
+# A window-title OSC sequence, a clear-screen CSI and a right-to-left override: the raw
+# characters must never reach a terminal; their escaped form must.
+HOSTILE_KEY = "evil/\x1b]0;x\x07\x1b[2J\u202egnp.exe.pdf"
+HOSTILE_SHOWN = b"evil/\\x1b]0;x\\x07\\x1b[2J\\u202egnp.exe.pdf"
+RAW = (b"\x1b", b"\x07", "\u202e".encode())
+
+
+def hostile_run(s3: S3, tmp_path: Path) -> Path:
+    """A real run sharing one object whose key carries terminal escapes and a bidi override."""
+    s3.bucket(BUCKET, {HOSTILE_KEY: b"%PDF evil"})
+    path = write_manifest(
+        tmp_path / "m.yml",
+        f"""\
+version: 1
+defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: q3
+    prefixes: [evil/]
+    recipients: [{{id: globex}}]
+""",
+    )
+    out = str(tmp_path / "out")
+    return run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
+
+
+def test_hostile_keys_reach_a_terminal_escaped(s3: S3, tmp_path: Path) -> None:
+    """inspect on a real terminal, for a bundle and for its URL given on stdin: the key is
+    shown escaped, and no ESC, BEL or U+202E reaches the terminal."""
+    bundle = hostile_run(s3, tmp_path) / "q3" / "globex"
+    url = json.loads((bundle / "links.json").read_text())["links"][0]["url"]
+    for args, stdin in (((str(bundle),), b""), (("-",), url.encode() + b"\n")):
+        code, shown = on_terminal("inspect", *args, stdin=stdin)
+        assert code == 0, shown
+        assert HOSTILE_SHOWN in shown
+        assert not any(raw in shown for raw in RAW), shown
+
+
+def test_file_names_in_errors_are_escaped(tmp_path: Path) -> None:
+    """A bundle path with escapes, named in an error, is shown escaped on stderr."""
+    result = invoke("inspect", str(tmp_path / "x\x1b[2J\u202e.json"))
+    assert result.exit_code == 2
+    assert "x\\x1b[2J\\u202e.json: cannot read the bundle" in result.stderr
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
