@@ -70,8 +70,8 @@ def _render_url(n: int, url: dict[str, Any]) -> list[str]:
         ("signed at", url["signed_at"] or "not in the URL (SigV2 carries only its end)"),
         ("expires at", url["expires_at"]),
     ]
-    if url["status"] == "INVALID":
-        rows.append(("problem", f"X-Amz-Expires {url['expires_in']}s is over S3's 7-day limit"))
+    if url["problem"]:
+        rows.append(("problem", url["problem"]))
     lines = [f"URL #{n} (sha256 {url['url_sha256'][:16]})"]
     return lines + [f"  {name:<12} {value}" for name, value in rows]
 
@@ -93,6 +93,8 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
                 f"    {link['status']:<9} {link['expires_at']:<21} "
                 f"{_span(link['seconds_left']):<20} {link['key']}"
             )
+            if link["problem"]:
+                lines.append(f"      problem: {link['problem']}")
     return lines
 
 

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import botocore.auth
@@ -342,3 +343,75 @@ def test_file_names_in_errors_are_escaped(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "x\\x1b[2J\\u202e.json: cannot read the bundle" in result.stderr
     assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+
+
+def signed_at_offset(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    """botocore signs as if at the real clock's now + ``offset``."""
+    moment = datetime.now(UTC) + offset
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: moment)
+
+
+def scope_moved_a_day_back(url: str) -> str:
+    """The URL with its credential scope's date one day before its X-Amz-Date."""
+    day = dict(parse_qsl(urlsplit(url).query))["X-Amz-Date"][:8]
+    before = (datetime.strptime(day, "%Y%m%d") - timedelta(days=1)).strftime("%Y%m%d")
+    moved = url.replace(f"%2F{day}%2F", f"%2F{before}%2F")
+    assert moved != url
+    return moved
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda url: url, "X-Amz-Date is in the future"),
+        (scope_moved_a_day_back, "is not the credential scope's date"),
+        (
+            lambda url: url.replace("X-Amz-Expires=3600", "X-Amz-Expires=0"),
+            "X-Amz-Expires 0s: S3 needs 1 s to 7 days",
+        ),
+        (lambda url: url + "&X-Amz-Expires=60", "X-Amz-Expires is given 2 times"),
+    ],
+    ids=["signed-in-the-future", "date-off-scope", "expires-0", "repeated"],
+)
+def test_urls_s3_would_refuse_are_invalid_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, edit: Any, problem: str
+) -> None:
+    """A URL signed ten years ahead (from the real clock), a credential scope of another day,
+    X-Amz-Expires=0 and a repeated parameter are each INVALID, exit 1, with the reason."""
+    if problem.startswith("X-Amz-Date is in the future"):
+        signed_at_offset(monkeypatch, timedelta(days=3653))
+    url = edit(botocore_url(bucket="plain-bucket"))
+    code, report = inspect_json(url)
+    [found] = report["urls"]
+    assert (code, found["status"], report["invalid"]) == (1, "INVALID", 1)
+    assert problem in found["problem"]
+    shown = invoke("inspect", url).stdout
+    assert f"problem      {found['problem']}" in shown
+    assert "7-day limit" not in shown
+
+
+def test_a_url_signed_within_the_clock_skew_s3_allows_is_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signer whose clock runs a few minutes ahead makes links S3 still takes: VALID."""
+    signed_at_offset(monkeypatch, timedelta(minutes=5))
+    code, report = inspect_json(botocore_url(bucket="plain-bucket"))
+    assert (code, report["urls"][0]["status"], report["urls"][0]["problem"]) == (0, "VALID", None)
+
+
+def test_a_bundle_row_with_a_refused_url_is_invalid_with_the_reason(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A bundle row whose URL carries X-Amz-Expires twice is INVALID and says why."""
+    data = json.loads((run_dir / "q3" / "globex" / "links.json").read_text())
+    data["links"][1]["url"] += "&X-Amz-Expires=60"
+    edited = tmp_path / "links.json"
+    edited.write_text(json.dumps(data))
+    code, report = inspect_json(str(edited))
+    links = report["bundles"][0]["recipients"][0]["links"]
+    assert code == 1
+    assert [(link["status"], link["problem"]) for link in links] == [
+        ("VALID", None),
+        ("INVALID", "X-Amz-Expires is given 2 times"),
+    ]
+    assert "problem: X-Amz-Expires is given 2 times" in invoke("inspect", str(edited)).stdout
