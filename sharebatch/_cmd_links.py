@@ -18,7 +18,7 @@ import typer
 from ._app import FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
 from .errors import SharebatchError, UsageError
 from .links import inspect as inspect_links
-from .periods import parse_duration
+from .periods import MAX_EXPIRY_SECONDS, parse_duration
 from .renew import RenewReport, renew_bundles
 from .verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
 from .visible import visible
@@ -34,11 +34,17 @@ WithinOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _within(value: str | None) -> timedelta:
+# inspect's window may pass the 7-day SigV4 limit: SigV2 links (and a bundle's fixed end) live
+# longer. A year covers any renewal cycle; beyond it a link is not "expiring", and the bound
+# keeps now + window far from datetime's end.
+INSPECT_WITHIN_MAX = 366 * 86400
+
+
+def _within(value: str | None, maximum: int = MAX_EXPIRY_SECONDS) -> timedelta:
     if value is None:
         return timedelta(0)
     try:
-        return timedelta(seconds=parse_duration(value))
+        return timedelta(seconds=parse_duration(value, maximum))
     except ValueError as exc:
         raise UsageError(f"--within: {exc}") from None
 
@@ -98,23 +104,13 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
     return lines
 
 
-def _targets(values: list[str]) -> list[str]:
-    # "-" reads one target a line from stdin: URLs given there stay out of `ps` and history.
-    found: list[str] = []
-    for value in values:
-        if value == "-":
-            found += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            found.append(value)
-    return found
-
-
 @app.command()
 def inspect(
     targets: Annotated[
         list[str],
         typer.Argument(
-            help="Presigned URLs, bundle files (CSV or JSON) or bundle folders; - reads stdin."
+            help="Presigned URLs, bundle files (CSV or JSON) or bundle folders;"
+            " - reads URLs from stdin, one a line."
         ),
     ],
     within: WithinOpt = None,
@@ -123,16 +119,20 @@ def inspect(
     """Show when links stop working, without contacting S3.
 
     For a URL: method, bucket, key, signed at, expires at, time left, VALID/EXPIRED, the kind
-    of credentials and the signature version (SigV4 or SigV2). For a bundle: a table per
-    recipient.
+    of credentials and the signature version (SigV4 or SigV2); INVALID with the reason when S3
+    would refuse it anyway. For a bundle: a table per recipient. --within may be up to 366d
+    (SigV2 links live longer than 7 days).
 
     Example: sharebatch inspect bundles/2026-Q3/*/q3/*/links.json --within 48h
 
     Exit codes: 0 no link expired (or expiring within --within); 1 some are; 2 bad input.
     """
+    # "-" reads URLs from stdin, so they stay out of `ps` and the shell's history.
+    stdin = sys.stdin.buffer if "-" in targets else ()
     try:
-        window = _within(within)
-        report = inspect_links(_targets(targets), datetime.now(UTC), window)
+        window = _within(within, INSPECT_WITHIN_MAX)
+        paths = [target for target in targets if target != "-"]
+        report = inspect_links(paths, datetime.now(UTC), window, stdin)
     except SharebatchError as exc:
         raise fail(exc) from None
     if as_json:

@@ -247,11 +247,16 @@ def bundle_file(path: Path) -> Path:
 
 def read_bundle(path: str | Path) -> Bundle:
     """Load a CSV or JSON bundle; ``LinkError`` names the file, line and field of a problem."""
-    path = bundle_file(Path(path))
+    given = str(path)
     try:
+        path = bundle_file(Path(path))
+        if path.exists() and not path.is_file():
+            # A FIFO or a device would be read until its writer stops, maybe never.
+            raise LinkError(f"{given}: not a regular file")
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LinkError(f"{path}: cannot read the bundle: {exc.__class__.__name__}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # ValueError: a NUL in the path. The path is named as given: Path() would fold '//'.
+        raise LinkError(f"{given}: cannot read the bundle: {exc.__class__.__name__}") from None
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         header, raw = _json_rows(path, text)
         return Bundle(path, "json", header, [_row(path, "json", n, item) for n, item in raw])
@@ -279,6 +284,12 @@ def _json_rows(path: Path, text: str) -> tuple[dict[str, Any], list[tuple[int, A
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     # Not splitlines(): it also splits at U+2028 and friends, which a quoted key may hold.
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    if {"fields", "curl"} <= set(reader.fieldnames or []):
+        # Slots are not links: a POST form has no presigned URL, its end is in a signed policy.
+        raise LinkError(
+            f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
+            " links.json beside it (each slot's end is in its expires_at column)"
+        )
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
@@ -393,20 +404,55 @@ def _counts(links: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
+def stdin_urls(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+    """``(source, url)`` for each non-blank line of stdin, which holds URLs only.
+
+    ``LinkError`` names the line that is not UTF-8 or not an http(s) URL; the line itself is
+    not shown, since it may be a damaged link (a bearer secret).
+    """
+    for n, raw in enumerate(lines, 1):
+        source = f"stdin line {n}"
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise LinkError(f"{source}: not UTF-8 text") from None
+        if n == 1:
+            text = text.removeprefix("\ufeff")  # Windows editors start a text file with a BOM
+        if not text:
+            continue
+        scheme = _SCHEME.match(text)
+        if scheme is None or scheme["scheme"].lower() not in ("http", "https"):
+            raise LinkError(f"{source}: not an http(s) URL (give bundle files as arguments)")
+        yield source, text
+
+
 def inspect(
-    targets: Iterable[str], now: datetime, within: timedelta = timedelta(0)
+    targets: Iterable[str],
+    now: datetime,
+    within: timedelta = timedelta(0),
+    stdin: Iterable[bytes] = (),
 ) -> dict[str, Any]:
-    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path.
+    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path, then
+    the URLs of ``stdin``'s lines (``stdin_urls``).
 
     ``ok`` is False when any link is expired, invalid, or expiring within ``within``.
     """
     urls: list[dict[str, Any]] = []
     bundles: list[dict[str, Any]] = []
     for n, target in enumerate(targets, 1):
-        if re.match(r"(?i)https?://", target.strip()):
-            urls.append(inspect_url(target, now, within, f"URL #{n}"))
-        else:
+        scheme = _SCHEME.match(target)
+        if scheme is None:
             bundles.append(inspect_bundle(read_bundle(target), now, within))
+        elif scheme["scheme"].lower() in ("http", "https"):
+            urls.append(inspect_url(target, now, within, f"argument {n}"))
+        else:
+            # Read as a path, s3://b/k would come back as "s3:/b/k: cannot read the bundle".
+            raise LinkError(
+                f"argument {n}: an {scheme['scheme']}:// address is not a presigned URL;"
+                " give http(s) URLs or bundle files"
+            )
+    for source, url in stdin_urls(stdin):
+        urls.append(inspect_url(url, now, within, source))
     every = [*urls, *(link for b in bundles for r in b["recipients"] for link in r["links"])]
     counts = _counts(every)
     return {

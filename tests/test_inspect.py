@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 from botocore.config import Config
 
 from sharebatch.bundles import COLUMNS
-from sharebatch.links import read_url
+from sharebatch.links import LinkError, read_bundle, read_url
 from tests.conftest import S3, write_manifest
 from tests.linkkit import invoke, on_terminal, parse_iso, run_dir_of
 
@@ -269,7 +272,7 @@ def test_missing_files_and_non_urls_exit_2(tmp_path: Path) -> None:
     assert "nope.json: cannot read the bundle" in missing.stderr
     plain = invoke("inspect", "https://example.com/file.pdf")
     assert plain.exit_code == 2
-    assert "URL #1: not a presigned S3 URL" in plain.stderr
+    assert "argument 1: not a presigned S3 URL" in plain.stderr
     bad_window = invoke("inspect", "https://example.com/f", "--within", "soon")
     assert bad_window.exit_code == 2 and "--within" in bad_window.stderr
 
@@ -415,3 +418,107 @@ def test_a_bundle_row_with_a_refused_url_is_invalid_with_the_reason(
         ("INVALID", "X-Amz-Expires is given 2 times"),
     ]
     assert "problem: X-Amz-Expires is given 2 times" in invoke("inspect", str(edited)).stdout
+
+
+def inspect_process(stdin: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m sharebatch inspect ARGS`` with ``stdin`` as raw bytes."""
+    return subprocess.run(
+        [sys.executable, "-m", "sharebatch", "inspect", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b"a\x00b\n", "stdin line 1: not an http(s) URL"),
+        (b"\n\n" + b"links.json\n", "stdin line 3: not an http(s) URL"),
+        (b"https://h/k\x00?X-Amz-Algorithm=x\n", "stdin line 1: the URL holds \\x00"),
+        (b"{url}\n\xff\xfe\n", "stdin line 2: not UTF-8 text"),
+        (b"\xef\xbb\xbfhttps://x\n", "stdin line 1: not a presigned S3 URL"),
+    ],
+    ids=["nul", "a-path", "nul-in-a-url", "not-utf8", "bom"],
+)
+def test_odd_stdin_lines_exit_2_with_one_line_naming_the_line(stdin: bytes, message: str) -> None:
+    """stdin holds URLs only: a path, a NUL, bytes that are not UTF-8 are bad input (exit 2,
+    one line naming the line, no traceback); a BOM before the first URL is not part of it."""
+    url = sigv2_url(datetime.now(UTC) + timedelta(hours=1)).encode()
+    result = inspect_process(stdin.replace(b"{url}", url), "-")
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert stderr.startswith("sharebatch: error: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr and "https:/x" not in stderr
+    assert result.stdout == b""
+
+
+def test_odd_paths_are_bad_input_not_tracebacks(tmp_path: Path) -> None:
+    """A FIFO is refused without being read (nothing hangs), a name too long for the file
+    system is exit 2, and a NUL in a path is a LinkError, not os's ValueError."""
+    fifo = tmp_path / "links.json"
+    os.mkfifo(fifo)
+    result = invoke("inspect", str(fifo))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sharebatch: error: {fifo}: not a regular file\n",
+    )
+    long = invoke("inspect", "x" * 5000 + ".json")
+    assert long.exit_code == 2 and "cannot read the bundle: OSError" in long.stderr
+    with pytest.raises(LinkError, match="cannot read the bundle: ValueError"):
+        read_bundle("a\x00b.json")
+
+
+def test_other_schemes_are_named_not_read_as_paths() -> None:
+    """An s3:// address is refused as such, not mangled into the path s3:/b/k."""
+    result = invoke("inspect", "s3://b/k")
+    assert result.exit_code == 2
+    assert "argument 1: an s3:// address is not a presigned URL" in result.stderr
+    assert "s3:/b" not in result.stderr
+
+
+def sigv2_url(expires_at: datetime) -> str:
+    stamp = int(expires_at.timestamp())
+    return f"https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires={stamp}"
+
+
+def test_within_reaches_past_seven_days_for_long_lived_links() -> None:
+    """A SigV2 link ending in 20 days (from the real clock) is EXPIRING --within 30d and VALID
+    --within 10d; beyond the 366-day bound --within is refused, exit 2."""
+    url = sigv2_url(datetime.now(UTC) + timedelta(days=20))
+    code, report = inspect_json(url, "--within", "30d")
+    assert (code, report["urls"][0]["status"], report["within_seconds"]) == (
+        1,
+        "EXPIRING",
+        30 * 86400,
+    )
+    code, report = inspect_json(url, "--within", "10d")
+    assert (code, report["urls"][0]["status"]) == (0, "VALID")
+    too_long = invoke("inspect", url, "--within", "367d")
+    assert too_long.exit_code == 2
+    assert "--within: 367d is longer than 366 days" in too_long.stderr
+
+
+def test_an_uploads_csv_is_refused_by_name(s3: S3, tmp_path: Path) -> None:
+    """uploads.csv holds upload slots, not links: exit 2 with a message saying so."""
+    s3.bucket(BUCKET, FILES)
+    path = write_manifest(
+        tmp_path / "m.yml",
+        f"""\
+version: 1
+defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: q3
+    prefixes: [q3/]
+    recipients:
+      - id: globex
+        upload: {{prefix: "inbox/globex/", max_size: 1KB, keys: [back.pdf]}}
+""",
+    )
+    out = str(tmp_path / "out")
+    run = run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
+    uploads = run / "q3" / "globex" / "uploads.csv"
+    result = invoke("inspect", str(uploads))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{uploads}: an uploads.csv holds upload slots, not links" in result.stderr
