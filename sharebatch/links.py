@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .audit import url_digest
-from .bundles import COLUMNS, iso
+from .bundles import COLUMNS, csv_value, iso
 from .errors import UsageError
 from .signing import MAX_EXPIRES_IN
 from .visible import HIDDEN, visible
@@ -294,7 +294,11 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
     for row in reader:
-        yield reader.line_num, row
+        # Cells were written by bundles.csv_cell: escapes and the formula quote are undone.
+        yield (
+            reader.line_num,
+            {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()},
+        )
 
 
 def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
