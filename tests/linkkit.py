@@ -117,11 +117,18 @@ def on_terminal(*args: str, stdin: bytes = b"") -> tuple[int, bytes]:
     assert process.stdin is not None
     process.stdin.write(stdin)
     process.stdin.close()
+    received = drain(master)
+    return process.wait(), received
+
+
+def drain(master: int, quiet_for: float = 60) -> bytes:
+    """Every byte the master side of a pseudo-terminal receives until the child's side closes
+    (it fails when nothing comes for ``quiet_for`` seconds); closes ``master``."""
     received = bytearray()
     try:
         while True:
-            ready, _, _ = select.select([master], [], [], 60)
-            assert ready, "the command wrote nothing to its terminal for a minute"
+            ready, _, _ = select.select([master], [], [], quiet_for)
+            assert ready, f"nothing reached the terminal for {quiet_for:.0f} s"
             try:
                 chunk = os.read(master, 65536)
             except OSError:  # EIO: the child is gone and its side of the terminal closed
@@ -131,4 +138,4 @@ def on_terminal(*args: str, stdin: bytes = b"") -> tuple[int, bytes]:
             received += chunk
     finally:
         os.close(master)
-    return process.wait(), bytes(received)
+    return bytes(received)

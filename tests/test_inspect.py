@@ -27,10 +27,11 @@ FILES = {"q3/a.pdf": b"%PDF a", "q3/sub dir/b+c.csv": b"x,y\n"}
 PAST = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
 
 
-@pytest.fixture
-def run_dir(s3: S3, tmp_path: Path) -> Path:
-    """A real run: one recipient, 1h links, both bundle formats."""
-    s3.bucket(BUCKET, FILES)
+def shared_run(
+    s3: S3, tmp_path: Path, files: dict[str, bytes], prefix: str, recipient: str = "{id: globex}"
+) -> Path:
+    """A real run of ``files`` under ``prefix`` for one recipient: 1h links, both formats."""
+    s3.bucket(BUCKET, files)
     path = write_manifest(
         tmp_path / "m.yml",
         f"""\
@@ -38,13 +39,18 @@ version: 1
 defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
 jobs:
   - name: q3
-    prefixes: [q3/]
-    recipients: [{{id: globex}}]
+    prefixes: [{prefix}]
+    recipients: [{recipient}]
 """,
     )
-    return run_dir_of(
-        invoke("run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint)
-    )
+    out = str(tmp_path / "out")
+    return run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
+
+
+@pytest.fixture
+def run_dir(s3: S3, tmp_path: Path) -> Path:
+    """A real run: one recipient, 1h links, both bundle formats."""
+    return shared_run(s3, tmp_path, FILES, "q3/")
 
 
 def botocore_url(
@@ -71,6 +77,11 @@ def botocore_url(
         )
     finally:
         client.close()
+
+
+def sigv2_url(expires_at: datetime) -> str:
+    stamp = int(expires_at.timestamp())
+    return f"https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires={stamp}"
 
 
 @pytest.fixture
@@ -130,8 +141,7 @@ def test_sigv2_urls_are_read_with_their_expiry() -> None:
 
 def test_an_expired_sigv2_url_exits_1() -> None:
     """A SigV2 URL whose Expires has passed is EXPIRED; the text says how long ago."""
-    past = int(PAST.timestamp())
-    url = f"https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires={past}"
+    url = sigv2_url(PAST)
     result = invoke("inspect", url)
     assert result.exit_code == 1
     assert "EXPIRED (expired" in result.stdout
@@ -310,28 +320,10 @@ HOSTILE_SHOWN = b"evil/\\x1b]0;x\\x07\\x1b[2J\\u202egnp.exe.pdf"
 RAW = (b"\x1b", b"\x07", "\u202e".encode())
 
 
-def hostile_run(s3: S3, tmp_path: Path) -> Path:
-    """A real run sharing one object whose key carries terminal escapes and a bidi override."""
-    s3.bucket(BUCKET, {HOSTILE_KEY: b"%PDF evil"})
-    path = write_manifest(
-        tmp_path / "m.yml",
-        f"""\
-version: 1
-defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
-jobs:
-  - name: q3
-    prefixes: [evil/]
-    recipients: [{{id: globex}}]
-""",
-    )
-    out = str(tmp_path / "out")
-    return run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
-
-
 def test_hostile_keys_reach_a_terminal_escaped(s3: S3, tmp_path: Path) -> None:
     """inspect on a real terminal, for a bundle and for its URL given on stdin: the key is
     shown escaped, and no ESC, BEL or U+202E reaches the terminal."""
-    bundle = hostile_run(s3, tmp_path) / "q3" / "globex"
+    bundle = shared_run(s3, tmp_path, {HOSTILE_KEY: b"%PDF evil"}, "evil/") / "q3" / "globex"
     url = json.loads((bundle / "links.json").read_text())["links"][0]["url"]
     for args, stdin in (((str(bundle),), b""), (("-",), url.encode() + b"\n")):
         code, shown = on_terminal("inspect", *args, stdin=stdin)
@@ -478,11 +470,6 @@ def test_other_schemes_are_named_not_read_as_paths() -> None:
     assert "s3:/b" not in result.stderr
 
 
-def sigv2_url(expires_at: datetime) -> str:
-    stamp = int(expires_at.timestamp())
-    return f"https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires={stamp}"
-
-
 def test_within_reaches_past_seven_days_for_long_lived_links() -> None:
     """A SigV2 link ending in 20 days (from the real clock) is EXPIRING --within 30d and VALID
     --within 10d; beyond the 366-day bound --within is refused, exit 2."""
@@ -502,22 +489,8 @@ def test_within_reaches_past_seven_days_for_long_lived_links() -> None:
 
 def test_an_uploads_csv_is_refused_by_name(s3: S3, tmp_path: Path) -> None:
     """uploads.csv holds upload slots, not links: exit 2 with a message saying so."""
-    s3.bucket(BUCKET, FILES)
-    path = write_manifest(
-        tmp_path / "m.yml",
-        f"""\
-version: 1
-defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
-jobs:
-  - name: q3
-    prefixes: [q3/]
-    recipients:
-      - id: globex
-        upload: {{prefix: "inbox/globex/", max_size: 1KB, keys: [back.pdf]}}
-""",
-    )
-    out = str(tmp_path / "out")
-    run = run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
+    slot = '{id: globex, upload: {prefix: "inbox/globex/", max_size: 1KB, keys: [back.pdf]}}'
+    run = shared_run(s3, tmp_path, FILES, "q3/", slot)
     uploads = run / "q3" / "globex" / "uploads.csv"
     result = invoke("inspect", str(uploads))
     assert result.exit_code == 2 and result.stdout == ""
