@@ -16,6 +16,7 @@ import typer
 from . import __version__
 from .audit import configure
 from .errors import ManifestError, SharebatchError
+from .visible import visible
 
 app = typer.Typer(
     name="sharebatch",
@@ -76,10 +77,11 @@ def setup_logging(verbose: bool, quiet: bool, fmt: LogFormat) -> None:
 
 
 def fail(exc: SharebatchError) -> typer.Exit:
+    # Messages quote paths, keys and values chosen by others: shown through ``visible``.
     if isinstance(exc, ManifestError):
         # One line per problem, compiler style, so editors can jump to file:line:column.
         for issue in exc.issues:
-            typer.echo(str(issue), err=True)
+            typer.echo(visible(str(issue)), err=True)
         count = len(exc.issues)
         typer.echo(
             f"sharebatch: {count} problem{'s' if count != 1 else ''} in the manifest; "
@@ -87,5 +89,5 @@ def fail(exc: SharebatchError) -> typer.Exit:
             err=True,
         )
     else:
-        typer.echo(f"sharebatch: error: {exc}", err=True)
+        typer.echo(f"sharebatch: error: {visible(str(exc))}", err=True)
     return typer.Exit(exc.exit_code)

@@ -11,10 +11,15 @@ import typer
 from ._app import AsOfOpt, app, fail
 from .doctor import Diagnosis, diagnose
 from .errors import SharebatchError
+from .visible import visible
 
 
 def render_diagnosis(diagnosis: Diagnosis) -> str:
-    """``OK    region         acme-reports: eu-west-1, as configured``, then a verdict."""
+    """``OK    region         acme-reports: eu-west-1, as configured``, then a verdict.
+
+    Subjects name buckets and prefixes, messages quote S3: each line goes out through
+    ``visible``.
+    """
     lines = []
     for check in diagnosis.checks:
         about = f"{check.subject}: " if check.subject else ""
@@ -22,7 +27,7 @@ def render_diagnosis(diagnosis: Diagnosis) -> str:
     counts = {s: sum(c.status == s for c in diagnosis.checks) for s in ("FAIL", "WARN")}
     verdict = "ready to run" if diagnosis.status != "FAIL" else "not ready to run"
     lines.append(f"doctor: {counts['FAIL']} FAIL, {counts['WARN']} WARN: {verdict}")
-    return "\n".join(lines)
+    return "\n".join(map(visible, lines))
 
 
 @app.command()

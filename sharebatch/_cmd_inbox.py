@@ -12,10 +12,15 @@ from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail
 from .bundles import iso
 from .errors import SharebatchError
 from .inbox import Inbox, read_inbox, write_inbox_csv
+from .visible import visible
 
 
 def render_inbox(inbox: Inbox) -> str:
-    """One block per slot: a heading with the counts, then one line per file."""
+    """One block per slot: a heading with the counts, then one line per file.
+
+    Names, prefixes and errors come from whoever uploaded or answered: each line goes out
+    through ``visible``, so no control or bidi character reaches the terminal.
+    """
     lines = [f"upload slots of {inbox.manifest} as of {inbox.as_of.isoformat()}"]
     for found in inbox.slots:
         head = f"{found.job}/{found.recipient}  {found.bucket}/{found.slot.prefix}"
@@ -29,14 +34,8 @@ def render_inbox(inbox: Inbox) -> str:
         for entry in found.entries:
             size = "" if entry.size is None else f"{entry.size} B"
             when = iso(entry.last_modified) if entry.last_modified else ""
-            name = _printable(entry.name)
-            lines.append(f"  {entry.status:<10} {size:>14}  {when:<20}  {name}".rstrip())
-    return "\n".join(lines)
-
-
-def _printable(name: str) -> str:
-    # Names come from whoever uploaded: control characters must not drive the terminal.
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in name)
+            lines.append(f"  {entry.status:<10} {size:>14}  {when:<20}  {entry.name}".rstrip())
+    return "\n".join(map(visible, lines))
 
 
 @app.command()

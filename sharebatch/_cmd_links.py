@@ -1,7 +1,8 @@
 """``sharebatch inspect``, ``verify`` and ``renew``: links read back, checked and re-signed.
 
 Data goes to stdout, errors to stderr. No full URL is printed unless ``verify --show-urls``
-asks for it: links are named by bucket, key and the sha256 the audit log records.
+asks for it: links are named by bucket, key and the sha256 the audit log records. Keys, paths
+and bundle values are chosen by others: every line of text goes out through ``visible``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import typer
 from ._app import FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
 from .errors import SharebatchError, UsageError
 from .links import inspect as inspect_links
-from .periods import parse_duration
+from .periods import MAX_EXPIRY_SECONDS, parse_duration
 from .renew import RenewReport, renew_bundles
 from .verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
 from .visible import visible
@@ -34,11 +35,17 @@ WithinOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _within(value: str | None) -> timedelta:
+# inspect's window may pass the 7-day SigV4 limit: SigV2 links (and a bundle's fixed end) live
+# longer. A year covers any renewal cycle; beyond it a link is not "expiring", and the bound
+# keeps now + window far from datetime's end.
+INSPECT_WITHIN_MAX = 366 * 86400
+
+
+def _within(value: str | None, maximum: int = MAX_EXPIRY_SECONDS) -> timedelta:
     if value is None:
         return timedelta(0)
     try:
-        return timedelta(seconds=parse_duration(value))
+        return timedelta(seconds=parse_duration(value, maximum))
     except ValueError as exc:
         raise UsageError(f"--within: {exc}") from None
 
@@ -70,8 +77,8 @@ def _render_url(n: int, url: dict[str, Any]) -> list[str]:
         ("signed at", url["signed_at"] or "not in the URL (SigV2 carries only its end)"),
         ("expires at", url["expires_at"]),
     ]
-    if url["status"] == "INVALID":
-        rows.append(("problem", f"X-Amz-Expires {url['expires_in']}s is over S3's 7-day limit"))
+    if url["problem"]:
+        rows.append(("problem", url["problem"]))
     lines = [f"URL #{n} (sha256 {url['url_sha256'][:16]})"]
     return lines + [f"  {name:<12} {value}" for name, value in rows]
 
@@ -93,18 +100,9 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
                 f"    {link['status']:<9} {link['expires_at']:<21} "
                 f"{_span(link['seconds_left']):<20} {link['key']}"
             )
+            if link["problem"]:
+                lines.append(f"      problem: {link['problem']}")
     return lines
-
-
-def _targets(values: list[str]) -> list[str]:
-    # "-" reads one target a line from stdin: URLs given there stay out of `ps` and history.
-    found: list[str] = []
-    for value in values:
-        if value == "-":
-            found += [line.strip() for line in sys.stdin if line.strip()]
-        else:
-            found.append(value)
-    return found
 
 
 @app.command()
@@ -112,7 +110,8 @@ def inspect(
     targets: Annotated[
         list[str],
         typer.Argument(
-            help="Presigned URLs, bundle files (CSV or JSON) or bundle folders; - reads stdin."
+            help="Presigned URLs, bundle files (CSV or JSON) or bundle folders;"
+            " - reads URLs from stdin, one a line."
         ),
     ],
     within: WithinOpt = None,
@@ -121,16 +120,20 @@ def inspect(
     """Show when links stop working, without contacting S3.
 
     For a URL: method, bucket, key, signed at, expires at, time left, VALID/EXPIRED, the kind
-    of credentials and the signature version (SigV4 or SigV2). For a bundle: a table per
-    recipient.
+    of credentials and the signature version (SigV4 or SigV2); INVALID with the reason when S3
+    would refuse it anyway. For a bundle: a table per recipient. --within may be up to 366d
+    (SigV2 links live longer than 7 days).
 
     Example: sharebatch inspect bundles/2026-Q3/*/q3/*/links.json --within 48h
 
     Exit codes: 0 no link expired (or expiring within --within); 1 some are; 2 bad input.
     """
+    # "-" reads URLs from stdin, so they stay out of `ps` and the shell's history.
+    stdin = sys.stdin.buffer if "-" in targets else ()
     try:
-        window = _within(within)
-        report = inspect_links(_targets(targets), datetime.now(UTC), window)
+        window = _within(within, INSPECT_WITHIN_MAX)
+        paths = [target for target in targets if target != "-"]
+        report = inspect_links(paths, datetime.now(UTC), window, stdin)
     except SharebatchError as exc:
         raise fail(exc) from None
     if as_json:
@@ -148,7 +151,7 @@ def inspect(
             f"{soon}, {report['expired']} expired"
             + (f", {report['invalid']} invalid" if report["invalid"] else "")
         )
-        typer.echo("\n".join(lines))
+        typer.echo("\n".join(map(visible, lines)))
     raise typer.Exit(0 if report["ok"] else 1)
 
 
@@ -160,7 +163,7 @@ def _render_verify(report: VerifyReport, show_urls: bool) -> str:
     counts = report.data()["outcomes"]
     shown = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
     lines.append(f"verify: {report.checked} of {report.total} links checked: {shown or 'none'}")
-    return "\n".join(lines)
+    return "\n".join(map(visible, lines))
 
 
 @app.command()
@@ -199,18 +202,19 @@ def verify(
 
 def _render_renew(report: RenewReport) -> None:
     for renewal in report.renewals:
+        source = visible(renewal.source)
         for row in renewal.not_renewed:
             typer.echo(
-                f"sharebatch: {renewal.source}: links[{row.line - 1}]: {visible(row.key)}:"
+                f"sharebatch: {source}: links[{row.line - 1}]: {visible(row.key)}:"
                 f" not renewed: {row.outcome}: {visible(row.detail)}",
                 err=True,
             )
         if renewal.error:
-            typer.echo(f"sharebatch: {renewal.source}: not renewed: {renewal.error}", err=True)
+            typer.echo(f"sharebatch: {source}: not renewed: {visible(renewal.error)}", err=True)
         elif not renewal.written and not renewal.not_renewed:
-            typer.echo(f"sharebatch: {renewal.source}: nothing to renew", err=True)
+            typer.echo(f"sharebatch: {source}: nothing to renew", err=True)
         for path in renewal.written:
-            typer.echo(path)
+            typer.echo(visible(path))
 
 
 @app.command()

@@ -29,6 +29,8 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from .visible import visible
+
 StderrFormat = Literal["auto", "json", "console"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -118,13 +120,8 @@ def _console(event: MutableMapping[str, Any]) -> str:
     level = str(fields.pop("level", "info"))
     name = str(fields.pop("event", ""))
     # An object key is chosen by whoever uploaded it: escape controls (ANSI sequences) for a TTY.
-    rest = " ".join(f"{key}={_printable(value)}" for key, value in fields.items())
+    rest = " ".join(f"{key}={visible(str(value))}" for key, value in fields.items())
     return f"{stamp} {level:<7} {name:<16} {rest}".rstrip()
-
-
-def _printable(value: object) -> str:
-    text = str(value)
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def configure(

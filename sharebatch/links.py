@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,9 +22,10 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .audit import url_digest
-from .bundles import COLUMNS, iso
+from .bundles import COLUMNS, csv_value, iso
 from .errors import UsageError
 from .signing import MAX_EXPIRES_IN
+from .visible import HIDDEN, visible
 
 Status = Literal["VALID", "EXPIRING", "EXPIRED", "INVALID"]
 
@@ -33,6 +35,10 @@ _VIRTUAL_AWS = re.compile(r"(?P<bucket>.+?)\.s3(?:[.-][a-z0-9-]+)*\.amazonaws\.c
 _PATH_AWS = re.compile(r"s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?")
 # Signed headers a GET link never needs: their presence means an upload link.
 _UPLOAD_HEADERS = ("content-type", "content-md5", "x-amz-meta-", "x-amz-checksum-")
+# S3 takes a request signed up to 15 minutes ahead of its own clock (RequestTimeTooSkewed past
+# that): a link signed further ahead is refused until then, whatever its expiry says.
+CLOCK_SKEW = timedelta(minutes=15)
+_SCHEME = re.compile(r"\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class LinkError(UsageError):
@@ -55,11 +61,16 @@ class UrlFacts:
     expires_at: datetime
     expires_in: int | None
     url_sha256: str
+    # Why S3 refuses the URL whatever the time: a repeated parameter, an X-Amz-Expires outside
+    # 1 s..7 days, a signing day other than the credential scope's.
+    fault: str | None = None
 
-    @property
-    def over_limit(self) -> bool:
-        """S3 refuses SigV4 URLs whose X-Amz-Expires is over 7 days, whatever the date."""
-        return self.expires_in is not None and not 0 < self.expires_in <= MAX_EXPIRES_IN
+    def problem(self, now: datetime) -> str | None:
+        """Why S3 refuses this URL at ``now`` whatever its expiry, or ``None``."""
+        problems = [self.fault] if self.fault else []
+        if self.signed_at and self.signed_at > now + CLOCK_SKEW:
+            problems.append(f"X-Amz-Date is in the future ({iso(self.signed_at)})")
+        return "; ".join(problems) or None
 
 
 def _where(source: str) -> str:
@@ -68,16 +79,24 @@ def _where(source: str) -> str:
 
 def read_url(url: str, source: str = "") -> UrlFacts:
     """Take a presigned S3 URL apart; ``LinkError`` (naming ``source``) if it is not one."""
+    hidden = HIDDEN.search(url.strip())
+    if hidden:
+        # A presigned URL is percent-encoded: a raw control or invisible character means it was
+        # damaged (and urlsplit would drop tabs and newlines silently).
+        raise LinkError(f"{_where(source)}the URL holds {visible(hidden.group())}, not a link")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LinkError(f"{_where(source)}not an http(s) URL")
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    counts = Counter(name for name, _ in pairs)
+    repeated = [f"{name} is given {n} times" for name, n in counts.items() if n > 1]
+    query = dict(pairs)
     lower = {name.lower(): value for name, value in query.items()}
     host = parts.hostname
     bucket, key = _bucket_and_key(host, parts.path)
     response_params = any(name.startswith("response-") for name in lower)
     if query.get("X-Amz-Algorithm") == "AWS4-HMAC-SHA256":
-        return _sigv4(url, source, query, host, bucket, key, response_params)
+        return _sigv4(url, source, query, host, bucket, key, response_params, repeated)
     if {"awsaccesskeyid", "signature", "expires"} <= lower.keys():
         try:
             expires_at = datetime.fromtimestamp(int(lower["expires"]), UTC)
@@ -97,6 +116,7 @@ def read_url(url: str, source: str = "") -> UrlFacts:
             expires_at=expires_at,
             expires_in=None,
             url_sha256=url_digest(url.strip()),
+            fault="; ".join(repeated) or None,
         )
     raise LinkError(
         f"{_where(source)}not a presigned S3 URL: no SigV4 (X-Amz-Algorithm...) or SigV2"
@@ -112,6 +132,7 @@ def _sigv4(
     bucket: str | None,
     key: str | None,
     response_params: bool,
+    faults: list[str],
 ) -> UrlFacts:
     missing = [
         name
@@ -127,6 +148,15 @@ def _sigv4(
         expires_at = signed_at + timedelta(seconds=expires_in)
     except (ValueError, OverflowError):
         raise LinkError(f"{_where(source)}X-Amz-Date or X-Amz-Expires is malformed") from None
+    if expires_in <= 0:
+        faults.append(f"X-Amz-Expires {expires_in}s: S3 needs 1 s to 7 days")
+    elif expires_in > MAX_EXPIRES_IN:
+        faults.append(f"X-Amz-Expires {expires_in}s is over S3's 7-day limit")
+    day = query["X-Amz-Date"][:8]
+    if len(scope) != 5:
+        faults.append("X-Amz-Credential is not key/date/region/service/aws4_request")
+    elif scope[1] != day:
+        faults.append(f"X-Amz-Date's day {day} is not the credential scope's date {scope[1]}")
     signed = query.get("X-Amz-SignedHeaders", "host").split(";")
     upload = any(h.startswith(_UPLOAD_HEADERS) for h in signed)
     token = "X-Amz-Security-Token" in query
@@ -143,6 +173,7 @@ def _sigv4(
         expires_at=expires_at,
         expires_in=expires_in,
         url_sha256=url_digest(url.strip()),
+        fault="; ".join(faults) or None,
     )
 
 
@@ -162,10 +193,11 @@ def _bucket_and_key(host: str, path: str) -> tuple[str | None, str | None]:
 
 
 def status_of(
-    expires_at: datetime, now: datetime, within: timedelta, over_limit: bool = False
+    expires_at: datetime, now: datetime, within: timedelta, problem: str | None = None
 ) -> Status:
-    """EXPIRED at or after ``expires_at``; EXPIRING when it comes within ``within``."""
-    if over_limit:
+    """INVALID with a ``problem``; EXPIRED at or after ``expires_at``; EXPIRING when it comes
+    within ``within``."""
+    if problem:
         return "INVALID"
     if expires_at <= now:
         return "EXPIRED"
@@ -221,11 +253,19 @@ def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
     ``data``: the file's bytes, when the caller has read them already (renewal checks the
     sha256 of exactly what it reads).
     """
-    path = bundle_file(Path(path))
+    given = str(path)
     try:
-        text = path.read_text(encoding="utf-8") if data is None else data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LinkError(f"{path}: cannot read the bundle: {exc.__class__.__name__}") from None
+        path = bundle_file(Path(path))
+        if data is None:
+            if path.exists() and not path.is_file():
+                # A FIFO or a device would be read until its writer stops, maybe never.
+                raise LinkError(f"{given}: not a regular file")
+            text = path.read_text(encoding="utf-8")
+        else:
+            text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # ValueError: a NUL in the path. The path is named as given: Path() would fold '//'.
+        raise LinkError(f"{given}: cannot read the bundle: {exc.__class__.__name__}") from None
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         header, raw, slots = _json_rows(path, text)
         rows = [_row(path, "json", n, item) for n, item in raw]
@@ -290,11 +330,21 @@ def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     # Not splitlines(): it also splits at U+2028 and friends, which a quoted key may hold.
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    if {"fields", "curl"} <= set(reader.fieldnames or []):
+        # Slots are not links: a POST form has no presigned URL, its end is in a signed policy.
+        raise LinkError(
+            f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
+            " links.json beside it (each slot's end is in its expires_at column)"
+        )
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
     for row in reader:
-        yield reader.line_num, row
+        # Cells were written by bundles.csv_cell: escapes and the formula quote are undone.
+        yield (
+            reader.line_num,
+            {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()},
+        )
 
 
 def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
@@ -343,10 +393,12 @@ def row_facts(bundle: Bundle, row: BundleRow) -> UrlFacts:
 
 def _facts_data(facts: UrlFacts, now: datetime, within: timedelta) -> dict[str, Any]:
     data = asdict(facts)
+    del data["fault"]
     for name in ("signed_at", "expires_at"):
         data[name] = iso(data[name]) if data[name] else None
     data["seconds_left"] = int((facts.expires_at - now).total_seconds())
-    data["status"] = status_of(facts.expires_at, now, within, facts.over_limit)
+    data["problem"] = facts.problem(now)
+    data["status"] = status_of(facts.expires_at, now, within, data["problem"])
     return data
 
 
@@ -365,6 +417,7 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
     for row in bundle.rows:
         facts = row_facts(bundle, row)
         end = min(row.expires_at, facts.expires_at)
+        problem = facts.problem(now)
         recipients.setdefault(row.recipient, []).append(
             {
                 "line": row.line,
@@ -373,7 +426,8 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
                 "method": row.method,
                 "expires_at": iso(end),
                 "seconds_left": int((end - now).total_seconds()),
-                "status": status_of(end, now, within, facts.over_limit),
+                "status": status_of(end, now, within, problem),
+                "problem": problem,
                 "credential_kind": facts.credential_kind,
                 "signature_version": facts.signature_version,
                 "url_sha256": facts.url_sha256,
@@ -400,20 +454,55 @@ def _counts(links: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
+def stdin_urls(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+    """``(source, url)`` for each non-blank line of stdin, which holds URLs only.
+
+    ``LinkError`` names the line that is not UTF-8 or not an http(s) URL; the line itself is
+    not shown, since it may be a damaged link (a bearer secret).
+    """
+    for n, raw in enumerate(lines, 1):
+        source = f"stdin line {n}"
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise LinkError(f"{source}: not UTF-8 text") from None
+        if n == 1:
+            text = text.removeprefix("\ufeff")  # Windows editors start a text file with a BOM
+        if not text:
+            continue
+        scheme = _SCHEME.match(text)
+        if scheme is None or scheme["scheme"].lower() not in ("http", "https"):
+            raise LinkError(f"{source}: not an http(s) URL (give bundle files as arguments)")
+        yield source, text
+
+
 def inspect(
-    targets: Iterable[str], now: datetime, within: timedelta = timedelta(0)
+    targets: Iterable[str],
+    now: datetime,
+    within: timedelta = timedelta(0),
+    stdin: Iterable[bytes] = (),
 ) -> dict[str, Any]:
-    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path.
+    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path, then
+    the URLs of ``stdin``'s lines (``stdin_urls``).
 
     ``ok`` is False when any link is expired, invalid, or expiring within ``within``.
     """
     urls: list[dict[str, Any]] = []
     bundles: list[dict[str, Any]] = []
     for n, target in enumerate(targets, 1):
-        if re.match(r"(?i)https?://", target.strip()):
-            urls.append(inspect_url(target, now, within, f"URL #{n}"))
-        else:
+        scheme = _SCHEME.match(target)
+        if scheme is None:
             bundles.append(inspect_bundle(read_bundle(target), now, within))
+        elif scheme["scheme"].lower() in ("http", "https"):
+            urls.append(inspect_url(target, now, within, f"argument {n}"))
+        else:
+            # Read as a path, s3://b/k would come back as "s3:/b/k: cannot read the bundle".
+            raise LinkError(
+                f"argument {n}: an {scheme['scheme']}:// address is not a presigned URL;"
+                " give http(s) URLs or bundle files"
+            )
+    for source, url in stdin_urls(stdin):
+        urls.append(inspect_url(url, now, within, source))
     every = [*urls, *(link for b in bundles for r in b["recipients"] for link in r["links"])]
     counts = _counts(every)
     return {

@@ -144,11 +144,11 @@ def parse_moment(value: date | str) -> datetime:
     return value.astimezone(UTC)
 
 
-def parse_duration(value: str | int) -> int:
+def parse_duration(value: str | int, maximum: int = MAX_EXPIRY_SECONDS) -> int:
     """Seconds in ``value``: ``90``, ``"90"``, ``30m``, ``1d12h``, ``1w``, ``P7D``, ``PT12H``.
 
-    The result is between 1 and ``MAX_EXPIRY_SECONDS``; anything else raises ``ValueError``
-    whose message can be shown to the person who wrote the value.
+    The result is between 1 and ``maximum`` (a link's lifetime unless said otherwise); anything
+    else raises ``ValueError`` whose message can be shown to the person who wrote the value.
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
         shown = str(value).lower() if isinstance(value, bool) else repr(value)
@@ -163,8 +163,12 @@ def parse_duration(value: str | int) -> int:
             raise ValueError(f"{show(value)} must be positive")
     if seconds <= 0:
         raise ValueError(f"{shown} must be positive")
-    if seconds > MAX_EXPIRY_SECONDS:
-        raise ValueError(f"{shown} is longer than the 7-day limit for presigned URLs")
+    if seconds > maximum:
+        limit = "the 7-day limit for presigned URLs"
+        raise ValueError(
+            f"{shown} is longer than "
+            + (limit if maximum == MAX_EXPIRY_SECONDS else f"{maximum // 86400} days")
+        )
     return seconds
 
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,3 +100,42 @@ def audit_events(run_dir: Path) -> list[dict[str, Any]]:
 
 def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def on_terminal(*args: str, stdin: bytes = b"") -> tuple[int, bytes]:
+    """Run ``python -m sharebatch ARGS`` with stdout and stderr on one pseudo-terminal, as a
+    person at a terminal runs it; ``stdin`` comes through a pipe. Returns the exit code and
+    every byte the terminal received, escape sequences included."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sharebatch", *args],
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    assert process.stdin is not None
+    process.stdin.write(stdin)
+    process.stdin.close()
+    received = drain(master)
+    return process.wait(), received
+
+
+def drain(master: int, quiet_for: float = 60) -> bytes:
+    """Every byte the master side of a pseudo-terminal receives until the child's side closes
+    (it fails when nothing comes for ``quiet_for`` seconds); closes ``master``."""
+    received = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], quiet_for)
+            assert ready, f"nothing reached the terminal for {quiet_for:.0f} s"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child is gone and its side of the terminal closed
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(master)
+    return bytes(received)

@@ -70,3 +70,13 @@ def test_url_digest_is_sha256_of_the_url() -> None:
     import hashlib
 
     assert audit.url_digest(URL) == hashlib.sha256(URL.encode()).hexdigest()
+
+
+def test_console_lines_escape_controls_and_bidi_but_keep_letters() -> None:
+    """A key with an escape sequence and U+202E is escaped on a terminal, its accents kept."""
+    tty = _Tty()
+    audit.configure(fmt="console", stream=tty)
+    audit.get_logger().info("link_issued", key="ké/\x1b[2J\u202egnp.exe.pdf")
+    line = tty.getvalue()
+    assert "key=ké/\\x1b[2J\\u202egnp.exe.pdf" in line
+    assert "\x1b" not in line and "\u202e" not in line

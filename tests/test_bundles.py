@@ -13,7 +13,9 @@ import pytest
 from sharebatch import bundles
 from sharebatch.bundles import COLUMNS, PartFile, RunFolder, write_bundle, write_json
 from sharebatch.errors import UsageError
+from sharebatch.links import read_bundle
 from sharebatch.models import Link, ObjectRef
+from sharebatch.visible import escaped
 
 WHEN = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
 
@@ -85,7 +87,7 @@ def test_joining_in_small_blocks_changes_no_byte(
         "a/1",
         'q"uote,comma',
         "line\\x0abreak\\x0d\\x0a",
-        "é/ファイル \u2028 x",
+        "é/ファイル \\u2028 x",
         "'=cmd",
     ]
 
@@ -159,3 +161,42 @@ def test_a_json_only_route_stages_no_csv_rows(tmp_path: Path) -> None:
     assert [r["key"] for r in links] == ["a/1", "a/2"]
     with pytest.raises(ValueError, match="without CSV rows"):
         write_bundle(tmp_path / "csv", {"job": "job"}, [part], formats=("csv",))
+
+
+KEYS = [
+    "x\ty.pdf",
+    "x\\x09y.pdf",
+    "C:\\reports\\q3.pdf",
+    "trail\\",
+    "=HYPERLINK(1)",
+    "'=HYPERLINK(1)",
+    "'quoted",
+    "-2",
+    "evil/\u202egnp.exe.pdf",
+    "bell\x07\\u0007",
+]
+
+
+def test_csv_cells_keep_a_tab_and_the_text_backslash_x09_apart() -> None:
+    """A real tab and the four characters \\x09 give different cells: the backslash is doubled."""
+    assert bundles.csv_cell("x\ty.pdf") == "x\\x09y.pdf"
+    assert bundles.csv_cell("x\\x09y.pdf") == "x\\\\x09y.pdf"
+    assert bundles.csv_cell("'=x") == "\\x27=x"  # not read back as the neutralised "=x"
+    assert bundles.csv_cell("=x") == "'=x"
+
+
+def test_keys_round_trip_through_links_csv(tmp_path: Path) -> None:
+    """Every key read back from links.csv (read_bundle) equals the key in links.json: tabs,
+    backslashes, escapes as text, formula starts, a leading quote, bidi overrides."""
+    write_bundle(tmp_path / "out", {"job": "job"}, _parts(tmp_path, [KEYS]))
+    from_csv = read_bundle(tmp_path / "out" / "links.csv")
+    from_json = read_bundle(tmp_path / "out" / "links.json")
+    assert [row.key for row in from_csv.rows] == [row.key for row in from_json.rows] == KEYS
+    assert [row.url for row in from_csv.rows] == [row.url for row in from_json.rows]
+
+
+def test_csv_cells_shortcut_holds_for_every_code_point() -> None:
+    """csv_cell skips escaped() for printable text without a backslash: no such character
+    is one escaped() would change."""
+    printable = (chr(c) for c in range(0x110000) if chr(c).isprintable() and c != 0x5C)
+    assert [c for c in printable if escaped(c) != c] == []

@@ -13,7 +13,6 @@ import json
 import os
 import pty
 import re
-import select
 import struct
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from sharebatch import run_manifest
 from sharebatch._runview import summary_table
 from sharebatch.progress import JobProgress
 from tests.conftest import S3, SECRET_KEY, fresh_s3, write_manifest
+from tests.linkkit import drain
 
 MANIFEST = """\
 version: 1
@@ -88,20 +88,7 @@ def on_terminal(args: list[str], columns: int = 160) -> tuple[int, str, str]:
         env=env,
     )
     os.close(slave)
-    received = bytearray()
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 120)
-            assert ready, "the run wrote nothing to its terminal for two minutes"
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child is gone and its side of the terminal closed
-                break
-            if not chunk:
-                break
-            received += chunk
-    finally:
-        os.close(master)
+    received = drain(master, quiet_for=120)
     assert process.stdout is not None
     stdout = process.stdout.read().decode()
     process.stdout.close()

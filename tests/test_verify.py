@@ -16,7 +16,7 @@ from moto.s3.responses import S3Response
 from sharebatch.bundles import COLUMNS
 from sharebatch.verify import verify_bundles
 from tests.conftest import S3, write_manifest
-from tests.linkkit import invoke, run_dir_of, serve
+from tests.linkkit import invoke, on_terminal, run_dir_of, serve
 
 BUCKET = "verify-me"
 FILES = {
@@ -257,3 +257,14 @@ def test_a_link_past_its_end_is_expired_without_asking(s3: S3, tmp_path: Path) -
     [expired] = [r for r in report["results"] if r["outcome"] == "expired"]
     assert expired["http_status"] is None
     assert expired["key"] == data["links"][1]["key"]
+
+
+def test_hostile_keys_reach_a_terminal_escaped(s3: S3, tmp_path: Path) -> None:
+    """verify on a real terminal: a key carrying an OSC title, a clear-screen and U+202E is
+    shown escaped; no ESC, BEL or U+202E reaches the terminal, and the link works."""
+    key = "q3/\x1b]0;x\x07\x1b[2J\u202egnp.exe.pdf"
+    bundle = run(s3, tmp_path, {key: b"%PDF evil"})
+    code, shown = on_terminal("verify", str(bundle))
+    assert code == 0, shown
+    assert b"q3/\\x1b]0;x\\x07\\x1b[2J\\u202egnp.exe.pdf  206" in shown
+    assert not any(raw in shown for raw in (b"\x1b", b"\x07", "\u202e".encode())), shown
