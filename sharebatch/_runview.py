@@ -5,6 +5,8 @@
   there is none: stderr holds the log lines only.
 * At the end, on a terminal (human log format) and unless ``--quiet``, a summary table on
   stderr; the same figures are in ``summary.json`` and in the ``run_finished`` log line.
+  ``--log-format console`` into a file or a pipe gives console log lines only: the table and
+  the progress display are drawings for a terminal.
 * With ``--metrics-file``, the run's metrics (``metrics.py``), written whatever the outcome
   once the command line is valid, except a run the lock refused: invalid input and refused
   runs write nothing.
@@ -78,8 +80,7 @@ class RunView:
         self._console = Console(stderr=True)
         terminal = self._console.is_terminal
         self._live = terminal and not quiet
-        human = log_format is LogFormat.console or (log_format is LogFormat.auto and terminal)
-        self._table = human and not quiet
+        self._table = terminal and log_format is not LogFormat.json and not quiet
         self._progress: RichProgress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._started = time.monotonic()

@@ -267,6 +267,27 @@ def test_cron_gets_log_lines_only(seeded: tuple[S3, Path], tmp_path: Path) -> No
     assert events[-1]["bytes"] == totals["bytes"]
 
 
+def test_console_format_into_a_file_is_log_lines_only(
+    seeded: tuple[S3, Path], tmp_path: Path
+) -> None:
+    """--log-format console with stderr in a file: console log lines, no table, no progress."""
+    s3, manifest = seeded
+    log = tmp_path / "run.log"
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-m", "sharebatch", "run", str(manifest), "--log-format", "console",
+             "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 1  # the broken job
+    lines = log.read_text().splitlines()
+    console = re.compile(r"\d\d:\d\d:\d\d (debug|info|warning|error) +[a-z_]+( |$)")
+    assert [line for line in lines if not console.match(line)] == []
+    assert re.match(r"\d\d:\d\d:\d\d info +run_finished .*status=partial", lines[-1])
+    assert Path(done.stdout.strip()).is_dir()
+
+
 def test_quiet_terminal_shows_only_warnings(seeded: tuple[S3, Path], tmp_path: Path) -> None:
     """--quiet on a terminal: no progress display, no table; warnings and errors still show."""
     s3, manifest = seeded
