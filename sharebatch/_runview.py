@@ -21,11 +21,12 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from ._app import LogFormat, setup_logging
+from ._render import counted
 from .errors import Interrupted, RunLocked, SharebatchError, UsageError
 from .metrics import RunMetrics, check_metrics_path, write_metrics
 from .models import RunSummary
@@ -50,7 +51,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         )
     table.add_section()
     table.add_row(
-        f"{totals['jobs']} jobs",
+        counted(totals["jobs"], "job"),
         str(totals["recipients"]),
         str(totals["links"]),
         human_size(int(totals["bytes"])),
@@ -94,9 +95,8 @@ class RunView:
             self._progress = RichProgress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("prefixes  {task.fields[objects]} objects listed"),
-                TextColumn("{task.fields[links]} links signed"),
+                TextColumn("{task.fields[prefixes]}  {task.fields[objects]} listed"),
+                TextColumn("{task.fields[links]} signed"),
                 TimeElapsedColumn(),
                 console=self._console,
             )
@@ -113,13 +113,14 @@ class RunView:
         assert self._progress is not None
         if state.job not in self._tasks:
             self._tasks[state.job] = self._progress.add_task(
-                state.job, total=state.prefixes, objects=0, links=0
+                state.job, total=state.prefixes, prefixes="", objects="", links=""
             )
         self._progress.update(
             self._tasks[state.job],
             completed=state.prefixes_done,
-            objects=state.objects_listed,
-            links=state.links_signed,
+            prefixes=f"{state.prefixes_done}/{counted(state.prefixes, 'prefix', 'prefixes')}",
+            objects=counted(state.objects_listed, "object"),
+            links=counted(state.links_signed, "link"),
         )
 
     def _stop(self) -> None:

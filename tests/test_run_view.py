@@ -242,7 +242,7 @@ def test_terminal_shows_live_progress_and_the_summary_table(
         rf"bulk .*2/2 prefixes +{bulk} objects listed +{jobs['bulk']['links']} links signed",
         terminal,
     )
-    assert re.search(r"broken .*1/1 prefixes +0 objects listed +0 links signed", terminal)
+    assert re.search(r"broken .*1/1 prefix +0 objects listed +0 links signed", terminal)
     assert re.search(r"info +run_finished", terminal)  # log lines print above the display
     header = next(line for line in terminal.splitlines() if "earliest expiry" in line)
     assert header.split() == ["┃", "job", "┃", "recipients", "┃", "links", "┃", "shared", "┃",
@@ -317,4 +317,4 @@ def test_verbose_terminal_logs_each_link_above_the_display(
     assert code == 0
     assert len(re.findall(r"debug +link_issued", terminal)) == 4  # 2 objects, 2 recipients
     assert terminal.count("url_sha256=") == 4 and "X-Amz-" not in terminal
-    assert re.search(r"q3 .*1/1 prefixes  2 objects listed 4 links signed", terminal)
+    assert re.search(r"q3 .*1/1 prefix  2 objects listed 4 links signed", terminal)
