@@ -8,8 +8,8 @@
   ``--log-format console`` into a file or a pipe gives console log lines only: the table and
   the progress display are drawings for a terminal.
 * With ``--metrics-file``, the run's metrics (``metrics.py``), written whatever the outcome
-  once the command line is valid, except a run the lock refused: invalid input and refused
-  runs write nothing.
+  once the command line is valid (a crash is ``failed``, as its summary says), except a run
+  the lock refused: invalid input and refused runs write nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
@@ -27,7 +28,7 @@ from rich.table import Table
 
 from ._app import LogFormat, setup_logging
 from ._render import counted
-from .errors import Interrupted, RunLocked, SharebatchError, UsageError
+from .errors import Interrupted, RunCrashed, RunLocked, SharebatchError, UsageError
 from .metrics import RunMetrics, check_metrics_path, write_metrics
 from .models import RunSummary
 from .progress import JobProgress, ProgressCallback
@@ -174,8 +175,16 @@ class RunView:
             and isinstance(exc, SharebatchError)
             and not isinstance(exc, UsageError | RunLocked)
         ):
-            status = "interrupted" if isinstance(exc, Interrupted) else "error"
-            self._write(status, exc.exit_code)
+            status = "error"  # stopped early on purpose: credentials, say
+            if isinstance(exc, Interrupted):
+                status = "interrupted"
+            elif isinstance(exc, RunCrashed):
+                status = "failed"  # as summary.json and run_finished record it
+            try:
+                self._write(status, exc.exit_code)
+            except SharebatchError as unwritten:
+                # The run's own error stays the one the command ends with; this one is said too.
+                typer.echo(f"sharebatch: error: {unwritten}", err=True)
 
 
 def _moment(text: str) -> datetime:

@@ -311,8 +311,10 @@ class _Lister:
                 if isinstance(segment, str):
                     group.create_task(self._list_folder(target, segment, feeds, parts, tally))
                 else:
-                    await self._page(segment, feeds, parts, tally)
-                    _close(parts)
+                    try:
+                        await self._page(segment, feeds, parts, tally)
+                    finally:
+                        _close(parts)
 
     async def _list_folder(
         self,
@@ -363,9 +365,11 @@ class _Lister:
 
 
 def _close(parts: list[PartFile | None]) -> None:
-    for part in parts:
-        if part is not None:
-            part.close()
+    # All of them, even after one fails (a full disk): an open file's space is not freed.
+    with contextlib.ExitStack() as stack:
+        for part in parts:
+            if part is not None:
+                stack.callback(part.close)
 
 
 async def _deliver(
