@@ -65,6 +65,9 @@ def run_manifest(
 ) -> RunSummary:
     """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure.
 
+    Anything unforeseen (a full disk, an I/O error, a bug) is ``RunCrashed``, its cause
+    chained, once the run is recorded as ``failed``.
+
     ``out`` defaults to the manifest's ``output.dir``, then ``bundles``; ``as_of`` (the date
     that period templates are computed from) defaults to today in UTC. With
     ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the run cleanly and
@@ -192,14 +195,11 @@ async def run_manifest_async(
                 except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
                     # A full disk, an I/O error or a bug: recorded all the same, no bundle kept.
                     cause = _leaf(exc)
-                    crash = RunCrashed(f"run {run_id} failed: {_what(cause)}; no bundle kept")
+                    what = _what(cause)
                     _abort(
-                        folder,
-                        run_id,
-                        "failed",
-                        {"error": type(cause).__name__, "message": _what(cause)},
+                        folder, run_id, "failed", {"error": type(cause).__name__, "message": what}
                     )
-                    raise crash from cause
+                    raise RunCrashed(f"run {run_id} failed: {what}; no bundle kept") from cause
                 finally:
                     if folder:
                         folder.discard_staging()
@@ -255,12 +255,19 @@ def _abort(folder: RunFolder | None, run_id: str, status: str, totals: dict[str,
             for path in folder.discard_outputs():
                 with suppress(OSError):
                     log.warning("bundle_discarded", path=str(path), reason=status)
+        except OSError as exc:
+            _not_done("discard", folder.path, exc)
+        try:
             write_json(folder.summary_path, record)
         except OSError as exc:
-            with suppress(OSError):
-                log.error("run_not_recorded", path=str(folder.path), message=_what(exc))
+            _not_done("summary", folder.summary_path, exc)
     with suppress(OSError):
         log.info("run_finished", **record)
+
+
+def _not_done(step: str, path: Path, exc: OSError) -> None:
+    with suppress(OSError):  # on stderr at least, when the audit log's disk refuses it too
+        log.error("abort_incomplete", step=step, path=str(path), message=_what(exc))
 
 
 def _finish(

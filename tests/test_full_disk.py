@@ -173,6 +173,35 @@ def test_a_bug_is_a_failed_run_in_one_line(
     assert discarded == {"reports"}
 
 
+def test_an_io_error_on_the_summary_is_still_a_recorded_failure(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO writing summary.json, again while recording the failure: the bundles are removed,
+    the audit log says which record is missing and that the run failed; exit 1, one line."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
+
+    def broken_disk(dest: Path, data: object) -> str:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(runner, "write_json", broken_disk)
+    out, prom = tmp_path / "out", tmp_path / "sharebatch.prom"
+    result = invoke(
+        "run", str(manifest), "--out", str(out), "--endpoint-url", s3.endpoint,
+        "--run-id", "eio", "--metrics-file", str(prom),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "sharebatch: error: run eio failed: Input/output error (EIO); no bundle kept"
+    )
+    assert [p.name for p in (out / "eio").iterdir()] == ["audit.jsonl"]  # bundles, page gone
+    events = [json.loads(line) for line in (out / "eio" / "audit.jsonl").read_text().splitlines()]
+    incomplete = [e for e in events if e["event"] == "abort_incomplete"]
+    assert [(e["step"], Path(e["path"]).name) for e in incomplete] == [("summary", "summary.json")]
+    assert (events[-1]["event"], events[-1]["status"]) == ("run_finished", "failed")
+    assert gauge(parse_exposition(prom.read_text()), "sharebatch_last_run_status", status="failed")
+
+
 def test_a_bug_shows_its_traceback_with_verbose(
     s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
