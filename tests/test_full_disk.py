@@ -88,8 +88,26 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
             pytest.fail(f"the run left a file open on OUT: {busy.stderr.strip()}")
 
 
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+def run(s3: S3, tmp_path: Path, out: Path, run_id: str, *options: str) -> Any:
+    """``sharebatch run`` of MANIFEST into ``out`` (in this process: the lock can be checked)."""
+    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
+    args = ["run", str(manifest), "--out", str(out), "--endpoint-url", s3.endpoint]
+    return CliRunner().invoke(app, [*args, "--run-id", run_id, *options], catch_exceptions=False)
+
+
+def audit_events(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def buggy(s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One object to share, and a bug in writing the review page, after the bundles."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("no such column")
+
+    monkeypatch.setattr(runner, "write_review", broken)
 
 
 def assert_recorded_as_failed(
@@ -115,7 +133,7 @@ def assert_recorded_as_failed(
     summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
     assert (summary["run_id"], summary["status"]) == (run_id, "failed")
     assert reason in summary["message"]
-    events = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+    events = audit_events(run_dir)
     assert events[0]["event"] == "run_started"
     assert events[-1]["event"] == "run_finished"
     assert (events[-1]["status"], events[-1]["message"]) == ("failed", summary["message"])
@@ -133,42 +151,23 @@ def test_full_disk_is_a_failed_run_in_one_line(s3: S3, tmp_path: Path, full_disk
     released, and summary.json, run_finished and the metrics file (other disk) say failed.
     The audit log is whole: every line parses, from run_started to run_finished."""
     s3.bucket("acme-reports", FILES)
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
     out, prom = full_disk / "bundles", tmp_path / "sharebatch.prom"
-    result = invoke(
-        "run", str(manifest), "--out", str(out), "--endpoint-url", s3.endpoint,
-        "--run-id", "filled", "--metrics-file", str(prom),
-    )  # fmt: skip
+    result = run(s3, tmp_path, out, "filled", "--metrics-file", str(prom))
     summary = assert_recorded_as_failed(result, out, "filled", prom, "No space left on device")
     assert summary["error"] == "OSError"
     assert "ENOSPC" in summary["message"]
-    events = [
-        json.loads(line) for line in (out / "filled" / "audit.jsonl").read_text().splitlines()
-    ]
-    issued = [e for e in events if e["event"] == "link_issued"]
+    issued = [e for e in audit_events(out / "filled") if e["event"] == "link_issued"]
     assert issued and {e["recipient"] for e in issued} <= set(RECIPIENTS)
 
 
-def test_a_bug_is_a_failed_run_in_one_line(
-    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bug_is_a_failed_run_in_one_line(s3: S3, tmp_path: Path, buggy: None) -> None:
     """An unexpected exception after the bundles were written: exit 1, one line naming it
     (its traceback only with --verbose), every bundle removed, failed everywhere."""
-    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise KeyError("no such column")
-
-    monkeypatch.setattr(runner, "write_review", broken)
     out, prom = tmp_path / "out", tmp_path / "sharebatch.prom"
-    result = invoke(
-        "run", str(manifest), "--out", str(out), "--endpoint-url", s3.endpoint,
-        "--run-id", "buggy", "--metrics-file", str(prom),
-    )  # fmt: skip
+    result = run(s3, tmp_path, out, "buggy", "--metrics-file", str(prom))
     summary = assert_recorded_as_failed(result, out, "buggy", prom, "KeyError: 'no such column'")
     assert summary["error"] == "KeyError"
-    events = [json.loads(line) for line in (out / "buggy" / "audit.jsonl").read_text().splitlines()]
+    events = audit_events(out / "buggy")
     discarded = {Path(e["path"]).name for e in events if e["event"] == "bundle_discarded"}
     assert discarded == {"reports"}
 
@@ -179,44 +178,28 @@ def test_an_io_error_on_the_summary_is_still_a_recorded_failure(
     """EIO writing summary.json, again while recording the failure: the bundles are removed,
     the audit log says which record is missing and that the run failed; exit 1, one line."""
     s3.bucket("acme-reports", {"data/a.pdf": b"a"})
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
 
     def broken_disk(dest: Path, data: object) -> str:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(runner, "write_json", broken_disk)
     out, prom = tmp_path / "out", tmp_path / "sharebatch.prom"
-    result = invoke(
-        "run", str(manifest), "--out", str(out), "--endpoint-url", s3.endpoint,
-        "--run-id", "eio", "--metrics-file", str(prom),
-    )  # fmt: skip
+    result = run(s3, tmp_path, out, "eio", "--metrics-file", str(prom))
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
         "sharebatch: error: run eio failed: Input/output error (EIO); no bundle kept"
     )
     assert [p.name for p in (out / "eio").iterdir()] == ["audit.jsonl"]  # bundles, page gone
-    events = [json.loads(line) for line in (out / "eio" / "audit.jsonl").read_text().splitlines()]
+    events = audit_events(out / "eio")
     incomplete = [e for e in events if e["event"] == "abort_incomplete"]
     assert [(e["step"], Path(e["path"]).name) for e in incomplete] == [("summary", "summary.json")]
     assert (events[-1]["event"], events[-1]["status"]) == ("run_finished", "failed")
     assert gauge(parse_exposition(prom.read_text()), "sharebatch_last_run_status", status="failed")
 
 
-def test_a_bug_shows_its_traceback_with_verbose(
-    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bug_shows_its_traceback_with_verbose(s3: S3, tmp_path: Path, buggy: None) -> None:
     """--verbose adds the crash's traceback (for a bug report) above the one error line."""
-    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise KeyError("no such column")
-
-    monkeypatch.setattr(runner, "write_review", broken)
-    result = invoke(
-        "run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint,
-        "--run-id", "buggy", "-v",
-    )  # fmt: skip
+    result = run(s3, tmp_path, tmp_path / "out", "buggy", "-v")
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert "in broken" in result.stderr
