@@ -74,9 +74,9 @@ def run(
 
     OUT/<run-id>/index.html is the run's review page, for a browser (it holds the links).
 
-    Exit codes: 0 ok; 1 some prefixes failed; 2 invalid manifest or options;
-    3 no usable credentials or access denied; 75 another run holds OUT's lock;
-    130 interrupted (SIGINT), 143 (SIGTERM).
+    Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug);
+    2 invalid manifest or options; 3 no usable credentials or access denied;
+    75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
     """
     setup_logging(verbose, quiet, log_format)
     view = RunView(
