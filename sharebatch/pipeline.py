@@ -171,7 +171,7 @@ async def stage(
         ours, others = failed.split(lambda e: isinstance(e, SharebatchError))
         if ours is None or others is not None:
             raise
-        raise _first(ours) from None
+        raise first_error(ours) from None
     return staged
 
 
@@ -191,11 +191,11 @@ def _startup_heap_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
+def first_error(error: BaseException) -> BaseException:
+    """The first real exception in a (nested) exception group, or ``error`` itself."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 Segment = list[ObjectRef] | str

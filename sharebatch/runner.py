@@ -26,7 +26,7 @@ from .bundles import RunFolder, iso, write_bundle, write_json
 from .errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from .manifest import Grant, load_manifest
 from .models import BucketTarget, Credentials, RunSummary
-from .pipeline import Staged, stage
+from .pipeline import Staged, first_error, stage
 from .plan import Plan, build_plan
 from .progress import Progress, ProgressCallback
 from .report import build_report
@@ -194,7 +194,7 @@ async def run_manifest_async(
                     raise Interrupted(name) from None
                 except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
                     # A full disk, an I/O error or a bug: recorded all the same, no bundle kept.
-                    cause = _leaf(exc)
+                    cause = first_error(exc)
                     what = _what(cause)
                     _abort(
                         folder, run_id, "failed", {"error": type(cause).__name__, "message": what}
@@ -207,16 +207,9 @@ async def run_manifest_async(
         raise
     except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
         # Before the run folder exists, or closing the audit log after the run was recorded.
-        cause = _leaf(exc)
+        cause = first_error(exc)
         raise RunCrashed(f"run {run_id} failed: {_what(cause)}") from cause
     return summary
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real exception in a (nested) exception group: a listing task's, say."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _what(exc: BaseException) -> str:
