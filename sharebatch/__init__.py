@@ -19,6 +19,7 @@ from .errors import (
     Interrupted,
     ManifestError,
     ManifestIssue,
+    RunCrashed,
     SharebatchError,
     UsageError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ManifestIssue",
+    "RunCrashed",
     "RunSummary",
     "SharebatchError",
     "UsageError",

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from ._render import counted
 from .audit import configure
 from .errors import ManifestError, SharebatchError
 from .visible import visible
@@ -82,9 +83,8 @@ def fail(exc: SharebatchError) -> typer.Exit:
         # One line per problem, compiler style, so editors can jump to file:line:column.
         for issue in exc.issues:
             typer.echo(visible(str(issue)), err=True)
-        count = len(exc.issues)
         typer.echo(
-            f"sharebatch: {count} problem{'s' if count != 1 else ''} in the manifest; "
+            f"sharebatch: {counted(len(exc.issues), 'problem')} in the manifest; "
             "nothing was listed or written",
             err=True,
         )

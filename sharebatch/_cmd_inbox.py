@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
+from ._render import counted
 from .bundles import iso
 from .errors import SharebatchError
 from .inbox import Inbox, read_inbox, write_inbox_csv
@@ -28,9 +29,10 @@ def render_inbox(inbox: Inbox) -> str:
             lines.append(f"{head}  ERROR {found.error}")
             continue
         if found.slot.keys:
-            lines.append(f"{head}  {found.returned} of {len(found.slot.keys)} expected files")
+            expected = counted(len(found.slot.keys), "expected file")
+            lines.append(f"{head}  {found.returned} of {expected}")
         else:
-            lines.append(f"{head}  {found.received} file{'s' if found.received != 1 else ''}")
+            lines.append(f"{head}  {counted(found.received, 'file')}")
         for entry in found.entries:
             size = "" if entry.size is None else f"{entry.size} B"
             when = iso(entry.last_modified) if entry.last_modified else ""

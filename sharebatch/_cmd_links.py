@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from ._app import FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
+from ._render import counted
 from .errors import SharebatchError, UsageError
 from .links import inspect as inspect_links
 from .periods import MAX_EXPIRY_SECONDS, parse_duration
@@ -90,8 +91,9 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
     lines = [f"bundle {bundle['path']} ({', '.join(about)})"]
     for group in bundle["recipients"]:
         lines.append(
-            f"  recipient {group['recipient']}: {len(group['links'])} links, {group['valid']}"
-            f" valid, {group['expiring']} expiring{within}, {group['expired']} expired"
+            f"  recipient {group['recipient']}: {counted(len(group['links']), 'link')},"
+            f" {group['valid']} valid, {group['expiring']} expiring{within},"
+            f" {group['expired']} expired"
             + (f", {group['invalid']} invalid" if group["invalid"] else "")
         )
         lines.append(f"    {'STATUS':<9} {'EXPIRES AT':<21} {'TIME LEFT':<20} KEY")
@@ -147,8 +149,8 @@ def inspect(
             lines += _render_bundle(bundle, soon)
         total = sum(report[k] for k in ("valid", "expiring", "expired", "invalid"))
         lines.append(
-            f"inspect: {total} links: {report['valid']} valid, {report['expiring']} expiring"
-            f"{soon}, {report['expired']} expired"
+            f"inspect: {counted(total, 'link')}: {report['valid']} valid,"
+            f" {report['expiring']} expiring{soon}, {report['expired']} expired"
             + (f", {report['invalid']} invalid" if report["invalid"] else "")
         )
         typer.echo("\n".join(map(visible, lines)))
@@ -162,7 +164,8 @@ def _render_verify(report: VerifyReport, show_urls: bool) -> str:
         lines.append(line + (f"  {v.url}" if show_urls else ""))
     counts = report.data()["outcomes"]
     shown = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
-    lines.append(f"verify: {report.checked} of {report.total} links checked: {shown or 'none'}")
+    checked = f"{report.checked} of {counted(report.total, 'link')} checked"
+    lines.append(f"verify: {checked}: {shown or 'none'}")
     return "\n".join(map(visible, lines))
 
 

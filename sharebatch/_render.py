@@ -1,8 +1,16 @@
-"""Text renderings of library results for the terminal (used by the CLI only)."""
+"""Text renderings of library results for the terminal, and ``counted``, the one way a count
+is written with its noun (the CLI's renderings and the library's messages use it)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 link``, ``0 links``, ``2 links``; ``plural`` where adding "s" is wrong."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural or noun + 's'}"
 
 
 def _expiry(grant: dict[str, Any]) -> str:
@@ -18,8 +26,8 @@ def _expiry(grant: dict[str, Any]) -> str:
 def _size(value: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if value >= size:
-            return f"{value} bytes ({value / size:.1f} {unit})"
-    return f"{value} bytes"
+            return f"{counted(value, 'byte')} ({value / size:.1f} {unit})"
+    return counted(value, "byte")
 
 
 def _filter_value(name: str, value: Any) -> str:
@@ -47,7 +55,7 @@ def render_plan(plan: dict[str, Any]) -> str:
     """``sharebatch validate``'s output: one block per recipient, every resolved setting."""
     lines = [
         f"manifest {plan['manifest']} (sha256 {plan['sha256'][:12]}...) is valid",
-        f"as of {plan['as_of']}; {plan['list_tasks']} prefix listings; "
+        f"as of {plan['as_of']}; {counted(plan['list_tasks'], 'prefix listing')}; "
         f"output {plan['output_dir'] or 'bundles'}",
     ]
     for job in plan["jobs"]:

@@ -35,6 +35,7 @@ from sharebatch._fields import (
     check_output_dir,
     check_prefix,
 )
+from sharebatch._render import counted
 from sharebatch._upload import OFF, UPLOAD_FIELDS, RawUpload, UploadSetting, resolve_slot
 from sharebatch._yamlsource import IssueCollector, PathKey, format_path, show
 from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials
@@ -421,7 +422,8 @@ class Resolver:
         sizes = low == "min_size"
         if a < b or (a == b and sizes):
             return True
-        shown, verb = ("{} bytes".format, "is more than") if sizes else (iso, "is not before")
+        shown: Callable[[Any], str] = (lambda size: counted(size, "byte")) if sizes else iso
+        verb = "is more than" if sizes else "is not before"
         # Reported where the conflict was introduced: the more specific of the two levels.
         self.issues.at(
             where_a if len(where_a) > len(where_b) else where_b,

@@ -5,9 +5,11 @@
   there is none: stderr holds the log lines only.
 * At the end, on a terminal (human log format) and unless ``--quiet``, a summary table on
   stderr; the same figures are in ``summary.json`` and in the ``run_finished`` log line.
+  ``--log-format console`` into a file or a pipe gives console log lines only: the table and
+  the progress display are drawings for a terminal.
 * With ``--metrics-file``, the run's metrics (``metrics.py``), written whatever the outcome
-  once the command line is valid, except a run the lock refused: invalid input and refused
-  runs write nothing.
+  once the command line is valid (a crash is ``failed``, as its summary says), except a run
+  the lock refused: invalid input and refused runs write nothing.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from ._app import LogFormat, setup_logging
-from .errors import Interrupted, RunLocked, SharebatchError, UsageError
+from ._render import counted
+from .errors import Interrupted, RunCrashed, RunLocked, SharebatchError, UsageError
 from .metrics import RunMetrics, check_metrics_path, write_metrics
 from .models import RunSummary
 from .progress import JobProgress, ProgressCallback
@@ -48,7 +52,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         )
     table.add_section()
     table.add_row(
-        f"{totals['jobs']} jobs",
+        counted(totals["jobs"], "job"),
         str(totals["recipients"]),
         str(totals["links"]),
         human_size(int(totals["bytes"])),
@@ -78,8 +82,7 @@ class RunView:
         self._console = Console(stderr=True)
         terminal = self._console.is_terminal
         self._live = terminal and not quiet
-        human = log_format is LogFormat.console or (log_format is LogFormat.auto and terminal)
-        self._table = human and not quiet
+        self._table = terminal and log_format is not LogFormat.json and not quiet
         self._progress: RichProgress | None = None
         self._tasks: dict[str, TaskID] = {}
         self._started = time.monotonic()
@@ -93,9 +96,8 @@ class RunView:
             self._progress = RichProgress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("prefixes  {task.fields[objects]} objects listed"),
-                TextColumn("{task.fields[links]} links signed"),
+                TextColumn("{task.fields[prefixes]}  {task.fields[objects]} listed"),
+                TextColumn("{task.fields[links]} signed"),
                 TimeElapsedColumn(),
                 console=self._console,
             )
@@ -112,13 +114,14 @@ class RunView:
         assert self._progress is not None
         if state.job not in self._tasks:
             self._tasks[state.job] = self._progress.add_task(
-                state.job, total=state.prefixes, objects=0, links=0
+                state.job, total=state.prefixes, prefixes="", objects="", links=""
             )
         self._progress.update(
             self._tasks[state.job],
             completed=state.prefixes_done,
-            objects=state.objects_listed,
-            links=state.links_signed,
+            prefixes=f"{state.prefixes_done}/{counted(state.prefixes, 'prefix', 'prefixes')}",
+            objects=counted(state.objects_listed, "object"),
+            links=counted(state.links_signed, "link"),
         )
 
     def _stop(self) -> None:
@@ -172,8 +175,16 @@ class RunView:
             and isinstance(exc, SharebatchError)
             and not isinstance(exc, UsageError | RunLocked)
         ):
-            status = "interrupted" if isinstance(exc, Interrupted) else "error"
-            self._write(status, exc.exit_code)
+            status = "error"  # stopped early on purpose: credentials, say
+            if isinstance(exc, Interrupted):
+                status = "interrupted"
+            elif isinstance(exc, RunCrashed):
+                status = "failed"  # as summary.json and run_finished record it
+            try:
+                self._write(status, exc.exit_code)
+            except SharebatchError as unwritten:
+                # The run's own error stays the one the command ends with; this one is said too.
+                typer.echo(f"sharebatch: error: {unwritten}", err=True)
 
 
 def _moment(text: str) -> datetime:

@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,9 +51,40 @@ _SECRET_RE = re.compile("|".join(re.escape(marker) for marker in _SECRET_MARKERS
 REDACTED = "[redacted]"
 
 
+class _AuditFile:
+    """The audit log's writer: lines are kept in memory and appended in blocks of 64 KiB.
+
+    A block the disk refuses (``ENOSPC``) is kept, and the ``OSError`` raised: the run then
+    ends as failed, frees its staged files, and the next flush writes what was kept. A
+    ``TextIOWrapper`` would drop the refused text instead and splice two lines into one.
+    """
+
+    _BLOCK = 1 << 16
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = bytearray()
+
+    def write(self, text: str) -> None:
+        self._pending += text.encode("utf-8")
+        if len(self._pending) >= self._BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            written = os.write(self._fd, self._pending)  # O_APPEND: a short write continues
+            del self._pending[:written]
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+
+
 @dataclass
 class _Sinks:
-    audit: TextIO | None = None
+    audit: _AuditFile | None = None
     stderr: TextIO | None = None
     stderr_level: int = _LEVELS["info"]
     stderr_json: bool = True
@@ -103,8 +134,8 @@ def _write(event: EventDict) -> None:
     line: str | None = None
     if _sinks.audit is not None:
         line = json.dumps(event, default=_json_default, ensure_ascii=False)
-        _sinks.audit.write(line + "\n")
     level = _LEVELS.get(str(event.get("level", "info")), 20)
+    # stderr first: when the audit log's disk is full, the line still reaches the operator.
     if _sinks.stderr is not None and level >= _sinks.stderr_level:
         if _sinks.stderr_json:
             text = line or json.dumps(event, default=_json_default, ensure_ascii=False)
@@ -112,6 +143,8 @@ def _write(event: EventDict) -> None:
             text = _console(event)
         _sinks.stderr.write(text + "\n")
         _sinks.stderr.flush()
+    if _sinks.audit is not None and line is not None:
+        _sinks.audit.write(line + "\n")
 
 
 def _console(event: MutableMapping[str, Any]) -> str:
@@ -144,15 +177,34 @@ def reset() -> None:
 
 @contextmanager
 def audit_file(path: Path) -> Iterator[None]:
-    """Append every event to ``path`` (JSON lines, created 0600) while the block runs."""
+    """Append every event to ``path`` (JSON lines, created 0600) while the block runs.
+
+    Closing writes what is left; if that fails while the block is already raising, the
+    block's exception is the one that propagates (it says what went wrong first).
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    previous = _sinks.audit
-    with os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16) as handle:
-        _sinks.audit = handle
-        try:
-            yield
-        finally:
-            _sinks.audit = previous
+    previous, handle = _sinks.audit, _AuditFile(fd)
+    _sinks.audit = handle
+    try:
+        yield
+    except BaseException:
+        _sinks.audit = previous
+        with suppress(OSError):
+            handle.close()
+        raise
+    _sinks.audit = previous
+    handle.close()
+
+
+def flush() -> None:
+    """Write out the audit log's pending lines now; ``OSError`` if the disk refuses them."""
+    if _sinks.audit is not None:
+        _sinks.audit.flush()
+
+
+def scrubbed(text: str) -> str:
+    """``text``, or ``[redacted]`` if it holds a signature or token (as a log field would)."""
+    return REDACTED if _SECRET_RE.search(text) else text
 
 
 @contextmanager

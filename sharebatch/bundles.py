@@ -202,9 +202,12 @@ class PartFile:
                 self.earliest_expiry = link.expires_at
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.close()
-        self._handles = []
+        # Every handle is closed even when one fails to flush (a full disk): an open file
+        # would keep the run's disk busy after the run is over.
+        handles, self._handles = self._handles, []
+        with ExitStack() as stack:
+            for handle in handles:
+                stack.callback(handle.close)
 
     def rows_in_order(self) -> Iterator[dict[str, Any]]:
         for line in self.lines_in_order():

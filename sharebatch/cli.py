@@ -8,6 +8,8 @@ The application and shared options are in ``_app.py``; command groups in ``_cmd_
 from __future__ import annotations
 
 import json
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +18,7 @@ import typer
 from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
 from ._render import render_plan
 from ._runview import RunView
-from .errors import SharebatchError
+from .errors import RunCrashed, SharebatchError
 from .manifest import load_manifest, manifest_json_schema
 from .plan import build_plan, describe
 from .runner import DEFAULT_CONCURRENCY, run_manifest
@@ -72,9 +74,9 @@ def run(
 
     OUT/<run-id>/index.html is the run's review page, for a browser (it holds the links).
 
-    Exit codes: 0 ok; 1 some prefixes failed; 2 invalid manifest or options;
-    3 no usable credentials or access denied; 75 another run holds OUT's lock;
-    130 interrupted (SIGINT), 143 (SIGTERM).
+    Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug);
+    2 invalid manifest or options; 3 no usable credentials or access denied;
+    75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
     """
     setup_logging(verbose, quiet, log_format)
     view = RunView(
@@ -102,6 +104,9 @@ def run(
             )
             view.finished(summary)
     except SharebatchError as exc:
+        if verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
+            # For a bug report; without --verbose the one line below says what happened.
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         raise fail(exc) from None
     if dry_run:
         typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._render import counted
 from .errors import SharebatchError, UsageError
 from .models import RunSummary
 from .runner import run_manifest
@@ -110,7 +111,7 @@ def run_demo(manifest: Path, out: Path) -> DemoReport:
         run_dir = Path(summary.run_dir or ".")
         bundles = sorted(run_dir.glob("*/*/links.json"))
         lines = [f"run folder: {run_dir}"]
-        lines += [f"bundle: {path.parent}  ({_count(path)} links)" for path in bundles]
+        lines += [f"bundle: {path.parent}  ({counted(_count(path), 'link')})" for path in bundles]
         lines.append(f"summary: {run_dir / 'summary.json'}   audit log: {run_dir / 'audit.jsonl'}")
         lines.append(f"review page (open in a browser): {run_dir / 'index.html'}")
         lines.append(_check_one_link(bundles[0], files))
@@ -128,6 +129,6 @@ def _check_one_link(bundle: Path, files: dict[str, bytes]) -> str:
     if body != files[link["key"]]:
         raise SharebatchError(f"downloaded {link['key']!r} does not match the uploaded file")
     return (
-        f"downloaded {link['key']!r} through its presigned link: {len(body)} bytes, "
+        f"downloaded {link['key']!r} through its presigned link: {counted(len(body), 'byte')}, "
         f"sha256 {hashlib.sha256(body).hexdigest()[:16]}..., identical to the uploaded file"
     )

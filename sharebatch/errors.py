@@ -8,6 +8,7 @@ process exit code the CLI maps it to, so the CLI catches the base class once::
     │   └── ManifestError      exit 2   one or more problems, each with file:line:col and field
     ├── CredentialsError       exit 3   no usable credentials, or S3 refused them
     ├── RunLocked              exit 75  another run is writing to the same output folder
+    ├── RunCrashed             exit 1   the run broke off (a full disk, an I/O error, a bug)
     └── Interrupted            exit 130 SIGINT (or 143 for SIGTERM) stopped the run
 
 A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
@@ -80,6 +81,14 @@ class RunLocked(SharebatchError):
     """Another run holds the output folder's lock; this one did nothing and wrote nothing."""
 
     exit_code = EXIT_LOCKED
+
+
+class RunCrashed(SharebatchError):
+    """Something no check foresaw stopped the run: a full disk, an I/O error, a bug.
+
+    The run is recorded as ``failed`` like any other and keeps no bundle; the original
+    exception is the ``__cause__`` (its traceback is for a bug report, not for the operator).
+    """
 
 
 class Interrupted(SharebatchError):

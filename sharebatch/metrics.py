@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import SharebatchError, UsageError
 
 STATUSES = ("ok", "partial", "failed", "denied", "interrupted", "error")
 """Values of the ``status`` label: a run's status, or ``error`` when it stopped early."""
@@ -100,16 +100,25 @@ def _number(value: float) -> str:
 
 
 def write_metrics(path: Path, run: RunMetrics) -> None:
-    """Write ``render_metrics(run)`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``render_metrics(run)`` to ``path`` atomically (temporary file, then rename).
+
+    A disk that refuses it (full, read-only) is a ``SharebatchError`` naming the file: exit 1,
+    since monitoring will not see this run.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(render_metrics(run))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # whatever the umask: node_exporter runs as another user
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(render_metrics(run))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # whatever the umask: node_exporter runs as another user
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise SharebatchError(
+            f"cannot write the metrics file {path}: {exc.strerror or exc}"
+        ) from None

@@ -171,7 +171,7 @@ async def stage(
         ours, others = failed.split(lambda e: isinstance(e, SharebatchError))
         if ours is None or others is not None:
             raise
-        raise _first(ours) from None
+        raise first_error(ours) from None
     return staged
 
 
@@ -191,11 +191,11 @@ def _startup_heap_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
+def first_error(error: BaseException) -> BaseException:
+    """The first real exception in a (nested) exception group, or ``error`` itself."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 Segment = list[ObjectRef] | str
@@ -311,8 +311,10 @@ class _Lister:
                 if isinstance(segment, str):
                     group.create_task(self._list_folder(target, segment, feeds, parts, tally))
                 else:
-                    await self._page(segment, feeds, parts, tally)
-                    _close(parts)
+                    try:
+                        await self._page(segment, feeds, parts, tally)
+                    finally:
+                        _close(parts)
 
     async def _list_folder(
         self,
@@ -363,9 +365,11 @@ class _Lister:
 
 
 def _close(parts: list[PartFile | None]) -> None:
-    for part in parts:
-        if part is not None:
-            part.close()
+    # All of them, even after one fails (a full disk): an open file's space is not freed.
+    with contextlib.ExitStack() as stack:
+        for part in parts:
+            if part is not None:
+                stack.callback(part.close)
 
 
 async def _deliver(

@@ -8,23 +8,26 @@ with the audit log open beside every stage once the run folder exists. Everythin
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__, _signals
-from .audit import audit_file, get_logger
+from .audit import audit_file, get_logger, scrubbed
+from .audit import flush as audit_flush
 from .bundles import RunFolder, iso, write_bundle, write_json
-from .errors import Interrupted, SharebatchError, UsageError
+from .errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from .manifest import Grant, load_manifest
 from .models import BucketTarget, Credentials, RunSummary
-from .pipeline import Staged, stage
+from .pipeline import Staged, first_error, stage
 from .plan import Plan, build_plan
 from .progress import Progress, ProgressCallback
 from .report import build_report
@@ -32,6 +35,7 @@ from .review import write_review
 from .s3 import S3Gateway
 from .signing import Outliving, check_lifetimes, credential_kind
 from .uploads import Uploads, slot_lifetimes, upload_row
+from .visible import visible
 
 log = get_logger()
 
@@ -61,6 +65,9 @@ def run_manifest(
     on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
     """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure.
+
+    Anything unforeseen (a full disk, an I/O error, a bug) is ``RunCrashed``, its cause
+    chained, once the run is recorded as ``failed``.
 
     ``out`` defaults to the manifest's ``output.dir``, then ``bundles``; ``as_of`` (the date
     that period templates are computed from) defaults to today in UTC. With
@@ -110,89 +117,114 @@ async def run_manifest_async(
             f"--run-id {run_id!r} must be letters, digits, '.', '_' or '-' (it names a folder)"
         )
     started_at = datetime.now(UTC)
-    manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
-    plan = build_plan(manifest)
     run_id = run_id or new_run_id(started_at)
-    out_dir = Path(out if out is not None else manifest.output_dir or "bundles")
-    async with S3Gateway(
-        profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
-    ) as gateway:
-        credentials = await gateway.credentials()
-        # Before anything exists on disk: a run refused for short credentials leaves nothing.
-        outliving = check_lifetimes(
-            credentials,
-            [
-                (r.job, r.recipient, r.grant.expiry, r.grant.on_short_credentials)
-                for r in plan.routes
-            ],
-            datetime.now(UTC),
-            slots=slot_lifetimes(plan),
-        )
-        # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
-        folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
-        sink: AbstractContextManager[None] = _run_files(folder) if folder else nullcontext()
-        with sink:
-            log.info("run_started", run_id=run_id, version=__version__, dry_run=dry_run)
-            log.info(
-                "manifest_loaded",
-                path=manifest.path,
-                sha256=manifest.sha256,
-                as_of=manifest.as_of.isoformat(),
+    try:
+        manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
+        plan = build_plan(manifest)
+        out_dir = Path(out if out is not None else manifest.output_dir or "bundles")
+        async with S3Gateway(
+            profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
+        ) as gateway:
+            credentials = await gateway.credentials()
+            # Before anything exists on disk: a run refused for short credentials leaves nothing.
+            outliving = check_lifetimes(
+                credentials,
+                [
+                    (r.job, r.recipient, r.grant.expiry, r.grant.on_short_credentials)
+                    for r in plan.routes
+                ],
+                datetime.now(UTC),
+                slots=slot_lifetimes(plan),
             )
-            _log_credentials(credentials, outliving)
-            clock = time.monotonic()
-            try:
-                staged = await stage(
-                    plan,
-                    gateway=gateway,
-                    credentials=credentials,
-                    folder=folder,
-                    concurrency=concurrency,
-                    split_folders=split_folders,
-                    progress=_progress(plan, on_progress),
+            # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
+            folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
+            sink: AbstractContextManager[None] = _run_files(folder) if folder else nullcontext()
+            with sink:
+                log.info("run_started", run_id=run_id, version=__version__, dry_run=dry_run)
+                log.info(
+                    "manifest_loaded",
+                    path=manifest.path,
+                    sha256=manifest.sha256,
+                    as_of=manifest.as_of.isoformat(),
                 )
-                written = (
-                    await _write_bundles(
+                _log_credentials(credentials, outliving)
+                clock = time.monotonic()
+                try:
+                    staged = await stage(
                         plan,
-                        staged,
-                        folder,
-                        run_id,
-                        credentials,
-                        gateway.effective,
-                        await Uploads.prepare(plan, gateway, credentials),
+                        gateway=gateway,
+                        credentials=credentials,
+                        folder=folder,
+                        concurrency=concurrency,
+                        split_folders=split_folders,
+                        progress=_progress(plan, on_progress),
                     )
-                    if folder
-                    else {}
-                )
-                if folder:
-                    write_review(folder, plan, staged, written, run_id, started_at)
-                _signals.commit()
-            except SharebatchError as exc:
-                _abort(folder, run_id, "failed", {"error": str(exc)})
-                raise
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                name = _signals.received() or "SIGINT"
-                _abort(folder, run_id, "interrupted", {"signal": name})
-                raise Interrupted(name) from None
-            except Exception as exc:
-                # A bug or a full disk: recorded all the same, and no bundle of the run is kept.
-                while isinstance(exc, ExceptionGroup):  # a listing task's, through its TaskGroup
-                    exc = exc.exceptions[0]
-                _abort(folder, run_id, "failed", {"error": type(exc).__name__})
-                raise
-            finally:
-                if folder:
-                    folder.discard_staging()
-            report = build_report(plan, staged, written, run_id, started_at, dry_run)
-            report["duration_seconds"] = round(time.monotonic() - clock, 3)
-            summary = RunSummary(
-                run_id=run_id,
-                status=report["status"],
-                run_dir=str(folder.path) if folder else None,
-                report=report,
-            )
-            _finish(folder, run_id, summary.status, report["totals"], report)
+                    written = (
+                        await _write_bundles(
+                            plan,
+                            staged,
+                            folder,
+                            run_id,
+                            credentials,
+                            gateway.effective,
+                            await Uploads.prepare(plan, gateway, credentials),
+                        )
+                        if folder
+                        else {}
+                    )
+                    if folder:
+                        write_review(folder, plan, staged, written, run_id, started_at)
+                    _signals.commit()
+                    report = build_report(plan, staged, written, run_id, started_at, dry_run)
+                    report["duration_seconds"] = round(time.monotonic() - clock, 3)
+                    summary = RunSummary(
+                        run_id=run_id,
+                        status=report["status"],
+                        run_dir=str(folder.path) if folder else None,
+                        report=report,
+                    )
+                    # The audit log holds every event before summary.json says how it ended:
+                    # a disk too full for either still ends the run as failed, below.
+                    audit_flush()
+                    _finish(folder, run_id, summary.status, report["totals"], report)
+                except SharebatchError as exc:
+                    _abort(folder, run_id, "failed", {"error": str(exc)})
+                    raise
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    name = _signals.received() or "SIGINT"
+                    _abort(folder, run_id, "interrupted", {"signal": name})
+                    raise Interrupted(name) from None
+                except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
+                    # A full disk, an I/O error or a bug: recorded all the same, no bundle kept.
+                    cause = first_error(exc)
+                    what = _what(cause)
+                    _abort(
+                        folder, run_id, "failed", {"error": type(cause).__name__, "message": what}
+                    )
+                    raise RunCrashed(f"run {run_id} failed: {what}; no bundle kept") from cause
+                finally:
+                    if folder:
+                        folder.discard_staging()
+    except SharebatchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
+        # Before the run folder exists, or closing the audit log after the run was recorded.
+        cause = first_error(exc)
+        raise RunCrashed(f"run {run_id} failed: {_what(cause)}") from cause
     return summary
+
+
+def _what(exc: BaseException) -> str:
+    """One line for an operator: ``No space left on device (ENOSPC)``, ``KeyError: 'x'``."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if isinstance(exc, OSError) and code is not None and code in errno.errorcode:
+        text = f"{exc.strerror or os.strerror(code)} ({errno.errorcode[code]})"
+        if exc.filename is not None:
+            text += f": {exc.filename}"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # An exception's text can hold anything, a key or a whole URL: one visible, secret-free line.
+    return scrubbed(visible(text))
 
 
 @contextmanager
@@ -206,11 +238,31 @@ def _run_files(folder: RunFolder) -> Iterator[None]:
 
 
 def _abort(folder: RunFolder | None, run_id: str, status: str, totals: dict[str, Any]) -> None:
-    """End a run that did not finish: no bundle of it may look complete."""
+    """End a run that did not finish: no bundle of it may look complete.
+
+    Also after a full disk or an I/O error: staging goes first (it frees the most space), and a
+    record that cannot be written (logged to stderr all the same) does not stop the others.
+    """
+    record = {"run_id": run_id, "status": status, **totals}
     if folder is not None:
-        for path in folder.discard_outputs():
-            log.warning("bundle_discarded", path=str(path), reason=status)
-    _finish(folder, run_id, status, totals)
+        folder.discard_staging()
+        try:
+            for path in folder.discard_outputs():
+                with suppress(OSError):
+                    log.warning("bundle_discarded", path=str(path), reason=status)
+        except OSError as exc:
+            _not_done("discard", folder.path, exc)
+        try:
+            write_json(folder.summary_path, record)
+        except OSError as exc:
+            _not_done("summary", folder.summary_path, exc)
+    with suppress(OSError):
+        log.info("run_finished", **record)
+
+
+def _not_done(step: str, path: Path, exc: OSError) -> None:
+    with suppress(OSError):  # on stderr at least, when the audit log's disk refuses it too
+        log.error("abort_incomplete", step=step, path=str(path), message=_what(exc))
 
 
 def _finish(
@@ -218,10 +270,10 @@ def _finish(
     run_id: str,
     status: str,
     totals: dict[str, Any],
-    report: dict[str, Any] | None = None,
+    report: dict[str, Any],
 ) -> None:
     if folder is not None:
-        write_json(folder.summary_path, report or {"run_id": run_id, "status": status, **totals})
+        write_json(folder.summary_path, report)
     log.info("run_finished", run_id=run_id, status=status, **totals)
 
 

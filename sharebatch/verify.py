@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from ._render import counted
 from .audit import url_digest
 from .errors import UsageError
 from .links import Bundle, BundleRow, read_bundle, row_facts
@@ -101,7 +102,7 @@ def judge(row: BundleRow, answer: LinkProbe) -> tuple[Outcome, str]:
         return "error", f"{status} {code}".rstrip()
     problems = []
     if answer.size is not None and answer.size != row.size:
-        problems.append(f"size {answer.size} bytes, the bundle says {row.size}")
+        problems.append(f"size {counted(answer.size, 'byte')}, the bundle says {row.size}")
     if answer.etag is not None and row.etag and answer.etag != row.etag:
         problems.append(f"ETag {answer.etag}, the bundle says {row.etag}")
     if problems:

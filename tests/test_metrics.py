@@ -17,7 +17,7 @@ from sharebatch import metrics
 from sharebatch._app import LogFormat
 from sharebatch._runview import RunView
 from sharebatch.cli import app
-from sharebatch.errors import Interrupted, RunLocked
+from sharebatch.errors import Interrupted, RunLocked, SharebatchError
 from sharebatch.runlock import RunLock
 from tests.conftest import S3, write_manifest
 
@@ -160,10 +160,42 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(metrics.os, "fsync", full)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(SharebatchError, match=f"metrics file {prom}: No space left on device"):
         metrics.write_metrics(prom, metrics.RunMetrics("m", "ok", 0, datetime.now(UTC), 1.0))
     assert prom.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["sharebatch.prom"]
+
+
+def test_metrics_on_a_full_disk_fail_the_command_in_one_line(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run went well but its metrics cannot be written: exit 1 and one line naming the
+    file, since monitoring will not see this run; the bundles stay."""
+    s3.bucket("acme-reports", {"q3/a.pdf": b"a"})
+    manifest = write_manifest(tmp_path / "m.yml", MANIFEST.split("  - name: other")[0])
+    prom = tmp_path / "sharebatch.prom"
+
+    class MetricsDiskFull:
+        """``os`` for metrics.py alone (the run's own disk is fine): fsync finds it full."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def fsync(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(metrics, "os", MetricsDiskFull())
+    result = invoke(
+        "run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint,
+        "--metrics-file", str(prom),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"sharebatch: error: cannot write the metrics file {prom}: No space left on device"
+    )
+    assert "Traceback" not in result.stderr
+    assert len(list((tmp_path / "out").glob("*/reports/*/links.json"))) == 2
 
 
 def test_a_run_without_credentials_is_recorded(moto_endpoint: str, tmp_path: Path) -> None:

@@ -229,7 +229,7 @@ def test_terminal_shows_live_progress_and_the_summary_table(
         rf"bulk .*2/2 prefixes +{bulk} objects listed +{jobs['bulk']['links']} links signed",
         terminal,
     )
-    assert re.search(r"broken .*1/1 prefixes +0 objects listed +0 links signed", terminal)
+    assert re.search(r"broken .*1/1 prefix +0 objects listed +0 links signed", terminal)
     assert re.search(r"info +run_finished", terminal)  # log lines print above the display
     header = next(line for line in terminal.splitlines() if "earliest expiry" in line)
     assert header.split() == ["┃", "job", "┃", "recipients", "┃", "links", "┃", "shared", "┃",
@@ -252,6 +252,27 @@ def test_cron_gets_log_lines_only(seeded: tuple[S3, Path], tmp_path: Path) -> No
     assert events[-1]["links"] == totals["links"]
     assert events[-1]["earliest_expiry"] == totals["earliest_expiry"]
     assert events[-1]["bytes"] == totals["bytes"]
+
+
+def test_console_format_into_a_file_is_log_lines_only(
+    seeded: tuple[S3, Path], tmp_path: Path
+) -> None:
+    """--log-format console with stderr in a file: console log lines, no table, no progress."""
+    s3, manifest = seeded
+    log = tmp_path / "run.log"
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-m", "sharebatch", "run", str(manifest), "--log-format", "console",
+             "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 1  # the broken job
+    lines = log.read_text().splitlines()
+    console = re.compile(r"\d\d:\d\d:\d\d (debug|info|warning|error) +[a-z_]+( |$)")
+    assert [line for line in lines if not console.match(line)] == []
+    assert re.match(r"\d\d:\d\d:\d\d info +run_finished .*status=partial", lines[-1])
+    assert Path(done.stdout.strip()).is_dir()
 
 
 def test_quiet_terminal_shows_only_warnings(seeded: tuple[S3, Path], tmp_path: Path) -> None:
@@ -283,4 +304,4 @@ def test_verbose_terminal_logs_each_link_above_the_display(
     assert code == 0
     assert len(re.findall(r"debug +link_issued", terminal)) == 4  # 2 objects, 2 recipients
     assert terminal.count("url_sha256=") == 4 and "X-Amz-" not in terminal
-    assert re.search(r"q3 .*1/1 prefixes  2 objects listed 4 links signed", terminal)
+    assert re.search(r"q3 .*1/1 prefix  2 objects listed 4 links signed", terminal)
