@@ -26,6 +26,7 @@ from .bundles import RunFolder, WrittenFile, _atomic
 from .pipeline import Staged
 from .plan import Plan
 from .report import build_report
+from .visible import visible
 
 log = get_logger()
 
@@ -117,7 +118,9 @@ def human_size(size: int) -> str:
 
 
 def _e(value: object) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    # Keys, names and messages come from outsiders: a bidi override would reorder what the
+    # reviewer reads and a NUL or U+2028 would vanish, so each is shown as an escape.
+    return escape(visible("" if value is None else str(value)), quote=True)
 
 
 def _row(cells: list[tuple[str, str, str | None]], search: str) -> str:

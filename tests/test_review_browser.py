@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
+from sharebatch.visible import visible
 from tests.chromium import chromium, find_chromium
 from tests.conftest import S3, write_manifest
 
@@ -185,3 +186,53 @@ def test_review_page_in_chromium(
     artifacts = os.environ.get("SHAREBATCH_ARTIFACTS")
     if artifacts:  # CI keeps the screenshot for a human to look at
         shutil.copy(shot, Path(artifacts) / f"{request.node.name}.png")
+
+
+# Where each character of each key cell is drawn: left edges in logical order.
+KEY_GLYPHS = """
+Array.from(document.querySelectorAll('#files td.key')).map(td => {
+  const node = td.firstChild, range = document.createRange(), lefts = [];
+  for (let i = 0; i < node.length; i++) {
+    range.setStart(node, i); range.setEnd(node, i + 1);
+    lefts.push(range.getBoundingClientRect().left);
+  }
+  return [td.textContent, lefts];
+})
+"""
+
+
+async def key_cells(executable: str, page_path: Path, profile: Path) -> list[Any]:
+    async with chromium(executable, profile) as browser:
+        page = await browser.new_page(WIDTH, HEIGHT)
+        await page.send("Page.navigate", url=page_path.as_uri())
+        await page.wait_for("Page.loadEventFired")
+        cells: list[Any] = await page.evaluate(KEY_GLYPHS)
+        cells.append(await page.evaluate("document.querySelector('#files').innerText"))
+    return cells
+
+
+def test_hidden_characters_render_escaped_and_in_order(
+    executable: str, s3: S3, tmp_path: Path
+) -> None:
+    """Chromium shows a key's U+202E, U+2028, ESC and BEL as escapes, and draws every
+    character of it left to right: the override cannot reorder 'gnp.exe.pdf' into view."""
+    keys = ["evil/\u202egnp.exe.pdf", "evil/line\u2028sep.txt", "evil/bell\x07esc\x1b[2J.txt"]
+    s3.bucket("acme-reports", dict.fromkeys(keys, b"x"))
+    manifest = write_manifest(
+        tmp_path / "m.yml",
+        "version: 1\ndefaults: {bucket: acme-reports, region: eu-west-1, expires_in: 1h}\n"
+        "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n",
+    )
+    result = CliRunner().invoke(
+        app,
+        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    *cells, table_text = asyncio.run(key_cells(executable, run_dir / "index.html", tmp_path / "p"))
+    assert sorted(text for text, _ in cells) == sorted(visible(key) for key in keys)
+    assert "evil/\\u202egnp.exe.pdf" in [text for text, _ in cells]
+    for text, lefts in cells:
+        assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts), text
+    assert all(char not in table_text for char in "\u202e\u2028\x07\x1b\x00")
