@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from ._app import LogFormat, setup_logging
 from .errors import Interrupted, RunLocked, SharebatchError, UsageError
@@ -29,12 +30,21 @@ from .metrics import RunMetrics, check_metrics_path, write_metrics
 from .models import RunSummary
 from .progress import JobProgress, ProgressCallback
 from .review import human_size
+from .visible import visible
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """Jobs, recipients, links, bytes shared, earliest expiry and failures; a total row."""
+    """Jobs, recipients, links, bytes shared, earliest expiry and failures; a total row.
+
+    Keys that got no link (see ``select.linkable``) are named below the table.
+    """
     totals = report["totals"]
-    table = Table(title=f"run {report['run_id']}: {report['status']}", title_justify="left")
+    table = Table(
+        title=f"run {report['run_id']}: {report['status']}",
+        title_justify="left",
+        caption=_unlinkable_caption(report),
+        caption_justify="left",
+    )
     for name in ("job", "recipients", "links", "shared", "earliest expiry", "failures"):
         table.add_column(name, justify="left" if name in ("job", "earliest expiry") else "right")
     for job in report["jobs"]:
@@ -56,6 +66,27 @@ def summary_table(report: dict[str, Any]) -> Table:
         str(totals["failures"]),
     )
     return table
+
+
+_CAPTION_KEYS = 20  # the rest are in summary.json, the review page and the audit log
+
+
+def _unlinkable_caption(report: dict[str, Any]) -> Text | None:
+    total = int(report["totals"].get("unlinkable", 0))
+    if not total:
+        return None
+    named = [
+        f"  {job['name']}/{r['id']}: {visible(key)}"
+        for job in report["jobs"]
+        for r in job["recipients"]
+        for key in r["unlinkable"]
+    ]
+    lines = [f"{total} keys cannot be linked ('.' or '..' segments), so they are in no bundle:"]
+    lines += named[:_CAPTION_KEYS]
+    if total > len(lines) - 1:
+        lines.append(f"  and {total - len(lines) + 1} more (summary.json, index.html)")
+    # A Text, not a string: Rich would read '[' in a key as markup.
+    return Text("\n".join(lines), style="yellow")
 
 
 class RunView:

@@ -45,6 +45,9 @@ def build_report(
                 "bundle": f"{route.job}/{route.recipient}" if header else None,
                 "expires_at": header["expires_at"] if header else None,
                 "prefixes": list(route.prefixes),
+                # Keys in UTF-8 byte order: S3's order, also for what split listings found.
+                "unlinkable": sorted(tally.unlinkable, key=str.encode),
+                "unlinkable_count": tally.unlinkable_count,
             }
         )
     failures: list[dict[str, Any]] = [
@@ -95,6 +98,7 @@ def build_report(
             "failures": len(failures),
             "bytes": sum(r["bytes"] for r in everyone),
             "earliest_expiry": min(expiries, default=None),
+            "unlinkable": sum(r["unlinkable_count"] for r in everyone),
         },
         "jobs": list(jobs.values()),
         "prefixes": [
@@ -127,6 +131,7 @@ def _job_totals(
         job["links"] = sum(r["links"] for r in recipients)
         job["bytes"] = sum(r["bytes"] for r in recipients)
         job["earliest_expiry"] = min(expiries, default=None)
+        job["unlinkable"] = sum(r["unlinkable_count"] for r in recipients)
         job["failures"] = failures.get(name, 0)
 
 

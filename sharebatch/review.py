@@ -23,7 +23,7 @@ from typing import Any
 
 from .audit import get_logger
 from .bundles import RunFolder, WrittenFile, _atomic
-from .pipeline import Staged
+from .pipeline import UNLINKABLE_LISTED, Staged
 from .plan import Plan
 from .report import build_report
 from .visible import visible
@@ -216,6 +216,38 @@ def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]
     yield "</tbody></table>\n"
 
 
+def _unlinkable(report: Mapping[str, Any]) -> Iterator[str]:
+    """Keys that matched but got no link: a browser would have fetched another key."""
+    found = [
+        (job["name"], r["id"], key)
+        for job in report["jobs"]
+        for r in job["recipients"]
+        for key in r["unlinkable"]
+    ]
+    total = int(report["totals"]["unlinkable"])
+    if not total:
+        return
+    more = (
+        f" The first {UNLINKABLE_LISTED} of each recipient are listed."
+        if total > len(found)
+        else ""
+    )
+    yield (
+        f'<h2>Keys without a link</h2>\n<p class="note" id="unlinkable-note">{total} matching '
+        "keys have a '.' or '..' segment: browsers and curl would fetch another key, so they "
+        f"got no link and are in no bundle.{more}</p>\n"
+    )
+    yield _table_open("unlinkable", ["Job", "Recipient", "Key"])
+    for job, recipient, key in found:
+        cells: list[tuple[str, str, str | None]] = [
+            ("", _e(job), None),
+            ("", _e(recipient), None),
+            ("key", _e(key), None),
+        ]
+        yield _row(cells, f"{job} {recipient} {key}")
+    yield "</tbody></table>\n"
+
+
 def _files(
     rows: Iterator[tuple[str, str, dict[str, Any]]], total: int, max_rows: int
 ) -> Iterator[str]:
@@ -278,6 +310,8 @@ def write_review(
         for chunk in _header(report):
             out.write(chunk)
         for chunk in _recipients(report, people):
+            out.write(chunk)
+        for chunk in _unlinkable(report):
             out.write(chunk)
         for chunk in _files(rows(), total, max_rows):
             out.write(chunk)

@@ -8,13 +8,24 @@ is against moto on 127.0.0.1; links are fetched and their answers read.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import shutil
+import subprocess
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import boto3
+import pytest
+from rich.console import Console
+
+from sharebatch._runview import summary_table
+from sharebatch._s3_links import browser_url
+from sharebatch.select import linkable
 from sharebatch.visible import HIDDEN, visible
 from tests.conftest import S3, fetch, write_manifest
 from tests.linkkit import invoke
@@ -117,3 +128,178 @@ def test_review_page_shows_hidden_characters_escaped(s3: S3, tmp_path: Path) -> 
         for row in table:
             for cell in [*row["cells"], row["search"]]:
                 assert HIDDEN.search(cell) is None, cell
+
+
+# --- keys a browser would send elsewhere --------------------------------------------------
+
+DOT_FILES = {
+    "a/b.pdf": b"the object a/b.pdf",
+    "a/./b.pdf": b"a/./b.pdf, which no browser reaches",
+    "a/x/../b.pdf": b"a/x/../b.pdf",
+    "a/../../etc/passwd": b"root:x:0:0",
+    "a/.": b"a/.",
+    "a/..": b"a/..",
+    # Linkable: the signer encodes '%' (%252e is no dot segment), and neither '...' nor an
+    # empty segment is one; browsers and curl keep them as they are.
+    "a/%2e%2e/c.txt": b"percent",
+    "a/.../d.txt": b"three dots",
+    "a//e.txt": b"empty segment",
+    "a/.hidden": b"dot file",
+}
+UNLINKABLE = ["a/.", "a/..", "a/../../etc/passwd", "a/./b.pdf", "a/x/../b.pdf"]
+
+
+def test_keys_with_dot_segments_are_skipped_and_reported(s3: S3, tmp_path: Path) -> None:
+    """A key with a '.' or '..' segment gets no link: the bundle holds the others; the
+    summary, the review page, the audit log and the terminal table name each one skipped."""
+    body = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
+    result = run(s3, tmp_path, DOT_FILES, body)
+    folder = run_dir(result)
+    links = links_of(folder / "share" / "alice")
+    assert [link["key"] for link in links] == sorted(set(DOT_FILES) - set(UNLINKABLE))
+    for link in links:  # each link works, also as a browser would send it
+        assert fetch(browser_url(link["url"])) == DOT_FILES[link["key"]]
+
+    summary = summary_of(folder)
+    [alice] = summary["jobs"][0]["recipients"]
+    assert alice["links"] == len(links)
+    assert alice["unlinkable"] == UNLINKABLE
+    assert alice["unlinkable_count"] == len(UNLINKABLE)
+    assert summary["totals"]["unlinkable"] == len(UNLINKABLE)
+    assert summary["status"] == "ok"  # the others went out; the skipped ones are warnings
+
+    events = audit_events(folder, "key_unlinkable")
+    assert sorted(e["key"] for e in events) == UNLINKABLE
+    assert {(e["job"], e["recipient"], e["level"]) for e in events} == {
+        ("share", "alice", "warning")
+    }
+
+    page = parse(folder / "index.html")
+    assert [row["cells"][:3] for row in page.tables["unlinkable"]] == [
+        ["share", "alice", key] for key in UNLINKABLE
+    ]
+
+    out = io.StringIO()
+    Console(file=out, width=200).print(summary_table(summary))
+    shown = out.getvalue()
+    assert f"{len(UNLINKABLE)} keys cannot be linked" in shown
+    for key in UNLINKABLE:
+        assert f"share/alice: {key}" in shown
+
+
+def test_dry_run_reports_unlinkable_keys_too(s3: S3, tmp_path: Path) -> None:
+    """--dry-run counts and names the keys it would skip, and does not count them as links."""
+    body = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
+    result = run(s3, tmp_path, DOT_FILES, body, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    [alice] = json.loads(result.stdout)["jobs"][0]["recipients"]
+    assert alice["links"] == len(DOT_FILES) - len(UNLINKABLE)
+    assert alice["unlinkable"] == UNLINKABLE
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/b/a/./b.pdf", "/b/a/b.pdf"),
+        ("/b/evil/../../etc/passwd", "/etc/passwd"),
+        ("/b/a/%2e%2E/x", "/b/x"),
+        ("/b/a/.%2e/x", "/b/x"),
+        ("/b/a/%2E./x", "/b/x"),
+        ("/b/a/%2e/x", "/b/a/x"),
+        ("/b/a/..", "/b/"),
+        ("/b/a/.", "/b/a/"),
+        ("/b/a\\..\\x", "/b/x"),
+        ("/b/a//x", "/b/a//x"),
+        ("/b/a/.../x", "/b/a/.../x"),
+        ("/b/a/%252e%252e/x", "/b/a/%252e%252e/x"),
+        ("/..", "/"),
+        ("", "/"),
+    ],
+)
+def test_urls_resolve_as_whatwg_says(path: str, sent: str) -> None:
+    """The WHATWG URL standard's path rules (dot segments, %2e forms, backslashes), which the
+    browser test also checks against Chromium's own parser."""
+    assert browser_url(f"http://127.0.0.1:9/{path.lstrip('/')}?X-Amz-Date=1#f") == (
+        f"http://127.0.0.1:9{sent}?X-Amz-Date=1#f"
+    )
+    assert browser_url(f" \thttp://127.0.0.1:9{path}\n") == f"http://127.0.0.1:9{sent}"
+
+
+def test_the_key_rule_agrees_with_the_signed_url() -> None:
+    """A key is linkable exactly when a browser sends its signed URL's path unchanged."""
+    client = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="eu-west-1",
+        aws_access_key_id="AKIATESTTESTTESTTEST",
+        aws_secret_access_key="only-for-this-test",
+    )
+    keys = [*DOT_FILES, ".", "..", "./a", "../a", "a/...", "a/..b", "..a/b", "a\\..\\b"]
+    try:
+        for key in keys:
+            url = client.generate_presigned_url("get_object", Params={"Bucket": "b1", "Key": key})
+            assert linkable(key) == (browser_url(url) == url), key
+    finally:
+        client.close()
+    unlinkable = sorted(key for key in keys if not linkable(key))
+    assert unlinkable == sorted([*UNLINKABLE, ".", "..", "./a", "../a"])
+
+
+def _misdirected_bundle(s3: S3, tmp_path: Path) -> tuple[Path, str]:
+    """A bundle (written as an older sharebatch did) whose one link is for 'a/x/../b.pdf'."""
+    run_dir(run(s3, tmp_path, {"a/b.pdf": DOT_FILES["a/b.pdf"]}, JOB_A))
+    bundle = next((tmp_path / "out").glob("*/share/alice/links.json"))
+    data = json.loads(bundle.read_text())
+    key = "a/x/../b.pdf"
+    body = DOT_FILES[key]
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=body)
+    url = s3.client.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": BUCKET,
+            "Key": key,
+            "ResponseContentDisposition": 'attachment; filename="b.pdf"',
+        },
+        ExpiresIn=3600,
+    )
+    data["links"][0].update(
+        key=key,
+        url=url,
+        size=len(body),
+        etag=hashlib.md5(body).hexdigest(),  # noqa: S324
+    )
+    edited = tmp_path / "links.json"
+    edited.write_text(json.dumps(data))
+    return edited, url
+
+
+JOB_A = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
+
+
+def test_verify_reports_a_link_a_browser_sends_elsewhere(s3: S3, tmp_path: Path) -> None:
+    """A link to 'a/x/../b.pdf' fetched as is gets that object (what verify used to see), but
+    a browser asks for 'a/b.pdf'; verify resolves the URL first and reports it, exit 1."""
+    edited, url = _misdirected_bundle(s3, tmp_path)
+    assert fetch(url) == DOT_FILES["a/x/../b.pdf"]
+    assert fetch(browser_url(url)) == DOT_FILES["a/b.pdf"]
+
+    result = invoke("verify", str(edited), "--json")
+    assert result.exit_code == 1, result.stderr
+    [verdict] = json.loads(result.stdout)["results"]
+    assert verdict["outcome"] == "rewritten"
+    assert verdict["http_status"] is None
+    assert f"/{BUCKET}/a/b.pdf" in verdict["detail"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_sends_the_path_as_the_resolver_predicts(s3: S3, tmp_path: Path) -> None:
+    """Real curl fetches the other object too: its RFC 3986 dot-segment removal agrees with
+    browser_url on literal dots, so the link is misdirected for curl users as well."""
+    _, url = _misdirected_bundle(s3, tmp_path)
+    curl = subprocess.run(
+        ["curl", "--silent", "--show-error", "--fail", url],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    assert curl.stdout == DOT_FILES["a/b.pdf"] == fetch(browser_url(url))

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import json
 import os
 import shutil
 import struct
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
+from sharebatch._s3_links import browser_url
 from sharebatch.cli import app
 from sharebatch.visible import visible
 from tests.chromium import chromium, find_chromium
@@ -236,3 +239,28 @@ def test_hidden_characters_render_escaped_and_in_order(
     for text, lefts in cells:
         assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts), text
     assert all(char not in table_text for char in "\u202e\u2028\x07\x1b\x00")
+
+
+# The path a browser sends for each URL, by Chromium's own WHATWG URL parser.
+WHATWG_PATHS = [
+    "/b/a/./b.pdf", "/b/evil/../../etc/passwd", "/b/a/%2e%2E/x", "/b/a/.%2e/x", "/b/a/%2E./x",
+    "/b/a/%2e/x", "/b/a/..", "/b/a/.", "/b/a\\..\\x", "/b/a//x", "/b/a/.../x",
+    "/b/a/%252e%252e/x", "/..", "/b/a/%2e%2e", "/b/..%2f/x", "/b/x/..;/y",
+]  # fmt: skip
+
+
+async def chromium_paths(executable: str, profile: Path) -> list[str]:
+    async with chromium(executable, profile) as browser:
+        page = await browser.new_page(WIDTH, HEIGHT)
+        found: list[str] = await page.evaluate(
+            f"{json.dumps(WHATWG_PATHS)}.map(p => new URL('http://127.0.0.1:9' + p).pathname)"
+        )
+    return found
+
+
+def test_browser_url_resolves_paths_as_chromium_does(executable: str, tmp_path: Path) -> None:
+    """verify's resolver agrees with Chromium on every dot-segment form, %2e included."""
+    found = asyncio.run(chromium_paths(executable, tmp_path / "profile"))
+    ours = [urlsplit(browser_url("http://127.0.0.1:9" + path)).path for path in WHATWG_PATHS]
+    assert ours == found
+    assert found[:2] == ["/b/a/b.pdf", "/etc/passwd"]
