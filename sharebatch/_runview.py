@@ -36,9 +36,11 @@ from .visible import visible
 def summary_table(report: dict[str, Any]) -> Table:
     """Jobs, recipients, links, bytes shared, earliest expiry and failures; a total row.
 
-    Keys that got no link (see ``select.linkable``) are named below the table.
+    Upload slots issued get a column when there are any; keys that got no link (see
+    ``select.linkable``) are named below the table.
     """
     totals = report["totals"]
+    slots = int(totals.get("upload_slots", 0))
     table = Table(
         title=f"run {report['run_id']}: {report['status']}",
         title_justify="left",
@@ -47,6 +49,8 @@ def summary_table(report: dict[str, Any]) -> Table:
     )
     for name in ("job", "recipients", "links", "shared", "earliest expiry", "failures"):
         table.add_column(name, justify="left" if name in ("job", "earliest expiry") else "right")
+    if slots:
+        table.add_column("upload slots", justify="right")
     for job in report["jobs"]:
         table.add_row(
             job["name"],
@@ -55,6 +59,7 @@ def summary_table(report: dict[str, Any]) -> Table:
             human_size(int(job["bytes"])),
             job["earliest_expiry"] or "-",
             str(job["failures"]),
+            *([str(job["upload_slots"])] if slots else []),
         )
     table.add_section()
     table.add_row(
@@ -64,6 +69,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         human_size(int(totals["bytes"])),
         totals["earliest_expiry"] or "-",
         str(totals["failures"]),
+        *([str(slots)] if slots else []),
     )
     return table
 

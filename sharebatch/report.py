@@ -18,6 +18,15 @@ from .plan import Plan
 _DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
 
 
+_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
+
+
+def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What the summary and the review page say of an issued upload slot (a row of
+    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
+    return {name: row[name] for name in _SLOT_FIELDS}
+
+
 def build_report(
     plan: Plan,
     staged: Staged,
@@ -45,6 +54,8 @@ def build_report(
                 "bundle": f"{route.job}/{route.recipient}" if header else None,
                 "expires_at": header["expires_at"] if header else None,
                 "prefixes": list(route.prefixes),
+                # Upload slots that went out with the bundle: where, how, how big, until when.
+                "uploads": list(header.get("upload_slots", [])) if header else [],
                 # Keys in UTF-8 byte order: S3's order, also for what split listings found.
                 "unlinkable": sorted(tally.unlinkable, key=str.encode),
                 "unlinkable_count": tally.unlinkable_count,
@@ -98,6 +109,7 @@ def build_report(
             "failures": len(failures),
             "bytes": sum(r["bytes"] for r in everyone),
             "earliest_expiry": min(expiries, default=None),
+            "upload_slots": sum(len(r["uploads"]) for r in everyone),
             "unlinkable": sum(r["unlinkable_count"] for r in everyone),
         },
         "jobs": list(jobs.values()),
@@ -131,6 +143,7 @@ def _job_totals(
         job["links"] = sum(r["links"] for r in recipients)
         job["bytes"] = sum(r["bytes"] for r in recipients)
         job["earliest_expiry"] = min(expiries, default=None)
+        job["upload_slots"] = sum(len(r["uploads"]) for r in recipients)
         job["unlinkable"] = sum(r["unlinkable_count"] for r in recipients)
         job["failures"] = failures.get(name, 0)
 

@@ -136,7 +136,7 @@ def _row(cells: list[tuple[str, str, str | None]], search: str) -> str:
 
 def _head(columns: list[str]) -> str:
     ths = "".join(
-        f'<th class="{"num" if name in ("Links", "Size") else ""}">'
+        f'<th class="{"num" if name in ("Links", "Size", "Max size") else ""}">'
         f'<button type="button">{name}</button></th>'
         for name in columns
     )
@@ -213,6 +213,36 @@ def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]
                 ("", _e(bundle), None),
             ]
             yield _row(cells, f"{job['name']} {r['id']} {contact}")
+    yield "</tbody></table>\n"
+
+
+def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
+    """Upload slots that go out with the bundles (their forms and URLs are in the bundles)."""
+    slots = [
+        (job["name"], r["id"], slot)
+        for job in report["jobs"]
+        for r in job["recipients"]
+        for slot in r["uploads"]
+    ]
+    if not slots:
+        return
+    yield (
+        "<h2>Upload slots</h2>\n<p>Each bundle below carries these ways to send files back "
+        "(POST keys end in ${filename}, the uploaded file's name).</p>\n"
+    )
+    columns = ["Job", "Recipient", "Method", "Key", "Content type", "Max size", "Expires"]
+    yield _table_open("uploads", columns)
+    for job, recipient, slot in slots:
+        cells = [
+            ("", _e(job), None),
+            ("", _e(recipient), None),
+            ("", _e(slot["method"]), None),
+            ("key", _e(slot["key"]), None),
+            ("", _e(slot["content_type"] or "any"), None),
+            ("num", _e(human_size(int(slot["max_size"]))), str(slot["max_size"])),
+            ("", _e(slot["expires_at"]), None),
+        ]
+        yield _row(cells, f"{job} {recipient} {slot['key']}")
     yield "</tbody></table>\n"
 
 
@@ -310,6 +340,8 @@ def write_review(
         for chunk in _header(report):
             out.write(chunk)
         for chunk in _recipients(report, people):
+            out.write(chunk)
+        for chunk in _uploads(report):
             out.write(chunk)
         for chunk in _unlinkable(report):
             out.write(chunk)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -303,3 +304,72 @@ def test_curl_sends_the_path_as_the_resolver_predicts(s3: S3, tmp_path: Path) ->
         timeout=30,
     )
     assert curl.stdout == DOT_FILES["a/b.pdf"] == fetch(browser_url(url))
+
+
+# --- upload slots going out with the bundles ----------------------------------------------
+
+UPLOAD_JOB = """\
+jobs:
+  - name: q3
+    prefixes: [a/]
+    upload:
+      prefix: "inbox/{recipient.id}/"
+      max_size: 1KB
+      expires_in: 2h
+    recipients:
+      - id: globex
+        upload: {content_types: [application/pdf], keys: [signed.pdf, data.pdf]}
+      - id: initech
+        upload: {content_types: [application/pdf, text/csv]}
+      - id: umbrella
+        upload: false
+"""
+
+
+def test_summary_and_page_list_the_upload_slots_issued(s3: S3, tmp_path: Path) -> None:
+    """Per recipient, summary.json lists each upload slot issued (method, key, type, size,
+    expiry; never its URL or form), the page shows them, the terminal table counts them."""
+    folder = run_dir(run(s3, tmp_path, {"a/b.pdf": b"x"}, UPLOAD_JOB))
+    summary = summary_of(folder)
+    recipients = {r["id"]: r for r in summary["jobs"][0]["recipients"]}
+    for recipient in ("globex", "initech", "umbrella"):
+        bundle = folder / "q3" / recipient / "links.json"
+        issued = json.loads(bundle.read_text()).get("uploads", [])
+        slots = recipients[recipient]["uploads"]
+        assert [(s["method"], s["key"], s["content_type"], s["max_size"], s["expires_at"])
+                for s in slots] == [
+            (u["method"], u["key"], u["content_type"], u["max_size"], u["expires_at"])
+            for u in issued
+        ]  # fmt: skip
+        assert all(set(slot) == {"method", "key", "content_type", "max_size", "expires_at"}
+                   for slot in slots)  # fmt: skip
+    assert [s["method"] for s in recipients["globex"]["uploads"]] == ["PUT", "PUT"]
+    assert [s["method"] for s in recipients["initech"]["uploads"]] == ["POST", "POST"]
+    assert recipients["umbrella"]["uploads"] == []
+    assert summary["totals"]["upload_slots"] == 4
+    assert summary["jobs"][0]["upload_slots"] == 4
+    text = (folder / "summary.json").read_text()
+    assert "Signature" not in text and "policy" not in text and "http" not in text
+
+    page = parse(folder / "index.html")
+    rows = [row["cells"] for row in page.tables["uploads"]]
+    assert [row[:4] for row in rows] == [
+        ["q3", "globex", "PUT", "inbox/globex/signed.pdf"],
+        ["q3", "globex", "PUT", "inbox/globex/data.pdf"],
+        ["q3", "initech", "POST", "inbox/initech/${filename}"],
+        ["q3", "initech", "POST", "inbox/initech/${filename}"],
+    ]
+    assert [row[4:6] for row in rows] == [
+        ["application/pdf", "1000 B"],
+        ["application/pdf", "1000 B"],
+        ["application/pdf", "1000 B"],
+        ["text/csv", "1000 B"],
+    ]
+    assert [row[6] for row in rows] == [s["expires_at"] for r in recipients.values()
+                                        for s in r["uploads"]]  # fmt: skip
+
+    out = io.StringIO()
+    Console(file=out, width=200).print(summary_table(summary))
+    lines = out.getvalue().splitlines()
+    header, job_row = (re.split(r"\s*[│┃]\s*", lines[i]) for i in (2, 4))
+    assert header[-2] == "upload slots" and job_row[1] == "q3" and job_row[-2] == "4"
