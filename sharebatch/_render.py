@@ -64,6 +64,11 @@ def render_plan(plan: dict[str, Any]) -> str:
                 where += f" at {grant['endpoint_url']}"
             rows = [("bucket", where)]
             rows += [("prefix", prefix) for prefix in grant["prefixes"]]
+            rows += [
+                ("warning", f"prefix {m['prefix']} is inside {m['into']} and merged into it:"
+                 f" its objects come with {m['into']}'s, in key order")
+                for m in grant.get("merged_prefixes", ())
+            ]  # fmt: skip
             rows.append(("expires", _expiry(grant)))
             rows += [(k, _filter_value(k, v)) for k, v in grant["filters"].items()]
             rows.append(("file name", grant["download_name"]))

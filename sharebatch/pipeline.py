@@ -174,6 +174,17 @@ async def stage(
         signer_key_id=credentials.access_key_id,
         progress=progress,
     )
+    for route in plan.routes:
+        for prefix, into in route.merged:
+            log.warning(
+                "prefix_merged",
+                job=route.job,
+                recipient=route.recipient,
+                prefix=prefix,
+                into=into,
+                message=f"prefix {prefix} is inside {into}: its objects come with {into}'s,"
+                " in key order",
+            )
     max_split = 4 * concurrency if split_folders else 0
     lister = _Lister(plan, staged, gateway, concurrency, max_split)
 

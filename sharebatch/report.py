@@ -11,7 +11,7 @@ from typing import Any
 
 from .bundles import iso
 from .pipeline import Staged
-from .plan import Plan
+from .plan import Plan, merged_prefixes
 
 # When S3 denied every prefix the credentials lack access (exit 3), rather than some prefixes
 # being broken (exit 1).
@@ -54,6 +54,7 @@ def build_report(
                 "bundle": f"{route.job}/{route.recipient}" if header else None,
                 "expires_at": header["expires_at"] if header else None,
                 "prefixes": list(route.prefixes),
+                "merged_prefixes": merged_prefixes(route),
                 # Upload slots that went out with the bundle: where, how, how big, until when.
                 "uploads": list(header.get("upload_slots", [])) if header else [],
                 # Keys in UTF-8 byte order: S3's order, also for what split listings found.

@@ -8,6 +8,7 @@ is against moto on 127.0.0.1; links are fetched and their answers read.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -373,3 +374,53 @@ def test_summary_and_page_list_the_upload_slots_issued(s3: S3, tmp_path: Path) -
     lines = out.getvalue().splitlines()
     header, job_row = (re.split(r"\s*[│┃]\s*", lines[i]) for i in (2, 4))
     assert header[-2] == "upload slots" and job_row[1] == "q3" and job_row[-2] == "4"
+
+
+# --- prefixes inside other prefixes -------------------------------------------------------
+
+MERGED = """\
+jobs:
+  - name: share
+    prefixes: [a/x/, c/]
+    recipients:
+      - id: alice
+        prefixes: [a/]
+"""
+
+
+def test_a_contained_prefix_is_merged_visibly(s3: S3, tmp_path: Path) -> None:
+    """'a/x/' inside the recipient's 'a/' is merged into it: validate says so (text and
+    JSON), the run logs prefix_merged, and rows follow the documented order: the wider
+    prefix's place in the manifest, its keys in key order."""
+    files = {"a/x/1.txt": b"1", "a/0.txt": b"0", "a/y.txt": b"y", "c/c.txt": b"c"}
+    manifest = write_manifest(
+        tmp_path / "v.yml",
+        f"version: 1\ndefaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}\n{MERGED}",
+    )
+    text = invoke("validate", str(manifest))
+    assert text.exit_code == 0, text.stderr
+    assert "prefix a/x/ is inside a/ and merged into it" in text.stdout
+    plan = json.loads(invoke("validate", str(manifest), "--json").stdout)
+    [alice] = plan["jobs"][0]["recipients"]
+    assert alice["prefixes"] == ["c/", "a/"]
+    assert alice["merged_prefixes"] == [{"prefix": "a/x/", "into": "a/"}]
+
+    result = run(s3, tmp_path, files, MERGED)
+    folder = run_dir(result)
+    assert [link["key"] for link in links_of(folder / "share" / "alice")] == [
+        "c/c.txt",
+        "a/0.txt",
+        "a/x/1.txt",
+        "a/y.txt",
+    ]
+    [event] = audit_events(folder, "prefix_merged")
+    assert (event["level"], event["recipient"], event["prefix"], event["into"]) == (
+        "warning",
+        "alice",
+        "a/x/",
+        "a/",
+    )
+    [alice_summary] = summary_of(folder)["jobs"][0]["recipients"]
+    assert alice_summary["merged_prefixes"] == [{"prefix": "a/x/", "into": "a/"}]
+    with (folder / "share" / "alice" / "links.csv").open(newline="") as handle:
+        assert next(csv.DictReader(handle))["key"] == "c/c.txt"
