@@ -216,14 +216,19 @@ def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]
     yield "</tbody></table>\n"
 
 
-def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
-    """Upload slots that go out with the bundles (their forms and URLs are in the bundles)."""
-    slots = [
-        (job["name"], r["id"], slot)
+def _each(report: Mapping[str, Any], field: str) -> list[tuple[str, str, Any]]:
+    """(job, recipient, item) for every item of each recipient's ``field`` in the summary."""
+    return [
+        (job["name"], r["id"], item)
         for job in report["jobs"]
         for r in job["recipients"]
-        for slot in r["uploads"]
+        for item in r[field]
     ]
+
+
+def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
+    """Upload slots that go out with the bundles (their forms and URLs are in the bundles)."""
+    slots = _each(report, "uploads")
     if not slots:
         return
     yield (
@@ -248,12 +253,7 @@ def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
 
 def _unlinkable(report: Mapping[str, Any]) -> Iterator[str]:
     """Keys that matched but got no link: a browser would have fetched another key."""
-    found = [
-        (job["name"], r["id"], key)
-        for job in report["jobs"]
-        for r in job["recipients"]
-        for key in r["unlinkable"]
-    ]
+    found = _each(report, "unlinkable")
     total = int(report["totals"]["unlinkable"])
     if not total:
         return

@@ -76,6 +76,19 @@ def executable() -> str:
     return found
 
 
+def run(s3: S3, tmp_path: Path, files: dict[str, bytes], manifest: str) -> Path:
+    """Run ``manifest`` on moto holding ``files``; the run folder."""
+    s3.bucket("acme-reports", files)
+    path = write_manifest(tmp_path / "m.yml", manifest)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
 def bundle_rows(run_dir: Path, recipient: str) -> list[dict[str, str]]:
     with (run_dir / "q3" / recipient / "links.csv").open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -148,15 +161,7 @@ def test_review_page_in_chromium(
     executable: str, s3: S3, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The page renders, search filters rows, headers sort, nothing loads; a screenshot is taken."""
-    s3.bucket("acme-reports", FILES)
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
-    result = CliRunner().invoke(
-        app,
-        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.stderr
-    run_dir = Path(result.stdout.strip())
+    run_dir = run(s3, tmp_path, FILES, MANIFEST)
     seen = asyncio.run(browse(executable, run_dir / "index.html", tmp_path / "profile"))
 
     rows = bundle_rows(run_dir, "globex") + bundle_rows(run_dir, "initech")
@@ -220,19 +225,11 @@ def test_hidden_characters_render_escaped_and_in_order(
     """Chromium shows a key's U+202E, U+2028, ESC and BEL as escapes, and draws every
     character of it left to right: the override cannot reorder 'gnp.exe.pdf' into view."""
     keys = ["evil/\u202egnp.exe.pdf", "evil/line\u2028sep.txt", "evil/bell\x07esc\x1b[2J.txt"]
-    s3.bucket("acme-reports", dict.fromkeys(keys, b"x"))
-    manifest = write_manifest(
-        tmp_path / "m.yml",
+    manifest = (
         "version: 1\ndefaults: {bucket: acme-reports, region: eu-west-1, expires_in: 1h}\n"
-        "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n",
+        "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n"
     )
-    result = CliRunner().invoke(
-        app,
-        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.stderr
-    run_dir = Path(result.stdout.strip())
+    run_dir = run(s3, tmp_path, dict.fromkeys(keys, b"x"), manifest)
     *cells, table_text = asyncio.run(key_cells(executable, run_dir / "index.html", tmp_path / "p"))
     assert sorted(text for text, _ in cells) == sorted(visible(key) for key in keys)
     assert "evil/\\u202egnp.exe.pdf" in [text for text, _ in cells]
