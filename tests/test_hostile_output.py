@@ -96,6 +96,7 @@ HIDDEN_KEYS = {
     "evil/..\u200b": "download",  # dots only once the hidden character is gone
     "evil/r\u00e9sum\u00e9 \u202e.pdf": "r\u00e9sum\u00e9 .pdf",
 }
+JOB_EVIL = "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n"
 
 
 def test_download_names_never_carry_hidden_characters(s3: S3, tmp_path: Path) -> None:
@@ -112,9 +113,6 @@ def test_download_names_never_carry_hidden_characters(s3: S3, tmp_path: Path) ->
         assert (extended if extended is not None else fallback) == expected
         assert HIDDEN.search(fallback) is None and "%" not in fallback
         assert fallback.strip(".") != ""
-
-
-JOB_EVIL = "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n"
 
 
 def test_review_page_shows_hidden_characters_escaped(s3: S3, tmp_path: Path) -> None:
@@ -149,13 +147,13 @@ DOT_FILES = {
     "a/.hidden": b"dot file",
 }
 UNLINKABLE = ["a/.", "a/..", "a/../../etc/passwd", "a/./b.pdf", "a/x/../b.pdf"]
+JOB_A = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
 
 
 def test_keys_with_dot_segments_are_skipped_and_reported(s3: S3, tmp_path: Path) -> None:
     """A key with a '.' or '..' segment gets no link: the bundle holds the others; the
     summary, the review page, the audit log and the terminal table name each one skipped."""
-    body = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
-    result = run(s3, tmp_path, DOT_FILES, body)
+    result = run(s3, tmp_path, DOT_FILES, JOB_A)
     folder = run_dir(result)
     links = links_of(folder / "share" / "alice")
     assert [link["key"] for link in links] == sorted(set(DOT_FILES) - set(UNLINKABLE))
@@ -191,8 +189,7 @@ def test_keys_with_dot_segments_are_skipped_and_reported(s3: S3, tmp_path: Path)
 
 def test_dry_run_reports_unlinkable_keys_too(s3: S3, tmp_path: Path) -> None:
     """--dry-run counts and names the keys it would skip, and does not count them as links."""
-    body = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
-    result = run(s3, tmp_path, DOT_FILES, body, "--dry-run")
+    result = run(s3, tmp_path, DOT_FILES, JOB_A, "--dry-run")
     assert result.exit_code == 0, result.stderr
     [alice] = json.loads(result.stdout)["jobs"][0]["recipients"]
     assert alice["links"] == len(DOT_FILES) - len(UNLINKABLE)
@@ -275,9 +272,6 @@ def _misdirected_bundle(s3: S3, tmp_path: Path) -> tuple[Path, str]:
     return edited, url
 
 
-JOB_A = "jobs:\n  - name: share\n    prefixes: [a/]\n    recipients: [{id: alice}]\n"
-
-
 def test_verify_reports_a_link_a_browser_sends_elsewhere(s3: S3, tmp_path: Path) -> None:
     """A link to 'a/x/../b.pdf' fetched as is gets that object (what verify used to see), but
     a browser asks for 'a/b.pdf'; verify resolves the URL first and reports it, exit 1."""
@@ -293,18 +287,37 @@ def test_verify_reports_a_link_a_browser_sends_elsewhere(s3: S3, tmp_path: Path)
     assert f"/{BUCKET}/a/b.pdf" in verdict["detail"]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_curl_sends_the_path_as_the_resolver_predicts(s3: S3, tmp_path: Path) -> None:
-    """Real curl fetches the other object too: its RFC 3986 dot-segment removal agrees with
-    browser_url on literal dots, so the link is misdirected for curl users as well."""
-    _, url = _misdirected_bundle(s3, tmp_path)
-    curl = subprocess.run(
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+def curl(url: str) -> bytes:
+    """Download with real curl, which removes dot segments as RFC 3986 says."""
+    done = subprocess.run(
         ["curl", "--silent", "--show-error", "--fail", url],
         capture_output=True,
         check=True,
         timeout=30,
     )
-    assert curl.stdout == DOT_FILES["a/b.pdf"] == fetch(browser_url(url))
+    return done.stdout
+
+
+@needs_curl
+def test_curl_sends_the_path_as_the_resolver_predicts(s3: S3, tmp_path: Path) -> None:
+    """Real curl fetches the other object too: its RFC 3986 dot-segment removal agrees with
+    browser_url on literal dots, so the link is misdirected for curl users as well."""
+    _, url = _misdirected_bundle(s3, tmp_path)
+    assert curl(url) == DOT_FILES["a/b.pdf"] == fetch(browser_url(url))
+
+
+@needs_curl
+def test_every_link_issued_reaches_its_own_key_with_curl(s3: S3, tmp_path: Path) -> None:
+    """Keys kept as linkable ('%2e%2e', '...', an empty segment, a dot file) download their
+    own bytes with curl, as with urllib."""
+    folder = run_dir(run(s3, tmp_path, DOT_FILES, JOB_A))
+    links = links_of(folder / "share" / "alice")
+    assert {link["key"]: curl(link["url"]) for link in links} == {
+        key: body for key, body in DOT_FILES.items() if key not in UNLINKABLE
+    }
 
 
 # --- upload slots going out with the bundles ----------------------------------------------
