@@ -72,6 +72,15 @@ def render_plan(plan: dict[str, Any]) -> str:
                 where += f" at {grant['endpoint_url']}"
             rows = [("bucket", where)]
             rows += [("prefix", prefix) for prefix in grant["prefixes"]]
+            for merged in grant["merged_prefixes"]:
+                inner, outer = merged["prefix"], merged["into"]
+                rows.append(
+                    (
+                        "warning",
+                        f"prefix {inner} is inside {outer} and merged into it: its objects"
+                        f" come with {outer}'s, in key order",
+                    )
+                )
             rows.append(("expires", _expiry(grant)))
             rows += [(k, _filter_value(k, v)) for k, v in grant["filters"].items()]
             rows.append(("file name", grant["download_name"]))

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from ._app import LogFormat, setup_logging
 from ._render import counted
@@ -33,14 +34,27 @@ from .metrics import RunMetrics, check_metrics_path, write_metrics
 from .models import RunSummary
 from .progress import JobProgress, ProgressCallback
 from .review import human_size
+from .visible import visible
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    """Jobs, recipients, links, bytes shared, earliest expiry and failures; a total row."""
+    """Jobs, recipients, links, bytes shared, earliest expiry and failures; a total row.
+
+    Upload slots issued get a column when there are any; keys that got no link (see
+    ``select.linkable``) are named below the table.
+    """
     totals = report["totals"]
-    table = Table(title=f"run {report['run_id']}: {report['status']}", title_justify="left")
+    slots = int(totals.get("upload_slots", 0))
+    table = Table(
+        title=f"run {report['run_id']}: {report['status']}",
+        title_justify="left",
+        caption=_unlinkable_caption(report),
+        caption_justify="left",
+    )
     for name in ("job", "recipients", "links", "shared", "earliest expiry", "failures"):
         table.add_column(name, justify="left" if name in ("job", "earliest expiry") else "right")
+    if slots:
+        table.add_column("upload slots", justify="right")
     for job in report["jobs"]:
         table.add_row(
             job["name"],
@@ -49,6 +63,7 @@ def summary_table(report: dict[str, Any]) -> Table:
             human_size(int(job["bytes"])),
             job["earliest_expiry"] or "-",
             str(job["failures"]),
+            *([str(job["upload_slots"])] if slots else []),
         )
     table.add_section()
     table.add_row(
@@ -58,8 +73,30 @@ def summary_table(report: dict[str, Any]) -> Table:
         human_size(int(totals["bytes"])),
         totals["earliest_expiry"] or "-",
         str(totals["failures"]),
+        *([str(slots)] if slots else []),
     )
     return table
+
+
+_CAPTION_KEYS = 20  # the rest are in summary.json, the review page and the audit log
+
+
+def _unlinkable_caption(report: dict[str, Any]) -> Text | None:
+    total = int(report["totals"].get("unlinkable", 0))
+    if not total:
+        return None
+    named = [
+        f"  {job['name']}/{r['id']}: {visible(key)}"
+        for job in report["jobs"]
+        for r in job["recipients"]
+        for key in r["unlinkable"]
+    ]
+    lines = [f"{total} keys cannot be linked ('.' or '..' segments), so they are in no bundle:"]
+    lines += named[:_CAPTION_KEYS]
+    if total > len(lines) - 1:
+        lines.append(f"  and {total - len(lines) + 1} more (summary.json, index.html)")
+    # A Text, not a string: Rich would read '[' in a key as markup.
+    return Text("\n".join(lines), style="yellow")
 
 
 class RunView:

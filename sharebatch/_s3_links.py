@@ -18,14 +18,54 @@ _ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 _ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,200})</Message>")
 _ACTUAL_SIZE = re.compile(rb"<ActualObjectSize>([0-9]{1,20})</ActualObjectSize>")
 
+# An http(s) URL: scheme and authority, path, then query and fragment. For these "special"
+# schemes WHATWG reads a backslash as a slash, in the authority's end too.
+_HTTP_URL = re.compile(r"(?is)(https?:[/\\]{2}[^/\\?#]*)([^?#]*)(.*)")
+_DOUBLE_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+_SINGLE_DOT = frozenset({".", "%2e"})
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+
+
+def browser_url(url: str) -> str:
+    """``url`` as a browser sends it: the WHATWG URL standard's path rules applied.
+
+    Leading and trailing controls and spaces go, tabs and newlines anywhere go, a backslash
+    separates segments, and ``.``/``..`` segments (``%2e`` forms too, in any case) are
+    resolved, so ``/b/a/%2e%2e/x`` is sent as ``/b/x``. curl removes literal dot segments
+    the same way (RFC 3986). Percent-encoding is left as it is: S3's signer already encodes
+    every character the standard would.
+    """
+    url = url.strip(_C0_AND_SPACE).translate({9: None, 10: None, 13: None})
+    found = _HTTP_URL.fullmatch(url)
+    if found is None:
+        return url
+    start, path, rest = found.groups()
+    out: list[str] = []
+    buffers = re.split(r"[/\\]", path[1:]) if path else [""]
+    for position, buffer in enumerate(buffers):
+        last = position == len(buffers) - 1
+        if buffer.lower() in _DOUBLE_DOT:
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif buffer.lower() in _SINGLE_DOT:
+            if last:
+                out.append("")
+        else:
+            out.append(buffer)
+    return f"{start}/{'/'.join(out)}{rest}"
+
 
 def probe_link(url: str, method: str, *, timeout: float = 15.0) -> LinkProbe:
     """Check a presigned link as a recipient would, without downloading the object.
 
     A signature covers the HTTP method, so a GET link is checked with a GET of one byte
     (``Range: bytes=0-0``; a HEAD would be refused) and a HEAD link with a HEAD. Blocking:
-    callers run it in threads. Errors name a kind, never the URL.
+    callers run it in threads. Errors name a kind, never the URL. The URL is sent as a
+    browser would send it (``browser_url``), not as urllib would.
     """
+    url = browser_url(url)
     if not url.lower().startswith(("https://", "http://")):
         return LinkProbe(status=None, error="NotHttp", message="not an http(s) URL")
     headers = {"Range": "bytes=0-0"} if method == "GET" else {}

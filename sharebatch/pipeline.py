@@ -26,13 +26,15 @@ from .models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presign
 from .plan import ListTask, Plan, Route
 from .progress import Progress
 from .s3 import Level, S3Gateway, S3ListingError
-from .select import Selector
+from .select import Selector, linkable
 from .signing import Signer, credential_limit
 
 log = get_logger()
 
 # Signing is CPU work between awaits; yielding every so many links keeps the loop responsive.
 _SIGN_CHUNK = 250
+UNLINKABLE_LISTED = 1000
+"""Keys without a link named per route (all are counted and logged): memory stays bounded."""
 
 
 @dataclass
@@ -58,6 +60,23 @@ class RouteTally:
     links: int = 0
     bytes: int = 0
     csv: bool = True  # whether the route's bundles include CSV, so parts stage CSV rows
+    unlinkable: list[str] = field(default_factory=list)  # the first UNLINKABLE_LISTED
+    unlinkable_count: int = 0
+
+    def skip_unlinkable(self, route: Route, bucket: str, objects: list[ObjectRef]) -> None:
+        """Record selected objects that no link can reach (see ``select.linkable``)."""
+        for obj in objects:
+            self.unlinkable_count += 1
+            if len(self.unlinkable) < UNLINKABLE_LISTED:
+                self.unlinkable.append(obj.key)
+            log.warning(
+                "key_unlinkable",
+                job=route.job,
+                recipient=route.recipient,
+                bucket=bucket,
+                key=obj.key,
+                reason="a '.' or '..' segment: browsers and curl would request another key",
+            )
 
     @property
     def over_limit(self) -> bool:
@@ -155,6 +174,17 @@ async def stage(
         signer_key_id=credentials.access_key_id,
         progress=progress,
     )
+    for route in plan.routes:
+        for prefix, into in route.merged:
+            log.warning(
+                "prefix_merged",
+                job=route.job,
+                recipient=route.recipient,
+                prefix=prefix,
+                into=into,
+                message=f"prefix {prefix} is inside {into}: its objects come with {into}'s,"
+                " in key order",
+            )
     max_split = 4 * concurrency if split_folders else 0
     lister = _Lister(plan, staged, gateway, concurrency, max_split)
 
@@ -357,6 +387,12 @@ class _Lister:
         progress = self._staged.progress
         if progress is not None:
             progress.listed((feed.route.job for feed in feeds), len(page))
+        unlinkable = [o for o in page if not linkable(o.key)]
+        if unlinkable:
+            page = [o for o in page if linkable(o.key)]
+            for feed in feeds:
+                chosen = feed.tally.selector.select(unlinkable)
+                feed.tally.skip_unlinkable(feed.route, tally.bucket, chosen)
         for feed, part in zip(feeds, parts, strict=True):
             signed = part.rows if part is not None else 0
             await _deliver(feed.route, feed.tally, part, feed.tally.selector.select(page))

@@ -18,12 +18,16 @@ from .models import BucketTarget
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One grant; ``prefixes`` are in bundle order, overlaps removed."""
+    """One grant; ``prefixes`` are in bundle order, overlaps removed.
+
+    ``merged`` names each (prefix, wider prefix it was merged into) that was removed.
+    """
 
     index: int
     grant: Grant
     target: BucketTarget
     prefixes: tuple[str, ...]
+    merged: tuple[tuple[str, str], ...] = ()
 
     @property
     def job(self) -> str:
@@ -56,14 +60,18 @@ class Plan:
     tasks: tuple[ListTask, ...]
 
 
-def _without_covered(prefixes: tuple[str, ...]) -> tuple[str, ...]:
-    # "a/" already yields everything under "a/b/": listing both would give a recipient the
-    # same object twice, so the narrower prefix is dropped for that recipient.
-    return tuple(
-        p
-        for i, p in enumerate(prefixes)
-        if not any(q != p and p.startswith(q) for j, q in enumerate(prefixes) if j != i)
-    )
+def _without_covered(
+    prefixes: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The prefixes inside no other, and (prefix, the kept one holding it) for the rest.
+
+    "a/" already yields everything under "a/b/": listing both would give a recipient the same
+    object twice, so the narrower prefix is merged into the wider one. Its objects then come
+    at the wider prefix's place, in key order (one listing is read once, whoever shares it).
+    """
+    kept = tuple(p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes))
+    merged = tuple((p, next(q for q in kept if p.startswith(q))) for p in prefixes if p not in kept)
+    return kept, merged
 
 
 def build_plan(manifest: Manifest) -> Plan:
@@ -78,8 +86,8 @@ def build_plan(manifest: Manifest) -> Plan:
                 endpoint_url=grant.endpoint_url,
                 addressing_style=grant.addressing_style,
             )
-            prefixes = _without_covered(grant.prefixes)
-            route = Route(len(routes), grant, target, prefixes)
+            prefixes, merged = _without_covered(grant.prefixes)
+            route = Route(len(routes), grant, target, prefixes, merged)
             routes.append(route)
             for position, prefix in enumerate(prefixes):
                 slots.setdefault((target, prefix), []).append(Slot(route.index, position))
@@ -88,6 +96,11 @@ def build_plan(manifest: Manifest) -> Plan:
         for (target, prefix), found in slots.items()
     )
     return Plan(manifest=manifest, routes=tuple(routes), tasks=tasks)
+
+
+def merged_prefixes(route: Route) -> list[dict[str, str]]:
+    """The route's merged prefixes as plain data, for the plan and the summary."""
+    return [{"prefix": prefix, "into": into} for prefix, into in route.merged]
 
 
 def _utc(moment: datetime) -> str:
@@ -115,6 +128,7 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "region": grant.region,
                 "endpoint_url": grant.endpoint_url,
                 "prefixes": list(route.prefixes),
+                "merged_prefixes": merged_prefixes(route),
                 "expires_in": expiry.seconds,
                 "expires_at": _utc(expiry.at) if expiry.at else None,
                 "filters": filters,

@@ -11,11 +11,20 @@ from typing import Any
 
 from .bundles import iso
 from .pipeline import Staged
-from .plan import Plan
+from .plan import Plan, merged_prefixes
 
 # When S3 denied every prefix the credentials lack access (exit 3), rather than some prefixes
 # being broken (exit 1).
 _DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
+
+
+_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
+
+
+def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What the summary and the review page say of an issued upload slot (a row of
+    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
+    return {name: row[name] for name in _SLOT_FIELDS}
 
 
 def build_report(
@@ -45,6 +54,12 @@ def build_report(
                 "bundle": f"{route.job}/{route.recipient}" if header else None,
                 "expires_at": header["expires_at"] if header else None,
                 "prefixes": list(route.prefixes),
+                "merged_prefixes": merged_prefixes(route),
+                # Upload slots that went out with the bundle: where, how, how big, until when.
+                "uploads": list(header.get("upload_slots", [])) if header else [],
+                # Keys in UTF-8 byte order: S3's order, also for what split listings found.
+                "unlinkable": sorted(tally.unlinkable, key=str.encode),
+                "unlinkable_count": tally.unlinkable_count,
             }
         )
     failures: list[dict[str, Any]] = [
@@ -95,6 +110,8 @@ def build_report(
             "failures": len(failures),
             "bytes": sum(r["bytes"] for r in everyone),
             "earliest_expiry": min(expiries, default=None),
+            "upload_slots": sum(len(r["uploads"]) for r in everyone),
+            "unlinkable": sum(r["unlinkable_count"] for r in everyone),
         },
         "jobs": list(jobs.values()),
         "prefixes": [
@@ -127,6 +144,8 @@ def _job_totals(
         job["links"] = sum(r["links"] for r in recipients)
         job["bytes"] = sum(r["bytes"] for r in recipients)
         job["earliest_expiry"] = min(expiries, default=None)
+        job["upload_slots"] = sum(len(r["uploads"]) for r in recipients)
+        job["unlinkable"] = sum(r["unlinkable_count"] for r in recipients)
         job["failures"] = failures.get(name, 0)
 
 

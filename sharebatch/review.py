@@ -23,9 +23,10 @@ from typing import Any
 
 from .audit import get_logger
 from .bundles import RunFolder, WrittenFile, _atomic
-from .pipeline import Staged
+from .pipeline import UNLINKABLE_LISTED, Staged
 from .plan import Plan
 from .report import build_report
+from .visible import visible
 
 log = get_logger()
 
@@ -117,7 +118,9 @@ def human_size(size: int) -> str:
 
 
 def _e(value: object) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    # Keys, names and messages come from outsiders: a bidi override would reorder what the
+    # reviewer reads and a NUL or U+2028 would vanish, so each is shown as an escape.
+    return escape(visible("" if value is None else str(value)), quote=True)
 
 
 def _row(cells: list[tuple[str, str, str | None]], search: str) -> str:
@@ -133,7 +136,7 @@ def _row(cells: list[tuple[str, str, str | None]], search: str) -> str:
 
 def _head(columns: list[str]) -> str:
     ths = "".join(
-        f'<th class="{"num" if name in ("Links", "Size") else ""}">'
+        f'<th class="{"num" if name in ("Links", "Size", "Max size") else ""}">'
         f'<button type="button">{name}</button></th>'
         for name in columns
     )
@@ -213,6 +216,68 @@ def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]
     yield "</tbody></table>\n"
 
 
+def _each(report: Mapping[str, Any], field: str) -> list[tuple[str, str, Any]]:
+    """(job, recipient, item) for every item of each recipient's ``field`` in the summary."""
+    return [
+        (job["name"], r["id"], item)
+        for job in report["jobs"]
+        for r in job["recipients"]
+        for item in r[field]
+    ]
+
+
+def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
+    """Upload slots that go out with the bundles (their forms and URLs are in the bundles)."""
+    slots = _each(report, "uploads")
+    if not slots:
+        return
+    yield (
+        "<h2>Upload slots</h2>\n<p>Each bundle below carries these ways to send files back "
+        "(POST keys end in ${filename}, the uploaded file's name).</p>\n"
+    )
+    columns = ["Job", "Recipient", "Method", "Key", "Content type", "Max size", "Expires"]
+    yield _table_open("uploads", columns)
+    for job, recipient, slot in slots:
+        cells = [
+            ("", _e(job), None),
+            ("", _e(recipient), None),
+            ("", _e(slot["method"]), None),
+            ("key", _e(slot["key"]), None),
+            ("", _e(slot["content_type"] or "any"), None),
+            ("num", _e(human_size(int(slot["max_size"]))), str(slot["max_size"])),
+            ("", _e(slot["expires_at"]), None),
+        ]
+        yield _row(cells, f"{job} {recipient} {slot['key']}")
+    yield "</tbody></table>\n"
+
+
+def _unlinkable(report: Mapping[str, Any]) -> Iterator[str]:
+    """Keys that matched but got no link: a browser would have fetched another key."""
+    found = _each(report, "unlinkable")
+    total = int(report["totals"]["unlinkable"])
+    if not total:
+        return
+    more = (
+        f" The first {UNLINKABLE_LISTED} of each recipient are listed."
+        if total > len(found)
+        else ""
+    )
+    yield (
+        f'<h2>Keys without a link</h2>\n<p class="note" id="unlinkable-note">{total} matching '
+        "keys have a '.' or '..' segment: browsers and curl would fetch another key, so they "
+        f"got no link and are in no bundle.{more}</p>\n"
+    )
+    yield _table_open("unlinkable", ["Job", "Recipient", "Key"])
+    for job, recipient, key in found:
+        cells: list[tuple[str, str, str | None]] = [
+            ("", _e(job), None),
+            ("", _e(recipient), None),
+            ("key", _e(key), None),
+        ]
+        yield _row(cells, f"{job} {recipient} {key}")
+    yield "</tbody></table>\n"
+
+
 def _files(
     rows: Iterator[tuple[str, str, dict[str, Any]]], total: int, max_rows: int
 ) -> Iterator[str]:
@@ -275,6 +340,10 @@ def write_review(
         for chunk in _header(report):
             out.write(chunk)
         for chunk in _recipients(report, people):
+            out.write(chunk)
+        for chunk in _uploads(report):
+            out.write(chunk)
+        for chunk in _unlinkable(report):
             out.write(chunk)
         for chunk in _files(rows(), total, max_rows):
             out.write(chunk)

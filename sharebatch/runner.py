@@ -30,7 +30,7 @@ from .models import BucketTarget, Credentials, RunSummary
 from .pipeline import Staged, first_error, stage
 from .plan import Plan, build_plan
 from .progress import Progress, ProgressCallback
-from .report import build_report
+from .report import build_report, slot_summary
 from .review import write_review
 from .s3 import S3Gateway
 from .signing import Outliving, check_lifetimes, credential_kind
@@ -361,7 +361,8 @@ async def _write_bundles(
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
-        written[route.index] = header
+        # The summary and review page list the slots; never their URLs or forms.
+        written[route.index] = header | {"upload_slots": [slot_summary(r) for r in issued]}
     return written
 
 

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ._listparse import install as install_fast_list_parser
 from ._s3_fastlist import FastLister, direct_listing
+from ._s3_links import browser_url as browser_url
 from ._s3_links import probe_link as probe_link
 from ._s3_listing import Level as Level
 from ._s3_listing import ListingCalls

@@ -11,6 +11,22 @@ from collections.abc import Iterable
 
 from .models import Filters, ObjectRef
 
+# A whole "." or ".." segment: browsers and curl resolve it before sending the request.
+_DOT_SEGMENT = re.compile(r"(?:\A|/)\.\.?(?:/|\Z)")
+
+
+def linkable(key: str) -> bool:
+    """Whether a presigned link to ``key`` reaches it from a browser or curl.
+
+    Both remove ``.`` and ``..`` path segments before sending a URL, so ``a/./b.pdf``
+    would fetch ``a/b.pdf`` (or be refused by S3) and ``evil/../../etc/passwd`` leaves the
+    bucket. The signer percent-encodes ``%``, so a key's own ``%2e`` is no dot segment.
+    """
+    # Nearly every key has no segment starting with a dot: two substring tests spare the regex.
+    if "/." not in key and not key.startswith("."):
+        return True
+    return _DOT_SEGMENT.search(key) is None
+
 
 def glob_to_regex(pattern: str) -> str:
     """Translate a key glob: ``**`` crosses ``/``; ``*`` and ``?`` stay within a segment.

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from .errors import CredentialsError, SharebatchError
 from .models import Credentials, Expiry, Link, ObjectRef, Presigner, ShortCredentials
 from .templates import render_object
+from .visible import without_hidden
 
 MAX_EXPIRES_IN = 604_800
 """SigV4 refuses presigned URLs valid for longer than 7 days."""
@@ -65,9 +66,13 @@ def content_disposition(filename: str) -> str:
 
     Browsers that understand ``filename*`` (all current ones) take the UTF-8 name; the
     ``filename`` fallback is the same name folded to ASCII, so old clients still get a
-    sensible one.
+    sensible one. Controls, bidi overrides and invisible characters are dropped first: a
+    saved ``\u202egnp.exe.pdf`` would show as ``fdp.exe.png``. A name left empty or dots only
+    is no file name, so it becomes ``download``.
     """
-    name = filename or "download"
+    name = without_hidden(filename)
+    if not name.strip(". "):
+        name = "download"
     if _PLAIN_NAME.issuperset(name):
         return f'attachment; filename="{name}"'
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

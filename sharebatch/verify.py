@@ -4,7 +4,10 @@ Each link is tried once over HTTP (``s3.probe_link``: a one-byte GET for GET lin
 HEAD is refused by a GET signature), at most ``concurrency`` at a time in threads, and the
 answer is compared with the bundle: the object must be there, with the size and ETag the
 bundle promised. A link already past its ``expires_at`` is reported expired without asking
-(S3 would refuse it; a lenient server must not make it look alive).
+(S3 would refuse it; a lenient server must not make it look alive). A link whose path a browser
+or curl would change before sending it (``.``/``..`` segments, ``%2e`` forms, backslashes) is
+reported ``rewritten`` without asking: it cannot reach its object, whatever a server answers
+to the path as written.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ._render import counted
 from .audit import url_digest
 from .errors import UsageError
 from .links import Bundle, BundleRow, read_bundle, row_facts
 from .models import LinkProbe
-from .s3 import probe_link
+from .s3 import browser_url, probe_link
 
-Outcome = Literal["ok", "missing", "changed", "expired", "denied", "error", "skipped"]
+Outcome = Literal["ok", "missing", "changed", "expired", "denied", "error", "skipped", "rewritten"]
 Probe = Callable[[str, str], LinkProbe]
 MAX_CONCURRENCY = 64
 
@@ -147,9 +151,16 @@ def verify_bundles(
     def one(item: tuple[Bundle, BundleRow]) -> Verdict:
         bundle, row = item
         status: int | None = None
+        sent = browser_url(row.url)
         if row.expires_at <= now:
             outcome: Outcome = "expired"
             detail = "expired by its own terms; not requested"
+        elif sent != row.url:
+            outcome = "rewritten"
+            detail = (
+                f"a browser or curl would request {urlsplit(sent).path}, not this link's path;"
+                " not requested"
+            )
         elif row.method not in ("GET", "HEAD"):
             outcome, detail = "skipped", f"a {row.method} link cannot be checked without using it"
         else:

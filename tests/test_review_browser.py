@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import json
 import os
 import shutil
 import struct
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
+from sharebatch._s3_links import browser_url
 from sharebatch.cli import app
+from sharebatch.visible import visible
 from tests.chromium import chromium, find_chromium
 from tests.conftest import S3, write_manifest
 
@@ -70,6 +74,19 @@ def executable() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+def run(s3: S3, tmp_path: Path, files: dict[str, bytes], manifest: str) -> Path:
+    """Run ``manifest`` on moto holding ``files``; the run folder."""
+    s3.bucket("acme-reports", files)
+    path = write_manifest(tmp_path / "m.yml", manifest)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stderr
+    return Path(result.stdout.strip())
 
 
 def bundle_rows(run_dir: Path, recipient: str) -> list[dict[str, str]]:
@@ -144,15 +161,7 @@ def test_review_page_in_chromium(
     executable: str, s3: S3, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The page renders, search filters rows, headers sort, nothing loads; a screenshot is taken."""
-    s3.bucket("acme-reports", FILES)
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
-    result = CliRunner().invoke(
-        app,
-        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.stderr
-    run_dir = Path(result.stdout.strip())
+    run_dir = run(s3, tmp_path, FILES, MANIFEST)
     seen = asyncio.run(browse(executable, run_dir / "index.html", tmp_path / "profile"))
 
     rows = bundle_rows(run_dir, "globex") + bundle_rows(run_dir, "initech")
@@ -185,3 +194,70 @@ def test_review_page_in_chromium(
     artifacts = os.environ.get("SHAREBATCH_ARTIFACTS")
     if artifacts:  # CI keeps the screenshot for a human to look at
         shutil.copy(shot, Path(artifacts) / f"{request.node.name}.png")
+
+
+# Where each character of each key cell is drawn: left edges in logical order.
+KEY_GLYPHS = """
+Array.from(document.querySelectorAll('#files td.key')).map(td => {
+  const node = td.firstChild, range = document.createRange(), lefts = [];
+  for (let i = 0; i < node.length; i++) {
+    range.setStart(node, i); range.setEnd(node, i + 1);
+    lefts.push(range.getBoundingClientRect().left);
+  }
+  return [td.textContent, lefts];
+})
+"""
+
+
+async def key_cells(executable: str, page_path: Path, profile: Path) -> list[Any]:
+    async with chromium(executable, profile) as browser:
+        page = await browser.new_page(WIDTH, HEIGHT)
+        await page.send("Page.navigate", url=page_path.as_uri())
+        await page.wait_for("Page.loadEventFired")
+        cells: list[Any] = await page.evaluate(KEY_GLYPHS)
+        cells.append(await page.evaluate("document.querySelector('#files').innerText"))
+    return cells
+
+
+def test_hidden_characters_render_escaped_and_in_order(
+    executable: str, s3: S3, tmp_path: Path
+) -> None:
+    """Chromium shows a key's U+202E, U+2028, ESC and BEL as escapes, and draws every
+    character of it left to right: the override cannot reorder 'gnp.exe.pdf' into view."""
+    keys = ["evil/\u202egnp.exe.pdf", "evil/line\u2028sep.txt", "evil/bell\x07esc\x1b[2J.txt"]
+    manifest = (
+        "version: 1\ndefaults: {bucket: acme-reports, region: eu-west-1, expires_in: 1h}\n"
+        "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n"
+    )
+    run_dir = run(s3, tmp_path, dict.fromkeys(keys, b"x"), manifest)
+    *cells, table_text = asyncio.run(key_cells(executable, run_dir / "index.html", tmp_path / "p"))
+    assert sorted(text for text, _ in cells) == sorted(visible(key) for key in keys)
+    assert "evil/\\u202egnp.exe.pdf" in [text for text, _ in cells]
+    for text, lefts in cells:
+        assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts), text
+    assert all(char not in table_text for char in "\u202e\u2028\x07\x1b\x00")
+
+
+# The path a browser sends for each URL, by Chromium's own WHATWG URL parser.
+WHATWG_PATHS = [
+    "/b/a/./b.pdf", "/b/evil/../../etc/passwd", "/b/a/%2e%2E/x", "/b/a/.%2e/x", "/b/a/%2E./x",
+    "/b/a/%2e/x", "/b/a/..", "/b/a/.", "/b/a\\..\\x", "/b/a//x", "/b/a/.../x",
+    "/b/a/%252e%252e/x", "/..", "/b/a/%2e%2e", "/b/..%2f/x", "/b/x/..;/y",
+]  # fmt: skip
+
+
+async def chromium_paths(executable: str, profile: Path) -> list[str]:
+    async with chromium(executable, profile) as browser:
+        page = await browser.new_page(WIDTH, HEIGHT)
+        found: list[str] = await page.evaluate(
+            f"{json.dumps(WHATWG_PATHS)}.map(p => new URL('http://127.0.0.1:9' + p).pathname)"
+        )
+    return found
+
+
+def test_browser_url_resolves_paths_as_chromium_does(executable: str, tmp_path: Path) -> None:
+    """verify's resolver agrees with Chromium on every dot-segment form, %2e included."""
+    found = asyncio.run(chromium_paths(executable, tmp_path / "profile"))
+    ours = [urlsplit(browser_url("http://127.0.0.1:9" + path)).path for path in WHATWG_PATHS]
+    assert ours == found
+    assert found[:2] == ["/b/a/b.pdf", "/etc/passwd"]

@@ -223,3 +223,28 @@ def test_content_disposition_round_trips(name: str) -> None:
         assert unquote(encoded, encoding="utf-8", errors="strict") == name
     else:
         assert fallback == (name or "download")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("\u202egnp.exe.pdf", "gnp.exe.pdf"),
+        ("nul\x00bell\x07esc\x1b.txt", "nulbellesc.txt"),
+        ("line\u2028sep\ufeff.txt", "linesep.txt"),
+        ("r\u00e9sum\u00e9\u2067.pdf", "r\u00e9sum\u00e9.pdf"),
+        ("\u202e\u200b", "download"),
+        (".\u200b.", "download"),
+    ],
+)
+def test_content_disposition_drops_hidden_characters(name: str, shown: str) -> None:
+    """Controls, bidi and invisible characters are stripped from both names; a name left
+    empty or dots only is 'download'."""
+    header = content_disposition(name)
+    message = EmailMessage()
+    message["Content-Disposition"] = header
+    fallback = message.get_param("filename", header="content-disposition")
+    extended = [p for p in header.split("; ") if p.startswith("filename*=")]
+    decoded = unquote(extended[0].split("'", 2)[2]) if extended else fallback
+    assert decoded == shown
+    assert isinstance(fallback, str) and fallback.isascii() and fallback.isprintable()
+    assert "%E2%80%AE" not in header and "%00" not in header and "%1B" not in header
