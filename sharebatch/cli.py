@@ -15,7 +15,18 @@ from typing import Annotated
 
 import typer
 
-from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
+from ._app import (
+    AsOfOpt,
+    FormatOpt,
+    LogFormat,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    endpoint_option,
+    fail,
+    region_option,
+    setup_logging,
+)
 from ._render import render_plan
 from ._runview import RunView
 from .errors import RunCrashed, SharebatchError
@@ -38,10 +49,10 @@ def run(
         int, typer.Option(help="Listing requests to S3 at once.", min=1, max=256)
     ] = DEFAULT_CONCURRENCY,
     endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint (S3-compatible stores, local tests).")
+        str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region; overrides the manifest.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     run_id: Annotated[
         str | None, typer.Option(help="Name of the run folder (default: time + random).")
     ] = None,
