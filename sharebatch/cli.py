@@ -161,7 +161,10 @@ def schema() -> None:
 
 @app.command()
 def demo(
-    manifest: Annotated[Path, typer.Option(help="The demo manifest.")] = Path("manifests/demo.yml"),
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="A manifest to run instead of the one shipped with sharebatch."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder that receives the bundles.")] = Path("bundles"),
     verbose: VerboseOpt = False,
     quiet: QuietOpt = True,
@@ -171,7 +174,7 @@ def demo(
 
     Example: sharebatch demo --out /tmp/sharebatch-demo
 
-    Needs the demo extra: pip install 'sharebatch[demo]'.
+    Needs the demo extra: pip install 'sharebatch\\[demo]'.
     """
     from .demo import run_demo
 

@@ -35,6 +35,8 @@ from sharebatch.models import Expiry, Filters
 
 BAD = Path(__file__).parent / "bad_manifests"
 EXAMPLES = Path(__file__).parent.parent / "manifests"
+DEMO = Path(__file__).parent.parent / "sharebatch" / "data" / "demo.yml"  # `sharebatch demo`'s
+EXAMPLE_FILES = sorted([*EXAMPLES.glob("*.yml"), DEMO])
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 AS_OF = date(2026, 11, 28)
 
@@ -930,7 +932,7 @@ def _check_keys(value: object, schema: dict[str, Any], root: dict[str, Any], whe
             _check_keys(item, schema["items"], root, where)
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_schema_knows_every_key_of_the_examples(path: Path) -> None:
     """The example manifests use only keys the schema declares, at the place they declare."""
     import yaml
@@ -942,9 +944,9 @@ def test_schema_knows_every_key_of_the_examples(path: Path) -> None:
 # --- the example manifests ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_every_example_manifest_is_valid(path: Path) -> None:
-    """Every file in manifests/ loads for a fixed run date, with at least one grant."""
+    """Every file in manifests/, and the demo's, loads for a fixed run date, with a grant."""
     assert any(job.grants for job in load(path).jobs)
 
 
@@ -1011,13 +1013,13 @@ def test_example_mixed_filters() -> None:
 
 def test_example_demo() -> None:
     """The demo manifest: two jobs, literal prefixes, job expiry overriding the default."""
-    found = grants(load(EXAMPLES / "demo.yml"))
+    found = grants(load(DEMO))
     assert found["q3-partners", "globex"].prefixes == ("reports/2026/Q3/", "partners/globex/")
     assert found["q3-partners", "globex"].expiry == Expiry(seconds=72 * 3_600)
     assert found["q3-auditors", "kpmg-audit"].expiry == Expiry(seconds=7 * 86_400)
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_an_example_with_any_line_removed_fails_cleanly(tmp_path: Path, path: Path) -> None:
     """Removing any one line of an example gives a manifest or located issues, never a crash."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
