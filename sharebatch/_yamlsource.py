@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from sharebatch.errors import ManifestError, ManifestIssue
+from sharebatch.visible import visible
 
 MAX_FILE_BYTES = 1024 * 1024
 # Aliases may share a list between jobs; they may not multiply the document (billion laughs).
@@ -116,13 +117,16 @@ class YamlDocument:
 
 
 def format_path(path: PathKey) -> str:
-    """``("jobs", 0, "name")`` -> ``jobs[0].name``, the form people see in messages."""
+    """``("jobs", 0, "name")`` -> ``jobs[0].name``, the form people see in messages.
+
+    A key is written by whoever wrote the file: hidden characters in it are shown escaped.
+    """
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else part
+            out += f".{visible(part)}" if out else visible(part)
     return out
 
 

@@ -32,6 +32,7 @@ from sharebatch.manifest import (
     parse_size,
 )
 from sharebatch.models import Expiry, Filters
+from sharebatch.visible import HIDDEN
 
 BAD = Path(__file__).parent / "bad_manifests"
 EXAMPLES = Path(__file__).parent.parent / "manifests"
@@ -571,6 +572,16 @@ FREE_TEXT_FIELDS = {
     "include": ("  filters:\n    include: [{}]\n", "defaults.filters.include[0]", "**/{}*.pdf"),
     "output.dir": ("output:\n  dir: {}\n", "output.dir", "out/{}x"),
 }
+
+
+def test_a_key_holding_hidden_characters_is_named_escaped(tmp_path: Path) -> None:
+    """An unknown field whose name holds ESC and BEL is reported with them written as escapes,
+    so the error line cannot drive the terminal it is printed on."""
+    line = '      - id: globex\n        "na\\e]0;x\\ame": x'
+    [issue] = issues_of(write(tmp_path, manifest_text(recipients=line)))
+    assert issue.field == "jobs[0].recipients[0].na\\x1b]0;x\\x07me"
+    assert "unknown field" in issue.message
+    assert not HIDDEN.search(str(issue))
 
 
 @pytest.mark.parametrize("field", FREE_TEXT_FIELDS)
