@@ -7,16 +7,18 @@ these modules write to the terminal. Every ``SharebatchError`` is caught once pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__
+from ._fields import check_endpoint, check_region
 from ._render import counted
 from .audit import configure
-from .errors import ManifestError, SharebatchError
+from .errors import ManifestError, SharebatchError, UsageError
 from .visible import visible
 
 app = typer.Typer(
@@ -65,6 +67,34 @@ AsOfOpt = Annotated[
         help="Run date for period templates (YYYY-MM-DD); default: today in UTC.",
     ),
 ]
+
+
+def _checked(
+    check: Callable[[str, str], str],
+) -> Callable[[typer.Context, typer.CallbackParam, str | None], str | None]:
+    """An option callback applying a manifest field's own check, by the option's name."""
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is None or ctx.resilient_parsing:  # resilient: shell completion in progress
+            return value
+        try:
+            return check(value, param.opts[0])
+        except ValueError as exc:
+            raise fail(UsageError(str(exc))) from None
+
+    return callback
+
+
+def endpoint_option(help: str) -> Any:
+    """``--endpoint-url``, held to the manifest's ``endpoint_url`` rule as it is parsed."""
+    return typer.Option(callback=_checked(check_endpoint), help=help)
+
+
+def region_option(help: str) -> Any:
+    """``--region``, held to the manifest's ``region`` rule as it is parsed."""
+    return typer.Option(callback=_checked(check_region), help=help)
+
+
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every link issued.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
 FormatOpt = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import AsOfOpt, app, fail
+from ._app import AsOfOpt, app, endpoint_option, fail, region_option
 from .doctor import Diagnosis, diagnose
 from .errors import SharebatchError
 from .visible import visible
@@ -36,10 +36,10 @@ def doctor(
         Path | None, typer.Argument(help="The manifest to check (optional).")
     ] = None,
     endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint (S3-compatible stores, local tests).")
+        str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region; overrides the manifest.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     as_of: AsOfOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:

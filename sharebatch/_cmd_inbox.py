@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
+from ._app import (
+    AsOfOpt,
+    FormatOpt,
+    LogFormat,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    endpoint_option,
+    fail,
+    region_option,
+    setup_logging,
+)
 from ._render import counted
 from .bundles import iso
 from .errors import SharebatchError
@@ -49,10 +60,10 @@ def inbox(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
     endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint (S3-compatible stores, local tests).")
+        str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region; overrides the manifest.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = True,
     log_format: FormatOpt = LogFormat.auto,

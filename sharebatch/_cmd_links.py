@@ -16,7 +16,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ._app import FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
+from ._app import (
+    FormatOpt,
+    LogFormat,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    endpoint_option,
+    fail,
+    region_option,
+    setup_logging,
+)
 from ._render import counted
 from .errors import SharebatchError, UsageError
 from .links import inspect as inspect_links
@@ -225,10 +235,10 @@ def renew(
     bundles: Annotated[list[Path], typer.Argument(help="Bundle files (CSV or JSON) or folders.")],
     within: WithinOpt = None,
     endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint; overrides the bundle's.")
+        str | None, endpoint_option("S3 endpoint; overrides the bundle's.")
     ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region; overrides the bundle's.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the bundle's.")] = None,
     audit_log: Annotated[
         list[Path] | None,
         typer.Option(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Collection
 from datetime import date, datetime
 from fractions import Fraction
@@ -32,6 +31,7 @@ from sharebatch.periods import (
 from sharebatch.periods import VARIABLES as PERIOD_VARIABLES
 from sharebatch.templates import OBJECT_VARIABLES, TemplateError, names, render_object
 from sharebatch.templates import unknown_message as unknown_variable
+from sharebatch.visible import HIDDEN
 
 MAX_PREFIX_BYTES = 1024  # S3's limit on a key, and so on any useful prefix.
 SAMPLE_KEY = "dir/sample.pdf"  # what download_name is tried on at load time
@@ -68,9 +68,23 @@ _MEDIA_TYPE_RE = re.compile(
 )
 
 
-def _control(value: str) -> str | None:
-    char = next((c for c in value if unicodedata.category(c) == "Cc"), None)
-    return None if char is None else f"U+{ord(char):04X}"
+def hidden_character(value: str) -> str | None:
+    """The first character ``visible`` would escape, described for a message; else None.
+
+    Controls (ESC, BEL, CR, LF...), format characters (bidi overrides, zero-width spaces) and
+    line separators rewrite a terminal or hide what a reader sees, so no text of a manifest
+    may hold one, even written as a YAML escape.
+    """
+    found = HIDDEN.search(value)
+    return None if found is None else f"control or invisible character U+{ord(found[0]):04X}"
+
+
+def check_text(value: str, what: str) -> str:
+    """Free text: anything but the characters ``hidden_character`` finds."""
+    hidden = hidden_character(value)
+    if hidden is not None:
+        raise ValueError(f"{what} {show(value)} contains {hidden}")
+    return value
 
 
 # --- durations, sizes, counts ---------------------------------------------------------------
@@ -208,13 +222,13 @@ def check_prefix(value: str) -> str:
             " not patterns (use filters.include for patterns)"
         )
     if value.startswith("/"):
+        rest = value.lstrip("/")
+        fix = f"write {show(rest)}" if rest else "name the folder to share, e.g. 'reports/'"
         raise ValueError(
             f"prefix {show(value)} starts with '/': S3 keys rarely begin with '/', so this is"
-            f" almost always a mistake; write {show(value.lstrip('/'))}"
+            f" almost always a mistake; {fix}"
         )
-    control = _control(value)
-    if control is not None:
-        raise ValueError(f"prefix {show(value)} contains control character {control}")
+    check_text(value, "prefix")
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_PREFIX_BYTES:
         raise ValueError(f"prefix is {size} bytes in UTF-8; S3 keys are at most 1024 bytes")
@@ -254,30 +268,46 @@ def _looks_like_ip(value: str) -> bool:
     return True
 
 
-def _check_region(value: str) -> str:
+def check_region(value: str, what: str = "region") -> str:
+    """An AWS region name; ``what`` names the value (``--region`` on the command line)."""
     if not _REGION_RE.fullmatch(value):
-        raise ValueError(f"region {show(value)} is not an AWS region name like 'eu-west-1'")
+        raise ValueError(f"{what} {show(value)} is not an AWS region name like 'eu-west-1'")
     return value
 
 
-def _check_endpoint(value: str) -> str:
-    # The value is not echoed: an endpoint URL may carry credentials.
-    usage = (
-        "endpoint_url must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:9000"
-    )
+def check_endpoint(value: str, what: str = "endpoint_url") -> str:
+    """``http(s)://host[:port]`` and nothing more; ``what`` names the value in messages.
+
+    The value itself is never echoed: an endpoint URL may carry a password.
+    """
+    hidden = hidden_character(value)  # urlsplit would silently drop a tab or newline
+    if hidden is not None:
+        raise ValueError(f"{what} contains {hidden}")
+    usage = f"{what} must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:9000"
     try:
         parts = urlsplit(value)
-        _ = parts.port  # raises ValueError for a port that is not a number in range
-    except ValueError:
+    except ValueError:  # an unclosed IPv6 bracket, for one
         raise ValueError(usage) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(usage)
     if parts.username is not None or parts.password is not None:
-        raise ValueError("endpoint_url must not contain a user name or password")
+        raise ValueError(f"{what} must not contain a user name or password")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        raise ValueError(f"{what} must give a port from 1 to 65535, or none")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError(
+            f"{what} must be scheme, host and port only, without a path, query or fragment"
+            " (the bucket comes from the manifest)"
+        )
     return value
 
 
 def _check_email(value: str) -> str:
+    check_text(value, "email")
     local, at, domain = value.partition("@")
     if not at or not local or not domain or "@" in domain or any(c.isspace() for c in value):
         raise ValueError(f"email {show(value)} must be one address like ops@example.com")
@@ -285,6 +315,7 @@ def _check_email(value: str) -> str:
 
 
 def _check_content_type(value: str) -> str:
+    check_text(value, "content_type")  # a quoted parameter value may hold anything else
     if not _MEDIA_TYPE_RE.fullmatch(value):
         raise ValueError(
             f"content_type {show(value)} is not a media type like 'application/pdf'"
@@ -296,9 +327,7 @@ def _check_content_type(value: str) -> str:
 def _check_pattern(value: str) -> str:
     if not value:
         raise ValueError("pattern must not be empty; leave include out to select every key")
-    control = _control(value)
-    if control is not None:
-        raise ValueError(f"pattern {show(value)} contains control character {control}")
+    check_text(value, "pattern")
     if "***" in value:
         raise ValueError(f"pattern {show(value)} contains '***'; write '**' to cross folders")
     return value
@@ -327,15 +356,7 @@ def check_download_name(template: str) -> str:
         name = render_object(template, SAMPLE_KEY)
     except TemplateError as exc:
         raise ValueError(str(exc)) from None
-    problem = (
-        "is empty"
-        if not name
-        else "contains '/'"
-        if "/" in name
-        else f"contains control character {_control(name)}"
-        if _control(name)
-        else None
-    )
+    problem = _file_name_problem(name)
     if problem is not None:
         raise ValueError(
             f"download_name gives {show(name)} for the key {SAMPLE_KEY!r}, which {problem};"
@@ -344,14 +365,24 @@ def check_download_name(template: str) -> str:
     return template
 
 
+def _file_name_problem(name: str) -> str | None:
+    if not name:
+        return "is empty"
+    if name.isspace():
+        return "is blank"
+    if not name.strip("."):  # '.' and '..' name folders, not files
+        return "is only dots"
+    if "/" in name:
+        return "contains '/'"
+    hidden = hidden_character(name)
+    return None if hidden is None else f"contains {hidden}"
+
+
 def check_output_dir(value: str) -> str:
     """The rendered ``output.dir``: a folder name the CLI can create."""
     if not value.strip():
         raise ValueError("output.dir must not be empty; leave it out for the default 'bundles'")
-    control = _control(value)
-    if control is not None:
-        raise ValueError(f"output.dir {show(value)} contains control character {control}")
-    return value
+    return check_text(value, "output.dir")
 
 
 def _public_download_name(value: str) -> str:
@@ -372,9 +403,10 @@ NameTemplate = Annotated[str, AfterValidator(_template(NAME_VARIABLES))]
 OutputTemplate = Annotated[str, AfterValidator(_template(OUTPUT_VARIABLES))]
 DownloadName = Annotated[str, AfterValidator(_public_download_name)]
 BucketName = Annotated[str, AfterValidator(_check_bucket)]
-Region = Annotated[str, AfterValidator(_check_region)]
-EndpointUrl = Annotated[str, AfterValidator(_check_endpoint)]
+Region = Annotated[str, AfterValidator(check_region)]
+EndpointUrl = Annotated[str, AfterValidator(check_endpoint)]
 Email = Annotated[str, AfterValidator(_check_email)]
+RecipientName = Annotated[str, AfterValidator(partial(check_text, what="name"))]
 ContentType = Annotated[str, AfterValidator(_check_content_type)]
 Pattern = Annotated[str, AfterValidator(_check_pattern)]
 Duration = Annotated[

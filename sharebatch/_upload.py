@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
-import unicodedata
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from sharebatch._fields import MAX_PREFIX_BYTES, ContentType, Duration, PrefixTemplate, Size
+from sharebatch._fields import (
+    MAX_PREFIX_BYTES,
+    ContentType,
+    Duration,
+    PrefixTemplate,
+    Size,
+    check_text,
+)
 from sharebatch._fields import check_prefix as _check_prefix
 from sharebatch._yamlsource import IssueCollector, PathKey, describe, show
 from sharebatch.models import UploadSlot
@@ -144,12 +150,7 @@ def check_key_name(value: str) -> str:
             f"upload key {show(value)} must be a plain file name (no '/'); it goes under the"
             " slot's prefix"
         )
-    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
-    if control is not None:
-        raise ValueError(
-            f"upload key {show(value)} contains control character U+{ord(control):04X}"
-        )
-    return value
+    return check_text(value, "upload key")
 
 
 def _base(media_type: str) -> str:

@@ -9,8 +9,10 @@ bombs) raise ``ManifestError`` at once because there is no document to check fur
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 
 from sharebatch.errors import ManifestError, ManifestIssue
+from sharebatch.visible import visible
 
 MAX_FILE_BYTES = 1024 * 1024
 # Aliases may share a list between jobs; they may not multiply the document (billion laughs).
@@ -114,13 +117,16 @@ class YamlDocument:
 
 
 def format_path(path: PathKey) -> str:
-    """``("jobs", 0, "name")`` -> ``jobs[0].name``, the form people see in messages."""
+    """``("jobs", 0, "name")`` -> ``jobs[0].name``, the form people see in messages.
+
+    A key is written by whoever wrote the file: hidden characters in it are shown escaped.
+    """
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else part
+            out += f".{visible(part)}" if out else visible(part)
     return out
 
 
@@ -149,18 +155,49 @@ def _fatal(file: str, line: int | None, column: int | None, message: str) -> Man
 
 def _read_limited(path: str | os.PathLike[str], display: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > MAX_FILE_BYTES:
-                raise _fatal(display, None, None, f"manifest is {size} bytes; the limit is 1 MiB")
-            # st_size is 0 for pipes and some special files, so the read is bounded as well.
-            raw = handle.read(MAX_FILE_BYTES + 1)
+        # Non-blocking, so that a FIFO opens at once instead of waiting for a writer; the
+        # kind is then read from the open descriptor, which nothing can swap in between.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise _fatal(display, None, None, f"cannot read manifest: {reason}") from None
+        raise _fatal(display, None, None, _unreadable(path, exc)) from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(status.st_mode), "special file")
+            raise _fatal(display, None, None, f"manifest is a {kind}, not a regular file")
+        if status.st_size > MAX_FILE_BYTES:
+            message = f"manifest is {status.st_size} bytes; the limit is 1 MiB"
+            raise _fatal(display, None, None, message)
+        with open(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)  # bounded as well: it may grow after fstat
+    except OSError as exc:
+        raise _fatal(display, None, None, _unreadable(path, exc)) from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_FILE_BYTES:
         raise _fatal(display, None, None, "manifest is more than 1 MiB; the limit is 1 MiB")
     return raw
+
+
+_KINDS = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+def _unreadable(path: str | os.PathLike[str], exc: OSError) -> str:
+    if exc.errno == errno.ENXIO:  # what opening a socket gives
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = 0
+        kind = _KINDS.get(stat.S_IFMT(mode))
+        if kind is not None:
+            return f"manifest is a {kind}, not a regular file"
+    return f"cannot read manifest: {exc.strerror or exc}"
 
 
 def _compose(text: str, display: str) -> yaml.Node | None:

@@ -15,7 +15,18 @@ from typing import Annotated
 
 import typer
 
-from ._app import AsOfOpt, FormatOpt, LogFormat, QuietOpt, VerboseOpt, app, fail, setup_logging
+from ._app import (
+    AsOfOpt,
+    FormatOpt,
+    LogFormat,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    endpoint_option,
+    fail,
+    region_option,
+    setup_logging,
+)
 from ._render import render_plan
 from ._runview import RunView
 from .errors import RunCrashed, SharebatchError
@@ -38,10 +49,10 @@ def run(
         int, typer.Option(help="Listing requests to S3 at once.", min=1, max=256)
     ] = DEFAULT_CONCURRENCY,
     endpoint_url: Annotated[
-        str | None, typer.Option(help="S3 endpoint (S3-compatible stores, local tests).")
+        str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
     profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region; overrides the manifest.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     run_id: Annotated[
         str | None, typer.Option(help="Name of the run folder (default: time + random).")
     ] = None,
@@ -150,7 +161,10 @@ def schema() -> None:
 
 @app.command()
 def demo(
-    manifest: Annotated[Path, typer.Option(help="The demo manifest.")] = Path("manifests/demo.yml"),
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="A manifest to run instead of the one shipped with sharebatch."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder that receives the bundles.")] = Path("bundles"),
     verbose: VerboseOpt = False,
     quiet: QuietOpt = True,
@@ -160,7 +174,7 @@ def demo(
 
     Example: sharebatch demo --out /tmp/sharebatch-demo
 
-    Needs the demo extra: pip install 'sharebatch[demo]'.
+    Needs the demo extra: pip install 'sharebatch\\[demo]'.
     """
     from .demo import run_demo
 

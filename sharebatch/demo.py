@@ -1,9 +1,10 @@
 """``sharebatch demo``: the real run against an embedded S3, then one real download.
 
 It starts moto's S3 server on 127.0.0.1 (a random free port), seeds a private bucket with
-sample quarterly reports, runs the demo manifest through ``run_manifest`` (the code path of
-``sharebatch run``), and fetches one produced link over HTTP to show it returns the bytes that
-were uploaded. The seeding uses boto3 directly: it plays the part of the organisation that
+sample quarterly reports, runs the demo manifest (``sharebatch/data/demo.yml``, package data,
+so the demo works from any folder) through ``run_manifest`` (the code path of ``sharebatch
+run``), and fetches one produced link over HTTP to show it returns the bytes that were
+uploaded. The seeding uses boto3 directly: it plays the part of the organisation that
 owns the bucket, not of sharebatch.
 """
 
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from ._render import counted
@@ -24,6 +26,7 @@ from .errors import SharebatchError, UsageError
 from .models import RunSummary
 from .runner import run_manifest
 
+DEMO_MANIFEST = resources.files("sharebatch") / "data" / "demo.yml"
 DEMO_BUCKET = "acme-quarterly-reports"
 DEMO_REGION = "eu-west-1"
 # Fake keys for the embedded server: it accepts any; real credentials must never go there.
@@ -101,9 +104,13 @@ class DemoReport:
     lines: list[str]
 
 
-def run_demo(manifest: Path, out: Path) -> DemoReport:
+def run_demo(manifest: Path | None, out: Path) -> DemoReport:
+    """Run ``manifest`` (default: the one shipped in the package) on the embedded S3."""
+    if manifest is None:
+        with resources.as_file(DEMO_MANIFEST) as shipped:
+            return run_demo(shipped, out)
     if not manifest.is_file():
-        raise UsageError(f"{manifest}: demo manifest not found (run from the project folder)")
+        raise UsageError(f"{manifest}: demo manifest not found")
     files = sample_files()
     with _demo_environment(), embedded_s3() as endpoint:
         seed(endpoint, files)

@@ -44,6 +44,7 @@ from sharebatch._fields import (
     Prefix,
     PrefixTemplate,
     RecipientId,
+    RecipientName,
     Region,
     parse_size,
 )
@@ -51,7 +52,7 @@ from sharebatch._resolve import RawFilters, RawModel, RawSettings, Resolver
 from sharebatch._upload import RawUpload, check_overlaps
 from sharebatch._yamlsource import IssueCollector, PathKey, describe, format_path, load_yaml_file
 from sharebatch._yamlsource import show as _show
-from sharebatch.errors import ManifestError
+from sharebatch.errors import ManifestError, UsageError
 from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials, UploadSlot
 from sharebatch.periods import MAX_EXPIRY_SECONDS, parse_duration
 
@@ -68,6 +69,8 @@ __all__ = [
 ]
 
 SUPPORTED_VERSION = 1
+# {period.*} of a year period is the year before as_of: the calendar starts at year 1.
+EARLIEST_AS_OF = date(2, 1, 1)
 
 
 def _check_expiry(value: Expiry) -> Expiry:
@@ -86,7 +89,7 @@ class Recipient(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: RecipientId
-    name: str | None = None
+    name: RecipientName | None = None
     email: Email | None = None
 
 
@@ -143,7 +146,9 @@ class _RawRecipient(RawSettings):
     model_config = ConfigDict(title="Recipient")
 
     id: RecipientId = Field(description="Folder name of the bundle: lowercase, digits, . _ -")
-    name: str | None = Field(None, description="Shown in the bundle; {recipient.name}.")
+    name: RecipientName | None = Field(
+        None, description="Shown in the bundle; {recipient.name}. No control characters."
+    )
     email: Email | None = Field(None, description="Shown in the bundle; {recipient.email}.")
     prefixes: list[PrefixTemplate] = Field(
         default_factory=list, description="Added to the job's prefixes; templates allowed."
@@ -195,13 +200,18 @@ def load_manifest(
     """Read, validate and resolve the manifest at ``path``; raises ``ManifestError``.
 
     ``as_of`` is the run date the ``{period.*}`` and ``{as_of.*}`` variables come from (default:
-    ``now``'s UTC date); ``now`` (default: the current time) is what ``expires_at`` must be
-    within 7 days after.
+    ``now``'s UTC date; ``UsageError`` before ``EARLIEST_AS_OF``); ``now`` (default: the current
+    time) is what ``expires_at`` must be within 7 days after.
     """
     now = datetime.now(UTC) if now is None else now
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     as_of = now.astimezone(UTC).date() if as_of is None else as_of
+    if as_of < EARLIEST_AS_OF:
+        raise UsageError(
+            f"--as-of {as_of.isoformat()}: the period before it would start before year 1;"
+            f" use {EARLIEST_AS_OF.isoformat()} or later"
+        )
     display = os.fspath(path)
     doc = load_yaml_file(path)
     issues = IssueCollector(display, doc.source, _unknown_field)

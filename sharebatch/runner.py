@@ -69,10 +69,10 @@ def run_manifest(
     Anything unforeseen (a full disk, an I/O error, a bug) is ``RunCrashed``, its cause
     chained, once the run is recorded as ``failed``.
 
-    ``out`` defaults to the manifest's ``output.dir``, then ``bundles``; ``as_of`` (the date
-    that period templates are computed from) defaults to today in UTC. With
-    ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the run cleanly and
-    raise ``Interrupted``.
+    ``out`` defaults to the manifest's ``output.dir`` (relative to the manifest's folder), then
+    ``bundles``; ``as_of`` (the date that period templates are computed from) defaults to
+    today in UTC. With ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the
+    run cleanly and raise ``Interrupted``.
     """
     run = _signals.run_interruptible if handle_signals else asyncio.run
     return run(
@@ -114,14 +114,19 @@ async def run_manifest_async(
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
         raise UsageError(
-            f"--run-id {run_id!r} must be letters, digits, '.', '_' or '-' (it names a folder)"
+            f"--run-id {run_id!r} must start with a letter or digit, followed by letters,"
+            " digits, '.', '_' or '-', at most 128 characters in all (it names a folder)"
         )
     started_at = datetime.now(UTC)
     run_id = run_id or new_run_id(started_at)
     try:
         manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
         plan = build_plan(manifest)
-        out_dir = Path(out if out is not None else manifest.output_dir or "bundles")
+        if out is None and manifest.output_dir:
+            # Beside the manifest wherever the run starts (cron starts in a home folder); --out
+            # and the default are the caller's, relative to where it runs.
+            out = Path(manifest.path).parent / manifest.output_dir
+        out_dir = Path(out if out is not None else "bundles")
         async with S3Gateway(
             profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
         ) as gateway:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from sharebatch import __version__
@@ -212,3 +216,233 @@ def test_schema_is_the_manifest_json_schema() -> None:
     assert schema == json.loads(json.dumps(manifest_json_schema()))
     assert schema["title"] == "sharebatch manifest"
     assert {"version", "jobs"} <= set(schema["properties"])
+
+
+RETURNS = Path(__file__).parent.parent / "manifests" / "signed-returns.yml"
+
+
+def _command(command: str, tmp_path: Path) -> list[str]:
+    """``command`` on a valid manifest (or bundle folder), writing only under tmp_path/out."""
+    out = tmp_path / "out"
+    return {
+        "validate": ["validate", str(RETURNS)],
+        "run": ["run", str(RETURNS), "--out", str(out)],
+        "inbox": ["inbox", str(RETURNS), "--csv", str(out / "inbox.csv")],
+        "doctor": ["doctor", str(RETURNS)],
+        "renew": ["renew", str(out)],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "inbox", "doctor"])
+@pytest.mark.parametrize("as_of", ["0001-01-01", "0001-12-31"])
+def test_as_of_without_a_previous_year_exits_2(tmp_path: Path, command: str, as_of: str) -> None:
+    """A run date in year 1 (the year before would be year 0): one line naming --as-of, exit 2."""
+    result = CliRunner().invoke(app, [*_command(command, tmp_path), "--as-of", as_of])
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    assert result.stderr.splitlines() == [
+        f"sharebatch: error: --as-of {as_of}: the period before it would start before year 1;"
+        " use 0002-01-01 or later"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_last_day_of_the_calendar_is_a_valid_as_of(s3: S3, tmp_path: Path) -> None:
+    """--as-of 9999-12-31 resolves in validate, run and inbox: the periods before it exist."""
+    result = CliRunner().invoke(app, ["validate", str(RETURNS), "--as-of", "9999-12-31", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    prefixes = [p for job in plan["jobs"] for r in job["recipients"] for p in r["prefixes"]]
+    assert prefixes[0] == "partners/globex/9999-Q3/"
+    s3.bucket("cli-bucket", {"r/9999-Q3/a.txt": b"late", "in/9999-Q3/r/back.pdf": b"%PDF"})
+    manifest = write_manifest(
+        tmp_path / "m.yml",
+        "version: 1\njobs:\n  - name: j\n    bucket: cli-bucket\n    region: eu-west-1\n"
+        '    expires_in: 10m\n    prefixes: ["r/{period.label}/"]\n'
+        "    upload: {prefix: 'in/{period.label}/{recipient.id}/', max_size: 1MB}\n"
+        "    recipients: [{id: r}]\n",
+    )
+    common = ["--as-of", "9999-12-31", "--endpoint-url", s3.endpoint]
+    run = CliRunner().invoke(app, ["run", str(manifest), "--out", str(tmp_path / "o"), *common])
+    assert run.exit_code == 0, run.stderr
+    [row] = _links(run)
+    assert fetch(row["url"]) == b"late"
+    inbox = CliRunner().invoke(app, ["inbox", str(manifest), "--json", *common])
+    assert inbox.exit_code == 0, inbox.stderr
+    [slot] = json.loads(inbox.stdout)["slots"]
+    assert [(f["key"], f["status"]) for f in slot["files"]] == [
+        ("in/9999-Q3/r/back.pdf", "received")
+    ]
+
+
+BAD_ENDPOINTS = {
+    "javascript": ("javascript:alert(1)", "must be an http:// or https:// URL with a host"),
+    "ftp": ("ftp://127.0.0.1:9000", "must be an http:// or https:// URL with a host"),
+    "no-host": ("http://:9000", "must be an http:// or https:// URL with a host"),
+    "credentials": ("http://admin:hunter2@127.0.0.1:9000", "must not contain a user name"),
+    "port": ("http://127.0.0.1:99999", "port from 1 to 65535"),
+    "port-zero": ("http://127.0.0.1:0", "port from 1 to 65535"),
+    "path": ("http://127.0.0.1:9000/bucket", "without a path, query or fragment"),
+    "query": ("http://127.0.0.1:9000?x=1", "without a path, query or fragment"),
+    "fragment": ("http://127.0.0.1:9000#x", "without a path, query or fragment"),
+    "newline": ("http://127.0.0.1:9000\n", "contains control or invisible character U+000A"),
+}
+BAD_REGIONS = {"short": "x", "word": "Europe", "escape": "eu-west-1\x1b[2J"}
+
+
+def _option_cases() -> list[Any]:
+    cases = [
+        pytest.param("--endpoint-url", value, text, id=f"endpoint-{name}")
+        for name, (value, text) in BAD_ENDPOINTS.items()
+    ]
+    cases += [
+        pytest.param("--region", value, "is not an AWS region name", id=f"region-{name}")
+        for name, value in BAD_REGIONS.items()
+    ]
+    return cases
+
+
+@pytest.mark.usefixtures("credentials")
+@pytest.mark.parametrize("command", ["run", "doctor", "inbox", "renew"])
+@pytest.mark.parametrize(("option", "value", "text"), _option_cases())
+def test_bad_endpoint_or_region_option_exits_2_before_anything(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    option: str,
+    value: str,
+    text: str,
+) -> None:
+    """--endpoint-url and --region are held to the manifest's own rules: exit 2, one line.
+
+    Nothing is written, and the message is the manifest field's own, by the option's name.
+    """
+    monkeypatch.setenv("SHAREBATCH_S3_ATTEMPTS", "1")  # the old code went on to S3
+    monkeypatch.setenv("SHAREBATCH_S3_CONNECT_TIMEOUT", "1")
+    args = _command(command, tmp_path)
+    if command == "renew":
+        (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(app, [*args, option, value])
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"sharebatch: error: {option} ")
+    assert text in line
+    assert "hunter2" not in line  # an endpoint URL may carry a password: it is never echoed
+    assert list(tmp_path.rglob("*")) == ([tmp_path / "out"] if command == "renew" else [])
+    if command != "run":
+        return
+    field = option.removeprefix("--").replace("-", "_")
+    manifest = write_manifest(
+        tmp_path / "m.yml",
+        f"version: 1\ndefaults:\n  {field}: {json.dumps(value)}\n"
+        "jobs:\n  - name: j\n    bucket: b-bucket\n    expires_in: 1h\n"
+        "    prefixes: [x/]\n    recipients: [{id: r}]\n",
+    )
+    in_file = CliRunner().invoke(app, ["validate", str(manifest)])
+    assert in_file.exit_code == 2
+    issue = in_file.stderr.splitlines()[0]
+    assert issue.startswith(f"{manifest}:3:")
+    assert issue.split(f" defaults.{field}: {field} ", 1)[1] == line.split(f" {option} ", 1)[1]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_fifo_as_manifest_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    """A named pipe is refused before it is read (reading would wait for a writer forever)."""
+    fifo = tmp_path / "m.yml"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "sharebatch", command, str(fifo), "--out", str(out)]
+    # A subprocess with a timeout: the old code blocked in open() and would hang the suite.
+    done = subprocess.run(
+        args[:5] if command == "validate" else args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{fifo}: manifest is a FIFO (named pipe), not a regular file",
+        "sharebatch: 1 problem in the manifest; nothing was listed or written",
+    ]
+    assert not out.exists()
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    if kind == "directory":
+        (tmp_path / "d.yml").mkdir()
+        return tmp_path / "d.yml"
+    if kind == "character device":
+        return Path("/dev/zero")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.yml"))
+    sock.close()  # the socket file stays
+    return tmp_path / "s.yml"
+
+
+@pytest.mark.parametrize("kind", ["directory", "character device", "socket"])
+def test_other_non_regular_manifests_are_refused_by_kind(tmp_path: Path, kind: str) -> None:
+    """A directory, a device such as /dev/zero, a socket: each named for what it is, exit 2."""
+    path = _special(tmp_path, kind)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"{path}: manifest is a {kind}, not a regular file"
+
+
+def test_relative_output_dir_is_under_the_manifest_folder(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """output.dir is relative to the manifest's folder, not to where cron starts the run."""
+    s3.bucket("cli-bucket", {"x/1.txt": b"one"})
+    (tmp_path / "conf").mkdir()
+    manifest = write_manifest(
+        tmp_path / "conf" / "m.yml",
+        'version: 1\noutput: {dir: "out/{period.label}"}\njobs:\n  - name: j\n'
+        "    bucket: cli-bucket\n    region: eu-west-1\n    expires_in: 10m\n"
+        "    prefixes: [x/]\n    recipients: [{id: r}]\n",
+    )
+    elsewhere = tmp_path / "cron-home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(
+        app, ["run", str(manifest), "--as-of", "2026-10-01", "--endpoint-url", s3.endpoint]
+    )
+    assert result.exit_code == 0, result.stderr
+    run_dir = Path(result.stdout.strip())
+    assert run_dir.parent == tmp_path / "conf" / "out" / "2026-Q3"
+    assert list(elsewhere.iterdir()) == []
+    [row] = _links(result)
+    assert fetch(row["url"]) == b"one"
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_readme_documents_every_run_option_and_header_field(s3: S3, tmp_path: Path) -> None:
+    """README's option table names every option of `run`; its Output section every field of a
+    links.json header (read from a real bundle with a recipient name, email and upload slot)."""
+    readme = README.read_text(encoding="utf-8")
+    command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)
+    for param in command.commands["run"].params:
+        names = [*param.opts, *param.secondary_opts]
+        if param.param_type_name == "option" and "--help" not in names:
+            assert any(f"| `{name}" in readme or f"/ `{name}" in readme for name in names), names
+    s3.bucket("cli-bucket", {"x/1.txt": b"one"})
+    manifest = write_manifest(
+        tmp_path / "m.yml",
+        "version: 1\njobs:\n  - name: j\n    bucket: cli-bucket\n    region: eu-west-1\n"
+        "    expires_in: 10m\n    prefixes: [x/]\n"
+        "    upload: {prefix: 'in/{recipient.id}/', max_size: 1MB}\n"
+        "    recipients: [{id: r, name: Globex, email: ops@globex.example}]\n",
+    )
+    result = CliRunner().invoke(
+        app, ["run", str(manifest), "--out", str(tmp_path / "o"), "--endpoint-url", s3.endpoint]
+    )
+    assert result.exit_code == 0, result.stderr
+    header = json.loads((Path(result.stdout.strip()) / "j" / "r" / "links.json").read_text())[
+        "header"
+    ]
+    assert (header["recipient_name"], header["uploads"]) == ("Globex", 1)
+    output = readme.split("### Output", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"[a-z_]+", output.split('{"header": {', 1)[1].split("}, ", 1)[0]))
+    assert set(header) <= listed

@@ -11,15 +11,15 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 
-DEMO_MANIFEST = Path(__file__).parent.parent / "manifests" / "demo.yml"
 
-
-def test_demo_runs_and_downloads_a_matching_file(tmp_path: Path) -> None:
-    """The demo prints its bundles and a download that matches the uploaded bytes."""
+def test_demo_runs_from_any_folder_and_downloads_a_matching_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started outside the project, the demo runs the manifest shipped in the package, prints
+    its bundles and a download that matches the uploaded bytes."""
     before = dict(os.environ)
-    result = CliRunner().invoke(
-        app, ["demo", "--manifest", str(DEMO_MANIFEST), "--out", str(tmp_path / "out")]
-    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"run folder: {tmp_path / 'out'}")
@@ -37,8 +37,13 @@ def test_demo_without_the_extra_says_how_to_install_it(
 ) -> None:
     """Without moto installed the demo names the install command instead of a traceback."""
     monkeypatch.setitem(sys.modules, "moto.server", None)
-    result = CliRunner().invoke(
-        app, ["demo", "--manifest", str(DEMO_MANIFEST), "--out", str(tmp_path / "out")]
-    )
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "pip install 'sharebatch[demo]'" in result.stderr
+
+
+def test_demo_help_names_the_extra_to_install() -> None:
+    """The help text keeps the brackets of sharebatch[demo] (Rich would read them as markup)."""
+    result = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "pip install 'sharebatch[demo]'" in result.stdout

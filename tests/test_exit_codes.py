@@ -231,14 +231,18 @@ def test_existing_run_id_is_refused(s3: S3, tmp_path: Path) -> None:
     assert list((tmp_path / "out" / "fixed").iterdir()) == []
 
 
-@pytest.mark.parametrize("run_id", ["../escape", "a/b", ".hidden", ""])
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", ".hidden", "-x", "", "a" * 129])
 def test_unsafe_run_id_is_refused(s3: S3, tmp_path: Path, run_id: str) -> None:
-    """--run-id names a folder under OUT and can never point outside it."""
+    """--run-id names a folder under OUT and can never point outside it; the message states
+    the whole rule."""
     manifest = write_manifest(tmp_path / "m.yml", GOOD)
     out = tmp_path / "out"
     result = invoke("run", str(manifest), "--out", str(out), "--run-id", run_id)
     assert result.exit_code == 2
-    assert "--run-id" in result.stderr
+    assert result.stderr.splitlines() == [
+        f"sharebatch: error: --run-id {run_id!r} must start with a letter or digit, followed by"
+        " letters, digits, '.', '_' or '-', at most 128 characters in all (it names a folder)"
+    ]
     assert not out.exists()
 
 

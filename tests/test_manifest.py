@@ -8,6 +8,7 @@ passes a fixed ``now`` and ``as_of``, so no result depends on today's date.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -31,9 +32,12 @@ from sharebatch.manifest import (
     parse_size,
 )
 from sharebatch.models import Expiry, Filters
+from sharebatch.visible import HIDDEN
 
 BAD = Path(__file__).parent / "bad_manifests"
 EXAMPLES = Path(__file__).parent.parent / "manifests"
+DEMO = Path(__file__).parent.parent / "sharebatch" / "data" / "demo.yml"  # `sharebatch demo`'s
+EXAMPLE_FILES = sorted([*EXAMPLES.glob("*.yml"), DEMO])
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 AS_OF = date(2026, 11, 28)
 
@@ -507,6 +511,96 @@ def test_output_dir_is_optional_and_rendered(tmp_path: Path) -> None:
     assert manifest.output_dir == "out/2026-10/2026-11-28"
 
 
+@pytest.mark.parametrize("kind", ["quarter", "month", "year"])
+def test_run_dates_from_year_two_to_the_end_of_the_calendar_resolve(
+    tmp_path: Path, kind: str
+) -> None:
+    """0002-01-01 (the year before it is year 1) and 9999-12-31 resolve for every period kind."""
+    text = manifest_text(settings=f"  period: {kind}\n").replace(
+        "[reports/]", '["r/{period.label}/{period.next_start}/"]'
+    )
+    path = write(tmp_path, text)
+    first = load(path, as_of=date(2, 1, 1)).jobs[0].grants[0].prefixes
+    last = load(path, as_of=date(9999, 12, 31)).jobs[0].grants[0].prefixes
+    assert first == (
+        {"quarter": "r/0001-Q4/", "month": "r/0001-12/", "year": "r/0001/"}[kind] + "0002-01-01/",
+    )
+    expected = {"quarter": "r/9999-Q3/9999-10-01/", "month": "r/9999-11/9999-12-01/"}
+    assert last == (expected.get(kind, "r/9998/9999-01-01/"),)
+
+
+@pytest.mark.parametrize("as_of", [date(1, 1, 1), date(1, 12, 31)])
+def test_run_date_without_a_previous_year_is_a_usage_error(tmp_path: Path, as_of: date) -> None:
+    """In year 1 the last complete year would be year 0: a UsageError naming --as-of."""
+    with pytest.raises(UsageError) as info:
+        load(write(tmp_path, GOOD), as_of=as_of)
+    assert not isinstance(info.value, ManifestError)
+    assert str(info.value) == (
+        f"--as-of {as_of.isoformat()}: the period before it would start before year 1;"
+        " use 0002-01-01 or later"
+    )
+
+
+# json.dumps writes each as an escape, which YAML reads in a double-quoted string; the YAML
+# reader refuses most of them written raw, but not escaped.
+HIDDEN_SAMPLES = {
+    "ESC": "\x1b",
+    "BEL": "\x07",
+    "CR": "\r",
+    "LF": "\n",
+    "TAB": "\t",
+    "NEL": "\x85",
+    "RLO": "\u202e",
+    "ZWSP": "\u200b",
+    "LSEP": "\u2028",
+    "BOM": "\ufeff",
+}
+FREE_TEXT_FIELDS = {
+    "name": ("      - id: globex\n        name: {}", "jobs[0].recipients[0].name", "Glo{}bex"),
+    "email": (
+        "      - id: globex\n        email: {}",
+        "jobs[0].recipients[0].email",
+        "o{}@g.example",
+    ),
+    "prefix": (
+        "      - id: globex\n        prefixes: [{}]",
+        "jobs[0].recipients[0].prefixes[0]",
+        "r{}/",
+    ),
+    "download_name": ("  download_name: {}\n", "defaults.download_name", "{{stem}}{}{{ext}}"),
+    "content_type": ("  content_type: {}\n", "defaults.content_type", 'text/plain; x="{}"'),
+    "include": ("  filters:\n    include: [{}]\n", "defaults.filters.include[0]", "**/{}*.pdf"),
+    "output.dir": ("output:\n  dir: {}\n", "output.dir", "out/{}x"),
+}
+
+
+def test_a_key_holding_hidden_characters_is_named_escaped(tmp_path: Path) -> None:
+    """An unknown field whose name holds ESC and BEL is reported with them written as escapes,
+    so the error line cannot drive the terminal it is printed on."""
+    line = '      - id: globex\n        "na\\e]0;x\\ame": x'
+    [issue] = issues_of(write(tmp_path, manifest_text(recipients=line)))
+    assert issue.field == "jobs[0].recipients[0].na\\x1b]0;x\\x07me"
+    assert "unknown field" in issue.message
+    assert not HIDDEN.search(str(issue))
+
+
+@pytest.mark.parametrize("field", FREE_TEXT_FIELDS)
+@pytest.mark.parametrize("char", HIDDEN_SAMPLES.values(), ids=HIDDEN_SAMPLES.keys())
+def test_free_text_refuses_every_hidden_character(tmp_path: Path, field: str, char: str) -> None:
+    """Controls, format characters and separators (visible.HIDDEN) are refused in every text."""
+    where, path, value = FREE_TEXT_FIELDS[field]
+    line = where.format(json.dumps(value.format(char)))
+    if field in ("name", "email", "prefix"):
+        text = manifest_text(recipients=line)
+    elif field == "output.dir":
+        text = manifest_text() + line
+    else:
+        text = manifest_text(settings=line)
+    [issue] = issues_of(write(tmp_path, text))
+    assert issue.field == path
+    assert f"character U+{ord(char):04X}" in issue.message
+
+
 # --- bad manifests --------------------------------------------------------------------------
 
 UNKNOWN_QUATER = "unknown template variable {period.quater}; known: {period.year}, "
@@ -558,6 +652,7 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("prefix_wildcard.yml", 7, 16, "jobs[0].prefixes[0]", "literal key prefixes, not patterns"),
     ("prefix_empty_string.yml", 7, 26, "jobs[0].prefixes[1]", "must not be empty"),
     ("prefix_leading_slash.yml", 8, 9, "jobs[0].prefixes[0]", "S3 keys rarely begin with '/'"),
+    ("prefix_only_slash.yml", 8, 9, "jobs[0].prefixes[0]", "name the folder to share, e.g."),
     ("recipient_receives_nothing.yml", 11, 9, "jobs[0].recipients[1]", "would receive nothing"),
     ("bucket_uppercase.yml", 3, 11, "defaults.bucket", "'My_Bucket' is not valid"),
     ("bucket_too_short.yml", 7, 13, "jobs[0].bucket", "not 3 to 63"),
@@ -566,6 +661,9 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("endpoint_url_bad.yml", 4, 17, "defaults.endpoint_url", "http:// or https://"),
     ("addressing_style_bad.yml", 7, 23, "jobs[0].addressing_style", "'auto', 'virtual' or"),
     ("email_bad.yml", 10, 16, "jobs[0].recipients[0].email", "one address"),
+    ("email_bidi.yml", 10, 16, "jobs[0].recipients[0].email", "character U+202E"),
+    ("recipient_name_escape.yml", 10, 15, "jobs[0].recipients[0].name", "character U+001B"),
+    ("recipient_name_newline.yml", 10, 15, "jobs[0].recipients[0].name", "character U+000D"),
     ("jobs_empty.yml", 5, 7, "jobs", "at least one job"),
     ("recipients_empty.yml", 8, 17, "jobs[0].recipients", "at least one recipient"),
     ("empty_file.yml", None, None, "", "manifest is empty"),
@@ -581,6 +679,7 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("template_recipient_name_missing.yml", 7, 16, "jobs[0].prefixes[0]", NO_NAME),
     ("template_renders_wildcard.yml", 7, 16, "jobs[0].prefixes[0]", RENDERED_WILDCARD),
     ("template_output_dir_recipient.yml", 3, 8, "output.dir", "{recipient.id} cannot be used"),
+    ("output_dir_bidi.yml", 3, 8, "output.dir", "character U+202E"),
     # sizes and filters
     ("size_word.yml", 6, 15, "defaults.filters.min_size", "'ten' is not a size; use e.g. 10MB"),
     ("size_negative.yml", 6, 15, "defaults.filters.max_size", "'-1MB' is negative"),
@@ -607,8 +706,12 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("on_short_credentials_bad.yml", 5, 25, "defaults.on_short_credentials", "'fail', 'clamp'"),
     ("download_name_empty.yml", 5, 18, "defaults.download_name", "gives '' for the key"),
     ("download_name_slash.yml", 10, 24, "jobs[0].recipients[0].download_name", "contains '/'"),
-    ("download_name_control.yml", 5, 18, "defaults.download_name", "control character U+0007"),
+    ("download_name_control.yml", 5, 18, "defaults.download_name", "character U+0007"),
+    ("download_name_bidi.yml", 10, 24, "jobs[0].recipients[0].download_name", "character U+202E"),
+    ("download_name_dots.yml", 10, 24, "jobs[0].recipients[0].download_name", "only dots"),
+    ("download_name_blank.yml", 10, 24, "jobs[0].recipients[0].download_name", "is blank"),
     ("content_type_bad.yml", 5, 17, "defaults.content_type", "'pdf' is not a media type"),
+    ("content_type_control.yml", 5, 17, "defaults.content_type", "character U+001B"),
     # upload slots
     ("upload_prefix_no_slash.yml", 9, 15, "jobs[0].upload.prefix", "must end with '/'"),
     ("upload_missing_max_size.yml", 11, 11, "jobs[0].recipients[0].upload", "needs max_size"),
@@ -616,6 +719,7 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("upload_max_size_over_5gib.yml", 10, 17, "jobs[0].upload.max_size", "more than 5GiB"),
     ("upload_expires_in_8d.yml", 11, 19, "jobs[0].upload.expires_in", "7-day limit"),
     ("upload_key_with_slash.yml", 11, 14, "jobs[0].upload.keys[0]", "a plain file name"),
+    ("upload_key_invisible.yml", 11, 14, "jobs[0].upload.keys[0]", "character U+200B"),
     ("upload_key_type_unknown.yml", 12, 28, "jobs[0].upload.keys[1]", "exactly one Content-Type"),
     ("upload_key_duplicate.yml", 11, 36, "jobs[0].upload.keys[1]", "'globex.pdf' is listed twice"),
     ("upload_is_true.yml", 10, 17, "jobs[0].recipients[0].upload", "or false for no slot"),
@@ -839,7 +943,7 @@ def _check_keys(value: object, schema: dict[str, Any], root: dict[str, Any], whe
             _check_keys(item, schema["items"], root, where)
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_schema_knows_every_key_of_the_examples(path: Path) -> None:
     """The example manifests use only keys the schema declares, at the place they declare."""
     import yaml
@@ -851,9 +955,9 @@ def test_schema_knows_every_key_of_the_examples(path: Path) -> None:
 # --- the example manifests ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_every_example_manifest_is_valid(path: Path) -> None:
-    """Every file in manifests/ loads for a fixed run date, with at least one grant."""
+    """Every file in manifests/, and the demo's, loads for a fixed run date, with a grant."""
     assert any(job.grants for job in load(path).jobs)
 
 
@@ -920,13 +1024,13 @@ def test_example_mixed_filters() -> None:
 
 def test_example_demo() -> None:
     """The demo manifest: two jobs, literal prefixes, job expiry overriding the default."""
-    found = grants(load(EXAMPLES / "demo.yml"))
+    found = grants(load(DEMO))
     assert found["q3-partners", "globex"].prefixes == ("reports/2026/Q3/", "partners/globex/")
     assert found["q3-partners", "globex"].expiry == Expiry(seconds=72 * 3_600)
     assert found["q3-auditors", "kpmg-audit"].expiry == Expiry(seconds=7 * 86_400)
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_an_example_with_any_line_removed_fails_cleanly(tmp_path: Path, path: Path) -> None:
     """Removing any one line of an example gives a manifest or located issues, never a crash."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
