@@ -1,0 +1,122 @@
+"""The golden run: one fixed manifest on an embedded S3, under a frozen clock.
+
+Run as a script under libfaketime with the wall clock stopped (``faketime -f``), so that every
+time sharebatch reads (X-Amz-Date, generated_at, audit timestamps, moto's LastModified) is the
+same on every run, and so is every signature. The monotonic clock is left running
+(``DONT_FAKE_MONOTONIC=1``): asyncio schedules by it. ``tests/e2e/test_golden.py`` drives it.
+
+    faketime -f '2026-11-28 12:00:00' python -m tests.support.golden_run OUT
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+# A loopback address no other test uses, and a fixed port: the endpoint is signed into every
+# URL, so it must be the same on every run.
+HOST, PORT = "127.0.0.23", 45731
+ENDPOINT = f"http://{HOST}:{PORT}"
+BUCKET = "golden-reports"
+ACCESS_KEY = "AKIAGOLDENGOLDENGOLD"
+SECRET_KEY = "golden/secret+key/that-must-never-be-logged"
+RUN_ID = "golden-run"
+
+MANIFEST = f"""\
+version: 1
+defaults:
+  bucket: {BUCKET}
+  region: eu-west-1
+  endpoint_url: {ENDPOINT}
+  expires_in: 72h
+  period: quarter
+jobs:
+  - name: q3-partners
+    prefixes: ["reports/{{period.label}}/shared/"]
+    filters: {{exclude: ["**/*.tmp"]}}
+    recipients:
+      - id: globex
+        name: Globex Corporation
+        email: finance@globex.example
+        prefixes: ["partners/globex/{{period.label}}/"]
+        upload:
+          prefix: "inbox/{{period.label}}/globex/"
+          keys: [signed-statement.pdf]
+          max_size: 20MB
+          content_types: [application/pdf]
+      - id: initech
+        name: Initech
+        formats: [json]
+        download_name: "initech-{{basename}}"
+        prefixes: ["partners/initech/{{period.label}}/"]
+  - name: q3-auditors
+    expires_at: 2026-11-30T17:00:00Z
+    prefixes: [reports/]
+    recipients:
+      - id: kpmg-audit
+        name: External auditors
+        formats: [csv]
+        upload:
+          prefix: "inbox/{{period.label}}/kpmg/"
+          max_size: 5MB
+          content_types: [application/pdf, text/csv]
+"""
+
+OBJECTS = {
+    "reports/2026-Q3/shared/summary.pdf": b"%PDF-1.7 summary\n",
+    "reports/2026-Q3/shared/figures.csv": b"quarter,revenue\nQ3,100\n",
+    "reports/2026-Q3/shared/draft.tmp": b"not shared",
+    "reports/2026-Q3/shared/evil/\u202egnp.exe.pdf": b"bidi",
+    "reports/2026-Q3/shared/tab\there.txt": b"tab",
+    "reports/2026-Q3/shared/a/../escape.pdf": b"dot segments",
+    "reports/2026-Q2/old.pdf": b"older quarter",
+    "partners/globex/2026-Q3/statement.pdf": b"%PDF globex statement",
+    "partners/initech/2026-Q3/statement.pdf": b"%PDF initech statement",
+    "partners/initech/2026-Q3/notes =1+1.txt": b"formula-looking name",
+}
+
+
+def main(out: Path) -> int:
+    # A sealed environment: the run sees only the golden credentials, never a profile.
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            del os.environ[name]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    import sharebatch
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=HOST, port=PORT, verbose=False)
+    server.start()
+    try:
+        client = boto3.client("s3", endpoint_url=ENDPOINT, region_name="eu-west-1")
+        client.create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        for key, body in OBJECTS.items():
+            client.put_object(Bucket=BUCKET, Key=key, Body=body)
+        client.close()
+        # Relative paths: the audit log and headers record them, and they must not name the
+        # test's temporary folder.
+        os.chdir(out)
+        Path("golden.yml").write_text(MANIFEST, encoding="utf-8")
+        summary = sharebatch.run_manifest(
+            "golden.yml", out="bundles", run_id=RUN_ID, concurrency=1, split_folders=False
+        )
+    finally:
+        server.stop()
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
