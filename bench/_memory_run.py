@@ -22,9 +22,9 @@ from _sealed_env import seal
 
 seal()
 
-from sharebatch import runner  # noqa: E402
 from sharebatch.models import BucketTarget, Credentials, ObjectRef  # noqa: E402
-from sharebatch.s3 import Level, S3Gateway  # noqa: E402
+from sharebatch.run import runner  # noqa: E402
+from sharebatch.s3.gateway import Level, S3Gateway  # noqa: E402
 
 PREFIXES = 100
 PAGE = 1000

@@ -38,11 +38,11 @@ from _servers import moto_process  # noqa: E402
 from naive_presign import naive_presign  # noqa: E402
 
 from sharebatch import run_manifest  # noqa: E402
-from sharebatch.manifest import load_manifest  # noqa: E402
+from sharebatch.manifest.load import load_manifest  # noqa: E402
 from sharebatch.models import BucketTarget  # noqa: E402
-from sharebatch.pipeline import stage  # noqa: E402
-from sharebatch.plan import build_plan  # noqa: E402
-from sharebatch.s3 import S3Gateway  # noqa: E402
+from sharebatch.run.pipeline import stage  # noqa: E402
+from sharebatch.run.plan import build_plan  # noqa: E402
+from sharebatch.s3.gateway import S3Gateway  # noqa: E402
 
 HERE = Path(__file__).parent
 

@@ -29,7 +29,7 @@ import botocore.session  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 from sharebatch.models import Credentials  # noqa: E402
-from sharebatch.sigv4 import SigV4Presigner  # noqa: E402
+from sharebatch.s3.sigv4 import SigV4Presigner  # noqa: E402
 
 REGION = "eu-west-1"
 BUCKET = "sharebatch-bench"

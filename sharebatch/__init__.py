@@ -14,7 +14,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-from .errors import (
+from sharebatch.errors import (
     CredentialsError,
     Interrupted,
     ManifestError,
@@ -23,9 +23,9 @@ from .errors import (
     SharebatchError,
     UsageError,
 )
-from .manifest import Manifest, load_manifest
-from .models import RunSummary
-from .runner import run_manifest, run_manifest_async
+from sharebatch.manifest.load import Manifest, load_manifest
+from sharebatch.models import RunSummary
+from sharebatch.run.runner import run_manifest, run_manifest_async
 
 __all__ = [
     "CredentialsError",

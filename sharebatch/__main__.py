@@ -1,5 +1,5 @@
 """``python -m sharebatch``."""
 
-from .cli import main
+from sharebatch.cli.commands import main
 
 main()

@@ -29,7 +29,7 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from .visible import visible
+from sharebatch.visible import visible
 
 StderrFormat = Literal["auto", "json", "console"]
 

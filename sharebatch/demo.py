@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ._render import counted
-from .errors import SharebatchError, UsageError
-from .models import RunSummary
-from .runner import run_manifest
+from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.models import RunSummary
+from sharebatch.run.runner import run_manifest
+from sharebatch.units import counted
 
 DEMO_MANIFEST = resources.files("sharebatch") / "data" / "demo.yml"
 DEMO_BUCKET = "acme-quarterly-reports"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sharebatch import bundles
-from sharebatch.bundles import COLUMNS, PartFile, RunFolder, write_bundle, write_json
 from sharebatch.errors import UsageError
-from sharebatch.links import read_bundle
+from sharebatch.lifecycle.inspect import read_bundle
 from sharebatch.models import Link, ObjectRef
+from sharebatch.run import bundles
+from sharebatch.run.bundles import COLUMNS, PartFile, RunFolder, write_bundle, write_json
 from sharebatch.visible import escaped
 
 WHEN = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)

@@ -208,7 +208,7 @@ def test_bad_as_of_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_schema_is_the_manifest_json_schema() -> None:
     """`sharebatch schema` prints the JSON Schema that editors use to check manifests."""
-    from sharebatch.manifest import manifest_json_schema
+    from sharebatch.manifest.load import manifest_json_schema
 
     result = CliRunner().invoke(app, ["schema"])
     assert result.exit_code == 0

@@ -14,15 +14,15 @@ import pytest
 
 from sharebatch.errors import CredentialsError
 from sharebatch.models import Credentials, Expiry, ObjectRef
-from sharebatch.s3 import S3Gateway
-from sharebatch.signing import (
+from sharebatch.run.sign import (
     CredentialLimit,
     Signer,
     SigningError,
     check_lifetimes,
     signed_window,
 )
-from sharebatch.uploads import read_policy
+from sharebatch.run.slots import read_policy
+from sharebatch.s3.gateway import S3Gateway
 from tests.conftest import S3, fetch, fresh_s3, write_manifest
 from tests.http_upload import post_form, put
 from tests.linkkit import (

@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from sharebatch.doctor import credential_kind, diagnose
+from sharebatch.lifecycle.doctor import credential_kind, diagnose
 from sharebatch.models import Credentials
 from tests.conftest import ACCESS_KEY, REGION, S3, SECRET_KEY, write_manifest
 from tests.linkkit import serve

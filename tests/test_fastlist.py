@@ -28,13 +28,13 @@ from botocore.credentials import Credentials as BotoCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharebatch._listparse import Page, _fast_page, objects_of, read_page
-from sharebatch._s3_fastlist import HeaderSigner, list_query
 from sharebatch.audit import capture
 from sharebatch.errors import UsageError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
-from sharebatch.s3 import S3Gateway, S3ListingError
-from sharebatch.sigv4 import S3Endpoint
+from sharebatch.s3.fastlist import HeaderSigner, list_query
+from sharebatch.s3.gateway import S3Gateway, S3ListingError
+from sharebatch.s3.listparse import Page, _fast_page, objects_of, read_page
+from sharebatch.s3.sigv4 import S3Endpoint
 from tests.conftest import ACCESS_KEY, S3
 from tests.faultproxy import FaultProxy, fault_proxy
 

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch import audit, runner
+from sharebatch import audit
 from sharebatch.cli import app
-from sharebatch.runlock import LOCK_NAME, RunLock
+from sharebatch.run import runner
+from sharebatch.run.lock import LOCK_NAME, RunLock
 from tests.conftest import S3, write_manifest
 from tests.test_metrics import gauge, parse_exposition
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch.bundles import RunFolder, csv_cell
 from sharebatch.cli import app
 from sharebatch.errors import SharebatchError
-from sharebatch.runlock import LOCK_NAME
+from sharebatch.run.bundles import RunFolder, csv_cell
+from sharebatch.run.lock import LOCK_NAME
 from tests.conftest import S3, fetch, write_manifest
 
 

@@ -25,9 +25,9 @@ import boto3
 import pytest
 from rich.console import Console
 
-from sharebatch._runview import summary_table
-from sharebatch._s3_links import browser_url
-from sharebatch.select import linkable
+from sharebatch.cli.view import summary_table
+from sharebatch.run.select import linkable
+from sharebatch.s3.probe import browser_url
 from sharebatch.visible import HIDDEN, visible
 from tests.conftest import S3, fetch, write_manifest
 from tests.linkkit import invoke

@@ -17,8 +17,8 @@ import botocore.auth
 import pytest
 from botocore.config import Config
 
-from sharebatch.bundles import COLUMNS
-from sharebatch.links import LinkError, read_bundle, read_url
+from sharebatch.lifecycle.inspect import LinkError, read_bundle, read_url
+from sharebatch.run.bundles import COLUMNS
 from tests.conftest import S3, write_manifest
 from tests.linkkit import invoke, on_terminal, parse_iso, run_dir_of
 

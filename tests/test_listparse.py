@@ -12,7 +12,7 @@ from aiobotocore.parsers import AioRestXMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharebatch._listparse import FastListParserFactory
+from sharebatch.s3.listparse import FastListParserFactory
 
 OUTPUT = (
     botocore.session.get_session()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.errors import EXIT_LOCKED
-from sharebatch.runlock import LOCK_NAME
+from sharebatch.run.lock import LOCK_NAME
 from tests.conftest import S3, fetch, write_manifest
 from tests.faultproxy import FaultProxy
 from tests.test_signals import MANIFEST, held_s3, start_run

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sharebatch.errors import EXIT_USAGE, ManifestError, ManifestIssue, UsageError
-from sharebatch.manifest import (
+from sharebatch.manifest.load import (
     Grant,
     Job,
     Manifest,

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch import metrics
-from sharebatch._app import LogFormat
-from sharebatch._runview import RunView
 from sharebatch.cli import app
+from sharebatch.cli.app import LogFormat
+from sharebatch.cli.view import RunView
 from sharebatch.errors import Interrupted, RunLocked, SharebatchError
-from sharebatch.runlock import RunLock
+from sharebatch.run import metrics
+from sharebatch.run.lock import RunLock
 from tests.conftest import S3, write_manifest
 
 MANIFEST = """\

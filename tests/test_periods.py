@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from sharebatch import manifest
-from sharebatch.periods import (
+from sharebatch.manifest import load as manifest
+from sharebatch.manifest.periods import (
     MAX_EXPIRY_SECONDS,
     PERIOD_KINDS,
     VARIABLES,

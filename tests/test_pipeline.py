@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharebatch.bundles import RunFolder
-from sharebatch.manifest import load_manifest
+from sharebatch.manifest.load import load_manifest
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, Presigner
-from sharebatch.pipeline import _in_key_order, stage
-from sharebatch.plan import build_plan
-from sharebatch.s3 import Level
+from sharebatch.run.bundles import RunFolder
+from sharebatch.run.pipeline import _in_key_order, stage
+from sharebatch.run.plan import build_plan
+from sharebatch.s3.gateway import Level
 
 CREDS = Credentials("AKIAFAKE", "secret")
 

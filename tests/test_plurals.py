@@ -11,9 +11,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from sharebatch import run_manifest
-from sharebatch._render import counted
-from sharebatch._runview import summary_table
 from sharebatch.cli import app
+from sharebatch.cli.view import summary_table
+from sharebatch.units import counted
 from tests.conftest import S3, write_manifest
 
 MANIFEST = """\

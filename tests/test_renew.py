@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sharebatch.audit import url_digest
-from sharebatch.signing import signed_window
+from sharebatch.run.sign import signed_window
 from tests.conftest import S3, fetch, fresh_s3, write_manifest
 from tests.http_upload import post_form, put
 from tests.linkkit import (

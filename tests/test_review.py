@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch import review
 from sharebatch.cli import app
+from sharebatch.run import review
 from tests.conftest import S3, fetch, write_manifest
 
 MANIFEST = """\

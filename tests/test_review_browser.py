@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch._s3_links import browser_url
 from sharebatch.cli import app
+from sharebatch.s3.probe import browser_url
 from sharebatch.visible import visible
 from tests.chromium import chromium, find_chromium
 from tests.conftest import S3, write_manifest

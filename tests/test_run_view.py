@@ -25,8 +25,8 @@ import pytest
 from rich.console import Console
 
 from sharebatch import run_manifest
-from sharebatch._runview import summary_table
-from sharebatch.progress import JobProgress
+from sharebatch.cli.view import summary_table
+from sharebatch.run.progress import JobProgress
 from tests.conftest import S3, SECRET_KEY, fresh_s3, write_manifest
 from tests.linkkit import drain
 

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from sharebatch.runlock import LOCK_NAME
+from sharebatch.run.lock import LOCK_NAME
 from tests.conftest import S3, SECRET_KEY, write_manifest
 from tests.secretsguard import Recorder, find_leaks, scan_tree
 
@@ -108,7 +108,7 @@ def test_temporary_credentials_never_reach_logs_or_summary(
 
 CRASH = """\
 import sys
-import sharebatch.bundles as bundles
+from sharebatch.run import bundles
 
 real_write = bundles.PartFile.write
 
@@ -118,7 +118,7 @@ def write_then_crash(self, links):
     raise RuntimeError("disk on fire")
 
 bundles.PartFile.write = write_then_crash
-from sharebatch.cli import main
+from sharebatch.cli.commands import main
 sys.argv[0] = "sharebatch"
 main()
 """

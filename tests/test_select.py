@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from sharebatch.models import Filters, ObjectRef
-from sharebatch.select import Selector, glob_to_regex
+from sharebatch.run.select import Selector, glob_to_regex
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 

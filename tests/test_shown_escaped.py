@@ -10,13 +10,13 @@ from datetime import date
 
 import pytest
 
-from sharebatch._cmd_doctor import render_diagnosis
-from sharebatch._cmd_inbox import render_inbox
-from sharebatch._cmd_links import _render_renew
-from sharebatch.doctor import Check, Diagnosis
-from sharebatch.inbox import Inbox, InboxEntry, InboxSlot
+from sharebatch.cli.doctor import render_diagnosis
+from sharebatch.cli.inbox import render_inbox
+from sharebatch.cli.links import _render_renew
+from sharebatch.lifecycle.doctor import Check, Diagnosis
+from sharebatch.lifecycle.inbox import Inbox, InboxEntry, InboxSlot
+from sharebatch.lifecycle.renew import Renewal, RenewReport
 from sharebatch.models import UploadSlot
-from sharebatch.renew import Renewal, RenewReport
 
 RAW = ("\x1b", "\x07", "\u202e")
 

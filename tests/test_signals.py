@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch import Interrupted, runner
+from sharebatch import Interrupted
 from sharebatch.cli import app
-from sharebatch.runlock import LOCK_NAME
+from sharebatch.run import runner
+from sharebatch.run.lock import LOCK_NAME
 from tests.conftest import S3, fetch, write_manifest
 from tests.faultproxy import FaultProxy, fault_proxy
 

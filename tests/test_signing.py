@@ -16,15 +16,15 @@ import pytest
 
 from sharebatch import audit
 from sharebatch.models import BucketTarget, Credentials, Expiry, ObjectRef
-from sharebatch.s3 import S3Gateway
-from sharebatch.signing import (
+from sharebatch.run.sign import (
     MAX_EXPIRES_IN,
     Signer,
     SigningError,
     content_disposition,
     signed_window,
 )
-from sharebatch.sigv4 import SigV4Presigner, Unsupported
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "sigv4-presign.json").read_text())
 SIGNING_TIME = datetime.strptime(VECTORS["signing_time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

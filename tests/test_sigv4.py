@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sharebatch.models import AddressingStyle, BucketTarget, Credentials
-from sharebatch.s3 import client_config
-from sharebatch.sigv4 import SigV4Presigner, Unsupported, botocore_overrides
+from sharebatch.s3.gateway import client_config
+from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported, botocore_overrides
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "sigv4-presign.json").read_text())
 ACCESS_KEY = VECTORS["access_key_id"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.models import BucketTarget, ObjectRef
-from sharebatch.s3 import S3Gateway
+from sharebatch.s3.gateway import S3Gateway
 from tests.conftest import S3, fetch, write_manifest
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharebatch.templates import (
+from sharebatch.manifest.templates import (
     OBJECT_VARIABLES,
     TemplateError,
     escape,

@@ -19,11 +19,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from sharebatch.manifest import load_manifest
+from sharebatch.manifest.load import load_manifest
 from sharebatch.models import Credentials, UploadLink
-from sharebatch.plan import build_plan
-from sharebatch.s3 import S3Gateway
-from sharebatch.uploads import Uploads, curl_command, sample_file
+from sharebatch.run.plan import build_plan
+from sharebatch.run.slots import Uploads, curl_command, sample_file
+from sharebatch.s3.gateway import S3Gateway
 from tests.conftest import ACCESS_KEY, REGION, SECRET_KEY, write_manifest
 from tests.http_upload import post_form, put
 from tests.s3_gatekeeper import Gatekeeper, gatekeeper

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.errors import ManifestError
-from sharebatch.manifest import Manifest, load_manifest, manifest_json_schema
+from sharebatch.manifest.load import Manifest, load_manifest, manifest_json_schema
 from sharebatch.models import UploadSlot
 
 EXAMPLE = Path(__file__).parent.parent / "manifests" / "signed-returns.yml"

@@ -22,12 +22,11 @@ import botocore.signers
 import pytest
 
 from sharebatch import audit
-from sharebatch._upload import key_content_type
 from sharebatch.errors import CredentialsError
+from sharebatch.manifest.upload import key_content_type
 from sharebatch.models import BucketTarget, Credentials, ShortCredentials, UploadLink, UploadSlot
-from sharebatch.s3 import S3Gateway
-from sharebatch.signing import CredentialLimit, SigningError, signed_window
-from sharebatch.uploads import (
+from sharebatch.run.sign import CredentialLimit, SigningError, signed_window
+from sharebatch.run.slots import (
     curl_command,
     issue_slot,
     post_policy,
@@ -36,6 +35,7 @@ from sharebatch.uploads import (
     uncovered_fields,
     upload_row,
 )
+from sharebatch.s3.gateway import S3Gateway
 
 NOW = datetime(2026, 11, 28, 20, 15, 30)  # naive UTC, as botocore's clock gives it
 ENDPOINT = "http://127.0.0.1:9000"

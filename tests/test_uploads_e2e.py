@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from sharebatch.uploads import sample_file
+from sharebatch.run.slots import sample_file
 from tests.conftest import S3, write_manifest
 from tests.http_upload import post_form, put
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from moto.s3.responses import S3Response
 
-from sharebatch.bundles import COLUMNS
-from sharebatch.verify import verify_bundles
+from sharebatch.lifecycle.verify import verify_bundles
+from sharebatch.run.bundles import COLUMNS
 from tests.conftest import S3, write_manifest
 from tests.linkkit import invoke, on_terminal, run_dir_of, serve
 

@@ -1,0 +1,123 @@
+"""The Typer application and what every command shares: options, logging, error reporting.
+
+Commands live in ``cli.py`` and the ``_cmd_*.py`` modules, each registering on ``app``; only
+these modules write to the terminal. Every ``SharebatchError`` is caught once per command by
+``fail`` and mapped to its exit code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from sharebatch import __version__
+from sharebatch.audit import configure
+from sharebatch.errors import ManifestError, SharebatchError, UsageError
+from sharebatch.manifest.fields import check_endpoint, check_region
+from sharebatch.units import counted
+from sharebatch.visible import visible
+
+app = typer.Typer(
+    name="sharebatch",
+    no_args_is_help=True,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    # Pretty tracebacks print local variables, and locals here hold credentials and URLs.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sharebatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Share private S3 files through scheduled, reviewable bundles of presigned URLs.
+
+    Example: sharebatch doctor manifests/q3.yml
+
+    Example: sharebatch run manifests/q3.yml --out /srv/bundles
+
+    Every command has its own --help with examples. Shell completion: --install-completion.
+    """
+
+
+AsOfOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="Run date for period templates (YYYY-MM-DD); default: today in UTC.",
+    ),
+]
+
+
+def _checked(
+    check: Callable[[str, str], str],
+) -> Callable[[typer.Context, typer.CallbackParam, str | None], str | None]:
+    """An option callback applying a manifest field's own check, by the option's name."""
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is None or ctx.resilient_parsing:  # resilient: shell completion in progress
+            return value
+        try:
+            return check(value, param.opts[0])
+        except ValueError as exc:
+            raise fail(UsageError(str(exc))) from None
+
+    return callback
+
+
+def endpoint_option(help: str) -> Any:
+    """``--endpoint-url``, held to the manifest's ``endpoint_url`` rule as it is parsed."""
+    return typer.Option(callback=_checked(check_endpoint), help=help)
+
+
+def region_option(help: str) -> Any:
+    """``--region``, held to the manifest's ``region`` rule as it is parsed."""
+    return typer.Option(callback=_checked(check_region), help=help)
+
+
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every link issued.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
+FormatOpt = Annotated[
+    LogFormat, typer.Option("--log-format", help="stderr log format; auto: JSON unless a TTY.")
+]
+
+
+def setup_logging(verbose: bool, quiet: bool, fmt: LogFormat) -> None:
+    level = "debug" if verbose else "warning" if quiet else "info"
+    configure(level=level, fmt=fmt.value)
+
+
+def fail(exc: SharebatchError) -> typer.Exit:
+    # Messages quote paths, keys and values chosen by others: shown through ``visible``.
+    if isinstance(exc, ManifestError):
+        # One line per problem, compiler style, so editors can jump to file:line:column.
+        for issue in exc.issues:
+            typer.echo(visible(str(issue)), err=True)
+        typer.echo(
+            f"sharebatch: {counted(len(exc.issues), 'problem')} in the manifest; "
+            "nothing was listed or written",
+            err=True,
+        )
+    else:
+        typer.echo(f"sharebatch: error: {visible(str(exc))}", err=True)
+    return typer.Exit(exc.exit_code)

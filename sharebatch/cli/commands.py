@@ -1,0 +1,196 @@
+"""The command line: a thin Typer layer over the library.
+
+Data goes to stdout, logs and errors to stderr. Every ``SharebatchError`` is caught here, once
+per command, and mapped to its exit code; nothing else in the package writes to the terminal.
+The application and shared options are in ``_app.py``; command groups in ``_cmd_*.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sharebatch.cli.app import (
+    AsOfOpt,
+    FormatOpt,
+    LogFormat,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    endpoint_option,
+    fail,
+    region_option,
+    setup_logging,
+)
+from sharebatch.cli.render import render_plan
+from sharebatch.cli.view import RunView
+from sharebatch.errors import RunCrashed, SharebatchError
+from sharebatch.manifest.load import load_manifest, manifest_json_schema
+from sharebatch.run.plan import build_plan, describe
+from sharebatch.run.runner import DEFAULT_CONCURRENCY, run_manifest
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="The YAML manifest to run.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for OUT/<run-id>/ (default: manifest output.dir, or bundles)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List and count; print the summary; write nothing.")
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option(help="Listing requests to S3 at once.", min=1, max=256)
+    ] = DEFAULT_CONCURRENCY,
+    endpoint_url: Annotated[
+        str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Name of the run folder (default: time + random).")
+    ] = None,
+    as_of: AsOfOpt = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
+    ] = None,
+    split: Annotated[
+        bool,
+        typer.Option(
+            "--split/--no-split",
+            help="List a prefix's sub-folders in parallel when it pays (default on).",
+        ),
+    ] = True,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_format: FormatOpt = LogFormat.auto,
+) -> None:
+    """Run MANIFEST: list, sign and write one link bundle per recipient.
+
+    Example: sharebatch run manifests/q3.yml --out /srv/bundles
+
+    Example (cron): sharebatch run manifests/q3.yml --metrics-file
+    /var/lib/node_exporter/textfile_collector/sharebatch-q3.prom
+
+    Prints the run folder on stdout (the summary JSON with --dry-run).
+
+    On a terminal: live progress per job, then a summary table, on stderr. Under cron: logs.
+
+    OUT/<run-id>/index.html is the run's review page, for a browser (it holds the links).
+
+    Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug);
+    2 invalid manifest or options; 3 no usable credentials or access denied;
+    75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
+    """
+    setup_logging(verbose, quiet, log_format)
+    view = RunView(
+        manifest=manifest,
+        metrics_file=metrics_file,
+        dry_run=dry_run,
+        verbose=verbose,
+        quiet=quiet,
+        log_format=log_format,
+    )
+    try:
+        with view:
+            summary = run_manifest(
+                manifest,
+                out=out,
+                dry_run=dry_run,
+                concurrency=concurrency,
+                endpoint_url=endpoint_url,
+                profile=profile,
+                region=region,
+                run_id=run_id,
+                as_of=as_of.date() if as_of else None,
+                split_folders=split,
+                on_progress=view.on_progress,
+            )
+            view.finished(summary)
+    except SharebatchError as exc:
+        if verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
+            # For a bug report; without --verbose the one line below says what happened.
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        raise fail(exc) from None
+    if dry_run:
+        typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(summary.run_dir)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="The YAML manifest to check.")],
+    as_of: AsOfOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Check MANIFEST and print the resolved plan, without touching S3.
+
+    Example: sharebatch validate manifests/q3.yml --as-of 2026-10-01
+
+    Exit codes: 0 valid; 2 invalid (every problem listed as file:line:column: field: message).
+    """
+    try:
+        manifest_data = load_manifest(manifest, as_of=as_of.date() if as_of else None)
+    except SharebatchError as exc:
+        raise fail(exc) from None
+    plan = describe(build_plan(manifest_data))
+    if as_json:
+        typer.echo(json.dumps(plan, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(render_plan(plan))
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema, for editors with the YAML language server.
+
+    Example: sharebatch schema > sharebatch-manifest.schema.json, then start a manifest with
+    # yaml-language-server: $schema=./sharebatch-manifest.schema.json
+    """
+    typer.echo(json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def demo(
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="A manifest to run instead of the one shipped with sharebatch."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder that receives the bundles.")] = Path("bundles"),
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = True,
+    log_format: FormatOpt = LogFormat.auto,
+) -> None:
+    """Run the demo manifest against an embedded S3 on 127.0.0.1, then download one link.
+
+    Example: sharebatch demo --out /tmp/sharebatch-demo
+
+    Needs the demo extra: pip install 'sharebatch\\[demo]'.
+    """
+    from sharebatch.demo import run_demo
+
+    setup_logging(verbose, quiet, log_format)
+    try:
+        report = run_demo(manifest, out)
+    except SharebatchError as exc:
+        raise fail(exc) from None
+    typer.echo("\n".join(report.lines))
+    raise typer.Exit(report.summary.exit_code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="sharebatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

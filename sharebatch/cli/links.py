@@ -1,0 +1,284 @@
+"""``sharebatch inspect``, ``verify`` and ``renew``: links read back, checked and re-signed.
+
+Data goes to stdout, errors to stderr. No full URL is printed unless ``verify --show-urls``
+asks for it: links are named by bucket, key and the sha256 the audit log records. Keys, paths
+and bundle values are chosen by others: every line of text goes out through ``visible``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sharebatch.cli.app import (
+    FormatOpt,
+    LogFormat,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    endpoint_option,
+    fail,
+    region_option,
+    setup_logging,
+)
+from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.lifecycle.inspect import inspect as inspect_links
+from sharebatch.lifecycle.renew import RenewReport, renew_bundles
+from sharebatch.lifecycle.verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
+from sharebatch.manifest.periods import MAX_EXPIRY_SECONDS, parse_duration
+from sharebatch.units import counted
+from sharebatch.visible import visible
+
+WithinOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--within",
+        metavar="DURATION",
+        help="Also flag links that expire within this time: 48h, 2d, P2D.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+# inspect's window may pass the 7-day SigV4 limit: SigV2 links (and a bundle's fixed end) live
+# longer. A year covers any renewal cycle; beyond it a link is not "expiring", and the bound
+# keeps now + window far from datetime's end.
+INSPECT_WITHIN_MAX = 366 * 86400
+
+
+def _within(value: str | None, maximum: int = MAX_EXPIRY_SECONDS) -> timedelta:
+    if value is None:
+        return timedelta(0)
+    try:
+        return timedelta(seconds=parse_duration(value, maximum))
+    except ValueError as exc:
+        raise UsageError(f"--within: {exc}") from None
+
+
+def _span(seconds: int) -> str:
+    left, parts = abs(seconds), list[str]()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size and len(parts) < 2:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    text = " ".join(parts) or f"{left}s"
+    return f"{text} left" if seconds > 0 else f"expired {text} ago"
+
+
+def _render_url(n: int, url: dict[str, Any]) -> list[str]:
+    method = url["method"] or "not recorded in the URL (GET unless it was made for another)"
+    if url["credential_kind"] == "session":
+        kind = "session (temporary credentials: the link dies with them, maybe before its end)"
+    else:
+        kind = "long-term access key"
+    rows = [
+        ("status", f"{url['status']} ({_span(url['seconds_left'])})"),
+        ("signature", url["signature_version"]),
+        ("method", method),
+        ("bucket", url["bucket"] or "?"),
+        ("key", url["key"] or "?"),
+        ("region", url["region"] or "not in the URL"),
+        ("access key", f"{url['access_key_id']}, {kind}"),
+        ("signed at", url["signed_at"] or "not in the URL (SigV2 carries only its end)"),
+        ("expires at", url["expires_at"]),
+    ]
+    if url["problem"]:
+        rows.append(("problem", url["problem"]))
+    lines = [f"URL #{n} (sha256 {url['url_sha256'][:16]})"]
+    return lines + [f"  {name:<12} {value}" for name, value in rows]
+
+
+def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
+    about = [bundle["format"]] + [
+        f"{name} {bundle[name]}" for name in ("run_id", "job") if bundle.get(name)
+    ]
+    lines = [f"bundle {bundle['path']} ({', '.join(about)})"]
+    for group in bundle["recipients"]:
+        lines.append(
+            f"  recipient {group['recipient']}: {counted(len(group['links']), 'link')},"
+            f" {group['valid']} valid, {group['expiring']} expiring{within},"
+            f" {group['expired']} expired"
+            + (f", {group['invalid']} invalid" if group["invalid"] else "")
+        )
+        lines.append(f"    {'STATUS':<9} {'EXPIRES AT':<21} {'TIME LEFT':<20} KEY")
+        for link in group["links"]:
+            lines.append(
+                f"    {link['status']:<9} {link['expires_at']:<21} "
+                f"{_span(link['seconds_left']):<20} {link['key']}"
+            )
+            if link["problem"]:
+                lines.append(f"      problem: {link['problem']}")
+    return lines
+
+
+@app.command()
+def inspect(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Presigned URLs, bundle files (CSV or JSON) or bundle folders;"
+            " - reads URLs from stdin, one a line."
+        ),
+    ],
+    within: WithinOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show when links stop working, without contacting S3.
+
+    For a URL: method, bucket, key, signed at, expires at, time left, VALID/EXPIRED, the kind
+    of credentials and the signature version (SigV4 or SigV2); INVALID with the reason when S3
+    would refuse it anyway. For a bundle: a table per recipient. --within may be up to 366d
+    (SigV2 links live longer than 7 days).
+
+    Example: sharebatch inspect bundles/2026-Q3/*/q3/*/links.json --within 48h
+
+    Exit codes: 0 no link expired (or expiring within --within); 1 some are; 2 bad input.
+    """
+    # "-" reads URLs from stdin, so they stay out of `ps` and the shell's history.
+    stdin = sys.stdin.buffer if "-" in targets else ()
+    try:
+        window = _within(within, INSPECT_WITHIN_MAX)
+        paths = [target for target in targets if target != "-"]
+        report = inspect_links(paths, datetime.now(UTC), window, stdin)
+    except SharebatchError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        soon = f" within {within}" if within else ""
+        lines: list[str] = []
+        for n, url in enumerate(report["urls"], 1):
+            lines += _render_url(n, url)
+        for bundle in report["bundles"]:
+            lines += _render_bundle(bundle, soon)
+        total = sum(report[k] for k in ("valid", "expiring", "expired", "invalid"))
+        lines.append(
+            f"inspect: {counted(total, 'link')}: {report['valid']} valid,"
+            f" {report['expiring']} expiring{soon}, {report['expired']} expired"
+            + (f", {report['invalid']} invalid" if report["invalid"] else "")
+        )
+        typer.echo("\n".join(map(visible, lines)))
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
+def _render_verify(report: VerifyReport, show_urls: bool) -> str:
+    lines = []
+    for v in report.verdicts:
+        line = f"{v.outcome.upper():<8} {v.recipient}  {v.bucket}/{v.key}  {v.detail}"
+        lines.append(line + (f"  {v.url}" if show_urls else ""))
+    counts = report.data()["outcomes"]
+    shown = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    checked = f"{report.checked} of {counted(report.total, 'link')} checked"
+    lines.append(f"verify: {checked}: {shown or 'none'}")
+    return "\n".join(map(visible, lines))
+
+
+@app.command()
+def verify(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundle files (CSV or JSON) or folders.")],
+    sample: Annotated[
+        int | None, typer.Option(help="Check N random links per bundle.", min=1)
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(help="Links checked at once.", min=1, max=MAX_CONCURRENCY)
+    ] = 16,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=1)] = 15,
+    show_urls: Annotated[
+        bool, typer.Option("--show-urls", help="Print each link's full URL (a bearer secret).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the links of bundles work: the object is there, same size and ETag.
+
+    GET links are tried with a one-byte GET (their signature refuses a HEAD).
+
+    Example: sharebatch verify bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --sample 50
+
+    Exit codes: 0 every checked link works; 1 some do not; 2 bad input.
+    """
+    try:
+        report = verify_bundles(bundles, sample=sample, concurrency=concurrency, timeout=timeout)
+    except SharebatchError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report.data(show_urls), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(_render_verify(report, show_urls))
+    raise typer.Exit(report.exit_code)
+
+
+def _render_renew(report: RenewReport) -> None:
+    for renewal in report.renewals:
+        source = visible(renewal.source)
+        for row in renewal.not_renewed:
+            typer.echo(
+                f"sharebatch: {source}: links[{row.line - 1}]: {visible(row.key)}:"
+                f" not renewed: {row.outcome}: {visible(row.detail)}",
+                err=True,
+            )
+        if renewal.error:
+            typer.echo(f"sharebatch: {source}: not renewed: {visible(renewal.error)}", err=True)
+        elif not renewal.written and not renewal.not_renewed:
+            typer.echo(f"sharebatch: {source}: nothing to renew", err=True)
+        for path in renewal.written:
+            typer.echo(visible(path))
+
+
+@app.command()
+def renew(
+    bundles: Annotated[list[Path], typer.Argument(help="Bundle files (CSV or JSON) or folders.")],
+    within: WithinOpt = None,
+    endpoint_url: Annotated[
+        str | None, endpoint_option("S3 endpoint; overrides the bundle's.")
+    ] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    region: Annotated[str | None, region_option("Region; overrides the bundle's.")] = None,
+    audit_log: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--audit-log",
+            help="The audit.jsonl of the run that wrote a bundle moved out of its run folder;"
+            " repeat for several runs.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_format: FormatOpt = LogFormat.auto,
+) -> None:
+    """Re-sign the links that are expired (or expire within --within), with their policy.
+
+    Writes a complete new bundle next to the old one (links.renewed-<time>-<hex>.json/.csv,
+    and upload slots due again) and prints its paths; the old bundle is never changed. Only
+    bundles their run's audit log records are renewed; a due link whose object is gone or
+    changed keeps its old row and is reported.
+
+    Example: sharebatch renew bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --within 48h
+
+    Exit codes: 0 renewed or nothing due; 1 a bundle or a link could not be renewed; 2 bad
+    input (a bundle its run did not record); 3 no usable credentials, or credentials too
+    short for the bundle's policy.
+    """
+    setup_logging(verbose, quiet, log_format)
+    try:
+        report = renew_bundles(
+            bundles,
+            within=_within(within),
+            profile=profile,
+            region=region,
+            endpoint_url=endpoint_url,
+            audit_logs=audit_log or (),
+        )
+    except SharebatchError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in report.renewals], indent=2, ensure_ascii=False))
+    else:
+        _render_renew(report)
+    raise typer.Exit(report.exit_code)

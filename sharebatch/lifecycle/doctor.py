@@ -1,0 +1,405 @@
+"""Preflight checks before a scheduled run: ``sharebatch doctor``.
+
+Each check answers one question an ops engineer asks before trusting cron with a manifest, as
+one ``Check`` (OK, WARN or FAIL): whose credentials these are and when they die; whether the
+local clock agrees with S3 (presigned URLs carry the signer's time); for each bucket its
+region, Block Public Access, default encryption, and whether each prefix may be listed; and
+whether the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
+
+Every request goes through ``s3.S3Gateway``, which answers instead of raising, so one refused
+call never hides the others. Nothing is listed beyond one key per prefix, nothing is signed or
+written. An invalid manifest raises ``ManifestError`` (exit 2), as everywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sharebatch.errors import CredentialsError
+from sharebatch.manifest.load import MAX_EXPIRY_SECONDS, Grant, Manifest, load_manifest
+from sharebatch.models import Answer, BucketTarget, Credentials
+from sharebatch.run.bundles import iso
+from sharebatch.run.plan import build_plan
+from sharebatch.s3.gateway import S3Gateway
+
+Status = Literal["OK", "WARN", "FAIL"]
+_RANK: dict[Status, int] = {"OK": 0, "WARN": 1, "FAIL": 2}
+
+# Beyond one minute of skew, link lifetimes visibly shift; beyond 15 minutes S3 refuses the
+# run's own signed requests (RequestTimeTooSkewed).
+SKEW_WARN_SECONDS = 60
+SKEW_FAIL_SECONDS = 900
+
+_REJECTED = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+    }
+)
+_ROLE_METHODS = frozenset(
+    {"assume-role", "assume-role-with-web-identity", "container-role", "iam-role"}
+)
+_BPA = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+_PROBES = 16  # one-key listings in flight at once
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the preflight: ``name`` is the kind of check, ``subject`` what it is about."""
+
+    status: Status
+    name: str
+    subject: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Every check, in the order they ran; the run is safe to schedule when none FAILed."""
+
+    manifest: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def status(self) -> Status:
+        return max((c.status for c in self.checks), key=_RANK.__getitem__, default="OK")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status == "FAIL" else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "manifest": self.manifest,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def credential_kind(credentials: Credentials, arn: str | None) -> str:
+    """``long-term key``, ``session``, ``SSO`` or ``role``, from the provider and the ARN."""
+    if credentials.method == "sso" or (arn and ":assumed-role/AWSReservedSSO_" in arn):
+        return "SSO"
+    if credentials.method in _ROLE_METHODS or (arn and ":assumed-role/" in arn):
+        return "role"
+    return "session" if credentials.session_token else "long-term key"
+
+
+def diagnose(
+    manifest_path: str | Path | None = None,
+    *,
+    as_of: date | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Diagnosis:
+    """Run every preflight check; raises ``ManifestError`` for an invalid manifest."""
+    return asyncio.run(
+        diagnose_async(
+            manifest_path,
+            as_of=as_of,
+            endpoint_url=endpoint_url,
+            region=region,
+            profile=profile,
+            clock=clock,
+        )
+    )
+
+
+async def diagnose_async(
+    manifest_path: str | Path | None = None,
+    *,
+    as_of: date | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Diagnosis:
+    """The coroutine behind ``diagnose``."""
+    now = clock()
+    manifest = load_manifest(manifest_path, as_of=as_of, now=now) if manifest_path else None
+    shown = str(manifest_path) if manifest_path else None
+    try:
+        gateway = S3Gateway(profile=profile, region=region, endpoint_url=endpoint_url)
+    except CredentialsError as exc:  # an unknown profile: nothing else can be asked
+        return Diagnosis(shown, (Check("FAIL", "credentials", "", str(exc)),))
+    checks: list[Check] = []
+    async with gateway:
+        prefixes = _prefixes(gateway, manifest)
+        ask_sts = _sts_may_see_credentials(gateway, list(prefixes) or [_blank(gateway)])
+        credentials, check = await _credentials(gateway, now, ask_sts)
+        checks.append(check)
+        checks += await _buckets(gateway, prefixes, credentials is not None, clock)
+        if manifest is not None:
+            checks += _lifetimes(manifest, credentials, now)
+    return Diagnosis(shown, tuple(checks))
+
+
+def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) -> bool:
+    """Whether asking STS sends the credentials nowhere the run would not send them.
+
+    An STS endpoint of the configuration's own may be asked. AWS's STS may be asked when some
+    bucket is at AWS (the credentials are AWS's, and go there anyway); not for a store that
+    only S3-compatible endpoints serve: its credentials are no business of AWS's.
+    """
+    if gateway.configured_endpoint("sts") is not None:
+        return True
+    at_aws = any(target.endpoint_url is None for target in targets)
+    return at_aws and gateway.configured_endpoint("s3") is None
+
+
+async def _credentials(
+    gateway: S3Gateway, now: datetime, ask_sts: bool
+) -> tuple[Credentials | None, Check]:
+    try:
+        credentials = await gateway.credentials()
+    except CredentialsError as exc:
+        return None, Check("FAIL", "credentials", "", str(exc))
+    who = await gateway.caller_identity() if ask_sts else None
+    arn = who.facts.get("arn") if who else None
+    kind = credential_kind(credentials, str(arn) if arn else None)
+    source = f"{kind} from {credentials.method}"
+    if credentials.expiry is None:
+        life = "expiry unknown" if credentials.session_token else "no expiry"
+    else:
+        left = _duration((credentials.expiry - now).total_seconds())
+        life = f"expires {iso(credentials.expiry)} (in {left})"
+    status: Status = "OK"
+    if who is None:
+        status, text = (
+            "WARN",
+            (
+                "identity not asked: S3 is not AWS and no STS endpoint is configured"
+                " (AWS_ENDPOINT_URL_STS, or sts endpoint_url in the profile's services), so AWS's"
+                f" STS would receive this store's credentials; {source}"
+            ),
+        )
+    elif who.error in _REJECTED:
+        status, text = "FAIL", f"STS rejected the credentials ({who.error}); {source}"
+    elif who.error:
+        # S3-compatible stores have no STS; the credentials may still be good for S3.
+        status, text = "WARN", f"cannot ask STS who they are ({who.error}: {who.message}); {source}"
+    else:
+        text = f"{arn}: {source}"
+    if credentials.expiry is not None and credentials.expiry <= now:
+        status, life = "FAIL", f"expired at {iso(credentials.expiry)}"
+    elif credentials.session_token and credentials.expiry is None and status == "OK":
+        status = "WARN"  # links die with the session, and nobody can say when
+    return credentials, Check(status, "credentials", "", f"{text}, {life}")
+
+
+def _prefixes(gateway: S3Gateway, manifest: Manifest | None) -> dict[BucketTarget, list[str]]:
+    """The manifest's prefixes by effective target, in manifest order."""
+    prefixes: dict[BucketTarget, list[str]] = {}
+    if manifest is not None:
+        for task in build_plan(manifest).tasks:
+            prefixes.setdefault(gateway.effective(task.target), []).append(task.prefix)
+    return prefixes
+
+
+def _blank(gateway: S3Gateway) -> BucketTarget:
+    """The endpoint asked without a manifest: the command line's, else the AWS chain's."""
+    return gateway.effective(BucketTarget("", gateway.default_region, None))
+
+
+async def _buckets(
+    gateway: S3Gateway,
+    prefixes: dict[BucketTarget, list[str]],
+    signed: bool,
+    clock: Callable[[], datetime],
+) -> list[Check]:
+    """Clock skew once per endpoint, then every bucket's own checks, in manifest order."""
+    checks: list[Check] = []
+    if not prefixes:
+        blank = _blank(gateway)
+        before = clock()
+        answer = await gateway.endpoint_probe(blank)
+        return [_skew(answer, before, clock(), _where(blank, gateway))]
+    clocked: set[str] = set()
+    for target, wanted in prefixes.items():
+        before = clock()
+        answer = await gateway.endpoint_probe(target)
+        where = _where(target, gateway)
+        if where not in clocked:
+            clocked.add(where)
+            checks.append(_skew(answer, before, clock(), where))
+        region_check, actual = _region(target, answer, gateway.default_region)
+        checks.append(region_check)
+        if not signed or actual is None:
+            continue  # without credentials or a bucket, every signed call would fail the same
+        located = BucketTarget(target.bucket, actual, target.endpoint_url, target.addressing_style)
+        checks.append(_public_access(target.bucket, await gateway.public_access_block(located)))
+        checks.append(_encryption(target.bucket, await gateway.default_encryption(located)))
+        checks += await _listing(gateway, located, wanted)
+    return checks
+
+
+def _where(target: BucketTarget, gateway: S3Gateway) -> str:
+    region = target.region or gateway.default_region or "us-east-1"
+    return target.endpoint_url or f"https://s3.{region}.amazonaws.com"
+
+
+def _skew(answer: Answer, before: datetime, after: datetime, where: str) -> Check:
+    if answer.date is None:
+        problem = f"{answer.error}: {answer.message}" if answer.error else "no Date header"
+        return Check("FAIL", "clock", where, f"cannot read S3's time ({problem})")
+    # The Date header counts whole seconds: the server's clock is somewhere in [date, date+1).
+    local = before + (after - before) / 2
+    skew = (answer.date - local).total_seconds() + 0.5
+    side = "behind" if skew > 0 else "ahead of"
+    text = f"local clock is {_duration(abs(skew))} {side} S3" if round(skew) else "no skew"
+    if abs(skew) > SKEW_FAIL_SECONDS:
+        return Check("FAIL", "clock", where, f"{text}: S3 refuses requests signed 15 min off")
+    if abs(skew) > SKEW_WARN_SECONDS:
+        return Check("WARN", "clock", where, f"{text}: links live shorter or start late; use NTP")
+    return Check("OK", "clock", where, f"{text} (within {SKEW_WARN_SECONDS}s of S3's Date)")
+
+
+def _region(target: BucketTarget, answer: Answer, default: str | None) -> tuple[Check, str | None]:
+    actual = answer.facts.get("region")
+    configured = target.region or default
+    if answer.error in ("404", "NoSuchBucket", "NotFound"):
+        return Check("FAIL", "region", target.bucket, "the bucket does not exist"), None
+    if not isinstance(actual, str):
+        detail = f" ({answer.error}: {answer.message})" if answer.error else ""
+        if configured:
+            text = f"S3 did not tell the bucket's region{detail}; using {configured}"
+            return Check("WARN", "region", target.bucket, text), configured
+        text = f"S3 did not tell the bucket's region{detail}, and none is configured"
+        return Check("FAIL", "region", target.bucket, text), None
+    if configured is None:
+        return Check("OK", "region", target.bucket, f"{actual} (asked of S3)"), actual
+    if configured != actual:
+        text = f"in {actual} but configured {configured}: links signed for {configured} fail"
+        return Check("FAIL", "region", target.bucket, text), actual
+    return Check("OK", "region", target.bucket, f"{actual}, as configured"), actual
+
+
+def _public_access(bucket: str, answer: Answer) -> Check:
+    if answer.error == "NoSuchPublicAccessBlockConfiguration":
+        text = "Block Public Access is not configured on the bucket (account-wide not checked)"
+        return Check("WARN", "public-access", bucket, text)
+    if answer.error:
+        text = f"cannot read Block Public Access ({answer.error})"
+        return Check("WARN", "public-access", bucket, text)
+    off = [name for name in _BPA if answer.facts.get(name) is not True]
+    if off:
+        text = f"Block Public Access is not fully on: {', '.join(off)} off"
+        return Check("WARN", "public-access", bucket, text)
+    return Check("OK", "public-access", bucket, "Block Public Access fully on (all 4 settings)")
+
+
+def _encryption(bucket: str, answer: Answer) -> Check:
+    if answer.error == "ServerSideEncryptionConfigurationNotFoundError":
+        return Check("WARN", "encryption", bucket, "no default encryption configured")
+    if answer.error:
+        text = f"cannot read default encryption ({answer.error})"
+        return Check("WARN", "encryption", bucket, text)
+    algorithm = answer.facts.get("algorithm")
+    if algorithm == "AES256":
+        return Check("OK", "encryption", bucket, "default encryption SSE-S3 (AES256)")
+    key = answer.facts.get("kms_key") or "the AWS managed key"
+    # An SSE-KMS object downloads through a presigned URL only if the signer may decrypt it.
+    text = f"default encryption {algorithm} with {key}: the signer needs kms:Decrypt on it"
+    return Check("OK", "encryption", bucket, text)
+
+
+async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]) -> list[Check]:
+    limit = asyncio.Semaphore(_PROBES)
+
+    async def probe(prefix: str) -> Check:
+        async with limit:
+            answer = await gateway.first_key(target, prefix)
+        subject = f"{target.bucket}/{prefix}"
+        if answer.error:
+            text = f"listing refused ({answer.error}: {answer.message})"
+            return Check("FAIL", "listing", subject, text)
+        if answer.facts.get("empty"):
+            return Check("WARN", "listing", subject, "listing allowed, but nothing is there yet")
+        return Check("OK", "listing", subject, "listing allowed")
+
+    return list(await asyncio.gather(*(probe(p) for p in prefixes)))
+
+
+def _lifetimes(manifest: Manifest, credentials: Credentials | None, now: datetime) -> list[Check]:
+    """Per job: the longest link, then the longest upload slot, against the SigV4 limit and
+    against the credentials' expiry."""
+
+    def link_seconds(grant: Grant) -> int:
+        at = grant.expiry.at
+        return grant.expiry.seconds or int(((at or now) - now).total_seconds())
+
+    def slot_seconds(grant: Grant) -> int | None:
+        return grant.upload.expires_in if grant.upload else None
+
+    expiry = credentials.expiry if credentials else None
+    return [
+        *_lifetime_checks("expiry", "links", _longest(manifest, link_seconds), expiry, now),
+        *_lifetime_checks("uploads", "upload slots", _longest(manifest, slot_seconds), expiry, now),
+    ]
+
+
+def _longest(
+    manifest: Manifest, seconds_of: Callable[[Grant], int | None]
+) -> dict[str, tuple[int, str]]:
+    """Per job with any: the longest lifetime and the strictest on_short_credentials."""
+    longest: dict[str, tuple[int, str]] = {}
+    for job in manifest.jobs:
+        for grant in job.grants:
+            seconds = seconds_of(grant)
+            if seconds is None:
+                continue
+            policy: str = grant.on_short_credentials
+            found = longest.get(job.name, (0, "warn"))
+            # The strictest policy among the recipients decides what the run will do.
+            strictest = "fail" if "fail" in (policy, found[1]) else policy
+            longest[job.name] = (max(found[0], seconds), strictest)
+    return longest
+
+
+def _lifetime_checks(
+    name: str,
+    what: str,
+    longest: dict[str, tuple[int, str]],
+    expiry: datetime | None,
+    now: datetime,
+) -> list[Check]:
+    limit = _duration(MAX_EXPIRY_SECONDS)
+    checks = []
+    for job, (seconds, policy) in longest.items():
+        if seconds > MAX_EXPIRY_SECONDS:
+            text = f"{what} live up to {_duration(seconds)}, beyond the SigV4 limit of {limit}"
+            checks.append(Check("FAIL", name, job, text))
+            continue
+        text = f"{what} live up to {_duration(seconds)}, within the SigV4 limit of {limit}"
+        if expiry is None or (expiry - now).total_seconds() >= seconds:
+            checks.append(Check("OK", name, job, text))
+            continue
+        text += f", but the credentials expire at {iso(expiry)}"
+        if policy == "fail":
+            text += ": the run will refuse (on_short_credentials: fail)"
+        else:
+            text += f": {what} end with them (on_short_credentials: {policy})"
+        checks.append(Check("FAIL" if policy == "fail" else "WARN", name, job, text))
+    return checks
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            rest = whole % size
+            smaller = {"d": ("h", 3600), "h": ("m", 60), "m": ("s", 1)}[unit]
+            tail = f"{rest // smaller[1]}{smaller[0]}" if rest >= smaller[1] else ""
+            return f"{whole // size}{unit}{tail}"
+    return f"{whole}s"

@@ -1,0 +1,515 @@
+"""Reading presigned URLs and link bundles back: what a link is, and when it stops working.
+
+``read_url`` takes a presigned S3 URL apart (SigV4 or the older SigV2) without contacting
+anyone; ``read_bundle`` loads a CSV or JSON bundle with every row checked; ``inspect`` turns
+both into plain data with a status per link. ``verify`` (checking links over HTTP) and
+``renew`` (re-signing) build on these. Nothing returned here holds a whole URL: a link is
+named by its bucket, key and ``url_sha256``, the digest the audit log records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from sharebatch.audit import url_digest
+from sharebatch.errors import UsageError
+from sharebatch.run.bundles import COLUMNS, csv_value, iso
+from sharebatch.run.sign import MAX_EXPIRES_IN
+from sharebatch.visible import HIDDEN, visible
+
+Status = Literal["VALID", "EXPIRING", "EXPIRED", "INVALID"]
+
+# Virtual-hosted AWS hosts: bucket.s3.amazonaws.com, bucket.s3.eu-west-1.amazonaws.com,
+# bucket.s3-eu-west-1.amazonaws.com, bucket.s3.dualstack.eu-west-1.amazonaws.com (and .cn).
+_VIRTUAL_AWS = re.compile(r"(?P<bucket>.+?)\.s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?")
+_PATH_AWS = re.compile(r"s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com(?:\.cn)?")
+# Signed headers a GET link never needs: their presence means an upload link.
+_UPLOAD_HEADERS = ("content-type", "content-md5", "x-amz-meta-", "x-amz-checksum-")
+# S3 takes a request signed up to 15 minutes ahead of its own clock (RequestTimeTooSkewed past
+# that): a link signed further ahead is refused until then, whatever its expiry says.
+CLOCK_SKEW = timedelta(minutes=15)
+_SCHEME = re.compile(r"\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class LinkError(UsageError):
+    """A URL or bundle that cannot be read; the message says which file, line and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class UrlFacts:
+    """What a presigned URL says about itself. Holds no secret: not the URL, not the token."""
+
+    signature_version: Literal["SigV4", "SigV2"]
+    method: str | None  # a presigned URL does not name its method; None when it gives no hint
+    host: str
+    bucket: str | None
+    key: str | None
+    region: str | None
+    access_key_id: str
+    credential_kind: Literal["session", "long-term"]
+    signed_at: datetime | None  # SigV2 URLs carry only their expiry
+    expires_at: datetime
+    expires_in: int | None
+    url_sha256: str
+    # Why S3 refuses the URL whatever the time: a repeated parameter, an X-Amz-Expires outside
+    # 1 s..7 days, a signing day other than the credential scope's.
+    fault: str | None = None
+
+    def problem(self, now: datetime) -> str | None:
+        """Why S3 refuses this URL at ``now`` whatever its expiry, or ``None``."""
+        problems = [self.fault] if self.fault else []
+        if self.signed_at and self.signed_at > now + CLOCK_SKEW:
+            problems.append(f"X-Amz-Date is in the future ({iso(self.signed_at)})")
+        return "; ".join(problems) or None
+
+
+def _where(source: str) -> str:
+    return f"{source}: " if source else ""
+
+
+def read_url(url: str, source: str = "") -> UrlFacts:
+    """Take a presigned S3 URL apart; ``LinkError`` (naming ``source``) if it is not one."""
+    hidden = HIDDEN.search(url.strip())
+    if hidden:
+        # A presigned URL is percent-encoded: a raw control or invisible character means it was
+        # damaged (and urlsplit would drop tabs and newlines silently).
+        raise LinkError(f"{_where(source)}the URL holds {visible(hidden.group())}, not a link")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LinkError(f"{_where(source)}not an http(s) URL")
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    counts = Counter(name for name, _ in pairs)
+    repeated = [f"{name} is given {n} times" for name, n in counts.items() if n > 1]
+    query = dict(pairs)
+    lower = {name.lower(): value for name, value in query.items()}
+    host = parts.hostname
+    bucket, key = _bucket_and_key(host, parts.path)
+    response_params = any(name.startswith("response-") for name in lower)
+    if query.get("X-Amz-Algorithm") == "AWS4-HMAC-SHA256":
+        return _sigv4(url, source, query, host, bucket, key, response_params, repeated)
+    if {"awsaccesskeyid", "signature", "expires"} <= lower.keys():
+        try:
+            expires_at = datetime.fromtimestamp(int(lower["expires"]), UTC)
+        except (ValueError, OverflowError, OSError):
+            raise LinkError(f"{_where(source)}Expires is not a moment in seconds") from None
+        token = "x-amz-security-token" in lower
+        return UrlFacts(
+            signature_version="SigV2",
+            method="GET" if response_params else None,
+            host=host,
+            bucket=bucket,
+            key=key,
+            region=None,
+            access_key_id=lower["awsaccesskeyid"],
+            credential_kind="session" if token else _kind_of_key(lower["awsaccesskeyid"]),
+            signed_at=None,
+            expires_at=expires_at,
+            expires_in=None,
+            url_sha256=url_digest(url.strip()),
+            fault="; ".join(repeated) or None,
+        )
+    raise LinkError(
+        f"{_where(source)}not a presigned S3 URL: no SigV4 (X-Amz-Algorithm...) or SigV2"
+        " (AWSAccessKeyId, Signature, Expires) parameters"
+    )
+
+
+def _sigv4(
+    url: str,
+    source: str,
+    query: Mapping[str, str],
+    host: str,
+    bucket: str | None,
+    key: str | None,
+    response_params: bool,
+    faults: list[str],
+) -> UrlFacts:
+    missing = [
+        name
+        for name in ("X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-Signature")
+        if name not in query
+    ]
+    if missing:
+        raise LinkError(f"{_where(source)}SigV4 URL without {', '.join(missing)}")
+    scope = query["X-Amz-Credential"].split("/")
+    try:
+        signed_at = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        expires_in = int(query["X-Amz-Expires"])
+        expires_at = signed_at + timedelta(seconds=expires_in)
+    except (ValueError, OverflowError):
+        raise LinkError(f"{_where(source)}X-Amz-Date or X-Amz-Expires is malformed") from None
+    if expires_in <= 0:
+        faults.append(f"X-Amz-Expires {expires_in}s: S3 needs 1 s to 7 days")
+    elif expires_in > MAX_EXPIRES_IN:
+        faults.append(f"X-Amz-Expires {expires_in}s is over S3's 7-day limit")
+    day = query["X-Amz-Date"][:8]
+    if len(scope) != 5:
+        faults.append("X-Amz-Credential is not key/date/region/service/aws4_request")
+    elif scope[1] != day:
+        faults.append(f"X-Amz-Date's day {day} is not the credential scope's date {scope[1]}")
+    signed = query.get("X-Amz-SignedHeaders", "host").split(";")
+    upload = any(h.startswith(_UPLOAD_HEADERS) for h in signed)
+    token = "X-Amz-Security-Token" in query
+    return UrlFacts(
+        signature_version="SigV4",
+        method="GET" if response_params else "PUT" if upload else None,
+        host=host,
+        bucket=bucket,
+        key=key,
+        region=scope[2] if len(scope) == 5 else None,
+        access_key_id=scope[0],
+        credential_kind="session" if token else _kind_of_key(scope[0]),
+        signed_at=signed_at,
+        expires_at=expires_at,
+        expires_in=expires_in,
+        url_sha256=url_digest(url.strip()),
+        fault="; ".join(faults) or None,
+    )
+
+
+def _kind_of_key(access_key_id: str) -> Literal["session", "long-term"]:
+    # AWS issues temporary (STS) key ids with the ASIA prefix, long-term ones with AKIA.
+    return "session" if access_key_id.startswith("ASIA") else "long-term"
+
+
+def _bucket_and_key(host: str, path: str) -> tuple[str | None, str | None]:
+    decoded = unquote(path)
+    virtual = _VIRTUAL_AWS.fullmatch(host)
+    if virtual and not _PATH_AWS.fullmatch(host):
+        return virtual["bucket"], decoded[1:] or None
+    # Path style: AWS's own path-style hosts, and what S3-compatible endpoints use.
+    bucket, _, key = decoded[1:].partition("/")
+    return bucket or None, key or None
+
+
+def status_of(
+    expires_at: datetime, now: datetime, within: timedelta, problem: str | None = None
+) -> Status:
+    """INVALID with a ``problem``; EXPIRED at or after ``expires_at``; EXPIRING when it comes
+    within ``within``."""
+    if problem:
+        return "INVALID"
+    if expires_at <= now:
+        return "EXPIRED"
+    return "EXPIRING" if expires_at <= now + within else "VALID"
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRow:
+    """One row of a bundle; ``line`` is its CSV line or its 1-based JSON position."""
+
+    line: int
+    recipient: str
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    method: str
+    expires_at: datetime
+    url: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle file read back: its header (JSON bundles only) and its rows, in order;
+    ``uploads``: the JSON's upload slots as written (``uploads.upload_row``), checked."""
+
+    path: Path
+    format: Literal["csv", "json"]
+    header: Mapping[str, Any] | None
+    rows: list[BundleRow]
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+
+
+def bundle_file(path: Path) -> Path:
+    """A bundle folder stands for its latest bundle: the newest renewal, else the original
+    (JSON before CSV); a file stands for itself."""
+    if path.is_dir():
+        for suffix in ("json", "csv"):
+            # Renewal names start with their UTC time, so the last in name order is the newest.
+            renewed = sorted(path.glob(f"links.renewed-*.{suffix}"))
+            if renewed:
+                return renewed[-1]
+            if (path / f"links.{suffix}").is_file():
+                return path / f"links.{suffix}"
+        raise LinkError(f"{path}: no links.json or links.csv in this folder")
+    return path
+
+
+def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
+    """Load a CSV or JSON bundle; ``LinkError`` names the file, line and field of a problem.
+
+    ``data``: the file's bytes, when the caller has read them already (renewal checks the
+    sha256 of exactly what it reads).
+    """
+    given = str(path)
+    try:
+        path = bundle_file(Path(path))
+        if data is None:
+            if path.exists() and not path.is_file():
+                # A FIFO or a device would be read until its writer stops, maybe never.
+                raise LinkError(f"{given}: not a regular file")
+            text = path.read_text(encoding="utf-8")
+        else:
+            text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # ValueError: a NUL in the path. The path is named as given: Path() would fold '//'.
+        raise LinkError(f"{given}: cannot read the bundle: {exc.__class__.__name__}") from None
+    if path.suffix == ".json" or text.lstrip().startswith("{"):
+        header, raw, slots = _json_rows(path, text)
+        rows = [_row(path, "json", n, item) for n, item in raw]
+        return Bundle(path, "json", header, rows, [_upload(path, n, u) for n, u in slots])
+    rows = [_row(path, "csv", n, item) for n, item in _csv_rows(path, text)]
+    return Bundle(path, "csv", None, rows)
+
+
+def _row_where(path: Path, fmt: str, line: int) -> str:
+    return f"{path}:{line}" if fmt == "csv" else f"{path}: links[{line - 1}]"
+
+
+def _json_rows(
+    path: Path, text: str
+) -> tuple[dict[str, Any], list[tuple[int, Any]], list[tuple[int, Any]]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LinkError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("links"), list):
+        raise LinkError(
+            f'{path}: not a sharebatch bundle: expected {{"header": ..., "links": [...]}}'
+        )
+    header = data.get("header")
+    slots = data.get("uploads", [])
+    if not isinstance(slots, list):
+        raise LinkError(f"{path}: uploads: expected a list of upload slots")
+    return (
+        (header if isinstance(header, dict) else {}),
+        list(enumerate(data["links"], 1)),
+        list(enumerate(slots, 1)),
+    )
+
+
+_UPLOAD_TEXT = ("recipient", "bucket", "key", "url")
+
+
+def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
+    """One upload slot row, checked enough that renewal can rely on its fields."""
+    where = f"{path}: uploads[{n - 1}]"
+    if not isinstance(item, dict):
+        raise LinkError(f"{where}: expected an object with the upload columns")
+    for name in _UPLOAD_TEXT:
+        if not isinstance(item.get(name), str) or not item[name]:
+            raise LinkError(f"{where}: {name}: missing")
+    if item.get("method") not in ("PUT", "POST"):
+        raise LinkError(f"{where}: method: expected PUT or POST")
+    if not isinstance(item.get("max_size"), int) or not isinstance(item.get("content_type"), str):
+        raise LinkError(f"{where}: max_size or content_type: missing")
+    for name in ("fields", "headers"):
+        if not isinstance(item.get(name, {}), dict):
+            raise LinkError(f"{where}: {name}: expected an object")
+    try:
+        moment = datetime.fromisoformat(str(item.get("expires_at")).replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise LinkError(f"{where}: expires_at: not a moment with a time zone")
+    return item
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    # Not splitlines(): it also splits at U+2028 and friends, which a quoted key may hold.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if {"fields", "curl"} <= set(reader.fieldnames or []):
+        # Slots are not links: a POST form has no presigned URL, its end is in a signed policy.
+        raise LinkError(
+            f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
+            " links.json beside it (each slot's end is in its expires_at column)"
+        )
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
+    for row in reader:
+        # Cells were written by bundles.csv_cell: escapes and the formula quote are undone.
+        yield (
+            reader.line_num,
+            {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()},
+        )
+
+
+def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
+    where = _row_where(path, fmt, line)
+    if not isinstance(item, dict):
+        raise LinkError(f"{where}: expected an object with the bundle's columns")
+
+    def text(name: str) -> str:
+        value = item.get(name)
+        if value is None or value == "":
+            raise LinkError(f"{where}: {name}: missing")
+        return str(value)
+
+    def moment(name: str) -> datetime:
+        value = text(name)
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise LinkError(f"{where}: {name}: {value!r} is not a moment") from None
+        if parsed.utcoffset() is None:
+            raise LinkError(f"{where}: {name}: {value!r} has no time zone")
+        return parsed.astimezone(UTC)
+
+    try:
+        size = int(text("size"))
+    except ValueError:
+        raise LinkError(f"{where}: size: not a whole number of bytes") from None
+    return BundleRow(
+        line=line,
+        recipient=text("recipient"),
+        bucket=text("bucket"),
+        key=text("key"),
+        size=size,
+        etag=str(item.get("etag") or ""),
+        last_modified=moment("last_modified"),
+        method=text("method").upper(),
+        expires_at=moment("expires_at"),
+        url=text("url"),
+    )
+
+
+def row_facts(bundle: Bundle, row: BundleRow) -> UrlFacts:
+    """The URL facts of a row, with ``LinkError`` naming the row when the URL is unreadable."""
+    return read_url(row.url, f"{_row_where(bundle.path, bundle.format, row.line)}: url")
+
+
+def _facts_data(facts: UrlFacts, now: datetime, within: timedelta) -> dict[str, Any]:
+    data = asdict(facts)
+    del data["fault"]
+    for name in ("signed_at", "expires_at"):
+        data[name] = iso(data[name]) if data[name] else None
+    data["seconds_left"] = int((facts.expires_at - now).total_seconds())
+    data["problem"] = facts.problem(now)
+    data["status"] = status_of(facts.expires_at, now, within, data["problem"])
+    return data
+
+
+def inspect_url(url: str, now: datetime, within: timedelta, source: str = "") -> dict[str, Any]:
+    """One URL as plain data: its facts, ``seconds_left`` and ``status``."""
+    return _facts_data(read_url(url, source), now, within)
+
+
+def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str, Any]:
+    """One bundle as plain data: a table of links per recipient, each with its status.
+
+    A row's end is the earlier of its ``expires_at`` (which sharebatch writes as the real
+    moment, credentials included) and what its URL says, so an edited row cannot hide one.
+    """
+    recipients: dict[str, list[dict[str, Any]]] = {}
+    for row in bundle.rows:
+        facts = row_facts(bundle, row)
+        end = min(row.expires_at, facts.expires_at)
+        problem = facts.problem(now)
+        recipients.setdefault(row.recipient, []).append(
+            {
+                "line": row.line,
+                "bucket": row.bucket,
+                "key": row.key,
+                "method": row.method,
+                "expires_at": iso(end),
+                "seconds_left": int((end - now).total_seconds()),
+                "status": status_of(end, now, within, problem),
+                "problem": problem,
+                "credential_kind": facts.credential_kind,
+                "signature_version": facts.signature_version,
+                "url_sha256": facts.url_sha256,
+            }
+        )
+    header = bundle.header or {}
+    return {
+        "path": str(bundle.path),
+        "format": bundle.format,
+        "run_id": header.get("run_id"),
+        "job": header.get("job"),
+        "recipients": [
+            {"recipient": name, **_counts(links), "links": links}
+            for name, links in recipients.items()
+        ],
+        **_counts([link for links in recipients.values() for link in links]),
+    }
+
+
+def _counts(links: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts = {"valid": 0, "expiring": 0, "expired": 0, "invalid": 0}
+    for link in links:
+        counts[str(link["status"]).lower()] += 1
+    return counts
+
+
+def stdin_urls(lines: Iterable[bytes]) -> Iterator[tuple[str, str]]:
+    """``(source, url)`` for each non-blank line of stdin, which holds URLs only.
+
+    ``LinkError`` names the line that is not UTF-8 or not an http(s) URL; the line itself is
+    not shown, since it may be a damaged link (a bearer secret).
+    """
+    for n, raw in enumerate(lines, 1):
+        source = f"stdin line {n}"
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise LinkError(f"{source}: not UTF-8 text") from None
+        if n == 1:
+            text = text.removeprefix("\ufeff")  # Windows editors start a text file with a BOM
+        if not text:
+            continue
+        scheme = _SCHEME.match(text)
+        if scheme is None or scheme["scheme"].lower() not in ("http", "https"):
+            raise LinkError(f"{source}: not an http(s) URL (give bundle files as arguments)")
+        yield source, text
+
+
+def inspect(
+    targets: Iterable[str],
+    now: datetime,
+    within: timedelta = timedelta(0),
+    stdin: Iterable[bytes] = (),
+) -> dict[str, Any]:
+    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path, then
+    the URLs of ``stdin``'s lines (``stdin_urls``).
+
+    ``ok`` is False when any link is expired, invalid, or expiring within ``within``.
+    """
+    urls: list[dict[str, Any]] = []
+    bundles: list[dict[str, Any]] = []
+    for n, target in enumerate(targets, 1):
+        scheme = _SCHEME.match(target)
+        if scheme is None:
+            bundles.append(inspect_bundle(read_bundle(target), now, within))
+        elif scheme["scheme"].lower() in ("http", "https"):
+            urls.append(inspect_url(target, now, within, f"argument {n}"))
+        else:
+            # Read as a path, s3://b/k would come back as "s3:/b/k: cannot read the bundle".
+            raise LinkError(
+                f"argument {n}: an {scheme['scheme']}:// address is not a presigned URL;"
+                " give http(s) URLs or bundle files"
+            )
+    for source, url in stdin_urls(stdin):
+        urls.append(inspect_url(url, now, within, source))
+    every = [*urls, *(link for b in bundles for r in b["recipients"] for link in r["links"])]
+    counts = _counts(every)
+    return {
+        "now": iso(now),
+        "within_seconds": int(within.total_seconds()),
+        "urls": urls,
+        "bundles": bundles,
+        **counts,
+        "ok": counts["expired"] == counts["expiring"] == counts["invalid"] == 0,
+    }

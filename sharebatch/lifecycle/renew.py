@@ -1,0 +1,651 @@
+"""Renewing bundles: re-signing the links that are expired or expire soon.
+
+A renewal reads a bundle back, re-signs each link whose end falls within the window with the
+expiry policy the bundle header records (``expiry``, ``on_short_credentials``, ``target``),
+keeps every other link as it was, and writes a complete new bundle next to the old one
+(``links.renewed-<UTC time to the ms>-<hex>.json`` and ``.csv``), never overwriting anything.
+Upload slots due within the window are issued again with the slot policy the header records
+(``upload``); the others are kept. The old bundle is left untouched. Audit events
+(``link_renewed``, ``link_not_renewed``, ``upload_slot_issued``, ``bundle_renewed``) link each
+old URL's digest to the new one; they go to the run's ``audit.jsonl`` when the bundle still
+sits in its run folder, else to ``<new bundle>.audit.jsonl`` beside it.
+
+Nothing a bundle file says is signed unless its run vouches for it: the file's sha256 must be
+recorded in its run's audit log (``bundle_written``, or ``bundle_renewed`` for a renewal), or
+the file must be a renewal of such a bundle (found through ``renewed_from``) holding nothing
+its source did not. Every row must lie in the header's bucket, under its prefixes. Before a
+link is re-signed its object is checked (HEAD): a deleted or changed object keeps its old row
+and is reported, as ``verify`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, get_args
+from urllib.parse import parse_qsl, urlsplit
+
+from sharebatch.audit import audit_file, get_logger, url_digest
+from sharebatch.lifecycle.inspect import (
+    Bundle,
+    BundleRow,
+    LinkError,
+    bundle_file,
+    read_bundle,
+    row_facts,
+)
+from sharebatch.lifecycle.verify import judge
+from sharebatch.models import (
+    BucketTarget,
+    Credentials,
+    Expiry,
+    Link,
+    ObjectRef,
+    PostSigner,
+    Presigner,
+    ShortCredentials,
+    UploadSlot,
+)
+from sharebatch.run.bundles import PartFile, iso, private_dir, write_bundle
+from sharebatch.run.sign import Signer, check_lifetimes, credential_kind, credential_limit
+from sharebatch.run.slots import issue_slot, upload_row
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.visible import visible
+
+log = get_logger()
+
+# Header fields a renewal rewrites; every other field of a renewal is its source's.
+_RENEWAL_FIELDS = frozenset(
+    {
+        "generated_at",
+        "signer_access_key_id",
+        "expires_at",
+        "links",
+        "credentials",
+        "clamped_to",
+        "renewed_from",
+        "renewed",
+    }
+)
+# A renewal chain longer than this is not one sharebatch made in any sensible time.
+_MAX_CHAIN = 256
+_HEADS_IN_FLIGHT = 16
+
+
+@dataclass(frozen=True)
+class NotRenewed:
+    """A due link left as it was: its object is gone or changed (or could not be checked)."""
+
+    line: int
+    recipient: str
+    bucket: str
+    key: str
+    outcome: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What renewing one bundle did; ``written`` is empty when nothing was renewed."""
+
+    source: str
+    written: tuple[str, ...]
+    renewed: int
+    kept: int
+    expires_at: str | None
+    error: str | None = None
+    not_renewed: tuple[NotRenewed, ...] = ()
+    uploads_renewed: int = 0
+
+
+@dataclass(frozen=True)
+class RenewReport:
+    renewals: list[Renewal]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every due link was renewed (or none was due); 1 when any could not be."""
+        return 1 if any(r.error or r.not_renewed for r in self.renewals) else 0
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A bundle to renew with everything its header says about how it was signed."""
+
+    bundle: Bundle
+    digest: str
+    header: dict[str, Any]
+    formats: tuple[str, ...]
+    expiry: Expiry
+    policy: ShortCredentials
+    target: BucketTarget
+    slot: UploadSlot | None
+
+
+@dataclass
+class _Records:
+    """What the run audit logs read so far record: run ids and bundle digests, by log."""
+
+    given: dict[str, Path] = field(default_factory=dict)  # run id -> --audit-log
+    logs: dict[Path, tuple[set[str], set[str]]] = field(default_factory=dict)
+
+    def read(self, path: Path) -> tuple[set[str], set[str]]:
+        """(run ids, sha256 of bundles written or renewed) that ``path`` records."""
+        if path not in self.logs:
+            runs: set[str] = set()
+            digests: set[str] = set()
+            try:
+                with path.open(encoding="utf-8") as lines:
+                    for event in _events(lines):
+                        name, sha = event.get("event"), event.get("sha256")
+                        if name == "run_started" and isinstance(event.get("run_id"), str):
+                            runs.add(event["run_id"])
+                        elif name == "bundle_written" and isinstance(sha, str):
+                            digests.add(sha)
+                        elif name == "bundle_renewed" and isinstance(sha, list):
+                            digests.update(s for s in sha if isinstance(s, str))
+            except (OSError, UnicodeDecodeError) as exc:
+                problem = type(exc).__name__
+                raise LinkError(f"{path}: cannot read the audit log: {problem}") from None
+            self.logs[path] = (runs, digests)
+        return self.logs[path]
+
+    def add_given(self, path: Path) -> None:
+        runs, _ = self.read(path)
+        if not runs:
+            raise LinkError(f"--audit-log {path}: not a run's audit log (no run_started event)")
+        for run_id in runs:
+            self.given[run_id] = path
+
+
+_WANTED = ('"run_started"', '"bundle_written"', '"bundle_renewed"')
+
+
+def _events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The run and bundle events of an audit log; a log holds a line per link, read past."""
+    for line in lines:
+        if not any(name in line for name in _WANTED):
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash says nothing either way
+        if isinstance(event, dict):
+            yield event
+
+
+def _run_log(path: Path, header: Mapping[str, Any], records: _Records) -> Path:
+    """The audit log of the bundle's run: given with --audit-log, or in its run folder."""
+    run_id = header.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        raise LinkError(f"{path}: header: run_id: missing, so its run cannot vouch for it")
+    if run_id in records.given:
+        return records.given[run_id]
+    run_dir = path.parent.parent.parent
+    found = run_dir / "audit.jsonl"
+    if run_dir.name == run_id and found.is_file() and run_id in records.read(found)[0]:
+        return found
+    raise LinkError(
+        f"{path}: no audit log of run {visible(run_id)} at {found}; renew signs only bundles"
+        " their run recorded: pass --audit-log with that run's audit.jsonl"
+    )
+
+
+def _read(path: Path) -> tuple[Bundle, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LinkError(f"{path}: cannot read the bundle: {type(exc).__name__}") from None
+    return read_bundle(path, data), hashlib.sha256(data).hexdigest()
+
+
+def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> None:
+    """Refuse ``bundle`` unless its run recorded it, or it is a faithful renewal of one that
+    its run recorded (``LinkError``, exit 2, naming the file and why)."""
+    path, header = bundle.path, bundle.header or {}
+    run_log = _run_log(path, header, records)
+    if digest in records.read(run_log)[1]:
+        if path.parent.parent.parent.name == header["run_id"] and (
+            path.parent.name != header.get("recipient")
+            or path.parent.parent.name != header.get("job")
+        ):
+            # Another recipient's bundle of the same run, copied in: this folder's newest
+            # renewal would then hand its links to the wrong recipient.
+            raise LinkError(
+                f"{path}: a bundle of job {visible(str(header.get('job')))}, recipient"
+                f" {visible(str(header.get('recipient')))}, in another bundle's folder"
+            )
+        return
+    origin = header.get("renewed_from")
+    unknown = (
+        f"{path}: sha256 {digest[:16]}... is not a bundle its run wrote: {run_log} records"
+        " no bundle_written or bundle_renewed with it (was the file edited?)"
+    )
+    if not isinstance(origin, dict) or depth >= _MAX_CHAIN:
+        raise LinkError(unknown)
+    recorded = Path(str(origin.get("path")))
+    source_path = recorded if recorded.is_file() else path.with_name(recorded.name)
+    if not source_path.is_file():
+        raise LinkError(f"{unknown}; nor is its source {recorded} there to check it against")
+    source, source_digest = _read(source_path)
+    if source_digest != origin.get("sha256"):
+        raise LinkError(f"{unknown}; and {source_path} is not the source it names")
+    _vouch(source, source_digest, records, depth + 1)
+    _holds_only_its_source(bundle, source)
+
+
+def _holds_only_its_source(renewal: Bundle, source: Bundle) -> None:
+    """A renewal keeps its source's header policy, rows (URLs aside) and upload slots."""
+    path, mine, theirs = renewal.path, renewal.header or {}, source.header or {}
+    for name in sorted((mine.keys() | theirs.keys()) - _RENEWAL_FIELDS):
+        if mine.get(name) != theirs.get(name):
+            raise LinkError(f"{path}: header: {name} differs from its source {source.path}")
+    rows = {_identity(row): _params(row.url) for row in source.rows}
+    for row in renewal.rows:
+        if rows.get(_identity(row)) != _params(row.url):
+            raise LinkError(
+                f"{path}: links[{row.line - 1}]: {visible(row.key)} is not a link of its"
+                f" source {source.path}"
+            )
+    if [_slot_identity(u) for u in renewal.uploads] != [_slot_identity(u) for u in source.uploads]:
+        raise LinkError(f"{path}: uploads differ from its source {source.path}'s")
+
+
+def _identity(row: BundleRow) -> tuple[object, ...]:
+    return (row.recipient, row.bucket, row.key, row.size, row.etag, row.last_modified, row.method)
+
+
+def _slot_identity(upload: Mapping[str, Any]) -> tuple[object, ...]:
+    return tuple(upload.get(name) for name in ("recipient", "bucket", "method", "key"))
+
+
+def _within_grant(source: _Source) -> None:
+    """Never wider than the grant: the header's recipient, bucket, prefixes and slot."""
+    path, header, bucket = source.bundle.path, source.header, source.target.bucket
+    prefixes = header.get("prefixes")
+    if prefixes is not None and (
+        not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes)
+    ):
+        raise LinkError(f"{path}: header: prefixes: expected a list of prefixes")
+    for row in source.bundle.rows:
+        where = f"{path}: links[{row.line - 1}]: {visible(row.key)}"
+        if row.recipient != header.get("recipient") or row.bucket != bucket:
+            raise LinkError(f"{where}: not for recipient and bucket the header names")
+        if prefixes is not None and not row.key.startswith(tuple(prefixes)):
+            raise LinkError(f"{where}: outside the prefixes the bundle was built from")
+    for n, upload in enumerate(source.bundle.uploads):
+        key = str(upload["key"])
+        slot = source.slot
+        if upload["bucket"] != bucket or (slot is not None and not key.startswith(slot.prefix)):
+            raise LinkError(f"{path}: uploads[{n}]: {visible(key)}: outside the upload slot")
+
+
+def _load(path: str | Path, records: _Records) -> _Source:
+    found = bundle_file(Path(path))
+    json_path = found.with_suffix(".json")
+    if not json_path.is_file():
+        raise LinkError(
+            f"{found}: renewing needs the expiry policy in the JSON bundle's header,"
+            f" and {json_path.name} is not beside it"
+        )
+    # The JSON rows, not the CSV's: CSV cells are neutralised for spreadsheets ('=key).
+    bundle, digest = _read(json_path)
+    # Before anything in the file is believed: its run must vouch for these exact bytes.
+    _vouch(bundle, digest, records)
+    header = dict(bundle.header or {})
+    formats = tuple(f for f in ("csv", "json") if json_path.with_suffix(f".{f}").is_file())
+    where = f"{json_path}: header"
+    expiry, target = header.get("expiry"), header.get("target")
+    if not isinstance(expiry, dict) or not isinstance(target, dict):
+        raise LinkError(
+            f"{where}: no expiry policy or target (a bundle from an older sharebatch);"
+            " run its manifest again instead"
+        )
+    policy = header.get("on_short_credentials", "fail")
+    if policy not in get_args(ShortCredentials):
+        raise LinkError(f"{where}: on_short_credentials: {policy!r} is not fail, clamp or warn")
+    try:
+        if "expires_at" in expiry:
+            at = datetime.fromisoformat(str(expiry["expires_at"]).replace("Z", "+00:00"))
+            parsed = Expiry(at=at.astimezone(UTC))
+        else:
+            parsed = Expiry(seconds=int(expiry["expires_in"]))
+        bucket = BucketTarget(
+            bucket=str(target["bucket"]),
+            region=target.get("region"),
+            endpoint_url=target.get("endpoint_url"),
+            addressing_style=target.get("addressing_style") or "auto",
+        )
+        raw = header.get("upload")
+        slot = None
+        if isinstance(raw, dict):
+            slot = UploadSlot(
+                prefix=str(raw["prefix"]),
+                max_size=int(raw["max_size"]),
+                expires_in=int(raw["expires_in"]),
+                content_types=tuple(str(t) for t in raw.get("content_types") or ()),
+                keys=tuple(str(k) for k in raw.get("keys") or ()),
+            )
+    except (KeyError, TypeError, ValueError):
+        raise LinkError(f"{where}: expiry, target or upload is malformed") from None
+    source = _Source(bundle, digest, header, formats, parsed, policy, bucket, slot)
+    _within_grant(source)
+    return source
+
+
+def _end(source: _Source, row: BundleRow) -> datetime:
+    return min(row.expires_at, row_facts(source.bundle, row).expires_at)
+
+
+def _upload_end(upload: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(upload["expires_at"]).replace("Z", "+00:00"))
+
+
+def _params(url: str) -> dict[str, str]:
+    """The signed response-* parameters of an old link, as presigner parameters."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    return {
+        "Response" + "".join(part.title() for part in name[9:].split("-")): value
+        for name, value in query
+        if name.startswith("response-")
+    }
+
+
+def renew_bundles(
+    paths: Iterable[str | Path],
+    *,
+    within: timedelta = timedelta(0),
+    profile: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    audit_logs: Sequence[str | Path] = (),
+) -> RenewReport:
+    """Renew each bundle's links that are expired or expire within ``within``."""
+    return asyncio.run(
+        renew_bundles_async(
+            paths,
+            within=within,
+            profile=profile,
+            region=region,
+            endpoint_url=endpoint_url,
+            audit_logs=audit_logs,
+        )
+    )
+
+
+async def renew_bundles_async(
+    paths: Iterable[str | Path],
+    *,
+    within: timedelta = timedelta(0),
+    profile: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    audit_logs: Sequence[str | Path] = (),
+) -> RenewReport:
+    """The coroutine behind ``renew_bundles``.
+
+    Every bundle is read and checked against its run's audit log (``audit_logs``: the logs of
+    runs whose bundles were moved out of their run folder), and the credentials checked
+    against every due one, before any file is written: bad input is exit 2 and short
+    credentials (policy ``fail``) exit 3, with nothing renewed.
+    """
+    records = _Records()
+    for given in audit_logs:
+        records.add_given(Path(given))
+    sources = [_load(path, records) for path in paths]
+    async with S3Gateway(profile=profile, region=region, endpoint_url=endpoint_url) as gateway:
+        credentials = await gateway.credentials()
+        now = datetime.now(UTC)
+        due = [[r for r in s.bundle.rows if _end(s, r) <= now + within] for s in sources]
+        slots_due = [
+            s.slot is not None and any(_upload_end(u) <= now + within for u in s.bundle.uploads)
+            for s in sources
+        ]
+        fixed_end_passed = [
+            bool(rows) and s.expiry.at is not None and s.expiry.at <= now
+            for s, rows in zip(sources, due, strict=True)
+        ]
+        check_lifetimes(
+            credentials,
+            [
+                (str(s.header.get("job")), str(s.header.get("recipient")), s.expiry, s.policy)
+                for s, rows, passed in zip(sources, due, fixed_end_passed, strict=True)
+                if rows and not passed
+            ],
+            now,
+            # Re-issued upload slots are held to the same policy as at the run.
+            slots=[
+                (
+                    str(s.header.get("job")),
+                    str(s.header.get("recipient")),
+                    Expiry(seconds=s.slot.expires_in),
+                    s.policy,
+                )
+                for s, slot_due, passed in zip(sources, slots_due, fixed_end_passed, strict=True)
+                if slot_due and not passed and s.slot is not None
+            ],
+        )
+        renewals = []
+        for source, rows, slot_due, passed in zip(
+            sources, due, slots_due, fixed_end_passed, strict=True
+        ):
+            if not (rows or slot_due) or passed:
+                renewals.append(_nothing(source, passed))
+                continue
+            target = gateway.effective(source.target)
+            presign = await gateway.presigner(target, credentials)
+            signer = Signer(
+                presign,
+                job=str(source.header.get("job")),
+                expiry=source.expiry,
+                limit=credential_limit(credentials, source.policy),
+            )
+            gone = await _check_objects(gateway, target, rows)
+            slots = None
+            if slot_due and source.slot is not None:
+                sign_post = await gateway.post_signer(target, credentials)
+                slots = (source.slot, presign, sign_post)
+            renewals.append(_renew(source, target, rows, gone, signer, slots, credentials, now))
+    return RenewReport(renewals)
+
+
+async def _check_objects(
+    gateway: S3Gateway, target: BucketTarget, rows: list[BundleRow]
+) -> dict[int, tuple[str, str]]:
+    """HEAD each due row's object: (outcome, detail) by row line for each that is not as
+    the bundle says (deleted, changed, or not answered)."""
+    slots = asyncio.Semaphore(_HEADS_IN_FLIGHT)
+
+    async def one(row: BundleRow) -> tuple[str, str]:
+        async with slots:
+            return judge(row, await gateway.head_object(target, row.key))
+
+    found = await asyncio.gather(*(one(row) for row in rows))
+    return {
+        row.line: verdict for row, verdict in zip(rows, found, strict=True) if verdict[0] != "ok"
+    }
+
+
+def _nothing(source: _Source, passed: bool) -> Renewal:
+    error = None
+    if passed:
+        error = (
+            f"its links were to end at {iso(source.expiry.at or datetime.now(UTC))}, which has"
+            " passed; a renewal keeps that fixed end, so run the manifest again instead"
+        )
+    rows = len(source.bundle.rows)
+    return Renewal(str(source.bundle.path), (), 0, rows, None, error)
+
+
+def _audit_path(source: _Source, stem: str) -> Path:
+    folder = source.bundle.path.parent
+    run_dir = folder.parent.parent
+    if run_dir.name == source.header.get("run_id") and (run_dir / "audit.jsonl").is_file():
+        return run_dir / "audit.jsonl"
+    return folder / f"{stem}.audit.jsonl"
+
+
+def _renew(
+    source: _Source,
+    target: BucketTarget,
+    due_rows: list[BundleRow],
+    gone: Mapping[int, tuple[str, str]],
+    signer: Signer,
+    slots: tuple[UploadSlot, Presigner, PostSigner] | None,
+    credentials: Credentials,
+    now: datetime,
+) -> Renewal:
+    old = source.bundle
+    folder = old.path.parent
+    base = old.path.stem.split(".renewed-")[0]  # a renewal of a renewal is not nested
+    # Milliseconds keep successive renewals in name order (the newest sorts last).
+    stamp = f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
+    stem = f"{base}.renewed-{stamp}-{secrets.token_hex(2)}"
+    due = {r.line for r in due_rows} - gone.keys()
+    job, recipient = str(source.header.get("job")), str(source.header.get("recipient"))
+    not_renewed = tuple(
+        NotRenewed(r.line, r.recipient, r.bucket, r.key, *gone[r.line])
+        for r in due_rows
+        if r.line in gone
+    )
+    uploads = [dict(u) for u in old.uploads]
+    staging = private_dir(folder / f".{stem}.staging")
+    part = PartFile(staging / "rows.jsonl", csv="csv" in source.formats)
+    written = []
+    expires_at = None
+    try:
+        with audit_file(_audit_path(source, stem)):
+            log.info("renew_started", source=str(old.path), sha256=source.digest, due=len(due))
+            for item in not_renewed:
+                log.warning(
+                    "link_not_renewed",
+                    job=job,
+                    source=str(old.path),
+                    **{k: v for k, v in asdict(item).items() if k != "line"},
+                )
+            if slots is not None:
+                slot, presign, sign_post = slots
+                issued = issue_slot(
+                    job,
+                    recipient,
+                    target.bucket,
+                    slot,
+                    presign,
+                    sign_post,
+                    limit=credential_limit(credentials, source.policy),
+                )
+                uploads = [upload_row(u) for u in issued]
+            if due or slots is not None:
+                for row in old.rows:
+                    part.write([_renewed(row, job, signer) if row.line in due else _link(row, job)])
+                part.close()
+                header = _header(source, part, signer, credentials, len(due), now)
+                if "uploads" in header:
+                    header["uploads"] = len(uploads)
+                expires_at = header["expires_at"]
+                written = write_bundle(
+                    folder,
+                    header,
+                    [part],
+                    source.formats,
+                    stem,
+                    replace=False,
+                    uploads=uploads,
+                    uploads_name=f"uploads.{stem.partition('.')[2] or stem}.csv",
+                )
+                log.info(
+                    "bundle_renewed",
+                    job=job,
+                    recipient=recipient,
+                    source=str(old.path),
+                    source_sha256=source.digest,
+                    written=[str(w.path) for w in written],
+                    sha256=[w.sha256 for w in written],
+                    renewed=len(due),
+                    kept=len(old.rows) - len(due),
+                    not_renewed=len(not_renewed),
+                    uploads_renewed=len(uploads) if slots else 0,
+                    # Not the header's when --endpoint-url or --region said otherwise.
+                    endpoint_url=target.endpoint_url,
+                    region=target.region,
+                )
+    finally:
+        part.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return Renewal(
+        str(old.path),
+        tuple(str(w.path) for w in written),
+        len(due),
+        len(old.rows) - len(due),
+        expires_at,
+        not_renewed=not_renewed,
+        uploads_renewed=len(uploads) if slots else 0,
+    )
+
+
+def _renewed(row: BundleRow, job: str, signer: Signer) -> Link:
+    old = _link(row, job)
+    renewed = signer.sign_one(row.recipient, old.obj, _params(row.url))
+    log.info(
+        "link_renewed",
+        job=job,
+        recipient=row.recipient,
+        bucket=row.bucket,
+        key=row.key,
+        old_url_sha256=url_digest(row.url),
+        old_expires_at=iso(row.expires_at),
+        url_sha256=url_digest(renewed.url),
+        expires_at=iso(renewed.expires_at),
+    )
+    return renewed
+
+
+def _link(row: BundleRow, job: str) -> Link:
+    return Link(
+        job=job,
+        recipient=row.recipient,
+        obj=ObjectRef(row.bucket, row.key, row.size, row.etag, row.last_modified),
+        method=row.method,
+        signed_at=row.expires_at,  # not written to a bundle row; the URL holds the real one
+        expires_at=row.expires_at,
+        url=row.url,
+    )
+
+
+def _header(
+    source: _Source,
+    part: PartFile,
+    signer: Signer,
+    credentials: Credentials,
+    renewed: int,
+    now: datetime,
+) -> dict[str, Any]:
+    header = dict(source.header)
+    old_clamp = header.get("clamped_to")
+    header.update(
+        generated_at=iso(now),
+        signer_access_key_id=credentials.access_key_id,
+        expires_at=iso(part.earliest_expiry) if part.earliest_expiry else None,
+        links=part.rows,
+        credentials={
+            "source": credentials.method,
+            "kind": credential_kind(credentials),
+            "expires_at": iso(credentials.expiry) if credentials.expiry else None,
+        },
+        clamped_to=iso(signer.clamped_to) if signer.clamped_to else old_clamp,
+        renewed_from={
+            "path": str(source.bundle.path),
+            "sha256": source.digest,
+            "run_id": source.header.get("run_id"),
+            "generated_at": source.header.get("generated_at"),
+        },
+        renewed=renewed,
+    )
+    return header

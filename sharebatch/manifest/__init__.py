@@ -1,0 +1,1 @@
+"""The manifest language: YAML with locations, fields, resolution, periods, templates."""

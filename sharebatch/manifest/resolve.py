@@ -1,0 +1,441 @@
+"""From the manifest as written to grants: the raw models, inheritance and templates.
+
+The ``Raw*`` models mirror the YAML; their JSON Schema is what editors see. ``Resolver`` then
+walks the plain data once per (job, recipient): it merges settings recipient > job > defaults
+field by field (each filter field on its own), picks the period, renders every template and
+checks what only merged or rendered values can show. A value an earlier pass reported is
+INVALID here: whatever depends on it is skipped, so one mistake gives one issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sharebatch.manifest.fields import (
+    FORMATS,
+    BucketName,
+    ContentType,
+    Duration,
+    EndpointUrl,
+    ExpiresAt,
+    FilterMoment,
+    Format,
+    MaxLinks,
+    NameTemplate,
+    Pattern,
+    Region,
+    Size,
+    check_download_name,
+    check_output_dir,
+    check_prefix,
+)
+from sharebatch.manifest.periods import PeriodKind, iso, parse_moment, previous_period, variables
+from sharebatch.manifest.source import IssueCollector, PathKey, format_path, show
+from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render
+from sharebatch.manifest.upload import OFF, UPLOAD_FIELDS, RawUpload, UploadSetting, resolve_slot
+from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials
+from sharebatch.units import counted
+
+_SETTING = "Set in defaults, on a job or on a recipient; the most specific wins."
+
+
+class RawModel(BaseModel):
+    # Strict: YAML already typed every scalar, so "1" for an int is a mistake to report.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class RawFilters(RawModel):
+    """Which listed files a recipient receives; every condition must hold."""
+
+    model_config = ConfigDict(title="Filters")
+
+    include: list[Pattern] | None = Field(
+        None,
+        description="Glob patterns on the full key ('**' crosses '/', '*' and '?' do not);"
+        " a key must match one. Default: every key.",
+    )
+    exclude: list[Pattern] | None = Field(None, description="Keys matching any are left out.")
+    modified_after: FilterMoment | None = Field(
+        None,
+        description="Only files modified at or after this date (midnight UTC) or moment with a"
+        " zone; templates allowed, e.g. '{period.start}'.",
+    )
+    modified_before: FilterMoment | None = Field(
+        None, description="Only files modified before this date or moment; templates allowed."
+    )
+    min_size: Size | None = Field(None, description="Smallest size: 1KB, 10MiB, 1.5GB, bytes.")
+    max_size: Size | None = Field(None, description="Largest size: 1KB, 10MiB, 1.5GB, bytes.")
+    max_links: MaxLinks | None = Field(
+        None, description="Fail the job rather than share more files than this."
+    )
+
+
+class RawSettings(RawModel):
+    """Settings shared by defaults, jobs and recipients. Filters merge field by field."""
+
+    model_config = ConfigDict(title="Settings")
+
+    bucket: BucketName | None = Field(None, description=f"S3 bucket. {_SETTING}")
+    region: Region | None = Field(None, description=f"AWS region, e.g. eu-west-1. {_SETTING}")
+    endpoint_url: EndpointUrl | None = Field(
+        None, description=f"S3-compatible endpoint, e.g. http://127.0.0.1:9000. {_SETTING}"
+    )
+    addressing_style: AddressingStyle | None = Field(
+        None, description=f"auto (default), virtual or path. {_SETTING}"
+    )
+    period: PeriodKind | None = Field(
+        None,
+        description="quarter (default), month or year: the last complete one before the run"
+        f" date is what {{period.*}} means. {_SETTING}",
+    )
+    expires_in: Duration | None = Field(
+        None, description=f"Link lifetime: 30m, 72h, 7d, P7D (at most 7 days). {_SETTING}"
+    )
+    expires_at: ExpiresAt | None = Field(
+        None,
+        description="Links expire at this moment (with a zone), within 7 days of the run;"
+        f" instead of expires_in. {_SETTING}",
+    )
+    download_name: NameTemplate | None = Field(
+        None,
+        description="Downloaded file name; {key}, {basename}, {stem}, {ext} and every other"
+        f" variable. Default {{basename}}. {_SETTING}",
+    )
+    content_type: ContentType | None = Field(
+        None, description=f"Response content type, e.g. application/pdf. {_SETTING}"
+    )
+    formats: Annotated[list[Format], Field(min_length=1)] | None = Field(
+        None, description=f"Bundle files to write: csv, json (default both). {_SETTING}"
+    )
+    on_short_credentials: ShortCredentials | None = Field(
+        None,
+        description="When links would outlive the temporary credentials signing them: fail"
+        f" (default: exit 3, nothing issued), clamp (end them with the credentials) or warn."
+        f" {_SETTING}",
+    )
+    filters: RawFilters | None = Field(
+        None, description=f"Which files to share. Each filter field inherits on its own. {_SETTING}"
+    )
+    upload: UploadSetting = Field(
+        None,
+        description="An upload slot for sending files back; each field inherits on its own;"
+        f" false: no slot. {_SETTING}",
+    )
+
+
+SETTINGS = tuple(n for n in RawSettings.model_fields if n not in ("filters", "upload"))
+FILTERS = tuple(RawFilters.model_fields)
+
+
+class _Invalid(Enum):
+    INVALID = "invalid"
+
+
+INVALID = _Invalid.INVALID
+"""A value that was written but is wrong (already reported): unknown, and not to be inherited."""
+
+_T = TypeVar("_T")
+Found = tuple[Any, PathKey] | _Invalid | None  # (value, where written), INVALID, or not set
+_RECIPIENT = ("recipient.id", "recipient.name", "recipient.email")
+_PLAIN = (
+    "bucket",
+    "region",
+    "endpoint_url",
+    "addressing_style",
+    "content_type",
+    "formats",
+    "on_short_credentials",
+)
+_REQUIRED = {"bucket": "", "expires_in": " (or expires_at, for a fixed moment)"}
+
+
+@dataclass
+class _Level:
+    """One mapping that may hold settings: defaults, a job or a recipient."""
+
+    path: PathKey
+    # "bucket", "filters.min_size"...: the parsed value or INVALID; absent when not set.
+    values: dict[str, Any] = field(default_factory=dict)
+    opaque: bool = False  # not a mapping at all: what it would set is unknown
+
+
+def _lookup(chain: tuple[_Level, ...], name: str) -> Found:
+    for level in chain:
+        if level.opaque:
+            return INVALID
+        if name in level.values:
+            value = level.values[name]
+            return INVALID if value is INVALID else (value, (*level.path, *name.split(".")))
+    return None
+
+
+def _expiry(chain: tuple[_Level, ...]) -> Expiry | _Invalid | None:
+    # expires_in and expires_at are one setting: the most specific level giving either wins.
+    for level in chain:
+        if level.opaque:
+            return INVALID
+        given = [k for k in ("expires_in", "expires_at") if k in level.values]
+        if len(given) > 1 or any(level.values[k] is INVALID for k in given):
+            return INVALID
+        if given:
+            value = level.values[given[0]]
+            return Expiry(seconds=value) if given[0] == "expires_in" else Expiry(at=value)
+    return None
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+@dataclass
+class _Scope:
+    """The template variables of one grant, and why any known one has no value."""
+
+    values: dict[str, str]
+    unavailable: set[str]  # written but invalid: templates using them are skipped
+    absent: set[str] = field(default_factory=set)  # a recipient without name or email
+    who: str = ""
+
+
+class Resolver:
+    """Resolves every job of one manifest, reporting what only resolution can find."""
+
+    def __init__(self, issues: IssueCollector, as_of: date, context: dict[str, Any]) -> None:
+        self.issues = issues
+        self.as_of = as_of
+        self.context = context  # for pydantic validators: "now", which expires_at is checked by
+        self.bad = {issue.field for issue in issues.items}  # paths reported so far
+        self.defaults = _Level(("defaults",))
+
+    def resolve(self, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """Job dicts ready for ``manifest.Job`` (None if any is incomplete) and the output dir."""
+        self.defaults = self._level(data.get("defaults"), ("defaults",))
+        jobs = [self._job(job, ("jobs", i)) for i, job in enumerate(_list(data.get("jobs")))]
+        output = self._output_dir(data.get("output"))
+        complete = [job for job in jobs if job is not None]
+        return (complete if len(complete) == len(jobs) else None), output
+
+    def _parse(self, model: type[BaseModel], name: str, value: object, path: PathKey) -> Any:
+        if value is None:
+            return INVALID if format_path(path) in self.bad else None
+        try:
+            return getattr(model.model_validate({name: value}, context=self.context), name)
+        except ValidationError:
+            return INVALID  # reported by the whole-document pass
+
+    def _text(self, node: dict[str, Any], path: PathKey, key: str) -> str | _Invalid | None:
+        value = node.get(key)
+        if format_path((*path, key)) in self.bad or not isinstance(value, str | None):
+            return INVALID
+        return value
+
+    def _level(self, node: object, path: PathKey) -> _Level:
+        if node is None:
+            return _Level(path)
+        if not isinstance(node, dict):
+            return _Level(path, opaque=True)
+        level = _Level(path)
+        for name in SETTINGS:
+            level.values[name] = self._parse(RawSettings, name, node.get(name), (*path, name))
+        filters, where = node.get("filters"), (*path, "filters")
+        for name in FILTERS:
+            if isinstance(filters, dict):
+                value = self._parse(RawFilters, name, filters.get(name), (*where, name))
+            else:
+                value = INVALID if filters is not None or format_path(where) in self.bad else None
+            level.values[f"filters.{name}"] = value
+        upload, where = node.get("upload"), (*path, "upload")
+        for name in UPLOAD_FIELDS:
+            if isinstance(upload, dict):
+                value = self._parse(RawUpload, name, upload.get(name), (*where, name))
+            elif upload is False:  # no slot from this level down
+                value = OFF
+            else:
+                value = INVALID if upload is not None or format_path(where) in self.bad else None
+            level.values[f"upload.{name}"] = value
+        level.values = {k: v for k, v in level.values.items() if v is not None}
+        if "expires_in" in level.values and "expires_at" in level.values:
+            self.issues.at(
+                (*path, "expires_at"),
+                "expires_in and expires_at are both set here; links live either for a duration"
+                " or until a moment: keep one",
+            )
+        return level
+
+    def _job(self, node: object, path: PathKey) -> dict[str, Any] | None:
+        if not isinstance(node, dict):
+            return None
+        level = self._level(node, path)
+        name = self._text(node, path, "name")
+        prefixes = self._templates(node.get("prefixes", []), (*path, "prefixes"))
+        recipients = [
+            (j, r) for j, r in enumerate(_list(node.get("recipients"))) if isinstance(r, dict)
+        ]
+        if not recipients:  # the prefixes are still checked, as far as they can be
+            given = {"job.name": name} | dict.fromkeys(_RECIPIENT, INVALID)
+            scope = self._scope((level, self.defaults), given)
+            for found in prefixes:
+                self._rendered(found, scope, check_prefix)
+        missing: dict[str, list[PathKey]] = {}
+        grants = []
+        for j, recipient in recipients:
+            where = (*path, "recipients", j)
+            chain = (self._level(recipient, where), level, self.defaults)
+            grants.append(self._grant(name, prefixes, recipient, where, chain, missing))
+        for key, paths in missing.items():
+            if len(paths) == len(recipients):
+                self.issues.at(
+                    (*path, key), "required: set it on the job or in defaults" + _REQUIRED[key]
+                )
+            for where in paths if len(paths) < len(recipients) else ():
+                self.issues.at(
+                    (*where, key),
+                    "required: set it on this recipient, on its job or in defaults"
+                    + _REQUIRED[key],
+                )
+        if not isinstance(name, str) or None in grants:
+            return None
+        return {"name": name, "grants": grants}
+
+    def _templates(self, value: object, path: PathKey) -> list[tuple[str, PathKey] | _Invalid]:
+        if not isinstance(value, list) or format_path(path) in self.bad:
+            return [INVALID]
+        items = [(item, (*path, k)) for k, item in enumerate(value)]
+        return [
+            (item, where)
+            if isinstance(item, str) and format_path(where) not in self.bad
+            else INVALID
+            for item, where in items
+        ]
+
+    def _grant(
+        self,
+        job: str | _Invalid | None,
+        job_prefixes: list[tuple[str, PathKey] | _Invalid],
+        node: dict[str, Any],
+        path: PathKey,
+        chain: tuple[_Level, ...],
+        missing: dict[str, list[PathKey]],
+    ) -> dict[str, Any] | None:
+        who = {key: self._text(node, path, key) for key in ("id", "name", "email")}
+        scope = self._scope(chain, {"job.name": job} | {f"recipient.{k}": who[k] for k in who})
+        rid = who["id"]
+        scope.who = f"recipient {show(rid)}" if isinstance(rid, str) else f"recipient #{path[-1]}"
+        grant: dict[str, Any] = {"job": job, "recipient": who}
+        for name in _PLAIN:
+            found = _lookup(chain, name)
+            grant[name] = found if found is INVALID or found is None else found[0]
+        grant["expiry"] = _expiry(chain)
+        for key, value in (("bucket", grant["bucket"]), ("expires_in", grant["expiry"])):
+            if value is None:
+                missing.setdefault(key, []).append(path)
+        own = self._templates(node.get("prefixes", []), (*path, "prefixes"))
+        prefixes = [self._rendered(found, scope, check_prefix) for found in (*job_prefixes, *own)]
+        grant["prefixes"] = tuple(dict.fromkeys(prefixes))
+        grant["filters"] = self._filters(chain, scope)
+        found_upload = {name: _lookup(chain, f"upload.{name}") for name in UPLOAD_FIELDS}
+        ok, slot = resolve_slot(found_upload, lambda f, c: self._rendered(f, scope, c), self.issues)
+        grant["upload"] = slot if ok else INVALID
+        found = _lookup(chain, "download_name") or ("{basename}", ())
+        grant["download_name"] = self._rendered(found, scope, check_download_name, OBJECT_VARIABLES)
+        if isinstance(grant["formats"], list):
+            grant["formats"] = tuple(f for f in FORMATS if f in grant["formats"])
+        required = ("job", "bucket", "expiry", "filters", "download_name")
+        if any(grant[k] is None for k in required) or None in prefixes:
+            return None
+        if INVALID in (*grant.values(), *who.values()):
+            return None
+        return {k: v for k, v in grant.items() if v is not None}  # None: the model's default
+
+    def _scope(self, chain: tuple[_Level, ...], given: dict[str, str | _Invalid | None]) -> _Scope:
+        found = _lookup(chain, "period")
+        kind: PeriodKind = found[0] if isinstance(found, tuple) else "quarter"
+        values = variables(previous_period(self.as_of, kind), self.as_of)
+        scope = _Scope(
+            values, {n for n in values if n.startswith("period.")} if found is INVALID else set()
+        )
+        for name, value in given.items():
+            if isinstance(value, str):
+                values[name] = value
+            else:
+                (scope.absent if value is None else scope.unavailable).add(name)
+        return scope
+
+    def _rendered(
+        self,
+        found: tuple[str, PathKey] | _Invalid,
+        scope: _Scope,
+        check: Callable[[str], _T],
+        keep: Collection[str] = (),
+    ) -> _T | None:
+        """``check`` applied to the rendered template, or None (reported or unknowable)."""
+        if found is INVALID:
+            return None
+        template, path = found
+        used = names(template)
+        if used & scope.unavailable:
+            return None
+        absent = sorted(used & scope.absent)
+        if absent:
+            what = absent[0].partition(".")[2]
+            self.issues.at(
+                path,
+                f"{{{absent[0]}}} is used here but {scope.who} has no {what};"
+                f" give the recipient a {what} or remove the variable",
+            )
+            return None
+        text = render(template, scope.values, keep=keep)
+        try:
+            return check(text)
+        except ValueError as exc:
+            origin = "" if text == template else f"; rendered from {show(template)}"
+            self.issues.at(path, f"{exc}{origin}")
+            return None
+
+    def _filters(self, chain: tuple[_Level, ...], scope: _Scope) -> Filters | None:
+        values: dict[str, tuple[Any, PathKey]] = {}
+        complete = True
+        for name in FILTERS:
+            found = _lookup(chain, f"filters.{name}")
+            if isinstance(found, tuple) and isinstance(found[0], str):  # a moment template
+                found = self._rendered(found, scope, parse_moment), found[1]
+            if found is INVALID or (found is not None and found[0] is None):
+                complete = False
+            elif found is not None:
+                value, where = found
+                values[name] = (tuple(value) if isinstance(value, list) else value, where)
+        complete &= self._ordered(values, "min_size", "max_size")
+        complete &= self._ordered(values, "modified_after", "modified_before")
+        return Filters(**{k: v for k, (v, _) in values.items()}) if complete else None
+
+    def _ordered(self, values: dict[str, tuple[Any, PathKey]], low: str, high: str) -> bool:
+        """Sizes may be equal (bounds are inclusive); the modified range is half-open."""
+        if low not in values or high not in values:
+            return True
+        (a, where_a), (b, where_b) = values[low], values[high]
+        sizes = low == "min_size"
+        if a < b or (a == b and sizes):
+            return True
+        shown: Callable[[Any], str] = (lambda size: counted(size, "byte")) if sizes else iso
+        verb = "is more than" if sizes else "is not before"
+        # Reported where the conflict was introduced: the more specific of the two levels.
+        self.issues.at(
+            where_a if len(where_a) > len(where_b) else where_b,
+            f"{low} {shown(a)} ({format_path(where_a)}) {verb} {high} {shown(b)}"
+            f" ({format_path(where_b)}); no file could match",
+        )
+        return False
+
+    def _output_dir(self, node: object) -> str | None:
+        if not isinstance(node, dict):
+            return None
+        path, template = ("output", "dir"), node.get("dir")
+        if not isinstance(template, str) or format_path(path) in self.bad:
+            return None
+        return self._rendered((template, path), self._scope((self.defaults,), {}), check_output_dir)

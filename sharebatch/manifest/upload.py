@@ -1,0 +1,324 @@
+"""The manifest's ``upload:`` setting: its fields, its checks, and its resolution per grant.
+
+An upload slot is a folder a recipient may send files into, within limits. ``RawUpload``
+mirrors the YAML; its fields inherit defaults -> job -> recipient one by one, like filters, and
+``upload: false`` at any level gives no slot to whatever is below it. ``resolve_slot`` turns the
+fields found for one grant into an ``UploadSlot``; ``check_overlaps`` then refuses a slot whose
+folder touches what is shared for download, or another recipient's slot: uploads must never
+be handed out as someone's downloads, nor land where another recipient can overwrite them.
+
+This module imports nothing from ``_resolve`` (which imports it): the resolver passes its
+lookups and its template renderer in.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from sharebatch.manifest.fields import (
+    MAX_PREFIX_BYTES,
+    ContentType,
+    Duration,
+    PrefixTemplate,
+    Size,
+    check_text,
+)
+from sharebatch.manifest.fields import check_prefix as _check_prefix
+from sharebatch.manifest.source import IssueCollector, PathKey, describe, show
+from sharebatch.models import UploadSlot
+
+DEFAULT_EXPIRES_IN = 3600
+MAX_UPLOAD_SIZE = 5 * 1024**3
+"""S3 takes at most 5 GiB in one PUT or POST upload."""
+
+_T = TypeVar("_T")
+# Built-in table only (no /etc/mime.types): a key's content type must not depend on the host.
+_TYPES = mimetypes.MimeTypes()
+
+
+def _check_max_size(value: int) -> int:
+    if value < 1:
+        raise ValueError("upload max_size must be at least 1 byte")
+    if value > MAX_UPLOAD_SIZE:
+        raise ValueError(
+            f"upload max_size {value} bytes is more than 5GiB, the most S3 accepts in one upload"
+        )
+    return value
+
+
+UploadSize = Annotated[Size, AfterValidator(_check_max_size)]
+
+
+def _check_upload_type(value: str) -> str:
+    if _base(value) == "application/x-www-form-urlencoded":
+        raise ValueError(
+            f"{show(value)} is the type of HTML form posts, not of files: presigning leaves it"
+            " unsigned and HTTP clients read such a body as form fields; use"
+            " application/octet-stream"
+        )
+    return value
+
+
+UploadType = Annotated[ContentType, AfterValidator(_check_upload_type)]
+
+
+class RawUpload(BaseModel):
+    """An upload slot: a folder the recipient may send files into, within limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, title="Upload")
+
+    prefix: PrefixTemplate | None = Field(
+        None,
+        description="Folder the uploads go to, ending in '/'; templates allowed, e.g."
+        " 'inbox/{period.label}/{recipient.id}/'. Required for a slot.",
+    )
+    expires_in: Duration | None = Field(
+        None, description="How long upload URLs and forms work: 30m, 1h, 2d (default 1h; max 7d)."
+    )
+    max_size: UploadSize | None = Field(
+        None,
+        description="Largest file: 10MB, 1GiB (required; at most 5GiB). S3 enforces it on POST"
+        " forms (open slots) only.",
+    )
+    content_types: Annotated[list[UploadType], Field(min_length=1)] | None = Field(
+        None, description="Allowed media types, e.g. [application/pdf] (default: any)."
+    )
+    keys: Annotated[list[PrefixTemplate], Field(min_length=1)] | None = Field(
+        None,
+        description="File names the recipient must upload (one PUT URL each); templates"
+        " allowed. Without keys, one POST form takes any name under the prefix.",
+    )
+
+
+UPLOAD_FIELDS = tuple(RawUpload.model_fields)
+
+
+def _mapping_or_false(value: object) -> object:
+    # false validates as "not set" here; the resolver reads it from the YAML as "no slot".
+    if value is False:
+        return None
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(
+            f"expected a mapping of upload fields, or false for no slot, got {describe(value)}"
+        )
+    return value
+
+
+def _false_in_schema(schema: dict[str, Any]) -> None:
+    schema["anyOf"].insert(1, {"const": False})
+
+
+UploadSetting = Annotated[
+    RawUpload | None,
+    BeforeValidator(_mapping_or_false),
+    Field(json_schema_extra=_false_in_schema),
+]
+"""``upload:`` in defaults, a job or a recipient: a mapping of fields, or false."""
+
+
+class _Off(Enum):
+    OFF = "off"
+
+
+OFF = _Off.OFF
+"""The value of every upload field at a level that says ``upload: false``."""
+
+
+def check_upload_prefix(value: str) -> str:
+    """A slot prefix: a literal prefix that is a folder, so that no sibling shares it."""
+    _check_prefix(value)
+    if not value.endswith("/"):
+        raise ValueError(
+            f"upload prefix {show(value)} must end with '/': a form allowing keys that start"
+            f" with it would also allow {show(value + '-other/...')}"
+        )
+    return value
+
+
+def check_key_name(value: str) -> str:
+    """A fixed upload key: one plain file name under the slot prefix."""
+    if not value:
+        raise ValueError("upload key must not be empty; name the file, e.g. 'signed-contract.pdf'")
+    if "/" in value or value in (".", ".."):
+        raise ValueError(
+            f"upload key {show(value)} must be a plain file name (no '/'); it goes under the"
+            " slot's prefix"
+        )
+    return check_text(value, "upload key")
+
+
+def _base(media_type: str) -> str:
+    return media_type.split(";", 1)[0].strip().lower()
+
+
+def key_content_type(name: str, allowed: tuple[str, ...]) -> str | None:
+    """The one Content-Type a PUT URL for ``name`` signs; None when any type is allowed.
+
+    A presigned PUT signs a single Content-Type. With several allowed, the one the name's
+    extension stands for is taken; a name that picks none (or several) is an error.
+    """
+    if len(allowed) <= 1:
+        return allowed[0] if allowed else None
+    ext = posixpath.splitext(name)[1].lower()
+    guessed = _TYPES.types_map[True].get(ext)
+    matches = [t for t in allowed if guessed is not None and _base(t) == guessed]
+    if len(matches) != 1:
+        if guessed is None:
+            why = f"no media type is known for {show(ext) if ext else 'a name without extension'}"
+        else:
+            why = f"{show(ext)} means {guessed}, " + (
+                "which several of content_types match" if matches else "not in content_types"
+            )
+        raise ValueError(
+            f"upload key {show(name)}: {why}; with several content_types"
+            f" ({', '.join(allowed)}) a key's extension picks its type, because a PUT URL signs"
+            " exactly one Content-Type: rename the key or give this slot one content type"
+        )
+    return matches[0]
+
+
+Render = Callable[[tuple[str, PathKey], Callable[[str], _T]], _T | None]
+
+
+def resolve_slot(
+    found: Mapping[str, object], render: Render[str], issues: IssueCollector
+) -> tuple[bool, UploadSlot | None]:
+    """(complete, slot) for one grant from the upload fields that apply to it.
+
+    ``found`` maps each field to (value, where written), None when not set, or anything else
+    for a value already reported as wrong; ``render`` renders a template for the grant and
+    checks the result (None when it reported a problem). Complete is False when a problem was
+    reported, now or before; the slot is None when the grant has none.
+    """
+    if any(v is not None and not isinstance(v, tuple) for v in found.values()):
+        return False, None
+    given: dict[str, tuple[Any, PathKey]] = {
+        k: v for k, v in found.items() if isinstance(v, tuple) and v[0] is not OFF
+    }
+    if not given:
+        return True, None
+    # Missing fields are reported at the most specific upload mapping that applies.
+    where = max((v[1][:-1] for v in given.values()), key=len)
+    missing = [name for name in ("prefix", "max_size") if name not in given]
+    for name in missing:
+        hint = (
+            "name the folder uploads go to, e.g. 'inbox/{period.label}/{recipient.id}/'"
+            if name == "prefix"
+            else "say how big a file may be, e.g. 50MB"
+        )
+        issues.at(where, f"upload needs {name}: {hint} (or write 'upload: false' for no slot)")
+    if missing:
+        return False, None
+    prefix = render(given["prefix"], check_upload_prefix)
+    types = tuple(dict.fromkeys(given["content_types"][0])) if "content_types" in given else ()
+    keys: list[str] = []
+    complete = prefix is not None
+    if "keys" in given:
+        for index, template in enumerate(given["keys"][0]):
+            path = (*given["keys"][1], index)
+            key = render((template, path), check_key_name)
+            if key is None:
+                complete = False
+            elif key in keys:
+                issues.at(path, f"upload key {show(key)} is listed twice")
+                complete = False
+            elif _key_problem(path, key, prefix, types, issues):
+                complete = False
+            else:
+                keys.append(key)
+    if not complete or prefix is None:
+        return False, None
+    expires_in = given["expires_in"][0] if "expires_in" in given else DEFAULT_EXPIRES_IN
+    slot = UploadSlot(prefix, given["max_size"][0], expires_in, types, tuple(keys))
+    return True, slot
+
+
+def _key_problem(
+    path: PathKey, name: str, prefix: str | None, types: tuple[str, ...], issues: IssueCollector
+) -> bool:
+    try:
+        key_content_type(name, types)
+    except ValueError as exc:
+        issues.at(path, str(exc))
+        return True
+    size = len(((prefix or "") + name).encode("utf-8", "surrogatepass"))
+    if size > MAX_PREFIX_BYTES:
+        issues.at(path, f"upload key is {size} bytes with its prefix; S3 keys are at most 1024")
+        return True
+    return False
+
+
+def _written_at(data: Mapping[str, Any], job: int, recipient: int) -> PathKey:
+    """Where the upload prefix that applies to one grant was written (most specific first)."""
+    jobs = data.get("jobs")
+    job_node = jobs[job] if isinstance(jobs, list) and job < len(jobs) else {}
+    recipients = job_node.get("recipients") if isinstance(job_node, dict) else None
+    own = (
+        recipients[recipient]
+        if isinstance(recipients, list) and recipient < len(recipients)
+        else {}
+    )
+    levels: list[tuple[PathKey, object]] = [
+        (("jobs", job, "recipients", recipient), own),
+        (("jobs", job), job_node),
+        (("defaults",), data.get("defaults")),
+    ]
+    for path, node in levels:
+        upload = node.get("upload") if isinstance(node, dict) else None
+        if isinstance(upload, dict) and "prefix" in upload:
+            return (*path, "upload", "prefix")
+    return ("jobs", job)
+
+
+def check_overlaps(
+    data: Mapping[str, Any], jobs: list[dict[str, Any]], issues: IssueCollector
+) -> None:
+    """Refuse slots whose folder overlaps a download prefix or another recipient's slot.
+
+    Compared per store (bucket and endpoint): an upload under a shared prefix would be handed
+    out as a download on the next run, a shared prefix over a slot would hand out uploads, and
+    a slot inside another's lets one recipient overwrite the other's files. Two slots that
+    overlap are reported once, at the later one.
+    """
+    grants = [(i, j, grant) for i, job in enumerate(jobs) for j, grant in enumerate(job["grants"])]
+    for n, (i, j, grant) in enumerate(grants):
+        slot: UploadSlot | None = grant.get("upload")
+        if slot is None:
+            continue
+        store = (grant["bucket"], grant.get("endpoint_url"))
+        who = f"recipient {show(grant['recipient']['id'])} of job {show(grant['job'])}"
+        for m, (_, _, other) in enumerate(grants):
+            if (other["bucket"], other.get("endpoint_url")) != store:
+                continue
+            for prefix in other["prefixes"]:
+                if _overlap(prefix, slot.prefix):
+                    # Said once per shared prefix and job, however many recipients share it.
+                    issues.at(
+                        _written_at(data, i, j),
+                        f"upload prefix {show(slot.prefix)} of {who} overlaps {show(prefix)},"
+                        f" shared for download in job {show(other['job'])}: uploads would be"
+                        " handed out as downloads; keep upload folders apart from shared"
+                        " prefixes",
+                    )
+            theirs: UploadSlot | None = other.get("upload")
+            if m >= n or theirs is None or not _overlap(theirs.prefix, slot.prefix):
+                continue
+            # One recipient id in two jobs may share its own folder; nobody else may.
+            if theirs.prefix != slot.prefix or other["recipient"]["id"] != grant["recipient"]["id"]:
+                whose = f"recipient {show(other['recipient']['id'])} of job {show(other['job'])}"
+                issues.at(
+                    _written_at(data, i, j),
+                    f"upload prefix {show(slot.prefix)} of {who} overlaps the upload prefix"
+                    f" {show(theirs.prefix)} of {whose}: one could overwrite the other's"
+                    " files; give each recipient its own folder, e.g. with {recipient.id}",
+                )
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a.startswith(b) or b.startswith(a)

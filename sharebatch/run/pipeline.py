@@ -1,0 +1,447 @@
+"""The asyncio pipeline: list every prefix concurrently, select, sign, stage the links.
+
+One task per list task, at most ``concurrency`` requests to S3 in flight and twice as many
+listings under way. Each page of objects is filtered for every route it feeds, signed, and
+appended to that route's part file before the next page is fetched, so memory holds one page
+per listing under way, never a whole listing.
+
+A prefix that fails to list is recorded and its parts dropped; the other prefixes go on.
+Credential errors abort everything: no other prefix would fare better. A route that matches
+more objects than its ``max_links`` stops being signed at once and fails its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sharebatch.audit import emit_many, get_logger, url_digest
+from sharebatch.errors import SharebatchError
+from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
+from sharebatch.run.bundles import PartFile, RunFolder, iso
+from sharebatch.run.plan import ListTask, Plan, Route
+from sharebatch.run.progress import Progress
+from sharebatch.run.select import Selector, linkable
+from sharebatch.run.sign import Signer, credential_limit
+from sharebatch.s3.gateway import Level, S3Gateway, S3ListingError
+
+log = get_logger()
+
+# Signing is CPU work between awaits; yielding every so many links keeps the loop responsive.
+_SIGN_CHUNK = 250
+UNLINKABLE_LISTED = 1000
+"""Keys without a link named per route (all are counted and logged): memory stays bounded."""
+
+
+@dataclass
+class PrefixTally:
+    bucket: str
+    prefix: str
+    objects: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    failure: PrefixFailure | None = None
+
+
+@dataclass
+class RouteTally:
+    """What one route matched. ``segments[position]`` holds, in key order, the part files
+    of that prefix (one per listed segment: see ``_list_task``); empty in a dry run."""
+
+    selector: Selector
+    signer: Signer | None
+    folder: RunFolder | None
+    index: int
+    segments: list[list[PartFile]] = field(default_factory=list)
+    links: int = 0
+    bytes: int = 0
+    csv: bool = True  # whether the route's bundles include CSV, so parts stage CSV rows
+    unlinkable: list[str] = field(default_factory=list)  # the first UNLINKABLE_LISTED
+    unlinkable_count: int = 0
+
+    def skip_unlinkable(self, route: Route, bucket: str, objects: list[ObjectRef]) -> None:
+        """Record selected objects that no link can reach (see ``select.linkable``)."""
+        for obj in objects:
+            self.unlinkable_count += 1
+            if len(self.unlinkable) < UNLINKABLE_LISTED:
+                self.unlinkable.append(obj.key)
+            log.warning(
+                "key_unlinkable",
+                job=route.job,
+                recipient=route.recipient,
+                bucket=bucket,
+                key=obj.key,
+                reason="a '.' or '..' segment: browsers and curl would request another key",
+            )
+
+    @property
+    def over_limit(self) -> bool:
+        limit = self.selector.max_links
+        return limit is not None and self.links > limit
+
+    @property
+    def parts(self) -> list[PartFile]:
+        """Every part in bundle order: prefixes as in the manifest, then key order."""
+        return [part for position in self.segments for part in position]
+
+    def new_part(self, position: int) -> PartFile | None:
+        if self.folder is None:
+            return None
+        found = self.segments[position]
+        found.append(self.folder.part(self.index, position, len(found), csv=self.csv))
+        return found[-1]
+
+
+@dataclass
+class Staged:
+    """What the listing stage produced: per-task and per-route tallies."""
+
+    prefixes: list[PrefixTally]
+    routes: list[RouteTally]
+    signer_key_id: str | None = None
+    progress: Progress | None = None
+
+    def failed_routes(self, plan: Plan) -> set[int]:
+        """Routes fed by a failed prefix: their bundles would be incomplete."""
+        return {
+            slot.route
+            for tally, task in zip(self.prefixes, plan.tasks, strict=True)
+            if tally.failure is not None
+            for slot in task.slots
+        }
+
+    def over_limit_jobs(self, plan: Plan) -> dict[str, list[Route]]:
+        """Jobs with a route past its max_links, and those routes."""
+        found: dict[str, list[Route]] = {}
+        for route, tally in zip(plan.routes, self.routes, strict=True):
+            if tally.over_limit:
+                found.setdefault(route.job, []).append(route)
+        return found
+
+
+async def _route_tallies(
+    plan: Plan,
+    gateway: S3Gateway,
+    credentials: Credentials,
+    folder: RunFolder | None,
+) -> list[RouteTally]:
+    presigners: dict[BucketTarget, Presigner] = {}
+    tallies = []
+    for route in plan.routes:
+        signer = None
+        if folder is not None:
+            target = gateway.effective(route.target)
+            if target not in presigners:
+                presigners[target] = await gateway.presigner(target, credentials)
+            grant = route.grant
+            signer = Signer(
+                presigners[target],
+                job=grant.job,
+                expiry=grant.expiry,
+                download_name=grant.download_name,
+                content_type=grant.content_type,
+                limit=credential_limit(credentials, grant.on_short_credentials),
+            )
+        tally = RouteTally(Selector(route.grant.filters), signer, folder, route.index)
+        tally.csv = "csv" in route.grant.formats
+        tally.segments = [[] for _ in route.prefixes]
+        tallies.append(tally)
+    return tallies
+
+
+async def stage(
+    plan: Plan,
+    *,
+    gateway: S3Gateway,
+    credentials: Credentials,
+    folder: RunFolder | None,
+    concurrency: int,
+    split_folders: bool = True,
+    progress: Progress | None = None,
+) -> Staged:
+    """List every task; when ``folder`` is given, sign and stage links (else only count).
+
+    With ``split_folders``, a prefix with at most 4 x ``concurrency`` sub-folders is listed
+    folder by folder in parallel (see ``_Lister``).
+    """
+    staged = Staged(
+        prefixes=[PrefixTally(t.target.bucket, t.prefix) for t in plan.tasks],
+        routes=await _route_tallies(plan, gateway, credentials, folder),
+        signer_key_id=credentials.access_key_id,
+        progress=progress,
+    )
+    for route in plan.routes:
+        for prefix, into in route.merged:
+            log.warning(
+                "prefix_merged",
+                job=route.job,
+                recipient=route.recipient,
+                prefix=prefix,
+                into=into,
+                message=f"prefix {prefix} is inside {into}: its objects come with {into}'s,"
+                " in key order",
+            )
+    max_split = 4 * concurrency if split_folders else 0
+    lister = _Lister(plan, staged, gateway, concurrency, max_split)
+
+    async def run(index: int, task: ListTask) -> None:
+        await lister.list_task(task, staged.prefixes[index])
+
+    try:
+        with _startup_heap_frozen():
+            async with asyncio.TaskGroup() as group:
+                for index, task in enumerate(plan.tasks):
+                    group.create_task(run(index, task))
+    except BaseExceptionGroup as failed:
+        # A run-wide failure (credentials) ends every task; report it once, not per prefix.
+        ours, others = failed.split(lambda e: isinstance(e, SharebatchError))
+        if ours is None or others is not None:
+            raise
+        raise first_error(ours) from None
+    return staged
+
+
+@contextlib.contextmanager
+def _startup_heap_frozen() -> Iterator[None]:
+    """Keep the heap built before listing out of the garbage collector's full passes.
+
+    botocore's service model and endpoint rules make up most of it and live as long as the
+    run. Each full collection would walk them again with the event loop stopped: 30-110 ms
+    measured here, during which no answer from S3 is read. They are handed back at the end
+    so that a long-lived process calling the library does not keep its garbage forever.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The first real exception in a (nested) exception group, or ``error`` itself."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+Segment = list[ObjectRef] | str
+"""A run of objects known already, or a sub-folder still to list."""
+
+
+def _in_key_order(objects: list[ObjectRef], folders: list[str]) -> list[Segment]:
+    # S3 lists keys in UTF-8 byte order. Every key under a sub-folder "p/b/" sorts after the
+    # folder's own name and before the next object or folder of the level, so placing the
+    # folders among the level's objects by name gives the order of one flat listing.
+    items = sorted(
+        [(o.key.encode(), o) for o in objects] + [(f.encode(), f) for f in folders],
+        key=lambda pair: pair[0],
+    )
+    segments: list[Segment] = []
+    for _, item in items:
+        if isinstance(item, str):
+            segments.append(item)
+        elif segments and isinstance(segments[-1], list):
+            segments[-1].append(item)
+        else:
+            segments.append([item])
+    return segments
+
+
+@dataclass
+class _Feed:
+    route: Route
+    tally: RouteTally
+    position: int
+
+
+class _Lister:
+    """Lists one task: a probe of its top level, then sub-folders in parallel where it pays.
+
+    A delimiter request shows the prefix's own objects and sub-folders. When that one page
+    held the whole level and the sub-folders are few (at most ``max_split``), each sub-folder
+    becomes its own listing under the shared semaphore, so a big prefix is listed as fast as
+    many small ones; otherwise the prefix is listed as a whole. With ``max_split`` 0 (no
+    splitting) there is no probe: it would be one request more for every prefix.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        staged: Staged,
+        gateway: S3Gateway,
+        concurrency: int,
+        max_split: int,
+    ) -> None:
+        self._plan = plan
+        self._staged = staged
+        self._gateway = gateway
+        # ``concurrency`` requests in flight, the operator's setting. A slot is given back as
+        # soon as an answer has arrived, so the next request goes out while this page is read
+        # and signed; twice as many listings may hold a page meanwhile, which bounds memory.
+        self._requests = asyncio.Semaphore(concurrency)
+        self._limit = asyncio.Semaphore(2 * concurrency)
+        self._max_split = max_split
+
+    async def list_task(self, task: ListTask, tally: PrefixTally) -> None:
+        started = time.monotonic()
+        feeds = [
+            _Feed(self._plan.routes[s.route], self._staged.routes[s.route], s.position)
+            for s in task.slots
+        ]
+        target = self._gateway.effective(task.target)
+        try:
+            async with self._limit:
+                level: Level | None = None
+                if self._max_split:
+                    level = await self._gateway.probe_level(
+                        target, task.prefix, slot=self._requests
+                    )
+                if level is None or not level.complete or len(level.folders) > self._max_split:
+                    await self._list_flat(target, task.prefix, feeds, tally)
+                    level = None
+            if level is not None:
+                await self._list_split(target, level.objects, level.folders, feeds, tally)
+        except S3ListingError as exc:
+            tally.failure = PrefixFailure(task.target.bucket, task.prefix, exc.code, str(exc))
+        finally:
+            tally.seconds = round(time.monotonic() - started, 3)
+        if tally.failure is None:
+            log.info(
+                "prefix_listed",
+                bucket=task.target.bucket,
+                prefix=task.prefix,
+                count=tally.objects,
+                seconds=tally.seconds,
+            )
+        else:
+            failure = tally.failure
+            log.error(
+                "prefix_failed", bucket=failure.bucket, prefix=failure.prefix, error=failure.error
+            )
+        if self._staged.progress is not None:
+            jobs = (feed.route.job for feed in feeds)
+            self._staged.progress.prefix_done(jobs, failed=tally.failure is not None)
+
+    async def _list_split(
+        self,
+        target: BucketTarget,
+        objects: list[ObjectRef],
+        folders: list[str],
+        feeds: list[_Feed],
+        tally: PrefixTally,
+    ) -> None:
+        async with asyncio.TaskGroup() as group:
+            for segment in _in_key_order(objects, folders):
+                # Part files are created here, in key order, whatever order listings finish in.
+                parts = [feed.tally.new_part(feed.position) for feed in feeds]
+                if isinstance(segment, str):
+                    group.create_task(self._list_folder(target, segment, feeds, parts, tally))
+                else:
+                    try:
+                        await self._page(segment, feeds, parts, tally)
+                    finally:
+                        _close(parts)
+
+    async def _list_folder(
+        self,
+        target: BucketTarget,
+        folder: str,
+        feeds: list[_Feed],
+        parts: list[PartFile | None],
+        tally: PrefixTally,
+    ) -> None:
+        try:
+            async with self._limit:
+                async for page in self._gateway.list_pages(target, folder, slot=self._requests):
+                    await self._page(page, feeds, parts, tally)
+        except S3ListingError as exc:
+            # One failed sub-folder fails the whole prefix: its bundles would be incomplete.
+            if tally.failure is None:
+                tally.failure = PrefixFailure(target.bucket, tally.prefix, exc.code, str(exc))
+        finally:
+            _close(parts)
+
+    async def _list_flat(
+        self, target: BucketTarget, prefix: str, feeds: list[_Feed], tally: PrefixTally
+    ) -> None:
+        parts = [feed.tally.new_part(feed.position) for feed in feeds]
+        try:
+            async for page in self._gateway.list_pages(target, prefix, slot=self._requests):
+                await self._page(page, feeds, parts, tally)
+        finally:
+            _close(parts)
+
+    async def _page(
+        self,
+        page: list[ObjectRef],
+        feeds: list[_Feed],
+        parts: list[PartFile | None],
+        tally: PrefixTally,
+    ) -> None:
+        tally.objects += len(page)
+        tally.bytes += sum(o.size for o in page)
+        progress = self._staged.progress
+        if progress is not None:
+            progress.listed((feed.route.job for feed in feeds), len(page))
+        unlinkable = [o for o in page if not linkable(o.key)]
+        if unlinkable:
+            page = [o for o in page if linkable(o.key)]
+            for feed in feeds:
+                chosen = feed.tally.selector.select(unlinkable)
+                feed.tally.skip_unlinkable(feed.route, tally.bucket, chosen)
+        for feed, part in zip(feeds, parts, strict=True):
+            signed = part.rows if part is not None else 0
+            await _deliver(feed.route, feed.tally, part, feed.tally.selector.select(page))
+            if progress is not None and part is not None:
+                progress.signed(feed.route.job, part.rows - signed)
+
+
+def _close(parts: list[PartFile | None]) -> None:
+    # All of them, even after one fails (a full disk): an open file's space is not freed.
+    with contextlib.ExitStack() as stack:
+        for part in parts:
+            if part is not None:
+                stack.callback(part.close)
+
+
+async def _deliver(
+    route: Route, tally: RouteTally, part: PartFile | None, objects: list[ObjectRef]
+) -> None:
+    was_over = tally.over_limit
+    tally.links += len(objects)
+    tally.bytes += sum(o.size for o in objects)
+    if tally.signer is None or part is None or was_over:
+        return
+    if tally.over_limit:
+        # Past the guard the job fails anyway: stop issuing links for this route now.
+        log.error(
+            "max_links_exceeded",
+            job=route.job,
+            recipient=route.recipient,
+            max_links=tally.selector.max_links,
+        )
+        return
+    for start in range(0, len(objects), _SIGN_CHUNK):
+        links = tally.signer.sign_get(route.recipient, objects[start : start + _SIGN_CHUNK])
+        part.write(links)
+        emit_many(
+            "debug",
+            "link_issued",
+            (
+                {
+                    "job": link.job,
+                    "recipient": link.recipient,
+                    "bucket": link.obj.bucket,
+                    "key": link.obj.key,
+                    "method": link.method,
+                    "expires_at": iso(link.expires_at),
+                    "url_sha256": url_digest(link.url),
+                }
+                for link in links
+            ),
+        )
+        await asyncio.sleep(0)

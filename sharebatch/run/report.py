@@ -1,0 +1,157 @@
+"""The run's summary: what ``summary.json`` holds and ``--dry-run`` prints.
+
+Counts per job, recipient and prefix, every failure with its reason, and a status that maps to
+the exit code (``RunSummary.exit_code``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sharebatch.run.bundles import iso
+from sharebatch.run.pipeline import Staged
+from sharebatch.run.plan import Plan, merged_prefixes
+
+# When S3 denied every prefix the credentials lack access (exit 3), rather than some prefixes
+# being broken (exit 1).
+_DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
+
+
+_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
+
+
+def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What the summary and the review page say of an issued upload slot (a row of
+    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
+    return {name: row[name] for name in _SLOT_FIELDS}
+
+
+def build_report(
+    plan: Plan,
+    staged: Staged,
+    written: dict[int, dict[str, Any]],
+    run_id: str,
+    started_at: datetime,
+    dry_run: bool,
+) -> dict[str, Any]:
+    failed_routes = staged.failed_routes(plan)
+    over_limit = staged.over_limit_jobs(plan)
+    prefix_failures = [t.failure for t in staged.prefixes if t.failure is not None]
+    jobs: dict[str, dict[str, Any]] = {}
+    for route, tally in zip(plan.routes, staged.routes, strict=True):
+        job = jobs.setdefault(route.job, {"name": route.job, "recipients": []})
+        header = written.get(route.index)
+        shared = header is not None or (
+            dry_run and route.index not in failed_routes and route.job not in over_limit
+        )
+        job["recipients"].append(
+            {
+                "id": route.recipient,
+                "links": tally.links if shared else 0,
+                "bytes": tally.bytes if shared else 0,
+                "matched": tally.links,
+                "bundle": f"{route.job}/{route.recipient}" if header else None,
+                "expires_at": header["expires_at"] if header else None,
+                "prefixes": list(route.prefixes),
+                "merged_prefixes": merged_prefixes(route),
+                # Upload slots that went out with the bundle: where, how, how big, until when.
+                "uploads": list(header.get("upload_slots", [])) if header else [],
+                # Keys in UTF-8 byte order: S3's order, also for what split listings found.
+                "unlinkable": sorted(tally.unlinkable, key=str.encode),
+                "unlinkable_count": tally.unlinkable_count,
+            }
+        )
+    failures: list[dict[str, Any]] = [
+        {
+            "kind": "prefix",
+            "bucket": f.bucket,
+            "prefix": f.prefix,
+            "error": f.error,
+            "message": f.message,
+        }
+        for f in prefix_failures
+    ]
+    for job_name, routes in over_limit.items():
+        for route in routes:
+            tally = staged.routes[route.index]
+            failures.append(
+                {
+                    "kind": "max_links",
+                    "job": job_name,
+                    "recipient": route.recipient,
+                    "error": "MaxLinksExceeded",
+                    "message": (
+                        f"matched {tally.links} objects, more than max_links "
+                        f"{tally.selector.max_links}; no bundle of job {job_name} was written"
+                    ),
+                }
+            )
+    _job_totals(plan, staged, jobs, over_limit)
+    everyone = [r for j in jobs.values() for r in j["recipients"]]
+    expiries = [r["expires_at"] for r in everyone if r["expires_at"]]
+    return {
+        "run_id": run_id,
+        "status": _status(prefix_failures, failures, len(staged.prefixes)),
+        "dry_run": dry_run,
+        "manifest": {
+            "path": plan.manifest.path,
+            "sha256": plan.manifest.sha256,
+            "as_of": plan.manifest.as_of.isoformat(),
+        },
+        "started_at": iso(started_at),
+        "totals": {
+            "jobs": len(jobs),
+            "recipients": len(plan.routes),
+            "prefixes": len(staged.prefixes),
+            "objects_listed": sum(t.objects for t in staged.prefixes),
+            "links": sum(r["links"] for j in jobs.values() for r in j["recipients"]),
+            "bundles": len(written),
+            "failures": len(failures),
+            "bytes": sum(r["bytes"] for r in everyone),
+            "earliest_expiry": min(expiries, default=None),
+            "upload_slots": sum(len(r["uploads"]) for r in everyone),
+            "unlinkable": sum(r["unlinkable_count"] for r in everyone),
+        },
+        "jobs": list(jobs.values()),
+        "prefixes": [
+            {
+                "bucket": t.bucket,
+                "prefix": t.prefix,
+                "objects": t.objects,
+                "bytes": t.bytes,
+                "seconds": t.seconds,
+                "status": "failed" if t.failure else "listed",
+            }
+            for t in staged.prefixes
+        ],
+        "failures": failures,
+    }
+
+
+def _job_totals(
+    plan: Plan, staged: Staged, jobs: dict[str, dict[str, Any]], over_limit: dict[str, Any]
+) -> None:
+    """Per job: links, bytes shared, earliest expiry, and the failures that touched it."""
+    failures = {name: len(routes) for name, routes in over_limit.items()}
+    for tally, task in zip(staged.prefixes, plan.tasks, strict=True):
+        if tally.failure is not None:
+            for name in {plan.routes[slot.route].job for slot in task.slots}:
+                failures[name] = failures.get(name, 0) + 1
+    for name, job in jobs.items():
+        recipients = job["recipients"]
+        expiries = [r["expires_at"] for r in recipients if r["expires_at"]]
+        job["links"] = sum(r["links"] for r in recipients)
+        job["bytes"] = sum(r["bytes"] for r in recipients)
+        job["earliest_expiry"] = min(expiries, default=None)
+        job["upload_slots"] = sum(len(r["uploads"]) for r in recipients)
+        job["unlinkable"] = sum(r["unlinkable_count"] for r in recipients)
+        job["failures"] = failures.get(name, 0)
+
+
+def _status(prefix_failures: list[Any], failures: list[Any], prefixes: int) -> str:
+    if not failures:
+        return "ok"
+    if prefix_failures and len(prefix_failures) == prefixes:
+        return "denied" if all(f.error in _DENIED for f in prefix_failures) else "failed"
+    return "partial"

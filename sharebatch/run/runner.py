@@ -1,0 +1,408 @@
+"""The library entry point: ``run_manifest`` runs one manifest from file to bundles.
+
+manifest -> plan -> credentials -> run folder -> list/sign/stage -> bundles -> summary,
+with the audit log open beside every stage once the run folder exists. Everything the CLI's
+``run`` does is here; the CLI only parses options and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sharebatch import __version__
+from sharebatch.audit import audit_file, get_logger, scrubbed
+from sharebatch.audit import flush as audit_flush
+from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
+from sharebatch.manifest.load import Grant, load_manifest
+from sharebatch.models import BucketTarget, Credentials, RunSummary
+from sharebatch.run import signals as _signals
+from sharebatch.run.bundles import RunFolder, iso, write_bundle, write_json
+from sharebatch.run.pipeline import Staged, first_error, stage
+from sharebatch.run.plan import Plan, build_plan
+from sharebatch.run.progress import Progress, ProgressCallback
+from sharebatch.run.report import build_report, slot_summary
+from sharebatch.run.review import write_review
+from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
+from sharebatch.run.slots import Uploads, slot_lifetimes, upload_row
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.visible import visible
+
+log = get_logger()
+
+DEFAULT_CONCURRENCY = 16
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_CONCURRENCY = 256
+
+
+def new_run_id(now: datetime) -> str:
+    """Sortable and unique enough for one output folder: ``20261128T201500Z-3f9a``."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def run_manifest(
+    manifest_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    dry_run: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
+    run_id: str | None = None,
+    as_of: date | None = None,
+    handle_signals: bool = True,
+    split_folders: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> RunSummary:
+    """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure.
+
+    Anything unforeseen (a full disk, an I/O error, a bug) is ``RunCrashed``, its cause
+    chained, once the run is recorded as ``failed``.
+
+    ``out`` defaults to the manifest's ``output.dir`` (relative to the manifest's folder), then
+    ``bundles``; ``as_of`` (the date that period templates are computed from) defaults to
+    today in UTC. With ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the
+    run cleanly and raise ``Interrupted``.
+    """
+    run = _signals.run_interruptible if handle_signals else asyncio.run
+    return run(
+        run_manifest_async(
+            manifest_path,
+            out=out,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
+            run_id=run_id,
+            as_of=as_of,
+            split_folders=split_folders,
+            on_progress=on_progress,
+        )
+    )
+
+
+async def run_manifest_async(
+    manifest_path: str | Path,
+    *,
+    out: str | Path | None = None,
+    dry_run: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
+    run_id: str | None = None,
+    as_of: date | None = None,
+    split_folders: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> RunSummary:
+    """The coroutine behind ``run_manifest``, for callers that already run an event loop.
+
+    ``split_folders=False`` lists every prefix as a whole, never folder by folder.
+    """
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        raise UsageError(
+            f"--run-id {run_id!r} must start with a letter or digit, followed by letters,"
+            " digits, '.', '_' or '-', at most 128 characters in all (it names a folder)"
+        )
+    started_at = datetime.now(UTC)
+    run_id = run_id or new_run_id(started_at)
+    try:
+        manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
+        plan = build_plan(manifest)
+        if out is None and manifest.output_dir:
+            # Beside the manifest wherever the run starts (cron starts in a home folder); --out
+            # and the default are the caller's, relative to where it runs.
+            out = Path(manifest.path).parent / manifest.output_dir
+        out_dir = Path(out if out is not None else "bundles")
+        async with S3Gateway(
+            profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
+        ) as gateway:
+            credentials = await gateway.credentials()
+            # Before anything exists on disk: a run refused for short credentials leaves nothing.
+            outliving = check_lifetimes(
+                credentials,
+                [
+                    (r.job, r.recipient, r.grant.expiry, r.grant.on_short_credentials)
+                    for r in plan.routes
+                ],
+                datetime.now(UTC),
+                slots=slot_lifetimes(plan),
+            )
+            # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
+            folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
+            sink: AbstractContextManager[None] = _run_files(folder) if folder else nullcontext()
+            with sink:
+                log.info("run_started", run_id=run_id, version=__version__, dry_run=dry_run)
+                log.info(
+                    "manifest_loaded",
+                    path=manifest.path,
+                    sha256=manifest.sha256,
+                    as_of=manifest.as_of.isoformat(),
+                )
+                _log_credentials(credentials, outliving)
+                clock = time.monotonic()
+                try:
+                    staged = await stage(
+                        plan,
+                        gateway=gateway,
+                        credentials=credentials,
+                        folder=folder,
+                        concurrency=concurrency,
+                        split_folders=split_folders,
+                        progress=_progress(plan, on_progress),
+                    )
+                    written = (
+                        await _write_bundles(
+                            plan,
+                            staged,
+                            folder,
+                            run_id,
+                            credentials,
+                            gateway.effective,
+                            await Uploads.prepare(plan, gateway, credentials),
+                        )
+                        if folder
+                        else {}
+                    )
+                    if folder:
+                        write_review(folder, plan, staged, written, run_id, started_at)
+                    _signals.commit()
+                    report = build_report(plan, staged, written, run_id, started_at, dry_run)
+                    report["duration_seconds"] = round(time.monotonic() - clock, 3)
+                    summary = RunSummary(
+                        run_id=run_id,
+                        status=report["status"],
+                        run_dir=str(folder.path) if folder else None,
+                        report=report,
+                    )
+                    # The audit log holds every event before summary.json says how it ended:
+                    # a disk too full for either still ends the run as failed, below.
+                    audit_flush()
+                    _finish(folder, run_id, summary.status, report["totals"], report)
+                except SharebatchError as exc:
+                    _abort(folder, run_id, "failed", {"error": str(exc)})
+                    raise
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    name = _signals.received() or "SIGINT"
+                    _abort(folder, run_id, "interrupted", {"signal": name})
+                    raise Interrupted(name) from None
+                except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
+                    # A full disk, an I/O error or a bug: recorded all the same, no bundle kept.
+                    cause = first_error(exc)
+                    what = _what(cause)
+                    _abort(
+                        folder, run_id, "failed", {"error": type(cause).__name__, "message": what}
+                    )
+                    raise RunCrashed(f"run {run_id} failed: {what}; no bundle kept") from cause
+                finally:
+                    if folder:
+                        folder.discard_staging()
+    except SharebatchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
+        # Before the run folder exists, or closing the audit log after the run was recorded.
+        cause = first_error(exc)
+        raise RunCrashed(f"run {run_id} failed: {_what(cause)}") from cause
+    return summary
+
+
+def _what(exc: BaseException) -> str:
+    """One line for an operator: ``No space left on device (ENOSPC)``, ``KeyError: 'x'``."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if isinstance(exc, OSError) and code is not None and code in errno.errorcode:
+        text = f"{exc.strerror or os.strerror(code)} ({errno.errorcode[code]})"
+        if exc.filename is not None:
+            text += f": {exc.filename}"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # An exception's text can hold anything, a key or a whole URL: one visible, secret-free line.
+    return scrubbed(visible(text))
+
+
+@contextmanager
+def _run_files(folder: RunFolder) -> Iterator[None]:
+    """The audit log open for the run; OUT's run lock released after it is closed."""
+    try:
+        with audit_file(folder.audit_path):
+            yield
+    finally:
+        folder.release()
+
+
+def _abort(folder: RunFolder | None, run_id: str, status: str, totals: dict[str, Any]) -> None:
+    """End a run that did not finish: no bundle of it may look complete.
+
+    Also after a full disk or an I/O error: staging goes first (it frees the most space), and a
+    record that cannot be written (logged to stderr all the same) does not stop the others.
+    """
+    record = {"run_id": run_id, "status": status, **totals}
+    if folder is not None:
+        folder.discard_staging()
+        try:
+            for path in folder.discard_outputs():
+                with suppress(OSError):
+                    log.warning("bundle_discarded", path=str(path), reason=status)
+        except OSError as exc:
+            _not_done("discard", folder.path, exc)
+        try:
+            write_json(folder.summary_path, record)
+        except OSError as exc:
+            _not_done("summary", folder.summary_path, exc)
+    with suppress(OSError):
+        log.info("run_finished", **record)
+
+
+def _not_done(step: str, path: Path, exc: OSError) -> None:
+    with suppress(OSError):  # on stderr at least, when the audit log's disk refuses it too
+        log.error("abort_incomplete", step=step, path=str(path), message=_what(exc))
+
+
+def _finish(
+    folder: RunFolder | None,
+    run_id: str,
+    status: str,
+    totals: dict[str, Any],
+    report: dict[str, Any],
+) -> None:
+    if folder is not None:
+        write_json(folder.summary_path, report)
+    log.info("run_finished", run_id=run_id, status=status, **totals)
+
+
+def _log_credentials(credentials: Credentials, outliving: list[Outliving]) -> None:
+    expiry = credentials.expiry
+    log.info(
+        "credentials_loaded",
+        source=credentials.method,
+        kind=credential_kind(credentials),
+        expires_at=iso(expiry) if expiry else None,
+    )
+    if expiry is None and credentials.session_token:
+        log.warning(
+            "credentials_expiry_unknown",
+            source=credentials.method,
+            message="temporary credentials of unknown expiry: links may stop working before"
+            " their expires_at",
+        )
+    for found in outliving:
+        log.warning(
+            found.event,
+            job=found.job,
+            recipient=found.recipient,
+            policy=found.policy,
+            links_end=iso(found.links_end),
+            credentials_expire_at=iso(found.credentials_end),
+            credentials_source=found.source,
+        )
+
+
+async def _write_bundles(
+    plan: Plan,
+    staged: Staged,
+    folder: RunFolder,
+    run_id: str,
+    credentials: Credentials,
+    effective: Callable[[BucketTarget], BucketTarget],
+    uploads: Uploads | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Join each complete route's parts into its bundle; skip routes that cannot be trusted.
+
+    Upload slots are signed here, only for bundles being written, so each starts its (short)
+    life as its bundle appears.
+    """
+    failed = staged.failed_routes(plan)
+    over_limit = staged.over_limit_jobs(plan)
+    written: dict[int, dict[str, Any]] = {}
+    generated_at = iso(datetime.now(UTC))
+    for route, tally in zip(plan.routes, staged.routes, strict=True):
+        await asyncio.sleep(0)  # a signal's cancellation lands between two bundles
+        if route.index in failed or route.job in over_limit:
+            reason = "prefix_failed" if route.index in failed else "max_links_exceeded"
+            log.warning("bundle_skipped", job=route.job, recipient=route.recipient, reason=reason)
+            continue
+        found = [p.earliest_expiry for p in tally.parts if p.earliest_expiry is not None]
+        recipient = route.grant.recipient
+        clamped = tally.signer.clamped_to if tally.signer else None
+        if clamped is not None:
+            log.warning(
+                "links_clamped",
+                job=route.job,
+                recipient=recipient.id,
+                clamped_to=iso(clamped),
+                credentials_source=credentials.method,
+            )
+        header = {
+            "run_id": run_id,
+            "job": route.job,
+            "recipient": recipient.id,
+            "recipient_name": recipient.name,
+            "recipient_email": recipient.email,
+            "generated_at": generated_at,
+            "signer_access_key_id": staged.signer_key_id,
+            "expires_at": iso(min(found)) if found else None,
+            "links": sum(p.rows for p in tally.parts),
+            # What renewal may never go beyond: every row lies under one of these.
+            "prefixes": list(route.prefixes),
+            # What renewal needs to re-sign these links as they were first signed.
+            **lifecycle_header(route.grant, effective(route.target), credentials, clamped),
+        }
+        issued = [upload_row(u) for u in uploads.issue(route)] if uploads else []
+        if route.grant.upload is not None:
+            header["uploads"] = len(issued)
+            header["upload"] = asdict(route.grant.upload)  # the slot's policy, for renewal
+        dest = folder.bundle_dir(route.job, recipient.id)
+        for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
+            log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
+        # The summary and review page list the slots; never their URLs or forms.
+        written[route.index] = header | {"upload_slots": [slot_summary(r) for r in issued]}
+    return written
+
+
+def lifecycle_header(
+    grant: Grant, target: BucketTarget, credentials: Credentials, clamped: datetime | None
+) -> dict[str, Any]:
+    """Bundle header fields on the links' lifetime: the expiry policy, signer and target."""
+    expiry = grant.expiry
+    return {
+        "expiry": {"expires_at": iso(expiry.at)}
+        if expiry.at is not None
+        else {"expires_in": expiry.seconds},
+        "on_short_credentials": grant.on_short_credentials,
+        "credentials": {
+            "source": credentials.method,
+            "kind": credential_kind(credentials),
+            "expires_at": iso(credentials.expiry) if credentials.expiry else None,
+        },
+        "clamped_to": iso(clamped) if clamped else None,
+        "target": {
+            "bucket": target.bucket,
+            "region": target.region,
+            "endpoint_url": target.endpoint_url,
+            "addressing_style": target.addressing_style,
+        },
+        "download_name": grant.download_name,
+        "content_type": grant.content_type,
+    }
+
+
+def _progress(plan: Plan, callback: ProgressCallback | None) -> Progress | None:
+    """Counters for a watcher (the CLI's live display), announced before listing starts."""
+    if callback is None:
+        return None
+    progress = Progress(plan, callback)
+    progress.start()
+    return progress

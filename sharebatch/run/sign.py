@@ -1,0 +1,365 @@
+"""Turning listed objects into presigned links, with the expiry rules enforced at signing time.
+
+The URL bytes come from a ``Presigner`` (built by ``s3``); this module owns the policy around
+it: only SigV4, at most 7 days, never past the temporary credentials that sign a link (unless
+the manifest says ``warn``), and an ``expires_at`` read back from the signed URL itself so a
+bundle states the real moment each link stops working.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import string
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+from urllib.parse import quote
+
+from sharebatch.errors import CredentialsError, SharebatchError
+from sharebatch.manifest.templates import render_object
+from sharebatch.models import Credentials, Expiry, Link, ObjectRef, Presigner, ShortCredentials
+from sharebatch.visible import without_hidden
+
+MAX_EXPIRES_IN = 604_800
+"""SigV4 refuses presigned URLs valid for longer than 7 days."""
+
+# RFC 5987 attr-char: what may stand unencoded in filename*=UTF-8''...
+_ATTR_CHARS = string.ascii_letters + string.digits + "!#$&+-.^_`|~"
+_PLAIN_NAME = frozenset(string.ascii_letters + string.digits + " !#$%&'()*+,-.;=@[]^_`{}~")
+
+
+class SigningError(SharebatchError):
+    """A link could not be signed within the rules; never carries the URL."""
+
+
+def _query_value(url: str, name: str) -> str | None:
+    # Cheaper than a full parse per link, and the names searched never occur in an encoded key.
+    start = url.find(f"{name}=", url.find("?"))
+    if start < 0:
+        return None
+    start += len(name) + 1
+    end = url.find("&", start)
+    return url[start:] if end < 0 else url[start:end]
+
+
+def signed_window(url: str) -> tuple[datetime, datetime]:
+    """(signed_at, expires_at) of a SigV4 presigned URL; SigV2 URLs are refused."""
+    stamp = _query_value(url, "X-Amz-Date")
+    expires = _query_value(url, "X-Amz-Expires")
+    if stamp is None or expires is None:
+        raise SigningError("the signer produced a URL without SigV4 parameters; refusing it")
+    signed_at = _parse_stamp(stamp)
+    return signed_at, signed_at + timedelta(seconds=int(expires))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_stamp(stamp: str) -> datetime:
+    # strptime costs ~20 us; a run signs a whole batch within the same second.
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the name in both RFC 6266 forms where it is not plain ASCII.
+
+    Browsers that understand ``filename*`` (all current ones) take the UTF-8 name; the
+    ``filename`` fallback is the same name folded to ASCII, so old clients still get a
+    sensible one. Controls, bidi overrides and invisible characters are dropped first: a
+    saved ``\u202egnp.exe.pdf`` would show as ``fdp.exe.png``. A name left empty or dots only
+    is no file name, so it becomes ``download``.
+    """
+    name = without_hidden(filename)
+    if not name.strip(". "):
+        name = "download"
+    if _PLAIN_NAME.issuperset(name):
+        return f'attachment; filename="{name}"'
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fallback = "".join(c if c in _PLAIN_NAME else "_" for c in folded).strip() or "download"
+    encoded = quote(name, safe=_ATTR_CHARS)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialLimit:
+    """Temporary signing credentials: no link they sign works after ``expiry``."""
+
+    expiry: datetime
+    source: str
+    policy: ShortCredentials
+
+
+def credential_limit(credentials: Credentials, policy: ShortCredentials) -> CredentialLimit | None:
+    """The limit the credentials put on links, or None when their expiry is unknown."""
+    if credentials.expiry is None:
+        return None
+    return CredentialLimit(credentials.expiry, credentials.method, policy)
+
+
+def credential_kind(credentials: Credentials) -> str:
+    """``session`` for temporary credentials (they carry a token), else ``long-term``."""
+    return "session" if credentials.session_token else "long-term"
+
+
+def policy_end(expiry: Expiry, now: datetime) -> datetime:
+    """When links signed at ``now`` would stop working by their expiry policy alone."""
+    if expiry.at is not None:
+        return expiry.at
+    return now + timedelta(seconds=expiry.seconds or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outliving:
+    """The links (or upload slots) of one (job, recipient) would outlive the credentials that
+    sign them."""
+
+    job: str
+    recipient: str
+    policy: ShortCredentials
+    links_end: datetime
+    credentials_end: datetime
+    source: str
+    what: str = "links"
+
+    @property
+    def event(self) -> str:
+        """The audit event that records it."""
+        return (
+            "links_outlive_credentials" if self.what == "links" else "uploads_outlive_credentials"
+        )
+
+
+Wanted = tuple[str, str, Expiry, ShortCredentials]
+"""(job, recipient, expiry, policy) of what one recipient is to be given."""
+
+
+def check_lifetimes(
+    credentials: Credentials,
+    wanted: Iterable[Wanted],
+    now: datetime,
+    *,
+    slots: Iterable[Wanted] = (),
+) -> list[Outliving]:
+    """Compare each recipient's links (``wanted``) and upload slots (``slots``) with the
+    credentials, before signing.
+
+    Raises ``CredentialsError`` when the credentials have expired, or when any recipient
+    whose policy is ``fail`` would get links or slots that die early; returns the ``clamp``
+    and ``warn`` cases, for the caller to record.
+    """
+    end = credentials.expiry
+    if end is None:
+        return []
+    source = credentials.method
+    if end <= now:
+        raise CredentialsError(
+            f"the temporary credentials from {source} expired at {_iso(end)}; "
+            "no link signed with them would work"
+        )
+    found = [
+        Outliving(job, recipient, policy, policy_end(expiry, now), end, source, what)
+        for what, given in (("links", wanted), ("upload slots", slots))
+        for job, recipient, expiry, policy in given
+        if policy_end(expiry, now) > end
+    ]
+    failing = [o for o in found if o.policy == "fail"]
+    if failing:
+        first = failing[0]
+        others = len({(o.job, o.recipient) for o in failing} - {(first.job, first.recipient)})
+        more = f" (and {others} more recipients)" if others else ""
+        raise CredentialsError(
+            f"job {first.job}, recipient {first.recipient}{more}: {first.what} would work until "
+            f"{_iso(first.links_end)}, but the temporary credentials signing them (source "
+            f"{source}) expire at {_iso(end)}; nothing was issued. Use longer-lived "
+            "credentials or a shorter expiry, or set on_short_credentials: clamp or warn"
+        )
+    return found
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# A presigner stamps its own second: when that second ticks between computing a validity and
+# signing, the link would end one second past its bound, so it is signed again, shorter.
+_RESIGN_ATTEMPTS = 3
+
+
+_Signed = TypeVar("_Signed")
+
+
+class Lifetime:
+    """One expiry policy under one credential limit, for download links and upload slots alike.
+
+    With a ``limit`` (temporary credentials of known expiry), each signature is held to its
+    policy: ``clamp`` shortens it to end when the credentials do, ``fail`` refuses it, ``warn``
+    keeps it but reports the credential expiry as its end: the moment it really dies.
+    ``clamped_to`` is set once anything was shortened.
+    """
+
+    def __init__(
+        self, job: str, expiry: Expiry, limit: CredentialLimit | None, what: str = "a link"
+    ) -> None:
+        if expiry.seconds is not None:
+            _check_window(job, expiry.seconds)
+        self._job = job
+        self._expiry = expiry
+        self._limit = limit
+        self._what = what
+        self.clamped_to: datetime | None = None
+
+    def _bound(self) -> tuple[datetime | None, bool]:
+        """The latest end a signature may have, and whether that bound is the credentials'."""
+        limit = self._limit
+        at = self._expiry.at
+        if limit is not None and limit.policy == "clamp" and (at is None or limit.expiry < at):
+            return limit.expiry, True
+        return at, False
+
+    def expires_in(self, now: datetime) -> int:
+        """The validity to ask of a signer at ``now``."""
+        seconds = self._expiry.seconds
+        if seconds is None:
+            if self._expiry.at is None:
+                raise SigningError(f"job {self._job}: no expiry given")
+            # A fixed end: each batch gets what is left, so every link dies at that moment.
+            seconds = int((self._expiry.at - now).total_seconds())
+        seconds = _check_window(self._job, seconds)
+        bound, by_credentials = self._bound()
+        if by_credentials and bound is not None:
+            left = int((bound - now).total_seconds())
+            if left <= 0:
+                raise CredentialsError(self._expired_message())
+            seconds = min(seconds, left)
+        return seconds
+
+    def _expired_message(self) -> str:
+        limit = self._limit
+        assert limit is not None
+        return (
+            f"job {self._job}: the temporary credentials from {limit.source} expired at "
+            f"{_iso(limit.expiry)} during the run; nothing signed now would work"
+        )
+
+    def sign(
+        self,
+        recipient: str,
+        sign: Callable[[int], tuple[_Signed, datetime, datetime]],
+        expires_in: int,
+    ) -> tuple[_Signed, datetime, datetime]:
+        """``sign(seconds)`` gives (what was signed, its start, its end as S3 will judge it);
+        returns them with the end it really has: re-signed shorter while past its bound."""
+        bound, by_credentials = self._bound()
+        for _ in range(_RESIGN_ATTEMPTS):
+            signed, signed_at, expires_at = sign(expires_in)
+            # What S3 will judge is checked, not what was asked.
+            _check_window(self._job, int((expires_at - signed_at).total_seconds()))
+            if bound is None or expires_at <= bound:
+                break
+            expires_in -= math.ceil((expires_at - bound).total_seconds())
+            if expires_in <= 0:
+                raise CredentialsError(self._expired_message())
+        else:
+            raise SigningError(
+                f"job {self._job}: could not sign {self._what} that ends by its bound"
+            )
+        if by_credentials and policy_end(self._expiry, signed_at) > expires_at:
+            self.clamped_to = bound
+        limit = self._limit
+        if limit is not None and expires_at > limit.expiry:
+            if limit.policy == "fail":
+                raise CredentialsError(
+                    f"job {self._job}, recipient {recipient}: {self._what} signed now would work "
+                    f"until {_iso(expires_at)}, but the temporary credentials signing it "
+                    f"(source {limit.source}) expire at {_iso(limit.expiry)}; the run stops"
+                )
+            expires_at = limit.expiry  # warn: it dies with the credentials
+        return signed, signed_at, expires_at
+
+
+class Signer:
+    """Signs GET links for one route: its expiry, download name and content type.
+
+    Each link is held to the route's ``Lifetime`` (``limit``: temporary credentials of known
+    expiry and the manifest's policy for them); ``clamped_to`` is set once any link was
+    shortened.
+    """
+
+    def __init__(
+        self,
+        presign: Presigner,
+        *,
+        job: str,
+        expiry: Expiry,
+        download_name: str = "{basename}",
+        content_type: str | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        limit: CredentialLimit | None = None,
+    ) -> None:
+        self._lifetime = Lifetime(job, expiry, limit)
+        self._presign = presign
+        self._job = job
+        self._download_name = download_name
+        self._content_type = content_type
+        self._clock = clock
+
+    @property
+    def clamped_to(self) -> datetime | None:
+        """The credential expiry, once a link was shortened to end by it."""
+        return self._lifetime.clamped_to
+
+    def params(self, key: str) -> dict[str, str]:
+        """The signed response parameters of ``key``'s link: download name, content type."""
+        params = {
+            "ResponseContentDisposition": content_disposition(
+                render_object(self._download_name, key)
+            )
+        }
+        if self._content_type:
+            params["ResponseContentType"] = self._content_type
+        return params
+
+    def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
+        """One GET link per object for ``recipient``."""
+        expires_in = self._lifetime.expires_in(self._clock())
+        return [self.sign_one(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
+
+    def sign_one(
+        self,
+        recipient: str,
+        obj: ObjectRef,
+        params: Mapping[str, str],
+        expires_in: int | None = None,
+    ) -> Link:
+        """One GET link with explicit response parameters (renewal keeps the old ones)."""
+        if expires_in is None:
+            expires_in = self._lifetime.expires_in(self._clock())
+
+        def presign(seconds: int) -> tuple[str, datetime, datetime]:
+            url = self._presign("GET", obj.bucket, obj.key, seconds, params)
+            return (url, *signed_window(url))
+
+        url, signed_at, expires_at = self._lifetime.sign(recipient, presign, expires_in)
+        return Link(
+            job=self._job,
+            recipient=recipient,
+            obj=obj,
+            method="GET",
+            signed_at=signed_at,
+            expires_at=expires_at,
+            url=url,
+        )
+
+
+def _check_window(job: str, seconds: int) -> int:
+    if not 0 < seconds <= MAX_EXPIRES_IN:
+        raise SigningError(
+            f"job {job}: a validity of {seconds}s is outside 1..{MAX_EXPIRES_IN}s "
+            "(the SigV4 limit for presigned URLs)"
+        )
+    return seconds

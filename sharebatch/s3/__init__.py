@@ -1,0 +1,1 @@
+"""The only package that talks to S3: gateway, listing, preflight, probes, SigV4, retries."""

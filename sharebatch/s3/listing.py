@@ -1,0 +1,195 @@
+"""Listing, as part of ``S3Gateway`` (see ``s3.py``): pages from the direct lister
+(``_s3_fastlist``) while it is on, from botocore otherwise, mapped to plain values and to
+our errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from sharebatch.audit import get_logger
+from sharebatch.errors import CredentialsError, SharebatchError
+from sharebatch.models import BucketTarget, Credentials, ObjectRef
+from sharebatch.s3.fastlist import FastLister, HandOver
+from sharebatch.s3.listparse import Page, objects_of
+from sharebatch.s3.retry import RetryPolicy
+from sharebatch.s3.sigv4 import Unsupported
+
+log = get_logger()
+
+# S3 answers these when the credentials themselves are bad, whatever the bucket or prefix:
+# carrying on with other prefixes would only repeat the failure.
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+    }
+)
+
+
+class S3ListingError(SharebatchError):
+    """Listing one prefix failed; the pipeline records it and the other prefixes go on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class ListingCalls:
+    """Mixed into ``S3Gateway``, whose session, clients and settings it uses."""
+
+    _session: Any
+    _retry: RetryPolicy
+    _max_connections: int
+    _clock: Callable[[], datetime]
+    _direct: bool
+    _listers: dict[BucketTarget, FastLister | None]
+    _provider: Any
+
+    async def _client(self, target: BucketTarget, *, first_try_spent: bool = False) -> Any:
+        raise NotImplementedError
+
+    async def region_of(self, target: BucketTarget) -> str:
+        raise NotImplementedError
+
+    async def list_pages(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> AsyncIterator[list[ObjectRef]]:
+        """Yield every page of objects under ``prefix``, skipping folder markers.
+
+        Each request holds ``slot`` (when given) while it waits for S3's answer.
+        """
+        token: str | None = None
+        while True:
+            page = await self._page(target, prefix, None, token, slot)
+            yield page.objects
+            if page.next_token is None:
+                return
+            if page.next_token == token:
+                # botocore's paginator stops here too: the same token again would loop forever.
+                raise S3ListingError("RepeatedToken", "S3 sent the same continuation token twice")
+            token = page.next_token
+
+    async def probe_level(
+        self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
+    ) -> Level:
+        """One delimiter request: the objects right under ``prefix`` and its sub-folders.
+
+        ``complete`` says whether that one page held the whole level; only then can the
+        caller list the sub-folders in parallel instead of the prefix as a whole.
+        """
+        page = await self._page(target, prefix, "/", None, slot)
+        return Level(objects=page.objects, folders=page.folders, complete=page.next_token is None)
+
+    async def _page(
+        self,
+        target: BucketTarget,
+        prefix: str,
+        delimiter: str | None,
+        token: str | None,
+        slot: asyncio.Semaphore | None,
+    ) -> Page:
+        lister = await self._lister(target)
+        spent = refused = False
+        if lister is not None:
+            try:
+                found = await lister.page(prefix, delimiter, token, slot)
+            except HandOver as handed:
+                spent, refused = True, handed.refused
+            else:
+                if found is not None:
+                    return found
+        params = {"Bucket": target.bucket, "Prefix": prefix}
+        if delimiter is not None:
+            params["Delimiter"] = delimiter
+        if token is not None:
+            params["ContinuationToken"] = token
+        with _listing_errors():
+            client = await self._client(target, first_try_spent=spent)
+            async with slot or contextlib.nullcontext():
+                answer = await client.list_objects_v2(**params)
+        if refused and lister is not None:
+            # Let in where the direct request was refused: the fault was ours, not S3's.
+            lister.switch_off("refused where botocore was let in")
+        return Page(
+            objects=objects_of(target.bucket, answer.get("Contents", ())),
+            folders=[str(p["Prefix"]) for p in answer.get("CommonPrefixes", ())],
+            next_token=answer.get("NextContinuationToken") if answer.get("IsTruncated") else None,
+        )
+
+    async def _lister(self, target: BucketTarget) -> FastLister | None:
+        if target not in self._listers:
+            lister = None
+            reason = "switched off (SHAREBATCH_S3_DIRECT_LISTING=off)"
+            if self._retry.attempts == 1:
+                reason = "one attempt per request (SHAREBATCH_S3_ATTEMPTS=1): botocore's"
+            elif self._direct:
+                try:
+                    lister = FastLister(
+                        target,
+                        region=await self.region_of(target),
+                        credentials=self._frozen_credentials,
+                        max_connections=self._max_connections,
+                        policy=self._retry,
+                        profile_config=self._session._session.get_scoped_config(),
+                        ca_bundle=self._session._session.get_config_variable("ca_bundle"),
+                        clock=self._clock,
+                    )
+                except Unsupported as exc:
+                    reason = str(exc)
+            log.info(
+                "lister_selected",
+                bucket=target.bucket,
+                lister="direct" if lister else "botocore",
+                **({} if lister else {"reason": reason}),
+            )
+            self._listers[target] = lister
+        return self._listers[target]
+
+    async def _frozen_credentials(self) -> Credentials | None:
+        """The listing credentials now, from the same provider as botocore's clients."""
+        try:
+            if self._provider is None:
+                self._provider = await self._session.get_credentials()
+            if self._provider is None:
+                return None
+            frozen = await self._provider.get_frozen_credentials()
+        except (BotoCoreError, RuntimeError):
+            return None  # botocore's own request will say what went wrong
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+
+@dataclass(frozen=True)
+class Level:
+    objects: list[ObjectRef]
+    folders: list[str]
+    complete: bool
+
+
+@contextlib.contextmanager
+def _listing_errors() -> Iterator[None]:
+    """Map boto errors to ours: credential problems end the run, others fail the prefix."""
+    try:
+        yield
+    except NoCredentialsError:
+        raise CredentialsError("no AWS credentials found") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "ClientError"))
+        message = str(error.get("Message", ""))
+        if code in _CREDENTIAL_ERRORS:
+            raise CredentialsError(f"S3 rejected the credentials: {code}") from None
+        raise S3ListingError(code, message) from None
+    except BotoCoreError as exc:
+        raise S3ListingError(type(exc).__name__, str(exc)) from None

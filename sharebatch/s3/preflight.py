@@ -1,0 +1,139 @@
+"""S3 and STS requests for ``sharebatch doctor``, as part of ``S3Gateway`` (see ``s3.py``).
+
+Each request returns an ``Answer`` and never raises, so one refused request does not hide
+what the others would have said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import botocore.session
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sharebatch.models import Answer, BucketTarget
+
+
+class PreflightCalls:
+    """Mixed into ``S3Gateway``, whose session, clients and configuration it uses."""
+
+    _session: Any
+    _region: str | None
+    _profile: str | None
+
+    async def _client(self, target: BucketTarget) -> Any:
+        raise NotImplementedError
+
+    def _config(self, target: BucketTarget, max_connections: int) -> Config:
+        raise NotImplementedError
+
+    def configured_endpoint(self, service: str) -> str | None:
+        """The endpoint the AWS configuration sets for ``service`` (``AWS_ENDPOINT_URL_<SERVICE>``,
+        ``AWS_ENDPOINT_URL``, the profile's ``services`` section), or None for AWS's own.
+
+        Read from botocore itself: the endpoint of a client built with and without configured
+        endpoints (unsigned, so no credential is looked up; no request is sent).
+        """
+        session = botocore.session.Session(profile=self._profile)
+        unsigned = Config(signature_version=UNSIGNED)
+
+        def resolved(config: Config) -> str:
+            client = session.create_client(service, region_name="us-east-1", config=config)
+            try:
+                return str(client.meta.endpoint_url)
+            finally:
+                client.close()
+
+        found = resolved(unsigned)
+        default = resolved(unsigned.merge(Config(ignore_configured_endpoint_urls=True)))
+        return None if found == default else found
+
+    async def caller_identity(self) -> Answer:
+        """STS GetCallerIdentity: the ARN the credentials belong to (STS's configured endpoint,
+        else AWS's; see ``configured_endpoint``)."""
+        region = self._region or self._session.region_name or "us-east-1"
+        async with self._session.client("sts", region_name=region) as sts:
+            return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
+
+    async def endpoint_probe(self, target: BucketTarget) -> Answer:
+        """An unsigned HeadBucket (ListBuckets when ``target.bucket`` is empty).
+
+        Unsigned on purpose: S3 answers it whatever the credentials or the clock, with its
+        ``Date`` and, for a bucket, the ``x-amz-bucket-region`` header (on a 403 or 301 too).
+        """
+        config = self._config(target, 1).merge(Config(signature_version=UNSIGNED))
+        region = target.region or "us-east-1"
+        async with self._session.client(
+            "s3", region_name=region, endpoint_url=target.endpoint_url, config=config
+        ) as probe:
+            bucket = target.bucket
+            call = probe.head_bucket(Bucket=bucket) if bucket else probe.list_buckets()
+            return await _answer(call, lambda _: {})
+
+    async def public_access_block(self, target: BucketTarget) -> Answer:
+        """GetPublicAccessBlock: the bucket's four Block Public Access settings."""
+        client = await self._client(target)
+        return await _answer(
+            client.get_public_access_block(Bucket=target.bucket),
+            lambda r: dict(r["PublicAccessBlockConfiguration"]),
+        )
+
+    async def default_encryption(self, target: BucketTarget) -> Answer:
+        """GetBucketEncryption: the default algorithm and KMS key of new objects."""
+        client = await self._client(target)
+
+        def pick(response: Mapping[str, Any]) -> dict[str, str | bool | None]:
+            rule = response["ServerSideEncryptionConfiguration"]["Rules"][0]
+            default = rule.get("ApplyServerSideEncryptionByDefault", {})
+            return {
+                "algorithm": default.get("SSEAlgorithm"),
+                "kms_key": default.get("KMSMasterKeyID"),
+                "bucket_key": bool(rule.get("BucketKeyEnabled", False)),
+            }
+
+        return await _answer(client.get_bucket_encryption(Bucket=target.bucket), pick)
+
+    async def first_key(self, target: BucketTarget, prefix: str) -> Answer:
+        """A one-key ListObjectsV2: whether listing ``prefix`` is allowed, and if it is empty."""
+        client = await self._client(target)
+        return await _answer(
+            client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, MaxKeys=1),
+            lambda r: {"empty": not r.get("Contents")},
+        )
+
+
+async def _answer(
+    call: Awaitable[Mapping[str, Any]],
+    pick: Callable[[Mapping[str, Any]], Mapping[str, str | bool | None]],
+) -> Answer:
+    try:
+        response = await call
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = headers.get("x-amz-bucket-region")
+        return Answer(
+            facts={"region": region} if region else {},
+            error=str(error.get("Code") or "ClientError"),
+            message=str(error.get("Message") or ""),
+            date=_http_date(headers.get("date")),
+        )
+    except BotoCoreError as exc:  # no credentials, no connection: its message says which
+        return Answer(error=type(exc).__name__, message=str(exc))
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    facts = dict(pick(response))
+    if headers.get("x-amz-bucket-region"):
+        facts["region"] = headers["x-amz-bucket-region"]
+    return Answer(facts=facts, date=_http_date(headers.get("date")))
+
+
+def _http_date(value: str | None) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC) if value else None
+    except (TypeError, ValueError):
+        return None
