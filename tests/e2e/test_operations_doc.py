@@ -1,0 +1,321 @@
+"""docs/operations.md: its crontab, systemd units, Kubernetes YAML and jq commands work.
+
+Every `sharebatch ...` command the examples contain is parsed by the real command line, so
+an example cannot name an option that does not exist.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import hashlib
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from sharebatch.cli import app
+from tests.support.paths import ROOT
+from tests.support.s3 import S3, write_manifest
+
+DOC = ROOT / "docs" / "operations.md"
+SCRIPT = Path(sys.executable).parent / "sharebatch"
+INSTALLED = "/opt/sharebatch/.venv/bin/sharebatch"  # where the examples install it
+
+
+def blocks(language: str) -> list[str]:
+    text = DOC.read_text(encoding="utf-8")
+    return re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def check_cli(args: list[str]) -> None:
+    """Parse ``sharebatch ARGS`` as the real CLI would, without running it."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    context = group.make_context("sharebatch", list(args))
+    name, command, rest = group.resolve_command(
+        context, [*getattr(context, "_protected_args", []), *context.args]
+    )
+    assert command is not None and name is not None, args
+    command.make_context(name, rest, parent=context)
+
+
+def invocations(command: str) -> list[list[str]]:
+    """Every ``sharebatch`` invocation in a shell command line, up to its shell operator."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    tokens = list(lexer)
+    found = []
+    for index, token in enumerate(tokens):
+        if token == "sharebatch" or token.endswith("/sharebatch"):
+            args = []
+            for arg in tokens[index + 1 :]:
+                if set(arg) <= set("();<>|&") or re.fullmatch(r"\d?>>?", arg):
+                    break
+                args.append(arg)
+            found.append(args)
+    return found
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_FIELDS: tuple[tuple[int, int, tuple[str, ...]], ...] = (
+    (0, 59, ()),
+    (0, 23, ()),
+    (1, 31, ()),
+    (1, 12, _MONTHS),
+    (0, 7, _DAYS),
+)
+
+
+def _cron_value(word: str, low: int, names: tuple[str, ...]) -> int:
+    if word.lower() in names:
+        return names.index(word.lower()) + low
+    assert word.isdigit(), word
+    return int(word)
+
+
+def check_schedule(fields: list[str]) -> None:
+    """The five time fields of crontab(5): lists, ranges, steps and names, within bounds."""
+    assert len(fields) == 5, fields
+    for text, (low, high, names) in zip(fields, _FIELDS, strict=True):
+        for part in text.split(","):
+            base, slash, step = part.partition("/")
+            assert not slash or (step.isdigit() and int(step) > 0), text
+            if base == "*":
+                continue
+            first, dash, last = base.partition("-")
+            bounds = [_cron_value(first, low, names)]
+            if dash:
+                bounds.append(_cron_value(last, low, names))
+            assert all(low <= v <= high for v in bounds), text
+            assert bounds == sorted(bounds), text
+
+
+def test_crontab_parses_and_runs_real_commands() -> None:
+    """Each crontab line is a variable or a valid schedule + a bash command using real options."""
+    [crontab] = blocks("crontab")
+    entries = 0
+    for line in crontab.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", line):
+            continue
+        fields = line.split(None, 5)
+        check_schedule(fields[:5])
+        command = fields[5]
+        assert "%" not in command  # crontab(5) turns % into a newline
+        syntax = subprocess.run(["bash", "-n", "-c", command], capture_output=True, check=False)
+        assert syntax.returncode == 0, syntax.stderr
+        found = invocations(command)
+        assert found, command
+        for args in found:
+            check_cli(args)
+        entries += 1
+    assert entries == 2
+    assert "MAILTO=" in crontab
+
+
+def units() -> dict[str, str]:
+    found = {}
+    for block in blocks("ini"):
+        first, _, body = block.partition("\n")
+        match = re.fullmatch(r"# /etc/systemd/system/(\S+\.(?:service|timer))", first)
+        if match:
+            found[match[1]] = body
+    return found
+
+
+def test_systemd_units_parse_and_run_real_commands() -> None:
+    """The service and timer are INI files with the expected sections; Exec lines are valid."""
+    found = units()
+    assert sorted(found) == ["sharebatch-q3.service", "sharebatch-q3.timer"]
+    service = configparser.ConfigParser(interpolation=None, strict=True)
+    service.optionxform = str  # type: ignore[assignment,method-assign]
+    service.read_string(found["sharebatch-q3.service"])
+    assert service.sections() == ["Unit", "Service"]
+    assert service["Service"]["Type"] == "oneshot"
+    for key in ("ExecStartPre", "ExecStart"):
+        [args] = invocations(service["Service"][key])
+        check_cli(args)
+    timer = configparser.ConfigParser(interpolation=None, strict=True)
+    timer.optionxform = str  # type: ignore[assignment,method-assign]
+    timer.read_string(found["sharebatch-q3.timer"])
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+def test_systemd_units_pass_systemd_analyze(tmp_path: Path) -> None:
+    """systemd-analyze verify accepts both units without a warning, OnCalendar included."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed, so the units were not verified by it")
+    for name, body in units().items():
+        # verify checks that ExecStart's program exists: use this installation's script.
+        (tmp_path / name).write_text(body.replace(INSTALLED, str(SCRIPT)), encoding="utf-8")
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_kubernetes_yaml_loads_and_runs_a_real_command() -> None:
+    """The manifests load; the CronJob forbids overlap, uses the IRSA service account."""
+    [text] = [b for b in blocks("yaml") if "kind: CronJob" in b]
+    account, cron = list(yaml.safe_load_all(text))
+    assert (account["apiVersion"], account["kind"]) == ("v1", "ServiceAccount")
+    role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role)
+    assert (cron["apiVersion"], cron["kind"]) == ("batch/v1", "CronJob")
+    spec = cron["spec"]
+    check_schedule(spec["schedule"].split())
+    assert spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    [container] = pod["containers"]
+    assert container["command"] == ["sharebatch"]
+    check_cli(container["args"])
+    mounts = {m["name"] for m in container["volumeMounts"]}
+    assert mounts == {v["name"] for v in pod["volumes"]}
+
+
+JQ_MANIFEST = """\
+version: 1
+defaults:
+  region: eu-west-1
+  expires_in: 2h
+jobs:
+  - name: q3
+    bucket: acme-reports
+    prefixes: [q3/]
+    recipients:
+      - id: globex
+        prefixes: [globex/]
+      - id: initech
+  - name: other
+    bucket: missing-bucket
+    prefixes: [x/]
+    recipients:
+      - id: carol
+"""
+
+
+def jq_blocks() -> dict[str, str]:
+    """The sh blocks after ``AUDIT=...``, by their first comment line."""
+    found = {}
+    for block in blocks("sh"):
+        if block.startswith("AUDIT="):
+            assert re.fullmatch(r"AUDIT=\S+\n", block)
+            continue
+        title, _, body = block.partition("\n")
+        assert title.startswith("# ") and "jq " in body
+        found[title[2:]] = body
+    return found
+
+
+def test_jq_recipes_read_a_real_audit_log(s3: S3, tmp_path: Path) -> None:
+    """Each jq command runs on a real run's audit.jsonl and answers its question."""
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed, so the audit-log recipes were not run")
+    s3.bucket("acme-reports", {"q3/a.pdf": b"a", "q3/b.csv": b"bb", "globex/s.csv": b"sss"})
+    manifest = write_manifest(tmp_path / "m.yml", JQ_MANIFEST)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+        catch_exceptions=False,
+    )
+    run_dir = Path(result.stdout.strip())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    with (run_dir / "q3" / "globex" / "links.csv").open(newline="", encoding="utf-8") as f:
+        globex = list(csv.DictReader(f))
+
+    def jq(title: str, audit: Path = run_dir / "audit.jsonl", url: str = globex[-1]["url"]) -> str:
+        env = {"PATH": "/usr/bin:/bin", "AUDIT": str(audit), "URL": url}
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", recipes[title]],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    recipes = jq_blocks()
+    ended = json.loads(jq("how the run ended"))
+    totals = summary["totals"]
+    assert ended == {
+        "status": "partial",
+        "links": totals["links"],
+        "bytes": totals["bytes"],
+        "failures": 1,
+        "earliest_expiry": totals["earliest_expiry"],
+    }
+    counts = [line.split() for line in jq("links issued per recipient").splitlines()]
+    assert counts == [["3", "q3/globex"], ["2", "q3/initech"]]
+    received = [line.split("\t") for line in jq("the keys one recipient received, with their"
+                                                 " expiry").splitlines()]  # fmt: skip
+    # Prefixes are listed concurrently: the log is in signing order, the bundle in key order.
+    assert sorted(received) == sorted([row["key"], row["expires_at"]] for row in globex)
+    problems = [json.loads(line) for line in jq(
+        "warnings and errors: failed prefixes, skipped bundles, max_links guards"
+    ).splitlines()]  # fmt: skip
+    assert {p["event"] for p in problems} >= {"prefix_failed", "bundle_skipped"}
+    leak = "who received a leaked link: hash the URL, then search every run's log"
+    leaked = json.loads(jq(leak))
+    assert leaked == {
+        "event": "link_issued",
+        "job": "q3",
+        "recipient": "globex",
+        "key": globex[-1]["key"],
+        "expires_at": globex[-1]["expires_at"],
+    }
+    assert (
+        hashlib.sha256(globex[-1]["url"].encode()).hexdigest()
+        in (run_dir / "audit.jsonl").read_text()
+    )
+    # A renewed link, renewed in the run folder (the run's log) and in a copy moved out of it
+    # (the log beside the new bundle), is traced to its recipient in either log.
+    moved = tmp_path / "archive" / "globex"
+    shutil.copytree(run_dir / "q3" / "globex", moved)
+    for bundle, extra, log in (
+        (run_dir / "q3" / "globex", [], None),
+        (moved, ["--audit-log", str(run_dir / "audit.jsonl")], "beside"),
+    ):
+        renewed = CliRunner().invoke(
+            app, ["renew", str(bundle), "--within", "3h", "-q", *extra], catch_exceptions=False
+        )
+        assert renewed.exit_code == 0, renewed.stderr
+        new = Path(renewed.stdout.splitlines()[1])
+        row = json.loads(new.read_text(encoding="utf-8"))["links"][-1]
+        audit = new.with_name(new.stem + ".audit.jsonl") if log else run_dir / "audit.jsonl"
+        found = [json.loads(line) for line in jq(leak, audit, row["url"]).splitlines()]
+        assert found[-1] == {
+            "event": "link_renewed",
+            "job": "q3",
+            "recipient": "globex",
+            "key": row["key"],
+            "expires_at": row["expires_at"],
+        }
+
+
+def test_every_example_block_is_checked() -> None:
+    """No example in the document escapes these tests (a new block needs a test)."""
+    text = DOC.read_text(encoding="utf-8")
+    languages = re.findall(r"^```(\w+)$", text, flags=re.MULTILINE)
+    assert sorted(languages) == sorted(["crontab", "ini", "ini", "yaml", *["sh"] * 6])
+    checked: dict[str, Any] = {"crontab": blocks("crontab"), "ini": units(), "sh": jq_blocks()}
+    assert len(checked["ini"]) == 2 and len(checked["sh"]) == 5

@@ -1,0 +1,497 @@
+"""sharebatch inspect: URLs (ours, botocore's, SigV2) and bundles read back, with exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.config import Config
+
+from sharebatch.lifecycle.inspect import LinkError, read_bundle, read_url
+from sharebatch.run.bundles import COLUMNS
+from tests.support.linkkit import invoke, on_terminal, parse_iso, run_dir_of
+from tests.support.s3 import S3, write_manifest
+
+BUCKET = "inspect-me"
+FILES = {"q3/a.pdf": b"%PDF a", "q3/sub dir/b+c.csv": b"x,y\n"}
+PAST = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+
+
+def shared_run(
+    s3: S3, tmp_path: Path, files: dict[str, bytes], prefix: str, recipient: str = "{id: globex}"
+) -> Path:
+    """A real run of ``files`` under ``prefix`` for one recipient: 1h links, both formats."""
+    s3.bucket(BUCKET, files)
+    path = write_manifest(
+        tmp_path / "m.yml",
+        f"""\
+version: 1
+defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: q3
+    prefixes: [{prefix}]
+    recipients: [{recipient}]
+""",
+    )
+    out = str(tmp_path / "out")
+    return run_dir_of(invoke("run", str(path), "--out", out, "--endpoint-url", s3.endpoint))
+
+
+@pytest.fixture
+def run_dir(s3: S3, tmp_path: Path) -> Path:
+    """A real run: one recipient, 1h links, both bundle formats."""
+    return shared_run(s3, tmp_path, FILES, "q3/")
+
+
+def botocore_url(
+    key: str = "a b/c+d.pdf",
+    *,
+    signature: str = "s3v4",
+    token: str | None = None,
+    expires: int = 3600,
+    bucket: str = "my.bucket",
+) -> str:
+    client = boto3.client(
+        "s3",
+        region_name="eu-west-1",
+        aws_access_key_id="AKIAEXAMPLEEXAMPLE00",
+        aws_secret_access_key="secret",
+        aws_session_token=token,
+        config=Config(signature_version=signature),
+    )
+    try:
+        return str(
+            client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+            )
+        )
+    finally:
+        client.close()
+
+
+def sigv2_url(expires_at: datetime) -> str:
+    stamp = int(expires_at.timestamp())
+    return f"https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires={stamp}"
+
+
+@pytest.fixture
+def signed_in_the_past(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore signs as if at PAST (it reads the time through get_current_datetime)."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: PAST)
+
+
+def inspect_json(*args: str, stdin: str | None = None) -> tuple[int, dict[str, Any]]:
+    result = invoke("inspect", *args, "--json", stdin=stdin)
+    assert "X-Amz-Signature" not in result.stdout + result.stderr
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_a_sharebatch_url_is_read_back(run_dir: Path) -> None:
+    """A link from a bundle: GET, bucket, key, SigV4, long-term key, signed 1h before its end."""
+    with (run_dir / "q3" / "globex" / "links.csv").open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    code, report = inspect_json(row["url"])
+    assert code == 0
+    [url] = report["urls"]
+    assert (url["method"], url["bucket"], url["key"]) == ("GET", BUCKET, row["key"])
+    assert (url["signature_version"], url["credential_kind"]) == ("SigV4", "long-term")
+    assert url["status"] == "VALID"
+    assert url["expires_at"] == row["expires_at"]
+    assert parse_iso(url["expires_at"]) - parse_iso(url["signed_at"]) == timedelta(hours=1)
+    assert 0 < url["seconds_left"] <= 3600
+
+
+def test_a_botocore_session_url_virtual_hosted() -> None:
+    """botocore's URL with a session token: bucket from the host, decoded key, session kind."""
+    facts = read_url(botocore_url(token="tok", bucket="plain-bucket"))
+    assert (facts.bucket, facts.key, facts.region) == ("plain-bucket", "a b/c+d.pdf", "eu-west-1")
+    assert facts.credential_kind == "session"
+    assert facts.method is None  # nothing in a bare GET URL names its method
+    assert facts.expires_in == 3600
+
+
+def test_a_path_style_url_with_dots_in_the_bucket() -> None:
+    """A dotted bucket goes in the path; bucket and key are still found."""
+    facts = read_url(botocore_url(bucket="my.bucket"))
+    assert (facts.bucket, facts.key) == ("my.bucket", "a b/c+d.pdf")
+
+
+def test_sigv2_urls_are_read_with_their_expiry() -> None:
+    """A SigV2 URL (botocore, signature_version s3) gives its expiry; no signing time."""
+    url = botocore_url(signature="s3", bucket="plain-bucket")
+    code, report = inspect_json(url)
+    assert code == 0
+    [found] = report["urls"]
+    assert found["signature_version"] == "SigV2"
+    assert found["signed_at"] is None
+    assert found["status"] == "VALID"
+    assert 0 < found["seconds_left"] <= 3600
+    assert found["key"] == "a b/c+d.pdf"
+
+
+def test_an_expired_sigv2_url_exits_1() -> None:
+    """A SigV2 URL whose Expires has passed is EXPIRED; the text says how long ago."""
+    url = sigv2_url(PAST)
+    result = invoke("inspect", url)
+    assert result.exit_code == 1
+    assert "EXPIRED (expired" in result.stdout
+    assert "SigV2" in result.stdout
+    assert "abc%3D" not in result.stdout
+
+
+@pytest.mark.usefixtures("signed_in_the_past")
+def test_an_expired_botocore_url_exits_1() -> None:
+    """A SigV4 URL signed long ago is EXPIRED, and --json says so per URL."""
+    code, report = inspect_json(botocore_url(token="tok"))
+    assert code == 1
+    [found] = report["urls"]
+    assert found["status"] == "EXPIRED"
+    assert found["signed_at"] == "2026-01-15T09:30:00Z"
+    assert found["expires_at"] == "2026-01-15T10:30:00Z"
+    assert found["seconds_left"] < 0
+    assert report["expired"] == 1 and report["ok"] is False
+
+
+def test_urls_can_come_from_stdin() -> None:
+    """'-' reads one URL a line, so links need not appear in the process list."""
+    urls = [botocore_url(bucket="plain-bucket"), botocore_url(signature="s3", bucket="b-2")]
+    code, report = inspect_json("-", stdin="\n".join(urls) + "\n")
+    assert code == 0
+    assert [u["signature_version"] for u in report["urls"]] == ["SigV4", "SigV2"]
+
+
+def test_a_url_over_seven_days_is_invalid() -> None:
+    """X-Amz-Expires over 604800 is refused by S3: INVALID, exit 1."""
+    url = botocore_url(bucket="plain-bucket").replace("X-Amz-Expires=3600", "X-Amz-Expires=700000")
+    result = invoke("inspect", url)
+    assert result.exit_code == 1
+    assert "INVALID" in result.stdout and "7-day limit" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_fresh_bundle_is_valid_per_recipient(run_dir: Path, fmt: str) -> None:
+    """Both formats: one table for the recipient, every link VALID, exit 0; no URL printed."""
+    bundle = run_dir / "q3" / "globex" / f"links.{fmt}"
+    result = invoke("inspect", str(bundle))
+    assert result.exit_code == 0, result.stdout
+    assert "recipient globex: 2 links, 2 valid, 0 expiring, 0 expired" in result.stdout
+    assert "X-Amz-" not in result.stdout
+    for key in FILES:
+        assert key in result.stdout
+    _, report = inspect_json(str(bundle))
+    [found] = report["bundles"]
+    assert found["format"] == fmt
+    [group] = found["recipients"]
+    assert [link["key"] for link in group["links"]] == sorted(FILES)
+    assert {link["status"] for link in group["links"]} == {"VALID"}
+
+
+def test_within_flags_links_that_expire_soon(run_dir: Path) -> None:
+    """1h links checked --within 2h are EXPIRING: exit 1, for cron and monitoring."""
+    bundle = run_dir / "q3" / "globex"
+    result = invoke("inspect", str(bundle), "--within", "2h")
+    assert result.exit_code == 1
+    assert "2 expiring within 2h" in result.stdout
+    assert invoke("inspect", str(bundle), "--within", "30m").exit_code == 0
+
+
+@pytest.mark.usefixtures("signed_in_the_past")
+def test_a_csv_bundle_of_expired_links_exits_1(tmp_path: Path) -> None:
+    """A CSV bundle whose links botocore signed long ago: each row EXPIRED."""
+    path = tmp_path / "links.csv"
+    with path.open("w", newline="") as handle:
+        table = csv.DictWriter(handle, fieldnames=COLUMNS)
+        table.writeheader()
+        for key in ("a.pdf", "b.pdf"):
+            table.writerow(
+                {
+                    "recipient": "acme",
+                    "bucket": "plain-bucket",
+                    "key": key,
+                    "size": 1,
+                    "etag": "e",
+                    "last_modified": "2026-01-01T00:00:00Z",
+                    "method": "GET",
+                    "expires_at": "2026-01-15T10:30:00Z",
+                    "url": botocore_url(key, bucket="plain-bucket"),
+                }
+            )
+    code, report = inspect_json(str(path))
+    assert code == 1
+    [group] = report["bundles"][0]["recipients"]
+    assert [(link["key"], link["status"]) for link in group["links"]] == [
+        ("a.pdf", "EXPIRED"),
+        ("b.pdf", "EXPIRED"),
+    ]
+
+
+def test_the_row_expires_at_counts_when_it_is_earlier(run_dir: Path, tmp_path: Path) -> None:
+    """A row whose expires_at has passed (credentials ended) is EXPIRED though its URL is not."""
+    data = json.loads((run_dir / "q3" / "globex" / "links.json").read_text())
+    data["links"][0]["expires_at"] = "2026-01-01T00:00:00Z"
+    edited = tmp_path / "links.json"
+    edited.write_text(json.dumps(data))
+    code, report = inspect_json(str(edited))
+    assert code == 1
+    statuses = [link["status"] for link in report["bundles"][0]["recipients"][0]["links"]]
+    assert statuses == ["EXPIRED", "VALID"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "recipient,bucket,key,size,etag,last_modified,method,expires_at,url\n"
+            "a,b,k,1,e,2026-01-01T00:00:00Z,GET,soon,https://h/k?X-Amz-Algorithm=AWS4-HMAC-SHA256\n",
+            ":2: expires_at: 'soon' is not a moment",
+        ),
+        ("recipient,bucket\na,b\n", ":1: not a sharebatch bundle: no column key"),
+        (
+            "recipient,bucket,key,size,etag,last_modified,method,expires_at,url\n"
+            "a,b,k,1,e,2026-01-01T00:00:00Z,GET,2026-01-01T00:00:00Z,https://h/k?x=1\n",
+            ":2: url: not a presigned S3 URL",
+        ),
+    ],
+)
+def test_bad_bundles_exit_2_naming_file_line_and_field(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    """An unreadable bundle is exit 2 with file:line: field: reason, and no report."""
+    path = tmp_path / "links.csv"
+    path.write_text(content)
+    result = invoke("inspect", str(path))
+    assert result.exit_code == 2
+    assert f"{path}{message}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_files_and_non_urls_exit_2(tmp_path: Path) -> None:
+    """A path that is not there, or a URL that is not presigned, is bad input: exit 2."""
+    missing = invoke("inspect", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2
+    assert "nope.json: cannot read the bundle" in missing.stderr
+    plain = invoke("inspect", "https://example.com/file.pdf")
+    assert plain.exit_code == 2
+    assert "argument 1: not a presigned S3 URL" in plain.stderr
+    bad_window = invoke("inspect", "https://example.com/f", "--within", "soon")
+    assert bad_window.exit_code == 2 and "--within" in bad_window.stderr
+
+
+def test_a_csv_key_with_a_line_separator_stays_one_row(tmp_path: Path) -> None:
+    """A quoted key holding U+2028 is one row: the CSV is read as CSV, not split at it."""
+    path = tmp_path / "links.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        table = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\r\n")
+        table.writeheader()
+        table.writerow(
+            {
+                "recipient": "acme",
+                "bucket": "plain-bucket",
+                "key": "a\u2028b.txt",
+                "size": 1,
+                "etag": "e",
+                "last_modified": "2026-01-01T00:00:00Z",
+                "method": "GET",
+                "expires_at": "2099-01-01T00:00:00Z",
+                "url": botocore_url("a\u2028b.txt", bucket="plain-bucket"),
+            }
+        )
+    code, report = inspect_json(str(path))
+    assert code == 0
+    [link] = report["bundles"][0]["recipients"][0]["links"]
+    assert link["key"] == "a\u2028b.txt"
+    assert link["expires_at"] != "2099-01-01T00:00:00Z"  # the URL's own end is earlier
+
+
+# A window-title OSC sequence, a clear-screen CSI and a right-to-left override: the raw
+# characters must never reach a terminal; their escaped form must.
+HOSTILE_KEY = "evil/\x1b]0;x\x07\x1b[2J\u202egnp.exe.pdf"
+HOSTILE_SHOWN = b"evil/\\x1b]0;x\\x07\\x1b[2J\\u202egnp.exe.pdf"
+RAW = (b"\x1b", b"\x07", "\u202e".encode())
+
+
+def test_hostile_keys_reach_a_terminal_escaped(s3: S3, tmp_path: Path) -> None:
+    """inspect on a real terminal, for a bundle and for its URL given on stdin: the key is
+    shown escaped, and no ESC, BEL or U+202E reaches the terminal."""
+    bundle = shared_run(s3, tmp_path, {HOSTILE_KEY: b"%PDF evil"}, "evil/") / "q3" / "globex"
+    url = json.loads((bundle / "links.json").read_text())["links"][0]["url"]
+    for args, stdin in (((str(bundle),), b""), (("-",), url.encode() + b"\n")):
+        code, shown = on_terminal("inspect", *args, stdin=stdin)
+        assert code == 0, shown
+        assert HOSTILE_SHOWN in shown
+        assert not any(raw in shown for raw in RAW), shown
+
+
+def test_file_names_in_errors_are_escaped(tmp_path: Path) -> None:
+    """A bundle path with escapes, named in an error, is shown escaped on stderr."""
+    result = invoke("inspect", str(tmp_path / "x\x1b[2J\u202e.json"))
+    assert result.exit_code == 2
+    assert "x\\x1b[2J\\u202e.json: cannot read the bundle" in result.stderr
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+
+
+def signed_at_offset(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    """botocore signs as if at the real clock's now + ``offset``."""
+    moment = datetime.now(UTC) + offset
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: moment)
+
+
+def scope_moved_a_day_back(url: str) -> str:
+    """The URL with its credential scope's date one day before its X-Amz-Date."""
+    day = dict(parse_qsl(urlsplit(url).query))["X-Amz-Date"][:8]
+    before = (datetime.strptime(day, "%Y%m%d") - timedelta(days=1)).strftime("%Y%m%d")
+    moved = url.replace(f"%2F{day}%2F", f"%2F{before}%2F")
+    assert moved != url
+    return moved
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda url: url, "X-Amz-Date is in the future"),
+        (scope_moved_a_day_back, "is not the credential scope's date"),
+        (
+            lambda url: url.replace("X-Amz-Expires=3600", "X-Amz-Expires=0"),
+            "X-Amz-Expires 0s: S3 needs 1 s to 7 days",
+        ),
+        (lambda url: url + "&X-Amz-Expires=60", "X-Amz-Expires is given 2 times"),
+    ],
+    ids=["signed-in-the-future", "date-off-scope", "expires-0", "repeated"],
+)
+def test_urls_s3_would_refuse_are_invalid_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, edit: Any, problem: str
+) -> None:
+    """A URL signed ten years ahead (from the real clock), a credential scope of another day,
+    X-Amz-Expires=0 and a repeated parameter are each INVALID, exit 1, with the reason."""
+    if problem.startswith("X-Amz-Date is in the future"):
+        signed_at_offset(monkeypatch, timedelta(days=3653))
+    url = edit(botocore_url(bucket="plain-bucket"))
+    code, report = inspect_json(url)
+    [found] = report["urls"]
+    assert (code, found["status"], report["invalid"]) == (1, "INVALID", 1)
+    assert problem in found["problem"]
+    shown = invoke("inspect", url).stdout
+    assert f"problem      {found['problem']}" in shown
+    assert "7-day limit" not in shown
+
+
+def test_a_url_signed_within_the_clock_skew_s3_allows_is_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signer whose clock runs a few minutes ahead makes links S3 still takes: VALID."""
+    signed_at_offset(monkeypatch, timedelta(minutes=5))
+    code, report = inspect_json(botocore_url(bucket="plain-bucket"))
+    assert (code, report["urls"][0]["status"], report["urls"][0]["problem"]) == (0, "VALID", None)
+
+
+def test_a_bundle_row_with_a_refused_url_is_invalid_with_the_reason(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A bundle row whose URL carries X-Amz-Expires twice is INVALID and says why."""
+    data = json.loads((run_dir / "q3" / "globex" / "links.json").read_text())
+    data["links"][1]["url"] += "&X-Amz-Expires=60"
+    edited = tmp_path / "links.json"
+    edited.write_text(json.dumps(data))
+    code, report = inspect_json(str(edited))
+    links = report["bundles"][0]["recipients"][0]["links"]
+    assert code == 1
+    assert [(link["status"], link["problem"]) for link in links] == [
+        ("VALID", None),
+        ("INVALID", "X-Amz-Expires is given 2 times"),
+    ]
+    assert "problem: X-Amz-Expires is given 2 times" in invoke("inspect", str(edited)).stdout
+
+
+def inspect_process(stdin: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m sharebatch inspect ARGS`` with ``stdin`` as raw bytes."""
+    return subprocess.run(
+        [sys.executable, "-m", "sharebatch", "inspect", *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        (b"a\x00b\n", "stdin line 1: not an http(s) URL"),
+        (b"\n\n" + b"links.json\n", "stdin line 3: not an http(s) URL"),
+        (b"https://h/k\x00?X-Amz-Algorithm=x\n", "stdin line 1: the URL holds \\x00"),
+        (b"{url}\n\xff\xfe\n", "stdin line 2: not UTF-8 text"),
+        (b"\xef\xbb\xbfhttps://x\n", "stdin line 1: not a presigned S3 URL"),
+    ],
+    ids=["nul", "a-path", "nul-in-a-url", "not-utf8", "bom"],
+)
+def test_odd_stdin_lines_exit_2_with_one_line_naming_the_line(stdin: bytes, message: str) -> None:
+    """stdin holds URLs only: a path, a NUL, bytes that are not UTF-8 are bad input (exit 2,
+    one line naming the line, no traceback); a BOM before the first URL is not part of it."""
+    url = sigv2_url(datetime.now(UTC) + timedelta(hours=1)).encode()
+    result = inspect_process(stdin.replace(b"{url}", url), "-")
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert stderr.startswith("sharebatch: error: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr and "https:/x" not in stderr
+    assert result.stdout == b""
+
+
+def test_odd_paths_are_bad_input_not_tracebacks(tmp_path: Path) -> None:
+    """A FIFO is refused without being read (nothing hangs), a name too long for the file
+    system is exit 2, and a NUL in a path is a LinkError, not os's ValueError."""
+    fifo = tmp_path / "links.json"
+    os.mkfifo(fifo)
+    result = invoke("inspect", str(fifo))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"sharebatch: error: {fifo}: not a regular file\n",
+    )
+    long = invoke("inspect", "x" * 5000 + ".json")
+    assert long.exit_code == 2 and "cannot read the bundle: OSError" in long.stderr
+    with pytest.raises(LinkError, match="cannot read the bundle: ValueError"):
+        read_bundle("a\x00b.json")
+
+
+def test_other_schemes_are_named_not_read_as_paths() -> None:
+    """An s3:// address is refused as such, not mangled into the path s3:/b/k."""
+    result = invoke("inspect", "s3://b/k")
+    assert result.exit_code == 2
+    assert "argument 1: an s3:// address is not a presigned URL" in result.stderr
+    assert "s3:/b" not in result.stderr
+
+
+def test_within_reaches_past_seven_days_for_long_lived_links() -> None:
+    """A SigV2 link ending in 20 days (from the real clock) is EXPIRING --within 30d and VALID
+    --within 10d; beyond the 366-day bound --within is refused, exit 2."""
+    url = sigv2_url(datetime.now(UTC) + timedelta(days=20))
+    code, report = inspect_json(url, "--within", "30d")
+    assert (code, report["urls"][0]["status"], report["within_seconds"]) == (
+        1,
+        "EXPIRING",
+        30 * 86400,
+    )
+    code, report = inspect_json(url, "--within", "10d")
+    assert (code, report["urls"][0]["status"]) == (0, "VALID")
+    too_long = invoke("inspect", url, "--within", "367d")
+    assert too_long.exit_code == 2
+    assert "--within: 367d is longer than 366 days" in too_long.stderr
+
+
+def test_an_uploads_csv_is_refused_by_name(s3: S3, tmp_path: Path) -> None:
+    """uploads.csv holds upload slots, not links: exit 2 with a message saying so."""
+    slot = '{id: globex, upload: {prefix: "inbox/globex/", max_size: 1KB, keys: [back.pdf]}}'
+    run = shared_run(s3, tmp_path, FILES, "q3/", slot)
+    uploads = run / "q3" / "globex" / "uploads.csv"
+    result = invoke("inspect", str(uploads))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{uploads}: an uploads.csv holds upload slots, not links" in result.stderr

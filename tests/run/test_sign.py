@@ -1,0 +1,250 @@
+"""Signatures: our presigning configuration against independently produced vectors and botocore."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import botocore.auth
+import botocore.session
+import pytest
+
+from sharebatch import audit
+from sharebatch.models import BucketTarget, Credentials, Expiry, ObjectRef
+from sharebatch.run.sign import (
+    MAX_EXPIRES_IN,
+    Signer,
+    SigningError,
+    content_disposition,
+    signed_window,
+)
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
+from tests.support.paths import DATA
+
+VECTORS = json.loads((DATA / "sigv4-presign.json").read_text())
+SIGNING_TIME = datetime.strptime(VECTORS["signing_time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def _label(case: dict[str, Any]) -> str:
+    i = case["input"]
+    return f"{i['method']}-{i['style']}-{i['region']}-{i['key']!r}"[:80]
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """botocore reads the signing time through botocore.auth.get_current_datetime."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: SIGNING_TIME)
+    return SIGNING_TIME
+
+
+def _presign(case: dict[str, Any], at: datetime, *, fast: bool) -> str:
+    i = case["input"]
+    target = BucketTarget(
+        bucket=i["bucket"],
+        region=i["region"],
+        endpoint_url=i.get("endpoint"),
+        addressing_style=i["style"],
+    )
+    creds = Credentials(
+        access_key_id=VECTORS["access_key_id"],
+        secret_access_key=VECTORS["secret_access_key"],
+        session_token=i.get("sessionToken"),
+    )
+    params = {}
+    if "responseContentDisposition" in i:
+        params["ResponseContentDisposition"] = i["responseContentDisposition"]
+    if "responseContentType" in i:
+        params["ResponseContentType"] = i["responseContentType"]
+
+    async def make() -> str:
+        async with S3Gateway(clock=lambda: at) as gateway:
+            if fast:
+                presign = await gateway.presigner(target, creds)
+            else:
+                session = botocore.session.Session()
+                presign = gateway._botocore_presigner(session, target, i["region"], creds)
+            return presign(i["method"], i["bucket"], i["key"], i["expires"], params)
+
+    return asyncio.run(make())
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["gateway", "botocore-path"])
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=_label)
+def test_presigned_url_matches_vector(
+    case: dict[str, Any], fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both signing paths yield, byte for byte, the URL botocore and the JS SDK agree on."""
+    # Most vectors share the file's signing time; the AWS documentation example has its own.
+    stamp = parse_qs(urlsplit(case["url"]).query)["X-Amz-Date"][0]
+    at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at)
+    assert _presign(case, at, fast=fast) == case["url"]
+
+
+def test_gateway_falls_back_to_botocore_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call the fast signer refuses is signed by botocore instead, with the same result."""
+    case = VECTORS["cases"][0]
+    at = SIGNING_TIME
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at)
+    expected = _presign(case, at, fast=True)
+
+    def refuse(*args: object) -> str:
+        raise Unsupported("test")
+
+    monkeypatch.setattr(SigV4Presigner, "__call__", refuse)
+    assert _presign(case, at, fast=True) == expected == case["url"]
+
+
+def test_botocore_settings_in_the_environment_select_botocore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where botocore would be steered by the environment, the fast signer stands aside."""
+    monkeypatch.setenv("AWS_USE_DUALSTACK_ENDPOINT", "true")
+    target = BucketTarget("my-bucket", "eu-west-1", None, "virtual")
+    creds = Credentials("AKIAEXAMPLE", "secret")
+
+    async def make() -> str:
+        async with S3Gateway() as gateway:
+            presign = await gateway.presigner(target, creds)
+            return presign("GET", "my-bucket", "k", 60, {})
+
+    with audit.capture() as events:
+        url = asyncio.run(make())
+    assert ".dualstack." in url
+    [selected] = [e for e in events if e["event"] == "signer_selected"]
+    assert selected["signer"] == "botocore"
+    assert "AWS_USE_DUALSTACK_ENDPOINT" in selected["reason"]
+
+
+def test_signed_window_reads_the_url() -> None:
+    """expires_at is read back from X-Amz-Date + X-Amz-Expires of the URL itself."""
+    case = next(c for c in VECTORS["cases"] if c["input"]["expires"] == 604800)
+    signed_at, expires_at = signed_window(case["url"])
+    assert signed_at == SIGNING_TIME
+    assert (expires_at - signed_at).total_seconds() == 604800
+
+
+def test_sigv2_urls_are_refused() -> None:
+    """A URL without SigV4 parameters (SigV2 style) is never accepted into a bundle."""
+    sigv2 = "https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Signature=abc%3D&Expires=1700000000"
+    with pytest.raises(SigningError, match="SigV4"):
+        signed_window(sigv2)
+
+
+@pytest.mark.parametrize("expires_in", [0, -1, MAX_EXPIRES_IN + 1])
+def test_signer_enforces_the_seven_day_limit(expires_in: int) -> None:
+    """The 7-day SigV4 limit is checked when signing, not only when loading a manifest."""
+    with pytest.raises(SigningError, match="604800"):
+        Signer(lambda *a: "", job="j", expiry=Expiry(seconds=expires_in))
+
+
+def test_signer_builds_links_with_real_expiry(frozen_clock: datetime) -> None:
+    """Each link carries the object, GET, and the moment its signature stops working."""
+    case = VECTORS["cases"][0]
+    obj = ObjectRef("my-bucket", "plain.txt", 3, "etag", frozen_clock)
+    signer = Signer(lambda *a: case["url"], job="j", expiry=Expiry(seconds=3600))
+    [link] = signer.sign_get("alice", [obj])
+    assert (link.method, link.recipient, link.obj) == ("GET", "alice", obj)
+    assert link.expires_at == datetime(2024, 1, 15, 13, 34, 56, tzinfo=UTC)
+    assert "X-Amz-Signature" not in repr(link)
+
+
+def _recording_presigner(calls: list[tuple[Any, ...]]) -> Any:
+    def presign(method: str, bucket: str, key: str, expires: int, params: Any) -> str:
+        calls.append((method, key, expires, dict(params)))
+        return (
+            f"https://h/{key}?X-Amz-Date=20261128T120000Z&X-Amz-Expires={expires}&X-Amz-Signature=x"
+        )
+
+    return presign
+
+
+def test_absolute_expiry_gives_every_link_the_same_end() -> None:
+    """With expires_at, each batch is signed for the time left, so links die at that moment."""
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    end = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
+    calls: list[tuple[Any, ...]] = []
+    signer = Signer(_recording_presigner(calls), job="j", expiry=Expiry(at=end), clock=lambda: now)
+    [link] = signer.sign_get("r", [ObjectRef("b", "k", 1, "e", now)])
+    assert calls[0][2] == int((end - now).total_seconds())
+    assert link.expires_at == end
+
+
+def test_absolute_expiry_in_the_past_is_refused_at_signing() -> None:
+    """An expires_at that has passed by signing time is refused, never turned into a bad link."""
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    signer = Signer(_recording_presigner([]), job="j", expiry=Expiry(at=now), clock=lambda: now)
+    with pytest.raises(SigningError, match="outside"):
+        signer.sign_get("r", [ObjectRef("b", "k", 1, "e", now)])
+
+
+def test_download_name_and_content_type_are_signed_parameters() -> None:
+    """download_name becomes response-content-disposition; content_type response-content-type."""
+    calls: list[tuple[Any, ...]] = []
+    signer = Signer(
+        _recording_presigner(calls),
+        job="j",
+        expiry=Expiry(seconds=60),
+        download_name="Q3-{stem}{ext}",
+        content_type="application/pdf",
+    )
+    signer.sign_get("r", [ObjectRef("b", "dir/report.final.pdf", 1, "e", SIGNING_TIME)])
+    assert calls[0][3] == {
+        "ResponseContentDisposition": 'attachment; filename="Q3-report.final.pdf"',
+        "ResponseContentType": "application/pdf",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["report.pdf", "résumé 2026.pdf", "日本語.txt", 'quote"and\\slash.txt', "emoji-😀.csv", ""],
+)
+def test_content_disposition_round_trips(name: str) -> None:
+    """The header decodes back to the exact name (RFC 6266/5987), with an ASCII fallback."""
+    header = content_disposition(name)
+    assert header.isascii()
+    message = EmailMessage()
+    message["Content-Disposition"] = header
+    fallback = message.get_param("filename", header="content-disposition")
+    assert isinstance(fallback, str)
+    assert fallback.isascii()
+    assert '"' not in fallback
+    assert "\\" not in fallback
+    # RFC 6266: a client that understands filename* prefers it over filename.
+    extended = [p for p in header.split("; ") if p.startswith("filename*=")]
+    if extended:
+        charset, _, encoded = extended[0].removeprefix("filename*=").split("'", 2)
+        assert charset == "UTF-8"
+        assert unquote(encoded, encoding="utf-8", errors="strict") == name
+    else:
+        assert fallback == (name or "download")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("\u202egnp.exe.pdf", "gnp.exe.pdf"),
+        ("nul\x00bell\x07esc\x1b.txt", "nulbellesc.txt"),
+        ("line\u2028sep\ufeff.txt", "linesep.txt"),
+        ("r\u00e9sum\u00e9\u2067.pdf", "r\u00e9sum\u00e9.pdf"),
+        ("\u202e\u200b", "download"),
+        (".\u200b.", "download"),
+    ],
+)
+def test_content_disposition_drops_hidden_characters(name: str, shown: str) -> None:
+    """Controls, bidi and invisible characters are stripped from both names; a name left
+    empty or dots only is 'download'."""
+    header = content_disposition(name)
+    message = EmailMessage()
+    message["Content-Disposition"] = header
+    fallback = message.get_param("filename", header="content-disposition")
+    extended = [p for p in header.split("; ") if p.startswith("filename*=")]
+    decoded = unquote(extended[0].split("'", 2)[2]) if extended else fallback
+    assert decoded == shown
+    assert isinstance(fallback, str) and fallback.isascii() and fallback.isprintable()
+    assert "%E2%80%AE" not in header and "%00" not in header and "%1B" not in header

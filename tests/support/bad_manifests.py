@@ -1,0 +1,136 @@
+"""The bad-manifest corpus (tests/manifest/bad_manifests): each file and its one located issue.
+
+``NOW`` is the fixed moment the corpus is judged at: no outcome depends on the real clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tests.support.paths import TESTS
+
+BAD = TESTS / "manifest" / "bad_manifests"
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+UNKNOWN_QUATER = "unknown template variable {period.quater}; known: {period.year}, "
+NO_NAME = "{recipient.name} is used here but recipient 'initech' has no name"
+RENDERED_WILDCARD = "prefix 'partners/Globex [EU]/' contains '['"
+MIN_OVER_MAX = (
+    "min_size 2000000 bytes (jobs[0].filters.min_size) is more than max_size 1000000 bytes"
+    " (defaults.filters.max_size)"
+)
+AFTER_BEFORE = (
+    "modified_after 2026-07-01T00:00:00Z (defaults.filters.modified_after) is not before"
+    " modified_before 2026-06-30T00:00:00Z"
+)
+UPLOADS = "overlaps the upload prefix 'inbox/globex/' of recipient 'globex'"
+TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
+BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
+    ("yaml_syntax_error.yml", 8, 15, "", "invalid YAML: expected ',' or ']'"),
+    ("tab_indentation.yml", 9, 1, "", "tabs"),
+    ("duplicate_key.yml", 11, 9, "jobs[0].recipients[0]", "duplicate key 'id' (first at line 9)"),
+    ("duplicate_recipient_id.yml", 11, 13, "jobs[0].recipients[2].id", "duplicate recipient id"),
+    ("duplicate_job_name.yml", 10, 11, "jobs[1].name", "duplicate job name 'q3-partners'"),
+    ("unknown_field_top.yml", 10, 1, "notes", "unknown field"),
+    ("unknown_field_defaults.yml", 5, 3, "defaults.prefixes", "unknown field"),
+    ("unknown_field_job.yml", 7, 5, "jobs[0].expire_in", "did you mean 'expires_in'?"),
+    ("unknown_field_job_recipient.yml", 10, 5, "jobs[0].recipient", "did you mean 'recipients'"),
+    ("unknown_field_recipient.yml", 10, 9, "jobs[0].recipients[0].emial", "unknown field"),
+    ("prefixes_is_string.yml", 7, 15, "jobs[0].prefixes", "expected a list"),
+    ("version_is_string.yml", 1, 10, "version", "unsupported manifest version '1'"),
+    ("version_2.yml", 1, 10, "version", "unsupported manifest version 2; this sharebatch reads"),
+    ("version_missing.yml", 1, 1, "version", "reads version 1"),
+    ("duration_9d.yml", 10, 17, "jobs[0].expires_in", "9d is longer than the 7-day limit"),
+    ("duration_zero.yml", 10, 17, "jobs[0].expires_in", "must be positive"),
+    ("duration_negative.yml", 10, 17, "jobs[0].expires_in", "must be positive"),
+    ("duration_tomorrow.yml", 10, 17, "jobs[0].expires_in", "'tomorrow' is not a duration"),
+    ("duration_months.yml", 10, 17, "jobs[0].expires_in", "months or years"),
+    ("duration_boolean.yml", 10, 17, "jobs[0].expires_in", "true is not a duration"),
+    ("duration_float.yml", 10, 17, "jobs[0].expires_in", "1.5 is not a duration"),
+    ("duration_clock.yml", 10, 17, "jobs[0].expires_in", "'1:30' is not a duration"),
+    ("missing_bucket.yml", 5, 5, "jobs[0].bucket", "required: set it on the job or in defaults"),
+    ("missing_expires_in.yml", 9, 5, "jobs[1].expires_in", "required: set it on the job or in"),
+    ("recipient_id_dotdot.yml", 9, 13, "jobs[0].recipients[0].id", "folder"),
+    ("recipient_id_slash.yml", 9, 13, "jobs[0].recipients[0].id", "path separator"),
+    ("recipient_id_upper.yml", 9, 13, "jobs[0].recipients[0].id", "uppercase"),
+    ("recipient_id_empty.yml", 9, 13, "jobs[0].recipients[0].id", "must not be empty"),
+    ("recipient_id_number.yml", 9, 13, "jobs[0].recipients[0].id", "quote it"),
+    ("job_name_bad.yml", 6, 11, "jobs[0].name", "job name 'Q3 partners' has uppercase"),
+    ("prefix_wildcard.yml", 7, 16, "jobs[0].prefixes[0]", "literal key prefixes, not patterns"),
+    ("prefix_empty_string.yml", 7, 26, "jobs[0].prefixes[1]", "must not be empty"),
+    ("prefix_leading_slash.yml", 8, 9, "jobs[0].prefixes[0]", "S3 keys rarely begin with '/'"),
+    ("prefix_only_slash.yml", 8, 9, "jobs[0].prefixes[0]", "name the folder to share, e.g."),
+    ("recipient_receives_nothing.yml", 11, 9, "jobs[0].recipients[1]", "would receive nothing"),
+    ("bucket_uppercase.yml", 3, 11, "defaults.bucket", "'My_Bucket' is not valid"),
+    ("bucket_too_short.yml", 7, 13, "jobs[0].bucket", "not 3 to 63"),
+    ("bucket_ip_address.yml", 7, 13, "jobs[0].bucket", "IP address"),
+    ("region_bad.yml", 4, 11, "defaults.region", "'Europe' is not an AWS region"),
+    ("endpoint_url_bad.yml", 4, 17, "defaults.endpoint_url", "http:// or https://"),
+    ("addressing_style_bad.yml", 7, 23, "jobs[0].addressing_style", "'auto', 'virtual' or"),
+    ("email_bad.yml", 10, 16, "jobs[0].recipients[0].email", "one address"),
+    ("email_bidi.yml", 10, 16, "jobs[0].recipients[0].email", "character U+202E"),
+    ("recipient_name_escape.yml", 10, 15, "jobs[0].recipients[0].name", "character U+001B"),
+    ("recipient_name_newline.yml", 10, 15, "jobs[0].recipients[0].name", "character U+000D"),
+    ("jobs_empty.yml", 5, 7, "jobs", "at least one job"),
+    ("recipients_empty.yml", 8, 17, "jobs[0].recipients", "at least one recipient"),
+    ("empty_file.yml", None, None, "", "manifest is empty"),
+    ("top_level_list.yml", 1, 1, "", "must be a mapping"),
+    ("python_tag.yml", 10, 15, "jobs[0].recipients[0].name", "unsupported YAML tag"),
+    ("alias_bomb.yml", None, None, "", "refusing to expand"),
+    ("alias_recursive.yml", 2, 11, "", "refers to itself"),
+    # templates
+    ("template_unknown_variable.yml", 7, 16, "jobs[0].prefixes[0]", UNKNOWN_QUATER),
+    ("template_unclosed_brace.yml", 7, 16, "jobs[0].prefixes[0]", "'{' at character 9 is never"),
+    ("template_not_a_variable.yml", 7, 16, "jobs[0].prefixes[0]", "'{a b}' at character 9 is not"),
+    ("template_object_variable_in_prefix.yml", 7, 16, "jobs[0].prefixes[0]", "{basename} cannot"),
+    ("template_recipient_name_missing.yml", 7, 16, "jobs[0].prefixes[0]", NO_NAME),
+    ("template_renders_wildcard.yml", 7, 16, "jobs[0].prefixes[0]", RENDERED_WILDCARD),
+    ("template_output_dir_recipient.yml", 3, 8, "output.dir", "{recipient.id} cannot be used"),
+    ("output_dir_bidi.yml", 3, 8, "output.dir", "character U+202E"),
+    # sizes and filters
+    ("size_word.yml", 6, 15, "defaults.filters.min_size", "'ten' is not a size; use e.g. 10MB"),
+    ("size_negative.yml", 6, 15, "defaults.filters.max_size", "'-1MB' is negative"),
+    ("size_unknown_unit.yml", 6, 15, "defaults.filters.min_size", "unknown unit 'XB'"),
+    ("size_min_over_max.yml", 11, 17, "jobs[0].filters.min_size", MIN_OVER_MAX),
+    ("modified_after_not_before.yml", 11, 24, "jobs[0].filters.modified_before", AFTER_BEFORE),
+    ("date_bad.yml", 8, 31, "jobs[0].filters.modified_after", "day is out of range for month"),
+    ("max_links_zero.yml", 5, 24, "defaults.filters.max_links", "positive whole number, got 0"),
+    ("max_links_negative.yml", 5, 24, "defaults.filters.max_links", "number, got -10"),
+    ("max_links_float.yml", 5, 24, "defaults.filters.max_links", "got the number 1.5"),
+    ("include_empty_pattern.yml", 9, 29, "jobs[0].filters.include[1]", "must not be empty"),
+    ("include_triple_star.yml", 9, 17, "jobs[0].filters.include[0]", "contains '***'"),
+    ("unknown_field_filters.yml", 8, 15, "jobs[0].filters.exlude", "did you mean 'exclude'?"),
+    # expiry
+    ("expires_at_no_zone.yml", 8, 17, "jobs[0].expires_at", "has no time zone"),
+    ("expires_at_date_only.yml", 8, 17, "jobs[0].expires_at", "needs a time and a zone"),
+    ("expires_at_past.yml", 8, 17, "jobs[0].expires_at", "2020-01-01T00:00:00Z is in the past"),
+    ("expires_at_too_far.yml", 8, 17, "jobs[0].expires_at", TOO_FAR),
+    ("expires_in_and_at.yml", 9, 17, "jobs[0].expires_at", "expires_in and expires_at are both"),
+    # other settings
+    ("formats_empty.yml", 5, 12, "defaults.formats", "must list at least one format"),
+    ("formats_unknown.yml", 5, 18, "defaults.formats[1]", "'csv' or 'json', got the text 'xlsx'"),
+    ("period_bad.yml", 5, 11, "defaults.period", "'quarter', 'month' or 'year', got the text"),
+    ("on_short_credentials_bad.yml", 5, 25, "defaults.on_short_credentials", "'fail', 'clamp'"),
+    ("download_name_empty.yml", 5, 18, "defaults.download_name", "gives '' for the key"),
+    ("download_name_slash.yml", 10, 24, "jobs[0].recipients[0].download_name", "contains '/'"),
+    ("download_name_control.yml", 5, 18, "defaults.download_name", "character U+0007"),
+    ("download_name_bidi.yml", 10, 24, "jobs[0].recipients[0].download_name", "character U+202E"),
+    ("download_name_dots.yml", 10, 24, "jobs[0].recipients[0].download_name", "only dots"),
+    ("download_name_blank.yml", 10, 24, "jobs[0].recipients[0].download_name", "is blank"),
+    ("content_type_bad.yml", 5, 17, "defaults.content_type", "'pdf' is not a media type"),
+    ("content_type_control.yml", 5, 17, "defaults.content_type", "character U+001B"),
+    # upload slots
+    ("upload_prefix_no_slash.yml", 9, 15, "jobs[0].upload.prefix", "must end with '/'"),
+    ("upload_missing_max_size.yml", 11, 11, "jobs[0].recipients[0].upload", "needs max_size"),
+    ("upload_missing_prefix.yml", 6, 5, "defaults.upload", "upload needs prefix"),
+    ("upload_max_size_over_5gib.yml", 10, 17, "jobs[0].upload.max_size", "more than 5GiB"),
+    ("upload_expires_in_8d.yml", 11, 19, "jobs[0].upload.expires_in", "7-day limit"),
+    ("upload_key_with_slash.yml", 11, 14, "jobs[0].upload.keys[0]", "a plain file name"),
+    ("upload_key_invisible.yml", 11, 14, "jobs[0].upload.keys[0]", "character U+200B"),
+    ("upload_key_type_unknown.yml", 12, 28, "jobs[0].upload.keys[1]", "exactly one Content-Type"),
+    ("upload_key_duplicate.yml", 11, 36, "jobs[0].upload.keys[1]", "'globex.pdf' is listed twice"),
+    ("upload_is_true.yml", 10, 17, "jobs[0].recipients[0].upload", "or false for no slot"),
+    ("upload_unknown_field.yml", 11, 7, "jobs[0].upload.content_type", "'content_types'?"),
+    ("upload_form_urlencoded.yml", 11, 23, "jobs[0].upload.content_types[0]", "HTML form"),
+    ("upload_overlaps_download.yml", 9, 15, "jobs[0].upload.prefix", "handed out as downloads"),
+    ("upload_overlaps_other_slot.yml", 14, 26, "jobs[0].recipients[1].upload.prefix", UPLOADS),
+]
