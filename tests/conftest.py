@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from sharebatch import audit
 from tests.support import secretsguard
+from tests.support.quarterly import QuarterlyRun
 from tests.support.s3 import S3, fresh_s3, seal_aws_env, use_test_credentials
 
 
@@ -109,3 +111,9 @@ def s3(moto_endpoint: str, credentials: None) -> Iterator[S3]:
     """A freshly reset S3 with the test's credentials."""
     with fresh_s3(moto_endpoint) as handle:
         yield handle
+
+
+@pytest.fixture
+def quarterly(s3: S3, tmp_path: Path) -> QuarterlyRun:
+    """The shared quarterly-partners manifest, run on moto with the files a test gives."""
+    return QuarterlyRun(s3, tmp_path)

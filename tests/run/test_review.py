@@ -13,24 +13,11 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.run import review
+from tests.support.quarterly import BUCKET, MANIFEST, QuarterlyRun
 from tests.support.review_page import parse
 from tests.support.s3 import S3, fetch, write_manifest
 
-MANIFEST = """\
-version: 1
-defaults:
-  bucket: acme-reports
-  region: eu-west-1
-  expires_in: 72h
-jobs:
-  - name: q3
-    prefixes: [reports/q3/]
-    recipients:
-      - id: globex
-        name: Globex Corporation
-        email: finance@globex.example
-        prefixes: [partners/globex/]
-      - id: initech
+OTHER_JOB = """\
   - name: other
     bucket: missing-bucket
     prefixes: [x/]
@@ -46,16 +33,9 @@ FILES = {
 
 
 @pytest.fixture
-def run_dir(s3: S3, tmp_path: Path) -> Path:
-    s3.bucket("acme-reports", FILES)
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
-    result = CliRunner().invoke(
-        app,
-        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 1, result.stderr  # the missing bucket
-    return Path(result.stdout.strip())
+def run_dir(quarterly: QuarterlyRun) -> Path:
+    """The quarterly run with a job on a missing bucket beside it (exit 1)."""
+    return quarterly(FILES, OTHER_JOB, exit_code=1)
 
 
 def bundle(run_dir: Path, job: str, recipient: str) -> list[dict[str, str]]:
@@ -117,18 +97,11 @@ def test_page_is_self_contained_private_and_escaped(run_dir: Path) -> None:
 
 
 def test_page_says_plainly_when_it_lists_only_part(
-    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    quarterly: QuarterlyRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past max_rows the page lists the first rows and says how many links it left out."""
-    s3.bucket("acme-reports", {f"reports/q3/{i:02d}.csv": b"x" for i in range(12)})
     monkeypatch.setattr(review, "MAX_ROWS", 5)
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST.split("  - name: other")[0])
-    result = CliRunner().invoke(
-        app,
-        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
-        catch_exceptions=False,
-    )
-    run_dir = Path(result.stdout.strip())
+    run_dir = quarterly({f"reports/q3/{i:02d}.csv": b"x" for i in range(12)})
     page = parse(run_dir / "index.html")
     assert len(page.tables["files"]) == 5
     text = (run_dir / "index.html").read_text(encoding="utf-8")
@@ -138,8 +111,8 @@ def test_page_says_plainly_when_it_lists_only_part(
 @pytest.mark.usefixtures("credentials")
 def test_dry_run_writes_no_page(s3: S3, tmp_path: Path) -> None:
     """A dry run writes nothing, the review page included."""
-    s3.bucket("acme-reports", FILES)
-    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
+    s3.bucket(BUCKET, FILES)
+    manifest = write_manifest(tmp_path / "m.yml", MANIFEST + OTHER_JOB)
     CliRunner().invoke(
         app,
         ["run", str(manifest), "--dry-run", "--out", str(tmp_path / "out"),

@@ -20,32 +20,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from typer.testing import CliRunner
 
-from sharebatch.cli import app
 from sharebatch.s3.probe import browser_url
 from sharebatch.visible import visible
 from tests.support.chromium import chromium, find_chromium
-from tests.support.s3 import S3, write_manifest
+from tests.support.quarterly import QuarterlyRun
 
 WIDTH, HEIGHT = 1280, 900
-
-MANIFEST = """\
-version: 1
-defaults:
-  bucket: acme-reports
-  region: eu-west-1
-  expires_in: 72h
-jobs:
-  - name: q3
-    prefixes: [reports/q3/]
-    recipients:
-      - id: globex
-        name: Globex Corporation
-        prefixes: [partners/globex/]
-      - id: initech
-        prefixes: [partners/initech/]
-"""
 
 FILES = {
     "reports/q3/summary.pdf": b"%PDF" + b"s" * 5000,
@@ -74,19 +55,6 @@ def executable() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
-
-
-def run(s3: S3, tmp_path: Path, files: dict[str, bytes], manifest: str) -> Path:
-    """Run ``manifest`` on moto holding ``files``; the run folder."""
-    s3.bucket("acme-reports", files)
-    path = write_manifest(tmp_path / "m.yml", manifest)
-    result = CliRunner().invoke(
-        app,
-        ["run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0, result.stderr
-    return Path(result.stdout.strip())
 
 
 def bundle_rows(run_dir: Path, recipient: str) -> list[dict[str, str]]:
@@ -158,10 +126,10 @@ async def browse(executable: str, page_path: Path, profile: Path) -> dict[str, A
 
 
 def test_review_page_in_chromium(
-    executable: str, s3: S3, tmp_path: Path, request: pytest.FixtureRequest
+    executable: str, quarterly: QuarterlyRun, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The page renders, search filters rows, headers sort, nothing loads; a screenshot is taken."""
-    run_dir = run(s3, tmp_path, FILES, MANIFEST)
+    run_dir = quarterly(FILES)
     seen = asyncio.run(browse(executable, run_dir / "index.html", tmp_path / "profile"))
 
     rows = bundle_rows(run_dir, "globex") + bundle_rows(run_dir, "initech")
@@ -220,16 +188,13 @@ async def key_cells(executable: str, page_path: Path, profile: Path) -> list[Any
 
 
 def test_hidden_characters_render_escaped_and_in_order(
-    executable: str, s3: S3, tmp_path: Path
+    executable: str, quarterly: QuarterlyRun, tmp_path: Path
 ) -> None:
     """Chromium shows a key's U+202E, U+2028, ESC and BEL as escapes, and draws every
     character of it left to right: the override cannot reorder 'gnp.exe.pdf' into view."""
     keys = ["evil/\u202egnp.exe.pdf", "evil/line\u2028sep.txt", "evil/bell\x07esc\x1b[2J.txt"]
-    manifest = (
-        "version: 1\ndefaults: {bucket: acme-reports, region: eu-west-1, expires_in: 1h}\n"
-        "jobs:\n  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n"
-    )
-    run_dir = run(s3, tmp_path, dict.fromkeys(keys, b"x"), manifest)
+    share = "  - name: share\n    prefixes: [evil/]\n    recipients: [{id: alice}]\n"
+    run_dir = quarterly(dict.fromkeys(keys, b"x"), share)
     *cells, table_text = asyncio.run(key_cells(executable, run_dir / "index.html", tmp_path / "p"))
     assert sorted(text for text, _ in cells) == sorted(visible(key) for key in keys)
     assert "evil/\\u202egnp.exe.pdf" in [text for text, _ in cells]
