@@ -5,13 +5,15 @@ The public API is what this module exports; everything else is internal and may 
     import sharebatch
     summary = sharebatch.run_manifest("manifests/q3.yml", out="bundles")
     print(summary.status, summary.run_dir)
+
+The exceptions exported are those its functions raise; ``sharebatch.errors`` draws the tree.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 try:
-    __version__ = version("sharebatch")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = _metadata.version("sharebatch")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree without install
     __version__ = "0+unknown"
 
 from sharebatch.errors import (
@@ -20,7 +22,9 @@ from sharebatch.errors import (
     ManifestError,
     ManifestIssue,
     RunCrashed,
+    RunLocked,
     SharebatchError,
+    SigningError,
     UsageError,
 )
 from sharebatch.manifest.load import Manifest, load_manifest
@@ -34,8 +38,10 @@ __all__ = [
     "ManifestError",
     "ManifestIssue",
     "RunCrashed",
+    "RunLocked",
     "RunSummary",
     "SharebatchError",
+    "SigningError",
     "UsageError",
     "__version__",
     "load_manifest",

@@ -1,5 +1,5 @@
 """``python -m sharebatch``."""
 
-from sharebatch.cli.commands import main
+from sharebatch.cli import main
 
 main()

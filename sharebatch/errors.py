@@ -1,15 +1,25 @@
 """The one exception tree of sharebatch.
 
 Every error the library raises on purpose is a ``SharebatchError``; each class carries the
-process exit code the CLI maps it to, so the CLI catches the base class once::
+process exit code the CLI maps it to, so the CLI catches the base class once, in one place
+(``cli/app.py``)::
 
-    SharebatchError            exit 1   something failed; the message says what
-    ├── UsageError             exit 2   the command line or the manifest is invalid
-    │   └── ManifestError      exit 2   one or more problems, each with file:line:col and field
-    ├── CredentialsError       exit 3   no usable credentials, or S3 refused them
-    ├── RunLocked              exit 75  another run is writing to the same output folder
-    ├── RunCrashed             exit 1   the run broke off (a full disk, an I/O error, a bug)
-    └── Interrupted            exit 130 SIGINT (or 143 for SIGTERM) stopped the run
+    SharebatchError            exit 1    something failed; the message says what
+    ├── UsageError             exit 2    the command line or the manifest is invalid
+    │   ├── ManifestError      exit 2    one or more problems, each with file:line:col and field
+    │   ├── TemplateError      exit 2    internal: a template's braces or variable names are wrong
+    │   └── LinkError          exit 2    internal: a URL or bundle that cannot be read as one
+    ├── CredentialsError       exit 3    no usable credentials, or S3 refused them
+    ├── SigningError           exit 1    a link could not be signed within SigV4's rules
+    ├── S3ListingError         exit 1    internal: listing one prefix failed
+    ├── RunLocked              exit 75   another run is writing to the same output folder
+    ├── RunCrashed             exit 1    the run broke off (a full disk, an I/O error, a bug)
+    └── Interrupted            exit 130  SIGINT (or 143 for SIGTERM) stopped the run
+
+``sharebatch`` exports the classes its public functions can raise. Those marked internal never
+leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestError``), an
+``S3ListingError`` a failed prefix in the run's summary, and a ``LinkError`` comes only from
+``inspect``, ``verify`` and ``renew`` (exit 2 on the command line); import them from here.
 
 A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
 ``RunSummary`` whose ``exit_code`` is 1, because everything that could be done was done.
@@ -71,10 +81,34 @@ class ManifestError(UsageError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
+class TemplateError(UsageError):
+    """A template that cannot be read or rendered; the message is meant for the user.
+
+    Not a ``ValueError``: the manifest's validators turn it into one at their boundary
+    (``manifest/fields.py``), adding which template it was, so pydantic locates the issue.
+    """
+
+
+class LinkError(UsageError):
+    """A URL or bundle that cannot be read; the message says which file, line and field."""
+
+
 class CredentialsError(SharebatchError):
     """No credentials were found, or S3 rejected them before any link was issued."""
 
     exit_code = EXIT_CREDENTIALS
+
+
+class SigningError(SharebatchError):
+    """A link could not be signed within the rules; never carries the URL."""
+
+
+class S3ListingError(SharebatchError):
+    """Listing one prefix failed; the pipeline records it and the other prefixes go on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
 
 
 class RunLocked(SharebatchError):
@@ -93,6 +127,8 @@ class RunCrashed(SharebatchError):
 
 class Interrupted(SharebatchError):
     """A signal stopped the run; nothing half-written was left behind."""
+
+    exit_code = EXIT_SIGINT
 
     def __init__(self, signal_name: str = "SIGINT") -> None:
         self.signal_name = signal_name

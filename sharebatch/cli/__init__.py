@@ -1,8 +1,30 @@
-"""The command line: a thin Typer layer over the library."""
+"""The command line: a thin Typer layer over the library.
 
-# Each command module registers its commands on ``app`` when imported.
-from sharebatch.cli import commands, doctor, inbox, links  # noqa: F401
+``app`` (``app.py``) is the Typer application, which maps every ``SharebatchError`` to its exit
+code. The commands are plain functions, one module per group; they are registered here, in the
+order ``sharebatch --help`` lists them.
+"""
+
+from sharebatch.cli import commands, doctor, inbox, links
 from sharebatch.cli.app import app
-from sharebatch.cli.commands import main
+
+for command in (
+    commands.run,
+    commands.validate,
+    commands.schema,
+    commands.demo,
+    doctor.doctor,
+    inbox.inbox,
+    links.inspect,
+    links.verify,
+    links.renew,
+):
+    app.command()(command)
+
+
+def main() -> None:
+    """Console-script entry point: ``sharebatch`` and ``python -m sharebatch``."""
+    app(prog_name="sharebatch")
+
 
 __all__ = ["app", "main"]

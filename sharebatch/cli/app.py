@@ -1,8 +1,9 @@
 """The Typer application and what every command shares: options, logging, error reporting.
 
-Commands live in ``cli.py`` and the ``_cmd_*.py`` modules, each registering on ``app``; only
-these modules write to the terminal. Every ``SharebatchError`` is caught once per command by
-``fail`` and mapped to its exit code.
+Commands are plain functions in ``commands.py``, ``links.py``, ``doctor.py`` and ``inbox.py``,
+registered on ``app`` in ``cli/__init__.py``; only the ``cli`` package writes to the terminal.
+Every ``SharebatchError`` is caught once, by the command group (``_Commands.invoke``), and
+mapped to its exit code: the console script, ``python -m sharebatch`` and ``CliRunner`` alike.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from sharebatch import __version__
 from sharebatch.audit import configure
@@ -21,7 +23,23 @@ from sharebatch.manifest.fields import check_endpoint, check_region
 from sharebatch.units import counted
 from sharebatch.visible import visible
 
+
+class _Commands(TyperGroup):
+    """The command group; its ``invoke`` parses and runs the chosen command, option callbacks
+    included, so it is the one place a ``SharebatchError`` is caught."""
+
+    # ctx is the Context of the click Typer vendors, which has no public name (typer.Context
+    # is a subclass, too narrow for an override).
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SharebatchError as exc:
+            _report(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="sharebatch",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
@@ -80,7 +98,7 @@ def _checked(
         try:
             return check(value, param.opts[0])
         except ValueError as exc:
-            raise fail(UsageError(str(exc))) from None
+            raise UsageError(str(exc)) from None
 
     return callback
 
@@ -107,7 +125,7 @@ def setup_logging(verbose: bool, quiet: bool, fmt: LogFormat) -> None:
     configure(level=level, fmt=fmt.value)
 
 
-def fail(exc: SharebatchError) -> typer.Exit:
+def _report(exc: SharebatchError) -> None:
     # Messages quote paths, keys and values chosen by others: shown through ``visible``.
     if isinstance(exc, ManifestError):
         # One line per problem, compiler style, so editors can jump to file:line:column.
@@ -120,4 +138,3 @@ def fail(exc: SharebatchError) -> typer.Exit:
         )
     else:
         typer.echo(f"sharebatch: error: {visible(str(exc))}", err=True)
-    return typer.Exit(exc.exit_code)

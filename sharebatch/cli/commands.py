@@ -1,15 +1,13 @@
-"""The command line: a thin Typer layer over the library.
+"""``sharebatch run``, ``validate``, ``schema`` and ``demo``: a manifest run, checked, described.
 
-Data goes to stdout, logs and errors to stderr. Every ``SharebatchError`` is caught here, once
-per command, and mapped to its exit code; nothing else in the package writes to the terminal.
-The application and shared options are in ``_app.py``; command groups in ``_cmd_*.py``.
+Data goes to stdout, logs and errors to stderr; nothing else in the package writes to the
+terminal. A ``SharebatchError`` is not caught here: the application (``app.py``) maps it to its
+exit code. The commands are registered in ``cli/__init__.py``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -21,21 +19,17 @@ from sharebatch.cli.app import (
     LogFormat,
     QuietOpt,
     VerboseOpt,
-    app,
     endpoint_option,
-    fail,
     region_option,
     setup_logging,
 )
 from sharebatch.cli.render import render_plan
 from sharebatch.cli.view import RunView
-from sharebatch.errors import RunCrashed, SharebatchError
 from sharebatch.manifest.load import load_manifest, manifest_json_schema
 from sharebatch.run.plan import build_plan, describe
 from sharebatch.run.runner import DEFAULT_CONCURRENCY, run_manifest
 
 
-@app.command()
 def run(
     manifest: Annotated[Path, typer.Argument(help="The YAML manifest to run.")],
     out: Annotated[
@@ -98,27 +92,21 @@ def run(
         quiet=quiet,
         log_format=log_format,
     )
-    try:
-        with view:
-            summary = run_manifest(
-                manifest,
-                out=out,
-                dry_run=dry_run,
-                concurrency=concurrency,
-                endpoint_url=endpoint_url,
-                profile=profile,
-                region=region,
-                run_id=run_id,
-                as_of=as_of.date() if as_of else None,
-                split_folders=split,
-                on_progress=view.on_progress,
-            )
-            view.finished(summary)
-    except SharebatchError as exc:
-        if verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
-            # For a bug report; without --verbose the one line below says what happened.
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
-        raise fail(exc) from None
+    with view:
+        summary = run_manifest(
+            manifest,
+            out=out,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
+            run_id=run_id,
+            as_of=as_of.date() if as_of else None,
+            split_folders=split,
+            on_progress=view.on_progress,
+        )
+        view.finished(summary)
     if dry_run:
         typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
     else:
@@ -126,7 +114,6 @@ def run(
     raise typer.Exit(summary.exit_code)
 
 
-@app.command()
 def validate(
     manifest: Annotated[Path, typer.Argument(help="The YAML manifest to check.")],
     as_of: AsOfOpt = None,
@@ -138,10 +125,7 @@ def validate(
 
     Exit codes: 0 valid; 2 invalid (every problem listed as file:line:column: field: message).
     """
-    try:
-        manifest_data = load_manifest(manifest, as_of=as_of.date() if as_of else None)
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    manifest_data = load_manifest(manifest, as_of=as_of.date() if as_of else None)
     plan = describe(build_plan(manifest_data))
     if as_json:
         typer.echo(json.dumps(plan, indent=2, ensure_ascii=False))
@@ -149,7 +133,6 @@ def validate(
         typer.echo(render_plan(plan))
 
 
-@app.command()
 def schema() -> None:
     """Print the manifest's JSON Schema, for editors with the YAML language server.
 
@@ -159,7 +142,6 @@ def schema() -> None:
     typer.echo(json.dumps(manifest_json_schema(), indent=2, ensure_ascii=False))
 
 
-@app.command()
 def demo(
     manifest: Annotated[
         Path | None,
@@ -179,18 +161,6 @@ def demo(
     from sharebatch.demo import run_demo
 
     setup_logging(verbose, quiet, log_format)
-    try:
-        report = run_demo(manifest, out)
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    report = run_demo(manifest, out)
     typer.echo("\n".join(report.lines))
     raise typer.Exit(report.summary.exit_code)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="sharebatch")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sharebatch.cli.app import AsOfOpt, app, endpoint_option, fail, region_option
-from sharebatch.errors import SharebatchError
+from sharebatch.cli.app import AsOfOpt, endpoint_option, region_option
 from sharebatch.lifecycle.doctor import Diagnosis, diagnose
 from sharebatch.visible import visible
 
@@ -30,7 +29,6 @@ def render_diagnosis(diagnosis: Diagnosis) -> str:
     return "\n".join(map(visible, lines))
 
 
-@app.command()
 def doctor(
     manifest: Annotated[
         Path | None, typer.Argument(help="The manifest to check (optional).")
@@ -56,16 +54,13 @@ def doctor(
 
     Exit codes: 0 no FAIL (WARNs allowed); 1 at least one FAIL; 2 invalid manifest or options.
     """
-    try:
-        diagnosis = diagnose(
-            manifest,
-            as_of=as_of.date() if as_of else None,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-        )
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    diagnosis = diagnose(
+        manifest,
+        as_of=as_of.date() if as_of else None,
+        endpoint_url=endpoint_url,
+        region=region,
+        profile=profile,
+    )
     if as_json:
         typer.echo(json.dumps(diagnosis.to_json(), indent=2, ensure_ascii=False))
     else:

@@ -14,13 +14,10 @@ from sharebatch.cli.app import (
     LogFormat,
     QuietOpt,
     VerboseOpt,
-    app,
     endpoint_option,
-    fail,
     region_option,
     setup_logging,
 )
-from sharebatch.errors import SharebatchError
 from sharebatch.lifecycle.inbox import Inbox, read_inbox, write_inbox_csv
 from sharebatch.run.bundles import iso
 from sharebatch.units import counted
@@ -51,7 +48,6 @@ def render_inbox(inbox: Inbox) -> str:
     return "\n".join(map(visible, lines))
 
 
-@app.command()
 def inbox(
     manifest: Annotated[Path, typer.Argument(help="The manifest whose upload slots to list.")],
     as_of: AsOfOpt = None,
@@ -83,18 +79,15 @@ def inbox(
     2 invalid manifest or options, or no upload slot; 3 no usable credentials.
     """
     setup_logging(verbose, quiet, log_format)
-    try:
-        found = read_inbox(
-            manifest,
-            as_of=as_of.date() if as_of else None,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-        )
-        if csv_path is not None:
-            write_inbox_csv(found, csv_path)
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    found = read_inbox(
+        manifest,
+        as_of=as_of.date() if as_of else None,
+        endpoint_url=endpoint_url,
+        region=region,
+        profile=profile,
+    )
+    if csv_path is not None:
+        write_inbox_csv(found, csv_path)
     if as_json:
         typer.echo(json.dumps(found.as_dict(), indent=2, ensure_ascii=False))
     else:

@@ -21,13 +21,11 @@ from sharebatch.cli.app import (
     LogFormat,
     QuietOpt,
     VerboseOpt,
-    app,
     endpoint_option,
-    fail,
     region_option,
     setup_logging,
 )
-from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.errors import UsageError
 from sharebatch.lifecycle.inspect import inspect as inspect_links
 from sharebatch.lifecycle.renew import RenewReport, renew_bundles
 from sharebatch.lifecycle.verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
@@ -117,7 +115,6 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
     return lines
 
 
-@app.command()
 def inspect(
     targets: Annotated[
         list[str],
@@ -142,12 +139,9 @@ def inspect(
     """
     # "-" reads URLs from stdin, so they stay out of `ps` and the shell's history.
     stdin = sys.stdin.buffer if "-" in targets else ()
-    try:
-        window = _within(within, INSPECT_WITHIN_MAX)
-        paths = [target for target in targets if target != "-"]
-        report = inspect_links(paths, datetime.now(UTC), window, stdin)
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    window = _within(within, INSPECT_WITHIN_MAX)
+    paths = [target for target in targets if target != "-"]
+    report = inspect_links(paths, datetime.now(UTC), window, stdin)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -179,7 +173,6 @@ def _render_verify(report: VerifyReport, show_urls: bool) -> str:
     return "\n".join(map(visible, lines))
 
 
-@app.command()
 def verify(
     bundles: Annotated[list[Path], typer.Argument(help="Bundle files (CSV or JSON) or folders.")],
     sample: Annotated[
@@ -202,10 +195,7 @@ def verify(
 
     Exit codes: 0 every checked link works; 1 some do not; 2 bad input.
     """
-    try:
-        report = verify_bundles(bundles, sample=sample, concurrency=concurrency, timeout=timeout)
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    report = verify_bundles(bundles, sample=sample, concurrency=concurrency, timeout=timeout)
     if as_json:
         typer.echo(json.dumps(report.data(show_urls), indent=2, ensure_ascii=False))
     else:
@@ -230,7 +220,6 @@ def _render_renew(report: RenewReport) -> None:
             typer.echo(visible(path))
 
 
-@app.command()
 def renew(
     bundles: Annotated[list[Path], typer.Argument(help="Bundle files (CSV or JSON) or folders.")],
     within: WithinOpt = None,
@@ -266,17 +255,14 @@ def renew(
     short for the bundle's policy.
     """
     setup_logging(verbose, quiet, log_format)
-    try:
-        report = renew_bundles(
-            bundles,
-            within=_within(within),
-            profile=profile,
-            region=region,
-            endpoint_url=endpoint_url,
-            audit_logs=audit_log or (),
-        )
-    except SharebatchError as exc:
-        raise fail(exc) from None
+    report = renew_bundles(
+        bundles,
+        within=_within(within),
+        profile=profile,
+        region=region,
+        endpoint_url=endpoint_url,
+        audit_logs=audit_log or (),
+    )
     if as_json:
         typer.echo(json.dumps([asdict(r) for r in report.renewals], indent=2, ensure_ascii=False))
     else:

@@ -10,11 +10,15 @@
 * With ``--metrics-file``, the run's metrics (``metrics.py``), written whatever the outcome
   once the command line is valid (a crash is ``failed``, as its summary says), except a run
   the lock refused: invalid input and refused runs write nothing.
+* With ``--verbose``, a crash's traceback (the cause of ``RunCrashed``), for a bug report,
+  above the one error line the application prints for every ``SharebatchError``.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -114,6 +118,7 @@ class RunView:
         self._manifest = manifest
         self._metrics_file = metrics_file
         self._dry_run = dry_run
+        self._verbose = verbose
         self._logging = (verbose, quiet, log_format)
         self._console = Console(stderr=True)
         terminal = self._console.is_terminal
@@ -221,6 +226,9 @@ class RunView:
             except SharebatchError as unwritten:
                 # The run's own error stays the one the command ends with; this one is said too.
                 typer.echo(f"sharebatch: error: {unwritten}", err=True)
+        if self._verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
+            # For a bug report; without --verbose the error line says what happened.
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
 
 
 def _moment(text: str) -> datetime:

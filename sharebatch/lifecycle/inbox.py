@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sharebatch.audit import get_logger
-from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.errors import S3ListingError, SharebatchError, UsageError
 from sharebatch.manifest.load import Grant, load_manifest
 from sharebatch.models import BucketTarget, ObjectRef, UploadSlot
 from sharebatch.run.bundles import iso, write_csv
-from sharebatch.s3.gateway import S3Gateway, S3ListingError
+from sharebatch.s3.gateway import S3Gateway
 
 log = get_logger()
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sharebatch.audit import url_digest
-from sharebatch.errors import UsageError
+from sharebatch.errors import LinkError
 from sharebatch.run.bundles import COLUMNS, csv_value, iso
 from sharebatch.run.sign import MAX_EXPIRES_IN
 from sharebatch.visible import HIDDEN, visible
@@ -39,10 +39,6 @@ _UPLOAD_HEADERS = ("content-type", "content-md5", "x-amz-meta-", "x-amz-checksum
 # that): a link signed further ahead is refused until then, whatever its expiry says.
 CLOCK_SKEW = timedelta(minutes=15)
 _SCHEME = re.compile(r"\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-class LinkError(UsageError):
-    """A URL or bundle that cannot be read; the message says which file, line and field."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,10 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
+from sharebatch.errors import LinkError
 from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
-    LinkError,
     bundle_file,
     read_bundle,
     row_facts,

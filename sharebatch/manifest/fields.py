@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, PlainValidator, ValidationInfo, WithJsonSchema
 
+from sharebatch.errors import TemplateError
 from sharebatch.manifest.periods import (
     DATE_RE,
     DURATION_HINT,
@@ -29,7 +30,7 @@ from sharebatch.manifest.periods import (
 )
 from sharebatch.manifest.periods import VARIABLES as PERIOD_VARIABLES
 from sharebatch.manifest.source import describe, show
-from sharebatch.manifest.templates import OBJECT_VARIABLES, TemplateError, names, render_object
+from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render_object
 from sharebatch.manifest.templates import unknown_message as unknown_variable
 from sharebatch.visible import HIDDEN
 
@@ -334,6 +335,8 @@ def _check_pattern(value: str) -> str:
 
 
 # --- templates ------------------------------------------------------------------------------
+# A TemplateError is a UsageError, not a ValueError: pydantic turns only ValueErrors into
+# located issues, so each validator below converts it, saying which template it was.
 
 
 def _check_template(value: str, known: Collection[str]) -> str:
@@ -386,7 +389,11 @@ def check_output_dir(value: str) -> str:
 
 
 def _public_download_name(value: str) -> str:
-    if set(names(value)) - OBJECT_VARIABLES:
+    try:
+        used = names(value)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    if used - OBJECT_VARIABLES:
         raise ValueError("download_name may only keep the variables key, basename, stem, ext")
     return check_download_name(value)
 

@@ -18,15 +18,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sharebatch.errors import TemplateError
+
 OBJECT_VARIABLES: frozenset[str] = frozenset({"key", "basename", "stem", "ext"})
 """Variables known only per object, in ``download_name``."""
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?")
 _HINT = "write '{{' or '}}' for a literal brace"
-
-
-class TemplateError(ValueError):
-    """A template that cannot be read or rendered; the message is meant for the user."""
 
 
 @dataclass(frozen=True, slots=True)

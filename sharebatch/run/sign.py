@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import quote
 
-from sharebatch.errors import CredentialsError, SharebatchError
+from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.manifest.templates import render_object
 from sharebatch.models import Credentials, Expiry, Link, ObjectRef, Presigner, ShortCredentials
 from sharebatch.visible import without_hidden
@@ -29,10 +29,6 @@ MAX_EXPIRES_IN = 604_800
 # RFC 5987 attr-char: what may stand unencoded in filename*=UTF-8''...
 _ATTR_CHARS = string.ascii_letters + string.digits + "!#$&+-.^_`|~"
 _PLAIN_NAME = frozenset(string.ascii_letters + string.digits + " !#$%&'()*+,-.;=@[]^_`{}~")
-
-
-class SigningError(SharebatchError):
-    """A link could not be signed within the rules; never carries the URL."""
 
 
 def _query_value(url: str, name: str) -> str | None:

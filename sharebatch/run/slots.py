@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 from sharebatch.audit import get_logger, url_digest
+from sharebatch.errors import SigningError
 from sharebatch.manifest.upload import key_content_type
 from sharebatch.models import (
     BucketTarget,
@@ -41,7 +42,6 @@ from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import (
     CredentialLimit,
     Lifetime,
-    SigningError,
     Wanted,
     credential_limit,
     signed_window,

@@ -30,7 +30,6 @@ from sharebatch.models import BucketTarget, Credentials, LinkProbe, PostSigner, 
 from sharebatch.s3.fastlist import FastLister, direct_listing
 from sharebatch.s3.listing import Level as Level
 from sharebatch.s3.listing import ListingCalls
-from sharebatch.s3.listing import S3ListingError as S3ListingError
 from sharebatch.s3.listparse import install as install_fast_list_parser
 from sharebatch.s3.preflight import PreflightCalls
 from sharebatch.s3.probe import browser_url as browser_url

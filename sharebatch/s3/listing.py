@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from sharebatch.audit import get_logger
-from sharebatch.errors import CredentialsError, SharebatchError
+from sharebatch.errors import CredentialsError, S3ListingError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
 from sharebatch.s3.fastlist import FastLister, HandOver
 from sharebatch.s3.listparse import Page, objects_of
@@ -36,14 +36,6 @@ _CREDENTIAL_ERRORS = frozenset(
         "InvalidClientTokenId",
     }
 )
-
-
-class S3ListingError(SharebatchError):
-    """Listing one prefix failed; the pipeline records it and the other prefixes go on."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        super().__init__(f"{code}: {message}")
 
 
 class ListingCalls:

@@ -32,6 +32,28 @@ def test_python_dash_m_reports_the_version() -> None:
     assert (done.returncode, done.stdout) == (0, f"sharebatch {__version__}\n")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["validate", "{missing}"], id="manifest-error"),
+        pytest.param(["doctor", "{missing}", "--region", "no region"], id="option-callback"),
+        pytest.param(["inspect", "https:/x"], id="link-error"),
+    ],
+)
+def test_an_error_ends_alike_from_every_entry_point(args: list[str], tmp_path: Path) -> None:
+    """The application maps a SharebatchError to its exit code in one place, so CliRunner,
+    `python -m sharebatch` and the console script end with the same code and stderr."""
+    args = [arg.format(missing=tmp_path / "missing.yml") for arg in args]
+    expected = CliRunner().invoke(app, args)
+    assert expected.exit_code == 2 and expected.stderr.startswith(
+        (str(tmp_path), "sharebatch: error: ")
+    )
+    script = Path(sys.executable).parent / "sharebatch"
+    for command in ([sys.executable, "-m", "sharebatch"], [str(script)]):
+        done = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stderr) == (expected.exit_code, expected.stderr)
+
+
 def test_run_help_documents_exit_codes() -> None:
     """`sharebatch run --help` names every exit code."""
     result = CliRunner().invoke(app, ["run", "--help"])

@@ -12,12 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from sharebatch.errors import CredentialsError
+from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.models import Credentials, Expiry, ObjectRef
 from sharebatch.run.sign import (
     CredentialLimit,
     Signer,
-    SigningError,
     check_lifetimes,
     signed_window,
 )

@@ -119,7 +119,7 @@ def write_then_crash(self, links):
     raise RuntimeError("disk on fire")
 
 bundles.PartFile.write = write_then_crash
-from sharebatch.cli.commands import main
+from sharebatch.cli import main
 sys.argv[0] = "sharebatch"
 main()
 """

@@ -17,7 +17,8 @@ import botocore.auth
 import pytest
 from botocore.config import Config
 
-from sharebatch.lifecycle.inspect import LinkError, read_bundle, read_url
+from sharebatch.errors import LinkError
+from sharebatch.lifecycle.inspect import read_bundle, read_url
 from sharebatch.run.bundles import COLUMNS
 from tests.support.linkkit import invoke, on_terminal, parse_iso, run_dir_of
 from tests.support.s3 import S3, write_manifest

@@ -7,10 +7,12 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
+from sharebatch.errors import TemplateError, UsageError
+from sharebatch.manifest.fields import DownloadName, NameTemplate
 from sharebatch.manifest.templates import (
     OBJECT_VARIABLES,
-    TemplateError,
     escape,
     names,
     object_variables,
@@ -64,9 +66,15 @@ def test_any_other_brace_is_a_syntax_error(template: str, message: str) -> None:
         names(template)
 
 
-def test_template_error_is_a_value_error() -> None:
-    """TemplateError is a ValueError, so validators turn it into a located manifest issue."""
-    assert issubclass(TemplateError, ValueError)
+def test_template_error_is_a_usage_error_that_validators_turn_into_issues() -> None:
+    """TemplateError sits in the one tree (exit 2); every manifest field holding a template
+    turns it into a ValueError, the only kind pydantic makes a located issue of."""
+    assert issubclass(TemplateError, UsageError)
+    assert not issubclass(TemplateError, ValueError)
+    assert TemplateError("x").exit_code == 2
+    for field in (DownloadName, NameTemplate):
+        with pytest.raises(ValidationError, match=re.escape("'{' at character 1 is never closed")):
+            TypeAdapter(field).validate_python("{stem")
 
 
 def test_unknown_variable_names_it_and_lists_the_known_ones() -> None:

@@ -14,11 +14,11 @@ import botocore.session
 import pytest
 
 from sharebatch import audit
+from sharebatch.errors import SigningError
 from sharebatch.models import BucketTarget, Credentials, Expiry, ObjectRef
 from sharebatch.run.sign import (
     MAX_EXPIRES_IN,
     Signer,
-    SigningError,
     content_disposition,
     signed_window,
 )

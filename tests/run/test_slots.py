@@ -22,10 +22,10 @@ import botocore.signers
 import pytest
 
 from sharebatch import audit
-from sharebatch.errors import CredentialsError
+from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.manifest.upload import key_content_type
 from sharebatch.models import BucketTarget, Credentials, ShortCredentials, UploadLink, UploadSlot
-from sharebatch.run.sign import CredentialLimit, SigningError, signed_window
+from sharebatch.run.sign import CredentialLimit, signed_window
 from sharebatch.run.slots import (
     curl_command,
     issue_slot,

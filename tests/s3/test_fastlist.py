@@ -29,10 +29,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharebatch.audit import capture
-from sharebatch.errors import UsageError
+from sharebatch.errors import S3ListingError, UsageError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
 from sharebatch.s3.fastlist import HeaderSigner, list_query
-from sharebatch.s3.gateway import S3Gateway, S3ListingError
+from sharebatch.s3.gateway import S3Gateway
 from sharebatch.s3.listparse import Page, _fast_page, objects_of, read_page
 from sharebatch.s3.sigv4 import S3Endpoint
 from tests.support.faultproxy import FaultProxy, fault_proxy
