@@ -32,6 +32,7 @@ from sharebatch.errors import Interrupted, RunCrashed, RunLocked, SharebatchErro
 from sharebatch.models import RunSummary
 from sharebatch.run.metrics import RunMetrics, check_metrics_path, write_metrics
 from sharebatch.run.progress import JobProgress, ProgressCallback
+from sharebatch.times import parse_iso
 from sharebatch.units import counted, human_size
 from sharebatch.visible import visible
 
@@ -181,7 +182,7 @@ class RunView:
                 links=int(totals["links"]),
                 bytes=int(totals["bytes"]),
                 failures=int(totals["failures"]),
-                earliest_expiry=_moment(expiry) if expiry else None,
+                earliest_expiry=parse_iso(expiry) if expiry else None,
             )
 
     def _write(self, status: str, exit_code: int, **figures: Any) -> None:
@@ -221,7 +222,3 @@ class RunView:
             except SharebatchError as unwritten:
                 # The run's own error stays the one the command ends with; this one is said too.
                 typer.echo(f"sharebatch: error: {unwritten}", err=True)
-
-
-def _moment(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -10,7 +10,6 @@ holds more than one page of links, and no reader ever sees a half-written bundle
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import os
@@ -27,6 +26,7 @@ from typing import IO, Any
 from sharebatch.errors import SharebatchError, UsageError
 from sharebatch.models import Link
 from sharebatch.run.lock import RunLock
+from sharebatch.times import iso
 from sharebatch.visible import escaped, unescaped
 
 COLUMNS = (
@@ -43,13 +43,6 @@ COLUMNS = (
 STAGING = ".staging"
 # Job names and recipient ids are slugs (manifest rules); anything else never names a folder.
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-@functools.lru_cache(maxsize=1024)
-def iso(moment: datetime) -> str:
-    """UTC timestamps as bundles write them: second precision, ``Z`` suffix."""
-    # Cached: a batch of links shares its expiry, and objects written together their time.
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def link_row(link: Link) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sharebatch.errors import RunLocked, UsageError
+from sharebatch.times import iso
 
 LOCK_NAME = ".sharebatch.lock"
 
@@ -72,7 +73,7 @@ class RunLock:
 
 
 def _record(fd: int, run_id: str) -> None:
-    holder = {"pid": os.getpid(), "run_id": run_id, "since": f"{datetime.now(UTC):%FT%TZ}"}
+    holder = {"pid": os.getpid(), "run_id": run_id, "since": iso(datetime.now(UTC))}
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
 

@@ -27,7 +27,7 @@ from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageErr
 from sharebatch.manifest.load import Grant, load_manifest
 from sharebatch.models import BucketTarget, Credentials, RunSummary
 from sharebatch.run import signals as _signals
-from sharebatch.run.bundles import RunFolder, iso, write_bundle, write_json
+from sharebatch.run.bundles import RunFolder, write_bundle, write_json
 from sharebatch.run.pipeline import Staged, first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
@@ -36,6 +36,7 @@ from sharebatch.run.review import write_review
 from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
 from sharebatch.run.slots import Uploads, slot_lifetimes, upload_row
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso
 from sharebatch.visible import visible
 
 log = get_logger()

@@ -14,9 +14,8 @@ import botocore.session
 import pytest
 
 from sharebatch import audit
-from sharebatch.models import BucketTarget, Credentials, Expiry, ObjectRef
+from sharebatch.models import MAX_EXPIRES_IN, BucketTarget, Credentials, Expiry, ObjectRef
 from sharebatch.run.sign import (
-    MAX_EXPIRES_IN,
     Signer,
     SigningError,
     content_disposition,
