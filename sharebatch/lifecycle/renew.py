@@ -33,6 +33,7 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
+from sharebatch.files import private_dir
 from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
@@ -53,7 +54,7 @@ from sharebatch.models import (
     ShortCredentials,
     UploadSlot,
 )
-from sharebatch.run.bundles import PartFile, private_dir, write_bundle
+from sharebatch.run.bundles import PartFile, write_bundle
 from sharebatch.run.sign import Signer, check_lifetimes, credential_kind, credential_limit
 from sharebatch.run.slots import issue_slot, upload_row
 from sharebatch.s3.gateway import S3Gateway

@@ -3,8 +3,8 @@
 Links are bearer secrets, so every file is created 0600 and every folder 0700. Rows reach the
 disk as they are signed, into one *part* file per (route, prefix) under the run's staging
 folder; when a route's prefixes have all been listed, its parts are joined in manifest order
-into ``links.csv`` and ``links.json`` through temporary files renamed into place. Memory never
-holds more than one page of links, and no reader ever sees a half-written bundle.
+into ``links.csv`` and ``links.json`` through ``files.atomic_writer``. Memory never holds
+more than one page of links, and no reader ever sees a half-written bundle.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.files import HashingWriter, atomic_writer, private_dir
 from sharebatch.models import Link
 from sharebatch.run.lock import RunLock
 from sharebatch.times import iso
@@ -90,67 +90,9 @@ def csv_value(cell: str) -> str:
     return unescaped(cell[1:] if cell.startswith("'") else cell)
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` and its missing parents as 0700 (whatever the umask); return it."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-        folder.chmod(0o700)
-    return path
-
-
-class _HashingFile:
-    """Text sink that encodes, hashes and writes, so a bundle's sha256 costs no re-read."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-
-    def write(self, text: str) -> int:
-        data = text.encode("utf-8")
-        self.sha256.update(data)
-        self._raw.write(data)
-        return len(text)
-
-
-@contextmanager
-def _atomic(dest: Path, replace: bool = True) -> Iterator[_HashingFile]:
-    """Write ``dest`` through a private temporary file renamed into place on success.
-
-    With ``replace=False`` an existing ``dest`` is never touched: ``FileExistsError``.
-    """
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            sink = _HashingFile(raw)
-            yield sink
-            raw.flush()
-            os.fsync(raw.fileno())
-        if replace:
-            os.replace(tmp, dest)
-        else:
-            os.link(tmp, dest)  # unlike a rename, fails when dest exists, atomically
-            tmp.unlink()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(dest: Path, data: Mapping[str, Any]) -> str:
-    """Write ``data`` as indented JSON, atomically and 0600; return its sha256."""
-    with _atomic(dest) as out:
-        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return out.sha256.hexdigest()
-
-
 def write_csv(dest: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     """Write ``rows`` as CSV with cells safe for spreadsheets, atomically and 0600."""
-    with _atomic(dest) as out:
+    with atomic_writer(dest) as out:
         table = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
         table.writeheader()
         for row in rows:
@@ -278,12 +220,12 @@ def write_bundle(
     rows = sum(p.rows for p in parts)
     csv_path, json_path = dest / f"{stem}.csv", dest / f"{stem}.json"
     with ExitStack() as stack:
-        csv_out: _HashingFile | _Discard = _Discard()
-        json_out: _HashingFile | _Discard = _Discard()
+        csv_out: HashingWriter | _Discard = _Discard()
+        json_out: HashingWriter | _Discard = _Discard()
         if "csv" in formats:
-            csv_out = stack.enter_context(_atomic(csv_path, replace))
+            csv_out = stack.enter_context(atomic_writer(csv_path, replace=replace))
         if "json" in formats:
-            json_out = stack.enter_context(_atomic(json_path, replace))
+            json_out = stack.enter_context(atomic_writer(json_path, replace=replace))
         table = csv.writer(csv_out, lineterminator="\r\n")
         table.writerow(COLUMNS)
         head = json.dumps(dict(header), indent=2, ensure_ascii=False).replace("\n", "\n  ")
@@ -302,9 +244,9 @@ def write_bundle(
                     json_out.write(chunk)
                 separator = _ROW_BREAK
         json_out.write("\n  ]" if rows else "]")
-        uploads_out: _HashingFile | None = None
+        uploads_out: HashingWriter | None = None
         if uploads and "csv" in formats:
-            uploads_out = stack.enter_context(_atomic(dest / uploads_name, replace))
+            uploads_out = stack.enter_context(atomic_writer(dest / uploads_name, replace=replace))
             slots = csv.DictWriter(uploads_out, fieldnames=list(uploads[0]), lineterminator="\r\n")
             slots.writeheader()
             for upload in uploads:
