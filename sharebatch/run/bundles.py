@@ -1,4 +1,4 @@
-"""Writing link bundles: streaming, deterministic, atomic and private.
+"""The bundle format: part files, joining them into bundles, CSV cells, the columns.
 
 Links are bearer secrets, so every file is created 0600 and every folder 0700. Rows reach the
 disk as they are signed, into one *part* file per (route, prefix) under the run's staging
@@ -13,8 +13,6 @@ import csv
 import hashlib
 import json
 import os
-import re
-import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,10 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sharebatch.errors import SharebatchError, UsageError
 from sharebatch.files import HashingWriter, atomic_writer, private_dir
 from sharebatch.models import Link
-from sharebatch.run.lock import RunLock
 from sharebatch.times import iso
 from sharebatch.visible import escaped, unescaped
 
@@ -40,9 +36,6 @@ COLUMNS = (
     "expires_at",
     "url",
 )
-STAGING = ".staging"
-# Job names and recipient ids are slugs (manifest rules); anything else never names a folder.
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def link_row(link: Link) -> dict[str, Any]:
@@ -270,108 +263,3 @@ def write_bundle(
 
 def _cell(value: object) -> object:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-
-
-class RunFolder:
-    """``OUT/<run-id>/``: created fresh for each run, never reused."""
-
-    def __init__(self, out: Path, run_id: str) -> None:
-        self.out = out
-        self.path = out / run_id
-        self.staging = self.path / STAGING
-        self.lock: RunLock | None = None
-
-    @classmethod
-    def create(cls, out: Path, run_id: str) -> RunFolder:
-        folder = cls(out, run_id)
-        try:
-            if not out.exists():
-                private_dir(out)
-            # mkdir, never exist_ok: an existing folder, or a symbolic link in its place, is
-            # refused rather than written through.
-            folder.path.mkdir(mode=0o700)
-            folder.path.chmod(0o700)
-            private_dir(folder.staging)
-        except FileExistsError:
-            raise UsageError(
-                f"run folder {folder.path} already exists; a run never overwrites another"
-            ) from None
-        except OSError as exc:
-            raise UsageError(f"cannot create the run folder under {out}: {exc.strerror}") from None
-        return folder
-
-    @classmethod
-    def create_locked(cls, out: Path, run_id: str) -> RunFolder:
-        """``create``, holding ``out``'s run lock first (``RunLocked`` if another run has it).
-
-        The lock is held until ``release``: the caller releases it when the run has ended.
-        """
-        try:
-            if not out.exists():
-                private_dir(out)
-        except OSError as exc:
-            raise UsageError(f"cannot create the output folder {out}: {exc.strerror}") from None
-        lock = RunLock.acquire(out, run_id)
-        try:
-            folder = cls.create(out, run_id)
-        except BaseException:
-            lock.release()
-            raise
-        folder.lock = lock
-        return folder
-
-    def release(self) -> None:
-        """Let the next run on ``out`` start (process exit does it as well)."""
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-
-    @property
-    def audit_path(self) -> Path:
-        return self.path / "audit.jsonl"
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / "summary.json"
-
-    def bundle_dir(self, job: str, recipient: str) -> Path:
-        """``<run>/<job>/<recipient>/``, created 0700; never outside the run folder.
-
-        The manifest already restricts both names; this refuses anything but a plain folder
-        name again, and refuses to write through a symbolic link found in the run folder.
-        """
-        for name in (job, recipient):
-            if not _FOLDER_NAME.fullmatch(name):
-                raise SharebatchError(f"{name!r} cannot name a folder of a run")
-        dest = self.path
-        for name in (job, recipient):
-            dest = dest / name
-            try:
-                dest.mkdir(mode=0o700)
-            except FileExistsError:
-                if dest.is_symlink() or not dest.is_dir():
-                    raise SharebatchError(
-                        f"{dest} is not a folder this run made (a symbolic link?);"
-                        " refusing to write through it"
-                    ) from None
-        return dest
-
-    def discard_outputs(self) -> list[Path]:
-        """Remove what a run that did not finish wrote besides its audit log and summary."""
-        removed = []
-        for child in sorted(self.path.iterdir()):
-            if child.name in (self.audit_path.name, self.summary_path.name, STAGING):
-                continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-            removed.append(child)
-        return removed
-
-    def part(self, route: int, position: int, segment: int = 0, *, csv: bool = True) -> PartFile:
-        name = f"{route:06d}-{position:06d}-{segment:06d}.jsonl"
-        return PartFile(self.staging / name, csv=csv)
-
-    def discard_staging(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from sharebatch.audit import emit_many, get_logger, url_digest
 from sharebatch.errors import SharebatchError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
-from sharebatch.run.bundles import PartFile, RunFolder
+from sharebatch.run.bundles import PartFile
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable

@@ -23,7 +23,8 @@ from typing import Any
 
 from sharebatch.audit import get_logger
 from sharebatch.files import atomic_writer
-from sharebatch.run.bundles import RunFolder, WrittenFile
+from sharebatch.run.bundles import WrittenFile
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import UNLINKABLE_LISTED, Staged
 from sharebatch.run.plan import Plan
 from sharebatch.run.report import build_report

@@ -28,7 +28,8 @@ from sharebatch.files import write_json
 from sharebatch.manifest.load import Grant, load_manifest
 from sharebatch.models import BucketTarget, Credentials, RunSummary
 from sharebatch.run import signals as _signals
-from sharebatch.run.bundles import RunFolder, write_bundle
+from sharebatch.run.bundles import write_bundle
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import Staged, first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback

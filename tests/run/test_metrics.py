@@ -21,7 +21,7 @@ from sharebatch.cli.view import RunView
 from sharebatch.errors import Interrupted, RunLocked, SharebatchError
 from sharebatch.files import HashingWriter
 from sharebatch.run import metrics
-from sharebatch.run.lock import RunLock
+from sharebatch.run.folder import RunLock
 from tests.support.prometheus import gauge, parse_exposition
 from tests.support.s3 import S3, write_manifest
 
