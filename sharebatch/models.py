@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+MAX_EXPIRES_IN = 604_800
+"""Seven days, in seconds: SigV4 refuses presigned URLs valid for longer."""
+
 AddressingStyle = Literal["auto", "virtual", "path"]
 ShortCredentials = Literal["fail", "clamp", "warn"]
 """What to do when links would outlive the temporary credentials that sign them."""

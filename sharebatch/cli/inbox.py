@@ -19,7 +19,7 @@ from sharebatch.cli.app import (
     setup_logging,
 )
 from sharebatch.lifecycle.inbox import Inbox, read_inbox, write_inbox_csv
-from sharebatch.run.bundles import iso
+from sharebatch.times import iso
 from sharebatch.units import counted
 from sharebatch.visible import visible
 

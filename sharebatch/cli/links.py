@@ -29,7 +29,8 @@ from sharebatch.errors import UsageError
 from sharebatch.lifecycle.inspect import inspect as inspect_links
 from sharebatch.lifecycle.renew import RenewReport, renew_bundles
 from sharebatch.lifecycle.verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
-from sharebatch.manifest.periods import MAX_EXPIRY_SECONDS, parse_duration
+from sharebatch.manifest.periods import parse_duration
+from sharebatch.models import MAX_EXPIRES_IN
 from sharebatch.units import counted
 from sharebatch.visible import visible
 
@@ -50,7 +51,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 INSPECT_WITHIN_MAX = 366 * 86400
 
 
-def _within(value: str | None, maximum: int = MAX_EXPIRY_SECONDS) -> timedelta:
+def _within(value: str | None, maximum: int = MAX_EXPIRES_IN) -> timedelta:
     if value is None:
         return timedelta(0)
     try:

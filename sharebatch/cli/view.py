@@ -36,6 +36,7 @@ from sharebatch.errors import Interrupted, RunCrashed, RunLocked, SharebatchErro
 from sharebatch.models import RunSummary
 from sharebatch.run.metrics import RunMetrics, check_metrics_path, write_metrics
 from sharebatch.run.progress import JobProgress, ProgressCallback
+from sharebatch.times import parse_iso
 from sharebatch.units import counted, human_size
 from sharebatch.visible import visible
 
@@ -186,7 +187,7 @@ class RunView:
                 links=int(totals["links"]),
                 bytes=int(totals["bytes"]),
                 failures=int(totals["failures"]),
-                earliest_expiry=_moment(expiry) if expiry else None,
+                earliest_expiry=parse_iso(expiry) if expiry else None,
             )
 
     def _write(self, status: str, exit_code: int, **figures: Any) -> None:
@@ -229,7 +230,3 @@ class RunView:
         if self._verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
             # For a bug report; without --verbose the error line says what happened.
             traceback.print_exception(exc.__cause__, file=sys.stderr)
-
-
-def _moment(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sharebatch.errors import CredentialsError
-from sharebatch.manifest.load import MAX_EXPIRY_SECONDS, Grant, Manifest, load_manifest
-from sharebatch.models import Answer, BucketTarget, Credentials
-from sharebatch.run.bundles import iso
+from sharebatch.manifest.load import Grant, Manifest, load_manifest
+from sharebatch.models import MAX_EXPIRES_IN, Answer, BucketTarget, Credentials
 from sharebatch.run.plan import build_plan
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso
 
 Status = Literal["OK", "WARN", "FAIL"]
 _RANK: dict[Status, int] = {"OK": 0, "WARN": 1, "FAIL": 2}
@@ -374,10 +374,10 @@ def _lifetime_checks(
     expiry: datetime | None,
     now: datetime,
 ) -> list[Check]:
-    limit = _duration(MAX_EXPIRY_SECONDS)
+    limit = _duration(MAX_EXPIRES_IN)
     checks = []
     for job, (seconds, policy) in longest.items():
-        if seconds > MAX_EXPIRY_SECONDS:
+        if seconds > MAX_EXPIRES_IN:
             text = f"{what} live up to {_duration(seconds)}, beyond the SigV4 limit of {limit}"
             checks.append(Check("FAIL", name, job, text))
             continue

@@ -20,8 +20,9 @@ from sharebatch.audit import get_logger
 from sharebatch.errors import S3ListingError, SharebatchError, UsageError
 from sharebatch.manifest.load import Grant, load_manifest
 from sharebatch.models import BucketTarget, ObjectRef, UploadSlot
-from sharebatch.run.bundles import iso, write_csv
+from sharebatch.run.bundles import write_csv
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso
 
 log = get_logger()
 

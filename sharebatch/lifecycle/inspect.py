@@ -23,8 +23,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sharebatch.audit import url_digest
 from sharebatch.errors import LinkError
-from sharebatch.run.bundles import COLUMNS, csv_value, iso
-from sharebatch.run.sign import MAX_EXPIRES_IN
+from sharebatch.models import MAX_EXPIRES_IN
+from sharebatch.run.bundles import COLUMNS, csv_value
+from sharebatch.times import iso, parse_iso
 from sharebatch.visible import HIDDEN, visible
 
 Status = Literal["VALID", "EXPIRING", "EXPIRED", "INVALID"]
@@ -315,11 +316,9 @@ def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
         if not isinstance(item.get(name, {}), dict):
             raise LinkError(f"{where}: {name}: expected an object")
     try:
-        moment = datetime.fromisoformat(str(item.get("expires_at")).replace("Z", "+00:00"))
+        parse_iso(str(item.get("expires_at")))
     except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() is None:
-        raise LinkError(f"{where}: expires_at: not a moment with a time zone")
+        raise LinkError(f"{where}: expires_at: not a moment with a time zone") from None
     return item
 
 
@@ -357,12 +356,9 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
     def moment(name: str) -> datetime:
         value = text(name)
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise LinkError(f"{where}: {name}: {value!r} is not a moment") from None
-        if parsed.utcoffset() is None:
-            raise LinkError(f"{where}: {name}: {value!r} has no time zone")
-        return parsed.astimezone(UTC)
+            return parse_iso(value)
+        except ValueError as exc:
+            raise LinkError(f"{where}: {name}: {exc}") from None
 
     try:
         size = int(text("size"))

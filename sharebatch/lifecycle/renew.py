@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
 from sharebatch.errors import LinkError
+from sharebatch.files import private_dir
 from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
@@ -53,10 +54,11 @@ from sharebatch.models import (
     ShortCredentials,
     UploadSlot,
 )
-from sharebatch.run.bundles import PartFile, iso, private_dir, write_bundle
+from sharebatch.run.bundles import PartFile, write_bundle
 from sharebatch.run.sign import Signer, check_lifetimes, credential_kind, credential_limit
 from sharebatch.run.slots import issue_slot, upload_row
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso, parse_iso
 from sharebatch.visible import visible
 
 log = get_logger()
@@ -313,8 +315,7 @@ def _load(path: str | Path, records: _Records) -> _Source:
         raise LinkError(f"{where}: on_short_credentials: {policy!r} is not fail, clamp or warn")
     try:
         if "expires_at" in expiry:
-            at = datetime.fromisoformat(str(expiry["expires_at"]).replace("Z", "+00:00"))
-            parsed = Expiry(at=at.astimezone(UTC))
+            parsed = Expiry(at=parse_iso(str(expiry["expires_at"])))
         else:
             parsed = Expiry(seconds=int(expiry["expires_in"]))
         bucket = BucketTarget(
@@ -345,7 +346,7 @@ def _end(source: _Source, row: BundleRow) -> datetime:
 
 
 def _upload_end(upload: Mapping[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(upload["expires_at"]).replace("Z", "+00:00"))
+    return parse_iso(str(upload["expires_at"]))
 
 
 def _params(url: str) -> dict[str, str]:

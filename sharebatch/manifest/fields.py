@@ -23,8 +23,6 @@ from sharebatch.errors import TemplateError
 from sharebatch.manifest.periods import (
     DATE_RE,
     DURATION_HINT,
-    MAX_EXPIRY_SECONDS,
-    iso,
     parse_duration,
     parse_moment,
 )
@@ -32,6 +30,8 @@ from sharebatch.manifest.periods import VARIABLES as PERIOD_VARIABLES
 from sharebatch.manifest.source import describe, show
 from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render_object
 from sharebatch.manifest.templates import unknown_message as unknown_variable
+from sharebatch.models import MAX_EXPIRES_IN
+from sharebatch.times import iso
 from sharebatch.visible import HIDDEN
 
 MAX_PREFIX_BYTES = 1024  # S3's limit on a key, and so on any useful prefix.
@@ -174,7 +174,7 @@ def _expires_at_field(value: object, info: ValidationInfo) -> datetime:
     if isinstance(now, datetime):
         if moment <= now:
             raise ValueError(f"{iso(moment)} is in the past (the run is at {iso(now)})")
-        if (moment - now).total_seconds() > MAX_EXPIRY_SECONDS:
+        if (moment - now).total_seconds() > MAX_EXPIRES_IN:
             raise ValueError(
                 f"{iso(moment)} is more than 7 days after the run ({iso(now)});"
                 " presigned URLs live at most 7 days"

@@ -49,7 +49,7 @@ from sharebatch.manifest.fields import (
     Region,
     parse_size,
 )
-from sharebatch.manifest.periods import MAX_EXPIRY_SECONDS, parse_duration
+from sharebatch.manifest.periods import parse_duration
 from sharebatch.manifest.resolve import RawFilters, RawModel, RawSettings, Resolver
 from sharebatch.manifest.source import (
     IssueCollector,
@@ -63,7 +63,6 @@ from sharebatch.manifest.upload import RawUpload, check_overlaps
 from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials, UploadSlot
 
 __all__ = [
-    "MAX_EXPIRY_SECONDS",
     "Grant",
     "Job",
     "Manifest",

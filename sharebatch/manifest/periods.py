@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal, get_args
 
 from sharebatch.manifest.source import show
+from sharebatch.models import MAX_EXPIRES_IN
 
 PeriodKind = Literal["quarter", "month", "year"]
 PERIOD_KINDS: tuple[PeriodKind, ...] = get_args(PeriodKind)
@@ -39,7 +40,6 @@ VARIABLES: tuple[str, ...] = (
 )
 """The names ``variables`` returns, in the order messages list them."""
 
-MAX_EXPIRY_SECONDS = 604_800  # SigV4 presigned URLs cannot outlive 7 days.
 DURATION_HINT = "use e.g. 30m, 72h, 7d or P7D"
 _UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _COMPACT_RE = re.compile(r"(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
@@ -113,11 +113,6 @@ def variables(period: Period, as_of: date) -> dict[str, str]:
     }
 
 
-def iso(moment: datetime) -> str:
-    """A moment in UTC as people write it: ``2026-10-01T00:00:00Z``."""
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def parse_moment(value: date | str) -> datetime:
     """A date (midnight UTC) or a date and time with a zone, as an aware UTC ``datetime``.
 
@@ -144,7 +139,7 @@ def parse_moment(value: date | str) -> datetime:
     return value.astimezone(UTC)
 
 
-def parse_duration(value: str | int, maximum: int = MAX_EXPIRY_SECONDS) -> int:
+def parse_duration(value: str | int, maximum: int = MAX_EXPIRES_IN) -> int:
     """Seconds in ``value``: ``90``, ``"90"``, ``30m``, ``1d12h``, ``1w``, ``P7D``, ``PT12H``.
 
     The result is between 1 and ``maximum`` (a link's lifetime unless said otherwise); anything
@@ -167,7 +162,7 @@ def parse_duration(value: str | int, maximum: int = MAX_EXPIRY_SECONDS) -> int:
         limit = "the 7-day limit for presigned URLs"
         raise ValueError(
             f"{shown} is longer than "
-            + (limit if maximum == MAX_EXPIRY_SECONDS else f"{maximum // 86400} days")
+            + (limit if maximum == MAX_EXPIRES_IN else f"{maximum // 86400} days")
         )
     return seconds
 

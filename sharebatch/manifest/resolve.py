@@ -35,11 +35,12 @@ from sharebatch.manifest.fields import (
     check_output_dir,
     check_prefix,
 )
-from sharebatch.manifest.periods import PeriodKind, iso, parse_moment, previous_period, variables
+from sharebatch.manifest.periods import PeriodKind, parse_moment, previous_period, variables
 from sharebatch.manifest.source import IssueCollector, PathKey, format_path, show
 from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render
 from sharebatch.manifest.upload import OFF, UPLOAD_FIELDS, RawUpload, UploadSetting, resolve_slot
 from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials
+from sharebatch.times import iso
 from sharebatch.units import counted
 
 _SETTING = "Set in defaults, on a job or on a recipient; the most specific wins."

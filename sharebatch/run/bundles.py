@@ -1,32 +1,28 @@
-"""Writing link bundles: streaming, deterministic, atomic and private.
+"""The bundle format: part files, joining them into bundles, CSV cells, the columns.
 
 Links are bearer secrets, so every file is created 0600 and every folder 0700. Rows reach the
 disk as they are signed, into one *part* file per (route, prefix) under the run's staging
 folder; when a route's prefixes have all been listed, its parts are joined in manifest order
-into ``links.csv`` and ``links.json`` through temporary files renamed into place. Memory never
-holds more than one page of links, and no reader ever sees a half-written bundle.
+into ``links.csv`` and ``links.json`` through ``files.atomic_writer``. Memory never holds
+more than one page of links, and no reader ever sees a half-written bundle.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import os
-import re
-import secrets
-import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.files import HashingWriter, atomic_writer, private_dir
 from sharebatch.models import Link
-from sharebatch.run.lock import RunLock
+from sharebatch.times import iso
 from sharebatch.visible import escaped, unescaped
 
 COLUMNS = (
@@ -40,16 +36,6 @@ COLUMNS = (
     "expires_at",
     "url",
 )
-STAGING = ".staging"
-# Job names and recipient ids are slugs (manifest rules); anything else never names a folder.
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-@functools.lru_cache(maxsize=1024)
-def iso(moment: datetime) -> str:
-    """UTC timestamps as bundles write them: second precision, ``Z`` suffix."""
-    # Cached: a batch of links shares its expiry, and objects written together their time.
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def link_row(link: Link) -> dict[str, Any]:
@@ -97,67 +83,9 @@ def csv_value(cell: str) -> str:
     return unescaped(cell[1:] if cell.startswith("'") else cell)
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` and its missing parents as 0700 (whatever the umask); return it."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-        folder.chmod(0o700)
-    return path
-
-
-class _HashingFile:
-    """Text sink that encodes, hashes and writes, so a bundle's sha256 costs no re-read."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-
-    def write(self, text: str) -> int:
-        data = text.encode("utf-8")
-        self.sha256.update(data)
-        self._raw.write(data)
-        return len(text)
-
-
-@contextmanager
-def _atomic(dest: Path, replace: bool = True) -> Iterator[_HashingFile]:
-    """Write ``dest`` through a private temporary file renamed into place on success.
-
-    With ``replace=False`` an existing ``dest`` is never touched: ``FileExistsError``.
-    """
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            sink = _HashingFile(raw)
-            yield sink
-            raw.flush()
-            os.fsync(raw.fileno())
-        if replace:
-            os.replace(tmp, dest)
-        else:
-            os.link(tmp, dest)  # unlike a rename, fails when dest exists, atomically
-            tmp.unlink()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(dest: Path, data: Mapping[str, Any]) -> str:
-    """Write ``data`` as indented JSON, atomically and 0600; return its sha256."""
-    with _atomic(dest) as out:
-        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return out.sha256.hexdigest()
-
-
 def write_csv(dest: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     """Write ``rows`` as CSV with cells safe for spreadsheets, atomically and 0600."""
-    with _atomic(dest) as out:
+    with atomic_writer(dest) as out:
         table = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
         table.writeheader()
         for row in rows:
@@ -285,12 +213,12 @@ def write_bundle(
     rows = sum(p.rows for p in parts)
     csv_path, json_path = dest / f"{stem}.csv", dest / f"{stem}.json"
     with ExitStack() as stack:
-        csv_out: _HashingFile | _Discard = _Discard()
-        json_out: _HashingFile | _Discard = _Discard()
+        csv_out: HashingWriter | _Discard = _Discard()
+        json_out: HashingWriter | _Discard = _Discard()
         if "csv" in formats:
-            csv_out = stack.enter_context(_atomic(csv_path, replace))
+            csv_out = stack.enter_context(atomic_writer(csv_path, replace=replace))
         if "json" in formats:
-            json_out = stack.enter_context(_atomic(json_path, replace))
+            json_out = stack.enter_context(atomic_writer(json_path, replace=replace))
         table = csv.writer(csv_out, lineterminator="\r\n")
         table.writerow(COLUMNS)
         head = json.dumps(dict(header), indent=2, ensure_ascii=False).replace("\n", "\n  ")
@@ -309,9 +237,9 @@ def write_bundle(
                     json_out.write(chunk)
                 separator = _ROW_BREAK
         json_out.write("\n  ]" if rows else "]")
-        uploads_out: _HashingFile | None = None
+        uploads_out: HashingWriter | None = None
         if uploads and "csv" in formats:
-            uploads_out = stack.enter_context(_atomic(dest / uploads_name, replace))
+            uploads_out = stack.enter_context(atomic_writer(dest / uploads_name, replace=replace))
             slots = csv.DictWriter(uploads_out, fieldnames=list(uploads[0]), lineterminator="\r\n")
             slots.writeheader()
             for upload in uploads:
@@ -335,108 +263,3 @@ def write_bundle(
 
 def _cell(value: object) -> object:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value
-
-
-class RunFolder:
-    """``OUT/<run-id>/``: created fresh for each run, never reused."""
-
-    def __init__(self, out: Path, run_id: str) -> None:
-        self.out = out
-        self.path = out / run_id
-        self.staging = self.path / STAGING
-        self.lock: RunLock | None = None
-
-    @classmethod
-    def create(cls, out: Path, run_id: str) -> RunFolder:
-        folder = cls(out, run_id)
-        try:
-            if not out.exists():
-                private_dir(out)
-            # mkdir, never exist_ok: an existing folder, or a symbolic link in its place, is
-            # refused rather than written through.
-            folder.path.mkdir(mode=0o700)
-            folder.path.chmod(0o700)
-            private_dir(folder.staging)
-        except FileExistsError:
-            raise UsageError(
-                f"run folder {folder.path} already exists; a run never overwrites another"
-            ) from None
-        except OSError as exc:
-            raise UsageError(f"cannot create the run folder under {out}: {exc.strerror}") from None
-        return folder
-
-    @classmethod
-    def create_locked(cls, out: Path, run_id: str) -> RunFolder:
-        """``create``, holding ``out``'s run lock first (``RunLocked`` if another run has it).
-
-        The lock is held until ``release``: the caller releases it when the run has ended.
-        """
-        try:
-            if not out.exists():
-                private_dir(out)
-        except OSError as exc:
-            raise UsageError(f"cannot create the output folder {out}: {exc.strerror}") from None
-        lock = RunLock.acquire(out, run_id)
-        try:
-            folder = cls.create(out, run_id)
-        except BaseException:
-            lock.release()
-            raise
-        folder.lock = lock
-        return folder
-
-    def release(self) -> None:
-        """Let the next run on ``out`` start (process exit does it as well)."""
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-
-    @property
-    def audit_path(self) -> Path:
-        return self.path / "audit.jsonl"
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / "summary.json"
-
-    def bundle_dir(self, job: str, recipient: str) -> Path:
-        """``<run>/<job>/<recipient>/``, created 0700; never outside the run folder.
-
-        The manifest already restricts both names; this refuses anything but a plain folder
-        name again, and refuses to write through a symbolic link found in the run folder.
-        """
-        for name in (job, recipient):
-            if not _FOLDER_NAME.fullmatch(name):
-                raise SharebatchError(f"{name!r} cannot name a folder of a run")
-        dest = self.path
-        for name in (job, recipient):
-            dest = dest / name
-            try:
-                dest.mkdir(mode=0o700)
-            except FileExistsError:
-                if dest.is_symlink() or not dest.is_dir():
-                    raise SharebatchError(
-                        f"{dest} is not a folder this run made (a symbolic link?);"
-                        " refusing to write through it"
-                    ) from None
-        return dest
-
-    def discard_outputs(self) -> list[Path]:
-        """Remove what a run that did not finish wrote besides its audit log and summary."""
-        removed = []
-        for child in sorted(self.path.iterdir()):
-            if child.name in (self.audit_path.name, self.summary_path.name, STAGING):
-                continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-            removed.append(child)
-        return removed
-
-    def part(self, route: int, position: int, segment: int = 0, *, csv: bool = True) -> PartFile:
-        name = f"{route:06d}-{position:06d}-{segment:06d}.jsonl"
-        return PartFile(self.staging / name, csv=csv)
-
-    def discard_staging(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)

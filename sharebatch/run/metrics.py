@@ -11,14 +11,13 @@ textfile-collector file, because node_exporter usually runs as another user.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sharebatch.errors import SharebatchError, UsageError
+from sharebatch.files import atomic_writer
 
 STATUSES = ("ok", "partial", "failed", "denied", "interrupted", "error")
 """Values of the ``status`` label: a run's status, or ``error`` when it stopped early."""
@@ -105,19 +104,10 @@ def write_metrics(path: Path, run: RunMetrics) -> None:
     A disk that refuses it (full, read-only) is a ``SharebatchError`` naming the file: exit 1,
     since monitoring will not see this run.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(render_metrics(run))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # whatever the umask: node_exporter runs as another user
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # 0644 whatever the umask: node_exporter runs as another user.
+        with atomic_writer(path, mode=0o644) as out:
+            out.write(render_metrics(run))
     except OSError as exc:
         raise SharebatchError(
             f"cannot write the metrics file {path}: {exc.strerror or exc}"

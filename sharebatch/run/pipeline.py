@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from sharebatch.audit import emit_many, get_logger, url_digest
 from sharebatch.errors import S3ListingError, SharebatchError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
-from sharebatch.run.bundles import PartFile, RunFolder, iso
+from sharebatch.run.bundles import PartFile
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
 from sharebatch.run.sign import Signer, credential_limit
 from sharebatch.s3.gateway import Level, S3Gateway
+from sharebatch.times import iso
 
 log = get_logger()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sharebatch.manifest.load import Grant, Manifest
 from sharebatch.models import BucketTarget
+from sharebatch.times import iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,6 @@ def merged_prefixes(route: Route) -> list[dict[str, str]]:
     return [{"prefix": prefix, "into": into} for prefix, into in route.merged]
 
 
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def describe(plan: Plan) -> dict[str, Any]:
     """The resolved plan as plain data: what ``sharebatch validate`` shows."""
     manifest = plan.manifest
@@ -115,7 +112,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         grant = route.grant
         expiry = grant.expiry
         filters = {
-            name: _utc(value) if isinstance(value, datetime) else value
+            name: iso(value) if isinstance(value, datetime) else value
             for name, value in asdict(grant.filters).items()
             if value not in (None, ())
         }
@@ -130,7 +127,7 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "prefixes": list(route.prefixes),
                 "merged_prefixes": merged_prefixes(route),
                 "expires_in": expiry.seconds,
-                "expires_at": _utc(expiry.at) if expiry.at else None,
+                "expires_at": iso(expiry.at) if expiry.at else None,
                 "filters": filters,
                 "download_name": grant.download_name,
                 "content_type": grant.content_type,

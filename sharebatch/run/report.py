@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sharebatch.run.bundles import iso
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan, merged_prefixes
+from sharebatch.times import iso
 
 # When S3 denied every prefix the credentials lack access (exit 3), rather than some prefixes
 # being broken (exit 1).

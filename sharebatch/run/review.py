@@ -22,7 +22,9 @@ from html import escape
 from typing import Any
 
 from sharebatch.audit import get_logger
-from sharebatch.run.bundles import RunFolder, WrittenFile, _atomic
+from sharebatch.files import atomic_writer
+from sharebatch.run.bundles import WrittenFile
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import UNLINKABLE_LISTED, Staged
 from sharebatch.run.plan import Plan
 from sharebatch.run.report import build_report
@@ -330,7 +332,7 @@ def write_review(
                     yield route.job, route.recipient, row
 
     path = folder.path / "index.html"
-    with _atomic(path) as out:
+    with atomic_writer(path) as out:
         for chunk in _header(report):
             out.write(chunk)
         for chunk in _recipients(report, people):

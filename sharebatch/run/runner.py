@@ -24,10 +24,12 @@ from sharebatch import __version__
 from sharebatch.audit import audit_file, get_logger, scrubbed
 from sharebatch.audit import flush as audit_flush
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
+from sharebatch.files import write_json
 from sharebatch.manifest.load import Grant, load_manifest
 from sharebatch.models import BucketTarget, Credentials, RunSummary
 from sharebatch.run import signals as _signals
-from sharebatch.run.bundles import RunFolder, iso, write_bundle, write_json
+from sharebatch.run.bundles import write_bundle
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import Staged, first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
@@ -36,6 +38,7 @@ from sharebatch.run.review import write_review
 from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
 from sharebatch.run.slots import Uploads, slot_lifetimes, upload_row
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso
 from sharebatch.visible import visible
 
 log = get_logger()

@@ -20,11 +20,17 @@ from urllib.parse import quote
 
 from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.manifest.templates import render_object
-from sharebatch.models import Credentials, Expiry, Link, ObjectRef, Presigner, ShortCredentials
+from sharebatch.models import (
+    MAX_EXPIRES_IN,
+    Credentials,
+    Expiry,
+    Link,
+    ObjectRef,
+    Presigner,
+    ShortCredentials,
+)
+from sharebatch.times import iso
 from sharebatch.visible import without_hidden
-
-MAX_EXPIRES_IN = 604_800
-"""SigV4 refuses presigned URLs valid for longer than 7 days."""
 
 # RFC 5987 attr-char: what may stand unencoded in filename*=UTF-8''...
 _ATTR_CHARS = string.ascii_letters + string.digits + "!#$&+-.^_`|~"
@@ -154,7 +160,7 @@ def check_lifetimes(
     source = credentials.method
     if end <= now:
         raise CredentialsError(
-            f"the temporary credentials from {source} expired at {_iso(end)}; "
+            f"the temporary credentials from {source} expired at {iso(end)}; "
             "no link signed with them would work"
         )
     found = [
@@ -170,15 +176,11 @@ def check_lifetimes(
         more = f" (and {others} more recipients)" if others else ""
         raise CredentialsError(
             f"job {first.job}, recipient {first.recipient}{more}: {first.what} would work until "
-            f"{_iso(first.links_end)}, but the temporary credentials signing them (source "
-            f"{source}) expire at {_iso(end)}; nothing was issued. Use longer-lived "
+            f"{iso(first.links_end)}, but the temporary credentials signing them (source "
+            f"{source}) expire at {iso(end)}; nothing was issued. Use longer-lived "
             "credentials or a shorter expiry, or set on_short_credentials: clamp or warn"
         )
     return found
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # A presigner stamps its own second: when that second ticks between computing a validity and
@@ -239,7 +241,7 @@ class Lifetime:
         assert limit is not None
         return (
             f"job {self._job}: the temporary credentials from {limit.source} expired at "
-            f"{_iso(limit.expiry)} during the run; nothing signed now would work"
+            f"{iso(limit.expiry)} during the run; nothing signed now would work"
         )
 
     def sign(
@@ -271,8 +273,8 @@ class Lifetime:
             if limit.policy == "fail":
                 raise CredentialsError(
                     f"job {self._job}, recipient {recipient}: {self._what} signed now would work "
-                    f"until {_iso(expires_at)}, but the temporary credentials signing it "
-                    f"(source {limit.source}) expire at {_iso(limit.expiry)}; the run stops"
+                    f"until {iso(expires_at)}, but the temporary credentials signing it "
+                    f"(source {limit.source}) expire at {iso(limit.expiry)}; the run stops"
                 )
             expires_at = limit.expiry  # warn: it dies with the credentials
         return signed, signed_at, expires_at

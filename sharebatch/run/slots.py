@@ -37,7 +37,6 @@ from sharebatch.models import (
     UploadLink,
     UploadSlot,
 )
-from sharebatch.run.bundles import iso
 from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import (
     CredentialLimit,
@@ -47,6 +46,7 @@ from sharebatch.run.sign import (
     signed_window,
 )
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso
 
 log = get_logger()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sharebatch.models import Credentials
+from sharebatch.models import MAX_EXPIRES_IN, Credentials
 
 __all__ = [
     "QUERY_TABLE",
@@ -64,7 +64,6 @@ _GET_QUERY = {
 }
 # botocore drops this one content type from presigned requests (SigV4QueryAuth).
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
-MAX_EXPIRES_IN = 604_800
 
 # Settings that change botocore's S3 endpoint or signing when set in the environment or in
 # the profile; botocore would also read them, so their presence means "use botocore".

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from sharebatch import audit
 from sharebatch.cli import app
 from sharebatch.run import runner
-from sharebatch.run.lock import LOCK_NAME, RunLock
+from sharebatch.run.folder import LOCK_NAME, RunLock
 from tests.support.prometheus import gauge, parse_exposition
 from tests.support.s3 import S3, write_manifest
 

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.errors import SharebatchError
-from sharebatch.run.bundles import RunFolder, csv_cell
-from sharebatch.run.lock import LOCK_NAME
+from sharebatch.run.bundles import csv_cell
+from sharebatch.run.folder import LOCK_NAME, RunFolder
 from tests.support.s3 import S3, fetch, write_manifest
 
 

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from sharebatch.run.lock import LOCK_NAME
+from sharebatch.run.folder import LOCK_NAME
 from tests.support.s3 import S3, SECRET_KEY, write_manifest
 from tests.support.secretsguard import Recorder, find_leaks, scan_tree
 

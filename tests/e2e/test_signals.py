@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from sharebatch import Interrupted
 from sharebatch.cli import app
 from sharebatch.run import runner
-from sharebatch.run.lock import LOCK_NAME
+from sharebatch.run.folder import LOCK_NAME
 from tests.support.faultproxy import FaultProxy
 from tests.support.held_run import BUCKET, FILES, MANIFEST, held_s3, start_run
 from tests.support.s3 import S3, fetch, write_manifest

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from sharebatch.manifest import load as manifest
 from sharebatch.manifest.periods import (
-    MAX_EXPIRY_SECONDS,
     PERIOD_KINDS,
     VARIABLES,
     Period,
@@ -22,6 +21,7 @@ from sharebatch.manifest.periods import (
     previous_period,
     variables,
 )
+from sharebatch.models import MAX_EXPIRES_IN
 
 # --- periods --------------------------------------------------------------------------------
 
@@ -235,7 +235,7 @@ def test_parse_duration_rejects_with_a_human_message(value: str | int, message: 
 def duration_parts(draw: st.DrawFn) -> tuple[int, int, int, int]:
     """Days, hours, minutes, seconds (each unbounded by the others) totalling at most 7 days."""
     days = draw(st.integers(0, 7))
-    left = MAX_EXPIRY_SECONDS - days * 86_400
+    left = MAX_EXPIRES_IN - days * 86_400
     hours = draw(st.integers(0, left // 3_600))
     left -= hours * 3_600
     minutes = draw(st.integers(0, left // 60))
@@ -257,6 +257,9 @@ def test_compact_and_iso_durations_agree(parts: tuple[int, int, int, int]) -> No
 
 
 def test_manifest_reexports_the_duration_parser() -> None:
-    """sharebatch.manifest.parse_duration is this parser, with the same 7-day limit."""
+    """sharebatch.manifest.load.parse_duration is this parser, capped at the one 7-day limit."""
     assert manifest.parse_duration is parse_duration
-    assert manifest.MAX_EXPIRY_SECONDS == MAX_EXPIRY_SECONDS == 604_800
+    assert MAX_EXPIRES_IN == 604_800
+    assert parse_duration(MAX_EXPIRES_IN) == MAX_EXPIRES_IN
+    with pytest.raises(ValueError, match="7-day limit"):
+        parse_duration(MAX_EXPIRES_IN + 1)

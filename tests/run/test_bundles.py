@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from sharebatch.errors import UsageError
+from sharebatch.files import write_json
 from sharebatch.lifecycle.inspect import read_bundle
 from sharebatch.models import Link, ObjectRef
 from sharebatch.run import bundles
-from sharebatch.run.bundles import COLUMNS, PartFile, RunFolder, write_bundle, write_json
+from sharebatch.run.bundles import COLUMNS, PartFile, write_bundle
+from sharebatch.run.folder import RunFolder
 from sharebatch.visible import escaped
 
 WHEN = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from sharebatch import files
 from sharebatch.cli import app
 from sharebatch.cli.app import LogFormat
 from sharebatch.cli.view import RunView
 from sharebatch.errors import Interrupted, RunLocked, SharebatchError
+from sharebatch.files import HashingWriter
 from sharebatch.run import metrics
-from sharebatch.run.lock import RunLock
+from sharebatch.run.folder import RunLock
 from tests.support.prometheus import gauge, parse_exposition
 from tests.support.s3 import S3, write_manifest
 
@@ -100,7 +104,7 @@ def test_metrics_replace_the_old_file_in_one_rename(
         renames.append((Path(src), Path(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(metrics.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     metrics.write_metrics(prom, run)
     [(src, dst)] = renames
     assert dst == prom and src.parent == prom.parent and src.name.endswith(".tmp")
@@ -116,7 +120,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     def full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(SharebatchError, match=f"metrics file {prom}: No space left on device"):
         metrics.write_metrics(prom, metrics.RunMetrics("m", "ok", 0, datetime.now(UTC), 1.0))
     assert prom.read_text() == "old\n"
@@ -132,17 +136,16 @@ def test_metrics_on_a_full_disk_fail_the_command_in_one_line(
     manifest = write_manifest(tmp_path / "m.yml", MANIFEST.split("  - name: other")[0])
     prom = tmp_path / "sharebatch.prom"
 
-    class MetricsDiskFull:
-        """``os`` for metrics.py alone (the run's own disk is fine): fsync finds it full."""
+    real = metrics.atomic_writer
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
-
-        @staticmethod
-        def fsync(fd: int) -> None:
+    @contextmanager
+    def metrics_disk_full(dest: Path, **options: Any) -> Iterator[HashingWriter]:
+        """The metrics file's disk alone is full (the run's own is fine): its write fails."""
+        with real(dest, **options) as out:
+            yield out
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics, "os", MetricsDiskFull())
+    monkeypatch.setattr(metrics, "atomic_writer", metrics_disk_full)
     result = invoke(
         "run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint,
         "--metrics-file", str(prom),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sharebatch.manifest.load import load_manifest
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, Presigner
-from sharebatch.run.bundles import RunFolder
+from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import _in_key_order, stage
 from sharebatch.run.plan import build_plan
 from sharebatch.s3.gateway import Level

@@ -15,9 +15,8 @@ import pytest
 
 from sharebatch import audit
 from sharebatch.errors import SigningError
-from sharebatch.models import BucketTarget, Credentials, Expiry, ObjectRef
+from sharebatch.models import MAX_EXPIRES_IN, BucketTarget, Credentials, Expiry, ObjectRef
 from sharebatch.run.sign import (
-    MAX_EXPIRES_IN,
     Signer,
     content_disposition,
     signed_window,

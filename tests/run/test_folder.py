@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.errors import EXIT_LOCKED
-from sharebatch.run.lock import LOCK_NAME
+from sharebatch.run.folder import LOCK_NAME
 from tests.support.faultproxy import FaultProxy
 from tests.support.held_run import MANIFEST, held_s3, start_run
 from tests.support.s3 import S3, fetch, write_manifest

@@ -1,0 +1,87 @@
+"""Tests for sharebatch.files: files that appear whole or not at all, private by default."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from sharebatch.files import atomic_writer, private_dir, write_json
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+@pytest.mark.parametrize("mode", [0o600, 0o644])
+def test_the_file_gets_exactly_the_mode_asked_for(tmp_path: Path, umask: int, mode: int) -> None:
+    """The mode is the caller's whatever the umask: 0644 is not narrowed, 0600 not widened."""
+    old = os.umask(umask)
+    try:
+        with atomic_writer(tmp_path / "f.txt", mode=mode) as out:
+            out.write("text\n")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "f.txt") == mode
+    assert (tmp_path / "f.txt").read_text() == "text\n"
+
+
+def _write_half_then_fail(dest: Path) -> None:
+    with atomic_writer(dest) as out:
+        out.write("half")
+        raise RuntimeError("disk gone")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    """An error inside the block keeps the previous file whole and removes the temporary."""
+    dest = tmp_path / "summary.json"
+    dest.write_text("old\n")
+    with pytest.raises(RuntimeError, match="disk gone"):
+        _write_half_then_fail(dest)
+    assert dest.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_without_replace_an_existing_file_is_refused(tmp_path: Path) -> None:
+    """replace=False never touches an existing file: FileExistsError, no temporary left."""
+    dest = tmp_path / "links.csv"
+    dest.write_text("first\n")
+    with pytest.raises(FileExistsError), atomic_writer(dest, replace=False) as out:
+        out.write("second\n")
+    assert dest.read_text() == "first\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["links.csv"]
+
+
+def test_a_symbolic_link_in_place_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """The rename replaces a link planted at the destination; the file it named is untouched."""
+    victim = tmp_path / "victim"
+    victim.write_text("mine\n")
+    dest = tmp_path / "summary.json"
+    dest.symlink_to(victim)
+    write_json(dest, {"ok": True})
+    assert victim.read_text() == "mine\n"
+    assert not dest.is_symlink() and json.loads(dest.read_text()) == {"ok": True}
+
+
+def test_write_json_returns_the_digest_of_what_it_wrote(tmp_path: Path) -> None:
+    """The sha256 is of the bytes on disk (computed while writing, not by reading back)."""
+    dest = tmp_path / "summary.json"
+    digest = write_json(dest, {"name": "Zoë"})
+    assert digest == hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert dest.read_text(encoding="utf-8") == '{\n  "name": "Zoë"\n}\n'
+
+
+def test_private_dir_makes_every_missing_folder_0700(tmp_path: Path) -> None:
+    """Missing parents are made 0700 as well, whatever the umask; existing ones are left."""
+    old = os.umask(0)
+    try:
+        made = private_dir(tmp_path / "a" / "b")
+    finally:
+        os.umask(old)
+    assert made == tmp_path / "a" / "b"
+    assert _mode(tmp_path / "a") == _mode(tmp_path / "a" / "b") == 0o700
