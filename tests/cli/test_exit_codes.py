@@ -6,7 +6,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,20 +42,14 @@ jobs:
 _INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
-def _shifted(match: re.Match[str]) -> str:
-    moment = datetime.fromisoformat(match.group().replace("Z", "+00:00"))
-    # Whole seconds, so a shifted instant keeps its width and the fixture its columns.
-    moved = moment + (datetime.now(UTC).replace(microsecond=0) - NOW)
-    return moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _shift(text: str, by: timedelta) -> str:
+    """Every instant in ``text`` moved by ``by``; whole seconds keep each instant's width."""
 
+    def moved(match: re.Match[str]) -> str:
+        moment = datetime.fromisoformat(match.group().replace("Z", "+00:00"))
+        return (moment + by).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-def _on_todays_clock(fixture: Path, copy: Path) -> Path:
-    """``fixture`` with every instant shifted from test_manifest's fixed NOW to the real now."""
-    text = fixture.read_text(encoding="utf-8")
-    if not _INSTANT.search(text):
-        return fixture
-    copy.write_text(_INSTANT.sub(_shifted, text), encoding="utf-8")
-    return copy
+    return _INSTANT.sub(moved, text)
 
 
 def invoke(*args: str) -> Any:
@@ -257,8 +251,13 @@ def test_every_bad_manifest_fails_the_run_with_exit_2(
     the run (a moment two days ahead stays two days ahead) on whatever day the suite runs.
     """
     # Only expires_at is judged against the clock; filter dates are the period's, not the run's.
+    # One shift for the fixture and the expected text: a second ticking between them is no flake.
     clocked = field.endswith("expires_at")
-    path = _on_todays_clock(BAD / name, tmp_path / name) if clocked else BAD / name
+    shift = datetime.now(UTC).replace(microsecond=0) - NOW if clocked else timedelta(0)
+    path = BAD / name
+    if clocked:
+        path = tmp_path / name
+        path.write_text(_shift((BAD / name).read_text(encoding="utf-8"), shift), encoding="utf-8")
     out = tmp_path / "out"
     result = invoke("run", str(path), "--out", str(out), "--as-of", "2026-11-28")
     assert result.exit_code == 2
@@ -267,7 +266,7 @@ def test_every_bad_manifest_fails_the_run_with_exit_2(
     assert first.startswith(where if line is not None else f"{path}: "), first
     assert (f" {field}: " in first) if field else True
     # The message may quote the run's own time, which here is the real clock.
-    expected = _INSTANT.sub(_shifted, text) if clocked else text
+    expected = _shift(text, shift)
     assert expected.split(" (the run is at ")[0].split(" after the run (")[0] in first
     assert not out.exists()
     assert result.stdout == ""
