@@ -70,7 +70,9 @@ def _listing_only(endpoint: str, bucket: str, prefixes: list[str], concurrency: 
 
             async def one(prefix: str) -> int:
                 async with limit:
-                    return sum([len(page) async for page in gateway.list_pages(target, prefix)])
+                    return sum(
+                        [len(page) async for page in gateway.listing.list_pages(target, prefix)]
+                    )
 
             return sum(await asyncio.gather(*(one(p) for p in prefixes)))
 

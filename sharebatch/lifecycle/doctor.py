@@ -152,10 +152,10 @@ def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) ->
     bucket is at AWS (the credentials are AWS's, and go there anyway); not for a store that
     only S3-compatible endpoints serve: its credentials are no business of AWS's.
     """
-    if gateway.configured_endpoint("sts") is not None:
+    if gateway.preflight.configured_endpoint("sts") is not None:
         return True
     at_aws = any(target.endpoint_url is None for target in targets)
-    return at_aws and gateway.configured_endpoint("s3") is None
+    return at_aws and gateway.preflight.configured_endpoint("s3") is None
 
 
 async def _credentials(
@@ -165,7 +165,7 @@ async def _credentials(
         credentials = await gateway.credentials()
     except CredentialsError as exc:
         return None, Check("FAIL", "credentials", "", str(exc))
-    who = await gateway.caller_identity() if ask_sts else None
+    who = await gateway.preflight.caller_identity() if ask_sts else None
     arn = who.facts.get("arn") if who else None
     kind = credential_kind(credentials, str(arn) if arn else None)
     source = f"{kind} from {credentials.method}"
@@ -223,12 +223,12 @@ async def _buckets(
     if not prefixes:
         blank = _blank(gateway)
         before = clock()
-        answer = await gateway.endpoint_probe(blank)
+        answer = await gateway.preflight.endpoint_probe(blank)
         return [_skew(answer, before, clock(), _where(blank, gateway))]
     clocked: set[str] = set()
     for target, wanted in prefixes.items():
         before = clock()
-        answer = await gateway.endpoint_probe(target)
+        answer = await gateway.preflight.endpoint_probe(target)
         where = _where(target, gateway)
         if where not in clocked:
             clocked.add(where)
@@ -238,8 +238,12 @@ async def _buckets(
         if not signed or actual is None:
             continue  # without credentials or a bucket, every signed call would fail the same
         located = BucketTarget(target.bucket, actual, target.endpoint_url, target.addressing_style)
-        checks.append(_public_access(target.bucket, await gateway.public_access_block(located)))
-        checks.append(_encryption(target.bucket, await gateway.default_encryption(located)))
+        checks.append(
+            _public_access(target.bucket, await gateway.preflight.public_access_block(located))
+        )
+        checks.append(
+            _encryption(target.bucket, await gateway.preflight.default_encryption(located))
+        )
         checks += await _listing(gateway, located, wanted)
     return checks
 
@@ -319,7 +323,7 @@ async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]
 
     async def probe(prefix: str) -> Check:
         async with limit:
-            answer = await gateway.first_key(target, prefix)
+            answer = await gateway.preflight.first_key(target, prefix)
         subject = f"{target.bucket}/{prefix}"
         if answer.error:
             text = f"listing refused ({answer.error}: {answer.message})"

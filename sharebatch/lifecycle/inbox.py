@@ -211,7 +211,9 @@ async def read_inbox_async(
             try:
                 async with limit:
                     objects = [
-                        o async for page in gateway.list_pages(target, slot.prefix) for o in page
+                        o
+                        async for page in gateway.listing.list_pages(target, slot.prefix)
+                        for o in page
                     ]
             except S3ListingError as exc:
                 log.error(

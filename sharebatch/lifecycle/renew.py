@@ -440,7 +440,7 @@ async def renew_bundles_async(
                 renewals.append(_nothing(source, passed))
                 continue
             target = gateway.effective(source.target)
-            presign = await gateway.presigner(target, credentials)
+            presign = await gateway.signers.presigner(target, credentials)
             signer = Signer(
                 presign,
                 job=str(source.header.get("job")),
@@ -450,7 +450,7 @@ async def renew_bundles_async(
             gone = await _check_objects(gateway, target, rows)
             slots = None
             if slot_due and source.slot is not None:
-                sign_post = await gateway.post_signer(target, credentials)
+                sign_post = await gateway.signers.post_signer(target, credentials)
                 slots = (source.slot, presign, sign_post)
             renewals.append(_renew(source, target, rows, gone, signer, slots, credentials, now))
     return RenewReport(renewals)

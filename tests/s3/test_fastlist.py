@@ -285,8 +285,8 @@ async def _listing(endpoint: str, prefix: str, delimiter: bool = False) -> Any:
     async with S3Gateway(endpoint_url=endpoint) as gateway:
         target = BucketTarget("fast-bucket", "eu-west-1", endpoint, "path")
         if delimiter:
-            return await gateway.probe_level(target, prefix)
-        return [o async for page in gateway.list_pages(target, prefix) for o in page]
+            return await gateway.listing.probe_level(target, prefix)
+        return [o async for page in gateway.listing.list_pages(target, prefix) for o in page]
 
 
 @pytest.fixture
@@ -378,8 +378,8 @@ def test_a_refused_prefix_leaves_the_lister_on(seeded: tuple[S3, FaultProxy]) ->
         async with S3Gateway(endpoint_url=proxy.url) as gateway:
             target = BucketTarget("fast-bucket", "eu-west-1", proxy.url, "path")
             with pytest.raises(S3ListingError, match="AccessDenied"):
-                [o async for page in gateway.list_pages(target, "odd/") for o in page]
-            return [o async for page in gateway.list_pages(target, "big/") for o in page]
+                [o async for page in gateway.listing.list_pages(target, "odd/") for o in page]
+            return [o async for page in gateway.listing.list_pages(target, "big/") for o in page]
 
     with capture() as events:
         listed = asyncio.run(main())
