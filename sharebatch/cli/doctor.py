@@ -11,6 +11,7 @@ import typer
 from sharebatch.cli.app import AsOfOpt, app, endpoint_option, fail, region_option
 from sharebatch.errors import SharebatchError
 from sharebatch.lifecycle.doctor import Diagnosis, diagnose
+from sharebatch.models import Connection
 from sharebatch.visible import visible
 
 
@@ -60,9 +61,7 @@ def doctor(
         diagnosis = diagnose(
             manifest,
             as_of=as_of.date() if as_of else None,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
+            connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
         )
     except SharebatchError as exc:
         raise fail(exc) from None

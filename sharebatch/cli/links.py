@@ -32,6 +32,7 @@ from sharebatch.lifecycle.inspect import inspect as inspect_links
 from sharebatch.lifecycle.renew import RenewReport, renew_bundles
 from sharebatch.lifecycle.verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
 from sharebatch.manifest.periods import MAX_EXPIRY_SECONDS, parse_duration
+from sharebatch.models import Connection
 from sharebatch.units import counted
 from sharebatch.visible import visible
 
@@ -270,9 +271,7 @@ def renew(
         report = renew_bundles(
             bundles,
             within=_within(within),
-            profile=profile,
-            region=region,
-            endpoint_url=endpoint_url,
+            connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
             audit_logs=audit_log or (),
         )
     except SharebatchError as exc:

@@ -20,9 +20,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from sharebatch.blocking import blocking
 from sharebatch.errors import CredentialsError
 from sharebatch.manifest.load import MAX_EXPIRY_SECONDS, Grant, Manifest, load_manifest
-from sharebatch.models import Answer, BucketTarget, Credentials
+from sharebatch.models import Answer, BucketTarget, Connection, Credentials
 from sharebatch.run.bundles import iso
 from sharebatch.run.plan import build_plan
 from sharebatch.s3.gateway import S3Gateway
@@ -94,43 +95,19 @@ def credential_kind(credentials: Credentials, arn: str | None) -> str:
     return "session" if credentials.session_token else "long-term key"
 
 
-def diagnose(
-    manifest_path: str | Path | None = None,
-    *,
-    as_of: date | None = None,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Diagnosis:
-    """Run every preflight check; raises ``ManifestError`` for an invalid manifest."""
-    return asyncio.run(
-        diagnose_async(
-            manifest_path,
-            as_of=as_of,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-            clock=clock,
-        )
-    )
-
-
 async def diagnose_async(
     manifest_path: str | Path | None = None,
     *,
     as_of: date | None = None,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
+    connection: Connection = Connection(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Diagnosis:
-    """The coroutine behind ``diagnose``."""
+    """Run every preflight check; raises ``ManifestError`` for an invalid manifest."""
     now = clock()
     manifest = load_manifest(manifest_path, as_of=as_of, now=now) if manifest_path else None
     shown = str(manifest_path) if manifest_path else None
     try:
-        gateway = S3Gateway(profile=profile, region=region, endpoint_url=endpoint_url)
+        gateway = S3Gateway(connection)
     except CredentialsError as exc:  # an unknown profile: nothing else can be asked
         return Diagnosis(shown, (Check("FAIL", "credentials", "", str(exc)),))
     checks: list[Check] = []
@@ -143,6 +120,9 @@ async def diagnose_async(
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
     return Diagnosis(shown, tuple(checks))
+
+
+diagnose = blocking(diagnose_async)
 
 
 def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) -> bool:

@@ -33,6 +33,7 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
+from sharebatch.blocking import blocking
 from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
@@ -44,6 +45,7 @@ from sharebatch.lifecycle.inspect import (
 from sharebatch.lifecycle.verify import judge
 from sharebatch.models import (
     BucketTarget,
+    Connection,
     Credentials,
     Expiry,
     Link,
@@ -358,38 +360,14 @@ def _params(url: str) -> dict[str, str]:
     }
 
 
-def renew_bundles(
-    paths: Iterable[str | Path],
-    *,
-    within: timedelta = timedelta(0),
-    profile: str | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-    audit_logs: Sequence[str | Path] = (),
-) -> RenewReport:
-    """Renew each bundle's links that are expired or expire within ``within``."""
-    return asyncio.run(
-        renew_bundles_async(
-            paths,
-            within=within,
-            profile=profile,
-            region=region,
-            endpoint_url=endpoint_url,
-            audit_logs=audit_logs,
-        )
-    )
-
-
 async def renew_bundles_async(
     paths: Iterable[str | Path],
     *,
     within: timedelta = timedelta(0),
-    profile: str | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
+    connection: Connection = Connection(),
     audit_logs: Sequence[str | Path] = (),
 ) -> RenewReport:
-    """The coroutine behind ``renew_bundles``.
+    """Renew each bundle's links that are expired or expire within ``within``.
 
     Every bundle is read and checked against its run's audit log (``audit_logs``: the logs of
     runs whose bundles were moved out of their run folder), and the credentials checked
@@ -400,7 +378,7 @@ async def renew_bundles_async(
     for given in audit_logs:
         records.add_given(Path(given))
     sources = [_load(path, records) for path in paths]
-    async with S3Gateway(profile=profile, region=region, endpoint_url=endpoint_url) as gateway:
+    async with S3Gateway(connection) as gateway:
         credentials = await gateway.credentials()
         now = datetime.now(UTC)
         due = [[r for r in s.bundle.rows if _end(s, r) <= now + within] for s in sources]
@@ -454,6 +432,9 @@ async def renew_bundles_async(
                 slots = (source.slot, presign, sign_post)
             renewals.append(_renew(source, target, rows, gone, signer, slots, credentials, now))
     return RenewReport(renewals)
+
+
+renew_bundles = blocking(renew_bundles_async)
 
 
 async def _check_objects(

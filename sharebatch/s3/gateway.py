@@ -21,7 +21,7 @@ import aioboto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sharebatch.errors import CredentialsError
-from sharebatch.models import BucketTarget, Credentials, LinkProbe
+from sharebatch.models import BucketTarget, Connection, Credentials, LinkProbe
 from sharebatch.s3.clients import Clients
 from sharebatch.s3.fastlist import direct_listing
 from sharebatch.s3.listing import Level as Level
@@ -38,25 +38,23 @@ from sharebatch.s3.retry import RetryPolicy
 class S3Gateway:
     """An aioboto3 session, its clients and the parts that use them; closed on exit.
 
-    ``region`` and ``endpoint_url`` given here override the ones of every target (they come
+    The ``connection``'s region and endpoint override the ones of every target (they come
     from the command line); otherwise the target's own apply, then the standard AWS chain
     (``AWS_REGION``, ``AWS_ENDPOINT_URL_S3``, the profile).
     """
 
     def __init__(
         self,
+        connection: Connection = Connection(),
         *,
-        profile: str | None = None,
-        region: str | None = None,
-        endpoint_url: str | None = None,
         max_connections: int = 16,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         retry: RetryPolicy | None = None,
     ) -> None:
         # Read here, before anything is written: a bad SHAREBATCH_S3_* value is exit 2.
         retry = retry or RetryPolicy.from_env(os.environ)
-        self._region = region
-        self._endpoint_url = endpoint_url
+        self.connection = connection
+        profile = connection.profile
         try:
             self._session = aioboto3.Session(profile_name=profile)
             install_fast_list_parser(self._session._session)
@@ -64,7 +62,7 @@ class S3Gateway:
             raise CredentialsError(str(exc)) from None
         self.clients = Clients(self._session, retry=retry, max_connections=max_connections)
         self.listing = Listing(self.clients, direct=direct_listing(os.environ), clock=clock)
-        self.preflight = Preflight(self.clients, profile=profile, region=region)
+        self.preflight = Preflight(self.clients, profile=profile, region=connection.region)
         self.signers = Signers(self.clients.region_of, profile=profile, clock=clock)
 
     async def __aenter__(self) -> S3Gateway:
@@ -80,8 +78,8 @@ class S3Gateway:
         """The target after command-line overrides."""
         return BucketTarget(
             bucket=target.bucket,
-            region=self._region or target.region,
-            endpoint_url=self._endpoint_url or target.endpoint_url,
+            region=self.connection.region or target.region,
+            endpoint_url=self.connection.endpoint_url or target.endpoint_url,
             addressing_style=target.addressing_style,
         )
 
