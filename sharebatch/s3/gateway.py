@@ -1,4 +1,4 @@
-"""The only module that talks to S3 (through aioboto3) or builds boto clients.
+"""The front of ``sharebatch.s3``, the only package that talks to S3 or builds boto clients.
 
 ``S3Gateway`` holds one aioboto3 session and is assembled from parts that are given what they
 need: ``clients`` (one client per target and the region it signs for), ``listing`` (botocore
@@ -62,7 +62,7 @@ class S3Gateway:
             raise CredentialsError(str(exc)) from None
         self.clients = Clients(self._session, retry=retry, max_connections=max_connections)
         self.listing = Listing(self.clients, direct=direct_listing(os.environ), clock=clock)
-        self.preflight = Preflight(self.clients, profile=profile, region=connection.region)
+        self.preflight = Preflight(self.clients, connection)
         self.signers = Signers(self.clients.region_of, profile=profile, clock=clock)
 
     async def __aenter__(self) -> S3Gateway:

@@ -16,18 +16,17 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sharebatch.models import Answer, BucketTarget
+from sharebatch.models import Answer, BucketTarget, Connection
 from sharebatch.s3.clients import Clients
 
 
 class Preflight:
-    """The doctor's requests, with the gateway's ``clients``; ``profile`` and ``region`` are
-    the command line's (None: the AWS chain's)."""
+    """The doctor's requests, with the gateway's ``clients`` and ``connection`` (its profile,
+    and the region that overrides the AWS chain's)."""
 
-    def __init__(self, clients: Clients, *, profile: str | None, region: str | None) -> None:
+    def __init__(self, clients: Clients, connection: Connection) -> None:
         self._clients = clients
-        self._profile = profile
-        self._region = region
+        self._connection = connection
 
     def configured_endpoint(self, service: str) -> str | None:
         """The endpoint the AWS configuration sets for ``service`` (``AWS_ENDPOINT_URL_<SERVICE>``,
@@ -36,7 +35,7 @@ class Preflight:
         Read from botocore itself: the endpoint of a client built with and without configured
         endpoints (unsigned, so no credential is looked up; no request is sent).
         """
-        session = botocore.session.Session(profile=self._profile)
+        session = botocore.session.Session(profile=self._connection.profile)
         unsigned = Config(signature_version=UNSIGNED)
 
         def resolved(config: Config) -> str:
@@ -53,7 +52,7 @@ class Preflight:
     async def caller_identity(self) -> Answer:
         """STS GetCallerIdentity: the ARN the credentials belong to (STS's configured endpoint,
         else AWS's; see ``configured_endpoint``)."""
-        region = self._region or self._clients.session.region_name or "us-east-1"
+        region = self._connection.region or self._clients.session.region_name or "us-east-1"
         async with self._clients.session.client("sts", region_name=region) as sts:
             return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
 
