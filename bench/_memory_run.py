@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from _sealed_env import seal
 
@@ -30,16 +31,13 @@ PREFIXES = 100
 PAGE = 1000
 
 
-class SyntheticGateway(S3Gateway):
+class SyntheticListing:
     """Pages of made-up objects, as fast as the pipeline takes them."""
 
     per_prefix = 0
 
-    async def credentials(self) -> Credentials:
-        return Credentials("AKIABENCHBENCHBENCH0", "bench-secret")
-
-    async def region_of(self, target: BucketTarget) -> str:
-        return "eu-west-1"
+    async def aclose(self) -> None:
+        pass
 
     async def probe_level(
         self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
@@ -61,9 +59,21 @@ class SyntheticGateway(S3Gateway):
             yield page
 
 
+class SyntheticGateway(S3Gateway):
+    """The real gateway (its signers sign for the manifest's region, no request sent) with
+    made-up credentials and the synthetic listing in place of S3's."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.listing = SyntheticListing()  # type: ignore[assignment]
+
+    async def credentials(self) -> Credentials:
+        return Credentials("AKIABENCHBENCHBENCH0", "bench-secret")
+
+
 def main() -> None:
     links = int(sys.argv[1])
-    SyntheticGateway.per_prefix = links // PREFIXES
+    SyntheticListing.per_prefix = links // PREFIXES
     runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as tmp:
         manifest = Path(tmp) / "m.yml"

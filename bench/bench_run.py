@@ -39,7 +39,7 @@ from naive_presign import naive_presign  # noqa: E402
 
 from sharebatch import run_manifest  # noqa: E402
 from sharebatch.manifest.load import load_manifest  # noqa: E402
-from sharebatch.models import BucketTarget  # noqa: E402
+from sharebatch.models import BucketTarget, Connection  # noqa: E402
 from sharebatch.run.pipeline import stage  # noqa: E402
 from sharebatch.run.plan import build_plan  # noqa: E402
 from sharebatch.s3.gateway import S3Gateway  # noqa: E402
@@ -70,7 +70,9 @@ def _listing_only(endpoint: str, bucket: str, prefixes: list[str], concurrency: 
 
             async def one(prefix: str) -> int:
                 async with limit:
-                    return sum([len(page) async for page in gateway.list_pages(target, prefix)])
+                    return sum(
+                        [len(page) async for page in gateway.listing.list_pages(target, prefix)]
+                    )
 
             return sum(await asyncio.gather(*(one(p) for p in prefixes)))
 
@@ -105,8 +107,7 @@ def bench_end_to_end(rounds: int, tmp: Path) -> list[str]:
                 run_manifest,
                 manifest,
                 out=tmp / f"e2e-{n}",
-                endpoint_url=endpoint,
-                handle_signals=False,
+                connection=Connection(endpoint_url=endpoint),
             )
             times["ours"].append(_timed(ours))
             times["naive"].append(
@@ -139,7 +140,7 @@ def bench_latency(rounds: int, tmp: Path) -> list[str]:
         async def listing(manifest: Path, concurrency: int, split: bool) -> float:
             # The listing stage of the real pipeline (dry run: nothing signed or written),
             # timed without the client's one-off start-up, which would hide the ratios.
-            async with S3Gateway(endpoint_url=endpoint, max_connections=16) as gateway:
+            async with S3Gateway(Connection(endpoint_url=endpoint), max_connections=16) as gateway:
                 credentials = await gateway.credentials()
                 run = partial(stage, plans[manifest], gateway=gateway, credentials=credentials)
                 await run(folder=None, concurrency=16, split_folders=split)  # warm the client

@@ -52,7 +52,7 @@ def make_keys(count: int) -> list[tuple[str, dict[str, str]]]:
 
 
 def botocore_presign() -> Callable[[str, dict[str, str]], str]:
-    """The botocore path of ``S3Gateway.presigner`` (same ``client_config`` settings)."""
+    """The botocore path of ``Signers.presigner`` (same ``client_config`` settings)."""
     client = botocore.session.Session().create_client(
         "s3",
         region_name=REGION,

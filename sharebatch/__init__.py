@@ -7,6 +7,14 @@ The public API is what this module exports; everything else is internal and may 
     print(summary.status, summary.run_dir)
 
 The exceptions exported are those its functions raise; ``sharebatch.errors`` draws the tree.
+
+A ``Connection`` says how to reach S3 where the AWS chain and the manifest do not (the
+command line's ``--profile``, ``--region`` and ``--endpoint-url``)::
+
+    minio = sharebatch.Connection(endpoint_url="http://127.0.0.1:9000")
+    summary = sharebatch.run_manifest("manifests/q3.yml", connection=minio)
+
+Every entry point has a blocking face and an ``_async`` twin with the same parameters.
 """
 
 from importlib import metadata as _metadata
@@ -28,10 +36,11 @@ from sharebatch.errors import (
     UsageError,
 )
 from sharebatch.manifest.load import Manifest, load_manifest
-from sharebatch.models import RunSummary
+from sharebatch.models import Connection, RunSummary
 from sharebatch.run.runner import run_manifest, run_manifest_async
 
 __all__ = [
+    "Connection",
     "CredentialsError",
     "Interrupted",
     "Manifest",

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from sharebatch.errors import SharebatchError, UsageError
-from sharebatch.models import RunSummary
+from sharebatch.models import Connection, RunSummary
 from sharebatch.run.runner import run_manifest
 from sharebatch.units import counted
 
@@ -114,7 +114,7 @@ def run_demo(manifest: Path | None, out: Path) -> DemoReport:
     files = sample_files()
     with _demo_environment(), embedded_s3() as endpoint:
         seed(endpoint, files)
-        summary = run_manifest(manifest, out=out, endpoint_url=endpoint)
+        summary = run_manifest(manifest, out=out, connection=Connection(endpoint_url=endpoint))
         run_dir = Path(summary.run_dir or ".")
         bundles = sorted(run_dir.glob("*/*/links.json"))
         lines = [f"run folder: {run_dir}"]

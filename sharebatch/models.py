@@ -39,6 +39,17 @@ class BucketTarget:
     addressing_style: AddressingStyle = "auto"
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach S3: the AWS profile for credentials, and a region and endpoint that
+    override every bucket target's (the command line's ``--profile``, ``--region`` and
+    ``--endpoint-url``). None leaves each to the target, then to the AWS chain."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
 class ObjectRef(NamedTuple):
     """One listed S3 object.
 

@@ -26,6 +26,7 @@ from sharebatch.cli.app import (
 from sharebatch.cli.render import render_plan
 from sharebatch.cli.view import RunView
 from sharebatch.manifest.load import load_manifest, manifest_json_schema
+from sharebatch.models import Connection
 from sharebatch.run.plan import build_plan, describe
 from sharebatch.run.runner import DEFAULT_CONCURRENCY, run_manifest
 
@@ -98,9 +99,7 @@ def run(
             out=out,
             dry_run=dry_run,
             concurrency=concurrency,
-            endpoint_url=endpoint_url,
-            profile=profile,
-            region=region,
+            connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
             run_id=run_id,
             as_of=as_of.date() if as_of else None,
             split_folders=split,

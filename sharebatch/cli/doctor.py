@@ -10,6 +10,7 @@ import typer
 
 from sharebatch.cli.app import AsOfOpt, endpoint_option, region_option
 from sharebatch.lifecycle.doctor import Diagnosis, diagnose
+from sharebatch.models import Connection
 from sharebatch.visible import visible
 
 
@@ -57,9 +58,7 @@ def doctor(
     diagnosis = diagnose(
         manifest,
         as_of=as_of.date() if as_of else None,
-        endpoint_url=endpoint_url,
-        region=region,
-        profile=profile,
+        connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
     )
     if as_json:
         typer.echo(json.dumps(diagnosis.to_json(), indent=2, ensure_ascii=False))

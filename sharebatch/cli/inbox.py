@@ -19,6 +19,7 @@ from sharebatch.cli.app import (
     setup_logging,
 )
 from sharebatch.lifecycle.inbox import Inbox, read_inbox, write_inbox_csv
+from sharebatch.models import Connection
 from sharebatch.times import iso
 from sharebatch.units import counted
 from sharebatch.visible import visible
@@ -82,9 +83,7 @@ def inbox(
     found = read_inbox(
         manifest,
         as_of=as_of.date() if as_of else None,
-        endpoint_url=endpoint_url,
-        region=region,
-        profile=profile,
+        connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
     )
     if csv_path is not None:
         write_inbox_csv(found, csv_path)

@@ -30,7 +30,7 @@ from sharebatch.lifecycle.inspect import inspect as inspect_links
 from sharebatch.lifecycle.renew import RenewReport, renew_bundles
 from sharebatch.lifecycle.verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
 from sharebatch.manifest.periods import parse_duration
-from sharebatch.models import MAX_EXPIRES_IN
+from sharebatch.models import MAX_EXPIRES_IN, Connection
 from sharebatch.units import counted
 from sharebatch.visible import visible
 
@@ -259,9 +259,7 @@ def renew(
     report = renew_bundles(
         bundles,
         within=_within(within),
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
+        connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
         audit_logs=audit_log or (),
     )
     if as_json:

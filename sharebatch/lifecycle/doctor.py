@@ -20,9 +20,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from sharebatch.blocking import blocking
 from sharebatch.errors import CredentialsError
 from sharebatch.manifest.load import Grant, Manifest, load_manifest
-from sharebatch.models import MAX_EXPIRES_IN, Answer, BucketTarget, Credentials
+from sharebatch.models import MAX_EXPIRES_IN, Answer, BucketTarget, Connection, Credentials
 from sharebatch.run.plan import build_plan
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
@@ -94,43 +95,19 @@ def credential_kind(credentials: Credentials, arn: str | None) -> str:
     return "session" if credentials.session_token else "long-term key"
 
 
-def diagnose(
-    manifest_path: str | Path | None = None,
-    *,
-    as_of: date | None = None,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> Diagnosis:
-    """Run every preflight check; raises ``ManifestError`` for an invalid manifest."""
-    return asyncio.run(
-        diagnose_async(
-            manifest_path,
-            as_of=as_of,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-            clock=clock,
-        )
-    )
-
-
 async def diagnose_async(
     manifest_path: str | Path | None = None,
     *,
     as_of: date | None = None,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
+    connection: Connection = Connection(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Diagnosis:
-    """The coroutine behind ``diagnose``."""
+    """Run every preflight check; raises ``ManifestError`` for an invalid manifest."""
     now = clock()
     manifest = load_manifest(manifest_path, as_of=as_of, now=now) if manifest_path else None
     shown = str(manifest_path) if manifest_path else None
     try:
-        gateway = S3Gateway(profile=profile, region=region, endpoint_url=endpoint_url)
+        gateway = S3Gateway(connection)
     except CredentialsError as exc:  # an unknown profile: nothing else can be asked
         return Diagnosis(shown, (Check("FAIL", "credentials", "", str(exc)),))
     checks: list[Check] = []
@@ -145,6 +122,9 @@ async def diagnose_async(
     return Diagnosis(shown, tuple(checks))
 
 
+diagnose = blocking(diagnose_async)
+
+
 def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) -> bool:
     """Whether asking STS sends the credentials nowhere the run would not send them.
 
@@ -152,10 +132,10 @@ def _sts_may_see_credentials(gateway: S3Gateway, targets: list[BucketTarget]) ->
     bucket is at AWS (the credentials are AWS's, and go there anyway); not for a store that
     only S3-compatible endpoints serve: its credentials are no business of AWS's.
     """
-    if gateway.configured_endpoint("sts") is not None:
+    if gateway.preflight.configured_endpoint("sts") is not None:
         return True
     at_aws = any(target.endpoint_url is None for target in targets)
-    return at_aws and gateway.configured_endpoint("s3") is None
+    return at_aws and gateway.preflight.configured_endpoint("s3") is None
 
 
 async def _credentials(
@@ -165,7 +145,7 @@ async def _credentials(
         credentials = await gateway.credentials()
     except CredentialsError as exc:
         return None, Check("FAIL", "credentials", "", str(exc))
-    who = await gateway.caller_identity() if ask_sts else None
+    who = await gateway.preflight.caller_identity() if ask_sts else None
     arn = who.facts.get("arn") if who else None
     kind = credential_kind(credentials, str(arn) if arn else None)
     source = f"{kind} from {credentials.method}"
@@ -223,12 +203,12 @@ async def _buckets(
     if not prefixes:
         blank = _blank(gateway)
         before = clock()
-        answer = await gateway.endpoint_probe(blank)
+        answer = await gateway.preflight.endpoint_probe(blank)
         return [_skew(answer, before, clock(), _where(blank, gateway))]
     clocked: set[str] = set()
     for target, wanted in prefixes.items():
         before = clock()
-        answer = await gateway.endpoint_probe(target)
+        answer = await gateway.preflight.endpoint_probe(target)
         where = _where(target, gateway)
         if where not in clocked:
             clocked.add(where)
@@ -238,8 +218,12 @@ async def _buckets(
         if not signed or actual is None:
             continue  # without credentials or a bucket, every signed call would fail the same
         located = BucketTarget(target.bucket, actual, target.endpoint_url, target.addressing_style)
-        checks.append(_public_access(target.bucket, await gateway.public_access_block(located)))
-        checks.append(_encryption(target.bucket, await gateway.default_encryption(located)))
+        checks.append(
+            _public_access(target.bucket, await gateway.preflight.public_access_block(located))
+        )
+        checks.append(
+            _encryption(target.bucket, await gateway.preflight.default_encryption(located))
+        )
         checks += await _listing(gateway, located, wanted)
     return checks
 
@@ -319,7 +303,7 @@ async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]
 
     async def probe(prefix: str) -> Check:
         async with limit:
-            answer = await gateway.first_key(target, prefix)
+            answer = await gateway.preflight.first_key(target, prefix)
         subject = f"{target.bucket}/{prefix}"
         if answer.error:
             text = f"listing refused ({answer.error}: {answer.message})"

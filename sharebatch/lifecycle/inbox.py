@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sharebatch.audit import get_logger
+from sharebatch.blocking import blocking
 from sharebatch.errors import S3ListingError, SharebatchError, UsageError
 from sharebatch.manifest.load import Grant, load_manifest
-from sharebatch.models import BucketTarget, ObjectRef, UploadSlot
+from sharebatch.models import BucketTarget, Connection, ObjectRef, UploadSlot
 from sharebatch.run.bundles import write_csv
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
@@ -160,38 +161,14 @@ def entries(slot: UploadSlot, objects: list[ObjectRef]) -> tuple[InboxEntry, ...
     return tuple(found)
 
 
-def read_inbox(
-    manifest_path: str | Path,
-    *,
-    as_of: date | None = None,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
-    concurrency: int = 16,
-) -> Inbox:
-    """List every upload slot of the manifest for ``as_of`` (default today in UTC)."""
-    return asyncio.run(
-        read_inbox_async(
-            manifest_path,
-            as_of=as_of,
-            endpoint_url=endpoint_url,
-            region=region,
-            profile=profile,
-            concurrency=concurrency,
-        )
-    )
-
-
 async def read_inbox_async(
     manifest_path: str | Path,
     *,
     as_of: date | None = None,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    profile: str | None = None,
+    connection: Connection = Connection(),
     concurrency: int = 16,
 ) -> Inbox:
-    """The coroutine behind ``read_inbox``."""
+    """List every upload slot of the manifest for ``as_of`` (default today in UTC)."""
     manifest = load_manifest(manifest_path, as_of=as_of)
     grants = [g for job in manifest.jobs for g in job.grants if g.upload is not None]
     if not grants:
@@ -199,9 +176,7 @@ async def read_inbox_async(
             f"{manifest.path}: no recipient has an upload slot (upload: in the manifest)"
         )
     limit = asyncio.Semaphore(concurrency)
-    async with S3Gateway(
-        profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
-    ) as gateway:
+    async with S3Gateway(connection, max_connections=concurrency) as gateway:
         await gateway.credentials()  # no credentials: exit 3 before any listing
 
         async def one(grant: Grant, slot: UploadSlot) -> InboxSlot:
@@ -212,7 +187,9 @@ async def read_inbox_async(
             try:
                 async with limit:
                     objects = [
-                        o async for page in gateway.list_pages(target, slot.prefix) for o in page
+                        o
+                        async for page in gateway.listing.list_pages(target, slot.prefix)
+                        for o in page
                     ]
             except S3ListingError as exc:
                 log.error(
@@ -242,6 +219,9 @@ async def read_inbox_async(
                 raise
             raise ours.exceptions[0] from None
     return Inbox(manifest.path, manifest.as_of, tuple(t.result() for t in tasks))
+
+
+read_inbox = blocking(read_inbox_async)
 
 
 def write_inbox_csv(inbox: Inbox, dest: str | Path) -> str:

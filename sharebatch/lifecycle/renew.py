@@ -33,6 +33,7 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
+from sharebatch.blocking import blocking
 from sharebatch.errors import LinkError
 from sharebatch.files import private_dir
 from sharebatch.lifecycle.inspect import (
@@ -45,6 +46,7 @@ from sharebatch.lifecycle.inspect import (
 from sharebatch.lifecycle.verify import judge
 from sharebatch.models import (
     BucketTarget,
+    Connection,
     Credentials,
     Expiry,
     Link,
@@ -359,38 +361,14 @@ def _params(url: str) -> dict[str, str]:
     }
 
 
-def renew_bundles(
-    paths: Iterable[str | Path],
-    *,
-    within: timedelta = timedelta(0),
-    profile: str | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-    audit_logs: Sequence[str | Path] = (),
-) -> RenewReport:
-    """Renew each bundle's links that are expired or expire within ``within``."""
-    return asyncio.run(
-        renew_bundles_async(
-            paths,
-            within=within,
-            profile=profile,
-            region=region,
-            endpoint_url=endpoint_url,
-            audit_logs=audit_logs,
-        )
-    )
-
-
 async def renew_bundles_async(
     paths: Iterable[str | Path],
     *,
     within: timedelta = timedelta(0),
-    profile: str | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
+    connection: Connection = Connection(),
     audit_logs: Sequence[str | Path] = (),
 ) -> RenewReport:
-    """The coroutine behind ``renew_bundles``.
+    """Renew each bundle's links that are expired or expire within ``within``.
 
     Every bundle is read and checked against its run's audit log (``audit_logs``: the logs of
     runs whose bundles were moved out of their run folder), and the credentials checked
@@ -401,7 +379,7 @@ async def renew_bundles_async(
     for given in audit_logs:
         records.add_given(Path(given))
     sources = [_load(path, records) for path in paths]
-    async with S3Gateway(profile=profile, region=region, endpoint_url=endpoint_url) as gateway:
+    async with S3Gateway(connection) as gateway:
         credentials = await gateway.credentials()
         now = datetime.now(UTC)
         due = [[r for r in s.bundle.rows if _end(s, r) <= now + within] for s in sources]
@@ -441,7 +419,7 @@ async def renew_bundles_async(
                 renewals.append(_nothing(source, passed))
                 continue
             target = gateway.effective(source.target)
-            presign = await gateway.presigner(target, credentials)
+            presign = await gateway.signers.presigner(target, credentials)
             signer = Signer(
                 presign,
                 job=str(source.header.get("job")),
@@ -451,10 +429,13 @@ async def renew_bundles_async(
             gone = await _check_objects(gateway, target, rows)
             slots = None
             if slot_due and source.slot is not None:
-                sign_post = await gateway.post_signer(target, credentials)
+                sign_post = await gateway.signers.post_signer(target, credentials)
                 slots = (source.slot, presign, sign_post)
             renewals.append(_renew(source, target, rows, gone, signer, slots, credentials, now))
     return RenewReport(renewals)
+
+
+renew_bundles = blocking(renew_bundles_async)
 
 
 async def _check_objects(

@@ -138,7 +138,7 @@ async def _route_tallies(
         if folder is not None:
             target = gateway.effective(route.target)
             if target not in presigners:
-                presigners[target] = await gateway.presigner(target, credentials)
+                presigners[target] = await gateway.signers.presigner(target, credentials)
             grant = route.grant
             signer = Signer(
                 presigners[target],
@@ -299,7 +299,7 @@ class _Lister:
             async with self._limit:
                 level: Level | None = None
                 if self._max_split:
-                    level = await self._gateway.probe_level(
+                    level = await self._gateway.listing.probe_level(
                         target, task.prefix, slot=self._requests
                     )
                 if level is None or not level.complete or len(level.folders) > self._max_split:
@@ -358,7 +358,9 @@ class _Lister:
     ) -> None:
         try:
             async with self._limit:
-                async for page in self._gateway.list_pages(target, folder, slot=self._requests):
+                async for page in self._gateway.listing.list_pages(
+                    target, folder, slot=self._requests
+                ):
                     await self._page(page, feeds, parts, tally)
         except S3ListingError as exc:
             # One failed sub-folder fails the whole prefix: its bundles would be incomplete.
@@ -372,7 +374,7 @@ class _Lister:
     ) -> None:
         parts = [feed.tally.new_part(feed.position) for feed in feeds]
         try:
-            async for page in self._gateway.list_pages(target, prefix, slot=self._requests):
+            async for page in self._gateway.listing.list_pages(target, prefix, slot=self._requests):
                 await self._page(page, feeds, parts, tally)
         finally:
             _close(parts)

@@ -23,10 +23,11 @@ from typing import Any
 from sharebatch import __version__
 from sharebatch.audit import audit_file, get_logger, scrubbed
 from sharebatch.audit import flush as audit_flush
+from sharebatch.blocking import blocking
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from sharebatch.files import write_json
 from sharebatch.manifest.load import Grant, load_manifest
-from sharebatch.models import BucketTarget, Credentials, RunSummary
+from sharebatch.models import BucketTarget, Connection, Credentials, RunSummary
 from sharebatch.run import signals as _signals
 from sharebatch.run.bundles import write_bundle
 from sharebatch.run.folder import RunFolder
@@ -53,18 +54,15 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 
-def run_manifest(
+async def run_manifest_async(
     manifest_path: str | Path,
     *,
     out: str | Path | None = None,
     dry_run: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
-    endpoint_url: str | None = None,
-    profile: str | None = None,
-    region: str | None = None,
+    connection: Connection = Connection(),
     run_id: str | None = None,
     as_of: date | None = None,
-    handle_signals: bool = True,
     split_folders: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> RunSummary:
@@ -75,44 +73,9 @@ def run_manifest(
 
     ``out`` defaults to the manifest's ``output.dir`` (relative to the manifest's folder), then
     ``bundles``; ``as_of`` (the date that period templates are computed from) defaults to
-    today in UTC. With ``handle_signals`` (and in the main thread) SIGINT and SIGTERM stop the
-    run cleanly and raise ``Interrupted``.
-    """
-    run = _signals.run_interruptible if handle_signals else asyncio.run
-    return run(
-        run_manifest_async(
-            manifest_path,
-            out=out,
-            dry_run=dry_run,
-            concurrency=concurrency,
-            endpoint_url=endpoint_url,
-            profile=profile,
-            region=region,
-            run_id=run_id,
-            as_of=as_of,
-            split_folders=split_folders,
-            on_progress=on_progress,
-        )
-    )
-
-
-async def run_manifest_async(
-    manifest_path: str | Path,
-    *,
-    out: str | Path | None = None,
-    dry_run: bool = False,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    endpoint_url: str | None = None,
-    profile: str | None = None,
-    region: str | None = None,
-    run_id: str | None = None,
-    as_of: date | None = None,
-    split_folders: bool = True,
-    on_progress: ProgressCallback | None = None,
-) -> RunSummary:
-    """The coroutine behind ``run_manifest``, for callers that already run an event loop.
-
-    ``split_folders=False`` lists every prefix as a whole, never folder by folder.
+    today in UTC. ``split_folders=False`` lists every prefix as a whole, never folder by
+    folder. ``run_manifest``, its blocking twin, also stops the run cleanly on SIGINT and
+    SIGTERM (in the main thread), raising ``Interrupted``.
     """
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
@@ -131,9 +94,7 @@ async def run_manifest_async(
             # and the default are the caller's, relative to where it runs.
             out = Path(manifest.path).parent / manifest.output_dir
         out_dir = Path(out if out is not None else "bundles")
-        async with S3Gateway(
-            profile=profile, region=region, endpoint_url=endpoint_url, max_connections=concurrency
-        ) as gateway:
+        async with S3Gateway(connection, max_connections=concurrency) as gateway:
             credentials = await gateway.credentials()
             # Before anything exists on disk: a run refused for short credentials leaves nothing.
             outliving = check_lifetimes(
@@ -221,6 +182,9 @@ async def run_manifest_async(
         cause = first_error(exc)
         raise RunCrashed(f"run {run_id} failed: {_what(cause)}") from cause
     return summary
+
+
+run_manifest = blocking(run_manifest_async, run=_signals.run_interruptible)
 
 
 def _what(exc: BaseException) -> str:

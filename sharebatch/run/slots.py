@@ -296,8 +296,8 @@ class Uploads:
             target = gateway.effective(route.target)
             if target not in by_target:
                 by_target[target] = (
-                    await gateway.presigner(target, credentials),
-                    await gateway.post_signer(target, credentials),
+                    await gateway.signers.presigner(target, credentials),
+                    await gateway.signers.post_signer(target, credentials),
                 )
             signers[route.index] = by_target[target]
         return cls(signers, credentials)

@@ -1,6 +1,5 @@
-"""Listing, as part of ``S3Gateway`` (see ``s3.py``): pages from the direct lister
-(``_s3_fastlist``) while it is on, from botocore otherwise, mapped to plain values and to
-our errors.
+"""Listing for ``S3Gateway`` (its ``listing``): pages from the direct lister (``fastlist``)
+while it is on, from botocore otherwise, mapped to plain values and to our errors.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from sharebatch.audit import get_logger
 from sharebatch.errors import CredentialsError, S3ListingError
 from sharebatch.models import BucketTarget, Credentials, ObjectRef
+from sharebatch.s3.clients import Clients
 from sharebatch.s3.fastlist import FastLister, HandOver
 from sharebatch.s3.listparse import Page, objects_of
-from sharebatch.s3.retry import RetryPolicy
 from sharebatch.s3.sigv4 import Unsupported
 
 log = get_logger()
@@ -38,22 +37,25 @@ _CREDENTIAL_ERRORS = frozenset(
 )
 
 
-class ListingCalls:
-    """Mixed into ``S3Gateway``, whose session, clients and settings it uses."""
+class Listing:
+    """Lists prefixes with the gateway's ``clients``: one direct lister per target, opened on
+    first use (``direct``: unless switched off), botocore's clients for the rest.
 
-    _session: Any
-    _retry: RetryPolicy
-    _max_connections: int
-    _clock: Callable[[], datetime]
-    _direct: bool
-    _listers: dict[BucketTarget, FastLister | None]
-    _provider: Any
+    ``clock`` is the direct lister's signing clock.
+    """
 
-    async def _client(self, target: BucketTarget, *, first_try_spent: bool = False) -> Any:
-        raise NotImplementedError
+    def __init__(self, clients: Clients, *, direct: bool, clock: Callable[[], datetime]) -> None:
+        self._clients = clients
+        self._direct = direct
+        self._clock = clock
+        self._listers: dict[BucketTarget, FastLister | None] = {}
+        self._provider: Any = None
 
-    async def region_of(self, target: BucketTarget) -> str:
-        raise NotImplementedError
+    async def aclose(self) -> None:
+        """Close the direct listers' connections."""
+        for lister in self._listers.values():
+            if lister is not None:
+                await lister.close()
 
     async def list_pages(
         self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
@@ -108,7 +110,7 @@ class ListingCalls:
         if token is not None:
             params["ContinuationToken"] = token
         with _listing_errors():
-            client = await self._client(target, first_try_spent=spent)
+            client = await self._clients.client(target, first_try_spent=spent)
             async with slot or contextlib.nullcontext():
                 answer = await client.list_objects_v2(**params)
         if refused and lister is not None:
@@ -124,18 +126,19 @@ class ListingCalls:
         if target not in self._listers:
             lister = None
             reason = "switched off (SHAREBATCH_S3_DIRECT_LISTING=off)"
-            if self._retry.attempts == 1:
+            clients = self._clients
+            if clients.retry.attempts == 1:
                 reason = "one attempt per request (SHAREBATCH_S3_ATTEMPTS=1): botocore's"
             elif self._direct:
                 try:
                     lister = FastLister(
                         target,
-                        region=await self.region_of(target),
+                        region=await clients.region_of(target),
                         credentials=self._frozen_credentials,
-                        max_connections=self._max_connections,
-                        policy=self._retry,
-                        profile_config=self._session._session.get_scoped_config(),
-                        ca_bundle=self._session._session.get_config_variable("ca_bundle"),
+                        max_connections=clients.max_connections,
+                        policy=clients.retry,
+                        profile_config=clients.session._session.get_scoped_config(),
+                        ca_bundle=clients.session._session.get_config_variable("ca_bundle"),
                         clock=self._clock,
                     )
                 except Unsupported as exc:
@@ -153,7 +156,7 @@ class ListingCalls:
         """The listing credentials now, from the same provider as botocore's clients."""
         try:
             if self._provider is None:
-                self._provider = await self._session.get_credentials()
+                self._provider = await self._clients.session.get_credentials()
             if self._provider is None:
                 return None
             frozen = await self._provider.get_frozen_credentials()

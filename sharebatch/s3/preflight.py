@@ -1,4 +1,4 @@
-"""S3 and STS requests for ``sharebatch doctor``, as part of ``S3Gateway`` (see ``s3.py``).
+"""S3 and STS requests for ``sharebatch doctor``, for ``S3Gateway`` (its ``preflight``).
 
 Each request returns an ``Answer`` and never raises, so one refused request does not hide
 what the others would have said.
@@ -16,21 +16,17 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sharebatch.models import Answer, BucketTarget
+from sharebatch.models import Answer, BucketTarget, Connection
+from sharebatch.s3.clients import Clients
 
 
-class PreflightCalls:
-    """Mixed into ``S3Gateway``, whose session, clients and configuration it uses."""
+class Preflight:
+    """The doctor's requests, with the gateway's ``clients`` and ``connection`` (its profile,
+    and the region that overrides the AWS chain's)."""
 
-    _session: Any
-    _region: str | None
-    _profile: str | None
-
-    async def _client(self, target: BucketTarget) -> Any:
-        raise NotImplementedError
-
-    def _config(self, target: BucketTarget, max_connections: int) -> Config:
-        raise NotImplementedError
+    def __init__(self, clients: Clients, connection: Connection) -> None:
+        self._clients = clients
+        self._connection = connection
 
     def configured_endpoint(self, service: str) -> str | None:
         """The endpoint the AWS configuration sets for ``service`` (``AWS_ENDPOINT_URL_<SERVICE>``,
@@ -39,7 +35,7 @@ class PreflightCalls:
         Read from botocore itself: the endpoint of a client built with and without configured
         endpoints (unsigned, so no credential is looked up; no request is sent).
         """
-        session = botocore.session.Session(profile=self._profile)
+        session = botocore.session.Session(profile=self._connection.profile)
         unsigned = Config(signature_version=UNSIGNED)
 
         def resolved(config: Config) -> str:
@@ -56,8 +52,8 @@ class PreflightCalls:
     async def caller_identity(self) -> Answer:
         """STS GetCallerIdentity: the ARN the credentials belong to (STS's configured endpoint,
         else AWS's; see ``configured_endpoint``)."""
-        region = self._region or self._session.region_name or "us-east-1"
-        async with self._session.client("sts", region_name=region) as sts:
+        region = self._connection.region or self._clients.session.region_name or "us-east-1"
+        async with self._clients.session.client("sts", region_name=region) as sts:
             return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
 
     async def endpoint_probe(self, target: BucketTarget) -> Answer:
@@ -66,9 +62,9 @@ class PreflightCalls:
         Unsigned on purpose: S3 answers it whatever the credentials or the clock, with its
         ``Date`` and, for a bucket, the ``x-amz-bucket-region`` header (on a 403 or 301 too).
         """
-        config = self._config(target, 1).merge(Config(signature_version=UNSIGNED))
+        config = self._clients.config(target, 1).merge(Config(signature_version=UNSIGNED))
         region = target.region or "us-east-1"
-        async with self._session.client(
+        async with self._clients.session.client(
             "s3", region_name=region, endpoint_url=target.endpoint_url, config=config
         ) as probe:
             bucket = target.bucket
@@ -77,7 +73,7 @@ class PreflightCalls:
 
     async def public_access_block(self, target: BucketTarget) -> Answer:
         """GetPublicAccessBlock: the bucket's four Block Public Access settings."""
-        client = await self._client(target)
+        client = await self._clients.client(target)
         return await _answer(
             client.get_public_access_block(Bucket=target.bucket),
             lambda r: dict(r["PublicAccessBlockConfiguration"]),
@@ -85,7 +81,7 @@ class PreflightCalls:
 
     async def default_encryption(self, target: BucketTarget) -> Answer:
         """GetBucketEncryption: the default algorithm and KMS key of new objects."""
-        client = await self._client(target)
+        client = await self._clients.client(target)
 
         def pick(response: Mapping[str, Any]) -> dict[str, str | bool | None]:
             rule = response["ServerSideEncryptionConfiguration"]["Rules"][0]
@@ -100,7 +96,7 @@ class PreflightCalls:
 
     async def first_key(self, target: BucketTarget, prefix: str) -> Answer:
         """A one-key ListObjectsV2: whether listing ``prefix`` is allowed, and if it is empty."""
-        client = await self._client(target)
+        client = await self._clients.client(target)
         return await _answer(
             client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, MaxKeys=1),
             lambda r: {"empty": not r.get("Contents")},

@@ -2,7 +2,7 @@
 
 botocore spends ~350 us per URL on request objects, the endpoint ruleset and event hooks; the
 signature itself is two SHA-256 passes. This module reproduces botocore's output for the
-configuration of ``s3.client_config`` (SigV4, an addressing style, checksums only when
+configuration of ``clients.client_config`` (SigV4, an addressing style, checksums only when
 required) and raises ``Unsupported`` for everything it was not proven against, so the caller
 can hand that case to botocore instead. ``tests/test_sigv4.py`` compares it with botocore.
 """

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sharebatch import run_manifest
+from sharebatch import Connection, run_manifest
 from sharebatch.cli import app
 from sharebatch.cli.view import summary_table
 from sharebatch.units import counted
@@ -50,7 +50,9 @@ def test_one_of_each_is_singular_in_every_command(s3: S3, tmp_path: Path) -> Non
     assert "; 1 prefix listing; " in plan
     assert re.search(r"min_size +1 byte$", plan, re.MULTILINE)
 
-    summary = run_manifest(manifest, out=tmp_path / "out", endpoint_url=s3.endpoint)
+    summary = run_manifest(
+        manifest, out=tmp_path / "out", connection=Connection(endpoint_url=s3.endpoint)
+    )
     table = io.StringIO()
     Console(file=table, width=120).print(summary_table(dict(summary.report)))
     assert re.search(r"│ 1 job +│", table.getvalue())

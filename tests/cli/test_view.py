@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from sharebatch import run_manifest
+from sharebatch import Connection, run_manifest
 from sharebatch.cli.view import summary_table
 from sharebatch.run.progress import JobProgress
 from tests.support.linkkit import drain
@@ -130,7 +130,10 @@ def test_library_reports_progress_per_job(seeded: tuple[S3, Path], tmp_path: Pat
     s3, manifest = seeded
     seen: list[JobProgress] = []
     summary = run_manifest(
-        manifest, out=tmp_path / "out", endpoint_url=s3.endpoint, on_progress=seen.append
+        manifest,
+        out=tmp_path / "out",
+        connection=Connection(endpoint_url=s3.endpoint),
+        on_progress=seen.append,
     )
     report: dict[str, Any] = dict(summary.report)
     assert [p.job for p in seen[:3]] == ["q3", "bulk", "broken"]  # announced before listing
@@ -158,7 +161,9 @@ def test_library_reports_progress_per_job(seeded: tuple[S3, Path], tmp_path: Pat
 def test_summary_json_has_the_table_figures(seeded: tuple[S3, Path], tmp_path: Path) -> None:
     """summary.json holds jobs, recipients, links, bytes shared, earliest expiry, failures."""
     s3, manifest = seeded
-    summary = run_manifest(manifest, out=tmp_path / "out", endpoint_url=s3.endpoint)
+    summary = run_manifest(
+        manifest, out=tmp_path / "out", connection=Connection(endpoint_url=s3.endpoint)
+    )
     report = json.loads((Path(str(summary.run_dir)) / "summary.json").read_text())
     content = files()
     q3 = [k for k in content if k.startswith(("reports/q3/", "partners/globex/"))]
@@ -190,7 +195,9 @@ def test_summary_table_shows_each_job_and_the_totals(
     """The table has one row per job and a total row, with the summary's own figures."""
     s3, manifest = seeded
     report: dict[str, Any] = dict(
-        run_manifest(manifest, out=tmp_path / "out", endpoint_url=s3.endpoint).report
+        run_manifest(
+            manifest, out=tmp_path / "out", connection=Connection(endpoint_url=s3.endpoint)
+        ).report
     )
     out = io.StringIO()
     Console(file=out, width=160).print(summary_table(report))

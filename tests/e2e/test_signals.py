@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sharebatch import Interrupted
+from sharebatch import Connection, Interrupted
 from sharebatch.cli import app
 from sharebatch.run import runner
 from sharebatch.run.folder import LOCK_NAME
@@ -115,7 +115,10 @@ def test_signal_while_bundles_are_written_keeps_none_of_them(
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted) as caught:
         runner.run_manifest(
-            manifest, out=tmp_path / "out", endpoint_url=s3.endpoint, run_id="mid-write"
+            manifest,
+            out=tmp_path / "out",
+            connection=Connection(endpoint_url=s3.endpoint),
+            run_id="mid-write",
         )
     assert caught.value.exit_code == 143
     assert [p.name for p in written] == ["alice"]

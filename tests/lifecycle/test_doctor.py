@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.lifecycle.doctor import credential_kind, diagnose
-from sharebatch.models import Credentials
+from sharebatch.models import Connection, Credentials
 from tests.support.linkkit import serve
 from tests.support.s3 import ACCESS_KEY, REGION, S3, SECRET_KEY, write_manifest
 
@@ -351,7 +351,8 @@ def test_clock_skew_is_read_from_the_date_header(
 def test_skewed_local_clock_against_moto(sts: S3) -> None:
     """The same check from the other side: a local clock 20 minutes fast is a FAIL."""
     diagnosis = diagnose(
-        endpoint_url=sts.endpoint, clock=lambda: datetime.now(UTC) + timedelta(minutes=20)
+        connection=Connection(endpoint_url=sts.endpoint),
+        clock=lambda: datetime.now(UTC) + timedelta(minutes=20),
     )
     clock = next(c for c in diagnosis.checks if c.name == "clock")
     assert clock.status == "FAIL" and " ahead of S3" in clock.message

@@ -30,6 +30,8 @@ class StubGateway:
         self.listings = 0
         self.peak_listings = 0
         self.listed: list[str] = []
+        # The gateway's parts, played by the stub itself.
+        self.listing = self.signers = self
 
     def effective(self, target: BucketTarget) -> BucketTarget:
         return target

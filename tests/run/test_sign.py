@@ -22,6 +22,7 @@ from sharebatch.run.sign import (
     signed_window,
 )
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.s3.presigners import botocore_presigner
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
 from tests.support.paths import DATA
 
@@ -63,10 +64,10 @@ def _presign(case: dict[str, Any], at: datetime, *, fast: bool) -> str:
     async def make() -> str:
         async with S3Gateway(clock=lambda: at) as gateway:
             if fast:
-                presign = await gateway.presigner(target, creds)
+                presign = await gateway.signers.presigner(target, creds)
             else:
                 session = botocore.session.Session()
-                presign = gateway._botocore_presigner(session, target, i["region"], creds)
+                presign = botocore_presigner(session, target, i["region"], creds)
             return presign(i["method"], i["bucket"], i["key"], i["expires"], params)
 
     return asyncio.run(make())
@@ -109,7 +110,7 @@ def test_botocore_settings_in_the_environment_select_botocore(
 
     async def make() -> str:
         async with S3Gateway() as gateway:
-            presign = await gateway.presigner(target, creds)
+            presign = await gateway.signers.presigner(target, creds)
             return presign("GET", "my-bucket", "k", 60, {})
 
     with audit.capture() as events:

@@ -56,8 +56,8 @@ def signers(creds: Credentials = CREDS) -> tuple[Any, Any]:
     async def make() -> tuple[Any, Any]:
         async with S3Gateway(clock=lambda: NOW.replace(tzinfo=UTC)) as gateway:
             return (
-                await gateway.presigner(TARGET, creds),
-                await gateway.post_signer(TARGET, creds),
+                await gateway.signers.presigner(TARGET, creds),
+                await gateway.signers.post_signer(TARGET, creds),
             )
 
     return asyncio.run(make())

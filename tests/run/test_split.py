@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.models import BucketTarget, ObjectRef
-from sharebatch.s3.gateway import S3Gateway
+from sharebatch.s3.listing import Listing
 from tests.support.s3 import S3, fetch, write_manifest
 
 
@@ -40,16 +40,16 @@ def test_split_listing_matches_the_flat_order(
     files = _files()
     s3.bucket("split-bucket", files)
     listed: list[str] = []
-    original = S3Gateway.list_pages
+    original = Listing.list_pages
 
     async def spy(
-        self: S3Gateway, target: BucketTarget, prefix: str, **options: Any
+        self: Listing, target: BucketTarget, prefix: str, **options: Any
     ) -> AsyncIterator[list[ObjectRef]]:
         listed.append(prefix)
         async for page in original(self, target, prefix, **options):
             yield page
 
-    monkeypatch.setattr(S3Gateway, "list_pages", spy)
+    monkeypatch.setattr(Listing, "list_pages", spy)
     manifest = write_manifest(
         tmp_path / "m.yml",
         "version: 1\njobs:\n  - name: j\n    bucket: split-bucket\n    region: eu-west-1\n"

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from sharebatch.audit import capture
 from sharebatch.errors import S3ListingError, UsageError
-from sharebatch.models import BucketTarget, Credentials, ObjectRef
+from sharebatch.models import BucketTarget, Connection, Credentials, ObjectRef
 from sharebatch.s3.fastlist import HeaderSigner, list_query
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.s3.listparse import Page, _fast_page, objects_of, read_page
@@ -282,11 +282,11 @@ KEYS = [f"big/{i:05d}.bin" for i in range(25)] + [
 
 
 async def _listing(endpoint: str, prefix: str, delimiter: bool = False) -> Any:
-    async with S3Gateway(endpoint_url=endpoint) as gateway:
+    async with S3Gateway(Connection(endpoint_url=endpoint)) as gateway:
         target = BucketTarget("fast-bucket", "eu-west-1", endpoint, "path")
         if delimiter:
-            return await gateway.probe_level(target, prefix)
-        return [o async for page in gateway.list_pages(target, prefix) for o in page]
+            return await gateway.listing.probe_level(target, prefix)
+        return [o async for page in gateway.listing.list_pages(target, prefix) for o in page]
 
 
 @pytest.fixture
@@ -375,11 +375,11 @@ def test_a_refused_prefix_leaves_the_lister_on(seeded: tuple[S3, FaultProxy]) ->
     proxy.add("denied", "odd/", times=None)
 
     async def main() -> list[ObjectRef]:
-        async with S3Gateway(endpoint_url=proxy.url) as gateway:
+        async with S3Gateway(Connection(endpoint_url=proxy.url)) as gateway:
             target = BucketTarget("fast-bucket", "eu-west-1", proxy.url, "path")
             with pytest.raises(S3ListingError, match="AccessDenied"):
-                [o async for page in gateway.list_pages(target, "odd/") for o in page]
-            return [o async for page in gateway.list_pages(target, "big/") for o in page]
+                [o async for page in gateway.listing.list_pages(target, "odd/") for o in page]
+            return [o async for page in gateway.listing.list_pages(target, "big/") for o in page]
 
     with capture() as events:
         listed = asyncio.run(main())

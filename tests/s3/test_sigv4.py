@@ -1,9 +1,9 @@
 """The fast SigV4 presigner against botocore: the shared vectors, then botocore itself.
 
 Every comparison freezes botocore's clock (``botocore.auth.get_current_datetime``) at the
-instant handed to our presigner, builds the botocore client the way ``S3Gateway.presigner``
-does (``client_config`` of ``sharebatch.s3``) and asserts byte equality, or that our presigner
-refused the configuration with ``Unsupported`` (so the caller uses botocore).
+instant handed to our presigner, builds the botocore client the way ``Signers.presigner``
+does (``client_config`` of ``sharebatch.s3.clients``) and asserts byte equality, or that our
+presigner refused the configuration with ``Unsupported`` (so the caller uses botocore).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sharebatch.models import AddressingStyle, BucketTarget, Credentials
-from sharebatch.s3.gateway import client_config
+from sharebatch.s3.clients import client_config
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported, botocore_overrides
 from tests.support.paths import DATA
 
@@ -91,7 +91,7 @@ def botocore_url(
     expires: int,
     params: Mapping[str, str],
 ) -> str:
-    """What ``S3Gateway.presigner`` returns for these arguments at the instant ``at``."""
+    """What ``Signers.presigner`` returns for these arguments at the instant ``at``."""
     client = _botocore(*config)
     operation = {"GET": "get_object", "PUT": "put_object"}[method]
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
