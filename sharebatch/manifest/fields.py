@@ -2,7 +2,7 @@
 
 Each check raises ``ValueError`` with a message for the person who wrote the value (pydantic
 passes it through and ``IssueCollector`` locates it). Rules that need more than one value, or
-the rendered form of a template, live in ``_resolve``.
+the rendered form of a template, live in ``resolve``.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ for the run date) or raises ``ManifestError`` listing every problem in the file,
 column and field path. Nothing else escapes for bad input, because the manifest is what ops
 engineers edit by hand and a run must never start on a half-understood file.
 
-Validation happens in passes over the same data: YAML structure (``_yamlsource``), field shapes
+Validation happens in passes over the same data: YAML structure (``source``), field shapes
 and single values (private ``Raw*`` pydantic models mirroring the YAML, here and in
-``_resolve``, with the value types of ``_fields``), duplicates, then what only merged settings
-or rendered templates show (``_resolve``: required settings, rendered prefixes, ranges). Every
+``resolve``, with the value types of ``fields``), duplicates, then what only merged settings
+or rendered templates show (``resolve``: required settings, rendered prefixes, ranges). Every
 pass runs even when an earlier one found problems; a value already reported counts as unknown
 later, so it is neither used nor reported twice.
 """

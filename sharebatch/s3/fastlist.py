@@ -1,10 +1,10 @@
-"""ListObjectsV2 over plain HTTP for the common case, part of the S3 layer (``s3.py``).
+"""ListObjectsV2 over plain HTTP for the common case, part of ``sharebatch.s3``.
 
 Through botocore, one 1,000-key page costs ~25 ms of CPU: its generic request path (event
 hooks, endpoint rules, user agent) and a second XML parse that only checks for errors. A
 large listing is then bound by the client's CPU rather than by S3. This module sends the
-same request with its own SigV4 header signature (``tests/test_fastlist.py`` proves it equal
-to botocore's) and reads the answer with ``_listparse.read_page``: ~3 ms a page.
+same request with its own SigV4 header signature (``tests/s3/test_fastlist.py`` proves it equal
+to botocore's) and reads the answer with ``listparse.read_page``: ~3 ms a page.
 
 It covers the happy path only. It refuses configurations it was not proven on (the
 presigner's rules, and proxies) with ``Unsupported``. A 403 or 404 hands that one request
