@@ -6,11 +6,13 @@ the exit code (``RunSummary.exit_code``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan, merged_prefixes
+from sharebatch.run.write import WrittenBundle
 from sharebatch.times import iso
 
 # When S3 denied every prefix the credentials lack access (exit 3), rather than some prefixes
@@ -18,19 +20,10 @@ from sharebatch.times import iso
 _DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
 
 
-_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
-
-
-def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
-    """What the summary and the review page say of an issued upload slot (a row of
-    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
-    return {name: row[name] for name in _SLOT_FIELDS}
-
-
 def build_report(
     plan: Plan,
     staged: Staged,
-    written: dict[int, dict[str, Any]],
+    written: Mapping[int, WrittenBundle],
     run_id: str,
     started_at: datetime,
     dry_run: bool,
@@ -41,8 +34,8 @@ def build_report(
     jobs: dict[str, dict[str, Any]] = {}
     for route, tally in zip(plan.routes, staged.routes, strict=True):
         job = jobs.setdefault(route.job, {"name": route.job, "recipients": []})
-        header = written.get(route.index)
-        shared = header is not None or (
+        bundle = written.get(route.index)
+        shared = bundle is not None or (
             dry_run and route.index not in failed_routes and route.job not in over_limit
         )
         job["recipients"].append(
@@ -51,12 +44,12 @@ def build_report(
                 "links": tally.links if shared else 0,
                 "bytes": tally.bytes if shared else 0,
                 "matched": tally.links,
-                "bundle": f"{route.job}/{route.recipient}" if header else None,
-                "expires_at": header["expires_at"] if header else None,
+                "bundle": f"{route.job}/{route.recipient}" if bundle else None,
+                "expires_at": bundle.header.expires_at if bundle else None,
                 "prefixes": list(route.prefixes),
                 "merged_prefixes": merged_prefixes(route),
                 # Upload slots that went out with the bundle: where, how, how big, until when.
-                "uploads": list(header.get("upload_slots", [])) if header else [],
+                "uploads": list(bundle.upload_slots) if bundle else [],
                 # Keys in UTF-8 byte order: S3's order, also for what split listings found.
                 "unlinkable": sorted(tally.unlinkable, key=str.encode),
                 "unlinkable_count": tally.unlinkable_count,

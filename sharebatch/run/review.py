@@ -28,6 +28,7 @@ from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import UNLINKABLE_LISTED, Staged
 from sharebatch.run.plan import Plan
 from sharebatch.run.report import build_report
+from sharebatch.run.write import WrittenBundle
 from sharebatch.units import human_size
 from sharebatch.visible import visible
 
@@ -302,7 +303,7 @@ def write_review(
     folder: RunFolder,
     plan: Plan,
     staged: Staged,
-    written: dict[int, dict[str, Any]],
+    written: Mapping[int, WrittenBundle],
     run_id: str,
     started_at: datetime,
     *,
@@ -317,7 +318,7 @@ def write_review(
         )
         for r in plan.routes
     }
-    total = sum(int(h["links"]) for h in written.values())
+    total = sum(w.header.links for w in written.values())
 
     def rows() -> Iterator[tuple[str, str, dict[str, Any]]]:
         count = 0

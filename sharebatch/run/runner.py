@@ -36,7 +36,7 @@ from sharebatch.run.report import build_report
 from sharebatch.run.review import write_review
 from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
 from sharebatch.run.slots import Uploads, slot_lifetimes
-from sharebatch.run.write import write_bundles
+from sharebatch.run.write import WrittenBundle, write_bundles
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
 from sharebatch.visible import visible
@@ -128,7 +128,7 @@ async def run_manifest_async(
                         split_folders=split_folders,
                         progress=_progress(plan, on_progress),
                     )
-                    written: dict[int, dict[str, Any]] = {}
+                    written: dict[int, WrittenBundle] = {}
                     if folder:
                         # Every signer the write stage needs, before its first bundle: it
                         # never reaches back into S3 itself.

@@ -150,6 +150,15 @@ def upload_row(link: UploadLink) -> dict[str, Any]:
     }
 
 
+_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
+
+
+def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What the summary and the review page say of an issued upload slot (a row of
+    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
+    return {name: row[name] for name in _SLOT_FIELDS}
+
+
 def _parse_moment(text: object, pattern: str) -> datetime:
     if not isinstance(text, str):
         raise SigningError("the POST form has no signing time or expiration; refusing it")

@@ -11,23 +11,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sharebatch.audit import get_logger
 from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials
-from sharebatch.run.bundles import write_bundle
+from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy, write_bundle
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan
-from sharebatch.run.report import slot_summary
 from sharebatch.run.sign import credential_kind
-from sharebatch.run.slots import Uploads, upload_row
+from sharebatch.run.slots import Uploads, slot_summary, upload_row
 from sharebatch.times import iso
 
 log = get_logger()
+
+
+@dataclass(frozen=True)
+class WrittenBundle:
+    """A bundle the write stage wrote: its header, and its upload slots as the summary and
+    the review page list them (never their URLs or forms, which are bearer secrets)."""
+
+    header: BundleHeader
+    upload_slots: list[dict[str, Any]]
 
 
 async def write_bundles(
@@ -39,7 +47,7 @@ async def write_bundles(
     credentials: Credentials,
     targets: Mapping[int, BucketTarget],
     uploads: Uploads,
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, WrittenBundle]:
     """Join each complete route's parts into its bundle; skip routes that cannot be trusted.
 
     ``targets``: by route index, the target its links were signed for (the manifest's, with
@@ -48,7 +56,7 @@ async def write_bundles(
     """
     failed = staged.failed_routes(plan)
     over_limit = staged.over_limit_jobs(plan)
-    written: dict[int, dict[str, Any]] = {}
+    written: dict[int, WrittenBundle] = {}
     generated_at = iso(datetime.now(UTC))
     for route, tally in zip(plan.routes, staged.routes, strict=True):
         await asyncio.sleep(0)  # a signal's cancellation lands between two bundles
@@ -67,55 +75,50 @@ async def write_bundles(
                 clamped_to=iso(clamped),
                 credentials_source=credentials.method,
             )
-        header = {
-            "run_id": run_id,
-            "job": route.job,
-            "recipient": recipient.id,
-            "recipient_name": recipient.name,
-            "recipient_email": recipient.email,
-            "generated_at": generated_at,
-            "signer_access_key_id": staged.signer_key_id,
-            "expires_at": iso(min(found)) if found else None,
-            "links": sum(p.rows for p in tally.parts),
-            # What renewal may never go beyond: every row lies under one of these.
-            "prefixes": list(route.prefixes),
-            # What renewal needs to re-sign these links as they were first signed.
-            **lifecycle_header(route.grant, targets[route.index], credentials, clamped),
-        }
         issued = [upload_row(u) for u in uploads.issue(route)]
-        if route.grant.upload is not None:
-            header["uploads"] = len(issued)
-            header["upload"] = asdict(route.grant.upload)  # the slot's policy, for renewal
+        slot = route.grant.upload
+        header = BundleHeader(
+            run_id=run_id,
+            job=route.job,
+            recipient=recipient.id,
+            recipient_name=recipient.name,
+            recipient_email=recipient.email,
+            generated_at=generated_at,
+            signer_access_key_id=staged.signer_key_id,
+            expires_at=iso(min(found)) if found else None,
+            links=sum(p.rows for p in tally.parts),
+            prefixes=route.prefixes,
+            # What renewal needs to re-sign these links as they were first signed.
+            policy=link_policy(route.grant, targets[route.index], credentials, clamped),
+            uploads=len(issued) if slot is not None else None,
+            upload=slot,  # the slot's policy, for renewal
+        )
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
-        # The summary and review page list the slots; never their URLs or forms.
-        written[route.index] = header | {"upload_slots": [slot_summary(r) for r in issued]}
+        written[route.index] = WrittenBundle(header, [slot_summary(r) for r in issued])
     return written
 
 
-def lifecycle_header(
+def link_policy(
     grant: Grant, target: BucketTarget, credentials: Credentials, clamped: datetime | None
-) -> dict[str, Any]:
-    """Bundle header fields on the links' lifetime: the expiry policy, signer and target."""
-    expiry = grant.expiry
-    return {
-        "expiry": {"expires_at": iso(expiry.at)}
-        if expiry.at is not None
-        else {"expires_in": expiry.seconds},
-        "on_short_credentials": grant.on_short_credentials,
-        "credentials": {
-            "source": credentials.method,
-            "kind": credential_kind(credentials),
-            "expires_at": iso(credentials.expiry) if credentials.expiry else None,
-        },
-        "clamped_to": iso(clamped) if clamped else None,
-        "target": {
-            "bucket": target.bucket,
-            "region": target.region,
-            "endpoint_url": target.endpoint_url,
-            "addressing_style": target.addressing_style,
-        },
-        "download_name": grant.download_name,
-        "content_type": grant.content_type,
-    }
+) -> LinkPolicy:
+    """The header's record of the links' lifetime: the expiry policy, signer and target."""
+    return LinkPolicy(
+        expiry=grant.expiry,
+        on_short_credentials=grant.on_short_credentials,
+        credentials=signed_by(credentials),
+        clamped_to=iso(clamped) if clamped else None,
+        target=target,
+        download_name=grant.download_name,
+        content_type=grant.content_type,
+    )
+
+
+def signed_by(credentials: Credentials) -> SignedBy:
+    """What a header says of the credentials that signed its links (never a secret)."""
+    return SignedBy(
+        source=credentials.method,
+        kind=credential_kind(credentials),
+        expires_at=iso(credentials.expiry) if credentials.expiry else None,
+    )
