@@ -26,7 +26,7 @@ from sharebatch.blocking import blocking
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from sharebatch.files import write_json
 from sharebatch.manifest.load import load_manifest
-from sharebatch.models import Connection, Credentials, RunSummary
+from sharebatch.models import Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals as _signals
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import first_error, stage
@@ -155,7 +155,7 @@ async def run_manifest_async(
                     # The audit log holds every event before summary.json says how it ended:
                     # a disk too full for either still ends the run as failed, below.
                     audit_flush()
-                    _finish(folder, run_id, summary.status, report["totals"], report)
+                    _finish(folder, report)
                 except SharebatchError as exc:
                     _abort(folder, run_id, "failed", {"error": str(exc)})
                     raise
@@ -237,16 +237,10 @@ def _not_done(step: str, path: Path, exc: OSError) -> None:
         log.error("abort_incomplete", step=step, path=str(path), message=_what(exc))
 
 
-def _finish(
-    folder: RunFolder | None,
-    run_id: str,
-    status: str,
-    totals: dict[str, Any],
-    report: dict[str, Any],
-) -> None:
+def _finish(folder: RunFolder | None, report: RunReport) -> None:
     if folder is not None:
         write_json(folder.summary_path, report)
-    log.info("run_finished", run_id=run_id, status=status, **totals)
+    log.info("run_finished", run_id=report["run_id"], status=report["status"], **report["totals"])
 
 
 def _log_credentials(credentials: Credentials, outliving: list[Outliving]) -> None:

@@ -34,6 +34,7 @@ from sharebatch.models import (
     Expiry,
     PostSigner,
     Presigner,
+    SlotSummary,
     UploadLink,
     UploadSlot,
 )
@@ -150,13 +151,16 @@ def upload_row(link: UploadLink) -> dict[str, Any]:
     }
 
 
-_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
-
-
-def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
+def slot_summary(row: dict[str, Any]) -> SlotSummary:
     """What the summary and the review page say of an issued upload slot (a row of
     ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
-    return {name: row[name] for name in _SLOT_FIELDS}
+    return {
+        "method": row["method"],
+        "key": row["key"],
+        "content_type": row["content_type"],
+        "max_size": row["max_size"],
+        "expires_at": row["expires_at"],
+    }
 
 
 def _parse_moment(text: object, pattern: str) -> datetime:

@@ -13,11 +13,10 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sharebatch.audit import get_logger
 from sharebatch.manifest.load import Grant
-from sharebatch.models import BucketTarget, Credentials
+from sharebatch.models import BucketTarget, Credentials, SlotSummary
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy, write_bundle
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import Staged
@@ -35,7 +34,7 @@ class WrittenBundle:
     the review page list them (never their URLs or forms, which are bearer secrets)."""
 
     header: BundleHeader
-    upload_slots: list[dict[str, Any]]
+    upload_slots: list[SlotSummary]
 
 
 async def write_bundles(
