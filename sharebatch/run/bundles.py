@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast, get_args
@@ -333,12 +333,7 @@ class BundleHeader:
             ),
             renewed_from=None
             if renewed_from is None
-            else RenewedFrom(
-                path=renewed_from.text("path"),
-                sha256=renewed_from.text("sha256"),
-                run_id=renewed_from.text("run_id"),
-                generated_at=renewed_from.text("generated_at"),
-            ),
+            else RenewedFrom(*(renewed_from.text(f.name) for f in fields(RenewedFrom))),
             renewed=header.count("renewed") if header.has("renewed") else None,
         )
 
