@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from sharebatch.audit import url_digest
 from sharebatch.errors import LinkError
 from sharebatch.models import MAX_EXPIRES_IN
-from sharebatch.run.bundles import COLUMNS, BundleHeader, HeaderError, csv_value
+from sharebatch.run.bundles import COLUMNS, BundleHeader, csv_value
 from sharebatch.times import iso, parse_iso
 from sharebatch.visible import HIDDEN, visible
 
@@ -274,7 +274,7 @@ def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
         uploads = [_upload(path, n, u) for n, u in slots]
         try:
             header = BundleHeader.from_json(found)
-        except HeaderError as exc:
+        except ValueError as exc:
             return Bundle(path, "json", None, rows, uploads, header_problem=str(exc))
         return Bundle(path, "json", header, rows, uploads)
     rows = [_row(path, "csv", n, item) for n, item in _csv_rows(path, text)]

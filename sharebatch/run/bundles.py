@@ -199,10 +199,6 @@ class _Discard:
         return len(text)
 
 
-class HeaderError(ValueError):
-    """A bundle header that is not one sharebatch writes; the message starts with the field."""
-
-
 @dataclass(frozen=True, slots=True)
 class SignedBy:
     """The credentials that signed a bundle's links, as its header records them."""
@@ -302,8 +298,8 @@ class BundleHeader:
 
     @classmethod
     def from_json(cls, data: object) -> BundleHeader:
-        """The header ``to_json`` wrote, every field checked (``HeaderError`` names the first
-        that is not as sharebatch writes it)."""
+        """The header ``to_json`` wrote, every field checked: ``ValueError`` names the first
+        that is not as sharebatch writes it (``field: problem``)."""
         header = _Fields(data)
         prefixes = header.texts("prefixes", "expected a list of prefixes")
         upload = header.object("upload")
@@ -342,13 +338,13 @@ def _policy(header: _Fields) -> LinkPolicy:
     expiry, target = header.object("expiry"), header.object("target")
     credentials = header.object("credentials")
     if expiry is None or target is None or credentials is None:
-        raise HeaderError("expiry, target and credentials: expected objects")
+        raise ValueError("expiry, target and credentials: expected objects")
     policy = header.get("on_short_credentials", "fail")
     if policy not in get_args(ShortCredentials):
-        raise HeaderError(f"on_short_credentials: {policy!r} is not fail, clamp or warn")
+        raise ValueError(f"on_short_credentials: {policy!r} is not fail, clamp or warn")
     style = target.get("addressing_style") or "auto"
     if style not in get_args(AddressingStyle):
-        raise HeaderError(f"target.addressing_style: {style!r} is not auto, virtual or path")
+        raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")
     return LinkPolicy(
         expiry=Expiry(at=expiry.moment("expires_at"))
         if expiry.has("expires_at")
@@ -377,7 +373,7 @@ class _Fields:
 
     def __init__(self, data: object, name: str = "") -> None:
         if not isinstance(data, dict):
-            raise HeaderError(f"{name}: expected an object" if name else "expected an object")
+            raise ValueError(f"{name}: expected an object" if name else "expected an object")
         self._data: dict[str, object] = data
         self._where = f"{name}." if name else ""
 
@@ -387,8 +383,8 @@ class _Fields:
     def get(self, name: str, default: object = None) -> object:
         return self._data.get(name, default)
 
-    def _fail(self, name: str, problem: str) -> HeaderError:
-        return HeaderError(f"{self._where}{name}: {problem}")
+    def _fail(self, name: str, problem: str) -> ValueError:
+        return ValueError(f"{self._where}{name}: {problem}")
 
     def text(self, name: str) -> str:
         value = self._data.get(name)

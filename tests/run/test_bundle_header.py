@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sharebatch.run.bundles import BundleHeader, HeaderError
+from sharebatch.run.bundles import BundleHeader
 from tests.support.paths import ROOT
 
 GOLDEN = ROOT / "tests" / "e2e" / "golden" / "golden-run"
@@ -71,12 +71,12 @@ def test_a_renewal_adds_its_fields_at_the_end() -> None:
 def test_a_header_sharebatch_does_not_write_is_refused_naming_the_field(
     change: dict[str, Any], problem: str
 ) -> None:
-    """Every field is checked: HeaderError names the first one that is not as written."""
-    with pytest.raises(HeaderError, match="^" + re.escape(problem)):
+    """Every field is checked: ValueError names the first one that is not as written."""
+    with pytest.raises(ValueError, match="^" + re.escape(problem)):
         BundleHeader.from_json({**_golden_headers()[0], **change})
 
 
 def test_not_an_object_is_refused() -> None:
     """A header that is not a JSON object is not a header."""
-    with pytest.raises(HeaderError, match=r"^expected an object"):
+    with pytest.raises(ValueError, match=r"^expected an object"):
         BundleHeader.from_json(["run_id"])
