@@ -142,6 +142,8 @@ class JobReport(TypedDict):
 
 
 class ManifestReport(TypedDict):
+    """The manifest a run read, and the date its periods were computed from."""
+
     path: str
     sha256: str
     as_of: str
@@ -164,6 +166,8 @@ class TotalsReport(TypedDict):
 
 
 class PrefixReport(TypedDict):
+    """One listed prefix: what it held and how long listing it took."""
+
     bucket: str
     prefix: str
     objects: int
