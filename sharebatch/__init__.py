@@ -36,7 +36,7 @@ from sharebatch.errors import (
     UsageError,
 )
 from sharebatch.manifest.load import Manifest, load_manifest
-from sharebatch.models import Connection, RunSummary
+from sharebatch.models import Connection, RunReport, RunSummary
 from sharebatch.run.runner import run_manifest, run_manifest_async
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "ManifestIssue",
     "RunCrashed",
     "RunLocked",
+    "RunReport",
     "RunSummary",
     "SharebatchError",
     "SigningError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, NotRequired, TypedDict
 
 MAX_EXPIRES_IN = 604_800
 """Seven days, in seconds: SigV4 refuses presigned URLs valid for longer."""
@@ -98,14 +98,127 @@ class PrefixFailure:
     message: str
 
 
+RunStatus = Literal["ok", "partial", "failed", "denied"]
+"""How a run ended; ``RunSummary.exit_code`` maps it to the exit code."""
+
+
+class SlotSummary(TypedDict):
+    """An upload slot as the summary and review page list it: never its URL or form."""
+
+    method: Literal["PUT", "POST"]
+    key: str
+    content_type: str
+    max_size: int
+    expires_at: str
+
+
+class RecipientReport(TypedDict):
+    """One recipient of a job in ``summary.json``."""
+
+    id: str
+    links: int
+    bytes: int
+    matched: int
+    bundle: str | None
+    expires_at: str | None
+    prefixes: list[str]
+    merged_prefixes: list[dict[str, str]]
+    uploads: list[SlotSummary]
+    unlinkable: list[str]
+    unlinkable_count: int
+
+
+class JobReport(TypedDict):
+    """One job in ``summary.json``: its recipients, then its totals."""
+
+    name: str
+    recipients: list[RecipientReport]
+    links: int
+    bytes: int
+    earliest_expiry: str | None
+    upload_slots: int
+    unlinkable: int
+    failures: int
+
+
+class ManifestReport(TypedDict):
+    """The manifest a run read, and the date its periods were computed from."""
+
+    path: str
+    sha256: str
+    as_of: str
+
+
+class TotalsReport(TypedDict):
+    """The run's totals (also the fields of its ``run_finished`` audit event)."""
+
+    jobs: int
+    recipients: int
+    prefixes: int
+    objects_listed: int
+    links: int
+    bundles: int
+    failures: int
+    bytes: int
+    earliest_expiry: str | None
+    upload_slots: int
+    unlinkable: int
+
+
+class PrefixReport(TypedDict):
+    """One listed prefix: what it held and how long listing it took."""
+
+    bucket: str
+    prefix: str
+    objects: int
+    bytes: int
+    seconds: float
+    status: Literal["listed", "failed"]
+
+
+class PrefixFailureReport(TypedDict):
+    """A prefix whose listing failed."""
+
+    kind: Literal["prefix"]
+    bucket: str
+    prefix: str
+    error: str
+    message: str
+
+
+class MaxLinksFailureReport(TypedDict):
+    """A recipient of a job that matched more than its ``max_links``."""
+
+    kind: Literal["max_links"]
+    job: str
+    recipient: str
+    error: str
+    message: str
+
+
+class RunReport(TypedDict):
+    """``summary.json`` of a run that ended (what ``--dry-run`` prints), keys in file order."""
+
+    run_id: str
+    status: RunStatus
+    dry_run: bool
+    manifest: ManifestReport
+    started_at: str
+    totals: TotalsReport
+    jobs: list[JobReport]
+    prefixes: list[PrefixReport]
+    failures: list[PrefixFailureReport | MaxLinksFailureReport]
+    duration_seconds: NotRequired[float]  # measured after the rest: absent from the review
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """What a run did. ``report`` is the content of ``summary.json``."""
 
     run_id: str
-    status: Literal["ok", "partial", "failed", "denied"]
+    status: RunStatus
     run_dir: str | None
-    report: Mapping[str, object] = field(repr=False)
+    report: RunReport = field(repr=False)
 
     @property
     def exit_code(self) -> int:

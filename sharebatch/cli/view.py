@@ -33,7 +33,7 @@ from rich.text import Text
 
 from sharebatch.cli.app import LogFormat, setup_logging
 from sharebatch.errors import Interrupted, RunCrashed, RunLocked, SharebatchError, UsageError
-from sharebatch.models import RunSummary
+from sharebatch.models import RunReport, RunSummary
 from sharebatch.run.metrics import RunMetrics, check_metrics_path, write_metrics
 from sharebatch.run.progress import JobProgress, ProgressCallback
 from sharebatch.times import parse_iso
@@ -41,14 +41,14 @@ from sharebatch.units import counted, human_size
 from sharebatch.visible import visible
 
 
-def summary_table(report: dict[str, Any]) -> Table:
+def summary_table(report: RunReport) -> Table:
     """Jobs, recipients, links, bytes shared, earliest expiry and failures; a total row.
 
     Upload slots issued get a column when there are any; keys that got no link (see
     ``select.linkable``) are named below the table.
     """
     totals = report["totals"]
-    slots = int(totals.get("upload_slots", 0))
+    slots = totals["upload_slots"]
     table = Table(
         title=f"run {report['run_id']}: {report['status']}",
         title_justify="left",
@@ -64,7 +64,7 @@ def summary_table(report: dict[str, Any]) -> Table:
             job["name"],
             str(len(job["recipients"])),
             str(job["links"]),
-            human_size(int(job["bytes"])),
+            human_size(job["bytes"]),
             job["earliest_expiry"] or "-",
             str(job["failures"]),
             *([str(job["upload_slots"])] if slots else []),
@@ -74,7 +74,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         counted(totals["jobs"], "job"),
         str(totals["recipients"]),
         str(totals["links"]),
-        human_size(int(totals["bytes"])),
+        human_size(totals["bytes"]),
         totals["earliest_expiry"] or "-",
         str(totals["failures"]),
         *([str(slots)] if slots else []),
@@ -85,8 +85,8 @@ def summary_table(report: dict[str, Any]) -> Table:
 _CAPTION_KEYS = 20  # the rest are in summary.json, the review page and the audit log
 
 
-def _unlinkable_caption(report: dict[str, Any]) -> Text | None:
-    total = int(report["totals"].get("unlinkable", 0))
+def _unlinkable_caption(report: RunReport) -> Text | None:
+    total = report["totals"]["unlinkable"]
     if not total:
         return None
     named = [
@@ -175,18 +175,18 @@ class RunView:
     def finished(self, summary: RunSummary) -> None:
         """The run returned: stop the display, print the table, write the metrics."""
         self._stop()
-        report: dict[str, Any] = dict(summary.report)
+        report = summary.report
         if self._table:
             self._console.print(summary_table(report))
         if self._metrics_file is not None:
             totals = report["totals"]
-            expiry = totals.get("earliest_expiry")
+            expiry = totals["earliest_expiry"]
             self._write(
                 summary.status,
                 summary.exit_code,
-                links=int(totals["links"]),
-                bytes=int(totals["bytes"]),
-                failures=int(totals["failures"]),
+                links=totals["links"],
+                bytes=totals["bytes"],
+                failures=totals["failures"],
                 earliest_expiry=parse_iso(expiry) if expiry else None,
             )
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from sharebatch.audit import url_digest
 from sharebatch.errors import LinkError
 from sharebatch.models import MAX_EXPIRES_IN
-from sharebatch.run.bundles import COLUMNS, csv_value
+from sharebatch.run.bundles import COLUMNS, BundleHeader, csv_value
 from sharebatch.times import iso, parse_iso
 from sharebatch.visible import HIDDEN, visible
 
@@ -220,13 +220,18 @@ class BundleRow:
 @dataclass(frozen=True)
 class Bundle:
     """A bundle file read back: its header (JSON bundles only) and its rows, in order;
-    ``uploads``: the JSON's upload slots as written (``uploads.upload_row``), checked."""
+    ``uploads``: the JSON's upload slots as written (``uploads.upload_row``), checked.
+
+    A JSON header that is not one sharebatch writes leaves ``header`` None and says why in
+    ``header_problem``: its links can still be inspected and verified, not renewed.
+    """
 
     path: Path
     format: Literal["csv", "json"]
-    header: Mapping[str, Any] | None
+    header: BundleHeader | None
     rows: list[BundleRow]
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    header_problem: str | None = None
 
 
 def bundle_file(path: Path) -> Path:
@@ -264,9 +269,14 @@ def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
         # ValueError: a NUL in the path. The path is named as given: Path() would fold '//'.
         raise LinkError(f"{given}: cannot read the bundle: {exc.__class__.__name__}") from None
     if path.suffix == ".json" or text.lstrip().startswith("{"):
-        header, raw, slots = _json_rows(path, text)
+        found, raw, slots = _json_rows(path, text)
         rows = [_row(path, "json", n, item) for n, item in raw]
-        return Bundle(path, "json", header, rows, [_upload(path, n, u) for n, u in slots])
+        uploads = [_upload(path, n, u) for n, u in slots]
+        try:
+            header = BundleHeader.from_json(found)
+        except ValueError as exc:
+            return Bundle(path, "json", None, rows, uploads, header_problem=str(exc))
+        return Bundle(path, "json", header, rows, uploads)
     rows = [_row(path, "csv", n, item) for n, item in _csv_rows(path, text)]
     return Bundle(path, "csv", None, rows)
 
@@ -277,7 +287,7 @@ def _row_where(path: Path, fmt: str, line: int) -> str:
 
 def _json_rows(
     path: Path, text: str
-) -> tuple[dict[str, Any], list[tuple[int, Any]], list[tuple[int, Any]]]:
+) -> tuple[object, list[tuple[int, Any]], list[tuple[int, Any]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -291,7 +301,7 @@ def _json_rows(
     if not isinstance(slots, list):
         raise LinkError(f"{path}: uploads: expected a list of upload slots")
     return (
-        (header if isinstance(header, dict) else {}),
+        header,
         list(enumerate(data["links"], 1)),
         list(enumerate(slots, 1)),
     )
@@ -425,12 +435,12 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
                 "url_sha256": facts.url_sha256,
             }
         )
-    header = bundle.header or {}
+    header = bundle.header
     return {
         "path": str(bundle.path),
         "format": bundle.format,
-        "run_id": header.get("run_id"),
-        "job": header.get("job"),
+        "run_id": header.run_id if header else None,
+        "job": header.job if header else None,
         "recipients": [
             {"recipient": name, **_counts(links), "links": links}
             for name, links in recipients.items()

@@ -26,10 +26,10 @@ import json
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
@@ -56,9 +56,10 @@ from sharebatch.models import (
     ShortCredentials,
     UploadSlot,
 )
-from sharebatch.run.bundles import PartFile, write_bundle
-from sharebatch.run.sign import Signer, check_lifetimes, credential_kind, credential_limit
+from sharebatch.run.bundles import BundleHeader, PartFile, RenewedFrom, write_bundle
+from sharebatch.run.sign import Signer, check_lifetimes, credential_limit
 from sharebatch.run.slots import issue_slot, upload_row
+from sharebatch.run.write import signed_by
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
 from sharebatch.visible import visible
@@ -125,7 +126,7 @@ class _Source:
 
     bundle: Bundle
     digest: str
-    header: dict[str, Any]
+    header: BundleHeader
     formats: tuple[str, ...]
     expiry: Expiry
     policy: ShortCredentials
@@ -185,11 +186,9 @@ def _events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             yield event
 
 
-def _run_log(path: Path, header: Mapping[str, Any], records: _Records) -> Path:
+def _run_log(path: Path, header: BundleHeader, records: _Records) -> Path:
     """The audit log of the bundle's run: given with --audit-log, or in its run folder."""
-    run_id = header.get("run_id")
-    if not isinstance(run_id, str) or not run_id:
-        raise LinkError(f"{path}: header: run_id: missing, so its run cannot vouch for it")
+    run_id = header.run_id
     if run_id in records.given:
         return records.given[run_id]
     run_dir = path.parent.parent.parent
@@ -210,44 +209,49 @@ def _read(path: Path) -> tuple[Bundle, str]:
     return read_bundle(path, data), hashlib.sha256(data).hexdigest()
 
 
-def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> None:
-    """Refuse ``bundle`` unless its run recorded it, or it is a faithful renewal of one that
-    its run recorded (``LinkError``, exit 2, naming the file and why)."""
-    path, header = bundle.path, bundle.header or {}
+def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> BundleHeader:
+    """``bundle``'s header, once its run recorded it, or it is a faithful renewal of one that
+    its run recorded; else ``LinkError`` (exit 2) naming the file and why."""
+    path, header = bundle.path, bundle.header
+    if header is None:
+        raise LinkError(f"{path}: header: {bundle.header_problem or 'missing'}")
     run_log = _run_log(path, header, records)
     if digest in records.read(run_log)[1]:
-        if path.parent.parent.parent.name == header["run_id"] and (
-            path.parent.name != header.get("recipient")
-            or path.parent.parent.name != header.get("job")
+        if path.parent.parent.parent.name == header.run_id and (
+            path.parent.name != header.recipient or path.parent.parent.name != header.job
         ):
             # Another recipient's bundle of the same run, copied in: this folder's newest
             # renewal would then hand its links to the wrong recipient.
             raise LinkError(
-                f"{path}: a bundle of job {visible(str(header.get('job')))}, recipient"
-                f" {visible(str(header.get('recipient')))}, in another bundle's folder"
+                f"{path}: a bundle of job {visible(header.job)}, recipient"
+                f" {visible(header.recipient)}, in another bundle's folder"
             )
-        return
-    origin = header.get("renewed_from")
+        return header
+    origin = header.renewed_from
     unknown = (
         f"{path}: sha256 {digest[:16]}... is not a bundle its run wrote: {run_log} records"
         " no bundle_written or bundle_renewed with it (was the file edited?)"
     )
-    if not isinstance(origin, dict) or depth >= _MAX_CHAIN:
+    if origin is None or depth >= _MAX_CHAIN:
         raise LinkError(unknown)
-    recorded = Path(str(origin.get("path")))
+    recorded = Path(origin.path)
     source_path = recorded if recorded.is_file() else path.with_name(recorded.name)
     if not source_path.is_file():
         raise LinkError(f"{unknown}; nor is its source {recorded} there to check it against")
     source, source_digest = _read(source_path)
-    if source_digest != origin.get("sha256"):
+    if source_digest != origin.sha256:
         raise LinkError(f"{unknown}; and {source_path} is not the source it names")
-    _vouch(source, source_digest, records, depth + 1)
-    _holds_only_its_source(bundle, source)
+    _holds_only_its_source(
+        bundle, header, source, _vouch(source, source_digest, records, depth + 1)
+    )
+    return header
 
 
-def _holds_only_its_source(renewal: Bundle, source: Bundle) -> None:
+def _holds_only_its_source(
+    renewal: Bundle, header: BundleHeader, source: Bundle, source_header: BundleHeader
+) -> None:
     """A renewal keeps its source's header policy, rows (URLs aside) and upload slots."""
-    path, mine, theirs = renewal.path, renewal.header or {}, source.header or {}
+    path, mine, theirs = renewal.path, header.to_json(), source_header.to_json()
     for name in sorted((mine.keys() | theirs.keys()) - _RENEWAL_FIELDS):
         if mine.get(name) != theirs.get(name):
             raise LinkError(f"{path}: header: {name} differs from its source {source.path}")
@@ -273,16 +277,12 @@ def _slot_identity(upload: Mapping[str, Any]) -> tuple[object, ...]:
 def _within_grant(source: _Source) -> None:
     """Never wider than the grant: the header's recipient, bucket, prefixes and slot."""
     path, header, bucket = source.bundle.path, source.header, source.target.bucket
-    prefixes = header.get("prefixes")
-    if prefixes is not None and (
-        not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes)
-    ):
-        raise LinkError(f"{path}: header: prefixes: expected a list of prefixes")
+    prefixes = header.prefixes
     for row in source.bundle.rows:
         where = f"{path}: links[{row.line - 1}]: {visible(row.key)}"
-        if row.recipient != header.get("recipient") or row.bucket != bucket:
+        if row.recipient != header.recipient or row.bucket != bucket:
             raise LinkError(f"{where}: not for recipient and bucket the header names")
-        if prefixes is not None and not row.key.startswith(tuple(prefixes)):
+        if prefixes is not None and not row.key.startswith(prefixes):
             raise LinkError(f"{where}: outside the prefixes the bundle was built from")
     for n, upload in enumerate(source.bundle.uploads):
         key = str(upload["key"])
@@ -302,43 +302,24 @@ def _load(path: str | Path, records: _Records) -> _Source:
     # The JSON rows, not the CSV's: CSV cells are neutralised for spreadsheets ('=key).
     bundle, digest = _read(json_path)
     # Before anything in the file is believed: its run must vouch for these exact bytes.
-    _vouch(bundle, digest, records)
-    header = dict(bundle.header or {})
+    header = _vouch(bundle, digest, records)
     formats = tuple(f for f in ("csv", "json") if json_path.with_suffix(f".{f}").is_file())
-    where = f"{json_path}: header"
-    expiry, target = header.get("expiry"), header.get("target")
-    if not isinstance(expiry, dict) or not isinstance(target, dict):
+    policy = header.policy
+    if policy is None:
         raise LinkError(
-            f"{where}: no expiry policy or target (a bundle from an older sharebatch);"
-            " run its manifest again instead"
+            f"{json_path}: header: no expiry policy or target (a bundle from an older"
+            " sharebatch); run its manifest again instead"
         )
-    policy = header.get("on_short_credentials", "fail")
-    if policy not in get_args(ShortCredentials):
-        raise LinkError(f"{where}: on_short_credentials: {policy!r} is not fail, clamp or warn")
-    try:
-        if "expires_at" in expiry:
-            parsed = Expiry(at=parse_iso(str(expiry["expires_at"])))
-        else:
-            parsed = Expiry(seconds=int(expiry["expires_in"]))
-        bucket = BucketTarget(
-            bucket=str(target["bucket"]),
-            region=target.get("region"),
-            endpoint_url=target.get("endpoint_url"),
-            addressing_style=target.get("addressing_style") or "auto",
-        )
-        raw = header.get("upload")
-        slot = None
-        if isinstance(raw, dict):
-            slot = UploadSlot(
-                prefix=str(raw["prefix"]),
-                max_size=int(raw["max_size"]),
-                expires_in=int(raw["expires_in"]),
-                content_types=tuple(str(t) for t in raw.get("content_types") or ()),
-                keys=tuple(str(k) for k in raw.get("keys") or ()),
-            )
-    except (KeyError, TypeError, ValueError):
-        raise LinkError(f"{where}: expiry, target or upload is malformed") from None
-    source = _Source(bundle, digest, header, formats, parsed, policy, bucket, slot)
+    source = _Source(
+        bundle,
+        digest,
+        header,
+        formats,
+        policy.expiry,
+        policy.on_short_credentials,
+        policy.target,
+        header.upload,
+    )
     _within_grant(source)
     return source
 
@@ -394,7 +375,7 @@ async def renew_bundles_async(
         check_lifetimes(
             credentials,
             [
-                (str(s.header.get("job")), str(s.header.get("recipient")), s.expiry, s.policy)
+                (s.header.job, s.header.recipient, s.expiry, s.policy)
                 for s, rows, passed in zip(sources, due, fixed_end_passed, strict=True)
                 if rows and not passed
             ],
@@ -402,8 +383,8 @@ async def renew_bundles_async(
             # Re-issued upload slots are held to the same policy as at the run.
             slots=[
                 (
-                    str(s.header.get("job")),
-                    str(s.header.get("recipient")),
+                    s.header.job,
+                    s.header.recipient,
                     Expiry(seconds=s.slot.expires_in),
                     s.policy,
                 )
@@ -422,7 +403,7 @@ async def renew_bundles_async(
             presign = await gateway.signers.presigner(target, credentials)
             signer = Signer(
                 presign,
-                job=str(source.header.get("job")),
+                job=source.header.job,
                 expiry=source.expiry,
                 limit=credential_limit(credentials, source.policy),
             )
@@ -469,7 +450,7 @@ def _nothing(source: _Source, passed: bool) -> Renewal:
 def _audit_path(source: _Source, stem: str) -> Path:
     folder = source.bundle.path.parent
     run_dir = folder.parent.parent
-    if run_dir.name == source.header.get("run_id") and (run_dir / "audit.jsonl").is_file():
+    if run_dir.name == source.header.run_id and (run_dir / "audit.jsonl").is_file():
         return run_dir / "audit.jsonl"
     return folder / f"{stem}.audit.jsonl"
 
@@ -491,7 +472,7 @@ def _renew(
     stamp = f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
     stem = f"{base}.renewed-{stamp}-{secrets.token_hex(2)}"
     due = {r.line for r in due_rows} - gone.keys()
-    job, recipient = str(source.header.get("job")), str(source.header.get("recipient"))
+    job, recipient = source.header.job, source.header.recipient
     not_renewed = tuple(
         NotRenewed(r.line, r.recipient, r.bucket, r.key, *gone[r.line])
         for r in due_rows
@@ -528,10 +509,8 @@ def _renew(
                 for row in old.rows:
                     part.write([_renewed(row, job, signer) if row.line in due else _link(row, job)])
                 part.close()
-                header = _header(source, part, signer, credentials, len(due), now)
-                if "uploads" in header:
-                    header["uploads"] = len(uploads)
-                expires_at = header["expires_at"]
+                header = _header(source, part, signer, credentials, len(due), len(uploads), now)
+                expires_at = header.expires_at
                 written = write_bundle(
                     folder,
                     header,
@@ -607,27 +586,31 @@ def _header(
     signer: Signer,
     credentials: Credentials,
     renewed: int,
+    uploads: int,
     now: datetime,
-) -> dict[str, Any]:
-    header = dict(source.header)
-    old_clamp = header.get("clamped_to")
-    header.update(
+) -> BundleHeader:
+    """The source's header with what this renewal changed (``_RENEWAL_FIELDS``)."""
+    old = source.header
+    policy = old.policy
+    assert policy is not None  # _load refuses a source without one
+    return replace(
+        old,
         generated_at=iso(now),
         signer_access_key_id=credentials.access_key_id,
         expires_at=iso(part.earliest_expiry) if part.earliest_expiry else None,
         links=part.rows,
-        credentials={
-            "source": credentials.method,
-            "kind": credential_kind(credentials),
-            "expires_at": iso(credentials.expiry) if credentials.expiry else None,
-        },
-        clamped_to=iso(signer.clamped_to) if signer.clamped_to else old_clamp,
-        renewed_from={
-            "path": str(source.bundle.path),
-            "sha256": source.digest,
-            "run_id": source.header.get("run_id"),
-            "generated_at": source.header.get("generated_at"),
-        },
+        policy=replace(
+            policy,
+            credentials=signed_by(credentials),
+            clamped_to=iso(signer.clamped_to) if signer.clamped_to else policy.clamped_to,
+        ),
+        # The count stays true: a renewal carries the slots it re-issued or kept.
+        uploads=uploads if old.uploads is not None else None,
+        renewed_from=RenewedFrom(
+            path=str(source.bundle.path),
+            sha256=source.digest,
+            run_id=old.run_id,
+            generated_at=old.generated_at,
+        ),
         renewed=renewed,
     )
-    return header

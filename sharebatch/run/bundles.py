@@ -15,14 +15,21 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast, get_args
 
 from sharebatch.files import HashingWriter, atomic_writer, private_dir
-from sharebatch.models import Link
-from sharebatch.times import iso
+from sharebatch.models import (
+    AddressingStyle,
+    BucketTarget,
+    Expiry,
+    Link,
+    ShortCredentials,
+    UploadSlot,
+)
+from sharebatch.times import iso, parse_iso
 from sharebatch.visible import escaped, unescaped
 
 COLUMNS = (
@@ -192,9 +199,234 @@ class _Discard:
         return len(text)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedBy:
+    """The credentials that signed a bundle's links, as its header records them."""
+
+    source: str
+    kind: str
+    expires_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPolicy:
+    """What renewal needs to re-sign a bundle's links as they were first signed."""
+
+    expiry: Expiry
+    on_short_credentials: ShortCredentials
+    credentials: SignedBy
+    clamped_to: str | None
+    target: BucketTarget
+    download_name: str | None
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RenewedFrom:
+    """The bundle a renewal was made from, and the run that first wrote it."""
+
+    path: str
+    sha256: str
+    run_id: str
+    generated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class BundleHeader:
+    """The ``header`` object of ``links.json``: who the links are for, and how they were made.
+
+    Its JSON form (``to_json``) keeps the order bundles have always had. The groups that later
+    versions added are None in a bundle written before them, and then left out of the JSON:
+    ``policy`` (its keys sit at the top level: ``expiry`` to ``content_type``), ``prefixes``
+    and the slot's ``uploads`` count and ``upload`` policy. ``renewed_from`` and ``renewed``
+    are a renewal's.
+    """
+
+    run_id: str
+    job: str
+    recipient: str
+    recipient_name: str | None
+    recipient_email: str | None
+    generated_at: str
+    signer_access_key_id: str | None
+    expires_at: str | None
+    links: int
+    # What renewal may never go beyond: every row lies under one of these.
+    prefixes: tuple[str, ...] | None = None
+    policy: LinkPolicy | None = None
+    uploads: int | None = None
+    upload: UploadSlot | None = None
+    renewed_from: RenewedFrom | None = None
+    renewed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "job": self.job,
+            "recipient": self.recipient,
+            "recipient_name": self.recipient_name,
+            "recipient_email": self.recipient_email,
+            "generated_at": self.generated_at,
+            "signer_access_key_id": self.signer_access_key_id,
+            "expires_at": self.expires_at,
+            "links": self.links,
+        }
+        if self.prefixes is not None:
+            data["prefixes"] = list(self.prefixes)
+        if self.policy is not None:
+            policy, expiry = self.policy, self.policy.expiry
+            data |= {
+                "expiry": {"expires_at": iso(expiry.at)}
+                if expiry.at is not None
+                else {"expires_in": expiry.seconds},
+                "on_short_credentials": policy.on_short_credentials,
+                "credentials": asdict(policy.credentials),
+                "clamped_to": policy.clamped_to,
+                "target": asdict(policy.target),
+                "download_name": policy.download_name,
+                "content_type": policy.content_type,
+            }
+        if self.uploads is not None:
+            data["uploads"] = self.uploads
+        if self.upload is not None:
+            data["upload"] = asdict(self.upload)
+        if self.renewed_from is not None:
+            data["renewed_from"] = asdict(self.renewed_from)
+        if self.renewed is not None:
+            data["renewed"] = self.renewed
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> BundleHeader:
+        """The header ``to_json`` wrote, every field checked: ``ValueError`` names the first
+        that is not as sharebatch writes it (``field: problem``)."""
+        header = _Fields(data)
+        prefixes = header.texts("prefixes", "expected a list of prefixes")
+        upload = header.object("upload")
+        renewed_from = header.object("renewed_from")
+        return cls(
+            run_id=header.text("run_id"),
+            job=header.text("job"),
+            recipient=header.text("recipient"),
+            recipient_name=header.text_or_none("recipient_name"),
+            recipient_email=header.text_or_none("recipient_email"),
+            generated_at=header.text("generated_at"),
+            signer_access_key_id=header.text_or_none("signer_access_key_id"),
+            expires_at=header.text_or_none("expires_at"),
+            links=header.count("links"),
+            prefixes=None if prefixes is None else tuple(prefixes),
+            # Both or neither: the first bundles had no policy, and renewing needs both.
+            policy=_policy(header) if header.has("expiry") and header.has("target") else None,
+            uploads=header.count("uploads") if header.has("uploads") else None,
+            upload=None
+            if upload is None
+            else UploadSlot(
+                prefix=upload.text("prefix"),
+                max_size=upload.count("max_size"),
+                expires_in=upload.count("expires_in"),
+                content_types=tuple(upload.texts("content_types") or ()),
+                keys=tuple(upload.texts("keys") or ()),
+            ),
+            renewed_from=None
+            if renewed_from is None
+            else RenewedFrom(*(renewed_from.text(f.name) for f in fields(RenewedFrom))),
+            renewed=header.count("renewed") if header.has("renewed") else None,
+        )
+
+
+def _policy(header: _Fields) -> LinkPolicy:
+    expiry, target = header.object("expiry"), header.object("target")
+    credentials = header.object("credentials")
+    if expiry is None or target is None or credentials is None:
+        raise ValueError("expiry, target and credentials: expected objects")
+    policy = header.get("on_short_credentials", "fail")
+    if policy not in get_args(ShortCredentials):
+        raise ValueError(f"on_short_credentials: {policy!r} is not fail, clamp or warn")
+    style = target.get("addressing_style") or "auto"
+    if style not in get_args(AddressingStyle):
+        raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")
+    return LinkPolicy(
+        expiry=Expiry(at=expiry.moment("expires_at"))
+        if expiry.has("expires_at")
+        else Expiry(seconds=expiry.count("expires_in")),
+        on_short_credentials=cast(ShortCredentials, policy),  # one of them, checked above
+        credentials=SignedBy(
+            source=credentials.text("source"),
+            kind=credentials.text("kind"),
+            expires_at=credentials.text_or_none("expires_at"),
+        ),
+        clamped_to=header.text_or_none("clamped_to"),
+        target=BucketTarget(
+            bucket=target.text("bucket"),
+            region=target.text_or_none("region"),
+            endpoint_url=target.text_or_none("endpoint_url"),
+            addressing_style=cast(AddressingStyle, style),  # checked above
+        ),
+        download_name=header.text_or_none("download_name"),
+        content_type=header.text_or_none("content_type"),
+    )
+
+
+class _Fields:
+    """One JSON object of a header, read field by field; ``name`` is its field's (none for
+    the header itself), which errors name before the field's own."""
+
+    def __init__(self, data: object, name: str = "") -> None:
+        if not isinstance(data, dict):
+            raise ValueError(f"{name}: expected an object" if name else "expected an object")
+        self._data: dict[str, object] = data
+        self._where = f"{name}." if name else ""
+
+    def has(self, name: str) -> bool:
+        return name in self._data
+
+    def get(self, name: str, default: object = None) -> object:
+        return self._data.get(name, default)
+
+    def _fail(self, name: str, problem: str) -> ValueError:
+        return ValueError(f"{self._where}{name}: {problem}")
+
+    def text(self, name: str) -> str:
+        value = self._data.get(name)
+        if not isinstance(value, str) or not value:
+            raise self._fail(name, "missing" if value in (None, "") else "expected text")
+        return value
+
+    def text_or_none(self, name: str) -> str | None:
+        value = self._data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise self._fail(name, "expected text or null")
+        return value
+
+    def count(self, name: str) -> int:
+        value = self._data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(name, "expected a whole number")
+        return value
+
+    def texts(self, name: str, problem: str = "expected a list of text") -> list[str] | None:
+        value = self._data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(name, problem)
+        return value
+
+    def object(self, name: str) -> _Fields | None:
+        value = self._data.get(name)
+        return None if value is None else _Fields(value, self._where + name)
+
+    def moment(self, name: str) -> datetime:
+        text = self.text(name)
+        try:
+            return parse_iso(text)
+        except ValueError:
+            raise self._fail(name, "not a moment with a time zone") from None
+
+
 def write_bundle(
     dest: Path,
-    header: Mapping[str, Any],
+    header: BundleHeader,
     parts: list[PartFile],
     formats: Sequence[str] = ("csv", "json"),
     stem: str = "links",
@@ -221,7 +453,7 @@ def write_bundle(
             json_out = stack.enter_context(atomic_writer(json_path, replace=replace))
         table = csv.writer(csv_out, lineterminator="\r\n")
         table.writerow(COLUMNS)
-        head = json.dumps(dict(header), indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        head = json.dumps(header.to_json(), indent=2, ensure_ascii=False).replace("\n", "\n  ")
         json_out.write('{\n  "header": ' + head + ',\n  "links": [')
         separator = "\n    "
         for part in parts:

@@ -6,11 +6,22 @@ the exit code (``RunSummary.exit_code``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from sharebatch.models import (
+    JobReport,
+    MaxLinksFailureReport,
+    PrefixFailure,
+    PrefixFailureReport,
+    RecipientReport,
+    RunReport,
+    RunStatus,
+)
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan, merged_prefixes
+from sharebatch.run.write import WrittenBundle
 from sharebatch.times import iso
 
 # When S3 denied every prefix the credentials lack access (exit 3), rather than some prefixes
@@ -18,51 +29,41 @@ from sharebatch.times import iso
 _DENIED = frozenset({"AccessDenied", "AllAccessDisabled"})
 
 
-_SLOT_FIELDS = ("method", "key", "content_type", "max_size", "expires_at")
-
-
-def slot_summary(row: dict[str, Any]) -> dict[str, Any]:
-    """What the summary and the review page say of an issued upload slot (a row of
-    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
-    return {name: row[name] for name in _SLOT_FIELDS}
-
-
 def build_report(
     plan: Plan,
     staged: Staged,
-    written: dict[int, dict[str, Any]],
+    written: Mapping[int, WrittenBundle],
     run_id: str,
     started_at: datetime,
     dry_run: bool,
-) -> dict[str, Any]:
+) -> RunReport:
     failed_routes = staged.failed_routes(plan)
     over_limit = staged.over_limit_jobs(plan)
     prefix_failures = [t.failure for t in staged.prefixes if t.failure is not None]
-    jobs: dict[str, dict[str, Any]] = {}
+    recipients: dict[str, list[RecipientReport]] = {}
     for route, tally in zip(plan.routes, staged.routes, strict=True):
-        job = jobs.setdefault(route.job, {"name": route.job, "recipients": []})
-        header = written.get(route.index)
-        shared = header is not None or (
+        bundle = written.get(route.index)
+        shared = bundle is not None or (
             dry_run and route.index not in failed_routes and route.job not in over_limit
         )
-        job["recipients"].append(
+        recipients.setdefault(route.job, []).append(
             {
                 "id": route.recipient,
                 "links": tally.links if shared else 0,
                 "bytes": tally.bytes if shared else 0,
                 "matched": tally.links,
-                "bundle": f"{route.job}/{route.recipient}" if header else None,
-                "expires_at": header["expires_at"] if header else None,
+                "bundle": f"{route.job}/{route.recipient}" if bundle else None,
+                "expires_at": bundle.header.expires_at if bundle else None,
                 "prefixes": list(route.prefixes),
                 "merged_prefixes": merged_prefixes(route),
                 # Upload slots that went out with the bundle: where, how, how big, until when.
-                "uploads": list(header.get("upload_slots", [])) if header else [],
+                "uploads": list(bundle.upload_slots) if bundle else [],
                 # Keys in UTF-8 byte order: S3's order, also for what split listings found.
                 "unlinkable": sorted(tally.unlinkable, key=str.encode),
                 "unlinkable_count": tally.unlinkable_count,
             }
         )
-    failures: list[dict[str, Any]] = [
+    failures: list[PrefixFailureReport | MaxLinksFailureReport] = [
         {
             "kind": "prefix",
             "bucket": f.bucket,
@@ -87,8 +88,8 @@ def build_report(
                     ),
                 }
             )
-    _job_totals(plan, staged, jobs, over_limit)
-    everyone = [r for j in jobs.values() for r in j["recipients"]]
+    jobs = _jobs(plan, staged, recipients, over_limit)
+    everyone = [r for j in jobs for r in j["recipients"]]
     expiries = [r["expires_at"] for r in everyone if r["expires_at"]]
     return {
         "run_id": run_id,
@@ -105,7 +106,7 @@ def build_report(
             "recipients": len(plan.routes),
             "prefixes": len(staged.prefixes),
             "objects_listed": sum(t.objects for t in staged.prefixes),
-            "links": sum(r["links"] for j in jobs.values() for r in j["recipients"]),
+            "links": sum(r["links"] for r in everyone),
             "bundles": len(written),
             "failures": len(failures),
             "bytes": sum(r["bytes"] for r in everyone),
@@ -113,7 +114,7 @@ def build_report(
             "upload_slots": sum(len(r["uploads"]) for r in everyone),
             "unlinkable": sum(r["unlinkable_count"] for r in everyone),
         },
-        "jobs": list(jobs.values()),
+        "jobs": jobs,
         "prefixes": [
             {
                 "bucket": t.bucket,
@@ -129,27 +130,42 @@ def build_report(
     }
 
 
-def _job_totals(
-    plan: Plan, staged: Staged, jobs: dict[str, dict[str, Any]], over_limit: dict[str, Any]
-) -> None:
-    """Per job: links, bytes shared, earliest expiry, and the failures that touched it."""
+def _jobs(
+    plan: Plan,
+    staged: Staged,
+    recipients: dict[str, list[RecipientReport]],
+    over_limit: dict[str, Any],
+) -> list[JobReport]:
+    """Per job, in manifest order: its recipients, links, bytes shared, earliest expiry, and
+    the failures that touched it."""
     failures = {name: len(routes) for name, routes in over_limit.items()}
     for tally, task in zip(staged.prefixes, plan.tasks, strict=True):
         if tally.failure is not None:
             for name in {plan.routes[slot.route].job for slot in task.slots}:
                 failures[name] = failures.get(name, 0) + 1
-    for name, job in jobs.items():
-        recipients = job["recipients"]
-        expiries = [r["expires_at"] for r in recipients if r["expires_at"]]
-        job["links"] = sum(r["links"] for r in recipients)
-        job["bytes"] = sum(r["bytes"] for r in recipients)
-        job["earliest_expiry"] = min(expiries, default=None)
-        job["upload_slots"] = sum(len(r["uploads"]) for r in recipients)
-        job["unlinkable"] = sum(r["unlinkable_count"] for r in recipients)
-        job["failures"] = failures.get(name, 0)
+    jobs: list[JobReport] = []
+    for name, group in recipients.items():
+        expiries = [r["expires_at"] for r in group if r["expires_at"]]
+        jobs.append(
+            {
+                "name": name,
+                "recipients": group,
+                "links": sum(r["links"] for r in group),
+                "bytes": sum(r["bytes"] for r in group),
+                "earliest_expiry": min(expiries, default=None),
+                "upload_slots": sum(len(r["uploads"]) for r in group),
+                "unlinkable": sum(r["unlinkable_count"] for r in group),
+                "failures": failures.get(name, 0),
+            }
+        )
+    return jobs
 
 
-def _status(prefix_failures: list[Any], failures: list[Any], prefixes: int) -> str:
+def _status(
+    prefix_failures: list[PrefixFailure],
+    failures: list[PrefixFailureReport | MaxLinksFailureReport],
+    prefixes: int,
+) -> RunStatus:
     if not failures:
         return "ok"
     if prefix_failures and len(prefix_failures) == prefixes:

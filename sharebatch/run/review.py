@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import Any, TypeVar
 
 from sharebatch.audit import get_logger
 from sharebatch.files import atomic_writer
+from sharebatch.models import RecipientReport, RunReport
 from sharebatch.run.bundles import WrittenFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import UNLINKABLE_LISTED, Staged
 from sharebatch.run.plan import Plan
 from sharebatch.run.report import build_report
+from sharebatch.run.write import WrittenBundle
 from sharebatch.units import human_size
 from sharebatch.visible import visible
 
 log = get_logger()
+
+Item = TypeVar("Item")
 
 MAX_ROWS = 20_000  # a browser still sorts this many rows in well under a second
 
@@ -146,9 +150,9 @@ def _table_open(table_id: str, columns: list[str]) -> str:
     )
 
 
-def _header(report: Mapping[str, Any]) -> Iterator[str]:
+def _header(report: RunReport) -> Iterator[str]:
     totals = report["totals"]
-    status = str(report["status"])
+    status = report["status"]
     manifest = report["manifest"]
     yield (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
@@ -168,7 +172,7 @@ def _header(report: Mapping[str, Any]) -> Iterator[str]:
         ("Jobs", totals["jobs"]),
         ("Recipients", totals["recipients"]),
         ("Links", totals["links"]),
-        ("Size", human_size(int(totals["bytes"]))),
+        ("Size", human_size(totals["bytes"])),
         ("Earliest expiry", totals["earliest_expiry"] or "none"),
         ("Failures", totals["failures"]),
     ]
@@ -180,7 +184,11 @@ def _header(report: Mapping[str, Any]) -> Iterator[str]:
     if report["failures"]:
         yield "<h2>Failures</h2>\n<ul>\n"
         for failure in report["failures"]:
-            where = failure.get("job") or f"{failure.get('bucket')}/{failure.get('prefix')}"
+            where = (
+                failure["job"]
+                if failure["kind"] == "max_links"
+                else f"{failure['bucket']}/{failure['prefix']}"
+            )
             text = f"{where}: {failure['error']}: {failure['message']}"
             yield f'<li class="note">{_e(text)}</li>\n'
         yield "</ul>\n"
@@ -190,7 +198,7 @@ def _header(report: Mapping[str, Any]) -> Iterator[str]:
     )
 
 
-def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]) -> Iterator[str]:
+def _recipients(report: RunReport, people: Mapping[tuple[str, str], str]) -> Iterator[str]:
     yield "<h2>Recipients</h2>\n"
     yield _table_open(
         "recipients", ["Job", "Recipient", "Contact", "Links", "Size", "Expires", "Bundle"]
@@ -204,7 +212,7 @@ def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]
                 ("", _e(r["id"]), None),
                 ("", _e(contact), None),
                 ("num", _e(r["links"]), str(r["links"])),
-                ("num", _e(human_size(int(r["bytes"]))), str(r["bytes"])),
+                ("num", _e(human_size(r["bytes"])), str(r["bytes"])),
                 ("", _e(r["expires_at"] or ""), None),
                 ("", _e(bundle), None),
             ]
@@ -212,19 +220,21 @@ def _recipients(report: Mapping[str, Any], people: Mapping[tuple[str, str], str]
     yield "</tbody></table>\n"
 
 
-def _each(report: Mapping[str, Any], field: str) -> list[tuple[str, str, Any]]:
-    """(job, recipient, item) for every item of each recipient's ``field`` in the summary."""
+def _each(
+    report: RunReport, items: Callable[[RecipientReport], Sequence[Item]]
+) -> list[tuple[str, str, Item]]:
+    """(job, recipient, item) for every item ``items`` gives of each recipient in the summary."""
     return [
         (job["name"], r["id"], item)
         for job in report["jobs"]
         for r in job["recipients"]
-        for item in r[field]
+        for item in items(r)
     ]
 
 
-def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
+def _uploads(report: RunReport) -> Iterator[str]:
     """Upload slots that go out with the bundles (their forms and URLs are in the bundles)."""
-    slots = _each(report, "uploads")
+    slots = _each(report, lambda r: r["uploads"])
     if not slots:
         return
     yield (
@@ -240,17 +250,17 @@ def _uploads(report: Mapping[str, Any]) -> Iterator[str]:
             ("", _e(slot["method"]), None),
             ("key", _e(slot["key"]), None),
             ("", _e(slot["content_type"] or "any"), None),
-            ("num", _e(human_size(int(slot["max_size"]))), str(slot["max_size"])),
+            ("num", _e(human_size(slot["max_size"])), str(slot["max_size"])),
             ("", _e(slot["expires_at"]), None),
         ]
         yield _row(cells, f"{job} {recipient} {slot['key']}")
     yield "</tbody></table>\n"
 
 
-def _unlinkable(report: Mapping[str, Any]) -> Iterator[str]:
+def _unlinkable(report: RunReport) -> Iterator[str]:
     """Keys that matched but got no link: a browser would have fetched another key."""
-    found = _each(report, "unlinkable")
-    total = int(report["totals"]["unlinkable"])
+    found = _each(report, lambda r: r["unlinkable"])
+    total = report["totals"]["unlinkable"]
     if not total:
         return
     more = (
@@ -302,7 +312,7 @@ def write_review(
     folder: RunFolder,
     plan: Plan,
     staged: Staged,
-    written: dict[int, dict[str, Any]],
+    written: Mapping[int, WrittenBundle],
     run_id: str,
     started_at: datetime,
     *,
@@ -317,7 +327,7 @@ def write_review(
         )
         for r in plan.routes
     }
-    total = sum(int(h["links"]) for h in written.values())
+    total = sum(w.header.links for w in written.values())
 
     def rows() -> Iterator[tuple[str, str, dict[str, Any]]]:
         count = 0

@@ -13,9 +13,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,18 @@ from sharebatch.audit import flush as audit_flush
 from sharebatch.blocking import blocking
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from sharebatch.files import write_json
-from sharebatch.manifest.load import Grant, load_manifest
-from sharebatch.models import BucketTarget, Connection, Credentials, RunSummary
+from sharebatch.manifest.load import load_manifest
+from sharebatch.models import Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals as _signals
-from sharebatch.run.bundles import write_bundle
 from sharebatch.run.folder import RunFolder
-from sharebatch.run.pipeline import Staged, first_error, stage
+from sharebatch.run.pipeline import first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
-from sharebatch.run.report import build_report, slot_summary
+from sharebatch.run.report import build_report
 from sharebatch.run.review import write_review
 from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
-from sharebatch.run.slots import Uploads, slot_lifetimes, upload_row
+from sharebatch.run.slots import Uploads, slot_lifetimes
+from sharebatch.run.write import WrittenBundle, write_bundles
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
 from sharebatch.visible import visible
@@ -129,20 +128,20 @@ async def run_manifest_async(
                         split_folders=split_folders,
                         progress=_progress(plan, on_progress),
                     )
-                    written = (
-                        await _write_bundles(
+                    written: dict[int, WrittenBundle] = {}
+                    if folder:
+                        # Every signer the write stage needs, before its first bundle: it
+                        # never reaches back into S3 itself.
+                        uploads = await Uploads.prepare(plan, gateway, credentials)
+                        written = await write_bundles(
                             plan,
                             staged,
                             folder,
-                            run_id,
-                            credentials,
-                            gateway.effective,
-                            await Uploads.prepare(plan, gateway, credentials),
+                            run_id=run_id,
+                            credentials=credentials,
+                            targets={r.index: gateway.effective(r.target) for r in plan.routes},
+                            uploads=uploads,
                         )
-                        if folder
-                        else {}
-                    )
-                    if folder:
                         write_review(folder, plan, staged, written, run_id, started_at)
                     _signals.commit()
                     report = build_report(plan, staged, written, run_id, started_at, dry_run)
@@ -156,7 +155,7 @@ async def run_manifest_async(
                     # The audit log holds every event before summary.json says how it ended:
                     # a disk too full for either still ends the run as failed, below.
                     audit_flush()
-                    _finish(folder, run_id, summary.status, report["totals"], report)
+                    _finish(folder, report)
                 except SharebatchError as exc:
                     _abort(folder, run_id, "failed", {"error": str(exc)})
                     raise
@@ -238,16 +237,10 @@ def _not_done(step: str, path: Path, exc: OSError) -> None:
         log.error("abort_incomplete", step=step, path=str(path), message=_what(exc))
 
 
-def _finish(
-    folder: RunFolder | None,
-    run_id: str,
-    status: str,
-    totals: dict[str, Any],
-    report: dict[str, Any],
-) -> None:
+def _finish(folder: RunFolder | None, report: RunReport) -> None:
     if folder is not None:
         write_json(folder.summary_path, report)
-    log.info("run_finished", run_id=run_id, status=status, **totals)
+    log.info("run_finished", run_id=report["run_id"], status=report["status"], **report["totals"])
 
 
 def _log_credentials(credentials: Credentials, outliving: list[Outliving]) -> None:
@@ -275,95 +268,6 @@ def _log_credentials(credentials: Credentials, outliving: list[Outliving]) -> No
             credentials_expire_at=iso(found.credentials_end),
             credentials_source=found.source,
         )
-
-
-async def _write_bundles(
-    plan: Plan,
-    staged: Staged,
-    folder: RunFolder,
-    run_id: str,
-    credentials: Credentials,
-    effective: Callable[[BucketTarget], BucketTarget],
-    uploads: Uploads | None = None,
-) -> dict[int, dict[str, Any]]:
-    """Join each complete route's parts into its bundle; skip routes that cannot be trusted.
-
-    Upload slots are signed here, only for bundles being written, so each starts its (short)
-    life as its bundle appears.
-    """
-    failed = staged.failed_routes(plan)
-    over_limit = staged.over_limit_jobs(plan)
-    written: dict[int, dict[str, Any]] = {}
-    generated_at = iso(datetime.now(UTC))
-    for route, tally in zip(plan.routes, staged.routes, strict=True):
-        await asyncio.sleep(0)  # a signal's cancellation lands between two bundles
-        if route.index in failed or route.job in over_limit:
-            reason = "prefix_failed" if route.index in failed else "max_links_exceeded"
-            log.warning("bundle_skipped", job=route.job, recipient=route.recipient, reason=reason)
-            continue
-        found = [p.earliest_expiry for p in tally.parts if p.earliest_expiry is not None]
-        recipient = route.grant.recipient
-        clamped = tally.signer.clamped_to if tally.signer else None
-        if clamped is not None:
-            log.warning(
-                "links_clamped",
-                job=route.job,
-                recipient=recipient.id,
-                clamped_to=iso(clamped),
-                credentials_source=credentials.method,
-            )
-        header = {
-            "run_id": run_id,
-            "job": route.job,
-            "recipient": recipient.id,
-            "recipient_name": recipient.name,
-            "recipient_email": recipient.email,
-            "generated_at": generated_at,
-            "signer_access_key_id": staged.signer_key_id,
-            "expires_at": iso(min(found)) if found else None,
-            "links": sum(p.rows for p in tally.parts),
-            # What renewal may never go beyond: every row lies under one of these.
-            "prefixes": list(route.prefixes),
-            # What renewal needs to re-sign these links as they were first signed.
-            **lifecycle_header(route.grant, effective(route.target), credentials, clamped),
-        }
-        issued = [upload_row(u) for u in uploads.issue(route)] if uploads else []
-        if route.grant.upload is not None:
-            header["uploads"] = len(issued)
-            header["upload"] = asdict(route.grant.upload)  # the slot's policy, for renewal
-        dest = folder.bundle_dir(route.job, recipient.id)
-        for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
-            log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
-        # The summary and review page list the slots; never their URLs or forms.
-        written[route.index] = header | {"upload_slots": [slot_summary(r) for r in issued]}
-    return written
-
-
-def lifecycle_header(
-    grant: Grant, target: BucketTarget, credentials: Credentials, clamped: datetime | None
-) -> dict[str, Any]:
-    """Bundle header fields on the links' lifetime: the expiry policy, signer and target."""
-    expiry = grant.expiry
-    return {
-        "expiry": {"expires_at": iso(expiry.at)}
-        if expiry.at is not None
-        else {"expires_in": expiry.seconds},
-        "on_short_credentials": grant.on_short_credentials,
-        "credentials": {
-            "source": credentials.method,
-            "kind": credential_kind(credentials),
-            "expires_at": iso(credentials.expiry) if credentials.expiry else None,
-        },
-        "clamped_to": iso(clamped) if clamped else None,
-        "target": {
-            "bucket": target.bucket,
-            "region": target.region,
-            "endpoint_url": target.endpoint_url,
-            "addressing_style": target.addressing_style,
-        },
-        "download_name": grant.download_name,
-        "content_type": grant.content_type,
-    }
 
 
 def _progress(plan: Plan, callback: ProgressCallback | None) -> Progress | None:

@@ -34,6 +34,7 @@ from sharebatch.models import (
     Expiry,
     PostSigner,
     Presigner,
+    SlotSummary,
     UploadLink,
     UploadSlot,
 )
@@ -147,6 +148,18 @@ def upload_row(link: UploadLink) -> dict[str, Any]:
         "fields": dict(link.fields),
         "headers": dict(link.headers),
         "curl": curl_command(link),
+    }
+
+
+def slot_summary(row: dict[str, Any]) -> SlotSummary:
+    """What the summary and the review page say of an issued upload slot (a row of
+    ``uploads.csv``): never its URL, form fields or command, which are bearer secrets."""
+    return {
+        "method": row["method"],
+        "key": row["key"],
+        "content_type": row["content_type"],
+        "max_size": row["max_size"],
+        "expires_at": row["expires_at"],
     }
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from sharebatch import Connection, Interrupted
 from sharebatch.cli import app
-from sharebatch.run import runner
+from sharebatch.run import runner, write
 from sharebatch.run.folder import LOCK_NAME
 from tests.support.faultproxy import FaultProxy
 from tests.support.held_run import BUCKET, FILES, MANIFEST, held_s3, start_run
@@ -102,7 +102,7 @@ def test_signal_while_bundles_are_written_keeps_none_of_them(
     s3.bucket(BUCKET, FILES)
     manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
     written: list[Path] = []
-    real_write = runner.write_bundle
+    real_write = write.write_bundle
 
     def write_then_signal(dest: Path, *args: object, **kwargs: object) -> object:
         result = real_write(dest, *args, **kwargs)  # type: ignore[arg-type]
@@ -111,7 +111,7 @@ def test_signal_while_bundles_are_written_keeps_none_of_them(
             os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    monkeypatch.setattr(runner, "write_bundle", write_then_signal)
+    monkeypatch.setattr(write, "write_bundle", write_then_signal)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted) as caught:
         runner.run_manifest(

@@ -18,6 +18,7 @@ from sharebatch.run import bundles
 from sharebatch.run.bundles import COLUMNS, PartFile, write_bundle
 from sharebatch.run.folder import RunFolder
 from sharebatch.visible import escaped
+from tests.support.headers import sample_header
 
 WHEN = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
 
@@ -49,7 +50,7 @@ def _parts(folder: Path, keys: list[list[str]]) -> list[PartFile]:
 def test_parts_are_joined_in_order(tmp_path: Path) -> None:
     """Rows come out part by part in the order given (prefix order), each part as written."""
     parts = _parts(tmp_path, [["b/2", "b/3"], [], ["a/1"]])
-    written = write_bundle(tmp_path / "out", {"job": "job"}, parts)
+    written = write_bundle(tmp_path / "out", sample_header(), parts)
     with (tmp_path / "out" / "links.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["key"] for r in rows] == ["b/2", "b/3", "a/1"]
@@ -61,7 +62,7 @@ def test_parts_are_joined_in_order(tmp_path: Path) -> None:
 
 def test_empty_bundle_is_valid_json(tmp_path: Path) -> None:
     """A recipient with nothing to receive still gets well-formed, empty files."""
-    write_bundle(tmp_path / "out", {"job": "job"}, _parts(tmp_path, [[]]))
+    write_bundle(tmp_path / "out", sample_header(), _parts(tmp_path, [[]]))
     assert json.loads((tmp_path / "out" / "links.json").read_text())["links"] == []
     assert (tmp_path / "out" / "links.csv").read_text().splitlines() == [",".join(COLUMNS)]
 
@@ -74,11 +75,11 @@ def test_joining_in_small_blocks_changes_no_byte(
     CSV read back to the keys as written."""
     keys = [["a/1", 'q"uote,comma', "line\nbreak\r\n"], [], ["é/ファイル \u2028 x", "=cmd"]]
     whole = tmp_path / "whole"
-    write_bundle(whole, {"job": "job"}, _parts(tmp_path / "p1", keys))
+    write_bundle(whole, sample_header(), _parts(tmp_path / "p1", keys))
     real = bundles._blocks
     monkeypatch.setattr(bundles, "_blocks", lambda path: real(path, size=3))
     small = tmp_path / "small"
-    write_bundle(small, {"job": "job"}, _parts(tmp_path / "p2", keys))
+    write_bundle(small, sample_header(), _parts(tmp_path / "p2", keys))
     for name in ("links.json", "links.csv"):
         assert (small / name).read_bytes() == (whole / name).read_bytes()
     flat = [k for group in keys for k in group]
@@ -112,7 +113,7 @@ def test_failure_mid_write_leaves_no_partial_file(
     monkeypatch.setattr(PartFile, "json_chunks", breaking)
     dest = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        write_bundle(dest, {"job": "job"}, parts)
+        write_bundle(dest, sample_header(), parts)
     assert calls == 2
     assert list(dest.iterdir()) == []
 
@@ -120,9 +121,9 @@ def test_failure_mid_write_leaves_no_partial_file(
 def test_existing_bundle_is_replaced_whole(tmp_path: Path) -> None:
     """A rename swaps the file at once: a reader sees the old bundle or the new, never a mix."""
     dest = tmp_path / "out"
-    write_bundle(dest, {"v": 1}, _parts(tmp_path, [["old"]]))
+    write_bundle(dest, sample_header(links=1), _parts(tmp_path, [["old"]]))
     before = (dest / "links.json").stat().st_ino
-    write_bundle(dest, {"v": 2}, _parts(tmp_path, [["new"]]))
+    write_bundle(dest, sample_header(links=2), _parts(tmp_path, [["new"]]))
     assert (dest / "links.json").stat().st_ino != before
     assert json.loads((dest / "links.json").read_text())["links"][0]["key"] == "new"
 
@@ -134,7 +135,7 @@ def test_private_modes_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
         folder = RunFolder.create(tmp_path / "deep" / "out", "run-1")
-        write_bundle(folder.bundle_dir("job", "alice"), {}, _parts(tmp_path, [["k"]]))
+        write_bundle(folder.bundle_dir("job", "alice"), sample_header(), _parts(tmp_path, [["k"]]))
         write_json(folder.summary_path, {"ok": True})
     finally:
         os.umask(old)
@@ -157,12 +158,12 @@ def test_a_json_only_route_stages_no_csv_rows(tmp_path: Path) -> None:
     part.write([_link("a/1"), _link("a/2")])
     part.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.jsonl"]
-    written = write_bundle(tmp_path / "out", {"job": "job"}, [part], formats=("json",))
+    written = write_bundle(tmp_path / "out", sample_header(), [part], formats=("json",))
     assert [w.path.name for w in written] == ["links.json"]
     links = json.loads((tmp_path / "out" / "links.json").read_text())["links"]
     assert [r["key"] for r in links] == ["a/1", "a/2"]
     with pytest.raises(ValueError, match="without CSV rows"):
-        write_bundle(tmp_path / "csv", {"job": "job"}, [part], formats=("csv",))
+        write_bundle(tmp_path / "csv", sample_header(), [part], formats=("csv",))
 
 
 KEYS = [
@@ -190,7 +191,7 @@ def test_csv_cells_keep_a_tab_and_the_text_backslash_x09_apart() -> None:
 def test_keys_round_trip_through_links_csv(tmp_path: Path) -> None:
     """Every key read back from links.csv (read_bundle) equals the key in links.json: tabs,
     backslashes, escapes as text, formula starts, a leading quote, bidi overrides."""
-    write_bundle(tmp_path / "out", {"job": "job"}, _parts(tmp_path, [KEYS]))
+    write_bundle(tmp_path / "out", sample_header(), _parts(tmp_path, [KEYS]))
     from_csv = read_bundle(tmp_path / "out" / "links.csv")
     from_json = read_bundle(tmp_path / "out" / "links.json")
     assert [row.key for row in from_csv.rows] == [row.key for row in from_json.rows] == KEYS
