@@ -17,13 +17,6 @@ command line's ``--profile``, ``--region`` and ``--endpoint-url``)::
 Every entry point has a blocking face and an ``_async`` twin with the same parameters.
 """
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("sharebatch")
-except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree without install
-    __version__ = "0+unknown"
-
 from sharebatch.errors import (
     CredentialsError,
     Interrupted,
@@ -38,6 +31,7 @@ from sharebatch.errors import (
 from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import Connection, RunReport, RunSummary
 from sharebatch.run.runner import run_manifest, run_manifest_async
+from sharebatch.version import __version__
 
 __all__ = [
     "Connection",

@@ -16,11 +16,11 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from sharebatch import __version__
 from sharebatch.audit import configure
 from sharebatch.errors import ManifestError, SharebatchError, UsageError
 from sharebatch.manifest.fields import check_endpoint, check_region
 from sharebatch.units import counted
+from sharebatch.version import __version__
 from sharebatch.visible import visible
 
 

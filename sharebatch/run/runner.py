@@ -19,7 +19,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sharebatch import __version__
 from sharebatch.audit import audit_file, get_logger, scrubbed
 from sharebatch.audit import flush as audit_flush
 from sharebatch.blocking import blocking
@@ -27,7 +26,7 @@ from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageErr
 from sharebatch.files import write_json
 from sharebatch.manifest.load import load_manifest
 from sharebatch.models import Connection, Credentials, RunReport, RunSummary
-from sharebatch.run import signals as _signals
+from sharebatch.run import signals
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import first_error, stage
 from sharebatch.run.plan import Plan, build_plan
@@ -39,6 +38,7 @@ from sharebatch.run.slots import Uploads, slot_lifetimes
 from sharebatch.run.write import WrittenBundle, write_bundles
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
+from sharebatch.version import __version__
 from sharebatch.visible import visible
 
 log = get_logger()
@@ -143,7 +143,7 @@ async def run_manifest_async(
                             uploads=uploads,
                         )
                         write_review(folder, plan, staged, written, run_id, started_at)
-                    _signals.commit()
+                    signals.commit()
                     report = build_report(plan, staged, written, run_id, started_at, dry_run)
                     report["duration_seconds"] = round(time.monotonic() - clock, 3)
                     summary = RunSummary(
@@ -160,7 +160,7 @@ async def run_manifest_async(
                     _abort(folder, run_id, "failed", {"error": str(exc)})
                     raise
                 except (asyncio.CancelledError, KeyboardInterrupt):
-                    name = _signals.received() or "SIGINT"
+                    name = signals.received() or "SIGINT"
                     _abort(folder, run_id, "interrupted", {"signal": name})
                     raise Interrupted(name) from None
                 except Exception as exc:  # noqa: BLE001 - re-raised as RunCrashed
@@ -183,7 +183,7 @@ async def run_manifest_async(
     return summary
 
 
-run_manifest = blocking(run_manifest_async, run=_signals.run_interruptible)
+run_manifest = blocking(run_manifest_async, run=signals.run_interruptible)
 
 
 def _what(exc: BaseException) -> str:

@@ -1,10 +1,10 @@
 """Issuing upload slots: presigned PUT URLs for named files, POST forms for open folders.
 
 A slot with ``keys`` gets one PUT URL per key, signed with the one Content-Type the key may
-have (``_upload.key_content_type``) and never with a checksum: botocore's default CRC would be
-baked into the URL and plain ``curl -T`` uploads would fail. A slot without keys gets one POST
-form per allowed content type (a policy can fix a field to one value, not to a list), whose
-policy restricts the key to the slot's folder, the size to ``max_size`` and the type; S3
+have (``manifest.upload.key_content_type``) and never with a checksum: botocore's default CRC
+would be baked into the URL and plain ``curl -T`` uploads would fail. A slot without keys gets
+one POST form per allowed content type (a policy can fix a field to one value, not to a list),
+whose policy restricts the key to the slot's folder, the size to ``max_size`` and the type; S3
 refuses any form field no condition covers, so every field put in the form has one.
 
 Every link comes with the ``curl`` command that uses it as is. The audit log records each as
@@ -275,7 +275,7 @@ def issue_slot(
 
 
 def slot_lifetimes(plan: Plan) -> list[Wanted]:
-    """(job, recipient, expiry, policy) of every upload slot, for ``signing.check_lifetimes``."""
+    """(job, recipient, expiry, policy) of every upload slot, for ``sign.check_lifetimes``."""
     return [
         (
             r.job,

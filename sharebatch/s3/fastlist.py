@@ -30,13 +30,13 @@ import aiohttp
 from botocore.httpsession import get_cert_path
 from yarl import URL
 
-from sharebatch import __version__
 from sharebatch.audit import get_logger
 from sharebatch.errors import UsageError
 from sharebatch.models import BucketTarget, Credentials
 from sharebatch.s3.listparse import Page, read_page
 from sharebatch.s3.retry import RetryPolicy
 from sharebatch.s3.sigv4 import QUERY_TABLE, HmacKey, S3Endpoint, Unsupported, encode, signing_key
+from sharebatch.version import __version__
 
 log = get_logger()
 
