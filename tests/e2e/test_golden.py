@@ -28,6 +28,7 @@ from tests.support.paths import ROOT
 
 EXPECTED = Path(__file__).parent / "golden" / golden_run.RUN_ID
 FROZEN_AT = "2026-11-28 12:00:00"
+_PYTHON_M = (sys.executable, "-m")
 _DURATION = re.compile(r'("(?:duration_)?seconds": )[0-9.e+-]+')
 
 
@@ -53,7 +54,8 @@ def _golden_run(tmp_path: Path) -> Path:
     # Only the wall clock stops: asyncio schedules by the monotonic one.
     env["DONT_FAKE_MONOTONIC"] = "1"
     process = subprocess.run(
-        ["faketime", "-f", FROZEN_AT, sys.executable, "-m", "tests.support.golden_run", tmp_path],
+        # -m: the thread-safe libfaketime (the golden run serves moto from threads).
+        ["faketime", "-m", "-f", FROZEN_AT, *_PYTHON_M, "tests.support.golden_run", tmp_path],
         cwd=ROOT,
         env=env,
         capture_output=True,
