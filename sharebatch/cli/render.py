@@ -49,7 +49,7 @@ def render_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"manifest {plan['manifest']} (sha256 {plan['sha256'][:12]}...) is valid",
         f"as of {plan['as_of']}; {counted(plan['list_tasks'], 'prefix listing')}; "
-        f"output {plan['output_dir'] or 'bundles'}",
+        f"output {plan['output_folder']}",
     ]
     for job in plan["jobs"]:
         lines.append(f"job {job['name']}")

@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import os
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any, cast
 
 from pydantic import (
@@ -143,6 +144,12 @@ class Manifest(BaseModel):
     as_of: date
     output_dir: str | None = None
     jobs: tuple[Job, ...]
+
+    def output_folder(self) -> Path | None:
+        """Where a run writes when no ``--out`` is given: ``output.dir`` beside the manifest,
+        wherever the run starts (cron starts in a home folder); None for the caller's default.
+        """
+        return Path(self.path).parent / self.output_dir if self.output_dir else None
 
 
 class _RawRecipient(RawSettings):

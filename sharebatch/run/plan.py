@@ -141,6 +141,8 @@ def describe(plan: Plan) -> dict[str, Any]:
         "sha256": manifest.sha256,
         "as_of": manifest.as_of.isoformat(),
         "output_dir": manifest.output_dir,
+        # Where the run will write without --out: output.dir resolved beside the manifest.
+        "output_folder": str(manifest.output_folder() or "bundles"),
         "list_tasks": len(plan.tasks),
         "jobs": [{"name": name, "recipients": recipients} for name, recipients in jobs.items()],
     }

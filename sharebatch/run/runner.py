@@ -88,11 +88,8 @@ async def run_manifest_async(
     try:
         manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
         plan = build_plan(manifest)
-        if out is None and manifest.output_dir:
-            # Beside the manifest wherever the run starts (cron starts in a home folder); --out
-            # and the default are the caller's, relative to where it runs.
-            out = Path(manifest.path).parent / manifest.output_dir
-        out_dir = Path(out if out is not None else "bundles")
+        # --out and the default are the caller's, relative to where it runs.
+        out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
         async with S3Gateway(connection, max_connections=concurrency) as gateway:
             credentials = await gateway.credentials()
             # Before anything exists on disk: a run refused for short credentials leaves nothing.

@@ -435,6 +435,15 @@ def test_relative_output_dir_is_under_the_manifest_folder(
     assert list(elsewhere.iterdir()) == []
     [row] = _links(result)
     assert fetch(row["url"]) == b"one"
+    # validate names the same folder, in text and JSON.
+    shown = CliRunner().invoke(app, ["validate", str(manifest), "--as-of", "2026-10-01"])
+    assert shown.stdout.splitlines()[1].endswith(f"; output {run_dir.parent}")
+    plan = json.loads(
+        CliRunner()
+        .invoke(app, ["validate", str(manifest), "--as-of", "2026-10-01", "--json"])
+        .stdout
+    )
+    assert (plan["output_dir"], plan["output_folder"]) == ("out/2026-Q3", str(run_dir.parent))
 
 
 README = ROOT / "README.md"
