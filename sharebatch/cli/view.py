@@ -187,6 +187,7 @@ class RunView:
                 links=totals["links"],
                 bytes=totals["bytes"],
                 failures=totals["failures"],
+                unlinkable=totals["unlinkable"],
                 earliest_expiry=parse_iso(expiry) if expiry else None,
             )
 

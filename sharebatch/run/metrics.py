@@ -35,6 +35,7 @@ class RunMetrics:
     links: int = 0
     bytes: int = 0
     failures: int = 0
+    unlinkable: int = 0
     earliest_expiry: datetime | None = None
 
 
@@ -77,6 +78,11 @@ def render_metrics(run: RunMetrics) -> str:
             "last_run_failures",
             "Failures of the last run (prefixes, max_links).",
             {labels: run.failures},
+        ),
+        (
+            "last_run_unlinkable_keys",
+            "Keys the last run could not link (a . or .. path segment), once per recipient.",
+            {labels: run.unlinkable},
         ),
     ]
     if expiry is not None:

@@ -88,6 +88,22 @@ def test_metrics_record_the_run(s3: S3, tmp_path: Path) -> None:
     assert "X-Amz" not in prom.read_text()
 
 
+def test_metrics_count_the_keys_left_without_a_link(s3: S3, tmp_path: Path) -> None:
+    """A key with a '..' segment is skipped for both recipients: the gauge says so, as the
+    summary does, so monitoring sees keys no partner received."""
+    s3.bucket("acme-reports", {"q3/a.pdf": b"a", "q3/x/../b.pdf": b"b"})
+    manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
+    prom = tmp_path / "sharebatch.prom"
+    result = invoke(
+        "run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint,
+        "--metrics-file", str(prom),
+    )  # fmt: skip
+    totals = json.loads((Path(result.stdout.strip()) / "summary.json").read_text())["totals"]
+    samples = parse_exposition(prom.read_text())
+    found = gauge(samples, "sharebatch_last_run_unlinkable_keys", manifest=str(manifest))
+    assert found == totals["unlinkable"] == 2
+
+
 def test_metrics_replace_the_old_file_in_one_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
