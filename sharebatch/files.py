@@ -81,6 +81,13 @@ def private_dir(path: Path) -> Path:
         missing.append(probe)
         probe = probe.parent
     for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            # Made meanwhile, or an existing folder reached through '..' ('new/../out'):
+            # not ours to narrow.
+            if not folder.is_dir():
+                raise
+            continue
         folder.chmod(0o700)
     return path
