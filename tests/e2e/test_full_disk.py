@@ -235,3 +235,29 @@ def _log_until_refused(log: Any, logged: list[int]) -> OSError:
         except OSError as refused:
             return refused
     raise AssertionError("the disk never refused the audit log")
+
+
+def test_an_audit_log_the_disk_refuses_to_create_still_ends_as_a_recorded_failure(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC creating audit.jsonl (the first file of the run folder): exit 1 in one line,
+    staging removed, summary.json saying failed, the lock released, as for any crash."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+
+    @contextlib.contextmanager
+    def full(path: Path) -> Iterator[None]:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(runner, "audit_file", full)
+    out = tmp_path / "out"
+    result = run(s3, tmp_path, out, "nospace")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "sharebatch: error: run nospace failed: No space left on device (ENOSPC)"
+    )
+    assert [p.name for p in (out / "nospace").iterdir()] == ["summary.json"]
+    summary = json.loads((out / "nospace" / "summary.json").read_text())
+    assert (summary["status"], summary["error"]) == ("failed", "OSError")
+    RunLock.acquire(out, "next-run").release()
