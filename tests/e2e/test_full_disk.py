@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from sharebatch import audit
 from sharebatch.cli import app
+from sharebatch.run import folder as folder_module
 from sharebatch.run import runner
 from sharebatch.run.folder import LOCK_NAME, RunLock
 from tests.support.prometheus import gauge, parse_exposition
@@ -260,4 +261,27 @@ def test_an_audit_log_the_disk_refuses_to_create_still_ends_as_a_recorded_failur
     assert [p.name for p in (out / "nospace").iterdir()] == ["summary.json"]
     summary = json.loads((out / "nospace" / "summary.json").read_text())
     assert (summary["status"], summary["error"]) == ("failed", "OSError")
+    RunLock.acquire(out, "next-run").release()
+
+
+def test_a_full_disk_making_the_run_folder_is_a_crash_not_bad_input(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC making the run folder's staging is a full disk, not an invalid command line:
+    exit 1 naming ENOSPC (not 2), the metrics file says failed, and the lock is free."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+
+    def full(path: Path) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(folder_module, "private_dir", full)
+    out, prom = tmp_path / "out", tmp_path / "sharebatch.prom"
+    out.mkdir()
+    result = run(s3, tmp_path, out, "nospace", "--metrics-file", str(prom))
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "sharebatch: error: run nospace failed: No space left on device (ENOSPC)"
+    )
+    assert gauge(parse_exposition(prom.read_text()), "sharebatch_last_run_status", status="failed")
+    assert not (out / "nospace").exists()  # the half-made run folder is not kept
     RunLock.acquire(out, "next-run").release()
