@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from datetime import UTC, datetime
@@ -230,4 +229,7 @@ class RunView:
                 typer.echo(f"sharebatch: error: {unwritten}", err=True)
         if self._verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
             # For a bug report; without --verbose the error line says what happened.
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
+            # Its messages can quote keys and other outsiders' text: each line made visible.
+            for block in traceback.format_exception(exc.__cause__):
+                for line in block.splitlines():
+                    typer.echo(visible(line), err=True)

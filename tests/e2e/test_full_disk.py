@@ -285,3 +285,22 @@ def test_a_full_disk_making_the_run_folder_is_a_crash_not_bad_input(
     assert gauge(parse_exposition(prom.read_text()), "sharebatch_last_run_status", status="failed")
     assert not (out / "nospace").exists()  # the half-made run folder is not kept
     RunLock.acquire(out, "next-run").release()
+
+
+def test_a_verbose_traceback_shows_outsider_text_escaped(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug whose message quotes an object key (a terminal escape, a bidi override in it):
+    --verbose's traceback shows it through ``visible``, as every other error line does."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+    key = "data/\x1b]0;pwned\x07\u202eevil.pdf"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"no column for {key}")
+
+    monkeypatch.setattr(runner, "write_review", broken)
+    result = run(s3, tmp_path, tmp_path / "out", "buggy", "-v")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+    assert "\\x1b]0;pwned\\x07\\u202eevil.pdf" in result.stderr
