@@ -30,6 +30,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
+from sharebatch.audit import scrubbed
 from sharebatch.cli.app import LogFormat, setup_logging
 from sharebatch.errors import Interrupted, RunCrashed, RunLocked, SharebatchError, UsageError
 from sharebatch.models import RunReport, RunSummary
@@ -229,7 +230,7 @@ class RunView:
                 typer.echo(f"sharebatch: error: {unwritten}", err=True)
         if self._verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
             # For a bug report; without --verbose the error line says what happened.
-            # Its messages can quote keys and other outsiders' text: each line made visible.
+            # Its messages can quote keys or links: each line visible, a secret redacted.
             for block in traceback.format_exception(exc.__cause__):
                 for line in block.splitlines():
-                    typer.echo(visible(line), err=True)
+                    typer.echo(scrubbed(visible(line)), err=True)

@@ -304,3 +304,21 @@ def test_a_verbose_traceback_shows_outsider_text_escaped(
     assert "Traceback (most recent call last)" in result.stderr
     assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
     assert "\\x1b]0;pwned\\x07\\u202eevil.pdf" in result.stderr
+
+
+def test_a_verbose_traceback_never_shows_a_signature(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug whose message quotes a link (a row, say): --verbose's traceback redacts it, as
+    the one error line does; no signature reaches stderr."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+    url = "http://127.0.0.1/acme-reports/data/a.pdf?X-Amz-Signature=" + "ab" * 32
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"cannot show row {url}")
+
+    monkeypatch.setattr(runner, "write_review", broken)
+    result = run(s3, tmp_path, tmp_path / "out", "buggy", "-v")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ab" * 32 not in result.stderr
