@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,7 +80,23 @@ def private_dir(path: Path) -> Path:
     while not probe.exists():
         missing.append(probe)
         probe = probe.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-        folder.chmod(0o700)
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                # Made meanwhile, or an existing folder reached through '..' ('new/../out'):
+                # not ours to narrow.
+                if not folder.is_dir():
+                    raise
+                continue
+            made.append(folder)
+            folder.chmod(0o700)
+    except OSError:
+        # A path that cannot be made (a name too long, say) leaves none of its parents.
+        for folder in reversed(made):
+            with suppress(OSError):
+                folder.rmdir()
+        raise
     return path

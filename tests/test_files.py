@@ -85,3 +85,16 @@ def test_private_dir_makes_every_missing_folder_0700(tmp_path: Path) -> None:
         os.umask(old)
     assert made == tmp_path / "a" / "b"
     assert _mode(tmp_path / "a") == _mode(tmp_path / "a" / "b") == 0o700
+
+
+def test_private_dir_leaves_an_existing_folder_reached_through_dotdot_alone(
+    tmp_path: Path,
+) -> None:
+    """``new/../out`` names a missing ``new`` and the existing folder above it: only the
+    folders actually made become 0700, never the existing one (``--out new/../bundles``)."""
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o755)
+    private_dir(home / "new" / ".." / "out")
+    assert _mode(home) == 0o755
+    assert _mode(home / "new") == _mode(home / "out") == 0o700

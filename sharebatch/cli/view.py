@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
+from sharebatch.audit import scrubbed
 from sharebatch.cli.app import LogFormat, setup_logging
 from sharebatch.errors import Interrupted, RunCrashed, RunLocked, SharebatchError, UsageError
 from sharebatch.models import RunReport, RunSummary
@@ -230,4 +230,7 @@ class RunView:
                 typer.echo(f"sharebatch: error: {unwritten}", err=True)
         if self._verbose and isinstance(exc, RunCrashed) and exc.__cause__ is not None:
             # For a bug report; without --verbose the error line says what happened.
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
+            # Its messages can quote keys or links: each line visible, a secret redacted.
+            for block in traceback.format_exception(exc.__cause__):
+                for line in block.splitlines():
+                    typer.echo(scrubbed(visible(line)), err=True)

@@ -33,6 +33,8 @@ from sharebatch.run.bundles import PartFile
 from sharebatch.times import iso
 
 STAGING = ".staging"
+# The disk, not the command line: full, over quota, failing.
+_DISK_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
 # Job names and recipient ids are slugs (manifest rules); anything else never names a folder.
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -49,12 +51,14 @@ class RunFolder:
     @classmethod
     def create(cls, out: Path, run_id: str) -> RunFolder:
         folder = cls(out, run_id)
+        made = False
         try:
             if not out.exists():
                 private_dir(out)
             # mkdir, never exist_ok: an existing folder, or a symbolic link in its place, is
             # refused rather than written through.
             folder.path.mkdir(mode=0o700)
+            made = True
             folder.path.chmod(0o700)
             private_dir(folder.staging)
         except FileExistsError:
@@ -62,6 +66,10 @@ class RunFolder:
                 f"run folder {folder.path} already exists; a run never overwrites another"
             ) from None
         except OSError as exc:
+            if made:  # half made (its staging refused): not kept
+                shutil.rmtree(folder.path, ignore_errors=True)
+            if exc.errno in _DISK_FAILURES:
+                raise  # a crash (exit 1, recorded as failed), not an invalid command line
             raise UsageError(f"cannot create the run folder under {out}: {exc.strerror}") from None
         return folder
 

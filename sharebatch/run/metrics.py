@@ -41,10 +41,13 @@ class RunMetrics:
 
 def check_metrics_path(path: Path) -> None:
     """Refuse, before a run starts, a metrics file whose folder does not exist."""
-    if not path.parent.is_dir():
-        raise UsageError(f"--metrics-file {path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise UsageError(f"--metrics-file {path} is a folder")
+    try:
+        if not path.parent.is_dir():
+            raise UsageError(f"--metrics-file {path}: folder {path.parent} does not exist")
+        if path.is_dir():
+            raise UsageError(f"--metrics-file {path} is a folder")
+    except OSError as exc:  # a name too long, say: is_dir raises instead of saying False
+        raise UsageError(f"--metrics-file {path}: {exc.strerror or exc}") from None
 
 
 def _label(value: str) -> str:

@@ -104,7 +104,9 @@ async def run_manifest_async(
             )
             # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
             folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
-            sink: AbstractContextManager[None] = _run_files(folder) if folder else nullcontext()
+            sink: AbstractContextManager[None] = (
+                _run_files(folder, run_id) if folder else nullcontext()
+            )
             with sink:
                 log.info("run_started", run_id=run_id, version=__version__, dry_run=dry_run)
                 log.info(
@@ -197,11 +199,19 @@ def _what(exc: BaseException) -> str:
 
 
 @contextmanager
-def _run_files(folder: RunFolder) -> Iterator[None]:
+def _run_files(folder: RunFolder, run_id: str) -> Iterator[None]:
     """The audit log open for the run; OUT's run lock released after it is closed."""
+    opened = False
     try:
         with audit_file(folder.audit_path):
+            opened = True
             yield
+    except OSError as exc:
+        if not opened:
+            # The audit log could not be created (a full disk): still no staging left, and
+            # summary.json says failed as far as the disk allows.
+            _abort(folder, run_id, "failed", {"error": type(exc).__name__, "message": _what(exc)})
+        raise
     finally:
         folder.release()
 

@@ -270,3 +270,34 @@ def test_every_bad_manifest_fails_the_run_with_exit_2(
     assert expected.split(" (the run is at ")[0].split(" after the run (")[0] in first
     assert not out.exists()
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("where", ["{long}/sharebatch.prom", "{long}"])
+def test_a_metrics_file_name_too_long_is_exit_2_without_traceback(
+    tmp_path: Path, where: str
+) -> None:
+    """--metrics-file whose name the filesystem refuses (a component over 255 bytes) is bad
+    input: exit 2 with one error line, not an OSError traceback; nothing is written."""
+    manifest = write_manifest(tmp_path / "m.yml", GOOD)
+    metrics = tmp_path / where.format(long="m" * 300)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["run", str(manifest), "--out", str(out), "--metrics-file", str(metrics)]
+    )
+    assert result.exit_code == 2, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith("sharebatch: error: --metrics-file ")
+    assert not out.exists()
+
+
+def test_an_out_folder_that_cannot_be_made_leaves_no_parent_behind(s3: S3, tmp_path: Path) -> None:
+    """--out new/<a name too long>: exit 2, and the missing parent 'new' made on the way is
+    not left behind (bad input writes nothing)."""
+    manifest = write_manifest(tmp_path / "m.yml", GOOD)
+    out = tmp_path / "new" / ("o" * 300)
+    result = CliRunner().invoke(
+        app, ["run", str(manifest), "--out", str(out), "--endpoint-url", s3.endpoint]
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "cannot create the output folder" in result.stderr
+    assert not (tmp_path / "new").exists()

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from sharebatch import audit
 from sharebatch.cli import app
+from sharebatch.run import folder as folder_module
 from sharebatch.run import runner
 from sharebatch.run.folder import LOCK_NAME, RunLock
 from tests.support.prometheus import gauge, parse_exposition
@@ -235,3 +236,89 @@ def _log_until_refused(log: Any, logged: list[int]) -> OSError:
         except OSError as refused:
             return refused
     raise AssertionError("the disk never refused the audit log")
+
+
+def test_an_audit_log_the_disk_refuses_to_create_still_ends_as_a_recorded_failure(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC creating audit.jsonl (the first file of the run folder): exit 1 in one line,
+    staging removed, summary.json saying failed, the lock released, as for any crash."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+
+    @contextlib.contextmanager
+    def full(path: Path) -> Iterator[None]:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(runner, "audit_file", full)
+    out = tmp_path / "out"
+    result = run(s3, tmp_path, out, "nospace")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "sharebatch: error: run nospace failed: No space left on device (ENOSPC)"
+    )
+    assert [p.name for p in (out / "nospace").iterdir()] == ["summary.json"]
+    summary = json.loads((out / "nospace" / "summary.json").read_text())
+    assert (summary["status"], summary["error"]) == ("failed", "OSError")
+    RunLock.acquire(out, "next-run").release()
+
+
+def test_a_full_disk_making_the_run_folder_is_a_crash_not_bad_input(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC making the run folder's staging is a full disk, not an invalid command line:
+    exit 1 naming ENOSPC (not 2), the metrics file says failed, and the lock is free."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+
+    def full(path: Path) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(folder_module, "private_dir", full)
+    out, prom = tmp_path / "out", tmp_path / "sharebatch.prom"
+    out.mkdir()
+    result = run(s3, tmp_path, out, "nospace", "--metrics-file", str(prom))
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "sharebatch: error: run nospace failed: No space left on device (ENOSPC)"
+    )
+    assert gauge(parse_exposition(prom.read_text()), "sharebatch_last_run_status", status="failed")
+    assert not (out / "nospace").exists()  # the half-made run folder is not kept
+    RunLock.acquire(out, "next-run").release()
+
+
+def test_a_verbose_traceback_shows_outsider_text_escaped(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug whose message quotes an object key (a terminal escape, a bidi override in it):
+    --verbose's traceback shows it through ``visible``, as every other error line does."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+    key = "data/\x1b]0;pwned\x07\u202eevil.pdf"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"no column for {key}")
+
+    monkeypatch.setattr(runner, "write_review", broken)
+    result = run(s3, tmp_path, tmp_path / "out", "buggy", "-v")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+    assert "\\x1b]0;pwned\\x07\\u202eevil.pdf" in result.stderr
+
+
+def test_a_verbose_traceback_never_shows_a_signature(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug whose message quotes a link (a row, say): --verbose's traceback redacts it, as
+    the one error line does; no signature reaches stderr."""
+    s3.bucket("acme-reports", {"data/a.pdf": b"a"})
+    url = "http://127.0.0.1/acme-reports/data/a.pdf?X-Amz-Signature=" + "ab" * 32
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError(f"cannot show row {url}")
+
+    monkeypatch.setattr(runner, "write_review", broken)
+    result = run(s3, tmp_path, tmp_path / "out", "buggy", "-v")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ab" * 32 not in result.stderr
