@@ -216,16 +216,16 @@ def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> Bu
     if header is None:
         raise LinkError(f"{path}: header: {bundle.header_problem or 'missing'}")
     run_log = _run_log(path, header, records)
+    if path.parent.parent.parent.name == header.run_id and (
+        path.parent.name != header.recipient or path.parent.parent.name != header.job
+    ):
+        # Another recipient's bundle of the same run (or a renewal of one), copied in: this
+        # folder's newest renewal would then hand its links to the wrong recipient.
+        raise LinkError(
+            f"{path}: a bundle of job {visible(header.job)}, recipient"
+            f" {visible(header.recipient)}, in another bundle's folder"
+        )
     if digest in records.read(run_log)[1]:
-        if path.parent.parent.parent.name == header.run_id and (
-            path.parent.name != header.recipient or path.parent.parent.name != header.job
-        ):
-            # Another recipient's bundle of the same run, copied in: this folder's newest
-            # renewal would then hand its links to the wrong recipient.
-            raise LinkError(
-                f"{path}: a bundle of job {visible(header.job)}, recipient"
-                f" {visible(header.recipient)}, in another bundle's folder"
-            )
         return header
     origin = header.renewed_from
     unknown = (

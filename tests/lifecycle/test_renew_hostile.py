@@ -1,0 +1,34 @@
+"""sharebatch renew and inspect against hostile files: forged renewals, odd JSON, FIFOs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tests.lifecycle.test_renew import BUCKET, FILES, INITECH_ONLY, digests, json_bundle, run_two
+from tests.support.linkkit import invoke
+from tests.support.s3 import S3
+
+
+def test_a_forged_renewal_of_another_recipients_bundle_is_refused(s3: S3, tmp_path: Path) -> None:
+    """initech's rows dressed as a renewal of initech's recorded bundle, dropped into globex's
+    folder: the renewal chain vouches for the rows, but the folder is globex's, so the newest
+    renewal there would hand initech's links to globex: exit 2, nothing written."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex, initech = run_dir / "q3" / "globex", run_dir / "q3" / "initech" / "links.json"
+    data = json_bundle(initech)
+    data["header"]["renewed_from"] = {
+        "path": str(initech),
+        "sha256": hashlib.sha256(initech.read_bytes()).hexdigest(),
+        "run_id": data["header"]["run_id"],
+        "generated_at": data["header"]["generated_at"],
+    }
+    forged = globex / "links.renewed-99991231T235959999Z-ffff.json"
+    forged.write_text(json.dumps(data), encoding="utf-8")
+    before = digests(globex)
+    result = invoke("renew", str(globex), "--within", "2h")
+    assert result.exit_code == 2, result.stdout
+    assert f"{forged}: a bundle of job q3, recipient initech" in result.stderr
+    assert digests(globex) == before
