@@ -292,6 +292,9 @@ def _json_rows(
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LinkError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError):
+        # An integer of over 4,300 digits, or nesting deeper than the interpreter's stack.
+        raise LinkError(f"{path}: not valid JSON: a number too long or nesting too deep") from None
     if not isinstance(data, dict) or not isinstance(data.get("links"), list):
         raise LinkError(
             f'{path}: not a sharebatch bundle: expected {{"header": ..., "links": [...]}}'

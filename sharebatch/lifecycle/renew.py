@@ -180,8 +180,8 @@ def _events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             continue
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash says nothing either way
+        except (ValueError, RecursionError):
+            continue  # a line cut by a crash (or not JSON Python reads) says nothing either way
         if isinstance(event, dict):
             yield event
 

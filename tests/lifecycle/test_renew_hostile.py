@@ -32,3 +32,28 @@ def test_a_forged_renewal_of_another_recipients_bundle_is_refused(s3: S3, tmp_pa
     assert result.exit_code == 2, result.stdout
     assert f"{forged}: a bundle of job q3, recipient initech" in result.stderr
     assert digests(globex) == before
+
+
+def test_a_bundle_with_an_endless_number_or_nesting_is_bad_input(tmp_path: Path) -> None:
+    """JSON that Python refuses with ValueError (an integer of 5,000 digits) or RecursionError
+    (nesting 100,000 deep) rather than JSONDecodeError: exit 2 naming the file, no traceback."""
+    for name, text in (
+        ("digits.json", '{"links": [{"size": ' + "1" * 5000 + "}]}"),
+        ("deep.json", '{"links": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    ):
+        bundle = tmp_path / name
+        bundle.write_text(text, encoding="utf-8")
+        for command in ("inspect", "renew"):
+            result = invoke(command, str(bundle))
+            assert result.exit_code == 2, (command, name, result.exception)
+            assert f"{bundle}:" in result.stderr
+
+
+def test_an_audit_log_with_an_endless_number_is_read_past(tmp_path: Path) -> None:
+    """An audit.jsonl line that Python's json refuses with ValueError, not JSONDecodeError,
+    is skipped as a cut line is: --audit-log without run_started is exit 2, no traceback."""
+    log = tmp_path / "audit.jsonl"
+    log.write_text('{"event": "bundle_written", "n": ' + "1" * 5000 + "}\n", encoding="utf-8")
+    result = invoke("renew", str(tmp_path / "links.json"), "--audit-log", str(log))
+    assert result.exit_code == 2, result.exception
+    assert "not a run's audit log" in result.stderr
