@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -147,7 +149,13 @@ class _Records:
             runs: set[str] = set()
             digests: set[str] = set()
             try:
-                with path.open(encoding="utf-8") as lines:
+                # O_NONBLOCK: a FIFO would otherwise hold the open until a writer came.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    raise LinkError(f"{path}: cannot read the audit log: not a regular file")
+                os.set_blocking(fd, True)
+                with open(fd, encoding="utf-8") as lines:
                     for event in _events(lines):
                         name, sha = event.get("event"), event.get("sha256")
                         if name == "run_started" and isinstance(event.get("run_id"), str):

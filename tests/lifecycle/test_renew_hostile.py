@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.lifecycle.test_renew import BUCKET, FILES, INITECH_ONLY, digests, json_bundle, run_two
@@ -57,3 +60,20 @@ def test_an_audit_log_with_an_endless_number_is_read_past(tmp_path: Path) -> Non
     result = invoke("renew", str(tmp_path / "links.json"), "--audit-log", str(log))
     assert result.exit_code == 2, result.exception
     assert "not a run's audit log" in result.stderr
+
+
+def test_an_audit_log_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """--audit-log naming a FIFO nobody writes to: exit 2 at once, not a wait for a writer
+    (the subprocess's timeout only bounds the failure before the fix)."""
+    fifo = tmp_path / "audit.jsonl"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "sharebatch", "renew", "x.json", "--audit-log", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "not a regular file" in done.stderr
