@@ -210,6 +210,9 @@ def _run_log(path: Path, header: BundleHeader, records: _Records) -> Path:
 
 
 def _read(path: Path) -> tuple[Bundle, str]:
+    # Absolute: the run folder above a bundle is found from its path, and a relative one
+    # ("links.json", run from inside the folder) has none to compare job and recipient with.
+    path = Path(os.path.abspath(path))
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.lifecycle.test_renew import BUCKET, FILES, INITECH_ONLY, digests, json_bundle, run_two
 from tests.support.linkkit import invoke
@@ -77,3 +80,22 @@ def test_an_audit_log_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) ->
     )
     assert done.returncode == 2, done.stderr
     assert "not a regular file" in done.stderr
+
+
+def test_a_copied_in_bundle_is_refused_when_named_relative_to_its_folder(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """initech's recorded bundle copied into globex's folder, renewed from inside that folder
+    as ``renew links.copy.json --audit-log ...``: a relative path has no run folder above it
+    to compare with, and must not skip the recipient check; exit 2, nothing written."""
+    s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    shutil.copy(run_dir / "q3" / "initech" / "links.json", globex / "links.copy.json")
+    before = digests(globex)
+    monkeypatch.chdir(globex)
+    log_arg = ("--audit-log", str(run_dir / "audit.jsonl"))
+    result = invoke("renew", "links.copy.json", "--within", "2h", *log_arg)
+    assert result.exit_code == 2, result.stdout
+    assert "a bundle of job q3, recipient initech" in result.stderr
+    assert digests(globex) == before
