@@ -246,8 +246,9 @@ def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> Bu
     if origin is None or depth >= _MAX_CHAIN:
         raise LinkError(unknown)
     recorded = Path(origin.path)
-    source_path = recorded if recorded.is_file() else path.with_name(recorded.name)
-    if not source_path.is_file():
+    beside = path.with_name(recorded.name) if recorded.name else None  # "/" names no file
+    source_path = recorded if recorded.is_file() else beside
+    if source_path is None or not source_path.is_file():
         raise LinkError(f"{unknown}; nor is its source {recorded} there to check it against")
     source, source_digest = _read(source_path)
     if source_digest != origin.sha256:

@@ -99,3 +99,26 @@ def test_a_copied_in_bundle_is_refused_when_named_relative_to_its_folder(
     assert result.exit_code == 2, result.stdout
     assert "a bundle of job q3, recipient initech" in result.stderr
     assert digests(globex) == before
+
+
+def test_a_renewal_naming_an_empty_source_path_is_bad_input(s3: S3, tmp_path: Path) -> None:
+    """A bundle the run did not record whose renewed_from.path is "/" (a path with no file
+    name): exit 2 naming the file, not a ValueError traceback; nothing written."""
+    s3.bucket(BUCKET, FILES)
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    data = json_bundle(globex / "links.json")
+    header = data["header"]
+    header["renewed_from"] = {
+        "path": "/",
+        "sha256": "0" * 64,
+        "run_id": header["run_id"],
+        "generated_at": header["generated_at"],
+    }
+    forged = globex / "links.forged.json"
+    forged.write_text(json.dumps(data), encoding="utf-8")
+    before = digests(globex)
+    result = invoke("renew", str(forged), "--within", "2h")
+    assert result.exit_code == 2, result.exception
+    assert f"{forged}: sha256 " in result.stderr
+    assert digests(globex) == before
