@@ -201,12 +201,17 @@ def _run_log(path: Path, header: BundleHeader, records: _Records) -> Path:
         return records.given[run_id]
     run_dir = path.parent.parent.parent
     found = run_dir / "audit.jsonl"
-    if run_dir.name == run_id and found.is_file() and run_id in records.read(found)[0]:
+    if run_dir.name == run_id and _regular(found) and run_id in records.read(found)[0]:
         return found
     raise LinkError(
         f"{path}: no audit log of run {visible(run_id)} at {found}; renew signs only bundles"
         " their run recorded: pass --audit-log with that run's audit.jsonl"
     )
+
+
+def _regular(path: Path) -> bool:
+    """A regular file, not a symbolic link: audit logs are appended to with O_NOFOLLOW."""
+    return path.is_file() and not path.is_symlink()
 
 
 def _read(path: Path) -> tuple[Bundle, str]:
@@ -462,7 +467,7 @@ def _nothing(source: _Source, passed: bool) -> Renewal:
 def _audit_path(source: _Source, stem: str) -> Path:
     folder = source.bundle.path.parent
     run_dir = folder.parent.parent
-    if run_dir.name == source.header.run_id and (run_dir / "audit.jsonl").is_file():
+    if run_dir.name == source.header.run_id and _regular(run_dir / "audit.jsonl"):
         return run_dir / "audit.jsonl"
     return folder / f"{stem}.audit.jsonl"
 

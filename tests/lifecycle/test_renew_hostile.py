@@ -122,3 +122,22 @@ def test_a_renewal_naming_an_empty_source_path_is_bad_input(s3: S3, tmp_path: Pa
     assert result.exit_code == 2, result.exception
     assert f"{forged}: sha256 " in result.stderr
     assert digests(globex) == before
+
+
+def test_a_symlinked_run_audit_log_is_bad_input(s3: S3, tmp_path: Path) -> None:
+    """The run's audit.jsonl replaced by a symbolic link to a copy of itself: renew, which
+    appends to that log with O_NOFOLLOW, refuses it up front (exit 2, nothing written)
+    rather than reading it to vouch and then crashing with ELOOP."""
+    s3.bucket(BUCKET, FILES)
+    run_dir = run_two(s3.endpoint, tmp_path)
+    log = run_dir / "audit.jsonl"
+    copy = tmp_path / "elsewhere.jsonl"
+    shutil.copy(log, copy)
+    log.unlink()
+    log.symlink_to(copy)
+    globex = run_dir / "q3" / "globex"
+    before = digests(globex)
+    result = invoke("renew", str(globex), "--within", "2h")
+    assert result.exit_code == 2, result.exception
+    assert "audit" in result.stderr
+    assert digests(globex) == before
