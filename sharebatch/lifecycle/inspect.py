@@ -81,7 +81,10 @@ def read_url(url: str, source: str = "") -> UrlFacts:
         # A presigned URL is percent-encoded: a raw control or invisible character means it was
         # damaged (and urlsplit would drop tabs and newlines silently).
         raise LinkError(f"{_where(source)}the URL holds {visible(hidden.group())}, not a link")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # "Invalid IPv6 URL": a '[' host without its ']'
+        raise LinkError(f"{_where(source)}not an http(s) URL: its host is malformed") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LinkError(f"{_where(source)}not an http(s) URL")
     pairs = parse_qsl(parts.query, keep_blank_values=True)

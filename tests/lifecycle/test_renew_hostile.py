@@ -141,3 +141,40 @@ def test_a_symlinked_run_audit_log_is_bad_input(s3: S3, tmp_path: Path) -> None:
     assert result.exit_code == 2, result.exception
     assert "audit" in result.stderr
     assert digests(globex) == before
+
+
+def _row(url: str, expires_at: str = "2030-01-01T00:00:00Z") -> dict[str, object]:
+    return {
+        "recipient": "globex",
+        "bucket": BUCKET,
+        "key": "q3/a.pdf",
+        "size": 1,
+        "etag": "e",
+        "last_modified": "2020-01-01T00:00:00Z",
+        "method": "GET",
+        "expires_at": expires_at,
+        "url": url,
+    }
+
+
+SIGNED = (
+    "https://renew-me.s3.amazonaws.com/q3/a.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=AKIAEXAMPLE/20300101/eu-west-1/s3/aws4_request"
+    "&X-Amz-Date=20300101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
+    "&X-Amz-Signature=" + "0" * 64
+)
+
+
+def test_a_url_with_a_broken_ipv6_host_is_bad_input(tmp_path: Path) -> None:
+    """'http://[x' makes urlsplit raise ValueError ("Invalid IPv6 URL"): as an argument, a
+    stdin line or a bundle row it is exit 2 naming where it came from, not a traceback."""
+    bundle = tmp_path / "links.json"
+    bundle.write_text(json.dumps({"links": [_row("http://[x/q3/a.pdf")]}), encoding="utf-8")
+    for args, stdin, where in (
+        (["http://[x"], None, "argument 1: "),
+        (["-"], "http://[x\n", "stdin line 1: "),
+        ([str(bundle)], None, f"{bundle}: links[0]: url: "),
+    ):
+        result = invoke("inspect", *args, stdin=stdin)
+        assert result.exit_code == 2, (args, result.exception)
+        assert where in result.stderr
