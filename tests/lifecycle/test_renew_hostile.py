@@ -178,3 +178,30 @@ def test_a_url_with_a_broken_ipv6_host_is_bad_input(tmp_path: Path) -> None:
         result = invoke("inspect", *args, stdin=stdin)
         assert result.exit_code == 2, (args, result.exception)
         assert where in result.stderr
+
+
+def test_a_moment_past_year_9999_in_utc_is_bad_input(tmp_path: Path) -> None:
+    """9999-12-31T23:59:59-14:00 is a valid ISO moment that overflows when turned to UTC
+    (OverflowError, not ValueError): a row's expires_at or an upload slot's is exit 2
+    naming the field, not a traceback."""
+    late = "9999-12-31T23:59:59-14:00"
+    upload = {
+        "recipient": "globex",
+        "bucket": BUCKET,
+        "key": "inbox/x",
+        "url": "https://example.com/",
+        "method": "PUT",
+        "max_size": 1,
+        "content_type": "a/b",
+        "expires_at": late,
+    }
+    for name, data, field in (
+        ("row.json", {"links": [_row(SIGNED, late)]}, "links[0]: expires_at"),
+        ("slot.json", {"links": [_row(SIGNED)], "uploads": [upload]}, "uploads[0]: expires_at"),
+    ):
+        bundle = tmp_path / name
+        bundle.write_text(json.dumps(data), encoding="utf-8")
+        for command in ("inspect", "renew"):
+            result = invoke(command, str(bundle))
+            assert result.exit_code == 2, (command, name, result.exception)
+            assert f"{bundle}: {field}" in result.stderr
