@@ -205,3 +205,18 @@ def test_a_moment_past_year_9999_in_utc_is_bad_input(tmp_path: Path) -> None:
             result = invoke(command, str(bundle))
             assert result.exit_code == 2, (command, name, result.exception)
             assert f"{bundle}: {field}" in result.stderr
+
+
+def test_a_url_in_a_time_column_is_not_echoed_in_the_error(tmp_path: Path) -> None:
+    """A CSV row whose expires_at cell holds the link (a cell dropped by hand-editing shifts
+    the URL left into it): exit 2 naming the row and column, without printing the URL, a
+    bearer secret, on stderr."""
+    header = "recipient,bucket,key,size,etag,last_modified,method,expires_at,url"
+    row = f"globex,{BUCKET},q3/a.pdf,1,e,2020-01-01T00:00:00Z,GET,{SIGNED}"
+    bundle = tmp_path / "links.csv"
+    bundle.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    result = invoke("inspect", str(bundle))
+    assert result.exit_code == 2
+    assert f"{bundle}:2: expires_at: " in result.stderr
+    assert "X-Amz-Signature" not in result.stderr
+    assert "amazonaws.com" not in result.stderr
