@@ -341,16 +341,26 @@ def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     # Not splitlines(): it also splits at U+2028 and friends, which a quoted key may hold.
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if {"fields", "curl"} <= set(reader.fieldnames or []):
+    try:
+        names = reader.fieldnames or []
+    except csv.Error as exc:  # a header cell over the csv module's 128 KiB limit
+        raise LinkError(f"{path}:1: not a sharebatch bundle: {exc}") from None
+    if {"fields", "curl"} <= set(names):
         # Slots are not links: a POST form has no presigned URL, its end is in a signed policy.
         raise LinkError(
             f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
             " links.json beside it (each slot's end is in its expires_at column)"
         )
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over the csv module's 128 KiB limit
+            raise LinkError(f"{path}:{reader.line_num}: not a bundle row: {exc}") from None
         # Cells were written by bundles.csv_cell: escapes and the formula quote are undone.
         yield (
             reader.line_num,

@@ -220,3 +220,18 @@ def test_a_url_in_a_time_column_is_not_echoed_in_the_error(tmp_path: Path) -> No
     assert f"{bundle}:2: expires_at: " in result.stderr
     assert "X-Amz-Signature" not in result.stderr
     assert "amazonaws.com" not in result.stderr
+
+
+def test_a_csv_cell_over_the_csv_modules_limit_is_bad_input(tmp_path: Path) -> None:
+    """A CSV bundle cell of 200,000 characters (no S3 key or link is that long) makes the csv
+    module raise csv.Error (in a row or in the header line): exit 2 naming the file, not a
+    traceback."""
+    header = "recipient,bucket,key,size,etag,last_modified,method,expires_at,url"
+    row = f"globex,{BUCKET},{'k' * 200_000},1,e,2020-01-01T00:00:00Z,GET,2030-01-01T00:00:00Z,x"
+    bundle, first = tmp_path / "links.csv", tmp_path / "header.csv"
+    bundle.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    first.write_text(f"{'h' * 200_000},{header}\n", encoding="utf-8")
+    for path in (bundle, first):
+        result = invoke("inspect", str(path))
+        assert result.exit_code == 2, result.exception
+        assert f"{path}:" in result.stderr
