@@ -40,6 +40,7 @@ _UPLOAD_HEADERS = ("content-type", "content-md5", "x-amz-meta-", "x-amz-checksum
 # that): a link signed further ahead is refused until then, whatever its expiry says.
 CLOCK_SKEW = timedelta(minutes=15)
 _SCHEME = re.compile(r"\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +378,9 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
         value = item.get(name)
         if value is None or value == "":
             raise LinkError(f"{where}: {name}: missing")
+        if _SURROGATE.search(str(value)):
+            # JSON's "\ud800" (or a CSV escape of it): no UTF-8 key or output can hold one.
+            raise LinkError(f"{where}: {name}: holds a lone surrogate, not UTF-8 text")
         return str(value)
 
     def moment(name: str) -> datetime:

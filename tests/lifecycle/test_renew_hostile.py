@@ -235,3 +235,15 @@ def test_a_csv_cell_over_the_csv_modules_limit_is_bad_input(tmp_path: Path) -> N
         result = invoke("inspect", str(path))
         assert result.exit_code == 2, result.exception
         assert f"{path}:" in result.stderr
+
+
+def test_a_lone_surrogate_in_a_bundle_row_is_bad_input(tmp_path: Path) -> None:
+    """JSON may spell a lone surrogate ("\\ud800"), which no S3 key (UTF-8) can hold and no
+    UTF-8 output can print: inspect --json of such a row is exit 2 naming the row and field,
+    not a UnicodeEncodeError traceback."""
+    bundle = tmp_path / "links.json"
+    row = json.dumps(_row(SIGNED)).replace('"q3/a.pdf"', '"q3/\\ud800.pdf"')
+    bundle.write_text(f'{{"links": [{row}]}}', encoding="utf-8")
+    result = invoke("inspect", str(bundle), "--json")
+    assert result.exit_code == 2, result.exception
+    assert f"{bundle}: links[0]: key: " in result.stderr
