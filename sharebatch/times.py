@@ -37,4 +37,7 @@ def parse_iso(text: str) -> datetime:
         raise ValueError(f"{text!r} is not a moment") from None
     if moment.utcoffset() is None:
         raise ValueError(f"{text!r} has no time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past datetime.max in UTC
+        raise ValueError(f"{text!r} is not a moment datetime can hold in UTC") from None

@@ -40,6 +40,7 @@ _UPLOAD_HEADERS = ("content-type", "content-md5", "x-amz-meta-", "x-amz-checksum
 # that): a link signed further ahead is refused until then, whatever its expiry says.
 CLOCK_SKEW = timedelta(minutes=15)
 _SCHEME = re.compile(r"\s*(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,10 @@ def read_url(url: str, source: str = "") -> UrlFacts:
         # A presigned URL is percent-encoded: a raw control or invisible character means it was
         # damaged (and urlsplit would drop tabs and newlines silently).
         raise LinkError(f"{_where(source)}the URL holds {visible(hidden.group())}, not a link")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # "Invalid IPv6 URL": a '[' host without its ']'
+        raise LinkError(f"{_where(source)}not an http(s) URL: its host is malformed") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LinkError(f"{_where(source)}not an http(s) URL")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
@@ -292,6 +296,9 @@ def _json_rows(
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LinkError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError):
+        # An integer of over 4,300 digits, or nesting deeper than the interpreter's stack.
+        raise LinkError(f"{path}: not valid JSON: a number too long or nesting too deep") from None
     if not isinstance(data, dict) or not isinstance(data.get("links"), list):
         raise LinkError(
             f'{path}: not a sharebatch bundle: expected {{"header": ..., "links": [...]}}'
@@ -335,16 +342,26 @@ def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     # Not splitlines(): it also splits at U+2028 and friends, which a quoted key may hold.
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if {"fields", "curl"} <= set(reader.fieldnames or []):
+    try:
+        names = reader.fieldnames or []
+    except csv.Error as exc:  # a header cell over the csv module's 128 KiB limit
+        raise LinkError(f"{path}:1: not a sharebatch bundle: {exc}") from None
+    if {"fields", "curl"} <= set(names):
         # Slots are not links: a POST form has no presigned URL, its end is in a signed policy.
         raise LinkError(
             f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
             " links.json beside it (each slot's end is in its expires_at column)"
         )
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over the csv module's 128 KiB limit
+            raise LinkError(f"{path}:{reader.line_num}: not a bundle row: {exc}") from None
         # Cells were written by bundles.csv_cell: escapes and the formula quote are undone.
         yield (
             reader.line_num,
@@ -361,6 +378,9 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
         value = item.get(name)
         if value is None or value == "":
             raise LinkError(f"{where}: {name}: missing")
+        if _SURROGATE.search(str(value)):
+            # JSON's "\ud800" (or a CSV escape of it): no UTF-8 key or output can hold one.
+            raise LinkError(f"{where}: {name}: holds a lone surrogate, not UTF-8 text")
         return str(value)
 
     def moment(name: str) -> datetime:
@@ -368,6 +388,9 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
         try:
             return parse_iso(value)
         except ValueError as exc:
+            if "://" in value or "signature" in value.lower() or len(value) > 64:
+                # A link shifted into this column (a cell dropped): a bearer secret, not shown.
+                raise LinkError(f"{where}: {name}: not a moment (a URL? not shown)") from None
             raise LinkError(f"{where}: {name}: {exc}") from None
 
     try:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -147,7 +149,13 @@ class _Records:
             runs: set[str] = set()
             digests: set[str] = set()
             try:
-                with path.open(encoding="utf-8") as lines:
+                # O_NONBLOCK: a FIFO would otherwise hold the open until a writer came.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.close(fd)
+                    raise LinkError(f"{path}: cannot read the audit log: not a regular file")
+                os.set_blocking(fd, True)
+                with open(fd, encoding="utf-8") as lines:
                     for event in _events(lines):
                         name, sha = event.get("event"), event.get("sha256")
                         if name == "run_started" and isinstance(event.get("run_id"), str):
@@ -180,8 +188,8 @@ def _events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             continue
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash says nothing either way
+        except (ValueError, RecursionError):
+            continue  # a line cut by a crash (or not JSON Python reads) says nothing either way
         if isinstance(event, dict):
             yield event
 
@@ -193,7 +201,7 @@ def _run_log(path: Path, header: BundleHeader, records: _Records) -> Path:
         return records.given[run_id]
     run_dir = path.parent.parent.parent
     found = run_dir / "audit.jsonl"
-    if run_dir.name == run_id and found.is_file() and run_id in records.read(found)[0]:
+    if run_dir.name == run_id and _regular(found) and run_id in records.read(found)[0]:
         return found
     raise LinkError(
         f"{path}: no audit log of run {visible(run_id)} at {found}; renew signs only bundles"
@@ -201,7 +209,15 @@ def _run_log(path: Path, header: BundleHeader, records: _Records) -> Path:
     )
 
 
+def _regular(path: Path) -> bool:
+    """A regular file, not a symbolic link: audit logs are appended to with O_NOFOLLOW."""
+    return path.is_file() and not path.is_symlink()
+
+
 def _read(path: Path) -> tuple[Bundle, str]:
+    # Absolute: the run folder above a bundle is found from its path, and a relative one
+    # ("links.json", run from inside the folder) has none to compare job and recipient with.
+    path = Path(os.path.abspath(path))
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -216,16 +232,16 @@ def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> Bu
     if header is None:
         raise LinkError(f"{path}: header: {bundle.header_problem or 'missing'}")
     run_log = _run_log(path, header, records)
+    if path.parent.parent.parent.name == header.run_id and (
+        path.parent.name != header.recipient or path.parent.parent.name != header.job
+    ):
+        # Another recipient's bundle of the same run (or a renewal of one), copied in: this
+        # folder's newest renewal would then hand its links to the wrong recipient.
+        raise LinkError(
+            f"{path}: a bundle of job {visible(header.job)}, recipient"
+            f" {visible(header.recipient)}, in another bundle's folder"
+        )
     if digest in records.read(run_log)[1]:
-        if path.parent.parent.parent.name == header.run_id and (
-            path.parent.name != header.recipient or path.parent.parent.name != header.job
-        ):
-            # Another recipient's bundle of the same run, copied in: this folder's newest
-            # renewal would then hand its links to the wrong recipient.
-            raise LinkError(
-                f"{path}: a bundle of job {visible(header.job)}, recipient"
-                f" {visible(header.recipient)}, in another bundle's folder"
-            )
         return header
     origin = header.renewed_from
     unknown = (
@@ -235,8 +251,9 @@ def _vouch(bundle: Bundle, digest: str, records: _Records, depth: int = 0) -> Bu
     if origin is None or depth >= _MAX_CHAIN:
         raise LinkError(unknown)
     recorded = Path(origin.path)
-    source_path = recorded if recorded.is_file() else path.with_name(recorded.name)
-    if not source_path.is_file():
+    beside = path.with_name(recorded.name) if recorded.name else None  # "/" names no file
+    source_path = recorded if recorded.is_file() else beside
+    if source_path is None or not source_path.is_file():
         raise LinkError(f"{unknown}; nor is its source {recorded} there to check it against")
     source, source_digest = _read(source_path)
     if source_digest != origin.sha256:
@@ -450,7 +467,7 @@ def _nothing(source: _Source, passed: bool) -> Renewal:
 def _audit_path(source: _Source, stem: str) -> Path:
     folder = source.bundle.path.parent
     run_dir = folder.parent.parent
-    if run_dir.name == source.header.run_id and (run_dir / "audit.jsonl").is_file():
+    if run_dir.name == source.header.run_id and _regular(run_dir / "audit.jsonl"):
         return run_dir / "audit.jsonl"
     return folder / f"{stem}.audit.jsonl"
 
