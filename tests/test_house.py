@@ -94,3 +94,19 @@ def test_every_module_is_in_a_room_the_map_names() -> None:
     """A new module lands on the ground floor list or in one of the folders, never loose."""
     rooms = {_room(module) for module, _ in _modules()}
     assert rooms <= GROUND | set(ALLOWED) | {"manifest", "s3", "run", "lifecycle", "cli"}, rooms
+
+
+def _test_modules() -> list[Path]:
+    return sorted((ROOT / "tests").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _test_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_test_imports_another_test_module_or_conftest(path: Path) -> None:
+    """Helpers live in tests/support; fixtures come through pytest, not through imports."""
+    broken = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for line, name in _imports(path)
+        if name.startswith("tests.")
+        and (name.split(".")[-2].startswith("test_") or ".conftest" in name)
+    ]
+    assert not broken, "\n".join(broken)

@@ -291,6 +291,8 @@ def test_missing_files_and_non_urls_exit_2(tmp_path: Path) -> None:
 def test_a_csv_key_with_a_line_separator_stays_one_row(tmp_path: Path) -> None:
     """A quoted key holding U+2028 is one row: the CSV is read as CSV, not split at it."""
     path = tmp_path / "links.csv"
+    # Later than any link signed now can last, on whatever day this runs.
+    row_end = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with path.open("w", newline="", encoding="utf-8") as handle:
         table = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\r\n")
         table.writeheader()
@@ -303,7 +305,7 @@ def test_a_csv_key_with_a_line_separator_stays_one_row(tmp_path: Path) -> None:
                 "etag": "e",
                 "last_modified": "2026-01-01T00:00:00Z",
                 "method": "GET",
-                "expires_at": "2099-01-01T00:00:00Z",
+                "expires_at": row_end,
                 "url": botocore_url("a\u2028b.txt", bucket="plain-bucket"),
             }
         )
@@ -311,7 +313,7 @@ def test_a_csv_key_with_a_line_separator_stays_one_row(tmp_path: Path) -> None:
     assert code == 0
     [link] = report["bundles"][0]["recipients"][0]["links"]
     assert link["key"] == "a\u2028b.txt"
-    assert link["expires_at"] != "2099-01-01T00:00:00Z"  # the URL's own end is earlier
+    assert link["expires_at"] != row_end  # the URL's own end is earlier
 
 
 # A window-title OSC sequence, a clear-screen CSI and a right-to-left override: the raw

@@ -22,10 +22,8 @@ from tests.support.linkkit import (
     parse_iso,
     run_dir_of,
 )
+from tests.support.renewal import BUCKET, FILES, INITECH_ONLY, digests, json_bundle, run_two
 from tests.support.s3 import S3, fetch, fresh_s3, write_manifest
-
-BUCKET = "renew-me"
-FILES = {"q3/a.pdf": b"%PDF a", "q3/b.csv": b"x,y\n1,2\n", "q3/c d+e.txt": "caf\u00e9".encode()}
 
 
 def run(endpoint: str, tmp_path: Path, settings: str = "expires_in: 1h") -> Path:
@@ -48,10 +46,6 @@ jobs:
     return run_dir_of(result) / "q3" / "globex"
 
 
-def digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 def recorded(bundle: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as the bundle and record it in its run's audit log, as if the run had
     written it so: how these tests make a bundle state a run does not produce by itself."""
@@ -63,11 +57,6 @@ def recorded(bundle: Path, data: dict[str, Any]) -> None:
 
 def digests_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def json_bundle(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
 
 
 def test_due_links_are_re_signed_into_a_new_bundle(s3: S3, tmp_path: Path) -> None:
@@ -251,29 +240,6 @@ def test_short_credentials_refuse_renewal_by_default(
     assert digests(bundle) == before
 
 
-TWO = """\
-version: 1
-defaults:
-  bucket: {bucket}
-  region: eu-west-1
-  expires_in: 1h
-jobs:
-  - name: q3
-    prefixes: [q3/]
-    recipients:
-      - {{id: globex}}
-      - {{id: initech, prefixes: [initech/]}}
-"""
-
-
-def run_two(endpoint: str, tmp_path: Path) -> Path:
-    """A run giving globex q3/ and initech q3/ plus its own initech/ folder; its run folder."""
-    path = write_manifest(tmp_path / "two.yml", TWO.format(bucket=BUCKET))
-    return run_dir_of(
-        invoke("run", str(path), "--out", str(tmp_path / "out"), "--endpoint-url", endpoint)
-    )
-
-
 def edited(bundle: Path, dest: Path, key: str) -> Path:
     """A copy of ``bundle`` whose first row names ``key`` and is already expired."""
     data = json_bundle(bundle)
@@ -282,9 +248,6 @@ def edited(bundle: Path, dest: Path, key: str) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(data), encoding="utf-8")
     return dest
-
-
-INITECH_ONLY = {"initech/private.pdf": b"initech's own"}
 
 
 def test_an_edited_bundle_is_refused_and_the_untouched_one_renews(s3: S3, tmp_path: Path) -> None:

@@ -8,12 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.lifecycle.test_renew import BUCKET, FILES, INITECH_ONLY, digests, json_bundle, run_two
+from sharebatch.times import iso
 from tests.support.linkkit import invoke
+from tests.support.renewal import BUCKET, FILES, INITECH_ONLY, digests, json_bundle, run_two
 from tests.support.s3 import S3
 
 
@@ -143,7 +145,13 @@ def test_a_symlinked_run_audit_log_is_bad_input(s3: S3, tmp_path: Path) -> None:
     assert digests(globex) == before
 
 
-def _row(url: str, expires_at: str = "2030-01-01T00:00:00Z") -> dict[str, object]:
+# Moments computed from the clock, never one it will overtake; every case here is refused
+# before any moment is judged.
+_NOW = datetime.now(UTC)
+SOON = iso(_NOW + timedelta(days=1))
+
+
+def _row(url: str, expires_at: str = SOON) -> dict[str, object]:
     return {
         "recipient": "globex",
         "bucket": BUCKET,
@@ -159,8 +167,8 @@ def _row(url: str, expires_at: str = "2030-01-01T00:00:00Z") -> dict[str, object
 
 SIGNED = (
     "https://renew-me.s3.amazonaws.com/q3/a.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-    "&X-Amz-Credential=AKIAEXAMPLE/20300101/eu-west-1/s3/aws4_request"
-    "&X-Amz-Date=20300101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
+    f"&X-Amz-Credential=AKIAEXAMPLE/{_NOW:%Y%m%d}/eu-west-1/s3/aws4_request"
+    f"&X-Amz-Date={_NOW:%Y%m%dT%H%M%SZ}&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
     "&X-Amz-Signature=" + "0" * 64
 )
 
@@ -227,7 +235,7 @@ def test_a_csv_cell_over_the_csv_modules_limit_is_bad_input(tmp_path: Path) -> N
     module raise csv.Error (in a row or in the header line): exit 2 naming the file, not a
     traceback."""
     header = "recipient,bucket,key,size,etag,last_modified,method,expires_at,url"
-    row = f"globex,{BUCKET},{'k' * 200_000},1,e,2020-01-01T00:00:00Z,GET,2030-01-01T00:00:00Z,x"
+    row = f"globex,{BUCKET},{'k' * 200_000},1,e,2020-01-01T00:00:00Z,GET,{SOON},x"
     bundle, first = tmp_path / "links.csv", tmp_path / "header.csv"
     bundle.write_text(f"{header}\n{row}\n", encoding="utf-8")
     first.write_text(f"{'h' * 200_000},{header}\n", encoding="utf-8")
