@@ -43,6 +43,7 @@ from sharebatch.lifecycle.inspect import (
     BundleRow,
     bundle_file,
     read_bundle,
+    read_url,
     row_facts,
 )
 from sharebatch.lifecycle.verify import judge
@@ -272,15 +273,34 @@ def _holds_only_its_source(
     for name in sorted((mine.keys() | theirs.keys()) - _RENEWAL_FIELDS):
         if mine.get(name) != theirs.get(name):
             raise LinkError(f"{path}: header: {name} differs from its source {source.path}")
-    rows = {_identity(row): _params(row.url) for row in source.rows}
+    rows = {_identity(row): row for row in source.rows}
     for row in renewal.rows:
-        if rows.get(_identity(row)) != _params(row.url):
+        was = rows.get(_identity(row))
+        if was is None or _params(was.url) != _params(row.url):
             raise LinkError(
                 f"{path}: links[{row.line - 1}]: {visible(row.key)} is not a link of its"
                 f" source {source.path}"
             )
+        if row.url != was.url and not _renewed_alike(renewal, header, row, was):
+            # A re-signed link must lead where its row says, signed as the header says: else
+            # another recipient's link could ride on this row and be recorded by the renewal.
+            raise LinkError(
+                f"{path}: links[{row.line - 1}]: {visible(row.key)}: its URL is not that key's"
+                f" link re-signed by {visible(header.signer_access_key_id or '?')}"
+            )
     if [_slot_identity(u) for u in renewal.uploads] != [_slot_identity(u) for u in source.uploads]:
         raise LinkError(f"{path}: uploads differ from its source {source.path}'s")
+
+
+def _renewed_alike(renewal: Bundle, header: BundleHeader, row: BundleRow, was: BundleRow) -> bool:
+    """A row's new URL is its old one re-signed: same host, bucket and key, by the signer
+    the renewal's header names."""
+    new, old = row_facts(renewal, row), read_url(was.url)
+    return (new.host, new.bucket, new.key) == (old.host, old.bucket, old.key) == (
+        new.host,
+        row.bucket,
+        row.key,
+    ) and new.access_key_id == header.signer_access_key_id
 
 
 def _identity(row: BundleRow) -> tuple[object, ...]:

@@ -255,3 +255,35 @@ def test_a_lone_surrogate_in_a_bundle_row_is_bad_input(tmp_path: Path) -> None:
     result = invoke("inspect", str(bundle), "--json")
     assert result.exit_code == 2, result.exception
     assert f"{bundle}: links[0]: key: " in result.stderr
+
+
+def test_a_forged_renewal_cannot_carry_another_keys_link_on_a_kept_row(
+    s3: S3, tmp_path: Path
+) -> None:
+    """A forged renewal of globex's recorded bundle, its rows the source's, but one row's URL
+    swapped for initech's link to initech's own file (same file name, so the same download
+    parameters): the chain vouches for the rows, yet that URL leads elsewhere. Renewing it
+    would record initech's link in globex's bundle: exit 2, nothing written."""
+    s3.bucket(BUCKET, {**FILES, "initech/a.pdf": b"initech's a"})
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    source = globex / "links.json"
+    data = json_bundle(source)
+    theirs = json_bundle(run_dir / "q3" / "initech" / "links.json")
+    [stolen] = [row["url"] for row in theirs["links"] if row["key"] == "initech/a.pdf"]
+    [row] = [row for row in data["links"] if row["key"] == "q3/a.pdf"]
+    row["url"] = stolen
+    data["header"]["renewed_from"] = {
+        "path": str(source),
+        "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "run_id": data["header"]["run_id"],
+        "generated_at": data["header"]["generated_at"],
+    }
+    forged = globex / "links.renewed-99991231T235959999Z-ffff.json"
+    forged.write_text(json.dumps(data), encoding="utf-8")
+    before = digests(globex)
+    result = invoke("renew", str(globex), "--within", "2h")
+    assert result.exit_code == 2, result.stdout
+    assert f"{forged}: links[" in result.stderr
+    assert "its URL is not that key's link" in result.stderr
+    assert digests(globex) == before
