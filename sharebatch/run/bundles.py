@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -444,53 +444,67 @@ def write_bundle(
     private_dir(dest)
     rows = sum(p.rows for p in parts)
     csv_path, json_path = dest / f"{stem}.csv", dest / f"{stem}.json"
-    with ExitStack() as stack:
-        csv_out: HashingWriter | _Discard = _Discard()
-        json_out: HashingWriter | _Discard = _Discard()
-        if "csv" in formats:
-            csv_out = stack.enter_context(atomic_writer(csv_path, replace=replace))
-        if "json" in formats:
-            json_out = stack.enter_context(atomic_writer(json_path, replace=replace))
-        table = csv.writer(csv_out, lineterminator="\r\n")
-        table.writerow(COLUMNS)
-        head = json.dumps(header.to_json(), indent=2, ensure_ascii=False).replace("\n", "\n  ")
-        json_out.write('{\n  "header": ' + head + ',\n  "links": [')
-        separator = "\n    "
-        for part in parts:
-            # Copied as text: each staged JSON line is this row's JSON in the bundle.
-            if not part.rows:
-                continue
+    ours = [path for path in (csv_path, json_path, dest / uploads_name) if not path.exists()]
+    try:
+        with ExitStack() as stack:
+            csv_out: HashingWriter | _Discard = _Discard()
+            json_out: HashingWriter | _Discard = _Discard()
             if "csv" in formats:
-                for chunk in part.csv_chunks():
-                    csv_out.write(chunk)
+                csv_out = stack.enter_context(atomic_writer(csv_path, replace=replace))
             if "json" in formats:
-                json_out.write(separator)
-                for chunk in part.json_chunks():
-                    json_out.write(chunk)
-                separator = _ROW_BREAK
-        json_out.write("\n  ]" if rows else "]")
-        uploads_out: HashingWriter | None = None
-        if uploads and "csv" in formats:
-            uploads_out = stack.enter_context(atomic_writer(dest / uploads_name, replace=replace))
-            slots = csv.DictWriter(uploads_out, fieldnames=list(uploads[0]), lineterminator="\r\n")
-            slots.writeheader()
-            for upload in uploads:
-                # Form fields and headers stay JSON objects in one cell each.
-                slots.writerow({k: csv_cell(_cell(v)) for k, v in upload.items()})
-        if uploads:
-            section = json.dumps(list(uploads), indent=2, ensure_ascii=False)
-            json_out.write(',\n  "uploads": ' + section.replace("\n", "\n  "))
-        json_out.write("\n}\n")
-    written = []
-    if "csv" in formats:
-        written.append(WrittenFile(csv_path, rows, csv_out.sha256.hexdigest()))
-    if "json" in formats:
-        written.append(WrittenFile(json_path, rows, json_out.sha256.hexdigest()))
-    if uploads_out is not None:
-        written.append(
-            WrittenFile(dest / uploads_name, len(uploads), uploads_out.sha256.hexdigest())
-        )
-    return written
+                json_out = stack.enter_context(atomic_writer(json_path, replace=replace))
+            table = csv.writer(csv_out, lineterminator="\r\n")
+            table.writerow(COLUMNS)
+            head = json.dumps(header.to_json(), indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            json_out.write('{\n  "header": ' + head + ',\n  "links": [')
+            separator = "\n    "
+            for part in parts:
+                # Copied as text: each staged JSON line is this row's JSON in the bundle.
+                if not part.rows:
+                    continue
+                if "csv" in formats:
+                    for chunk in part.csv_chunks():
+                        csv_out.write(chunk)
+                if "json" in formats:
+                    json_out.write(separator)
+                    for chunk in part.json_chunks():
+                        json_out.write(chunk)
+                    separator = _ROW_BREAK
+            json_out.write("\n  ]" if rows else "]")
+            uploads_out: HashingWriter | None = None
+            if uploads and "csv" in formats:
+                uploads_out = stack.enter_context(
+                    atomic_writer(dest / uploads_name, replace=replace)
+                )
+                slots = csv.DictWriter(
+                    uploads_out, fieldnames=list(uploads[0]), lineterminator="\r\n"
+                )
+                slots.writeheader()
+                for upload in uploads:
+                    # Form fields and headers stay JSON objects in one cell each.
+                    slots.writerow({k: csv_cell(_cell(v)) for k, v in upload.items()})
+            if uploads:
+                section = json.dumps(list(uploads), indent=2, ensure_ascii=False)
+                json_out.write(',\n  "uploads": ' + section.replace("\n", "\n  "))
+            json_out.write("\n}\n")
+        written = []
+        if "csv" in formats:
+            written.append(WrittenFile(csv_path, rows, csv_out.sha256.hexdigest()))
+        if "json" in formats:
+            written.append(WrittenFile(json_path, rows, json_out.sha256.hexdigest()))
+        if uploads_out is not None:
+            written.append(
+                WrittenFile(dest / uploads_name, len(uploads), uploads_out.sha256.hexdigest())
+            )
+        return written
+    except BaseException:
+        # The files are committed one by one: one a full disk refused must not leave the
+        # others standing alone (a renewal's uploads file without its links). Only files this
+        # call created go; a run's replaced bundle is the run's to discard.
+        for path in ours:
+            with suppress(FileNotFoundError):
+                path.unlink()
+        raise
 
 
 def _cell(value: object) -> object:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +206,29 @@ def test_csv_cells_shortcut_holds_for_every_code_point() -> None:
     is one escaped() would change."""
     printable = (chr(c) for c in range(0x110000) if chr(c).isprintable() and c != 0x5C)
     assert [c for c in printable if escaped(c) != c] == []
+
+
+def test_a_file_refused_at_its_commit_takes_the_files_committed_before_it_along(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundle's files are committed one by one (uploads.csv first); if a later one cannot
+    be (a full disk at its rename), a renewal must not leave a lone uploads file behind:
+    none of the call's files stays, and the error is the disk's."""
+    real = bundles.atomic_writer
+
+    @contextmanager
+    def refusing(dest: Path, **kwargs: Any) -> Iterator[Any]:
+        with real(dest, **kwargs) as out:
+            yield out
+            if dest.suffix == ".json":
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundles, "atomic_writer", refusing)
+    dest = tmp_path / "out"
+    slot = {"recipient": "alice", "bucket": "bkt", "method": "PUT", "key": "inbox/x.pdf"}
+    with pytest.raises(OSError, match="No space left"):
+        write_bundle(
+            dest, sample_header(), _parts(tmp_path, [["a"]]), stem="links.renewed-x",
+            replace=False, uploads=[slot], uploads_name="uploads.renewed-x.csv",
+        )  # fmt: skip
+    assert list(dest.iterdir()) == []
