@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,19 @@ from tests.support.renewal import BUCKET, FILES, INITECH_ONLY, digests, json_bun
 from tests.support.s3 import S3
 
 
+def _forge_renewal(source: Path, data: dict[str, Any], folder: Path) -> Path:
+    """``data`` written into ``folder`` as the newest renewal of the recorded ``source``."""
+    data["header"]["renewed_from"] = {
+        "path": str(source),
+        "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        "run_id": data["header"]["run_id"],
+        "generated_at": data["header"]["generated_at"],
+    }
+    forged = folder / "links.renewed-99991231T235959999Z-ffff.json"
+    forged.write_text(json.dumps(data), encoding="utf-8")
+    return forged
+
+
 def test_a_forged_renewal_of_another_recipients_bundle_is_refused(s3: S3, tmp_path: Path) -> None:
     """initech's rows dressed as a renewal of initech's recorded bundle, dropped into globex's
     folder: the renewal chain vouches for the rows, but the folder is globex's, so the newest
@@ -26,15 +40,7 @@ def test_a_forged_renewal_of_another_recipients_bundle_is_refused(s3: S3, tmp_pa
     s3.bucket(BUCKET, {**FILES, **INITECH_ONLY})
     run_dir = run_two(s3.endpoint, tmp_path)
     globex, initech = run_dir / "q3" / "globex", run_dir / "q3" / "initech" / "links.json"
-    data = json_bundle(initech)
-    data["header"]["renewed_from"] = {
-        "path": str(initech),
-        "sha256": hashlib.sha256(initech.read_bytes()).hexdigest(),
-        "run_id": data["header"]["run_id"],
-        "generated_at": data["header"]["generated_at"],
-    }
-    forged = globex / "links.renewed-99991231T235959999Z-ffff.json"
-    forged.write_text(json.dumps(data), encoding="utf-8")
+    forged = _forge_renewal(initech, json_bundle(initech), globex)
     before = digests(globex)
     result = invoke("renew", str(globex), "--within", "2h")
     assert result.exit_code == 2, result.stdout
@@ -273,14 +279,7 @@ def test_a_forged_renewal_cannot_carry_another_keys_link_on_a_kept_row(
     [stolen] = [row["url"] for row in theirs["links"] if row["key"] == "initech/a.pdf"]
     [row] = [row for row in data["links"] if row["key"] == "q3/a.pdf"]
     row["url"] = stolen
-    data["header"]["renewed_from"] = {
-        "path": str(source),
-        "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
-        "run_id": data["header"]["run_id"],
-        "generated_at": data["header"]["generated_at"],
-    }
-    forged = globex / "links.renewed-99991231T235959999Z-ffff.json"
-    forged.write_text(json.dumps(data), encoding="utf-8")
+    forged = _forge_renewal(source, data, globex)
     before = digests(globex)
     result = invoke("renew", str(globex), "--within", "2h")
     assert result.exit_code == 2, result.stdout
