@@ -1,0 +1,116 @@
+"""Tests for tools/clock_pass.py: the faked-clock pass reruns what libfaketime killed, only that."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.support.paths import ROOT
+
+START = datetime(2027, 12, 31, 23, 57)
+
+# Stands in for faketime: logs its clock and part, dies "by a signal" (as faketime reports
+# it) the first N times a part named in CRASH runs, else runs the command it was given.
+FAKE_FAKETIME = """#!/bin/sh
+log="$LOG"; stamp="$2"; shift 2
+part=$(eval echo \\${$#})
+echo "$stamp|$part" >> "$log"
+count=$(grep -c "|$part\\$" "$log")
+case " $CRASH " in *" $part "*)
+    if [ "$count" -le "$CRASHES" ]; then echo "Caught Segmentation fault" >&2; exit 1; fi;;
+esac
+exec "$@"
+"""
+
+
+def load_driver() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("clock_pass", ROOT / "tools" / "clock_pass.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def faketime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    script = tmp_path / "faketime"
+    script.write_text(FAKE_FAKETIME)
+    script.chmod(0o700)
+    monkeypatch.setenv("LOG", str(tmp_path / "log"))
+    return script
+
+
+def runs(tmp_path: Path) -> list[tuple[str, str]]:
+    lines = (tmp_path / "log").read_text().splitlines()
+    return [(line.split("|")[0], line.split("|")[1]) for line in lines]
+
+
+def test_a_part_libfaketime_killed_runs_again_and_the_pass_goes_on(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part that died by a signal runs again; the parts after it run; the pass passes."""
+    monkeypatch.setenv("CRASH", "b")
+    monkeypatch.setenv("CRASHES", "1")
+    ok = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    code = load_driver().run_pass(START, ok, ["a", "b", "c"], faketime=str(faketime))
+    assert code == 0
+    assert [part for _, part in runs(tmp_path)] == ["a", "b", "b", "c"]
+
+
+def test_a_part_killed_every_time_fails_the_pass_after_two_reruns(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three deaths in a row are not luck: the pass fails, and the parts after it never run."""
+    monkeypatch.setenv("CRASH", "a")
+    monkeypatch.setenv("CRASHES", "99")
+    ok = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    code = load_driver().run_pass(START, ok, ["a", "b"], faketime=str(faketime))
+    assert code == 1
+    assert [part for _, part in runs(tmp_path)] == ["a", "a", "a"]
+
+
+def test_failing_tests_are_never_run_again(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part whose tests fail (pytest's own exit code) fails the pass at once, with that code."""
+    monkeypatch.setenv("CRASH", "none")
+    monkeypatch.setenv("CRASHES", "0")
+    failing = [sys.executable, "-c", "import sys; sys.exit(1)"]
+    code = load_driver().run_pass(START, failing, ["a", "b"], faketime=str(faketime))
+    assert code == 1
+    assert [part for _, part in runs(tmp_path)] == ["a"]
+
+
+def test_each_part_starts_where_the_clock_of_the_pass_has_got_to(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts see one continuous clock from the start, never the start again."""
+    monkeypatch.setenv("CRASH", "none")
+    monkeypatch.setenv("CRASHES", "0")
+    ticks = iter([0.0, 0.0, 95.0, 200.4])  # the pass's real clock as each part starts
+    ok = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    load_driver().run_pass(
+        START, ok, ["a", "b", "c"], faketime=str(faketime), clock=lambda: next(ticks)
+    )
+    assert runs(tmp_path) == [
+        ("2027-12-31 23:57:00", "a"),
+        ("2027-12-31 23:58:35", "b"),
+        ("2028-01-01 00:00:20", "c"),
+    ]
+
+
+def test_the_parts_cover_every_test_module() -> None:
+    """Every test file of the suite is in exactly one part: the pass leaves nothing out."""
+    parts = load_driver().parts()
+    named = [Path(ROOT / path) for part in parts for path in part.split()]
+    covered = set()
+    for path in named:
+        covered |= {path} if path.is_file() else set(path.rglob("test_*.py"))
+    assert covered == set((ROOT / "tests").rglob("test_*.py")) - set(
+        (ROOT / "tests" / "support").rglob("test_*.py")
+    )

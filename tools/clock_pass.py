@@ -1,0 +1,105 @@
+"""Run the whole test suite on a shifted clock, under libfaketime, in parts (`make test-clock`).
+
+Why parts, and why a part that libfaketime kills is run again: libfaketime wraps
+`pthread_cond_timedwait`, `getrandom`, `getpid`, `stat` and the clocks of every thread, and
+reads the environment inside those wrappers. On a CI runner it once crashed the interpreter
+with a segmentation fault in a moto server thread that was only closing a socket (no code of
+ours runs there), and one crash threw away the whole pass. A part that dies by a signal is run
+again, at most twice, saying so; a part whose *tests* fail is never run again.
+
+The clock does not restart with each part: each part starts at CLOCK plus the real time the
+pass has taken so far, so the parts together see the clock one continuous run would see and
+the pass crosses the new year at the same test it would cross it in one process.
+
+    python tools/clock_pass.py '2027-12-31 23:57:00' .venv/bin/pytest [pytest args...]
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RERUNS = 2
+# faketime's own last words when its child died by a signal.
+_KILLED = re.compile(r"^Caught (.+)$")
+
+
+def parts() -> list[str]:
+    """Each test folder, then the ground-floor tests together: seven parts of a few hundred."""
+    tests = ROOT / "tests"
+    folders = sorted(
+        p.name
+        for p in tests.iterdir()
+        if p.is_dir() and (p / "__init__.py").exists() and p.name != "support"
+    )
+    ground = sorted(p.name for p in tests.glob("test_*.py"))
+    return [f"tests/{name}" for name in folders] + [" ".join(f"tests/{n}" for n in ground)]
+
+
+def run_part(
+    clock: datetime, pytest: list[str], part: str, faketime: str
+) -> tuple[int, str | None]:
+    """One part under faketime: its exit code, and the signal that killed it, if one did."""
+    stamp = clock.strftime("%Y-%m-%d %H:%M:%S")
+    command = [faketime, "-m", stamp, *pytest, *part.split()]
+    print(f"\n=== {part} from {stamp} (faked clock)", flush=True)
+    killed_by = None
+    with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            sys.stderr.write(line)
+            found = _KILLED.match(line.strip())
+            if found:
+                killed_by = found.group(1)
+    return process.returncode, killed_by
+
+
+def run_pass(
+    start: datetime,
+    pytest: list[str],
+    parts: list[str],
+    faketime: str = "faketime",
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Every part in turn on one continuous faked clock; the first failing part's exit code."""
+    began = clock()
+    for part in parts:
+        for attempt in range(RERUNS + 1):
+            now = start + timedelta(seconds=round(clock() - began))
+            code, killed_by = run_part(now, pytest, part, faketime)
+            if code == 0:
+                break
+            if killed_by is None:
+                print(f"=== {part}: tests failed on the faked clock (exit {code})", file=sys.stderr)
+                return code
+            if attempt == RERUNS:
+                print(
+                    f"=== {part}: libfaketime killed pytest ({killed_by}) {RERUNS + 1} times",
+                    file=sys.stderr,
+                )
+                return 1
+            print(
+                f"=== {part}: libfaketime killed pytest ({killed_by}), not a test failure; "
+                f"running this part again ({attempt + 1} of {RERUNS})",
+                file=sys.stderr,
+            )
+    print(f"\n=== every part passed on the faked clock from {start}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    start = datetime.strptime(argv[0], "%Y-%m-%d %H:%M:%S")
+    return run_pass(start, argv[1:], parts())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
