@@ -323,3 +323,55 @@ class LinkProbe:
     etag: str | None = None
     error: str | None = None
     message: str = ""
+
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+"""``starttls`` (default): plain connection upgraded before AUTH; ``tls``: TLS from the first
+byte (port 465); ``none``: no TLS at all, allowed only towards a loopback address."""
+
+DeliveryKind = Literal["page", "links"]
+"""``page`` (default): one link to the recipient's private page; ``links``: links in the mail."""
+
+WebhookFormat = Literal["slack", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """Where mail is handed over (``notify.smtp``). Never holds the password: only the name
+    of the environment variable it is read from when a message is sent."""
+
+    host: str
+    port: int
+    security: SmtpSecurity = "starttls"
+    username: str | None = None
+    password_env: str = "SHAREBATCH_SMTP_PASSWORD"  # noqa: S105 (a variable's name)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """Where a run's and a notify's summary is posted (``notify.webhook``); never a link."""
+
+    url: str
+    format: WebhookFormat = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """One grant's resolved ``notify:`` settings, each field inherited on its own.
+
+    ``subject`` is rendered for the grant (period and recipient variables); ``template`` is
+    the text template's path resolved against the manifest's folder (its ``.html`` sibling,
+    if present, is the HTML alternative), None for ours.
+    """
+
+    smtp: SmtpServer
+    sender: str
+    subject: str
+    reply_to: str | None = None
+    delivery: DeliveryKind = "page"
+    pages_prefix: str = "_sharebatch/pages/"
+    template: str | None = None
+    per_address: bool = False
+    require_approval: bool = False
+    webhook: Webhook | None = None

@@ -61,7 +61,14 @@ from sharebatch.manifest.source import (
 )
 from sharebatch.manifest.source import show as _show
 from sharebatch.manifest.upload import RawUpload, check_overlaps
-from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials, UploadSlot
+from sharebatch.models import (
+    AddressingStyle,
+    Expiry,
+    Filters,
+    NotifySettings,
+    ShortCredentials,
+    UploadSlot,
+)
 
 __all__ = [
     "Grant",
@@ -96,7 +103,10 @@ class Recipient(BaseModel):
 
     id: RecipientId
     name: RecipientName | None = None
+    # ``email`` is how the bundle shows the addresses (joined by ", "; one address as written),
+    # ``addresses`` each one on its own, for delivery.
     email: Email | None = None
+    addresses: tuple[Email, ...] = ()
 
 
 class Grant(BaseModel):
@@ -122,6 +132,8 @@ class Grant(BaseModel):
     formats: Annotated[tuple[Format, ...], Field(min_length=1)] = FORMATS
     on_short_credentials: ShortCredentials = "fail"
     upload: UploadSlot | None = None
+    # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
+    notify: NotifySettings | None = None
 
 
 class Job(BaseModel):
