@@ -8,18 +8,20 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     ├── UsageError             exit 2    the command line or the manifest is invalid
     │   ├── ManifestError      exit 2    one or more problems, each with file:line:col and field
     │   ├── TemplateError      exit 2    internal: a template's braces or variable names are wrong
-    │   └── LinkError          exit 2    internal: a URL or bundle that cannot be read as one
+    │   └── LinkError          exit 2    internal: a URL, bundle or run file that cannot be read
     ├── CredentialsError       exit 3    no usable credentials, or S3 refused them
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
     ├── RunLocked              exit 75   another run is writing to the same output folder
     ├── RunCrashed             exit 1    the run broke off (a full disk, an I/O error, a bug)
+    ├── DeliveryError          exit 1    internal: a mail or webhook could not be handed over
     └── Interrupted            exit 130  SIGINT (or 143 for SIGTERM) stopped the run
 
 ``sharebatch`` exports the classes its public functions can raise. Those marked internal never
 leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestError``), an
 ``S3ListingError`` a failed prefix in the run's summary, and a ``LinkError`` comes only from
-``inspect``, ``verify`` and ``renew`` (exit 2 on the command line); import them from here.
+``inspect``, ``verify``, ``renew`` and delivery's commands (exit 2 on the command line);
+import them from here.
 
 A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
 ``RunSummary`` whose ``exit_code`` is 1, because everything that could be done was done.
@@ -122,6 +124,13 @@ class RunCrashed(SharebatchError):
 
     The run is recorded as ``failed`` like any other and keeps no bundle; the original
     exception is the ``__cause__`` (its traceback is for a bug report, not for the operator).
+    """
+
+
+class DeliveryError(SharebatchError):
+    """A mail server or a webhook did not take what was handed to it.
+
+    The message names the server and its reply, never a password, a link or a message body.
     """
 
 

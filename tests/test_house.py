@@ -21,8 +21,9 @@ ALLOWED = {
     "s3": set(),
     "run": {"manifest", "s3"},
     "lifecycle": {"manifest", "s3", "run"},
-    "cli": {"manifest", "s3", "run", "lifecycle", "demo", "__init__"},
-    "demo": {"run", "__init__"},
+    "delivery": {"manifest", "s3", "run", "lifecycle"},
+    "cli": {"manifest", "s3", "run", "lifecycle", "delivery", "demo", "__init__"},
+    "demo": {"run", "delivery", "__init__"},
     "__main__": {"cli"},
     "__init__": {"manifest", "run"},
 }

@@ -1,0 +1,1 @@
+"""Delivery: the recipients get their links (mail, pages, reminders, approvals, webhooks)."""
