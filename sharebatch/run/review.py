@@ -10,15 +10,24 @@ that allows exactly those two (by hash) and nothing else, so the page cannot loa
 anything even if a key contained markup (every value is escaped anyway). Rows come from the
 run's staged part files, so the page is written while they still exist, right after the
 bundles; it lists at most ``max_rows`` files and says so plainly when there are more.
+
+Which recipients ops approved for sending (``sharebatch approve``) changes after the run, so
+that part of the page sits between two marker lines (``APPROVALS_START`` / ``APPROVALS_END``)
+and ``refresh_approvals`` rewrites only it: the rest of the page was streamed from staged
+files that no longer exist. The run writes it with every bundle to be mailed not approved;
+the states come in as plain ``ApprovalRow`` values (delivery decides them, this module only
+shows them).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sharebatch.audit import get_logger
@@ -220,6 +229,98 @@ def _recipients(report: RunReport, people: Mapping[tuple[str, str], str]) -> Ite
     yield "</tbody></table>\n"
 
 
+# Outsiders' text on the page is escaped (``<`` becomes ``&lt;``), so no key or name can
+# forge these lines; each stands alone on its line so the block can be found line by line.
+APPROVALS_START = "<!-- sharebatch:approvals -->"
+APPROVALS_END = "<!-- /sharebatch:approvals -->"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    """One bundle to be mailed as the approvals table shows it.
+
+    ``state`` is "approved", "not approved" or "changed since approval"; ``by`` and ``at``
+    name the latest approval, if any; ``required`` says whether ``notify`` waits for it.
+    """
+
+    job: str
+    recipient: str
+    state: str
+    required: bool
+    by: str | None = None
+    at: str | None = None
+
+
+def approvals_block(rows: Sequence[ApprovalRow]) -> str:
+    """The approvals section between its marker lines; only the markers when ``rows`` is empty."""
+    if not rows:
+        return f"{APPROVALS_START}\n{APPROVALS_END}\n"
+    approved = sum(row.state == "approved" for row in rows)
+    note = (
+        " notify mails only approved bundles whose bytes are unchanged since approval"
+        " (notify.require_approval)."
+        if any(row.required for row in rows)
+        else ""
+    )
+    parts = [
+        f"{APPROVALS_START}\n<h2>Approvals</h2>\n"
+        f'<p id="approvals-note">{approved} of {len(rows)} bundles to be mailed are approved '
+        f"(sharebatch approve).{note}</p>\n",
+        _table_open("approvals", ["Job", "Recipient", "Approval", "Required", "By", "At"]),
+    ]
+    for row in rows:
+        cells: list[tuple[str, str, str | None]] = [
+            ("", _e(row.job), None),
+            ("", _e(row.recipient), None),
+            (f"approval-{row.state.replace(' ', '-')}", _e(row.state), None),
+            ("", "yes" if row.required else "no", None),
+            ("", _e(row.by or ""), None),
+            ("", _e(row.at or ""), None),
+        ]
+        parts.append(_row(cells, f"{row.job} {row.recipient} {row.state} {row.by or ''}"))
+    parts.append(f"</tbody></table>\n{APPROVALS_END}\n")
+    return "".join(parts)
+
+
+class _NoBlock(Exception):
+    """The page has no approvals block (written by an older version): left as it is."""
+
+
+def refresh_approvals(path: Path, rows: Sequence[ApprovalRow]) -> str | None:
+    """Rewrite the approvals block of the review page at ``path``; its new sha256.
+
+    The page is copied line by line through ``atomic_writer`` (0600, renamed into place),
+    the block replaced. None, with the page untouched, when it has no block.
+    """
+    try:
+        with path.open(encoding="utf-8", newline="") as page, atomic_writer(path) as out:
+            state = "before"
+            for line in page:
+                if state == "before" and line.rstrip("\n") == APPROVALS_START:
+                    state = "inside"
+                elif state == "inside":
+                    if line.rstrip("\n") == APPROVALS_END:
+                        out.write(approvals_block(rows))
+                        state = "after"
+                else:
+                    out.write(line)
+            if state != "after":
+                raise _NoBlock
+    except _NoBlock:
+        return None
+    return out.sha256.hexdigest()
+
+
+def _initial_approvals(plan: Plan, written: Iterable[int]) -> list[ApprovalRow]:
+    """The run's own view: every written bundle with ``notify:`` settings, none approved."""
+    done = set(written)
+    return [
+        ApprovalRow(r.job, r.recipient, "not approved", r.grant.notify.require_approval)
+        for r in plan.routes
+        if r.index in done and r.grant.notify is not None
+    ]
+
+
 def _each(
     report: RunReport, items: Callable[[RecipientReport], Sequence[Item]]
 ) -> list[tuple[str, str, Item]]:
@@ -347,6 +448,7 @@ def write_review(
             out.write(chunk)
         for chunk in _recipients(report, people):
             out.write(chunk)
+        out.write(approvals_block(_initial_approvals(plan, written)))
         for chunk in _uploads(report):
             out.write(chunk)
         for chunk in _unlinkable(report):
