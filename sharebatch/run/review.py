@@ -14,9 +14,10 @@ bundles; it lists at most ``max_rows`` files and says so plainly when there are 
 Which recipients ops approved for sending (``sharebatch approve``) changes after the run, so
 that part of the page sits between two marker lines (``APPROVALS_START`` / ``APPROVALS_END``)
 and ``refresh_approvals`` rewrites only it: the rest of the page was streamed from staged
-files that no longer exist. The run writes it with every bundle to be mailed not approved;
-the states come in as plain ``ApprovalRow`` values (delivery decides them, this module only
-shows them).
+files that no longer exist. The run writes it when some bundle is to be mailed (all not
+approved yet); a run with nothing to mail writes the page it always did, and a refresh adds
+the block after the recipients table. The states come in as plain ``ApprovalRow`` values
+(delivery decides them, this module only shows them).
 """
 
 from __future__ import annotations
@@ -283,26 +284,35 @@ def approvals_block(rows: Sequence[ApprovalRow]) -> str:
 
 
 class _NoBlock(Exception):
-    """The page has no approvals block (written by an older version): left as it is."""
+    """Neither an approvals block nor a recipients table: not a page to touch."""
 
 
 def refresh_approvals(path: Path, rows: Sequence[ApprovalRow]) -> str | None:
     """Rewrite the approvals block of the review page at ``path``; its new sha256.
 
     The page is copied line by line through ``atomic_writer`` (0600, renamed into place),
-    the block replaced. None, with the page untouched, when it has no block.
+    the block replaced; a page without one (its run had nothing to mail, or an older
+    version wrote it) gets it right after the recipients table. None, with the page
+    untouched, when neither is found (not a review page).
     """
     try:
         with path.open(encoding="utf-8", newline="") as page, atomic_writer(path) as out:
             state = "before"
             for line in page:
-                if state == "before" and line.rstrip("\n") == APPROVALS_START:
+                bare = line.rstrip("\n")
+                if state in ("before", "recipients") and bare == APPROVALS_START:
                     state = "inside"
                 elif state == "inside":
-                    if line.rstrip("\n") == APPROVALS_END:
+                    if bare == APPROVALS_END:
                         out.write(approvals_block(rows))
                         state = "after"
+                elif state == "recipients" and line.startswith(("<h2>", "<script>")):
+                    out.write(approvals_block(rows))
+                    out.write(line)
+                    state = "after"
                 else:
+                    if state == "before" and bare == "<h2>Recipients</h2>":
+                        state = "recipients"
                     out.write(line)
             if state != "after":
                 raise _NoBlock
@@ -448,7 +458,9 @@ def write_review(
             out.write(chunk)
         for chunk in _recipients(report, people):
             out.write(chunk)
-        out.write(approvals_block(_initial_approvals(plan, written)))
+        approvals = _initial_approvals(plan, written)
+        if approvals:  # a run with nothing to mail keeps the page it always had
+            out.write(approvals_block(approvals))
         for chunk in _uploads(report):
             out.write(chunk)
         for chunk in _unlinkable(report):

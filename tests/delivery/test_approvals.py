@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from datetime import UTC, datetime
@@ -80,8 +81,6 @@ def test_without_require_approval_nothing_is_held(quarterly: QuarterlyRun) -> No
 
 def test_approvals_file_holds_whole_private_lines_with_both_digests(run_dir: Path) -> None:
     """approvals.jsonl is 0600, one JSON line per approved bundle, appended, never rewritten."""
-    import hashlib
-
     with capture() as events:
         approve(run_dir, by="alice", now=NOW)
     approve(run_dir, by="bob", only=["initech"], now=NOW)
@@ -142,15 +141,23 @@ def test_a_run_without_a_delivery_plan_is_refused(quarterly: QuarterlyRun) -> No
         approve(run_dir, by="alice", now=NOW)
 
 
+def without_block(text: str) -> str:
+    head, _, rest = text.partition(APPROVALS_START + "\n")
+    return head + rest.partition(APPROVALS_END + "\n")[2]
+
+
 def test_review_page_shows_who_approved_what(run_dir: Path) -> None:
-    """approve rewrites only the approvals part of index.html: states, approver and time."""
+    """approve adds the approvals part to index.html, then replaces only it: states,
+    approver and time; the rest of the page stays byte for byte."""
     page = run_dir / "index.html"
     before = page.read_text(encoding="utf-8")
-    head, _, rest = before.partition(APPROVALS_START + "\n")
-    _, _, tail = rest.partition(APPROVALS_END + "\n")
-    approve(run_dir, by="alice <ops>", only=["globex"], now=NOW)
+    assert APPROVALS_START not in before  # the run had nothing of its own to mail
+    report = approve(run_dir, by="alice <ops>", only=["globex"], now=NOW)
     after = page.read_text(encoding="utf-8")
-    assert after.startswith(head) and after.endswith(tail)
+    assert without_block(after) == before
+    assert report.review_sha256 == hashlib.sha256(after.encode()).hexdigest()
+    assert after.index("<h2>Recipients</h2>") < after.index(APPROVALS_START)
+    assert after.index(APPROVALS_END) < after.index("<h2>Files</h2>")
     assert stat.S_IMODE(page.stat().st_mode) == 0o600
     rows = [r["cells"] for r in parse(page).tables["approvals"]]
     assert rows == [
@@ -160,5 +167,17 @@ def test_review_page_shows_who_approved_what(run_dir: Path) -> None:
     assert "alice &lt;ops&gt;" in after
     (run_dir / "q3" / "globex" / "links.json").write_text("{}")
     approve(run_dir, by="bob", only=["initech"], now=NOW)
+    again = page.read_text(encoding="utf-8")
+    assert again.count(APPROVALS_START) == 1 and without_block(again) == before
     states = [r["cells"][2] for r in parse(page).tables["approvals"]]
     assert states == ["changed since approval", "approved"]
+
+
+def test_a_page_that_is_not_a_review_page_is_left_alone(run_dir: Path) -> None:
+    """No approvals part and no recipients table: the file is not touched, and no sha256."""
+    page = run_dir / "index.html"
+    page.write_text("<p>something else</p>\n")
+    report = approve(run_dir, by="alice", now=NOW)
+    assert report.review_sha256 is None
+    assert page.read_text() == "<p>something else</p>\n"
+    assert held(run_dir) == {}
