@@ -193,3 +193,9 @@ def test_announce_posts_to_every_webhook_and_logs_each_failure(tmp_path: Path) -
 def test_endpoint_shows_only_scheme_host_and_port(url: str, shown: str) -> None:
     """Webhook URLs can carry secrets in their path, query or user part: none is shown."""
     assert endpoint(url) == shown
+
+
+def test_a_webhook_repr_hides_its_url() -> None:
+    """A traceback or debug print of the settings never shows the webhook's token."""
+    hook = Webhook("https://hooks.slack.com/services/T0/B0/hook-secret-123", "slack")
+    assert "hook-secret" not in repr(hook) and "slack" in repr(hook)
