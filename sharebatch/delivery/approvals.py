@@ -54,9 +54,9 @@ class Approval:
 class ApprovalReport:
     """What ``approve`` recorded.
 
-    ``left_out``: bundles matched but left out of delivery on purpose (``notify: false``),
-    so not approved. ``review_sha256``: the review page's digest after its approvals part
-    was refreshed, None when the run folder has no page with that part.
+    ``left_out``: bundles matched that are not mailed (``notify: false``, or no
+    ``notify:`` settings reached them), so not approved. ``review_sha256``: the review
+    page's digest after its approvals part was refreshed, None when there is no such page.
     """
 
     run_id: str
@@ -153,8 +153,13 @@ def _state(run_dir: Path, entry: DeliveryEntry, approval: Approval | None) -> st
     return "approved"
 
 
+def _mailed(entry: DeliveryEntry) -> bool:
+    """Whether ``notify`` would mail this bundle at all (so whether it can be approved)."""
+    return entry.notify and entry.settings is not None
+
+
 def _required(entry: DeliveryEntry) -> bool:
-    return entry.notify and entry.settings is not None and entry.settings.require_approval
+    return _mailed(entry) and entry.settings is not None and entry.settings.require_approval
 
 
 def unapproved(run_dir: Path, plan: DeliveryPlan) -> dict[Key, str]:
@@ -179,7 +184,7 @@ def approval_rows(run_dir: Path, plan: DeliveryPlan) -> list[ApprovalRow]:
     latest = read_approvals(run_dir)
     rows = []
     for entry in plan.entries:
-        if not entry.notify or entry.settings is None:
+        if not _mailed(entry):
             continue
         approval = latest.get(entry.key)
         rows.append(
@@ -201,18 +206,16 @@ def _append(path: Path, lines: Sequence[str]) -> int:
     A file left ending mid-line (a crash during an earlier write) gets a newline first, so a
     torn line never swallows a new one.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
         # Held until the page is refreshed: two approvals at once each see the other's lines.
         fcntl.flock(fd, fcntl.LOCK_EX)
         data = "".join(lines).encode("utf-8")
         size = os.fstat(fd).st_size
-        if size and data:
-            with open(path, "rb") as check:
-                check.seek(size - 1)
-                if check.read(1) != b"\n":
-                    data = b"\n" + data
+        if data and size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -230,9 +233,10 @@ def approve(
 
     Each approved bundle gets one line in ``approvals.jsonl`` with the sha256 of its
     ``links.json`` and of its page, and an ``approved`` audit event; then the review page's
-    approvals part is refreshed. Bundles left out with ``notify: false`` are not approved
-    (``left_out``). Bad input (no delivery plan, an unknown name, an empty ``by``, a bundle
-    that cannot be read) raises before anything is written.
+    approvals part is refreshed. Bundles that are not mailed (``notify: false``, or no
+    ``notify:`` settings) are not approved (``left_out``). Bad input (no delivery plan, an
+    unknown name, an empty ``by``, a bundle that cannot be read) raises before anything is
+    written.
     """
     if not by.strip() or not by.isprintable():
         raise UsageError(f"--by: {visible(by)!r} is not a name (empty, or a control character)")
@@ -241,14 +245,14 @@ def approve(
     time = iso(now or datetime.now(UTC))
     approved: list[Approval] = []
     for entry in entries:
-        if not entry.notify:
+        if not _mailed(entry):
             continue
         digest = bundle_digest(run_dir, entry)
         if digest is None:
             raise LinkError(f"{visible(str(run_dir / entry.bundle))}: cannot read the bundle")
         page = None if entry.page is None else entry.page.sha256
         approved.append(Approval(time, by, entry.job, entry.recipient, digest, page))
-    left_out = tuple(e.key for e in entries if not e.notify)
+    left_out = tuple(e.key for e in entries if not _mailed(e))
     path = run_dir / APPROVALS_FILE
     review = None
     with audit_file(run_dir / "audit.jsonl"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import stat
@@ -13,7 +14,7 @@ import pytest
 from sharebatch.audit import capture
 from sharebatch.delivery.approvals import approve, read_approvals, unapproved
 from sharebatch.errors import UsageError
-from sharebatch.run.delivery_plan import read_plan
+from sharebatch.run.delivery_plan import DeliveryPlan, read_plan, write_plan
 from sharebatch.run.review import APPROVALS_END, APPROVALS_START
 from tests.support.approval_run import gated_run, with_page_digest
 from tests.support.quarterly import QuarterlyRun
@@ -180,4 +181,17 @@ def test_a_page_that_is_not_a_review_page_is_left_alone(run_dir: Path) -> None:
     report = approve(run_dir, by="alice", now=NOW)
     assert report.review_sha256 is None
     assert page.read_text() == "<p>something else</p>\n"
+    assert held(run_dir) == {}
+
+
+def test_bundles_not_mailed_are_left_out_not_approved(run_dir: Path) -> None:
+    """A notify: false bundle is reported left out; it gets no approval line."""
+    plan = read_plan(run_dir)
+    assert plan is not None
+    off = dataclasses.replace(plan.entries[1], notify=False, settings=None)
+    write_plan(run_dir, DeliveryPlan(plan.run_id, (plan.entries[0], off)))
+    report = approve(run_dir, by="alice", now=NOW)
+    assert [a.recipient for a in report.approved] == ["globex"]
+    assert report.left_out == (("q3", "initech"),)
+    assert list(read_approvals(run_dir)) == [("q3", "globex")]
     assert held(run_dir) == {}
