@@ -117,13 +117,20 @@ def run_summary(report: RunReport, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _notify_status(outcome: NotifyOutcome) -> str:
+    """ok: nothing failed or held; partial: some sent despite that; failed: none sent."""
+    if not outcome.failed and not outcome.held:
+        return "ok"
+    return "partial" if outcome.sent else "failed"
+
+
 def notify_summary(outcome: NotifyOutcome) -> dict[str, Any]:
     """The summary a notify posts: how many were sent, failed, left out, held; who failed."""
     return {
         "source": "sharebatch",
         "event": "notify",
         "run_id": outcome.run_id,
-        "status": "failed" if outcome.failed or outcome.held else "ok",
+        "status": _notify_status(outcome),
         "run_folder": str(outcome.run_dir),
         "counts": {
             "sent": outcome.sent,
