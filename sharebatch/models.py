@@ -350,9 +350,12 @@ class SmtpServer:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """Where a run's and a notify's summary is posted (``notify.webhook``); never a link."""
+    """Where a run's and a notify's summary is posted (``notify.webhook``); never a link.
 
-    url: str
+    The URL is left out of ``repr``: webhook URLs often carry their token (Slack's do).
+    """
+
+    url: str = field(repr=False)
     format: WebhookFormat = "json"
 
 

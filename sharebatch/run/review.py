@@ -10,15 +10,25 @@ that allows exactly those two (by hash) and nothing else, so the page cannot loa
 anything even if a key contained markup (every value is escaped anyway). Rows come from the
 run's staged part files, so the page is written while they still exist, right after the
 bundles; it lists at most ``max_rows`` files and says so plainly when there are more.
+
+Which recipients ops approved for sending (``sharebatch approve``) changes after the run, so
+that part of the page sits between two marker lines (``APPROVALS_START`` / ``APPROVALS_END``)
+and ``refresh_approvals`` rewrites only it: the rest of the page was streamed from staged
+files that no longer exist. The run writes it when some bundle is to be mailed (all not
+approved yet); a run with nothing to mail writes the page it always did, and a refresh adds
+the block after the recipients table. The states come in as plain ``ApprovalRow`` values
+(delivery decides them, this module only shows them).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sharebatch.audit import get_logger
@@ -220,6 +230,107 @@ def _recipients(report: RunReport, people: Mapping[tuple[str, str], str]) -> Ite
     yield "</tbody></table>\n"
 
 
+# Outsiders' text on the page is escaped (``<`` becomes ``&lt;``), so no key or name can
+# forge these lines; each stands alone on its line so the block can be found line by line.
+APPROVALS_START = "<!-- sharebatch:approvals -->"
+APPROVALS_END = "<!-- /sharebatch:approvals -->"
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    """One bundle to be mailed as the approvals table shows it.
+
+    ``state`` is "approved", "not approved" or "changed since approval"; ``by`` and ``at``
+    name the latest approval, if any; ``required`` says whether ``notify`` waits for it.
+    """
+
+    job: str
+    recipient: str
+    state: str
+    required: bool
+    by: str | None = None
+    at: str | None = None
+
+
+def approvals_block(rows: Sequence[ApprovalRow]) -> str:
+    """The approvals section between its marker lines; only the markers when ``rows`` is empty."""
+    if not rows:
+        return f"{APPROVALS_START}\n{APPROVALS_END}\n"
+    approved = sum(row.state == "approved" for row in rows)
+    note = (
+        " notify mails only approved bundles whose bytes are unchanged since approval"
+        " (notify.require_approval)."
+        if any(row.required for row in rows)
+        else ""
+    )
+    parts = [
+        f"{APPROVALS_START}\n<h2>Approvals</h2>\n"
+        f'<p id="approvals-note">{approved} of {len(rows)} bundles to be mailed are approved '
+        f"(sharebatch approve).{note}</p>\n",
+        _table_open("approvals", ["Job", "Recipient", "Approval", "Required", "By", "At"]),
+    ]
+    for row in rows:
+        cells: list[tuple[str, str, str | None]] = [
+            ("", _e(row.job), None),
+            ("", _e(row.recipient), None),
+            (f"approval-{row.state.replace(' ', '-')}", _e(row.state), None),
+            ("", "yes" if row.required else "no", None),
+            ("", _e(row.by or ""), None),
+            ("", _e(row.at or ""), None),
+        ]
+        parts.append(_row(cells, f"{row.job} {row.recipient} {row.state} {row.by or ''}"))
+    parts.append(f"</tbody></table>\n{APPROVALS_END}\n")
+    return "".join(parts)
+
+
+class _NoBlock(Exception):
+    """Neither an approvals block nor a recipients table: not a page to touch."""
+
+
+def refresh_approvals(path: Path, rows: Sequence[ApprovalRow]) -> str | None:
+    """Rewrite the approvals block of the review page at ``path``; its new sha256.
+
+    The page is copied line by line through ``atomic_writer`` (0600, renamed into place),
+    the block replaced; a page without one (its run had nothing to mail, or an older
+    version wrote it) gets it right after the recipients table. None, with the page
+    untouched, when neither is found (not a review page).
+    """
+    try:
+        with path.open(encoding="utf-8", newline="") as page, atomic_writer(path) as out:
+            state = "before"
+            for line in page:
+                bare = line.rstrip("\n")
+                if state in ("before", "recipients") and bare == APPROVALS_START:
+                    state = "inside"
+                elif state == "inside":
+                    if bare == APPROVALS_END:
+                        out.write(approvals_block(rows))
+                        state = "after"
+                elif state == "recipients" and line.startswith(("<h2>", "<script>")):
+                    out.write(approvals_block(rows))
+                    out.write(line)
+                    state = "after"
+                else:
+                    if state == "before" and bare == "<h2>Recipients</h2>":
+                        state = "recipients"
+                    out.write(line)
+            if state != "after":
+                raise _NoBlock
+    except _NoBlock:
+        return None
+    return out.sha256.hexdigest()
+
+
+def _initial_approvals(plan: Plan, written: Iterable[int]) -> list[ApprovalRow]:
+    """The run's own view: every written bundle with ``notify:`` settings, none approved."""
+    done = set(written)
+    return [
+        ApprovalRow(r.job, r.recipient, "not approved", r.grant.notify.require_approval)
+        for r in plan.routes
+        if r.index in done and r.grant.notify is not None
+    ]
+
+
 def _each(
     report: RunReport, items: Callable[[RecipientReport], Sequence[Item]]
 ) -> list[tuple[str, str, Item]]:
@@ -347,6 +458,9 @@ def write_review(
             out.write(chunk)
         for chunk in _recipients(report, people):
             out.write(chunk)
+        approvals = _initial_approvals(plan, written)
+        if approvals:  # a run with nothing to mail keeps the page it always had
+            out.write(approvals_block(approvals))
         for chunk in _uploads(report):
             out.write(chunk)
         for chunk in _unlinkable(report):
