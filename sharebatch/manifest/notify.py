@@ -488,7 +488,8 @@ def resolve_notify(
         ("from", "say who sends, e.g. 'Acme Reports <reports@acme.example>'"),
     ):
         if name not in given:
-            issues.at(where, f"notify needs {name}: {hint} (or write 'notify: false' to send nothing)")
+            last = "(or write 'notify: false' to send nothing)"
+            issues.at(where, f"notify needs {name}: {hint} {last}")
             complete = False
     if any(k.startswith("webhook.") for k in given) and "webhook.url" not in given:
         at = max((v[1][:-1] for k, v in given.items() if k.startswith("webhook.")), key=len)
