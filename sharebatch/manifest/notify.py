@@ -23,6 +23,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
@@ -138,7 +139,8 @@ def _check_env_name(value: str) -> str:
 
 
 def check_mailbox(value: str, what: str) -> str:
-    """``addr@example.com`` or ``Display Name <addr@example.com>``; returned as written.
+    """``addr@example.com`` or ``Display Name <addr@example.com>``; returned as written
+    (without surrounding blanks).
 
     A display name holding ``,;:@<>()[]\\"`` must be double-quoted (and then hold no ``"`` or
     ``\\``), so that every mail program splits the header where the writer meant it.
@@ -146,8 +148,7 @@ def check_mailbox(value: str, what: str) -> str:
     check_text(value, what)
     text = value.strip()
     if "<" not in text and ">" not in text:
-        check_address(text, what)
-        return value
+        return check_address(text, what)
     name, lt, rest = text.partition("<")
     addr, gt, tail = rest.partition(">")
     name = name.strip()
@@ -166,7 +167,7 @@ def check_mailbox(value: str, what: str) -> str:
             " quoted, e.g. '\"Acme, Inc.\" <reports@acme.example>'"
         )
     check_address(addr.strip(), what)
-    return value
+    return text
 
 
 def _check_subject(value: str) -> str:
@@ -351,6 +352,7 @@ def yaml_names(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
+@cache
 def attribute(model: type[BaseModel], key: str) -> str:
     """The attribute of ``model`` a YAML key fills."""
     return next((n for n, i in model.model_fields.items() if (i.alias or n) == key), key)
@@ -579,6 +581,13 @@ class TemplateFiles:
         return str(text)
 
 
+def html_template(template: str) -> str | None:
+    """The HTML alternative of a resolved ``NotifySettings.template``: its ``.html`` sibling
+    (``partner.txt`` -> ``partner.html``) when that is a regular file, else None."""
+    sibling = Path(template).with_suffix(".html")
+    return str(sibling) if sibling.is_file() else None
+
+
 def _regular(path: Path, written: str, *, required: bool) -> None:
     what = f"template {show(written)}" if required else f"the HTML template {show(path.name)}"
     try:
@@ -640,36 +649,49 @@ def check_pages(
 
     A shared prefix over the pages would hand each recipient everyone's pages (and their
     links) on the next run; pages under a shared prefix likewise; an upload slot there would
-    let a recipient replace a page, or list pages as uploads.
+    let a recipient replace a page, or list pages as uploads. Each conflict is said once
+    where the pages_prefix was written, however many grants inherit it.
     """
     grants = [(i, j, g) for i, job in enumerate(jobs) for j, g in enumerate(job["grants"])]
+    # What each store holds, each distinct folder once: 10,000 recipients sharing
+    # partners/{recipient.id}/ are 10,000 prefixes, compared once per pages folder.
+    shared: dict[tuple[str, str | None], dict[str, str]] = {}
+    slots: dict[tuple[str, str | None], dict[str, str]] = {}
+    for _, _, grant in grants:
+        store = (grant["bucket"], grant.get("endpoint_url"))
+        for prefix in grant["prefixes"]:
+            shared.setdefault(store, {}).setdefault(prefix, grant["job"])
+        if grant.get("upload") is not None:
+            slots.setdefault(store, {}).setdefault(grant["upload"].prefix, grant["job"])
+    conflicts: dict[tuple[tuple[str, str | None], str], list[str]] = {}
     for i, j, grant in grants:
         settings: NotifySettings | None = grant.get("notify")
         if settings is None or settings.delivery != "page":
             continue
         pages = settings.pages_prefix
         store = (grant["bucket"], grant.get("endpoint_url"))
-        who = f"recipient {show(grant['recipient']['id'])} of job {show(grant['job'])}"
-        for _, _, other in grants:
-            if (other["bucket"], other.get("endpoint_url")) != store:
-                continue
-            for prefix in other["prefixes"]:
-                if _overlap(prefix, pages):
-                    issues.at(
-                        _written_at(data, i, j),
-                        f"pages_prefix {show(pages)} of {who} overlaps {show(prefix)}, shared"
-                        f" for download in job {show(other['job'])}: recipients would be handed"
-                        " the pages, and their links; keep pages_prefix apart from shared"
-                        " prefixes",
-                    )
-            slot = other.get("upload")
-            if slot is not None and _overlap(slot.prefix, pages):
-                issues.at(
-                    _written_at(data, i, j),
-                    f"pages_prefix {show(pages)} of {who} overlaps the upload prefix"
-                    f" {show(slot.prefix)} of job {show(other['job'])}: a recipient could"
-                    " replace pages; keep pages_prefix apart from upload folders",
-                )
+        if (store, pages) not in conflicts:
+            conflicts[store, pages] = _conflicts(pages, shared.get(store, {}), slots.get(store, {}))
+        for message in conflicts[store, pages]:
+            issues.at(_written_at(data, i, j), message)
+
+
+def _conflicts(pages: str, shared: Mapping[str, str], slots: Mapping[str, str]) -> list[str]:
+    found = [
+        f"pages_prefix {show(pages)} overlaps {show(prefix)}, shared for download in job"
+        f" {show(job)} of the same bucket: recipients would be handed the pages, and their"
+        " links; keep pages_prefix apart from shared prefixes"
+        for prefix, job in shared.items()
+        if _overlap(prefix, pages)
+    ]
+    found += [
+        f"pages_prefix {show(pages)} overlaps the upload prefix {show(prefix)} of job"
+        f" {show(job)} in the same bucket: a recipient could replace pages; keep pages_prefix"
+        " apart from upload folders"
+        for prefix, job in slots.items()
+        if _overlap(prefix, pages)
+    ]
+    return found
 
 
 def _overlap(a: str, b: str) -> bool:

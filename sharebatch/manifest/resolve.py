@@ -296,6 +296,8 @@ class Resolver:
 
     def _notify_level(self, level: _Level, notify: object, where: PathKey) -> None:
         """The notify fields one level sets, its smtp and webhook fields each on its own."""
+        if notify is None and format_path(where) not in self.bad:
+            return  # the common case, kept cheap: a manifest may have 10,000 recipients
         for name in NOTIFY_FIELDS:
             group, _, key = name.rpartition(".")
             holder, at = (notify, where)
@@ -307,7 +309,8 @@ class Resolver:
                 value = self._parse(GROUPS[group], key, holder.get(key), (*at, key))
             else:
                 value = INVALID if holder is not None or format_path(at) in self.bad else None
-            level.values[f"notify.{name}"] = value
+            if value is not None:
+                level.values[f"notify.{name}"] = value
 
     def _job(self, node: object, path: PathKey) -> dict[str, Any] | None:
         if not isinstance(node, dict):

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from sharebatch.cli import app
 from sharebatch.errors import ManifestError, ManifestIssue
 from sharebatch.manifest.load import Grant, Manifest, load_manifest, manifest_json_schema
+from sharebatch.manifest.notify import html_template
 from sharebatch.models import NotifySettings, SmtpServer, Webhook
 from tests.support.bad_manifests import BAD
 
@@ -302,7 +303,8 @@ def test_a_bad_webhook_url_is_never_echoed(tmp_path: Path) -> None:
 
 
 def test_the_template_is_found_beside_the_manifest(tmp_path: Path) -> None:
-    """template: is relative to the manifest's folder, resolved to an absolute path."""
+    """template: is relative to the manifest's folder, resolved to an absolute path; its .html
+    sibling is the HTML part when present."""
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "partner.txt").write_text("Hello {recipient.name}\n", encoding="utf-8")
@@ -313,6 +315,9 @@ def test_the_template_is_found_beside_the_manifest(tmp_path: Path) -> None:
     )
     assert grant.notify is not None
     assert grant.notify.template == str(folder / "partner.txt")
+    assert html_template(grant.notify.template) == str(folder / "partner.html")
+    (folder / "partner.html").unlink()
+    assert html_template(grant.notify.template) is None
 
 
 @pytest.mark.parametrize(

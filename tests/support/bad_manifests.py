@@ -26,7 +26,7 @@ UPLOADS = "overlaps the upload prefix 'inbox/globex/' of recipient 'globex'"
 TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
 SMTP_PASSWORD = "never written in the manifest: put it in the environment variable SHAREBATCH_SMTP"
 CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.acme.example'"
-PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners'"
+PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"
 BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("yaml_syntax_error.yml", 8, 15, "", "invalid YAML: expected ',' or ']'"),
     ("tab_indentation.yml", 9, 1, "", "tabs"),
