@@ -465,3 +465,39 @@ def test_the_schema_describes_notify_and_its_false() -> None:
     email = defs["Recipient"]["properties"]["email"]
     assert {"type": "string"} in email["anyOf"]
     assert json.dumps(email).count('"array"') == 1
+
+
+def test_a_shared_prefix_over_the_default_pages_is_refused(tmp_path: Path) -> None:
+    """Sharing _sharebatch/ would hand out the default pages folder: refused at the notify
+    mapping the default applies through, once however many recipients inherit it."""
+    text = (
+        "version: 1\ndefaults:\n  bucket: acme-reports\n  expires_in: 7d\n"
+        "  notify: {smtp: {host: h.example}, from: r@acme.example}\n"
+        "jobs:\n  - {name: q3, prefixes: [_sharebatch/], recipients: [{id: a}, {id: b}]}\n"
+    )
+    [issue] = issues(tmp_path, text)
+    assert (issue.line, issue.field) == (5, "defaults.notify")
+    assert "pages_prefix '_sharebatch/pages/' overlaps '_sharebatch/'" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("notify", "field", "hint"),
+    [
+        ("{smtp: {hots: h.example}}", "defaults.notify.smtp.hots", "did you mean 'host'?"),
+        ("{sender: r@acme.example}", "defaults.notify.sender", "expected one of smtp, from,"),
+        ("{webhook: {uri: x}}", "defaults.notify.webhook.uri", "did you mean 'url'?"),
+    ],
+)
+def test_unknown_keys_in_notify_name_the_yaml_fields(
+    tmp_path: Path, notify: str, field: str, hint: str
+) -> None:
+    """A misspelt key under notify, smtp or webhook is located and the fields are named as
+    written in YAML ('from', not the attribute behind it)."""
+    text = (
+        "version: 1\ndefaults:\n  bucket: acme-reports\n  expires_in: 7d\n"
+        f"  notify: {notify}\n"
+        "jobs:\n  - {name: q3, prefixes: [r/], recipients: [{id: a, notify: false}]}\n"
+    )
+    found = issues(tmp_path, text)
+    assert [i.field for i in found] == [field]
+    assert hint in found[0].message
