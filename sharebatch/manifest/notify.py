@@ -394,7 +394,9 @@ def password_message(path: PathKey) -> str | None:
     """The message for a password-like key under ``notify:``; None for any other key."""
     inside = any(part == "notify" for part in path[:-1])
     key = str(path[-1]).lower()
-    return PASSWORD_HINT if inside and "pass" in key and key != "password_env" else None
+    # password_evn and the like are typos of password_env: those get "did you mean".
+    secret = key in ("pass", "passwd", "pwd") or ("password" in key and "password_" not in key)
+    return PASSWORD_HINT if inside and secret else None
 
 
 # --- recipient addresses --------------------------------------------------------------------

@@ -486,6 +486,7 @@ def test_a_shared_prefix_over_the_default_pages_is_refused(tmp_path: Path) -> No
         ("{smtp: {hots: h.example}}", "defaults.notify.smtp.hots", "did you mean 'host'?"),
         ("{sender: r@acme.example}", "defaults.notify.sender", "expected one of smtp, from,"),
         ("{webhook: {uri: x}}", "defaults.notify.webhook.uri", "did you mean 'url'?"),
+        ("{smtp: {password_evn: X}}", "defaults.notify.smtp.password_evn", "'password_env'?"),
     ],
 )
 def test_unknown_keys_in_notify_name_the_yaml_fields(
