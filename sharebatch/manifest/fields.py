@@ -307,12 +307,52 @@ def check_endpoint(value: str, what: str = "endpoint_url") -> str:
     return value
 
 
-def _check_email(value: str) -> str:
-    check_text(value, "email")
-    local, at, domain = value.partition("@")
-    if not at or not local or not domain or "@" in domain or any(c.isspace() for c in value):
-        raise ValueError(f"email {show(value)} must be one address like ops@example.com")
+_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~")
+
+
+def check_address(value: str, what: str = "email") -> str:
+    """One plain mail address (``local@domain``), as a mail server takes it in RCPT TO.
+
+    Quoted local parts, comments and address literals are refused: nothing a partner's address
+    needs, and each is a way to smuggle text into a mail header.
+    """
+    check_text(value, what)
+    local, at, domain = value.rpartition("@")
+    why = _address_problem(local, domain) if at else "it has no '@'"
+    if why is not None:
+        hint = "; write several addresses as a list: [a@x.example, b@y.example]"
+        raise ValueError(
+            f"{what} {show(value)} must be one address like ops@example.com: {why}"
+            + (hint if "," in value or ";" in value else "")
+        )
     return value
+
+
+def _address_problem(local: str, domain: str) -> str | None:
+    if not local:
+        return "nothing before '@'"
+    if len(local) > 64 or len(local) + len(domain) > 253:
+        return "it is too long (64 characters before '@', 254 in all)"
+    if any(not (c.isalnum() or c in _ATEXT or c == ".") for c in local):
+        bad = next(c for c in local if not (c.isalnum() or c in _ATEXT or c == "."))
+        return f"{bad!r} is not allowed before '@'"
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return "dots before '@' must separate words"
+    labels = domain.removesuffix(".").split(".")
+    for label in labels:
+        if not label or len(label) > 63:
+            return f"the domain {show(domain)} has an empty or overlong part"
+        if (
+            label.startswith("-")
+            or label.endswith("-")
+            or not all(c.isalnum() or c == "-" for c in label)
+        ):
+            return f"the domain {show(domain)} is not a host name"
+    return None
+
+
+def _check_email(value: str) -> str:
+    return check_address(value, "email")
 
 
 def _check_content_type(value: str) -> str:
@@ -406,6 +446,8 @@ JobName = Annotated[str, AfterValidator(partial(check_slug, what="job name"))]
 RecipientId = Annotated[str, AfterValidator(partial(check_slug, what="recipient id"))]
 Prefix = Annotated[str, AfterValidator(check_prefix)]
 PrefixTemplate = Annotated[str, AfterValidator(_template(GRANT_VARIABLES))]
+GrantTemplate = Annotated[str, AfterValidator(_template(GRANT_VARIABLES))]
+"""Text rendered once per grant: every variable but the per-object ones."""
 NameTemplate = Annotated[str, AfterValidator(_template(NAME_VARIABLES))]
 OutputTemplate = Annotated[str, AfterValidator(_template(OUTPUT_VARIABLES))]
 DownloadName = Annotated[str, AfterValidator(_public_download_name)]
@@ -414,6 +456,8 @@ Region = Annotated[str, AfterValidator(check_region)]
 EndpointUrl = Annotated[str, AfterValidator(check_endpoint)]
 Email = Annotated[str, AfterValidator(_check_email)]
 RecipientName = Annotated[str, AfterValidator(partial(check_text, what="name"))]
+RecipientEmails = Annotated[str, AfterValidator(partial(check_text, what="email"))]
+"""A recipient's addresses as shown: one as written, several joined by ', '."""
 ContentType = Annotated[str, AfterValidator(_check_content_type)]
 Pattern = Annotated[str, AfterValidator(_check_pattern)]
 Duration = Annotated[

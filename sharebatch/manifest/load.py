@@ -45,10 +45,18 @@ from sharebatch.manifest.fields import (
     OutputTemplate,
     Prefix,
     PrefixTemplate,
+    RecipientEmails,
     RecipientId,
     RecipientName,
     Region,
     parse_size,
+)
+from sharebatch.manifest.notify import (
+    GROUPS,
+    EmailSetting,
+    check_pages,
+    password_message,
+    yaml_names,
 )
 from sharebatch.manifest.periods import parse_duration
 from sharebatch.manifest.resolve import RawFilters, RawModel, RawSettings, Resolver
@@ -105,7 +113,7 @@ class Recipient(BaseModel):
     name: RecipientName | None = None
     # ``email`` is how the bundle shows the addresses (joined by ", "; one address as written),
     # ``addresses`` each one on its own, for delivery.
-    email: Email | None = None
+    email: RecipientEmails | None = None
     addresses: tuple[Email, ...] = ()
 
 
@@ -134,6 +142,7 @@ class Grant(BaseModel):
     upload: UploadSlot | None = None
     # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
     notify: NotifySettings | None = None
+    notify_off: bool = False  # ``notify: false`` left this grant out on purpose
 
 
 class Job(BaseModel):
@@ -173,7 +182,11 @@ class _RawRecipient(RawSettings):
     name: RecipientName | None = Field(
         None, description="Shown in the bundle; {recipient.name}. No control characters."
     )
-    email: Email | None = Field(None, description="Shown in the bundle; {recipient.email}.")
+    email: EmailSetting = Field(
+        None,
+        description="One address or a list: shown in the bundle (joined by ', '), notify mails"
+        " them; {recipient.email}.",
+    )
     prefixes: list[PrefixTemplate] = Field(
         default_factory=list, description="Added to the job's prefixes; templates allowed."
     )
@@ -256,9 +269,11 @@ def load_manifest(
             if format_path(tuple(err["loc"])) not in reported:
                 issues.from_pydantic(err)
     _check_duplicates(data, issues)
-    jobs, output_dir = Resolver(issues, as_of, context).resolve(data)
+    folder = Path(os.path.dirname(os.path.abspath(display)))
+    jobs, output_dir = Resolver(issues, as_of, context, folder).resolve(data)
     if jobs is not None:
         check_overlaps(data, jobs, issues)
+        check_pages(data, jobs, issues)
     if issues.items:
         raise ManifestError(issues.items)
     if jobs is None:  # every unresolvable value must have been reported above
@@ -303,12 +318,16 @@ def manifest_json_schema() -> dict[str, Any]:
 
 
 def _unknown_field(path: PathKey) -> str:
+    password = password_message(path)
+    if password is not None:
+        return f"unknown field: {password}"
     names = [p for p in path[:-1] if isinstance(p, str)]
     groups: dict[str, type[BaseModel]] = {"filters": RawFilters, "upload": RawUpload}
+    groups |= {"notify": GROUPS[""], "smtp": GROUPS["smtp"], "webhook": GROUPS["webhook"]}
     model = groups.get(names[-1] if names else "") or _MODELS_AT.get(tuple(names))
     if model is None:
         return "unknown field"
-    allowed = list(model.model_fields)
+    allowed = yaml_names(model)
     close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
     if close:
         return f"unknown field (did you mean {close[0]!r}?)"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,6 +35,15 @@ from sharebatch.manifest.fields import (
     check_download_name,
     check_output_dir,
     check_prefix,
+)
+from sharebatch.manifest.notify import (
+    GROUPS,
+    NOTIFY_FIELDS,
+    NotifySetting,
+    TemplateFiles,
+    addresses,
+    attribute,
+    resolve_notify,
 )
 from sharebatch.manifest.periods import PeriodKind, parse_moment, previous_period, variables
 from sharebatch.manifest.source import IssueCollector, PathKey, format_path, show
@@ -128,9 +138,14 @@ class RawSettings(RawModel):
         description="An upload slot for sending files back; each field inherits on its own;"
         f" false: no slot. {_SETTING}",
     )
+    notify: NotifySetting = Field(
+        None,
+        description="How recipients are told of their bundle (mail, private page); each field"
+        f" inherits on its own, smtp's too; false: this level's grants are left out. {_SETTING}",
+    )
 
 
-SETTINGS = tuple(n for n in RawSettings.model_fields if n not in ("filters", "upload"))
+SETTINGS = tuple(n for n in RawSettings.model_fields if n not in ("filters", "upload", "notify"))
 FILTERS = tuple(RawFilters.model_fields)
 
 
@@ -207,8 +222,16 @@ class _Scope:
 class Resolver:
     """Resolves every job of one manifest, reporting what only resolution can find."""
 
-    def __init__(self, issues: IssueCollector, as_of: date, context: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        issues: IssueCollector,
+        as_of: date,
+        context: dict[str, Any],
+        folder: Path | None = None,
+    ) -> None:
         self.issues = issues
+        # notify.template paths are relative to the manifest's folder.
+        self.templates = TemplateFiles(Path() if folder is None else folder, issues)
         self.as_of = as_of
         self.context = context  # for pydantic validators: "now", which expires_at is checked by
         self.bad = {issue.field for issue in issues.items}  # paths reported so far
@@ -226,7 +249,8 @@ class Resolver:
         if value is None:
             return INVALID if format_path(path) in self.bad else None
         try:
-            return getattr(model.model_validate({name: value}, context=self.context), name)
+            parsed = model.model_validate({name: value}, context=self.context)
+            return getattr(parsed, attribute(model, name))
         except ValidationError:
             return INVALID  # reported by the whole-document pass
 
@@ -260,6 +284,7 @@ class Resolver:
             else:
                 value = INVALID if upload is not None or format_path(where) in self.bad else None
             level.values[f"upload.{name}"] = value
+        self._notify_level(level, node.get("notify"), (*path, "notify"))
         level.values = {k: v for k, v in level.values.items() if v is not None}
         if "expires_in" in level.values and "expires_at" in level.values:
             self.issues.at(
@@ -268,6 +293,24 @@ class Resolver:
                 " or until a moment: keep one",
             )
         return level
+
+    def _notify_level(self, level: _Level, notify: object, where: PathKey) -> None:
+        """The notify fields one level sets, its smtp and webhook fields each on its own."""
+        if notify is None and format_path(where) not in self.bad:
+            return  # the common case, kept cheap: a manifest may have 10,000 recipients
+        for name in NOTIFY_FIELDS:
+            group, _, key = name.rpartition(".")
+            holder, at = (notify, where)
+            if group and isinstance(notify, dict):
+                holder, at = notify.get(group), (*where, group)
+            if notify is False:  # nothing sent from this level down
+                value: Any = OFF
+            elif isinstance(holder, dict):
+                value = self._parse(GROUPS[group], key, holder.get(key), (*at, key))
+            else:
+                value = INVALID if holder is not None or format_path(at) in self.bad else None
+            if value is not None:
+                level.values[f"notify.{name}"] = value
 
     def _job(self, node: object, path: PathKey) -> dict[str, Any] | None:
         if not isinstance(node, dict):
@@ -324,11 +367,12 @@ class Resolver:
         chain: tuple[_Level, ...],
         missing: dict[str, list[PathKey]],
     ) -> dict[str, Any] | None:
-        who = {key: self._text(node, path, key) for key in ("id", "name", "email")}
+        who = {key: self._text(node, path, key) for key in ("id", "name")}
+        who["email"], emails = self._emails(node, (*path, "email"))
         scope = self._scope(chain, {"job.name": job} | {f"recipient.{k}": who[k] for k in who})
         rid = who["id"]
         scope.who = f"recipient {show(rid)}" if isinstance(rid, str) else f"recipient #{path[-1]}"
-        grant: dict[str, Any] = {"job": job, "recipient": who}
+        grant: dict[str, Any] = {"job": job, "recipient": who | {"addresses": emails}}
         for name in _PLAIN:
             found = _lookup(chain, name)
             grant[name] = found if found is INVALID or found is None else found[0]
@@ -343,6 +387,16 @@ class Resolver:
         found_upload = {name: _lookup(chain, f"upload.{name}") for name in UPLOAD_FIELDS}
         ok, slot = resolve_slot(found_upload, lambda f, c: self._rendered(f, scope, c), self.issues)
         grant["upload"] = slot if ok else INVALID
+        found_notify = {name: _lookup(chain, f"notify.{name}") for name in NOTIFY_FIELDS}
+        ok, settings, left_out = resolve_notify(
+            found_notify,
+            OFF,
+            lambda f, c: self._rendered(f, scope, c),
+            self.issues,
+            self.templates,
+        )
+        grant["notify"] = settings if ok else INVALID
+        grant["notify_off"] = left_out or None
         found = _lookup(chain, "download_name") or ("{basename}", ())
         grant["download_name"] = self._rendered(found, scope, check_download_name, OBJECT_VARIABLES)
         if isinstance(grant["formats"], list):
@@ -353,6 +407,19 @@ class Resolver:
         if INVALID in (*grant.values(), *who.values()):
             return None
         return {k: v for k, v in grant.items() if v is not None}  # None: the model's default
+
+    def _emails(
+        self, node: dict[str, Any], path: PathKey
+    ) -> tuple[str | _Invalid | None, tuple[str, ...]]:
+        """(display form, each address) of a recipient's ``email:``, one address or a list."""
+        value = node.get("email")
+        if value is None or isinstance(value, str):
+            shown = self._text(node, path[:-1], "email")
+            return shown, (shown,) if isinstance(shown, str) else ()
+        if format_path(path) in self.bad or not isinstance(value, list):
+            return INVALID, ()
+        found = addresses(value, path, self.issues)
+        return (INVALID, ()) if found is None else found
 
     def _scope(self, chain: tuple[_Level, ...], given: dict[str, str | _Invalid | None]) -> _Scope:
         found = _lookup(chain, "period")

@@ -119,7 +119,12 @@ def test_good_manifest_loads_with_all_fields(tmp_path: Path) -> None:
     assert [job.name for job in manifest.jobs] == ["q3-partners", "archive"]
     first, second = manifest.jobs[0].grants
     assert first.job == "q3-partners"
-    assert first.recipient == Recipient(id="globex", name="Globex Corp", email="ops@globex.example")
+    assert first.recipient == Recipient(
+        id="globex",
+        name="Globex Corp",
+        email="ops@globex.example",
+        addresses=("ops@globex.example",),
+    )
     assert second.recipient == Recipient(id="initech")
     assert manifest.jobs[1].grants[0].recipient.id == "123"
 

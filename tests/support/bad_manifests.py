@@ -24,6 +24,9 @@ AFTER_BEFORE = (
 )
 UPLOADS = "overlaps the upload prefix 'inbox/globex/' of recipient 'globex'"
 TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
+SMTP_PASSWORD = "never written in the manifest: put it in the environment variable SHAREBATCH_SMTP"
+CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.acme.example'"
+PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"
 BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("yaml_syntax_error.yml", 8, 15, "", "invalid YAML: expected ',' or ']'"),
     ("tab_indentation.yml", 9, 1, "", "tabs"),
@@ -133,4 +136,27 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("upload_form_urlencoded.yml", 11, 23, "jobs[0].upload.content_types[0]", "HTML form"),
     ("upload_overlaps_download.yml", 9, 15, "jobs[0].upload.prefix", "handed out as downloads"),
     ("upload_overlaps_other_slot.yml", 14, 26, "jobs[0].recipients[1].upload.prefix", UPLOADS),
+    # notify
+    ("notify_email_list_bad.yml", 13, 41, "jobs[0].recipients[0].email[1]", "one address"),
+    ("notify_email_list_duplicate.yml", 13, 41, "jobs[0].recipients[0].email[1]", "listed twice"),
+    ("notify_email_crlf.yml", 13, 17, "jobs[0].recipients[0].email[0]", "character U+000D"),
+    ("notify_from_newline.yml", 7, 11, "defaults.notify.from", "character U+000A"),
+    ("notify_from_bad.yml", 7, 11, "defaults.notify.from", "must be quoted"),
+    ("notify_reply_to_bad.yml", 8, 15, "defaults.notify.reply_to", "it has no '@'"),
+    ("notify_subject_crlf.yml", 8, 14, "defaults.notify.subject", "character U+000D"),
+    ("notify_subject_unknown_variable.yml", 8, 14, "defaults.notify.subject", "{recipient.title}"),
+    ("notify_password.yml", 6, 56, "defaults.notify.smtp.password", SMTP_PASSWORD),
+    ("notify_password_top.yml", 8, 5, "defaults.notify.password", SMTP_PASSWORD),
+    ("notify_security_none_remote.yml", 6, 47, "defaults.notify.smtp.security", CLEAR_TEXT),
+    ("notify_port_bad.yml", 6, 43, "defaults.notify.smtp.port", "1 to 65535, got 70000"),
+    ("notify_host_url.yml", 6, 18, "defaults.notify.smtp.host", "must be a host name only"),
+    ("notify_webhook_url_bad.yml", 8, 20, "defaults.notify.webhook.url", "http:// or https://"),
+    ("notify_template_missing.yml", 8, 15, "defaults.notify.template", "does not exist"),
+    ("notify_template_directory.yml", 8, 15, "defaults.notify.template", "not a regular file"),
+    ("notify_pages_prefix_no_slash.yml", 8, 19, "defaults.notify.pages_prefix", "end with '/'"),
+    ("notify_pages_prefix_overlaps.yml", 8, 19, "defaults.notify.pages_prefix", PAGES_SHARED),
+    ("notify_unknown_field.yml", 8, 5, "defaults.notify.subjet", "did you mean 'subject'?"),
+    ("notify_missing_from.yml", 6, 5, "defaults.notify", "notify needs from"),
+    ("notify_delivery_bad.yml", 8, 15, "defaults.notify.delivery", "'page' or 'links'"),
+    ("notify_is_true.yml", 5, 11, "defaults.notify", "or false to send nothing"),
 ]
