@@ -40,17 +40,21 @@ MAX_WAIT = 30.0
 @dataclass
 class Fault:
     """What to do to the next ``times`` requests listing ``prefix`` or anything under it (a
-    lister may list a prefix's sub-folders on their own); any request if ``prefix`` is None."""
+    lister may list a prefix's sub-folders on their own); any request if ``prefix`` is None.
+    ``path``: only requests whose URL path starts with it (``/bucket/key``: an object's)."""
 
     kind: FaultKind
     prefix: str | None = None
     times: int | None = 1  # None: every matching request, for good
     later_pages: bool = False  # only requests that carry a continuation token
     delay: float = 0.0  # for "slow": how long the server waits before answering
+    path: str | None = None
     used: int = 0
 
-    def matches(self, query: dict[str, list[str]]) -> bool:
+    def matches(self, query: dict[str, list[str]], path: str = "") -> bool:
         if self.times is not None and self.used >= self.times:
+            return False
+        if self.path is not None and not path.startswith(self.path):
             return False
         listed = query.get("prefix", [None])[0]
         if self.prefix is not None and not (listed or "\0").startswith(self.prefix):
@@ -97,7 +101,7 @@ class FaultProxy:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         with self.lock:
-            chosen = next((f for f in self.faults if f.matches(query)), None)
+            chosen = next((f for f in self.faults if f.matches(query, parts.path)), None)
             if chosen is not None:
                 chosen.used += 1
             prefix = query.get("prefix", [None])[0]
