@@ -69,6 +69,7 @@ class Parsed(HTMLParser):
 
 
 def header(name: str | None = "Globex", download: str = "{basename}") -> BundleHeader:
+    """A bundle header as the write stage makes one (a path-style target on 127.0.0.1)."""
     return BundleHeader(
         run_id="20261130T120000Z-abcd",
         job="q3",
@@ -93,6 +94,7 @@ def header(name: str | None = "Globex", download: str = "{basename}") -> BundleH
 
 
 def row(key: str, size: int, hours: int = 72) -> dict[str, Any]:
+    """A link row as ``bundles.link_row`` makes one (its URL percent-encoded, as signed)."""
     return {
         "recipient": "globex",
         "bucket": BUCKET,
@@ -229,6 +231,7 @@ def links_of(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def earliest(bundle: dict[str, Any]) -> datetime:
+    """The first end of any link or upload slot of a parsed bundle."""
     ends = [r["expires_at"] for r in links_of(bundle)]
     ends += [u["expires_at"] for u in bundle.get("uploads", [])]
     return min(parse_iso(e) for e in ends)

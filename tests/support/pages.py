@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import Connection, NotifySettings, SmtpServer
@@ -99,12 +99,14 @@ class PageRun:
     status: str
 
     def bundle(self, recipient: str, job: str = "q3") -> dict[str, Any]:
+        """The recipient's ``links.json``, parsed."""
         data: dict[str, Any] = json.loads(
             (self.run_dir / job / recipient / "links.json").read_text(encoding="utf-8")
         )
         return data
 
     def audit(self, event: str) -> list[dict[str, Any]]:
+        """Every ``event`` of the run's audit log, in order."""
         lines = (self.run_dir / "audit.jsonl").read_text(encoding="utf-8").splitlines()
         return [e for e in map(json.loads, lines) if e["event"] == event]
 
@@ -137,7 +139,3 @@ def url_key(url: str) -> str:
     """The key a path-style moto URL names (after the bucket)."""
     path = urlsplit(url).path
     return path.split("/", 2)[2]
-
-
-def url_expiry_seconds(url: str) -> int:
-    return int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
