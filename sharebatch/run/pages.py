@@ -258,7 +258,14 @@ async def publish_page(
             f"{iso(end)}; no page is published"
         )
     key = page_key(settings)
-    body = render_page(header, rows, uploads, expires_at=end).encode("utf-8")
+
+    def sign(seconds: int) -> tuple[str, datetime, datetime]:
+        url = presign("GET", target.bucket, key, seconds, {})
+        return (url, *signed_window(url))
+
+    # Signed before it is stored: a link refused by the credentials' policy leaves nothing.
+    url, _, expires_at = lifetime.sign(header.recipient, sign, seconds)
+    body = render_page(header, rows, uploads, expires_at=expires_at).encode("utf-8")
     digest = hashlib.sha256(body).hexdigest()
     stored = await gateway.put_private(
         target, key, body, content_type=CONTENT_TYPE, cache_control=CACHE_CONTROL
@@ -268,12 +275,6 @@ async def publish_page(
             f"job {header.job}, recipient {header.recipient}: S3 did not store the page "
             f"{visible(target.bucket)}/{visible(key)} ({stored.error}: {visible(stored.message)})"
         )
-
-    def sign(seconds: int) -> tuple[str, datetime, datetime]:
-        url = presign("GET", target.bucket, key, seconds, {})
-        return (url, *signed_window(url))
-
-    url, _, expires_at = lifetime.sign(header.recipient, sign, seconds)
     page = StoredPage(key=key, sha256=digest, expires_at=iso(expires_at))
     log.info(
         "page_stored",

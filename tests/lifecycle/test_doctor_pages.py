@@ -46,3 +46,18 @@ def test_refused_page_writing_fails_and_names_the_permission(
         "writing recipient pages refused (AccessDenied: Access Denied); the role needs "
         f"s3:PutObject on {BUCKET}/{PAGES}*"
     )
+
+
+def test_a_probe_refused_for_its_digest_means_allowed_and_nothing_stored(
+    s3: S3, tmp_path: Path, moto_endpoint: str
+) -> None:
+    """S3 judging permission first, then refusing the wrong Content-MD5 (BadDigest, as AWS
+    does): writing is allowed, and no probe object is left behind."""
+    with fault_proxy(moto_endpoint) as proxy:
+        proxy.add("bad_digest", path=f"/{BUCKET}/{PAGES}", times=None)
+        (check,) = page_checks(s3, tmp_path, proxy.url)
+    assert (check.status, check.message) == (
+        "OK",
+        "writing recipient pages allowed (s3:PutObject)",
+    )
+    assert s3.client.list_objects_v2(Bucket=BUCKET, Prefix=PAGES).get("KeyCount") == 0

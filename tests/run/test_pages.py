@@ -7,21 +7,27 @@ log records it without its URL, and ``delivery.json`` hands it on to delivery.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shlex
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sharebatch.models import BucketTarget, Expiry
+import pytest
+
+from sharebatch.errors import CredentialsError, SigningError, UsageError
+from sharebatch.models import BucketTarget, Connection, Credentials, Expiry, ShortCredentials
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy
 from sharebatch.run.delivery_plan import StoredPage, read_plan
-from sharebatch.run.pages import CONTENT_TYPE, download_name, render_page
+from sharebatch.run.pages import CONTENT_TYPE, download_name, publish_page, render_page
 from sharebatch.run.sign import signed_window
+from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
 from sharebatch.units import human_size
 from tests.support.faultproxy import fault_proxy
@@ -34,7 +40,7 @@ from tests.support.pages import (
     settings,
     url_key,
 )
-from tests.support.s3 import S3
+from tests.support.s3 import ACCESS_KEY, S3, SECRET_KEY, fetch
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -361,3 +367,79 @@ def test_a_renewal_drops_the_stale_page_url(s3: S3, tmp_path: Path) -> None:
     data = json.loads(renewed.read_text(encoding="utf-8"))
     assert "page_url" not in data["header"]
     assert data["header"]["renewed"] == 5  # every link of globex: 2 shared, 3 its own
+
+
+TOKEN = "session-token-for-the-page-tests"
+
+
+def published(
+    s3: S3,
+    rows: list[dict[str, Any]],
+    policy: ShortCredentials = "clamp",
+    lifetime: timedelta = timedelta(hours=1),
+) -> tuple[StoredPage, str, datetime]:
+    """``publish_page`` as a caller outside the run uses it (remind): a gateway on moto, a
+    presigner of temporary credentials ending after ``lifetime``; (page, URL, their end)."""
+    s3.bucket(BUCKET, {})
+    expiry = (datetime.now(UTC) + lifetime).replace(microsecond=0)
+    credentials = Credentials(ACCESS_KEY, SECRET_KEY, TOKEN, expiry, "container-role")
+    base = header()
+    assert base.policy is not None
+    target = BucketTarget(BUCKET, "eu-west-1", s3.endpoint, "path")
+    paged = replace(base, policy=replace(base.policy, target=target, on_short_credentials=policy))
+
+    async def go() -> tuple[StoredPage, str]:
+        async with S3Gateway(Connection(endpoint_url=s3.endpoint)) as gateway:
+            presign = await gateway.signers.presigner(target, credentials)
+            return await publish_page(
+                gateway, presign, paged, rows, [], settings(), credentials=credentials
+            )
+
+    return (*asyncio.run(go()), expiry)
+
+
+def test_a_page_ends_with_short_credentials_when_clamped(s3: S3) -> None:
+    """clamp: links to 72h but credentials ending in 1h give a page link ending with them; the
+    page is stored and served back through it byte for byte, saying that end."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [row("reports/q3/a.pdf", 10) | {"expires_at": iso(now + timedelta(hours=72))}]
+    page, url, expiry = published(s3, rows)
+    assert signed_window(url)[1] == expiry == parse_iso(page.expires_at)
+    served = fetch(url)
+    assert hashlib.sha256(served).hexdigest() == page.sha256
+    assert f'<time datetime="{iso(expiry)}">' in served.decode()
+
+
+def test_a_page_refused_by_the_credentials_policy_stores_nothing(s3: S3) -> None:
+    """fail: a page that would outlive the credentials is refused before anything is stored."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = [row("reports/q3/a.pdf", 10) | {"expires_at": iso(now + timedelta(hours=72))}]
+    with pytest.raises(CredentialsError, match="a recipient page"):
+        published(s3, rows, policy="fail")
+    assert s3.client.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_a_page_without_links_or_slots_ends_with_its_expiry_policy(s3: S3) -> None:
+    """Nothing on the page: its link lives as long as the bundle's links would (72h here)."""
+    before = datetime.now(UTC).replace(microsecond=0)
+    page, url, _ = published(s3, [], policy="warn", lifetime=timedelta(days=4))
+    after = datetime.now(UTC)
+    end = signed_window(url)[1]
+    assert before + timedelta(hours=72) <= end <= after + timedelta(hours=72)
+    assert parse_iso(page.expires_at) == end
+
+
+def test_a_page_whose_links_have_ended_is_not_published(s3: S3) -> None:
+    """Every link already over: SigningError, and no page in the bucket."""
+    rows = [row("reports/q3/a.pdf", 10) | {"expires_at": iso(datetime.now(UTC) - timedelta(1))}]
+    with pytest.raises(SigningError, match="no page is published"):
+        published(s3, rows)
+    assert s3.client.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_a_missing_template_is_bad_input_before_anything_is_written(s3: S3, tmp_path: Path) -> None:
+    """A notify template gone since the manifest was read: UsageError naming it, no run folder."""
+    gone = tmp_path / "gone.txt"
+    with pytest.raises(UsageError, match=r"gone\.txt: notify template not found"):
+        run_with_pages(s3, tmp_path, {"globex": settings(template=str(gone))})
+    assert not (tmp_path / "out").exists()
