@@ -196,6 +196,20 @@ class MaxLinksFailureReport(TypedDict):
     message: str
 
 
+class PageFailureReport(TypedDict):
+    """A recipient whose page could not be stored: its bundle was not written."""
+
+    kind: Literal["page"]
+    job: str
+    recipient: str
+    error: str
+    message: str
+
+
+FailureReport = PrefixFailureReport | MaxLinksFailureReport | PageFailureReport
+"""Any failure ``summary.json`` lists."""
+
+
 class RunReport(TypedDict):
     """``summary.json`` of a run that ended (what ``--dry-run`` prints), keys in file order."""
 
@@ -207,7 +221,7 @@ class RunReport(TypedDict):
     totals: TotalsReport
     jobs: list[JobReport]
     prefixes: list[PrefixReport]
-    failures: list[PrefixFailureReport | MaxLinksFailureReport]
+    failures: list[FailureReport]
     duration_seconds: NotRequired[float]  # measured after the rest: absent from the review
 
 

@@ -3,12 +3,14 @@
 Each check answers one question an ops engineer asks before trusting cron with a manifest, as
 one ``Check`` (OK, WARN or FAIL): whose credentials these are and when they die; whether the
 local clock agrees with S3 (presigned URLs carry the signer's time); for each bucket its
-region, Block Public Access, default encryption, and whether each prefix may be listed; and
-whether the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
+region, Block Public Access, default encryption, whether each prefix may be listed and, with
+``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
+the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
 
 Every request goes through ``s3.S3Gateway``, which answers instead of raising, so one refused
-call never hides the others. Nothing is listed beyond one key per prefix, nothing is signed or
-written. An invalid manifest raises ``ManifestError`` (exit 2), as everywhere else.
+call never hides the others. Nothing is listed beyond one key per prefix, nothing is signed,
+and nothing is written where S3 checks a request's Content-MD5 (the pages probe's is wrong).
+An invalid manifest raises ``ManifestError`` (exit 2), as everywhere else.
 """
 
 from __future__ import annotations
@@ -96,16 +98,24 @@ def credential_kind(credentials: Credentials, arn: str | None) -> str:
 
 
 async def diagnose_async(
-    manifest_path: str | Path | None = None,
+    manifest_path: str | Path | Manifest | None = None,
     *,
     as_of: date | None = None,
     connection: Connection = Connection(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Diagnosis:
-    """Run every preflight check; raises ``ManifestError`` for an invalid manifest."""
+    """Run every preflight check; raises ``ManifestError`` for an invalid manifest.
+
+    ``manifest_path`` may also be a ``Manifest`` already loaded (then ``as_of`` is its own).
+    """
     now = clock()
-    manifest = load_manifest(manifest_path, as_of=as_of, now=now) if manifest_path else None
-    shown = str(manifest_path) if manifest_path else None
+    manifest: Manifest | None
+    shown: str | None
+    if isinstance(manifest_path, Manifest):
+        manifest, shown = manifest_path, manifest_path.path
+    else:
+        manifest = load_manifest(manifest_path, as_of=as_of, now=now) if manifest_path else None
+        shown = str(manifest_path) if manifest_path else None
     try:
         gateway = S3Gateway(connection)
     except CredentialsError as exc:  # an unknown profile: nothing else can be asked
@@ -116,7 +126,8 @@ async def diagnose_async(
         ask_sts = _sts_may_see_credentials(gateway, list(prefixes) or [_blank(gateway)])
         credentials, check = await _credentials(gateway, now, ask_sts)
         checks.append(check)
-        checks += await _buckets(gateway, prefixes, credentials is not None, clock)
+        pages = _pages_prefixes(gateway, manifest)
+        checks += await _buckets(gateway, prefixes, pages, credentials is not None, clock)
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
     return Diagnosis(shown, tuple(checks))
@@ -187,6 +198,20 @@ def _prefixes(gateway: S3Gateway, manifest: Manifest | None) -> dict[BucketTarge
     return prefixes
 
 
+def _pages_prefixes(gateway: S3Gateway, manifest: Manifest | None) -> dict[BucketTarget, list[str]]:
+    """Where recipient pages go (``delivery: page``), by effective target, in manifest order."""
+    pages: dict[BucketTarget, list[str]] = {}
+    if manifest is not None:
+        for route in build_plan(manifest).routes:
+            settings = route.grant.notify
+            if settings is None or settings.delivery != "page":
+                continue
+            wanted = pages.setdefault(gateway.effective(route.target), [])
+            if settings.pages_prefix not in wanted:
+                wanted.append(settings.pages_prefix)
+    return pages
+
+
 def _blank(gateway: S3Gateway) -> BucketTarget:
     """The endpoint asked without a manifest: the command line's, else the AWS chain's."""
     return gateway.effective(BucketTarget("", gateway.default_region, None))
@@ -195,6 +220,7 @@ def _blank(gateway: S3Gateway) -> BucketTarget:
 async def _buckets(
     gateway: S3Gateway,
     prefixes: dict[BucketTarget, list[str]],
+    pages: dict[BucketTarget, list[str]],
     signed: bool,
     clock: Callable[[], datetime],
 ) -> list[Check]:
@@ -225,6 +251,8 @@ async def _buckets(
             _encryption(target.bucket, await gateway.preflight.default_encryption(located))
         )
         checks += await _listing(gateway, located, wanted)
+        for prefix in pages.get(target, []):
+            checks.append(await _page_writing(gateway, located, prefix))
     return checks
 
 
@@ -313,6 +341,30 @@ async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]
         return Check("OK", "listing", subject, "listing allowed")
 
     return list(await asyncio.gather(*(probe(p) for p in prefixes)))
+
+
+PROBE_NAME = ".sharebatch-doctor-probe"
+"""The key (under each ``pages_prefix``) that the pages probe asks to write."""
+
+
+async def _page_writing(gateway: S3Gateway, target: BucketTarget, prefix: str) -> Check:
+    """May the credentials write recipient pages under ``prefix`` (``s3:PutObject``)?"""
+    answer = await gateway.preflight.put_probe(target, prefix + PROBE_NAME)
+    subject = f"{target.bucket}/{prefix}"
+    if answer.error in ("BadDigest", "InvalidDigest"):
+        # S3 judged permission first, then refused the body: allowed, and nothing stored.
+        return Check("OK", "pages", subject, "writing recipient pages allowed (s3:PutObject)")
+    if answer.error is None:
+        text = (
+            "writing recipient pages allowed (s3:PutObject); this store does not check "
+            f"Content-MD5, so the empty probe {PROBE_NAME} was stored there"
+        )
+        return Check("OK", "pages", subject, text)
+    text = (
+        f"writing recipient pages refused ({answer.error}: {answer.message}); the role needs "
+        f"s3:PutObject on {target.bucket}/{prefix}*"
+    )
+    return Check("FAIL", "pages", subject, text)
 
 
 def _lifetimes(manifest: Manifest, credentials: Credentials | None, now: datetime) -> list[Check]:

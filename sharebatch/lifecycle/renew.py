@@ -80,6 +80,7 @@ _RENEWAL_FIELDS = frozenset(
         "clamped_to",
         "renewed_from",
         "renewed",
+        "page_url",  # dropped by a renewal; a refreshed page (remind) gets a new one
     }
 )
 # A renewal chain longer than this is not one sharebatch made in any sensible time.
@@ -650,4 +651,6 @@ def _header(
             generated_at=old.generated_at,
         ),
         renewed=renewed,
+        # The page lists the old links and dies with them; a refreshed page gets its own.
+        page_url=None,
     )

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, suppress
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast, get_args
@@ -239,7 +239,7 @@ class BundleHeader:
     versions added are None in a bundle written before them, and then left out of the JSON:
     ``policy`` (its keys sit at the top level: ``expiry`` to ``content_type``), ``prefixes``
     and the slot's ``uploads`` count and ``upload`` policy. ``renewed_from`` and ``renewed``
-    are a renewal's.
+    are a renewal's; ``page_url`` the recipient page's link (``delivery: page``).
     """
 
     run_id: str
@@ -258,6 +258,8 @@ class BundleHeader:
     upload: UploadSlot | None = None
     renewed_from: RenewedFrom | None = None
     renewed: int | None = None
+    # The recipient page's presigned GET (``delivery: page``): a bearer secret, like the links.
+    page_url: str | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -294,6 +296,8 @@ class BundleHeader:
             data["renewed_from"] = asdict(self.renewed_from)
         if self.renewed is not None:
             data["renewed"] = self.renewed
+        if self.page_url is not None:
+            data["page_url"] = self.page_url
         return data
 
     @classmethod
@@ -331,6 +335,7 @@ class BundleHeader:
             if renewed_from is None
             else RenewedFrom(*(renewed_from.text(f.name) for f in fields(RenewedFrom))),
             renewed=header.count("renewed") if header.has("renewed") else None,
+            page_url=header.text("page_url") if header.has("page_url") else None,
         )
 
 

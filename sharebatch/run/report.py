@@ -6,15 +6,15 @@ the exit code (``RunSummary.exit_code``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sharebatch.models import (
+    FailureReport,
     JobReport,
-    MaxLinksFailureReport,
+    PageFailureReport,
     PrefixFailure,
-    PrefixFailureReport,
     RecipientReport,
     RunReport,
     RunStatus,
@@ -36,7 +36,9 @@ def build_report(
     run_id: str,
     started_at: datetime,
     dry_run: bool,
+    page_failures: Sequence[PageFailureReport] = (),
 ) -> RunReport:
+    """The run's summary; ``page_failures``: routes whose recipient page was not stored."""
     failed_routes = staged.failed_routes(plan)
     over_limit = staged.over_limit_jobs(plan)
     prefix_failures = [t.failure for t in staged.prefixes if t.failure is not None]
@@ -63,7 +65,7 @@ def build_report(
                 "unlinkable_count": tally.unlinkable_count,
             }
         )
-    failures: list[PrefixFailureReport | MaxLinksFailureReport] = [
+    failures: list[FailureReport] = [
         {
             "kind": "prefix",
             "bucket": f.bucket,
@@ -88,7 +90,8 @@ def build_report(
                     ),
                 }
             )
-    jobs = _jobs(plan, staged, recipients, over_limit)
+    failures += page_failures
+    jobs = _jobs(plan, staged, recipients, over_limit, page_failures)
     everyone = [r for j in jobs for r in j["recipients"]]
     expiries = [r["expires_at"] for r in everyone if r["expires_at"]]
     return {
@@ -135,10 +138,13 @@ def _jobs(
     staged: Staged,
     recipients: dict[str, list[RecipientReport]],
     over_limit: dict[str, Any],
+    page_failures: Sequence[PageFailureReport],
 ) -> list[JobReport]:
     """Per job, in manifest order: its recipients, links, bytes shared, earliest expiry, and
     the failures that touched it."""
     failures = {name: len(routes) for name, routes in over_limit.items()}
+    for page in page_failures:
+        failures[page["job"]] = failures.get(page["job"], 0) + 1
     for tally, task in zip(staged.prefixes, plan.tasks, strict=True):
         if tally.failure is not None:
             for name in {plan.routes[slot.route].job for slot in task.slots}:
@@ -163,7 +169,7 @@ def _jobs(
 
 def _status(
     prefix_failures: list[PrefixFailure],
-    failures: list[PrefixFailureReport | MaxLinksFailureReport],
+    failures: list[FailureReport],
     prefixes: int,
 ) -> RunStatus:
     if not failures:

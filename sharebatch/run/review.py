@@ -39,7 +39,7 @@ from sharebatch.run.folder import RunFolder
 from sharebatch.run.pipeline import UNLINKABLE_LISTED, Staged
 from sharebatch.run.plan import Plan
 from sharebatch.run.report import build_report
-from sharebatch.run.write import WrittenBundle
+from sharebatch.run.write import Written
 from sharebatch.units import human_size
 from sharebatch.visible import visible
 
@@ -194,11 +194,12 @@ def _header(report: RunReport) -> Iterator[str]:
     if report["failures"]:
         yield "<h2>Failures</h2>\n<ul>\n"
         for failure in report["failures"]:
-            where = (
-                failure["job"]
-                if failure["kind"] == "max_links"
-                else f"{failure['bucket']}/{failure['prefix']}"
-            )
+            if failure["kind"] == "prefix":
+                where = f"{failure['bucket']}/{failure['prefix']}"
+            elif failure["kind"] == "page":
+                where = f"{failure['job']}/{failure['recipient']} (recipient page)"
+            else:
+                where = failure["job"]
             text = f"{where}: {failure['error']}: {failure['message']}"
             yield f'<li class="note">{_e(text)}</li>\n'
         yield "</ul>\n"
@@ -423,7 +424,7 @@ def write_review(
     folder: RunFolder,
     plan: Plan,
     staged: Staged,
-    written: Mapping[int, WrittenBundle],
+    outcome: Written,
     run_id: str,
     started_at: datetime,
     *,
@@ -431,7 +432,10 @@ def write_review(
 ) -> WrittenFile:
     """Write ``index.html`` for the bundles just written; call before staging is discarded."""
     max_rows = MAX_ROWS if max_rows is None else max_rows
-    report = build_report(plan, staged, written, run_id, started_at, False)
+    written = outcome.bundles
+    report = build_report(
+        plan, staged, written, run_id, started_at, False, page_failures=outcome.failures
+    )
     people = {
         (r.job, r.recipient): " ".join(
             p for p in (r.grant.recipient.name, r.grant.recipient.email) if p

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,10 +24,12 @@ from sharebatch.audit import flush as audit_flush
 from sharebatch.blocking import blocking
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from sharebatch.files import write_json
-from sharebatch.manifest.load import load_manifest
+from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals
+from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, write_plan
 from sharebatch.run.folder import RunFolder
+from sharebatch.run.pages import Pages
 from sharebatch.run.pipeline import first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
@@ -35,7 +37,7 @@ from sharebatch.run.report import build_report
 from sharebatch.run.review import write_review
 from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
 from sharebatch.run.slots import Uploads, slot_lifetimes
-from sharebatch.run.write import WrittenBundle, write_bundles
+from sharebatch.run.write import Written, write_bundles
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
 from sharebatch.version import __version__
@@ -76,6 +78,57 @@ async def run_manifest_async(
     folder. ``run_manifest``, its blocking twin, also stops the run cleanly on SIGINT and
     SIGTERM (in the main thread), raising ``Interrupted``.
     """
+    return await _run(
+        lambda now: load_manifest(manifest_path, as_of=as_of, now=now),
+        out=out,
+        dry_run=dry_run,
+        concurrency=concurrency,
+        connection=connection,
+        run_id=run_id,
+        split_folders=split_folders,
+        on_progress=on_progress,
+    )
+
+
+run_manifest = blocking(run_manifest_async, run=signals.run_interruptible)
+
+
+async def run_resolved_async(
+    manifest: Manifest,
+    *,
+    out: str | Path | None = None,
+    dry_run: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    connection: Connection = Connection(),
+    run_id: str | None = None,
+    split_folders: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> RunSummary:
+    """``run_manifest_async`` for a manifest already loaded (its period already computed):
+    for callers that build or adjust the ``Manifest`` value themselves, such as tests."""
+    return await _run(
+        lambda _: manifest,
+        out=out,
+        dry_run=dry_run,
+        concurrency=concurrency,
+        connection=connection,
+        run_id=run_id,
+        split_folders=split_folders,
+        on_progress=on_progress,
+    )
+
+
+async def _run(
+    load: Callable[[datetime], Manifest],
+    *,
+    out: str | Path | None,
+    dry_run: bool,
+    concurrency: int,
+    connection: Connection,
+    run_id: str | None,
+    split_folders: bool,
+    on_progress: ProgressCallback | None,
+) -> RunSummary:
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
@@ -86,8 +139,11 @@ async def run_manifest_async(
     started_at = datetime.now(UTC)
     run_id = run_id or new_run_id(started_at)
     try:
-        manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
+        manifest = load(started_at)
         plan = build_plan(manifest)
+        # Read now: a template gone since the manifest was checked is bad input, exit 2,
+        # before anything exists on disk.
+        templates = read_templates(plan)
         # --out and the default are the caller's, relative to where it runs.
         out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
         async with S3Gateway(connection, max_connections=concurrency) as gateway:
@@ -127,7 +183,7 @@ async def run_manifest_async(
                         split_folders=split_folders,
                         progress=_progress(plan, on_progress),
                     )
-                    written: dict[int, WrittenBundle] = {}
+                    written = Written()
                     if folder:
                         # Every signer the write stage needs, before its first bundle: it
                         # never reaches back into S3 itself.
@@ -140,10 +196,20 @@ async def run_manifest_async(
                             credentials=credentials,
                             targets={r.index: gateway.effective(r.target) for r in plan.routes},
                             uploads=uploads,
+                            pages=await Pages.prepare(plan, gateway, credentials),
                         )
                         write_review(folder, plan, staged, written, run_id, started_at)
+                        _write_delivery_plan(folder, plan, written, run_id, templates)
                     signals.commit()
-                    report = build_report(plan, staged, written, run_id, started_at, dry_run)
+                    report = build_report(
+                        plan,
+                        staged,
+                        written.bundles,
+                        run_id,
+                        started_at,
+                        dry_run,
+                        page_failures=written.failures,
+                    )
                     report["duration_seconds"] = round(time.monotonic() - clock, 3)
                     summary = RunSummary(
                         run_id=run_id,
@@ -180,9 +246,6 @@ async def run_manifest_async(
         cause = first_error(exc)
         raise RunCrashed(f"run {run_id} failed: {_what(cause)}") from cause
     return summary
-
-
-run_manifest = blocking(run_manifest_async, run=signals.run_interruptible)
 
 
 def _what(exc: BaseException) -> str:
@@ -284,3 +347,71 @@ def _progress(plan: Plan, callback: ProgressCallback | None) -> Progress | None:
     progress = Progress(plan, callback)
     progress.start()
     return progress
+
+
+Templates = dict[str, tuple[str | None, str | None]]
+"""By template path: its text, and its ``.html`` sibling's (None when there is none)."""
+
+
+def read_templates(plan: Plan) -> Templates:
+    """The text (and HTML) templates every grant's ``notify`` names, read once each.
+
+    Copied into ``delivery.json``, so an edit after the run changes no message of it. A file
+    that cannot be read as UTF-8 text is ``UsageError`` (exit 2) naming it.
+    """
+    found: Templates = {}
+    for route in plan.routes:
+        settings = route.grant.notify
+        if settings is None or settings.template is None or settings.template in found:
+            continue
+        text = Path(settings.template)
+        found[settings.template] = (_template(text), _template(text.with_suffix(".html"), True))
+    return found
+
+
+def _template(path: Path, optional: bool = False) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if optional:
+            return None
+        raise UsageError(f"{visible(str(path))}: notify template not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        what = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"{visible(str(path))}: cannot read notify template ({what})") from None
+
+
+def _write_delivery_plan(
+    folder: RunFolder, plan: Plan, written: Written, run_id: str, templates: Templates
+) -> None:
+    """``delivery.json`` when any grant has ``notify:`` settings or was left out on purpose;
+    one entry per bundle written, nothing otherwise (outputs stay as they were)."""
+    grants = [route.grant for route in plan.routes]
+    if not any(g.notify is not None or g.notify_off for g in grants):
+        return
+    entries = []
+    for route in plan.routes:
+        bundle = written.bundles.get(route.index)
+        if bundle is None:
+            continue
+        grant, recipient = route.grant, route.grant.recipient
+        settings = grant.notify
+        template = settings.template if settings is not None else None
+        text, html = templates[template] if template is not None else (None, None)
+        bundle_file = "links.json" if "json" in grant.formats else "links.csv"
+        entries.append(
+            DeliveryEntry(
+                job=route.job,
+                recipient=recipient.id,
+                name=recipient.name,
+                addresses=tuple(recipient.addresses),
+                notify=not grant.notify_off,
+                settings=settings,
+                bundle=f"{route.job}/{recipient.id}/{bundle_file}",
+                page=bundle.page,
+                template_text=text,
+                template_html=html,
+            )
+        )
+    digest = write_plan(folder.path, DeliveryPlan(run_id=run_id, entries=tuple(entries)))
+    log.info("delivery_plan_written", entries=len(entries), sha256=digest)

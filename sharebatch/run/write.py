@@ -1,24 +1,29 @@
 """The write stage: each complete route's staged parts joined into its bundle.
 
 Given everything by the runner (the plan, what staging found, the run folder, the credentials,
-the target each route's links were signed for, and upload slot signers prepared before the
-first bundle), it touches no S3 client: per route it builds the bundle header, issues the
-route's upload slots (``slots.py``) and writes the bundle files (``bundles.py``). A route whose
-listing failed, or whose job matched more than ``max_links``, gets no bundle.
+the target each route's links were signed for, and upload slot signers and the page publisher
+prepared before the first bundle): per route it builds the bundle header, issues the route's
+upload slots (``slots.py``), stores its recipient page with ``delivery: page`` (``pages.py``,
+the one request to S3 it makes, before the bundle names the page) and writes the bundle files
+(``bundles.py``). A route whose listing failed, or whose job matched more than ``max_links``,
+gets no bundle; nor does one whose page could not be stored (a failure of that route alone).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sharebatch.audit import get_logger
+from sharebatch.errors import DeliveryError, SigningError
 from sharebatch.manifest.load import Grant
-from sharebatch.models import BucketTarget, Credentials, SlotSummary
+from sharebatch.models import BucketTarget, Credentials, PageFailureReport, SlotSummary
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy, write_bundle
+from sharebatch.run.delivery_plan import StoredPage
 from sharebatch.run.folder import RunFolder
+from sharebatch.run.pages import Pages, page_settings
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan
 from sharebatch.run.sign import credential_kind
@@ -35,6 +40,16 @@ class WrittenBundle:
 
     header: BundleHeader
     upload_slots: list[SlotSummary]
+    page: StoredPage | None = None  # its recipient page (``delivery: page``)
+
+
+@dataclass
+class Written:
+    """What the write stage did: the bundles written, by route index, and the routes whose
+    page could not be stored (so no bundle was written for them)."""
+
+    bundles: dict[int, WrittenBundle] = field(default_factory=dict)
+    failures: list[PageFailureReport] = field(default_factory=list)
 
 
 async def write_bundles(
@@ -46,16 +61,18 @@ async def write_bundles(
     credentials: Credentials,
     targets: Mapping[int, BucketTarget],
     uploads: Uploads,
-) -> dict[int, WrittenBundle]:
+    pages: Pages | None = None,
+) -> Written:
     """Join each complete route's parts into its bundle; skip routes that cannot be trusted.
 
     ``targets``: by route index, the target its links were signed for (the manifest's, with
     the command line's overrides). Upload slots are signed here, only for bundles being
-    written, so each starts its (short) life as its bundle appears.
+    written, so each starts its (short) life as its bundle appears. ``pages`` publishes the
+    page of each ``delivery: page`` route (none without it).
     """
     failed = staged.failed_routes(plan)
     over_limit = staged.over_limit_jobs(plan)
-    written: dict[int, WrittenBundle] = {}
+    written = Written()
     generated_at = iso(datetime.now(UTC))
     for route, tally in zip(plan.routes, staged.routes, strict=True):
         await asyncio.sleep(0)  # a signal's cancellation lands between two bundles
@@ -92,10 +109,40 @@ async def write_bundles(
             uploads=len(issued) if slot is not None else None,
             upload=slot,  # the slot's policy, for renewal
         )
+        page = None
+        if pages is not None and page_settings(route) is not None:
+            rows = [row for part in tally.parts for row in part.rows_in_order()]
+            try:
+                published = await pages.publish(route, header, rows, issued)
+            except (DeliveryError, SigningError) as exc:
+                # This recipient alone goes without: a bundle must not name a page that
+                # does not exist, and a mail without its page is no delivery.
+                log.warning(
+                    "bundle_skipped",
+                    job=route.job,
+                    recipient=recipient.id,
+                    reason="page_failed",
+                    message=str(exc),
+                )
+                written.failures.append(
+                    {
+                        "kind": "page",
+                        "job": route.job,
+                        "recipient": recipient.id,
+                        "error": type(exc).__name__,
+                        "message": str(exc),
+                    }
+                )
+                continue
+            if published is not None:
+                page, url = published
+                header = replace(header, page_url=url)
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
-        written[route.index] = WrittenBundle(header, [slot_summary(r) for r in issued])
+        written.bundles[route.index] = WrittenBundle(
+            header, [slot_summary(r) for r in issued], page
+        )
     return written
 
 

@@ -21,13 +21,13 @@ import aioboto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sharebatch.errors import CredentialsError
-from sharebatch.models import BucketTarget, Connection, Credentials, LinkProbe
+from sharebatch.models import Answer, BucketTarget, Connection, Credentials, LinkProbe
 from sharebatch.s3.clients import Clients
 from sharebatch.s3.fastlist import direct_listing
 from sharebatch.s3.listing import Level as Level
 from sharebatch.s3.listing import Listing
 from sharebatch.s3.listparse import install as install_fast_list_parser
-from sharebatch.s3.preflight import Preflight
+from sharebatch.s3.preflight import Preflight, answer
 from sharebatch.s3.presigners import Signers
 from sharebatch.s3.probe import browser_url as browser_url
 from sharebatch.s3.probe import probe_link as probe_link
@@ -139,3 +139,30 @@ class S3Gateway:
             size=int(found["ContentLength"]),
             etag=str(found.get("ETag", "")).strip('"') or None,
         )
+
+    async def put_private(
+        self,
+        target: BucketTarget,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str,
+        cache_control: str | None = None,
+    ) -> Answer:
+        """PutObject of ``body`` at ``key``, private: no ACL is sent, so only the bucket's
+        owner (and whom its policy names) may read it; others need a presigned link.
+
+        (An explicit ``private`` ACL would be refused by buckets with ACLs disabled, and would
+        need ``s3:PutObjectAcl``.) Never raises for S3's answer: a refusal comes back as the
+        ``Answer``'s error, a connection failure too; ``facts`` holds the ``etag``.
+        """
+        extra = {"CacheControl": cache_control} if cache_control else {}
+
+        async def put() -> dict[str, object]:
+            client = await self.clients.client(target)
+            found: dict[str, object] = await client.put_object(
+                Bucket=target.bucket, Key=key, Body=body, ContentType=content_type, **extra
+            )
+            return found
+
+        return await answer(put(), lambda r: {"etag": str(r.get("ETag", "")).strip('"')})

@@ -19,6 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sharebatch.models import Answer, BucketTarget, Connection
 from sharebatch.s3.clients import Clients
 
+# The MD5 of a body the probe does not send (base64 of md5(b"x")).
+_WRONG_MD5 = "ndTkYSaMgDT1yFZOFVxnpg=="
+
 
 class Preflight:
     """The doctor's requests, with the gateway's ``clients`` and ``connection`` (its profile,
@@ -54,7 +57,7 @@ class Preflight:
         else AWS's; see ``configured_endpoint``)."""
         region = self._connection.region or self._clients.session.region_name or "us-east-1"
         async with self._clients.session.client("sts", region_name=region) as sts:
-            return await _answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
+            return await answer(sts.get_caller_identity(), lambda r: {"arn": r["Arn"]})
 
     async def endpoint_probe(self, target: BucketTarget) -> Answer:
         """An unsigned HeadBucket (ListBuckets when ``target.bucket`` is empty).
@@ -69,12 +72,12 @@ class Preflight:
         ) as probe:
             bucket = target.bucket
             call = probe.head_bucket(Bucket=bucket) if bucket else probe.list_buckets()
-            return await _answer(call, lambda _: {})
+            return await answer(call, lambda _: {})
 
     async def public_access_block(self, target: BucketTarget) -> Answer:
         """GetPublicAccessBlock: the bucket's four Block Public Access settings."""
         client = await self._clients.client(target)
-        return await _answer(
+        return await answer(
             client.get_public_access_block(Bucket=target.bucket),
             lambda r: dict(r["PublicAccessBlockConfiguration"]),
         )
@@ -92,18 +95,32 @@ class Preflight:
                 "bucket_key": bool(rule.get("BucketKeyEnabled", False)),
             }
 
-        return await _answer(client.get_bucket_encryption(Bucket=target.bucket), pick)
+        return await answer(client.get_bucket_encryption(Bucket=target.bucket), pick)
+
+    async def put_probe(self, target: BucketTarget, key: str) -> Answer:
+        """A PutObject at ``key`` that S3 judges but never stores: whether the credentials may
+        write there.
+
+        Its ``Content-MD5`` is not the empty body's, so S3, which checks permission before the
+        body, answers ``AccessDenied`` where writing is refused and ``BadDigest`` where it is
+        allowed. A store that does not check the digest stores the empty probe object.
+        """
+        client = await self._clients.client(target)
+        return await answer(
+            client.put_object(Bucket=target.bucket, Key=key, Body=b"", ContentMD5=_WRONG_MD5),
+            lambda _: {"stored": True},
+        )
 
     async def first_key(self, target: BucketTarget, prefix: str) -> Answer:
         """A one-key ListObjectsV2: whether listing ``prefix`` is allowed, and if it is empty."""
         client = await self._clients.client(target)
-        return await _answer(
+        return await answer(
             client.list_objects_v2(Bucket=target.bucket, Prefix=prefix, MaxKeys=1),
             lambda r: {"empty": not r.get("Contents")},
         )
 
 
-async def _answer(
+async def answer(
     call: Awaitable[Mapping[str, Any]],
     pick: Callable[[Mapping[str, Any]], Mapping[str, str | bool | None]],
 ) -> Answer:

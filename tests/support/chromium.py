@@ -1,4 +1,4 @@
-"""Headless Chromium driven over the DevTools protocol, for the review page's browser test.
+"""Headless Chromium driven over the DevTools protocol, for the review and recipient pages.
 
 No browser-automation dependency: Chromium from the Debian package, its remote debugging
 websocket, and aiohttp's websocket client (already installed with aiobotocore). Every wait

@@ -1,7 +1,7 @@
 """A fault-injecting HTTP proxy of the tests' own, in front of the moto server.
 
 Requests pass through to moto unless a scripted fault matches them: a 503 SlowDown, a 403
-AccessDenied, a
+AccessDenied, a 400 BadDigest (a PUT whose body fails its Content-MD5), a
 connection reset halfway through the response body, an answer held back past the client's read
 timeout, a body cut short (well-formed HTTP, broken XML), or a request held until the test
 releases it. Every request is recorded with the fault it met, so a test can count retries.
@@ -23,7 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
-FaultKind = Literal["slowdown", "reset", "slow", "truncate", "hold", "error500", "denied"]
+FaultKind = Literal[
+    "slowdown", "reset", "slow", "truncate", "hold", "error500", "denied", "bad_digest"
+]
 
 SLOWDOWN_BODY = (
     b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
@@ -33,6 +35,10 @@ DENIED_BODY = (
     b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
     b"<Message>Access Denied</Message></Error>"
 )
+BAD_DIGEST_BODY = (
+    b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>BadDigest</Code>"
+    b"<Message>The Content-MD5 you specified did not match what we received.</Message></Error>"
+)
 # The longest any fault keeps a request waiting; a test that forgets to release ends anyway.
 MAX_WAIT = 30.0
 
@@ -40,17 +46,21 @@ MAX_WAIT = 30.0
 @dataclass
 class Fault:
     """What to do to the next ``times`` requests listing ``prefix`` or anything under it (a
-    lister may list a prefix's sub-folders on their own); any request if ``prefix`` is None."""
+    lister may list a prefix's sub-folders on their own); any request if ``prefix`` is None.
+    ``path``: only requests whose URL path starts with it (``/bucket/key``: an object's)."""
 
     kind: FaultKind
     prefix: str | None = None
     times: int | None = 1  # None: every matching request, for good
     later_pages: bool = False  # only requests that carry a continuation token
     delay: float = 0.0  # for "slow": how long the server waits before answering
+    path: str | None = None
     used: int = 0
 
-    def matches(self, query: dict[str, list[str]]) -> bool:
+    def matches(self, query: dict[str, list[str]], path: str = "") -> bool:
         if self.times is not None and self.used >= self.times:
+            return False
+        if self.path is not None and not path.startswith(self.path):
             return False
         listed = query.get("prefix", [None])[0]
         if self.prefix is not None and not (listed or "\0").startswith(self.prefix):
@@ -97,7 +107,7 @@ class FaultProxy:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         with self.lock:
-            chosen = next((f for f in self.faults if f.matches(query)), None)
+            chosen = next((f for f in self.faults if f.matches(query, parts.path)), None)
             if chosen is not None:
                 chosen.used += 1
             prefix = query.get("prefix", [None])[0]
@@ -158,6 +168,12 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "denied":  # what S3 answers where a policy refuses this prefix
                 self._send(403, [("Content-Type", "application/xml")], DENIED_BODY)
+                return
+            if kind == "bad_digest":  # what S3 answers a permitted PUT whose body fails its MD5
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                self._send(400, [("Content-Type", "application/xml")], BAD_DIGEST_BODY)
                 return
             if kind == "hold":
                 proxy.held.set()
