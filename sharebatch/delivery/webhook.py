@@ -85,10 +85,10 @@ def run_summary(report: RunReport, run_dir: Path) -> dict[str, Any]:
     totals = report["totals"]
     failures = []
     for failure in report["failures"]:
-        if failure["kind"] == "max_links":
-            where = f"{failure['job']}/{failure['recipient']}"
-        else:
+        if failure["kind"] == "prefix":
             where = f"{failure['bucket']}/{failure['prefix']}"
+        else:  # max_links and page failures are a recipient's
+            where = f"{failure['job']}/{failure['recipient']}"
         failures.append(
             {
                 "kind": failure["kind"],
