@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.policy import SMTP, default
+from email.utils import format_datetime
 from typing import Literal
 
 from sharebatch.errors import LinkError, TemplateError
@@ -257,20 +257,20 @@ def _header_text(value: str, where: str, name: str) -> str:
     hidden = HIDDEN.search(value)
     if hidden:
         raise LinkError(
-            f"{where}: {name}: holds {visible(hidden.group())}, which a mail header cannot"
+            f"{where}: {name}: holds {visible(hidden.group())}, which no mail header may hold"
         )
     return value
 
 
 def _address(value: str, where: str, name: str) -> Address:
     _header_text(value, where, name)
-    display, spec = parseaddr(value, strict=True)
-    if "@" not in spec:
-        raise LinkError(f"{where}: {name}: {visible(value)!r} is not a mail address")
-    try:
-        return Address(display_name=display, addr_spec=spec)
-    except (ValueError, IndexError) as exc:
-        raise LinkError(f"{where}: {name}: {visible(value)!r}: {exc}") from None
+    # The email package's own header parser: one address, and nothing it had to repair.
+    header = default.header_factory("to", value)
+    found = getattr(header, "addresses", ())
+    if len(found) != 1 or header.defects or "@" not in found[0].addr_spec:
+        raise LinkError(f"{where}: {name}: {visible(value)!r} is not one mail address")
+    address: Address = found[0]
+    return address
 
 
 def _recipient(letter: Letter, address: str) -> Address:

@@ -57,6 +57,9 @@ class Mailbox:
     data_replies: list[str] = field(default_factory=list)
     drop_in_data: int = 0
     hold_at: int | None = None
+    parallel: int | None = None
+    peak: int = 0
+    _active: int = 0
     messages: list[Captured] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
     held: threading.Event = field(default_factory=threading.Event)
@@ -81,6 +84,8 @@ class Mailbox:
             return "451 dropped"
         if self.data_replies:
             return self.data_replies.pop(0)
+        if self.parallel is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._meet)
         login = session.auth_data.login.decode() if session.auth_data else None
         content = envelope.original_content or b""
         with self._changed:
@@ -94,6 +99,15 @@ class Mailbox:
             # In a worker thread: the server's loop must keep serving while this one waits.
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
         return "250 2.0.0 Ok: queued"
+
+    def _meet(self) -> None:
+        """Hold this DATA until ``parallel`` were in at once; ``peak`` keeps the most seen."""
+        with self._changed:
+            self._active += 1
+            self.peak = max(self.peak, self._active)
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self.peak >= (self.parallel or 0), timeout=10)
+            self._active -= 1
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
