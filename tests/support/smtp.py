@@ -114,8 +114,10 @@ class Mailbox:
     ) -> AuthResult:
         if isinstance(data, LoginPassword):
             self.logins.append((data.login.decode(), data.password.decode()))
-            return AuthResult(success=data.password == b"s3cret-smtp-pass")
-        return AuthResult(success=False)
+            if data.password == b"s3cret-smtp-pass":
+                return AuthResult(success=True, auth_data=data)
+        # handled=False: aiosmtpd answers 535 itself (True would leave the client waiting).
+        return AuthResult(success=False, handled=False)
 
     def wait_for(self, count: int, timeout: float = 30) -> list[Captured]:
         """The messages, once there are at least ``count`` (fails after ``timeout``)."""
@@ -229,7 +231,14 @@ def smtp_server(
     elif tls is not None:
         kwargs |= {"tls_context": tls.server_context(), "require_starttls": True}
     if auth:
-        kwargs |= {"authenticator": box.authenticate, "auth_required": True}
+        # aiosmtpd counts only STARTTLS as TLS for AUTH: on an implicit-TLS server (TLS from
+        # byte 0) AUTH is offered without that check, and not required (it warns otherwise);
+        # the test sees the login in ``logins`` and ``Captured.login``.
+        kwargs |= {
+            "authenticator": box.authenticate,
+            "auth_required": not implicit_tls,
+            "auth_require_tls": not implicit_tls,
+        }
     port = free_port()
     controller = Controller(box, hostname=HOST, port=port, **kwargs)
     controller.start()
