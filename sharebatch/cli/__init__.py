@@ -5,7 +5,7 @@ code. The commands are plain functions, one module per group; they are registere
 order ``sharebatch --help`` lists them.
 """
 
-from sharebatch.cli import commands, doctor, inbox, links
+from sharebatch.cli import commands, doctor, inbox, links, notify
 from sharebatch.cli.app import app
 
 for command in (
@@ -18,6 +18,7 @@ for command in (
     links.inspect,
     links.verify,
     links.renew,
+    notify.notify,
 ):
     app.command()(command)
 

@@ -209,9 +209,7 @@ def _bodies(letter: Letter, content: Content, variables: Mapping[str, str]) -> t
         html_template = HTML_PAGE if page else HTML_LINKS
         if letter.kind == "reminder":
             text_template = _REMINDER_TEXT + text_template
-            html_template = html_template.replace(
-                "<p>Hello", _REMINDER_HTML + "<p>Hello", 1
-            )
+            html_template = html_template.replace("<p>Hello", _REMINDER_HTML + "<p>Hello", 1)
         return _render(text_template, text_vars, letter, "text"), _render(
             html_template, html_vars, letter, "html"
         )
@@ -266,7 +264,7 @@ def _address(value: str, where: str, name: str) -> Address:
     _header_text(value, where, name)
     # The email package's own header parser: one address, and nothing it had to repair.
     header = default.header_factory("to", value)
-    found = getattr(header, "addresses", ())
+    found: tuple[Address, ...] = getattr(header, "addresses", ())
     if len(found) != 1 or header.defects or "@" not in found[0].addr_spec:
         raise LinkError(f"{where}: {name}: {visible(value)!r} is not one mail address")
     address: Address = found[0]

@@ -37,7 +37,14 @@ from sharebatch.delivery.message import (
     build_message,
     envelope_sender,
 )
-from sharebatch.delivery.smtp import Credentials, Handover, Retry, hand_over, tls_context
+from sharebatch.delivery.smtp import (
+    DEFAULT_RETRY,
+    Credentials,
+    Handover,
+    Retry,
+    hand_over,
+    tls_context,
+)
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.files import atomic_writer, private_dir
 from sharebatch.lifecycle.inspect import read_bundle
@@ -113,7 +120,7 @@ async def notify_async(
     only: Sequence[str] = (),
     resend: Sequence[str] = (),
     now: datetime | None = None,
-    retry: Retry = Retry(),
+    retry: Retry = DEFAULT_RETRY,
     cafile: str | None = None,
 ) -> NotifyReport:
     """Mail each recipient of the run at ``run_dir`` their bundle; idempotent.
@@ -175,7 +182,7 @@ async def deliver(
     dry_run: bool = False,
     resend: Collection[tuple[str, str]] = (),
     now: datetime | None = None,
-    retry: Retry = Retry(),
+    retry: Retry = DEFAULT_RETRY,
     cafile: str | None = None,
 ) -> NotifyReport:
     """Send each of ``entries`` (with settings and addresses) its message, with
@@ -241,12 +248,12 @@ def bundle_content(run_dir: Path, entry: DeliveryEntry, bundle: Path | None = No
     header = json.loads(data).get("header")
     page_url = header.get("page_url") if isinstance(header, dict) else None
     settings = entry.settings
-    if settings is not None and settings.delivery == "page":
-        if not isinstance(page_url, str) or not page_url.startswith(("https://", "http://")):
-            raise LinkError(
-                f"{path}: header: page_url: missing; delivery: page mails the recipient page,"
-                " which this run did not store (run the manifest again)"
-            )
+    has_page = isinstance(page_url, str) and page_url.startswith(("https://", "http://"))
+    if settings is not None and settings.delivery == "page" and not has_page:
+        raise LinkError(
+            f"{path}: header: page_url: missing; delivery: page mails the recipient page,"
+            " which this run did not store (run the manifest again)"
+        )
     ends = [row.expires_at for row in read.rows] + [
         parse_iso(str(u["expires_at"])) for u in read.uploads
     ]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from contextlib import suppress
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -40,6 +40,9 @@ class Retry:
 
     tries: int = 4
     backoff: Callable[[int], float] = default_backoff
+
+
+DEFAULT_RETRY = Retry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ async def hand_over(
     *,
     login: Credentials | None = None,
     context: ssl.SSLContext | None = None,
-    retry: Retry = Retry(),
+    retry: Retry = DEFAULT_RETRY,
 ) -> Handover:
     """Send ``data`` (a whole message, CRLF lines) from ``sender`` to ``to`` on ``server``."""
     attempt = 0
@@ -118,7 +121,7 @@ async def _once(
         port=server.port,
         timeout=server.timeout,
         use_tls=server.security == "tls",
-        start_tls=True if server.security == "starttls" else False,
+        start_tls=server.security == "starttls",
         tls_context=(context or tls_context()) if secure else None,
     )
     try:

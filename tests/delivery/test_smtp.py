@@ -15,7 +15,7 @@ from sharebatch.errors import UsageError
 from sharebatch.models import SmtpServer
 from tests.support.delivery_run import PASSWORD, delivery_run, settings
 from tests.support.quarterly import QuarterlyRun
-from tests.support.smtp import HOST, Mailbox, Server, TlsFiles, silent_server, smtp_server
+from tests.support.smtp import HOST, Server, TlsFiles, silent_server, smtp_server
 
 NO_WAIT = Retry(tries=3, backoff=lambda attempt: 0.0)
 GLOBEX, INITECH = "globex@partners.example", "initech@partners.example"
@@ -53,9 +53,7 @@ def test_a_temporary_refusal_is_tried_again(quarterly: QuarterlyRun, smtp: Serve
     assert len(smtp.mailbox.messages) == 1
 
 
-def test_a_connection_dropped_in_data_is_tried_again(
-    quarterly: QuarterlyRun, smtp: Server
-) -> None:
+def test_a_connection_dropped_in_data_is_tried_again(quarterly: QuarterlyRun, smtp: Server) -> None:
     """The server hangs up during DATA: the message goes again and is sent."""
     smtp.mailbox.drop_in_data = 1
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
@@ -73,7 +71,12 @@ def test_temporary_failures_give_up_after_the_last_try(
     smtp.mailbox.data_replies.extend(["451 4.3.0 busy"] * 3)
     waits: list[int] = []
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
-    retry = Retry(tries=3, backoff=lambda attempt: waits.append(attempt) or 0.0)
+
+    def backoff(attempt: int) -> float:
+        waits.append(attempt)
+        return 0.0
+
+    retry = Retry(tries=3, backoff=backoff)
     report = notify(run.run_dir, retry=retry, only=["globex"])
     assert report.exit_code == 1
     assert _statuses(run.run_dir)["globex"] == ("failed", 3, "451 4.3.0 busy")
@@ -134,7 +137,8 @@ def test_an_untrusted_certificate_fails_without_retrying(
     nothing handed over."""
     with smtp_server(tls=tls_files) as server:
         run = delivery_run(
-            quarterly, lambda job, r: _tls_settings(server.port, "starttls", None)  # type: ignore[arg-type,return-value]
+            quarterly,
+            lambda job, r: _tls_settings(server.port, "starttls", None),  # type: ignore[arg-type,return-value]
         )
         report = notify(run.run_dir, retry=NO_WAIT, only=["globex"])
         assert report.exit_code == 1

@@ -24,7 +24,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -46,7 +46,7 @@ class Captured:
     login: str | None
 
     def parsed(self) -> EmailMessage:
-        return cast(EmailMessage, message_from_bytes(self.data, policy=default))
+        return message_from_bytes(self.data, policy=default)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Mailbox:
     release: threading.Event = field(default_factory=threading.Event)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if address in self.refuse:
@@ -74,9 +74,7 @@ class Mailbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.drop_in_data:
             self.drop_in_data -= 1
             assert server.transport is not None
