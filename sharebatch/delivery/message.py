@@ -9,12 +9,14 @@ Templates use the manifest's syntax (``manifest/templates.py``: ``{name}``, ``{g
 sibling), copied into ``delivery.json``, is rendered with the same variables:
 
 ``{recipient.id}``, ``{recipient.name}`` (the name, else the id), ``{job.name}``, ``{run.id}``,
-``{sender.name}`` (the From name, else its address), ``{subject}``, ``{files}`` (how many files),
-``{expires_at}`` (when the earliest link ends, ``YYYY-MM-DD HH:MM UTC``), ``{page_url}`` (the
-recipient page's link with ``delivery: page``, else empty) and ``{links}`` (with ``delivery:
-links``, each file's name, size and link; else empty). In HTML every value is HTML-escaped and
-``{links}`` is a list of anchors. A custom text template without an HTML sibling gets an HTML
-part made from its text (escaped, its links made clickable).
+``{sender.name}`` (the From name, else its address), ``{subject}``, ``{files}`` (how many, in
+words: ``1 file``, ``3 files``), ``{expires_at}`` (when the earliest link ends, ``YYYY-MM-DD
+HH:MM UTC``), ``{page_url}`` (the recipient page's link with ``delivery: page``, else empty)
+and ``{links}`` (with ``delivery: links``, each file's name, size and link; else empty). In
+HTML every value is HTML-escaped and ``{links}`` is a list of anchors. A custom text template
+without an HTML sibling gets an HTML part made from its text (escaped, its links made
+clickable). Reminders (``kind="reminder"``) get "Reminder: " before the subject, and with our
+templates a line saying the links were renewed.
 
 Header values come from the manifest, which checked them; they are checked again here, so no
 text with a control character (CR/LF: header injection) ever becomes a header.
@@ -35,7 +37,7 @@ from typing import Literal
 
 from sharebatch.errors import LinkError, TemplateError
 from sharebatch.manifest.templates import render
-from sharebatch.units import human_size
+from sharebatch.units import counted, human_size
 from sharebatch.visible import HIDDEN, visible
 
 MailKind = Literal["notify", "reminder"]
@@ -85,7 +87,7 @@ class Letter:
 TEXT_PAGE = """\
 Hello {recipient.name},
 
-{sender.name} has shared {files} files with you ({job.name}).
+{sender.name} has shared {files} with you ({job.name}).
 
 Open this private page to see and download them:
 
@@ -99,7 +101,7 @@ HTML_PAGE = """\
 <!DOCTYPE html>
 <html><body style="font-family: sans-serif; line-height: 1.5">
 <p>Hello {recipient.name},</p>
-<p>{sender.name} has shared {files} files with you ({job.name}).</p>
+<p>{sender.name} has shared {files} with you ({job.name}).</p>
 <p><a href="{page_url}">Open your private download page</a></p>
 <p>The page and its links work until {expires_at}. The link is meant for you only:
 please do not forward it.</p>
@@ -109,7 +111,7 @@ please do not forward it.</p>
 TEXT_LINKS = """\
 Hello {recipient.name},
 
-{sender.name} has shared {files} files with you ({job.name}):
+{sender.name} has shared {files} with you ({job.name}):
 
 {links}
 The links work until {expires_at}. They are meant for you only: please do not forward them.
@@ -119,7 +121,7 @@ HTML_LINKS = """\
 <!DOCTYPE html>
 <html><body style="font-family: sans-serif; line-height: 1.5">
 <p>Hello {recipient.name},</p>
-<p>{sender.name} has shared {files} files with you ({job.name}):</p>
+<p>{sender.name} has shared {files} with you ({job.name}):</p>
 {links}
 <p>The links work until {expires_at}. They are meant for you only: please do not forward
 them.</p>
@@ -193,7 +195,7 @@ def _variables(letter: Letter, content: Content, now: datetime) -> dict[str, str
         "run.id": letter.run_id,
         "sender.name": sender.display_name or sender.addr_spec,
         "subject": letter.subject,
-        "files": str(content.files),
+        "files": counted(content.files, "file"),
         "expires_at": "-" if expires is None else f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
         "page_url": content.page_url or "" if letter.delivery == "page" else "",
     }

@@ -130,6 +130,8 @@ async def notify_async(
     ledger's time); ``retry`` how temporary failures are tried again; ``cafile`` a private CA
     the SMTP servers' certificates are checked against (else ``SHAREBATCH_SMTP_CAFILE``).
     """
+    if concurrency < 1:
+        raise UsageError(f"concurrency {concurrency}: at least one connection is needed")
     run_dir = Path(run_dir)
     plan = read_plan(run_dir)
     if plan is None:
@@ -194,7 +196,6 @@ async def deliver(
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     done = read_ledger(run_dir)
     sent = Counter(d.key for d in done if d.status == "sent")
-    logins = _logins(entries) if not dry_run else {}
     ambiguous = {r for r, n in Counter(e.recipient for e in plan.entries).items() if n > 1}
     units: list[_Unit] = []
     skipped: list[Outcome] = []
@@ -205,6 +206,8 @@ async def deliver(
                 skipped.append(_outcome(unit, "already sent"))
             else:
                 units.append(unit)
+    # Read now, and only for what is to be sent: a run already mailed needs no password.
+    logins = _logins([u.entry for u in units]) if not dry_run else {}
     if dry_run:
         outbox = _outbox(run_dir)
         written = [_write_eml(outbox, u, kind, u.entry.recipient in ambiguous) for u in units]

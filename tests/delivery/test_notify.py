@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import json
@@ -14,7 +15,8 @@ import pytest
 
 from sharebatch import audit
 from sharebatch.delivery.ledger import read_ledger
-from sharebatch.delivery.notify import notify
+from sharebatch.delivery.message import Content
+from sharebatch.delivery.notify import deliver, notify
 from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.lifecycle.inspect import read_bundle
@@ -107,7 +109,7 @@ def test_a_custom_template_gets_the_documented_variables(
     got_text, got_html = _parts(globex)
     page_url = str(run.header("q3", "globex")["page_url"])
     assert got_text == (
-        f"Dear Globex Corporation (globex), q3 of {run.plan.run_id}: {page_url} 2\n"
+        f"Dear Globex Corporation (globex), q3 of {run.plan.run_id}: {page_url} 2 files\n"
     )
     assert got_html == (
         f"<p>Globex Corporation</p><a href='{html.escape(page_url)}'>go</a> Acme Reports\n"
@@ -300,3 +302,37 @@ def test_a_run_without_a_plan_is_refused(tmp_path: Path) -> None:
     """A folder without delivery.json is exit 2, naming it."""
     with pytest.raises(LinkError, match=r"no delivery\.json"):
         notify(tmp_path)
+
+
+def test_deliver_sends_reminders_once_per_renewal(quarterly: QuarterlyRun, smtp: Server) -> None:
+    """The reusable deliver(): kind reminder with a renewal id and a links override gives
+    its own subject, Message-ID and ledger lines, once per renewal."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    notify(run.run_dir, now=_now(), retry=NO_WAIT, only=["globex"])
+    [entry] = [e for e in run.plan.entries if e.recipient == "globex"]
+    renewed = Content(page_url="https://pages.example/renewed-page", files=2)
+
+    def remind(renewal: str) -> None:
+        asyncio.run(
+            deliver(
+                run.run_dir,
+                run.plan,
+                [entry],
+                {entry.key: renewed},
+                kind="reminder",
+                renewal=renewal,
+                retry=NO_WAIT,
+            )
+        )
+
+    remind("r1")
+    remind("r1")
+    remind("r2")
+    first, *reminders = smtp.mailbox.to("globex@partners.example")
+    assert len(reminders) == 2
+    assert reminders[0].parsed()["Subject"] == "Reminder: Q3 reports for you"
+    assert "https://pages.example/renewed-page" in _parts(reminders[0])[0]
+    ids = {str(m.parsed()["Message-ID"]) for m in (first, *reminders)}
+    assert len(ids) == 3
+    lines = [(d.kind, d.renewal) for d in read_ledger(run.run_dir)]
+    assert lines == [("notify", None), ("reminder", "r1"), ("reminder", "r2")]
