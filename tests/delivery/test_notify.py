@@ -336,3 +336,17 @@ def test_deliver_sends_reminders_once_per_renewal(quarterly: QuarterlyRun, smtp:
     assert len(ids) == 3
     lines = [(d.kind, d.renewal) for d in read_ledger(run.run_dir)]
     assert lines == [("notify", None), ("reminder", "r1"), ("reminder", "r2")]
+
+
+def test_a_recipient_in_two_jobs_gets_an_outbox_folder_per_job(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """Dry run: a recipient id in two jobs is written as outbox/<job>/<id>.eml, one per job;
+    a recipient in one job stays outbox/<id>.eml."""
+    again = "  - name: q4\n    prefixes: [reports/q3/]\n    recipients:\n      - id: globex\n"
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port), extra_jobs=again)
+    notify(run.run_dir, now=_now(), dry_run=True)
+    outbox = run.run_dir / "outbox"
+    found = sorted(str(p.relative_to(outbox)) for p in outbox.rglob("*.eml"))
+    assert found == ["initech.eml", "q3/globex.eml", "q4/globex.eml"]
+    assert stat.S_IMODE((outbox / "q4").stat().st_mode) == 0o700
