@@ -140,8 +140,10 @@ async def notify_async(
         )
     chosen = _select(plan, only, "--only") if only else plan.entries
     resent = {entry.key for entry in _select(plan, resend, "--resend")} if resend else set()
-    sendable = [e for e in chosen if e.notify and e.settings is not None] + [
-        e for e in plan.entries if e.key in resent and e not in chosen
+    sendable = [
+        e
+        for e in plan.entries
+        if (e in chosen or e.key in resent) and e.notify and e.settings is not None
     ]
     for entry in sendable:
         if not entry.addresses:

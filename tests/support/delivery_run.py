@@ -19,6 +19,7 @@ from sharebatch.models import NotifySettings, SmtpServer
 from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, StoredPage, write_plan
 from tests.support import secretsguard
 from tests.support.quarterly import BUCKET, QuarterlyRun
+from tests.support.s3 import S3
 from tests.support.smtp import HOST
 
 FILES = {
@@ -71,14 +72,34 @@ def delivery_run(
     extra_jobs: str = "",
     templates: tuple[str | None, str | None] = (None, None),
 ) -> DeliveryRun:
-    """Run the quarterly manifest, store a page per bundle, write the plan.
+    """Run the quarterly manifest (``FILES`` plus ``extra_jobs``), then ``write_plan_for``."""
+    run_dir = quarterly(FILES, extra_jobs)
+    audit.reset()  # the CLI configured stderr logging on its own stream, closed by now
+    plan = write_plan_for(
+        run_dir,
+        quarterly.s3,
+        settings_for,
+        addresses=addresses,
+        notify_off=notify_off,
+        templates=templates,
+    )
+    return DeliveryRun(run_dir, plan)
+
+
+def write_plan_for(
+    run_dir: Path,
+    s3: S3,
+    settings_for: Callable[[str, str], NotifySettings | None],
+    *,
+    addresses: Mapping[str, tuple[str, ...]] | None = None,
+    notify_off: frozenset[str] = frozenset(),
+    templates: tuple[str | None, str | None] = (None, None),
+) -> DeliveryPlan:
+    """Store a page per bundle of ``run_dir``, put its link in the header, write the plan.
 
     ``addresses``: by recipient id (default ``<id>@partners.example``); ``notify_off``:
     recipient ids left out with ``notify: false``.
     """
-    run_dir = quarterly(FILES, extra_jobs)
-    audit.reset()  # the CLI configured stderr logging on its own stream, closed by now
-    s3 = quarterly.s3
     entries = []
     for bundle in sorted(run_dir.glob("*/*/links.json")):
         job, recipient = bundle.parent.parent.name, bundle.parent.name
@@ -109,4 +130,4 @@ def delivery_run(
         )
     plan = DeliveryPlan(run_id=run_dir.name, entries=tuple(entries))
     write_plan(run_dir, plan)
-    return DeliveryRun(run_dir, plan)
+    return plan
