@@ -11,6 +11,7 @@ A line never holds a URL: recipient, addresses, Message-ID, time, the server's r
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import json
@@ -84,13 +85,17 @@ class Ledger:
                 ) from None
             raise
 
-    def append(self, delivery: Delivery) -> None:
-        """Write one whole line and wait for the disk to have it."""
+    async def append(self, delivery: Delivery) -> None:
+        """Write one whole line and wait for the disk to have it.
+
+        The ``fsync`` runs in a worker thread: the other messages' connections go on
+        meanwhile (one write per line keeps lines whole whatever the interleaving).
+        """
         data = (json.dumps(_json(delivery), ensure_ascii=False) + "\n").encode("utf-8")
         while data:
             written = os.write(self._fd, data)
             data = data[written:]
-        os.fsync(self._fd)
+        await asyncio.to_thread(os.fsync, self._fd)
 
     def close(self) -> None:
         os.close(self._fd)

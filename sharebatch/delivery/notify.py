@@ -231,7 +231,7 @@ async def deliver(
                     context=context,
                     retry=retry,
                 )
-            return _record(ledger, unit, kind, renewal, handover, plan.run_id)
+            return await _record(ledger, unit, kind, renewal, handover, plan.run_id)
 
         log.info("notify_started", kind=kind, renewal=renewal, messages=len(units))
         finished = await asyncio.gather(*(one(unit) for unit in units))
@@ -362,7 +362,7 @@ def _outcome(unit: _Unit, status: str, **fields: object) -> Outcome:
     )
 
 
-def _record(
+async def _record(
     ledger: Ledger,
     unit: _Unit,
     kind: MailKind,
@@ -384,7 +384,7 @@ def _record(
         attempts=handover.attempts,
         resend=unit.letter.resend,
     )
-    ledger.append(delivery)
+    await ledger.append(delivery)
     event = asdict(delivery)
     del event["time"]  # the event's own timestamp says it
     if delivery.status == "sent":

@@ -107,10 +107,11 @@ def write_plan_for(
         page = f"<!DOCTYPE html><title>{recipient}</title>".encode()
         key = f"_sharebatch/pages/{hashlib.sha256(bundle.read_bytes()).hexdigest()[:24]}.html"
         s3.client.put_object(Bucket=BUCKET, Key=key, Body=page, ContentType="text/html")
-        data["header"]["page_url"] = s3.client.generate_presigned_url(
-            "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600
-        )
-        bundle.write_text(json.dumps(data, indent=2))
+        if "page_url" not in data["header"]:  # the run's own page, once its stage stores one
+            data["header"]["page_url"] = s3.client.generate_presigned_url(
+                "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600
+            )
+            bundle.write_text(json.dumps(data, indent=2))
         off = recipient in notify_off
         entries.append(
             DeliveryEntry(
