@@ -130,15 +130,17 @@ async def _once(
             await client.login(login.username, login.password)
         await client.mail(sender)
         refused: dict[str, str] = {}
+        temporary = False
         for address in to:
             try:
                 await client.rcpt(address)
             except aiosmtplib.SMTPRecipientRefused as exc:
-                if exc.code < 500 and len(to) == 1:
-                    raise
                 refused[address] = f"{exc.code} {exc.message}"
+                temporary = temporary or exc.code < 500
         if len(refused) == len(to):
-            raise _Permanent("; ".join(f"{a}: {r}" for a, r in refused.items()))
+            # Nobody took it: worth another try if any refusal was temporary.
+            text = "; ".join(f"{a}: {r}" for a, r in refused.items())
+            raise (_Temporary(text) if temporary else _Permanent(text))
         answer = await client.data(data)
         reply = f"{answer.code} {answer.message}"
         with suppress(aiosmtplib.SMTPException):

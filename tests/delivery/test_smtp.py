@@ -174,3 +174,28 @@ def test_a_wrong_password_fails_and_is_never_shown(
     assert [o.reply[:4] for o in report.failed] == ["535 "] * 2, report.failed
     for name in ("deliveries.jsonl", "audit.jsonl"):
         assert wrong not in (run.run_dir / name).read_text()
+
+
+def test_a_temporary_refusal_at_rcpt_is_tried_again(quarterly: QuarterlyRun, smtp: Server) -> None:
+    """450 for the only address: tried the policy's number of times, then failed, exit 1."""
+    smtp.mailbox.refuse[GLOBEX] = "450 4.2.1 mailbox busy"
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    report = notify(run.run_dir, retry=NO_WAIT, only=["globex"])
+    assert report.exit_code == 1
+    assert _statuses(run.run_dir)["globex"] == ("failed", 3, f"{GLOBEX}: 450 4.2.1 mailbox busy")
+
+
+def test_one_refused_address_of_two_still_delivers_to_the_other(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """One of a recipient's two addresses refused: the other gets the message, the ledger
+    says sent (it is not sent again), the report names the recipient as failed, exit 1."""
+    both = ("finance@globex.example", "audit@globex.example")
+    smtp.mailbox.refuse[both[1]] = "550 5.1.1 no such user"
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port), addresses={"globex": both})
+    report = notify(run.run_dir, retry=NO_WAIT, only=["globex"])
+    assert report.exit_code == 1
+    [failed] = report.failed
+    assert failed.reply.startswith("250 ") and f"refused {both[1]}: 550" in failed.reply
+    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(both[0],)]
+    assert _statuses(run.run_dir)["globex"][0] == "sent"
