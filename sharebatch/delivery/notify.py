@@ -20,8 +20,10 @@ import json
 import os
 import re
 import shutil
+import ssl
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ from sharebatch.delivery.message import (
     envelope_sender,
 )
 from sharebatch.delivery.smtp import (
+    CAFILE_ENV,
     DEFAULT_RETRY,
     Credentials,
     Handover,
@@ -126,9 +129,10 @@ async def notify_async(
     """Mail each recipient of the run at ``run_dir`` their bundle; idempotent.
 
     ``only`` and ``resend`` take a recipient id (all its jobs) or ``job/recipient``; a name
-    that matches no entry is an error (exit 2). ``now`` fixes the messages' Date (and the
-    ledger's time); ``retry`` how temporary failures are tried again; ``cafile`` a private CA
-    the SMTP servers' certificates are checked against (else ``SHAREBATCH_SMTP_CAFILE``).
+    that matches no entry is an error (exit 2). ``now`` fixes the messages' Date (a dry run's
+    .eml is then byte for byte what a send at that ``now`` hands over); ``retry``: how
+    temporary failures are tried again; ``cafile``: a private CA the SMTP servers'
+    certificates are checked against (else ``SHAREBATCH_SMTP_CAFILE``).
     """
     if concurrency < 1:
         raise UsageError(f"concurrency {concurrency}: at least one connection is needed")
@@ -196,27 +200,17 @@ async def deliver(
     lines). A message already sent is skipped unless its entry's key is in ``resend``.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    done = read_ledger(run_dir)
-    sent = Counter(d.key for d in done if d.status == "sent")
-    ambiguous = {r for r, n in Counter(e.recipient for e in plan.entries).items() if n > 1}
-    units: list[_Unit] = []
-    skipped: list[Outcome] = []
-    for entry in entries:
-        for unit in _units(plan.run_id, entry, contents[entry.key], kind, renewal, now, sent):
-            key = (entry.job, entry.recipient, kind, renewal, unit.to)
-            if sent[key] and entry.key not in resend:
-                skipped.append(_outcome(unit, "already sent"))
-            else:
-                units.append(unit)
-    # Read now, and only for what is to be sent: a run already mailed needs no password.
-    logins = _logins([u.entry for u in units]) if not dry_run else {}
-    if dry_run:
-        outbox = _outbox(run_dir)
-        written = [_write_eml(outbox, u, kind, u.entry.recipient in ambiguous) for u in units]
-        return NotifyReport(plan.run_id, tuple(skipped + written), outbox=str(outbox))
-    context = tls_context(cafile) if any(_secure(u.entry) for u in units) else None
-    slots = asyncio.Semaphore(concurrency)
-    with Ledger(run_dir) as ledger, audit_file(run_dir / "audit.jsonl"):
+    with ExitStack() as stack:
+        # The lock before the ledger is read: a notify that ran meanwhile is seen whole.
+        ledger = None if dry_run else stack.enter_context(Ledger(run_dir))
+        units, skipped = _plan_units(run_dir, plan, entries, contents, kind, renewal, resend, now)
+        if ledger is None:
+            return _dry_run(run_dir, plan, units, skipped, kind)
+        # Read now, and only for what is to be sent: a run already mailed needs no password.
+        logins = _logins([u.entry for u in units])
+        context = _context(cafile) if any(_secure(u.entry) for u in units) else None
+        stack.enter_context(audit_file(run_dir / "audit.jsonl"))
+        slots = asyncio.Semaphore(concurrency)
 
         async def one(unit: _Unit) -> Outcome:
             settings = unit.entry.settings
@@ -237,7 +231,50 @@ async def deliver(
         finished = await asyncio.gather(*(one(unit) for unit in units))
         report = NotifyReport(plan.run_id, tuple(skipped) + tuple(finished))
         log.info("notify_finished", kind=kind, renewal=renewal, **report.counts())
-    return report
+        return report
+    raise AssertionError("unreachable")  # for mypy: an ExitStack could swallow exceptions
+
+
+def _context(cafile: str | None) -> ssl.SSLContext:
+    try:
+        return tls_context(cafile)
+    except (OSError, ssl.SSLError) as exc:
+        named = cafile or os.environ.get(CAFILE_ENV)
+        raise UsageError(f"{CAFILE_ENV} {named}: cannot load the CA file: {exc}") from None
+
+
+def _plan_units(
+    run_dir: Path,
+    plan: DeliveryPlan,
+    entries: Sequence[DeliveryEntry],
+    contents: Mapping[tuple[str, str], Content],
+    kind: MailKind,
+    renewal: str | None,
+    resend: Collection[tuple[str, str]],
+    now: datetime,
+) -> tuple[list[_Unit], list[Outcome]]:
+    """Every message built (so a bad one stops all before any is sent); those the ledger
+    records as sent set apart, unless resent."""
+    sent = Counter(d.key for d in read_ledger(run_dir) if d.status == "sent")
+    units: list[_Unit] = []
+    skipped: list[Outcome] = []
+    for entry in entries:
+        for unit in _units(plan.run_id, entry, contents[entry.key], kind, renewal, now, sent):
+            key = (entry.job, entry.recipient, kind, renewal, unit.to)
+            if sent[key] and entry.key not in resend:
+                skipped.append(_outcome(unit, "already sent"))
+            else:
+                units.append(unit)
+    return units, skipped
+
+
+def _dry_run(
+    run_dir: Path, plan: DeliveryPlan, units: list[_Unit], skipped: list[Outcome], kind: MailKind
+) -> NotifyReport:
+    ambiguous = {r for r, n in Counter(e.recipient for e in plan.entries).items() if n > 1}
+    outbox = _outbox(run_dir)
+    written = [_write_eml(outbox, u, kind, u.entry.recipient in ambiguous) for u in units]
+    return NotifyReport(plan.run_id, tuple(skipped + written), outbox=str(outbox))
 
 
 def bundle_content(run_dir: Path, entry: DeliveryEntry, bundle: Path | None = None) -> Content:

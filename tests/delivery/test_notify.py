@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from sharebatch import audit
-from sharebatch.delivery.ledger import read_ledger
+from sharebatch.delivery.ledger import Ledger, read_ledger
 from sharebatch.delivery.message import Content
 from sharebatch.delivery.notify import deliver, notify
 from sharebatch.delivery.smtp import Retry
-from sharebatch.errors import LinkError, UsageError
+from sharebatch.errors import LinkError, RunLocked, UsageError
 from sharebatch.lifecycle.inspect import read_bundle
 from tests.support.delivery_run import delivery_run, settings
 from tests.support.quarterly import QuarterlyRun
@@ -350,3 +350,14 @@ def test_a_recipient_in_two_jobs_gets_an_outbox_folder_per_job(
     found = sorted(str(p.relative_to(outbox)) for p in outbox.rglob("*.eml"))
     assert found == ["initech.eml", "q3/globex.eml", "q4/globex.eml"]
     assert stat.S_IMODE((outbox / "q4").stat().st_mode) == 0o700
+
+
+def test_a_second_notify_of_the_same_run_waits_its_turn(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """While one notify holds the ledger, another is refused (exit 75) and sends nothing."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    with Ledger(run.run_dir), pytest.raises(RunLocked, match="another notify") as caught:
+        notify(run.run_dir, now=_now(), retry=NO_WAIT)
+    assert caught.value.exit_code == 75
+    assert smtp.mailbox.messages == []
