@@ -24,7 +24,7 @@ import ssl
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,7 +112,7 @@ class _Unit:
     to: tuple[str, ...]
     letter: Letter
     message_id: str
-    data: bytes
+    data: bytes = field(repr=False)  # the message holds the links
 
 
 async def notify_async(
