@@ -16,6 +16,7 @@ from sharebatch import audit
 from tests.support import secretsguard
 from tests.support.quarterly import QuarterlyRun
 from tests.support.s3 import S3, fresh_s3, seal_aws_env, use_test_credentials
+from tests.support.smtp import Server, TlsFiles, make_tls, smtp_server
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +118,16 @@ def s3(moto_endpoint: str, credentials: None) -> Iterator[S3]:
 def quarterly(s3: S3, tmp_path: Path) -> QuarterlyRun:
     """The shared quarterly-partners manifest, run on moto with the files a test gives."""
     return QuarterlyRun(s3, tmp_path)
+
+
+@pytest.fixture
+def smtp() -> Iterator[Server]:
+    """A plain SMTP server (aiosmtpd) on a random port of 127.0.0.1, keeping what it gets."""
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A private CA and a certificate for 127.0.0.1 it signed, made for this session."""
+    return make_tls(tmp_path_factory.mktemp("smtp-tls"))

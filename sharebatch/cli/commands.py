@@ -23,8 +23,11 @@ from sharebatch.cli.app import (
     region_option,
     setup_logging,
 )
+from sharebatch.cli.notify import render_notify
 from sharebatch.cli.render import render_plan
 from sharebatch.cli.view import RunView
+from sharebatch.delivery.notify import notify as notify_run
+from sharebatch.errors import UsageError
 from sharebatch.manifest.load import load_manifest, manifest_json_schema
 from sharebatch.models import Connection
 from sharebatch.run.plan import build_plan, describe
@@ -63,6 +66,13 @@ def run(
             help="List a prefix's sub-folders in parallel when it pays (default on).",
         ),
     ] = True,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="After a run that exits 0, mail the recipients (as sharebatch notify does).",
+        ),
+    ] = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -80,10 +90,15 @@ def run(
 
     OUT/<run-id>/index.html is the run's review page, for a browser (it holds the links).
 
-    Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug);
+    Example (cron, mailing the recipients): sharebatch run manifests/q3.yml --notify
+
+    Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug), or (with
+    --notify) a recipient's mail failed, or the run failed and nothing was mailed;
     2 invalid manifest or options; 3 no usable credentials or access denied;
     75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
     """
+    if notify and dry_run:
+        raise UsageError("--notify mails the bundles a run writes; --dry-run writes none")
     setup_logging(verbose, quiet, log_format)
     view = RunView(
         manifest=manifest,
@@ -110,6 +125,13 @@ def run(
         typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
     else:
         typer.echo(summary.run_dir)
+    if notify and summary.run_dir is not None:
+        if summary.exit_code != 0:
+            typer.echo("sharebatch: the run did not exit 0: nobody was mailed", err=True)
+        else:
+            report = notify_run(Path(summary.run_dir))
+            render_notify(report)
+            raise typer.Exit(report.exit_code)
     raise typer.Exit(summary.exit_code)
 
 

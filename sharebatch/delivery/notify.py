@@ -1,0 +1,455 @@
+"""``sharebatch notify OUT/<run-id>``: each recipient gets their bundle by mail, once.
+
+The run's ``delivery.json`` says who gets what (``run/delivery_plan.py``); each entry's bundle
+gives the link to mail: the recipient page's (``page_url`` in its header) or the files' own.
+Every message is built before any is sent, so a template or header that cannot be used stops
+everything (exit 2) with nothing sent; so does a recipient without an address, or a login
+whose password variable is unset.
+
+Sending goes through ``deliver``, which ``remind`` reuses with ``kind="reminder"``: at most
+``concurrency`` connections, each outcome appended to the ledger (``ledger.py``) and to the
+run's ``audit.jsonl`` (``mail_sent``, ``mail_failed``), never with a URL. A message the ledger
+records as sent is not sent again unless its recipient is named in ``resend``. ``dry_run``
+writes each message to ``OUT/<run-id>/outbox/`` instead, byte for byte what would be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import ssl
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sharebatch.audit import audit_file, flush, get_logger
+from sharebatch.blocking import blocking
+from sharebatch.delivery.ledger import Delivery, Ledger, read_ledger
+from sharebatch.delivery.message import (
+    Content,
+    Letter,
+    MailKind,
+    MailLink,
+    build_message,
+    envelope_sender,
+)
+from sharebatch.delivery.smtp import (
+    CAFILE_ENV,
+    DEFAULT_RETRY,
+    Credentials,
+    Handover,
+    Retry,
+    hand_over,
+    tls_context,
+)
+from sharebatch.errors import LinkError, UsageError
+from sharebatch.files import atomic_writer, private_dir
+from sharebatch.lifecycle.inspect import read_bundle
+from sharebatch.run.delivery_plan import PLAN_FILE, DeliveryEntry, DeliveryPlan, read_plan
+from sharebatch.times import iso, parse_iso
+from sharebatch.visible import visible
+
+log = get_logger()
+
+OUTBOX = "outbox"
+DEFAULT_CONCURRENCY = 4
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One message: ``sent``, ``failed``, ``already sent`` (the ledger says so) or
+    ``written`` (a dry run's ``.eml``, at ``path``)."""
+
+    job: str
+    recipient: str
+    addresses: tuple[str, ...]
+    message_id: str
+    status: str
+    reply: str = ""
+    attempts: int = 0
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyReport:
+    """What a ``notify`` (or a ``remind``'s mailing) did, recipient by recipient.
+
+    ``left_out``: ``job/recipient`` of entries ``notify: false`` left out on purpose;
+    ``unconfigured``: entries no ``notify:`` settings reached (nothing to send them with).
+    """
+
+    run_id: str
+    outcomes: tuple[Outcome, ...]
+    left_out: tuple[str, ...] = ()
+    unconfigured: tuple[str, ...] = ()
+    outbox: str | None = None
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "failed")
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every message went out (or had gone before); 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(o.status for o in self.outcomes))
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One message to hand over: an entry, to all its addresses or (per_address) to one."""
+
+    entry: DeliveryEntry
+    to: tuple[str, ...]
+    letter: Letter
+    message_id: str
+    data: bytes = field(repr=False)  # the message holds the links
+
+
+async def notify_async(
+    run_dir: Path,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    dry_run: bool = False,
+    only: Sequence[str] = (),
+    resend: Sequence[str] = (),
+    now: datetime | None = None,
+    retry: Retry = DEFAULT_RETRY,
+    cafile: str | None = None,
+) -> NotifyReport:
+    """Mail each recipient of the run at ``run_dir`` their bundle; idempotent.
+
+    ``only`` and ``resend`` take a recipient id (all its jobs) or ``job/recipient``; a name
+    that matches no entry is an error (exit 2). ``now`` fixes the messages' Date (a dry run's
+    .eml is then byte for byte what a send at that ``now`` hands over); ``retry``: how
+    temporary failures are tried again; ``cafile``: a private CA the SMTP servers'
+    certificates are checked against (else ``SHAREBATCH_SMTP_CAFILE``).
+    """
+    if concurrency < 1:
+        raise UsageError(f"concurrency {concurrency}: at least one connection is needed")
+    run_dir = Path(run_dir)
+    plan = read_plan(run_dir)
+    if plan is None:
+        raise LinkError(
+            f"{run_dir}: no {PLAN_FILE}: the run had no notify: settings (or is not a run folder)"
+        )
+    chosen = _select(plan, only, "--only") if only else plan.entries
+    resent = {entry.key for entry in _select(plan, resend, "--resend")} if resend else set()
+    sendable = [
+        e
+        for e in plan.entries
+        if (e in chosen or e.key in resent) and e.notify and e.settings is not None
+    ]
+    for entry in sendable:
+        if not entry.addresses:
+            raise UsageError(
+                f"{run_dir / PLAN_FILE}: {visible(_name(entry))}: no email address to send to;"
+                " give the recipient email:, or notify: false to leave it out"
+            )
+    contents = {entry.key: bundle_content(run_dir, entry) for entry in sendable}
+    report = await deliver(
+        run_dir,
+        plan,
+        sendable,
+        contents,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        resend=resent,
+        now=now,
+        retry=retry,
+        cafile=cafile,
+    )
+    return replace(
+        report,
+        left_out=tuple(_name(e) for e in chosen if not e.notify),
+        unconfigured=tuple(_name(e) for e in chosen if e.notify and e.settings is None),
+    )
+
+
+notify = blocking(notify_async)
+
+
+async def deliver(
+    run_dir: Path,
+    plan: DeliveryPlan,
+    entries: Sequence[DeliveryEntry],
+    contents: Mapping[tuple[str, str], Content],
+    *,
+    kind: MailKind = "notify",
+    renewal: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    dry_run: bool = False,
+    resend: Collection[tuple[str, str]] = (),
+    now: datetime | None = None,
+    retry: Retry = DEFAULT_RETRY,
+    cafile: str | None = None,
+) -> NotifyReport:
+    """Send each of ``entries`` (with settings and addresses) its message, with
+    ``contents[entry.key]`` as what it points at; the reusable half of ``notify``.
+
+    ``kind``/``renewal`` make a reminder (its own Message-ID per renewal, its own ledger
+    lines). A message already sent is skipped unless its entry's key is in ``resend``.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    with ExitStack() as stack:
+        # The lock before the ledger is read: a notify that ran meanwhile is seen whole.
+        ledger = None if dry_run else stack.enter_context(Ledger(run_dir))
+        units, skipped = _plan_units(run_dir, plan, entries, contents, kind, renewal, resend, now)
+        if ledger is None:
+            return _dry_run(run_dir, plan, units, skipped, kind)
+        # Read now, and only for what is to be sent: a run already mailed needs no password.
+        logins = _logins([u.entry for u in units])
+        context = _context(cafile) if any(_secure(u.entry) for u in units) else None
+        stack.enter_context(audit_file(run_dir / "audit.jsonl"))
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(unit: _Unit) -> Outcome:
+            settings = unit.entry.settings
+            assert settings is not None  # _units made none for an entry without
+            async with slots:
+                handover = await hand_over(
+                    settings.smtp,
+                    envelope_sender(unit.letter),
+                    unit.to,
+                    unit.data,
+                    login=logins.get(unit.entry.key),
+                    context=context,
+                    retry=retry,
+                )
+            return await _record(ledger, unit, kind, renewal, handover, plan.run_id)
+
+        log.info("notify_started", kind=kind, renewal=renewal, messages=len(units))
+        finished = await asyncio.gather(*(one(unit) for unit in units))
+        report = NotifyReport(plan.run_id, tuple(skipped) + tuple(finished))
+        log.info("notify_finished", kind=kind, renewal=renewal, **report.counts())
+        return report
+    raise AssertionError("unreachable")  # for mypy: an ExitStack could swallow exceptions
+
+
+def _context(cafile: str | None) -> ssl.SSLContext:
+    try:
+        return tls_context(cafile)
+    except (OSError, ssl.SSLError) as exc:
+        named = cafile or os.environ.get(CAFILE_ENV)
+        raise UsageError(f"{CAFILE_ENV} {named}: cannot load the CA file: {exc}") from None
+
+
+def _plan_units(
+    run_dir: Path,
+    plan: DeliveryPlan,
+    entries: Sequence[DeliveryEntry],
+    contents: Mapping[tuple[str, str], Content],
+    kind: MailKind,
+    renewal: str | None,
+    resend: Collection[tuple[str, str]],
+    now: datetime,
+) -> tuple[list[_Unit], list[Outcome]]:
+    """Every message built (so a bad one stops all before any is sent); those the ledger
+    records as sent set apart, unless resent."""
+    sent = Counter(d.key for d in read_ledger(run_dir) if d.status == "sent")
+    units: list[_Unit] = []
+    skipped: list[Outcome] = []
+    for entry in entries:
+        for unit in _units(plan.run_id, entry, contents[entry.key], kind, renewal, now, sent):
+            key = (entry.job, entry.recipient, kind, renewal, unit.to)
+            if sent[key] and entry.key not in resend:
+                skipped.append(_outcome(unit, "already sent"))
+            else:
+                units.append(unit)
+    return units, skipped
+
+
+def _dry_run(
+    run_dir: Path, plan: DeliveryPlan, units: list[_Unit], skipped: list[Outcome], kind: MailKind
+) -> NotifyReport:
+    ambiguous = {r for r, n in Counter(e.recipient for e in plan.entries).items() if n > 1}
+    outbox = _outbox(run_dir)
+    written = [_write_eml(outbox, u, kind, u.entry.recipient in ambiguous) for u in units]
+    return NotifyReport(plan.run_id, tuple(skipped + written), outbox=str(outbox))
+
+
+def bundle_content(run_dir: Path, entry: DeliveryEntry, bundle: Path | None = None) -> Content:
+    """What ``entry``'s mail points at, read from its bundle (``bundle``: another one of
+    its bundles, such as a renewal, instead of the run's). ``LinkError`` (exit 2) when the
+    bundle cannot be read, or has no page for a ``delivery: page`` entry."""
+    path = bundle or _inside(run_dir, entry.bundle)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LinkError(f"{path}: cannot read the bundle: {type(exc).__name__}") from None
+    read = read_bundle(path, data)
+    header = json.loads(data).get("header")
+    page_url = header.get("page_url") if isinstance(header, dict) else None
+    settings = entry.settings
+    has_page = isinstance(page_url, str) and page_url.startswith(("https://", "http://"))
+    if settings is not None and settings.delivery == "page" and not has_page:
+        raise LinkError(
+            f"{path}: header: page_url: missing; delivery: page mails the recipient page,"
+            " which this run did not store (run the manifest again)"
+        )
+    ends = [row.expires_at for row in read.rows] + [
+        parse_iso(str(u["expires_at"])) for u in read.uploads
+    ]
+    return Content(
+        page_url=page_url if isinstance(page_url, str) else None,
+        links=tuple(MailLink(row.key, row.size, row.url) for row in read.rows),
+        files=len(read.rows),
+        expires_at=min(ends) if ends else None,
+    )
+
+
+def _inside(run_dir: Path, relative: str) -> Path:
+    path = (run_dir / relative).resolve()
+    if not path.is_relative_to(run_dir.resolve()):
+        raise LinkError(f"{run_dir / PLAN_FILE}: bundle {visible(relative)} lies outside the run")
+    return path
+
+
+def _select(plan: DeliveryPlan, names: Sequence[str], option: str) -> list[DeliveryEntry]:
+    found: list[DeliveryEntry] = []
+    for name in names:
+        matching = [e for e in plan.entries if name in (e.recipient, _name(e))]
+        if not matching:
+            raise UsageError(f"{option} {visible(name)}: no such recipient in run {plan.run_id}")
+        found += [e for e in matching if e not in found]
+    return [e for e in plan.entries if e in found]
+
+
+def _name(entry: DeliveryEntry) -> str:
+    return f"{entry.job}/{entry.recipient}"
+
+
+def _logins(entries: Sequence[DeliveryEntry]) -> dict[tuple[str, str], Credentials]:
+    """Each entry's SMTP login, its password read from the environment now; an unset
+    variable is an error naming it, before anything is sent."""
+    found = {}
+    for entry in entries:
+        smtp = entry.settings.smtp if entry.settings is not None else None
+        if smtp is None or smtp.username is None:
+            continue
+        password = os.environ.get(smtp.password_env)
+        if not password:
+            raise UsageError(
+                f"{_name(entry)}: smtp username {visible(smtp.username)} needs a password in"
+                f" the environment variable {smtp.password_env}, which is not set; nothing sent"
+            )
+        found[entry.key] = Credentials(smtp.username, password)
+    return found
+
+
+def _secure(entry: DeliveryEntry) -> bool:
+    return entry.settings is not None and entry.settings.smtp.security != "none"
+
+
+def _units(
+    run_id: str,
+    entry: DeliveryEntry,
+    content: Content,
+    kind: MailKind,
+    renewal: str | None,
+    now: datetime,
+    sent: Counter[tuple[str, str, str, str | None, tuple[str, ...]]],
+) -> list[_Unit]:
+    settings = entry.settings
+    if settings is None or not entry.addresses:
+        return []
+    groups = [(a,) for a in entry.addresses] if settings.per_address else [entry.addresses]
+    units = []
+    for to in groups:
+        letter = Letter(
+            run_id=run_id,
+            job=entry.job,
+            recipient=entry.recipient,
+            name=entry.name,
+            addresses=entry.addresses,
+            sender=settings.sender,
+            reply_to=settings.reply_to,
+            subject=settings.subject,
+            delivery=settings.delivery,
+            kind=kind,
+            renewal=renewal,
+            # A resend is a new message (a new Message-ID): mail clients hide a repeated one.
+            resend=sent[(entry.job, entry.recipient, kind, renewal, to)],
+            template_text=entry.template_text,
+            template_html=entry.template_html,
+            where=f"{PLAN_FILE}: {_name(entry)}",
+        )
+        message = build_message(letter, content, to, now)
+        units.append(_Unit(entry, to, letter, str(message["Message-ID"]), message.as_bytes()))
+    return units
+
+
+def _outcome(unit: _Unit, status: str, **fields: object) -> Outcome:
+    return Outcome(
+        unit.entry.job,
+        unit.entry.recipient,
+        unit.to,
+        unit.message_id,
+        status,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def _record(
+    ledger: Ledger,
+    unit: _Unit,
+    kind: MailKind,
+    renewal: str | None,
+    handover: Handover,
+    run_id: str,
+) -> Outcome:
+    delivery = Delivery(
+        time=iso(datetime.now(UTC)),
+        run_id=run_id,
+        job=unit.entry.job,
+        recipient=unit.entry.recipient,
+        addresses=list(unit.to),
+        message_id=unit.message_id,
+        kind=kind,
+        renewal=renewal,
+        status="sent" if handover.status == "sent" else "failed",
+        reply=handover.reply,
+        attempts=handover.attempts,
+        resend=unit.letter.resend,
+    )
+    await ledger.append(delivery)
+    event = asdict(delivery)
+    del event["time"]  # the event's own timestamp says it
+    if delivery.status == "sent":
+        log.info("mail_sent", **event)
+    else:
+        log.warning("mail_failed", **event)
+    flush()  # a kill -9 after this line keeps the event as well as the ledger's line
+    status = "failed" if handover.refused else delivery.status
+    return _outcome(unit, status, reply=handover.reply, attempts=handover.attempts)
+
+
+def _outbox(run_dir: Path) -> Path:
+    outbox = run_dir / OUTBOX
+    if outbox.is_dir() and not outbox.is_symlink():
+        # Ops review exactly what would go out now: no message of an earlier dry run stays.
+        shutil.rmtree(outbox)
+    return private_dir(outbox)
+
+
+def _write_eml(outbox: Path, unit: _Unit, kind: MailKind, ambiguous: bool) -> Outcome:
+    folder = private_dir(outbox / unit.entry.job) if ambiguous else outbox
+    stem = unit.entry.recipient
+    if len(unit.to) == 1 and len(unit.entry.addresses) > 1:
+        stem += "." + _UNSAFE_IN_NAME.sub("_", unit.to[0])
+    if kind == "reminder":
+        stem += ".reminder"
+    path = folder / f"{stem}.eml"
+    # The message is 7-bit (quoted-printable bodies, encoded-word headers): ASCII round-trips.
+    with atomic_writer(path) as out:
+        out.write(unit.data.decode("ascii"))
+    return _outcome(unit, "written", path=str(path))

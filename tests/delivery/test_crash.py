@@ -1,0 +1,63 @@
+"""kill -9 in the middle of ``sharebatch notify`` (a real subprocess), then ``notify`` again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+
+from sharebatch.delivery.ledger import read_ledger
+from sharebatch.delivery.notify import notify
+from sharebatch.delivery.smtp import Retry
+from tests.support.delivery_run import bulk_job, delivery_run, settings
+from tests.support.quarterly import QuarterlyRun
+from tests.support.smtp import Server
+
+
+def test_a_killed_notify_sends_each_message_once_or_twice_with_one_message_id(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """The server holds its answer to the 5th message until the process is killed; a second
+    notify then sends the rest: every recipient has one or two messages, a duplicate carries
+    the same Message-ID, and the ledger holds whole lines only."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port), extra_jobs=bulk_job(10))
+    addresses = {a for e in run.plan.entries for a in e.addresses}
+    assert len(addresses) == 12
+    smtp.mailbox.hold_at = 5
+    command = [sys.executable, "-m", "sharebatch", "notify", str(run.run_dir), "--concurrency", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert smtp.mailbox.held.wait(timeout=60), "the 5th message never arrived"
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL
+    smtp.mailbox.hold_at = None
+    smtp.mailbox.release.set()
+    ledger = (run.run_dir / "deliveries.jsonl").read_bytes()
+    before = len(ledger.splitlines())
+    assert before < 12
+    assert ledger == b"" or ledger.endswith(b"\n")
+    report = notify(run.run_dir, retry=Retry(tries=2, backoff=lambda attempt: 0.0))
+    assert report.exit_code == 0
+    by_address: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for message in smtp.mailbox.messages:
+        [address] = message.rcpt_tos
+        counts[address] += 1
+        by_address[address].add(str(message.parsed()["Message-ID"]))
+    assert set(counts) == addresses
+    assert all(1 <= n <= 2 for n in counts.values()), counts
+    assert 2 in counts.values()  # the held message went twice: the crash case was exercised
+    assert all(len(ids) == 1 for ids in by_address.values()), by_address
+    lines = (run.run_dir / "deliveries.jsonl").read_text().splitlines(keepends=True)
+    assert all(line.endswith("\n") and json.loads(line)["status"] == "sent" for line in lines)
+    sent = {(d.job, d.recipient) for d in read_ledger(run.run_dir)}
+    assert sent == {e.key for e in run.plan.entries}
+    assert len(lines) == 12
+    events = [json.loads(line) for line in (run.run_dir / "audit.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "mail_sent" for e in events) == 12
