@@ -23,9 +23,13 @@ Entries never notified are left alone (their first mail, and any approval, comes
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +47,7 @@ from sharebatch.delivery.notify import (
     deliver,
 )
 from sharebatch.delivery.smtp import DEFAULT_RETRY, Retry
-from sharebatch.errors import DeliveryError, LinkError, SigningError, UsageError
+from sharebatch.errors import DeliveryError, LinkError, RunLocked, SigningError, UsageError
 from sharebatch.lifecycle.inspect import Bundle, bundle_file, read_bundle, row_facts
 from sharebatch.lifecycle.renew import Renewal, renew_bundles_async
 from sharebatch.models import Connection, Credentials
@@ -56,6 +60,7 @@ from sharebatch.visible import visible
 log = get_logger()
 
 RENEWED_MARK = ".renewed-"
+LOCK_FILE = ".remind.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,51 @@ async def remind_async(
             f"{run_dir}: no {PLAN_FILE}: the run had no notify: settings (or is not a run folder)"
         )
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    with ExitStack() as stack:
+        if not dry_run:
+            stack.enter_context(remind_lock(run_dir))
+        return await _remind(
+            run_dir, plan, within, connection, dry_run, only, now, concurrency, retry, cafile
+        )
+    raise AssertionError("unreachable")  # for mypy: an ExitStack could swallow exceptions
+
+
+remind = blocking(remind_async)
+
+
+@contextmanager
+def remind_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``OUT/<run-id>/.remind.lock`` for a whole remind: two at once could each renew a
+    bundle and each mail its own renewal. Held elsewhere: ``RunLocked`` (exit 75)."""
+    path = run_dir / LOCK_FILE
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RunLocked(
+                    f"{path}: another remind of this run is running; nothing renewed or sent"
+                ) from None
+            raise
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor drops the flock
+
+
+async def _remind(
+    run_dir: Path,
+    plan: DeliveryPlan,
+    within: timedelta,
+    connection: Connection,
+    dry_run: bool,
+    only: Sequence[str],
+    now: datetime,
+    concurrency: int,
+    retry: Retry,
+    cafile: str | None,
+) -> RemindReport:
     horizon = now + within
     chosen = [e for e in _select(plan, only) if e.notify and e.settings is not None]
     for entry in chosen:
@@ -192,9 +242,6 @@ async def remind_async(
         )
     ordered = tuple(steps[e.key] for e in plan.entries if e.key in steps)
     return RemindReport(plan.run_id, ordered, mail, tuple(problems))
-
-
-remind = blocking(remind_async)
 
 
 def _select(plan: DeliveryPlan, names: Sequence[str]) -> list[DeliveryEntry]:

@@ -13,8 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from sharebatch.delivery.ledger import read_ledger
-from sharebatch.delivery.remind import remind
+from sharebatch.delivery.remind import remind, remind_lock
+from sharebatch.errors import RunLocked
 from sharebatch.run.delivery_plan import PLAN_FILE
 from tests.support.linkkit import audit_events, invoke
 from tests.support.remind_run import FILES, NO_WAIT, RemindRun, remind_run
@@ -196,3 +199,17 @@ def test_a_recipient_never_notified_is_not_reminded(s3: S3, tmp_path: Path, smtp
     assert run.renewals("globex") == []
     assert smtp.mailbox.messages == []
     assert json.loads((run.run_dir / PLAN_FILE).read_text())["run_id"] == run.run_dir.name
+
+
+def test_a_second_remind_of_the_same_run_waits_its_turn(
+    s3: S3, tmp_path: Path, smtp: Server
+) -> None:
+    """While one remind holds the run's remind lock, another is refused (exit 75) and
+    renews and sends nothing."""
+    run = remind_run(s3, tmp_path, smtp.port)
+    sent = len(smtp.mailbox.messages)
+    with remind_lock(run.run_dir), pytest.raises(RunLocked, match="another remind") as caught:
+        remind(run.run_dir, within=run.window(HOUR), retry=NO_WAIT)
+    assert caught.value.exit_code == 75
+    assert run.renewals("globex") == run.renewals("initech") == []
+    assert len(smtp.mailbox.messages) == sent
