@@ -78,7 +78,7 @@ def remind(
 
     Exit codes: 0 every reminder sent (or none due); 1 a renewal, a page or a message failed
     (named); 2 bad input (no delivery.json, an unknown --only, a bad --within); 3 no usable
-    credentials; 75 a notify of this run is sending.
+    credentials; 75 another remind (or a notify) of this run is running.
     """
     setup_logging(verbose, quiet, log_format)
     report = remind_run(
