@@ -52,12 +52,14 @@ def test_remind_exits_1_naming_what_failed(s3: S3, tmp_path: Path, smtp: Server)
 
 
 def test_remind_refuses_bad_input_with_exit_2(s3: S3, tmp_path: Path, smtp: Server) -> None:
-    """A bad --within, an unknown --only or a folder without delivery.json: exit 2, named."""
+    """A bad --within, an unknown --only (shown escaped) or a folder without delivery.json:
+    exit 2, named."""
     run = remind_run(s3, tmp_path, smtp.port)
     bad = CliRunner().invoke(app, ["remind", str(run.run_dir), "--within", "soon"])
     assert bad.exit_code == 2 and "--within" in bad.stderr
-    unknown = ["remind", str(run.run_dir), "--within", "48h", "--only", "nobody"]
+    unknown = ["remind", str(run.run_dir), "--within", "48h", "--only", "no\x1b[2Jbody"]
     result = CliRunner().invoke(app, unknown)
-    assert result.exit_code == 2 and "--only nobody" in result.stderr
+    assert result.exit_code == 2 and "--only no\\x1b[2Jbody" in result.stderr
+    assert "\x1b" not in result.stderr  # an outsider's text is shown escaped
     empty = CliRunner().invoke(app, ["remind", str(tmp_path), "--within", "48h"])
     assert empty.exit_code == 2 and "delivery.json" in empty.stderr

@@ -213,3 +213,18 @@ def test_a_second_remind_of_the_same_run_waits_its_turn(
     assert caught.value.exit_code == 75
     assert run.renewals("globex") == run.renewals("initech") == []
     assert len(smtp.mailbox.messages) == sent
+
+
+def test_a_file_posing_as_a_renewal_is_not_mailed(s3: S3, tmp_path: Path, smtp: Server) -> None:
+    """A renewal-named file the run's audit log does not record (here initech's bundle copied
+    into globex's folder) is never mailed: that entry fails, named, exit 1."""
+    run = remind_run(s3, tmp_path, smtp.port)
+    sent = len(smtp.mailbox.messages)
+    forged = run.folder("globex") / "links.renewed-99991231T000000000Z-ffff.json"
+    forged.write_bytes((run.folder("initech") / "links.json").read_bytes())
+    report = remind(run.run_dir, within=run.window(-HOUR), retry=NO_WAIT)
+    assert report.exit_code == 1
+    [step] = [s for s in report.steps if s.recipient == "globex"]
+    assert (step.action, step.renewal) == ("failed", forged.name)
+    assert "not a renewal the run's audit log records" in step.detail
+    assert len(smtp.mailbox.messages) == sent
