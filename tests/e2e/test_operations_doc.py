@@ -24,6 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
+from sharebatch.manifest.load import load_manifest
 from tests.support.paths import ROOT
 from tests.support.s3 import S3, write_manifest
 
@@ -192,6 +193,33 @@ def test_kubernetes_yaml_loads_and_runs_a_real_command() -> None:
     assert mounts == {v["name"] for v in pod["volumes"]}
 
 
+def test_the_delivery_example_loads_as_a_manifest_section(tmp_path: Path) -> None:
+    """The notify: example is real manifest YAML: merged into a manifest, it loads as written."""
+    [text] = [b for b in blocks("yaml") if "notify:" in b]
+    example = yaml.safe_load(text)
+    manifest = {
+        "version": 1,
+        "defaults": {"bucket": "acme-reports", "expires_in": "7d", **example["defaults"]},
+        "jobs": [
+            {
+                "name": "q3",
+                "prefixes": ["q3/"],
+                "recipients": [{"id": "globex", "name": "Globex", "email": "ap@globex.example"}],
+            }
+        ],
+    }
+    path = tmp_path / "m.yml"
+    path.write_text(yaml.safe_dump(manifest))
+    [grant] = load_manifest(path).jobs[0].grants
+    assert grant.notify is not None
+    smtp = example["defaults"]["notify"]["smtp"]
+    assert (grant.notify.smtp.host, grant.notify.smtp.port) == (smtp["host"], smtp["port"])
+    assert grant.notify.smtp.security == "starttls"
+    assert grant.notify.sender == example["defaults"]["notify"]["from"]
+    assert grant.notify.delivery == "page"
+    assert grant.notify.subject.endswith("reports for Globex")
+
+
 JQ_MANIFEST = """\
 version: 1
 defaults:
@@ -316,6 +344,6 @@ def test_every_example_block_is_checked() -> None:
     """No example in the document escapes these tests (a new block needs a test)."""
     text = DOC.read_text(encoding="utf-8")
     languages = re.findall(r"^```(\w+)$", text, flags=re.MULTILINE)
-    assert sorted(languages) == sorted(["crontab", "ini", "ini", "yaml", *["sh"] * 6])
+    assert sorted(languages) == sorted(["crontab", "ini", "ini", "yaml", "yaml", *["sh"] * 6])
     checked: dict[str, Any] = {"crontab": blocks("crontab"), "ini": units(), "sh": jq_blocks()}
     assert len(checked["ini"]) == 2 and len(checked["sh"]) == 5
