@@ -5,7 +5,7 @@ code. The commands are plain functions, one module per group; they are registere
 order ``sharebatch --help`` lists them.
 """
 
-from sharebatch.cli import approve, commands, doctor, inbox, links, notify
+from sharebatch.cli import approve, commands, doctor, inbox, links, notify, remind
 from sharebatch.cli.app import app
 
 for command in (
@@ -20,6 +20,7 @@ for command in (
     links.renew,
     approve.approve,
     notify.notify,
+    remind.remind,
 ):
     app.command()(command)
 
