@@ -122,7 +122,7 @@ def test_crontab_parses_and_runs_real_commands() -> None:
         for args in found:
             check_cli(args)
         entries += 1
-    assert entries == 2
+    assert entries == 3
     assert "MAILTO=" in crontab
 
 
