@@ -26,12 +26,14 @@ from sharebatch.cli.app import (
 from sharebatch.cli.notify import render_notify
 from sharebatch.cli.render import render_plan
 from sharebatch.cli.view import RunView
+from sharebatch.delivery.approvals import pending
 from sharebatch.delivery.notify import notify as notify_run
 from sharebatch.errors import UsageError
 from sharebatch.manifest.load import load_manifest, manifest_json_schema
 from sharebatch.models import Connection
 from sharebatch.run.plan import build_plan, describe
 from sharebatch.run.runner import DEFAULT_CONCURRENCY, run_manifest
+from sharebatch.visible import visible
 
 
 def run(
@@ -92,6 +94,9 @@ def run(
 
     Example (cron, mailing the recipients): sharebatch run manifests/q3.yml --notify
 
+    With --notify and notify.require_approval, nobody is mailed: stderr says approval is
+    pending (sharebatch approve, then sharebatch notify); exit 0, nothing failed.
+
     Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug), or (with
     --notify) a recipient's mail failed, or the run failed and nothing was mailed;
     2 invalid manifest or options; 3 no usable credentials or access denied;
@@ -128,9 +133,17 @@ def run(
     if notify and summary.run_dir is not None:
         if summary.exit_code != 0:
             typer.echo("sharebatch: the run did not exit 0: nobody was mailed", err=True)
+        elif pending(Path(summary.run_dir)):
+            # Nothing failed: the run is done and waits for a person (cron exits 0).
+            typer.echo(
+                f"sharebatch: nobody was mailed: approval pending: sharebatch approve"
+                f" {visible(str(summary.run_dir))}, then sharebatch notify"
+                f" {visible(str(summary.run_dir))}",
+                err=True,
+            )
         else:
             report = notify_run(Path(summary.run_dir))
-            render_notify(report)
+            render_notify(report, Path(summary.run_dir))
             raise typer.Exit(report.exit_code)
     raise typer.Exit(summary.exit_code)
 

@@ -180,7 +180,7 @@ def test_only_narrows_and_an_unknown_name_is_refused(quarterly: QuarterlyRun, sm
     report = notify(run.run_dir, now=_now(), retry=NO_WAIT, only=["initech"])
     assert [o.recipient for o in report.outcomes] == ["initech"]
     assert [m.rcpt_tos for m in smtp.mailbox.messages] == [("initech@partners.example",)]
-    with pytest.raises(UsageError, match="--only nobody: no such recipient"):
+    with pytest.raises(UsageError, match=r"--only: no such recipient in run .*: nobody"):
         notify(run.run_dir, now=_now(), only=["nobody"])
 
 
