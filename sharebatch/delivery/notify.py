@@ -206,8 +206,7 @@ def _held(
     return {
         e.key: gate[e.key]
         for e in sendable
-        if e.key in gate
-        and (e.key in resent or not set(e.addresses) <= mailed.get(e.key, set()))
+        if e.key in gate and (e.key in resent or not set(e.addresses) <= mailed.get(e.key, set()))
     }
 
 
