@@ -7,6 +7,7 @@ come from others: every line goes out through ``visible``. No link is ever print
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,7 @@ def notify(
             help="Send to this recipient again even if sent before; repeatable.",
         ),
     ] = None,
+    strict_webhook: StrictWebhookOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -62,16 +64,29 @@ def notify(
     since are sent; the others are held, each named with why. --dry-run writes them all.
 
     Exit codes: 0 every message sent (or sent before); 1 some recipient failed, or was held
-    for approval (named); 2 bad input (no delivery.json, a recipient without an address, an
-    unset password variable, an unknown --only), nothing sent; 75 another notify of this run
-    is sending.
+    for approval (named), or (with --strict-webhook) the notify.webhook failed; 2 bad input
+    (no delivery.json, a recipient without an address, an unset password variable, an
+    unknown --only), nothing sent; 75 another notify of this run is sending.
     """
     setup_logging(verbose, quiet, log_format)
     report = notify_run(
         run_dir, concurrency=concurrency, dry_run=dry_run, only=only or (), resend=resend or ()
     )
     render_notify(report, run_dir)
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(max(report.exit_code, webhook_exit(report.webhook_errors, strict_webhook)))
+
+
+StrictWebhookOpt = Annotated[
+    bool,
+    typer.Option("--strict-webhook", help="Exit 1 when the notify.webhook could not be posted to."),
+]
+
+
+def webhook_exit(errors: Sequence[str], strict: bool) -> int:
+    """Each webhook failure on stderr; 1 when there was one and ``strict``, else 0."""
+    for error in errors:
+        typer.echo(f"sharebatch: {visible(error)}", err=True)
+    return 1 if errors and strict else 0
 
 
 def render_notify(report: NotifyReport, run_dir: Path) -> None:

@@ -49,6 +49,7 @@ from sharebatch.delivery.smtp import (
     hand_over,
     tls_context,
 )
+from sharebatch.delivery.webhook import NotifyOutcome, announce, notify_summary
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.files import atomic_writer, private_dir
 from sharebatch.lifecycle.inspect import read_bundle
@@ -95,6 +96,7 @@ class NotifyReport:
     unconfigured: tuple[str, ...] = ()
     outbox: str | None = None
     held: tuple[tuple[str, str], ...] = ()
+    webhook_errors: tuple[str, ...] = ()
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -139,6 +141,11 @@ async def notify_async(
     .eml is then byte for byte what a send at that ``now`` hands over); ``retry``: how
     temporary failures are tried again; ``cafile``: a private CA the SMTP servers'
     certificates are checked against (else ``SHAREBATCH_SMTP_CAFILE``).
+
+    With ``notify.require_approval``, only bundles approved and unchanged since are sent; the
+    others are ``held`` (named with why). Unless a dry run, the summary is then posted to
+    the plan's webhooks; their failures are in ``webhook_errors`` (the exit code is the
+    caller's to decide: ``--strict-webhook``).
     """
     if concurrency < 1:
         raise UsageError(f"concurrency {concurrency}: at least one connection is needed")
@@ -177,11 +184,29 @@ async def notify_async(
         retry=retry,
         cafile=cafile,
     )
-    return replace(
+    report = replace(
         report,
         left_out=tuple(_name(e) for e in chosen if not e.notify),
         unconfigured=tuple(_name(e) for e in chosen if e.notify and e.settings is None),
         held=tuple((_name(e), held[e.key]) for e in plan.entries if e.key in held),
+    )
+    webhooks = plan.webhooks()
+    if dry_run or not webhooks:
+        return report
+    errors = await announce(webhooks, notify_summary(_as_outcome(report, run_dir)))
+    return replace(report, webhook_errors=errors)
+
+
+def _as_outcome(report: NotifyReport, run_dir: Path) -> NotifyOutcome:
+    failed = tuple(dict.fromkeys(f"{o.job}/{o.recipient}" for o in report.failed))
+    return NotifyOutcome(
+        run_id=report.run_id,
+        run_dir=run_dir,
+        sent=report.counts().get("sent", 0),
+        failed=len(report.failed),
+        left_out=len(report.left_out),
+        failed_recipients=failed,
+        held=tuple(name for name, _ in report.held),
     )
 
 
