@@ -101,8 +101,10 @@ def render_notify(report: NotifyReport, run_dir: Path) -> None:
     for name in report.unconfigured:
         typer.echo(f"sharebatch: {visible(name)}: no notify: settings, not mailed", err=True)
     approve = f"sharebatch approve {visible(str(run_dir))}"
+    # A dry run writes held messages too (for the review): it says what a send would hold.
+    held = "would be held" if report.outbox else "held"
     for name, why in report.held:
-        typer.echo(f"sharebatch: {visible(name)}: held: {why} ({approve})", err=True)
+        typer.echo(f"sharebatch: {visible(name)}: {held}: {why} ({approve})", err=True)
     counts = report.counts()
     parts = [counted(n, "message") + f" {status}" for status, n in sorted(counts.items())]
     if report.outbox:
@@ -112,7 +114,7 @@ def render_notify(report: NotifyReport, run_dir: Path) -> None:
         names = ", ".join(dict.fromkeys(_who(o) for o in failed))
         parts.append(f"failed: {names}")
     if report.held:
-        parts.append(f"held: {', '.join(visible(name) for name, _ in report.held)}")
+        parts.append(f"{held}: {', '.join(visible(name) for name, _ in report.held)}")
     typer.echo(
         f"sharebatch: notify {visible(report.run_id)}: {'; '.join(parts) or 'nothing'}", err=True
     )

@@ -108,3 +108,15 @@ def test_run_notify_stops_when_approval_is_pending(quarterly: QuarterlyRun, smtp
     assert f"approval pending: sharebatch approve {run_dir}" in result.stderr
     assert smtp.mailbox.messages == []
     assert not (run_dir / "deliveries.jsonl").exists()
+
+
+def test_a_dry_run_on_the_command_line_says_what_would_be_held(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """notify --dry-run: both .eml written (stdout), each "would be held" on stderr, exit 0."""
+    run = gated(quarterly, smtp)
+    result = CliRunner().invoke(app, ["notify", str(run.run_dir), "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["written", "written"]
+    assert "sharebatch: q3/globex: would be held: not approved" in result.stderr
+    assert "would be held: q3/globex, q3/initech" in result.stderr.splitlines()[-1]
