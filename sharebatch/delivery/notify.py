@@ -162,15 +162,15 @@ async def notify_async(
         for e in plan.entries
         if (e in chosen or e.key in resent) and e.notify and e.settings is not None
     ]
-    held = _held(run_dir, plan, sendable, resent)
-    if not dry_run:  # a dry run writes them all: ops review the messages before approving
-        sendable = [e for e in sendable if e.key not in held]
-    for entry in sendable:
+    for entry in sendable:  # held or not: bad input is said before anything else
         if not entry.addresses:
             raise UsageError(
                 f"{run_dir / PLAN_FILE}: {visible(_name(entry))}: no email address to send to;"
                 " give the recipient email:, or notify: false to leave it out"
             )
+    held = _held(run_dir, plan, sendable, resent)
+    if not dry_run:  # a dry run writes them all: ops review the messages before approving
+        sendable = [e for e in sendable if e.key not in held]
     contents = {entry.key: bundle_content(run_dir, entry) for entry in sendable}
     report = await deliver(
         run_dir,
