@@ -14,12 +14,20 @@ command line's ``--profile``, ``--region`` and ``--endpoint-url``)::
     minio = sharebatch.Connection(endpoint_url="http://127.0.0.1:9000")
     summary = sharebatch.run_manifest("manifests/q3.yml", connection=minio)
 
+After a run whose manifest has ``notify:`` settings, ``notify`` mails each recipient their
+bundle, as ``sharebatch notify`` does (idempotent; held back by the review gate)::
+
+    report = sharebatch.notify(summary.run_dir)
+    print(report.counts(), report.held, report.exit_code)
+
 Every entry point has a blocking face and an ``_async`` twin with the same parameters.
 """
 
+from sharebatch.delivery.notify import NotifyReport, notify, notify_async
 from sharebatch.errors import (
     CredentialsError,
     Interrupted,
+    LinkError,
     ManifestError,
     ManifestIssue,
     RunCrashed,
@@ -37,9 +45,11 @@ __all__ = [
     "Connection",
     "CredentialsError",
     "Interrupted",
+    "LinkError",
     "Manifest",
     "ManifestError",
     "ManifestIssue",
+    "NotifyReport",
     "RunCrashed",
     "RunLocked",
     "RunReport",
@@ -49,6 +59,8 @@ __all__ = [
     "UsageError",
     "__version__",
     "load_manifest",
+    "notify",
+    "notify_async",
     "run_manifest",
     "run_manifest_async",
 ]

@@ -8,7 +8,7 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     ├── UsageError             exit 2    the command line or the manifest is invalid
     │   ├── ManifestError      exit 2    one or more problems, each with file:line:col and field
     │   ├── TemplateError      exit 2    internal: a template's braces or variable names are wrong
-    │   └── LinkError          exit 2    internal: a URL, bundle or run file that cannot be read
+    │   └── LinkError          exit 2    a URL, bundle or run file that cannot be read
     ├── CredentialsError       exit 3    no usable credentials, or S3 refused them
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
@@ -19,9 +19,11 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
 
 ``sharebatch`` exports the classes its public functions can raise. Those marked internal never
 leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestError``), an
-``S3ListingError`` a failed prefix in the run's summary, and a ``LinkError`` comes only from
-``inspect``, ``verify``, ``renew`` and delivery's commands (exit 2 on the command line);
-import them from here.
+``S3ListingError`` a failed prefix in the run's summary, and a ``DeliveryError`` a failed
+recipient (a page not stored: the run's summary; a mail refused: ``notify``'s report) or a
+webhook's entry in ``NotifyReport.webhook_errors``; import them from here. A ``LinkError``
+comes from ``notify`` (a run folder or bundle it cannot read) and from ``inspect``,
+``verify`` and ``renew``.
 
 A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
 ``RunSummary`` whose ``exit_code`` is 1, because everything that could be done was done.

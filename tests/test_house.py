@@ -25,7 +25,7 @@ ALLOWED = {
     "cli": {"manifest", "s3", "run", "lifecycle", "delivery", "demo", "__init__"},
     "demo": {"run", "delivery", "__init__"},
     "__main__": {"cli"},
-    "__init__": {"manifest", "run"},
+    "__init__": {"manifest", "run", "delivery"},
 }
 S3_LIBRARIES = {"boto3", "botocore", "aioboto3", "aiobotocore", "aiohttp"}
 

@@ -78,3 +78,14 @@ def test_the_exported_exceptions_are_the_trees_public_ones() -> None:
     public = {name for _, name, _, meaning in _drawn() if not meaning.startswith("internal:")}
     assert exported == public
     assert all(getattr(sharebatch, name) is getattr(errors, name) for name in exported)
+
+
+def test_notify_is_public_with_its_async_twin() -> None:
+    """Ops script delivery as the CLI does: notify and notify_async are exported with one
+    signature, their report type too, and LinkError (a run folder notify cannot read)."""
+    assert inspect.signature(sharebatch.notify) == inspect.signature(sharebatch.notify_async)
+    assert inspect.iscoroutinefunction(sharebatch.notify_async)
+    assert "run_dir" in inspect.signature(sharebatch.notify).parameters
+    assert sharebatch.NotifyReport.__name__ == "NotifyReport"
+    assert issubclass(sharebatch.LinkError, sharebatch.UsageError)
+    assert "DeliveryError" not in sharebatch.__all__

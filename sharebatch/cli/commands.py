@@ -23,15 +23,18 @@ from sharebatch.cli.app import (
     region_option,
     setup_logging,
 )
-from sharebatch.cli.notify import render_notify
+from sharebatch.cli.notify import StrictWebhookOpt, render_notify, webhook_exit
 from sharebatch.cli.render import render_plan
 from sharebatch.cli.view import RunView
+from sharebatch.delivery.approvals import pending
 from sharebatch.delivery.notify import notify as notify_run
+from sharebatch.delivery.webhook import announce_run
 from sharebatch.errors import UsageError
 from sharebatch.manifest.load import load_manifest, manifest_json_schema
 from sharebatch.models import Connection
 from sharebatch.run.plan import build_plan, describe
 from sharebatch.run.runner import DEFAULT_CONCURRENCY, run_manifest
+from sharebatch.visible import visible
 
 
 def run(
@@ -73,6 +76,7 @@ def run(
             help="After a run that exits 0, mail the recipients (as sharebatch notify does).",
         ),
     ] = False,
+    strict_webhook: StrictWebhookOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -92,8 +96,15 @@ def run(
 
     Example (cron, mailing the recipients): sharebatch run manifests/q3.yml --notify
 
+    With --notify and notify.require_approval, nobody is mailed: stderr says approval is
+    pending (sharebatch approve, then sharebatch notify); exit 0, nothing failed.
+
+    When the manifest names a notify.webhook, the run's summary is posted to it (counts,
+    failures, the run folder; never a link); a failure is logged, exit 1 with --strict-webhook.
+
     Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug), or (with
-    --notify) a recipient's mail failed, or the run failed and nothing was mailed;
+    --notify) a recipient's mail failed, or the run failed and nothing was mailed, or (with
+    --strict-webhook) the webhook failed;
     2 invalid manifest or options; 3 no usable credentials or access denied;
     75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
     """
@@ -125,14 +136,27 @@ def run(
         typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
     else:
         typer.echo(summary.run_dir)
+    hooked = 0
+    if summary.run_dir is not None and not dry_run:
+        errors = announce_run(Path(summary.run_dir), summary.report)
+        hooked = webhook_exit(errors, strict_webhook)
     if notify and summary.run_dir is not None:
         if summary.exit_code != 0:
             typer.echo("sharebatch: the run did not exit 0: nobody was mailed", err=True)
+        elif pending(Path(summary.run_dir)):
+            # Nothing failed: the run is done and waits for a person (cron exits 0).
+            typer.echo(
+                f"sharebatch: nobody was mailed: approval pending: sharebatch approve"
+                f" {visible(str(summary.run_dir))}, then sharebatch notify"
+                f" {visible(str(summary.run_dir))}",
+                err=True,
+            )
         else:
             report = notify_run(Path(summary.run_dir))
-            render_notify(report)
-            raise typer.Exit(report.exit_code)
-    raise typer.Exit(summary.exit_code)
+            render_notify(report, Path(summary.run_dir))
+            hooked = max(hooked, webhook_exit(report.webhook_errors, strict_webhook))
+            raise typer.Exit(max(report.exit_code, hooked))
+    raise typer.Exit(max(summary.exit_code, hooked))
 
 
 def validate(

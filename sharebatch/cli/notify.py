@@ -7,6 +7,7 @@ come from others: every line goes out through ``visible``. No link is ever print
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,7 @@ def notify(
             help="Send to this recipient again even if sent before; repeatable.",
         ),
     ] = None,
+    strict_webhook: StrictWebhookOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -58,19 +60,36 @@ def notify(
 
     Example: sharebatch notify bundles/20261001T060000Z-3f9a --only globex --resend globex
 
-    Exit codes: 0 every message sent (or sent before); 1 some recipient failed (named);
-    2 bad input (no delivery.json, a recipient without an address, an unset password
-    variable, an unknown --only), nothing sent; 75 another notify of this run is sending.
+    With notify.require_approval, only bundles approved (sharebatch approve) and unchanged
+    since are sent; the others are held, each named with why. --dry-run writes them all.
+
+    Exit codes: 0 every message sent (or sent before); 1 some recipient failed, or was held
+    for approval (named), or (with --strict-webhook) the notify.webhook failed; 2 bad input
+    (no delivery.json, a recipient without an address, an unset password variable, an
+    unknown --only), nothing sent; 75 another notify of this run is sending.
     """
     setup_logging(verbose, quiet, log_format)
     report = notify_run(
         run_dir, concurrency=concurrency, dry_run=dry_run, only=only or (), resend=resend or ()
     )
-    render_notify(report)
-    raise typer.Exit(report.exit_code)
+    render_notify(report, run_dir)
+    raise typer.Exit(max(report.exit_code, webhook_exit(report.webhook_errors, strict_webhook)))
 
 
-def render_notify(report: NotifyReport) -> None:
+StrictWebhookOpt = Annotated[
+    bool,
+    typer.Option("--strict-webhook", help="Exit 1 when the notify.webhook could not be posted to."),
+]
+
+
+def webhook_exit(errors: Sequence[str], strict: bool) -> int:
+    """Each webhook failure on stderr; 1 when there was one and ``strict``, else 0."""
+    for error in errors:
+        typer.echo(f"sharebatch: {visible(error)}", err=True)
+    return 1 if errors and strict else 0
+
+
+def render_notify(report: NotifyReport, run_dir: Path) -> None:
     """The report: one line per message on stdout, problems on stderr, counts last."""
     for outcome in report.outcomes:
         if outcome.status == "failed":
@@ -81,6 +100,11 @@ def render_notify(report: NotifyReport) -> None:
         typer.echo(f"sharebatch: {visible(name)}: left out (notify: false)", err=True)
     for name in report.unconfigured:
         typer.echo(f"sharebatch: {visible(name)}: no notify: settings, not mailed", err=True)
+    approve = f"sharebatch approve {visible(str(run_dir))}"
+    # A dry run writes held messages too (for the review): it says what a send would hold.
+    held = "would be held" if report.outbox else "held"
+    for name, why in report.held:
+        typer.echo(f"sharebatch: {visible(name)}: {held}: {why} ({approve})", err=True)
     counts = report.counts()
     parts = [counted(n, "message") + f" {status}" for status, n in sorted(counts.items())]
     if report.outbox:
@@ -89,6 +113,8 @@ def render_notify(report: NotifyReport) -> None:
     if failed:
         names = ", ".join(dict.fromkeys(_who(o) for o in failed))
         parts.append(f"failed: {names}")
+    if report.held:
+        parts.append(f"{held}: {', '.join(visible(name) for name, _ in report.held)}")
     typer.echo(
         f"sharebatch: notify {visible(report.run_id)}: {'; '.join(parts) or 'nothing'}", err=True
     )

@@ -66,11 +66,13 @@ class ApprovalReport:
     review_sha256: str | None
 
 
-def matching(plan: DeliveryPlan, names: Sequence[str]) -> tuple[DeliveryEntry, ...]:
+def matching(
+    plan: DeliveryPlan, names: Sequence[str], option: str = "--only"
+) -> tuple[DeliveryEntry, ...]:
     """The entries ``names`` pick (a recipient id: all its jobs; or ``job/recipient``).
 
-    No names: every entry. A name that picks nothing raises ``UsageError`` naming each such
-    name (exit 2), before anything is done.
+    No names: every entry. A name that picks nothing raises ``UsageError`` naming ``option``
+    and each such name (exit 2), before anything is done.
     """
     if not names:
         return plan.entries
@@ -81,7 +83,7 @@ def matching(plan: DeliveryPlan, names: Sequence[str]) -> tuple[DeliveryEntry, .
     ]
     if unknown:
         shown = ", ".join(visible(name) for name in unknown)
-        raise UsageError(f"--only: no such recipient in run {visible(plan.run_id)}: {shown}")
+        raise UsageError(f"{option}: no such recipient in run {visible(plan.run_id)}: {shown}")
     return tuple(
         e for e in plan.entries if any(n in (e.recipient, f"{e.job}/{e.recipient}") for n in names)
     )
@@ -177,6 +179,13 @@ def unapproved(run_dir: Path, plan: DeliveryPlan) -> dict[Key, str]:
             if state != "approved":
                 held[entry.key] = state
     return held
+
+
+def pending(run_dir: Path) -> bool:
+    """Whether a bundle of the run at ``run_dir`` waits for an approval before it is mailed
+    (False when the run has nothing to deliver)."""
+    plan = read_plan(run_dir)
+    return plan is not None and bool(unapproved(run_dir, plan))
 
 
 def approval_rows(run_dir: Path, plan: DeliveryPlan) -> list[ApprovalRow]:

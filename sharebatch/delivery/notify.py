@@ -30,6 +30,7 @@ from pathlib import Path
 
 from sharebatch.audit import audit_file, flush, get_logger
 from sharebatch.blocking import blocking
+from sharebatch.delivery.approvals import matching, unapproved
 from sharebatch.delivery.ledger import Delivery, Ledger, read_ledger
 from sharebatch.delivery.message import (
     Content,
@@ -48,6 +49,7 @@ from sharebatch.delivery.smtp import (
     hand_over,
     tls_context,
 )
+from sharebatch.delivery.webhook import NotifyOutcome, announce, notify_summary
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.files import atomic_writer, private_dir
 from sharebatch.lifecycle.inspect import read_bundle
@@ -82,7 +84,10 @@ class NotifyReport:
     """What a ``notify`` (or a ``remind``'s mailing) did, recipient by recipient.
 
     ``left_out``: ``job/recipient`` of entries ``notify: false`` left out on purpose;
-    ``unconfigured``: entries no ``notify:`` settings reached (nothing to send them with).
+    ``unconfigured``: entries no ``notify:`` settings reached (nothing to send them with);
+    ``held``: (``job/recipient``, why) of entries the review gate kept back
+    (``require_approval``: "not approved" or "changed since approval"). A dry run names them
+    too, though it writes their messages.
     """
 
     run_id: str
@@ -90,6 +95,8 @@ class NotifyReport:
     left_out: tuple[str, ...] = ()
     unconfigured: tuple[str, ...] = ()
     outbox: str | None = None
+    held: tuple[tuple[str, str], ...] = ()
+    webhook_errors: tuple[str, ...] = ()
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -97,8 +104,9 @@ class NotifyReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every message went out (or had gone before); 1 when any failed."""
-        return 1 if self.failed else 0
+        """0 when every message went out (or had gone before); 1 when any failed or was
+        held for approval (a dry run sends nothing, so holds nothing back)."""
+        return 1 if self.failed or (self.held and self.outbox is None) else 0
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(o.status for o in self.outcomes))
@@ -133,6 +141,11 @@ async def notify_async(
     .eml is then byte for byte what a send at that ``now`` hands over); ``retry``: how
     temporary failures are tried again; ``cafile``: a private CA the SMTP servers'
     certificates are checked against (else ``SHAREBATCH_SMTP_CAFILE``).
+
+    With ``notify.require_approval``, only bundles approved and unchanged since are sent; the
+    others are ``held`` (named with why). Unless a dry run, the summary is then posted to
+    the plan's webhooks; their failures are in ``webhook_errors`` (the exit code is the
+    caller's to decide: ``--strict-webhook``).
     """
     if concurrency < 1:
         raise UsageError(f"concurrency {concurrency}: at least one connection is needed")
@@ -142,19 +155,22 @@ async def notify_async(
         raise LinkError(
             f"{run_dir}: no {PLAN_FILE}: the run had no notify: settings (or is not a run folder)"
         )
-    chosen = _select(plan, only, "--only") if only else plan.entries
-    resent = {entry.key for entry in _select(plan, resend, "--resend")} if resend else set()
+    chosen = matching(plan, only, "--only")
+    resent = {entry.key for entry in matching(plan, resend, "--resend")} if resend else set()
     sendable = [
         e
         for e in plan.entries
         if (e in chosen or e.key in resent) and e.notify and e.settings is not None
     ]
-    for entry in sendable:
+    for entry in sendable:  # held or not: bad input is said before anything else
         if not entry.addresses:
             raise UsageError(
                 f"{run_dir / PLAN_FILE}: {visible(_name(entry))}: no email address to send to;"
                 " give the recipient email:, or notify: false to leave it out"
             )
+    held = _held(run_dir, plan, sendable, resent)
+    if not dry_run:  # a dry run writes them all: ops review the messages before approving
+        sendable = [e for e in sendable if e.key not in held]
     contents = {entry.key: bundle_content(run_dir, entry) for entry in sendable}
     report = await deliver(
         run_dir,
@@ -168,11 +184,55 @@ async def notify_async(
         retry=retry,
         cafile=cafile,
     )
-    return replace(
+    report = replace(
         report,
         left_out=tuple(_name(e) for e in chosen if not e.notify),
         unconfigured=tuple(_name(e) for e in chosen if e.notify and e.settings is None),
+        held=tuple((_name(e), held[e.key]) for e in plan.entries if e.key in held),
     )
+    webhooks = plan.webhooks()
+    if dry_run or not webhooks:
+        return report
+    errors = await announce(webhooks, notify_summary(_as_outcome(report, run_dir)))
+    return replace(report, webhook_errors=errors)
+
+
+def _as_outcome(report: NotifyReport, run_dir: Path) -> NotifyOutcome:
+    failed = tuple(dict.fromkeys(f"{o.job}/{o.recipient}" for o in report.failed))
+    return NotifyOutcome(
+        run_id=report.run_id,
+        run_dir=run_dir,
+        sent=report.counts().get("sent", 0),
+        failed=len(report.failed),
+        left_out=len(report.left_out),
+        failed_recipients=failed,
+        held=tuple(name for name, _ in report.held),
+    )
+
+
+def _held(
+    run_dir: Path,
+    plan: DeliveryPlan,
+    sendable: Sequence[DeliveryEntry],
+    resent: Collection[tuple[str, str]],
+) -> dict[tuple[str, str], str]:
+    """The review gate: each of ``sendable`` not to be sent for want of an approval, and why.
+
+    A bundle already mailed to every address (and not resent) is not held: nothing would go
+    out, so a later notify (cron) is not failed by a bundle renewed after it was mailed.
+    """
+    gate = unapproved(run_dir, plan)
+    if not gate:
+        return {}
+    mailed: dict[tuple[str, str], set[str]] = {}
+    for line in read_ledger(run_dir):
+        if line.status == "sent" and line.kind == "notify":
+            mailed.setdefault((line.job, line.recipient), set()).update(line.addresses)
+    return {
+        e.key: gate[e.key]
+        for e in sendable
+        if e.key in gate and (e.key in resent or not set(e.addresses) <= mailed.get(e.key, set()))
+    }
 
 
 notify = blocking(notify_async)
@@ -312,16 +372,6 @@ def _inside(run_dir: Path, relative: str) -> Path:
     if not path.is_relative_to(run_dir.resolve()):
         raise LinkError(f"{run_dir / PLAN_FILE}: bundle {visible(relative)} lies outside the run")
     return path
-
-
-def _select(plan: DeliveryPlan, names: Sequence[str], option: str) -> list[DeliveryEntry]:
-    found: list[DeliveryEntry] = []
-    for name in names:
-        matching = [e for e in plan.entries if name in (e.recipient, _name(e))]
-        if not matching:
-            raise UsageError(f"{option} {visible(name)}: no such recipient in run {plan.run_id}")
-        found += [e for e in matching if e not in found]
-    return [e for e in plan.entries if e in found]
 
 
 def _name(entry: DeliveryEntry) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 
 from sharebatch.audit import audit_file, get_logger
 from sharebatch.blocking import blocking
+from sharebatch.delivery.approvals import matching
 from sharebatch.delivery.ledger import read_ledger
 from sharebatch.delivery.message import Content
 from sharebatch.delivery.notify import (
@@ -180,7 +181,7 @@ async def _remind(
     cafile: str | None,
 ) -> RemindReport:
     horizon = now + within
-    chosen = [e for e in _select(plan, only) if e.notify and e.settings is not None]
+    chosen = [e for e in matching(plan, only) if e.notify and e.settings is not None]
     for entry in chosen:
         if not entry.addresses:
             raise UsageError(
@@ -242,18 +243,6 @@ async def _remind(
         )
     ordered = tuple(steps[e.key] for e in plan.entries if e.key in steps)
     return RemindReport(plan.run_id, ordered, mail, tuple(problems))
-
-
-def _select(plan: DeliveryPlan, names: Sequence[str]) -> list[DeliveryEntry]:
-    if not names:
-        return list(plan.entries)
-    found: set[tuple[str, str]] = set()
-    for name in names:
-        matching = [e.key for e in plan.entries if name in (e.recipient, _name(e))]
-        if not matching:
-            raise UsageError(f"--only {visible(name)}: no such recipient in run {plan.run_id}")
-        found.update(matching)
-    return [e for e in plan.entries if e.key in found]
 
 
 def _name(entry: DeliveryEntry) -> str:

@@ -27,8 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sharebatch.audit import get_logger, scrubbed
+from sharebatch.blocking import blocking
 from sharebatch.errors import DeliveryError
 from sharebatch.models import RunReport, Webhook
+from sharebatch.run.delivery_plan import read_plan
 from sharebatch.units import counted, human_size
 from sharebatch.version import __version__
 from sharebatch.visible import visible
@@ -281,3 +283,16 @@ async def announce(
         elif isinstance(result, BaseException):
             raise result
     return tuple(errors)
+
+
+async def announce_run_async(run_dir: Path, report: RunReport) -> tuple[str, ...]:
+    """Post a finished run's summary to every webhook its ``delivery.json`` names (none
+    without one); each failure logged, the messages returned, as ``announce`` does."""
+    plan = read_plan(run_dir)
+    webhooks = () if plan is None else plan.webhooks()
+    if not webhooks:
+        return ()
+    return await announce(webhooks, run_summary(report, run_dir))
+
+
+announce_run = blocking(announce_run_async)

@@ -400,13 +400,28 @@ class Resolver:
         found = _lookup(chain, "download_name") or ("{basename}", ())
         grant["download_name"] = self._rendered(found, scope, check_download_name, OBJECT_VARIABLES)
         if isinstance(grant["formats"], list):
-            grant["formats"] = tuple(f for f in FORMATS if f in grant["formats"])
+            formats = tuple(f for f in FORMATS if f in grant["formats"])
+            grant["formats"] = formats
+            if ok and settings is not None and settings.delivery == "page":
+                self._page_needs_json(formats, _lookup(chain, "formats"))
         required = ("job", "bucket", "expiry", "filters", "download_name")
         if any(grant[k] is None for k in required) or None in prefixes:
             return None
         if INVALID in (*grant.values(), *who.values()):
             return None
         return {k: v for k, v in grant.items() if v is not None}  # None: the model's default
+
+    def _page_needs_json(self, formats: tuple[str, ...], found: Found) -> None:
+        """Refuse a grant mailed its page whose formats leave out json: the page's link is
+        kept in the ``links.json`` header (``page_url``), where notify reads it."""
+        if "json" in formats or not isinstance(found, tuple):
+            return
+        self.issues.at(
+            found[1],
+            f"formats [{', '.join(formats)}] writes no links.json, where delivery: page keeps"
+            " the link to the recipient page (notify reads it there); add json, or set"
+            " notify: {delivery: links}",
+        )
 
     def _emails(
         self, node: dict[str, Any], path: PathKey

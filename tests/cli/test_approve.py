@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.run.delivery_plan import DeliveryPlan, read_plan, write_plan
-from tests.support.approval_run import gated_run
+from tests.support.approval_run import gated_run, page_digest
 from tests.support.quarterly import QuarterlyRun
 
 
@@ -33,7 +33,8 @@ def test_approve_records_each_bundle_and_says_so(run_dir: Path) -> None:
     assert recorded(run_dir) == [("alice", "q3", "globex"), ("alice", "q3", "initech")]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("approved q3/globex  bundle sha256 ")
-    assert "page sha256 aaaaaaaaaaaaaaaa" in lines[0]
+    assert f"page sha256 {page_digest(run_dir, 'globex')[:16]}" in lines[0]
+    assert "page sha256" not in lines[1]  # delivery: links has no page
     assert lines[1].startswith("approved q3/initech  bundle sha256 ")
     assert lines[2] == (
         f"approve: 2 bundles approved by alice in run {run_dir.name}; review page updated;"

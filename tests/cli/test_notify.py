@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
-from sharebatch.cli import app, commands
+from sharebatch.cli import app
 from sharebatch.delivery.ledger import read_ledger
-from tests.support.delivery_run import FILES, delivery_run, settings, write_plan_for
+from tests.support.delivery_run import FILES, delivery_run, notify_manifest, settings
 from tests.support.quarterly import BUCKET, MANIFEST, QuarterlyRun
 from tests.support.s3 import write_manifest
 from tests.support.smtp import Server
@@ -67,7 +65,8 @@ def test_notify_bad_input_is_exit_2(quarterly: QuarterlyRun, smtp: Server) -> No
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
     result = CliRunner().invoke(app, ["notify", str(run.run_dir), "--only", "no\x1b[2Jbody"])
     assert result.exit_code == 2
-    assert "--only no\\x1b[2Jbody: no such recipient" in result.stderr
+    assert "--only: no such recipient in run" in result.stderr
+    assert result.stderr.rstrip().endswith(": no\\x1b[2Jbody")
     assert smtp.mailbox.messages == []
 
 
@@ -92,29 +91,13 @@ def test_run_notify_refuses_a_dry_run(quarterly: QuarterlyRun) -> None:
     assert "--dry-run writes none" in result.stderr
 
 
-def _run_writing_a_plan(
-    monkeypatch: pytest.MonkeyPatch, quarterly: QuarterlyRun, port: int
-) -> None:
-    """Until the run stage writes delivery.json itself, the CLI's run_manifest is wrapped to
-    write it (and the pages) right after the real run, as that stage will."""
-    real = commands.run_manifest
-
-    def run_then_plan(*args: Any, **kwargs: Any) -> Any:
-        summary = real(*args, **kwargs)
-        if summary.run_dir is not None:
-            write_plan_for(Path(summary.run_dir), quarterly.s3, lambda job, r: settings(port))
-        return summary
-
-    monkeypatch.setattr(commands, "run_manifest", run_then_plan)
-
-
 def test_run_notify_mails_right_after_a_run_that_exits_0(
-    quarterly: QuarterlyRun, smtp: Server, monkeypatch: pytest.MonkeyPatch
+    quarterly: QuarterlyRun, smtp: Server
 ) -> None:
-    """run --notify: the run folder on stdout, then each recipient mailed, exit 0."""
-    _run_writing_a_plan(monkeypatch, quarterly, smtp.port)
+    """run --notify on a manifest with notify: the run folder on stdout, then each recipient
+    mailed, exit 0."""
     quarterly.s3.bucket(BUCKET, FILES)
-    manifest = write_manifest(quarterly.folder / "m.yml", MANIFEST)
+    manifest = notify_manifest(quarterly.folder, lambda job, r: settings(smtp.port))
     out = quarterly.folder / "out"
     args = ["run", str(manifest), "--out", str(out), "--endpoint-url", quarterly.s3.endpoint]
     result = CliRunner().invoke(app, [*args, "--notify"])
@@ -128,16 +111,15 @@ def test_run_notify_mails_right_after_a_run_that_exits_0(
     assert len(read_ledger(run_dir)) == 2
 
 
-def test_run_notify_mails_nobody_after_a_failed_run(
-    quarterly: QuarterlyRun, smtp: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_notify_mails_nobody_after_a_failed_run(quarterly: QuarterlyRun, smtp: Server) -> None:
     """A run that exits 1 (a prefix failed) mails nobody and says so."""
-    _run_writing_a_plan(monkeypatch, quarterly, smtp.port)
     quarterly.s3.bucket(BUCKET, FILES)
     missing = "  - name: lost\n    bucket: no-such-bucket\n    prefixes: [x/]\n" + (
         "    recipients:\n      - id: globex\n"
     )
-    manifest = write_manifest(quarterly.folder / "m.yml", MANIFEST + missing)
+    manifest = notify_manifest(
+        quarterly.folder, lambda job, r: settings(smtp.port), extra_jobs=missing
+    )
     args = ["run", str(manifest), "--out", str(quarterly.folder / "out")]
     result = CliRunner().invoke(app, [*args, "--endpoint-url", quarterly.s3.endpoint, "--notify"])
     assert result.exit_code == 1

@@ -16,7 +16,7 @@ from sharebatch.delivery.approvals import approve, read_approvals, unapproved
 from sharebatch.errors import UsageError
 from sharebatch.run.delivery_plan import DeliveryPlan, read_plan, write_plan
 from sharebatch.run.review import APPROVALS_END, APPROVALS_START
-from tests.support.approval_run import gated_run, with_page_digest
+from tests.support.approval_run import gated_run, page_digest, with_page_digest
 from tests.support.quarterly import QuarterlyRun
 from tests.support.review_page import parse
 
@@ -96,7 +96,7 @@ def test_approvals_file_holds_whole_private_lines_with_both_digests(run_dir: Pat
     }
     assert lines == [
         {"time": "2026-10-02T09:45:00Z", "by": "alice", "job": "q3", "recipient": "globex",
-         "bundle_sha256": digest["globex"], "page_sha256": "a" * 64},
+         "bundle_sha256": digest["globex"], "page_sha256": page_digest(run_dir, "globex")},
         {"time": "2026-10-02T09:45:00Z", "by": "alice", "job": "q3", "recipient": "initech",
          "bundle_sha256": digest["initech"], "page_sha256": None},
         {"time": "2026-10-02T09:45:00Z", "by": "bob", "job": "q3", "recipient": "initech",
@@ -148,11 +148,13 @@ def without_block(text: str) -> str:
 
 
 def test_review_page_shows_who_approved_what(run_dir: Path) -> None:
-    """approve adds the approvals part to index.html, then replaces only it: states,
-    approver and time; the rest of the page stays byte for byte."""
+    """approve adds the approvals part to a review page without one (written before the
+    gate existed), then replaces only it: states, approver and time; the rest of the page
+    stays byte for byte."""
     page = run_dir / "index.html"
-    before = page.read_text(encoding="utf-8")
-    assert APPROVALS_START not in before  # the run had nothing of its own to mail
+    before = without_block(page.read_text(encoding="utf-8"))
+    page.write_text(before, encoding="utf-8")
+    assert APPROVALS_START not in before
     report = approve(run_dir, by="alice <ops>", only=["globex"], now=NOW)
     after = page.read_text(encoding="utf-8")
     assert without_block(after) == before

@@ -7,6 +7,7 @@ import hashlib
 import html
 import json
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from sharebatch.delivery.notify import deliver, notify
 from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError, RunLocked, UsageError
 from sharebatch.lifecycle.inspect import read_bundle
-from tests.support.delivery_run import delivery_run, settings
+from tests.support.delivery_run import delivery_run, edit_plan, settings
 from tests.support.quarterly import QuarterlyRun
 from tests.support.smtp import Captured, Server
 
@@ -93,7 +94,8 @@ def test_links_delivery_lists_each_file_with_its_link(
     for row in rows:
         assert f"{row.key} (" in text and row.url in text
         assert f'<a href="{html.escape(row.url)}">{html.escape(row.key)}</a>' in body
-    assert str(run.header("q3", "globex")["page_url"]) not in text
+    assert "page_url" not in run.header("q3", "globex")
+    assert "_sharebatch/pages/" not in text
 
 
 def test_a_custom_template_gets_the_documented_variables(
@@ -178,7 +180,7 @@ def test_only_narrows_and_an_unknown_name_is_refused(quarterly: QuarterlyRun, sm
     report = notify(run.run_dir, now=_now(), retry=NO_WAIT, only=["initech"])
     assert [o.recipient for o in report.outcomes] == ["initech"]
     assert [m.rcpt_tos for m in smtp.mailbox.messages] == [("initech@partners.example",)]
-    with pytest.raises(UsageError, match="--only nobody: no such recipient"):
+    with pytest.raises(UsageError, match=r"--only: no such recipient in run .*: nobody"):
         notify(run.run_dir, now=_now(), only=["nobody"])
 
 
@@ -237,7 +239,10 @@ def test_a_line_break_never_becomes_a_header(
 ) -> None:
     """CR/LF in a header's text (a hand-edited delivery.json) is refused, exit 2, unsent."""
     evil = "Reports <reports@acme.example>\r\nBcc: thief@evil.example"
-    run = delivery_run(quarterly, lambda job, r: settings(smtp.port, **{field: evil}))
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    # The manifest refuses such text at load: only an edited delivery.json can hold it.
+    chosen = settings(smtp.port, **{field: evil})
+    run = edit_plan(run, lambda e: replace(e, settings=chosen))
     with pytest.raises(LinkError, match=r"q3/globex: \w+: holds \\x0d") as caught:
         notify(run.run_dir, now=_now(), retry=NO_WAIT)
     assert caught.value.exit_code == 2

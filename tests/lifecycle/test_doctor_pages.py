@@ -18,8 +18,8 @@ from tests.support.s3 import S3, write_manifest
 
 def page_checks(s3: S3, tmp_path: Path, endpoint: str) -> list[Check]:
     s3.bucket(BUCKET, {"reports/q3/a.pdf": b"a"})
-    loaded = load_manifest(write_manifest(tmp_path / "m.yml", MANIFEST))
-    manifest = with_notify(loaded, {"globex": settings(), "initech": settings(delivery="links")})
+    chosen = {"globex": settings(), "initech": settings(delivery="links")}
+    manifest = load_manifest(write_manifest(tmp_path / "m.yml", with_notify(MANIFEST, chosen)))
     diagnosis = diagnose(manifest, connection=Connection(endpoint_url=endpoint))
     return [c for c in diagnosis.checks if c.name == "pages"]
 

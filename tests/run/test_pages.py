@@ -22,10 +22,12 @@ from urllib.parse import quote
 import pytest
 
 from sharebatch.errors import CredentialsError, SigningError, UsageError
+from sharebatch.manifest.load import load_manifest
 from sharebatch.models import BucketTarget, Connection, Credentials, Expiry, ShortCredentials
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy
 from sharebatch.run.delivery_plan import StoredPage, read_plan
 from sharebatch.run.pages import CONTENT_TYPE, download_name, publish_page, render_page
+from sharebatch.run.runner import run_resolved_async
 from sharebatch.run.sign import signed_window
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
@@ -34,13 +36,16 @@ from tests.support.faultproxy import fault_proxy
 from tests.support.linkkit import invoke
 from tests.support.pages import (
     BUCKET,
+    FILES,
+    MANIFEST,
     PAGES,
     PageRun,
     run_with_pages,
     settings,
     url_key,
+    with_notify,
 )
-from tests.support.s3 import ACCESS_KEY, S3, SECRET_KEY, fetch
+from tests.support.s3 import ACCESS_KEY, S3, SECRET_KEY, fetch, write_manifest
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -438,8 +443,18 @@ def test_a_page_whose_links_have_ended_is_not_published(s3: S3) -> None:
 
 
 def test_a_missing_template_is_bad_input_before_anything_is_written(s3: S3, tmp_path: Path) -> None:
-    """A notify template gone since the manifest was read: UsageError naming it, no run folder."""
+    """A notify template gone since the manifest was read (a caller that loads first, then
+    runs): UsageError naming it, no run folder."""
     gone = tmp_path / "gone.txt"
+    gone.write_text("Hello {recipient.name}\n", encoding="utf-8")
+    text = with_notify(MANIFEST, {"globex": settings(template=str(gone))})
+    manifest = load_manifest(write_manifest(tmp_path / "pages.yml", text))
+    gone.unlink()
+    s3.bucket(BUCKET, dict(FILES))
     with pytest.raises(UsageError, match=r"gone\.txt: notify template not found"):
-        run_with_pages(s3, tmp_path, {"globex": settings(template=str(gone))})
+        asyncio.run(
+            run_resolved_async(
+                manifest, out=tmp_path / "out", connection=Connection(endpoint_url=s3.endpoint)
+            )
+        )
     assert not (tmp_path / "out").exists()

@@ -1,44 +1,23 @@
 """The review page's approvals part as the run writes it: bundles to be mailed, none approved.
 
-The manifest's `notify:` parsing is not this test's subject: the loaded manifest is given
-notify settings for one grant, as the manifest stage hands them over (Grant.notify).
+A real manifest: globex gets a ``notify:`` section requiring approval, initech none.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-from sharebatch.manifest.load import Manifest
-from sharebatch.run import runner
 from sharebatch.run.review import APPROVALS_END, APPROVALS_START, ApprovalRow, approvals_block
-from tests.support.approval_run import FILES, SETTINGS
+from tests.support.delivery_run import delivery_run, settings
 from tests.support.quarterly import QuarterlyRun
 from tests.support.review_page import parse
 
 
-def test_the_run_lists_bundles_to_be_mailed_as_not_approved(
-    quarterly: QuarterlyRun, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_run_lists_bundles_to_be_mailed_as_not_approved(quarterly: QuarterlyRun) -> None:
     """Only grants with notify settings appear, each "not approved", required as set."""
-    load = runner.load_manifest
-
-    def with_notify(*args: Any, **kwargs: Any) -> Manifest:
-        manifest = load(*args, **kwargs)
-        job = manifest.jobs[0]
-        grants = tuple(
-            g.model_copy(update={"notify": SETTINGS}) if g.recipient.id == "globex" else g
-            for g in job.grants
-        )
-        return manifest.model_copy(update={"jobs": (job.model_copy(update={"grants": grants}),)})
-
-    monkeypatch.setattr(runner, "load_manifest", with_notify)
-    run_dir: Path = quarterly(FILES)
-    text = (run_dir / "index.html").read_text(encoding="utf-8")
+    gated = settings(2525, require_approval=True)
+    run = delivery_run(quarterly, lambda job, r: gated if r == "globex" else None)
+    text = (run.run_dir / "index.html").read_text(encoding="utf-8")
     assert text.count(APPROVALS_START) == 1 and text.count(APPROVALS_END) == 1
-    rows = [r["cells"] for r in parse(run_dir / "index.html").tables["approvals"]]
+    rows = [r["cells"] for r in parse(run.run_dir / "index.html").tables["approvals"]]
     assert rows == [["q3", "globex", "not approved", "yes", "", ""]]
 
 

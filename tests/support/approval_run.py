@@ -1,8 +1,8 @@
-"""A real run of the quarterly manifest on moto with a delivery plan written for it.
+"""A real run of the quarterly manifest on moto whose bundles wait for approval.
 
-The run stage does not write ``delivery.json`` for this manifest (it has no ``notify:``), so the
-helper writes one with ``write_plan`` for the bundles the run made: what approvals and
-webhooks need, whatever the run stage does about pages.
+globex is mailed its page (``delivery: page``: the run stores it, and its digest is in
+``delivery.json``), initech its links (no page); both require approval unless told otherwise.
+``with_page_digest`` stands in for a page refreshed after approval (a later ``remind``).
 """
 
 from __future__ import annotations
@@ -10,15 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sharebatch import audit
-from sharebatch.models import NotifySettings, SmtpServer
-from sharebatch.run.delivery_plan import (
-    DeliveryEntry,
-    DeliveryPlan,
-    StoredPage,
-    read_plan,
-    write_plan,
-)
+from sharebatch.run.delivery_plan import DeliveryPlan, read_plan, write_plan
+from tests.support.delivery_run import delivery_run, settings
 from tests.support.quarterly import QuarterlyRun
 
 FILES = {
@@ -27,35 +20,27 @@ FILES = {
     "partners/initech/statement.csv": b"initech,2\n" * 40,
 }
 
-SETTINGS = NotifySettings(
-    smtp=SmtpServer(host="127.0.0.1", port=2525, security="none"),
-    sender="Acme Reports <reports@acme.example>",
-    subject="2026-Q3 reports",
-    require_approval=True,
-)
-
 
 def gated_run(quarterly: QuarterlyRun, *, require_approval: bool = True) -> Path:
-    """Run the quarterly manifest; write a delivery plan for its two bundles; the run folder.
+    """Run the quarterly manifest with notify: settings requiring approval; the run folder."""
+    gated = settings(2525, subject="2026-Q3 reports", require_approval=require_approval)
+    links = dataclasses.replace(gated, delivery="links")
+    run = delivery_run(
+        quarterly,
+        lambda job, r: gated if r == "globex" else links,
+        addresses={"globex": ("finance@globex.example",), "initech": ("it@initech.example",)},
+        files=FILES,
+    )
+    return run.run_dir
 
-    globex has a page (a made-up digest: the plan is what approvals read), initech none.
-    """
-    run_dir = quarterly(FILES)
-    audit.reset()  # the CLI pointed log lines at its own (now closed) stderr
-    settings = dataclasses.replace(SETTINGS, require_approval=require_approval)
-    page = StoredPage("_sharebatch/pages/x.html", "a" * 64, "2026-10-09T09:30:00Z")
-    entries = (
-        DeliveryEntry(
-            "q3", "globex", "Globex Corporation", ("finance@globex.example",), True,
-            settings, "q3/globex/links.json", page,
-        ),
-        DeliveryEntry(
-            "q3", "initech", None, ("it@initech.example",), True, settings,
-            "q3/initech/links.json",
-        ),
-    )  # fmt: skip
-    write_plan(run_dir, DeliveryPlan(run_dir.name, entries))
-    return run_dir
+
+def page_digest(run_dir: Path, recipient: str) -> str:
+    """The sha256 of ``recipient``'s page as the run recorded it in ``delivery.json``."""
+    plan = read_plan(run_dir)
+    assert plan is not None
+    [entry] = [e for e in plan.entries if e.recipient == recipient]
+    assert entry.page is not None
+    return entry.page.sha256
 
 
 def with_page_digest(run_dir: Path, recipient: str, sha256: str) -> None:

@@ -27,6 +27,7 @@ TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12
 SMTP_PASSWORD = "never written in the manifest: put it in the environment variable SHAREBATCH_SMTP"
 CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.acme.example'"
 PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"
+PAGE_NEEDS_JSON = "no links.json, where delivery: page keeps the link to the recipient page"
 BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("yaml_syntax_error.yml", 8, 15, "", "invalid YAML: expected ',' or ']'"),
     ("tab_indentation.yml", 9, 1, "", "tabs"),
@@ -159,4 +160,5 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("notify_missing_from.yml", 6, 5, "defaults.notify", "notify needs from"),
     ("notify_delivery_bad.yml", 8, 15, "defaults.notify.delivery", "'page' or 'links'"),
     ("notify_is_true.yml", 5, 11, "defaults.notify", "or false to send nothing"),
+    ("notify_page_without_json.yml", 11, 14, "jobs[0].formats", PAGE_NEEDS_JSON),
 ]

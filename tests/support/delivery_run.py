@@ -1,25 +1,32 @@
-"""A real run folder ready for ``notify``: bundles from a quarterly run on moto, a page per
-bundle and the ``delivery.json`` the run will write itself once its page stage lands.
+"""A real run folder ready for ``notify``: the quarterly manifest with a ``notify:`` section,
+run through the CLI on moto, so the run itself stores the pages, writes ``page_url`` into the
+bundle headers and writes ``delivery.json``.
 
-Each bundle's page is stored in the bucket and its presigned link written into the bundle
-header's ``page_url``, as the run's page stage does; the plan's entries are made from the
-bundles found, with the settings and addresses a test chooses.
+Tests choose settings as ``NotifySettings`` values (per job and recipient); ``notify_yaml``
+writes them as the manifest's ``notify:`` mapping, each recipient its own, and the manifest
+loader reads them back. What the product cannot do (a hand-edited ``delivery.json``) is left to
+``edit_plan``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import yaml
+from typer.testing import CliRunner
 
 from sharebatch import audit
+from sharebatch.cli import app
 from sharebatch.models import NotifySettings, SmtpServer
-from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, StoredPage, write_plan
+from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, read_plan, write_plan
 from tests.support import secretsguard
-from tests.support.quarterly import BUCKET, QuarterlyRun
-from tests.support.s3 import S3
+from tests.support.quarterly import BUCKET, MANIFEST, QuarterlyRun
+from tests.support.s3 import write_manifest
 from tests.support.smtp import HOST
 
 FILES = {
@@ -50,17 +57,83 @@ def bulk_job(count: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def notify_yaml(chosen: NotifySettings) -> dict[str, Any]:
+    """``chosen`` as the manifest's ``notify:`` mapping (the subject taken as a template)."""
+    smtp = dataclasses.asdict(chosen.smtp)
+    if smtp["username"] is None:
+        del smtp["username"]
+    data: dict[str, Any] = {
+        "smtp": smtp,
+        "from": chosen.sender,
+        "subject": chosen.subject,
+        "delivery": chosen.delivery,
+        "pages_prefix": chosen.pages_prefix,
+        "per_address": chosen.per_address,
+        "require_approval": chosen.require_approval,
+    }
+    if chosen.reply_to is not None:
+        data["reply_to"] = chosen.reply_to
+    if chosen.template is not None:
+        data["template"] = chosen.template
+    if chosen.webhook is not None:
+        data["webhook"] = dataclasses.asdict(chosen.webhook)
+    return data
+
+
 @dataclass(frozen=True)
 class DeliveryRun:
-    """A run folder with bundles, pages and ``delivery.json``."""
+    """A run folder with bundles, pages and ``delivery.json``, all written by the run."""
 
     run_dir: Path
     plan: DeliveryPlan
+    manifest: Path
 
     def header(self, job: str, recipient: str) -> dict[str, object]:
         data = json.loads((self.run_dir / job / recipient / "links.json").read_text())
         header: dict[str, object] = data["header"]
         return header
+
+
+def notify_manifest(
+    folder: Path,
+    settings_for: Callable[[str, str], NotifySettings | None],
+    *,
+    addresses: Mapping[str, tuple[str, ...]] | None = None,
+    notify_off: frozenset[str] = frozenset(),
+    extra_jobs: str = "",
+    templates: tuple[str | None, str | None] = (None, None),
+) -> Path:
+    """The quarterly manifest (plus ``extra_jobs``) with a ``notify:`` and ``email:`` per
+    recipient, written in ``folder``; its path.
+
+    ``addresses``: by recipient id (default ``<id>@partners.example``; empty: no ``email:``);
+    ``notify_off``: recipient ids given ``notify: false``; ``templates``: the text and HTML
+    template files' contents (written beside the manifest), None for ours.
+    """
+    data = yaml.safe_load(MANIFEST + extra_jobs)
+    template = None
+    if templates[0] is not None:
+        template = folder / "partner.txt"
+        template.write_text(templates[0], encoding="utf-8")
+        if templates[1] is not None:
+            template.with_suffix(".html").write_text(templates[1], encoding="utf-8")
+    for job in data["jobs"]:
+        for recipient in job["recipients"]:
+            rid = recipient["id"]
+            people = (addresses or {}).get(rid, (f"{rid}@partners.example",))
+            recipient.pop("email", None)
+            if people:
+                recipient["email"] = list(people) if len(people) > 1 else people[0]
+            if rid in notify_off:
+                recipient["notify"] = False
+                continue
+            chosen = settings_for(job["name"], rid)
+            if chosen is not None:
+                if template is not None:
+                    chosen = replace(chosen, template=template.name)
+                recipient["notify"] = notify_yaml(chosen)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return write_manifest(folder / "delivery.yml", text)
 
 
 def delivery_run(
@@ -71,64 +144,35 @@ def delivery_run(
     notify_off: frozenset[str] = frozenset(),
     extra_jobs: str = "",
     templates: tuple[str | None, str | None] = (None, None),
+    files: Mapping[str, bytes] = FILES,
 ) -> DeliveryRun:
-    """Run the quarterly manifest (``FILES`` plus ``extra_jobs``), then ``write_plan_for``."""
-    run_dir = quarterly(FILES, extra_jobs)
-    audit.reset()  # the CLI configured stderr logging on its own stream, closed by now
-    plan = write_plan_for(
-        run_dir,
-        quarterly.s3,
+    """Seed ``files``, run ``notify_manifest``'s manifest through the CLI; the run folder."""
+    quarterly.s3.bucket(BUCKET, dict(files))
+    manifest = notify_manifest(
+        quarterly.folder,
         settings_for,
         addresses=addresses,
         notify_off=notify_off,
+        extra_jobs=extra_jobs,
         templates=templates,
     )
-    return DeliveryRun(run_dir, plan)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(manifest), "--out", str(quarterly.folder / "out"),
+         "--endpoint-url", quarterly.s3.endpoint],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    audit.reset()  # the CLI configured stderr logging on its own stream, closed by now
+    run_dir = Path(result.stdout.strip().splitlines()[0])
+    plan = read_plan(run_dir)
+    assert plan is not None, "the run wrote no delivery.json"
+    return DeliveryRun(run_dir, plan, manifest)
 
 
-def write_plan_for(
-    run_dir: Path,
-    s3: S3,
-    settings_for: Callable[[str, str], NotifySettings | None],
-    *,
-    addresses: Mapping[str, tuple[str, ...]] | None = None,
-    notify_off: frozenset[str] = frozenset(),
-    templates: tuple[str | None, str | None] = (None, None),
-) -> DeliveryPlan:
-    """Store a page per bundle of ``run_dir``, put its link in the header, write the plan.
-
-    ``addresses``: by recipient id (default ``<id>@partners.example``); ``notify_off``:
-    recipient ids left out with ``notify: false``.
-    """
-    entries = []
-    for bundle in sorted(run_dir.glob("*/*/links.json")):
-        job, recipient = bundle.parent.parent.name, bundle.parent.name
-        data = json.loads(bundle.read_text())
-        page = f"<!DOCTYPE html><title>{recipient}</title>".encode()
-        key = f"_sharebatch/pages/{hashlib.sha256(bundle.read_bytes()).hexdigest()[:24]}.html"
-        s3.client.put_object(Bucket=BUCKET, Key=key, Body=page, ContentType="text/html")
-        if "page_url" not in data["header"]:  # the run's own page, once its stage stores one
-            data["header"]["page_url"] = s3.client.generate_presigned_url(
-                "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600
-            )
-            bundle.write_text(json.dumps(data, indent=2))
-        off = recipient in notify_off
-        entries.append(
-            DeliveryEntry(
-                job=job,
-                recipient=recipient,
-                name=data["header"]["recipient_name"],
-                addresses=(addresses or {}).get(recipient, (f"{recipient}@partners.example",)),
-                notify=not off,
-                settings=None if off else settings_for(job, recipient),
-                bundle=str(bundle.relative_to(run_dir)),
-                page=StoredPage(
-                    key, hashlib.sha256(page).hexdigest(), data["header"]["expires_at"]
-                ),
-                template_text=templates[0],
-                template_html=templates[1],
-            )
-        )
-    plan = DeliveryPlan(run_id=run_dir.name, entries=tuple(entries))
-    write_plan(run_dir, plan)
-    return plan
+def edit_plan(run: DeliveryRun, change: Callable[[DeliveryEntry], DeliveryEntry]) -> DeliveryRun:
+    """Rewrite the run's ``delivery.json`` with each entry changed: a hand-edited plan, which
+    the manifest loader would have refused (what delivery must still defend against)."""
+    plan = DeliveryPlan(run.plan.run_id, tuple(change(e) for e in run.plan.entries))
+    write_plan(run.run_dir, plan)
+    return dataclasses.replace(run, plan=plan)

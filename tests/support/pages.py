@@ -1,13 +1,12 @@
-"""Runs with recipient pages: a manifest on moto whose grants get ``notify`` settings.
+"""Runs with recipient pages: a manifest on moto whose recipients get ``notify:`` settings.
 
-Until the manifest reads ``notify:`` itself, the settings are put on the loaded ``Manifest``'s
-grants (frozen values, copied with the settings) and the run starts from that value through
-``runner.run_resolved_async``: the same stages as ``sharebatch run``.
+The settings are chosen as ``NotifySettings`` values per recipient and written into the
+manifest's YAML (``with_notify``), so the manifest loader reads them as it reads any file and
+the run is ``sharebatch run``'s own (``run_manifest``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,9 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sharebatch.manifest.load import Manifest, load_manifest
+import yaml
+
 from sharebatch.models import Connection, NotifySettings, SmtpServer
-from sharebatch.run.runner import run_resolved_async
+from sharebatch.run.runner import run_manifest
+from tests.support.delivery_run import notify_yaml
 from tests.support.s3 import S3, write_manifest
 
 BUCKET = "acme-reports"
@@ -72,23 +73,17 @@ def settings(pages_prefix: str = PAGES, **more: Any) -> NotifySettings:
     )
 
 
-def with_notify(manifest: Manifest, chosen: Mapping[str, NotifySettings | None]) -> Manifest:
-    """``manifest`` with each recipient named in ``chosen`` given those settings (and its
-    address as ``addresses``, as the manifest's ``email:`` will fill it)."""
-    jobs = []
-    for job in manifest.jobs:
-        grants = []
-        for grant in job.grants:
-            recipient = grant.recipient
-            if recipient.id in chosen:
-                people = (recipient.email,) if recipient.email else ()
-                recipient = recipient.model_copy(update={"addresses": people})
-                grant = grant.model_copy(
-                    update={"notify": chosen[recipient.id], "recipient": recipient}
-                )
-            grants.append(grant)
-        jobs.append(job.model_copy(update={"grants": tuple(grants)}))
-    return manifest.model_copy(update={"jobs": tuple(jobs)})
+def with_notify(text: str, chosen: Mapping[str, NotifySettings | None]) -> str:
+    """The manifest ``text`` with each recipient named in ``chosen`` given those settings as
+    its ``notify:`` mapping (None: no settings)."""
+    data = yaml.safe_load(text)
+    for job in data["jobs"]:
+        for recipient in job["recipients"]:
+            given = chosen.get(recipient["id"])
+            if given is not None:
+                recipient["notify"] = notify_yaml(given)
+    dumped: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return dumped
 
 
 @dataclass(frozen=True)
@@ -120,16 +115,12 @@ def run_with_pages(
     files: Mapping[str, bytes] = FILES,
     endpoint: str | None = None,
 ) -> PageRun:
-    """Seed ``files``, load ``text`` with ``chosen`` settings and run it (through ``endpoint``,
-    default moto itself)."""
+    """Seed ``files``, write ``text`` with ``chosen`` settings and run it (through
+    ``endpoint``, default moto itself)."""
     s3.bucket(BUCKET, dict(files))
-    manifest = load_manifest(write_manifest(folder / "pages.yml", text))
-    summary = asyncio.run(
-        run_resolved_async(
-            with_notify(manifest, chosen),
-            out=folder / "out",
-            connection=Connection(endpoint_url=endpoint or s3.endpoint),
-        )
+    manifest = write_manifest(folder / "pages.yml", with_notify(text, chosen))
+    summary = run_manifest(
+        manifest, out=folder / "out", connection=Connection(endpoint_url=endpoint or s3.endpoint)
     )
     assert summary.run_dir is not None
     return PageRun(Path(summary.run_dir), summary.status)
