@@ -32,8 +32,13 @@ def test_a_killed_notify_sends_each_message_once_or_twice_with_one_message_id(
     smtp.mailbox.hold_at = 5
     command = [sys.executable, "-m", "sharebatch", "notify", str(run.run_dir), "--concurrency", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # A notify that dies early must fail the test at once, not leave it waiting for the 5th.
-    watcher = threading.Thread(target=lambda: (process.wait(), smtp.mailbox.held.set()))
+
+    def wake_when_it_ends() -> None:
+        """A notify that dies early fails the test at once, not after waiting for the 5th."""
+        process.wait()
+        smtp.mailbox.held.set()
+
+    watcher = threading.Thread(target=wake_when_it_ends)
     watcher.start()
     try:
         assert smtp.mailbox.held.wait(timeout=60), "the 5th message never arrived"
