@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -117,25 +114,3 @@ def test_the_parts_cover_every_test_module() -> None:
     assert covered == set((ROOT / "tests").rglob("test_*.py")) - set(
         (ROOT / "tests" / "support").rglob("test_*.py")
     )
-
-
-TIMED_WAIT = """
-import datetime, threading
-lock = threading.Lock()
-lock.acquire()
-assert not lock.acquire(timeout=0.2)
-print(datetime.datetime.now().year)
-"""
-
-
-def test_a_timed_wait_times_out_on_the_faked_clock(tmp_path: Path) -> None:
-    """Under faketime with the pass's environment a timed lock wait ends after its timeout
-    (by default libfaketime makes it wait years), while the wall clock is the faked one."""
-    if shutil.which("faketime") is None:
-        pytest.skip("faketime is not installed (apt-get install faketime)")
-    driver = load_driver()
-    command = ["faketime", "-m", "2027-12-31 23:57:00", sys.executable, "-c", TIMED_WAIT]
-    env = os.environ | driver.ENVIRONMENT
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() in ("2027", "2028")
