@@ -471,14 +471,19 @@ async def _record(
         attempts=handover.attempts,
         resend=unit.letter.resend,
     )
-    await ledger.append(delivery)
     event = asdict(delivery)
     del event["time"]  # the event's own timestamp says it
     if delivery.status == "sent":
         log.info("mail_sent", **event)
     else:
         log.warning("mail_failed", **event)
-    flush()  # a kill -9 after this line keeps the event as well as the ledger's line
+    # The event on disk first: a kill -9 before the ledger's line leaves an event for a
+    # message that goes again (it did go), never a ledger line whose event was lost. The
+    # line is written even if the audit log's disk refuses: it is what stops a resend.
+    try:
+        flush()
+    finally:
+        await ledger.append(delivery)
     status = "failed" if handover.refused else delivery.status
     return _outcome(unit, status, reply=handover.reply, attempts=handover.attempts)
 

@@ -7,9 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections import defaultdict
+import threading
+from collections import Counter, defaultdict
 
-from sharebatch.delivery.ledger import read_ledger
+import pytest
+
+from sharebatch.delivery.ledger import Delivery, Ledger, read_ledger
 from sharebatch.delivery.notify import notify
 from sharebatch.delivery.smtp import Retry
 from tests.support.delivery_run import bulk_job, delivery_run, settings
@@ -29,12 +32,22 @@ def test_a_killed_notify_sends_each_message_once_or_twice_with_one_message_id(
     smtp.mailbox.hold_at = 5
     command = [sys.executable, "-m", "sharebatch", "notify", str(run.run_dir), "--concurrency", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wake_when_it_ends() -> None:
+        """A notify that dies early fails the test at once, not after waiting for the 5th."""
+        process.wait()
+        smtp.mailbox.held.set()
+
+    watcher = threading.Thread(target=wake_when_it_ends)
+    watcher.start()
     try:
         assert smtp.mailbox.held.wait(timeout=60), "the 5th message never arrived"
+        assert process.poll() is None, f"notify exited {process.returncode} before the 5th"
         os.kill(process.pid, signal.SIGKILL)
         process.communicate(timeout=30)
     finally:
         process.kill()
+        watcher.join()
     assert process.returncode == -signal.SIGKILL
     smtp.mailbox.hold_at = None
     smtp.mailbox.release.set()
@@ -60,4 +73,34 @@ def test_a_killed_notify_sends_each_message_once_or_twice_with_one_message_id(
     assert sent == {e.key for e in run.plan.entries}
     assert len(lines) == 12
     events = [json.loads(line) for line in (run.run_dir / "audit.jsonl").read_text().splitlines()]
-    assert sum(e["event"] == "mail_sent" for e in events) == 12
+    logged = Counter(e["message_id"] for e in events if e["event"] == "mail_sent")
+    # Every message the ledger has has its event; one killed between its event and its line
+    # went twice and has two, never more than the server received.
+    assert set(logged) == {json.loads(line)["message_id"] for line in lines}
+    received = Counter(str(m.parsed()["Message-ID"]) for m in smtp.mailbox.messages)
+    assert all(n <= received[message_id] for message_id, n in logged.items()), logged
+
+
+def test_each_mail_event_is_on_disk_before_its_ledger_line(
+    quarterly: QuarterlyRun, smtp: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a ledger line is written, its mail_sent event is already in audit.jsonl: a kill -9
+    between the two can leave an event for a message that goes again, never a message the
+    ledger counts as sent without its event."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port), extra_jobs=bulk_job(2))
+    seen_first: dict[str, bool] = {}
+    append = Ledger.append
+
+    async def checked(self: Ledger, delivery: Delivery) -> None:
+        audit_log = (run.run_dir / "audit.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in audit_log]
+        seen_first[delivery.message_id] = any(
+            e["event"] == "mail_sent" and e["message_id"] == delivery.message_id for e in events
+        )
+        await append(self, delivery)
+
+    monkeypatch.setattr(Ledger, "append", checked)
+    report = notify(run.run_dir, retry=Retry(tries=1, backoff=lambda attempt: 0.0))
+    assert report.exit_code == 0
+    assert len(seen_first) == 4
+    assert all(seen_first.values()), seen_first

@@ -198,10 +198,30 @@ def make_tls(folder: Path) -> TlsFiles:
 
 
 def free_port() -> int:
-    """A port of 127.0.0.1 nobody listens on now (not every aiosmtpd takes port 0)."""
+    """A port of 127.0.0.1 nobody listens on now (for a test that needs one nobody serves)."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
+
+
+class _BoundController(Controller):
+    """aiosmtpd's ``Controller`` serving a socket bound before it starts.
+
+    A port probed free and bound again later can be taken in between (any test's outgoing
+    connection may get it as its own ephemeral port): the server then failed to start, an
+    error in the test's setup. Binding port 0 once and serving that socket leaves no gap;
+    ``port`` is set to the bound one, which aiosmtpd's start-up connects to.
+    """
+
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        self._socket = socket.socket()
+        self._socket.bind((HOST, 0))
+        super().__init__(handler, hostname=HOST, port=self._socket.getsockname()[1], **kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(
+            self._factory_invoker, sock=self._socket, ssl=self.ssl_context
+        )
 
 
 @dataclass
@@ -237,14 +257,13 @@ def smtp_server(
             "auth_required": not implicit_tls,
             "auth_require_tls": not implicit_tls,
         }
-    port = free_port()
-    controller = Controller(box, hostname=HOST, port=port, **kwargs)
-    controller.start()
+    controller = _BoundController(box, **kwargs)
     try:
-        yield Server(port, box)
+        controller.start()
+        yield Server(controller.port, box)
     finally:
         box.release.set()  # a held answer must not keep the server's thread from stopping
-        controller.stop()
+        controller.stop(no_assert=True)
 
 
 @contextmanager
