@@ -114,3 +114,16 @@ def test_the_parts_cover_every_test_module() -> None:
     assert covered == set((ROOT / "tests").rglob("test_*.py")) - set(
         (ROOT / "tests" / "support").rglob("test_*.py")
     )
+
+
+def test_a_part_that_hangs_is_stopped_and_fails_the_pass(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part past its real-time limit is killed with its children and fails, never rerun."""
+    monkeypatch.setenv("CRASH", "none")
+    monkeypatch.setenv("CRASHES", "0")
+    hangs = [sys.executable, "-c", "import threading; threading.Event().wait()"]
+    driver = load_driver()
+    code = driver.run_pass(START, hangs, ["a", "b"], faketime=str(faketime), limit=1.0)
+    assert code == driver.OVERDUE
+    assert [part for _, part in runs(tmp_path)] == ["a"]

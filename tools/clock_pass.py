@@ -16,9 +16,12 @@ the pass crosses the new year at the same test it would cross it in one process.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RERUNS = 2
+# Real seconds a part may take; the longest takes about 2 minutes on 2 busy cores.
+PART_LIMIT = 15 * 60
+OVERDUE = 124  # timeout(1)'s exit code for a command it stopped
 # faketime's own last words when its child died by a signal.
 _KILLED = re.compile(r"^Caught (.+)$")
 
@@ -43,20 +49,42 @@ def parts() -> list[str]:
 
 
 def run_part(
-    clock: datetime, pytest: list[str], part: str, faketime: str
+    clock: datetime, pytest: list[str], part: str, faketime: str, limit: float = PART_LIMIT
 ) -> tuple[int, str | None]:
-    """One part under faketime: its exit code, and the signal that killed it, if one did."""
+    """One part under faketime: its exit code, and the signal that killed it, if one did.
+
+    A part still running after ``limit`` seconds of real time is stopped (its whole process
+    group) and fails the pass: under libfaketime a thread's timed wait may never time out, so
+    a test that should fail could otherwise hang CI instead.
+    """
     stamp = clock.strftime("%Y-%m-%d %H:%M:%S")
     command = [faketime, "-m", stamp, *pytest, *part.split()]
     print(f"\n=== {part} from {stamp} (faked clock)", flush=True)
     killed_by = None
-    with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as process:
-        assert process.stderr is not None
-        for line in process.stderr:
-            sys.stderr.write(line)
-            found = _KILLED.match(line.strip())
-            if found:
-                killed_by = found.group(1)
+    with subprocess.Popen(
+        command, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        overdue = threading.Event()
+
+        def stop() -> None:
+            overdue.set()
+            os.killpg(process.pid, signal.SIGKILL)
+
+        watchdog = threading.Timer(limit, stop)
+        watchdog.start()
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                sys.stderr.write(line)
+                found = _KILLED.match(line.strip())
+                if found:
+                    killed_by = found.group(1)
+            process.wait()
+        finally:
+            watchdog.cancel()
+    if overdue.is_set():
+        print(f"=== {part}: still running after {limit:.0f} s, stopped", file=sys.stderr)
+        return OVERDUE, None
     return process.returncode, killed_by
 
 
@@ -66,13 +94,14 @@ def run_pass(
     parts: list[str],
     faketime: str = "faketime",
     clock: Callable[[], float] = time.monotonic,
+    limit: float = PART_LIMIT,
 ) -> int:
     """Every part in turn on one continuous faked clock; the first failing part's exit code."""
     began = clock()
     for part in parts:
         for attempt in range(RERUNS + 1):
             now = start + timedelta(seconds=round(clock() - began))
-            code, killed_by = run_part(now, pytest, part, faketime)
+            code, killed_by = run_part(now, pytest, part, faketime, limit)
             if code == 0:
                 break
             if killed_by is None:
