@@ -7,7 +7,7 @@ measured spends its time as it would with a remote server. The server runs in th
 that its CPU does not compete with the client's for one GIL.
 
 Prints ``READY <port>``; then answers each ``count`` line on stdin with the number of messages
-accepted so far, and exits when stdin closes.
+accepted so far and the CPU seconds this process has used, and exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import time
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -75,7 +76,7 @@ def main() -> None:
     print("READY", port, flush=True)
     for line in sys.stdin:
         if line.strip() == "count":
-            print(handler.accepted, flush=True)
+            print(handler.accepted, time.process_time(), flush=True)
     controller.stop()
 
 
