@@ -90,6 +90,16 @@ def test_demo_without_the_extra_says_how_to_install_it(
     assert "pip install 'sharebatch[demo]'" in result.stderr
 
 
+def test_demo_without_aiosmtpd_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the embedded SMTP server's package the demo names the install command too."""
+    monkeypatch.setitem(sys.modules, "aiosmtpd.controller", None)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "embedded SMTP server: pip install 'sharebatch[demo]'" in result.stderr
+
+
 def test_demo_help_names_the_extra_to_install() -> None:
     """The help text keeps the brackets of sharebatch[demo] (Rich would read them as markup)."""
     result = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
