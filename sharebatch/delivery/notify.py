@@ -2,9 +2,10 @@
 
 The run's ``delivery.json`` says who gets what (``run/delivery_plan.py``); each entry's bundle
 gives the link to mail: the recipient page's (``page_url`` in its header) or the files' own.
-Every message is built before any is sent, so a template or header that cannot be used stops
-everything (exit 2) with nothing sent; so does a recipient without an address, or a login
-whose password variable is unset.
+Every message is checked and rendered (``message.draft_message``) before any is sent, so a
+template or header that cannot be used stops everything (exit 2) with nothing sent; so does a
+recipient without an address, or a login whose password variable is unset. Each is assembled
+into bytes just before its hand-over, while the other connections wait on their servers.
 
 Sending goes through ``deliver``, which ``remind`` reuses with ``kind="reminder"``: at most
 ``concurrency`` connections, each outcome appended to the ledger (``ledger.py``) and to the
@@ -24,7 +25,7 @@ import ssl
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,10 +34,11 @@ from sharebatch.blocking import blocking
 from sharebatch.delivery.ledger import Delivery, Ledger, read_ledger
 from sharebatch.delivery.message import (
     Content,
+    Draft,
     Letter,
     MailKind,
     MailLink,
-    build_message,
+    draft_message,
     envelope_sender,
 )
 from sharebatch.delivery.smtp import (
@@ -111,8 +113,15 @@ class _Unit:
     entry: DeliveryEntry
     to: tuple[str, ...]
     letter: Letter
-    message_id: str
-    data: bytes = field(repr=False)  # the message holds the links
+    draft: Draft
+
+    @property
+    def message_id(self) -> str:
+        return self.draft.message_id
+
+    def data(self) -> bytes:
+        """The message's bytes, assembled now from its checked draft."""
+        return self.draft.message().as_bytes()
 
 
 async def notify_async(
@@ -218,7 +227,7 @@ async def deliver(
                     settings.smtp,
                     envelope_sender(unit.letter),
                     unit.to,
-                    unit.data,
+                    unit.data(),
                     login=logins.get(unit.entry.key),
                     context=context,
                     retry=retry,
@@ -251,7 +260,7 @@ def _plan_units(
     resend: Collection[tuple[str, str]],
     now: datetime,
 ) -> tuple[list[_Unit], list[Outcome]]:
-    """Every message built (so a bad one stops all before any is sent); those the ledger
+    """Every message drafted (so a bad one stops all before any is sent); those the ledger
     records as sent set apart, unless resent."""
     sent = Counter(d.key for d in read_ledger(run_dir) if d.status == "sent")
     units: list[_Unit] = []
@@ -381,8 +390,7 @@ def _units(
             template_html=entry.template_html,
             where=f"{PLAN_FILE}: {_name(entry)}",
         )
-        message = build_message(letter, content, to, now)
-        units.append(_Unit(entry, to, letter, str(message["Message-ID"]), message.as_bytes()))
+        units.append(_Unit(entry, to, letter, draft_message(letter, content, to, now)))
     return units
 
 
@@ -449,5 +457,5 @@ def _write_eml(outbox: Path, unit: _Unit, kind: MailKind, ambiguous: bool) -> Ou
     path = folder / f"{stem}.eml"
     # The message is 7-bit (quoted-printable bodies, encoded-word headers): ASCII round-trips.
     with atomic_writer(path) as out:
-        out.write(unit.data.decode("ascii"))
+        out.write(unit.data().decode("ascii"))
     return _outcome(unit, "written", path=str(path))
