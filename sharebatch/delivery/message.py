@@ -149,48 +149,10 @@ def message_id(letter: Letter, address: str | None = None) -> str:
     return f"<{digest}@{domain}>"
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A message whose every part is checked and rendered; ``message()`` assembles it.
-
-    The checks are what can refuse a message (``draft_message`` raises); the assembly by the
-    ``email`` package is most of a message's cost, and cannot refuse what a draft holds. So
-    ``notify`` drafts every message before it sends any (a bad one stops all), and assembles
-    each just before handing it over, while the other connections wait on their servers.
-    """
-
-    message_id: str
-    sender: Address
-    to: tuple[Address, ...]
-    reply_to: Address | None
-    subject: str
-    date: str
-    text: str = field(repr=False)  # the bodies hold the links
-    html: str = field(repr=False)
-
-    def message(self) -> EmailMessage:
-        msg = EmailMessage(policy=SMTP)
-        msg["From"] = self.sender
-        msg["To"] = self.to
-        if self.reply_to is not None:
-            msg["Reply-To"] = self.reply_to
-        msg["Subject"] = self.subject
-        msg["Date"] = self.date
-        msg["Message-ID"] = self.message_id
-        # Tells vacation responders and ticket systems not to answer a machine.
-        msg["Auto-Submitted"] = "auto-generated"
-        # Quoted-printable for both parts: a long link is wrapped, never cut, and no line of
-        # a body can look like the boundary below.
-        msg.set_content(self.text, cte="quoted-printable")
-        msg.add_alternative(self.html, subtype="html", cte="quoted-printable")
-        # A random boundary would make the dry run's .eml differ from the message sent.
-        msg.set_boundary("=_sharebatch_" + self.message_id[1:17])
-        return msg
-
-
-def draft_message(letter: Letter, content: Content, to: Sequence[str], now: datetime) -> Draft:
-    """The checked parts of the message for ``to`` (all the recipient's addresses, or one
-    with ``per_address``).
+def build_message(
+    letter: Letter, content: Content, to: Sequence[str], now: datetime
+) -> EmailMessage:
+    """The message for ``to`` (all the recipient's addresses, or one with ``per_address``).
 
     ``LinkError`` (exit 2) names the entry and field of a header value or template that
     cannot be used; nothing about it is sent.
@@ -199,29 +161,24 @@ def draft_message(letter: Letter, content: Content, to: Sequence[str], now: date
     mid = message_id(letter, per_address)
     variables = _variables(letter, content, now)
     text, body_html = _bodies(letter, content, variables)
-    for name, body in (("text", text), ("html", body_html)):
-        try:
-            body.encode("utf-8")
-        except UnicodeEncodeError:
-            raise LinkError(f"{letter.where}: {name}: holds text that is not Unicode") from None
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = _address(letter.sender, letter.where, "from")
+    msg["To"] = [_recipient(letter, a) for a in to]
+    if letter.reply_to:
+        msg["Reply-To"] = _address(letter.reply_to, letter.where, "reply_to")
     subject = _header_text(letter.subject, letter.where, "subject")
-    return Draft(
-        message_id=mid,
-        sender=_address(letter.sender, letter.where, "from"),
-        to=tuple(_recipient(letter, a) for a in to),
-        reply_to=_address(letter.reply_to, letter.where, "reply_to") if letter.reply_to else None,
-        subject=f"Reminder: {subject}" if letter.kind == "reminder" else subject,
-        date=format_datetime(now.astimezone(UTC)),
-        text=text,
-        html=body_html,
-    )
-
-
-def build_message(
-    letter: Letter, content: Content, to: Sequence[str], now: datetime
-) -> EmailMessage:
-    """The message for ``to``: ``draft_message``'s checks, then the assembly."""
-    return draft_message(letter, content, to, now).message()
+    msg["Subject"] = f"Reminder: {subject}" if letter.kind == "reminder" else subject
+    msg["Date"] = format_datetime(now.astimezone(UTC))
+    msg["Message-ID"] = mid
+    # Tells vacation responders and ticket systems not to answer a machine.
+    msg["Auto-Submitted"] = "auto-generated"
+    # Quoted-printable for both parts: a long link is wrapped, never cut, and no line of a
+    # body can look like the boundary below.
+    msg.set_content(text, cte="quoted-printable")
+    msg.add_alternative(body_html, subtype="html", cte="quoted-printable")
+    # A random boundary would make the dry run's .eml differ from the message sent.
+    msg.set_boundary("=_sharebatch_" + mid[1:17])
+    return msg
 
 
 def envelope_sender(letter: Letter) -> str:

