@@ -1,4 +1,5 @@
-"""Building one message: addresses are parsed once per mailing, and still checked each time."""
+"""Building messages: all before any is sent; addresses parsed once per mailing, and still
+checked for each message."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from datetime import UTC, datetime
 import pytest
 
 from sharebatch.delivery.message import Content, Letter, build_message
+from sharebatch.delivery.notify import notify
+from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError
+from sharebatch.models import NotifySettings
+from tests.support.delivery_run import delivery_run, settings
+from tests.support.quarterly import QuarterlyRun
+from tests.support.smtp import Server
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -48,3 +55,21 @@ def test_messages_sharing_a_sender_each_get_their_own_recipient() -> None:
         "initech@partners.example",
     ]
     assert {str(m["From"]) for m in built} == {"Acme Reports <reports@acme.example>"}
+
+
+def test_a_bad_header_of_the_last_recipient_stops_everything_unsent(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """Every message is built before any is sent: a bad header only the last recipient has
+    (CR/LF) stops the notify, exit 2, with nothing sent."""
+
+    def per_recipient(job: str, recipient: str) -> NotifySettings:
+        bad = {"subject": "Q3\r\nBcc: thief@evil.example"} if recipient == "initech" else {}
+        return settings(smtp.port, **bad)
+
+    run = delivery_run(quarterly, per_recipient)
+    assert [e.recipient for e in run.plan.entries][-1] == "initech"
+    with pytest.raises(LinkError, match="q3/initech: subject: holds") as caught:
+        notify(run.run_dir, retry=Retry(tries=1))
+    assert caught.value.exit_code == 2
+    assert smtp.mailbox.messages == []
