@@ -190,14 +190,17 @@ def schema() -> None:
 def demo(
     manifest: Annotated[
         Path | None,
-        typer.Option(help="A manifest to run instead of the one shipped with sharebatch."),
+        typer.Option(
+            help="A manifest to run instead of the one shipped with sharebatch (it mails nobody)."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder that receives the bundles.")] = Path("bundles"),
     verbose: VerboseOpt = False,
     quiet: QuietOpt = True,
     log_format: FormatOpt = LogFormat.auto,
 ) -> None:
-    """Run the demo manifest against an embedded S3 on 127.0.0.1, then download one link.
+    """Run the demo manifest against an embedded S3 on 127.0.0.1, download one link, mail
+    each recipient through an embedded SMTP server and show the mails it captured.
 
     Example: sharebatch demo --out /tmp/sharebatch-demo
 

@@ -24,6 +24,7 @@ text with a control character (CR/LF: header injection) ever becomes a header.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 from collections.abc import Mapping, Sequence
@@ -264,11 +265,21 @@ def _header_text(value: str, where: str, name: str) -> str:
 
 def _address(value: str, where: str, name: str) -> Address:
     _header_text(value, where, name)
-    # The email package's own header parser: one address, and nothing it had to repair.
+    address = _one_address(value)
+    if address is None:
+        raise LinkError(f"{where}: {name}: {visible(value)!r} is not one mail address")
+    return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_address(value: str) -> Address | None:
+    """``value`` parsed by the email package's own header parser: one address, and nothing
+    it had to repair; else None. Cached: a mailing parses the same From and Reply-To for
+    every message, and the parser is most of the cost of building one (bench_notify.py)."""
     header = default.header_factory("to", value)
     found: tuple[Address, ...] = getattr(header, "addresses", ())
     if len(found) != 1 or header.defects or "@" not in found[0].addr_spec:
-        raise LinkError(f"{where}: {name}: {visible(value)!r} is not one mail address")
+        return None
     address: Address = found[0]
     return address
 
