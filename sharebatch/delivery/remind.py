@@ -14,7 +14,8 @@ renewal drops the old page, which lists the old links. ``delivery.json`` is neve
 approvals compare against it, and a reminder needs no new approval, since a renewal holds no
 file its source did not. The reminder uses our own reminder template (not a manifest's
 ``template:``, written for the first mail) and goes out through ``notify.deliver`` with
-``kind="reminder"``: same SMTP settings, retries, ledger and ``mail_sent``/``mail_failed``.
+``kind="reminder"``: same SMTP settings, retries, ledger and ``mail_sent``/``mail_failed``. All
+reminders go in one ``deliver`` (each entry's renewal by key), so ``concurrency`` spans them.
 
 A renewal is mailed only when the run's audit log records it (``bundle_renewed`` with its
 sha256): a file dropped into the folder is not a renewal to hand a recipient.
