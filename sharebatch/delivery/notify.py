@@ -118,6 +118,7 @@ class _Unit:
 
     entry: DeliveryEntry
     to: tuple[str, ...]
+    renewal: str | None
     letter: Letter
     message_id: str
     data: bytes = field(repr=False)  # the message holds the links
@@ -244,6 +245,7 @@ async def deliver(
     *,
     kind: MailKind = "notify",
     renewal: str | None = None,
+    renewals: Mapping[tuple[str, str], str] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     dry_run: bool = False,
     resend: Collection[tuple[str, str]] = (),
@@ -255,13 +257,16 @@ async def deliver(
     ``contents[entry.key]`` as what it points at; the reusable half of ``notify``.
 
     ``kind``/``renewal`` make a reminder (its own Message-ID per renewal, its own ledger
-    lines). A message already sent is skipped unless its entry's key is in ``resend``.
+    lines); ``renewals`` gives an entry's own renewal by key (before ``renewal``), so one
+    call mails reminders of many renewals with ``concurrency`` across them all. A message
+    already sent (for its renewal) is skipped unless its entry's key is in ``resend``.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     with ExitStack() as stack:
         # The lock before the ledger is read: a notify that ran meanwhile is seen whole.
         ledger = None if dry_run else stack.enter_context(Ledger(run_dir))
-        units, skipped = _plan_units(run_dir, plan, entries, contents, kind, renewal, resend, now)
+        chosen = {e.key: renewal for e in entries} | dict(renewals or {})
+        units, skipped = _plan_units(run_dir, plan, entries, contents, kind, chosen, resend, now)
         if ledger is None:
             return _dry_run(run_dir, plan, units, skipped, kind)
         # Read now, and only for what is to be sent: a run already mailed needs no password.
@@ -283,12 +288,14 @@ async def deliver(
                     context=context,
                     retry=retry,
                 )
-            return await _record(ledger, unit, kind, renewal, handover, plan.run_id)
+            return await _record(ledger, unit, kind, handover, plan.run_id)
 
-        log.info("notify_started", kind=kind, renewal=renewal, messages=len(units))
+        # Each message's own renewal is in its mail_sent/mail_failed event; here, how many.
+        named = len({unit.renewal for unit in units} - {None})
+        log.info("notify_started", kind=kind, renewals=named, messages=len(units))
         finished = await asyncio.gather(*(one(unit) for unit in units))
         report = NotifyReport(plan.run_id, tuple(skipped) + tuple(finished))
-        log.info("notify_finished", kind=kind, renewal=renewal, **report.counts())
+        log.info("notify_finished", kind=kind, renewals=named, **report.counts())
         return report
     raise AssertionError("unreachable")  # for mypy: an ExitStack could swallow exceptions
 
@@ -307,7 +314,7 @@ def _plan_units(
     entries: Sequence[DeliveryEntry],
     contents: Mapping[tuple[str, str], Content],
     kind: MailKind,
-    renewal: str | None,
+    renewals: Mapping[tuple[str, str], str | None],
     resend: Collection[tuple[str, str]],
     now: datetime,
 ) -> tuple[list[_Unit], list[Outcome]]:
@@ -317,6 +324,7 @@ def _plan_units(
     units: list[_Unit] = []
     skipped: list[Outcome] = []
     for entry in entries:
+        renewal = renewals[entry.key]
         for unit in _units(plan.run_id, entry, contents[entry.key], kind, renewal, now, sent):
             key = (entry.job, entry.recipient, kind, renewal, unit.to)
             if sent[key] and entry.key not in resend:
@@ -432,7 +440,8 @@ def _units(
             where=f"{PLAN_FILE}: {_name(entry)}",
         )
         message = build_message(letter, content, to, now)
-        units.append(_Unit(entry, to, letter, str(message["Message-ID"]), message.as_bytes()))
+        message_id = str(message["Message-ID"])
+        units.append(_Unit(entry, to, renewal, letter, message_id, message.as_bytes()))
     return units
 
 
@@ -451,7 +460,6 @@ async def _record(
     ledger: Ledger,
     unit: _Unit,
     kind: MailKind,
-    renewal: str | None,
     handover: Handover,
     run_id: str,
 ) -> Outcome:
@@ -463,7 +471,7 @@ async def _record(
         addresses=list(unit.to),
         message_id=unit.message_id,
         kind=kind,
-        renewal=renewal,
+        renewal=unit.renewal,
         status="sent" if handover.status == "sent" else "failed",
         reply=handover.reply,
         attempts=handover.attempts,

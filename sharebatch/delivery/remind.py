@@ -14,7 +14,8 @@ renewal drops the old page, which lists the old links. ``delivery.json`` is neve
 approvals compare against it, and a reminder needs no new approval, since a renewal holds no
 file its source did not. The reminder uses our own reminder template (not a manifest's
 ``template:``, written for the first mail) and goes out through ``notify.deliver`` with
-``kind="reminder"``: same SMTP settings, retries, ledger and ``mail_sent``/``mail_failed``.
+``kind="reminder"``: same SMTP settings, retries, ledger and ``mail_sent``/``mail_failed``. All
+reminders go in one ``deliver`` (each entry's renewal by key), so ``concurrency`` spans them.
 
 A renewal is mailed only when the run's audit log records it (``bundle_renewed`` with its
 sha256): a file dropped into the folder is not a renewal to hand a recipient.
@@ -348,24 +349,23 @@ async def _mail(
         for key, url in urls.items():
             contents[key] = replace(contents[key], page_url=url)
         pending = [(e, p) for e, p in pending if e.key in urls or (e, p) not in pages]
-    outcomes: list[Outcome] = []
-    # One deliver per renewal: each reminder's Message-ID and ledger lines name its own.
-    for entry, path in pending:
-        ours = replace(entry, template_text=None, template_html=None)
-        report = await deliver(
-            run_dir,
-            plan,
-            [ours],
-            {entry.key: contents[entry.key]},
-            kind="reminder",
-            renewal=path.name,
-            concurrency=concurrency,
-            now=now,
-            retry=retry,
-            cafile=cafile,
-        )
-        outcomes += report.outcomes
-    return NotifyReport(plan.run_id, tuple(outcomes))
+    if not pending:  # every page failed: nothing to mail, no ledger lock to take
+        return NotifyReport(plan.run_id, ())
+    # One deliver for all: --concurrency spans the recipients, while each reminder's
+    # Message-ID and ledger lines still name its own renewal (``renewals``, by entry).
+    report = await deliver(
+        run_dir,
+        plan,
+        [replace(entry, template_text=None, template_html=None) for entry, _ in pending],
+        {entry.key: contents[entry.key] for entry, _ in pending},
+        kind="reminder",
+        renewals={entry.key: path.name for entry, path in pending},
+        concurrency=concurrency,
+        now=now,
+        retry=retry,
+        cafile=cafile,
+    )
+    return NotifyReport(plan.run_id, report.outcomes)
 
 
 async def _publish(

@@ -22,6 +22,7 @@ from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError, RunLocked, UsageError
 from sharebatch.lifecycle.inspect import read_bundle
 from tests.support.delivery_run import delivery_run, edit_plan, settings
+from tests.support.linkkit import audit_events
 from tests.support.quarterly import QuarterlyRun
 from tests.support.smtp import Captured, Server
 
@@ -341,6 +342,72 @@ def test_deliver_sends_reminders_once_per_renewal(quarterly: QuarterlyRun, smtp:
     assert len(ids) == 3
     lines = [(d.kind, d.renewal) for d in read_ledger(run.run_dir)]
     assert lines == [("notify", None), ("reminder", "r1"), ("reminder", "r2")]
+
+
+def test_deliver_gives_each_entry_its_own_renewal(quarterly: QuarterlyRun, smtp: Server) -> None:
+    """deliver(renewals=...): one call mails reminders of several renewals, each message's
+    Message-ID, ledger line and mail_sent event naming its own entry's renewal (per address
+    too), and sends again only the entry whose renewal is new."""
+    both = ("finance@globex.example", "audit@globex.example")
+    run = delivery_run(
+        quarterly,
+        lambda job, r: settings(smtp.port, per_address=(r == "globex")),
+        addresses={"globex": both},
+    )
+    contents = {
+        e.key: Content(page_url=f"https://pages.example/{e.recipient}", files=1)
+        for e in run.plan.entries
+    }
+
+    def remind(renewals: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+        report = asyncio.run(
+            deliver(
+                run.run_dir,
+                run.plan,
+                run.plan.entries,
+                contents,
+                kind="reminder",
+                renewals=renewals,
+                retry=NO_WAIT,
+            )
+        )
+        return sorted((o.recipient, o.status) for o in report.outcomes)
+
+    first = {("q3", "globex"): "g1", ("q3", "initech"): "i1"}
+    assert remind(first) == [("globex", "sent"), ("globex", "sent"), ("initech", "sent")]
+    run_id = run.plan.run_id
+    expected = {
+        (both[0],): _reminder_id(run_id, "globex", "g1", both[0]),
+        (both[1],): _reminder_id(run_id, "globex", "g1", both[1]),
+        ("initech@partners.example",): _reminder_id(run_id, "initech", "i1"),
+    }
+    assert {m.rcpt_tos: m.parsed()["Message-ID"] for m in smtp.mailbox.messages} == expected
+    assert remind(first) == [("globex", "already sent")] * 2 + [("initech", "already sent")]
+    assert len(smtp.mailbox.messages) == 3
+    assert remind(first | {("q3", "globex"): "g2"}) == [
+        ("globex", "sent"),
+        ("globex", "sent"),
+        ("initech", "already sent"),
+    ]
+    later = {m.parsed()["Message-ID"] for m in smtp.mailbox.messages[3:]}
+    assert later == {_reminder_id(run_id, "globex", "g2", a) for a in both}
+    lines = sorted((d.recipient, d.renewal, tuple(d.addresses)) for d in read_ledger(run.run_dir))
+    assert lines == [
+        ("globex", "g1", (both[1],)),
+        ("globex", "g1", (both[0],)),
+        ("globex", "g2", (both[1],)),
+        ("globex", "g2", (both[0],)),
+        ("initech", "i1", ("initech@partners.example",)),
+    ]
+    events = [e for e in audit_events(run.run_dir) if e["event"] == "mail_sent"]
+    assert sorted((e["recipient"], e["renewal"], e["message_id"]) for e in events) == sorted(
+        (d.recipient, d.renewal, d.message_id) for d in read_ledger(run.run_dir)
+    )
+
+
+def _reminder_id(run_id: str, recipient: str, renewal: str, *address: str) -> str:
+    parts = [run_id, "q3", recipient, "reminder", renewal, *address]
+    return f"<{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:32]}@acme.example>"
 
 
 def test_a_recipient_in_two_jobs_gets_an_outbox_folder_per_job(

@@ -228,3 +228,36 @@ def test_a_file_posing_as_a_renewal_is_not_mailed(s3: S3, tmp_path: Path, smtp: 
     assert (step.action, step.renewal) == ("failed", forged.name)
     assert "not a renewal the run's audit log records" in step.detail
     assert len(smtp.mailbox.messages) == sent
+
+
+def test_reminders_to_several_recipients_are_in_flight_at_once(
+    s3: S3, tmp_path: Path, smtp: Server
+) -> None:
+    """With --concurrency 2, the reminders to globex and initech (each its own renewal) are
+    handed to the server at the same time: the server sees two messages in DATA at once."""
+    # The client outwaits the server's meeting: a timed-out first try retried beside its own
+    # stale DATA would also make two at once.
+    run = remind_run(s3, tmp_path, smtp.port, timeout="60s")
+    smtp.mailbox.parallel = 2
+    report = remind(run.run_dir, within=run.window(HOUR), retry=NO_WAIT, concurrency=2)
+    assert report.exit_code == 0
+    assert smtp.mailbox.peak == 2
+    [globex_renewal] = run.renewals("globex")
+    [initech_renewal] = run.renewals("initech")
+    reminders = _reminders(smtp)
+    assert len(reminders) == 2
+    ids = {m.rcpt_tos: m.parsed()["Message-ID"] for m in reminders}
+    assert ids == {
+        ("finance@globex.example",): _reminder_id(run, "globex", globex_renewal.name),
+        ("it@initech.example",): _reminder_id(run, "initech", initech_renewal.name),
+    }
+    lines = {(d.recipient, d.kind, d.renewal, d.status) for d in read_ledger(run.run_dir)}
+    assert {
+        ("globex", "reminder", globex_renewal.name, "sent"),
+        ("initech", "reminder", initech_renewal.name, "sent"),
+    } <= lines
+    sent = [e for e in audit_events(run.run_dir) if e["event"] == "mail_sent"]
+    assert {(e["recipient"], e["renewal"]) for e in sent if e["kind"] == "reminder"} == {
+        ("globex", globex_renewal.name),
+        ("initech", initech_renewal.name),
+    }

@@ -34,7 +34,7 @@ defaults:
   region: eu-west-1
   expires_in: 72h
   notify:
-    smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 5s}}
+    smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: {timeout}}}
     from: "Acme Reports <reports@acme.example>"
     subject: "Q3 reports"
 jobs:
@@ -82,10 +82,16 @@ class RemindRun:
         return self.earliest_end() - datetime.now(UTC) + margin
 
 
-def remind_run(s3: S3, tmp_path: Path, port: int, *, notified: bool = True) -> RemindRun:
-    """Run the manifest on moto with its mail going to ``port``; notify it unless told not."""
+def remind_run(
+    s3: S3, tmp_path: Path, port: int, *, notified: bool = True, timeout: str = "5s"
+) -> RemindRun:
+    """Run the manifest on moto with its mail going to ``port``; notify it unless told not.
+    ``timeout``: the SMTP client's (longer than a test server's meeting wait, a client that
+    must not give up and retry while the server holds its DATA)."""
     s3.bucket(BUCKET, FILES)
-    manifest = write_manifest(tmp_path / "remind.yml", MANIFEST.format(bucket=BUCKET, port=port))
+    manifest = write_manifest(
+        tmp_path / "remind.yml", MANIFEST.format(bucket=BUCKET, port=port, timeout=timeout)
+    )
     out = str(tmp_path / "out")
     run_dir = run_dir_of(invoke("run", str(manifest), "--out", out, "--endpoint-url", s3.endpoint))
     if notified:
