@@ -3,6 +3,7 @@ checked for each message."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,8 +12,7 @@ from sharebatch.delivery.message import Content, Letter, build_message
 from sharebatch.delivery.notify import notify
 from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError
-from sharebatch.models import NotifySettings
-from tests.support.delivery_run import delivery_run, settings
+from tests.support.delivery_run import delivery_run, edit_plan, settings
 from tests.support.quarterly import QuarterlyRun
 from tests.support.smtp import Server
 
@@ -63,11 +63,10 @@ def test_a_bad_header_of_the_last_recipient_stops_everything_unsent(
     """Every message is built before any is sent: a bad header only the last recipient has
     (CR/LF) stops the notify, exit 2, with nothing sent."""
 
-    def per_recipient(job: str, recipient: str) -> NotifySettings:
-        bad = {"subject": "Q3\r\nBcc: thief@evil.example"} if recipient == "initech" else {}
-        return settings(smtp.port, **bad)
-
-    run = delivery_run(quarterly, per_recipient)
+    run = delivery_run(quarterly, lambda job, recipient: settings(smtp.port))
+    # The manifest refuses such text at load: only an edited delivery.json can hold it.
+    bad = settings(smtp.port, subject="Q3\r\nBcc: thief@evil.example")
+    run = edit_plan(run, lambda e: replace(e, settings=bad) if e.recipient == "initech" else e)
     assert [e.recipient for e in run.plan.entries][-1] == "initech"
     with pytest.raises(LinkError, match="q3/initech: subject: holds") as caught:
         notify(run.run_dir, retry=Retry(tries=1))
