@@ -17,7 +17,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +25,8 @@ from sharebatch.errors import RunLocked
 
 LEDGER_FILE = "deliveries.jsonl"
 Status = Literal["sent", "failed"]
+MessageKey = tuple[str, str, str, str | None, tuple[str, ...]]
+"""job, recipient, kind, renewal, addresses: what one message is for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +45,11 @@ class Delivery:
     reply: str
     attempts: int
     resend: int = 0
+    # Addresses refused while the others took the message: the next notify sends it to them.
+    undelivered: list[str] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, str, str, str | None, tuple[str, ...]]:
+    def key(self) -> MessageKey:
         """What one message is for; a ``sent`` line with this key means it went out."""
         return (self.job, self.recipient, self.kind, self.renewal, tuple(self.addresses))
 

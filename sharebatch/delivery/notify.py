@@ -31,7 +31,7 @@ from pathlib import Path
 from sharebatch.audit import audit_file, flush, get_logger
 from sharebatch.blocking import blocking
 from sharebatch.delivery.approvals import matching, unapproved
-from sharebatch.delivery.ledger import Delivery, Ledger, read_ledger
+from sharebatch.delivery.ledger import Delivery, Ledger, MessageKey, read_ledger
 from sharebatch.delivery.message import (
     Content,
     Letter,
@@ -122,6 +122,8 @@ class _Unit:
     letter: Letter
     message_id: str
     data: bytes = field(repr=False)  # the message holds the links
+    # Who gets it this time, when not all of ``to``: those an earlier send did not reach.
+    envelope: tuple[str, ...] = ()
 
 
 async def notify_async(
@@ -282,7 +284,7 @@ async def deliver(
                 handover = await hand_over(
                     settings.smtp,
                     envelope_sender(unit.letter),
-                    unit.to,
+                    unit.envelope or unit.to,
                     unit.data,
                     login=logins.get(unit.entry.key),
                     context=context,
@@ -320,7 +322,13 @@ def _plan_units(
 ) -> tuple[list[_Unit], list[Outcome]]:
     """Every message built (so a bad one stops all before any is sent); those the ledger
     records as sent set apart, unless resent."""
-    sent = Counter(d.key for d in read_ledger(run_dir) if d.status == "sent")
+    # A message counts as sent once each of its addresses got it; until then the same
+    # message (same Message-ID) goes again, to those a refusal kept it from.
+    got: dict[tuple[MessageKey, int], set[str]] = {}
+    for d in read_ledger(run_dir):
+        if d.status == "sent":
+            got.setdefault((d.key, d.resend), set()).update(set(d.addresses) - set(d.undelivered))
+    sent = Counter(key for (key, _), taken in got.items() if taken >= set(key[4]))
     units: list[_Unit] = []
     skipped: list[Outcome] = []
     for entry in entries:
@@ -329,8 +337,11 @@ def _plan_units(
             key = (entry.job, entry.recipient, kind, renewal, unit.to)
             if sent[key] and entry.key not in resend:
                 skipped.append(_outcome(unit, "already sent"))
-            else:
-                units.append(unit)
+                continue
+            taken = got.get((key, sent[key]), set())
+            if taken:
+                unit = replace(unit, envelope=tuple(a for a in unit.to if a not in taken))
+            units.append(unit)
     return units, skipped
 
 
@@ -413,7 +424,7 @@ def _units(
     kind: MailKind,
     renewal: str | None,
     now: datetime,
-    sent: Counter[tuple[str, str, str, str | None, tuple[str, ...]]],
+    sent: Counter[MessageKey],
 ) -> list[_Unit]:
     settings = entry.settings
     if settings is None or not entry.addresses:
@@ -476,6 +487,7 @@ async def _record(
         reply=handover.reply,
         attempts=handover.attempts,
         resend=unit.letter.resend,
+        undelivered=list(handover.refused),
     )
     event = asdict(delivery)
     del event["time"]  # the event's own timestamp says it

@@ -92,19 +92,36 @@ async def hand_over(
     context: ssl.SSLContext | None = None,
     retry: Retry = DEFAULT_RETRY,
 ) -> Handover:
-    """Send ``data`` (a whole message, CRLF lines) from ``sender`` to ``to`` on ``server``."""
+    """Send ``data`` (a whole message, CRLF lines) from ``sender`` to ``to`` on ``server``.
+
+    Addresses a server refused for now (4xx at RCPT) while others took the message get the
+    same message again, alone, on the next try; ``refused`` names those never taken.
+    """
     attempt = 0
+    remaining = tuple(to)
+    replies: list[str] = []
+    never: tuple[str, ...] = ()  # refused for good (5xx) by an earlier try of this call
     while True:
         attempt += 1
         try:
-            reply, refused = await _once(server, sender, to, data, login, context)
-            return Handover("sent", reply, attempt, refused)
-        except _Permanent as exc:
-            return Handover("failed", _short(str(exc)), attempt)
-        except _Temporary as exc:
-            if attempt >= retry.tries:
+            reply, refused, temporary = await _once(server, sender, remaining, data, login, context)
+        except (_Permanent, _Temporary) as exc:
+            if isinstance(exc, _Temporary) and attempt < retry.tries:
+                await asyncio.sleep(retry.backoff(attempt))
+                continue
+            if not replies:
                 return Handover("failed", _short(str(exc)), attempt)
+            # An earlier try delivered to the others: the message went, these did not get it.
+            text = "; ".join([*replies, _short(str(exc))])
+            return Handover("sent", text, attempt, never + remaining)
+        replies.append(reply)
+        if temporary and attempt < retry.tries:
+            # The message is the others' already: only the addresses refused for now go again.
+            never += tuple(a for a in refused if a not in temporary)
+            remaining = temporary
             await asyncio.sleep(retry.backoff(attempt))
+            continue
+        return Handover("sent", "; ".join(replies), attempt, never + refused)
 
 
 async def _once(
@@ -114,7 +131,8 @@ async def _once(
     data: bytes,
     login: Credentials | None,
     context: ssl.SSLContext | None,
-) -> tuple[str, tuple[str, ...]]:
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """One transaction: the reply to DATA, the addresses refused, those refused only for now."""
     secure = server.security != "none"
     client = aiosmtplib.SMTP(
         hostname=server.host,
@@ -147,7 +165,8 @@ async def _once(
             await client.quit()  # the message is the server's already: a failed QUIT is moot
         if refused:
             reply += "; refused " + "; ".join(f"{a}: {r}" for a, r in refused.items())
-        return reply, tuple(refused)
+        for_now = tuple(a for a, r in refused.items() if not r.startswith("5"))
+        return reply, tuple(refused), for_now
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise _Permanent(f"{exc.code} login refused: {exc.message}") from None
     except aiosmtplib.SMTPTimeoutError:

@@ -15,7 +15,7 @@ from sharebatch.errors import UsageError
 from sharebatch.models import SmtpServer
 from tests.support.delivery_run import PASSWORD, delivery_run, settings
 from tests.support.quarterly import QuarterlyRun
-from tests.support.smtp import HOST, Server, TlsFiles, silent_server, smtp_server
+from tests.support.smtp import HOST, Captured, Server, TlsFiles, silent_server, smtp_server
 
 NO_WAIT = Retry(tries=3, backoff=lambda attempt: 0.0)
 GLOBEX, INITECH = "globex@partners.example", "initech@partners.example"
@@ -189,7 +189,7 @@ def test_one_refused_address_of_two_still_delivers_to_the_other(
     quarterly: QuarterlyRun, smtp: Server
 ) -> None:
     """One of a recipient's two addresses refused: the other gets the message, the ledger
-    says sent (it is not sent again), the report names the recipient as failed, exit 1."""
+    says sent with the refused address undelivered, the report names the recipient, exit 1."""
     both = ("finance@globex.example", "audit@globex.example")
     smtp.mailbox.refuse[both[1]] = "550 5.1.1 no such user"
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port), addresses={"globex": both})
@@ -199,3 +199,41 @@ def test_one_refused_address_of_two_still_delivers_to_the_other(
     assert failed.reply.startswith("250 ") and f"refused {both[1]}: 550" in failed.reply
     assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(both[0],)]
     assert _statuses(run.run_dir)["globex"][0] == "sent"
+    assert [d.undelivered for d in read_ledger(run.run_dir)] == [[both[1]]]
+
+
+def test_an_address_refused_for_a_while_gets_the_message_once_later(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """One of two addresses answered 450 at RCPT: the other gets the message at once; the
+    refused one is tried again with the same message (same Message-ID), never the other twice."""
+    both = ("finance@globex.example", "audit@globex.example")
+    smtp.mailbox.refuse[both[1]] = "450 4.2.1 mailbox busy"
+    smtp.mailbox.refuse_times[both[1]] = 1
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port), addresses={"globex": both})
+    report = notify(run.run_dir, retry=NO_WAIT, only=["globex"])
+    assert report.exit_code == 0
+    first, second = smtp.mailbox.messages
+    assert (first.rcpt_tos, second.rcpt_tos) == ((both[0],), (both[1],))
+    assert _message_id(first) == _message_id(second)
+
+
+def test_an_address_still_refused_is_completed_by_the_next_notify(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """An address refused through every try fails the recipient (exit 1); the next notify
+    sends the same message to that address only, and then nothing more."""
+    both = ("finance@globex.example", "audit@globex.example")
+    smtp.mailbox.refuse[both[1]] = "450 4.2.1 mailbox busy"
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port), addresses={"globex": both})
+    assert notify(run.run_dir, retry=NO_WAIT, only=["globex"]).exit_code == 1
+    del smtp.mailbox.refuse[both[1]]
+    assert notify(run.run_dir, retry=NO_WAIT, only=["globex"]).exit_code == 0
+    assert notify(run.run_dir, retry=NO_WAIT, only=["globex"]).exit_code == 0
+    first, second = smtp.mailbox.messages
+    assert (first.rcpt_tos, second.rcpt_tos) == ((both[0],), (both[1],))
+    assert _message_id(first) == _message_id(second)
+
+
+def _message_id(captured: Captured) -> str:
+    return str(captured.parsed()["Message-ID"])

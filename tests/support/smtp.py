@@ -54,6 +54,8 @@ class Mailbox:
     """The handler of a test server: keeps what it accepts, misbehaves when told to."""
 
     refuse: dict[str, str] = field(default_factory=dict)
+    # address -> how many more RCPTs of it ``refuse`` answers; then it is accepted
+    refuse_times: dict[str, int] = field(default_factory=dict)
     data_replies: list[str] = field(default_factory=list)
     drop_in_data: int = 0
     hold_at: int | None = None
@@ -70,7 +72,12 @@ class Mailbox:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if address in self.refuse:
-            return self.refuse[address]
+            left = self.refuse_times.get(address)
+            if left is None:
+                return self.refuse[address]
+            if left > 0:
+                self.refuse_times[address] = left - 1
+                return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
