@@ -27,6 +27,7 @@ from sharebatch.models import SmtpServer
 
 CAFILE_ENV = "SHAREBATCH_SMTP_CAFILE"
 _MAX_REPLY = 300
+_NOT_ASCII = "address is not ASCII; write its domain in punycode (xn--...)"
 
 
 def default_backoff(attempt: int) -> float:
@@ -137,6 +138,8 @@ async def _once(
             except aiosmtplib.SMTPRecipientRefused as exc:
                 refused[address] = f"{exc.code} {exc.message}"
                 temporary = temporary or exc.code < 500
+            except ValueError:  # UnicodeEncodeError: RCPT TO takes ASCII only; no retry mends it
+                refused[address] = _NOT_ASCII
         if len(refused) == len(to):
             # Nobody took it: worth another try if any refusal was temporary.
             text = "; ".join(f"{a}: {r}" for a, r in refused.items())
@@ -165,6 +168,8 @@ async def _once(
         raise _Permanent(str(exc)) from None
     except ssl.SSLError as exc:
         raise _Permanent(f"TLS with {server.host}:{server.port} failed: {exc.reason}") from None
+    except ValueError as exc:  # text the protocol cannot carry (a non-ASCII sender, say)
+        raise _Permanent(f"cannot be sent: {type(exc).__name__}") from None
     except OSError as exc:
         raise _Temporary(f"{server.host}:{server.port}: {type(exc).__name__}") from None
     finally:
