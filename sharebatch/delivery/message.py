@@ -198,7 +198,7 @@ def _variables(letter: Letter, content: Content, now: datetime) -> dict[str, str
         "subject": letter.subject,
         "files": counted(content.files, "file"),
         "expires_at": "-" if expires is None else f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-        "page_url": content.page_url or "" if letter.delivery == "page" else "",
+        "page_url": (content.page_url or "") if letter.delivery == "page" else "",
     }
 
 
@@ -230,12 +230,15 @@ def _render(template: str, variables: Mapping[str, str], letter: Letter, name: s
 
 
 def _links_text(links: Sequence[MailLink]) -> str:
-    return "".join(f"- {link.name} ({human_size(link.size)})\n  {link.url}\n\n" for link in links)
+    # A name is an outsider's key: raw, a newline or bidi override in it could forge the mail.
+    return "".join(
+        f"- {visible(link.name)} ({human_size(link.size)})\n  {link.url}\n\n" for link in links
+    )
 
 
 def _links_html(links: Sequence[MailLink]) -> str:
     items = "".join(
-        f'<li><a href="{html.escape(link.url)}">{html.escape(link.name)}</a>'
+        f'<li><a href="{html.escape(link.url)}">{html.escape(visible(link.name))}</a>'
         f" ({html.escape(human_size(link.size))})</li>\n"
         for link in links
     )

@@ -27,6 +27,7 @@ from sharebatch.models import SmtpServer
 
 CAFILE_ENV = "SHAREBATCH_SMTP_CAFILE"
 _MAX_REPLY = 300
+_NOT_ASCII = "address is not ASCII; write its domain in punycode (xn--...)"
 
 
 def default_backoff(attempt: int) -> float:
@@ -148,25 +149,27 @@ async def _once(
             await client.login(login.username, login.password)
         await client.mail(sender)
         refused: dict[str, str] = {}
-        temporary = False
+        for_now: list[str] = []  # refused with a 4xx: another try may deliver
         for address in to:
             try:
                 await client.rcpt(address)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 refused[address] = f"{exc.code} {exc.message}"
-                temporary = temporary or exc.code < 500
+                if exc.code < 500:
+                    for_now.append(address)
+            except ValueError:  # UnicodeEncodeError: RCPT TO takes ASCII only; no retry mends it
+                refused[address] = _NOT_ASCII
         if len(refused) == len(to):
             # Nobody took it: worth another try if any refusal was temporary.
             text = "; ".join(f"{a}: {r}" for a, r in refused.items())
-            raise (_Temporary(text) if temporary else _Permanent(text))
+            raise (_Temporary(text) if for_now else _Permanent(text))
         answer = await client.data(data)
         reply = f"{answer.code} {answer.message}"
         with suppress(aiosmtplib.SMTPException):
             await client.quit()  # the message is the server's already: a failed QUIT is moot
         if refused:
             reply += "; refused " + "; ".join(f"{a}: {r}" for a, r in refused.items())
-        for_now = tuple(a for a, r in refused.items() if not r.startswith("5"))
-        return reply, tuple(refused), for_now
+        return reply, tuple(refused), tuple(for_now)
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise _Permanent(f"{exc.code} login refused: {exc.message}") from None
     except aiosmtplib.SMTPTimeoutError:
@@ -184,6 +187,8 @@ async def _once(
         raise _Permanent(str(exc)) from None
     except ssl.SSLError as exc:
         raise _Permanent(f"TLS with {server.host}:{server.port} failed: {exc.reason}") from None
+    except ValueError as exc:  # text the protocol cannot carry (a non-ASCII sender, say)
+        raise _Permanent(f"cannot be sent: {type(exc).__name__}") from None
     except OSError as exc:
         raise _Temporary(f"{server.host}:{server.port}: {type(exc).__name__}") from None
     finally:

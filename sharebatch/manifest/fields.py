@@ -333,6 +333,12 @@ def _address_problem(local: str, domain: str) -> str | None:
         return "nothing before '@'"
     if len(local) > 64 or len(local) + len(domain) > 253:
         return "it is too long (64 characters before '@', 254 in all)"
+    if not local.isascii():
+        # RCPT TO carries ASCII only without SMTPUTF8, which sharebatch does not speak.
+        bad = next(c for c in local if not c.isascii())
+        return f"{bad!r} is not allowed before '@': only ASCII is"
+    if not domain.isascii():
+        return f"write the domain in its ASCII (punycode) form: {_punycode(domain)}"
     if any(not (c.isalnum() or c in _ATEXT or c == ".") for c in local):
         bad = next(c for c in local if not (c.isalnum() or c in _ATEXT or c == "."))
         return f"{bad!r} is not allowed before '@'"
@@ -349,6 +355,13 @@ def _address_problem(local: str, domain: str) -> str | None:
         ):
             return f"the domain {show(domain)} is not a host name"
     return None
+
+
+def _punycode(domain: str) -> str:
+    try:
+        return repr(domain.encode("idna").decode("ascii"))
+    except UnicodeError:  # not a name IDNA can encode: no form to suggest
+        return "xn--..."
 
 
 def _check_email(value: str) -> str:

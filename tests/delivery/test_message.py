@@ -4,11 +4,11 @@ checked for each message."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sharebatch.delivery.message import Content, Letter, build_message
+from sharebatch.delivery.message import Content, Letter, MailLink, build_message
 from sharebatch.delivery.notify import notify
 from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError
@@ -72,3 +72,37 @@ def test_a_bad_header_of_the_last_recipient_stops_everything_unsent(
         notify(run.run_dir, retry=Retry(tries=1))
     assert caught.value.exit_code == 2
     assert smtp.mailbox.messages == []
+
+
+def test_a_file_name_cannot_forge_lines_of_a_links_mail() -> None:
+    """A name with a bidi override and newlines (as a key may hold) is listed escaped in both
+    parts: no override and no line of its own in the text or the HTML."""
+    evil = "invoice\u202efdp.exe\n\nURGENT: log in at https://evil.example/login"
+    content = Content(
+        links=(MailLink(evil, 10, "https://bucket.example/x?sig=1"),),
+        files=1,
+        expires_at=NOW + timedelta(days=1),
+    )
+    msg = build_message(letter("globex", delivery="links"), content, ("g@p.example",), NOW)
+    plain, markup = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and markup is not None
+    text, body = plain.get_content(), markup.get_content()
+    shown = "invoice\\u202efdp.exe\\x0a\\x0aURGENT: log in at https://evil.example/login"
+    assert f"- {shown} (10 B)" in text and f">{shown}</a>" in body
+    for part in (text, body):
+        assert "\u202e" not in part
+        assert not [line for line in part.splitlines() if line.startswith("URGENT")]
+
+
+def test_page_url_is_empty_in_a_links_mail_even_if_the_bundle_has_one() -> None:
+    """With delivery: links a custom template's {page_url} renders empty, though the bundle
+    holds a page link (a run made for delivery: page, its delivery.json edited to links)."""
+    content = Content(
+        page_url="https://bucket.example/_sharebatch/pages/p.html?sig=1",
+        links=(MailLink("a.pdf", 10, "https://bucket.example/a.pdf?sig=1"),),
+        files=1,
+    )
+    mail = letter("globex", delivery="links", template_text="page=[{page_url}] {links}")
+    text = build_message(mail, content, ("g@p.example",), NOW).get_body(("plain",))
+    assert text is not None
+    assert "page=[] - a.pdf (10 B)" in text.get_content()

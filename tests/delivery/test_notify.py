@@ -21,7 +21,8 @@ from sharebatch.delivery.notify import deliver, notify
 from sharebatch.delivery.smtp import Retry
 from sharebatch.errors import LinkError, RunLocked, UsageError
 from sharebatch.lifecycle.inspect import read_bundle
-from tests.support.delivery_run import delivery_run, edit_plan, settings
+from sharebatch.visible import visible
+from tests.support.delivery_run import FILES, delivery_run, edit_plan, settings
 from tests.support.linkkit import audit_events
 from tests.support.quarterly import QuarterlyRun
 from tests.support.smtp import Captured, Server
@@ -97,6 +98,30 @@ def test_links_delivery_lists_each_file_with_its_link(
         assert f'<a href="{html.escape(row.url)}">{html.escape(row.key)}</a>' in body
     assert "page_url" not in run.header("q3", "globex")
     assert "_sharebatch/pages/" not in text
+
+
+def test_a_hostile_file_name_is_shown_escaped_in_a_links_mail(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """A key with a bidi override and line separators faking a line of the mail is listed
+    with those characters escaped in the text part and escaped (and HTML-escaped) in the HTML
+    part. (Moto takes no newline in a key; test_message shows one given to the builder.)"""
+    hostile = (
+        "partners/globex/invoice\u202efdp.exe\u2028\x0bURGENT: log in at https://evil.example/"
+    )
+    run = delivery_run(
+        quarterly,
+        lambda job, r: settings(smtp.port, delivery="links"),
+        files=FILES | {hostile: b"bait"},
+    )
+    notify(run.run_dir, now=_now(), retry=NO_WAIT)
+    [globex] = smtp.mailbox.to("globex@partners.example")
+    text, body = _parts(globex)
+    assert f"- {visible(hostile)} (" in text
+    assert f">{html.escape(visible(hostile))}</a>" in body
+    for part in (text, body):
+        assert not {"\u202e", "\u2028", "\x0b"} & set(part)
+        assert not [line for line in part.splitlines() if line.startswith("URGENT")]
 
 
 def test_a_custom_template_gets_the_documented_variables(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sharebatch.delivery.notify import notify
 from sharebatch.delivery.smtp import CAFILE_ENV, Retry
 from sharebatch.errors import UsageError
 from sharebatch.models import SmtpServer
-from tests.support.delivery_run import PASSWORD, delivery_run, settings
+from tests.support.delivery_run import PASSWORD, delivery_run, edit_plan, settings
 from tests.support.quarterly import QuarterlyRun
 from tests.support.smtp import HOST, Captured, Server, TlsFiles, silent_server, smtp_server
 
@@ -237,3 +238,35 @@ def test_an_address_still_refused_is_completed_by_the_next_notify(
 
 def _message_id(captured: Captured) -> str:
     return str(captured.parsed()["Message-ID"])
+
+
+def test_an_address_no_server_can_take_fails_that_recipient_only(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """A non-ASCII address (an edited delivery.json; the manifest refuses it) cannot be put in
+    RCPT TO: that recipient fails for good with a reply saying so, the other is sent, exit 1."""
+    idn = "finance@gl\u00f6bex.example"
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    run = edit_plan(run, lambda e: replace(e, addresses=(idn,)) if e.recipient == "globex" else e)
+    report = notify(run.run_dir, retry=NO_WAIT)
+    assert report.exit_code == 1
+    [failed] = report.failed
+    assert failed.recipient == "globex" and "not ASCII" in failed.reply and idn in failed.reply
+    assert _statuses(run.run_dir)["globex"][:2] == ("failed", 1)
+    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(INITECH,)]
+
+
+def test_a_non_ascii_address_of_two_still_delivers_to_the_other(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """One of a recipient's two addresses has a non-ASCII domain: the other gets the message
+    and the report names the one refused."""
+    both = ("finance@globex.example", "audit@gl\u00f6bex.example")
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    run = edit_plan(run, lambda e: replace(e, addresses=both) if e.recipient == "globex" else e)
+    report = notify(run.run_dir, retry=NO_WAIT, only=["globex"])
+    assert report.exit_code == 1
+    [failed] = report.failed
+    assert failed.reply.startswith("250 ") and f"refused {both[1]}: " in failed.reply
+    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(both[0],)]
+    assert _statuses(run.run_dir)["globex"][0] == "sent"

@@ -27,6 +27,7 @@ TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12
 SMTP_PASSWORD = "never written in the manifest: put it in the environment variable SHAREBATCH_SMTP"
 CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.acme.example'"
 PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"
+IDN = "write the domain in its ASCII (punycode) form: 'xn--glbex-kua.example'"
 PAGE_NEEDS_JSON = "no links.json, where delivery: page keeps the link to the recipient page"
 BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("yaml_syntax_error.yml", 8, 15, "", "invalid YAML: expected ',' or ']'"),
@@ -72,6 +73,14 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("addressing_style_bad.yml", 7, 23, "jobs[0].addressing_style", "'auto', 'virtual' or"),
     ("email_bad.yml", 10, 16, "jobs[0].recipients[0].email", "one address"),
     ("email_bidi.yml", 10, 16, "jobs[0].recipients[0].email", "character U+202E"),
+    ("email_idn_domain.yml", 10, 16, "jobs[0].recipients[0].email", IDN),
+    (
+        "email_non_ascii_local.yml",
+        10,
+        16,
+        "jobs[0].recipients[0].email",
+        "'ö' is not allowed before '@': only ASCII",
+    ),
     ("recipient_name_escape.yml", 10, 15, "jobs[0].recipients[0].name", "character U+001B"),
     ("recipient_name_newline.yml", 10, 15, "jobs[0].recipients[0].name", "character U+000D"),
     ("jobs_empty.yml", 5, 7, "jobs", "at least one job"),
