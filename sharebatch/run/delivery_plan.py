@@ -10,6 +10,7 @@ is read from the environment when a message is sent).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -93,6 +94,19 @@ def read_plan(run_dir: Path) -> DeliveryPlan | None:
         return _plan(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise LinkError(f"{path}: not a delivery plan this version wrote ({exc})") from None
+
+
+def entry_digest(entry: DeliveryEntry) -> str:
+    """sha256 of the entry as this file holds it (sorted keys), its ``page`` left out.
+
+    An approval records it: who gets the mail and how (addresses, settings, templates) is
+    then bound to the approval like the bundle's bytes. The page has its own digest, which a
+    refreshed page changes without a new review of the rest.
+    """
+    data = _entry_json(entry)
+    del data["page"]
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _plan_json(plan: DeliveryPlan) -> dict[str, Any]:
