@@ -241,10 +241,10 @@ def test_a_line_break_never_becomes_a_header(
     """CR/LF in a header's text (a hand-edited delivery.json) is refused, exit 2, unsent."""
     evil = "Reports <reports@acme.example>\r\nBcc: thief@evil.example"
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
-    # The manifest refuses such text at load: only an edited delivery.json can hold it.
+    # The manifest refuses such text at load, and read_plan in an edited delivery.json.
     chosen = settings(smtp.port, **{field: evil})
     run = edit_plan(run, lambda e: replace(e, settings=chosen))
-    with pytest.raises(LinkError, match=r"q3/globex: \w+: holds \\x0d") as caught:
+    with pytest.raises(LinkError, match=r"q3/globex\), settings\.\w+: .*U\+000D") as caught:
         notify(run.run_dir, now=_now(), retry=NO_WAIT)
     assert caught.value.exit_code == 2
     assert smtp.mailbox.messages == []
