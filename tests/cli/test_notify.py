@@ -147,7 +147,8 @@ def test_notify_refuses_an_edited_plan_before_anything(
         if entry.recipient != "globex":
             return entry
         assert entry.settings is not None
-        bogus = replace(entry.settings, smtp=replace(entry.settings.smtp, security="bogus"))
+        smtp = replace(entry.settings.smtp, security="bogus")  # type: ignore[arg-type]
+        bogus = replace(entry.settings, smtp=smtp)
         return replace(entry, recipient=f"{climb}/pwn", settings=bogus)
 
     edit_plan(run, edit)
