@@ -1,11 +1,14 @@
 """The review gate: ops approve bundles before they are mailed (``sharebatch approve``).
 
 An approval binds a person and a time to the exact bytes approved: the sha256 of the bundle's
-``links.json`` and of its recipient page (``delivery.json`` records the page's). It is one JSON
+``links.json``, of its recipient page (``delivery.json`` records the page's) and of its entry in
+``delivery.json`` (who is mailed and how: addresses, settings, templates). It is one JSON
 line in ``OUT/<run-id>/approvals.jsonl`` (0600, whole lines appended and synced, never
 rewritten), and an ``approved`` event in the run's audit log. ``unapproved`` holds back every
 bundle whose settings require approval and whose latest approval is missing or no longer
-matches its bytes: a bundle renewed or rewritten after review is reviewed again.
+matches its bytes: a bundle renewed or rewritten after review is reviewed again. Once the run
+has any approval, every bundle is gated whatever its settings say: ``delivery.json`` can be
+edited after review, and ``require_approval: false`` written there must not open the gate.
 
 The review page shows each bundle's state; ``approve`` refreshes that part of ``index.html``.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 from sharebatch.audit import audit_file, get_logger
 from sharebatch.errors import LinkError, UsageError
-from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, read_plan
+from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, entry_digest, read_plan
 from sharebatch.run.review import ApprovalRow, refresh_approvals
 from sharebatch.times import iso
 from sharebatch.visible import visible
@@ -40,7 +43,11 @@ Key = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """One line of ``approvals.jsonl``: who approved which bytes of one bundle, and when."""
+    """One line of ``approvals.jsonl``: who approved which bytes of one bundle, and when.
+
+    ``entry_sha256``: the bundle's ``delivery.json`` entry (``entry_digest``); None on a line
+    written before it was recorded, which no longer approves anything.
+    """
 
     time: str
     by: str
@@ -48,6 +55,7 @@ class Approval:
     recipient: str
     bundle_sha256: str
     page_sha256: str | None
+    entry_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,7 @@ def read_approvals(run_dir: Path) -> dict[Key, Approval]:
                 recipient=str(data["recipient"]),
                 bundle_sha256=str(data["bundle_sha256"]),
                 page_sha256=None if data["page_sha256"] is None else str(data["page_sha256"]),
+                entry_sha256=_optional(data.get("entry_sha256")),
             )
         except (ValueError, KeyError, TypeError):
             log.warning("approval_unreadable", path=str(path), line=number)
@@ -146,11 +155,20 @@ def read_approvals(run_dir: Path) -> dict[Key, Approval]:
     return latest
 
 
+def _optional(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _state(run_dir: Path, entry: DeliveryEntry, approval: Approval | None) -> str:
     if approval is None:
         return NOT_APPROVED
     page = None if entry.page is None else entry.page.sha256
-    if approval.page_sha256 != page or approval.bundle_sha256 != bundle_digest(run_dir, entry):
+    if (
+        approval.page_sha256 != page
+        or approval.entry_sha256 is None
+        or approval.entry_sha256 != entry_digest(entry)
+        or approval.bundle_sha256 != bundle_digest(run_dir, entry)
+    ):
         return CHANGED
     return "approved"
 
@@ -160,21 +178,26 @@ def _mailed(entry: DeliveryEntry) -> bool:
     return entry.notify and entry.settings is not None
 
 
-def _required(entry: DeliveryEntry) -> bool:
-    return _mailed(entry) and entry.settings is not None and entry.settings.require_approval
+def _required(entry: DeliveryEntry, latest: dict[Key, Approval]) -> bool:
+    """Whether the gate applies: the entry's settings ask for approval, or the run has any
+    approval at all (so an edit writing ``require_approval: false`` cannot switch it off)."""
+    return _mailed(entry) and (
+        bool(latest) or (entry.settings is not None and entry.settings.require_approval)
+    )
 
 
 def unapproved(run_dir: Path, plan: DeliveryPlan) -> dict[Key, str]:
     """Each entry ``notify`` must not send, and why: "not approved" or "changed since approval".
 
-    Only entries whose settings require approval (``notify.require_approval``) are held; the
-    others are not this gate's to stop. Changed: the bundle's bytes or its page's digest
-    differ from the latest approval of that bundle (a missing bundle has changed too).
+    Entries whose settings require approval (``notify.require_approval``) are held, and once
+    the run has any approval, every entry; the others are not this gate's to stop. Changed:
+    the bundle's bytes, its page's digest or its ``delivery.json`` entry differ from the latest
+    approval of that bundle (a missing bundle has changed too).
     """
     latest = read_approvals(run_dir)
     held: dict[Key, str] = {}
     for entry in plan.entries:
-        if _required(entry):
+        if _required(entry, latest):
             state = _state(run_dir, entry, latest.get(entry.key))
             if state != "approved":
                 held[entry.key] = state
@@ -201,7 +224,7 @@ def approval_rows(run_dir: Path, plan: DeliveryPlan) -> list[ApprovalRow]:
                 entry.job,
                 entry.recipient,
                 _state(run_dir, entry, approval),
-                _required(entry),
+                _required(entry, latest),
                 None if approval is None else approval.by,
                 None if approval is None else approval.time,
             )
@@ -241,11 +264,11 @@ def approve(
     """Record ``by``'s approval of the run's bundles (or those ``only`` names) as they are now.
 
     Each approved bundle gets one line in ``approvals.jsonl`` with the sha256 of its
-    ``links.json`` and of its page, and an ``approved`` audit event; then the review page's
-    approvals part is refreshed. Bundles that are not mailed (``notify: false``, or no
-    ``notify:`` settings) are not approved (``left_out``). Bad input (no delivery plan, an
-    unknown name, an empty ``by``, a bundle that cannot be read) raises before anything is
-    written.
+    ``links.json``, of its page and of its ``delivery.json`` entry, and an ``approved`` audit
+    event; then the review page's approvals part is refreshed. Bundles that are not mailed
+    (``notify: false``, or no ``notify:`` settings) are not approved (``left_out``). Bad
+    input (no delivery plan, an unknown name, an empty ``by``, a bundle that cannot be read)
+    raises before anything is written.
     """
     if not by.strip() or not by.isprintable():
         raise UsageError(f"--by: {visible(by)!r} is not a name (empty, or a control character)")
@@ -260,7 +283,9 @@ def approve(
         if digest is None:
             raise LinkError(f"{visible(str(run_dir / entry.bundle))}: cannot read the bundle")
         page = None if entry.page is None else entry.page.sha256
-        approved.append(Approval(time, by, entry.job, entry.recipient, digest, page))
+        approved.append(
+            Approval(time, by, entry.job, entry.recipient, digest, page, entry_digest(entry))
+        )
     left_out = tuple(e.key for e in entries if not _mailed(e))
     path = run_dir / APPROVALS_FILE
     review = None

@@ -349,8 +349,10 @@ def _dry_run(
     run_dir: Path, plan: DeliveryPlan, units: list[_Unit], skipped: list[Outcome], kind: MailKind
 ) -> NotifyReport:
     ambiguous = {r for r, n in Counter(e.recipient for e in plan.entries).items() if n > 1}
+    # Every path checked before the outbox is emptied and the first message written.
+    paths = [_eml_path(run_dir / OUTBOX, u, kind, u.entry.recipient in ambiguous) for u in units]
     outbox = _outbox(run_dir)
-    written = [_write_eml(outbox, u, kind, u.entry.recipient in ambiguous) for u in units]
+    written = [_write_eml(path, u) for path, u in zip(paths, units, strict=True)]
     return NotifyReport(plan.run_id, tuple(skipped + written), outbox=str(outbox))
 
 
@@ -514,14 +516,26 @@ def _outbox(run_dir: Path) -> Path:
     return private_dir(outbox)
 
 
-def _write_eml(outbox: Path, unit: _Unit, kind: MailKind, ambiguous: bool) -> Outcome:
-    folder = private_dir(outbox / unit.entry.job) if ambiguous else outbox
+def _eml_path(outbox: Path, unit: _Unit, kind: MailKind, ambiguous: bool) -> Path:
+    """Where the unit's message is written; a ``LinkError`` when that lies outside the outbox
+    (read_plan refuses such ids already: this holds should a check there ever miss)."""
+    folder = outbox / unit.entry.job if ambiguous else outbox
     stem = unit.entry.recipient
     if len(unit.to) == 1 and len(unit.entry.addresses) > 1:
         stem += "." + _UNSAFE_IN_NAME.sub("_", unit.to[0])
     if kind == "reminder":
         stem += ".reminder"
     path = folder / f"{stem}.eml"
+    if path.parent != folder or not path.resolve().is_relative_to(outbox.resolve()):
+        raise LinkError(
+            f"{visible(_name(unit.entry))}: the message file would lie outside"
+            f" {visible(str(outbox))}"
+        )
+    return path
+
+
+def _write_eml(path: Path, unit: _Unit) -> Outcome:
+    private_dir(path.parent)
     # The message is 7-bit (quoted-printable bodies, encoded-word headers): ASCII round-trips.
     with atomic_writer(path) as out:
         out.write(unit.data.decode("ascii"))

@@ -69,9 +69,9 @@ def test_a_run_folder_without_a_plan_exits_2(quarterly: QuarterlyRun) -> None:
     assert "no delivery.json" in result.stderr
 
 
-def test_names_are_shown_escaped_and_json_is_exact(run_dir: Path) -> None:
-    """A bidi override in a recipient's name reaches stdout as an escape; --json keeps the
-    exact text."""
+def test_an_edited_recipient_id_is_refused_and_shown_escaped(run_dir: Path) -> None:
+    """A bidi override in a recipient id (only an edited delivery.json can hold one) is
+    refused, exit 2, shown as an escape on stderr; nothing is approved."""
     plan = read_plan(run_dir)
     assert plan is not None
     odd = "init\u202eech"
@@ -80,12 +80,10 @@ def test_names_are_shown_escaped_and_json_is_exact(run_dir: Path) -> None:
     entry = dataclasses.replace(plan.entries[1], recipient=odd, bundle=f"q3/{odd}/links.json")
     write_plan(run_dir, DeliveryPlan(plan.run_id, (plan.entries[0], entry)))
     result = CliRunner().invoke(app, ["approve", str(run_dir), "--by", "alice"])
-    assert result.exit_code == 0, result.stderr
-    assert "\u202e" not in result.stdout
-    assert "approved q3/init\\u202eech  bundle" in result.stdout
-    as_json = CliRunner().invoke(app, ["approve", str(run_dir), "--by", "bob", "--json"])
-    data = json.loads(as_json.stdout)
-    assert [a["recipient"] for a in data["approved"]] == ["globex", odd]
+    assert result.exit_code == 2
+    assert "\u202e" not in result.stderr
+    assert "entry 2 (q3/init\\u202eech), recipient: " in result.stderr
+    assert not (run_dir / "approvals.jsonl").exists()
 
 
 @pytest.mark.parametrize("by", ["", "  ", "al\u202eice", "al\nice"])

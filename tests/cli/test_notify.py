@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.delivery.ledger import read_ledger
-from tests.support.delivery_run import FILES, delivery_run, notify_manifest, settings
+from sharebatch.run.delivery_plan import DeliveryEntry
+from tests.support.delivery_run import FILES, delivery_run, edit_plan, notify_manifest, settings
 from tests.support.quarterly import BUCKET, MANIFEST, QuarterlyRun
 from tests.support.s3 import write_manifest
 from tests.support.smtp import Server
@@ -125,3 +129,34 @@ def test_run_notify_mails_nobody_after_a_failed_run(quarterly: QuarterlyRun, smt
     assert result.exit_code == 1
     assert "the run did not exit 0: nobody was mailed" in result.stderr
     assert smtp.mailbox.messages == []
+
+
+@pytest.mark.parametrize("args", [[], ["--dry-run"]], ids=["send", "dry-run"])
+def test_notify_refuses_an_edited_plan_before_anything(
+    quarterly: QuarterlyRun, smtp: Server, tmp_path: Path, args: list[str]
+) -> None:
+    """A delivery.json edited after the run (a recipient id climbing out of the outbox,
+    security "bogus" sending in clear) is exit 2 naming the file and the field: nothing is
+    mailed, no .eml written anywhere, no ledger line."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    escaped = tmp_path / "escaped"
+    escaped.mkdir()
+    climb = os.path.relpath(escaped, run.run_dir / "outbox")
+
+    def edit(entry: DeliveryEntry) -> DeliveryEntry:
+        if entry.recipient != "globex":
+            return entry
+        assert entry.settings is not None
+        smtp = replace(entry.settings.smtp, security="bogus")  # type: ignore[arg-type]
+        bogus = replace(entry.settings, smtp=smtp)
+        return replace(entry, recipient=f"{climb}/pwn", settings=bogus)
+
+    edit_plan(run, edit)
+    result = CliRunner().invoke(app, ["notify", str(run.run_dir), *args])
+    assert result.exit_code == 2
+    assert "delivery.json: entry 1 (q3/" in result.stderr
+    assert "), recipient: " in result.stderr
+    assert smtp.mailbox.messages == []
+    assert list(escaped.iterdir()) == []
+    assert not (run.run_dir / "outbox").exists()
+    assert not (run.run_dir / "deliveries.jsonl").exists()

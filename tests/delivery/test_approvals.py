@@ -81,7 +81,8 @@ def test_without_require_approval_nothing_is_held(quarterly: QuarterlyRun) -> No
 
 
 def test_approvals_file_holds_whole_private_lines_with_both_digests(run_dir: Path) -> None:
-    """approvals.jsonl is 0600, one JSON line per approved bundle, appended, never rewritten."""
+    """approvals.jsonl is 0600, one JSON line per approved bundle with the digests of its
+    bundle, page and delivery.json entry, appended, never rewritten."""
     with capture() as events:
         approve(run_dir, by="alice", now=NOW)
     approve(run_dir, by="bob", only=["initech"], now=NOW)
@@ -94,13 +95,21 @@ def test_approvals_file_holds_whole_private_lines_with_both_digests(run_dir: Pat
         r: hashlib.sha256((run_dir / "q3" / r / "links.json").read_bytes()).hexdigest()
         for r in ("globex", "initech")
     }
+    entry = {}
+    for e in json.loads((run_dir / "delivery.json").read_text())["entries"]:
+        del e["page"]  # the page has a digest of its own
+        text = json.dumps(e, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        entry[e["recipient"]] = hashlib.sha256(text.encode()).hexdigest()
     assert lines == [
         {"time": "2026-10-02T09:45:00Z", "by": "alice", "job": "q3", "recipient": "globex",
-         "bundle_sha256": digest["globex"], "page_sha256": page_digest(run_dir, "globex")},
+         "bundle_sha256": digest["globex"], "page_sha256": page_digest(run_dir, "globex"),
+         "entry_sha256": entry["globex"]},
         {"time": "2026-10-02T09:45:00Z", "by": "alice", "job": "q3", "recipient": "initech",
-         "bundle_sha256": digest["initech"], "page_sha256": None},
+         "bundle_sha256": digest["initech"], "page_sha256": None,
+         "entry_sha256": entry["initech"]},
         {"time": "2026-10-02T09:45:00Z", "by": "bob", "job": "q3", "recipient": "initech",
-         "bundle_sha256": digest["initech"], "page_sha256": None},
+         "bundle_sha256": digest["initech"], "page_sha256": None,
+         "entry_sha256": entry["initech"]},
     ]  # fmt: skip
     assert [(e["event"], e["recipient"]) for e in events if e["event"] == "approved"] == [
         ("approved", "globex"),

@@ -3,6 +3,8 @@ are mailed; the rest are named with why, and the exit code is 1."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -11,7 +13,15 @@ from sharebatch.cli import app
 from sharebatch.delivery.approvals import approve
 from sharebatch.delivery.notify import notify
 from sharebatch.delivery.smtp import Retry
-from tests.support.delivery_run import FILES, DeliveryRun, delivery_run, notify_manifest, settings
+from sharebatch.run.delivery_plan import DeliveryEntry
+from tests.support.delivery_run import (
+    FILES,
+    DeliveryRun,
+    delivery_run,
+    edit_plan,
+    notify_manifest,
+    settings,
+)
 from tests.support.quarterly import BUCKET, QuarterlyRun
 from tests.support.smtp import Server
 
@@ -120,3 +130,58 @@ def test_a_dry_run_on_the_command_line_says_what_would_be_held(
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["written", "written"]
     assert "sharebatch: q3/globex: would be held: not approved" in result.stderr
     assert "would be held: q3/globex, q3/initech" in result.stderr.splitlines()[-1]
+
+
+def test_addresses_edited_after_approval_are_held(quarterly: QuarterlyRun, smtp: Server) -> None:
+    """Both approved, then globex's addresses edited in delivery.json: globex is held,
+    "changed since approval", and the new address gets nothing."""
+    run = gated(quarterly, smtp)
+    approve(run.run_dir, by="alice")
+    run = edit_plan(
+        run,
+        lambda e: replace(e, addresses=("other@evil.example",)) if e.recipient == "globex" else e,
+    )
+    report = notify(run.run_dir, retry=NO_WAIT)
+    assert report.held == (("q3/globex", "changed since approval"),)
+    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [("initech@partners.example",)]
+
+
+def test_turning_the_gate_off_in_delivery_json_is_caught(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """Both approved, then require_approval set false and the subject changed in
+    delivery.json: the run has approvals, so its entries stay gated and both are held."""
+    run = gated(quarterly, smtp)
+    approve(run.run_dir, by="alice")
+
+    def ungate(entry: DeliveryEntry) -> DeliveryEntry:
+        assert entry.settings is not None
+        off = replace(entry.settings, require_approval=False, subject="Pay this invoice")
+        return replace(entry, settings=off)
+
+    edit_plan(run, ungate)
+    report = notify(run.run_dir, retry=NO_WAIT)
+    assert report.held == (
+        ("q3/globex", "changed since approval"),
+        ("q3/initech", "changed since approval"),
+    )
+    assert smtp.mailbox.messages == []
+
+
+def test_an_approval_without_an_entry_digest_counts_as_changed(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """An approvals.jsonl line written before entry digests existed no longer approves: the
+    plan's addresses and settings it covered are unknown."""
+    run = gated(quarterly, smtp)
+    approve(run.run_dir, by="alice", only=["globex"])
+    path = run.run_dir / "approvals.jsonl"
+    [line] = [json.loads(text) for text in path.read_text().splitlines()]
+    del line["entry_sha256"]
+    path.write_text(json.dumps(line) + "\n")
+    report = notify(run.run_dir, retry=NO_WAIT)
+    assert report.held == (
+        ("q3/globex", "changed since approval"),
+        ("q3/initech", "not approved"),
+    )
+    assert smtp.mailbox.messages == []

@@ -64,11 +64,12 @@ def test_a_bad_header_of_the_last_recipient_stops_everything_unsent(
     (CR/LF) stops the notify, exit 2, with nothing sent."""
 
     run = delivery_run(quarterly, lambda job, recipient: settings(smtp.port))
-    # The manifest refuses such text at load: only an edited delivery.json can hold it.
+    # The manifest refuses such text at load, and read_plan when it reads an edited
+    # delivery.json: either way nothing is sent.
     bad = settings(smtp.port, subject="Q3\r\nBcc: thief@evil.example")
     run = edit_plan(run, lambda e: replace(e, settings=bad) if e.recipient == "initech" else e)
     assert [e.recipient for e in run.plan.entries][-1] == "initech"
-    with pytest.raises(LinkError, match="q3/initech: subject: holds") as caught:
+    with pytest.raises(LinkError, match=r"q3/initech.*subject") as caught:
         notify(run.run_dir, retry=Retry(tries=1))
     assert caught.value.exit_code == 2
     assert smtp.mailbox.messages == []

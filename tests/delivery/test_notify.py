@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import html
 import json
+import os
 import stat
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sharebatch import audit
+from sharebatch.delivery import notify as notify_module
 from sharebatch.delivery.ledger import Ledger, read_ledger
 from sharebatch.delivery.message import Content
 from sharebatch.delivery.notify import deliver, notify
@@ -266,10 +268,10 @@ def test_a_line_break_never_becomes_a_header(
     """CR/LF in a header's text (a hand-edited delivery.json) is refused, exit 2, unsent."""
     evil = "Reports <reports@acme.example>\r\nBcc: thief@evil.example"
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
-    # The manifest refuses such text at load: only an edited delivery.json can hold it.
+    # The manifest refuses such text at load, and read_plan in an edited delivery.json.
     chosen = settings(smtp.port, **{field: evil})
     run = edit_plan(run, lambda e: replace(e, settings=chosen))
-    with pytest.raises(LinkError, match=r"q3/globex: \w+: holds \\x0d") as caught:
+    with pytest.raises(LinkError, match=r"q3/globex\), settings\.\w+: .*U\+000D") as caught:
         notify(run.run_dir, now=_now(), retry=NO_WAIT)
     assert caught.value.exit_code == 2
     assert smtp.mailbox.messages == []
@@ -458,3 +460,24 @@ def test_a_second_notify_of_the_same_run_waits_its_turn(
         notify(run.run_dir, now=_now(), retry=NO_WAIT)
     assert caught.value.exit_code == 75
     assert smtp.mailbox.messages == []
+
+
+def test_a_dry_run_writes_nothing_outside_the_outbox(
+    quarterly: QuarterlyRun, smtp: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a recipient id climbing out of the outbox get past read_plan's checks (stood in
+    for here by a plan handed over unchecked), the dry run refuses it before writing any .eml."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    escaped = tmp_path / "escaped"
+    escaped.mkdir()
+    climb = os.path.relpath(escaped, run.run_dir / "outbox")
+    entries = tuple(
+        replace(e, recipient=f"{climb}/pwn") if e.recipient == "initech" else e
+        for e in run.plan.entries
+    )
+    unchecked = replace(run.plan, entries=entries)
+    monkeypatch.setattr(notify_module, "read_plan", lambda run_dir: unchecked)
+    with pytest.raises(LinkError, match=r"q3/.*pwn: the message file would lie outside"):
+        notify(run.run_dir, dry_run=True)
+    assert list(escaped.iterdir()) == []
+    assert list((run.run_dir / "outbox").glob("**/*.eml")) == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +83,56 @@ def test_a_damaged_plan_is_refused_naming_the_file(tmp_path: Path, text: str) ->
     (tmp_path / "delivery.json").write_text(text)
     with pytest.raises(LinkError, match=r"delivery\.json"):
         read_plan(tmp_path)
+
+
+def _smtp(entry: dict[str, Any], **changes: object) -> None:
+    entry["settings"]["smtp"].update(changes)
+
+
+def _settings(entry: dict[str, Any], **changes: object) -> None:
+    entry["settings"].update(changes)
+
+
+EDITS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
+    ("settings.smtp.security", lambda e: _smtp(e, host="smtp.example.com", security="none")),
+    ("settings.smtp.security", lambda e: _smtp(e, security="bogus")),
+    ("settings.smtp.host", lambda e: _smtp(e, host="smtp.example.com/x")),
+    ("settings.smtp.port", lambda e: _smtp(e, port="x")),
+    ("settings.smtp.port", lambda e: _smtp(e, port=70000)),
+    ("settings.smtp.timeout", lambda e: _smtp(e, timeout=-1)),
+    ("settings.smtp.password_env", lambda e: _smtp(e, password_env="A B")),
+    ("recipient", lambda e: e.update(recipient="../../../escaped/pwn")),
+    ("job", lambda e: e.update(job="../q3")),
+    ("bundle", lambda e: e.update(bundle="../other/q3/globex/links.json")),
+    ("addresses", lambda e: e.update(addresses=["a@globex.example\r\nBcc: x@evil.example"])),
+    ("addresses", lambda e: e.update(addresses="finance@globex.example")),
+    ("notify", lambda e: e.update(notify="false")),
+    ("settings.sender", lambda e: _settings(e, sender="Acme, Inc. <reports@acme.example>")),
+    ("settings.reply_to", lambda e: _settings(e, reply_to="ops@acme.example\nBcc: x")),
+    ("settings.subject", lambda e: _settings(e, subject="Q3\r\nBcc: x@evil.example")),
+    ("settings.delivery", lambda e: _settings(e, delivery="bogus")),
+    ("settings.require_approval", lambda e: _settings(e, require_approval="no")),
+    ("settings.webhook.url", lambda e: e["settings"]["webhook"].update(url="http://h/t 0ken")),
+    ("settings.webhook.format", lambda e: e["settings"]["webhook"].update(format="bogus")),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "edit"), EDITS, ids=[f"{f}-{n}" for n, (f, _) in enumerate(EDITS)]
+)
+def test_an_edited_plan_is_checked_like_the_manifest(
+    tmp_path: Path, field: str, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    """What the manifest loader refuses is refused in an edited delivery.json too, naming the
+    file, the entry and the field, and never showing a webhook URL (it may be a token)."""
+    write_plan(tmp_path, plan())
+    path = tmp_path / "delivery.json"
+    data = json.loads(path.read_text())
+    edit(data["entries"][0])
+    path.write_text(json.dumps(data))
+    with pytest.raises(LinkError) as refused:
+        read_plan(tmp_path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: entry 1 ")
+    assert f", {field}: " in message
+    assert "0ken" not in message
