@@ -6,7 +6,9 @@ An approval binds a person and a time to the exact bytes approved: the sha256 of
 line in ``OUT/<run-id>/approvals.jsonl`` (0600, whole lines appended and synced, never
 rewritten), and an ``approved`` event in the run's audit log. ``unapproved`` holds back every
 bundle whose settings require approval and whose latest approval is missing or no longer
-matches its bytes: a bundle renewed or rewritten after review is reviewed again. Once the run
+matches its bytes: a ``links.json`` rewritten after review is reviewed again. (A renewal is
+a new file beside it; ``remind`` mails renewals without a new review, since a renewal
+re-signs only the files its bundle held; docs/operations.md says so.) Once the run
 has any approval, every bundle is gated whatever its settings say: ``delivery.json`` can be
 edited after review, and ``require_approval: false`` written there must not open the gate.
 
