@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,8 +12,8 @@ import pytest
 
 from sharebatch.delivery.ledger import read_ledger
 from sharebatch.delivery.notify import notify
-from sharebatch.delivery.smtp import CAFILE_ENV, Retry
-from sharebatch.errors import UsageError
+from sharebatch.delivery.smtp import CAFILE_ENV, Retry, hand_over
+from sharebatch.errors import LinkError, UsageError
 from sharebatch.models import SmtpServer
 from tests.support.delivery_run import PASSWORD, delivery_run, edit_plan, settings
 from tests.support.quarterly import QuarterlyRun
@@ -240,33 +241,32 @@ def _message_id(captured: Captured) -> str:
     return str(captured.parsed()["Message-ID"])
 
 
-def test_an_address_no_server_can_take_fails_that_recipient_only(
+def test_an_edited_plan_with_a_non_ascii_address_is_refused_before_sending(
     quarterly: QuarterlyRun, smtp: Server
 ) -> None:
-    """A non-ASCII address (an edited delivery.json; the manifest refuses it) cannot be put in
-    RCPT TO: that recipient fails for good with a reply saying so, the other is sent, exit 1."""
+    """A non-ASCII address in an edited delivery.json (the manifest refuses it) is bad input
+    when the plan is read: exit 2, nobody mailed."""
     idn = "finance@gl\u00f6bex.example"
     run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
     run = edit_plan(run, lambda e: replace(e, addresses=(idn,)) if e.recipient == "globex" else e)
-    report = notify(run.run_dir, retry=NO_WAIT)
-    assert report.exit_code == 1
-    [failed] = report.failed
-    assert failed.recipient == "globex" and "not ASCII" in failed.reply and idn in failed.reply
-    assert _statuses(run.run_dir)["globex"][:2] == ("failed", 1)
-    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(INITECH,)]
+    with pytest.raises(LinkError, match="punycode") as caught:
+        notify(run.run_dir, retry=NO_WAIT)
+    assert caught.value.exit_code == 2
+    assert smtp.mailbox.messages == []
 
 
-def test_a_non_ascii_address_of_two_still_delivers_to_the_other(
-    quarterly: QuarterlyRun, smtp: Server
+def test_an_address_rcpt_cannot_carry_is_refused_for_good_the_others_sent(
+    smtp: Server,
 ) -> None:
-    """One of a recipient's two addresses has a non-ASCII domain: the other gets the message
-    and the report names the one refused."""
-    both = ("finance@globex.example", "audit@gl\u00f6bex.example")
-    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
-    run = edit_plan(run, lambda e: replace(e, addresses=both) if e.recipient == "globex" else e)
-    report = notify(run.run_dir, retry=NO_WAIT, only=["globex"])
-    assert report.exit_code == 1
-    [failed] = report.failed
-    assert failed.reply.startswith("250 ") and f"refused {both[1]}: " in failed.reply
-    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(both[0],)]
-    assert _statuses(run.run_dir)["globex"][0] == "sent"
+    """Below the plan's checks, the hand-over itself: an address RCPT TO cannot carry (not
+    ASCII) is refused for good with a reply saying so, never retried, never a traceback;
+    the other address gets the message."""
+    server = SmtpServer(host=HOST, port=smtp.port, security="none")
+    ok, idn = "finance@globex.example", "audit@gl\u00f6bex.example"
+    data = b"Subject: t\r\nMessage-ID: <x@acme.example>\r\n\r\nhello\r\n"
+    both = asyncio.run(hand_over(server, "reports@acme.example", [ok, idn], data, retry=NO_WAIT))
+    assert (both.status, both.refused, both.attempts) == ("sent", (idn,), 1)
+    assert "not ASCII" in both.reply
+    alone = asyncio.run(hand_over(server, "reports@acme.example", [idn], data, retry=NO_WAIT))
+    assert (alone.status, alone.attempts) == ("failed", 1) and "not ASCII" in alone.reply
+    assert [m.rcpt_tos for m in smtp.mailbox.messages] == [(ok,)]
