@@ -133,3 +133,17 @@ def test_a_part_that_hangs_is_stopped_and_fails_the_pass(
     code = driver.run_pass(START, hangs, ["a", "b"], faketime=str(faketime), limit=1.0)
     assert code == driver.OVERDUE
     assert [part for _, part in runs(tmp_path)] == ["a"]
+
+
+def test_a_part_killed_from_outside_is_not_run_again(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a crash's signal is libfaketime's: a part killed from outside fails the pass."""
+    script = faketime.read_text().replace("Caught Segmentation fault", "Caught Killed")
+    faketime.write_text(script)
+    monkeypatch.setenv("CRASH", "a")
+    monkeypatch.setenv("CRASHES", "1")
+    ok = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    code = load_driver().run_pass(START, ok, ["a", "b"], faketime=str(faketime))
+    assert code == 1
+    assert [part for _, part in runs(tmp_path)] == ["a"]

@@ -32,8 +32,9 @@ RERUNS = 2
 # Real seconds a part may take; the longest takes about 2 minutes on 2 busy cores.
 PART_LIMIT = 15 * 60
 OVERDUE = 124  # timeout(1)'s exit code for a command it stopped
-# faketime's own last words when its child died by a signal.
-_KILLED = re.compile(r"^Caught (.+)$")
+# faketime's own last words when its child died by a signal; only a crash's signals count
+# (a kill from outside, by a person, CI's timeout or the OOM killer, is not run again).
+_KILLED = re.compile(r"^Caught (Segmentation fault|Bus error|Aborted|Illegal instruction)$")
 
 
 def parts() -> list[str]:
