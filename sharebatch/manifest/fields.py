@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from datetime import date, datetime
 from fractions import Fraction
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, PlainValidator, ValidationInfo, WithJsonSchema
@@ -496,3 +496,25 @@ ExpiresAt = Annotated[
     PlainValidator(_expires_at_field),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+
+def mapping_or_false(fields: str, off: str) -> Callable[[object], object]:
+    """The before-validator of a setting written as a mapping of ``fields`` or as ``false``
+    (``upload:``, ``notify:``). ``false`` validates as "not set": the resolver reads it from
+    the YAML as switched off. ``off`` says what false means, for the message."""
+
+    def check(value: object) -> object:
+        if value is False:
+            return None
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"expected a mapping of {fields}, or false {off}, got {describe(value)}"
+            )
+        return value
+
+    return check
+
+
+def false_in_schema(schema: dict[str, Any]) -> None:
+    """Such a setting's JSON Schema: ``false`` beside the mapping."""
+    schema["anyOf"].insert(1, {"const": False})

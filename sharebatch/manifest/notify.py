@@ -43,7 +43,9 @@ from sharebatch.manifest.fields import (
     check_address,
     check_prefix,
     check_text,
+    false_in_schema,
     hidden_character,
+    mapping_or_false,
 )
 from sharebatch.manifest.periods import parse_duration
 from sharebatch.manifest.source import IssueCollector, PathKey, describe, show
@@ -367,25 +369,10 @@ NOTIFY_FIELDS: tuple[str, ...] = tuple(
 """Every field of ``notify:`` as the resolver keeps it: ``from``, ``smtp.host``..."""
 
 
-def _mapping_or_false(value: object) -> object:
-    # false validates as "not set" here; the resolver reads it from the YAML as "left out".
-    if value is False:
-        return None
-    if value is not None and not isinstance(value, dict):
-        raise ValueError(
-            f"expected a mapping of notify fields, or false to send nothing, got {describe(value)}"
-        )
-    return value
-
-
-def _false_in_schema(schema: dict[str, Any]) -> None:
-    schema["anyOf"].insert(1, {"const": False})
-
-
 NotifySetting = Annotated[
     RawNotify | None,
-    BeforeValidator(_mapping_or_false),
-    Field(json_schema_extra=_false_in_schema),
+    BeforeValidator(mapping_or_false("notify fields", "to send nothing")),
+    Field(json_schema_extra=false_in_schema),
 ]
 """``notify:`` in defaults, a job or a recipient: a mapping of fields, or false."""
 

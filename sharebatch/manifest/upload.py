@@ -28,9 +28,11 @@ from sharebatch.manifest.fields import (
     PrefixTemplate,
     Size,
     check_text,
+    false_in_schema,
+    mapping_or_false,
 )
 from sharebatch.manifest.fields import check_prefix as _check_prefix
-from sharebatch.manifest.source import IssueCollector, PathKey, describe, show
+from sharebatch.manifest.source import IssueCollector, PathKey, show
 from sharebatch.models import UploadSlot
 
 DEFAULT_EXPIRES_IN = 3600
@@ -99,25 +101,10 @@ class RawUpload(BaseModel):
 UPLOAD_FIELDS = tuple(RawUpload.model_fields)
 
 
-def _mapping_or_false(value: object) -> object:
-    # false validates as "not set" here; the resolver reads it from the YAML as "no slot".
-    if value is False:
-        return None
-    if value is not None and not isinstance(value, dict):
-        raise ValueError(
-            f"expected a mapping of upload fields, or false for no slot, got {describe(value)}"
-        )
-    return value
-
-
-def _false_in_schema(schema: dict[str, Any]) -> None:
-    schema["anyOf"].insert(1, {"const": False})
-
-
 UploadSetting = Annotated[
     RawUpload | None,
-    BeforeValidator(_mapping_or_false),
-    Field(json_schema_extra=_false_in_schema),
+    BeforeValidator(mapping_or_false("upload fields", "for no slot")),
+    Field(json_schema_extra=false_in_schema),
 ]
 """``upload:`` in defaults, a job or a recipient: a mapping of fields, or false."""
 
