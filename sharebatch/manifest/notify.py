@@ -48,7 +48,7 @@ from sharebatch.manifest.fields import (
     mapping_or_false,
 )
 from sharebatch.manifest.periods import parse_duration
-from sharebatch.manifest.source import IssueCollector, PathKey, describe, show
+from sharebatch.manifest.source import IssueCollector, PathKey, describe, grant_levels, show
 from sharebatch.models import (
     DeliveryKind,
     NotifySettings,
@@ -608,19 +608,7 @@ def _regular(path: Path, written: str, *, required: bool) -> None:
 
 def _written_at(data: Mapping[str, Any], job: int, recipient: int) -> PathKey:
     """Where the pages_prefix of one grant was written, or the notify mapping it comes from."""
-    jobs = data.get("jobs")
-    job_node = jobs[job] if isinstance(jobs, list) and job < len(jobs) else {}
-    recipients = job_node.get("recipients") if isinstance(job_node, dict) else None
-    own = (
-        recipients[recipient]
-        if isinstance(recipients, list) and recipient < len(recipients)
-        else {}
-    )
-    levels: list[tuple[PathKey, object]] = [
-        (("jobs", job, "recipients", recipient), own),
-        (("jobs", job), job_node),
-        (("defaults",), data.get("defaults")),
-    ]
+    levels = grant_levels(data, job, recipient)
     mappings = []
     for path, node in levels:
         notify = node.get("notify") if isinstance(node, dict) else None

@@ -13,7 +13,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -114,6 +114,24 @@ class YamlDocument:
     data: object
     source: SourceMap
     issues: list[ManifestIssue]
+
+
+def grant_levels(data: Mapping[str, Any], job: int, recipient: int) -> list[tuple[PathKey, object]]:
+    """The YAML nodes one grant's settings come from, most specific first: the recipient, its
+    job, defaults; each with its path (a missing or malformed node is an empty mapping)."""
+    jobs = data.get("jobs")
+    job_node = jobs[job] if isinstance(jobs, list) and job < len(jobs) else {}
+    recipients = job_node.get("recipients") if isinstance(job_node, dict) else None
+    own = (
+        recipients[recipient]
+        if isinstance(recipients, list) and recipient < len(recipients)
+        else {}
+    )
+    return [
+        (("jobs", job, "recipients", recipient), own),
+        (("jobs", job), job_node),
+        (("defaults",), data.get("defaults")),
+    ]
 
 
 def format_path(path: PathKey) -> str:

@@ -32,7 +32,7 @@ from sharebatch.manifest.fields import (
     mapping_or_false,
 )
 from sharebatch.manifest.fields import check_prefix as _check_prefix
-from sharebatch.manifest.source import IssueCollector, PathKey, show
+from sharebatch.manifest.source import IssueCollector, PathKey, grant_levels, show
 from sharebatch.models import UploadSlot
 
 DEFAULT_EXPIRES_IN = 3600
@@ -243,19 +243,7 @@ def _key_problem(
 
 def _written_at(data: Mapping[str, Any], job: int, recipient: int) -> PathKey:
     """Where the upload prefix that applies to one grant was written (most specific first)."""
-    jobs = data.get("jobs")
-    job_node = jobs[job] if isinstance(jobs, list) and job < len(jobs) else {}
-    recipients = job_node.get("recipients") if isinstance(job_node, dict) else None
-    own = (
-        recipients[recipient]
-        if isinstance(recipients, list) and recipient < len(recipients)
-        else {}
-    )
-    levels: list[tuple[PathKey, object]] = [
-        (("jobs", job, "recipients", recipient), own),
-        (("jobs", job), job_node),
-        (("defaults",), data.get("defaults")),
-    ]
+    levels = grant_levels(data, job, recipient)
     for path, node in levels:
         upload = node.get("upload") if isinstance(node, dict) else None
         if isinstance(upload, dict) and "prefix" in upload:
