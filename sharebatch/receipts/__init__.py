@@ -1,0 +1,1 @@
+"""Receipts: what happened to the links after they were issued, read from S3's access logs."""
