@@ -1,0 +1,725 @@
+"""``usage``: a run's links joined to the S3 access log records that name them.
+
+Every link a run issues carries its own id (``x-sharebatch-id``), and S3 writes that id into
+the Request-URI of each request's access log record. This module reads which ids a run issued
+(its bundles, renewals included, their upload slots, its recipient pages, and the audit events
+that name them), reads the log records of one or more sources, and counts, per link and per
+recipient, what happened: full downloads (2xx ``REST.GET.OBJECT``), partial ones (206), bytes
+sent, refused requests (403), the first and last request, distinct remote addresses and user
+agents, links never used.
+
+Three signals say a link may have leaked, and make the exit code 1:
+
+* ``many_networks``: a link used from more than ``max_networks`` distinct networks (a /24 for
+  IPv4, a /48 for IPv6; an address that does not parse counts as a network of its own);
+* ``used_after_renewal``: an old link requested after the renewal that replaced it was issued
+  (the recipient was given the new one; someone else still holds the old);
+* ``unknown_id``: an id this run never issued, a forged link or another run's.
+
+A record without an id is another client's business (``other``); a line that does not parse
+is counted per source and listed with its file and line (exit 2, the rest still reported).
+
+What it writes, in the run folder: ``usage.json`` (the contract other commands read),
+``usage.csv`` (one row per link and per unknown id, cells made safe for spreadsheets), the
+review page's receipts block, and, when asked, Prometheus gauges (``run/metrics``). Memory
+holds one tally per link and per distinct address, never the records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sharebatch.blocking import blocking
+from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, UsageError
+from sharebatch.files import write_json
+from sharebatch.lifecycle.inspect import read_url
+from sharebatch.models import Connection
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
+from sharebatch.run.bundles import BundleHeader, write_csv
+from sharebatch.run.metrics import (
+    Gauge,
+    check_metrics_path,
+    labels,
+    render_gauges,
+    write_exposition,
+)
+from sharebatch.times import iso, parse_iso
+from sharebatch.visible import visible
+
+USAGE_JSON = "usage.json"
+USAGE_CSV = "usage.csv"
+BAD_LINES_LISTED = 1000  # usage.json lists this many; ``lines.bad`` is the true count
+UNKNOWN_IDS_KEPT = 10_000  # forged ids tallied one by one; the rest are counted together
+_ADDRESSES_CACHED = 100_000
+
+Kind = Literal["get", "put", "post", "page"]
+SignalKind = Literal["many_networks", "used_after_renewal", "unknown_id"]
+
+CSV_COLUMNS = (
+    "job",
+    "recipient",
+    "link_id",
+    "kind",
+    "bucket",
+    "key",
+    "expires_at",
+    "replaced_by",
+    "downloads",
+    "partial",
+    "uploads",
+    "bytes_sent",
+    "refused",
+    "first",
+    "last",
+    "remote_ips",
+    "networks",
+    "user_agents",
+    "signals",
+)
+
+
+# --- Stand-in for sharebatch/receipts/sources.py (helper "logs"), a local folder only; it
+# goes when that module lands, and these three names are imported from there instead.
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """A folder of access log files, as given on the command line."""
+
+    text: str
+    path: Path
+
+
+def parse_source(text: str) -> LogSource:
+    """A folder of log files; ``UsageError`` for anything else."""
+    if not Path(text).is_dir():
+        raise UsageError(f"--access-logs {visible(text)}: not a folder of log files")
+    return LogSource(text, Path(text))
+
+
+async def read_logs(source: LogSource, gateway: object) -> AsyncIterator[AccessRecord | BadLine]:
+    """Every record of every regular file under the folder, sorted; BadLine for the rest."""
+    for path in _files(source):
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    yield parse_line(line.rstrip("\n"))
+                except ValueError as exc:
+                    yield BadLine(str(path), number, str(exc))
+
+
+def _files(source: LogSource) -> list[Path]:
+    return sorted(p for p in source.path.rglob("*") if p.is_file())
+
+
+# --- end of the stand-in
+
+
+@dataclass(slots=True)
+class _Link:
+    """One link the run issued, and what the logs say happened to it."""
+
+    link_id: str
+    job: str
+    recipient: str
+    kind: Kind
+    bucket: str
+    key: str
+    expires_at: str
+    issued_at: datetime | None = None
+    replaced_by: str | None = None
+    tally: _Tally = field(default_factory=lambda: _Tally())
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The requests that carried one id."""
+
+    requests: int = 0
+    downloads: int = 0
+    partial: int = 0
+    uploads: int = 0
+    bytes_sent: int = 0
+    refused: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    ips: set[str] = field(default_factory=set)
+    networks: set[str] = field(default_factory=set)
+    agents: set[str] = field(default_factory=set)
+    # Requests after the link that replaced this one was issued.
+    late: int = 0
+    late_first: datetime | None = None
+    late_networks: set[str] = field(default_factory=set)
+
+    def add(self, record: AccessRecord, network: str) -> None:
+        self.requests += 1
+        status = record.status or 0
+        if 200 <= status < 300:
+            if record.operation == "REST.GET.OBJECT":
+                if status == 206:
+                    self.partial += 1
+                else:
+                    self.downloads += 1
+            elif record.operation in ("REST.PUT.OBJECT", "REST.POST.OBJECT"):
+                self.uploads += 1
+        elif status == 403:
+            self.refused += 1
+        self.bytes_sent += record.bytes_sent
+        moment = record.time
+        if self.first is None or moment < self.first:
+            self.first = moment
+        if self.last is None or moment > self.last:
+            self.last = moment
+        self.ips.add(record.remote_ip)
+        self.networks.add(network)
+        if record.user_agent is not None:
+            self.agents.add(record.user_agent)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """What ``usage`` found and wrote; ``usage`` is the content of ``usage.json``."""
+
+    run_dir: Path
+    usage: Mapping[str, Any]
+    written: tuple[Path, ...]
+    # The review page's receipts block, when the page was refreshed (its path), else None.
+    review_page: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """2 when a log line did not parse, else 1 when any leak signal, else 0."""
+        if self.usage["lines"]["bad"]:
+            return EXIT_USAGE
+        return EXIT_FAILED if self.usage["signals"] else EXIT_OK
+
+
+@dataclass
+class _Run:
+    run_id: str
+    links: dict[str, _Link]
+    recipients: dict[tuple[str, str], None]
+    # Rows written without an id (``link_ids: false``, or bundles from before ids): unjoinable.
+    without_id: int = 0
+
+
+def _not_a_run(run_dir: Path, why: str) -> UsageError:
+    return UsageError(f"{visible(str(run_dir))}: not a run folder ({why})")
+
+
+def read_run(run_dir: Path) -> _Run:
+    """The links a run issued, by id: bundles first (renewals after their original), then the
+    audit events; ``UsageError`` (exit 2) for a folder that is no run, ``LinkError`` naming
+    the file and field of a bundle or audit line that cannot be read."""
+    if not run_dir.is_dir():
+        raise _not_a_run(run_dir, "no such folder")
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        run_id = summary["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _not_a_run(run_dir, "no readable summary.json") from None
+    if not isinstance(run_id, str):
+        raise _not_a_run(run_dir, "summary.json has no run_id")
+    run = _Run(run_id, {}, {})
+    for path in sorted(run_dir.glob("*/*/links*.json"), key=_bundle_order):
+        _read_bundle(path, run)
+    audits = [run_dir / "audit.jsonl", *sorted(run_dir.glob("*.audit.jsonl"))]
+    audits += sorted(run_dir.glob("*/*/*.audit.jsonl"))
+    for path in audits:
+        if path.is_file():
+            _read_audit(path, run)
+    return run
+
+
+def _bundle_order(path: Path) -> tuple[str, str, bool, str]:
+    # links.json before links.renewed-<time>-...: a renewal's replaced_by needs its original.
+    return path.parent.parent.name, path.parent.name, path.name != "links.json", path.name
+
+
+def _read_bundle(path: Path, run: _Run) -> None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise LinkError(f"{path}: cannot read the bundle: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("links"), list):
+        raise LinkError(f'{path}: not a sharebatch bundle: expected {{"header": ..., "links"}}')
+    try:
+        header = BundleHeader.from_json(data.get("header"))
+    except ValueError as exc:
+        raise LinkError(f"{path}: header: {exc}") from None
+    job, recipient = header.job, header.recipient
+    run.recipients[(job, recipient)] = None
+    issued = parse_iso(header.generated_at)
+    rows: list[tuple[str, object]] = [(f"links[{n}]", row) for n, row in enumerate(data["links"])]
+    uploads = data.get("uploads", [])
+    if isinstance(uploads, list):
+        rows += [(f"uploads[{n}]", row) for n, row in enumerate(uploads)]
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise LinkError(f"{path}: {where}: expected an object")
+        link_id = row.get("link_id")
+        if link_id is None:
+            run.without_id += 1
+            continue
+        method = str(row.get("method", "GET")).lower()
+        kind: Kind = "put" if method == "put" else "post" if method == "post" else "get"
+        _add(run, path, where, link_id, job, recipient, kind, row, issued)
+    page_id = data["header"].get("page_link_id")
+    if page_id is not None and header.page_url is not None:
+        facts = read_url(header.page_url, f"{path}: header.page_url")
+        page = {"bucket": facts.bucket, "key": facts.key, "expires_at": iso(facts.expires_at)}
+        _add(run, path, "header.page_link_id", page_id, job, recipient, "page", page, issued)
+
+
+def _add(
+    run: _Run,
+    path: Path,
+    where: str,
+    link_id: object,
+    job: str,
+    recipient: str,
+    kind: Kind,
+    row: Mapping[str, object],
+    issued: datetime | None,
+) -> _Link:
+    if not isinstance(link_id, str) or not link_id:
+        raise LinkError(f"{path}: {where}: link_id: expected text")
+    known = run.links.get(link_id)
+    if known is not None:
+        return known
+    link = _Link(
+        link_id=link_id,
+        job=job,
+        recipient=recipient,
+        kind=kind,
+        bucket=str(row.get("bucket") or ""),
+        key=str(row.get("key") or ""),
+        expires_at=str(row.get("expires_at") or ""),
+        issued_at=issued,
+    )
+    run.links[link_id] = link
+    run.recipients[(job, recipient)] = None
+    return link
+
+
+_EVENT_KINDS: dict[str, Kind] = {"link_issued": "get", "page_stored": "page"}
+
+
+def _read_audit(path: Path, run: _Run) -> None:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            # Most events name no link: only these are parsed.
+            if '"link_id"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+                name = event["event"]
+                stamp = parse_iso(event["timestamp"])
+            except (ValueError, KeyError, TypeError):
+                if not line.endswith("\n"):
+                    continue  # the last line of a run killed while writing it: no event
+                raise LinkError(f"{path}:{number}: not an audit event") from None
+            if name in ("link_issued", "upload_slot_issued", "page_stored", "link_renewed"):
+                _audit_event(run, Path(f"{path}:{number}"), name, event, stamp)
+
+
+def _audit_event(run: _Run, where: Path, name: str, event: dict[str, Any], stamp: datetime) -> None:
+    job, recipient = str(event.get("job", "")), str(event.get("recipient", ""))
+    if name == "upload_slot_issued":
+        kind: Kind = "post" if str(event.get("method", "")).upper() == "POST" else "put"
+    else:
+        kind = _EVENT_KINDS.get(name, "get")
+    link = _add(run, where, "link_id", event["link_id"], job, recipient, kind, event, stamp)
+    if name in ("link_renewed", "upload_slot_issued"):
+        # The event's own time is when the replacing link was issued, to the millisecond.
+        link.issued_at = stamp
+        old = event.get("old_link_id") if name == "link_renewed" else event.get("replaces")
+        if isinstance(old, str) and old in run.links and old != link.link_id:
+            run.links[old].replaced_by = link.link_id
+
+
+def _network(address: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) network of ``address``; the text itself when it is none."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+@dataclass
+class _SourceCount:
+    source: str
+    files: int = 0
+    lines: int = 0
+    bad_lines: int = 0
+
+
+class _Join:
+    """Records in, tallies out: the part of ``usage`` that sees every line."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.links = run.links
+        self.unknown: dict[str, _Tally] = {}
+        self.unknown_more = _Tally()
+        self.ours = 0
+        self.other = 0
+        self.bad = 0
+        self.bad_lines: list[BadLine] = []
+        self.daily: dict[tuple[str, str, str], int] = {}
+        self._networks: dict[str, str] = {}
+
+    def network(self, address: str) -> str:
+        found = self._networks.get(address)
+        if found is None:
+            if len(self._networks) >= _ADDRESSES_CACHED:
+                self._networks.clear()  # bounded: a flood of addresses costs time, not memory
+            found = self._networks[address] = _network(address)
+        return found
+
+    def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
+        count.lines += 1
+        if isinstance(item, BadLine):
+            count.bad_lines += 1
+            self.bad += 1
+            if len(self.bad_lines) < BAD_LINES_LISTED:
+                self.bad_lines.append(item)
+            return
+        link_id = item.link_id
+        if link_id is None:
+            self.other += 1
+            return
+        self.ours += 1
+        network = self.network(item.remote_ip)
+        link = self.links.get(link_id)
+        if link is None:
+            tally = self.unknown.get(link_id)
+            if tally is None:
+                if len(self.unknown) < UNKNOWN_IDS_KEPT:
+                    tally = self.unknown[link_id] = _Tally()
+                else:
+                    tally = self.unknown_more
+            tally.add(item, network)
+            return
+        tally = link.tally
+        before = tally.downloads
+        tally.add(item, network)
+        if tally.downloads > before:
+            day = (item.time.date().isoformat(), link.job, link.recipient)
+            self.daily[day] = self.daily.get(day, 0) + 1
+        if link.replaced_by is not None:
+            replacement = self.links[link.replaced_by].issued_at
+            if replacement is not None and item.time > replacement:
+                tally.late += 1
+                tally.late_networks.add(network)
+                if tally.late_first is None or item.time < tally.late_first:
+                    tally.late_first = item.time
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)
+
+
+def _link_json(link: _Link) -> dict[str, Any]:
+    t = link.tally
+    return {
+        "link_id": link.link_id,
+        "job": link.job,
+        "recipient": link.recipient,
+        "kind": link.kind,
+        "bucket": link.bucket,
+        "key": link.key,
+        "expires_at": link.expires_at,
+        "replaced_by": link.replaced_by,
+        "downloads": t.downloads,
+        "partial": t.partial,
+        "uploads": t.uploads,
+        "bytes_sent": t.bytes_sent,
+        "refused": t.refused,
+        "first": _when(t.first),
+        "last": _when(t.last),
+        "remote_ips": sorted(t.ips),
+        "networks": len(t.networks),
+        "user_agents": sorted(t.agents),
+    }
+
+
+def _signal(
+    kind: SignalKind,
+    link_id: str,
+    link: _Link | None,
+    requests: int,
+    networks: int,
+    first: datetime | None,
+    detail: str,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "link_id": link_id,
+        "job": None if link is None else link.job,
+        "recipient": None if link is None else link.recipient,
+        "key": None if link is None else link.key,
+        "requests": requests,
+        "networks": networks,
+        "first": _when(first),
+        "detail": detail,
+    }
+
+
+def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
+    found = []
+    for link in join.links.values():
+        t = link.tally
+        if len(t.networks) > max_networks:
+            detail = f"used from {len(t.networks)} networks, more than {max_networks}"
+            found.append(
+                _signal(
+                    "many_networks",
+                    link.link_id,
+                    link,
+                    t.requests,
+                    len(t.networks),
+                    t.first,
+                    detail,
+                )
+            )
+        if t.late and link.replaced_by is not None:
+            renewal = join.links[link.replaced_by]
+            detail = (
+                f"used {t.late} times after {link.replaced_by} replaced it"
+                f" at {_when(renewal.issued_at)}"
+            )
+            found.append(
+                _signal(
+                    "used_after_renewal",
+                    link.link_id,
+                    link,
+                    t.late,
+                    len(t.late_networks),
+                    t.late_first,
+                    detail,
+                )
+            )
+    for link_id, t in join.unknown.items():
+        detail = "an id this run never issued: a forged link, or another run's"
+        found.append(
+            _signal("unknown_id", link_id, None, t.requests, len(t.networks), t.first, detail)
+        )
+    more = join.unknown_more
+    if more.requests:
+        detail = (
+            f"{more.requests} requests with ids this run never issued, beyond the first"
+            f" {UNKNOWN_IDS_KEPT} such ids (tallied together)"
+        )
+        found.append(
+            _signal("unknown_id", "*", None, more.requests, len(more.networks), more.first, detail)
+        )
+    return found
+
+
+def _recipients(run: _Run) -> list[dict[str, Any]]:
+    """Per recipient: their links' tallies summed, distinct addresses and agents counted."""
+    mine: dict[tuple[str, str], list[_Link]] = {who: [] for who in run.recipients}
+    for link in run.links.values():
+        mine.setdefault((link.job, link.recipient), []).append(link)
+    older = {link.replaced_by: link for link in run.links.values() if link.replaced_by}
+    rows = []
+    for (job, recipient), links in sorted(mine.items()):
+        tallies = [link.tally for link in links]
+        firsts = [t.first for t in tallies if t.first is not None]
+        lasts = [t.last for t in tallies if t.last is not None]
+        used = sum(1 for t in tallies if t.requests)
+        rows.append(
+            {
+                "job": job,
+                "recipient": recipient,
+                "links": len(links),
+                "used": used,
+                "unused": len(links) - used,
+                "downloads": sum(t.downloads for t in tallies),
+                "partial": sum(t.partial for t in tallies),
+                "uploads": sum(t.uploads for t in tallies),
+                "bytes_sent": sum(t.bytes_sent for t in tallies),
+                "refused": sum(t.refused for t in tallies),
+                "first": _when(min(firsts, default=None)),
+                "last": _when(max(lasts, default=None)),
+                "remote_ips": len(set().union(*(t.ips for t in tallies))),
+                "user_agents": len(set().union(*(t.agents for t in tallies))),
+                "complete": _complete(links, older),
+            }
+        )
+    return rows
+
+
+def _complete(links: Sequence[_Link], older: Mapping[str, _Link]) -> bool:
+    """Every GET link had a full download, itself or a link of its renewal chain."""
+    for link in links:
+        if link.kind != "get" or link.replaced_by is not None:
+            continue  # a chain is judged once, from its newest link looking back
+        member: _Link | None = link
+        seen: set[str] = set()
+        downloaded = False
+        while member is not None and member.link_id not in seen and not downloaded:
+            seen.add(member.link_id)
+            downloaded = member.tally.downloads > 0
+            member = older.get(member.link_id)
+        if not downloaded:
+            return False
+    return True
+
+
+def _csv_rows(usage: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    kinds: dict[str, list[str]] = {}
+    for signal in usage["signals"]:
+        kinds.setdefault(signal["link_id"], []).append(signal["kind"])
+    for link in usage["links"]:
+        row = {name: link.get(name) for name in CSV_COLUMNS}
+        row["remote_ips"] = " ".join(link["remote_ips"])
+        row["user_agents"] = len(link["user_agents"])
+        row["signals"] = " ".join(kinds.get(link["link_id"], []))
+        yield row
+    for signal in usage["signals"]:
+        if signal["kind"] == "unknown_id":
+            row = dict.fromkeys(CSV_COLUMNS, "")
+            row |= {
+                "link_id": signal["link_id"],
+                "kind": "unknown",
+                "first": signal["first"],
+                "networks": signal["networks"],
+                "signals": "unknown_id",
+            }
+            yield row
+
+
+def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
+    run = labels(run_id=usage["run_id"])
+    people = {
+        labels(run_id=usage["run_id"], job=r["job"], recipient=r["recipient"]): r
+        for r in usage["recipients"]
+    }
+
+    def each(name: str) -> dict[str, float]:
+        return {key: float(r[name]) for key, r in people.items()}
+
+    counts: dict[str, int] = dict.fromkeys(("many_networks", "used_after_renewal", "unknown_id"), 0)
+    for signal in usage["signals"]:
+        counts[signal["kind"]] += 1
+    lines = usage["lines"]
+    stamp = parse_iso(usage["generated_at"]).timestamp()
+    return [
+        ("usage_timestamp_seconds", "Unix time usage last read the access logs.", {run: stamp}),
+        ("usage_exit_code", "Exit code of the last usage.", {run: exit_code}),
+        (
+            "usage_log_lines",
+            "Access log lines read: ours (with a link id), other, bad (did not parse).",
+            {f'{run},kind="{k}"': lines[k] for k in ("ours", "other", "bad")},
+        ),
+        ("usage_links", "Links the run issued (renewals included).", each("links")),
+        ("usage_links_unused", "Links no request used.", each("unused")),
+        ("usage_downloads", "Full downloads (2xx GET, not 206).", each("downloads")),
+        ("usage_partial_downloads", "Partial downloads (206).", each("partial")),
+        ("usage_bytes_sent", "Bytes S3 sent for the recipient's links.", each("bytes_sent")),
+        ("usage_refused", "Requests S3 refused (403).", each("refused")),
+        (
+            "usage_complete",
+            "1 when every file of the recipient was downloaded in full.",
+            {key: float(r["complete"]) for key, r in people.items()},
+        ),
+        (
+            "usage_signals",
+            "Leak signals by kind (many_networks, used_after_renewal, unknown_id).",
+            {f'{run},kind="{k}"': n for k, n in counts.items()},
+        ),
+    ]
+
+
+def refresh_review_page(run_dir: Path, usage: Mapping[str, Any]) -> str | None:
+    """The review page's receipts block, rewritten from ``usage``; its path, else None.
+
+    The one call site of ``receipts/page.refresh_receipts`` (helper "extras"), which builds
+    the block (table and chart) and rewrites the page between its receipts markers. Until
+    that module is merged there is no block to write, and the page is left as it is.
+    """
+    return None
+
+
+async def usage_async(
+    run_dir: Path,
+    sources: Sequence[LogSource],
+    *,
+    max_networks: int = 3,
+    metrics_file: Path | None = None,
+    connection: Connection | None = None,
+    now: datetime | None = None,
+) -> UsageReport:
+    """Join the access log records of ``sources`` to the links of the run in ``run_dir``.
+
+    Writes ``usage.json`` and ``usage.csv`` in the run folder (0600, atomically), refreshes
+    the review page's receipts block and, with ``metrics_file``, writes Prometheus gauges.
+    Bad input (not a run folder, an unreadable bundle, no source, a source without log files,
+    ``max_networks`` below 1, a metrics file whose folder is missing) is a ``UsageError``
+    (exit 2) before anything is written; S3 refusing the credentials a source needs, a
+    ``CredentialsError`` (exit 3). A log line that does not parse is counted and listed with
+    its file and line, and the rest is reported (``UsageReport.exit_code`` 2).
+    """
+    if max_networks < 1:
+        raise UsageError(f"--max-networks must be at least 1, not {max_networks}")
+    if not sources:
+        raise UsageError("no --access-logs source given")
+    if metrics_file is not None:
+        check_metrics_path(metrics_file)
+    run = read_run(run_dir)
+    join = _Join(run)
+    counts = []
+    for source in sources:
+        count = _SourceCount(source.text, files=len(_files(source)))
+        async for item in read_logs(source, None):
+            join.add(item, count)
+        if not count.lines:
+            raise UsageError(f"--access-logs {visible(source.text)}: no log records found there")
+        counts.append(count)
+    usage = {
+        "run_id": run.run_id,
+        "generated_at": iso(now or datetime.now(UTC)),
+        "max_networks": max_networks,
+        "sources": [
+            {"source": c.source, "files": c.files, "lines": c.lines, "bad_lines": c.bad_lines}
+            for c in counts
+        ],
+        "lines": {
+            "total": join.ours + join.other + join.bad,
+            "ours": join.ours,
+            "other": join.other,
+            "bad": join.bad,
+        },
+        "bad_lines": [
+            {"file": b.file, "line": b.line, "problem": b.problem} for b in join.bad_lines
+        ],
+        "links_without_id": run.without_id,
+        "recipients": _recipients(run),
+        "links": [_link_json(link) for link in run.links.values()],
+        "daily": [
+            {"day": day, "job": job, "recipient": recipient, "downloads": n}
+            for (day, job, recipient), n in sorted(join.daily.items())
+        ],
+        "signals": _signals(join, max_networks),
+    }
+    written = (run_dir / USAGE_JSON, run_dir / USAGE_CSV)
+    write_json(written[0], usage)
+    write_csv(written[1], CSV_COLUMNS, _csv_rows(usage))
+    page = refresh_review_page(run_dir, usage)
+    report = UsageReport(run_dir, usage, written, page)
+    if metrics_file is not None:
+        write_exposition(metrics_file, render_gauges(_gauges(usage, report.exit_code)))
+    return report
+
+
+usage = blocking(usage_async)
