@@ -29,15 +29,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from sharebatch.blocking import blocking
 from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, UsageError
-from sharebatch.files import write_json
+from sharebatch.files import atomic_writer
 from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
 from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
@@ -120,6 +121,81 @@ def _files(source: LogSource) -> list[Path]:
 
 
 @dataclass(slots=True)
+class _Tally:
+    """The requests that carried one id."""
+
+    requests: int = 0
+    downloads: int = 0
+    partial: int = 0
+    uploads: int = 0
+    bytes_sent: int = 0
+    refused: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    # Distinct values: one string while there is one (most links are fetched from one
+    # place by one program), a set from the second on; ``distinct`` reads either.
+    ips: str | set[str] | None = None
+    networks: str | set[str] | None = None
+    agents: str | set[str] | None = None
+    # Requests after the link that replaced this one was issued.
+    late: int = 0
+    late_first: datetime | None = None
+    late_networks: set[str] = field(default_factory=set)
+
+    def add(self, record: AccessRecord, ip: str, network: str, agent: str | None) -> None:
+        """Count ``record``; ``ip``, ``network`` and ``agent`` are its shared strings (equal
+        text, same object: ``is`` tells them apart)."""
+        self.requests += 1
+        status = record.status
+        if status is not None and 200 <= status < 300:
+            if record.operation == "REST.GET.OBJECT":
+                if status == 206:
+                    self.partial += 1
+                else:
+                    self.downloads += 1
+            elif record.operation in _UPLOADS:
+                self.uploads += 1
+        elif status == 403:
+            self.refused += 1
+        self.bytes_sent += record.bytes_sent
+        moment = record.time
+        if self.first is None or moment < self.first:
+            self.first = moment
+        if self.last is None or moment > self.last:
+            self.last = moment
+        held = self.ips
+        if held is not ip:
+            self.ips = ip if held is None else _more(held, ip)
+        held = self.networks
+        if held is not network:
+            self.networks = network if held is None else _more(held, network)
+        if agent is not None:
+            held = self.agents
+            if held is not agent:
+                self.agents = agent if held is None else _more(held, agent)
+
+
+_UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
+
+
+def _more(held: str | set[str], value: str) -> set[str]:
+    if isinstance(held, str):
+        return {held, value}
+    held.add(value)
+    return held
+
+
+def distinct(held: str | set[str] | None) -> set[str]:
+    """The distinct values a tally holds (``_Tally.ips``, ``networks``, ``agents``)."""
+    if held is None:
+        return set()
+    return {held} if isinstance(held, str) else held
+
+
+UNUSED = _Tally()
+
+
+@dataclass(slots=True)
 class _Link:
     """One link the run issued, and what the logs say happened to it."""
 
@@ -132,52 +208,9 @@ class _Link:
     expires_at: str
     issued_at: datetime | None = None
     replaced_by: str | None = None
-    tally: _Tally = field(default_factory=lambda: _Tally())
-
-
-@dataclass(slots=True)
-class _Tally:
-    """The requests that carried one id."""
-
-    requests: int = 0
-    downloads: int = 0
-    partial: int = 0
-    uploads: int = 0
-    bytes_sent: int = 0
-    refused: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
-    ips: set[str] = field(default_factory=set)
-    networks: set[str] = field(default_factory=set)
-    agents: set[str] = field(default_factory=set)
-    # Requests after the link that replaced this one was issued.
-    late: int = 0
-    late_first: datetime | None = None
-    late_networks: set[str] = field(default_factory=set)
-
-    def add(self, record: AccessRecord, network: str) -> None:
-        self.requests += 1
-        status = record.status or 0
-        if 200 <= status < 300:
-            if record.operation == "REST.GET.OBJECT":
-                if status == 206:
-                    self.partial += 1
-                else:
-                    self.downloads += 1
-            elif record.operation in ("REST.PUT.OBJECT", "REST.POST.OBJECT"):
-                self.uploads += 1
-        elif status == 403:
-            self.refused += 1
-        self.bytes_sent += record.bytes_sent
-        moment = record.time
-        if self.first is None or moment < self.first:
-            self.first = moment
-        if self.last is None or moment > self.last:
-            self.last = moment
-        self.ips.add(record.remote_ip)
-        self.networks.add(network)
-        if record.user_agent is not None:
-            self.agents.add(record.user_agent)
+    # ``UNUSED`` (shared, never changed) until a record names the link: most links of a big
+    # run cost no tally of their own until they are used.
+    tally: _Tally = field(default_factory=lambda: UNUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,15 +339,21 @@ def _add(
     return link
 
 
+_ID_FIELD = re.compile(r'"link_id": "([0-9a-zA-Z_-]*)"')
 _EVENT_KINDS: dict[str, Kind] = {"link_issued": "get", "page_stored": "page"}
 
 
 def _read_audit(path: Path, run: _Run) -> None:
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
-            # Most events name no link: only these are parsed.
+            # Most events name no link, and a link_issued the bundles gave already adds
+            # nothing: only the others are parsed (a run of 100,000 links logs as many).
             if '"link_id"' not in line:
                 continue
+            if '"event": "link_issued"' in line:
+                known = _ID_FIELD.search(line)
+                if known is not None and known[1] in run.links:
+                    continue
             try:
                 event = json.loads(line)
                 name = event["event"]
@@ -340,6 +379,11 @@ def _audit_event(run: _Run, where: Path, name: str, event: dict[str, Any], stamp
         old = event.get("old_link_id") if name == "link_renewed" else event.get("replaces")
         if isinstance(old, str) and old in run.links and old != link.link_id:
             run.links[old].replaced_by = link.link_id
+
+
+def _net(address: str) -> tuple[str, str]:
+    network = _network(address)
+    return network, network
 
 
 def _network(address: str) -> str:
@@ -374,15 +418,28 @@ class _Join:
         self.other = 0
         self.bad = 0
         self.bad_lines: list[BadLine] = []
-        self.daily: dict[tuple[str, str, str], int] = {}
+        self.daily: dict[tuple[date, str, str], int] = {}
+        self._addresses: dict[str, tuple[str, str]] = {}
         self._networks: dict[str, str] = {}
+        self._agents: dict[str, str] = {}
 
-    def network(self, address: str) -> str:
-        found = self._networks.get(address)
+    def address(self, text: str) -> tuple[str, str]:
+        """One string object for equal addresses, however many tallies hold them, and its
+        network's (computed once)."""
+        found = self._addresses.get(text)
         if found is None:
-            if len(self._networks) >= _ADDRESSES_CACHED:
-                self._networks.clear()  # bounded: a flood of addresses costs time, not memory
-            found = self._networks[address] = _network(address)
+            if len(self._addresses) >= _ADDRESSES_CACHED:
+                self._addresses.clear()  # bounded: a flood of addresses costs time, not memory
+            found = self._addresses[text] = (text, self._networks.setdefault(*_net(text)))
+        return found
+
+    def agent(self, text: str) -> str:
+        """One string object for equal user agents."""
+        found = self._agents.get(text)
+        if found is None:
+            if len(self._agents) >= _ADDRESSES_CACHED:
+                self._agents.clear()
+            found = self._agents[text] = text
         return found
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
@@ -398,7 +455,11 @@ class _Join:
             self.other += 1
             return
         self.ours += 1
-        network = self.network(item.remote_ip)
+        # The caches' hits inline: this runs for every record of ours.
+        ip, network = self._addresses.get(item.remote_ip) or self.address(item.remote_ip)
+        agent = item.user_agent
+        if agent is not None:
+            agent = self._agents.get(agent) or self.agent(agent)
         link = self.links.get(link_id)
         if link is None:
             tally = self.unknown.get(link_id)
@@ -407,13 +468,15 @@ class _Join:
                     tally = self.unknown[link_id] = _Tally()
                 else:
                     tally = self.unknown_more
-            tally.add(item, network)
+            tally.add(item, ip, network, agent)
             return
         tally = link.tally
+        if tally is UNUSED:
+            tally = link.tally = _Tally()
         before = tally.downloads
-        tally.add(item, network)
+        tally.add(item, ip, network, agent)
         if tally.downloads > before:
-            day = (item.time.date().isoformat(), link.job, link.recipient)
+            day = (item.time.date(), link.job, link.recipient)
             self.daily[day] = self.daily.get(day, 0) + 1
         if link.replaced_by is not None:
             replacement = self.links[link.replaced_by].issued_at
@@ -446,10 +509,37 @@ def _link_json(link: _Link) -> dict[str, Any]:
         "refused": t.refused,
         "first": _when(t.first),
         "last": _when(t.last),
-        "remote_ips": sorted(t.ips),
-        "networks": len(t.networks),
-        "user_agents": sorted(t.agents),
+        "remote_ips": sorted(distinct(t.ips)),
+        "networks": len(distinct(t.networks)),
+        "user_agents": sorted(distinct(t.agents)),
     }
+
+
+class LinkRows(Sequence[dict[str, Any]]):
+    """``usage.json``'s ``links``, each row made when it is read: a run of 100,000 links
+    keeps its tallies, not a second copy of every figure as a dict."""
+
+    def __init__(self, links: Sequence[_Link]) -> None:
+        self._links = links
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [_link_json(link) for link in self._links[index]]
+        return _link_json(self._links[index])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _signal(
@@ -478,15 +568,15 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
     found = []
     for link in join.links.values():
         t = link.tally
-        if len(t.networks) > max_networks:
-            detail = f"used from {len(t.networks)} networks, more than {max_networks}"
+        if len(distinct(t.networks)) > max_networks:
+            detail = f"used from {len(distinct(t.networks))} networks, more than {max_networks}"
             found.append(
                 _signal(
                     "many_networks",
                     link.link_id,
                     link,
                     t.requests,
-                    len(t.networks),
+                    len(distinct(t.networks)),
                     t.first,
                     detail,
                 )
@@ -511,7 +601,9 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
     for link_id, t in join.unknown.items():
         detail = "an id this run never issued: a forged link, or another run's"
         found.append(
-            _signal("unknown_id", link_id, None, t.requests, len(t.networks), t.first, detail)
+            _signal(
+                "unknown_id", link_id, None, t.requests, len(distinct(t.networks)), t.first, detail
+            )
         )
     more = join.unknown_more
     if more.requests:
@@ -520,7 +612,15 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
             f" {UNKNOWN_IDS_KEPT} such ids (tallied together)"
         )
         found.append(
-            _signal("unknown_id", "*", None, more.requests, len(more.networks), more.first, detail)
+            _signal(
+                "unknown_id",
+                "*",
+                None,
+                more.requests,
+                len(distinct(more.networks)),
+                more.first,
+                detail,
+            )
         )
     return found
 
@@ -551,8 +651,8 @@ def _recipients(run: _Run) -> list[dict[str, Any]]:
                 "refused": sum(t.refused for t in tallies),
                 "first": _when(min(firsts, default=None)),
                 "last": _when(max(lasts, default=None)),
-                "remote_ips": len(set().union(*(t.ips for t in tallies))),
-                "user_agents": len(set().union(*(t.agents for t in tallies))),
+                "remote_ips": len(set().union(*(distinct(t.ips) for t in tallies))),
+                "user_agents": len(set().union(*(distinct(t.agents) for t in tallies))),
                 "complete": _complete(links, older),
             }
         )
@@ -641,6 +741,28 @@ def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
     ]
 
 
+def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
+    """``usage.json``: the top level indented, each row of a list on a line of its own.
+
+    Rows are encoded one by one (by the C encoder; ``indent`` would choose the Python one,
+    ten times slower), so writing costs no copy of the whole text either.
+    """
+    with atomic_writer(path) as out:
+        separator = "{\n  "
+        for name, value in usage.items():
+            out.write(f"{separator}{json.dumps(name)}: ")
+            separator = ",\n  "
+            if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+                out.write(json.dumps(value, ensure_ascii=False))
+                continue
+            row_break = "[\n    "
+            for row in value:
+                out.write(row_break + json.dumps(row, ensure_ascii=False))
+                row_break = ",\n    "
+            out.write("\n  ]")
+        out.write("\n}\n")
+
+
 def refresh_review_page(run_dir: Path, usage: Mapping[str, Any]) -> str | None:
     """The review page's receipts block, rewritten from ``usage``; its path, else None.
 
@@ -705,15 +827,15 @@ async def usage_async(
         ],
         "links_without_id": run.without_id,
         "recipients": _recipients(run),
-        "links": [_link_json(link) for link in run.links.values()],
+        "links": LinkRows(list(run.links.values())),
         "daily": [
-            {"day": day, "job": job, "recipient": recipient, "downloads": n}
+            {"day": day.isoformat(), "job": job, "recipient": recipient, "downloads": n}
             for (day, job, recipient), n in sorted(join.daily.items())
         ],
         "signals": _signals(join, max_networks),
     }
     written = (run_dir / USAGE_JSON, run_dir / USAGE_CSV)
-    write_json(written[0], usage)
+    _write_usage(written[0], usage)
     write_csv(written[1], CSV_COLUMNS, _csv_rows(usage))
     page = refresh_review_page(run_dir, usage)
     report = UsageReport(run_dir, usage, written, page)
