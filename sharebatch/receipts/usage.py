@@ -220,8 +220,8 @@ class UsageReport:
     run_dir: Path
     usage: Mapping[str, Any]
     written: tuple[Path, ...]
-    # The review page's receipts block, when the page was refreshed (its path), else None.
-    review_page: str | None = None
+    # The review page's sha256 after its receipts block was rewritten; None: left as it was.
+    review_page_sha256: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -764,7 +764,8 @@ def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
 
 
 def refresh_review_page(run_dir: Path, usage: Mapping[str, Any]) -> str | None:
-    """The review page's receipts block, rewritten from ``usage``; its path, else None.
+    """The review page's receipts block, rewritten from ``usage``; the page's new sha256, or
+    None when it was left as it was.
 
     The one call site of ``receipts/page.refresh_receipts`` (helper "extras"), which builds
     the block (table and chart) and rewrites the page between its receipts markers. Until
