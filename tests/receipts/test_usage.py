@@ -318,3 +318,34 @@ def test_bad_input_writes_nothing(run: UsageRun, tmp_path: Path) -> None:
 def test_the_blocking_face_has_the_coroutines_signature() -> None:
     """usage takes exactly usage_async's parameters."""
     assert inspect.signature(usage) == inspect.signature(usage_async)
+
+
+def test_an_audit_log_cut_mid_line_is_read_and_a_broken_line_named(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """A last line without its newline (a run killed while writing it) is no event; a broken
+    line before the end is an error naming the file and line."""
+    logs = write_logs(tmp_path / "logs", "log", [run.line("a", run.renewed + timedelta(hours=1))])
+    audit = run.run_dir / "audit.jsonl"
+    with audit.open("a", encoding="utf-8") as out:
+        out.write('{"event": "link_issued", "link_id": "00')
+    report = _usage(run, logs)
+    assert report.exit_code == 1  # the renewal was read: a's old link used after it
+    lines = audit.read_text(encoding="utf-8").count("\n")
+    with audit.open("a", encoding="utf-8") as out:
+        out.write('\n{"event": "link_issued", "link_id": "0000000000000001"}\n')
+    with pytest.raises(LinkError, match=rf"audit\.jsonl:{lines + 1}: not an audit event"):
+        _usage(run, logs)
+
+
+def test_rows_without_an_id_are_counted_not_joined(run: UsageRun, tmp_path: Path) -> None:
+    """A bundle written with link_ids off: its rows are counted as without id, none listed."""
+    path = run.run_dir / "q3" / "initech" / "links.json"
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    bundle["links"][0]["link_id"] = None
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    logs = write_logs(tmp_path / "logs", "log", [run.line("a-2", run.renewed)])
+    data = _usage(run, logs).usage
+    assert data["links_without_id"] == 1
+    assert run.ids["c"] not in {link["link_id"] for link in data["links"]}
+    assert _by(data["recipients"], recipient="initech")["links"] == 0
