@@ -30,11 +30,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, NamedTuple, overload
 
 from sharebatch.blocking import blocking
 from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, UsageError
@@ -50,11 +51,14 @@ from sharebatch.run.metrics import (
     render_gauges,
     write_exposition,
 )
+from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
+from sharebatch.units import counted
 from sharebatch.visible import visible
 
 USAGE_JSON = "usage.json"
 USAGE_CSV = "usage.csv"
+REVIEW_PAGE = "index.html"
 BAD_LINES_LISTED = 1000  # usage.json lists this many; ``lines.bad`` is the true count
 UNKNOWN_IDS_KEPT = 10_000  # forged ids tallied one by one; the rest are counted together
 _ADDRESSES_CACHED = 100_000
@@ -85,26 +89,33 @@ CSV_COLUMNS = (
 )
 
 
-# --- Stand-in for sharebatch/receipts/sources.py (helper "logs"), a local folder only; it
-# goes when that module lands, and these three names are imported from there instead.
+# --- Stand-in for sharebatch/receipts/sources.py (helper "logs"), a local folder only, with
+# that module's names and signatures; it goes when the module lands, imported from there.
 @dataclass(frozen=True, slots=True)
 class LogSource:
     """A folder of access log files, as given on the command line."""
 
     text: str
-    path: Path
+    folder: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
 
 
 def parse_source(text: str) -> LogSource:
     """A folder of log files; ``UsageError`` for anything else."""
     if not Path(text).is_dir():
-        raise UsageError(f"--access-logs {visible(text)}: not a folder of log files")
-    return LogSource(text, Path(text))
+        raise UsageError(f"access log source {visible(text)}: not a folder")
+    return LogSource(text, folder=Path(text))
 
 
-async def read_logs(source: LogSource, gateway: object) -> AsyncIterator[AccessRecord | BadLine]:
+async def read_logs(
+    source: LogSource, gateway: object, *, on_file: Callable[[str], None] | None = None
+) -> AsyncIterator[AccessRecord | BadLine]:
     """Every record of every regular file under the folder, sorted; BadLine for the rest."""
-    for path in _files(source):
+    assert source.folder is not None
+    for path in sorted(p for p in source.folder.rglob("*") if p.is_file()):
+        if on_file is not None:
+            on_file(str(path))
         with path.open(encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 try:
@@ -113,11 +124,11 @@ async def read_logs(source: LogSource, gateway: object) -> AsyncIterator[AccessR
                     yield BadLine(str(path), number, str(exc))
 
 
-def _files(source: LogSource) -> list[Path]:
-    return sorted(p for p in source.path.rglob("*") if p.is_file())
-
-
 # --- end of the stand-in
+
+
+Held = str | list[str] | set[str] | None
+"""Distinct values as a tally holds them: none, one, a few in a list, or a set."""
 
 
 @dataclass(slots=True)
@@ -132,15 +143,16 @@ class _Tally:
     refused: int = 0
     first: datetime | None = None
     last: datetime | None = None
-    # Distinct values: one string while there is one (most links are fetched from one
-    # place by one program), a set from the second on; ``distinct`` reads either.
-    ips: str | set[str] | None = None
-    networks: str | set[str] | None = None
-    agents: str | set[str] | None = None
+    # Distinct values: one string while there is one (most links are fetched from one place
+    # by one program), a short list while there are few, a set beyond (a set of ten costs
+    # five times a list of ten, times 100,000 links); ``distinct`` reads any of them.
+    ips: Held = None
+    networks: Held = None
+    agents: Held = None
     # Requests after the link that replaced this one was issued.
     late: int = 0
     late_first: datetime | None = None
-    late_networks: set[str] = field(default_factory=set)
+    late_networks: set[str] | None = None
 
     def add(self, record: AccessRecord, ip: str, network: str, agent: str | None) -> None:
         """Count ``record``; ``ip``, ``network`` and ``agent`` are its shared strings (equal
@@ -178,18 +190,28 @@ class _Tally:
 _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
 
 
-def _more(held: str | set[str], value: str) -> set[str]:
+_LISTED = 16
+
+
+def _more(held: str | list[str] | set[str], value: str) -> list[str] | set[str]:
     if isinstance(held, str):
-        return {held, value}
+        return [held, value]
+    if isinstance(held, list):
+        if value in held:
+            return held
+        if len(held) < _LISTED:
+            held.append(value)
+            return held
+        return {*held, value}
     held.add(value)
     return held
 
 
-def distinct(held: str | set[str] | None) -> set[str]:
+def distinct(held: Held) -> set[str]:
     """The distinct values a tally holds (``_Tally.ips``, ``networks``, ``agents``)."""
     if held is None:
         return set()
-    return {held} if isinstance(held, str) else held
+    return {held} if isinstance(held, str) else set(held)
 
 
 UNUSED = _Tally()
@@ -238,6 +260,8 @@ class _Run:
     recipients: dict[tuple[str, str], None]
     # Rows written without an id (``link_ids: false``, or bundles from before ids): unjoinable.
     without_id: int = 0
+    # One object for equal texts (buckets, expiries, methods) over every row read.
+    texts: dict[object, object] = field(default_factory=dict)
 
 
 def _not_a_run(run_dir: Path, why: str) -> UsageError:
@@ -273,9 +297,39 @@ def _bundle_order(path: Path) -> tuple[str, str, bool, str]:
     return path.parent.parent.name, path.parent.name, path.name != "links.json", path.name
 
 
+class _Row(NamedTuple):
+    """What usage needs of a bundle row (a link or an upload slot)."""
+
+    link_id: object
+    bucket: object
+    key: object
+    expires_at: object
+    method: object
+
+
+def _slim(texts: dict[object, object]) -> Callable[[dict[str, Any]], object]:
+    """A JSON object hook keeping only ``_Row``'s fields of each row (an object with a
+    ``url`` and a ``key``), equal texts as one object: a bundle of 100,000 rows is read
+    without holding its URLs, or the same expiry 100,000 times."""
+
+    def hook(found: dict[str, Any]) -> object:
+        if "url" not in found or "key" not in found:
+            return found
+        get = found.get
+        return _Row(
+            get("link_id"),
+            texts.setdefault(get("bucket"), get("bucket")),
+            get("key"),
+            texts.setdefault(get("expires_at"), get("expires_at")),
+            texts.setdefault(get("method"), get("method")),
+        )
+
+    return hook
+
+
 def _read_bundle(path: Path, run: _Run) -> None:
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(path.read_bytes(), object_hook=_slim(run.texts))
     except (OSError, ValueError, RecursionError) as exc:
         raise LinkError(f"{path}: cannot read the bundle: {exc.__class__.__name__}") from None
     if not isinstance(data, dict) or not isinstance(data.get("links"), list):
@@ -291,21 +345,28 @@ def _read_bundle(path: Path, run: _Run) -> None:
     uploads = data.get("uploads", [])
     if isinstance(uploads, list):
         rows += [(f"uploads[{n}]", row) for n, row in enumerate(uploads)]
+    # Read from the JSON, not the header's field: a bundle from before ids has none.
+    page_id = data["header"].get("page_link_id")
+    del data  # the rows are all that is needed now
     for where, row in rows:
-        if not isinstance(row, dict):
-            raise LinkError(f"{path}: {where}: expected an object")
-        link_id = row.get("link_id")
-        if link_id is None:
+        if not isinstance(row, _Row):
+            raise LinkError(f"{path}: {where}: expected an object with a url and a key")
+        if row.link_id is None:
             run.without_id += 1
             continue
-        method = str(row.get("method", "GET")).lower()
+        method = str(row.method or "GET").lower()
         kind: Kind = "put" if method == "put" else "post" if method == "post" else "get"
-        _add(run, path, where, link_id, job, recipient, kind, row, issued)
-    page_id = data["header"].get("page_link_id")
+        _add(run, path, where, row.link_id, job, recipient, kind, row._asdict(), issued)
     if page_id is not None and header.page_url is not None:
         facts = read_url(header.page_url, f"{path}: header.page_url")
         page = {"bucket": facts.bucket, "key": facts.key, "expires_at": iso(facts.expires_at)}
         _add(run, path, "header.page_link_id", page_id, job, recipient, "page", page, issued)
+
+
+def _text(run: _Run, value: object) -> str:
+    text = str(value or "")
+    found = run.texts.setdefault(text, text)
+    return found if isinstance(found, str) else text
 
 
 def _add(
@@ -329,9 +390,9 @@ def _add(
         job=job,
         recipient=recipient,
         kind=kind,
-        bucket=str(row.get("bucket") or ""),
+        bucket=_text(run, row.get("bucket")),
         key=str(row.get("key") or ""),
-        expires_at=str(row.get("expires_at") or ""),
+        expires_at=_text(run, row.get("expires_at")),
         issued_at=issued,
     )
     run.links[link_id] = link
@@ -482,6 +543,8 @@ class _Join:
             replacement = self.links[link.replaced_by].issued_at
             if replacement is not None and item.time > replacement:
                 tally.late += 1
+                if tally.late_networks is None:
+                    tally.late_networks = set()
                 tally.late_networks.add(network)
                 if tally.late_first is None or item.time < tally.late_first:
                     tally.late_first = item.time
@@ -584,7 +647,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
         if t.late and link.replaced_by is not None:
             renewal = join.links[link.replaced_by]
             detail = (
-                f"used {t.late} times after {link.replaced_by} replaced it"
+                f"used {counted(t.late, 'time')} after {link.replaced_by} replaced it"
                 f" at {_when(renewal.issued_at)}"
             )
             found.append(
@@ -593,7 +656,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                     link.link_id,
                     link,
                     t.late,
-                    len(t.late_networks),
+                    len(t.late_networks or ()),
                     t.late_first,
                     detail,
                 )
@@ -765,12 +828,9 @@ def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
 
 def refresh_review_page(run_dir: Path, usage: Mapping[str, Any]) -> str | None:
     """The review page's receipts block, rewritten from ``usage``; the page's new sha256, or
-    None when it was left as it was.
-
-    The one call site of ``receipts/page.refresh_receipts`` (helper "extras"), which builds
-    the block (table and chart) and rewrites the page between its receipts markers. Until
-    that module is merged there is no block to write, and the page is left as it is.
-    """
+    None when there is no review page to refresh (``page.refresh_receipts``)."""
+    # The one call site of receipts/page.refresh_receipts (helper "extras"): until that
+    # module is merged there is no block to write, and the page is left as it is.
     return None
 
 
@@ -802,13 +862,22 @@ async def usage_async(
     run = read_run(run_dir)
     join = _Join(run)
     counts = []
-    for source in sources:
-        count = _SourceCount(source.text, files=len(_files(source)))
-        async for item in read_logs(source, None):
-            join.add(item, count)
-        if not count.lines:
-            raise UsageError(f"--access-logs {visible(source.text)}: no log records found there")
-        counts.append(count)
+    async with AsyncExitStack() as stack:
+        gateway = None
+        if any(source.bucket is not None for source in sources):
+            gateway = await stack.enter_async_context(S3Gateway(connection or Connection()))
+            await gateway.credentials()  # exit 3 before any log is read, when refused
+        for source in sources:
+            count = _SourceCount(source.text)
+
+            def counted(_: str, count: _SourceCount = count) -> None:
+                count.files += 1
+
+            async for item in read_logs(source, gateway, on_file=counted):
+                join.add(item, count)
+            if not count.files:
+                raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
+            counts.append(count)
     usage = {
         "run_id": run.run_id,
         "generated_at": iso(now or datetime.now(UTC)),

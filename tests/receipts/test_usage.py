@@ -12,12 +12,7 @@ from typing import Any
 import pytest
 
 from sharebatch.errors import LinkError, UsageError
-from sharebatch.receipts.usage import (
-    BAD_LINES_LISTED,
-    parse_source,
-    usage,
-    usage_async,
-)
+from sharebatch.receipts.usage import BAD_LINES_LISTED, parse_source, usage, usage_async
 from sharebatch.times import iso
 from tests.support.accesslog import log_line
 from tests.support.prometheus import parse_exposition
@@ -148,8 +143,9 @@ def test_a_download_through_either_link_of_a_renewal_chain_completes_it(
 
 
 def test_more_networks_than_allowed_is_a_leak_signal(run: UsageRun, tmp_path: Path) -> None:
-    """Four /24s (two addresses of one /24 once, two IPv6 addresses of one /48 once, an
-    address that does not parse on its own) exceed 3: a signal and exit 1; 4 allowed: none."""
+    """Four networks (two addresses of one /24 once, two IPv6 addresses of one /48 once, an
+    IPv4-mapped address with its /24, a request logged without one, "-", as a network of its
+    own) exceed 3: a signal and exit 1; with 4 allowed, none."""
     t = run.issued + timedelta(minutes=1)
     addresses = [
         "192.0.2.1",
@@ -158,7 +154,7 @@ def test_more_networks_than_allowed_is_a_leak_signal(run: UsageRun, tmp_path: Pa
         "2001:db8:1:ffff::9",
         "::ffff:203.0.113.9",
         "203.0.113.10",
-        "not-an-ip",
+        "-",
     ]
     logs = write_logs(
         tmp_path / "logs", "log", [run.line("c", t, remote_ip=ip) for ip in addresses]
@@ -302,7 +298,7 @@ def test_bad_input_writes_nothing(run: UsageRun, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="not a run folder"):
         usage(tmp_path, [parse_source(str(logs))])
-    with pytest.raises(UsageError, match="no log records"):
+    with pytest.raises(UsageError, match="no log files"):
         _usage(run, tmp_path / "empty")
     with pytest.raises(UsageError, match="--max-networks"):
         _usage(run, logs, max_networks=0)

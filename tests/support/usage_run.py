@@ -136,6 +136,7 @@ def usage_run(root: Path, now: datetime) -> UsageRun:
                     "method": "PUT",
                     "expires_at": iso(expires),
                     "link_id": ids["put"],
+                    "url": f"https://{BUCKET}.s3.amazonaws.com/inbox/globex/report.pdf?x",
                 }
             ],
         },
