@@ -113,7 +113,7 @@ _MONTHS = {
     )
 }
 _record = AccessRecord._make
-_CACHE_LIMIT = 65_536
+_CACHE_LIMIT = 16_384
 # A log's records share seconds and addresses: each is parsed once, then looked up.
 _times: dict[str, datetime] = {}
 _addresses: set[str] = set()
@@ -330,7 +330,9 @@ def _request_uri(rest: str) -> tuple[str, re.Match[str]]:
 
 def _head_problem(text: str) -> str:
     fields = text.split(" ")
-    if len(fields) > 2 and not fields[2].startswith("["):
+    if len(fields) < 9:
+        return f"not an S3 server access log record: {len(fields)} fields before the line ends"
+    if not fields[2].startswith("["):
         return f"field 3 (time) does not start with '[': {_shown(fields[2])}"
     if "]" not in text:
         return "time has no closing ']'"
