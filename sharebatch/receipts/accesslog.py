@@ -29,7 +29,6 @@ What the documentation says, and what real logs show beyond it:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -38,7 +37,7 @@ from urllib.parse import unquote
 
 LINK_ID_PARAMETER = "x-sharebatch-id"
 _NAME_IS = LINK_ID_PARAMETER + "="
-_VALUE_END = re.compile("[& ]")
+_NAME_LENGTH = len(_NAME_IS)
 
 
 class AccessRecord(NamedTuple):
@@ -82,12 +81,18 @@ class BadLine:
 
 # The common case in one match: no quote inside a quoted field, the fields S3 writes. A line
 # it refuses goes through ``_parse_slowly``, which accepts raw quotes and says what is wrong.
-# Trailing fields hold no quote here, so a quote injected into the Request-URI cannot pass
-# this way: it leaves the real Referer's and User-Agent's quotes behind it.
+# Trailing fields hold no quote, so a quote injected into the Request-URI cannot pass this way:
+# it leaves the real Referer's and User-Agent's quotes behind it.
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+# IPv6 by its shape: two to eight groups of up to four hex digits, an IPv4 address perhaps
+# at the end (``::ffff:192.0.2.1``); no zone index (S3 sees none).
+_IPV6_TEXT = rf"[0-9A-Fa-f]{{0,4}}(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?::{_IPV4_TEXT})?"
+_ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 _FAST = re.compile(
-    r"[^ ]++ ([^ ]++) \[([^\]]++)\] ([0-9A-Fa-f:.]++|-) ([^ ]++) [^ ]++ ([^ ]++) ([^ ]++) "
-    r'(?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) '
-    r'(?:"[^"]*+"|-) (?:"([^"]*+)"|-)(?: [^ "\r]++)*+\r?'
+    rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
+    r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) '
+    r'(?:[0-9]++|-) (?:[0-9]++|-) (?:"[^"]*+"|-) (?:"([^"]*+)"|-)(?= |\r?\Z)'
 )
 _HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
 _MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
@@ -114,9 +119,8 @@ _MONTHS = {
 }
 _record = AccessRecord._make
 _CACHE_LIMIT = 16_384
-# A log's records share seconds and addresses: each is parsed once, then looked up.
+# A log's records share their seconds: each is parsed once, then looked up.
 _times: dict[str, datetime] = {}
-_addresses: set[str] = set()
 
 
 def _shown(value: str) -> str:
@@ -162,15 +166,8 @@ def _time(stamp: str) -> datetime:
 
 
 def _address(text: str) -> str:
-    if text in _addresses or text == "-":
-        return text
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        raise ValueError(f"remote_ip is not an IP address: {_shown(text)}") from None
-    if len(_addresses) >= _CACHE_LIMIT:
-        _addresses.clear()
-    _addresses.add(text)
+    if _ADDRESS.fullmatch(text) is None:
+        raise ValueError(f"remote_ip is not an IP address: {_shown(text)}")
     return text
 
 
@@ -202,7 +199,10 @@ def link_id_of(request_uri: str | None) -> str | None:
     found = request_uri.find(_NAME_IS, start)
     while found >= 0:
         if request_uri[found - 1] in "?&":
-            value = _VALUE_END.split(request_uri[found + len(_NAME_IS) :], 1)[0]
+            begin = found + _NAME_LENGTH
+            end = request_uri.find("&", begin)
+            space = request_uri.find(" ", begin, None if end < 0 else end)
+            value = request_uri[begin : space if space >= 0 else end if end >= 0 else None]
             return unquote(value) if "%" in value else value
         found = request_uri.find(_NAME_IS, found + 1)
     if "%" not in request_uri:
@@ -222,28 +222,32 @@ def parse_line(text: str) -> AccessRecord:
     """
     if text.endswith("\n"):
         text = text[:-1]
-    match = _FAST.fullmatch(text)
-    if match is None:
+    match = _FAST.match(text)
+    # What follows the user agent is fields S3 added later, none quoted: a quote there means
+    # a quoted field held one, and only the slow way reads that right.
+    if match is None or text.find('"', match.end()) >= 0:
         return _parse_slowly(text.rstrip("\r"))
-    bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
+    bucket, stamp, remote_ip, requester, operation, key, uri, status, error, sent, size, agent = (
         match.groups()
     )
-    request_uri = None if uri is None or uri == "-" else uri
+    moment = _times.get(stamp) or _time(stamp)
+    if uri == "-":
+        uri = None
     return _record(
         (
             bucket,
-            _time(stamp),
-            _address(ip),
+            moment,
+            remote_ip,
             None if requester == "-" else requester,
             operation,
             None if key == "-" else key,
-            request_uri,
+            uri,
             None if status == "-" else int(status),
             None if error == "-" else error,
             0 if sent == "-" else int(sent),
             None if size == "-" else int(size),
             None if agent is None or agent == "-" else agent,
-            link_id_of(request_uri),
+            None if uri is None else link_id_of(uri),
         )
     )
 

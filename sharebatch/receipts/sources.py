@@ -99,9 +99,11 @@ async def read_logs(
         async for name, chunks in files:
             if chunks is None:
                 continue
-            async with contextlib.aclosing(_records(name, chunks)) as items:
-                async for item in items:
-                    yield item
+            # A chunk's worth of items at a time: one generator step per chunk, not per line.
+            async with contextlib.aclosing(_batches(name, chunks)) as batches:
+                async for batch in batches:
+                    for item in batch:
+                        yield item
 
 
 async def _s3_files(
@@ -225,10 +227,11 @@ def _kind_of(head: bytes) -> str | None:
     return None
 
 
-async def _records(
+async def _batches(
     name: str, chunks: AsyncGenerator[bytes, None]
-) -> AsyncGenerator[AccessRecord | BadLine, None]:
-    """The records of one file's ``chunks``; its problems as bad lines."""
+) -> AsyncGenerator[list[AccessRecord | BadLine], None]:
+    """The records of one file's ``chunks``, a chunk's worth at a time; its problems as bad
+    lines."""
     lines = _Lines(name)
     head = b""
     try:
@@ -240,24 +243,20 @@ async def _records(
                         continue
                     problem = _kind_of(head)
                     if problem is not None:
-                        yield BadLine(name, 0, problem)
+                        yield [BadLine(name, 0, problem)]
                         return
                     chunk = head
-                for item in lines.feed(chunk):
-                    yield item
+                yield lines.feed(chunk)
     except (_Unreadable, S3ReadError) as exc:
-        for item in lines.broken(str(exc)):
-            yield item
+        yield lines.broken(str(exc))
         return
     if 0 < len(head) < _SNIFF:
         problem = _kind_of(head)
         if problem is not None:
-            yield BadLine(name, 0, problem)
+            yield [BadLine(name, 0, problem)]
             return
-        for item in lines.feed(head):
-            yield item
-    for item in lines.finish():
-        yield item
+        yield lines.feed(head)
+    yield lines.finish()
 
 
 class _Lines:
@@ -310,7 +309,7 @@ class _Lines:
             item = BadLine(self.name, self.number, problem)
         return [] if item is None else [item]
 
-    def broken(self, problem: str) -> list[BadLine]:
+    def broken(self, problem: str) -> list[AccessRecord | BadLine]:
         return [BadLine(self.name, 0 if self.number == 0 else self.number + 1, problem)]
 
 
