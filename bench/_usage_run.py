@@ -4,7 +4,9 @@ Used by ``bench_usage.py``. The log (written before the clock starts, in files o
 as S3 writes many small files) is shaped like a bucket's real traffic: most lines carry one of
 ``LINKS`` link ids in their Request-URI, the rest are other clients' requests; 206s, 403s,
 HEADs, IPv6 addresses, a user agent with a raw quote now and then. What is timed is
-``read_logs`` over the folder, every item consumed. Prints one JSON line.
+``read_logs`` over the folder, every item consumed, in wall-clock seconds and in CPU seconds
+of this process (all its threads): on 2 shared cores the second is what one core of its own
+would take. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -68,7 +70,12 @@ def write_log(folder: Path, lines: int) -> None:
                     f"{rng.getrandbits(256):064x} HTTP/1.1"
                 )
                 status, error, sent = rng.choice(
-                    ((200, "-", 48213), (200, "-", 48213), (206, "-", 1), (403, "AccessDenied", 243))
+                    (
+                        (200, "-", 48213),
+                        (200, "-", 48213),
+                        (206, "-", 1),
+                        (403, "AccessDenied", 243),
+                    )
                 )
                 op, auth = "REST.GET.OBJECT", "QueryString"
             else:
@@ -77,7 +84,7 @@ def write_log(folder: Path, lines: int) -> None:
                 status, error, sent, op, auth = 200, "-", "-", "REST.HEAD.OBJECT", "AuthHeader"
             agent = AGENTS[n % 3] if n % 1000 else AGENTS[3]
             rows.append(
-                f"{OWNER} q3-share {when} {ip} - {n:016X} {op} {key} \"{uri}\" {status} {error} "
+                f'{OWNER} q3-share {when} {ip} - {n:016X} {op} {key} "{uri}" {status} {error} '
                 f'{sent} 48213 {rng.randrange(5, 90)} {rng.randrange(1, 20)} "-" "{agent}" - '
                 f"{HOST_ID} SigV4 ECDHE-RSA-AES128-GCM-SHA256 {auth} "
                 "q3-share.s3.eu-west-1.amazonaws.com TLSv1.3 - - eu-west-1\n"
@@ -101,9 +108,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-logs-") as tmp:
         folder = Path(tmp)
         write_log(folder, lines)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         records, bad = asyncio.run(read_all(folder))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(
         json.dumps(
@@ -111,6 +118,7 @@ def main() -> None:
                 "lines": records + bad,
                 "bad": bad,
                 "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu, 3),
                 "peak_rss_mb": round(peak, 1),
             }
         )

@@ -30,8 +30,10 @@ What the documentation says, and what real logs show beyond it:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import NamedTuple
 from urllib.parse import unquote
 
@@ -117,7 +119,8 @@ _MONTHS = {
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
-_record = AccessRecord._make
+# ``_make`` without its length check: the tuple built here always has every field.
+_record: Callable[[tuple[object, ...]], AccessRecord] = partial(tuple.__new__, AccessRecord)
 _CACHE_LIMIT = 16_384
 # A log's records share their seconds: each is parsed once, then looked up.
 _times: dict[str, datetime] = {}
@@ -222,34 +225,65 @@ def parse_line(text: str) -> AccessRecord:
     """
     if text.endswith("\n"):
         text = text[:-1]
-    match = _FAST.match(text)
-    # What follows the user agent is fields S3 added later, none quoted: a quote there means
-    # a quoted field held one, and only the slow way reads that right.
-    if match is None or text.find('"', match.end()) >= 0:
-        return _parse_slowly(text.rstrip("\r"))
-    bucket, stamp, remote_ip, requester, operation, key, uri, status, error, sent, size, agent = (
-        match.groups()
-    )
-    moment = _times.get(stamp) or _time(stamp)
-    if uri == "-":
-        uri = None
-    return _record(
-        (
-            bucket,
-            moment,
-            remote_ip,
-            None if requester == "-" else requester,
-            operation,
-            None if key == "-" else key,
-            uri,
-            None if status == "-" else int(status),
-            None if error == "-" else error,
-            0 if sent == "-" else int(sent),
-            None if size == "-" else int(size),
-            None if agent is None or agent == "-" else agent,
-            None if uri is None else link_id_of(uri),
+    found = parse_lines("", 1, [text])
+    if not found:
+        raise ValueError("empty line")
+    item = found[0]
+    if isinstance(item, BadLine):
+        raise ValueError(item.problem)
+    return item
+
+
+def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecord | BadLine]:
+    """The records of consecutive lines of ``file`` (without their newlines), the first of
+    them line number ``first``; a ``BadLine`` for each that is not a record, nothing for an
+    empty one (it holds no record, so nothing is lost).
+
+    One call for many lines: reading a million lines, the calls per line are what costs.
+    """
+    out: list[AccessRecord | BadLine] = []
+    append = out.append
+    match_fast = _FAST.match
+    times = _times
+    record = _record
+    number = first - 1
+    for text in texts:
+        number += 1
+        match = match_fast(text)
+        # What follows the user agent is fields S3 added later, none quoted: a quote there
+        # means a quoted field held one, and only the slow way reads that right.
+        if match is None or text.find('"', match.end()) >= 0:
+            try:
+                append(_parse_slowly(text.rstrip("\r")))
+            except ValueError as exc:
+                if text.strip():
+                    append(BadLine(file, number, str(exc)))
+            continue
+        bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
+            match.groups()
         )
-    )
+        if uri == "-":
+            uri = None
+        append(
+            record(
+                (
+                    bucket,
+                    times.get(stamp) or _time(stamp),
+                    ip,
+                    None if requester == "-" else requester,
+                    operation,
+                    None if key == "-" else key,
+                    uri,
+                    None if status == "-" else int(status),
+                    None if error == "-" else error,
+                    0 if sent == "-" else int(sent),
+                    None if size == "-" else int(size),
+                    None if agent is None or agent == "-" else agent,
+                    None if uri is None else link_id_of(uri),
+                )
+            )
+        )
+    return out
 
 
 def _parse_slowly(text: str) -> AccessRecord:

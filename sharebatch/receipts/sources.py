@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sharebatch.errors import S3ListingError, S3ReadError, UsageError
 from sharebatch.models import BucketTarget
-from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_lines
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.visible import visible
 
@@ -280,13 +280,8 @@ class _Lines:
             if self.skipping:
                 self.skipping = False
                 texts = texts[1:]
-            name, number = self.name, self.number
-            for text in texts:
-                number += 1
-                item = _parsed(name, number, text)
-                if item is not None:
-                    out.append(item)
-            self.number = number
+            out = parse_lines(self.name, self.number + 1, texts)
+            self.number += len(texts)
         else:
             self.rest = data
         if len(self.rest) > MAX_LINE:
@@ -303,20 +298,14 @@ class _Lines:
             return []
         self.number += 1
         text = self.rest.decode("utf-8", "backslashreplace")
-        item = _parsed(self.name, self.number, text)
-        if isinstance(item, BadLine):
-            problem = f"truncated: the file ends inside this line ({item.problem})"
-            item = BadLine(self.name, self.number, problem)
-        return [] if item is None else [item]
+        return [
+            BadLine(
+                item.file, item.line, f"truncated: the file ends inside this line ({item.problem})"
+            )
+            if isinstance(item, BadLine)
+            else item
+            for item in parse_lines(self.name, self.number, [text])
+        ]
 
     def broken(self, problem: str) -> list[AccessRecord | BadLine]:
         return [BadLine(self.name, 0 if self.number == 0 else self.number + 1, problem)]
-
-
-def _parsed(name: str, number: int, text: str) -> AccessRecord | BadLine | None:
-    try:
-        return parse_line(text)
-    except ValueError as exc:
-        if not text.strip():
-            return None  # an empty line holds no record: nothing is lost
-        return BadLine(name, number, str(exc))

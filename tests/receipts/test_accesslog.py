@@ -235,6 +235,7 @@ def test_other_operations_parse(
         (f"GET /b/k?x-sharebatch-id={ID}", ID),
         ("GET /b/k?x-sharebatch-id=%33f9a0c7d1e2b4a58 HTTP/1.1", ID),
         (f"GET /b/k?x%2Dsharebatch%2did={ID}&X-Amz-Signature=1 HTTP/1.1", ID),
+        (f"GET /b/k?%78%2D%73%68%61%72%65%62%61%74%63%68%2D%69%64={ID} HTTP/1.1", ID),
         (f"GET /b/k?a=1&x-sharebatch-id={ID}&x-sharebatch-id=ffffffffffffffff HTTP/1.1", ID),
         ("GET /b/k?x-sharebatch-id= HTTP/1.1", ""),
         ("GET /b/k?x-sharebatch-id=forged%00value HTTP/1.1", "forged\x00value"),
