@@ -68,6 +68,8 @@ def main() -> int:
     print(f"  100,000 lines (s)             {_stats([r['seconds'] for r in small])}")
     print(f"  1,000,000 lines (s)           {_stats([r['seconds'] for r in large])}")
     print("  lines/s, 1,000,000 lines      " + _goal("lines/s", rate, "{:,.0f}", at_least=150_000))
+    cpu_rate = [r["lines"] / r["cpu_seconds"] for r in large]
+    print(f"  lines/s by CPU seconds        {_stats(cpu_rate, '{:,.0f}')}")
     print("  time 1M / 100k                " + _goal("linearity", ratio, "{:.2f}", at_most=12))
     print(
         "  peak RSS (MB), 100k / 1M      "
