@@ -97,8 +97,6 @@ async def read_logs(
         raise ValueError(f"{source!r} names neither a folder nor a bucket")
     async with contextlib.aclosing(files):
         async for name, chunks in files:
-            if chunks is None:
-                continue
             # A chunk's worth of items at a time: one generator step per chunk, not per line.
             async with contextlib.aclosing(_batches(name, chunks)) as batches:
                 async for batch in batches:
@@ -108,7 +106,7 @@ async def read_logs(
 
 async def _s3_files(
     bucket: str, prefix: str, gateway: S3Gateway, on_file: Callable[[str], None] | None
-) -> AsyncGenerator[tuple[str, AsyncGenerator[bytes, None] | None], None]:
+) -> AsyncGenerator[tuple[str, AsyncGenerator[bytes, None]], None]:
     target = gateway.effective(BucketTarget(bucket, None, None))
     try:
         async for found in gateway.list_objects(target, prefix):
@@ -131,7 +129,7 @@ class _Unreadable(Exception):
 
 async def _local_files(
     root: Path, on_file: Callable[[str], None] | None
-) -> AsyncGenerator[tuple[str, AsyncGenerator[bytes, None] | None], None]:
+) -> AsyncGenerator[tuple[str, AsyncGenerator[bytes, None]], None]:
     # Depth first, each folder's names sorted, so the order is the same on every file system.
     # Listing is blocking I/O over possibly many entries: done in a thread, a folder at a time.
     real_root = await asyncio.to_thread(os.path.realpath, root)
