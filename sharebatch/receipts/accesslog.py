@@ -87,9 +87,28 @@ class BadLine:
 # it leaves the real Referer's and User-Agent's quotes behind it.
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-# IPv6 by its shape: two to eight groups of up to four hex digits, an IPv4 address perhaps
-# at the end (``::ffff:192.0.2.1``); no zone index (S3 sees none).
-_IPV6_TEXT = rf"[0-9A-Fa-f]{{0,4}}(?::[0-9A-Fa-f]{{0,4}}){{2,7}}(?::{_IPV4_TEXT})?"
+# IPv6 as RFC 3986 (section 3.2.2) spells it: eight groups of hex digits, a run of zero
+# groups written "::" once at most, the last two groups perhaps an IPv4 address. No zone
+# index: S3 sees none.
+_H16 = "[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_IPV4_TEXT})"
+_IPV6_TEXT = (
+    "(?:"
+    + "|".join(
+        [
+            rf"(?:{_H16}:){{6}}{_LS32}",
+            rf"::(?:{_H16}:){{5}}{_LS32}",
+            rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+            rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+            rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+            rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+            rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+            rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+            rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+        ]
+    )
+    + ")"
+)
 _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 _FAST = re.compile(
     rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
@@ -144,6 +163,7 @@ def _time(stamp: str) -> datetime:
             or stamp[17] != ":"
             or stamp[20] != " "
             or stamp[21] not in "+-"
+            or not stamp.isascii()
             or not (stamp[0:2] + stamp[7:11] + stamp[12:14] + stamp[15:17] + stamp[18:20]).isdigit()
             or not stamp[22:26].isdigit()
         ):

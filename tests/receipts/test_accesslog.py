@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime
 
@@ -195,6 +196,33 @@ def test_ipv6_remote_addresses_parse_and_a_non_address_is_named() -> None:
     for bad in ("999.1.2.3", "2001:db8::g", "1.2.3", "not-an-ip"):
         with pytest.raises(ValueError, match="remote_ip is not an IP address"):
             parse_line(line(remote_ip=bad))
+
+
+def _is_address(text: str) -> bool:
+    """What Python's ipaddress accepts, without zone indexes (S3 logs none)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return "%" not in text
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.ip_addresses(v=6).map(lambda a: a.exploded),
+        st.text("0123456789abcdefABCDEF:.", min_size=1, max_size=45),
+    )
+)
+def test_remote_ip_is_checked_exactly_as_ipaddress_would(text: str) -> None:
+    """The pattern that checks the address agrees with ``ipaddress`` on every address, in
+    every spelling, and on near misses."""
+    if _is_address(text):
+        assert parse_line(line(remote_ip=text)).remote_ip == text
+    else:
+        with pytest.raises(ValueError, match="remote_ip is not an IP address"):
+            parse_line(line(remote_ip=text))
 
 
 @pytest.mark.parametrize(
