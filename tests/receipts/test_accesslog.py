@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharebatch.receipts.accesslog import AccessRecord, link_id_of, parse_line
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, link_id_of, parse_line, parse_lines
 from tests.support.accesslog import log_line
 
 # The example log of the S3 user guide, "Amazon S3 server access log format", as published in
@@ -384,3 +384,13 @@ def test_hostile_free_text_fields_never_move_the_numbers(
         return
     assert (record.status, record.bytes_sent, record.request_uri) == (status, sent, target)
     assert record.link_id == ID
+
+
+def test_parse_lines_numbers_from_the_first_and_skips_empty_lines() -> None:
+    """A batch of lines gives records in order and a bad line at its own number, counting
+    from ``first``; an empty line holds nothing and gives nothing."""
+    text = line()
+    found = parse_lines("logs/a", 10, [text, "", "not a record", "  ", text])
+    assert found == [parse_line(text), BadLine("logs/a", 12, found[1].problem), parse_line(text)]
+    assert isinstance(found[1], BadLine)
+    assert found[1].problem.startswith("not an S3 server access log record")
