@@ -267,6 +267,7 @@ class _Lines:
         self.skipping = False  # inside a line too long to be a record, until its newline
 
     def feed(self, chunk: bytes) -> list[AccessRecord | BadLine]:
+        """The items of the lines ``chunk`` completes; its unfinished end is kept."""
         data = self.rest + chunk if self.rest else chunk
         last = data.rfind(b"\n")
         out: list[AccessRecord | BadLine] = []
@@ -292,6 +293,7 @@ class _Lines:
         return out
 
     def finish(self) -> list[AccessRecord | BadLine]:
+        """The last line, when the file does not end with a newline: whole, or truncated."""
         if not self.rest or self.skipping:
             return []
         self.number += 1
@@ -306,4 +308,5 @@ class _Lines:
         ]
 
     def broken(self, problem: str) -> list[AccessRecord | BadLine]:
+        """The bad line for a file whose reading stopped: the line it stopped in."""
         return [BadLine(self.name, 0 if self.number == 0 else self.number + 1, problem)]
