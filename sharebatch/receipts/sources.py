@@ -9,7 +9,7 @@ the file and line (line 0: the file as a whole).
 A file that is not a plain access log says so once, not once per line: gzip and other
 compressed files (S3 writes its logs uncompressed, so such a file is someone's archive, and
 inflating archives here would let a small file stand for gigabytes of lines: decompress them
-first), binary files, and JSON files such as CloudTrail's.
+first), binary files, JSON files such as CloudTrail's, and W3C logs such as CloudFront's.
 """
 
 from __future__ import annotations
@@ -222,6 +222,8 @@ def _kind_of(head: bytes) -> str | None:
         return "binary data (NUL bytes), not an S3 server access log"
     if head.lstrip()[:1] in (b"{", b"["):
         return "JSON (as CloudTrail writes its logs), not an S3 server access log"
+    if head.startswith((b"#Version:", b"#Fields:")):
+        return "a W3C extended log (as CloudFront writes), not an S3 server access log"
     return None
 
 

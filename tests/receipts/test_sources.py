@@ -149,16 +149,22 @@ def test_a_gzip_file_is_one_bad_line_and_the_rest_is_read(tmp_path: Path) -> Non
     assert ids(items) == [f"{2:016x}"]
 
 
-def test_binary_and_json_files_are_named_once(tmp_path: Path) -> None:
-    """A binary file and a CloudTrail log (JSON) each give one bad line saying what it is."""
+def test_binary_json_and_cloudfront_files_are_named_once(tmp_path: Path) -> None:
+    """A binary file, a CloudTrail log (JSON) and a CloudFront log (W3C) each give one bad
+    line saying what it is, not one per line."""
     (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     trail = {"Records": [{"eventVersion": "1.08", "eventSource": "s3.amazonaws.com"}]}
     (tmp_path / "b.json").write_text(json.dumps(trail, indent=2))
     (tmp_path / "c.log").write_text(record(3))
+    (tmp_path / "d.cf").write_text(
+        "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method\n"
+        + "2026-12-02\t09:00:00\tFRA2-C1\t4096\t192.0.2.1\tGET\n" * 50
+    )
     items, _ = read(parse_source(str(tmp_path)))
     assert [(b.file, b.line, b.problem.split(",")[0].split(" (")[0]) for b in bad(items)] == [
         (str(tmp_path / "a.png"), 0, "binary data"),
         (str(tmp_path / "b.json"), 0, "JSON"),
+        (str(tmp_path / "d.cf"), 0, "a W3C extended log"),
     ]
     assert ids(items) == [f"{3:016x}"]
 
