@@ -52,12 +52,13 @@ test-clock: $(VENV)/.dev-installed
 # Presigning throughput: sharebatch's signer vs botocore vs a bare hash floor (~1 minute).
 # Speed and memory claims come from here (ratios measured side by side in one run), never
 # from timed assertions in tests. Then the run benchmarks (~10 minutes) and notify at
-# concurrency 1 vs 8 against a slow SMTP server (~10 minutes) on 2 cores; results:
-# docs/performance.md.
+# concurrency 1 vs 8 against a slow SMTP server (~10 minutes) on 2 cores, and reading 100k and
+# 1M access log lines for `usage` (~2 minutes); results: docs/performance.md.
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_signing.py
 	$(BIN)/python bench/bench_run.py
 	$(BIN)/python bench/bench_notify.py
+	$(BIN)/python bench/bench_usage.py
 
 # Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
 lock:

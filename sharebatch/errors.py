@@ -12,6 +12,7 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     ├── CredentialsError       exit 3    no usable credentials, or S3 refused them
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
+    ├── S3ReadError            exit 1    internal: reading one object failed
     ├── RunLocked              exit 75   another run is writing to the same output folder
     ├── RunCrashed             exit 1    the run broke off (a full disk, an I/O error, a bug)
     ├── DeliveryError          exit 1    internal: a mail or webhook could not be handed over
@@ -19,7 +20,8 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
 
 ``sharebatch`` exports the classes its public functions can raise. Those marked internal never
 leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestError``), an
-``S3ListingError`` a failed prefix in the run's summary, and a ``DeliveryError`` a failed
+``S3ListingError`` a failed prefix in the run's summary (or an unreadable log source in
+``usage``'s), an ``S3ReadError`` an access log file's bad line, and a ``DeliveryError`` a failed
 recipient (a page not stored: the run's summary; a mail refused: ``notify``'s report) or a
 webhook's entry in ``NotifyReport.webhook_errors``; import them from here. A ``LinkError``
 comes from ``notify`` (a run folder or bundle it cannot read) and from ``inspect``,
@@ -109,6 +111,15 @@ class SigningError(SharebatchError):
 
 class S3ListingError(SharebatchError):
     """Listing one prefix failed; the pipeline records it and the other prefixes go on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class S3ReadError(SharebatchError):
+    """Reading one object failed (refused, gone, or the connection dropped mid-way); the
+    reader reports the object and reads on."""
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code

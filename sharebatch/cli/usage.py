@@ -25,7 +25,8 @@ from sharebatch.cli.app import (
     setup_logging,
 )
 from sharebatch.models import Connection
-from sharebatch.receipts.usage import UsageReport, parse_source
+from sharebatch.receipts.sources import parse_source
+from sharebatch.receipts.usage import UsageReport
 from sharebatch.receipts.usage import usage as read_usage
 from sharebatch.units import counted, human_size
 from sharebatch.visible import visible

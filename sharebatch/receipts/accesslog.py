@@ -1,31 +1,58 @@
 """S3 server access log records, parsed as AWS documents the format.
 
-Each record is one line of space-separated fields; the time is in brackets, Request-URI,
-Referer and User-Agent in double quotes (a quote inside written ``\\"``), and ``-`` stands for
-an empty field. The fields, in order (S3 user guide, "Amazon S3 server access log format"):
+Each record is one line of space-separated fields (S3 user guide, "Amazon S3 server access log
+format", https://docs.aws.amazon.com/AmazonS3/latest/userguide/LogFormat.html):
 
     bucket_owner bucket [time] remote_ip requester request_id operation key "request_uri"
     http_status error_code bytes_sent object_size total_time turnaround_time "referer"
     "user_agent" version_id host_id signature_version cipher_suite authentication_type
-    host_header tls_version access_point_arn acl_required
+    host_header tls_version access_point_arn acl_required source_region ...
 
-AWS appends new fields at the end over the years, so a record may stop after ``user_agent``
-(old records) or anywhere after it, and may carry more fields than listed (future ones).
+What the documentation says, and what real logs show beyond it:
+
+* The time is ``[%d/%b/%Y:%H:%M:%S %z]``, in UTC (``+0000``); another offset is converted.
+* Any field can be ``-`` (unknown, not applicable). Request-URI, Referer and User-Agent are
+  quoted, and S3 writes an empty one as ``"-"`` as often as ``-``: both read as empty.
+* S3 does not escape a ``"`` inside a quoted field: a client that sends a quote in its request
+  target, Referer or User-Agent gets it written raw (``"GET /" HTTP/1.1"``). So the end of the
+  Request-URI is the one quote that the status fields follow; where a quote inside it is itself
+  followed by something that reads as status fields, the line is ambiguous and refused, since
+  a forged status would count a refused request as a download. A quoted field's text is taken
+  as written: a backslash is a backslash.
+* AWS appends fields at the end over the years: old records stop after the user agent (or its
+  version id), newer ones carry more, and a parser must accept fields it does not know.
+* The remote IP is IPv4 or, over dual-stack endpoints, IPv6.
+* The key is URL-encoded as S3 writes it; it is kept as written.
+* Custom query parameters whose names begin with ``x-`` are ignored by S3 and kept in the
+  Request-URI ("Custom access log information"): ``x-sharebatch-id`` is read from there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from typing import NamedTuple
 from urllib.parse import unquote
 
 LINK_ID_PARAMETER = "x-sharebatch-id"
+_NAME_IS = LINK_ID_PARAMETER + "="
+_NAME_LENGTH = len(_NAME_IS)
 
 
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    """One request as S3 logged it: the fields receipts use."""
+class AccessRecord(NamedTuple):
+    """One request as S3 logged it: the fields receipts use.
+
+    A named tuple rather than a frozen dataclass (immutable and without a ``__dict__`` all the
+    same): one is made for every log line, and a tuple is made in a sixth of the time.
+
+    ``remote_ip`` is an IPv4 or IPv6 address as written, or ``-`` where S3 had none;
+    ``bytes_sent`` is 0 for ``-`` (the documentation's "or - if zero"); ``link_id`` is the
+    ``x-sharebatch-id`` value of the Request-URI's query, percent-decoded, not checked against
+    anything (a forged or foreign id is the caller's to judge).
+    """
 
     bucket: str
     time: datetime
@@ -44,95 +71,338 @@ class AccessRecord:
 
 @dataclass(frozen=True, slots=True)
 class BadLine:
-    """A line that does not parse: where it is, and why."""
+    """A line that does not parse: where it is, and why.
+
+    ``line`` counts from 1; 0 means the file as a whole (compressed, binary, unreadable).
+    """
 
     file: str
     line: int
     problem: str
 
 
-_FIELD = r'(?:"(?:[^"\\]|\\.)*"|\S+)'
-_LINE = re.compile(
-    r"(\S+) (\S+) \[([^\]]+)\] (\S+) (\S+) (\S+) (\S+) (\S+) "
-    r'("(?:[^"\\]|\\.)*"|-) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) '
-    rf'("(?:[^"\\]|\\.)*"|-) ("(?:[^"\\]|\\.)*"|-)((?: {_FIELD})*)\s*$'
+# The common case in one match: no quote inside a quoted field, the fields S3 writes. A line
+# it refuses goes through ``_parse_slowly``, which accepts raw quotes and says what is wrong.
+# Trailing fields hold no quote, so a quote injected into the Request-URI cannot pass this way:
+# it leaves the real Referer's and User-Agent's quotes behind it.
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+# IPv6 as RFC 3986 (section 3.2.2) spells it: eight groups of hex digits, a run of zero
+# groups written "::" once at most, the last two groups perhaps an IPv4 address. No zone
+# index: S3 sees none.
+_H16 = "[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_IPV4_TEXT})"
+_IPV6_TEXT = (
+    "(?:"
+    + "|".join(
+        [
+            rf"(?:{_H16}:){{6}}{_LS32}",
+            rf"::(?:{_H16}:){{5}}{_LS32}",
+            rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+            rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+            rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+            rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+            rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+            rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+            rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+        ]
+    )
+    + ")"
 )
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, 1)}
+_ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
+_FAST = re.compile(
+    rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
+    r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) '
+    r'(?:[0-9]++|-) (?:[0-9]++|-) (?:"[^"]*+"|-) (?:"([^"]*+)"|-)(?= |\r?\Z)'
+)
+_HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
+_MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
+_MIDDLE_ANY = re.compile(
+    r'" [0-9-][^ ]* [^ ]+ [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [^"-]'
+)
+_TAIL = re.compile(r'(-|".*?") (-|".*")((?: +[^ "]+)*) *')
+_NUMERIC = re.compile(r"[0-9]+|-")
+_FIELD_NAMES = (
+    "bucket_owner",
+    "bucket",
+    "time",
+    "remote_ip",
+    "requester",
+    "request_id",
+    "operation",
+    "key",
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+# ``_make`` without its length check: the tuple built here always has every field.
+_record: Callable[[tuple[object, ...]], AccessRecord] = partial(tuple.__new__, AccessRecord)
+_CACHE_LIMIT = 16_384
+# A log's records share their seconds: each is parsed once, then looked up.
+_times: dict[str, datetime] = {}
 
 
-def _dash(value: str) -> str | None:
-    return None if value == "-" else value
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:60] + "...")
 
 
-def _quoted(value: str) -> str | None:
-    if value == "-":
-        return None
-    inner = value[1:-1]
-    return inner.replace('\\"', '"').replace("\\\\", "\\") if "\\" in inner else inner
+def _time(stamp: str) -> datetime:
+    found = _times.get(stamp)
+    if found is not None:
+        return found
+    try:
+        if (
+            len(stamp) != 26
+            or stamp[2] != "/"
+            or stamp[6] != "/"
+            or stamp[11] != ":"
+            or stamp[14] != ":"
+            or stamp[17] != ":"
+            or stamp[20] != " "
+            or stamp[21] not in "+-"
+            or not stamp.isascii()
+            or not (stamp[0:2] + stamp[7:11] + stamp[12:14] + stamp[15:17] + stamp[18:20]).isdigit()
+            or not stamp[22:26].isdigit()
+        ):
+            raise ValueError
+        offset = timedelta(hours=int(stamp[22:24]), minutes=int(stamp[24:26]))
+        moment = datetime(
+            int(stamp[7:11]),
+            _MONTHS[stamp[3:6]],
+            int(stamp[0:2]),
+            int(stamp[12:14]),
+            int(stamp[15:17]),
+            int(stamp[18:20]),
+            tzinfo=timezone(-offset if stamp[21] == "-" else offset),
+        ).astimezone(UTC)
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"time is not [dd/Mon/yyyy:hh:mm:ss +0000]: {_shown('[' + stamp + ']')}"
+        ) from None
+    if len(_times) >= _CACHE_LIMIT:
+        _times.clear()
+    _times[stamp] = moment
+    return moment
+
+
+def _address(text: str) -> str:
+    if _ADDRESS.fullmatch(text) is None:
+        raise ValueError(f"remote_ip is not an IP address: {_shown(text)}")
+    return text
 
 
 def _count(value: str, name: str) -> int | None:
     if value == "-":
         return None
-    if not value.isdigit():
-        raise ValueError(f"{name} is not a number: {value[:40]!r}")
+    if not value.isdigit() or not value.isascii():
+        raise ValueError(f"{name} is not a number: {_shown(value)}")
     return int(value)
 
 
-def _time(text: str) -> datetime:
-    # 06/Feb/2019:00:00:38 +0000
-    try:
-        day, month, rest = text.split("/", 2)
-        year, clock = rest[:4], rest[5:13]
-        hour, minute, second = clock.split(":")
-        if rest[4] != ":" or rest[13:] != " +0000":
-            raise ValueError
-        return datetime(
-            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC
-        )
-    except (ValueError, KeyError, IndexError):
-        raise ValueError(f"time is not [dd/Mon/yyyy:hh:mm:ss +0000]: {text[:40]!r}") from None
+def _empty(value: str | None) -> str | None:
+    return None if value is None or value == "-" else value
 
 
 def link_id_of(request_uri: str | None) -> str | None:
-    """The ``x-sharebatch-id`` value in a Request-URI's query, as written; None without one."""
+    """The ``x-sharebatch-id`` value in a Request-URI's query, percent-decoded; None without.
+
+    The Request-URI is ``METHOD target HTTP/version`` as the client sent it, so the name and
+    the value may be percent-encoded (S3 decodes both before it checks the signature). The
+    value ends at the next ``&`` or space. The first plain occurrence counts, else the first
+    encoded one: a second occurrence breaks the signature, and S3 refuses such a request.
+    """
     if request_uri is None:
         return None
-    # "GET /bucket/key?query HTTP/1.1": a raw space may sit inside the target itself.
-    method, _, target = request_uri.partition(" ")
-    if not target:
-        target = method
-    head, space, version = target.rpartition(" ")
-    if space and version.startswith("HTTP/"):
-        target = head
-    _, _, query = target.partition("?")
+    start = request_uri.find("?")
+    if start < 0:
+        return None
+    found = request_uri.find(_NAME_IS, start)
+    while found >= 0:
+        if request_uri[found - 1] in "?&":
+            begin = found + _NAME_LENGTH
+            end = request_uri.find("&", begin)
+            space = request_uri.find(" ", begin, None if end < 0 else end)
+            value = request_uri[begin : space if space >= 0 else end if end >= 0 else None]
+            return unquote(value) if "%" in value else value
+        found = request_uri.find(_NAME_IS, found + 1)
+    if "%" not in request_uri:
+        return None
+    query = request_uri[start + 1 :].split(" ", 1)[0]
     for pair in query.split("&"):
         name, _, value = pair.partition("=")
-        if unquote(name) == LINK_ID_PARAMETER:
+        if "%" in name and unquote(name) == LINK_ID_PARAMETER:
             return unquote(value)
     return None
 
 
 def parse_line(text: str) -> AccessRecord:
-    """One access log record; ``ValueError`` naming the problem when it is not one."""
-    match = _LINE.match(text)
-    if match is None:
-        raise ValueError("not an S3 server access log record")
-    g = match.groups()
-    request_uri = _quoted(g[8])
+    """One access log record; ``ValueError`` naming the field and the problem when it is not.
+
+    ``text`` is one line, with or without its line ending.
+    """
+    if text.endswith("\n"):
+        text = text[:-1]
+    found = parse_lines("", 1, [text])
+    if not found:
+        raise ValueError("empty line")
+    item = found[0]
+    if isinstance(item, BadLine):
+        raise ValueError(item.problem)
+    return item
+
+
+def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecord | BadLine]:
+    """The records of consecutive lines of ``file`` (without their newlines), the first of
+    them line number ``first``; a ``BadLine`` for each that is not a record, nothing for an
+    empty one (it holds no record, so nothing is lost).
+
+    One call for many lines: reading a million lines, the calls per line are what costs.
+    """
+    out: list[AccessRecord | BadLine] = []
+    append = out.append
+    match_fast = _FAST.match
+    times = _times
+    record = _record
+    number = first - 1
+    for text in texts:
+        number += 1
+        match = match_fast(text)
+        # What follows the user agent is fields S3 added later, none quoted: a quote there
+        # means a quoted field held one, and only the slow way reads that right.
+        if match is None or text.find('"', match.end()) >= 0:
+            try:
+                append(_parse_slowly(text.rstrip("\r")))
+            except ValueError as exc:
+                if text.strip():
+                    append(BadLine(file, number, str(exc)))
+            continue
+        bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
+            match.groups()
+        )
+        if uri == "-":
+            uri = None
+        append(
+            record(
+                (
+                    bucket,
+                    times.get(stamp) or _time(stamp),
+                    ip,
+                    None if requester == "-" else requester,
+                    operation,
+                    None if key == "-" else key,
+                    uri,
+                    None if status == "-" else int(status),
+                    None if error == "-" else error,
+                    0 if sent == "-" else int(sent),
+                    None if size == "-" else int(size),
+                    None if agent is None or agent == "-" else agent,
+                    None if uri is None else link_id_of(uri),
+                )
+            )
+        )
+    return out
+
+
+def _parse_slowly(text: str) -> AccessRecord:
+    """The same record for lines with raw quotes or odd spacing, or the reason there is none."""
+    if not text.strip():
+        raise ValueError("empty line")
+    head = _HEAD.match(text)
+    if head is None:
+        raise ValueError(_head_problem(text))
+    _, bucket, stamp, ip, requester, _, operation, key = head.groups()
+    moment = _time(stamp)
+    remote_ip = _address(ip)
+    rest = text[head.end() :]
+    if rest.startswith("-"):
+        uri, middle = None, _MIDDLE.match(rest, 1)
+        if middle is None:
+            raise ValueError(_middle_problem(rest[1:]))
+    elif rest.startswith('"'):
+        uri, middle = _request_uri(rest)
+    else:
+        raise ValueError(f"request_uri is neither quoted nor '-': {_shown(rest)}")
+    status, error, sent, size, total, turnaround = middle.groups()
+    for value, name in ((total, "total_time"), (turnaround, "turnaround_time")):
+        _count(value, name)
+    tail = _TAIL.fullmatch(text, head.end() + middle.end())
+    if tail is None:
+        raise ValueError(
+            "referer and user_agent are not two quoted fields or '-': "
+            + _shown(text[head.end() + middle.end() :])
+        )
+    agent = tail.group(2)
+    request_uri = _empty(uri)
     return AccessRecord(
-        bucket=g[1],
-        time=_time(g[2]),
-        remote_ip=g[3],
-        requester=_dash(g[4]),
-        operation=g[6],
-        key=_dash(g[7]),
-        request_uri=request_uri,
-        status=_count(g[9], "http_status"),
-        error_code=_dash(g[10]),
-        bytes_sent=_count(g[11], "bytes_sent") or 0,
-        object_size=_count(g[12], "object_size"),
-        user_agent=_quoted(g[16]),
-        link_id=link_id_of(request_uri),
+        bucket,
+        moment,
+        remote_ip,
+        _empty(requester),
+        operation,
+        _empty(key),
+        request_uri,
+        _count(status, "http_status"),
+        _empty(error),
+        _count(sent, "bytes_sent") or 0,
+        _count(size, "object_size"),
+        _empty(agent[1:-1] if agent.startswith('"') else agent),
+        link_id_of(request_uri),
     )
+
+
+def _request_uri(rest: str) -> tuple[str, re.Match[str]]:
+    """The quoted Request-URI at the start of ``rest`` and the status fields after it.
+
+    Its end is a quote followed by six fields and a quoted or empty Referer. With quotes
+    inside it, more than one quote may qualify: then the line cannot be read safely.
+    """
+    ends = []
+    position = rest.find('"', 1)
+    while position >= 0:
+        middle = _MIDDLE.match(rest, position + 1)
+        if middle is not None:
+            ends.append((position, middle))
+        position = rest.find('"', position + 1)
+    if not ends:
+        if _MIDDLE_ANY.search(rest):
+            raise ValueError("referer is neither quoted nor '-'")
+        raise ValueError(
+            f"request_uri has no closing quote before the status fields: {_shown(rest)}"
+        )
+    numeric = [
+        (end, middle)
+        for end, middle in ends
+        if all(_NUMERIC.fullmatch(middle.group(n)) for n in (1, 3, 4, 5, 6))
+    ]
+    if len(numeric) > 1:
+        raise ValueError(
+            "request_uri holds a quote followed by what reads as the status fields: "
+            "ambiguous, a forged status cannot be told from the real one"
+        )
+    end, middle = numeric[0] if numeric else ends[0]
+    return rest[1:end], middle
+
+
+def _head_problem(text: str) -> str:
+    fields = text.split(" ")
+    if len(fields) < 9:
+        return f"not an S3 server access log record: {len(fields)} fields before the line ends"
+    if not fields[2].startswith("["):
+        return f"field 3 (time) does not start with '[': {_shown(fields[2])}"
+    if "]" not in text:
+        return "time has no closing ']'"
+    after = text[text.index("]") + 1 :].split(" ")
+    named = ", ".join(_FIELD_NAMES[3 : 3 + max(0, 6 - len(after))])
+    return f"not an S3 server access log record: the line stops before {named or 'request_uri'}"
+
+
+def _middle_problem(rest: str) -> str:
+    fields = rest.split(" ")[1:7]
+    names = ("http_status", "error_code", "bytes_sent", "object_size", "total_time")
+    for value, name in zip(fields, names, strict=False):
+        if name != "error_code" and not _NUMERIC.fullmatch(value):
+            return f"{name} is not a number: {_shown(value)}"
+    return "the record stops before referer and user_agent: " + _shown(rest)

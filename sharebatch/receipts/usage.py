@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -42,7 +42,8 @@ from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, Usage
 from sharebatch.files import atomic_writer
 from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
-from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
+from sharebatch.receipts.accesslog import AccessRecord, BadLine
+from sharebatch.receipts.sources import LogSource, read_logs
 from sharebatch.run.bundles import BundleHeader, write_csv
 from sharebatch.run.metrics import (
     Gauge,
@@ -87,44 +88,6 @@ CSV_COLUMNS = (
     "user_agents",
     "signals",
 )
-
-
-# --- Stand-in for sharebatch/receipts/sources.py (helper "logs"), a local folder only, with
-# that module's names and signatures; it goes when the module lands, imported from there.
-@dataclass(frozen=True, slots=True)
-class LogSource:
-    """A folder of access log files, as given on the command line."""
-
-    text: str
-    folder: Path | None = None
-    bucket: str | None = None
-    prefix: str = ""
-
-
-def parse_source(text: str) -> LogSource:
-    """A folder of log files; ``UsageError`` for anything else."""
-    if not Path(text).is_dir():
-        raise UsageError(f"access log source {visible(text)}: not a folder")
-    return LogSource(text, folder=Path(text))
-
-
-async def read_logs(
-    source: LogSource, gateway: object, *, on_file: Callable[[str], None] | None = None
-) -> AsyncIterator[AccessRecord | BadLine]:
-    """Every record of every regular file under the folder, sorted; BadLine for the rest."""
-    assert source.folder is not None
-    for path in sorted(p for p in source.folder.rglob("*") if p.is_file()):
-        if on_file is not None:
-            on_file(str(path))
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, 1):
-                try:
-                    yield parse_line(line.rstrip("\n"))
-                except ValueError as exc:
-                    yield BadLine(str(path), number, str(exc))
-
-
-# --- end of the stand-in
 
 
 Held = str | list[str] | set[str] | None

@@ -14,18 +14,19 @@ boto response or a client.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import aioboto3
+import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sharebatch.errors import CredentialsError
-from sharebatch.models import Answer, BucketTarget, Connection, Credentials, LinkProbe
+from sharebatch.errors import CredentialsError, S3ReadError
+from sharebatch.models import Answer, BucketTarget, Connection, Credentials, LinkProbe, ObjectRef
 from sharebatch.s3.clients import Clients
 from sharebatch.s3.fastlist import direct_listing
+from sharebatch.s3.listing import CREDENTIAL_ERRORS, Listing
 from sharebatch.s3.listing import Level as Level
-from sharebatch.s3.listing import Listing
 from sharebatch.s3.listparse import install as install_fast_list_parser
 from sharebatch.s3.preflight import Preflight, answer
 from sharebatch.s3.presigners import Signers
@@ -166,3 +167,42 @@ class S3Gateway:
             return found
 
         return await answer(put(), lambda r: {"etag": str(r.get("ETag", "")).strip('"')})
+
+    async def list_objects(self, target: BucketTarget, prefix: str) -> AsyncIterator[ObjectRef]:
+        """Every object under ``prefix`` in S3's order (by key), one page held at a time.
+
+        Raises ``S3ListingError`` when the prefix cannot be listed, ``CredentialsError`` when
+        S3 refuses the credentials.
+        """
+        async for page in self.listing.list_pages(target, prefix):
+            for found in page:
+                yield found
+
+    async def read_object(
+        self, target: BucketTarget, key: str, *, chunk_size: int = 1 << 20
+    ) -> AsyncGenerator[bytes, None]:
+        """GetObject of ``key``, streamed: chunks of at most ``chunk_size`` bytes, never the
+        whole object in memory.
+
+        Raises ``S3ReadError`` when S3 refuses the object or the connection breaks off (the
+        chunks already given stay good), ``CredentialsError`` when S3 refuses the credentials.
+        """
+        try:
+            client = await self.clients.client(target)
+            found = await client.get_object(Bucket=target.bucket, Key=key)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code") or "ClientError")
+            if code in CREDENTIAL_ERRORS:
+                raise CredentialsError(f"S3 rejected the credentials: {code}") from None
+            raise S3ReadError(code, str(error.get("Message") or "")) from None
+        except BotoCoreError as exc:  # its message names the failure, never a signature
+            raise S3ReadError(type(exc).__name__, str(exc)) from None
+        body = found["Body"]
+        try:
+            while chunk := await body.read(chunk_size):
+                yield chunk
+        except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
+            raise S3ReadError(type(exc).__name__, str(exc) or "the connection broke off") from None
+        finally:
+            body.close()

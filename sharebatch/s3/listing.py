@@ -25,7 +25,7 @@ log = get_logger()
 
 # S3 answers these when the credentials themselves are bad, whatever the bucket or prefix:
 # carrying on with other prefixes would only repeat the failure.
-_CREDENTIAL_ERRORS = frozenset(
+CREDENTIAL_ERRORS = frozenset(
     {
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
@@ -183,7 +183,7 @@ def _listing_errors() -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "ClientError"))
         message = str(error.get("Message", ""))
-        if code in _CREDENTIAL_ERRORS:
+        if code in CREDENTIAL_ERRORS:
             raise CredentialsError(f"S3 rejected the credentials: {code}") from None
         raise S3ListingError(code, message) from None
     except BotoCoreError as exc:

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from sharebatch.errors import LinkError, UsageError
-from sharebatch.receipts.usage import BAD_LINES_LISTED, parse_source, usage, usage_async
+from sharebatch.receipts.sources import parse_source
+from sharebatch.receipts.usage import BAD_LINES_LISTED, usage, usage_async
 from sharebatch.times import iso
 from tests.support.accesslog import log_line
 from tests.support.prometheus import parse_exposition

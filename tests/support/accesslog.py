@@ -1,4 +1,10 @@
-"""S3 server access log lines written as AWS documents them, for tests."""
+"""S3 server access log lines written as AWS documents them (and as S3 really writes them),
+for tests.
+
+Field order, the bracketed time and the quoted Request-URI, Referer and User-Agent follow the
+S3 user guide ("Amazon S3 server access log format"). S3 escapes nothing inside a quoted field:
+a quote a client sent is written raw, and so it is here.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,8 @@ HOST_ID = "s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VL
 
 
 def quoted(value: str | None) -> str:
-    """A quoted field as S3 writes it: ``-`` when empty, ``\\"`` inside."""
-    if value is None:
-        return "-"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted field as S3 writes it: ``"-"`` when empty, anything else raw between quotes."""
+    return '"-"' if value is None else f'"{value}"'
 
 
 def stamp(moment: datetime) -> str:
@@ -38,7 +42,8 @@ def log_line(
     referer: str | None = None,
     trailing: bool = True,
 ) -> str:
-    """One record; ``trailing=False`` stops after User-Agent, as records before 2017 did."""
+    """One record, without its newline; ``trailing=False`` stops after User-Agent, as the
+    oldest records do. ``request_uri=None`` writes ``-`` (no request line)."""
 
     def dash(value: object) -> str:
         return "-" if value is None else str(value)
@@ -52,7 +57,7 @@ def log_line(
         request_id,
         operation,
         dash(key),
-        quoted(request_uri),
+        "-" if request_uri is None else f'"{request_uri}"',
         dash(status),
         dash(error_code),
         dash(bytes_sent),
@@ -73,5 +78,6 @@ def log_line(
             "TLSv1.2",
             "-",
             "-",
+            "us-east-1",
         ]
     return " ".join(fields)

@@ -1,0 +1,129 @@
+"""One timed read of N generated access log lines, in a fresh process, so its peak RSS is its own.
+
+Used by ``bench_usage.py``. The log (written before the clock starts, in files of 10,000 lines
+as S3 writes many small files) is shaped like a bucket's real traffic: most lines carry one of
+``LINKS`` link ids in their Request-URI, the rest are other clients' requests; 206s, 403s,
+HEADs, IPv6 addresses, a user agent with a raw quote now and then. What is timed is
+``read_logs`` over the folder, every item consumed, in wall-clock seconds and in CPU seconds
+of this process (all its threads): on 2 shared cores the second is what one core of its own
+would take. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from _sealed_env import seal
+
+seal()
+
+from sharebatch.receipts.accesslog import AccessRecord  # noqa: E402
+from sharebatch.receipts.sources import parse_source, read_logs  # noqa: E402
+
+LINKS = 100_000
+PER_FILE = 10_000
+OWNER = "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"
+HOST_ID = "s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234="
+AGENTS = [
+    "curl/8.5.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "aws-cli/2.22.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.8 md/arch#x86_64 lang/python#3.12",
+    'Dalvik/2.1.0 (Linux; U; Android 5.1; Alba 10" Build/LMY47I)',
+]
+
+
+def link_ids(count: int) -> list[str]:
+    rng = random.Random(15)  # noqa: S311 - reproducible bench data, not secrets
+    return [f"{rng.getrandbits(64):016x}" for _ in range(count)]
+
+
+def write_log(folder: Path, lines: int) -> None:
+    rng = random.Random(20261202)  # noqa: S311 - reproducible bench data, not secrets
+    ids = link_ids(LINKS)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for first in range(0, lines, PER_FILE):
+        rows = []
+        for n in range(first, min(first + PER_FILE, lines)):
+            when = (start + timedelta(seconds=n // 12)).strftime("[%d/%b/%Y:%H:%M:%S +0000]")
+            ip = (
+                f"2001:db8:{rng.randrange(4096):x}::{rng.randrange(65536):x}"
+                if n % 5 == 0
+                else f"198.51.{rng.randrange(256)}.{rng.randrange(256)}"
+            )
+            pick = rng.random()
+            if pick < 0.85:
+                key = f"exports/2026/q4/report-{n % 5000:05d}.pdf"
+                uri = (
+                    f"GET /q3-share/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+                    "AKIAEXAMPLE%2F20261201%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date="
+                    "20261201T000000Z&X-Amz-Expires=604800&X-Amz-SignedHeaders=host"
+                    f"&x-sharebatch-id={ids[rng.randrange(LINKS)]}&X-Amz-Signature="
+                    f"{rng.getrandbits(256):064x} HTTP/1.1"
+                )
+                status, error, sent = rng.choice(
+                    (
+                        (200, "-", 48213),
+                        (200, "-", 48213),
+                        (206, "-", 1),
+                        (403, "AccessDenied", 243),
+                    )
+                )
+                op, auth = "REST.GET.OBJECT", "QueryString"
+            else:
+                key = f"assets/img-{n % 977}.png"
+                uri = f"HEAD /q3-share/{key} HTTP/1.1"
+                status, error, sent, op, auth = 200, "-", "-", "REST.HEAD.OBJECT", "AuthHeader"
+            agent = AGENTS[n % 3] if n % 1000 else AGENTS[3]
+            rows.append(
+                f'{OWNER} q3-share {when} {ip} - {n:016X} {op} {key} "{uri}" {status} {error} '
+                f'{sent} 48213 {rng.randrange(5, 90)} {rng.randrange(1, 20)} "-" "{agent}" - '
+                f"{HOST_ID} SigV4 ECDHE-RSA-AES128-GCM-SHA256 {auth} "
+                "q3-share.s3.eu-west-1.amazonaws.com TLSv1.3 - - eu-west-1\n"
+            )
+        (folder / f"2026-12-01-{first // PER_FILE:05d}-LOG").write_text("".join(rows))
+
+
+async def read_all(folder: Path) -> tuple[int, int]:
+    """(records, bad lines) of every line under ``folder``."""
+    records = bad = 0
+    async for item in read_logs(parse_source(str(folder)), None):
+        if type(item) is AccessRecord:
+            records += 1
+        else:
+            bad += 1
+    return records, bad
+
+
+def main() -> None:
+    lines = int(sys.argv[1])
+    with tempfile.TemporaryDirectory(prefix="sharebatch-bench-logs-") as tmp:
+        folder = Path(tmp)
+        write_log(folder, lines)
+        started, cpu = time.perf_counter(), time.process_time()
+        records, bad = asyncio.run(read_all(folder))
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(
+        json.dumps(
+            {
+                "lines": records + bad,
+                "bad": bad,
+                "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu, 3),
+                "peak_rss_mb": round(peak, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Access log reading for ``sharebatch usage``: lines per second, peak RSS, and linearity.
+
+Run with ``make bench``. Each round reads a generated log of 100,000 lines and one of
+1,000,000 (``_usage_run.py``, a fresh process each, so each peak RSS is its own run's) with
+``read_logs``: parsing every line and yielding every record, as ``usage`` consumes them. The
+targets are the issue's (Speed): at least 150,000 lines/s on one core, peak RSS at most 200 MB,
+and 1M lines taking at most 12 times what 100k take. ``usage``'s join of the records to a
+100,000-link run is not in here yet (it lands with ``sharebatch/receipts/usage.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MISSED: list[str] = []
+
+
+def _stats(values: list[float], fmt: str = "{:,.2f}") -> str:
+    median, low, high = statistics.median(values), min(values), max(values)
+    return f"{fmt.format(median)} [{fmt.format(low)}..{fmt.format(high)}]"
+
+
+def _goal(
+    name: str, values: list[float], fmt: str, *, at_least: float = 0, at_most: float = 0
+) -> str:
+    """``values``' statistics and the target; a median past the target is recorded."""
+    median = statistics.median(values)
+    if (at_least and median < at_least) or (at_most and median > at_most):
+        MISSED.append(name)
+    bound = f">= {at_least:,}" if at_least else f"<= {at_most:,}"
+    return f"{_stats(values, fmt)}   target {bound}"
+
+
+def run(lines: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, str(HERE / "_usage_run.py"), str(lines)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["lines"] != lines or result["bad"]:
+        raise SystemExit(f"read {result['lines']} lines ({result['bad']} bad) of {lines}")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    small: list[dict[str, float]] = []
+    large: list[dict[str, float]] = []
+    for _ in range(args.rounds):
+        small.append(run(100_000))
+        large.append(run(1_000_000))
+    rate = [r["lines"] / r["seconds"] for r in large]
+    ratio = [b["seconds"] / a["seconds"] for a, b in zip(small, large, strict=True)]
+    peaks = [r["peak_rss_mb"] for r in small + large]
+    print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
+    print("reading access logs (read_logs: parse and yield every line)")
+    print(f"  100,000 lines (s)             {_stats([r['seconds'] for r in small])}")
+    print(f"  1,000,000 lines (s)           {_stats([r['seconds'] for r in large])}")
+    print("  lines/s, 1,000,000 lines      " + _goal("lines/s", rate, "{:,.0f}", at_least=150_000))
+    cpu_rate = [r["lines"] / r["cpu_seconds"] for r in large]
+    print(f"  lines/s by CPU seconds        {_stats(cpu_rate, '{:,.0f}')}")
+    print("  time 1M / 100k                " + _goal("linearity", ratio, "{:.2f}", at_most=12))
+    print(
+        "  peak RSS (MB), 100k / 1M      "
+        f"{statistics.median(p['peak_rss_mb'] for p in small):.1f} / "
+        f"{statistics.median(p['peak_rss_mb'] for p in large):.1f}   target <= 200"
+    )
+    if max(peaks) > 200:
+        MISSED.append("peak RSS")
+    for name in MISSED:
+        print(f"MISSED: {name}: median past its target", file=sys.stderr)
+    return 1 if MISSED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

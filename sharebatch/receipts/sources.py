@@ -1,0 +1,314 @@
+"""Where access logs are read from: a local folder of log files, or ``s3://bucket/prefix/``.
+
+``read_logs`` turns a source into records and bad lines, file by file in sorted order and line
+by line, in bounded memory: files are read in chunks (local ones in a worker thread, so the
+event loop is never held up for long), S3 objects are listed and streamed through
+``S3Gateway``. Nothing is dropped silently: whatever is not a record is a ``BadLine`` naming
+the file and line (line 0: the file as a whole).
+
+A file that is not a plain access log says so once, not once per line: gzip and other
+compressed files (S3 writes its logs uncompressed, so such a file is someone's archive, and
+inflating archives here would let a small file stand for gigabytes of lines: decompress them
+first), binary files, JSON files such as CloudTrail's, and W3C logs such as CloudFront's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharebatch.errors import S3ListingError, S3ReadError, UsageError
+from sharebatch.models import BucketTarget
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_lines
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.visible import visible
+
+CHUNK = 1 << 20
+# S3 records run to a few kilobytes (an 8 KiB Request-URI at most): anything far longer is
+# not one, and holding it whole would let one endless line fill the memory.
+MAX_LINE = 1 << 16
+_SNIFF = 512
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """An access log source as given (``text``): a local ``folder``, or a ``bucket`` and
+    ``prefix`` (every object whose key starts with it)."""
+
+    text: str
+    folder: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_source(text: str) -> LogSource:
+    """A source from the command line; ``UsageError`` (exit 2) naming ``text`` otherwise."""
+    shown = visible(text)
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        if not bucket or any(c.isspace() or not c.isprintable() for c in bucket):
+            raise UsageError(f"access log source {shown}: no bucket name after s3://")
+        return LogSource(text, bucket=bucket, prefix=prefix)
+    if "://" in text:
+        raise UsageError(
+            f"access log source {shown}: neither a folder nor s3://bucket/prefix/ "
+            "(only local folders and S3 are read)"
+        )
+    if not text or not Path(text).is_dir():
+        raise UsageError(f"access log source {shown}: not a folder, nor s3://bucket/prefix/")
+    return LogSource(text, folder=Path(text))
+
+
+async def read_logs(
+    source: LogSource,
+    gateway: S3Gateway | None,
+    *,
+    on_file: Callable[[str], None] | None = None,
+) -> AsyncIterator[AccessRecord | BadLine]:
+    """Every record and bad line of ``source``, in file order and line order.
+
+    ``gateway`` reads S3 sources (it may be None for a folder). ``on_file`` is told the name
+    of each file as its reading starts (to count them; an empty source names none).
+    Raises ``CredentialsError`` when S3 refuses the credentials; a prefix that cannot be
+    listed, an object or file that cannot be read, is a ``BadLine`` and the rest goes on.
+    """
+    if source.folder is not None:
+        files = _local_files(source.folder, on_file)
+    elif source.bucket is not None:
+        if gateway is None:
+            raise ValueError(f"reading {source.text} needs an S3Gateway")
+        files = _s3_files(source.bucket, source.prefix, gateway, on_file)
+    else:
+        raise ValueError(f"{source!r} names neither a folder nor a bucket")
+    async with contextlib.aclosing(files):
+        async for name, chunks in files:
+            # A chunk's worth of items at a time: one generator step per chunk, not per line.
+            async with contextlib.aclosing(_batches(name, chunks)) as batches:
+                async for batch in batches:
+                    for item in batch:
+                        yield item
+
+
+async def _s3_files(
+    bucket: str, prefix: str, gateway: S3Gateway, on_file: Callable[[str], None] | None
+) -> AsyncGenerator[tuple[str, AsyncGenerator[bytes, None]], None]:
+    target = gateway.effective(BucketTarget(bucket, None, None))
+    try:
+        async for found in gateway.list_objects(target, prefix):
+            name = f"s3://{bucket}/{found.key}"
+            if on_file is not None:
+                on_file(name)
+            yield name, gateway.read_object(target, found.key, chunk_size=CHUNK)
+    except S3ListingError as exc:
+        yield f"s3://{bucket}/{prefix}", _failing(f"cannot list: {exc}")
+
+
+async def _failing(problem: str) -> AsyncGenerator[bytes, None]:
+    raise _Unreadable(problem)
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+class _Unreadable(Exception):
+    """A file or listing that cannot be read at all; its message is the bad line's problem."""
+
+
+async def _local_files(
+    root: Path, on_file: Callable[[str], None] | None
+) -> AsyncGenerator[tuple[str, AsyncGenerator[bytes, None]], None]:
+    # Depth first, each folder's names sorted, so the order is the same on every file system.
+    # Listing is blocking I/O over possibly many entries: done in a thread, a folder at a time.
+    real_root = await asyncio.to_thread(os.path.realpath, root)
+    entries, problem = await asyncio.to_thread(_entries, root, real_root)
+    if problem is not None:
+        yield str(root), _failing(problem)
+    stack = [iter(entries)]
+    while stack:
+        found = next(stack[-1], None)
+        if found is None:
+            stack.pop()
+            continue
+        path, kind = found
+        if kind == "folder":
+            entries, problem = await asyncio.to_thread(_entries, path, real_root)
+            if problem is not None:
+                yield str(path), _failing(problem)
+            stack.append(iter(entries))
+        elif kind == "file":
+            if on_file is not None:
+                on_file(str(path))
+            yield str(path), _file_chunks(path)
+        elif kind != "inside":
+            yield str(path), _failing(kind)
+
+
+def _entries(folder: Path, real_root: str) -> tuple[list[tuple[Path, str]], str | None]:
+    """(path, kind) for each entry of ``folder``, sorted by name: ``folder``, ``file``,
+    ``inside`` (a symlink to what is read where it points), or the problem of an entry that
+    is not read."""
+    try:
+        with os.scandir(folder) as scan:
+            found = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        return [], f"cannot list the folder: {exc.strerror or exc}"
+    entries = []
+    for entry in found:
+        path = folder / entry.name
+        try:
+            if entry.is_symlink():
+                entries.append((path, _symlink_kind(entry.path, real_root)))
+            elif entry.is_dir(follow_symlinks=False):
+                entries.append((path, "folder"))
+            elif entry.is_file(follow_symlinks=False):
+                entries.append((path, "file"))
+            else:
+                entries.append((path, "not a regular file (a pipe, socket or device): not read"))
+        except OSError as exc:
+            entries.append((path, f"cannot read: {exc.strerror or exc}"))
+    return entries, None
+
+
+def _symlink_kind(path: str, real_root: str) -> str:
+    # Symlinks are never followed: one into the folder is read where it points, one out of it
+    # is reported, so a link cannot pull a file from elsewhere nor count one twice.
+    target = os.path.realpath(path)
+    if not os.path.exists(target):
+        return "dangling symlink: not read"
+    if os.path.commonpath([target, real_root]) != real_root:
+        return "symlink out of the folder: not followed"
+    return "inside"
+
+
+async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
+    try:
+        # O_NOFOLLOW: a file swapped for a symlink since the walk is refused, not followed;
+        # O_NONBLOCK: a pipe swapped in cannot hang the open.
+        fd = await asyncio.to_thread(
+            os.open, path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        )
+    except OSError as exc:
+        raise _Unreadable(f"cannot open: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unreadable("not a regular file: not read")
+        while chunk := await asyncio.to_thread(os.read, fd, CHUNK):
+            yield chunk
+    except OSError as exc:
+        raise _Unreadable(f"reading stopped: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _kind_of(head: bytes) -> str | None:
+    """Why a file that starts with ``head`` is not an access log, or None when it may be."""
+    for magic, kind in _COMPRESSED:
+        if head.startswith(magic):
+            return f"{kind}-compressed; S3 writes access logs uncompressed: decompress it first"
+    if b"\x00" in head:
+        return "binary data (NUL bytes), not an S3 server access log"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "JSON (as CloudTrail writes its logs), not an S3 server access log"
+    if head.startswith((b"#Version:", b"#Fields:")):
+        return "a W3C extended log (as CloudFront writes), not an S3 server access log"
+    return None
+
+
+async def _batches(
+    name: str, chunks: AsyncGenerator[bytes, None]
+) -> AsyncGenerator[list[AccessRecord | BadLine], None]:
+    """The records of one file's ``chunks``, a chunk's worth at a time; its problems as bad
+    lines."""
+    lines = _Lines(name)
+    head = b""
+    try:
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                if len(head) < _SNIFF:
+                    head += chunk
+                    if len(head) < _SNIFF:
+                        continue
+                    problem = _kind_of(head)
+                    if problem is not None:
+                        yield [BadLine(name, 0, problem)]
+                        return
+                    chunk = head
+                yield lines.feed(chunk)
+    except (_Unreadable, S3ReadError) as exc:
+        yield lines.broken(str(exc))
+        return
+    if 0 < len(head) < _SNIFF:
+        problem = _kind_of(head)
+        if problem is not None:
+            yield [BadLine(name, 0, problem)]
+            return
+        yield lines.feed(head)
+    yield lines.finish()
+
+
+class _Lines:
+    """One file's bytes cut into numbered lines and parsed, a chunk at a time."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.number = 0
+        self.rest = b""
+        self.skipping = False  # inside a line too long to be a record, until its newline
+
+    def feed(self, chunk: bytes) -> list[AccessRecord | BadLine]:
+        """The items of the lines ``chunk`` completes; its unfinished end is kept."""
+        data = self.rest + chunk if self.rest else chunk
+        last = data.rfind(b"\n")
+        out: list[AccessRecord | BadLine] = []
+        if last >= 0:
+            self.rest = data[last + 1 :]
+            # Decoded a chunk at a time, after the cut: a character split across chunks is
+            # whole here. A byte that is not UTF-8 becomes a visible \xNN, never an error.
+            texts = data[:last].decode("utf-8", "backslashreplace").split("\n")
+            if self.skipping:
+                self.skipping = False
+                texts = texts[1:]
+            out = parse_lines(self.name, self.number + 1, texts)
+            self.number += len(texts)
+        else:
+            self.rest = data
+        if len(self.rest) > MAX_LINE:
+            if not self.skipping:
+                self.number += 1
+                out.append(
+                    BadLine(self.name, self.number, f"longer than {MAX_LINE} bytes: not a record")
+                )
+            self.skipping, self.rest = True, b""
+        return out
+
+    def finish(self) -> list[AccessRecord | BadLine]:
+        """The last line, when the file does not end with a newline: whole, or truncated."""
+        if not self.rest or self.skipping:
+            return []
+        self.number += 1
+        text = self.rest.decode("utf-8", "backslashreplace")
+        return [
+            BadLine(
+                item.file, item.line, f"truncated: the file ends inside this line ({item.problem})"
+            )
+            if isinstance(item, BadLine)
+            else item
+            for item in parse_lines(self.name, self.number, [text])
+        ]
+
+    def broken(self, problem: str) -> list[AccessRecord | BadLine]:
+        """The bad line for a file whose reading stopped: the line it stopped in."""
+        return [BadLine(self.name, 0 if self.number == 0 else self.number + 1, problem)]
