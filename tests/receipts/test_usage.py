@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.receipts.sources import parse_source
-from sharebatch.receipts.usage import BAD_LINES_LISTED, usage, usage_async
+from sharebatch.receipts.usage import BAD_LINES_LISTED, network_of, usage, usage_async
 from sharebatch.times import iso
 from tests.support.accesslog import log_line
 from tests.support.prometheus import parse_exposition
@@ -346,3 +348,18 @@ def test_rows_without_an_id_are_counted_not_joined(run: UsageRun, tmp_path: Path
     assert data["links_without_id"] == 1
     assert run.ids["c"] not in {link["link_id"] for link in data["links"]}
     assert _by(data["recipients"], recipient="initech")["links"] == 0
+
+
+@given(st.ip_addresses())
+def test_a_network_has_one_name_however_its_addresses_are_written(address: Any) -> None:
+    """Compressed, exploded and upper-case forms of an address name one network, and two
+    addresses share it exactly when they share the /24 (IPv4) or /48 (IPv6)."""
+    forms = {str(address), address.exploded, str(address).upper()}
+    names = {network_of(form) for form in forms}
+    assert len(names) == 1
+    prefix = 24 if address.version == 4 else 48
+    kind = type(address)
+    other = kind(int(address) ^ (1 << (address.max_prefixlen - prefix)))
+    neighbour = kind(int(address) ^ 1)
+    assert network_of(str(neighbour)) in names
+    assert network_of(str(other)) not in names
