@@ -133,11 +133,14 @@ class _Tally:
         elif status == 403:
             self.refused += 1
         self.bytes_sent += record.bytes_sent
-        moment = record.time
-        if self.first is None or moment < self.first:
-            self.first = moment
-        if self.last is None or moment > self.last:
+        moment, last = record.time, self.last
+        # Logs come roughly in time order: one comparison of aware times for most records.
+        if last is None:
+            self.first = self.last = moment
+        elif moment >= last:
             self.last = moment
+        elif self.first is not None and moment < self.first:
+            self.first = moment
         held = self.ips
         if held is not ip:
             self.ips = ip if held is None else _more(held, ip)
@@ -423,15 +426,13 @@ def network_of(address: str) -> str:
     if _IPV4.fullmatch(address):
         return address.rpartition(".")[0] + ".0/24"
     if "." not in address:  # not IPv6 with an IPv4 tail (::ffff:192.0.2.1)
-        groups = address.partition("::")[0].split(":")
-        if len(groups) >= 3 and all(0 < len(group) <= 4 for group in groups[:3]):
-            try:
-                first = [int(group, 16) for group in groups[:3]]
-            except ValueError:
-                first = [0]  # not hexadecimal: ipaddress says what it is
+        groups = address.partition("::")[0].split(":", 3)
+        if len(groups) >= 3:
+            # Each group as ipaddress writes it: lower case, no leading zeros.
+            first = [group.lstrip("0").lower() for group in groups[:3]]
             # All zero: maybe an IPv4-mapped address (::ffff:c000:201), which ipaddress knows.
-            if any(first):
-                return "{:x}:{:x}:{:x}::/48".format(*first)
+            if any(first) and all(len(group) <= 4 for group in groups[:3]):
+                return f"{first[0] or 0}:{first[1] or 0}:{first[2] or 0}::/48"
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
