@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sharebatch.models import MAX_EXPIRES_IN, Credentials
+from sharebatch.models import LINK_ID_PARAM, MAX_EXPIRES_IN, Credentials
 
 __all__ = [
     "QUERY_TABLE",
@@ -320,28 +320,38 @@ class SigV4Presigner:
         encoded_key = encode(key, _KEY_TABLE)
         headers = f"host:{host}"
         signed = "host"
-        op_query = canon_extra = ""
-        if method == "GET":
-            if params:
-                pairs = []
-                for name, value in params.items():
-                    query_name = _GET_QUERY.get(name)
-                    if query_name is None or not isinstance(value, str):
-                        raise Unsupported(f"GET parameter {name!r}")
-                    pairs.append(f"{query_name}={encode(value, QUERY_TABLE)}")
-                # Sorting "name=value" sorts by name: no name is a prefix of another.
-                op_query = "&".join(pairs) + "&"
-                canon_extra = "&" + "&".join(sorted(pairs))
-        elif method == "PUT":
-            for name, value in params.items():
-                if name != "ContentType" or not isinstance(value, str):
-                    raise Unsupported(f"PUT parameter {name!r}")
+        pairs: list[str] = []
+        link_pair = ""
+        for name, value in params.items():
+            if not isinstance(value, str):
+                raise Unsupported(f"{method} parameter {name!r}")
+            if name == LINK_ID_PARAM:
+                link_pair = f"{LINK_ID_PARAM}={encode(value, QUERY_TABLE)}"
+            elif method == "GET":
+                query_name = _GET_QUERY.get(name)
+                if query_name is None:
+                    raise Unsupported(f"GET parameter {name!r}")
+                pairs.append(f"{query_name}={encode(value, QUERY_TABLE)}")
+            elif method == "PUT" and name == "ContentType":
                 if value != _FORM_CONTENT_TYPE:
                     # A signed header, not a query parameter: the upload must send it.
                     headers = f"content-type:{' '.join(value.split())}\n{headers}"
                     signed = "content-type;host"
-        else:
+            else:
+                raise Unsupported(f"{method} parameter {name!r}")
+        if method not in ("GET", "PUT"):
             raise Unsupported(f"method {method!r}")
+        op_query = canon_extra = ""
+        if link_pair:
+            # Where botocore puts a parameter appended to the request's URL before signing
+            # (the botocore fallback of presigners.py does so): after the operation's own,
+            # already in that URL, and before the X-Amz-* ones, which always come last.
+            pairs.append(link_pair)
+        if pairs:
+            op_query = "&".join(pairs) + "&"
+            # Sorting "name=value" sorts by name: no name is a prefix of another, and every
+            # one sorts after the X-Amz-* names (lowercase after uppercase).
+            canon_extra = "&" + "&".join(sorted(pairs))
         encoded_signed = "content-type%3Bhost" if signed != "host" else "host"
         auth = f"{auth_prefix}{expires_in}"
         # The canonical query is sorted (the token before SignedHeaders); the URL keeps
