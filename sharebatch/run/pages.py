@@ -30,6 +30,7 @@ from sharebatch.audit import get_logger
 from sharebatch.errors import DeliveryError, SigningError
 from sharebatch.manifest.templates import render_object
 from sharebatch.models import (
+    LINK_ID_PARAM,
     MAX_EXPIRES_IN,
     BucketTarget,
     Credentials,
@@ -39,6 +40,7 @@ from sharebatch.models import (
 )
 from sharebatch.run.bundles import BundleHeader
 from sharebatch.run.delivery_plan import StoredPage
+from sharebatch.run.link_ids import new_link_id
 from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import Lifetime, credential_limit, signed_window
 from sharebatch.s3.gateway import S3Gateway
@@ -258,9 +260,11 @@ async def publish_page(
             f"{iso(end)}; no page is published"
         )
     key = page_key(settings)
+    link_id = new_link_id() if policy.link_ids else None
+    params = {} if link_id is None else {LINK_ID_PARAM: link_id}
 
     def sign(seconds: int) -> tuple[str, datetime, datetime]:
-        url = presign("GET", target.bucket, key, seconds, {})
+        url = presign("GET", target.bucket, key, seconds, params)
         return (url, *signed_window(url))
 
     # Signed before it is stored: a link refused by the credentials' policy leaves nothing.
@@ -285,6 +289,7 @@ async def publish_page(
         sha256=digest,
         bytes=len(body),
         expires_at=page.expires_at,
+        link_id=link_id,
     )
     return page, url
 
