@@ -14,8 +14,8 @@ import botocore.session
 import pytest
 
 from sharebatch import audit
-from sharebatch.errors import SigningError
 from sharebatch.audit import url_digest
+from sharebatch.errors import SigningError
 from sharebatch.models import (
     LINK_ID_PARAM,
     MAX_EXPIRES_IN,
