@@ -763,7 +763,7 @@ def test_put_with_link_id_equals_the_botocore_oracle(
 def test_link_id_in_a_put_is_signed_but_never_a_header() -> None:
     """Unlike ContentType, the id is a query parameter of a PUT: the signed headers stay as
     they were, so the upload command sends nothing new."""
-    config = ("eu-west-1", None, "auto", None)
+    config: tuple[str, str | None, AddressingStyle, str | None] = ("eu-west-1", None, "auto", None)
     ours, _, _ = three(config, AT, "PUT", "my-bucket", "k", 60, {"ContentType": "a/b"}, LINK_ID)
     assert "X-Amz-SignedHeaders=content-type%3Bhost&" in ours
     ours, _, _ = three(config, AT, "PUT", "my-bucket", "k", 60, {}, LINK_ID)
