@@ -330,7 +330,7 @@ class Signer:
     def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
         """One GET link per object for ``recipient``."""
         expires_in = self._lifetime.expires_in(self._clock())
-        return [self.sign_one(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
+        return [self._sign(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
 
     def sign_one(
         self,
@@ -342,10 +342,15 @@ class Signer:
         """One GET link with explicit response parameters (renewal keeps the old ones)."""
         if expires_in is None:
             expires_in = self._lifetime.expires_in(self._clock())
+        return self._sign(recipient, obj, dict(params), expires_in)
+
+    def _sign(
+        self, recipient: str, obj: ObjectRef, params: dict[str, str], expires_in: int
+    ) -> Link:
+        """``params`` is this call's own: the link id joins it."""
         link_id = None
         if self._link_ids:
-            link_id = link_ids.new_link_id()
-            params = {**params, LINK_ID_PARAM: link_id}
+            link_id = params[LINK_ID_PARAM] = link_ids.new_link_id()
 
         def presign(seconds: int) -> tuple[str, datetime, datetime]:
             url = self._presign("GET", obj.bucket, obj.key, seconds, params)

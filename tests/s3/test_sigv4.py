@@ -768,3 +768,15 @@ def test_link_id_in_a_put_is_signed_but_never_a_header() -> None:
     assert "X-Amz-SignedHeaders=content-type%3Bhost&" in ours
     ours, _, _ = three(config, AT, "PUT", "my-bucket", "k", 60, {}, LINK_ID)
     assert "X-Amz-SignedHeaders=host&" in ours
+
+
+def test_link_id_goes_last_whatever_the_callers_order() -> None:
+    """Given before the response-* parameters, the id still lands after them, as the botocore
+    fallback (which appends it to the URL) would put it."""
+    config: tuple[str, str | None, AddressingStyle, str | None] = ("eu-west-1", None, "auto", None)
+    params = {"ResponseContentType": "text/csv", "ResponseContentDisposition": "attachment"}
+    ours, oracle, fallback = three(config, AT, "GET", "my-bucket", "k", 60, params, LINK_ID)
+    _NOW[0] = AT
+    first = _ours(*config)("GET", "my-bucket", "k", 60, {LINK_ID_PARAM: LINK_ID, **params})
+    assert first == ours == oracle == fallback
+    assert "response-content-disposition=attachment&x-sharebatch-id=" in first
