@@ -51,7 +51,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
     return SIGNING_TIME
 
 
-def _presign(case: dict[str, Any], at: datetime, *, fast: bool) -> str:
+def _presign(case: dict[str, Any], at: datetime, *, fast: bool, link_id: str | None = None) -> str:
     i = case["input"]
     target = BucketTarget(
         bucket=i["bucket"],
@@ -69,6 +69,10 @@ def _presign(case: dict[str, Any], at: datetime, *, fast: bool) -> str:
         params["ResponseContentDisposition"] = i["responseContentDisposition"]
     if "responseContentType" in i:
         params["ResponseContentType"] = i["responseContentType"]
+    if "contentType" in i:
+        params["ContentType"] = i["contentType"]
+    if link_id is not None:
+        params[LINK_ID_PARAM] = link_id
 
     async def make() -> str:
         async with S3Gateway(clock=lambda: at) as gateway:
@@ -107,6 +111,32 @@ def test_gateway_falls_back_to_botocore_per_call(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(SigV4Presigner, "__call__", refuse)
     assert _presign(case, at, fast=True) == expected == case["url"]
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=_label)
+def test_every_signing_path_signs_a_link_id_alike(
+    case: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an id, the gateway's fast signer, its per-call botocore fallback and the botocore
+    signer chosen outright all give one URL, which carries the id and differs from the
+    vector's only in the id and the signature."""
+    at = datetime.strptime(
+        parse_qs(urlsplit(case["url"]).query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"
+    ).replace(tzinfo=UTC)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at)
+    link_id = "0123456789abcdef"
+    fast = _presign(case, at, fast=True, link_id=link_id)
+    chosen = _presign(case, at, fast=False, link_id=link_id)
+
+    def refuse(*args: object) -> str:
+        raise Unsupported("test")
+
+    monkeypatch.setattr(SigV4Presigner, "__call__", refuse)
+    assert _presign(case, at, fast=True, link_id=link_id) == fast == chosen
+    assert link_id_of(fast) == link_id
+    bare, signature = fast.replace(f"{LINK_ID_PARAM}={link_id}&", "").split("X-Amz-Signature=")
+    assert bare == case["url"].split("X-Amz-Signature=")[0]
+    assert signature != case["url"].split("X-Amz-Signature=")[1]
 
 
 def test_botocore_settings_in_the_environment_select_botocore(
