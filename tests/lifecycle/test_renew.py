@@ -163,6 +163,15 @@ def test_only_due_links_are_renewed_the_rest_kept(s3: S3, tmp_path: Path) -> Non
     assert new["links"][0]["url"] == data["links"][0]["url"]
     assert new["links"][2]["url"] == data["links"][2]["url"]
     assert parse_iso(new["links"][1]["expires_at"]) > datetime.now(UTC)
+    # Kept links keep their ids; the renewed one has a new id.
+    assert [r["link_id"] for r in new["links"]][::2] == [r["link_id"] for r in data["links"]][::2]
+    assert new["links"][1]["link_id"] not in {r["link_id"] for r in data["links"]}
+    # A renewal that renames a kept link (its URL unchanged) is not its source's.
+    new["links"][0]["link_id"] = "0000000000000000"
+    written.write_text(json.dumps(new), encoding="utf-8")
+    refused = invoke("renew", str(written), "--within", "2h")
+    assert refused.exit_code == 2
+    assert "links[0]" in refused.stderr and "its link_id is not its source's" in refused.stderr
     assert fetch(new["links"][1]["url"]) == FILES[new["links"][1]["key"]]
     assert (new["header"]["renewed"], new["header"]["links"]) == (1, 3)
 
