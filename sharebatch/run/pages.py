@@ -10,7 +10,9 @@ values a link or a form needs exactly (URLs, form fields) are HTML-escaped only.
 
 It is stored privately in the bundle's bucket at ``<pages_prefix><random>.html`` through
 ``S3Gateway.put_private`` and reached by one presigned GET that ends with the earliest link or
-slot on it. The audit log records ``page_stored`` with its key and sha256, never the URL.
+slot on it and carries its own link id (``x-sharebatch-id``, unless the bundle's policy says
+``link_ids: false``). The audit log records ``page_stored`` with its key, sha256 and link id,
+never the URL.
 """
 
 from __future__ import annotations
