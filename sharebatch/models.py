@@ -19,8 +19,15 @@ AddressingStyle = Literal["auto", "virtual", "path"]
 ShortCredentials = Literal["fail", "clamp", "warn"]
 """What to do when links would outlive the temporary credentials that sign them."""
 
+LINK_ID_PARAM = "x-sharebatch-id"
+"""The query parameter that names each issued link (``run/link_ids``); signed like the others.
+A presigner given it in ``params`` signs it into the URL after the operation's parameters."""
+
 Presigner = Callable[[str, str, str, int, Mapping[str, str]], str]
-"""``presign(method, bucket, key, expires_in, params) -> url`` for one bucket target."""
+"""``presign(method, bucket, key, expires_in, params) -> url`` for one bucket target.
+
+``params`` are botocore's (``ResponseContentDisposition``...; ``ContentType`` for a PUT),
+plus ``LINK_ID_PARAM`` when the link carries an id."""
 
 PostSigner = Callable[
     [str, str, Mapping[str, str], Sequence[object], int], tuple[str, dict[str, str]]
@@ -86,6 +93,8 @@ class Link:
     signed_at: datetime
     expires_at: datetime
     url: str = field(repr=False)
+    # Its ``x-sharebatch-id`` (signed into ``url``); None when the manifest turned ids off.
+    link_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +331,8 @@ class UploadLink:
     url: str = field(repr=False)
     fields: Mapping[str, str] = field(default_factory=dict, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Its ``x-sharebatch-id``: signed into a PUT URL, on a POST form's action URL unsigned.
+    link_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

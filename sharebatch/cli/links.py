@@ -86,6 +86,7 @@ def _render_url(n: int, url: dict[str, Any]) -> list[str]:
         ("access key", f"{url['access_key_id']}, {kind}"),
         ("signed at", url["signed_at"] or "not in the URL (SigV2 carries only its end)"),
         ("expires at", url["expires_at"]),
+        ("link id", url["link_id"] or "none (issued without x-sharebatch-id)"),
     ]
     if url["problem"]:
         rows.append(("problem", url["problem"]))
@@ -111,6 +112,8 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
                 f"    {link['status']:<9} {link['expires_at']:<21} "
                 f"{_span(link['seconds_left']):<20} {link['key']}"
             )
+            if link["link_id"]:
+                lines.append(f"      link id: {link['link_id']}")
             if link["problem"]:
                 lines.append(f"      problem: {link['problem']}")
     return lines

@@ -23,8 +23,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sharebatch.audit import url_digest
 from sharebatch.errors import LinkError
-from sharebatch.models import MAX_EXPIRES_IN
-from sharebatch.run.bundles import COLUMNS, BundleHeader, csv_value
+from sharebatch.models import LINK_ID_PARAM, MAX_EXPIRES_IN
+from sharebatch.run.bundles import COLUMNS, OPTIONAL_COLUMNS, BundleHeader, csv_value
 from sharebatch.times import iso, parse_iso
 from sharebatch.visible import HIDDEN, visible
 
@@ -62,6 +62,8 @@ class UrlFacts:
     # Why S3 refuses the URL whatever the time: a repeated parameter, an X-Amz-Expires outside
     # 1 s..7 days, a signing day other than the credential scope's.
     fault: str | None = None
+    # Its x-sharebatch-id, as the URL carries it (None: a link issued without one).
+    link_id: str | None = None
 
     def problem(self, now: datetime) -> str | None:
         """Why S3 refuses this URL at ``now`` whatever its expiry, or ``None``."""
@@ -118,6 +120,7 @@ def read_url(url: str, source: str = "") -> UrlFacts:
             expires_in=None,
             url_sha256=url_digest(url.strip()),
             fault="; ".join(repeated) or None,
+            link_id=query.get(LINK_ID_PARAM),
         )
     raise LinkError(
         f"{_where(source)}not a presigned S3 URL: no SigV4 (X-Amz-Algorithm...) or SigV2"
@@ -175,6 +178,7 @@ def _sigv4(
         expires_in=expires_in,
         url_sha256=url_digest(url.strip()),
         fault="; ".join(faults) or None,
+        link_id=query.get(LINK_ID_PARAM),
     )
 
 
@@ -219,6 +223,7 @@ class BundleRow:
     method: str
     expires_at: datetime
     url: str = field(repr=False)
+    link_id: str | None = None  # empty or absent (ids off, or a bundle from before them)
 
 
 @dataclass(frozen=True)
@@ -352,7 +357,7 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
             f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
             " links.json beside it (each slot's end is in its expires_at column)"
         )
-    missing = [c for c in COLUMNS if c not in names]
+    missing = [c for c in COLUMNS if c not in names and c not in OPTIONAL_COLUMNS]
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
     while True:
@@ -397,6 +402,9 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
         size = int(text("size"))
     except ValueError:
         raise LinkError(f"{where}: size: not a whole number of bytes") from None
+    link_id = item.get("link_id") or None
+    if link_id is not None and not isinstance(link_id, str):
+        raise LinkError(f"{where}: link_id: expected text or null")
     return BundleRow(
         line=line,
         recipient=text("recipient"),
@@ -408,6 +416,7 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
         method=text("method").upper(),
         expires_at=moment("expires_at"),
         url=text("url"),
+        link_id=link_id,
     )
 
 
@@ -443,6 +452,13 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
         facts = row_facts(bundle, row)
         end = min(row.expires_at, facts.expires_at)
         problem = facts.problem(now)
+        if row.link_id != facts.link_id:
+            # The usage report joins S3's logs on the URL's id: a row naming another would
+            # credit its downloads to the wrong link.
+            mismatch = (
+                f"link_id {row.link_id or '(none)'} is not its URL's ({facts.link_id or 'none'})"
+            )
+            problem = f"{problem}; {mismatch}" if problem else mismatch
         recipients.setdefault(row.recipient, []).append(
             {
                 "line": row.line,
@@ -456,6 +472,7 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
                 "credential_kind": facts.credential_kind,
                 "signature_version": facts.signature_version,
                 "url_sha256": facts.url_sha256,
+                "link_id": row.link_id,
             }
         )
     header = bundle.header

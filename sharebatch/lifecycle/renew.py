@@ -61,7 +61,7 @@ from sharebatch.models import (
 )
 from sharebatch.run.bundles import BundleHeader, PartFile, RenewedFrom, write_bundle
 from sharebatch.run.sign import Signer, check_lifetimes, credential_limit
-from sharebatch.run.slots import issue_slot, upload_row
+from sharebatch.run.slots import issue_slot, slot_key, upload_row
 from sharebatch.run.write import signed_by
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
@@ -81,6 +81,7 @@ _RENEWAL_FIELDS = frozenset(
         "renewed_from",
         "renewed",
         "page_url",  # dropped by a renewal; a refreshed page (remind) gets a new one
+        "page_link_id",
     }
 )
 # A renewal chain longer than this is not one sharebatch made in any sensible time.
@@ -136,6 +137,13 @@ class _Source:
     policy: ShortCredentials
     target: BucketTarget
     slot: UploadSlot | None
+
+    @property
+    def link_ids(self) -> bool:
+        """Whether the run signed ids into its links (the manifest's ``link_ids``): its
+        renewal does the same, so a store that refuses them never gets one."""
+        policy = self.header.policy
+        return policy is None or policy.link_ids
 
 
 @dataclass
@@ -282,6 +290,13 @@ def _holds_only_its_source(
                 f"{path}: links[{row.line - 1}]: {visible(row.key)} is not a link of its"
                 f" source {source.path}"
             )
+        if row.url == was.url and row.link_id != was.link_id:
+            # The usage report joins S3's logs on the ids: a kept link renamed would credit
+            # its downloads to another.
+            raise LinkError(
+                f"{path}: links[{row.line - 1}]: {visible(row.key)}: its link_id is not its"
+                f" source's"
+            )
         if row.url != was.url and not _renewed_alike(renewal, header, row, was):
             # A re-signed link must lead where its row says, signed as the header says: else
             # another recipient's link could ride on this row and be recorded by the renewal.
@@ -297,11 +312,13 @@ def _renewed_alike(renewal: Bundle, header: BundleHeader, row: BundleRow, was: B
     """A row's new URL is its old one re-signed: same host, bucket and key, by the signer
     the renewal's header names."""
     new, old = row_facts(renewal, row), read_url(was.url)
-    return (new.host, new.bucket, new.key) == (old.host, old.bucket, old.key) == (
-        new.host,
-        row.bucket,
-        row.key,
-    ) and new.access_key_id == header.signer_access_key_id
+    return (
+        (new.host, new.bucket, new.key)
+        == (old.host, old.bucket, old.key)
+        == (new.host, row.bucket, row.key)
+        and new.access_key_id == header.signer_access_key_id
+        and new.link_id == row.link_id
+    )
 
 
 def _identity(row: BundleRow) -> tuple[object, ...]:
@@ -444,6 +461,7 @@ async def renew_bundles_async(
                 job=source.header.job,
                 expiry=source.expiry,
                 limit=credential_limit(credentials, source.policy),
+                link_ids=source.link_ids,
             )
             gone = await _check_objects(gateway, target, rows)
             slots = None
@@ -541,6 +559,11 @@ def _renew(
                     presign,
                     sign_post,
                     limit=credential_limit(credentials, source.policy),
+                    ids=source.link_ids,
+                    replaces={
+                        slot_key(u["method"], u["key"], u["content_type"]): u.get("link_id")
+                        for u in old.uploads
+                    },
                 )
                 uploads = [upload_row(u) for u in issued]
             if due or slots is not None:
@@ -599,8 +622,10 @@ def _renewed(row: BundleRow, job: str, signer: Signer) -> Link:
         bucket=row.bucket,
         key=row.key,
         old_url_sha256=url_digest(row.url),
+        old_link_id=row.link_id,
         old_expires_at=iso(row.expires_at),
         url_sha256=url_digest(renewed.url),
+        link_id=renewed.link_id,
         expires_at=iso(renewed.expires_at),
     )
     return renewed
@@ -615,6 +640,7 @@ def _link(row: BundleRow, job: str) -> Link:
         signed_at=row.expires_at,  # not written to a bundle row; the URL holds the real one
         expires_at=row.expires_at,
         url=row.url,
+        link_id=row.link_id,
     )
 
 
@@ -653,4 +679,5 @@ def _header(
         renewed=renewed,
         # The page lists the old links and dies with them; a refreshed page gets its own.
         page_url=None,
+        page_link_id=None,
     )

@@ -139,6 +139,7 @@ class Grant(BaseModel):
     content_type: ContentType | None = None
     formats: Annotated[tuple[Format, ...], Field(min_length=1)] = FORMATS
     on_short_credentials: ShortCredentials = "fail"
+    link_ids: bool = True  # each link signed with its own x-sharebatch-id
     upload: UploadSlot | None = None
     # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
     notify: NotifySettings | None = None

@@ -130,6 +130,12 @@ class RawSettings(RawModel):
         f" (default: exit 3, nothing issued), clamp (end them with the credentials) or warn."
         f" {_SETTING}",
     )
+    link_ids: bool | None = Field(
+        None,
+        description="true (default): every link carries its own signed x-sharebatch-id, which"
+        " S3's access logs record (sharebatch usage); false, for stores that refuse unknown"
+        f" query parameters. {_SETTING}",
+    )
     filters: RawFilters | None = Field(
         None, description=f"Which files to share. Each filter field inherits on its own. {_SETTING}"
     )
@@ -167,6 +173,7 @@ _PLAIN = (
     "content_type",
     "formats",
     "on_short_credentials",
+    "link_ids",
 )
 _REQUIRED = {"bucket": "", "expires_in": " (or expires_at, for a fixed moment)"}
 

@@ -444,6 +444,8 @@ class IssueCollector:
                 message += "; write [] for none"
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
             message = f"expected a mapping of fields, got {describe(value)}"
+        elif kind == "bool_type":
+            message = f"expected true or false, got {describe(value)}"
         elif kind == "literal_error":
             message = f"must be {err['ctx']['expected']}, got {describe(value)}"
         else:

@@ -37,8 +37,9 @@ from functools import partial
 from typing import NamedTuple
 from urllib.parse import unquote
 
-LINK_ID_PARAMETER = "x-sharebatch-id"
-_NAME_IS = LINK_ID_PARAMETER + "="
+from sharebatch.models import LINK_ID_PARAM
+
+_NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
 
 
@@ -233,7 +234,7 @@ def link_id_of(request_uri: str | None) -> str | None:
     query = request_uri[start + 1 :].split(" ", 1)[0]
     for pair in query.split("&"):
         name, _, value = pair.partition("=")
-        if "%" in name and unquote(name) == LINK_ID_PARAMETER:
+        if "%" in name and unquote(name) == LINK_ID_PARAM:
             return unquote(value)
     return None
 

@@ -41,8 +41,11 @@ COLUMNS = (
     "last_modified",
     "method",
     "expires_at",
+    "link_id",
     "url",
 )
+OPTIONAL_COLUMNS = frozenset({"link_id"})
+"""Columns a bundle written before them lacks: readers take them as empty."""
 
 
 def link_row(link: Link) -> dict[str, Any]:
@@ -55,6 +58,7 @@ def link_row(link: Link) -> dict[str, Any]:
         "last_modified": iso(link.obj.last_modified),
         "method": link.method,
         "expires_at": iso(link.expires_at),
+        "link_id": link.link_id,
         "url": link.url,
     }
 
@@ -219,6 +223,9 @@ class LinkPolicy:
     target: BucketTarget
     download_name: str | None
     content_type: str | None
+    # The manifest's ``link_ids``: whether each link carries an x-sharebatch-id. Written to
+    # the header only when false, so a bundle from before ids reads (and renews) as before.
+    link_ids: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +246,8 @@ class BundleHeader:
     versions added are None in a bundle written before them, and then left out of the JSON:
     ``policy`` (its keys sit at the top level: ``expiry`` to ``content_type``), ``prefixes``
     and the slot's ``uploads`` count and ``upload`` policy. ``renewed_from`` and ``renewed``
-    are a renewal's; ``page_url`` the recipient page's link (``delivery: page``).
+    are a renewal's; ``page_url`` the recipient page's link (``delivery: page``) and
+    ``page_link_id`` that link's id.
     """
 
     run_id: str
@@ -260,6 +268,7 @@ class BundleHeader:
     renewed: int | None = None
     # The recipient page's presigned GET (``delivery: page``): a bearer secret, like the links.
     page_url: str | None = field(default=None, repr=False)
+    page_link_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -288,6 +297,8 @@ class BundleHeader:
                 "download_name": policy.download_name,
                 "content_type": policy.content_type,
             }
+            if not policy.link_ids:
+                data["link_ids"] = False
         if self.uploads is not None:
             data["uploads"] = self.uploads
         if self.upload is not None:
@@ -298,6 +309,8 @@ class BundleHeader:
             data["renewed"] = self.renewed
         if self.page_url is not None:
             data["page_url"] = self.page_url
+        if self.page_link_id is not None:
+            data["page_link_id"] = self.page_link_id
         return data
 
     @classmethod
@@ -336,6 +349,7 @@ class BundleHeader:
             else RenewedFrom(*(renewed_from.text(f.name) for f in fields(RenewedFrom))),
             renewed=header.count("renewed") if header.has("renewed") else None,
             page_url=header.text("page_url") if header.has("page_url") else None,
+            page_link_id=header.text("page_link_id") if header.has("page_link_id") else None,
         )
 
 
@@ -347,6 +361,9 @@ def _policy(header: _Fields) -> LinkPolicy:
     policy = header.get("on_short_credentials", "fail")
     if policy not in get_args(ShortCredentials):
         raise ValueError(f"on_short_credentials: {policy!r} is not fail, clamp or warn")
+    link_ids = header.get("link_ids", True)
+    if not isinstance(link_ids, bool):
+        raise ValueError(f"link_ids: {link_ids!r} is not true or false")
     style = target.get("addressing_style") or "auto"
     if style not in get_args(AddressingStyle):
         raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")
@@ -369,6 +386,7 @@ def _policy(header: _Fields) -> LinkPolicy:
         ),
         download_name=header.text_or_none("download_name"),
         content_type=header.text_or_none("content_type"),
+        link_ids=link_ids,
     )
 
 

@@ -10,7 +10,9 @@ values a link or a form needs exactly (URLs, form fields) are HTML-escaped only.
 
 It is stored privately in the bundle's bucket at ``<pages_prefix><random>.html`` through
 ``S3Gateway.put_private`` and reached by one presigned GET that ends with the earliest link or
-slot on it. The audit log records ``page_stored`` with its key and sha256, never the URL.
+slot on it and carries its own link id (``x-sharebatch-id``, unless the bundle's policy says
+``link_ids: false``). The audit log records ``page_stored`` with its key, sha256 and link id,
+never the URL.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sharebatch.audit import get_logger
 from sharebatch.errors import DeliveryError, SigningError
 from sharebatch.manifest.templates import render_object
 from sharebatch.models import (
+    LINK_ID_PARAM,
     MAX_EXPIRES_IN,
     BucketTarget,
     Credentials,
@@ -39,6 +42,7 @@ from sharebatch.models import (
 )
 from sharebatch.run.bundles import BundleHeader
 from sharebatch.run.delivery_plan import StoredPage
+from sharebatch.run.link_ids import new_link_id
 from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import Lifetime, credential_limit, signed_window
 from sharebatch.s3.gateway import S3Gateway
@@ -258,9 +262,11 @@ async def publish_page(
             f"{iso(end)}; no page is published"
         )
     key = page_key(settings)
+    link_id = new_link_id() if policy.link_ids else None
+    params = {} if link_id is None else {LINK_ID_PARAM: link_id}
 
     def sign(seconds: int) -> tuple[str, datetime, datetime]:
-        url = presign("GET", target.bucket, key, seconds, {})
+        url = presign("GET", target.bucket, key, seconds, params)
         return (url, *signed_window(url))
 
     # Signed before it is stored: a link refused by the credentials' policy leaves nothing.
@@ -285,6 +291,7 @@ async def publish_page(
         sha256=digest,
         bytes=len(body),
         expires_at=page.expires_at,
+        link_id=link_id,
     )
     return page, url
 

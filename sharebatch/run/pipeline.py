@@ -147,6 +147,7 @@ async def _route_tallies(
                 download_name=grant.download_name,
                 content_type=grant.content_type,
                 limit=credential_limit(credentials, grant.on_short_credentials),
+                link_ids=grant.link_ids,
             )
         tally = RouteTally(Selector(route.grant.filters), signer, folder, route.index)
         tally.csv = "csv" in route.grant.formats
@@ -443,6 +444,7 @@ async def _deliver(
                     "key": link.obj.key,
                     "method": link.method,
                     "expires_at": iso(link.expires_at),
+                    "link_id": link.link_id,
                     "url_sha256": url_digest(link.url),
                 }
                 for link in links

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.manifest.templates import render_object
 from sharebatch.models import (
+    LINK_ID_PARAM,
     MAX_EXPIRES_IN,
     Credentials,
     Expiry,
@@ -29,6 +30,7 @@ from sharebatch.models import (
     Presigner,
     ShortCredentials,
 )
+from sharebatch.run import link_ids
 from sharebatch.times import iso
 from sharebatch.visible import without_hidden
 
@@ -285,7 +287,8 @@ class Signer:
 
     Each link is held to the route's ``Lifetime`` (``limit``: temporary credentials of known
     expiry and the manifest's policy for them); ``clamped_to`` is set once any link was
-    shortened.
+    shortened. With ``link_ids`` (the manifest's default) each link carries its own signed
+    ``x-sharebatch-id``.
     """
 
     def __init__(
@@ -298,8 +301,10 @@ class Signer:
         content_type: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
         limit: CredentialLimit | None = None,
+        link_ids: bool = True,
     ) -> None:
         self._lifetime = Lifetime(job, expiry, limit)
+        self._link_ids = link_ids
         self._presign = presign
         self._job = job
         self._download_name = download_name
@@ -325,7 +330,7 @@ class Signer:
     def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
         """One GET link per object for ``recipient``."""
         expires_in = self._lifetime.expires_in(self._clock())
-        return [self.sign_one(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
+        return [self._sign(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
 
     def sign_one(
         self,
@@ -337,6 +342,15 @@ class Signer:
         """One GET link with explicit response parameters (renewal keeps the old ones)."""
         if expires_in is None:
             expires_in = self._lifetime.expires_in(self._clock())
+        return self._sign(recipient, obj, dict(params), expires_in)
+
+    def _sign(
+        self, recipient: str, obj: ObjectRef, params: dict[str, str], expires_in: int
+    ) -> Link:
+        """``params`` is this call's own: the link id joins it."""
+        link_id = None
+        if self._link_ids:
+            link_id = params[LINK_ID_PARAM] = link_ids.new_link_id()
 
         def presign(seconds: int) -> tuple[str, datetime, datetime]:
             url = self._presign("GET", obj.bucket, obj.key, seconds, params)
@@ -351,6 +365,7 @@ class Signer:
             signed_at=signed_at,
             expires_at=expires_at,
             url=url,
+            link_id=link_id,
         )
 
 

@@ -8,8 +8,12 @@ whose policy restricts the key to the slot's folder, the size to ``max_size`` an
 refuses any form field no condition covers, so every field put in the form has one.
 
 Every link comes with the ``curl`` command that uses it as is. The audit log records each as
-``upload_slot_issued`` with a sha256 of the URL (PUT) or of the policy (POST), never the
-signature.
+``upload_slot_issued`` with its link id and a sha256 of the URL (PUT) or of the policy (POST),
+never the signature.
+
+Each link carries an ``x-sharebatch-id`` (unless the manifest says ``link_ids: false``): signed
+into a PUT URL; on a POST form's action URL unsigned, since a form's signature covers its
+policy, not its URL (S3 logs the id all the same, and the key prefix names the recipient).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sharebatch.audit import get_logger, url_digest
 from sharebatch.errors import SigningError
 from sharebatch.manifest.upload import key_content_type
 from sharebatch.models import (
+    LINK_ID_PARAM,
     BucketTarget,
     Credentials,
     Expiry,
@@ -38,6 +43,7 @@ from sharebatch.models import (
     UploadLink,
     UploadSlot,
 )
+from sharebatch.run import link_ids
 from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import (
     CredentialLimit,
@@ -144,6 +150,7 @@ def upload_row(link: UploadLink) -> dict[str, Any]:
         "content_type": link.content_type or "",
         "max_size": link.max_size,
         "expires_at": iso(link.expires_at),
+        "link_id": link.link_id,
         "url": link.url,
         "fields": dict(link.fields),
         "headers": dict(link.headers),
@@ -199,6 +206,21 @@ def _signed_post(
     return (url, form), signed_at, _parse_moment(policy.get("expiration"), "%Y-%m-%dT%H:%M:%SZ")
 
 
+SlotKey = tuple[str, str, str]
+"""(method, key, content type or "") of an upload link: what a renewal re-issues alike."""
+
+
+def slot_key(method: str, key: str, content_type: str | None) -> SlotKey:
+    """The identity of an upload link within its slot, for ``issue_slot``'s ``replaces``."""
+    return (method, key, content_type or "")
+
+
+def with_link_id(url: str, link_id: str) -> str:
+    """A POST form's action URL carrying the id (unsigned: the policy is what is signed)."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}{LINK_ID_PARAM}={link_id}"
+
+
 def issue_slot(
     job: str,
     recipient: str,
@@ -209,12 +231,16 @@ def issue_slot(
     *,
     limit: CredentialLimit | None = None,
     clock: Callable[[], datetime] = _utcnow,
+    ids: bool = True,
+    replaces: Mapping[SlotKey, str | None] | None = None,
 ) -> list[UploadLink]:
     """The upload links of one recipient's slot, each logged as ``upload_slot_issued``.
 
     Held to the recipient's ``on_short_credentials`` (``limit``) as its download links are:
     ``clamp`` ends each PUT URL and POST policy by the credential expiry, ``warn`` keeps them
-    and states the credential expiry as their ``expires_at``, ``fail`` refuses.
+    and states the credential expiry as their ``expires_at``, ``fail`` refuses. With ``ids``
+    each link gets its own id. ``replaces`` (a renewal's) gives the link id of the link each
+    new one replaces, by ``slot_key``; its event then says ``replaces``.
     """
     lifetime = Lifetime(job, Expiry(seconds=slot.expires_in), limit, "an upload slot")
     link = partial(UploadLink, job=job, recipient=recipient, bucket=bucket, max_size=slot.max_size)
@@ -222,6 +248,9 @@ def issue_slot(
     for name in slot.keys:
         content_type = key_content_type(name, slot.content_types)
         params = {"ContentType": content_type} if content_type else {}
+        link_id = link_ids.new_link_id() if ids else None
+        if link_id is not None:
+            params[LINK_ID_PARAM] = link_id
         key = slot.prefix + name
         put = partial(_signed_put, presign, bucket, key, params)
         url, signed_at, expires_at = lifetime.sign(recipient, put, lifetime.expires_in(clock()))
@@ -234,6 +263,7 @@ def issue_slot(
                 expires_at=expires_at,
                 url=url,
                 headers={"Content-Type": content_type} if content_type else {},
+                link_id=link_id,
             )
         )
     for content_type in () if slot.keys else slot.content_types or (None,):
@@ -242,6 +272,9 @@ def issue_slot(
         (url, form), signed_at, expires_at = lifetime.sign(
             recipient, post, lifetime.expires_in(clock())
         )
+        link_id = link_ids.new_link_id() if ids else None
+        if link_id is not None:
+            url = with_link_id(url, link_id)
         links.append(
             link(
                 method="POST",
@@ -251,14 +284,19 @@ def issue_slot(
                 expires_at=expires_at,
                 url=url,
                 fields=form,
+                link_id=link_id,
             )
         )
     for issued in links:
-        digest = (
+        digest: dict[str, str | None] = (
             {"url_sha256": url_digest(issued.url)}
             if issued.method == "PUT"
             else {"policy_sha256": url_digest(issued.fields["policy"])}
         )
+        if replaces is not None:
+            digest["replaces"] = replaces.get(
+                slot_key(issued.method, issued.key, issued.content_type)
+            )
         log.info(
             "upload_slot_issued",
             job=job,
@@ -269,6 +307,7 @@ def issue_slot(
             content_type=issued.content_type,
             max_size=issued.max_size,
             expires_at=iso(issued.expires_at),
+            link_id=issued.link_id,
             **digest,
         )
     return links
@@ -326,5 +365,12 @@ class Uploads:
             credential_limit(credentials, route.grant.on_short_credentials) if credentials else None
         )
         return issue_slot(
-            route.job, route.recipient, route.target.bucket, slot, presign, sign_post, limit=limit
+            route.job,
+            route.recipient,
+            route.target.bucket,
+            slot,
+            presign,
+            sign_post,
+            limit=limit,
+            ids=route.grant.link_ids,
         )

@@ -23,6 +23,7 @@ from sharebatch.models import BucketTarget, Credentials, PageFailureReport, Slot
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy, write_bundle
 from sharebatch.run.delivery_plan import StoredPage
 from sharebatch.run.folder import RunFolder
+from sharebatch.run.link_ids import link_id_of
 from sharebatch.run.pages import Pages, page_settings
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan
@@ -136,7 +137,7 @@ async def write_bundles(
                 continue
             if published is not None:
                 page, url = published
-                header = replace(header, page_url=url)
+                header = replace(header, page_url=url, page_link_id=link_id_of(url))
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
@@ -158,6 +159,7 @@ def link_policy(
         target=target,
         download_name=grant.download_name,
         content_type=grant.content_type,
+        link_ids=grant.link_ids,
     )
 
 

@@ -11,15 +11,17 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import botocore.session
 
 from sharebatch.audit import get_logger
-from sharebatch.models import BucketTarget, Credentials, PostSigner, Presigner
+from sharebatch.models import LINK_ID_PARAM, BucketTarget, Credentials, PostSigner, Presigner
 from sharebatch.s3.clients import client_config
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
 
 _CLIENT_METHOD = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}
+_LINK_ID_CONTEXT = "sharebatch_link_id"
 
 log = get_logger()
 
@@ -104,8 +106,17 @@ class Signers:
 def botocore_presigner(
     session: Any, target: BucketTarget, region: str, credentials: Credentials
 ) -> Presigner:
-    """botocore's own presigner: what the fast signer is held to, and its fallback."""
+    """botocore's own presigner: what the fast signer is held to, and its fallback.
+
+    botocore's model knows no ``x-sharebatch-id``, so a link id takes two of its documented
+    hooks: ``provide-client-params`` moves it from the call's parameters into the request's
+    context (per call, so threads sharing the client never mix ids), and ``before-sign`` puts
+    it on the request's URL. botocore's own ``S3SigV4QueryAuth`` then signs it with the rest,
+    after the operation's parameters, as the fast signer does.
+    """
     client = _signing_client(session, target, region, credentials)
+    client.meta.events.register("provide-client-params.s3", _take_link_id)
+    client.meta.events.register("before-sign.s3", _put_link_id)
 
     def presign(
         method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
@@ -120,6 +131,20 @@ def botocore_presigner(
         )
 
     return presign
+
+
+def _take_link_id(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """Before botocore validates the parameters: the id leaves them for the context."""
+    if LINK_ID_PARAM in params:
+        context[_LINK_ID_CONTEXT] = params.pop(LINK_ID_PARAM)
+
+
+def _put_link_id(request: Any, **_: Any) -> None:
+    """Before botocore signs: the id joins the operation's parameters in the URL's query."""
+    link_id = request.context.get(_LINK_ID_CONTEXT)
+    if link_id is not None:
+        separator = "&" if "?" in request.url else "?"
+        request.url += f"{separator}{LINK_ID_PARAM}={quote(link_id, safe='-_.~')}"
 
 
 def _signing_client(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sharebatch.models import MAX_EXPIRES_IN, Credentials
+from sharebatch.models import LINK_ID_PARAM, MAX_EXPIRES_IN, Credentials
 
 __all__ = [
     "QUERY_TABLE",
@@ -61,6 +61,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _GET_QUERY = {
     "ResponseContentDisposition": "response-content-disposition",
     "ResponseContentType": "response-content-type",
+    LINK_ID_PARAM: LINK_ID_PARAM,
 }
 # botocore drops this one content type from presigned requests (SigV4QueryAuth).
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
@@ -329,14 +330,27 @@ class SigV4Presigner:
                     if query_name is None or not isinstance(value, str):
                         raise Unsupported(f"GET parameter {name!r}")
                     pairs.append(f"{query_name}={encode(value, QUERY_TABLE)}")
-                # Sorting "name=value" sorts by name: no name is a prefix of another.
+                if query_name != LINK_ID_PARAM and LINK_ID_PARAM in params:
+                    # The id goes last whatever the caller's order: see below.
+                    pairs.append(pairs.pop(list(params).index(LINK_ID_PARAM)))
+                # Where botocore puts a parameter appended to the request's URL before
+                # signing (the botocore fallback of presigners.py does so): after the
+                # operation's own, already in that URL, and before the X-Amz-* ones.
                 op_query = "&".join(pairs) + "&"
+                # Sorting "name=value" sorts by name: no name is a prefix of another, and
+                # every one sorts after the X-Amz-* names (lowercase after uppercase).
                 canon_extra = "&" + "&".join(sorted(pairs))
         elif method == "PUT":
             for name, value in params.items():
-                if name != "ContentType" or not isinstance(value, str):
+                if not isinstance(value, str):
                     raise Unsupported(f"PUT parameter {name!r}")
-                if value != _FORM_CONTENT_TYPE:
+                if name == LINK_ID_PARAM:
+                    # The one query parameter of a PUT: signed, never a header.
+                    pair = f"{LINK_ID_PARAM}={encode(value, QUERY_TABLE)}"
+                    op_query, canon_extra = f"{pair}&", f"&{pair}"
+                elif name != "ContentType":
+                    raise Unsupported(f"PUT parameter {name!r}")
+                elif value != _FORM_CONTENT_TYPE:
                     # A signed header, not a query parameter: the upload must send it.
                     headers = f"content-type:{' '.join(value.split())}\n{headers}"
                     signed = "content-type;host"

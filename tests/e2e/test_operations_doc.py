@@ -302,7 +302,7 @@ def test_jq_recipes_read_a_real_audit_log(s3: S3, tmp_path: Path) -> None:
         "warnings and errors: failed prefixes, skipped bundles, max_links guards"
     ).splitlines()]  # fmt: skip
     assert {p["event"] for p in problems} >= {"prefix_failed", "bundle_skipped"}
-    leak = "who received a leaked link: hash the URL, then search every run's log"
+    leak = "who received a leaked link: its id (a link without one: its hash), in every run's log"
     leaked = json.loads(jq(leak))
     assert leaked == {
         "event": "link_issued",
@@ -310,6 +310,29 @@ def test_jq_recipes_read_a_real_audit_log(s3: S3, tmp_path: Path) -> None:
         "recipient": "globex",
         "key": globex[-1]["key"],
         "expires_at": globex[-1]["expires_at"],
+    }
+    # The id still names the link when its signature was cut off on the way.
+    cut = globex[-1]["url"].split("&X-Amz-Signature=")[0]
+    assert json.loads(jq(leak, url=cut)) == leaked
+    # A run with link_ids: false: its links are found by their hash.
+    plain = write_manifest(
+        tmp_path / "plain.yml",
+        JQ_MANIFEST.replace("  expires_in: 2h\n", "  expires_in: 2h\n  link_ids: false\n"),
+    )
+    out = CliRunner().invoke(
+        app,
+        ["run", str(plain), "--out", str(tmp_path / "plain"), "--endpoint-url", s3.endpoint],
+        catch_exceptions=False,
+    )
+    bare_dir = Path(out.stdout.strip())
+    bare = json.loads((bare_dir / "q3" / "globex" / "links.json").read_text())["links"][-1]
+    assert bare["link_id"] is None and bare["key"] == "globex/s.csv"
+    assert json.loads(jq(leak, bare_dir / "audit.jsonl", bare["url"])) == {
+        "event": "link_issued",
+        "job": "q3",
+        "recipient": "globex",
+        "key": bare["key"],
+        "expires_at": bare["expires_at"],
     }
     assert (
         hashlib.sha256(globex[-1]["url"].encode()).hexdigest()

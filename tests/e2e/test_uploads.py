@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
+from sharebatch.run.link_ids import LINK_ID_PATTERN, link_id_of
 from sharebatch.run.slots import sample_file
 from tests.support.http_upload import post_form, put
 from tests.support.s3 import S3, write_manifest
@@ -86,9 +87,15 @@ def body_for(upload: dict[str, Any]) -> bytes:
 def test_every_put_url_and_post_form_takes_an_upload_read_back_byte_for_byte(
     s3: S3, tmp_path: Path
 ) -> None:
-    """Each PUT URL (with its signed type) and each POST form stores exactly the bytes sent."""
+    """Each PUT URL (with its signed type and id) and each POST form (its action URL carrying
+    the id) stores exactly the bytes sent."""
     run_dir = run(s3, tmp_path)
     issued = {r: uploads_of(run_dir, r) for r in ("globex", "initech", "hooli")}
+    every = [u for slots in issued.values() for u in slots]
+    assert len({u["link_id"] for u in every}) == len(every) == 5
+    for upload in every:
+        assert LINK_ID_PATTERN.fullmatch(upload["link_id"])
+        assert link_id_of(upload["url"]) == upload["link_id"]
     assert [(u["method"], u["key"], u["content_type"]) for u in issued["globex"]] == [
         ("PUT", "inbox/2026-Q3/globex/signed-contract.pdf", "application/pdf"),
         ("PUT", "inbox/2026-Q3/globex/globex-data.csv", "text/csv"),

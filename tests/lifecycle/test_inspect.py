@@ -110,6 +110,36 @@ def test_a_sharebatch_url_is_read_back(run_dir: Path) -> None:
     assert url["expires_at"] == row["expires_at"]
     assert parse_iso(url["expires_at"]) - parse_iso(url["signed_at"]) == timedelta(hours=1)
     assert 0 < url["seconds_left"] <= 3600
+    assert url["link_id"] == row["link_id"] and len(row["link_id"]) == 16
+    shown = invoke("inspect", row["url"]).stdout
+    assert f"link id      {row['link_id']}" in shown
+
+
+def test_a_url_without_an_id_says_so() -> None:
+    """A URL signed without x-sharebatch-id (botocore's own, or link_ids: false) has none."""
+    code, report = inspect_json(botocore_url("k"))
+    assert code == 0
+    assert report["urls"][0]["link_id"] is None
+    assert (
+        "link id      none (issued without x-sharebatch-id)"
+        in invoke("inspect", botocore_url("k")).stdout
+    )
+
+
+def test_a_bundle_row_whose_id_is_not_its_urls_is_invalid(run_dir: Path, tmp_path: Path) -> None:
+    """The id a row records must be its URL's (the usage report joins S3's logs on the URL's):
+    an edited one makes the row INVALID, naming both."""
+    data = json.loads((run_dir / "q3" / "globex" / "links.json").read_text(encoding="utf-8"))
+    real = data["links"][0]["link_id"]
+    data["links"][0]["link_id"] = "0" * 16
+    edited = tmp_path / "links.json"
+    edited.write_text(json.dumps(data), encoding="utf-8")
+    code, report = inspect_json(str(edited))
+    assert code == 1
+    first, second = report["bundles"][0]["recipients"][0]["links"]
+    assert first["status"] == "INVALID"
+    assert first["problem"] == f"link_id {'0' * 16} is not its URL's ({real})"
+    assert second["status"] == "VALID" and second["problem"] is None
 
 
 def test_a_botocore_session_url_virtual_hosted() -> None:
@@ -195,6 +225,10 @@ def test_a_fresh_bundle_is_valid_per_recipient(run_dir: Path, fmt: str) -> None:
     [group] = found["recipients"]
     assert [link["key"] for link in group["links"]] == sorted(FILES)
     assert {link["status"] for link in group["links"]} == {"VALID"}
+    ids = [link["link_id"] for link in group["links"]]
+    assert len(set(ids)) == len(FILES) and all(len(i) == 16 for i in ids)
+    for link_id in ids:
+        assert f"link id: {link_id}" in result.stdout
 
 
 def test_within_flags_links_that_expire_soon(run_dir: Path) -> None:

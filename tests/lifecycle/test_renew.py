@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sharebatch.audit import url_digest
+from sharebatch.run.link_ids import link_id_of
 from sharebatch.run.sign import signed_window
 from tests.support.http_upload import post_form, put
 from tests.support.linkkit import (
@@ -106,6 +107,13 @@ def test_audit_links_each_old_url_to_its_new_one(s3: S3, tmp_path: Path) -> None
         (a["key"], url_digest(a["url"]), url_digest(b["url"]))
         for a, b in zip(old, new, strict=True)
     ]
+    # Link ids too: each renewed link has a fresh one, and the event names both.
+    assert [(e["old_link_id"], e["link_id"]) for e in renewed] == [
+        (a["link_id"], b["link_id"]) for a, b in zip(old, new, strict=True)
+    ]
+    assert all(b["link_id"] == link_id_of(b["url"]) for b in new)
+    ids = {a["link_id"] for a in old} | {b["link_id"] for b in new}
+    assert len(ids) == 2 * len(FILES) and None not in ids
     [done] = [e for e in events if e["event"] == "bundle_renewed"]
     assert done["source"] == str(bundle / "links.json")
     assert done["written"] == [str(p) for p in written]
@@ -155,6 +163,15 @@ def test_only_due_links_are_renewed_the_rest_kept(s3: S3, tmp_path: Path) -> Non
     assert new["links"][0]["url"] == data["links"][0]["url"]
     assert new["links"][2]["url"] == data["links"][2]["url"]
     assert parse_iso(new["links"][1]["expires_at"]) > datetime.now(UTC)
+    # Kept links keep their ids; the renewed one has a new id.
+    assert [r["link_id"] for r in new["links"]][::2] == [r["link_id"] for r in data["links"]][::2]
+    assert new["links"][1]["link_id"] not in {r["link_id"] for r in data["links"]}
+    # A renewal that renames a kept link (its URL unchanged) is not its source's.
+    new["links"][0]["link_id"] = "0000000000000000"
+    written.write_text(json.dumps(new), encoding="utf-8")
+    refused = invoke("renew", str(written), "--within", "2h")
+    assert refused.exit_code == 2
+    assert "links[0]" in refused.stderr and "its link_id is not its source's" in refused.stderr
     assert fetch(new["links"][1]["url"]) == FILES[new["links"][1]["key"]]
     assert (new["header"]["renewed"], new["header"]["links"]) == (1, 3)
 
@@ -401,6 +418,15 @@ def test_renewed_bundles_keep_their_upload_slots(s3: S3, tmp_path: Path) -> None
     done = {e["recipient"]: e["uploads_renewed"] for e in events if e["event"] == "bundle_renewed"}
     assert done == {"globex": 1, "initech": 1, "hooli": 0}
     old_put, put_slot = renewed["globex"]
+    # Each re-issued slot has a new id; its event names the one it replaces.
+    replaced = {
+        e["link_id"]: e.get("replaces") for e in events if e["event"] == "upload_slot_issued"
+    }
+    for who in ("globex", "initech"):
+        was, now = renewed[who]
+        assert was["link_id"] != now["link_id"]
+        assert replaced[now["link_id"]] == was["link_id"]
+        assert replaced[was["link_id"]] is None
     assert (put_slot["key"], put_slot["headers"]) == (old_put["key"], old_put["headers"])
     assert parse_iso(put_slot["expires_at"]) >= parse_iso(old_put["expires_at"])
     status, _ = put(put_slot["url"], b"%PDF signed", put_slot["headers"])
@@ -449,3 +475,39 @@ def test_a_recorded_row_outside_the_prefixes_is_refused(s3: S3, tmp_path: Path) 
     assert result.exit_code == 2
     assert f"{bundle}: links[0]: initech/private.pdf: outside the prefixes" in result.stderr
     assert not list(bundle.parent.glob("*.renewed-*"))
+
+
+def test_a_run_without_link_ids_renews_without_them(s3: S3, tmp_path: Path) -> None:
+    """link_ids: false is recorded in the header (and only then), and the renewal keeps it:
+    no renewed link carries an id, the events say null."""
+    s3.bucket(BUCKET, FILES)
+    bundle = run(s3.endpoint, tmp_path, "expires_in: 1h\n  link_ids: false")
+    old = json_bundle(bundle / "links.json")
+    assert old["header"]["link_ids"] is False
+    assert [r["link_id"] for r in old["links"]] == [None] * len(FILES)
+    result = invoke("renew", str(bundle), "--within", "2h")
+    assert result.exit_code == 0, result.stderr
+    new = json_bundle(Path(result.stdout.splitlines()[1]))
+    assert new["header"]["link_ids"] is False
+    assert all(r["link_id"] is None and "x-sharebatch-id" not in r["url"] for r in new["links"])
+    for row in new["links"]:
+        assert fetch(row["url"]) == FILES[row["key"]]
+    renewed = [e for e in audit_events(bundle.parent.parent) if e["event"] == "link_renewed"]
+    assert [(e["old_link_id"], e["link_id"]) for e in renewed] == [(None, None)] * len(FILES)
+    with (bundle / "links.csv").open(newline="", encoding="utf-8") as handle:
+        assert {r["link_id"] for r in csv.DictReader(handle)} == {""}
+
+
+def test_a_renewal_whose_link_ids_were_changed_is_refused(s3: S3, tmp_path: Path) -> None:
+    """A renewal vouched for by its source must keep each kept link's id and name each new
+    link's own: a row claiming another id would credit its downloads to another link."""
+    s3.bucket(BUCKET, FILES)
+    bundle = run(s3.endpoint, tmp_path)
+    first = Path(invoke("renew", str(bundle), "--within", "2h").stdout.splitlines()[1])
+    data = json_bundle(first)
+    data["links"][0]["link_id"] = "0000000000000000"
+    first.write_text(json.dumps(data), encoding="utf-8")
+    result = invoke("renew", str(first), "--within", "2h")
+    assert result.exit_code == 2
+    assert "links[0]" in result.stderr
+    assert "its URL is not that key's link re-signed" in result.stderr

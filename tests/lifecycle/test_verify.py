@@ -67,6 +67,29 @@ def test_every_link_of_a_fresh_bundle_works(s3: S3, tmp_path: Path) -> None:
     assert all("url" not in r for r in report["results"])
 
 
+def test_links_with_and_without_ids_verify_alike(s3: S3, tmp_path: Path) -> None:
+    """Every link carries its signed x-sharebatch-id and S3 (moto) answers it as before; the
+    same run with link_ids: false verifies the same."""
+    (tmp_path / "ids").mkdir()
+    bundle = run(s3, tmp_path / "ids")
+    rows = json.loads((bundle / "links.json").read_text(encoding="utf-8"))["links"]
+    assert all(f"x-sharebatch-id={r['link_id']}&" in r["url"] for r in rows)
+    code, report = verify_json(str(bundle / "links.json"))
+    assert code == 0 and outcomes(report) == dict.fromkeys(FILES, "ok")
+    path = tmp_path / "off.yml"
+    path.write_text(
+        f"version: 1\ndefaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h,"
+        " link_ids: false}\njobs:\n  - name: q3\n    prefixes: [q3/]\n"
+        "    recipients: [{id: globex}]\n",
+        encoding="utf-8",
+    )
+    result = invoke("run", str(path), "--out", str(tmp_path / "off"), "--endpoint-url", s3.endpoint)
+    bare = run_dir_of(result) / "q3" / "globex" / "links.json"
+    assert "x-sharebatch-id" not in bare.read_text(encoding="utf-8")
+    code, report = verify_json(str(bare))
+    assert code == 0 and outcomes(report) == dict.fromkeys(FILES, "ok")
+
+
 @pytest.fixture
 def moto_answers_missing_keys_like_s3(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto answers a presigned GET of a missing key with 403 SignatureDoesNotMatch whenever

@@ -929,3 +929,66 @@ def test_an_example_with_any_line_removed_fails_cleanly(tmp_path: Path, path: Pa
         else:
             continue
         assert problems, f"line {i + 1} removed: ManifestError without issues"
+
+
+# --- link ids (issue 15) --------------------------------------------------------------------
+
+LINK_IDS = """\
+version: 1
+defaults:
+  bucket: acme-reports
+  expires_in: 7d
+  link_ids: {defaults}
+jobs:
+  - name: plain
+    prefixes: [a/]
+    recipients: [{{id: one}}, {{id: two, link_ids: true}}]
+  - name: refusing-store
+    link_ids: {job}
+    prefixes: [b/]
+    recipients: [{{id: three}}]
+"""
+
+
+def test_link_ids_default_to_on_and_inherit_like_every_setting(tmp_path: Path) -> None:
+    """Without the setting every grant signs ids; defaults -> job -> recipient, most specific
+    wins; the schema describes it as a boolean."""
+    found = grants(load(write(tmp_path, GOOD)))
+    assert all(g.link_ids for g in found.values())
+    found = grants(load(write(tmp_path, LINK_IDS.format(defaults="false", job="true"))))
+    assert {k[1]: g.link_ids for k, g in found.items()} == {
+        "one": False,
+        "two": True,
+        "three": True,
+    }
+    found = grants(load(write(tmp_path, LINK_IDS.format(defaults="true", job="false"))))
+    assert {k[1]: g.link_ids for k, g in found.items()} == {
+        "one": True,
+        "two": True,
+        "three": False,
+    }
+    prop = manifest_json_schema()["$defs"]["Settings"]["properties"]["link_ids"]
+    assert {"type": "boolean"} in prop["anyOf"]
+    assert "x-sharebatch-id" in prop["description"]
+
+
+@pytest.mark.parametrize(
+    ("defaults", "job", "where", "message"),
+    [
+        ("'no'", "true", "defaults.link_ids", "expected true or false, got the text 'no'"),
+        ("true", "1", "jobs[1].link_ids", "expected true or false, got the number 1"),
+        ("true", "[false]", "jobs[1].link_ids", "expected true or false, got a list"),
+    ],
+)
+def test_link_ids_that_are_not_booleans_are_located_errors(
+    tmp_path: Path, defaults: str, job: str, where: str, message: str
+) -> None:
+    """A non-boolean link_ids is one issue naming line, column and field; exit code 2."""
+    path = write(tmp_path, LINK_IDS.format(defaults=defaults, job=job))
+    with pytest.raises(ManifestError) as info:
+        load(path)
+    assert info.value.exit_code == EXIT_USAGE
+    [issue] = info.value.issues
+    assert (issue.field, issue.message) == (where, message)
+    line = 5 if where.startswith("defaults") else 11
+    assert issue.line == line

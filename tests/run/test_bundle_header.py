@@ -66,6 +66,8 @@ def test_a_renewal_adds_its_fields_at_the_end() -> None:
         ({"expiry": {"expires_at": "2026-12-01"}}, "expiry.expires_at: not a moment with a time"),
         ({"target": {"region": "eu-west-1"}}, "target.bucket: missing"),
         ({"upload": []}, "upload: expected an object"),
+        ({"link_ids": "no"}, "link_ids: 'no' is not true or false"),
+        ({"page_link_id": 7}, "page_link_id: expected text"),
     ],
 )
 def test_a_header_sharebatch_does_not_write_is_refused_naming_the_field(
@@ -74,6 +76,24 @@ def test_a_header_sharebatch_does_not_write_is_refused_naming_the_field(
     """Every field is checked: ValueError names the first one that is not as written."""
     with pytest.raises(ValueError, match="^" + re.escape(problem)):
         BundleHeader.from_json({**_golden_headers()[0], **change})
+
+
+def test_link_ids_off_is_recorded_after_the_policy_and_only_then() -> None:
+    """A run with ``link_ids: false`` says so right after the policy fields; a header without
+    the key (ids on, or written before ids existed) reads as ids on and writes no key, so a
+    renewal of an older bundle keeps its source's header."""
+    golden = _golden_headers()[0]
+    assert "link_ids" not in golden
+    parsed = BundleHeader.from_json(golden)
+    assert parsed.policy is not None and parsed.policy.link_ids is True
+    off = {**golden, "link_ids": False}
+    header = BundleHeader.from_json(off)
+    assert header.policy is not None and header.policy.link_ids is False
+    written = list(header.to_json())
+    assert written[written.index("content_type") + 1] == "link_ids"
+    assert header.to_json()["link_ids"] is False
+    again = BundleHeader.from_json({**golden, "link_ids": True}).to_json()
+    assert json.dumps(again) == json.dumps(golden)
 
 
 def test_not_an_object_is_refused() -> None:

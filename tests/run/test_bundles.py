@@ -183,6 +183,28 @@ KEYS = [
 ]
 
 
+def test_link_id_sits_right_before_url_in_both_forms(tmp_path: Path) -> None:
+    """links.csv has a link_id column just before url (empty when ids are off); links.json
+    rows a link_id field there (null when off)."""
+    assert COLUMNS[-2:] == ("link_id", "url")
+    part = PartFile(tmp_path / "p.jsonl")
+    when = datetime(2026, 11, 28, tzinfo=UTC)
+    obj = ObjectRef("b", "k", 1, "e", when)
+    part.write(
+        [
+            Link("j", "r", obj, "GET", when, when, "https://h/k?a=1", "00000000000000ab"),
+            Link("j", "r", obj, "GET", when, when, "https://h/k?a=2"),
+        ]
+    )
+    part.close()
+    rows = list(part.rows_in_order())
+    assert [list(r)[-2:] for r in rows] == [["link_id", "url"]] * 2
+    assert [r["link_id"] for r in rows] == ["00000000000000ab", None]
+    assert part.csv_path is not None
+    cells = part.csv_path.read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[-2] for line in cells] == ["00000000000000ab", ""]
+
+
 def test_csv_cells_keep_a_tab_and_the_text_backslash_x09_apart() -> None:
     """A real tab and the four characters \\x09 give different cells: the backslash is doubled."""
     assert bundles.csv_cell("x\ty.pdf") == "x\\x09y.pdf"

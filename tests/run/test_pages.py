@@ -26,6 +26,7 @@ from sharebatch.manifest.load import load_manifest
 from sharebatch.models import BucketTarget, Connection, Credentials, Expiry, ShortCredentials
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy
 from sharebatch.run.delivery_plan import StoredPage, read_plan
+from sharebatch.run.link_ids import link_id_of
 from sharebatch.run.pages import CONTENT_TYPE, download_name, publish_page, render_page
 from sharebatch.run.runner import run_resolved_async
 from sharebatch.run.sign import signed_window
@@ -234,6 +235,10 @@ def test_the_header_keeps_page_url_out_of_repr_and_out_of_json_when_none() -> No
     assert paged.to_json()["page_url"] == paged.page_url
     assert "127.0.0.1:9/p" not in repr(paged)
     assert BundleHeader.from_json(plain.to_json()) == plain
+    assert "page_link_id" not in plain.to_json()
+    ided = BundleHeader.from_json({**paged.to_json(), "page_link_id": "00000000000000ab"})
+    assert ided.page_link_id == "00000000000000ab"
+    assert list(ided.to_json())[-2:] == ["page_url", "page_link_id"]
 
 
 def links_of(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -274,6 +279,10 @@ def test_each_page_is_stored_privately_and_read_back_through_its_link(
         assert event["sha256"] == hashlib.sha256(served).hexdigest()
         assert (event["key"], event["bucket"], event["bytes"]) == (key, BUCKET, len(served))
         assert "http" not in json.dumps(event) and "page_url" not in event
+        # The page's link carries its own signed id, recorded in the header and the event.
+        page_id = bundle["header"]["page_link_id"]
+        assert link_id_of(url) == page_id == event["link_id"]
+        assert page_id not in {r["link_id"] for r in links_of(bundle)}
         # The page's link dies with the first link or slot on it, to the second.
         assert signed_window(url)[1] == earliest(bundle) == parse_iso(event["expires_at"])
         parsed = Parsed(served.decode("utf-8"))
@@ -370,7 +379,7 @@ def test_a_renewal_drops_the_stale_page_url(s3: S3, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     renewed = next(Path(p) for p in result.stdout.splitlines() if p.endswith(".json"))
     data = json.loads(renewed.read_text(encoding="utf-8"))
-    assert "page_url" not in data["header"]
+    assert "page_url" not in data["header"] and "page_link_id" not in data["header"]
     assert data["header"]["renewed"] == 5  # every link of globex: 2 shared, 3 its own
 
 

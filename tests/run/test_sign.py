@@ -14,8 +14,17 @@ import botocore.session
 import pytest
 
 from sharebatch import audit
+from sharebatch.audit import url_digest
 from sharebatch.errors import SigningError
-from sharebatch.models import MAX_EXPIRES_IN, BucketTarget, Credentials, Expiry, ObjectRef
+from sharebatch.models import (
+    LINK_ID_PARAM,
+    MAX_EXPIRES_IN,
+    BucketTarget,
+    Credentials,
+    Expiry,
+    ObjectRef,
+)
+from sharebatch.run.link_ids import LINK_ID_PATTERN, link_id_of
 from sharebatch.run.sign import (
     Signer,
     content_disposition,
@@ -42,7 +51,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
     return SIGNING_TIME
 
 
-def _presign(case: dict[str, Any], at: datetime, *, fast: bool) -> str:
+def _presign(case: dict[str, Any], at: datetime, *, fast: bool, link_id: str | None = None) -> str:
     i = case["input"]
     target = BucketTarget(
         bucket=i["bucket"],
@@ -60,6 +69,10 @@ def _presign(case: dict[str, Any], at: datetime, *, fast: bool) -> str:
         params["ResponseContentDisposition"] = i["responseContentDisposition"]
     if "responseContentType" in i:
         params["ResponseContentType"] = i["responseContentType"]
+    if "contentType" in i:
+        params["ContentType"] = i["contentType"]
+    if link_id is not None:
+        params[LINK_ID_PARAM] = link_id
 
     async def make() -> str:
         async with S3Gateway(clock=lambda: at) as gateway:
@@ -98,6 +111,32 @@ def test_gateway_falls_back_to_botocore_per_call(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(SigV4Presigner, "__call__", refuse)
     assert _presign(case, at, fast=True) == expected == case["url"]
+
+
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=_label)
+def test_every_signing_path_signs_a_link_id_alike(
+    case: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an id, the gateway's fast signer, its per-call botocore fallback and the botocore
+    signer chosen outright all give one URL, which carries the id and differs from the
+    vector's only in the id and the signature."""
+    at = datetime.strptime(
+        parse_qs(urlsplit(case["url"]).query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"
+    ).replace(tzinfo=UTC)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: at)
+    link_id = "0123456789abcdef"
+    fast = _presign(case, at, fast=True, link_id=link_id)
+    chosen = _presign(case, at, fast=False, link_id=link_id)
+
+    def refuse(*args: object) -> str:
+        raise Unsupported("test")
+
+    monkeypatch.setattr(SigV4Presigner, "__call__", refuse)
+    assert _presign(case, at, fast=True, link_id=link_id) == fast == chosen
+    assert link_id_of(fast) == link_id
+    bare, signature = fast.replace(f"{LINK_ID_PARAM}={link_id}&", "").split("X-Amz-Signature=")
+    assert bare == case["url"].split("X-Amz-Signature=")[0]
+    assert signature != case["url"].split("X-Amz-Signature=")[1]
 
 
 def test_botocore_settings_in_the_environment_select_botocore(
@@ -193,10 +232,11 @@ def test_download_name_and_content_type_are_signed_parameters() -> None:
         download_name="Q3-{stem}{ext}",
         content_type="application/pdf",
     )
-    signer.sign_get("r", [ObjectRef("b", "dir/report.final.pdf", 1, "e", SIGNING_TIME)])
+    [link] = signer.sign_get("r", [ObjectRef("b", "dir/report.final.pdf", 1, "e", SIGNING_TIME)])
     assert calls[0][3] == {
         "ResponseContentDisposition": 'attachment; filename="Q3-report.final.pdf"',
         "ResponseContentType": "application/pdf",
+        LINK_ID_PARAM: link.link_id,
     }
 
 
@@ -248,3 +288,46 @@ def test_content_disposition_drops_hidden_characters(name: str, shown: str) -> N
     assert decoded == shown
     assert isinstance(fallback, str) and fallback.isascii() and fallback.isprintable()
     assert "%E2%80%AE" not in header and "%00" not in header and "%1B" not in header
+
+
+def _fast_signer(link_ids: bool) -> Signer:
+    presign = SigV4Presigner(
+        Credentials(VECTORS["access_key_id"], VECTORS["secret_access_key"]),
+        region="eu-west-1",
+        endpoint_url=None,
+        addressing_style="auto",
+        clock=lambda: SIGNING_TIME,
+    )
+    return Signer(
+        presign, job="j", expiry=Expiry(seconds=3600), clock=lambda: SIGNING_TIME, link_ids=link_ids
+    )
+
+
+def test_two_recipients_of_one_object_in_one_second_get_different_links() -> None:
+    """The old weakness: the same object signed for two recipients within one second gave one
+    URL (and one sha256 in the audit log). Each link now carries its own signed id, so URLs
+    and digests differ; with ``link_ids: false`` the weakness is back, as documented."""
+    obj = ObjectRef("my-bucket", "reports/q3.pdf", 1, "e", SIGNING_TIME)
+    signer = _fast_signer(True)
+    [one] = signer.sign_get("globex", [obj])
+    [two] = signer.sign_get("initech", [obj])
+    assert one.signed_at == two.signed_at  # the same second, the same key and expiry
+    assert one.link_id is not None and two.link_id is not None
+    assert LINK_ID_PATTERN.fullmatch(one.link_id) and LINK_ID_PATTERN.fullmatch(two.link_id)
+    assert one.link_id != two.link_id
+    assert (link_id_of(one.url), link_id_of(two.url)) == (one.link_id, two.link_id)
+    assert one.url != two.url
+    assert url_digest(one.url) != url_digest(two.url)
+    off = _fast_signer(False)
+    [three], [four] = off.sign_get("globex", [obj]), off.sign_get("initech", [obj])
+    assert three.link_id is None and LINK_ID_PARAM not in three.url
+    assert three.url == four.url
+
+
+def test_link_ids_are_unique_across_many_links() -> None:
+    """50,000 links of one object in one second: 50,000 distinct ids, each 16 lowercase hex."""
+    obj = ObjectRef("my-bucket", "k", 1, "e", SIGNING_TIME)
+    links = _fast_signer(True).sign_get("r", [obj] * 50_000)
+    ids = {link.link_id for link in links}
+    assert len(ids) == 50_000
+    assert all(i is not None and LINK_ID_PATTERN.fullmatch(i) for i in ids)

@@ -25,6 +25,7 @@ from sharebatch import audit
 from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.manifest.upload import key_content_type
 from sharebatch.models import BucketTarget, Credentials, ShortCredentials, UploadLink, UploadSlot
+from sharebatch.run.link_ids import LINK_ID_PATTERN, link_id_of
 from sharebatch.run.sign import CredentialLimit, signed_window
 from sharebatch.run.slots import (
     curl_command,
@@ -99,7 +100,10 @@ def test_policy_of_a_typed_open_slot(frozen: datetime) -> None:
         "x-amz-credential": scope,
         "x-amz-date": "20261128T201530Z",
     }
-    assert (link.method, link.url) == ("POST", f"{ENDPOINT}/acme-reports")
+    assert (link.method, link.url) == (
+        "POST",
+        f"{ENDPOINT}/acme-reports?x-sharebatch-id={link.link_id}",
+    )
     assert (link.signed_at, link.expires_at) == (frozen, frozen + timedelta(seconds=1800))
 
 
@@ -275,6 +279,40 @@ def test_put_urls_sign_each_keys_one_type_and_no_checksum(frozen: datetime) -> N
         assert link.expires_at - link.signed_at == timedelta(seconds=900)
 
 
+def test_every_upload_link_carries_its_own_id(frozen: datetime) -> None:
+    """Each PUT URL signs its id (after nothing else, before X-Amz-*); each POST form's action
+    URL carries its id unsigned; ``ids=False`` leaves both bare; ``replaces`` names the old
+    link each re-issued one stands for."""
+    slot = UploadSlot("in/", 10, 900, ("application/pdf",), ("a.pdf", "b.pdf"))
+    puts = issue(slot)
+    posts = issue(SLOT)
+    ids = [x.link_id for x in (*puts, *posts)]
+    assert len(set(ids)) == 3 and all(i and LINK_ID_PATTERN.fullmatch(i) for i in ids)
+    for link in puts:
+        assert f"?x-sharebatch-id={link.link_id}&X-Amz-Algorithm=" in link.url
+        assert link_id_of(link.url) == link.link_id
+    assert link_id_of(posts[0].url) == posts[0].link_id
+    assert "x-sharebatch-id" not in json.dumps(dict(posts[0].fields))
+    presign, sign_post = signers()
+    bare = issue_slot("q3", "globex", "acme-reports", slot, presign, sign_post, ids=False)
+    assert [x.link_id for x in bare] == [None, None]
+    assert all("x-sharebatch-id" not in x.url for x in bare)
+    with audit.capture() as found:
+        issue_slot(
+            "q3",
+            "globex",
+            "acme-reports",
+            slot,
+            presign,
+            sign_post,
+            replaces={("PUT", "in/a.pdf", "application/pdf"): "00000000000000aa"},
+        )
+    assert [e.get("replaces") for e in found if e["event"] == "upload_slot_issued"] == [
+        "00000000000000aa",
+        None,
+    ]
+
+
 def test_a_put_of_any_type_signs_only_the_host(frozen: datetime) -> None:
     """No content_types: nothing but host is signed, and curl sends no type header."""
     [link] = issue(UploadSlot("in/", 10, keys=("data.bin",)))
@@ -377,12 +415,15 @@ def test_bundle_rows_and_audit_events_of_a_slot(
         "content_type": "application/pdf",
         "max_size": 5_000_000,
         "expires_at": "2026-11-28T20:45:30Z",
+        "link_id": link.link_id,
         "url": link.url,
         "fields": dict(link.fields),
         "headers": {},
         "curl": curl_command(link),
     }
+    assert list(row).index("link_id") == list(row).index("url") - 1
     [event] = [e for e in events if e["event"] == "upload_slot_issued"]
+    assert event["link_id"] == link.link_id and "replaces" not in event
     assert event["policy_sha256"] == hashlib.sha256(link.fields["policy"].encode()).hexdigest()
     assert link.fields["x-amz-signature"] not in json.dumps(event)
     assert "url_sha256" not in event and "fields" not in event

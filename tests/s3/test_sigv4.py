@@ -14,15 +14,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import botocore.auth
+import botocore.credentials
 import botocore.session
 import pytest
+from botocore.awsrequest import AWSRequest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sharebatch.models import AddressingStyle, BucketTarget, Credentials
+from sharebatch.models import LINK_ID_PARAM, AddressingStyle, BucketTarget, Credentials
 from sharebatch.s3.clients import client_config
+from sharebatch.s3.presigners import botocore_presigner
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported, botocore_overrides
 from tests.support.paths import DATA
 
@@ -578,3 +582,201 @@ def test_empty_credentials_are_unsupported() -> None:
     for creds in [Credentials("", SECRET_KEY), Credentials(ACCESS_KEY, "")]:
         with pytest.raises(Unsupported):
             SigV4Presigner(creds, region="eu-west-1", endpoint_url=None, addressing_style="auto")
+
+
+# Link ids (issue 15): x-sharebatch-id signed into every link.
+LINK_ID = "0123456789abcdef"
+hex_ids = st.binary(min_size=8, max_size=8).map(bytes.hex)
+_FALLBACKS: dict[tuple[str, str | None, str, str | None], Any] = {}
+
+
+def oracle_url(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    at: datetime,
+    method: str,
+    bucket: str,
+    key: str,
+    expires: int,
+    params: Mapping[str, str],
+    link_id: str,
+) -> str:
+    """botocore's ``S3SigV4QueryAuth`` at ``at`` over an ``AWSRequest`` whose URL carries the
+    id after the operation's parameters: where botocore's URL for the call leads (its endpoint
+    rules), with that call's own query and headers."""
+    plain = urlsplit(botocore_url(config, at, method, bucket, key, expires, params))
+    query = [p for p in plain.query.split("&") if not p.startswith("X-Amz-")]
+    query.append(f"{LINK_ID_PARAM}={quote(link_id, safe='-_.~')}")
+    # The region botocore signs for (the global endpoint still signs for the client's).
+    scope = parse_qs(plain.query)["X-Amz-Credential"][0].split("/")[2]
+    headers = {"Content-Type": params["ContentType"]} if "ContentType" in params else {}
+    request = AWSRequest(
+        method, urlunsplit((plain.scheme, plain.netloc, plain.path, "&".join(query), "")), headers
+    )
+    signer = botocore.auth.S3SigV4QueryAuth(
+        botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY, config[3]), "s3", scope, expires
+    )
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
+        signer.add_auth(request)
+    return str(request.url)
+
+
+def fallback_url(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    at: datetime,
+    method: str,
+    bucket: str,
+    key: str,
+    expires: int,
+    params: Mapping[str, str],
+) -> str:
+    """What the production botocore fallback (``presigners.botocore_presigner``) signs."""
+    region, endpoint, style, token = config
+    if config not in _FALLBACKS:
+        if not _SESSION:
+            _SESSION.append(botocore.session.Session())
+        _FALLBACKS[config] = botocore_presigner(
+            _SESSION[0],
+            BucketTarget("b", region, endpoint, style),
+            region,
+            Credentials(ACCESS_KEY, SECRET_KEY, token),
+        )
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
+        return str(_FALLBACKS[config](method, bucket, key, expires, params))
+
+
+def three(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    at: datetime,
+    method: str,
+    bucket: str,
+    key: str,
+    expires: int,
+    params: Mapping[str, str],
+    link_id: str,
+) -> tuple[str, str, str]:
+    """(ours, the oracle's, the botocore fallback's) URL of a link carrying ``link_id``."""
+    _NOW[0] = at
+    with_id = {**params, LINK_ID_PARAM: link_id}
+    ours = _ours(*config)(method, bucket, key, expires, with_id)
+    oracle = oracle_url(config, at, method, bucket, key, expires, params, link_id)
+    return ours, oracle, fallback_url(config, at, method, bucket, key, expires, with_id)
+
+
+@pytest.mark.parametrize(
+    ("config", "method", "params", "expected_query"),
+    [
+        (
+            ("eu-west-1", None, "auto", None),
+            "GET",
+            {},
+            f"{LINK_ID_PARAM}={LINK_ID}&X-Amz-Algorithm=",
+        ),
+        (
+            ("us-east-1", None, "virtual", TOKENS[1]),
+            "GET",
+            {"ResponseContentDisposition": "attachment", "ResponseContentType": "text/csv"},
+            "response-content-disposition=attachment&response-content-type=text%2Fcsv"
+            f"&{LINK_ID_PARAM}={LINK_ID}&X-Amz-Algorithm=",
+        ),
+        (
+            ("minio", "http://127.0.0.1:9000", "path", None),
+            "PUT",
+            {"ContentType": "application/pdf"},
+            f"{LINK_ID_PARAM}={LINK_ID}&X-Amz-Algorithm=",
+        ),
+        (
+            ("eu-west-1", None, "path", TOKENS[1]),
+            "PUT",
+            {},
+            f"{LINK_ID_PARAM}={LINK_ID}&X-Amz-Algorithm=",
+        ),
+    ],
+)
+def test_link_id_sits_after_the_operation_parameters_as_botocore_signs_it(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    method: str,
+    params: dict[str, str],
+    expected_query: str,
+) -> None:
+    """The id comes after the response-* parameters and before every X-Amz-* one, in ours,
+    the oracle's and the fallback's URL alike, and it changes the signature."""
+    ours, oracle, fallback = three(config, AT, method, "my-bucket", "a b/c", 60, params, LINK_ID)
+    assert ours == oracle == fallback
+    assert urlsplit(ours).query.startswith(expected_query)
+    _, plain = both(config, AT, method, "my-bucket", "a b/c", 60, params)
+    assert plain is not None
+    assert plain.split("X-Amz-Signature=")[1] != ours.split("X-Amz-Signature=")[1]
+    assert parse_qs(urlsplit(ours).query)[LINK_ID_PARAM] == [LINK_ID]
+
+
+@FAST
+@given(
+    config=supported_configs,
+    at=instants,
+    bucket=buckets,
+    key=keys,
+    expires=st.integers(1, 604_800),
+    params=get_params,
+    link_id=st.one_of(hex_ids, param_text),
+)
+@example(("us-east-1", None, "auto", None), AT, "my-bucket", "k", 1, {}, "")
+@example(("eu-west-1", None, "virtual", None), AT, "b.c", "k", 60, {}, "a+b=c&d é")
+def test_get_with_link_id_equals_the_botocore_oracle(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    at: datetime,
+    bucket: str,
+    key: str,
+    expires: int,
+    params: dict[str, str],
+    link_id: str,
+) -> None:
+    """A GET link with any id (our hex ones, or any text) is byte for byte what botocore's
+    S3SigV4QueryAuth signs over a request carrying it, and what the botocore fallback makes."""
+    ours, oracle, fallback = three(config, at, "GET", bucket, key, expires, params, link_id)
+    assert ours == oracle == fallback
+
+
+@FAST
+@given(
+    config=supported_configs,
+    bucket=buckets,
+    key=keys,
+    content_type=st.one_of(
+        st.none(), param_text, st.just("application/x-www-form-urlencoded; charset=utf-8")
+    ),
+    link_id=hex_ids,
+)
+def test_put_with_link_id_equals_the_botocore_oracle(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    bucket: str,
+    key: str,
+    content_type: str | None,
+    link_id: str,
+) -> None:
+    """A PUT upload URL with an id and any content type matches the oracle and the fallback."""
+    params = {} if content_type is None else {"ContentType": content_type}
+    ours, oracle, fallback = three(config, AT, "PUT", bucket, key, 3600, params, link_id)
+    assert ours == oracle == fallback
+    assert f"?{LINK_ID_PARAM}={link_id}&X-Amz-Algorithm=" in ours
+
+
+def test_link_id_in_a_put_is_signed_but_never_a_header() -> None:
+    """Unlike ContentType, the id is a query parameter of a PUT: the signed headers stay as
+    they were, so the upload command sends nothing new."""
+    config: tuple[str, str | None, AddressingStyle, str | None] = ("eu-west-1", None, "auto", None)
+    ours, _, _ = three(config, AT, "PUT", "my-bucket", "k", 60, {"ContentType": "a/b"}, LINK_ID)
+    assert "X-Amz-SignedHeaders=content-type%3Bhost&" in ours
+    ours, _, _ = three(config, AT, "PUT", "my-bucket", "k", 60, {}, LINK_ID)
+    assert "X-Amz-SignedHeaders=host&" in ours
+
+
+def test_link_id_goes_last_whatever_the_callers_order() -> None:
+    """Given before the response-* parameters, the id still lands after them, as the botocore
+    fallback (which appends it to the URL) would put it."""
+    config: tuple[str, str | None, AddressingStyle, str | None] = ("eu-west-1", None, "auto", None)
+    params = {"ResponseContentType": "text/csv", "ResponseContentDisposition": "attachment"}
+    ours, oracle, fallback = three(config, AT, "GET", "my-bucket", "k", 60, params, LINK_ID)
+    _NOW[0] = AT
+    first = _ours(*config)("GET", "my-bucket", "k", 60, {LINK_ID_PARAM: LINK_ID, **params})
+    assert first == ours == oracle == fallback
+    assert "response-content-disposition=attachment&x-sharebatch-id=" in first

@@ -10,6 +10,7 @@ same on every run, and so is every signature. The monotonic clock is left runnin
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -78,6 +79,18 @@ OBJECTS = {
 }
 
 
+_DRAWN = [0]
+
+
+def deterministic_bits(size: int) -> bytes:
+    """Stands in for ``link_ids.random_bits``: SHA-256 of a counter, the same every run."""
+    out = b""
+    while len(out) < size:
+        _DRAWN[0] += 1
+        out += hashlib.sha256(f"golden link ids {_DRAWN[0]}".encode()).digest()
+    return out[:size]
+
+
 def main(out: Path) -> int:
     # A sealed environment: the run sees only the golden credentials, never a profile.
     for name in list(os.environ):
@@ -94,7 +107,11 @@ def main(out: Path) -> int:
     from moto.server import ThreadedMotoServer
 
     import sharebatch
+    from sharebatch.run import link_ids
 
+    # Link ids are random like the clock is current: the one source is replaced as
+    # libfaketime replaces the clock, so every id, URL and digest repeats.
+    link_ids.random_bits = deterministic_bits
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=HOST, port=PORT, verbose=False)
     server.start()
