@@ -311,8 +311,6 @@ def _read_bundle(path: Path, run: _Run) -> None:
     uploads = data.get("uploads", [])
     if isinstance(uploads, list):
         rows += [(f"uploads[{n}]", row) for n, row in enumerate(uploads)]
-    # Read from the JSON, not the header's field: a bundle from before ids has none.
-    page_id = data["header"].get("page_link_id")
     del data  # the rows are all that is needed now
     for where, row in rows:
         if not isinstance(row, _Row):
@@ -323,6 +321,7 @@ def _read_bundle(path: Path, run: _Run) -> None:
         method = str(row.method or "GET").lower()
         kind: Kind = "put" if method == "put" else "post" if method == "post" else "get"
         _add(run, path, where, row.link_id, job, recipient, kind, row._asdict(), issued)
+    page_id = header.page_link_id
     if page_id is not None and header.page_url is not None:
         facts = read_url(header.page_url, f"{path}: header.page_url")
         page = {"bucket": facts.bucket, "key": facts.key, "expires_at": iso(facts.expires_at)}
