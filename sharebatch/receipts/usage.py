@@ -407,11 +407,6 @@ def _audit_event(run: _Run, where: Path, name: str, event: dict[str, Any], stamp
             run.links[old].replaced_by = link.link_id
 
 
-def _net(address: str) -> tuple[str, str]:
-    network = network_of(address)
-    return network, network
-
-
 _IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 
 
@@ -474,18 +469,22 @@ class _Join:
         network's (computed once)."""
         found = self._addresses.get(text)
         if found is None:
-            if len(self._addresses) >= _ADDRESSES_CACHED:
-                self._addresses.clear()  # bounded: a flood of addresses costs time, not memory
-            found = self._addresses[text] = (text, self._networks.setdefault(*_net(text)))
+            network = network_of(text)
+            # Kept while there is room: past it (a log with a new address on every line),
+            # each new address costs its network's naming, not a cache emptied over and over.
+            if len(self._addresses) < _ADDRESSES_CACHED:
+                network = self._networks.setdefault(network, network)
+                self._addresses[text] = (text, network)
+            found = (text, network)
         return found
 
     def agent(self, text: str) -> str:
         """One string object for equal user agents."""
         found = self._agents.get(text)
         if found is None:
-            if len(self._agents) >= _ADDRESSES_CACHED:
-                self._agents.clear()
-            found = self._agents[text] = text
+            found = text
+            if len(self._agents) < _ADDRESSES_CACHED:
+                self._agents[text] = text
         return found
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
