@@ -159,9 +159,10 @@ _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
 _LISTED = 16
 
 
-def _more(held: str | list[str] | set[str], value: str) -> list[str] | set[str]:
+def _more(held: str | list[str] | set[str], value: str) -> str | list[str] | set[str]:
     if isinstance(held, str):
-        return [held, value]
+        # Equal texts are one object while the caches have room; past that, compared.
+        return held if held == value else [held, value]
     if isinstance(held, list):
         if value in held:
             return held
