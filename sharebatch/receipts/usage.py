@@ -221,7 +221,9 @@ class UsageReport:
 
 
 @dataclass
-class _Run:
+class RunLinks:
+    """The links a run issued, by id, in the order read, and its recipients (``read_run``)."""
+
     run_id: str
     links: dict[str, _Link]
     recipients: dict[tuple[str, str], None]
@@ -235,7 +237,7 @@ def _not_a_run(run_dir: Path, why: str) -> UsageError:
     return UsageError(f"{visible(str(run_dir))}: not a run folder ({why})")
 
 
-def read_run(run_dir: Path) -> _Run:
+def read_run(run_dir: Path) -> RunLinks:
     """The links a run issued, by id: bundles first (renewals after their original), then the
     audit events; ``UsageError`` (exit 2) for a folder that is no run, ``LinkError`` naming
     the file and field of a bundle or audit line that cannot be read."""
@@ -248,7 +250,7 @@ def read_run(run_dir: Path) -> _Run:
         raise _not_a_run(run_dir, "no readable summary.json") from None
     if not isinstance(run_id, str):
         raise _not_a_run(run_dir, "summary.json has no run_id")
-    run = _Run(run_id, {}, {})
+    run = RunLinks(run_id, {}, {})
     for path in sorted(run_dir.glob("*/*/links*.json"), key=_bundle_order):
         _read_bundle(path, run)
     audits = [run_dir / "audit.jsonl", *sorted(run_dir.glob("*.audit.jsonl"))]
@@ -294,7 +296,7 @@ def _slim(texts: dict[object, object]) -> Callable[[dict[str, Any]], object]:
     return hook
 
 
-def _read_bundle(path: Path, run: _Run) -> None:
+def _read_bundle(path: Path, run: RunLinks) -> None:
     try:
         data = json.loads(path.read_bytes(), object_hook=_slim(run.texts))
     except (OSError, ValueError, RecursionError) as exc:
@@ -329,14 +331,14 @@ def _read_bundle(path: Path, run: _Run) -> None:
         _add(run, path, "header.page_link_id", page_id, job, recipient, "page", page, issued)
 
 
-def _text(run: _Run, value: object) -> str:
+def _text(run: RunLinks, value: object) -> str:
     text = str(value or "")
     found = run.texts.setdefault(text, text)
     return found if isinstance(found, str) else text
 
 
 def _add(
-    run: _Run,
+    run: RunLinks,
     path: Path,
     where: str,
     link_id: object,
@@ -370,7 +372,7 @@ _ID_FIELD = re.compile(r'"link_id": "([0-9a-zA-Z_-]*)"')
 _EVENT_KINDS: dict[str, Kind] = {"link_issued": "get", "page_stored": "page"}
 
 
-def _read_audit(path: Path, run: _Run) -> None:
+def _read_audit(path: Path, run: RunLinks) -> None:
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             # Most events name no link, and a link_issued the bundles gave already adds
@@ -393,7 +395,9 @@ def _read_audit(path: Path, run: _Run) -> None:
                 _audit_event(run, Path(f"{path}:{number}"), name, event, stamp)
 
 
-def _audit_event(run: _Run, where: Path, name: str, event: dict[str, Any], stamp: datetime) -> None:
+def _audit_event(
+    run: RunLinks, where: Path, name: str, event: dict[str, Any], stamp: datetime
+) -> None:
     job, recipient = str(event.get("job", "")), str(event.get("recipient", ""))
     if name == "upload_slot_issued":
         kind: Kind = "post" if str(event.get("method", "")).upper() == "POST" else "put"
@@ -451,7 +455,7 @@ class _SourceCount:
 class _Join:
     """Records in, tallies out: the part of ``usage`` that sees every line."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: RunLinks) -> None:
         self.run = run
         self.links = run.links
         self.unknown: dict[str, _Tally] = {}
@@ -673,7 +677,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
     return found
 
 
-def _recipients(run: _Run) -> list[dict[str, Any]]:
+def _recipients(run: RunLinks) -> list[dict[str, Any]]:
     """Per recipient: their links' tallies summed, distinct addresses and agents counted."""
     mine: dict[tuple[str, str], list[_Link]] = {who: [] for who in run.recipients}
     for link in run.links.values():
