@@ -3,7 +3,8 @@
 Each check answers one question an ops engineer asks before trusting cron with a manifest, as
 one ``Check`` (OK, WARN or FAIL): whose credentials these are and when they die; whether the
 local clock agrees with S3 (presigned URLs carry the signer's time); for each bucket its
-region, Block Public Access, default encryption, whether each prefix may be listed and, with
+region, Block Public Access, default encryption, server access logging (where the logs go:
+``sharebatch usage`` reads receipts from them), whether each prefix may be listed and, with
 ``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
 the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
 
@@ -16,6 +17,8 @@ An invalid manifest raises ``ManifestError`` (exit 2), as everywhere else.
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -250,6 +253,8 @@ async def _buckets(
         checks.append(
             _encryption(target.bucket, await gateway.preflight.default_encryption(located))
         )
+        logging = await gateway.preflight.bucket_logging(located)
+        checks.append(_logging(target.bucket, logging, wanted))
         checks += await _listing(gateway, located, wanted)
         for prefix in pages.get(target, []):
             checks.append(await _page_writing(gateway, located, prefix))
@@ -324,6 +329,55 @@ def _encryption(bucket: str, answer: Answer) -> Check:
     # An SSE-KMS object downloads through a presigned URL only if the signer may decrypt it.
     text = f"default encryption {algorithm} with {key}: the signer needs kms:Decrypt on it"
     return Check("OK", "encryption", bucket, text)
+
+
+def _logging(bucket: str, answer: Answer, shared: list[str]) -> Check:
+    """Server access logging: receipts (``sharebatch usage``) read the logs it writes."""
+    if answer.error == "AccessDenied":
+        text = (
+            "cannot read server access logging (AccessDenied): the role needs"
+            " s3:GetBucketLogging for this check; receipts need logging on"
+        )
+        return Check("WARN", "logging", bucket, text)
+    if answer.error:
+        text = f"cannot read server access logging ({answer.error}: {answer.message})"
+        return Check("WARN", "logging", bucket, text)
+    if not answer.facts.get("enabled"):
+        status = json.dumps(
+            {"LoggingEnabled": {"TargetBucket": "LOGS-BUCKET", "TargetPrefix": f"{bucket}/"}},
+            separators=(",", ":"),
+        )
+        text = (
+            "server access logging is off: receipts (sharebatch usage) are impossible for"
+            " this bucket's links; turn it on: aws s3api put-bucket-logging --bucket"
+            f" {shlex.quote(bucket)} --bucket-logging-status {shlex.quote(status)}"
+        )
+        return Check("WARN", "logging", bucket, text)
+    target = str(answer.facts.get("target_bucket") or "")
+    prefix = str(answer.facts.get("target_prefix") or "")
+    where = f"s3://{target}/{prefix}"
+    if target == bucket:
+        # Log keys all start with the target prefix: a shared prefix overlapping it would
+        # hand recipients the logs, other recipients' addresses and link ids included.
+        overlap = [p for p in shared if p.startswith(prefix) or prefix.startswith(p)]
+        if overlap:
+            text = (
+                f"server access logs go to {where}, inside the shared prefix {overlap[0]}:"
+                " a run would hand recipients the logs (other recipients' addresses and"
+                " links); log to another bucket"
+            )
+            return Check("FAIL", "logging", bucket, text)
+        text = (
+            f"server access logs go to {where}, into the bucket they log: each delivery"
+            " of logs is logged again; AWS advises a separate bucket"
+        )
+        return Check("WARN", "logging", bucket, text)
+    partitioned = ", partitioned by date" if answer.facts.get("key_format") == "partitioned" else ""
+    text = (
+        f"server access logs go to {where}{partitioned} (best effort, within hours);"
+        f" receipts: sharebatch usage OUT/<run-id> --access-logs {where}"
+    )
+    return Check("OK", "logging", bucket, text)
 
 
 async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]) -> list[Check]:
