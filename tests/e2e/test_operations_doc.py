@@ -473,3 +473,20 @@ def test_cloudtrail_recipe_picks_presigned_downloads_of_a_key(tmp_path: Path) ->
             "signer": "AKIAIOSFODNN7EXAMPLE",
         }
     ]
+
+
+def test_readme_receipts_commands_are_real() -> None:
+    """README's receipts section: its sharebatch lines parse with the real command line, and
+    its put-bucket-logging line is the one docs/operations.md checks on S3."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Receipts: who downloaded what\n")
+    part = text[start : text.index("\n## ", start + 1)]
+    lines = [line.strip() for line in part.splitlines() if line.startswith("    ")]
+    commands = [line for line in lines if line.startswith("sharebatch ")]
+    assert len(commands) == 2
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)
+    [aws] = [line for line in lines if line.startswith("aws ")]
+    [setup] = blocks("bash")
+    assert aws == setup.splitlines()[1]
