@@ -140,15 +140,14 @@ def _chart(daily: Sequence[Mapping[str, Any]]) -> list[str]:
     for entry in daily:
         downloads = int(entry["downloads"])
         if downloads > 0:
-            series = counts.setdefault((str(entry["job"]), str(entry["recipient"])), {})
+            by_day = counts.setdefault((str(entry["job"]), str(entry["recipient"])), {})
             day = date.fromisoformat(str(entry["day"]))
-            series[day] = series.get(day, 0) + downloads
+            by_day[day] = by_day.get(day, 0) + downloads
     if not counts:
         return ['<h3>Downloads per day</h3>\n<p id="chart-none">No downloads yet.</p>\n']
-    last = max(day for series in counts.values() for day in series)
-    first = max(
-        min(day for series in counts.values() for day in series), last - timedelta(MAX_DAYS - 1)
-    )
+    every_day = [day for by_day in counts.values() for day in by_day]
+    last = max(every_day)
+    first = max(min(every_day), last - timedelta(MAX_DAYS - 1))
     days = [first + timedelta(n) for n in range((last - first).days + 1)]
     ranked = sorted(counts, key=lambda key: (-sum(counts[key].values()), key))
     named, rest = ranked[:MAX_SERIES], ranked[MAX_SERIES:]
@@ -211,7 +210,7 @@ def _chart(daily: Sequence[Mapping[str, Any]]) -> list[str]:
             f" ({sum(by_day.values())})</text>\n"
         )
     parts.append("</svg>\n")
-    if days[0] != min(day for s in counts.values() for day in s):
+    if days[0] != min(every_day):
         parts.append(
             f'<p class="note" id="chart-cut">The chart shows the last {MAX_DAYS} days;'
             " the table counts them all.</p>\n"
