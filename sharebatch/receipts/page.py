@@ -30,7 +30,7 @@ from sharebatch.run.review import (
     table_open,
     table_row,
 )
-from sharebatch.units import human_size
+from sharebatch.units import counted, human_size
 
 MAX_DAYS = 62  # the chart's last days; two months of daily bars still read at 640 px
 MAX_SERIES = 8  # recipients drawn in a colour of their own; the rest are "others"
@@ -84,8 +84,8 @@ def _signals(signals: Sequence[Mapping[str, Any]]) -> list[str]:
     columns = ["Signal", "Job", "Recipient", "Key", "Link id", "Requests", "Networks", "First"]
     parts = [
         '<h3>Leak signals</h3>\n<p class="note" id="signals-note">'
-        f"{len(signals)} leak signals: a link used from many networks, an old link used after"
-        " its renewal, or an id this run never issued.</p>\n",
+        f"{counted(len(signals), 'leak signal')}: a link used from many networks, an old link"
+        " used after its renewal, or an id this run never issued.</p>\n",
         table_open("signals", [*columns, "Detail"], _NUMERIC),
     ]
     for signal in signals:
@@ -197,7 +197,7 @@ def _chart(daily: Sequence[Mapping[str, Any]]) -> list[str]:
                 f' height="{high:.1f}" fill="{colour}"><title>{shown(tip)}</title></rect>\n'
             )
             stacked += downloads
-        if n % every == 0 or n == len(days) - 1:
+        if (len(days) - 1 - n) % every == 0:  # counted from the last day, always labelled
             parts.append(
                 f'<text class="day" x="{x + bar / 2:.1f}" y="{bottom + 14}"'
                 f' text-anchor="middle">{day.strftime("%m-%d")}</text>\n'

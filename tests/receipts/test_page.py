@@ -11,7 +11,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sharebatch.receipts.page import MAX_SERIES, receipts_block, refresh_receipts
+from sharebatch.receipts.page import MAX_DAYS, MAX_SERIES, receipts_block, refresh_receipts
 from sharebatch.run.review import (
     APPROVALS_END,
     APPROVALS_START,
@@ -182,3 +182,27 @@ def test_a_page_that_is_not_a_review_page_is_left_alone(tmp_path: Path) -> None:
     }
     assert refresh_receipts(page, usage) is None
     assert page.read_text(encoding="utf-8") == "<h2>Something else</h2>\n"
+
+
+def test_the_chart_shows_the_last_days_and_says_so() -> None:
+    """Downloads over more than MAX_DAYS days: bars for the last MAX_DAYS only, a note saying
+    the table counts them all; every bar's day lies in that window."""
+    last = NOW.date()
+    daily = [
+        {"day": (last - timedelta(days=n)).isoformat(), "job": "q3", "recipient": "globex",
+         "downloads": 1}
+        for n in range(MAX_DAYS + 8)
+    ]  # fmt: skip
+    usage = {
+        "generated_at": "2026-10-02T10:00:00Z",
+        "lines": {"total": len(daily), "ours": len(daily), "other": 0, "bad": 0},
+        "recipients": [],
+        "daily": daily,
+        "signals": [],
+    }
+    block = receipts_block(usage)
+    days = re.findall(r'<rect class="bar" data-day="([\d-]+)"', block)
+    assert len(days) == MAX_DAYS
+    assert min(days) == (last - timedelta(days=MAX_DAYS - 1)).isoformat()
+    assert max(days) == last.isoformat()
+    assert f"The chart shows the last {MAX_DAYS} days" in block
