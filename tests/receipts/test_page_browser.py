@@ -56,6 +56,7 @@ CHART = """
 
 @pytest.fixture
 def executable() -> str:
+    """Chromium's path; skipped (or failed, where CI requires it) when it is absent."""
     found = find_chromium()
     if found is None:
         message = (

@@ -20,6 +20,7 @@ from sharebatch.files import write_json
 
 
 def iso(at: datetime) -> str:
+    """``at`` as usage.json writes times: UTC, whole seconds, ``Z``."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
