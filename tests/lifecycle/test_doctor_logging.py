@@ -1,6 +1,7 @@
 """doctor's logging check: is S3 server access logging on for each bucket, and where do the
 logs go? Receipts (``sharebatch usage``) read them, so without logging doctor WARNs and gives
-the one-line fix.
+the one-line fix. Logs must land where no recipient reads or writes: under no prefix any job of
+the manifest shares (in any bucket) and in no upload folder, else doctor FAILs.
 
 moto stores a bucket's logging configuration (and checks the target bucket's policy for the
 logging service, as S3 does); a refused GetBucketLogging comes from the tests' fault proxy.
@@ -33,12 +34,50 @@ jobs:
 """
 
 
-def logging_check(tmp_path: Path, endpoint: str) -> tuple[Check, int]:
-    """The one logging check of a doctor run on MANIFEST, and doctor's exit code."""
-    manifest = load_manifest(write_manifest(tmp_path / "m.yml", MANIFEST))
+# Two stores: acme-shared holds a download prefix of its own and two upload folders, one open
+# (a POST form: any file name) and one of fixed names (PUT URLs).
+TWO_BUCKETS = """\
+version: 1
+defaults:
+  region: eu-west-1
+  expires_in: 3d
+jobs:
+  - name: q3
+    bucket: acme-reports
+    prefixes: [reports/q3/]
+    recipients:
+      - id: globex
+  - name: shared-area
+    bucket: acme-shared
+    prefixes: [partners/]
+    recipients:
+      - id: initech
+        upload:
+          prefix: inbox/initech/
+          max_size: 1MB
+      - id: hooli
+        upload:
+          prefix: inbox/hooli/
+          keys: [signed.pdf]
+          max_size: 1MB
+          content_types: [application/pdf]
+"""
+
+
+def logging_check(
+    tmp_path: Path, endpoint: str, text: str = MANIFEST, bucket: str = "acme-reports"
+) -> tuple[Check, int]:
+    """The logging check of ``bucket`` in a doctor run on ``text``, and doctor's exit code."""
+    manifest = load_manifest(write_manifest(tmp_path / "m.yml", text))
     diagnosis = diagnose(manifest, connection=Connection(endpoint_url=endpoint))
-    (check,) = [c for c in diagnosis.checks if c.name == "logging"]
+    (check,) = [c for c in diagnosis.checks if c.name == "logging" and c.subject == bucket]
     return check, diagnosis.exit_code
+
+
+def two_buckets(s3: S3) -> None:
+    """The buckets of TWO_BUCKETS, each with one object."""
+    s3.bucket("acme-reports", {"reports/q3/a.pdf": b"a"})
+    s3.bucket("acme-shared", {"partners/x.pdf": b"x"})
 
 
 def test_logging_on_says_where_the_logs_go(s3: S3, tmp_path: Path) -> None:
@@ -108,8 +147,79 @@ def test_logs_inside_a_shared_prefix_fail(s3: S3, tmp_path: Path) -> None:
     turn_on_logging(s3, "acme-reports", "acme-reports", "reports/q3/logs/")
     check, code = logging_check(tmp_path, s3.endpoint)
     assert check.status == "FAIL" and code == 1
-    assert "inside the shared prefix reports/q3/" in check.message
+    assert "inside the prefix reports/q3/ that job q3 shares" in check.message
     turn_on_logging(s3, "acme-reports", "acme-reports", "access-logs/")
     check, code = logging_check(tmp_path, s3.endpoint)
     assert check.status == "WARN" and code == 0
     assert "into the bucket they log" in check.message
+
+
+def test_logs_under_another_buckets_shared_prefix_fail(s3: S3, tmp_path: Path) -> None:
+    """acme-reports logging into acme-shared/partners/logs/, which job shared-area hands to
+    its recipients: FAIL, naming the job and its prefix (a hostile review's reproduction)."""
+    two_buckets(s3)
+    turn_on_logging(s3, "acme-reports", "acme-shared", "partners/logs/")
+    check, code = logging_check(tmp_path, s3.endpoint, TWO_BUCKETS)
+    assert (check.status, code) == ("FAIL", 1)
+    assert check.message.startswith(
+        "server access logs go to s3://acme-shared/partners/logs/, inside the prefix partners/"
+        " that job shared-area shares: its runs would hand recipients the logs"
+    )
+
+
+def test_logs_over_a_shared_prefix_fail(s3: S3, tmp_path: Path) -> None:
+    """Logs whose prefix holds a shared prefix (here the whole bucket): FAIL as well."""
+    two_buckets(s3)
+    turn_on_logging(s3, "acme-reports", "acme-shared", "")
+    check, code = logging_check(tmp_path, s3.endpoint, TWO_BUCKETS)
+    assert (check.status, code) == ("FAIL", 1)
+    assert "over the prefix partners/ that job shared-area shares" in check.message
+
+
+def test_logs_over_an_open_upload_folder_fail_saying_why(s3: S3, tmp_path: Path) -> None:
+    """Logs over or inside a POST upload folder: the form takes any file name, so the
+    recipient could upload fake log files that usage would count as receipts: FAIL."""
+    two_buckets(s3)
+    for prefix in ("inbox/", "inbox/initech/logs/"):
+        turn_on_logging(s3, "acme-reports", "acme-shared", prefix)
+        check, code = logging_check(tmp_path, s3.endpoint, TWO_BUCKETS)
+        assert (check.status, code) == ("FAIL", 1), prefix
+        assert (
+            "the upload folder inbox/initech/ of recipient initech (job shared-area), whose"
+            " upload form takes any file name: initech could upload fake log files that"
+            " sharebatch usage would count as receipts"
+        ) in check.message, prefix
+
+
+def test_logs_meeting_a_fixed_name_upload_folder_fail(s3: S3, tmp_path: Path) -> None:
+    """A PUT slot's file landing among the logs would be read as log records; logs inside
+    the slot's folder would be listed by inbox as the recipient's uploads: both FAIL."""
+    two_buckets(s3)
+    turn_on_logging(s3, "acme-reports", "acme-shared", "inbox/hooli/")
+    check, code = logging_check(tmp_path, s3.endpoint, TWO_BUCKETS)
+    assert (check.status, code) == ("FAIL", 1)
+    assert (
+        "the upload folder inbox/hooli/ of recipient hooli (job shared-area), whose upload"
+        " URL writes inbox/hooli/signed.pdf among the logs: sharebatch usage would read"
+        " hooli's file as log records"
+    ) in check.message
+    turn_on_logging(s3, "acme-reports", "acme-shared", "inbox/hooli/logs/")
+    check, code = logging_check(tmp_path, s3.endpoint, TWO_BUCKETS)
+    assert (check.status, code) == ("FAIL", 1)
+    assert (
+        "inside the upload folder inbox/hooli/ of recipient hooli (job shared-area):"
+        " sharebatch inbox would list the logs as hooli's uploads"
+    ) in check.message
+
+
+def test_logs_in_a_shared_bucket_outside_what_it_shares_warn(s3: S3, tmp_path: Path) -> None:
+    """Logs into a bucket the manifest shares, apart from every shared prefix and upload
+    folder: a WARN (one prefix added later would expose them), exit 0."""
+    two_buckets(s3)
+    turn_on_logging(s3, "acme-reports", "acme-shared", "access-logs/")
+    check, code = logging_check(tmp_path, s3.endpoint, TWO_BUCKETS)
+    assert (check.status, code) == ("WARN", 0)
+    assert check.message.startswith(
+        "server access logs go to s3://acme-shared/access-logs/, into a bucket the manifest"
+        " shares (job shared-area)"
+    )
