@@ -52,6 +52,14 @@ def remind(
             "--only", metavar="RECIPIENT", help="Only this recipient (id or job/id); repeatable."
         ),
     ] = None,
+    only_unused: Annotated[
+        bool,
+        typer.Option(
+            "--only-unused",
+            help="Only recipients who have not downloaded every file, by the run's usage.json"
+            " (run sharebatch usage first).",
+        ),
+    ] = False,
     concurrency: Annotated[
         int, typer.Option(help="SMTP connections at once.", min=1, max=64)
     ] = DEFAULT_CONCURRENCY,
@@ -76,9 +84,17 @@ def remind(
 
     Example: sharebatch remind bundles/20261001T060000Z-3f9a --within 2d --dry-run
 
+    Example: sharebatch remind bundles/20261001T060000Z-3f9a --within 48h --only-unused
+
+    --only-unused reads the receipts (usage.json, written by sharebatch usage): a recipient
+    it says downloaded every file is left alone; the others, and any it does not list, are
+    reminded as usual. An old usage.json can only remind someone who has finished since,
+    never skip someone who has not; the line "receipts as of" says how old it is.
+
     Exit codes: 0 every reminder sent (or none due); 1 a renewal, a page or a message failed
-    (named); 2 bad input (no delivery.json, an unknown --only, a bad --within); 3 no usable
-    credentials; 75 another remind (or a notify) of this run is running.
+    (named); 2 bad input (no delivery.json, an unknown --only, a bad --within, --only-unused
+    without the run's usage.json); 3 no usable credentials; 75 another remind (or a notify)
+    of this run is running.
     """
     setup_logging(verbose, quiet, log_format)
     report = remind_run(
@@ -88,6 +104,7 @@ def remind(
         dry_run=dry_run,
         only=only or (),
         concurrency=concurrency,
+        only_unused=only_unused,
     )
     render_remind(report)
     raise typer.Exit(report.exit_code)
@@ -130,4 +147,6 @@ def render_remind(report: RemindReport) -> None:
     failed.update(dict.fromkeys(visible(s.name) for s in report.steps if s.action == "failed"))
     if failed:
         parts.append("failed: " + ", ".join(failed))
+    if report.receipts_at is not None:
+        parts.append(f"receipts as of {visible(report.receipts_at)}")
     typer.echo(f"sharebatch: remind {visible(report.run_id)}: {'; '.join(parts)}", err=True)

@@ -17,6 +17,18 @@ file its source did not. The reminder uses our own reminder template (not a mani
 ``kind="reminder"``: same SMTP settings, retries, ledger and ``mail_sent``/``mail_failed``. All
 reminders go in one ``deliver`` (each entry's renewal by key), so ``concurrency`` spans them.
 
+With ``only_unused`` (``--only-unused``) the receipts decide who is reminded at all: an entry
+whose row in the run's ``usage.json`` (``sharebatch usage``) says ``complete: true`` (every
+file of theirs downloaded at least once) is left alone, neither renewed nor mailed; entries
+with ``complete: false`` or without a row go on as above. A run without usage.json is refused
+(exit 2). How old usage.json may be: ``complete`` only ever turns from false to true as more
+logs are read (a download does not un-happen, a renewal re-signs the same files, and a
+download through any renewal of a link counts), so an old usage.json can only make remind
+mail someone who has finished since, never skip someone who has not. So no age is refused,
+not even one older than the newest renewal; the report says when the receipts were made
+(``receipts_at``) so ops can see how stale they are. What is refused is a usage.json of
+another run (its ``run_id``) or one that does not read as the contract's shape.
+
 A renewal is mailed only when the run's audit log records it (``bundle_renewed`` with its
 sha256): a file dropped into the folder is not a renewal to hand a recipient.
 Entries never notified are left alone (their first mail, and any approval, comes first).
@@ -63,13 +75,15 @@ log = get_logger()
 
 RENEWED_MARK = ".renewed-"
 LOCK_FILE = ".remind.lock"
+USAGE_FILE = "usage.json"  # written by ``sharebatch usage`` (receipts/usage.py)
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """What ``remind`` made of one entry.
 
-    ``action``: ``not notified`` (never mailed: left alone), ``not due``, ``would renew`` (a
+    ``action``: ``not notified`` (never mailed: left alone), ``complete`` (``only_unused``:
+    usage.json says they downloaded every file; left alone), ``not due``, ``would renew`` (a
     dry run), ``renewed`` (renewed now, reminder due), ``to remind`` (a renewal made earlier
     still lacks its reminder), ``already reminded``, or ``failed`` (``detail`` says why).
     ``renewal``: the file name of the newest renewal the step is about.
@@ -89,12 +103,14 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class RemindReport:
     """Every chosen entry's step and, when any reminder was handed over, the mailing's
-    outcomes (``mail``); ``problems``: links a renewal could not re-sign, by entry."""
+    outcomes (``mail``); ``problems``: links a renewal could not re-sign, by entry;
+    ``receipts_at``: when the usage.json that ``only_unused`` read was made."""
 
     run_id: str
     steps: tuple[Step, ...]
     mail: NotifyReport | None = None
     problems: tuple[str, ...] = ()
+    receipts_at: str | None = None  # only_unused: usage.json's generated_at
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -118,9 +134,13 @@ async def remind_async(
     concurrency: int = DEFAULT_CONCURRENCY,
     retry: Retry = DEFAULT_RETRY,
     cafile: str | None = None,
+    only_unused: bool = False,
 ) -> RemindReport:
     """Renew the run's links that end within ``within`` of ``now`` and mail each renewal's
     reminder once.
+
+    ``only_unused``: only entries whose usage.json row is not ``complete`` (or missing); no
+    usage.json, or one of another run or shape: ``UsageError`` (exit 2), nothing done.
 
     ``only``: recipient ids or ``job/recipient`` (an unknown one is exit 2). ``dry_run``: say
     what is due and what awaits a reminder; renew, store and send nothing. ``now`` (default:
@@ -136,16 +156,77 @@ async def remind_async(
             f"{run_dir}: no {PLAN_FILE}: the run had no notify: settings (or is not a run folder)"
         )
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    receipts = read_receipts(run_dir, plan.run_id) if only_unused else None
     with ExitStack() as stack:
         if not dry_run:
             stack.enter_context(remind_lock(run_dir))
-        return await _remind(
-            run_dir, plan, within, connection, dry_run, only, now, concurrency, retry, cafile
+        report = await _remind(
+            run_dir,
+            plan,
+            within,
+            connection,
+            dry_run,
+            only,
+            now,
+            concurrency,
+            retry,
+            cafile,
+            receipts.complete if receipts else None,
         )
+        return replace(report, receipts_at=receipts.generated_at if receipts else None)
     raise AssertionError("unreachable")  # for mypy: an ExitStack could swallow exceptions
 
 
 remind = blocking(remind_async)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """What ``only_unused`` reads of usage.json: when it was made, and each listed entry's
+    ``complete``."""
+
+    generated_at: str
+    complete: Mapping[tuple[str, str], bool]
+
+
+def read_receipts(run_dir: Path, run_id: str) -> Receipts:
+    """``OUT/<run-id>/usage.json`` as ``only_unused`` needs it; ``UsageError`` (exit 2) when
+    it is missing, unreadable, of another run, or not of the contract's shape (named)."""
+    path = run_dir / USAGE_FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path}: no usage.json: --only-unused needs the run's receipts; run"
+            f" `sharebatch usage {run_dir} --access-logs SOURCE` first"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read the receipts: {visible(str(exc))}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a usage.json (no JSON object)")
+    if data.get("run_id") != run_id:
+        raise UsageError(
+            f"{path}: run_id {visible(str(data.get('run_id')))} is not this run's ({run_id});"
+            " run sharebatch usage on this run folder"
+        )
+    generated_at = data.get("generated_at")
+    if not isinstance(generated_at, str):
+        raise UsageError(f"{path}: generated_at: expected a time")
+    rows = data.get("recipients")
+    if not isinstance(rows, list):
+        raise UsageError(f"{path}: recipients: expected a list")
+    complete: dict[tuple[str, str], bool] = {}
+    for n, row in enumerate(rows):
+        where = f"{path}: recipients[{n}]"
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: expected an object")
+        job, recipient, done = row.get("job"), row.get("recipient"), row.get("complete")
+        if not isinstance(job, str) or not isinstance(recipient, str):
+            raise UsageError(f"{where}: job and recipient: expected text")
+        if not isinstance(done, bool):
+            raise UsageError(f"{where}.complete: expected true or false")
+        complete[(job, recipient)] = done
+    return Receipts(generated_at, complete)
 
 
 @contextmanager
@@ -180,6 +261,7 @@ async def _remind(
     concurrency: int,
     retry: Retry,
     cafile: str | None,
+    complete: Mapping[tuple[str, str], bool] | None,
 ) -> RemindReport:
     horizon = now + within
     chosen = [e for e in matching(plan, only) if e.notify and e.settings is not None]
@@ -196,6 +278,9 @@ async def _remind(
     for entry in chosen:
         if entry.key not in notified:
             steps[entry.key] = Step(entry.job, entry.recipient, "not notified")
+            continue
+        if complete is not None and complete.get(entry.key, False):
+            steps[entry.key] = Step(entry.job, entry.recipient, "complete")
             continue
         current = _current(run_dir, entry)
         if _ends_by(read_bundle(current), horizon):

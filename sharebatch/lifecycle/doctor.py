@@ -3,7 +3,9 @@
 Each check answers one question an ops engineer asks before trusting cron with a manifest, as
 one ``Check`` (OK, WARN or FAIL): whose credentials these are and when they die; whether the
 local clock agrees with S3 (presigned URLs carry the signer's time); for each bucket its
-region, Block Public Access, default encryption, whether each prefix may be listed and, with
+region, Block Public Access, default encryption, server access logging (where the logs go:
+``sharebatch usage`` reads receipts from them, so no job may share that place and no upload
+slot may write there), whether each prefix may be listed and, with
 ``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
 the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
 
@@ -16,6 +18,8 @@ An invalid manifest raises ``ManifestError`` (exit 2), as everywhere else.
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -25,7 +29,14 @@ from typing import Any, Literal
 from sharebatch.blocking import blocking
 from sharebatch.errors import CredentialsError
 from sharebatch.manifest.load import Grant, Manifest, load_manifest
-from sharebatch.models import MAX_EXPIRES_IN, Answer, BucketTarget, Connection, Credentials
+from sharebatch.models import (
+    MAX_EXPIRES_IN,
+    Answer,
+    BucketTarget,
+    Connection,
+    Credentials,
+    UploadSlot,
+)
 from sharebatch.run.plan import build_plan
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
@@ -127,7 +138,8 @@ async def diagnose_async(
         credentials, check = await _credentials(gateway, now, ask_sts)
         checks.append(check)
         pages = _pages_prefixes(gateway, manifest)
-        checks += await _buckets(gateway, prefixes, pages, credentials is not None, clock)
+        reach = _reach(gateway, manifest)
+        checks += await _buckets(gateway, prefixes, pages, reach, credentials is not None, clock)
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
     return Diagnosis(shown, tuple(checks))
@@ -221,6 +233,7 @@ async def _buckets(
     gateway: S3Gateway,
     prefixes: dict[BucketTarget, list[str]],
     pages: dict[BucketTarget, list[str]],
+    reach: dict[str | None, dict[str, _Reach]],
     signed: bool,
     clock: Callable[[], datetime],
 ) -> list[Check]:
@@ -250,6 +263,10 @@ async def _buckets(
         checks.append(
             _encryption(target.bucket, await gateway.preflight.default_encryption(located))
         )
+        logging = await gateway.preflight.bucket_logging(located)
+        # S3 logs only into a bucket of the same account and region, so of the same endpoint.
+        same_store = reach.get(target.endpoint_url, {})
+        checks.append(_logging(target.bucket, logging, same_store))
         checks += await _listing(gateway, located, wanted)
         for prefix in pages.get(target, []):
             checks.append(await _page_writing(gateway, located, prefix))
@@ -324,6 +341,145 @@ def _encryption(bucket: str, answer: Answer) -> Check:
     # An SSE-KMS object downloads through a presigned URL only if the signer may decrypt it.
     text = f"default encryption {algorithm} with {key}: the signer needs kms:Decrypt on it"
     return Check("OK", "encryption", bucket, text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reach:
+    """What recipients reach in one bucket: (prefix, job) shared for download, and each
+    grant's upload slot, in manifest order."""
+
+    shared: tuple[tuple[str, str], ...]
+    slots: tuple[tuple[Grant, UploadSlot], ...]
+
+
+def _reach(gateway: S3Gateway, manifest: Manifest | None) -> dict[str | None, dict[str, _Reach]]:
+    """By endpoint, then bucket (names are unique within an endpoint, not across): every
+    job's shared prefixes and upload slots."""
+    shared: dict[str | None, dict[str, list[tuple[str, str]]]] = {}
+    slots: dict[str | None, dict[str, list[tuple[Grant, UploadSlot]]]] = {}
+    if manifest is not None:
+        for route in build_plan(manifest).routes:
+            target = gateway.effective(route.target)
+            store = target.endpoint_url
+            found = shared.setdefault(store, {}).setdefault(target.bucket, [])
+            found += [(p, route.job) for p in route.prefixes if (p, route.job) not in found]
+            if route.grant.upload is not None:
+                slot = (route.grant, route.grant.upload)
+                slots.setdefault(store, {}).setdefault(target.bucket, []).append(slot)
+    return {
+        store: {
+            bucket: _Reach(tuple(pairs), tuple(slots.get(store, {}).get(bucket, [])))
+            for bucket, pairs in buckets.items()
+        }
+        for store, buckets in shared.items()
+    }
+
+
+def _exposures(logs: str, reach: _Reach) -> list[str]:
+    """Why logs under the prefix ``logs`` would reach recipients, or be forged by them.
+
+    Log keys all start with ``logs``, and ``sharebatch usage`` reads every key under it: a
+    prefix overlapping a shared one hands the logs (every recipient's addresses and link
+    ids) to that job's recipients, or makes usage read shared files as logs; one overlapping
+    an upload folder lets a recipient write what usage reads, or puts the logs among the
+    recipient's uploads.
+    """
+    found: list[str] = []
+    for prefix, job in reach.shared:
+        if logs.startswith(prefix):
+            found.append(
+                f"inside the prefix {prefix} that job {job} shares: its runs would hand"
+                " recipients the logs (every recipient's addresses and link ids)"
+            )
+        elif prefix.startswith(logs):
+            found.append(
+                f"over the prefix {prefix} that job {job} shares: sharebatch usage would"
+                " read the shared files as logs, and receipts and shares would mix"
+            )
+    for grant, slot in reach.slots:
+        if not (logs.startswith(slot.prefix) or slot.prefix.startswith(logs)):
+            continue
+        who = grant.recipient.id
+        folder = f"the upload folder {slot.prefix} of recipient {who} (job {grant.job})"
+        side = "inside" if logs.startswith(slot.prefix) else "over"
+        if not slot.keys:
+            found.append(
+                f"{side} {folder}, whose upload form takes any file name: {who} could upload"
+                " fake log files that sharebatch usage would count as receipts"
+            )
+            continue
+        among = [slot.prefix + key for key in slot.keys if (slot.prefix + key).startswith(logs)]
+        if among:
+            found.append(
+                f"{side} {folder}, whose upload URL writes {among[0]} among the logs:"
+                f" sharebatch usage would read {who}'s file as log records (forged receipts)"
+            )
+        else:
+            found.append(
+                f"inside {folder}: sharebatch inbox would list the logs as {who}'s uploads,"
+                " and whoever collects them would take every recipient's addresses and link"
+                " ids along"
+            )
+    return found
+
+
+def _logging(bucket: str, answer: Answer, reach: dict[str, _Reach]) -> Check:
+    """Server access logging: receipts (``sharebatch usage``) read the logs it writes.
+
+    ``reach`` is what recipients reach in each bucket of the logged bucket's store: logs
+    meeting a shared prefix or an upload folder there FAIL, logs elsewhere in it WARN.
+    """
+    if answer.error == "AccessDenied":
+        text = (
+            "cannot read server access logging (AccessDenied): the role needs"
+            " s3:GetBucketLogging for this check; receipts need logging on"
+        )
+        return Check("WARN", "logging", bucket, text)
+    if answer.error:
+        text = f"cannot read server access logging ({answer.error}: {answer.message})"
+        return Check("WARN", "logging", bucket, text)
+    if not answer.facts.get("enabled"):
+        status = json.dumps(
+            {"LoggingEnabled": {"TargetBucket": "LOGS-BUCKET", "TargetPrefix": f"{bucket}/"}},
+            separators=(",", ":"),
+        )
+        text = (
+            "server access logging is off: receipts (sharebatch usage) are impossible for"
+            " this bucket's links; turn it on: aws s3api put-bucket-logging --bucket"
+            f" {shlex.quote(bucket)} --bucket-logging-status {shlex.quote(status)}"
+        )
+        return Check("WARN", "logging", bucket, text)
+    target = str(answer.facts.get("target_bucket") or "")
+    prefix = str(answer.facts.get("target_prefix") or "")
+    where = f"s3://{target}/{prefix}"
+    there = reach.get(target)
+    if there is not None:
+        exposures = _exposures(prefix, there)
+        if exposures:
+            more = f" (and {len(exposures) - 1} more such)" if len(exposures) > 1 else ""
+            text = f"server access logs go to {where}, {exposures[0]}{more}; log elsewhere"
+            return Check("FAIL", "logging", bucket, text)
+    if target == bucket:
+        text = (
+            f"server access logs go to {where}, into the bucket they log: each delivery"
+            " of logs is logged again; AWS advises a separate bucket"
+        )
+        return Check("WARN", "logging", bucket, text)
+    if there is not None:
+        jobs = list(dict.fromkeys(job for _, job in there.shared))
+        named = f"{'job' if len(jobs) == 1 else 'jobs'} {', '.join(jobs)}"
+        text = (
+            f"server access logs go to {where}, into a bucket the manifest shares ({named}),"
+            " apart from its shared prefixes and upload folders: one prefix added there"
+            " later would expose them; AWS advises a bucket of their own"
+        )
+        return Check("WARN", "logging", bucket, text)
+    partitioned = ", partitioned by date" if answer.facts.get("key_format") == "partitioned" else ""
+    text = (
+        f"server access logs go to {where}{partitioned} (best effort, within hours);"
+        f" receipts: sharebatch usage OUT/<run-id> --access-logs {where}"
+    )
+    return Check("OK", "logging", bucket, text)
 
 
 async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]) -> list[Check]:

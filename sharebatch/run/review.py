@@ -17,14 +17,16 @@ and ``refresh_approvals`` rewrites only it: the rest of the page was streamed fr
 files that no longer exist. The run writes it when some bundle is to be mailed (all not
 approved yet); a run with nothing to mail writes the page it always did, and a refresh adds
 the block after the recipients table. The states come in as plain ``ApprovalRow`` values
-(delivery decides them, this module only shows them).
+(delivery decides them, this module only shows them). The receipts (``sharebatch usage``;
+their HTML is built in ``receipts/page.py``) are such a block too (``RECEIPTS_START`` /
+``RECEIPTS_END``), after the approvals; both go through one refresher, ``refresh_block``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -127,13 +129,18 @@ _CSP = (
 )
 
 
-def _e(value: object) -> str:
+def shown(value: object) -> str:
+    """``value`` as page text: control, bidi and invisible characters as escapes, then
+    HTML-escaped (quotes too, so it may stand in an attribute)."""
     # Keys, names and messages come from outsiders: a bidi override would reorder what the
     # reviewer reads and a NUL or U+2028 would vanish, so each is shown as an escape.
     return escape(visible("" if value is None else str(value)), quote=True)
 
 
-def _row(cells: list[tuple[str, str, str | None]], search: str) -> str:
+_e = shown
+
+
+def table_row(cells: list[tuple[str, str, str | None]], search: str) -> str:
     """One ``<tr>``: cells are (class, html, sort value); ``search`` is its lowercased text."""
     tds = "".join(
         f'<td class="{cls}"'
@@ -144,19 +151,23 @@ def _row(cells: list[tuple[str, str, str | None]], search: str) -> str:
     return f'<tr data-search="{_e(search.lower())}">{tds}</tr>\n'
 
 
-def _head(columns: list[str]) -> str:
+_NUMERIC = ("Links", "Size", "Max size")
+
+
+def _head(columns: list[str], numeric: Collection[str]) -> str:
     ths = "".join(
-        f'<th class="{"num" if name in ("Links", "Size", "Max size") else ""}">'
-        f'<button type="button">{name}</button></th>'
+        f'<th class="{"num" if name in numeric else ""}"><button type="button">{name}</button></th>'
         for name in columns
     )
     return f"<thead><tr>{ths}</tr></thead>"
 
 
-def _table_open(table_id: str, columns: list[str]) -> str:
+def table_open(table_id: str, columns: list[str], numeric: Collection[str] = _NUMERIC) -> str:
+    """A sortable, filterable table's opening (and its "n of m shown" count) up to ``<tbody>``;
+    the columns named in ``numeric`` sort as numbers."""
     return (
         f'<p><span class="count" id="{table_id}-count"></span></p>\n'
-        f'<table id="{table_id}" class="sortable filterable">{_head(columns)}<tbody>\n'
+        f'<table id="{table_id}" class="sortable filterable">{_head(columns, numeric)}<tbody>\n'
     )
 
 
@@ -211,7 +222,7 @@ def _header(report: RunReport) -> Iterator[str]:
 
 def _recipients(report: RunReport, people: Mapping[tuple[str, str], str]) -> Iterator[str]:
     yield "<h2>Recipients</h2>\n"
-    yield _table_open(
+    yield table_open(
         "recipients", ["Job", "Recipient", "Contact", "Links", "Size", "Expires", "Bundle"]
     )
     for job in report["jobs"]:
@@ -227,14 +238,31 @@ def _recipients(report: RunReport, people: Mapping[tuple[str, str], str]) -> Ite
                 ("", _e(r["expires_at"] or ""), None),
                 ("", _e(bundle), None),
             ]
-            yield _row(cells, f"{job['name']} {r['id']} {contact}")
+            yield table_row(cells, f"{job['name']} {r['id']} {contact}")
     yield "</tbody></table>\n"
 
 
 # Outsiders' text on the page is escaped (``<`` becomes ``&lt;``), so no key or name can
-# forge these lines; each stands alone on its line so the block can be found line by line.
+# forge these lines; each stands alone on its line so a block can be found line by line.
 APPROVALS_START = "<!-- sharebatch:approvals -->"
 APPROVALS_END = "<!-- /sharebatch:approvals -->"
+RECEIPTS_START = "<!-- sharebatch:receipts -->"
+RECEIPTS_END = "<!-- /sharebatch:receipts -->"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A part of the review page rewritten after the run, between its two marker lines."""
+
+    start: str
+    end: str
+
+
+APPROVALS = Block(APPROVALS_START, APPROVALS_END)
+RECEIPTS = Block(RECEIPTS_START, RECEIPTS_END)
+# Where the blocks sit, in this order, right after the recipients table; a page without one
+# gets it there, after the blocks that come before it.
+BLOCKS = (APPROVALS, RECEIPTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +296,7 @@ def approvals_block(rows: Sequence[ApprovalRow]) -> str:
         f"{APPROVALS_START}\n<h2>Approvals</h2>\n"
         f'<p id="approvals-note">{approved} of {len(rows)} bundles to be mailed are approved '
         f"(sharebatch approve).{note}</p>\n",
-        _table_open("approvals", ["Job", "Recipient", "Approval", "Required", "By", "At"]),
+        table_open("approvals", ["Job", "Recipient", "Approval", "Required", "By", "At"]),
     ]
     for row in rows:
         cells: list[tuple[str, str, str | None]] = [
@@ -279,47 +307,67 @@ def approvals_block(rows: Sequence[ApprovalRow]) -> str:
             ("", _e(row.by or ""), None),
             ("", _e(row.at or ""), None),
         ]
-        parts.append(_row(cells, f"{row.job} {row.recipient} {row.state} {row.by or ''}"))
+        parts.append(table_row(cells, f"{row.job} {row.recipient} {row.state} {row.by or ''}"))
     parts.append(f"</tbody></table>\n{APPROVALS_END}\n")
     return "".join(parts)
 
 
 class _NoBlock(Exception):
-    """Neither an approvals block nor a recipients table: not a page to touch."""
+    """Neither the block nor a recipients table: not a page to touch."""
 
 
-def refresh_approvals(path: Path, rows: Sequence[ApprovalRow]) -> str | None:
-    """Rewrite the approvals block of the review page at ``path``; its new sha256.
+def refresh_block(path: Path, block: Block, text: str) -> str | None:
+    """Put ``text`` (the block with its marker lines) in place of ``block`` on the review page
+    at ``path``; the page's new sha256.
 
     The page is copied line by line through ``atomic_writer`` (0600, renamed into place),
-    the block replaced; a page without one (its run had nothing to mail, or an older
-    version wrote it) gets it right after the recipients table. None, with the page
-    untouched, when neither is found (not a review page).
+    the block replaced; a page without it (an older version wrote the page, or nothing had
+    been there to show) gets it right after the recipients table, after any block that
+    ``BLOCKS`` puts before it. None, with the page untouched, when neither is found (not a
+    review page).
     """
+    before = {b.start: b for b in BLOCKS[: BLOCKS.index(block)]}
+    after = {b.start for b in BLOCKS[BLOCKS.index(block) + 1 :]}
     try:
         with path.open(encoding="utf-8", newline="") as page, atomic_writer(path) as out:
             state = "before"
+            skipping: Block | None = None
             for line in page:
                 bare = line.rstrip("\n")
-                if state in ("before", "recipients") and bare == APPROVALS_START:
+                if skipping is not None:  # an earlier block, copied as it is
+                    out.write(line)
+                    if bare == skipping.end:
+                        skipping = None
+                elif state in ("before", "recipients") and bare == block.start:
                     state = "inside"
                 elif state == "inside":
-                    if bare == APPROVALS_END:
-                        out.write(approvals_block(rows))
-                        state = "after"
-                elif state == "recipients" and line.startswith(("<h2>", "<script>")):
-                    out.write(approvals_block(rows))
+                    if bare == block.end:
+                        out.write(text)
+                        state = "done"
+                elif state == "recipients" and bare in before:
+                    skipping = before[bare]
                     out.write(line)
-                    state = "after"
+                elif state == "recipients" and (
+                    line.startswith(("<h2>", "<script>")) or bare in after
+                ):
+                    out.write(text)
+                    out.write(line)
+                    state = "done"
                 else:
                     if state == "before" and bare == "<h2>Recipients</h2>":
                         state = "recipients"
                     out.write(line)
-            if state != "after":
+            if state != "done":
                 raise _NoBlock
     except _NoBlock:
         return None
     return out.sha256.hexdigest()
+
+
+def refresh_approvals(path: Path, rows: Sequence[ApprovalRow]) -> str | None:
+    """Rewrite the approvals block of the review page at ``path``; its new sha256, or None
+    (page untouched) when it is not a review page (see ``refresh_block``)."""
+    return refresh_block(path, APPROVALS, approvals_block(rows))
 
 
 def _initial_approvals(plan: Plan, written: Iterable[int]) -> list[ApprovalRow]:
@@ -354,7 +402,7 @@ def _uploads(report: RunReport) -> Iterator[str]:
         "(POST keys end in ${filename}, the uploaded file's name).</p>\n"
     )
     columns = ["Job", "Recipient", "Method", "Key", "Content type", "Max size", "Expires"]
-    yield _table_open("uploads", columns)
+    yield table_open("uploads", columns)
     for job, recipient, slot in slots:
         cells = [
             ("", _e(job), None),
@@ -365,7 +413,7 @@ def _uploads(report: RunReport) -> Iterator[str]:
             ("num", _e(human_size(slot["max_size"])), str(slot["max_size"])),
             ("", _e(slot["expires_at"]), None),
         ]
-        yield _row(cells, f"{job} {recipient} {slot['key']}")
+        yield table_row(cells, f"{job} {recipient} {slot['key']}")
     yield "</tbody></table>\n"
 
 
@@ -385,14 +433,14 @@ def _unlinkable(report: RunReport) -> Iterator[str]:
         "keys have a '.' or '..' segment: browsers and curl would fetch another key, so they "
         f"got no link and are in no bundle.{more}</p>\n"
     )
-    yield _table_open("unlinkable", ["Job", "Recipient", "Key"])
+    yield table_open("unlinkable", ["Job", "Recipient", "Key"])
     for job, recipient, key in found:
         cells: list[tuple[str, str, str | None]] = [
             ("", _e(job), None),
             ("", _e(recipient), None),
             ("key", _e(key), None),
         ]
-        yield _row(cells, f"{job} {recipient} {key}")
+        yield table_row(cells, f"{job} {recipient} {key}")
     yield "</tbody></table>\n"
 
 
@@ -405,7 +453,7 @@ def _files(
             f'<p class="note" id="truncated">This page lists the first {max_rows} of {total} '
             "links; every link is in the bundles.</p>\n"
         )
-    yield _table_open("files", ["Job", "Recipient", "Key", "Size", "Modified", "Expires", "Link"])
+    yield table_open("files", ["Job", "Recipient", "Key", "Size", "Modified", "Expires", "Link"])
     for job, recipient, row in rows:
         cells = [
             ("", _e(job), None),
@@ -416,7 +464,7 @@ def _files(
             ("", _e(row["expires_at"]), None),
             ("", f'<a href="{_e(row["url"])}" rel="noreferrer noopener">download</a>', None),
         ]
-        yield _row(cells, f"{job} {recipient} {row['key']}")
+        yield table_row(cells, f"{job} {recipient} {row['key']}")
     yield "</tbody></table>\n"
 
 

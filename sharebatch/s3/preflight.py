@@ -97,6 +97,28 @@ class Preflight:
 
         return await answer(client.get_bucket_encryption(Bucket=target.bucket), pick)
 
+    async def bucket_logging(self, target: BucketTarget) -> Answer:
+        """GetBucketLogging: whether server access logging is on, and where the logs go.
+
+        ``enabled`` is False when the bucket has no ``LoggingEnabled`` (logging off);
+        ``key_format`` is ``partitioned`` (``PartitionedPrefix``) or ``simple``.
+        """
+        client = await self._clients.client(target)
+
+        def pick(response: Mapping[str, Any]) -> dict[str, str | bool | None]:
+            enabled = response.get("LoggingEnabled")
+            if not enabled:
+                return {"enabled": False}
+            key_format = enabled.get("TargetObjectKeyFormat") or {}
+            return {
+                "enabled": True,
+                "target_bucket": enabled.get("TargetBucket"),
+                "target_prefix": enabled.get("TargetPrefix") or "",
+                "key_format": "partitioned" if "PartitionedPrefix" in key_format else "simple",
+            }
+
+        return await answer(client.get_bucket_logging(Bucket=target.bucket), pick)
+
     async def put_probe(self, target: BucketTarget, key: str) -> Answer:
         """A PutObject at ``key`` that S3 judges but never stores: whether the credentials may
         write there.

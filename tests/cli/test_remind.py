@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from tests.support.remind_run import remind_run
+from tests.support.remind_run import FILES, remind_run
 from tests.support.s3 import S3
 from tests.support.smtp import Server
+from tests.support.usage_json import Download, build_usage, iso, write_usage
 
 
 def _seconds(window: timedelta) -> str:
@@ -64,3 +65,23 @@ def test_remind_refuses_bad_input_with_exit_2(s3: S3, tmp_path: Path, smtp: Serv
     assert "\x1b" not in result.stderr  # an outsider's text is shown escaped
     empty = CliRunner().invoke(app, ["remind", str(tmp_path), "--within", "48h"])
     assert empty.exit_code == 2 and "delivery.json" in empty.stderr
+
+
+def test_only_unused_on_the_command_line(s3: S3, tmp_path: Path, smtp: Server) -> None:
+    """--only-unused without usage.json: exit 2 saying to run usage first; with it, the
+    complete recipient's line says so and the summary says how old the receipts are."""
+    run = remind_run(s3, tmp_path, smtp.port)
+    window = _seconds(run.window(timedelta(hours=1)))
+    args = ["remind", str(run.run_dir), "--within", window, "--only-unused"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2
+    assert f"run `sharebatch usage {run.run_dir} --access-logs SOURCE` first" in refused.stderr
+    made = datetime.now(UTC)
+    at = made - timedelta(hours=1)
+    downloads = [Download("q3", "globex", key, at) for key in FILES]
+    write_usage(run.run_dir, build_usage(run.run_dir, downloads, generated_at=made))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    lines = [line.split()[:2] for line in result.stdout.splitlines()]
+    assert lines == [["complete", "q3/globex"], ["renewed", "q3/initech"], ["sent", "q3/initech"]]
+    assert f"receipts as of {iso(made)}" in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import csv
+import gzip
 import hashlib
 import json
 import re
@@ -122,7 +123,7 @@ def test_crontab_parses_and_runs_real_commands() -> None:
         for args in found:
             check_cli(args)
         entries += 1
-    assert entries == 3
+    assert entries == 4
     assert "MAILTO=" in crontab
 
 
@@ -367,6 +368,148 @@ def test_every_example_block_is_checked() -> None:
     """No example in the document escapes these tests (a new block needs a test)."""
     text = DOC.read_text(encoding="utf-8")
     languages = re.findall(r"^```(\w+)$", text, flags=re.MULTILINE)
-    assert sorted(languages) == sorted(["crontab", "ini", "ini", "yaml", "yaml", *["sh"] * 6])
+    expected = ["crontab", "ini", "ini", "yaml", "yaml", "json", "bash", *["sh"] * 7]
+    assert sorted(languages) == sorted(expected)
     checked: dict[str, Any] = {"crontab": blocks("crontab"), "ini": units(), "sh": jq_blocks()}
-    assert len(checked["ini"]) == 2 and len(checked["sh"]) == 5
+    assert len(checked["ini"]) == 2 and len(checked["sh"]) == 6
+    assert len(blocks("json")) == len(blocks("bash")) == 1  # test_logging_setup_works_on_s3
+
+
+def section(title: str) -> str:
+    """The text of the ``## title`` section, up to the next ``## ``."""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_logging_setup_works_on_s3(s3: S3, tmp_path: Path) -> None:
+    """The logs bucket's policy and the two aws s3api lines, done on S3 (moto checks the
+    policy for the logging service, as S3 does): logging is on, and doctor says where the
+    logs go; before, doctor's WARN held the same put-bucket-logging line."""
+    [policy] = blocks("json")
+    [setup] = blocks("bash")
+    put_policy, put_logging = [shlex.split(line) for line in setup.splitlines()]
+    syntax = subprocess.run(["bash", "-n", "-c", setup], capture_output=True, check=False)
+    assert syntax.returncode == 0, syntax.stderr
+    assert put_policy == ["aws", "s3api", "put-bucket-policy", "--bucket", "acme-logs",
+                          "--policy", "file://logs-policy.json"]  # fmt: skip
+    assert put_logging[:5] == ["aws", "s3api", "put-bucket-logging", "--bucket", "acme-reports"]
+    assert put_logging[5] == "--bucket-logging-status"
+    status = json.loads(put_logging[6])
+    assert status["LoggingEnabled"]["TargetBucket"] == put_policy[4]
+
+    s3.bucket("acme-reports", {"q3/a.pdf": b"a"})
+    s3.bucket("acme-logs", {})
+    manifest = write_manifest(tmp_path / "m.yml", JQ_MANIFEST.split("  - name: other")[0])
+
+    def logging_check() -> dict[str, str]:
+        result = CliRunner().invoke(
+            app, ["doctor", str(manifest), "--endpoint-url", s3.endpoint, "--json"]
+        )
+        [check] = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "logging"]
+        return dict(check)
+
+    off = logging_check()
+    assert off["status"] == "WARN"
+    fix = shlex.split(off["message"].split("turn it on: ", 1)[1])
+    assert fix[:6] == put_logging[:6]
+    assert json.loads(fix[6]) == {
+        "LoggingEnabled": {**status["LoggingEnabled"], "TargetBucket": "LOGS-BUCKET"}
+    }
+    s3.client.put_bucket_policy(Bucket=put_policy[4], Policy=policy)
+    s3.client.put_bucket_logging(Bucket=put_logging[4], BucketLoggingStatus=status)
+    on = logging_check()
+    assert on["status"] == "OK"
+    assert "logs go to s3://acme-logs/acme-reports/" in on["message"]
+    assert "--access-logs s3://acme-logs/acme-reports/" in section("Receipts: who downloaded what")
+
+
+def test_receipts_commands_are_real() -> None:
+    """Every sharebatch command the receipts section shows parses with the real command line."""
+    text = section("Receipts: who downloaded what")
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    sharebatch ")]
+    assert len(commands) == 2
+    assert any("--only-unused" in c for c in commands)
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)
+
+
+CLOUDTRAIL_RECORD = {
+    "eventVersion": "1.11",
+    "eventSource": "s3.amazonaws.com",
+    "eventName": "GetObject",
+    "eventTime": "2026-10-02T09:12:03Z",
+    "sourceIPAddress": "198.51.100.7",
+    "userAgent": "curl/8.5.0",
+    "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAIOSFODNN7EXAMPLE"},
+    "requestParameters": {
+        "bucketName": "acme-reports",
+        "Host": "acme-reports.s3.eu-west-1.amazonaws.com",
+        "key": "q3/a.pdf",
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Date": "20261001T061500Z",
+        "X-Amz-Expires": "604800",
+        "X-Amz-SignedHeaders": "host",
+    },
+    "additionalEventData": {
+        "SignatureVersion": "SigV4",
+        "AuthenticationMethod": "QueryString",
+        "bytesTransferredOut": 1,
+    },
+}
+
+
+def test_cloudtrail_recipe_picks_presigned_downloads_of_a_key(tmp_path: Path) -> None:
+    """The CloudTrail jq recipe, on a trail file shaped as AWS's published records: only the
+    presigned GetObject of the key, with its signing time, lifetime, address and signer."""
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed, so the CloudTrail recipe was not run")
+    [recipe] = [body for title, body in jq_blocks().items() if title.startswith("CloudTrail")]
+    other_key = json.loads(json.dumps(CLOUDTRAIL_RECORD))
+    other_key["requestParameters"]["key"] = "q3/b.csv"
+    header_signed = json.loads(json.dumps(CLOUDTRAIL_RECORD))
+    header_signed["additionalEventData"]["AuthenticationMethod"] = "AuthHeader"
+    upload = {**CLOUDTRAIL_RECORD, "eventName": "PutObject"}
+    trail = tmp_path / "trail"
+    trail.mkdir()
+    records = {"Records": [CLOUDTRAIL_RECORD, other_key, header_signed, upload]}
+    with gzip.open(trail / "111122223333_CloudTrail_eu-west-1_x.json.gz", "wt") as out:
+        json.dump(records, out)
+    env = {"PATH": "/usr/bin:/bin", "TRAIL": str(trail), "KEY": "q3/a.pdf"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", recipe],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        {
+            "eventTime": "2026-10-02T09:12:03Z",
+            "signed": "20261001T061500Z",
+            "expires_in": "604800",
+            "ip": "198.51.100.7",
+            "agent": "curl/8.5.0",
+            "signer": "AKIAIOSFODNN7EXAMPLE",
+        }
+    ]
+
+
+def test_readme_receipts_commands_are_real() -> None:
+    """README's receipts section: its sharebatch lines parse with the real command line, and
+    its put-bucket-logging line is the one docs/operations.md checks on S3."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Receipts: who downloaded what\n")
+    part = text[start : text.index("\n## ", start + 1)]
+    lines = [line.strip() for line in part.splitlines() if line.startswith("    ")]
+    commands = [line for line in lines if line.startswith("sharebatch ")]
+    assert len(commands) == 2
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)
+    [aws] = [line for line in lines if line.startswith("aws ")]
+    [setup] = blocks("bash")
+    assert aws == setup.splitlines()[1]

@@ -27,6 +27,7 @@ from sharebatch.lifecycle.doctor import credential_kind, diagnose
 from sharebatch.models import Connection, Credentials
 from tests.support.linkkit import serve
 from tests.support.s3 import ACCESS_KEY, REGION, S3, SECRET_KEY, write_manifest
+from tests.support.s3logging import turn_on_logging
 
 MANIFEST = """\
 version: 1
@@ -65,8 +66,10 @@ def checks(result: Any) -> dict[tuple[str, str], dict[str, str]]:
 
 
 def private_bucket(s3: S3) -> None:
-    """The bucket as the recipe wants it: Block Public Access fully on, default encryption."""
+    """The bucket as the recipe wants it: Block Public Access fully on, default encryption,
+    server access logs going to a bucket of their own (receipts read them)."""
     s3.bucket("acme-reports", FILES)
+    turn_on_logging(s3, "acme-reports", "acme-logs", "acme/")
     s3.client.put_public_access_block(
         Bucket="acme-reports",
         PublicAccessBlockConfiguration={
@@ -106,6 +109,7 @@ def test_every_check_passes_for_a_private_bucket(sts: S3, tmp_path: Path) -> Non
             ("region", "acme-reports"),
             ("public-access", "acme-reports"),
             ("encryption", "acme-reports"),
+            ("logging", "acme-reports"),
             ("listing", "acme-reports/reports/q3/"),
             ("listing", "acme-reports/partners/globex/"),
             ("listing", "acme-reports/weekly/"),
@@ -215,7 +219,8 @@ def test_missing_bucket_fails(sts: S3, tmp_path: Path) -> None:
     found = checks(result)
     assert found[("region", "acme-reports")]["status"] == "FAIL"
     assert found[("region", "acme-reports")]["message"] == "the bucket does not exist"
-    assert not [key for key in found if key[0] in ("listing", "public-access", "encryption")]
+    skipped = ("listing", "public-access", "encryption", "logging")
+    assert not [key for key in found if key[0] in skipped]
 
 
 class _Stingy(BaseHTTPRequestHandler):
@@ -313,6 +318,8 @@ def test_denied_listing_fails_and_unreadable_settings_warn(stingy: Stingy, tmp_p
         "cannot read Block Public Access (AccessDenied)"
     )
     assert found[("encryption", "acme-reports")]["status"] == "WARN"
+    assert found[("logging", "acme-reports")]["status"] == "WARN"
+    assert "s3:GetBucketLogging" in found[("logging", "acme-reports")]["message"]
     assert found[("credentials", "")]["message"].startswith("arn:aws:iam::123456789012:user/ops")
     assert invoke("doctor", str(manifest), "--endpoint-url", endpoint).stdout.endswith(
         "not ready to run\n"

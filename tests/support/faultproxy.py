@@ -47,7 +47,8 @@ MAX_WAIT = 30.0
 class Fault:
     """What to do to the next ``times`` requests listing ``prefix`` or anything under it (a
     lister may list a prefix's sub-folders on their own); any request if ``prefix`` is None.
-    ``path``: only requests whose URL path starts with it (``/bucket/key``: an object's)."""
+    ``path``: only requests whose URL path starts with it (``/bucket/key``: an object's).
+    ``query``: only requests whose query names this parameter (``logging``: GetBucketLogging)."""
 
     kind: FaultKind
     prefix: str | None = None
@@ -55,12 +56,15 @@ class Fault:
     later_pages: bool = False  # only requests that carry a continuation token
     delay: float = 0.0  # for "slow": how long the server waits before answering
     path: str | None = None
+    query: str | None = None
     used: int = 0
 
     def matches(self, query: dict[str, list[str]], path: str = "") -> bool:
         if self.times is not None and self.used >= self.times:
             return False
         if self.path is not None and not path.startswith(self.path):
+            return False
+        if self.query is not None and self.query not in query:
             return False
         listed = query.get("prefix", [None])[0]
         if self.prefix is not None and not (listed or "\0").startswith(self.prefix):
@@ -107,7 +111,9 @@ class FaultProxy:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         with self.lock:
-            chosen = next((f for f in self.faults if f.matches(query, parts.path)), None)
+            # Subresources (``?logging``) are parameters without a value: keep them to match.
+            every = parse_qs(parts.query, keep_blank_values=True)
+            chosen = next((f for f in self.faults if f.matches(every, parts.path)), None)
             if chosen is not None:
                 chosen.used += 1
             prefix = query.get("prefix", [None])[0]
