@@ -43,6 +43,7 @@ from sharebatch.files import atomic_writer
 from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
 from sharebatch.receipts.accesslog import AccessRecord, BadLine
+from sharebatch.receipts.page import refresh_receipts
 from sharebatch.receipts.sources import LogSource, read_logs
 from sharebatch.run.bundles import BundleHeader, write_csv
 from sharebatch.run.metrics import (
@@ -818,9 +819,9 @@ def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
 def refresh_review_page(run_dir: Path, usage: Mapping[str, Any]) -> str | None:
     """The review page's receipts block, rewritten from ``usage``; the page's new sha256, or
     None when there is no review page to refresh (``page.refresh_receipts``)."""
-    # The one call site of receipts/page.refresh_receipts (helper "extras"): until that
-    # module is merged there is no block to write, and the page is left as it is.
-    return None
+    page = run_dir / REVIEW_PAGE
+    # A run always writes its page, but ops may have removed it: receipts need none.
+    return refresh_receipts(page, usage) if page.is_file() else None
 
 
 async def usage_async(

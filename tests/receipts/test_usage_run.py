@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,6 +97,10 @@ def test_every_number_of_a_real_run(s3: S3, tmp_path: Path) -> None:
     report = usage(run.run_dir, [parse_source(str(logs))], now=now)
     data = json.loads((run.run_dir / "usage.json").read_text(encoding="utf-8"))
     assert report.exit_code == 1
+    page = (run.run_dir / "index.html").read_bytes()
+    assert report.review_page_sha256 == hashlib.sha256(page).hexdigest()
+    block = page.split(b"<!-- sharebatch:receipts -->")[1].split(b"<!-- /sharebatch:receipts -->")
+    assert b"initech" in block[0] and b"<svg" in block[0]  # the table and the chart
 
     assert data["run_id"] == run.run_dir.name
     assert data["generated_at"] == iso(now) and data["max_networks"] == 3
