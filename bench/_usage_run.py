@@ -1,5 +1,8 @@
 """One timed read of N generated access log lines, in a fresh process, so its peak RSS is its own.
 
+With ``--usage``, the whole of ``usage`` instead: the log joined to a 100,000-link run folder
+written beside it (before the clock starts), usage.json and usage.csv written.
+
 Used by ``bench_usage.py``. The log (written before the clock starts, in files of 10,000 lines
 as S3 writes many small files) is shaped like a bucket's real traffic: most lines carry one of
 ``LINKS`` link ids in their Request-URI, the rest are other clients' requests; 206s, 403s,
@@ -27,6 +30,7 @@ seal()
 
 from sharebatch.receipts.accesslog import AccessRecord  # noqa: E402
 from sharebatch.receipts.sources import parse_source, read_logs  # noqa: E402
+from sharebatch.receipts.usage import usage  # noqa: E402
 
 LINKS = 100_000
 PER_FILE = 10_000
@@ -103,13 +107,69 @@ async def read_all(folder: Path) -> tuple[int, int]:
     return records, bad
 
 
+def write_run(run_dir: Path) -> None:
+    """A run folder of ``LINKS`` links with the log's ids, as a run writes it: a bundle per
+    recipient (100 recipients), and a ``link_issued`` event per link in ``audit.jsonl``."""
+    ids = link_ids(LINKS)
+    issued = "2026-11-30T06:00:00Z"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps({"run_id": run_dir.name}))
+    per = LINKS // 100
+    with (run_dir / "audit.jsonl").open("w") as audit:
+        for r in range(100):
+            recipient = f"r{r:03d}"
+            rows = []
+            for n in range(r * per, (r + 1) * per):
+                key = f"exports/2026/q4/report-{n % 5000:05d}.pdf"
+                row = {
+                    "recipient": recipient,
+                    "bucket": "q3-share",
+                    "key": key,
+                    "size": 48213,
+                    "etag": '"9b2cf535f27731c974343645a3985328"',
+                    "last_modified": "2026-11-29T00:00:00Z",
+                    "method": "GET",
+                    "expires_at": "2026-12-07T06:00:00Z",
+                    "link_id": ids[n],
+                    "url": f"https://q3-share.s3.eu-west-1.amazonaws.com/{key}?X-Amz-Algorithm="
+                    + "x" * 420,
+                }
+                rows.append(row)
+                event = {"event": "link_issued", "level": "debug", "timestamp": issued}
+                audit.write(json.dumps({**row, "url_sha256": "0" * 64} | event) + "\n")
+            header = {
+                "run_id": run_dir.name,
+                "job": "q4",
+                "recipient": recipient,
+                "recipient_name": None,
+                "recipient_email": None,
+                "generated_at": issued,
+                "signer_access_key_id": "AKIAEXAMPLE",
+                "expires_at": "2026-12-07T06:00:00Z",
+                "links": per,
+            }
+            folder = run_dir / "q4" / recipient
+            folder.mkdir(parents=True)
+            bundle = {"header": header, "links": rows}
+            (folder / "links.json").write_text(json.dumps(bundle, indent=2))
+
+
 def main() -> None:
     lines = int(sys.argv[1])
+    whole = sys.argv[2:] == ["--usage"]
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-logs-") as tmp:
-        folder = Path(tmp)
+        folder = Path(tmp) / "logs"
+        folder.mkdir()
         write_log(folder, lines)
+        if whole:
+            run_dir = Path(tmp) / "20261130T060000Z-bench"
+            write_run(run_dir)
         started, cpu = time.perf_counter(), time.process_time()
-        records, bad = asyncio.run(read_all(folder))
+        if whole:
+            report = usage(run_dir, [parse_source(str(folder))]).usage
+            records, bad = report["lines"]["total"] - report["lines"]["bad"], report["lines"]["bad"]
+        else:
+            records, bad = asyncio.run(read_all(folder))
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(

@@ -4,8 +4,9 @@ Run with ``make bench``. Each round reads a generated log of 100,000 lines and o
 1,000,000 (``_usage_run.py``, a fresh process each, so each peak RSS is its own run's) with
 ``read_logs``: parsing every line and yielding every record, as ``usage`` consumes them. The
 targets are the issue's (Speed): at least 150,000 lines/s on one core, peak RSS at most 200 MB,
-and 1M lines taking at most 12 times what 100k take. ``usage``'s join of the records to a
-100,000-link run is not in here yet (it lands with ``sharebatch/receipts/usage.py``).
+and 1M lines taking at most 12 times what 100k take. Then the same for the whole of ``usage``
+(``--usage``): the log joined to a 100,000-link run folder, usage.json and usage.csv written,
+held to the same targets.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def _goal(
     return f"{_stats(values, fmt)}   target {bound}"
 
 
-def run(lines: int) -> dict[str, float]:
+def run(lines: int, *whole: str) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, str(HERE / "_usage_run.py"), str(lines)],
+        [sys.executable, str(HERE / "_usage_run.py"), str(lines), *whole],
         check=True,
         capture_output=True,
         text=True,
@@ -51,20 +52,12 @@ def run(lines: int) -> dict[str, float]:
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    small: list[dict[str, float]] = []
-    large: list[dict[str, float]] = []
-    for _ in range(args.rounds):
-        small.append(run(100_000))
-        large.append(run(1_000_000))
+def report(title: str, small: list[dict[str, float]], large: list[dict[str, float]]) -> None:
+    """One section: times, lines/s, linearity and peak RSS, each against its target."""
     rate = [r["lines"] / r["seconds"] for r in large]
     ratio = [b["seconds"] / a["seconds"] for a, b in zip(small, large, strict=True)]
     peaks = [r["peak_rss_mb"] for r in small + large]
-    print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
-    print("reading access logs (read_logs: parse and yield every line)")
+    print(title)
     print(f"  100,000 lines (s)             {_stats([r['seconds'] for r in small])}")
     print(f"  1,000,000 lines (s)           {_stats([r['seconds'] for r in large])}")
     print("  lines/s, 1,000,000 lines      " + _goal("lines/s", rate, "{:,.0f}", at_least=150_000))
@@ -78,6 +71,23 @@ def main() -> int:
     )
     if max(peaks) > 200:
         MISSED.append("peak RSS")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rounds: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {}
+    for whole in ((), ("--usage",)):
+        small, large = rounds.setdefault(" ".join(whole), ([], []))
+        for _ in range(args.rounds):
+            small.append(run(100_000, *whole))
+            large.append(run(1_000_000, *whole))
+    print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
+    report("reading access logs (read_logs: parse and yield every line)", *rounds[""])
+    report(
+        "usage: read, joined to a 100,000-link run, usage.json and .csv written", *rounds["--usage"]
+    )
     for name in MISSED:
         print(f"MISSED: {name}: median past its target", file=sys.stderr)
     return 1 if MISSED else 0

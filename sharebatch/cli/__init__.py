@@ -5,7 +5,7 @@ code. The commands are plain functions, one module per group; they are registere
 order ``sharebatch --help`` lists them.
 """
 
-from sharebatch.cli import approve, commands, doctor, inbox, links, notify, remind
+from sharebatch.cli import approve, commands, doctor, inbox, links, notify, remind, usage
 from sharebatch.cli.app import app
 
 for command in (
@@ -21,6 +21,7 @@ for command in (
     approve.approve,
     notify.notify,
     remind.remind,
+    usage.usage,
 ):
     app.command()(command)
 

@@ -7,11 +7,14 @@ carries a ``manifest`` label, so several manifests can report into one folder.
 
 The file holds counts and times only, never a link, and is world-readable (0644) like every
 textfile-collector file, because node_exporter usually runs as another user.
+
+``render_gauges`` and ``write_exposition`` are the format and the writer of any such file:
+``usage`` (receipts) writes its own gauges through them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,52 +53,21 @@ def check_metrics_path(path: Path) -> None:
         raise UsageError(f"--metrics-file {path}: {exc.strerror or exc}") from None
 
 
+Gauge = tuple[str, str, Mapping[str, float]]
+"""A gauge: its name after ``sharebatch_``, its help text, and its samples by label text."""
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_metrics(run: RunMetrics) -> str:
-    """The exposition text: HELP and TYPE lines, then one sample per gauge."""
-    labels = f'manifest="{_label(run.manifest)}"'
-    expiry = run.earliest_expiry.timestamp() if run.earliest_expiry else None
-    gauges: list[tuple[str, str, Mapping[str, float]]] = [
-        (
-            "last_run_timestamp_seconds",
-            "Unix time the last run finished.",
-            {labels: run.finished_at.timestamp()},
-        ),
-        (
-            "last_run_status",
-            "1 for the last run's status (ok, partial, failed, denied, interrupted, error).",
-            {f'{labels},status="{s}"': float(s == run.status) for s in STATUSES},
-        ),
-        ("last_run_exit_code", "Exit code of the last run.", {labels: run.exit_code}),
-        (
-            "last_run_duration_seconds",
-            "How long the last run took.",
-            {labels: run.duration_seconds},
-        ),
-        ("last_run_links_issued", "Links the last run issued.", {labels: run.links}),
-        ("last_run_bytes_shared", "Bytes the last run's links share.", {labels: run.bytes}),
-        (
-            "last_run_failures",
-            "Failures of the last run (prefixes, max_links).",
-            {labels: run.failures},
-        ),
-        (
-            "last_run_unlinkable_keys",
-            "Keys the last run could not link (a . or .. path segment), once per recipient.",
-            {labels: run.unlinkable},
-        ),
-    ]
-    if expiry is not None:
-        gauges.append(
-            (
-                "last_run_earliest_expiry_timestamp_seconds",
-                "Unix time the first link of the last run stops working.",
-                {labels: expiry},
-            )
-        )
+def labels(**values: str) -> str:
+    """The label text of a sample, ``name="value",...``, each value escaped as Prometheus asks."""
+    return ",".join(f'{name}="{_label(value)}"' for name, value in values.items())
+
+
+def render_gauges(gauges: Iterable[Gauge]) -> str:
+    """The exposition text of ``gauges``: HELP and TYPE lines, then one line per sample."""
     lines = []
     for name, help_text, samples in gauges:
         lines += [f"# HELP sharebatch_{name} {help_text}", f"# TYPE sharebatch_{name} gauge"]
@@ -103,12 +75,62 @@ def render_metrics(run: RunMetrics) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_metrics(run: RunMetrics) -> str:
+    """The exposition text: HELP and TYPE lines, then one sample per gauge."""
+    own = labels(manifest=run.manifest)
+    expiry = run.earliest_expiry.timestamp() if run.earliest_expiry else None
+    gauges: list[Gauge] = [
+        (
+            "last_run_timestamp_seconds",
+            "Unix time the last run finished.",
+            {own: run.finished_at.timestamp()},
+        ),
+        (
+            "last_run_status",
+            "1 for the last run's status (ok, partial, failed, denied, interrupted, error).",
+            {f'{own},status="{s}"': float(s == run.status) for s in STATUSES},
+        ),
+        ("last_run_exit_code", "Exit code of the last run.", {own: run.exit_code}),
+        (
+            "last_run_duration_seconds",
+            "How long the last run took.",
+            {own: run.duration_seconds},
+        ),
+        ("last_run_links_issued", "Links the last run issued.", {own: run.links}),
+        ("last_run_bytes_shared", "Bytes the last run's links share.", {own: run.bytes}),
+        (
+            "last_run_failures",
+            "Failures of the last run (prefixes, max_links).",
+            {own: run.failures},
+        ),
+        (
+            "last_run_unlinkable_keys",
+            "Keys the last run could not link (a . or .. path segment), once per recipient.",
+            {own: run.unlinkable},
+        ),
+    ]
+    if expiry is not None:
+        gauges.append(
+            (
+                "last_run_earliest_expiry_timestamp_seconds",
+                "Unix time the first link of the last run stops working.",
+                {own: expiry},
+            )
+        )
+    return render_gauges(gauges)
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def write_metrics(path: Path, run: RunMetrics) -> None:
-    """Write ``render_metrics(run)`` to ``path`` atomically (temporary file, then rename).
+    """Write ``render_metrics(run)`` to ``path`` (``write_exposition``)."""
+    write_exposition(path, render_metrics(run))
+
+
+def write_exposition(path: Path, text: str) -> None:
+    """Write exposition ``text`` to ``path`` atomically (temporary file, then rename), 0644.
 
     A disk that refuses it (full, read-only) is a ``SharebatchError`` naming the file: exit 1,
     since monitoring will not see this run.
@@ -116,7 +138,7 @@ def write_metrics(path: Path, run: RunMetrics) -> None:
     try:
         # 0644 whatever the umask: node_exporter runs as another user.
         with atomic_writer(path, mode=0o644) as out:
-            out.write(render_metrics(run))
+            out.write(text)
     except OSError as exc:
         raise SharebatchError(
             f"cannot write the metrics file {path}: {exc.strerror or exc}"

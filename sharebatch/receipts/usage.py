@@ -1,0 +1,907 @@
+"""``usage``: a run's links joined to the S3 access log records that name them.
+
+Every link a run issues carries its own id (``x-sharebatch-id``), and S3 writes that id into
+the Request-URI of each request's access log record. This module reads which ids a run issued
+(its bundles, renewals included, their upload slots, its recipient pages, and the audit events
+that name them), reads the log records of one or more sources, and counts, per link and per
+recipient, what happened: full downloads (2xx ``REST.GET.OBJECT``), partial ones (206), bytes
+sent, refused requests (403), the first and last request, distinct remote addresses and user
+agents, links never used.
+
+Three signals say a link may have leaked, and make the exit code 1:
+
+* ``many_networks``: a link used from more than ``max_networks`` distinct networks (a /24 for
+  IPv4, a /48 for IPv6; an address that does not parse counts as a network of its own);
+* ``used_after_renewal``: an old link requested after the renewal that replaced it was issued
+  (the recipient was given the new one; someone else still holds the old);
+* ``unknown_id``: an id this run never issued, a forged link or another run's.
+
+A record without an id is another client's business (``other``); a line that does not parse
+is counted per source and listed with its file and line (exit 2, the rest still reported).
+
+What it writes, in the run folder: ``usage.json`` (the contract other commands read),
+``usage.csv`` (one row per link and per unknown id, cells made safe for spreadsheets), the
+review page's receipts block, and, when asked, Prometheus gauges (``run/metrics``). Memory
+holds one tally per link and per distinct address, never the records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, overload
+
+from sharebatch.blocking import blocking
+from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, UsageError
+from sharebatch.files import atomic_writer
+from sharebatch.lifecycle.inspect import read_url
+from sharebatch.models import Connection
+from sharebatch.receipts.accesslog import AccessRecord, BadLine
+from sharebatch.receipts.page import refresh_receipts
+from sharebatch.receipts.sources import LogSource, read_logs
+from sharebatch.run.bundles import BundleHeader, write_csv
+from sharebatch.run.metrics import (
+    Gauge,
+    check_metrics_path,
+    labels,
+    render_gauges,
+    write_exposition,
+)
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.times import iso, parse_iso
+from sharebatch.units import counted
+from sharebatch.visible import visible
+
+USAGE_JSON = "usage.json"
+USAGE_CSV = "usage.csv"
+REVIEW_PAGE = "index.html"
+BAD_LINES_LISTED = 1000  # usage.json lists this many; ``lines.bad`` is the true count
+UNKNOWN_IDS_KEPT = 10_000  # forged ids tallied one by one; the rest are counted together
+_ADDRESSES_CACHED = 100_000
+
+Kind = Literal["get", "put", "post", "page"]
+SignalKind = Literal["many_networks", "used_after_renewal", "unknown_id"]
+
+CSV_COLUMNS = (
+    "job",
+    "recipient",
+    "link_id",
+    "kind",
+    "bucket",
+    "key",
+    "expires_at",
+    "replaced_by",
+    "downloads",
+    "partial",
+    "uploads",
+    "bytes_sent",
+    "refused",
+    "first",
+    "last",
+    "remote_ips",
+    "networks",
+    "user_agents",
+    "signals",
+)
+
+
+Held = str | list[str] | set[str] | None
+"""Distinct values as a tally holds them: none, one, a few in a list, or a set."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The requests that carried one id."""
+
+    requests: int = 0
+    downloads: int = 0
+    partial: int = 0
+    uploads: int = 0
+    bytes_sent: int = 0
+    refused: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    # Distinct values: one string while there is one (most links are fetched from one place
+    # by one program), a short list while there are few, a set beyond (a set of ten costs
+    # five times a list of ten, times 100,000 links); ``distinct`` reads any of them.
+    ips: Held = None
+    networks: Held = None
+    agents: Held = None
+    # Requests after the link that replaced this one was issued.
+    late: int = 0
+    late_first: datetime | None = None
+    late_networks: set[str] | None = None
+
+    def add(self, record: AccessRecord, ip: str, network: str, agent: str | None) -> None:
+        """Count ``record``; ``ip``, ``network`` and ``agent`` are its shared strings (equal
+        text, same object: ``is`` tells them apart)."""
+        self.requests += 1
+        status = record.status
+        if status is not None and 200 <= status < 300:
+            if record.operation == "REST.GET.OBJECT":
+                if status == 206:
+                    self.partial += 1
+                else:
+                    self.downloads += 1
+            elif record.operation in _UPLOADS:
+                self.uploads += 1
+        elif status == 403:
+            self.refused += 1
+        self.bytes_sent += record.bytes_sent
+        moment, last = record.time, self.last
+        # Logs come roughly in time order: one comparison of aware times for most records.
+        if last is None:
+            self.first = self.last = moment
+        elif moment >= last:
+            self.last = moment
+        elif self.first is not None and moment < self.first:
+            self.first = moment
+        held = self.ips
+        if held is not ip:
+            self.ips = ip if held is None else _more(held, ip)
+        held = self.networks
+        if held is not network:
+            self.networks = network if held is None else _more(held, network)
+        if agent is not None:
+            held = self.agents
+            if held is not agent:
+                self.agents = agent if held is None else _more(held, agent)
+
+
+_UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
+
+
+_LISTED = 16
+
+
+def _more(held: str | list[str] | set[str], value: str) -> str | list[str] | set[str]:
+    if isinstance(held, str):
+        # Equal texts are one object while the caches have room; past that, compared.
+        return held if held == value else [held, value]
+    if isinstance(held, list):
+        if value in held:
+            return held
+        if len(held) < _LISTED:
+            held.append(value)
+            return held
+        return {*held, value}
+    held.add(value)
+    return held
+
+
+def distinct(held: Held) -> set[str]:
+    """The distinct values a tally holds (``_Tally.ips``, ``networks``, ``agents``)."""
+    if held is None:
+        return set()
+    return {held} if isinstance(held, str) else set(held)
+
+
+UNUSED = _Tally()
+
+
+@dataclass(slots=True)
+class _Link:
+    """One link the run issued, and what the logs say happened to it."""
+
+    link_id: str
+    job: str
+    recipient: str
+    kind: Kind
+    bucket: str
+    key: str
+    expires_at: str
+    issued_at: datetime | None = None
+    replaced_by: str | None = None
+    # ``UNUSED`` (shared, never changed) until a record names the link: most links of a big
+    # run cost no tally of their own until they are used.
+    tally: _Tally = field(default_factory=lambda: UNUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """What ``usage`` found and wrote; ``usage`` is the content of ``usage.json``."""
+
+    run_dir: Path
+    usage: Mapping[str, Any]
+    written: tuple[Path, ...]
+    # The review page's sha256 after its receipts block was rewritten; None: left as it was.
+    review_page_sha256: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """2 when a log line did not parse, else 1 when any leak signal, else 0."""
+        if self.usage["lines"]["bad"]:
+            return EXIT_USAGE
+        return EXIT_FAILED if self.usage["signals"] else EXIT_OK
+
+
+@dataclass
+class RunLinks:
+    """The links a run issued, by id, in the order read, and its recipients (``read_run``)."""
+
+    run_id: str
+    links: dict[str, _Link]
+    recipients: dict[tuple[str, str], None]
+    # Rows written without an id (``link_ids: false``, or bundles from before ids): unjoinable.
+    without_id: int = 0
+    # One object for equal texts (buckets, expiries, methods) over every row read.
+    texts: dict[object, object] = field(default_factory=dict)
+
+
+def _not_a_run(run_dir: Path, why: str) -> UsageError:
+    return UsageError(f"{visible(str(run_dir))}: not a run folder ({why})")
+
+
+def read_run(run_dir: Path) -> RunLinks:
+    """The links a run issued, by id: bundles first (renewals after their original), then the
+    audit events; ``UsageError`` (exit 2) for a folder that is no run, ``LinkError`` naming
+    the file and field of a bundle or audit line that cannot be read."""
+    if not run_dir.is_dir():
+        raise _not_a_run(run_dir, "no such folder")
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        run_id = summary["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise _not_a_run(run_dir, "no readable summary.json") from None
+    if not isinstance(run_id, str):
+        raise _not_a_run(run_dir, "summary.json has no run_id")
+    run = RunLinks(run_id, {}, {})
+    for path in sorted(run_dir.glob("*/*/links*.json"), key=_bundle_order):
+        _read_bundle(path, run)
+    audits = [run_dir / "audit.jsonl", *sorted(run_dir.glob("*.audit.jsonl"))]
+    audits += sorted(run_dir.glob("*/*/*.audit.jsonl"))
+    for path in audits:
+        if path.is_file():
+            _read_audit(path, run)
+    return run
+
+
+def _bundle_order(path: Path) -> tuple[str, str, bool, str]:
+    # links.json before links.renewed-<time>-...: a renewal's replaced_by needs its original.
+    return path.parent.parent.name, path.parent.name, path.name != "links.json", path.name
+
+
+class _Row(NamedTuple):
+    """What usage needs of a bundle row (a link or an upload slot)."""
+
+    link_id: object
+    bucket: object
+    key: object
+    expires_at: object
+    method: object
+
+
+def _slim(texts: dict[object, object]) -> Callable[[dict[str, Any]], object]:
+    """A JSON object hook keeping only ``_Row``'s fields of each row (an object with a
+    ``url`` and a ``key``), equal texts as one object: a bundle of 100,000 rows is read
+    without holding its URLs, or the same expiry 100,000 times."""
+
+    def hook(found: dict[str, Any]) -> object:
+        if "url" not in found or "key" not in found:
+            return found
+        get = found.get
+        return _Row(
+            get("link_id"),
+            texts.setdefault(get("bucket"), get("bucket")),
+            get("key"),
+            texts.setdefault(get("expires_at"), get("expires_at")),
+            texts.setdefault(get("method"), get("method")),
+        )
+
+    return hook
+
+
+def _read_bundle(path: Path, run: RunLinks) -> None:
+    try:
+        data = json.loads(path.read_bytes(), object_hook=_slim(run.texts))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise LinkError(f"{path}: cannot read the bundle: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("links"), list):
+        raise LinkError(f'{path}: not a sharebatch bundle: expected {{"header": ..., "links"}}')
+    try:
+        header = BundleHeader.from_json(data.get("header"))
+    except ValueError as exc:
+        raise LinkError(f"{path}: header: {exc}") from None
+    job, recipient = header.job, header.recipient
+    run.recipients[(job, recipient)] = None
+    issued = parse_iso(header.generated_at)
+    rows: list[tuple[str, object]] = [(f"links[{n}]", row) for n, row in enumerate(data["links"])]
+    uploads = data.get("uploads", [])
+    if isinstance(uploads, list):
+        rows += [(f"uploads[{n}]", row) for n, row in enumerate(uploads)]
+    del data  # the rows are all that is needed now
+    for where, row in rows:
+        if not isinstance(row, _Row):
+            raise LinkError(f"{path}: {where}: expected an object with a url and a key")
+        if row.link_id is None:
+            run.without_id += 1
+            continue
+        method = str(row.method or "GET").lower()
+        kind: Kind = "put" if method == "put" else "post" if method == "post" else "get"
+        _add(run, path, where, row.link_id, job, recipient, kind, row._asdict(), issued)
+    page_id = header.page_link_id
+    if page_id is not None and header.page_url is not None:
+        facts = read_url(header.page_url, f"{path}: header.page_url")
+        page = {"bucket": facts.bucket, "key": facts.key, "expires_at": iso(facts.expires_at)}
+        _add(run, path, "header.page_link_id", page_id, job, recipient, "page", page, issued)
+
+
+def _text(run: RunLinks, value: object) -> str:
+    text = str(value or "")
+    found = run.texts.setdefault(text, text)
+    return found if isinstance(found, str) else text
+
+
+def _add(
+    run: RunLinks,
+    path: Path,
+    where: str,
+    link_id: object,
+    job: str,
+    recipient: str,
+    kind: Kind,
+    row: Mapping[str, object],
+    issued: datetime | None,
+) -> _Link:
+    if not isinstance(link_id, str) or not link_id:
+        raise LinkError(f"{path}: {where}: link_id: expected text")
+    known = run.links.get(link_id)
+    if known is not None:
+        return known
+    link = _Link(
+        link_id=link_id,
+        job=job,
+        recipient=recipient,
+        kind=kind,
+        bucket=_text(run, row.get("bucket")),
+        key=str(row.get("key") or ""),
+        expires_at=_text(run, row.get("expires_at")),
+        issued_at=issued,
+    )
+    run.links[link_id] = link
+    run.recipients[(job, recipient)] = None
+    return link
+
+
+_ID_FIELD = re.compile(r'"link_id": "([0-9a-zA-Z_-]*)"')
+_EVENT_KINDS: dict[str, Kind] = {"link_issued": "get", "page_stored": "page"}
+
+
+def _read_audit(path: Path, run: RunLinks) -> None:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            # Most events name no link, and a link_issued the bundles gave already adds
+            # nothing: only the others are parsed (a run of 100,000 links logs as many).
+            if '"link_id"' not in line:
+                continue
+            if '"event": "link_issued"' in line:
+                known = _ID_FIELD.search(line)
+                if known is not None and known[1] in run.links:
+                    continue
+            try:
+                event = json.loads(line)
+                name = event["event"]
+                stamp = parse_iso(event["timestamp"])
+            except (ValueError, KeyError, TypeError):
+                if not line.endswith("\n"):
+                    continue  # the last line of a run killed while writing it: no event
+                raise LinkError(f"{path}:{number}: not an audit event") from None
+            if name in ("link_issued", "upload_slot_issued", "page_stored", "link_renewed"):
+                _audit_event(run, Path(f"{path}:{number}"), name, event, stamp)
+
+
+def _audit_event(
+    run: RunLinks, where: Path, name: str, event: dict[str, Any], stamp: datetime
+) -> None:
+    job, recipient = str(event.get("job", "")), str(event.get("recipient", ""))
+    if name == "upload_slot_issued":
+        kind: Kind = "post" if str(event.get("method", "")).upper() == "POST" else "put"
+    else:
+        kind = _EVENT_KINDS.get(name, "get")
+    link = _add(run, where, "link_id", event["link_id"], job, recipient, kind, event, stamp)
+    if name in ("link_renewed", "upload_slot_issued"):
+        # The event's own time is when the replacing link was issued, to the millisecond.
+        link.issued_at = stamp
+        old = event.get("old_link_id") if name == "link_renewed" else event.get("replaces")
+        if isinstance(old, str) and old in run.links and old != link.link_id:
+            run.links[old].replaced_by = link.link_id
+
+
+_IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+
+
+def network_of(address: str) -> str:
+    """A name for the /24 (IPv4) or /48 (IPv6) network of ``address``, the same for every
+    address in it (``a.b.c.0/24``, ``a:b:c::/48``); the text itself when it is no address.
+
+    Text first: the parser has checked the address, and ``ipaddress`` costs 3 to 7 us an
+    address, more than reading its line (a log can hold a new address on every line).
+    """
+    if _IPV4.fullmatch(address):
+        return address.rpartition(".")[0] + ".0/24"
+    if "." not in address:  # not IPv6 with an IPv4 tail (::ffff:192.0.2.1)
+        groups = address.partition("::")[0].split(":", 3)
+        if len(groups) >= 3:
+            # Each group as ipaddress writes it: lower case, no leading zeros.
+            first = [group.lstrip("0").lower() for group in groups[:3]]
+            # All zero: maybe an IPv4-mapped address (::ffff:c000:201), which ipaddress knows.
+            if any(first) and all(len(group) <= 4 for group in groups[:3]):
+                return f"{first[0] or 0}:{first[1] or 0}:{first[2] or 0}::/48"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return network_of(str(ip.ipv4_mapped))
+    if ip.version == 4:
+        return network_of(str(ip))
+    top = int(ip) >> 80  # the first 48 bits (``exploded`` breaks on a zone: fe80::1%eth0)
+    return f"{top >> 32:x}:{(top >> 16) & 0xFFFF:x}:{top & 0xFFFF:x}::/48"
+
+
+@dataclass
+class _SourceCount:
+    source: str
+    files: int = 0
+    lines: int = 0
+    bad_lines: int = 0
+
+
+class _Join:
+    """Records in, tallies out: the part of ``usage`` that sees every line."""
+
+    def __init__(self, run: RunLinks) -> None:
+        self.run = run
+        self.links = run.links
+        self.unknown: dict[str, _Tally] = {}
+        self.unknown_more = _Tally()
+        self.ours = 0
+        self.other = 0
+        self.bad = 0
+        self.bad_lines: list[BadLine] = []
+        self.daily: dict[tuple[date, str, str], int] = {}
+        self._addresses: dict[str, tuple[str, str]] = {}
+        self._networks: dict[str, str] = {}
+        self._agents: dict[str, str] = {}
+
+    def address(self, text: str) -> tuple[str, str]:
+        """One string object for equal addresses, however many tallies hold them, and its
+        network's (computed once)."""
+        found = self._addresses.get(text)
+        if found is None:
+            network = network_of(text)
+            # Kept while there is room: past it (a log with a new address on every line),
+            # each new address costs its network's naming, not a cache emptied over and over.
+            if len(self._addresses) < _ADDRESSES_CACHED:
+                network = self._networks.setdefault(network, network)
+                self._addresses[text] = (text, network)
+            found = (text, network)
+        return found
+
+    def agent(self, text: str) -> str:
+        """One string object for equal user agents."""
+        found = self._agents.get(text)
+        if found is None:
+            found = text
+            if len(self._agents) < _ADDRESSES_CACHED:
+                self._agents[text] = text
+        return found
+
+    def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
+        count.lines += 1
+        if isinstance(item, BadLine):
+            count.bad_lines += 1
+            self.bad += 1
+            if len(self.bad_lines) < BAD_LINES_LISTED:
+                self.bad_lines.append(item)
+            return
+        link_id = item.link_id
+        if link_id is None:
+            self.other += 1
+            return
+        self.ours += 1
+        # The caches' hits inline: this runs for every record of ours.
+        ip, network = self._addresses.get(item.remote_ip) or self.address(item.remote_ip)
+        agent = item.user_agent
+        if agent is not None:
+            agent = self._agents.get(agent) or self.agent(agent)
+        link = self.links.get(link_id)
+        if link is None:
+            tally = self.unknown.get(link_id)
+            if tally is None:
+                if len(self.unknown) < UNKNOWN_IDS_KEPT:
+                    tally = self.unknown[link_id] = _Tally()
+                else:
+                    tally = self.unknown_more
+            tally.add(item, ip, network, agent)
+            return
+        tally = link.tally
+        if tally is UNUSED:
+            tally = link.tally = _Tally()
+        before = tally.downloads
+        tally.add(item, ip, network, agent)
+        if tally.downloads > before:
+            day = (item.time.date(), link.job, link.recipient)
+            self.daily[day] = self.daily.get(day, 0) + 1
+        if link.replaced_by is not None:
+            replacement = self.links[link.replaced_by].issued_at
+            if replacement is not None and item.time > replacement:
+                tally.late += 1
+                if tally.late_networks is None:
+                    tally.late_networks = set()
+                tally.late_networks.add(network)
+                if tally.late_first is None or item.time < tally.late_first:
+                    tally.late_first = item.time
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)
+
+
+def _link_json(link: _Link) -> dict[str, Any]:
+    t = link.tally
+    return {
+        "link_id": link.link_id,
+        "job": link.job,
+        "recipient": link.recipient,
+        "kind": link.kind,
+        "bucket": link.bucket,
+        "key": link.key,
+        "expires_at": link.expires_at,
+        "replaced_by": link.replaced_by,
+        "downloads": t.downloads,
+        "partial": t.partial,
+        "uploads": t.uploads,
+        "bytes_sent": t.bytes_sent,
+        "refused": t.refused,
+        "first": _when(t.first),
+        "last": _when(t.last),
+        "remote_ips": sorted(distinct(t.ips)),
+        "networks": len(distinct(t.networks)),
+        "user_agents": sorted(distinct(t.agents)),
+    }
+
+
+class LinkRows(Sequence[dict[str, Any]]):
+    """``usage.json``'s ``links``, each row made when it is read: a run of 100,000 links
+    keeps its tallies, not a second copy of every figure as a dict."""
+
+    def __init__(self, links: Sequence[_Link]) -> None:
+        self._links = links
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [_link_json(link) for link in self._links[index]]
+        return _link_json(self._links[index])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _signal(
+    kind: SignalKind,
+    link_id: str,
+    link: _Link | None,
+    requests: int,
+    networks: int,
+    first: datetime | None,
+    detail: str,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "link_id": link_id,
+        "job": None if link is None else link.job,
+        "recipient": None if link is None else link.recipient,
+        "key": None if link is None else link.key,
+        "requests": requests,
+        "networks": networks,
+        "first": _when(first),
+        "detail": detail,
+    }
+
+
+def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
+    found = []
+    for link in join.links.values():
+        t = link.tally
+        if len(distinct(t.networks)) > max_networks:
+            detail = f"used from {len(distinct(t.networks))} networks, more than {max_networks}"
+            found.append(
+                _signal(
+                    "many_networks",
+                    link.link_id,
+                    link,
+                    t.requests,
+                    len(distinct(t.networks)),
+                    t.first,
+                    detail,
+                )
+            )
+        if t.late and link.replaced_by is not None:
+            renewal = join.links[link.replaced_by]
+            detail = (
+                f"used {counted(t.late, 'time')} after {link.replaced_by} replaced it"
+                f" at {_when(renewal.issued_at)}"
+            )
+            found.append(
+                _signal(
+                    "used_after_renewal",
+                    link.link_id,
+                    link,
+                    t.late,
+                    len(t.late_networks or ()),
+                    t.late_first,
+                    detail,
+                )
+            )
+    for link_id, t in join.unknown.items():
+        detail = "an id this run never issued: a forged link, or another run's"
+        found.append(
+            _signal(
+                "unknown_id", link_id, None, t.requests, len(distinct(t.networks)), t.first, detail
+            )
+        )
+    more = join.unknown_more
+    if more.requests:
+        detail = (
+            f"{more.requests} requests with ids this run never issued, beyond the first"
+            f" {UNKNOWN_IDS_KEPT} such ids (tallied together)"
+        )
+        found.append(
+            _signal(
+                "unknown_id",
+                "*",
+                None,
+                more.requests,
+                len(distinct(more.networks)),
+                more.first,
+                detail,
+            )
+        )
+    return found
+
+
+def _recipients(run: RunLinks) -> list[dict[str, Any]]:
+    """Per recipient: their links' tallies summed, distinct addresses and agents counted."""
+    mine: dict[tuple[str, str], list[_Link]] = {who: [] for who in run.recipients}
+    for link in run.links.values():
+        mine.setdefault((link.job, link.recipient), []).append(link)
+    older = {link.replaced_by: link for link in run.links.values() if link.replaced_by}
+    rows = []
+    for (job, recipient), links in sorted(mine.items()):
+        tallies = [link.tally for link in links]
+        firsts = [t.first for t in tallies if t.first is not None]
+        lasts = [t.last for t in tallies if t.last is not None]
+        used = sum(1 for t in tallies if t.requests)
+        rows.append(
+            {
+                "job": job,
+                "recipient": recipient,
+                "links": len(links),
+                "used": used,
+                "unused": len(links) - used,
+                "downloads": sum(t.downloads for t in tallies),
+                "partial": sum(t.partial for t in tallies),
+                "uploads": sum(t.uploads for t in tallies),
+                "bytes_sent": sum(t.bytes_sent for t in tallies),
+                "refused": sum(t.refused for t in tallies),
+                "first": _when(min(firsts, default=None)),
+                "last": _when(max(lasts, default=None)),
+                "remote_ips": len(set().union(*(distinct(t.ips) for t in tallies))),
+                "user_agents": len(set().union(*(distinct(t.agents) for t in tallies))),
+                "complete": _complete(links, older),
+            }
+        )
+    return rows
+
+
+def _complete(links: Sequence[_Link], older: Mapping[str, _Link]) -> bool:
+    """Every GET link had a full download, itself or a link of its renewal chain."""
+    for link in links:
+        if link.kind != "get" or link.replaced_by is not None:
+            continue  # a chain is judged once, from its newest link looking back
+        member: _Link | None = link
+        seen: set[str] = set()
+        downloaded = False
+        while member is not None and member.link_id not in seen and not downloaded:
+            seen.add(member.link_id)
+            downloaded = member.tally.downloads > 0
+            member = older.get(member.link_id)
+        if not downloaded:
+            return False
+    return True
+
+
+def _csv_rows(usage: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    kinds: dict[str, list[str]] = {}
+    for signal in usage["signals"]:
+        kinds.setdefault(signal["link_id"], []).append(signal["kind"])
+    for link in usage["links"]:
+        row = {name: link.get(name) for name in CSV_COLUMNS}
+        row["remote_ips"] = " ".join(link["remote_ips"])
+        row["user_agents"] = len(link["user_agents"])
+        row["signals"] = " ".join(kinds.get(link["link_id"], []))
+        yield row
+    for signal in usage["signals"]:
+        if signal["kind"] == "unknown_id":
+            row = dict.fromkeys(CSV_COLUMNS, "")
+            row |= {
+                "link_id": signal["link_id"],
+                "kind": "unknown",
+                "first": signal["first"],
+                "networks": signal["networks"],
+                "signals": "unknown_id",
+            }
+            yield row
+
+
+def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
+    run = labels(run_id=usage["run_id"])
+    people = {
+        labels(run_id=usage["run_id"], job=r["job"], recipient=r["recipient"]): r
+        for r in usage["recipients"]
+    }
+
+    def each(name: str) -> dict[str, float]:
+        return {key: float(r[name]) for key, r in people.items()}
+
+    counts: dict[str, int] = dict.fromkeys(("many_networks", "used_after_renewal", "unknown_id"), 0)
+    for signal in usage["signals"]:
+        counts[signal["kind"]] += 1
+    lines = usage["lines"]
+    stamp = parse_iso(usage["generated_at"]).timestamp()
+    return [
+        ("usage_timestamp_seconds", "Unix time usage last read the access logs.", {run: stamp}),
+        ("usage_exit_code", "Exit code of the last usage.", {run: exit_code}),
+        (
+            "usage_log_lines",
+            "Access log lines read: ours (with a link id), other, bad (did not parse).",
+            {f'{run},kind="{k}"': lines[k] for k in ("ours", "other", "bad")},
+        ),
+        ("usage_links", "Links the run issued (renewals included).", each("links")),
+        ("usage_links_unused", "Links no request used.", each("unused")),
+        ("usage_downloads", "Full downloads (2xx GET, not 206).", each("downloads")),
+        ("usage_partial_downloads", "Partial downloads (206).", each("partial")),
+        ("usage_bytes_sent", "Bytes S3 sent for the recipient's links.", each("bytes_sent")),
+        ("usage_refused", "Requests S3 refused (403).", each("refused")),
+        (
+            "usage_complete",
+            "1 when every file of the recipient was downloaded in full.",
+            {key: float(r["complete"]) for key, r in people.items()},
+        ),
+        (
+            "usage_signals",
+            "Leak signals by kind (many_networks, used_after_renewal, unknown_id).",
+            {f'{run},kind="{k}"': n for k, n in counts.items()},
+        ),
+    ]
+
+
+def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
+    """``usage.json``: the top level indented, each row of a list on a line of its own.
+
+    Rows are encoded one by one (by the C encoder; ``indent`` would choose the Python one,
+    ten times slower), so writing costs no copy of the whole text either.
+    """
+    with atomic_writer(path) as out:
+        separator = "{\n  "
+        for name, value in usage.items():
+            out.write(f"{separator}{json.dumps(name)}: ")
+            separator = ",\n  "
+            if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+                out.write(json.dumps(value, ensure_ascii=False))
+                continue
+            row_break = "[\n    "
+            for row in value:
+                out.write(row_break + json.dumps(row, ensure_ascii=False))
+                row_break = ",\n    "
+            out.write("\n  ]")
+        out.write("\n}\n")
+
+
+def refresh_review_page(run_dir: Path, usage: Mapping[str, Any]) -> str | None:
+    """The review page's receipts block, rewritten from ``usage``; the page's new sha256, or
+    None when there is no review page to refresh (``page.refresh_receipts``)."""
+    page = run_dir / REVIEW_PAGE
+    # A run always writes its page, but ops may have removed it: receipts need none.
+    return refresh_receipts(page, usage) if page.is_file() else None
+
+
+async def usage_async(
+    run_dir: Path,
+    sources: Sequence[LogSource],
+    *,
+    max_networks: int = 3,
+    metrics_file: Path | None = None,
+    connection: Connection | None = None,
+    now: datetime | None = None,
+) -> UsageReport:
+    """Join the access log records of ``sources`` to the links of the run in ``run_dir``.
+
+    Writes ``usage.json`` and ``usage.csv`` in the run folder (0600, atomically), refreshes
+    the review page's receipts block and, with ``metrics_file``, writes Prometheus gauges.
+    Bad input (not a run folder, an unreadable bundle, no source, a source without log files,
+    ``max_networks`` below 1, a metrics file whose folder is missing) is a ``UsageError``
+    (exit 2) before anything is written; S3 refusing the credentials a source needs, a
+    ``CredentialsError`` (exit 3). A log line that does not parse is counted and listed with
+    its file and line, and the rest is reported (``UsageReport.exit_code`` 2).
+    """
+    if max_networks < 1:
+        raise UsageError(f"--max-networks must be at least 1, not {max_networks}")
+    if not sources:
+        raise UsageError("no --access-logs source given")
+    if metrics_file is not None:
+        check_metrics_path(metrics_file)
+    run = read_run(run_dir)
+    join = _Join(run)
+    counts = []
+    async with AsyncExitStack() as stack:
+        gateway = None
+        if any(source.bucket is not None for source in sources):
+            gateway = await stack.enter_async_context(S3Gateway(connection or Connection()))
+            await gateway.credentials()  # exit 3 before any log is read, when refused
+        for source in sources:
+            count = _SourceCount(source.text)
+
+            def counted(_: str, count: _SourceCount = count) -> None:
+                count.files += 1
+
+            async for item in read_logs(source, gateway, on_file=counted):
+                join.add(item, count)
+            if not count.files:
+                raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
+            counts.append(count)
+    usage = {
+        "run_id": run.run_id,
+        "generated_at": iso(now or datetime.now(UTC)),
+        "max_networks": max_networks,
+        "sources": [
+            {"source": c.source, "files": c.files, "lines": c.lines, "bad_lines": c.bad_lines}
+            for c in counts
+        ],
+        "lines": {
+            "total": join.ours + join.other + join.bad,
+            "ours": join.ours,
+            "other": join.other,
+            "bad": join.bad,
+        },
+        "bad_lines": [
+            {"file": b.file, "line": b.line, "problem": b.problem} for b in join.bad_lines
+        ],
+        "links_without_id": run.without_id,
+        "recipients": _recipients(run),
+        "links": LinkRows(list(run.links.values())),
+        "daily": [
+            {"day": day.isoformat(), "job": job, "recipient": recipient, "downloads": n}
+            for (day, job, recipient), n in sorted(join.daily.items())
+        ],
+        "signals": _signals(join, max_networks),
+    }
+    written = (run_dir / USAGE_JSON, run_dir / USAGE_CSV)
+    _write_usage(written[0], usage)
+    write_csv(written[1], CSV_COLUMNS, _csv_rows(usage))
+    page = refresh_review_page(run_dir, usage)
+    report = UsageReport(run_dir, usage, written, page)
+    if metrics_file is not None:
+        write_exposition(metrics_file, render_gauges(_gauges(usage, report.exit_code)))
+    return report
+
+
+usage = blocking(usage_async)

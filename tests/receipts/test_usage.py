@@ -1,0 +1,370 @@
+"""``usage``: a run's links joined to access log records, on a run folder made by hand."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sharebatch.errors import LinkError, UsageError
+from sharebatch.receipts.sources import parse_source
+from sharebatch.receipts.usage import BAD_LINES_LISTED, network_of, usage, usage_async
+from sharebatch.times import iso
+from tests.support.accesslog import log_line
+from tests.support.prometheus import parse_exposition
+from tests.support.usage_run import BUCKET, UsageRun, usage_run, write_logs
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> UsageRun:
+    """The hand-made run of tests/support/usage_run.py, issued two days ago."""
+    return usage_run(tmp_path / "out", NOW)
+
+
+def _usage(run: UsageRun, logs: Path, **options: Any) -> Any:
+    return usage(run.run_dir, [parse_source(str(logs))], now=NOW, **options)
+
+
+def _by(rows: list[dict[str, Any]], **match: str) -> dict[str, Any]:
+    found = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    assert len(found) == 1, (match, rows)
+    return found[0]
+
+
+def test_counts_every_figure_per_link_and_per_recipient(run: UsageRun, tmp_path: Path) -> None:
+    """Full downloads, 206 partials, 403 refusals, bytes, first/last, addresses, agents,
+    records of other clients and links never used, each as counted by hand."""
+    t = run.renewed + timedelta(minutes=10)
+    logs = write_logs(
+        tmp_path / "logs",
+        "log-1",
+        [
+            run.line("a-2", t, remote_ip="192.0.2.10", user_agent="Firefox"),
+            run.line(
+                "a-2", t + timedelta(hours=1), remote_ip="192.0.2.11", status=206, bytes_sent=100
+            ),
+            run.line(
+                "a-2",
+                t + timedelta(days=1),
+                remote_ip="2001:db8::1",
+                status=403,
+                error_code="AccessDenied",
+                bytes_sent=243,
+                user_agent=None,
+            ),
+            run.line("c", t, remote_ip="198.51.100.7"),
+            run.line("c", t + timedelta(minutes=1), remote_ip="198.51.100.7"),
+            log_line(bucket=BUCKET, time=t, request_uri="GET /q3-share/x HTTP/1.1", key="x"),
+            log_line(
+                bucket=BUCKET, time=t, request_uri=None, key=None, operation="REST.GET.BUCKET"
+            ),
+        ],
+    )
+    report = _usage(run, logs)
+    data = json.loads((run.run_dir / "usage.json").read_text())
+    assert data == report.usage
+    assert report.exit_code == 0 and data["signals"] == []
+    assert data["run_id"] == run.run_dir.name and data["generated_at"] == iso(NOW)
+    assert data["lines"] == {"total": 7, "ours": 5, "other": 2, "bad": 0}
+    assert data["sources"] == [{"source": str(logs), "files": 1, "lines": 7, "bad_lines": 0}]
+    a2 = _by(data["links"], link_id=run.ids["a-2"])
+    assert a2 == {
+        "link_id": run.ids["a-2"],
+        "job": "q3",
+        "recipient": "globex",
+        "kind": "get",
+        "bucket": BUCKET,
+        "key": "q3/a.pdf",
+        "expires_at": iso(run.issued + timedelta(days=3, hours=1)),
+        "replaced_by": None,
+        "downloads": 1,
+        "partial": 1,
+        "uploads": 0,
+        "bytes_sent": 1000 + 100 + 243,
+        "refused": 1,
+        "first": iso(t),
+        "last": iso(t + timedelta(days=1)),
+        "remote_ips": ["192.0.2.10", "192.0.2.11", "2001:db8::1"],
+        "networks": 2,
+        "user_agents": ["Firefox", "curl/8.5.0"],
+    }
+    assert _by(data["links"], link_id=run.ids["a"])["replaced_by"] == run.ids["a-2"]
+    kinds = {link["link_id"]: link["kind"] for link in data["links"]}
+    assert kinds[run.ids["put"]] == "put" and kinds[run.ids["page"]] == "page"
+    assert _by(data["links"], link_id=run.ids["page"])["key"] == "pages/globex.html"
+    globex = _by(data["recipients"], recipient="globex")
+    assert globex == {
+        "job": "q3",
+        "recipient": "globex",
+        "links": 6,  # a, b, the upload slot, the page, a's and b's renewals
+        "used": 1,
+        "unused": 5,
+        "downloads": 1,
+        "partial": 1,
+        "uploads": 0,
+        "bytes_sent": 1343,
+        "refused": 1,
+        "first": iso(t),
+        "last": iso(t + timedelta(days=1)),
+        "remote_ips": 3,
+        "user_agents": 2,
+        "complete": False,  # b.csv was never downloaded, nor its renewal
+    }
+    initech = _by(data["recipients"], recipient="initech")
+    assert (initech["downloads"], initech["bytes_sent"], initech["remote_ips"]) == (2, 60, 1)
+    assert initech["complete"] is True and initech["unused"] == 0
+    # initech's second download may fall on the next day, whatever the time the test runs at
+    days: dict[tuple[str, str], int] = {}
+    for moment, who in ((t, "globex"), (t, "initech"), (t + timedelta(minutes=1), "initech")):
+        key = (moment.date().isoformat(), who)
+        days[key] = days.get(key, 0) + 1
+    assert data["daily"] == [
+        {"day": day, "job": "q3", "recipient": who, "downloads": n}
+        for (day, who), n in sorted(days.items())
+    ]
+
+
+def test_a_download_through_either_link_of_a_renewal_chain_completes_it(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """a.pdf fetched through its first link and b.csv through its renewal: globex complete."""
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [
+            run.line("a", run.issued + timedelta(minutes=5)),
+            run.line("b-2", run.renewed + timedelta(minutes=5)),
+        ],
+    )
+    data = _usage(run, logs).usage
+    assert _by(data["recipients"], recipient="globex")["complete"] is True
+    assert data["signals"] == []
+
+
+def test_more_networks_than_allowed_is_a_leak_signal(run: UsageRun, tmp_path: Path) -> None:
+    """Four networks (two addresses of one /24 once, two IPv6 addresses of one /48 once, an
+    IPv4-mapped address with its /24, a request logged without one, "-", as a network of its
+    own) exceed 3: a signal and exit 1; with 4 allowed, none."""
+    t = run.issued + timedelta(minutes=1)
+    addresses = [
+        "192.0.2.1",
+        "192.0.2.200",
+        "2001:db8:1:2::1",
+        "2001:db8:1:ffff::9",
+        "::ffff:203.0.113.9",
+        "203.0.113.10",
+        "-",
+    ]
+    logs = write_logs(
+        tmp_path / "logs", "log", [run.line("c", t, remote_ip=ip) for ip in addresses]
+    )
+    report = _usage(run, logs)
+    assert report.exit_code == 1
+    (signal,) = report.usage["signals"]
+    assert signal == {
+        "kind": "many_networks",
+        "link_id": run.ids["c"],
+        "job": "q3",
+        "recipient": "initech",
+        "key": "=HYPERLINK(q3).txt",
+        "requests": 7,
+        "networks": 4,
+        "first": iso(t),
+        "detail": "used from 4 networks, more than 3",
+    }
+    assert _usage(run, logs, max_networks=4).usage["signals"] == []
+
+
+def test_an_old_link_used_after_its_renewal_is_a_leak_signal(run: UsageRun, tmp_path: Path) -> None:
+    """a.pdf's first link used before its renewal is fine; used after it, a signal naming the
+    requests after the renewal only."""
+    before = run.renewed - timedelta(minutes=1)
+    after = run.renewed + timedelta(seconds=1)
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [
+            run.line("a", before),
+            run.line("a", after, remote_ip="203.0.113.4"),
+            run.line("a", after + timedelta(hours=2), remote_ip="203.0.113.5"),
+        ],
+    )
+    report = _usage(run, logs)
+    assert report.exit_code == 1
+    (signal,) = report.usage["signals"]
+    assert signal["kind"] == "used_after_renewal" and signal["link_id"] == run.ids["a"]
+    assert (signal["requests"], signal["networks"], signal["first"]) == (2, 1, iso(after))
+    assert run.ids["a-2"] in signal["detail"]
+    only_before = write_logs(tmp_path / "early", "log", [run.line("a", before)])
+    assert _usage(run, only_before).usage["signals"] == []
+
+
+def test_an_id_the_run_never_issued_is_a_leak_signal(run: UsageRun, tmp_path: Path) -> None:
+    """A forged id (of any text) is counted as ours, tallied apart and reported, never joined."""
+    forged = 'deadbeef"\x1b[2J'
+    t = run.issued + timedelta(minutes=3)
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [
+            run.line("a", t, link_id="0000000000000000"),
+            run.line("a", t, link_id=forged, status=403),
+        ],
+    )
+    report = _usage(run, logs)
+    assert report.exit_code == 1
+    assert report.usage["lines"]["ours"] == 2
+    signals = {s["link_id"]: s for s in report.usage["signals"]}
+    assert set(signals) == {"0000000000000000", forged}
+    assert signals[forged]["kind"] == "unknown_id" and signals[forged]["job"] is None
+    assert all(link["downloads"] == 0 for link in report.usage["links"])
+
+
+def test_bad_lines_are_counted_listed_and_the_rest_reported(run: UsageRun, tmp_path: Path) -> None:
+    """Lines that do not parse: counted per source, listed with file and line, exit 2, and
+    usage.json still written with every good record."""
+    logs = tmp_path / "logs"
+    write_logs(logs, "a.log", [run.line("c", run.issued), "garbage", run.line("c", run.issued)])
+    write_logs(logs, "b.log", ["also garbage"])
+    report = _usage(run, logs)
+    assert report.exit_code == 2
+    data = json.loads((run.run_dir / "usage.json").read_text())
+    assert data["lines"] == {"total": 4, "ours": 2, "other": 0, "bad": 2}
+    assert [(b["file"], b["line"]) for b in data["bad_lines"]] == [
+        (str(logs / "a.log"), 2),
+        (str(logs / "b.log"), 1),
+    ]
+    assert data["sources"][0]["bad_lines"] == 2
+    assert _by(data["recipients"], recipient="initech")["downloads"] == 2
+
+
+def test_bad_lines_listed_are_capped_and_counted_in_full(run: UsageRun, tmp_path: Path) -> None:
+    """More bad lines than the list holds: the list stops, the count does not."""
+    logs = write_logs(tmp_path / "logs", "log", ["x"] * (BAD_LINES_LISTED + 5))
+    data = _usage(run, logs).usage
+    assert data["lines"]["bad"] == BAD_LINES_LISTED + 5
+    assert len(data["bad_lines"]) == BAD_LINES_LISTED
+
+
+def test_files_are_private_and_the_csv_is_safe_for_spreadsheets(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """usage.json and usage.csv are 0600; a key a spreadsheet would run as a formula is
+    quoted; an unknown id gets a row of its own."""
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [run.line("c", run.issued), run.line("c", run.issued, link_id="=1+1")],
+    )
+    _usage(run, logs)
+    for name in ("usage.json", "usage.csv"):
+        assert (run.run_dir / name).stat().st_mode & 0o777 == 0o600
+    with (run.run_dir / "usage.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    initech = _by(rows, link_id=run.ids["c"])
+    assert initech["key"] == "'=HYPERLINK(q3).txt" and initech["downloads"] == "1"
+    unknown = _by(rows, link_id="'=1+1")
+    assert (unknown["kind"], unknown["signals"]) == ("unknown", "unknown_id")
+    assert len(rows) == 8  # seven links, one unknown id
+
+
+def test_metrics_file_holds_the_gauges(run: UsageRun, tmp_path: Path) -> None:
+    """--metrics-file: per-recipient downloads and completeness, lines by kind, signals by
+    kind and the exit code, in the strict text format, world-readable."""
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [run.line("c", run.issued), run.line("c", run.issued, link_id="f" * 16)],
+    )
+    metrics = tmp_path / "usage.prom"
+    _usage(run, logs, metrics_file=metrics)
+    assert metrics.stat().st_mode & 0o777 == 0o644
+    samples = parse_exposition(metrics.read_text())
+    rid = ("run_id", run.run_dir.name)
+    who = frozenset({rid, ("job", "q3"), ("recipient", "initech")})
+    assert samples[("sharebatch_usage_downloads", who)] == 1
+    assert samples[("sharebatch_usage_complete", who)] == 1
+    assert samples[("sharebatch_usage_signals", frozenset({rid, ("kind", "unknown_id")}))] == 1
+    assert samples[("sharebatch_usage_log_lines", frozenset({rid, ("kind", "ours")}))] == 2
+    assert samples[("sharebatch_usage_exit_code", frozenset({rid}))] == 1
+    assert samples[("sharebatch_usage_timestamp_seconds", frozenset({rid}))] == NOW.timestamp()
+
+
+def test_bad_input_writes_nothing(run: UsageRun, tmp_path: Path) -> None:
+    """Not a run folder, a source without records, max_networks 0, a metrics file in a
+    missing folder, an unreadable bundle: UsageError (exit 2), and no usage.json."""
+    logs = write_logs(tmp_path / "logs", "log", [run.line("c", run.issued)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="not a run folder"):
+        usage(tmp_path, [parse_source(str(logs))])
+    with pytest.raises(UsageError, match="no log files"):
+        _usage(run, tmp_path / "empty")
+    with pytest.raises(UsageError, match="--max-networks"):
+        _usage(run, logs, max_networks=0)
+    with pytest.raises(UsageError, match="metrics-file"):
+        _usage(run, logs, metrics_file=tmp_path / "missing" / "u.prom")
+    (run.run_dir / "q3" / "initech" / "links.json").write_text("{not json")
+    with pytest.raises(LinkError, match=r"initech/links\.json"):
+        _usage(run, logs)
+    assert not (run.run_dir / "usage.json").exists()
+    assert not (run.run_dir / "usage.csv").exists()
+
+
+def test_the_blocking_face_has_the_coroutines_signature() -> None:
+    """usage takes exactly usage_async's parameters."""
+    assert inspect.signature(usage) == inspect.signature(usage_async)
+
+
+def test_an_audit_log_cut_mid_line_is_read_and_a_broken_line_named(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """A last line without its newline (a run killed while writing it) is no event; a broken
+    line before the end is an error naming the file and line."""
+    logs = write_logs(tmp_path / "logs", "log", [run.line("a", run.renewed + timedelta(hours=1))])
+    audit = run.run_dir / "audit.jsonl"
+    with audit.open("a", encoding="utf-8") as out:
+        out.write('{"event": "link_issued", "link_id": "00')
+    report = _usage(run, logs)
+    assert report.exit_code == 1  # the renewal was read: a's old link used after it
+    lines = audit.read_text(encoding="utf-8").count("\n")
+    with audit.open("a", encoding="utf-8") as out:
+        out.write('\n{"event": "link_issued", "link_id": "0000000000000001"}\n')
+    with pytest.raises(LinkError, match=rf"audit\.jsonl:{lines + 1}: not an audit event"):
+        _usage(run, logs)
+
+
+def test_rows_without_an_id_are_counted_not_joined(run: UsageRun, tmp_path: Path) -> None:
+    """A bundle written with link_ids off: its rows are counted as without id, none listed."""
+    path = run.run_dir / "q3" / "initech" / "links.json"
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    bundle["links"][0]["link_id"] = None
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    logs = write_logs(tmp_path / "logs", "log", [run.line("a-2", run.renewed)])
+    data = _usage(run, logs).usage
+    assert data["links_without_id"] == 1
+    assert run.ids["c"] not in {link["link_id"] for link in data["links"]}
+    assert _by(data["recipients"], recipient="initech")["links"] == 0
+
+
+@given(st.ip_addresses())
+def test_a_network_has_one_name_however_its_addresses_are_written(address: Any) -> None:
+    """Compressed, exploded and upper-case forms of an address name one network, and two
+    addresses share it exactly when they share the /24 (IPv4) or /48 (IPv6)."""
+    forms = {str(address), address.exploded, str(address).upper()}
+    names = {network_of(form) for form in forms}
+    assert len(names) == 1
+    prefix = 24 if address.version == 4 else 48
+    kind = type(address)
+    other = kind(int(address) ^ (1 << (address.max_prefixlen - prefix)))
+    neighbour = kind(int(address) ^ 1)
+    assert network_of(str(neighbour)) in names
+    assert network_of(str(other)) not in names
