@@ -111,18 +111,29 @@ _IPV6_TEXT = (
     + ")"
 )
 _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
+# A quote followed by what reads as the six status fields and the Referer's start: where the
+# slow path finds one besides the Request-URI's end, it calls the line ambiguous. The fast
+# path's Request-URI holds no quote, so only the Referer's and User-Agent's quotes can be one:
+# it refuses those, and the slow path says why (a forged status behind a bare ``-`` Referer
+# and User-Agent would otherwise read as the real one).
+_NOT_STATUS = (
+    r'(?! (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) ["-])'
+)
 _FAST = re.compile(
     rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
     r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) '
-    r'(?:[0-9]++|-) (?:[0-9]++|-) (?:"[^"]*+"|-) (?:"([^"]*+)"|-)(?= |\r?\Z)'
+    rf'(?:[0-9]++|-) (?:[0-9]++|-) (?:"{_NOT_STATUS}[^"]*+"{_NOT_STATUS}|-) '
+    rf'(?:"{_NOT_STATUS}([^"]*+)"{_NOT_STATUS}|-)(?= |\r?\Z)'
 )
 _HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
 _MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
 _MIDDLE_ANY = re.compile(
     r'" [0-9-][^ ]* [^ ]+ [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [^"-]'
 )
-_TAIL = re.compile(r'(-|".*?") (-|".*")((?: +[^ "]+)*) *')
 _NUMERIC = re.compile(r"[0-9]+|-")
+# S3's numbers (bytes, milliseconds) fit in 20 digits; a longer one is no number S3 wrote, and
+# past 4300 digits int() refuses it anyway.
+_DIGITS = 20
 _FIELD_NAMES = (
     "bucket_owner",
     "bucket",
@@ -179,7 +190,8 @@ def _time(stamp: str) -> datetime:
             int(stamp[18:20]),
             tzinfo=timezone(-offset if stamp[21] == "-" else offset),
         ).astimezone(UTC)
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, OverflowError):
+        # OverflowError: a year 1 or 9999 stamp that leaves datetime's range in UTC.
         raise ValueError(
             f"time is not [dd/Mon/yyyy:hh:mm:ss +0000]: {_shown('[' + stamp + ']')}"
         ) from None
@@ -200,7 +212,16 @@ def _count(value: str, name: str) -> int | None:
         return None
     if not value.isdigit() or not value.isascii():
         raise ValueError(f"{name} is not a number: {_shown(value)}")
+    if len(value) > _DIGITS:
+        raise ValueError(f"{name} is not a number S3 writes: {len(value)} digits")
     return int(value)
+
+
+def _number(digits: str) -> int:
+    # The fast pattern matched ASCII digits; only their count can still be wrong.
+    if len(digits) > _DIGITS:
+        raise ValueError(digits)
+    return int(digits)
 
 
 def _empty(value: str | None) -> str | None:
@@ -273,37 +294,40 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
         match = match_fast(text)
         # What follows the user agent is fields S3 added later, none quoted: a quote there
         # means a quoted field held one, and only the slow way reads that right.
-        if match is None or text.find('"', match.end()) >= 0:
-            try:
-                append(_parse_slowly(text.rstrip("\r")))
-            except ValueError as exc:
-                if text.strip():
-                    append(BadLine(file, number, str(exc)))
-            continue
-        bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
-            match.groups()
-        )
-        if uri == "-":
-            uri = None
-        append(
-            record(
-                (
-                    bucket,
-                    times.get(stamp) or _time(stamp),
-                    ip,
-                    None if requester == "-" else requester,
-                    operation,
-                    None if key == "-" else key,
-                    uri,
-                    None if status == "-" else int(status),
-                    None if error == "-" else error,
-                    0 if sent == "-" else int(sent),
-                    None if size == "-" else int(size),
-                    None if agent is None or agent == "-" else agent,
-                    None if uri is None else link_id_of(uri),
-                )
+        if match is not None and text.find('"', match.end()) < 0:
+            bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
+                match.groups()
             )
-        )
+            if uri == "-":
+                uri = None
+            try:
+                append(
+                    record(
+                        (
+                            bucket,
+                            times.get(stamp) or _time(stamp),
+                            ip,
+                            None if requester == "-" else requester,
+                            operation,
+                            None if key == "-" else key,
+                            uri,
+                            None if status == "-" else _number(status),
+                            None if error == "-" else error,
+                            0 if sent == "-" else _number(sent),
+                            None if size == "-" else _number(size),
+                            None if agent is None or agent == "-" else agent,
+                            None if uri is None else link_id_of(uri),
+                        )
+                    )
+                )
+                continue
+            except ValueError:
+                pass  # a time or number that does not convert: the slow way names it
+        try:
+            append(_parse_slowly(text.rstrip("\r")))
+        except ValueError as exc:
+            if text.strip():
+                append(BadLine(file, number, str(exc)))
     return out
 
 
@@ -329,13 +353,12 @@ def _parse_slowly(text: str) -> AccessRecord:
     status, error, sent, size, total, turnaround = middle.groups()
     for value, name in ((total, "total_time"), (turnaround, "turnaround_time")):
         _count(value, name)
-    tail = _TAIL.fullmatch(text, head.end() + middle.end())
-    if tail is None:
+    start = head.end() + middle.end()
+    agent = _user_agent(text, start)
+    if agent is None:
         raise ValueError(
-            "referer and user_agent are not two quoted fields or '-': "
-            + _shown(text[head.end() + middle.end() :])
+            "referer and user_agent are not two quoted fields or '-': " + _shown(text[start:])
         )
-    agent = tail.group(2)
     request_uri = _empty(uri)
     return AccessRecord(
         bucket,
@@ -352,6 +375,40 @@ def _parse_slowly(text: str) -> AccessRecord:
         _empty(agent[1:-1] if agent.startswith('"') else agent),
         link_id_of(request_uri),
     )
+
+
+def _user_agent(text: str, start: int) -> str | None:
+    """The User-Agent field (quoted as written, or ``-``) of ``text``, whose Referer starts at
+    ``start``; None when the two are not two quoted fields or ``-`` followed by quote-free
+    fields.
+
+    Both may hold raw quotes, so the split is chosen: the trailing fields hold none, so a
+    quoted User-Agent ends at the line's last quote; the Referer ends at the first quote that
+    a space and the User-Agent's opening quote follow. Found with ``find``, never by trying
+    every pair of quotes: a line full of quotes costs what its length costs.
+    """
+    last = text.rfind('"', start)
+    after = last + 1
+    if last >= 0 and after < len(text) and text[after] != " ":
+        return None  # the last quote ends no field: no split can work
+    opening = text[start : start + 1]
+    if opening == "-":
+        if text[start + 1 : start + 2] != " ":
+            return None
+        at = start + 2
+        if text.startswith("-", at) and at > last and text[at + 1 : at + 2] in ("", " "):
+            return "-"
+        if text.startswith('"', at) and last > at:
+            return text[at:after]
+        return None
+    if opening != '"' or last <= start:
+        return None
+    end = text.find('" "', start + 1)
+    if end >= 0 and end + 2 < last:
+        return text[end + 2 : after]
+    if text[after : after + 2] == " -" and text[after + 2 : after + 3] in ("", " "):
+        return "-"
+    return None
 
 
 def _request_uri(rest: str) -> tuple[str, re.Match[str]]:
