@@ -116,9 +116,10 @@ _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 # path's Request-URI holds no quote, so only the Referer's and User-Agent's quotes can be one:
 # it refuses those, and the slow path says why (a forged status behind a bare ``-`` Referer
 # and User-Agent would otherwise read as the real one).
-_NOT_STATUS = (
-    r'(?! (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) ["-])'
+_STATUS_FIELDS = (
+    r' (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?=["-])'
 )
+_NOT_STATUS = f"(?!{_STATUS_FIELDS})"
 _FAST = re.compile(
     rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
     r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) '
@@ -127,6 +128,10 @@ _FAST = re.compile(
 )
 _HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
 _MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
+# Request-URI ends: a quote that status fields follow, or (when none does, to name the
+# problem) any six fields. Searched by the regex engine, a quote at a time, in one pass.
+_STATUS_END = re.compile(f'"(?={_STATUS_FIELDS})')
+_ANY_END = re.compile(r'"(?= [^ ]++ [^ ]++ [^ ]++ [^ ]++ [^ ]++ [^ ]++ ["-])')
 _MIDDLE_ANY = re.compile(
     r'" [0-9-][^ ]* [^ ]+ [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [^"-]'
 )
@@ -417,31 +422,24 @@ def _request_uri(rest: str) -> tuple[str, re.Match[str]]:
     Its end is a quote followed by six fields and a quoted or empty Referer. With quotes
     inside it, more than one quote may qualify: then the line cannot be read safely.
     """
-    ends = []
-    position = rest.find('"', 1)
-    while position >= 0:
-        middle = _MIDDLE.match(rest, position + 1)
-        if middle is not None:
-            ends.append((position, middle))
-        position = rest.find('"', position + 1)
-    if not ends:
+    ends = _STATUS_END.finditer(rest, 1)
+    end = next(ends, None)
+    if end is not None:
+        if next(ends, None) is not None:
+            raise ValueError(
+                "request_uri holds a quote followed by what reads as the status fields: "
+                "ambiguous, a forged status cannot be told from the real one"
+            )
+    else:
+        end = _ANY_END.search(rest, 1)
+    middle = None if end is None else _MIDDLE.match(rest, end.end())
+    if end is None or middle is None:
         if _MIDDLE_ANY.search(rest):
             raise ValueError("referer is neither quoted nor '-'")
         raise ValueError(
             f"request_uri has no closing quote before the status fields: {_shown(rest)}"
         )
-    numeric = [
-        (end, middle)
-        for end, middle in ends
-        if all(_NUMERIC.fullmatch(middle.group(n)) for n in (1, 3, 4, 5, 6))
-    ]
-    if len(numeric) > 1:
-        raise ValueError(
-            "request_uri holds a quote followed by what reads as the status fields: "
-            "ambiguous, a forged status cannot be told from the real one"
-        )
-    end, middle = numeric[0] if numeric else ends[0]
-    return rest[1:end], middle
+    return rest[1 : end.start()], middle
 
 
 def _head_problem(text: str) -> str:
