@@ -84,8 +84,9 @@ class BadLine:
 
 # The common case in one match: no quote inside a quoted field, the fields S3 writes. A line
 # it refuses goes through ``_parse_slowly``, which accepts raw quotes and says what is wrong.
-# Trailing fields hold no quote, so a quote injected into the Request-URI cannot pass this way:
-# it leaves the real Referer's and User-Agent's quotes behind it.
+# It never accepts a line the slow path refuses as ambiguous: after the Request-URI's end the
+# only quotes it lets through are the Referer's and User-Agent's (none in the error code, none
+# in the trailing fields), and none of those may be followed by what reads as status fields.
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 # IPv6 as RFC 3986 (section 3.2.2) spells it: eight groups of hex digits, a run of zero
@@ -113,16 +114,15 @@ _IPV6_TEXT = (
 _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 # A quote followed by what reads as the six status fields and the Referer's start: where the
 # slow path finds one besides the Request-URI's end, it calls the line ambiguous. The fast
-# path's Request-URI holds no quote, so only the Referer's and User-Agent's quotes can be one:
-# it refuses those, and the slow path says why (a forged status behind a bare ``-`` Referer
-# and User-Agent would otherwise read as the real one).
+# pattern refuses such a quote in the Referer or User-Agent, and the slow path says why (a
+# forged status behind a bare ``-`` Referer and User-Agent would otherwise read as real).
 _STATUS_FIELDS = (
     r' (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?=["-])'
 )
 _NOT_STATUS = f"(?!{_STATUS_FIELDS})"
 _FAST = re.compile(
     rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
-    r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) '
+    r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ "]++) ([0-9]++|-) ([0-9]++|-) '
     rf'(?:[0-9]++|-) (?:[0-9]++|-) (?:"{_NOT_STATUS}[^"]*+"{_NOT_STATUS}|-) '
     rf'(?:"{_NOT_STATUS}([^"]*+)"{_NOT_STATUS}|-)(?= |\r?\Z)'
 )

@@ -449,15 +449,18 @@ TRAILING = st.lists(st.sampled_from(["-", "1", '"', "SigV4", '"z"']), max_size=8
     referer=st.sampled_from(["-", '"-"', '"r"', '"r" 1']),
     agent=st.sampled_from(["-", '"-"', '"ua"', '"u" 1 - 2 3 4 5 "v"']),
     after=TRAILING,
+    error=st.sampled_from(["AccessDenied", "-", 'x"', '"']),
+    sent=st.sampled_from(["243", "-"]),
 )
 def test_the_fast_path_agrees_with_the_slow_path_on_hostile_quotes(
-    forged: str, referer: str, agent: str, after: str
+    forged: str, referer: str, agent: str, after: str, error: str, sent: str
 ) -> None:
-    """Whatever status-like fields and quotes a target, Referer, User-Agent and the trailing
-    fields hold, the one-pattern fast path gives what the field-by-field slow path gives:
-    the same record, or a bad line where the slow path refuses the line."""
+    """Whatever status-like fields and quotes a target, error code, Referer, User-Agent and
+    the trailing fields hold, the one-pattern fast path gives what the field-by-field slow
+    path gives: the same record, or a bad line where the slow path refuses the line."""
     target = f'GET /q3-share/k?x-sharebatch-id={ID}" {forged} HTTP/1.1'
     text = line(request_uri=target, status=403, error_code="AccessDenied", bytes_sent=243)
+    text = text.replace(" 403 AccessDenied 243 ", f" 403 {error} {sent} ")
     text = text.replace(' "-" "curl/8.5.0" - ', f" {referer} {agent} {after} - ")
     try:
         slow: AccessRecord | str = _parse_slowly(text)
