@@ -116,13 +116,17 @@ _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 # slow path finds one besides the Request-URI's end, it calls the line ambiguous. The fast
 # pattern refuses such a quote in the Referer or User-Agent, and the slow path says why (a
 # forged status behind a bare ``-`` Referer and User-Agent would otherwise read as real).
+# S3's numbers (bytes, milliseconds) fit in 20 digits; a longer one is no number S3 wrote, and
+# past 4300 digits int() refuses it anyway.
+_DIGITS = 20
+_COUNT = f"([0-9]{{1,{_DIGITS}}}+|-)"
 _STATUS_FIELDS = (
     r' (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?=["-])'
 )
 _NOT_STATUS = f"(?!{_STATUS_FIELDS})"
 _FAST = re.compile(
     rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
-    r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ "]++) ([0-9]++|-) ([0-9]++|-) '
+    rf'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) {_COUNT} ([^ "]++) {_COUNT} {_COUNT} '
     rf'(?:[0-9]++|-) (?:[0-9]++|-) (?:"{_NOT_STATUS}[^"]*+"{_NOT_STATUS}|-) '
     rf'(?:"{_NOT_STATUS}([^"]*+)"{_NOT_STATUS}|-)(?= |\r?\Z)'
 )
@@ -136,9 +140,6 @@ _MIDDLE_ANY = re.compile(
     r'" [0-9-][^ ]* [^ ]+ [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [^"-]'
 )
 _NUMERIC = re.compile(r"[0-9]+|-")
-# S3's numbers (bytes, milliseconds) fit in 20 digits; a longer one is no number S3 wrote, and
-# past 4300 digits int() refuses it anyway.
-_DIGITS = 20
 _FIELD_NAMES = (
     "bucket_owner",
     "bucket",
@@ -220,13 +221,6 @@ def _count(value: str, name: str) -> int | None:
     if len(value) > _DIGITS:
         raise ValueError(f"{name} is not a number S3 writes: {len(value)} digits")
     return int(value)
-
-
-def _number(digits: str) -> int:
-    # The fast pattern matched ASCII digits; only their count can still be wrong.
-    if len(digits) > _DIGITS:
-        raise ValueError(digits)
-    return int(digits)
 
 
 def _empty(value: str | None) -> str | None:
@@ -316,10 +310,10 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
                             operation,
                             None if key == "-" else key,
                             uri,
-                            None if status == "-" else _number(status),
+                            None if status == "-" else int(status),
                             None if error == "-" else error,
-                            0 if sent == "-" else _number(sent),
-                            None if size == "-" else _number(size),
+                            0 if sent == "-" else int(sent),
+                            None if size == "-" else int(size),
                             None if agent is None or agent == "-" else agent,
                             None if uri is None else link_id_of(uri),
                         )
@@ -327,7 +321,7 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
                 )
                 continue
             except ValueError:
-                pass  # a time or number that does not convert: the slow way names it
+                pass  # a time that does not convert: the slow way names it
         try:
             append(_parse_slowly(text.rstrip("\r")))
         except ValueError as exc:
