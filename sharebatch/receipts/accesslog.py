@@ -84,8 +84,9 @@ class BadLine:
 
 # The common case in one match: no quote inside a quoted field, the fields S3 writes. A line
 # it refuses goes through ``_parse_slowly``, which accepts raw quotes and says what is wrong.
-# Trailing fields hold no quote, so a quote injected into the Request-URI cannot pass this way:
-# it leaves the real Referer's and User-Agent's quotes behind it.
+# It never accepts a line the slow path refuses as ambiguous: after the Request-URI's end the
+# only quotes it lets through are the Referer's and User-Agent's (none in the error code, none
+# in the trailing fields), and none of those may be followed by what reads as status fields.
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 # IPv6 as RFC 3986 (section 3.2.2) spells it: eight groups of hex digits, a run of zero
@@ -111,17 +112,33 @@ _IPV6_TEXT = (
     + ")"
 )
 _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
+# A quote followed by what reads as the six status fields and the Referer's start: where the
+# slow path finds one besides the Request-URI's end, it calls the line ambiguous. The fast
+# pattern refuses such a quote in the Referer or User-Agent, and the slow path says why (a
+# forged status behind a bare ``-`` Referer and User-Agent would otherwise read as real).
+# S3's numbers (bytes, milliseconds) fit in 20 digits; a longer one is no number S3 wrote, and
+# past 4300 digits int() refuses it anyway.
+_DIGITS = 20
+_COUNT = f"([0-9]{{1,{_DIGITS}}}+|-)"
+_STATUS_FIELDS = (
+    r' (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?=["-])'
+)
+_NOT_STATUS = f"(?!{_STATUS_FIELDS})"
 _FAST = re.compile(
     rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
-    r'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) ([0-9]++|-) ([^ ]++) ([0-9]++|-) ([0-9]++|-) '
-    r'(?:[0-9]++|-) (?:[0-9]++|-) (?:"[^"]*+"|-) (?:"([^"]*+)"|-)(?= |\r?\Z)'
+    rf'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) {_COUNT} ([^ "]++) {_COUNT} {_COUNT} '
+    rf'(?:[0-9]++|-) (?:[0-9]++|-) (?:"{_NOT_STATUS}[^"]*+"{_NOT_STATUS}|-) '
+    rf'(?:"{_NOT_STATUS}([^"]*+)"{_NOT_STATUS}|-)(?= |\r?\Z)'
 )
 _HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
 _MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
+# Request-URI ends: a quote that status fields follow, or (when none does, to name the
+# problem) any six fields. Searched by the regex engine, a quote at a time, in one pass.
+_STATUS_END = re.compile(f'"(?={_STATUS_FIELDS})')
+_ANY_END = re.compile(r'"(?= [^ ]++ [^ ]++ [^ ]++ [^ ]++ [^ ]++ [^ ]++ ["-])')
 _MIDDLE_ANY = re.compile(
     r'" [0-9-][^ ]* [^ ]+ [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [0-9-][^ ]* [^"-]'
 )
-_TAIL = re.compile(r'(-|".*?") (-|".*")((?: +[^ "]+)*) *')
 _NUMERIC = re.compile(r"[0-9]+|-")
 _FIELD_NAMES = (
     "bucket_owner",
@@ -179,7 +196,8 @@ def _time(stamp: str) -> datetime:
             int(stamp[18:20]),
             tzinfo=timezone(-offset if stamp[21] == "-" else offset),
         ).astimezone(UTC)
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, OverflowError):
+        # OverflowError: a year 1 or 9999 stamp that leaves datetime's range in UTC.
         raise ValueError(
             f"time is not [dd/Mon/yyyy:hh:mm:ss +0000]: {_shown('[' + stamp + ']')}"
         ) from None
@@ -200,6 +218,8 @@ def _count(value: str, name: str) -> int | None:
         return None
     if not value.isdigit() or not value.isascii():
         raise ValueError(f"{name} is not a number: {_shown(value)}")
+    if len(value) > _DIGITS:
+        raise ValueError(f"{name} is not a number S3 writes: {len(value)} digits")
     return int(value)
 
 
@@ -273,37 +293,40 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
         match = match_fast(text)
         # What follows the user agent is fields S3 added later, none quoted: a quote there
         # means a quoted field held one, and only the slow way reads that right.
-        if match is None or text.find('"', match.end()) >= 0:
-            try:
-                append(_parse_slowly(text.rstrip("\r")))
-            except ValueError as exc:
-                if text.strip():
-                    append(BadLine(file, number, str(exc)))
-            continue
-        bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
-            match.groups()
-        )
-        if uri == "-":
-            uri = None
-        append(
-            record(
-                (
-                    bucket,
-                    times.get(stamp) or _time(stamp),
-                    ip,
-                    None if requester == "-" else requester,
-                    operation,
-                    None if key == "-" else key,
-                    uri,
-                    None if status == "-" else int(status),
-                    None if error == "-" else error,
-                    0 if sent == "-" else int(sent),
-                    None if size == "-" else int(size),
-                    None if agent is None or agent == "-" else agent,
-                    None if uri is None else link_id_of(uri),
-                )
+        if match is not None and text.find('"', match.end()) < 0:
+            bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
+                match.groups()
             )
-        )
+            if uri == "-":
+                uri = None
+            try:
+                append(
+                    record(
+                        (
+                            bucket,
+                            times.get(stamp) or _time(stamp),
+                            ip,
+                            None if requester == "-" else requester,
+                            operation,
+                            None if key == "-" else key,
+                            uri,
+                            None if status == "-" else int(status),
+                            None if error == "-" else error,
+                            0 if sent == "-" else int(sent),
+                            None if size == "-" else int(size),
+                            None if agent is None or agent == "-" else agent,
+                            None if uri is None else link_id_of(uri),
+                        )
+                    )
+                )
+                continue
+            except ValueError:
+                pass  # a time that does not convert: the slow way names it
+        try:
+            append(_parse_slowly(text.rstrip("\r")))
+        except ValueError as exc:
+            if text.strip():
+                append(BadLine(file, number, str(exc)))
     return out
 
 
@@ -329,13 +352,12 @@ def _parse_slowly(text: str) -> AccessRecord:
     status, error, sent, size, total, turnaround = middle.groups()
     for value, name in ((total, "total_time"), (turnaround, "turnaround_time")):
         _count(value, name)
-    tail = _TAIL.fullmatch(text, head.end() + middle.end())
-    if tail is None:
+    start = head.end() + middle.end()
+    agent = _user_agent(text, start)
+    if agent is None:
         raise ValueError(
-            "referer and user_agent are not two quoted fields or '-': "
-            + _shown(text[head.end() + middle.end() :])
+            "referer and user_agent are not two quoted fields or '-': " + _shown(text[start:])
         )
-    agent = tail.group(2)
     request_uri = _empty(uri)
     return AccessRecord(
         bucket,
@@ -354,37 +376,64 @@ def _parse_slowly(text: str) -> AccessRecord:
     )
 
 
+def _user_agent(text: str, start: int) -> str | None:
+    """The User-Agent field (quoted as written, or ``-``) of ``text``, whose Referer starts at
+    ``start``; None when the two are not two quoted fields or ``-`` followed by quote-free
+    fields.
+
+    Both may hold raw quotes, so the split is chosen: the trailing fields hold none, so a
+    quoted User-Agent ends at the line's last quote; the Referer ends at the first quote that
+    a space and the User-Agent's opening quote follow. Found with ``find``, never by trying
+    every pair of quotes: a line full of quotes costs what its length costs.
+    """
+    last = text.rfind('"', start)
+    after = last + 1
+    if last >= 0 and after < len(text) and text[after] != " ":
+        return None  # the last quote ends no field: no split can work
+    opening = text[start : start + 1]
+    if opening == "-":
+        if text[start + 1 : start + 2] != " ":
+            return None
+        at = start + 2
+        if text.startswith("-", at) and at > last and text[at + 1 : at + 2] in ("", " "):
+            return "-"
+        if text.startswith('"', at) and last > at:
+            return text[at:after]
+        return None
+    if opening != '"' or last <= start:
+        return None
+    end = text.find('" "', start + 1)
+    if end >= 0 and end + 2 < last:
+        return text[end + 2 : after]
+    if text[after : after + 2] == " -" and text[after + 2 : after + 3] in ("", " "):
+        return "-"
+    return None
+
+
 def _request_uri(rest: str) -> tuple[str, re.Match[str]]:
     """The quoted Request-URI at the start of ``rest`` and the status fields after it.
 
     Its end is a quote followed by six fields and a quoted or empty Referer. With quotes
     inside it, more than one quote may qualify: then the line cannot be read safely.
     """
-    ends = []
-    position = rest.find('"', 1)
-    while position >= 0:
-        middle = _MIDDLE.match(rest, position + 1)
-        if middle is not None:
-            ends.append((position, middle))
-        position = rest.find('"', position + 1)
-    if not ends:
+    ends = _STATUS_END.finditer(rest, 1)
+    end = next(ends, None)
+    if end is not None:
+        if next(ends, None) is not None:
+            raise ValueError(
+                "request_uri holds a quote followed by what reads as the status fields: "
+                "ambiguous, a forged status cannot be told from the real one"
+            )
+    else:
+        end = _ANY_END.search(rest, 1)
+    middle = None if end is None else _MIDDLE.match(rest, end.end())
+    if end is None or middle is None:
         if _MIDDLE_ANY.search(rest):
             raise ValueError("referer is neither quoted nor '-'")
         raise ValueError(
             f"request_uri has no closing quote before the status fields: {_shown(rest)}"
         )
-    numeric = [
-        (end, middle)
-        for end, middle in ends
-        if all(_NUMERIC.fullmatch(middle.group(n)) for n in (1, 3, 4, 5, 6))
-    ]
-    if len(numeric) > 1:
-        raise ValueError(
-            "request_uri holds a quote followed by what reads as the status fields: "
-            "ambiguous, a forged status cannot be told from the real one"
-        )
-    end, middle = numeric[0] if numeric else ends[0]
-    return rest[1:end], middle
+    return rest[1 : end.start()], middle
 
 
 def _head_problem(text: str) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,10 @@ CHUNK = 1 << 20
 # S3 records run to a few kilobytes (an 8 KiB Request-URI at most): anything far longer is
 # not one, and holding it whole would let one endless line fill the memory.
 MAX_LINE = 1 << 16
+_TOO_LONG = f"longer than {MAX_LINE} bytes: not a record"
+# Lines parsed, and items held, at a time: a chunk of one-byte lines is half a million bad
+# lines, and held at once they would take hundreds of megabytes.
+BATCH = 4096
 _SNIFF = 512
 _COMPRESSED = (
     (b"\x1f\x8b", "gzip"),
@@ -246,7 +250,8 @@ async def _batches(
                         yield [BadLine(name, 0, problem)]
                         return
                     chunk = head
-                yield lines.feed(chunk)
+                for batch in lines.feed(chunk):
+                    yield batch
     except (_Unreadable, S3ReadError) as exc:
         yield lines.broken(str(exc))
         return
@@ -255,7 +260,8 @@ async def _batches(
         if problem is not None:
             yield [BadLine(name, 0, problem)]
             return
-        yield lines.feed(head)
+        for batch in lines.feed(head):
+            yield batch
     yield lines.finish()
 
 
@@ -268,31 +274,54 @@ class _Lines:
         self.rest = b""
         self.skipping = False  # inside a line too long to be a record, until its newline
 
-    def feed(self, chunk: bytes) -> list[AccessRecord | BadLine]:
-        """The items of the lines ``chunk`` completes; its unfinished end is kept."""
+    def feed(self, chunk: bytes) -> Iterator[list[AccessRecord | BadLine]]:
+        """The items of the lines ``chunk`` completes, ``BATCH`` lines at a time; its
+        unfinished end is kept."""
         data = self.rest + chunk if self.rest else chunk
         last = data.rfind(b"\n")
-        out: list[AccessRecord | BadLine] = []
         if last >= 0:
             self.rest = data[last + 1 :]
-            # Decoded a chunk at a time, after the cut: a character split across chunks is
-            # whole here. A byte that is not UTF-8 becomes a visible \xNN, never an error.
-            texts = data[:last].decode("utf-8", "backslashreplace").split("\n")
+            begin = 0
             if self.skipping:
+                # The end of a line already reported as too long: not read, not counted again.
                 self.skipping = False
-                texts = texts[1:]
-            out = parse_lines(self.name, self.number + 1, texts)
-            self.number += len(texts)
+                begin = data.find(b"\n") + 1
+            if begin <= last:
+                yield from self._items(data[begin:last])
         else:
             self.rest = data
         if len(self.rest) > MAX_LINE:
             if not self.skipping:
                 self.number += 1
-                out.append(
-                    BadLine(self.name, self.number, f"longer than {MAX_LINE} bytes: not a record")
-                )
+                yield [BadLine(self.name, self.number, _TOO_LONG)]
             self.skipping, self.rest = True, b""
-        return out
+
+    def _items(self, body: bytes) -> Iterator[list[AccessRecord | BadLine]]:
+        """The items of ``body``'s lines (itself without its last newline)."""
+        if not _has_long_line(body):
+            # Decoded a chunk at a time, after the cut: a character split across chunks is
+            # whole here. A byte that is not UTF-8 becomes a visible \xNN, never an error.
+            yield from self._parsed(body.decode("utf-8", "backslashreplace").split("\n"))
+            return
+        pieces = body.split(b"\n")
+        begin = 0
+        for end, piece in enumerate(pieces):
+            if len(piece) > MAX_LINE:
+                if end > begin:
+                    yield from self._items(b"\n".join(pieces[begin:end]))
+                self.number += 1
+                yield [BadLine(self.name, self.number, _TOO_LONG)]
+                begin = end + 1
+        if begin < len(pieces):
+            yield from self._items(b"\n".join(pieces[begin:]))
+
+    def _parsed(self, texts: list[str]) -> Iterator[list[AccessRecord | BadLine]]:
+        for begin in range(0, len(texts), BATCH):
+            part = texts[begin : begin + BATCH]
+            items = parse_lines(self.name, self.number + 1, part)
+            self.number += len(part)
+            if items:
+                yield items
 
     def finish(self) -> list[AccessRecord | BadLine]:
         """The last line, when the file does not end with a newline: whole, or truncated."""
@@ -312,3 +341,18 @@ class _Lines:
     def broken(self, problem: str) -> list[AccessRecord | BadLine]:
         """The bad line for a file whose reading stopped: the line it stopped in."""
         return [BadLine(self.name, 0 if self.number == 0 else self.number + 1, problem)]
+
+
+def _has_long_line(body: bytes) -> bool:
+    """Whether a line of ``body`` is longer than ``MAX_LINE`` bytes.
+
+    Window by window: each search looks back from a window's end for its last newline, so a
+    megabyte of ordinary lines costs a few dozen searches and no copies.
+    """
+    begin = 0
+    while len(body) - begin > MAX_LINE:
+        newline = body.rfind(b"\n", begin, begin + MAX_LINE + 1)
+        if newline < 0:
+            return True
+        begin = newline + 1
+    return False

@@ -326,3 +326,74 @@ def test_reading_a_large_file_lets_the_event_loop_run(
     count, ticks = asyncio.run(race())
     assert count == 2_000
     assert ticks >= chunks
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("[02/Dec/2026", "[31/Feb/2026"), "time is not"),
+        (("+0000]", "+9900]"), "time is not"),
+        ((" 200 - 2 ", " " + "2" * 5000 + " - 2 "), "http_status is not a number S3 writes"),
+        ((" 200 - 2 ", " 200 - " + "9" * 5000 + " "), "bytes_sent is not a number S3 writes"),
+    ],
+)
+def test_a_time_or_number_that_does_not_convert_is_one_bad_line(
+    tmp_path: Path, change: tuple[str, str], problem: str
+) -> None:
+    """A record whose time does not exist or whose number is past int's digit limit is one
+    bad line at its number; the records before and after it are read."""
+    broken = record(2).replace(*change)
+    assert broken != record(2)
+    (tmp_path / "a.log").write_text(record(1) + broken + record(3))
+    items, _ = read(parse_source(str(tmp_path)))
+    assert ids(items) == [f"{n:016x}" for n in (1, 3)]
+    assert [(b.line, b.problem.startswith(problem)) for b in bad(items)] == [(2, True)]
+
+
+def test_a_line_longer_than_max_line_is_a_bad_line_wherever_it_sits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every line over MAX_LINE bytes is one bad line, whether it sits inside a chunk, ends
+    exactly at a chunk's end or spans chunks; a line of exactly MAX_LINE bytes is read; the
+    numbering is the same for every chunk size."""
+    limit = sources.MAX_LINE
+    long_record = record(2, user_agent="A" * (4 * limit))
+    exact = record(5, user_agent="")
+    exact = exact.replace('""', '"' + "B" * (limit + 1 - len(exact)) + '"')
+    assert len(exact) == limit + 1  # MAX_LINE bytes and its newline
+    data = record(1) + long_record + record(3) + "x" * (limit + 1) + "\n\n" + exact + record(6)
+    (tmp_path / "a.log").write_text(data)
+    seen = set()
+    for size in (4096, limit - 1, limit, limit + 1, len(record(1) + long_record), 1 << 20):
+        monkeypatch.setattr(sources, "CHUNK", size)
+        items, _ = read(parse_source(str(tmp_path)))
+        seen.add(tuple(items))
+        assert ids(items) == [f"{n:016x}" for n in (1, 3, 5, 6)], size
+        too_long = f"longer than {limit} bytes: not a record"
+        assert [(b.line, b.problem) for b in bad(items)] == [(2, too_long), (4, too_long)]
+    assert len(seen) == 1
+
+
+def test_a_file_of_tiny_bad_lines_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """A 1 MiB chunk of one-character lines is 524,288 bad lines, each with its own number,
+    read with a peak far below the issue's 200 MB (parsed and held a batch of lines at a
+    time; held all at once they took 245 MB more than a clean file)."""
+    lines = 1 << 19
+    (tmp_path / "a.log").write_bytes(b"x\n" * lines)
+    last = 0
+
+    async def drain() -> None:
+        nonlocal last
+        async for item in read_logs(parse_source(str(tmp_path)), None):
+            assert isinstance(item, BadLine)
+            assert item.line == last + 1
+            last = item.line
+
+    tracemalloc.start()
+    try:
+        asyncio.run(drain())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert last == lines
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
