@@ -81,3 +81,14 @@ def log_line(
             "us-east-1",
         ]
     return " ".join(fields)
+
+
+QUOTE_FLOODS = [
+    '" ' * 32_000 + 'x"x',
+    '"' + '" "' * 21_000 + "x",
+    '- "' + '" ' * 32_000,
+    '"a" ' * 16_000 + "x",
+    '" 1 - 2 3 4 5 "' * 4_000,
+]
+"""Lines' tails full of quotes, placed after the status fields where the Referer and the
+User-Agent are split: a split that tries every pair of quotes takes time quadratic in them."""
