@@ -570,7 +570,13 @@ class _Join:
 
 
 def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else iso(moment)
+    if moment is None:
+        return None
+    # The access log's times are UTC to the second, and nearly each link's differs (``iso``'s
+    # cache misses): their ``iso`` text is isoformat's without its "+00:00", a third the cost.
+    if moment.tzinfo is UTC and not moment.microsecond:
+        return moment.isoformat()[:-6] + "Z"
+    return iso(moment)
 
 
 def _link_json(link: _Link) -> dict[str, Any]:
