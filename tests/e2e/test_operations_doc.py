@@ -499,14 +499,15 @@ def test_cloudtrail_recipe_picks_presigned_downloads_of_a_key(tmp_path: Path) ->
 
 
 def test_readme_receipts_commands_are_real() -> None:
-    """README's receipts section: its sharebatch lines parse with the real command line, and
-    its put-bucket-logging line is the one docs/operations.md checks on S3."""
+    """README's receipts section (with its "usage in detail"): every sharebatch line parses with
+    the real command line, and its put-bucket-logging line is the one docs/operations.md checks
+    on S3."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index("\n## Receipts: who downloaded what\n")
     part = text[start : text.index("\n## ", start + 1)]
     lines = [line.strip() for line in part.splitlines() if line.startswith("    ")]
     commands = [line for line in lines if line.startswith("sharebatch ")]
-    assert len(commands) == 2
+    assert {command.split()[1] for command in commands} == {"usage", "remind"}
     for command in commands:
         [args] = invocations(command)
         check_cli(args)
