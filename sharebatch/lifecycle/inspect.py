@@ -245,6 +245,8 @@ class Bundle:
     header_problem: str | None = None
     # Where each upload slot is, for messages: "file: uploads[n]" or "file:line".
     upload_where: list[str] = field(default_factory=list)
+    # An uploads.csv: slots and no links, which verify and renew do not take.
+    slots_only: bool = False
 
 
 def bundle_file(path: Path) -> Path:
@@ -296,7 +298,8 @@ def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
         # An uploads.csv: upload slots, no links.
         lines = [(f"{path}:{n}", _csv_slot(path, n, item)) for n, item in table]
         uploads = [_upload(w, item) for w, item in lines]
-        return Bundle(path, "csv", None, [], uploads, upload_where=[w for w, _ in lines])
+        where = [w for w, _ in lines]
+        return Bundle(path, "csv", None, [], uploads, upload_where=where, slots_only=True)
     missing = [c for c in COLUMNS if c not in names and c not in OPTIONAL_COLUMNS]
     if missing:
         raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
