@@ -116,6 +116,8 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
                 lines.append(f"      link id: {link['link_id']}")
             if link["problem"]:
                 lines.append(f"      problem: {link['problem']}")
+    if bundle["uploads_problem"]:
+        lines.append(f"  upload slots: problem: {bundle['uploads_problem']}")
     return lines + _render_slots(bundle["uploads"], within)
 
 

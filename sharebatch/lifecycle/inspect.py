@@ -520,7 +520,20 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
         ],
         **_counts([link for links in recipients.values() for link in links]),
         "uploads": inspect_slots(bundle, now, within),
+        "uploads_problem": _missing_slots(bundle),
     }
+
+
+def _missing_slots(bundle: Bundle) -> str | None:
+    """Why the JSON's ``uploads`` are not all the slots its header counts, or None: slots
+    that went out but are not in the file cannot be shown (a renewal that dropped them)."""
+    counted = bundle.header.uploads if bundle.header else None
+    if counted is None or counted == len(bundle.uploads):
+        return None
+    return (
+        f"the header counts {counted} upload slot{'s' * (counted != 1)}, the bundle holds"
+        f" {len(bundle.uploads)}"
+    )
 
 
 def _policy(where: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], datetime]:
@@ -663,7 +676,7 @@ def inspect(
     Each bundle's ``uploads`` are its upload slots (``inspect_slot``); a folder of CSV
     bundles shows the uploads file beside its links. ``upload_slots`` counts them apart from
     the links. ``ok`` is False when any link or slot is expired, invalid, or expiring within
-    ``within``.
+    ``within``, or a bundle's header counts slots it does not hold (``uploads_problem``).
     """
     urls: list[dict[str, Any]] = []
     bundles: list[dict[str, Any]] = []
@@ -690,6 +703,7 @@ def inspect(
     counts = _counts(every)
     slots = _counts(slot for b in bundles for slot in b["uploads"])
     bad = [counts[s] + slots[s] for s in ("expired", "expiring", "invalid")]
+    bad += [1 for b in bundles if b["uploads_problem"]]
     return {
         "now": iso(now),
         "within_seconds": int(within.total_seconds()),

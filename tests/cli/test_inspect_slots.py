@@ -153,3 +153,20 @@ def test_a_bad_uploads_csv_exits_2_naming_file_line_and_field(s3: S3, tmp_path: 
     assert result.exit_code == 2
     assert result.stdout == ""
     assert f"{uploads}:2: max_size or content_type: missing" in result.stderr
+
+
+def test_slots_the_header_counts_but_the_bundle_lacks_are_named(s3: S3, tmp_path: Path) -> None:
+    """A links.json whose header says 1 upload slot but holds none (as renewals that dropped
+    them wrote): the problem is shown, --json has it, exit 1 though every link is valid."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "globex"
+    data = bundle_json(bundle)
+    assert data["header"]["uploads"] == 1
+    del data["uploads"]
+    path = rewrite_json(bundle, data)
+    result = invoke("inspect", str(path))
+    assert result.exit_code == 1
+    problem = "the header counts 1 upload slot, the bundle holds 0"
+    assert f"  upload slots: problem: {problem}" in result.stdout
+    assert "1 link: 1 valid, 0 expiring, 0 expired" in result.stdout
+    report = json.loads(invoke("inspect", str(path), "--json").stdout)
+    assert (report["bundles"][0]["uploads_problem"], report["ok"]) == (problem, False)
