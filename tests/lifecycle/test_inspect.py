@@ -682,3 +682,29 @@ def test_an_unreadable_policy_is_bad_input_naming_the_slot(s3: S3, tmp_path: Pat
     path = rewrite_json(bundle, data)
     with pytest.raises(LinkError, match=r"links\.json: uploads\[0\]: fields: no readable"):
         slots_of(path, datetime.now(UTC))
+
+
+def test_a_put_slot_s3_would_refuse_is_invalid_with_the_urls_reason(s3: S3, tmp_path: Path) -> None:
+    """A PUT slot's URL is judged as any URL: X-Amz-Expires=0 makes the slot INVALID, saying
+    so, and its end is the URL's."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "globex"
+    data = bundle_json(bundle)
+    row = data["uploads"][0]
+    signed = read_url(row["url"])
+    assert signed.signed_at is not None
+    row["url"] = row["url"].replace(f"X-Amz-Expires={signed.expires_in}", "X-Amz-Expires=0")
+    [slot] = slots_of(rewrite_json(bundle, data), datetime.now(UTC))
+    assert slot["status"] == "INVALID"
+    assert "X-Amz-Expires 0s: S3 needs 1 s to 7 days" in slot["problem"]
+    assert slot["expires_at"] == iso(signed.signed_at)
+
+
+def test_a_post_form_signed_in_the_future_is_invalid(s3: S3, tmp_path: Path) -> None:
+    """A POST form whose x-amz-date is past S3's 15-minute skew is INVALID, naming it."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "initech"
+    data = bundle_json(bundle)
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    data["uploads"][0]["fields"]["x-amz-date"] = ahead.strftime("%Y%m%dT%H%M%SZ")
+    [slot] = slots_of(rewrite_json(bundle, data), datetime.now(UTC))
+    assert slot["status"] == "INVALID"
+    assert slot["problem"] == f"x-amz-date is in the future ({iso(ahead)})"
