@@ -31,7 +31,7 @@ from sharebatch.lifecycle.renew import RenewReport, renew_bundles
 from sharebatch.lifecycle.verify import MAX_CONCURRENCY, VerifyReport, verify_bundles
 from sharebatch.manifest.periods import parse_duration
 from sharebatch.models import MAX_EXPIRES_IN, Connection
-from sharebatch.units import counted
+from sharebatch.units import counted, human_size
 from sharebatch.visible import visible
 
 WithinOpt = Annotated[
@@ -39,7 +39,7 @@ WithinOpt = Annotated[
     typer.Option(
         "--within",
         metavar="DURATION",
-        help="Also flag links that expire within this time: 48h, 2d, P2D.",
+        help="Also flag links (and upload slots) that expire within this time: 48h, 2d, P2D.",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -116,30 +116,78 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
                 lines.append(f"      link id: {link['link_id']}")
             if link["problem"]:
                 lines.append(f"      problem: {link['problem']}")
+    if bundle["uploads_problem"]:
+        lines.append(f"  upload slots: problem: {bundle['uploads_problem']}")
+    return lines + _render_slots(bundle["uploads"], within)
+
+
+def _render_slots(slots: list[dict[str, Any]], within: str) -> list[str]:
+    """A bundle's upload slots, per recipient: never a URL, form signature or policy."""
+    by_recipient: dict[str, list[dict[str, Any]]] = {}
+    for slot in slots:
+        by_recipient.setdefault(slot["recipient"], []).append(slot)
+    lines = []
+    for recipient, group in by_recipient.items():
+        counts = {s: sum(x["status"] == s.upper() for x in group) for s in _STATUSES}
+        lines.append(
+            f"  upload slots of {recipient}: {counted(len(group), 'slot')},"
+            f" {_tally(counts, within)}"
+        )
+        lines.append(
+            f"    {'STATUS':<9} {'EXPIRES AT':<21} {'TIME LEFT':<20} {'METHOD':<6}"
+            f" {'MAX SIZE':<9} KEY"
+        )
+        for slot in group:
+            lines.append(
+                f"    {slot['status']:<9} {slot['expires_at']:<21}"
+                f" {_span(slot['seconds_left']):<20} {slot['method']:<6}"
+                f" {human_size(slot['max_size']):<9} {slot['key']}"
+            )
+            kind = slot["content_type"] or "any (the uploader chooses)"
+            lines.append(f"      content type: {kind}")
+            if slot["link_id"]:
+                lines.append(f"      link id: {slot['link_id']}")
+            if slot["problem"]:
+                lines.append(f"      problem: {slot['problem']}")
     return lines
+
+
+_STATUSES = ("valid", "expiring", "expired", "invalid")
+
+
+def _tally(counts: dict[str, int], within: str) -> str:
+    return (
+        f"{counts['valid']} valid, {counts['expiring']} expiring{within},"
+        f" {counts['expired']} expired"
+        + (f", {counts['invalid']} invalid" if counts["invalid"] else "")
+    )
 
 
 def inspect(
     targets: Annotated[
         list[str],
         typer.Argument(
-            help="Presigned URLs, bundle files (CSV or JSON) or bundle folders;"
-            " - reads URLs from stdin, one a line."
+            help="Presigned URLs, bundle files (CSV or JSON, uploads.csv too) or bundle"
+            " folders; - reads URLs from stdin, one a line."
         ),
     ],
     within: WithinOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show when links stop working, without contacting S3.
+    """Show when links and upload slots stop working, without contacting S3.
 
     For a URL: method, bucket, key, signed at, expires at, time left, VALID/EXPIRED, the kind
     of credentials and the signature version (SigV4 or SigV2); INVALID with the reason when S3
-    would refuse it anyway. For a bundle: a table per recipient. --within may be up to 366d
+    would refuse it anyway. For a bundle: a table per recipient, then its upload slots (a
+    links.json's, an uploads.csv's, a folder's): method, key (a POST form's key prefix), max
+    size, content type, link id and end, read from the PUT URL or the POST form's signed
+    policy; INVALID when the row claims more than its signature. --within may be up to 366d
     (SigV2 links live longer than 7 days).
 
     Example: sharebatch inspect bundles/2026-Q3/*/q3/*/links.json --within 48h
 
-    Exit codes: 0 no link expired (or expiring within --within); 1 some are; 2 bad input.
+    Exit codes: 0 no link or slot expired (or expiring within --within); 1 some are; 2 bad
+    input.
     """
     # "-" reads URLs from stdin, so they stay out of `ps` and the shell's history.
     stdin = sys.stdin.buffer if "-" in targets else ()
@@ -155,12 +203,12 @@ def inspect(
             lines += _render_url(n, url)
         for bundle in report["bundles"]:
             lines += _render_bundle(bundle, soon)
-        total = sum(report[k] for k in ("valid", "expiring", "expired", "invalid"))
-        lines.append(
-            f"inspect: {counted(total, 'link')}: {report['valid']} valid,"
-            f" {report['expiring']} expiring{soon}, {report['expired']} expired"
-            + (f", {report['invalid']} invalid" if report["invalid"] else "")
-        )
+        total = sum(report[k] for k in _STATUSES)
+        summary = f"inspect: {counted(total, 'link')}: {_tally(report, soon)}"
+        slots = report["upload_slots"]
+        if any(slots.values()):
+            summary += f"; {counted(sum(slots.values()), 'upload slot')}: {_tally(slots, soon)}"
+        lines.append(summary)
         typer.echo("\n".join(map(visible, lines)))
     raise typer.Exit(0 if report["ok"] else 1)
 

@@ -22,9 +22,11 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sharebatch.audit import url_digest
-from sharebatch.errors import LinkError
+from sharebatch.errors import LinkError, SigningError
 from sharebatch.models import LINK_ID_PARAM, MAX_EXPIRES_IN
 from sharebatch.run.bundles import COLUMNS, OPTIONAL_COLUMNS, BundleHeader, csv_value
+from sharebatch.run.link_ids import link_id_of
+from sharebatch.run.slots import FILENAME, read_policy
 from sharebatch.times import iso, parse_iso
 from sharebatch.visible import HIDDEN, visible
 
@@ -241,6 +243,10 @@ class Bundle:
     rows: list[BundleRow]
     uploads: list[dict[str, Any]] = field(default_factory=list)
     header_problem: str | None = None
+    # Where each upload slot is, for messages: "file: uploads[n]" or "file:line".
+    upload_where: list[str] = field(default_factory=list)
+    # An uploads.csv: slots and no links, which verify and renew do not take.
+    slots_only: bool = False
 
 
 def bundle_file(path: Path) -> Path:
@@ -280,13 +286,24 @@ def read_bundle(path: str | Path, data: bytes | None = None) -> Bundle:
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         found, raw, slots = _json_rows(path, text)
         rows = [_row(path, "json", n, item) for n, item in raw]
-        uploads = [_upload(path, n, u) for n, u in slots]
+        where = [f"{path}: uploads[{n - 1}]" for n, _ in slots]
+        uploads = [_upload(w, u) for w, (_, u) in zip(where, slots, strict=True)]
         try:
             header = BundleHeader.from_json(found)
         except ValueError as exc:
-            return Bundle(path, "json", None, rows, uploads, header_problem=str(exc))
-        return Bundle(path, "json", header, rows, uploads)
-    rows = [_row(path, "csv", n, item) for n, item in _csv_rows(path, text)]
+            return Bundle(path, "json", None, rows, uploads, str(exc), where)
+        return Bundle(path, "json", header, rows, uploads, upload_where=where)
+    names, table = _csv_rows(path, text)
+    if {"fields", "curl"} <= set(names):
+        # An uploads.csv: upload slots, no links.
+        lines = [(f"{path}:{n}", _csv_slot(path, n, item)) for n, item in table]
+        uploads = [_upload(w, item) for w, item in lines]
+        where = [w for w, _ in lines]
+        return Bundle(path, "csv", None, [], uploads, upload_where=where, slots_only=True)
+    missing = [c for c in COLUMNS if c not in names and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
+    rows = [_row(path, "csv", n, item) for n, item in table]
     return Bundle(path, "csv", None, rows)
 
 
@@ -322,18 +339,22 @@ def _json_rows(
 _UPLOAD_TEXT = ("recipient", "bucket", "key", "url")
 
 
-def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
-    """One upload slot row, checked enough that renewal can rely on its fields."""
-    where = f"{path}: uploads[{n - 1}]"
+def _upload(where: str, item: Any) -> dict[str, Any]:
+    """One upload slot row, checked enough that renewal and inspection can rely on its
+    fields; ``where`` names it (``file: uploads[n]`` or ``file:line``)."""
     if not isinstance(item, dict):
         raise LinkError(f"{where}: expected an object with the upload columns")
     for name in _UPLOAD_TEXT:
         if not isinstance(item.get(name), str) or not item[name]:
             raise LinkError(f"{where}: {name}: missing")
+        if _SURROGATE.search(item[name]):
+            raise LinkError(f"{where}: {name}: holds a lone surrogate, not UTF-8 text")
     if item.get("method") not in ("PUT", "POST"):
         raise LinkError(f"{where}: method: expected PUT or POST")
     if not isinstance(item.get("max_size"), int) or not isinstance(item.get("content_type"), str):
         raise LinkError(f"{where}: max_size or content_type: missing")
+    if not isinstance(item.get("link_id") or "", str):
+        raise LinkError(f"{where}: link_id: expected text or null")
     for name in ("fields", "headers"):
         if not isinstance(item.get(name, {}), dict):
             raise LinkError(f"{where}: {name}: expected an object")
@@ -344,22 +365,34 @@ def _upload(path: Path, n: int, item: Any) -> dict[str, Any]:
     return item
 
 
-def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+def _csv_slot(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+    """A row of uploads.csv in the shape of the JSON's ``uploads``: the size a number, the
+    form fields and headers objects (each a JSON object in its cell)."""
+    slot: dict[str, Any] = dict(row)
+    size = slot.get("max_size")
+    if isinstance(size, str) and size.isascii() and size.isdigit():
+        slot["max_size"] = int(size)
+    for name in ("fields", "headers"):
+        cell = slot.get(name)
+        try:
+            slot[name] = json.loads(cell) if isinstance(cell, str) and cell else {}
+        except (ValueError, RecursionError):
+            raise LinkError(f"{path}:{line}: {name}: not a JSON object") from None
+    return slot
+
+
+def _csv_rows(path: Path, text: str) -> tuple[list[str], Iterator[tuple[int, Any]]]:
+    """The CSV's column names and its rows, each with its line number."""
     # Not splitlines(): it also splits at U+2028 and friends, which a quoted key may hold.
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        names = reader.fieldnames or []
+        names = list(reader.fieldnames or [])
     except csv.Error as exc:  # a header cell over the csv module's 128 KiB limit
         raise LinkError(f"{path}:1: not a sharebatch bundle: {exc}") from None
-    if {"fields", "curl"} <= set(names):
-        # Slots are not links: a POST form has no presigned URL, its end is in a signed policy.
-        raise LinkError(
-            f"{path}: an uploads.csv holds upload slots, not links; give the links.csv or"
-            " links.json beside it (each slot's end is in its expires_at column)"
-        )
-    missing = [c for c in COLUMNS if c not in names and c not in OPTIONAL_COLUMNS]
-    if missing:
-        raise LinkError(f"{path}:1: not a sharebatch bundle: no column {', '.join(missing)}")
+    return names, _csv_table(path, reader)
+
+
+def _csv_table(path: Path, reader: csv.DictReader[str]) -> Iterator[tuple[int, Any]]:
     while True:
         try:
             row = next(reader)
@@ -486,7 +519,120 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
             for name, links in recipients.items()
         ],
         **_counts([link for links in recipients.values() for link in links]),
+        "uploads": inspect_slots(bundle, now, within),
+        "uploads_problem": _missing_slots(bundle),
     }
+
+
+def _missing_slots(bundle: Bundle) -> str | None:
+    """Why the JSON's ``uploads`` are not all the slots its header counts, or None: slots
+    that went out but are not in the file cannot be shown (a renewal that dropped them)."""
+    counted = bundle.header.uploads if bundle.header else None
+    if counted is None or counted == len(bundle.uploads):
+        return None
+    return (
+        f"the header counts {counted} upload slot{'s' * (counted != 1)}, the bundle holds"
+        f" {len(bundle.uploads)}"
+    )
+
+
+def _policy(where: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], datetime]:
+    """A POST form's signed policy and its ``expiration``; ``LinkError`` when unreadable."""
+    try:
+        policy = read_policy(fields)
+    except SigningError:
+        raise LinkError(f"{where}: fields: no readable signed policy") from None
+    try:
+        return policy, parse_iso(str(policy.get("expiration")))
+    except ValueError:
+        raise LinkError(f"{where}: fields: the policy's expiration is not a moment") from None
+
+
+def _policy_problems(slot: Mapping[str, Any], policy: Mapping[str, Any]) -> list[str]:
+    """Where a slot's row claims more than its signed policy allows (a tampered row)."""
+    conditions = policy.get("conditions")
+    conditions = conditions if isinstance(conditions, list) else []
+    problems = []
+    key: str = slot["key"]
+    prefix = key.removesuffix(FILENAME)
+    if ["starts-with", "$key", prefix] not in conditions and {"key": key} not in conditions:
+        problems.append("its key is not the one its policy allows")
+    if {"bucket": slot["bucket"]} not in conditions:
+        problems.append("its bucket is not its policy's")
+    limits = [c[2] for c in conditions if isinstance(c, list) and c[:1] == ["content-length-range"]]
+    if limits != [slot["max_size"]]:
+        problems.append("its max_size is not its policy's content-length-range")
+    return problems
+
+
+def inspect_slot(
+    where: str, slot: Mapping[str, Any], now: datetime, within: timedelta
+) -> dict[str, Any]:
+    """One upload slot (a checked row of ``uploads``) as plain data with its status.
+
+    A PUT slot ends when its presigned URL does; a POST slot when its signed policy's
+    ``expiration`` does. The row's ``expires_at`` may say earlier (credentials that end first)
+    but never later: a row claiming more than its signature, or a key, bucket or size other
+    than its signature's, is INVALID. Nothing returned holds the URL, signature or policy.
+    """
+    claimed = parse_iso(slot["expires_at"])
+    problems: list[str] = []
+    digest: dict[str, str]
+    if slot["method"] == "PUT":
+        facts = read_url(slot["url"], f"{where}: url")
+        signed_end = facts.expires_at
+        problems += [facts.problem(now) or ""]
+        if (facts.bucket, facts.key) != (slot["bucket"], slot["key"]):
+            problems.append("its bucket or key is not its URL's")
+        url_id = facts.link_id
+        digest = {"url_sha256": facts.url_sha256}
+    else:
+        fields = slot.get("fields", {})
+        policy, signed_end = _policy(where, fields)
+        problems += _policy_problems(slot, policy)
+        try:
+            signed_at = datetime.strptime(str(fields.get("x-amz-date")), "%Y%m%dT%H%M%SZ")
+        except ValueError:
+            problems.append("its form has no readable x-amz-date")
+        else:
+            if signed_at.replace(tzinfo=UTC) > now + CLOCK_SKEW:
+                problems.append(
+                    f"x-amz-date is in the future ({iso(signed_at.replace(tzinfo=UTC))})"
+                )
+        url_id = link_id_of(slot["url"])
+        digest = {"policy_sha256": url_digest(str(fields["policy"]))}
+    if claimed > signed_end:
+        problems.append(
+            f"expires_at {iso(claimed)} is later than its signature's end {iso(signed_end)}"
+        )
+    link_id = slot.get("link_id") or None
+    if link_id != url_id:
+        problems.append(f"link_id {link_id or '(none)'} is not its URL's ({url_id or 'none'})")
+    end = min(claimed, signed_end)
+    problem = "; ".join(p for p in problems if p) or None
+    return {
+        "where": where,
+        "recipient": slot["recipient"],
+        "bucket": slot["bucket"],
+        "method": slot["method"],
+        "key": slot["key"],
+        "content_type": slot["content_type"] or None,
+        "max_size": slot["max_size"],
+        "link_id": link_id,
+        "expires_at": iso(end),
+        "seconds_left": int((end - now).total_seconds()),
+        "status": status_of(end, now, within, problem),
+        "problem": problem,
+        **digest,
+    }
+
+
+def inspect_slots(bundle: Bundle, now: datetime, within: timedelta) -> list[dict[str, Any]]:
+    """The bundle's upload slots (an uploads.csv's rows, a links.json's ``uploads``)."""
+    return [
+        inspect_slot(where, slot, now, within)
+        for where, slot in zip(bundle.upload_where, bundle.uploads, strict=True)
+    ]
 
 
 def _counts(links: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -524,17 +670,25 @@ def inspect(
     within: timedelta = timedelta(0),
     stdin: Iterable[bytes] = (),
 ) -> dict[str, Any]:
-    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path, then
-    the URLs of ``stdin``'s lines (``stdin_urls``).
+    """``sharebatch inspect``: each target a URL (``http(s)://...``) or a bundle path (links,
+    or an uploads.csv), then the URLs of ``stdin``'s lines (``stdin_urls``).
 
-    ``ok`` is False when any link is expired, invalid, or expiring within ``within``.
+    Each bundle's ``uploads`` are its upload slots (``inspect_slot``); a folder of CSV
+    bundles shows the uploads file beside its links. ``upload_slots`` counts them apart from
+    the links. ``ok`` is False when any link or slot is expired, invalid, or expiring within
+    ``within``, or a bundle's header counts slots it does not hold (``uploads_problem``).
     """
     urls: list[dict[str, Any]] = []
     bundles: list[dict[str, Any]] = []
     for n, target in enumerate(targets, 1):
         scheme = _SCHEME.match(target)
         if scheme is None:
-            bundles.append(inspect_bundle(read_bundle(target), now, within))
+            bundle = read_bundle(target)
+            shown = inspect_bundle(bundle, now, within)
+            beside = _uploads_beside(Path(target), bundle)
+            if beside is not None:
+                shown["uploads"] = inspect_slots(read_bundle(beside), now, within)
+            bundles.append(shown)
         elif scheme["scheme"].lower() in ("http", "https"):
             urls.append(inspect_url(target, now, within, f"argument {n}"))
         else:
@@ -547,11 +701,26 @@ def inspect(
         urls.append(inspect_url(url, now, within, source))
     every = [*urls, *(link for b in bundles for r in b["recipients"] for link in r["links"])]
     counts = _counts(every)
+    slots = _counts(slot for b in bundles for slot in b["uploads"])
+    bad = [counts[s] + slots[s] for s in ("expired", "expiring", "invalid")]
+    bad += [1 for b in bundles if b["uploads_problem"]]
     return {
         "now": iso(now),
         "within_seconds": int(within.total_seconds()),
         "urls": urls,
         "bundles": bundles,
         **counts,
-        "ok": counts["expired"] == counts["expiring"] == counts["invalid"] == 0,
+        "upload_slots": slots,
+        "ok": not any(bad),
     }
+
+
+def _uploads_beside(target: Path, bundle: Bundle) -> Path | None:
+    """For a folder whose bundle is CSV: the uploads file written with it, if any (a JSON
+    bundle holds its slots itself)."""
+    if not target.is_dir() or bundle.format != "csv" or bundle.uploads:
+        return None
+    # links.csv -> uploads.csv; links.renewed-<time>-<hex>.csv -> uploads.renewed-<...>.csv
+    _, dot, rest = bundle.path.name.partition(".")
+    beside = bundle.path.with_name(f"uploads{dot}{rest}")
+    return beside if beside.is_file() else None

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sharebatch.audit import url_digest
-from sharebatch.errors import UsageError
+from sharebatch.errors import LinkError, UsageError
 from sharebatch.lifecycle.inspect import Bundle, BundleRow, read_bundle, row_facts
 from sharebatch.models import LinkProbe
 from sharebatch.s3.gateway import browser_url, probe_link
@@ -142,6 +142,13 @@ def verify_bundles(
         raise UsageError("--sample must be at least 1")
     now = now or datetime.now(UTC)
     bundles: list[Bundle] = [read_bundle(path) for path in paths]
+    for bundle in bundles:
+        if bundle.slots_only:
+            # Nothing to download there: "0 links checked, exit 0" would pass it silently.
+            raise LinkError(
+                f"{bundle.path}: an uploads.csv holds upload slots, not links; verify checks"
+                " links (sharebatch inspect shows the slots and when they end)"
+            )
     rng = random.Random(seed)  # noqa: S311 - a sample to check, not a secret
     chosen = [(b, row) for b in bundles for row in _sampled(b.rows, sample, rng)]
     for bundle, row in chosen:

@@ -60,7 +60,11 @@ def test_one_of_each_is_singular_in_every_command(s3: S3, tmp_path: Path) -> Non
     bundle = Path(str(summary.run_dir)) / "single" / "alice" / "links.json"
     shown = invoke("inspect", str(bundle)).stdout.splitlines()
     assert shown[1].startswith("  recipient alice: 1 link, 1 valid,")
-    assert shown[-1] == "inspect: 1 link: 1 valid, 0 expiring, 0 expired"
+    assert "  upload slots of alice: 1 slot, 1 valid, 0 expiring, 0 expired" in shown
+    assert shown[-1] == (
+        "inspect: 1 link: 1 valid, 0 expiring, 0 expired;"
+        " 1 upload slot: 1 valid, 0 expiring, 0 expired"
+    )
 
     checked = invoke("verify", str(bundle)).stdout.splitlines()
     assert checked[-1] == "verify: 1 of 1 link checked: 1 ok"

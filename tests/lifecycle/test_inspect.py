@@ -18,10 +18,14 @@ import pytest
 from botocore.config import Config
 
 from sharebatch.errors import LinkError
+from sharebatch.lifecycle.inspect import inspect as inspect_targets
 from sharebatch.lifecycle.inspect import read_bundle, read_url
 from sharebatch.run.bundles import COLUMNS
+from sharebatch.run.slots import read_policy
+from sharebatch.times import iso
 from tests.support.linkkit import invoke, on_terminal, parse_iso, run_dir_of
 from tests.support.s3 import S3, write_manifest
+from tests.support.slot_run import POST_KEY, PUT_KEY, bundle_json, rewrite_json, slot_run
 
 BUCKET = "inspect-me"
 FILES = {"q3/a.pdf": b"%PDF a", "q3/sub dir/b+c.csv": b"x,y\n"}
@@ -524,11 +528,183 @@ def test_within_reaches_past_seven_days_for_long_lived_links() -> None:
     assert "--within: 367d is longer than 366 days" in too_long.stderr
 
 
-def test_an_uploads_csv_is_refused_by_name(s3: S3, tmp_path: Path) -> None:
-    """uploads.csv holds upload slots, not links: exit 2 with a message saying so."""
+def test_an_uploads_csv_is_no_longer_refused(s3: S3, tmp_path: Path) -> None:
+    """inspect reads an uploads.csv (it used to refuse it, exit 2): its slots, exit 0."""
     slot = '{id: globex, upload: {prefix: "inbox/globex/", max_size: 1KB, keys: [back.pdf]}}'
     run = shared_run(s3, tmp_path, FILES, "q3/", slot)
     uploads = run / "q3" / "globex" / "uploads.csv"
     result = invoke("inspect", str(uploads))
-    assert result.exit_code == 2 and result.stdout == ""
-    assert f"{uploads}: an uploads.csv holds upload slots, not links" in result.stderr
+    assert result.exit_code == 0, result.stderr
+    assert "holds upload slots, not links" not in result.stdout + result.stderr
+    assert "inbox/globex/back.pdf" in result.stdout
+
+
+def slots_of(target: Path, now: datetime, within: timedelta = timedelta(0)) -> list[Any]:
+    """The upload slots ``inspect`` reports for one bundle target, at ``now``."""
+    report = inspect_targets([str(target)], now, within)
+    slots: list[Any] = report["bundles"][0]["uploads"]
+    return slots
+
+
+def test_a_json_bundles_slots_end_when_their_signatures_do(s3: S3, tmp_path: Path) -> None:
+    """A PUT slot ends when its URL does, a POST slot when its policy does; both VALID now,
+    shown with recipient, key (a prefix for POST), size, type and link id."""
+    run = slot_run(s3, tmp_path)
+    now = datetime.now(UTC)
+    for recipient, method, key in (("globex", "PUT", PUT_KEY), ("initech", "POST", POST_KEY)):
+        bundle = run / "q3" / recipient
+        [row] = bundle_json(bundle)["uploads"]
+        [slot] = slots_of(bundle / "links.json", now)
+        if method == "PUT":
+            signed_end = read_url(row["url"]).expires_at
+        else:
+            signed_end = parse_iso(read_policy(row["fields"])["expiration"])
+        assert signed_end == parse_iso(row["expires_at"])
+        assert timedelta(minutes=119) < signed_end - now <= timedelta(hours=2)
+        assert slot["expires_at"] == row["expires_at"]
+        assert (slot["recipient"], slot["method"], slot["key"]) == (recipient, method, key)
+        assert (slot["max_size"], slot["content_type"]) == (row["max_size"], "application/pdf")
+        assert slot["link_id"] == row["link_id"] and row["link_id"]
+        assert (slot["status"], slot["problem"]) == ("VALID", None)
+        assert slot["seconds_left"] == int((signed_end - now).total_seconds())
+        assert "url" not in slot and "fields" not in slot
+
+
+def test_an_uploads_csv_reads_as_the_json_does(s3: S3, tmp_path: Path) -> None:
+    """uploads.csv's slots are the links.json's, but for where each is named."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "initech"
+    now = datetime.now(UTC)
+    from_csv = slots_of(bundle / "uploads.csv", now)
+    from_json = slots_of(bundle / "links.json", now)
+    assert [s.pop("where") for s in from_csv] == [f"{bundle / 'uploads.csv'}:2"]
+    assert [s.pop("where") for s in from_json] == [f"{bundle / 'links.json'}: uploads[0]"]
+    assert from_csv == from_json
+
+
+def test_a_csv_folder_shows_the_uploads_file_beside_its_links(s3: S3, tmp_path: Path) -> None:
+    """A folder of CSV bundles only: its uploads.csv's slots come with its links.csv."""
+    bundle = slot_run(s3, tmp_path, "[csv]") / "q3" / "globex"
+    assert not (bundle / "links.json").exists()
+    [slot] = slots_of(bundle, datetime.now(UTC))
+    assert (slot["method"], slot["key"], slot["status"]) == ("PUT", PUT_KEY, "VALID")
+
+
+def test_slots_expire_and_come_due_by_the_clock(s3: S3, tmp_path: Path) -> None:
+    """Past their end slots are EXPIRED, within --within EXPIRING; either makes ok False."""
+    run = slot_run(s3, tmp_path)
+    now = datetime.now(UTC)
+    for recipient in ("globex", "initech"):
+        uploads = run / "q3" / recipient / "uploads.csv"
+        report = inspect_targets([str(uploads)], now + timedelta(hours=3), timedelta(0))
+        assert [s["status"] for s in report["bundles"][0]["uploads"]] == ["EXPIRED"]
+        assert (report["upload_slots"]["expired"], report["ok"]) == (1, False)
+        report = inspect_targets([str(uploads)], now, timedelta(hours=3))
+        assert (report["upload_slots"]["expiring"], report["ok"]) == (1, False)
+        report = inspect_targets([str(uploads)], now, timedelta(minutes=30))
+        assert (report["upload_slots"]["valid"], report["ok"]) == (1, True)
+
+
+@pytest.mark.parametrize(
+    ("recipient", "edit", "reason"),
+    [
+        pytest.param(
+            "initech",
+            {"expires_at": "later"},
+            "is later than its signature's end",
+            id="post-expires-at-widened",
+        ),
+        pytest.param(
+            "initech",
+            {"key": "inbox/globex/${filename}"},
+            "its key is not the one its policy allows",
+            id="post-other-prefix",
+        ),
+        pytest.param(
+            "initech",
+            {"max_size": 10**9},
+            "its max_size is not its policy's content-length-range",
+            id="post-bigger",
+        ),
+        pytest.param(
+            "globex",
+            {"expires_at": "later"},
+            "is later than its signature's end",
+            id="put-expires-at-widened",
+        ),
+        pytest.param(
+            "globex",
+            {"key": "inbox/initech/other.pdf"},
+            "its bucket or key is not its URL's",
+            id="put-other-key",
+        ),
+        pytest.param(
+            "globex",
+            {"link_id": "0000000000000000"},
+            "link_id 0000000000000000 is not its URL's",
+            id="put-other-id",
+        ),
+    ],
+)
+def test_a_row_claiming_more_than_its_signature_is_invalid(
+    s3: S3, tmp_path: Path, recipient: str, edit: dict[str, Any], reason: str
+) -> None:
+    """An edited slot row (later end, other key, bigger size, other id) is INVALID with the
+    reason, and its end stays the signature's."""
+    bundle = slot_run(s3, tmp_path) / "q3" / recipient
+    data = bundle_json(bundle)
+    [row] = data["uploads"]
+    signed_end = row["expires_at"]
+    if edit.get("expires_at") == "later":
+        edit = {"expires_at": iso(parse_iso(signed_end) + timedelta(days=5))}
+    row.update(edit)
+    [slot] = slots_of(rewrite_json(bundle, data), datetime.now(UTC))
+    assert slot["status"] == "INVALID"
+    assert reason in slot["problem"]
+    assert slot["expires_at"] == signed_end
+
+
+def test_an_earlier_expires_at_is_taken_as_the_end(s3: S3, tmp_path: Path) -> None:
+    """A row ending before its policy (credentials that end first) ends then, not INVALID."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "initech"
+    data = bundle_json(bundle)
+    now = datetime.now(UTC).replace(microsecond=0)
+    data["uploads"][0]["expires_at"] = iso(now + timedelta(minutes=10))
+    [slot] = slots_of(rewrite_json(bundle, data), now, timedelta(minutes=30))
+    assert (slot["status"], slot["problem"]) == ("EXPIRING", None)
+    assert slot["seconds_left"] == 600
+
+
+def test_an_unreadable_policy_is_bad_input_naming_the_slot(s3: S3, tmp_path: Path) -> None:
+    """A POST slot whose policy cannot be read: LinkError naming file, slot and field."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "initech"
+    data = bundle_json(bundle)
+    data["uploads"][0]["fields"]["policy"] = "not base64!"
+    path = rewrite_json(bundle, data)
+    with pytest.raises(LinkError, match=r"links\.json: uploads\[0\]: fields: no readable"):
+        slots_of(path, datetime.now(UTC))
+
+
+def test_a_put_slot_s3_would_refuse_is_invalid_with_the_urls_reason(s3: S3, tmp_path: Path) -> None:
+    """A PUT slot's URL is judged as any URL: X-Amz-Expires=0 makes the slot INVALID, saying
+    so, and its end is the URL's."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "globex"
+    data = bundle_json(bundle)
+    row = data["uploads"][0]
+    signed = read_url(row["url"])
+    assert signed.signed_at is not None
+    row["url"] = row["url"].replace(f"X-Amz-Expires={signed.expires_in}", "X-Amz-Expires=0")
+    [slot] = slots_of(rewrite_json(bundle, data), datetime.now(UTC))
+    assert slot["status"] == "INVALID"
+    assert "X-Amz-Expires 0s: S3 needs 1 s to 7 days" in slot["problem"]
+    assert slot["expires_at"] == iso(signed.signed_at)
+
+
+def test_a_post_form_signed_in_the_future_is_invalid(s3: S3, tmp_path: Path) -> None:
+    """A POST form whose x-amz-date is past S3's 15-minute skew is INVALID, naming it."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "initech"
+    data = bundle_json(bundle)
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    data["uploads"][0]["fields"]["x-amz-date"] = ahead.strftime("%Y%m%dT%H%M%SZ")
+    [slot] = slots_of(rewrite_json(bundle, data), datetime.now(UTC))
+    assert slot["status"] == "INVALID"
+    assert slot["problem"] == f"x-amz-date is in the future ({iso(ahead)})"

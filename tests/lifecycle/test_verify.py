@@ -17,6 +17,7 @@ from sharebatch.lifecycle.verify import verify_bundles
 from sharebatch.run.bundles import COLUMNS
 from tests.support.linkkit import invoke, on_terminal, run_dir_of, serve
 from tests.support.s3 import S3, write_manifest
+from tests.support.slot_run import slot_run
 
 BUCKET = "verify-me"
 FILES = {
@@ -291,3 +292,13 @@ def test_hostile_keys_reach_a_terminal_escaped(s3: S3, tmp_path: Path) -> None:
     assert code == 0, shown
     assert b"q3/\\x1b]0;x\\x07\\x1b[2J\\u202egnp.exe.pdf  206" in shown
     assert not any(raw in shown for raw in (b"\x1b", b"\x07", "\u202e".encode())), shown
+
+
+def test_an_uploads_csv_is_refused_naming_inspect(s3: S3, tmp_path: Path) -> None:
+    """verify checks links: an uploads.csv (slots only) is bad input, exit 2, pointing to
+    inspect, not "0 links checked" with exit 0."""
+    uploads = slot_run(s3, tmp_path) / "q3" / "globex" / "uploads.csv"
+    result = invoke("verify", str(uploads))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"{uploads}: an uploads.csv holds upload slots, not links" in result.stderr
+    assert "sharebatch inspect shows the slots" in result.stderr
