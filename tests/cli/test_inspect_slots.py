@@ -170,3 +170,23 @@ def test_slots_the_header_counts_but_the_bundle_lacks_are_named(s3: S3, tmp_path
     assert "1 link: 1 valid, 0 expiring, 0 expired" in result.stdout
     report = json.loads(invoke("inspect", str(path), "--json").stdout)
     assert (report["bundles"][0]["uploads_problem"], report["ok"]) == (problem, False)
+
+
+def test_a_renewed_bundle_shows_its_renewed_slots(s3: S3, tmp_path: Path) -> None:
+    """A bundle renewed with its slots due (renew --within past the slots' end) holds them
+    again, re-issued: inspect of the renewal shows each slot valid, with no missing-slot
+    problem, and exits 0."""
+    bundle = slot_run(s3, tmp_path) / "q3" / "globex"
+    renewed = invoke("renew", str(bundle), "--within", "3h")
+    assert renewed.exit_code == 0, renewed.stderr
+    new = Path(renewed.stdout.splitlines()[1])
+    assert new.name.startswith("links.renewed-")
+    [old_slot] = bundle_json(bundle)["uploads"]
+    [new_slot] = json.loads(new.read_text(encoding="utf-8"))["uploads"]
+    assert new_slot["link_id"] != old_slot["link_id"]
+    result = invoke("inspect", str(new), "--json")
+    assert result.exit_code == 0, result.stdout
+    [shown] = json.loads(result.stdout)["bundles"]
+    assert shown["uploads_problem"] is None
+    assert [s["status"] for s in shown["uploads"]] == ["VALID"]
+    assert [s["link_id"] for s in shown["uploads"]] == [new_slot["link_id"]]
