@@ -286,3 +286,25 @@ def test_a_forged_renewal_cannot_carry_another_keys_link_on_a_kept_row(
     assert f"{forged}: links[" in result.stderr
     assert "its URL is not that key's link" in result.stderr
     assert digests(globex) == before
+
+
+def test_a_forged_renewal_cannot_point_its_target_at_another_endpoint(
+    s3: S3, tmp_path: Path
+) -> None:
+    """A forged renewal of globex's recorded bundle, rows unchanged, whose header sends
+    signing to another endpoint (``target.endpoint_url``, the header field renew signs for):
+    a renewal keeps its source's target, so renew refuses it (exit 2, the field named) before
+    any request or file is made."""
+    s3.bucket(BUCKET, FILES)
+    run_dir = run_two(s3.endpoint, tmp_path)
+    globex = run_dir / "q3" / "globex"
+    source = globex / "links.json"
+    data = json_bundle(source)
+    assert data["header"]["target"]["endpoint_url"] == s3.endpoint
+    data["header"]["target"]["endpoint_url"] = "http://127.0.0.9:9"
+    forged = _forge_renewal(source, data, globex)
+    before = digests(globex)
+    result = invoke("renew", str(globex), "--within", "2h")
+    assert result.exit_code == 2, result.stdout
+    assert f"{forged}: header: target differs from its source {source}" in result.stderr
+    assert digests(globex) == before
