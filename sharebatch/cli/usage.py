@@ -32,6 +32,7 @@ from sharebatch.units import counted, human_size
 from sharebatch.visible import visible
 
 BAD_LINES_SHOWN = 20
+CELL_WIDTH = 60  # a cell is cut to this many characters: one forged id widens no table
 
 _COLUMNS = (
     "recipient",
@@ -109,7 +110,12 @@ def usage(
     raise typer.Exit(report.exit_code)
 
 
+def _cell(text: str) -> str:
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "\u2026"
+
+
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    rows = [[_cell(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(
@@ -134,7 +140,8 @@ def _recipient_row(r: dict[str, Any]) -> list[str]:
         r["last"] or "-",
         str(r["remote_ips"]),
         str(r["user_agents"]),
-        "yes" if r["complete"] else "no",
+        # Rows without an id: the logs cannot say whether they were downloaded.
+        "unknown" if r.get("without_id") else "yes" if r["complete"] else "no",
     ]
 
 
