@@ -3,10 +3,20 @@
 With ``--usage``, the whole of ``usage`` instead: the log joined to a 100,000-link run folder
 written beside it (before the clock starts), usage.json and usage.csv written.
 
-Used by ``bench_usage.py``. The log (written before the clock starts, in files of 10,000 lines
-as S3 writes many small files) is shaped like a bucket's real traffic: most lines carry one of
-``LINKS`` link ids in their Request-URI, the rest are other clients' requests; 206s, 403s,
-HEADs, IPv6 addresses, a user agent with a raw quote now and then. What is timed is
+Used by ``bench_usage.py``. The log is written before the clock starts, in files of 10,000
+lines as S3 writes many small files; 206s, 403s, HEADs, IPv6 addresses, a user agent with a raw
+quote now and then. Two traffic models (``--traffic``):
+
+* ``real`` (the default): what a share bucket's log holds. Link ``n`` belongs to recipient
+  ``n // 1000`` (100 recipients), and a recipient fetches from ``--addresses-per-recipient``
+  addresses of their own (an office NAT, a home line, a phone: 2 by default), a fifth of them
+  IPv6; ``--leaked-share`` of the links (1 %) were forwarded or posted, and each request of
+  theirs comes from a new address anywhere; ``--other-share`` of the lines (30 %) carry no id
+  of ours: the uploader's PUTs, the run's own listing, HEADs, other clients of the bucket.
+* ``worst``: nearly every line a new remote address (a bucket crawled from a botnet), 15 %
+  other lines: each link ends up with ~8.5 distinct addresses, 850,000 strings at 1M lines.
+
+What is timed is
 ``read_logs`` over the folder, every item consumed, in wall-clock seconds and in CPU seconds
 of this process (all its threads): on 2 shared cores the second is what one core of its own
 would take. Prints one JSON line.
@@ -14,13 +24,14 @@ would take. Prints one JSON line.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import random
 import resource
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,27 +61,52 @@ def link_ids(count: int) -> list[str]:
     return [f"{rng.getrandbits(64):016x}" for _ in range(count)]
 
 
-def write_log(folder: Path, lines: int) -> None:
+@dataclass(frozen=True)
+class Traffic:
+    """How the bench's log is made (see the module's docstring)."""
+
+    model: str = "real"
+    addresses_per_recipient: int = 2
+    leaked_share: float = 0.01
+    other_share: float = 0.30
+
+
+def _address(rng: random.Random, v6: bool) -> str:
+    if v6:
+        return f"2001:db8:{rng.randrange(4096):x}::{rng.randrange(65536):x}"
+    return f"198.51.{rng.randrange(256)}.{rng.randrange(256)}"
+
+
+def write_log(folder: Path, lines: int, traffic: Traffic) -> None:
     rng = random.Random(20261202)  # noqa: S311 - reproducible bench data, not secrets
     ids = link_ids(LINKS)
     start = datetime(2026, 12, 1, tzinfo=UTC)
+    real = traffic.model == "real"
+    ours = 1 - traffic.other_share if real else 0.85
+    per = LINKS // 100
+    # Their own generator: the worst case's log stays what it was before the model came.
+    people = random.Random(1202)  # noqa: S311 - reproducible bench data, not secrets
+    homes = [
+        [_address(people, people.random() < 0.2) for _ in range(traffic.addresses_per_recipient)]
+        for _ in range(100)
+    ]
+    leaked = set(people.sample(range(LINKS), round(LINKS * traffic.leaked_share)))
     for first in range(0, lines, PER_FILE):
         rows = []
         for n in range(first, min(first + PER_FILE, lines)):
             when = (start + timedelta(seconds=n // 12)).strftime("[%d/%b/%Y:%H:%M:%S +0000]")
-            ip = (
-                f"2001:db8:{rng.randrange(4096):x}::{rng.randrange(65536):x}"
-                if n % 5 == 0
-                else f"198.51.{rng.randrange(256)}.{rng.randrange(256)}"
-            )
+            ip = _address(rng, n % 5 == 0)
             pick = rng.random()
-            if pick < 0.85:
+            if pick < ours:
+                link = rng.randrange(LINKS)
+                if real and link not in leaked:
+                    ip = rng.choice(homes[link // per])
                 key = f"exports/2026/q4/report-{n % 5000:05d}.pdf"
                 uri = (
                     f"GET /q3-share/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
                     "AKIAEXAMPLE%2F20261201%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date="
                     "20261201T000000Z&X-Amz-Expires=604800&X-Amz-SignedHeaders=host"
-                    f"&x-sharebatch-id={ids[rng.randrange(LINKS)]}&X-Amz-Signature="
+                    f"&x-sharebatch-id={ids[link]}&X-Amz-Signature="
                     f"{rng.getrandbits(256):064x} HTTP/1.1"
                 )
                 status, error, sent = rng.choice(
@@ -155,12 +191,24 @@ def write_run(run_dir: Path) -> None:
 
 
 def main() -> None:
-    lines = int(sys.argv[1])
-    whole = sys.argv[2:] == ["--usage"]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lines", type=int)
+    parser.add_argument("--usage", action="store_true", help="the whole of usage, not read_logs")
+    parser.add_argument("--traffic", choices=("real", "worst"), default=Traffic.model)
+    parser.add_argument(
+        "--addresses-per-recipient", type=int, default=Traffic.addresses_per_recipient
+    )
+    parser.add_argument("--leaked-share", type=float, default=Traffic.leaked_share)
+    parser.add_argument("--other-share", type=float, default=Traffic.other_share)
+    args = parser.parse_args()
+    lines, whole = args.lines, args.usage
+    traffic = Traffic(
+        args.traffic, args.addresses_per_recipient, args.leaked_share, args.other_share
+    )
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-logs-") as tmp:
         folder = Path(tmp) / "logs"
         folder.mkdir()
-        write_log(folder, lines)
+        write_log(folder, lines, traffic)
         if whole:
             run_dir = Path(tmp) / "20261130T060000Z-bench"
             write_run(run_dir)

@@ -43,6 +43,7 @@ most ``LISTED`` distinct addresses, networks (more when ``max_networks`` asks) a
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import json
 import re
@@ -62,7 +63,7 @@ from sharebatch.models import Connection
 from sharebatch.receipts.accesslog import AccessRecord, BadLine
 from sharebatch.receipts.page import refresh_receipts
 from sharebatch.receipts.sources import LogSource, read_logs
-from sharebatch.run.bundles import BundleHeader, write_csv
+from sharebatch.run.bundles import BundleHeader, csv_cell
 from sharebatch.run.metrics import (
     Gauge,
     check_metrics_path,
@@ -230,6 +231,22 @@ def distinct(held: Held) -> set[str]:
 def more(held: Held) -> bool:
     """Whether more distinct values were seen than ``held`` lists."""
     return isinstance(held, list) and held[-1] is _OVER
+
+
+def _sorted(held: Held) -> list[str]:
+    # A held list has no repeats (``_more``): sorted as it is, no set built per link.
+    if held is None:
+        return []
+    if isinstance(held, str):
+        return [held]
+    return sorted(held[:-1] if held[-1] is _OVER else held)
+
+
+def _count(held: Held) -> int:
+    """How many distinct values ``held`` lists (``more`` says whether there were more)."""
+    if held is None:
+        return 0
+    return 1 if isinstance(held, str) else len(held) - (held[-1] is _OVER)
 
 
 UNUSED = _Tally()
@@ -531,6 +548,9 @@ class _Join:
         self.daily: dict[tuple[date, str, str], int] = {}
         self._addresses: dict[str, tuple[str, str]] = {}
         self._networks: dict[str, str] = {}
+        # An IPv4 address's first three parts (checked) -> its /24's name: past the address
+        # cache's room, a new address still costs one lookup, not ``network_of``'s regex.
+        self._v4: dict[str, str] = {}
         self._agents: dict[str, str] = {}
 
     def address(self, text: str) -> tuple[str, str]:
@@ -538,7 +558,19 @@ class _Join:
         network's (computed once)."""
         found = self._addresses.get(text)
         if found is None:
-            network = network_of(text)
+            head, dot, tail = text.rpartition(".")
+            network_v4 = self._v4.get(head) if dot else None
+            if network_v4 is not None and 0 < len(tail) <= 3 and tail.isascii() and tail.isdigit():
+                network = network_v4
+            else:
+                network = network_of(text)
+                if (
+                    dot
+                    and len(self._v4) < _ADDRESSES_CACHED
+                    and network.endswith(".0/24")
+                    and _IPV4.fullmatch(text)
+                ):
+                    self._v4[head] = self._networks.setdefault(network, network)
             # Kept while there is room: past it (a log with a new address on every line),
             # each new address costs its network's naming, not a cache emptied over and over.
             if len(self._addresses) < _ADDRESSES_CACHED:
@@ -707,7 +739,13 @@ def other_runs_ids(run_dir: Path, wanted: set[str]) -> set[str]:
 
 
 def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else iso(moment)
+    if moment is None:
+        return None
+    # The access log's times are UTC to the second, and nearly each link's differs (``iso``'s
+    # cache misses): their ``iso`` text is isoformat's without its "+00:00", a third the cost.
+    if moment.tzinfo is UTC and not moment.microsecond:
+        return moment.isoformat()[:-6] + "Z"
+    return iso(moment)
 
 
 def _link_json(link: _Link) -> dict[str, Any]:
@@ -728,9 +766,9 @@ def _link_json(link: _Link) -> dict[str, Any]:
         "refused": t.refused,
         "first": _when(t.first),
         "last": _when(t.last),
-        "remote_ips": sorted(distinct(t.ips)),
-        "networks": len(distinct(t.networks)),
-        "user_agents": sorted(distinct(t.agents)),
+        "remote_ips": _sorted(t.ips),
+        "networks": _count(t.networks),
+        "user_agents": _sorted(t.agents),
         "more_remote_ips": more(t.ips),
         "more_networks": more(t.networks),
         "more_user_agents": more(t.agents),
@@ -787,14 +825,14 @@ def _signal(
 
 
 def _at_least(held: Held) -> str:
-    return f"{len(distinct(held))}{'+' if more(held) else ''}"
+    return f"{_count(held)}{'+' if more(held) else ''}"
 
 
 def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
     found = []
     for link in join.links.values():
         t = link.tally
-        if len(distinct(t.networks)) > max_networks:
+        if _count(t.networks) > max_networks:
             detail = f"used from {_at_least(t.networks)} networks, more than {max_networks}"
             found.append(
                 _signal(
@@ -802,7 +840,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                     link.link_id,
                     link,
                     t.requests,
-                    len(distinct(t.networks)),
+                    _count(t.networks),
                     t.first,
                     detail,
                 )
@@ -819,7 +857,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                     link.link_id,
                     link,
                     t.late,
-                    len(distinct(t.late_networks)),
+                    _count(t.late_networks),
                     t.late_first,
                     detail,
                 )
@@ -837,7 +875,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                     link.link_id,
                     link,
                     t.requests,
-                    len(distinct(t.networks)),
+                    _count(t.networks),
                     t.first,
                     detail,
                 )
@@ -845,14 +883,12 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
     for link_id, t in join.unknown.items():
         detail = "an id this run never issued: a forged link, or another run's"
         found.append(
-            _signal(
-                "unknown_id", link_id, None, t.requests, len(distinct(t.networks)), t.first, detail
-            )
+            _signal("unknown_id", link_id, None, t.requests, _count(t.networks), t.first, detail)
         )
-    more = join.unknown_more
-    if more.requests:
+    rest = join.unknown_more
+    if rest.requests:
         detail = (
-            f"{more.requests} requests with ids this run never issued, beyond the first"
+            f"{rest.requests} requests with ids this run never issued, beyond the first"
             f" {UNKNOWN_IDS_KEPT} such ids (tallied together)"
         )
         found.append(
@@ -860,9 +896,9 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                 "unknown_id",
                 "*",
                 None,
-                more.requests,
-                len(distinct(more.networks)),
-                more.first,
+                rest.requests,
+                _count(rest.networks),
+                rest.first,
                 detail,
             )
         )
@@ -878,7 +914,7 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                 join.malformed_first or "",
                 None,
                 bad.requests,
-                len(distinct(bad.networks)),
+                _count(bad.networks),
                 bad.first,
                 detail,
             )
@@ -940,19 +976,52 @@ def _complete(links: Sequence[_Link], older: Mapping[str, _Link]) -> bool:
     return True
 
 
-def _csv_rows(usage: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> Iterator[list[Any]]:
+    """``usage.csv``'s rows, cells in ``CSV_COLUMNS`` order, made safe (``csv_cell``).
+
+    Straight from the tallies, not through ``usage.json``'s rows: a link's row is not built
+    twice. Cells that cannot hold an outsider's text (counts, ``iso`` times, kinds, signal
+    names) skip ``csv_cell``, which gives them back unchanged; the texts most links share
+    (job, recipient, bucket, expiry) are made safe once.
+    """
     kinds: dict[str, list[str]] = {}
-    for signal in usage["signals"]:
+    for signal in signals:
         kinds.setdefault(signal["link_id"], []).append(signal["kind"])
-    for link in usage["links"]:
-        row = {name: link.get(name) for name in CSV_COLUMNS}
-        row["remote_ips"] = " ".join(link["remote_ips"])
-        row["user_agents"] = len(link["user_agents"])
-        row["signals"] = " ".join(kinds.get(link["link_id"], []))
-        yield row
-    for signal in usage["signals"]:
+    safe: dict[str, object] = {}
+
+    def shared(text: str) -> object:
+        cell = safe.get(text)
+        if cell is None:
+            cell = safe[text] = csv_cell(text)
+        return cell
+
+    for link in links:
+        t = link.tally
+        replaced = link.replaced_by
+        yield [
+            shared(link.job),
+            shared(link.recipient),
+            csv_cell(link.link_id),
+            link.kind,
+            shared(link.bucket),
+            csv_cell(link.key),
+            shared(link.expires_at),
+            None if replaced is None else csv_cell(replaced),
+            t.downloads,
+            t.partial,
+            t.uploads,
+            t.bytes_sent,
+            t.refused,
+            _when(t.first),
+            _when(t.last),
+            csv_cell(" ".join(_sorted(t.ips))),
+            _count(t.networks),
+            _count(t.agents),
+            " ".join(kinds.get(link.link_id, ())),
+        ]
+    for signal in signals:
         if signal["kind"] in ("unknown_id", "malformed_id"):
-            row = dict.fromkeys(CSV_COLUMNS, "")
+            row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
             row |= {
                 "link_id": signal["link_id"],
                 "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
@@ -960,7 +1029,16 @@ def _csv_rows(usage: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
                 "networks": signal["networks"],
                 "signals": signal["kind"],
             }
-            yield row
+            yield [csv_cell(row[name]) for name in CSV_COLUMNS]
+
+
+def _write_csv(path: Path, rows: Iterator[list[Any]]) -> None:
+    """``usage.csv`` as ``bundles.write_csv`` writes a table (same dialect, same bytes), from
+    rows whose cells are already safe."""
+    with atomic_writer(path) as out:
+        table = csv.writer(out, lineterminator="\r\n")
+        table.writerow(CSV_COLUMNS)
+        table.writerows(rows)
 
 
 def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
@@ -1081,6 +1159,8 @@ async def usage_async(
                 raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
             counts.append(count)
     join.resolve_other_runs(run_dir)
+    links = list(run.links.values())
+    signals = _signals(join, max_networks)
     usage = {
         "run_id": run.run_id,
         "generated_at": iso(now or datetime.now(UTC)),
@@ -1101,16 +1181,16 @@ async def usage_async(
         ],
         "links_without_id": run.without_id,
         "recipients": _recipients(run),
-        "links": LinkRows(list(run.links.values())),
+        "links": LinkRows(links),
         "daily": [
             {"day": day.isoformat(), "job": job, "recipient": recipient, "downloads": n}
             for (day, job, recipient), n in sorted(join.daily.items())
         ],
-        "signals": _signals(join, max_networks),
+        "signals": signals,
     }
     written = (run_dir / USAGE_JSON, run_dir / USAGE_CSV)
     _write_usage(written[0], usage)
-    write_csv(written[1], CSV_COLUMNS, _csv_rows(usage))
+    _write_csv(written[1], _csv_rows(links, signals))
     page = refresh_review_page(run_dir, usage)
     report = UsageReport(run_dir, usage, written, page)
     if metrics_file is not None:
