@@ -612,7 +612,10 @@ class _Join:
         if link is None:
             self._stranger(item, link_id, ip, network, agent)
             return
-        if item.bucket != link.bucket or not _same_key(item.key, link):
+        # The link's own object, or the id sent along to another one (``_same_key`` only when
+        # the key is not written as it was issued: this runs for every record of ours).
+        key = item.key
+        if item.bucket != link.bucket or (key != link.key and not _same_key(key, link)):
             self._misused(item, link, ip, network, agent)
             return
         tally = link.tally
@@ -687,7 +690,9 @@ def _same_key(logged: str | None, link: _Link) -> bool:
     """Whether the log's key (URL-encoded) names ``link``'s object; a POST slot's key ends in
     ``${filename}`` (the uploaded file's name)."""
     if logged is None:
-        return False
+        # A POST form's action URL is the bucket's: a request S3 refused before reading the
+        # form (an expired policy) names no key, and is still the slot's.
+        return link.kind == "post"
     if logged == link.key:
         return True
     # S3 writes %20 for a space in some logs and + in others: either decoding may be meant.

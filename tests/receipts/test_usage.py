@@ -21,6 +21,8 @@ from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
     LISTED,
     _Join,
+    _Link,
+    _same_key,
     _SourceCount,
     distinct,
     more,
@@ -615,3 +617,15 @@ def test_ids_other_runs_in_the_folder_issued_are_counted_not_signalled(
     assert [(s["kind"], s["link_id"]) for s in report.usage["signals"]] == [
         ("unknown_id", "0" * 16)
     ]
+
+
+def test_a_records_key_names_the_link_as_s3_writes_it() -> None:
+    """The log's key is URL-encoded (%20 or +): compared decoded; a POST slot's key ends in
+    ${filename}, so any file under its folder is the slot's, as is a refused POST that names
+    no key; anything else is another object."""
+    get = _Link("0" * 16, "q3", "globex", "get", BUCKET, "q3/a b+c.pdf", "2027-01-01T00:00:00Z")
+    post = _Link("1" * 16, "q3", "globex", "post", BUCKET, "inbox/g/${filename}", "x")
+    assert _same_key("q3/a%20b%2Bc.pdf", get) and _same_key("q3/a+b%2Bc.pdf", get)
+    assert not _same_key("q3/a%20b%2Bc.pdfx", get) and not _same_key(None, get)
+    assert _same_key("inbox/g/my%20report.pdf", post) and _same_key(None, post)
+    assert not _same_key("inbox/h/report.pdf", post)
