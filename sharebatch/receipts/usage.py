@@ -711,8 +711,9 @@ def other_runs_ids(run_dir: Path, wanted: set[str]) -> set[str]:
     """Which of ``wanted`` the other runs next to ``run_dir`` issued, by their audit logs
     (streamed: a cheap substring test first, JSON parsed only for a line naming one)."""
     found: set[str] = set()
+    here = run_dir.resolve()  # "." or "OUT/run/" names the same folder: its parent is OUT
     try:
-        siblings = sorted(p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir)
+        siblings = sorted(p for p in here.parent.iterdir() if p.is_dir() and p != here)
     except OSError:
         return found
     for sibling in siblings:
