@@ -85,9 +85,10 @@ def usage(
     Every link carries its own id (x-sharebatch-id), which S3 writes into each request's log
     record. usage counts downloads (2xx GETs; 206 as partial), bytes sent, first and last
     request, remote addresses and user agents, refused requests (403) and links never used,
-    and flags leaks: a link used from more than --max-networks networks, an old link used
-    after its renewal, an id the run never issued. Writes usage.json and usage.csv in the run
-    folder and refreshes the review page's receipts.
+    and flags leaks: a link used from more than --max-networks networks, an old link served
+    after its renewal, a link's id used on another object, an id no run in the output folder
+    issued, malformed ids. A record counts for a link only on the link's own bucket and key.
+    Writes usage.json and usage.csv in the run folder and refreshes the review page's receipts.
 
     Example: sharebatch usage bundles/20261001T060000Z-3f9a --access-logs /var/log/s3/
 
