@@ -16,6 +16,9 @@ quote now and then. Two traffic models (``--traffic``):
 * ``worst``: nearly every line a new remote address (a bucket crawled from a botnet), 15 %
   other lines: each link ends up with ~8.5 distinct addresses, 850,000 strings at 1M lines.
 
+In both, a record of ours names its link's own key (before the review of usage's join, the key
+came from the line number, which usage now counts as the id used on another object).
+
 What is timed is
 ``read_logs`` over the folder, every item consumed, in wall-clock seconds and in CPU seconds
 of this process (all its threads): on 2 shared cores the second is what one core of its own
@@ -84,7 +87,7 @@ def write_log(folder: Path, lines: int, traffic: Traffic) -> None:
     real = traffic.model == "real"
     ours = 1 - traffic.other_share if real else 0.85
     per = LINKS // 100
-    # Their own generator: the worst case's log stays what it was before the model came.
+    # Their own generator: the worst case's addresses stay what they were before the model.
     people = random.Random(1202)  # noqa: S311 - reproducible bench data, not secrets
     homes = [
         [_address(people, people.random() < 0.2) for _ in range(traffic.addresses_per_recipient)]
@@ -101,7 +104,9 @@ def write_log(folder: Path, lines: int, traffic: Traffic) -> None:
                 link = rng.randrange(LINKS)
                 if real and link not in leaked:
                     ip = rng.choice(homes[link // per])
-                key = f"exports/2026/q4/report-{n % 5000:05d}.pdf"
+                # The link's own key: usage counts a record for a link only on its object
+                # (the same id on another key is id_misused, no download).
+                key = f"exports/2026/q4/report-{link % 5000:05d}.pdf"
                 uri = (
                     f"GET /q3-share/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
                     "AKIAEXAMPLE%2F20261201%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date="

@@ -32,6 +32,7 @@ from sharebatch.units import counted, human_size
 from sharebatch.visible import visible
 
 BAD_LINES_SHOWN = 20
+CELL_WIDTH = 60  # a cell is cut to this many characters: one forged id widens no table
 
 _COLUMNS = (
     "recipient",
@@ -84,9 +85,10 @@ def usage(
     Every link carries its own id (x-sharebatch-id), which S3 writes into each request's log
     record. usage counts downloads (2xx GETs; 206 as partial), bytes sent, first and last
     request, remote addresses and user agents, refused requests (403) and links never used,
-    and flags leaks: a link used from more than --max-networks networks, an old link used
-    after its renewal, an id the run never issued. Writes usage.json and usage.csv in the run
-    folder and refreshes the review page's receipts.
+    and flags leaks: a link used from more than --max-networks networks, an old link served
+    after its renewal, a link's id used on another object, an id no run in the output folder
+    issued, malformed ids. A record counts for a link only on the link's own bucket and key.
+    Writes usage.json and usage.csv in the run folder and refreshes the review page's receipts.
 
     Example: sharebatch usage bundles/20261001T060000Z-3f9a --access-logs /var/log/s3/
 
@@ -109,7 +111,12 @@ def usage(
     raise typer.Exit(report.exit_code)
 
 
+def _cell(text: str) -> str:
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "\u2026"
+
+
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    rows = [[_cell(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(
@@ -134,7 +141,8 @@ def _recipient_row(r: dict[str, Any]) -> list[str]:
         r["last"] or "-",
         str(r["remote_ips"]),
         str(r["user_agents"]),
-        "yes" if r["complete"] else "no",
+        # Rows without an id: the logs cannot say whether they were downloaded.
+        "unknown" if r.get("without_id") else "yes" if r["complete"] else "no",
     ]
 
 

@@ -42,7 +42,9 @@ _WIDTH, _PLOT_HEIGHT, _LEFT, _TOP, _LEGEND_ROW = 720, 160, 48, 12, 18
 _SIGNAL_KINDS = {
     "many_networks": "many networks",
     "used_after_renewal": "used after renewal",
+    "id_misused": "id used on another object",
     "unknown_id": "unknown id",
+    "malformed_id": "malformed id",
 }
 _NUMERIC = ("Downloads", "Partial", "Bytes", "IPs", "Unused links", "Requests", "Networks")
 
@@ -125,7 +127,12 @@ def _recipients(recipients: Sequence[Mapping[str, Any]]) -> list[str]:
             ("", shown(r["last"] or "never"), None),
             ("num", shown(r["remote_ips"]), str(int(r["remote_ips"]))),
             ("num", f"{int(r['unused'])} of {int(r['links'])}", str(int(r["unused"]))),
-            ("complete-yes" if complete else "note", "yes" if complete else "no", None),
+            # Rows without an id: the logs cannot say (never "no", which reads as a fact).
+            (
+                "complete-yes" if complete else "note",
+                "unknown" if r.get("without_id") else "yes" if complete else "no",
+                None,
+            ),
         ]
         state = "complete" if complete else "incomplete"
         parts.append(table_row(cells, f"{r['job']} {r['recipient']} {state}"))

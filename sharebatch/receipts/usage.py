@@ -8,21 +8,37 @@ recipient, what happened: full downloads (2xx ``REST.GET.OBJECT``), partial ones
 sent, refused requests (403), the first and last request, distinct remote addresses and user
 agents, links never used.
 
-Three signals say a link may have leaked, and make the exit code 1:
+A record counts for a link only when its bucket and key (the log's key is URL-encoded: compared
+decoded) are the link's: an id is no secret (it is in the URL, and S3 ignores ``x-`` parameters
+on any object anyone may read), so the same id on another object is no download of the link.
+A GET answered 2xx is a download; a 206, or a 200 that sent fewer bytes than the object holds
+(the client broke off), is partial.
+
+Five signals say a link may have leaked, and make the exit code 1:
 
 * ``many_networks``: a link used from more than ``max_networks`` distinct networks (a /24 for
   IPv4, a /48 for IPv6; an address that does not parse counts as a network of its own);
-* ``used_after_renewal``: an old link requested after the renewal that replaced it was issued
-  (the recipient was given the new one; someone else still holds the old);
-* ``unknown_id``: an id this run never issued, a forged link or another run's.
+* ``used_after_renewal``: an old link served (2xx) after the renewal that replaced it was
+  issued (the recipient was given the new one; someone else still holds the old). A refused
+  request (403) on the old link is the recipient clicking the old mail: no signal;
+* ``id_misused``: one of the run's ids on a request for another bucket or key (whoever made it
+  knows the id: a leaked link, or a forged request);
+* ``unknown_id``: a well-formed id (16 lowercase hex) this run never issued, nor any other
+  run in the same output folder (those are counted as ``lines.other_runs``, no signal);
+* ``malformed_id``: ids that are no id at all (not 16 lowercase hex): one signal counting
+  them all, showing the first one cut short.
 
 A record without an id is another client's business (``other``); a line that does not parse
 is counted per source and listed with its file and line (exit 2, the rest still reported).
+A recipient with a GET row written without an id (``link_ids: false``, bundles from before
+ids) is never ``complete``: receipts cannot tell (``without_id`` says how many rows).
 
 What it writes, in the run folder: ``usage.json`` (the contract other commands read),
 ``usage.csv`` (one row per link and per unknown id, cells made safe for spreadsheets), the
 review page's receipts block, and, when asked, Prometheus gauges (``run/metrics``). Memory
-holds one tally per link and per distinct address, never the records.
+holds one tally per link and per distinct address, never the records; each tally lists at
+most ``LISTED`` distinct addresses, networks (more when ``max_networks`` asks) and user agents
+(cut at ``AGENT_SHOWN`` characters), and says when there were more (``more_*``).
 """
 
 from __future__ import annotations
@@ -37,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, overload
+from urllib.parse import unquote, unquote_plus
 
 from sharebatch.blocking import blocking
 from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, UsageError
@@ -54,6 +71,7 @@ from sharebatch.run.metrics import (
     render_gauges,
     write_exposition,
 )
+from sharebatch.run.slots import FILENAME
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
 from sharebatch.units import counted
@@ -63,11 +81,24 @@ USAGE_JSON = "usage.json"
 USAGE_CSV = "usage.csv"
 REVIEW_PAGE = "index.html"
 BAD_LINES_LISTED = 1000  # usage.json lists this many; ``lines.bad`` is the true count
-UNKNOWN_IDS_KEPT = 10_000  # forged ids tallied one by one; the rest are counted together
+UNKNOWN_IDS_KEPT = 1000  # forged ids tallied one by one; the rest are counted together
+LISTED = 20  # distinct addresses, networks, agents a tally lists; beyond: "more", uncounted
+AGENT_SHOWN = 200  # a user agent is kept (and shown) cut to this many characters
+ID_SHOWN = 32  # a malformed id is shown cut to this many characters
 _ADDRESSES_CACHED = 100_000
 
 Kind = Literal["get", "put", "post", "page"]
-SignalKind = Literal["many_networks", "used_after_renewal", "unknown_id"]
+SignalKind = Literal[
+    "many_networks", "used_after_renewal", "id_misused", "unknown_id", "malformed_id"
+]
+SIGNAL_KINDS: tuple[SignalKind, ...] = (
+    "many_networks",
+    "used_after_renewal",
+    "id_misused",
+    "unknown_id",
+    "malformed_id",
+)
+_LINK_ID = re.compile(r"[0-9a-f]{16}")
 
 CSV_COLUMNS = (
     "job",
@@ -92,8 +123,8 @@ CSV_COLUMNS = (
 )
 
 
-Held = str | list[str] | set[str] | None
-"""Distinct values as a tally holds them: none, one, a few in a list, or a set."""
+Held = str | list[str] | None
+"""Distinct values as a tally holds them: none, one, or a few in a list (``_more``)."""
 
 
 @dataclass(slots=True)
@@ -117,16 +148,26 @@ class _Tally:
     # Requests after the link that replaced this one was issued.
     late: int = 0
     late_first: datetime | None = None
-    late_networks: set[str] | None = None
+    late_networks: Held = None
 
-    def add(self, record: AccessRecord, ip: str, network: str, agent: str | None) -> None:
+    def add(
+        self,
+        record: AccessRecord,
+        ip: str,
+        network: str,
+        agent: str | None,
+        networks_kept: int = LISTED,
+    ) -> None:
         """Count ``record``; ``ip``, ``network`` and ``agent`` are its shared strings (equal
-        text, same object: ``is`` tells them apart)."""
+        text, same object: ``is`` tells them apart); ``networks_kept``: how many distinct
+        networks to count before saying "more" (``many_networks`` needs one past its limit)."""
         self.requests += 1
         status = record.status
         if status is not None and 200 <= status < 300:
             if record.operation == "REST.GET.OBJECT":
-                if status == 206:
+                size = record.object_size
+                # A 200 that sent less than the object is a transfer the client broke off.
+                if status == 206 or (size is not None and record.bytes_sent < size):
                     self.partial += 1
                 else:
                     self.downloads += 1
@@ -148,7 +189,7 @@ class _Tally:
             self.ips = ip if held is None else _more(held, ip)
         held = self.networks
         if held is not network:
-            self.networks = network if held is None else _more(held, network)
+            self.networks = network if held is None else _more(held, network, networks_kept)
         if agent is not None:
             held = self.agents
             if held is not agent:
@@ -158,42 +199,54 @@ class _Tally:
 _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
 
 
-_LISTED = 16
+# Ends a list that is full: more distinct values came than it keeps (no text S3 writes holds
+# a NUL: an address, network or agent never equals it).
+_OVER = "\x00more"
 
 
-def _more(held: str | list[str] | set[str], value: str) -> str | list[str] | set[str]:
+def _more(held: str | list[str], value: str, kept: int = LISTED) -> str | list[str]:
+    """``held`` with ``value`` among its distinct values, at most ``kept`` of them listed;
+    past that the list ends in ``_OVER`` and stays as it is: memory bounded per tally, however
+    many addresses or agents a forged or leaked link is fetched with."""
     if isinstance(held, str):
         # Equal texts are one object while the caches have room; past that, compared.
         return held if held == value else [held, value]
-    if isinstance(held, list):
-        if value in held:
-            return held
-        if len(held) < _LISTED:
-            held.append(value)
-            return held
-        return {*held, value}
-    held.add(value)
+    if value in held:
+        return held
+    listed = len(held)
+    if listed < kept:
+        held.append(value)
+    elif listed == kept:
+        held.append(_OVER)
     return held
 
 
 def distinct(held: Held) -> set[str]:
-    """The distinct values a tally holds (``_Tally.ips``, ``networks``, ``agents``)."""
+    """The distinct values a tally lists (``_Tally.ips``, ``networks``, ``agents``)."""
     if held is None:
         return set()
-    return {held} if isinstance(held, str) else set(held)
+    return {held} if isinstance(held, str) else set(held) - {_OVER}
+
+
+def more(held: Held) -> bool:
+    """Whether more distinct values were seen than ``held`` lists."""
+    return isinstance(held, list) and held[-1] is _OVER
 
 
 def _sorted(held: Held) -> list[str]:
-    # A held list or set has no repeats (``_more``): sorted as it is, no set built per link.
+    # A held list has no repeats (``_more``): sorted as it is, no set built per link.
     if held is None:
         return []
-    return [held] if isinstance(held, str) else sorted(held)
+    if isinstance(held, str):
+        return [held]
+    return sorted(held[:-1] if held[-1] is _OVER else held)
 
 
 def _count(held: Held) -> int:
+    """How many distinct values ``held`` lists (``more`` says whether there were more)."""
     if held is None:
         return 0
-    return 1 if isinstance(held, str) else len(held)
+    return 1 if isinstance(held, str) else len(held) - (held[-1] is _OVER)
 
 
 UNUSED = _Tally()
@@ -244,6 +297,8 @@ class RunLinks:
     recipients: dict[tuple[str, str], None]
     # Rows written without an id (``link_ids: false``, or bundles from before ids): unjoinable.
     without_id: int = 0
+    # GET rows without an id per recipient: their receipts cannot say they are complete.
+    gets_without_id: dict[tuple[str, str], int] = field(default_factory=dict)
     # One object for equal texts (buckets, expiries, methods) over every row read.
     texts: dict[object, object] = field(default_factory=dict)
 
@@ -335,6 +390,9 @@ def _read_bundle(path: Path, run: RunLinks) -> None:
             raise LinkError(f"{path}: {where}: expected an object with a url and a key")
         if row.link_id is None:
             run.without_id += 1
+            if where.startswith("links["):
+                who = (job, recipient)
+                run.gets_without_id[who] = run.gets_without_id.get(who, 0) + 1
             continue
         method = str(row.method or "GET").lower()
         kind: Kind = "put" if method == "put" else "post" if method == "post" else "get"
@@ -470,11 +528,19 @@ class _SourceCount:
 class _Join:
     """Records in, tallies out: the part of ``usage`` that sees every line."""
 
-    def __init__(self, run: RunLinks) -> None:
+    def __init__(self, run: RunLinks, max_networks: int = 3) -> None:
         self.run = run
         self.links = run.links
+        self.networks_kept = max(LISTED, max_networks + 1)
         self.unknown: dict[str, _Tally] = {}
         self.unknown_more = _Tally()
+        # Ids that are no id (not 16 lowercase hex): one tally, the first one cut short.
+        self.malformed = _Tally()
+        self.malformed_first: str | None = None
+        # Our ids on requests for another object, per link: the tally and the first object.
+        self.misused: dict[str, tuple[_Tally, str]] = {}
+        # Requests with ids that other runs in the same folder issued (``other_runs``).
+        self.other_runs = 0
         self.ours = 0
         self.other = 0
         self.bad = 0
@@ -539,34 +605,143 @@ class _Join:
         ip, network = self._addresses.get(item.remote_ip) or self.address(item.remote_ip)
         agent = item.user_agent
         if agent is not None:
+            if len(agent) > AGENT_SHOWN:
+                agent = agent[:AGENT_SHOWN] + "\u2026"
             agent = self._agents.get(agent) or self.agent(agent)
         link = self.links.get(link_id)
         if link is None:
-            tally = self.unknown.get(link_id)
-            if tally is None:
-                if len(self.unknown) < UNKNOWN_IDS_KEPT:
-                    tally = self.unknown[link_id] = _Tally()
-                else:
-                    tally = self.unknown_more
-            tally.add(item, ip, network, agent)
+            self._stranger(item, link_id, ip, network, agent)
+            return
+        # The link's own object, or the id sent along to another one (``_same_key`` only when
+        # the key is not written as it was issued: this runs for every record of ours).
+        key = item.key
+        if item.bucket != link.bucket or (key != link.key and not _same_key(key, link)):
+            self._misused(item, link, ip, network, agent)
             return
         tally = link.tally
         if tally is UNUSED:
             tally = link.tally = _Tally()
         before = tally.downloads
-        tally.add(item, ip, network, agent)
+        tally.add(item, ip, network, agent, self.networks_kept)
         if tally.downloads > before:
             day = (item.time.date(), link.job, link.recipient)
             self.daily[day] = self.daily.get(day, 0) + 1
-        if link.replaced_by is not None:
+        status = item.status
+        # Only a request S3 served: a refused one (the old link clicked in the old mail,
+        # expired) gave nobody anything.
+        if link.replaced_by is not None and status is not None and 200 <= status < 300:
             replacement = self.links[link.replaced_by].issued_at
             if replacement is not None and item.time > replacement:
                 tally.late += 1
-                if tally.late_networks is None:
-                    tally.late_networks = set()
-                tally.late_networks.add(network)
+                held = tally.late_networks
+                if held is None:
+                    tally.late_networks = network
+                elif held is not network:
+                    tally.late_networks = _more(held, network, self.networks_kept)
                 if tally.late_first is None or item.time < tally.late_first:
                     tally.late_first = item.time
+
+    def _stranger(
+        self, item: AccessRecord, link_id: str, ip: str, network: str, agent: str | None
+    ) -> None:
+        """A record whose id this run never issued: forged, another run's, or no id at all."""
+        if not _LINK_ID.fullmatch(link_id):
+            # Any text up to a line's length: tallied together, never kept whole.
+            if self.malformed_first is None:
+                self.malformed_first = link_id[:ID_SHOWN] + (
+                    "\u2026" if len(link_id) > ID_SHOWN else ""
+                )
+            self.malformed.add(item, ip, network, agent)
+            return
+        tally = self.unknown.get(link_id)
+        if tally is None:
+            if len(self.unknown) < UNKNOWN_IDS_KEPT:
+                tally = self.unknown[link_id] = _Tally()
+            else:
+                tally = self.unknown_more
+        tally.add(item, ip, network, agent)
+
+    def _misused(
+        self, item: AccessRecord, link: _Link, ip: str, network: str, agent: str | None
+    ) -> None:
+        """One of our ids on a request for another object: not the link's use, a leak."""
+        found = self.misused.get(link.link_id)
+        if found is None:
+            where = f"{item.bucket}/{unquote(item.key or '-')}"
+            if len(where) > AGENT_SHOWN:
+                where = where[:AGENT_SHOWN] + "\u2026"
+            found = self.misused[link.link_id] = (_Tally(), where)
+        found[0].add(item, ip, network, agent)
+
+    def resolve_other_runs(self, run_dir: Path) -> None:
+        """Unknown ids that sibling runs (other folders of the same output folder, sharing
+        the log source) issued: counted as ``other_runs``, no signal."""
+        if not self.unknown:
+            return
+        theirs = other_runs_ids(run_dir, set(self.unknown))
+        for link_id in theirs:
+            requests = self.unknown.pop(link_id).requests
+            self.other_runs += requests
+            self.ours -= requests
+            self.other += requests
+
+
+def _same_key(logged: str | None, link: _Link) -> bool:
+    """Whether the log's key (URL-encoded) names ``link``'s object; a POST slot's key ends in
+    ``${filename}`` (the uploaded file's name)."""
+    if logged is None:
+        # A POST form's action URL is the bucket's: a request S3 refused before reading the
+        # form (an expired policy) names no key, and is still the slot's.
+        return link.kind == "post"
+    if logged == link.key:
+        return True
+    # S3 writes %20 for a space in some logs and + in others: either decoding may be meant.
+    names = {unquote(logged), unquote_plus(logged)}
+    if link.kind == "post":
+        folder = link.key.removesuffix(FILENAME)
+        return any(name.startswith(folder) for name in names)
+    return link.key in names
+
+
+_QUOTED_ID = re.compile(r'"([0-9a-f]{16})"')
+_ID_FIELDS = ("link_id", "old_link_id", "replaces")
+
+
+def other_runs_ids(run_dir: Path, wanted: set[str]) -> set[str]:
+    """Which of ``wanted`` the other runs next to ``run_dir`` issued, by their audit logs
+    (streamed: a cheap substring test first, JSON parsed only for a line naming one)."""
+    found: set[str] = set()
+    here = run_dir.resolve()  # "." or "OUT/run/" names the same folder: its parent is OUT
+    try:
+        siblings = sorted(p for p in here.parent.iterdir() if p.is_dir() and p != here)
+    except OSError:
+        return found
+    for sibling in siblings:
+        if not (sibling / "summary.json").is_file():
+            continue  # not a run folder
+        audits = [sibling / "audit.jsonl", *sorted(sibling.glob("*.audit.jsonl"))]
+        audits += sorted(sibling.glob("*/*/*.audit.jsonl"))
+        for path in audits:
+            if found == wanted:
+                return found
+            try:
+                with path.open(encoding="utf-8", errors="replace") as handle:
+                    for line in handle:
+                        if '"link_id"' not in line:
+                            continue
+                        named = wanted.intersection(_QUOTED_ID.findall(line)) - found
+                        if not named:
+                            continue
+                        try:
+                            event = json.loads(line)
+                        except ValueError:
+                            continue  # another run's broken line resolves nothing
+                        if isinstance(event, dict):
+                            ids = {event.get(name) for name in _ID_FIELDS}
+                            found |= {i for i in named if i in ids}
+            except OSError:
+                continue  # unreadable: those ids stay unknown (a signal), never lost
+    return found
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -600,6 +775,9 @@ def _link_json(link: _Link) -> dict[str, Any]:
         "remote_ips": _sorted(t.ips),
         "networks": _count(t.networks),
         "user_agents": _sorted(t.agents),
+        "more_remote_ips": more(t.ips),
+        "more_networks": more(t.networks),
+        "more_user_agents": more(t.agents),
     }
 
 
@@ -652,12 +830,16 @@ def _signal(
     }
 
 
+def _at_least(held: Held) -> str:
+    return f"{_count(held)}{'+' if more(held) else ''}"
+
+
 def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
     found = []
     for link in join.links.values():
         t = link.tally
         if _count(t.networks) > max_networks:
-            detail = f"used from {_count(t.networks)} networks, more than {max_networks}"
+            detail = f"used from {_at_least(t.networks)} networks, more than {max_networks}"
             found.append(
                 _signal(
                     "many_networks",
@@ -681,8 +863,26 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                     link.link_id,
                     link,
                     t.late,
-                    len(t.late_networks or ()),
+                    _count(t.late_networks),
                     t.late_first,
+                    detail,
+                )
+            )
+        misused = join.misused.get(link.link_id)
+        if misused is not None:
+            t, where = misused
+            detail = (
+                f"its id used on another object, {where}"
+                f" ({counted(t.requests, 'request')}): whoever sent it knows the id"
+            )
+            found.append(
+                _signal(
+                    "id_misused",
+                    link.link_id,
+                    link,
+                    t.requests,
+                    _count(t.networks),
+                    t.first,
                     detail,
                 )
             )
@@ -691,10 +891,10 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
         found.append(
             _signal("unknown_id", link_id, None, t.requests, _count(t.networks), t.first, detail)
         )
-    more = join.unknown_more
-    if more.requests:
+    rest = join.unknown_more
+    if rest.requests:
         detail = (
-            f"{more.requests} requests with ids this run never issued, beyond the first"
+            f"{rest.requests} requests with ids this run never issued, beyond the first"
             f" {UNKNOWN_IDS_KEPT} such ids (tallied together)"
         )
         found.append(
@@ -702,9 +902,26 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                 "unknown_id",
                 "*",
                 None,
-                more.requests,
-                _count(more.networks),
-                more.first,
+                rest.requests,
+                _count(rest.networks),
+                rest.first,
+                detail,
+            )
+        )
+    bad = join.malformed
+    if bad.requests:
+        detail = (
+            f"{counted(bad.requests, 'request')} with malformed ids (not 16 lowercase hex"
+            " characters): forged links"
+        )
+        found.append(
+            _signal(
+                "malformed_id",
+                join.malformed_first or "",
+                None,
+                bad.requests,
+                _count(bad.networks),
+                bad.first,
                 detail,
             )
         )
@@ -739,7 +956,10 @@ def _recipients(run: RunLinks) -> list[dict[str, Any]]:
                 "last": _when(max(lasts, default=None)),
                 "remote_ips": len(set().union(*(distinct(t.ips) for t in tallies))),
                 "user_agents": len(set().union(*(distinct(t.agents) for t in tallies))),
-                "complete": _complete(links, older),
+                # Rows without an id: receipts cannot tell, so never complete (remind them).
+                "complete": not run.gets_without_id.get((job, recipient))
+                and _complete(links, older),
+                "without_id": run.gets_without_id.get((job, recipient), 0),
             }
         )
     return rows
@@ -806,14 +1026,14 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
             " ".join(kinds.get(link.link_id, ())),
         ]
     for signal in signals:
-        if signal["kind"] == "unknown_id":
+        if signal["kind"] in ("unknown_id", "malformed_id"):
             row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
             row |= {
                 "link_id": signal["link_id"],
-                "kind": "unknown",
+                "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
                 "first": signal["first"],
                 "networks": signal["networks"],
-                "signals": "unknown_id",
+                "signals": signal["kind"],
             }
             yield [csv_cell(row[name]) for name in CSV_COLUMNS]
 
@@ -837,7 +1057,7 @@ def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
     def each(name: str) -> dict[str, float]:
         return {key: float(r[name]) for key, r in people.items()}
 
-    counts: dict[str, int] = dict.fromkeys(("many_networks", "used_after_renewal", "unknown_id"), 0)
+    counts: dict[str, int] = dict.fromkeys(SIGNAL_KINDS, 0)
     for signal in usage["signals"]:
         counts[signal["kind"]] += 1
     lines = usage["lines"]
@@ -863,7 +1083,7 @@ def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
         ),
         (
             "usage_signals",
-            "Leak signals by kind (many_networks, used_after_renewal, unknown_id).",
+            "Leak signals by kind (" + ", ".join(SIGNAL_KINDS) + ").",
             {f'{run},kind="{k}"': n for k, n in counts.items()},
         ),
     ]
@@ -924,8 +1144,9 @@ async def usage_async(
         raise UsageError("no --access-logs source given")
     if metrics_file is not None:
         check_metrics_path(metrics_file)
+    _refuse_overlaps(sources)
     run = read_run(run_dir)
-    join = _Join(run)
+    join = _Join(run, max_networks)
     counts = []
     async with AsyncExitStack() as stack:
         gateway = None
@@ -943,6 +1164,7 @@ async def usage_async(
             if not count.files:
                 raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
             counts.append(count)
+    join.resolve_other_runs(run_dir)
     links = list(run.links.values())
     signals = _signals(join, max_networks)
     usage = {
@@ -958,6 +1180,7 @@ async def usage_async(
             "ours": join.ours,
             "other": join.other,
             "bad": join.bad,
+            "other_runs": join.other_runs,
         },
         "bad_lines": [
             {"file": b.file, "line": b.line, "problem": b.problem} for b in join.bad_lines
@@ -982,3 +1205,29 @@ async def usage_async(
 
 
 usage = blocking(usage_async)
+
+
+def _refuse_overlaps(sources: Sequence[LogSource]) -> None:
+    """``UsageError`` (exit 2) for two sources of which one holds the other (a folder and a
+    sub-folder of it, the same or nested s3:// prefixes): their records would count twice."""
+    seen: list[tuple[LogSource, tuple[str, ...]]] = []
+    for source in sources:
+        if source.folder is not None:
+            place = ("file", *source.folder.resolve().parts)
+        else:
+            place = ("s3", str(source.bucket), source.prefix)
+        for other, there in seen:
+            if there[0] != place[0]:
+                continue
+            if place[0] == "file":
+                short, long = sorted((there, place), key=len)
+                nested = long[: len(short)] == short
+            else:
+                nested = place[2].startswith(there[2]) or there[2].startswith(place[2])
+                nested = nested and place[1] == there[1]
+            if nested:
+                raise UsageError(
+                    f"--access-logs {visible(other.text)} and {visible(source.text)} overlap:"
+                    " one holds the other, so their records would be counted twice"
+                )
+        seen.append((source, place))

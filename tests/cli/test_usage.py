@@ -44,8 +44,8 @@ def test_leak_signals_are_listed_escaped_and_exit_1(run: UsageRun, tmp_path: Pat
     assert result.exit_code == 1, result.stderr
     assert "\x1b" not in result.stdout
     assert "leak signals: 1" in result.stdout
-    (row,) = [line for line in result.stdout.splitlines() if "unknown_id" in line]
-    assert "evil\\x1b[2J" in row and "never issued" in row
+    (row,) = [line for line in result.stdout.splitlines() if "malformed_id" in line]
+    assert "evil\\x1b[2J" in row and "malformed ids" in row
 
 
 def test_bad_lines_are_named_on_stderr_and_exit_2(run: UsageRun, tmp_path: Path) -> None:
@@ -82,3 +82,35 @@ def test_metrics_file_is_written(run: UsageRun, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert 'sharebatch_usage_downloads{run_id="' in metrics.read_text()
+
+
+def test_a_long_forged_id_is_cut_in_the_table(run: UsageRun, tmp_path: Path) -> None:
+    """A 60,000-character forged id and 200 well-formed forged ids: every cell is cut to
+    CELL_WIDTH, so the table stays a few hundred bytes a row."""
+    from sharebatch.cli.usage import CELL_WIDTH
+
+    t = run.issued + timedelta(hours=1)
+    lines = [run.line("c", t, link_id="f" * 60_000)]
+    lines += [run.line("c", t, link_id=f"{i:016x}") for i in range(200)]
+    logs = write_logs(tmp_path / "logs", "log", lines)
+    result = CliRunner().invoke(app, ["usage", str(run.run_dir), "--access-logs", str(logs)])
+    assert result.exit_code == 1, result.stderr
+    assert "leak signals: 201" in result.stdout
+    assert len(result.stdout) < 100_000
+    (row,) = [line for line in result.stdout.splitlines() if "malformed_id" in line]
+    assert "f" * 32 + "\u2026" in row and "f" * 33 not in row
+    assert max(len(line) for line in result.stdout.splitlines()) <= 6 * (CELL_WIDTH + 2)
+    assert "characte\u2026" in row  # the detail, cut at CELL_WIDTH
+
+
+def test_a_recipient_without_ids_reads_unknown(run: UsageRun, tmp_path: Path) -> None:
+    """Rows without an id: the complete column says unknown, not yes or no."""
+    bundle = run.run_dir / "q3" / "initech" / "links.json"
+    data = json.loads(bundle.read_text())
+    data["links"][0]["link_id"] = None
+    bundle.write_text(json.dumps(data))
+    logs = write_logs(tmp_path / "logs", "log", [run.line("a", run.issued + timedelta(hours=1))])
+    result = CliRunner().invoke(app, ["usage", str(run.run_dir), "--access-logs", str(logs)])
+    assert result.exit_code == 0, result.stderr
+    (initech,) = [line for line in result.stdout.splitlines() if "q3/initech" in line]
+    assert initech.split()[-1] == "unknown"

@@ -206,3 +206,19 @@ def test_the_chart_shows_the_last_days_and_says_so() -> None:
     assert min(days) == (last - timedelta(days=MAX_DAYS - 1)).isoformat()
     assert max(days) == last.isoformat()
     assert f"The chart shows the last {MAX_DAYS} days" in block
+
+
+def test_a_recipient_without_ids_reads_unknown(quarterly: QuarterlyRun, tmp_path: Path) -> None:
+    """A recipient whose rows carry no id (usage.json's ``without_id``): the Complete cell
+    says unknown, not no; the new signal kinds have their own names."""
+    usage = receipts(quarterly(FILES)).data
+    usage["recipients"][1] |= {"complete": False, "without_id": 2}
+    usage["signals"][0] |= {"kind": "id_misused"}
+    page = tmp_path / "receipts.html"
+    page.write_text(receipts_block(usage), encoding="utf-8")
+    parsed = parse(page)
+    rows = {r["cells"][1]: r["cells"] for r in parsed.tables["receipts"]}
+    assert rows[usage["recipients"][1]["recipient"]][-1] == "unknown"
+    assert rows[usage["recipients"][0]["recipient"]][-1] in ("yes", "no")
+    [signal] = parsed.tables["signals"]
+    assert signal["cells"][0] == "id used on another object"

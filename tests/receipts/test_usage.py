@@ -13,9 +13,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sharebatch.delivery.remind import read_receipts
 from sharebatch.errors import LinkError, UsageError
+from sharebatch.receipts.accesslog import parse_line
 from sharebatch.receipts.sources import parse_source
-from sharebatch.receipts.usage import BAD_LINES_LISTED, network_of, usage, usage_async
+from sharebatch.receipts.usage import (
+    BAD_LINES_LISTED,
+    LISTED,
+    _Join,
+    _Link,
+    _same_key,
+    _SourceCount,
+    distinct,
+    more,
+    network_of,
+    read_run,
+    usage,
+    usage_async,
+)
 from sharebatch.times import iso
 from tests.support.accesslog import log_line
 from tests.support.prometheus import parse_exposition
@@ -74,7 +89,7 @@ def test_counts_every_figure_per_link_and_per_recipient(run: UsageRun, tmp_path:
     assert data == report.usage
     assert report.exit_code == 0 and data["signals"] == []
     assert data["run_id"] == run.run_dir.name and data["generated_at"] == iso(NOW)
-    assert data["lines"] == {"total": 7, "ours": 5, "other": 2, "bad": 0}
+    assert data["lines"] == {"total": 7, "ours": 5, "other": 2, "bad": 0, "other_runs": 0}
     assert data["sources"] == [{"source": str(logs), "files": 1, "lines": 7, "bad_lines": 0}]
     a2 = _by(data["links"], link_id=run.ids["a-2"])
     assert a2 == {
@@ -96,6 +111,9 @@ def test_counts_every_figure_per_link_and_per_recipient(run: UsageRun, tmp_path:
         "remote_ips": ["192.0.2.10", "192.0.2.11", "2001:db8::1"],
         "networks": 2,
         "user_agents": ["Firefox", "curl/8.5.0"],
+        "more_remote_ips": False,
+        "more_networks": False,
+        "more_user_agents": False,
     }
     assert _by(data["links"], link_id=run.ids["a"])["replaced_by"] == run.ids["a-2"]
     kinds = {link["link_id"]: link["kind"] for link in data["links"]}
@@ -118,6 +136,7 @@ def test_counts_every_figure_per_link_and_per_recipient(run: UsageRun, tmp_path:
         "remote_ips": 3,
         "user_agents": 2,
         "complete": False,  # b.csv was never downloaded, nor its renewal
+        "without_id": 0,
     }
     initech = _by(data["recipients"], recipient="initech")
     assert (initech["downloads"], initech["bytes_sent"], initech["remote_ips"]) == (2, 60, 1)
@@ -209,7 +228,8 @@ def test_an_old_link_used_after_its_renewal_is_a_leak_signal(run: UsageRun, tmp_
 
 
 def test_an_id_the_run_never_issued_is_a_leak_signal(run: UsageRun, tmp_path: Path) -> None:
-    """A forged id (of any text) is counted as ours, tallied apart and reported, never joined."""
+    """A forged id is counted as ours, tallied apart and reported, never joined: a well-formed
+    one as unknown_id, any other text as malformed_id."""
     forged = 'deadbeef"\x1b[2J'
     t = run.issued + timedelta(minutes=3)
     logs = write_logs(
@@ -225,7 +245,8 @@ def test_an_id_the_run_never_issued_is_a_leak_signal(run: UsageRun, tmp_path: Pa
     assert report.usage["lines"]["ours"] == 2
     signals = {s["link_id"]: s for s in report.usage["signals"]}
     assert set(signals) == {"0000000000000000", forged}
-    assert signals[forged]["kind"] == "unknown_id" and signals[forged]["job"] is None
+    assert signals["0000000000000000"]["kind"] == "unknown_id"
+    assert signals[forged]["kind"] == "malformed_id" and signals[forged]["job"] is None
     assert all(link["downloads"] == 0 for link in report.usage["links"])
 
 
@@ -238,7 +259,7 @@ def test_bad_lines_are_counted_listed_and_the_rest_reported(run: UsageRun, tmp_p
     report = _usage(run, logs)
     assert report.exit_code == 2
     data = json.loads((run.run_dir / "usage.json").read_text())
-    assert data["lines"] == {"total": 4, "ours": 2, "other": 0, "bad": 2}
+    assert data["lines"] == {"total": 4, "ours": 2, "other": 0, "bad": 2, "other_runs": 0}
     assert [(b["file"], b["line"]) for b in data["bad_lines"]] == [
         (str(logs / "a.log"), 2),
         (str(logs / "b.log"), 1),
@@ -259,11 +280,15 @@ def test_files_are_private_and_the_csv_is_safe_for_spreadsheets(
     run: UsageRun, tmp_path: Path
 ) -> None:
     """usage.json and usage.csv are 0600; a key a spreadsheet would run as a formula is
-    quoted; an unknown id gets a row of its own."""
+    quoted; an unknown id, and the malformed ones together, get a row of their own."""
     logs = write_logs(
         tmp_path / "logs",
         "log",
-        [run.line("c", run.issued), run.line("c", run.issued, link_id="=1+1")],
+        [
+            run.line("c", run.issued),
+            run.line("c", run.issued, link_id="=1+1"),
+            run.line("c", run.issued, link_id="0123456789abcdef"),
+        ],
     )
     _usage(run, logs)
     for name in ("usage.json", "usage.csv"):
@@ -272,9 +297,11 @@ def test_files_are_private_and_the_csv_is_safe_for_spreadsheets(
         rows = list(csv.DictReader(handle))
     initech = _by(rows, link_id=run.ids["c"])
     assert initech["key"] == "'=HYPERLINK(q3).txt" and initech["downloads"] == "1"
-    unknown = _by(rows, link_id="'=1+1")
+    malformed = _by(rows, link_id="'=1+1")
+    assert (malformed["kind"], malformed["signals"]) == ("malformed", "malformed_id")
+    unknown = _by(rows, link_id="0123456789abcdef")
     assert (unknown["kind"], unknown["signals"]) == ("unknown", "unknown_id")
-    assert len(rows) == 8  # seven links, one unknown id
+    assert len(rows) == 9  # seven links, one unknown id, the malformed ones
 
 
 def test_metrics_file_holds_the_gauges(run: UsageRun, tmp_path: Path) -> None:
@@ -368,3 +395,237 @@ def test_a_network_has_one_name_however_its_addresses_are_written(address: Any) 
     neighbour = kind(int(address) ^ 1)
     assert network_of(str(neighbour)) in names
     assert network_of(str(other)) not in names
+
+
+def _link(data: Any, link_id: str) -> dict[str, Any]:
+    return _by(data["links"], link_id=link_id)
+
+
+def test_our_id_in_another_buckets_record_is_no_download_but_id_misused(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """A record of another bucket carrying initech's id (another store's logs, or a request
+    forged by whoever knows the id) is not initech's download: a misuse signal instead."""
+    t = run.renewed + timedelta(minutes=5)
+    forged = log_line(
+        bucket="someone-elses-bucket",
+        time=t,
+        request_uri=run.uri("c").replace(f"/{BUCKET}/", "/someone-elses-bucket/"),
+        key="=HYPERLINK(q3).txt",
+        bytes_sent=30,
+    )
+    report = _usage(run, write_logs(tmp_path / "logs", "log-1", [forged]))
+    assert _link(report.usage, run.ids["c"])["downloads"] == 0
+    assert _by(report.usage["recipients"], recipient="initech")["complete"] is False
+    (signal,) = report.usage["signals"]
+    assert (signal["kind"], signal["link_id"], signal["recipient"]) == (
+        "id_misused",
+        run.ids["c"],
+        "initech",
+    )
+    assert "someone-elses-bucket/=HYPERLINK(q3).txt" in signal["detail"]
+    assert report.exit_code == 1
+
+
+def test_our_id_on_another_key_is_no_download_and_keys_compare_decoded(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """Same bucket, another key: no download of the link (S3 would refuse its signature
+    there), a misuse; the log's URL-encoded key of the link's own object still counts."""
+    t = run.renewed + timedelta(minutes=5)
+    forged = log_line(
+        bucket=BUCKET,
+        time=t,
+        request_uri=f"GET /{BUCKET}/other/thing.bin?x-sharebatch-id={run.ids['c']} HTTP/1.1",
+        key="other/thing.bin",
+        bytes_sent=10_000_000,
+    )
+    report = _usage(run, write_logs(tmp_path / "logs", "log-1", [forged]))
+    row = _link(report.usage, run.ids["c"])
+    assert row["downloads"] == 0 and row["bytes_sent"] == 0
+    assert _by(report.usage["recipients"], recipient="initech")["complete"] is False
+    assert [s["kind"] for s in report.usage["signals"]] == ["id_misused"]
+    encoded = log_line(
+        bucket=BUCKET, time=t, request_uri=run.uri("c"), key="%3DHYPERLINK%28q3%29.txt"
+    )
+    report = _usage(run, write_logs(tmp_path / "enc", "log-1", [encoded]))
+    assert _link(report.usage, run.ids["c"])["downloads"] == 1
+    assert report.usage["signals"] == []
+
+
+def test_a_recipient_whose_rows_carry_no_id_is_never_complete(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """Rows without an id (link_ids: false, bundles from before ids) cannot be joined: the
+    recipient is not complete (remind --only-unused reminds them) and the row says how many."""
+    bundle = run.run_dir / "q3" / "initech" / "links.json"
+    data = json.loads(bundle.read_text())
+    for row in data["links"]:
+        row["link_id"] = None
+    bundle.write_text(json.dumps(data))
+    logs = write_logs(
+        tmp_path / "logs", "log-1", [run.line("a", run.issued + timedelta(minutes=1))]
+    )
+    out = _usage(run, logs).usage
+
+    receipts = read_receipts(run.run_dir, out["run_id"])
+    assert receipts.complete.get(("q3", "initech"), False) is False
+    initech = _by(out["recipients"], recipient="initech")
+    assert (initech["complete"], initech["without_id"]) == (False, 1)
+
+
+def _forged_records(n: int) -> Any:
+    t = NOW - timedelta(days=1)
+    for i in range(n):
+        yield parse_line(
+            log_line(
+                bucket=BUCKET,
+                time=t,
+                request_uri=f"GET /{BUCKET}/k?x-sharebatch-id={i:016x} HTTP/1.1",
+                key="k",
+                remote_ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                user_agent=f"agent-{i}",
+            )
+        )
+
+
+def test_forged_ids_past_the_kept_ones_hold_a_bounded_tally(run: UsageRun) -> None:
+    """Past the ids tallied one by one, the catch-all lists at most LISTED addresses and
+    agents and says there were more: memory flat however many forged lines come."""
+    join = _Join(read_run(run.run_dir))
+    count = _SourceCount("x")
+    for record in _forged_records(1000 + 5000):
+        join.add(record, count)
+    rest = join.unknown_more
+    assert rest.requests == 5000
+    assert len(distinct(rest.ips)) == len(distinct(rest.agents)) == LISTED
+    assert more(rest.ips) and more(rest.agents) and more(rest.networks)
+
+
+def test_one_link_lists_a_bounded_number_of_agents_each_cut_short(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """Endless distinct, long user agents on one link: LISTED of them written, each cut to
+    AGENT_SHOWN characters, and the row says there were more."""
+    t = run.renewed + timedelta(minutes=5)
+    lines = [run.line("c", t, user_agent=f"bot-{i}-" + "x" * 300) for i in range(500)]
+    row = _link(_usage(run, write_logs(tmp_path / "logs", "log-1", lines)).usage, run.ids["c"])
+    assert len(row["user_agents"]) == LISTED and row["more_user_agents"] is True
+    assert max(len(agent) for agent in row["user_agents"]) <= 201
+    assert row["downloads"] == 500
+
+
+def test_more_networks_than_listed_still_raise_the_signal_past_a_high_limit(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """--max-networks above LISTED: networks are counted one past the limit, so the signal
+    still tells 41 networks from 40."""
+    t = run.renewed + timedelta(minutes=5)
+    lines = [run.line("c", t, remote_ip=f"10.0.{i}.1") for i in range(41)]
+    logs = write_logs(tmp_path / "logs", "log-1", lines)
+    assert _usage(run, logs, max_networks=41).usage["signals"] == []
+    (signal,) = _usage(run, logs, max_networks=40).usage["signals"]
+    assert (signal["kind"], signal["networks"]) == ("many_networks", 41)
+
+
+def test_a_malformed_id_of_any_length_is_one_signal_cut_short(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """An id that is not 16 lowercase hex (here 60,000 characters, and 'ABCDEF...' in capitals)
+    is counted under one malformed_id signal showing the first one cut short; well-formed
+    forged ids each get their unknown_id signal."""
+    t = run.renewed + timedelta(minutes=5)
+    lines = [run.line("c", t, link_id="f" * 60_000), run.line("c", t, link_id="ABCDEF0123456789")]
+    lines += [run.line("c", t, link_id=f"{i:016x}") for i in range(200)]
+    report = _usage(run, write_logs(tmp_path / "logs", "l", lines))
+    kinds = [s["kind"] for s in report.usage["signals"]]
+    assert kinds.count("unknown_id") == 200 and kinds.count("malformed_id") == 1
+    malformed = _by(report.usage["signals"], kind="malformed_id")
+    assert malformed["requests"] == 2 and malformed["link_id"] == "f" * 32 + "\u2026"
+    assert max(len(s["link_id"]) for s in report.usage["signals"]) <= 33
+    assert len((run.run_dir / "usage.csv").read_text()) < 100_000
+
+
+def test_an_old_link_refused_after_its_renewal_is_no_leak(run: UsageRun, tmp_path: Path) -> None:
+    """The recipient clicking the expired old link in the old mail (403) after a renewal is
+    counted as refused, not used_after_renewal: exit 0."""
+    after = run.renewed + timedelta(days=2)
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [run.line("a", after, status=403, error_code="AccessDenied", bytes_sent=243)],
+    )
+    report = _usage(run, logs)
+    assert report.usage["signals"] == [] and report.exit_code == 0
+    assert _link(report.usage, run.ids["a"])["refused"] == 1
+
+
+def test_a_200_that_sent_less_than_the_object_is_partial(run: UsageRun, tmp_path: Path) -> None:
+    """A GET the client broke off (200, 10 of 30 bytes) is partial, not a download: the
+    recipient is not complete."""
+    t = run.renewed + timedelta(minutes=5)
+    logs = write_logs(
+        tmp_path / "logs",
+        "log",
+        [run.line("c", t, bytes_sent=10, object_size=30), run.line("b-2", t, object_size=200)],
+    )
+    data = _usage(run, logs).usage
+    c = _link(data, run.ids["c"])
+    assert (c["downloads"], c["partial"], c["bytes_sent"]) == (0, 1, 10)
+    assert _by(data["recipients"], recipient="initech")["complete"] is False
+    assert _link(data, run.ids["b-2"])["downloads"] == 1  # all 200 of 200 bytes
+
+
+def test_overlapping_sources_are_refused_and_nothing_written(run: UsageRun, tmp_path: Path) -> None:
+    """A folder and its sub-folder, the same folder twice, nested s3:// prefixes: their
+    records would count twice, so exit 2 with nothing written; disjoint sources are fine."""
+    t = run.renewed + timedelta(minutes=5)
+    logs = write_logs(tmp_path / "logs" / "2026", "log", [run.line("c", t)])
+    other = write_logs(tmp_path / "other", "log", [run.line("c", t)])
+    cases = [
+        [str(tmp_path / "logs"), str(logs)],
+        [str(logs), str(logs) + "/"],
+        ["s3://logs/q3/", "s3://logs/q3/2026/"],
+        ["s3://logs/q3", "s3://logs/q3"],
+    ]
+    for texts in cases:
+        with pytest.raises(UsageError, match="overlap"):
+            usage(run.run_dir, [parse_source(t) for t in texts], now=NOW)
+    assert not (run.run_dir / "usage.json").exists()
+    report = usage(run.run_dir, [parse_source(str(logs)), parse_source(str(other))], now=NOW)
+    assert _link(report.usage, run.ids["c"])["downloads"] == 2
+
+
+def test_ids_other_runs_in_the_folder_issued_are_counted_not_signalled(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """Sibling runs share the log source: their ids are found in their audit logs and counted
+    as lines.other_runs (no signal); an id no run issued is still unknown_id."""
+    sibling = usage_run(tmp_path / "out", NOW - timedelta(hours=3))
+    assert sibling.run_dir.parent == run.run_dir.parent
+    theirs = sibling.ids["a-2"]  # named only in their audit log's link_renewed events
+    t = run.renewed + timedelta(minutes=5)
+    lines = [run.line("a", t, link_id=theirs)] * 3 + [run.line("a", t, link_id="0" * 16)]
+    report = _usage(run, write_logs(tmp_path / "logs", "log", lines))
+    assert report.usage["lines"] == {
+        "total": 4,
+        "ours": 1,
+        "other": 3,
+        "bad": 0,
+        "other_runs": 3,
+    }
+    assert [(s["kind"], s["link_id"]) for s in report.usage["signals"]] == [
+        ("unknown_id", "0" * 16)
+    ]
+
+
+def test_a_records_key_names_the_link_as_s3_writes_it() -> None:
+    """The log's key is URL-encoded (%20 or +): compared decoded; a POST slot's key ends in
+    ${filename}, so any file under its folder is the slot's, as is a refused POST that names
+    no key; anything else is another object."""
+    get = _Link("0" * 16, "q3", "globex", "get", BUCKET, "q3/a b+c.pdf", "2027-01-01T00:00:00Z")
+    post = _Link("1" * 16, "q3", "globex", "post", BUCKET, "inbox/g/${filename}", "x")
+    assert _same_key("q3/a%20b%2Bc.pdf", get) and _same_key("q3/a+b%2Bc.pdf", get)
+    assert not _same_key("q3/a%20b%2Bc.pdfx", get) and not _same_key(None, get)
+    assert _same_key("inbox/g/my%20report.pdf", post) and _same_key(None, post)
+    assert not _same_key("inbox/h/report.pdf", post)

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from sharebatch.receipts.sources import parse_source
 from sharebatch.receipts.usage import usage
@@ -29,7 +29,7 @@ def _line(url: str, at: datetime, **fields: Any) -> str:
     """A record of a request to ``url``; its Key field URL-encoded, as S3 writes it."""
     method = fields.pop("method", "GET")
     # Path style (moto): /bucket/key; a POST form's action URL is the bucket's alone.
-    key = urlsplit(url).path.partition(f"/{BUCKET}/")[2] or None
+    key = fields.pop("key", None) or urlsplit(url).path.partition(f"/{BUCKET}/")[2] or None
     return log_line(bucket=BUCKET, time=at, request_uri=_uri(url, method), key=key, **fields)
 
 
@@ -71,6 +71,8 @@ def test_every_number_of_a_real_run(s3: S3, tmp_path: Path) -> None:
               bytes_sent=100, remote_ip="2001:db8:aa::1", user_agent="Firefox"),
         _line(g_slot["url"], t0 + timedelta(minutes=3),
               method="POST", operation="REST.POST.OBJECT", status=204, bytes_sent=0,
+              # S3 logs the key the form stored: the slot's, the file's name in place
+              key=quote(g_slot["key"].replace("${filename}", "my report.pdf")),
               remote_ip="192.0.2.7", user_agent="Firefox"),
         # initech: the old statement link before the renewal, then after it from elsewhere
         _line(i_old[statement]["url"], t0, bytes_sent=30, remote_ip="198.51.100.1"),
@@ -106,7 +108,7 @@ def test_every_number_of_a_real_run(s3: S3, tmp_path: Path) -> None:
     assert data["generated_at"] == iso(now) and data["max_networks"] == 3
     assert len(g_links) == 5 and len(lines) == 19
     assert data["sources"] == [{"source": str(logs), "files": 1, "lines": 19, "bad_lines": 0}]
-    assert data["lines"] == {"total": 19, "ours": 17, "other": 2, "bad": 0}
+    assert data["lines"] == {"total": 19, "ours": 17, "other": 2, "bad": 0, "other_runs": 0}
     assert data["bad_lines"] == []
 
     links = {link["link_id"]: link for link in data["links"]}
@@ -216,6 +218,7 @@ def test_every_number_of_a_real_run(s3: S3, tmp_path: Path) -> None:
         "remote_ips": 2,
         "user_agents": 1,
         "complete": True,
+        "without_id": 0,
     }
     i_links = len(initech["links"]) + len(renewal["links"])
     i_links += len(initech["uploads"]) + len(renewal["uploads"])
@@ -236,6 +239,7 @@ def test_every_number_of_a_real_run(s3: S3, tmp_path: Path) -> None:
         "user_agents": 1,
         # statement and data.csv through their old links, summary through its renewal
         "complete": True,
+        "without_id": 0,
     }
     days: dict[tuple[str, str], int] = {}
     downloads = [(t0, "globex", 1), (t0 + timedelta(minutes=1), "globex", len(g_links))]
