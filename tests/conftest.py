@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from sharebatch import audit
 from tests.support import secretsguard
+from tests.support.chromium import require_chromium
 from tests.support.quarterly import QuarterlyRun
 from tests.support.s3 import S3, fresh_s3, seal_aws_env, use_test_credentials
 from tests.support.smtp import Server, TlsFiles, make_tls, smtp_server
@@ -131,3 +132,9 @@ def smtp() -> Iterator[Server]:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A private CA and a certificate for 127.0.0.1 it signed, made for this session."""
     return make_tls(tmp_path_factory.mktemp("smtp-tls"))
+
+
+@pytest.fixture
+def executable(request: pytest.FixtureRequest) -> str:
+    """The Chromium a browser test drives; skipped without one (failed where CI requires it)."""
+    return require_chromium(request.node.nodeid)

@@ -9,16 +9,13 @@ saying so, where Chromium is absent; CI sets SHAREBATCH_REQUIRE_CHROMIUM=1 so it
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from sharebatch.delivery.approvals import approve
 from tests.support.approval_run import gated_run
-from tests.support.chromium import chromium, find_chromium
+from tests.support.chromium import chromium
 from tests.support.quarterly import QuarterlyRun
 
 APPROVAL_ROWS = """
@@ -26,21 +23,6 @@ Array.from(document.querySelectorAll('#approvals tbody tr'))
   .filter(r => !r.hidden && r.getClientRects().length > 0)
   .map(r => Array.from(r.cells).map(c => c.textContent))
 """
-
-
-@pytest.fixture
-def executable() -> str:
-    """The Chromium to drive; skip (or fail in CI) without one."""
-    found = find_chromium()
-    if found is None:
-        message = (
-            "Chromium is not installed, so the approvals' browser test did not run "
-            "(apt-get install chromium, or set SHAREBATCH_CHROMIUM; .ci/run installs it)"
-        )
-        if os.environ.get("SHAREBATCH_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 async def browse(executable: str, page_path: Path, profile: Path) -> dict[str, Any]:

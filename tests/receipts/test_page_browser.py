@@ -12,15 +12,12 @@ Chromium is absent (CI sets SHAREBATCH_REQUIRE_CHROMIUM=1 so it cannot skip ther
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from sharebatch.receipts.page import refresh_receipts
-from tests.support.chromium import chromium, find_chromium
+from tests.support.chromium import chromium
 from tests.support.quarterly import QuarterlyRun
 from tests.support.usage_json import Download, build_usage
 
@@ -52,21 +49,6 @@ CHART = """
             .map(r => r.cells[1].textContent)};
 })()
 """
-
-
-@pytest.fixture
-def executable() -> str:
-    """Chromium's path; skipped (or failed, where CI requires it) when it is absent."""
-    found = find_chromium()
-    if found is None:
-        message = (
-            "Chromium is not installed, so the receipts page's browser test did not run "
-            "(apt-get install chromium, or set SHAREBATCH_CHROMIUM; .ci/run installs it)"
-        )
-        if os.environ.get("SHAREBATCH_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 async def browse(executable: str, pages: list[Path], profile: Path) -> list[dict[str, Any]]:

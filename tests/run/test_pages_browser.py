@@ -10,33 +10,18 @@ Skipped, saying so, where Chromium is absent; CI sets SHAREBATCH_REQUIRE_CHROMIU
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.chromium import Browser, Session, chromium, find_chromium
+from tests.support.chromium import Browser, Session, chromium
 from tests.support.pages import BUCKET, FILES, run_with_pages, settings
 from tests.support.s3 import S3
 
 WIDTH, HEIGHT = 1280, 900
 BIDI_KEY = "partners/globex/\u202egnp.exe.pdf"
 RETURNED = b"signed statement\n" + bytes(range(256)) * 40
-
-
-@pytest.fixture
-def executable() -> str:
-    found = find_chromium()
-    if found is None:
-        message = (
-            "Chromium is not installed, so the recipient page's browser test did not run "
-            "(apt-get install chromium, or set SHAREBATCH_CHROMIUM; .ci/run installs it)"
-        )
-        if os.environ.get("SHAREBATCH_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def browser_events(browser: Browser, method: str) -> list[dict[str, Any]]:

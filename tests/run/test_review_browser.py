@@ -23,7 +23,7 @@ import pytest
 
 from sharebatch.s3.probe import browser_url
 from sharebatch.visible import visible
-from tests.support.chromium import chromium, find_chromium
+from tests.support.chromium import chromium
 from tests.support.quarterly import QuarterlyRun
 
 WIDTH, HEIGHT = 1280, 900
@@ -41,20 +41,6 @@ Array.from(document.querySelectorAll('#files tbody tr'))
   .filter(r => !r.hidden && r.getClientRects().length > 0)
   .map(r => [r.cells[1].textContent, r.cells[2].textContent, Number(r.cells[3].dataset.sort)])
 """
-
-
-@pytest.fixture
-def executable() -> str:
-    found = find_chromium()
-    if found is None:
-        message = (
-            "Chromium is not installed, so the review page's browser test did not run "
-            "(apt-get install chromium, or set SHAREBATCH_CHROMIUM; .ci/run installs it)"
-        )
-        if os.environ.get("SHAREBATCH_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def bundle_rows(run_dir: Path, recipient: str) -> list[dict[str, str]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 # The flags the lead's probe found necessary here: without the background-networking ones
 # Chromium tries to reach Google's servers at start-up and is refused.
@@ -34,6 +35,21 @@ FLAGS = (
     "--remote-debugging-port=0",
 )
 TIMEOUT = 60.0
+
+
+def require_chromium(test: str) -> str:
+    """Chromium's path for ``test``; the test is skipped without one, or fails where CI asks
+    for it (``SHAREBATCH_REQUIRE_CHROMIUM=1``), so a missing browser never passes silently."""
+    found = find_chromium()
+    if found is None:
+        message = (
+            f"Chromium is not installed, so {test} did not run "
+            "(apt-get install chromium, or set SHAREBATCH_CHROMIUM; .ci/run installs it)"
+        )
+        if os.environ.get("SHAREBATCH_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 def find_chromium() -> str | None:
