@@ -19,6 +19,12 @@ AddressingStyle = Literal["auto", "virtual", "path"]
 ShortCredentials = Literal["fail", "clamp", "warn"]
 """What to do when links would outlive the temporary credentials that sign them."""
 
+LinkKind = Literal["s3", "cloudfront"]
+"""Which kind of link a grant issues: an S3 presigned URL (SigV4, at most 7 days) or a
+CloudFront signed URL (a key pair of the distribution's key group; ``cloudfront/``)."""
+
+CloudFrontHash = Literal["sha256", "sha1"]
+
 LINK_ID_PARAM = "x-sharebatch-id"
 """The query parameter that names each issued link (``run/link_ids``); signed like the others.
 A presigner given it in ``params`` signs it into the URL after the operation's parameters."""
@@ -95,6 +101,7 @@ class Link:
     url: str = field(repr=False)
     # Its ``x-sharebatch-id`` (signed into ``url``); None when the manifest turned ids off.
     link_id: str | None = None
+    kind: LinkKind = "s3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +283,35 @@ class Expiry:
 
     seconds: int | None = None
     at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where a private key is read from: a file (``{file: path}``) or an environment
+    variable holding the PEM (``{env: NAME}``); exactly one. Never the key itself."""
+
+    file: str | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudFrontLinks:
+    """A grant's resolved ``cloudfront:`` setting (``link: cloudfront``).
+
+    ``domain`` is the distribution's host name (``d111111abcdef8.cloudfront.net`` or its own
+    domain), or, for a loopback test server only, an origin such as ``http://127.0.0.1:8443``.
+    ``not_before`` is the rendered start of a custom policy; ``max_expires_in`` (seconds) our
+    own cap on this kind's links, which replaces SigV4's 7 days. ``distribution_arn`` is needed
+    only by ``sharebatch policy`` (the Origin Access Control statement's ``AWS:SourceArn``).
+    """
+
+    domain: str
+    key_pair_id: str
+    private_key: KeySource
+    max_expires_in: int
+    hash: CloudFrontHash = "sha256"
+    not_before: datetime | None = None
+    distribution_arn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

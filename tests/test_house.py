@@ -17,17 +17,31 @@ PACKAGE = ROOT / "sharebatch"
 GROUND = {"errors", "models", "audit", "times", "files", "visible", "units", "blocking", "version"}
 # What each floor may import of ours, besides the ground floor and its own folder.
 ALLOWED = {
-    "manifest": set(),
+    "cloudfront": set(),
+    "manifest": {"cloudfront"},
     "s3": set(),
-    "run": {"manifest", "s3"},
-    "lifecycle": {"manifest", "s3", "run"},
+    "run": {"manifest", "s3", "cloudfront"},
+    "lifecycle": {"manifest", "s3", "run", "cloudfront", "guardrails"},
+    "guardrails": {"manifest"},
     "receipts": {"manifest", "s3", "run", "lifecycle"},
     "delivery": {"manifest", "s3", "run", "lifecycle", "receipts"},
-    "cli": {"manifest", "s3", "run", "lifecycle", "receipts", "delivery", "demo", "__init__"},
+    "cli": {
+        "manifest",
+        "s3",
+        "run",
+        "lifecycle",
+        "receipts",
+        "delivery",
+        "cloudfront",
+        "guardrails",
+        "demo",
+        "__init__",
+    },
     "demo": {"run", "delivery", "__init__"},
     "__main__": {"cli"},
     "__init__": {"manifest", "run", "delivery"},
 }
+ROOMS = {k for k in ALLOWED if not k.startswith("__") and k != "demo"} | {"cli"}
 S3_LIBRARIES = {"boto3", "botocore", "aioboto3", "aiobotocore", "aiohttp"}
 
 
@@ -61,7 +75,7 @@ def _ours(name: str) -> str | None:
     parts = name.split(".")
     if parts[0] != "sharebatch":
         return None
-    if len(parts) == 2 and parts[1] not in {"manifest", "s3", "run", "lifecycle", "cli"}:
+    if len(parts) == 2 and parts[1] not in ROOMS:
         # `from sharebatch import __version__` reaches the package's __init__.
         return parts[1] if parts[1] in GROUND else "__init__"
     return parts[1]

@@ -71,8 +71,10 @@ from sharebatch.manifest.source import show as _show
 from sharebatch.manifest.upload import RawUpload, check_overlaps
 from sharebatch.models import (
     AddressingStyle,
+    CloudFrontLinks,
     Expiry,
     Filters,
+    LinkKind,
     NotifySettings,
     ShortCredentials,
     UploadSlot,
@@ -140,6 +142,11 @@ class Grant(BaseModel):
     formats: Annotated[tuple[Format, ...], Field(min_length=1)] = FORMATS
     on_short_credentials: ShortCredentials = "fail"
     link_ids: bool = True  # each link signed with its own x-sharebatch-id
+    link: LinkKind = "s3"
+    cloudfront: CloudFrontLinks | None = None  # set exactly when ``link`` is cloudfront
+    # Networks (CIDRs, normalised) the recipient's links should work from: a CloudFront custom
+    # policy's IpAddress; for ``link: s3`` only what ``sharebatch policy`` makes S3 enforce.
+    allow_ips: tuple[str, ...] = ()
     upload: UploadSlot | None = None
     # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
     notify: NotifySettings | None = None

@@ -1,0 +1,1 @@
+"""CloudFront signed links: keys, policies, signing and reading back; no network, no S3."""
