@@ -67,6 +67,20 @@ class CloudFrontFacts:
     def kind(self) -> str:
         return "canned" if self.canned else "custom"
 
+    @property
+    def object_key(self) -> str:
+        """The S3 key the link serves: its path, percent-decoded (``+`` stays a plus)."""
+        return unquote(urlsplit(self.resource).path[1:])
+
+    @property
+    def query(self) -> tuple[tuple[str, str], ...]:
+        """The caller's own parameters (download name, link id), decoded, in URL order:
+        ``CloudFrontSigner.sign(facts.object_key, ..., query=facts.query)`` signs the same
+        resource again (``renew``)."""
+        query = urlsplit(self.resource).query
+        pairs = (piece.partition("=") for piece in query.split("&")) if query else ()
+        return tuple((unquote(name), unquote(value)) for name, _, value in pairs)
+
 
 def split_signing_params(url: str) -> tuple[str, dict[str, list[str]]]:
     """The base URL (signing parameters removed, the rest in order) and the signing

@@ -82,7 +82,8 @@ def test_every_link_we_sign_reads_back(
     query: list[tuple[str, str]],
 ) -> None:
     """Resource, expiry (whole seconds), start, IP range, key pair id, hash and kind read back
-    from any link of any key kind, and its signature verifies with the public key."""
+    from any link of any key kind, its signature verifies with the public key, and signing
+    its object key, query and conditions again gives the same policy (what renew does)."""
     kind, index, hash = which
     pair = pool("rsa" if kind == "rsa" else "ecdsa")[index]
     signer = _signer(pair, hash, domain)
@@ -91,12 +92,21 @@ def test_every_link_we_sign_reads_back(
     assert is_cloudfront_url(url)
     facts = read_cloudfront_url(url)
     assert facts.resource == base_url(signer.origin, key, query)
+    assert (facts.object_key, facts.query) == (key, tuple(query))
     assert facts.expires == expires.replace(microsecond=0)
     assert facts.not_before == (None if not_before is None else not_before.replace(microsecond=0))
     assert facts.source_ip == ip
     assert (facts.key_pair_id, facts.hash) == (pair.key_pair_id, hash)
     assert facts.canned == (not_before is None and ip is None)
     assert verify_signature(facts, pair.public)
+    again = signer.sign(
+        facts.object_key,
+        facts.expires,
+        query=facts.query,
+        not_before=facts.not_before,
+        source_ip=facts.source_ip,
+    )
+    assert read_cloudfront_url(again).policy == facts.policy
     assert not verify_signature(facts, pool("rsa")[(index + 1) % 3].public)
 
 
