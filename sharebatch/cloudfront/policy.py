@@ -26,6 +26,10 @@ CloudFront (and every SDK) writes it, not merely be equivalent JSON:
   CloudFront matches IPv4 viewers only (the AWS CLI's ``cloudfront sign`` refuses IPv6 with
   "CloudFront only supports IPv4 addresses and ranges"; aws-cli
   awscli/customizations/cloudfront/sign.py). A bare address means ``/32``, as in botocore.
+  A distribution serving such links should have IPv6 off: "if you're using a custom policy
+  that includes the IpAddress parameter ... don't enable IPv6", else a viewer reaching it over
+  IPv6 is refused (API reference, DistributionConfig ``IsIPV6Enabled``:
+  https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_DistributionConfig.html).
 """
 
 from __future__ import annotations
