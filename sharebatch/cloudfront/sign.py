@@ -35,6 +35,10 @@ What CloudFront documents, and so what this module writes (sources below):
   CloudFront compares the Resource with the URL as requested and then forwards that path to
   S3, which decodes it back to the key. Query names and values are encoded the same way with
   ``/`` encoded as well.
+* CloudFront checks the URL as it arrives, so it must reach CloudFront byte for byte. Browsers,
+  curl and ``http.client`` send it as written. yarl (aiohttp) re-quotes by default, decoding
+  ``%21`` ``%2F`` ``%3A`` and the like into the characters, which breaks a canned link's
+  signature and a custom link's Resource: fetch with ``yarl.URL(url, encoded=True)``.
 
 The signer never shows its key: no repr with key material, and errors name the problem only.
 """
