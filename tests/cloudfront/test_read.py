@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -164,9 +165,10 @@ def _good() -> str:
     ],
     ids=["both", "twice", "hash", "b64", "expires", "kpid", "fragment", "policy"],
 )
-def test_malformed_links_are_refused_without_quoting_them(change: object, message: str) -> None:
+def test_malformed_links_are_refused_without_quoting_them(
+    change: Callable[[str], str], message: str
+) -> None:
     """Each malformation is named; the message never holds the URL or its signature."""
-    assert callable(change)
     url = change(_good())
     with pytest.raises(NotCloudFrontUrl, match=message) as caught:
         read_cloudfront_url(url)
