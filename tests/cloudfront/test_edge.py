@@ -186,3 +186,13 @@ def test_sha1_signature_presented_as_sha256_is_refused(edge: Edge) -> None:
     url = signer(edge, rsa_pair(), "sha1").sign("plain.txt", at(NOW + 60))
     assert read_cloudfront_url(url).hash == "sha1"
     _refused(edge, url + "&Hash-Algorithm=SHA256", "signature")
+
+
+def test_a_valid_link_to_a_missing_object_gets_the_origins_404(edge: Edge) -> None:
+    """The checks pass, S3 has no such key: the edge passes S3's 404 on, as CloudFront does
+    (what `verify` reports as a missing object, not a refused link)."""
+    url = signer(edge, ec_pair()).sign("gone.pdf", at(NOW + 60))
+    answer = fetch(url)
+    assert answer.status == 404
+    assert b"NoSuchKey" in answer.body
+    assert edge.reasons == ["served"]
