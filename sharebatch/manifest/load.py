@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from sharebatch.errors import ManifestError, UsageError
+from sharebatch.manifest.cloudfront import RawCloudFront, RawKeySource, misplaced_allow_ips
 from sharebatch.manifest.fields import (
     FORMATS,
     BucketName,
@@ -329,8 +330,12 @@ def _unknown_field(path: PathKey) -> str:
     password = password_message(path)
     if password is not None:
         return f"unknown field: {password}"
+    misplaced = misplaced_allow_ips(path)
+    if misplaced is not None:
+        return misplaced
     names = [p for p in path[:-1] if isinstance(p, str)]
     groups: dict[str, type[BaseModel]] = {"filters": RawFilters, "upload": RawUpload}
+    groups |= {"cloudfront": RawCloudFront, "private_key": RawKeySource}
     groups |= {"notify": GROUPS[""], "smtp": GROUPS["smtp"], "webhook": GROUPS["webhook"]}
     model = groups.get(names[-1] if names else "") or _MODELS_AT.get(tuple(names))
     if model is None:
