@@ -172,7 +172,15 @@ def _max_expires_in_field(value: object) -> int:
         raise ValueError(f"{value} is not a duration: use whole seconds, or {DURATION_HINT[4:]}")
     if not isinstance(value, int | str):
         raise ValueError(f"expected a duration, got {describe(value)}; {DURATION_HINT}")
-    return parse_duration(value, MAX_CLOUDFRONT_EXPIRES_IN)
+    try:
+        return parse_duration(value, MAX_CLOUDFRONT_EXPIRES_IN)
+    except ValueError as exc:
+        if "longer than" not in str(exc):
+            raise
+        raise ValueError(
+            f"max_expires_in {exc}, the most sharebatch allows: a signed link cannot be revoked"
+            " on its own, only by removing its key from the key group"
+        ) from None
 
 
 def _check_env_name(value: str) -> str:
