@@ -399,8 +399,10 @@ def resolve_cloudfront(
     if "not_before" in given:
         value, where = given["not_before"]
         not_before = value if isinstance(value, datetime) else render((value, where), parse_moment)
-        complete &= not_before is not None
-    if not complete or (not_before is None and "not_before" in given):
+        if not_before is None:
+            return None
+        complete &= _starts_in_time(not_before, where, expiry, now, issues)
+    if not complete:
         return None
     return CloudFrontLinks(
         domain=given["domain"][0],
@@ -437,3 +439,25 @@ def _within(
         )
         return False
     return True
+
+
+def _starts_in_time(
+    not_before: datetime,
+    where: PathKey,
+    expiry: Found,
+    now: datetime | None,
+    issues: IssueCollector,
+) -> bool:
+    """A start at or after the links' end would make links that never work."""
+    if not isinstance(expiry, tuple) or now is None:
+        return True
+    (seconds, at), _ = expiry
+    end = at if at is not None else now + timedelta(seconds=seconds)
+    if not_before < end:
+        return True
+    issues.at(
+        where,
+        f"not_before {iso(not_before)} is not before the links expire ({iso(end)}): they would"
+        " never work; move it earlier or let the links live longer",
+    )
+    return False

@@ -365,3 +365,23 @@ def test_a_grant_refuses_settings_that_do_not_match_its_link() -> None:
     for fields in bad:
         with pytest.raises(ValidationError):
             Grant.model_validate({**base, **fields})
+
+
+@pytest.mark.parametrize(
+    ("expiry", "end"),
+    [
+        ("", "2026-12-28T12:00:00Z"),  # expires_in 30d from the run
+        ("    expires_at: 2026-12-10T00:00:00Z\n", "2026-12-10T00:00:00Z"),
+    ],
+)
+def test_not_before_at_or_after_the_expiry_is_a_located_error(
+    tmp_path: Path, expiry: str, end: str
+) -> None:
+    """A start at or after the links' end (expires_at, or the run plus expires_in) gives links
+    that never work: one issue at not_before, naming both moments; a start before it loads."""
+    path = _manifest(tmp_path, _text(defaults=f"    not_before: {end}\n", job=expiry))
+    [issue] = _issues(path)
+    assert (issue.line, issue.field) == (11, "defaults.cloudfront.not_before")
+    assert issue.message.startswith(f"not_before {end} is not before the links expire ({end})")
+    path.write_text(path.read_text().replace(f"not_before: {end}", "not_before: 2026-12-09"))
+    assert _grants(_load(path))["globex"].cloudfront
