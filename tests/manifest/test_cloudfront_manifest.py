@@ -385,3 +385,51 @@ def test_not_before_at_or_after_the_expiry_is_a_located_error(
     assert issue.message.startswith(f"not_before {end} is not before the links expire ({end})")
     path.write_text(path.read_text().replace(f"not_before: {end}", "not_before: 2026-12-09"))
     assert _grants(_load(path))["globex"].cloudfront
+
+
+def test_each_key_is_loaded_once_however_many_recipients_use_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty recipients sharing one key source: the key is read and checked once."""
+    import sharebatch.manifest.cloudfront as cloudfront
+
+    calls: list[KeySource] = []
+    real = cloudfront.load_private_key
+
+    def counted(source: KeySource, environ: object = None) -> object:
+        calls.append(source)
+        return real(source)
+
+    monkeypatch.setattr(cloudfront, "load_private_key", counted)
+    recipients = "".join(f"      - id: r{i}\n" for i in range(50))
+    manifest = _load(_manifest(tmp_path, _text(recipients=recipients)))
+    assert len(_grants(manifest)) == 50
+    assert calls == [KeySource(file=str(tmp_path / "cf.pem"))]
+
+
+@pytest.mark.parametrize(
+    ("block", "field", "message"),
+    [
+        ("{path: cf.pem}", "defaults.cloudfront.private_key.path", "expected one of file, env"),
+        ("{fille: cf.pem}", "defaults.cloudfront.private_key.fille", "did you mean 'file'?"),
+        ("cf.pem", "defaults.cloudfront.private_key", "expected a mapping of fields"),
+        ("{env: 1BAD}", "defaults.cloudfront.private_key.env", "not an environment variable"),
+    ],
+)
+def test_a_misshapen_private_key_setting_is_one_located_issue(
+    tmp_path: Path, block: str, field: str, message: str
+) -> None:
+    """private_key is a mapping of file or env: a misspelt key, a bare path or a bad variable
+    name is one issue at that place, with a hint."""
+    path = _manifest(tmp_path, _text().replace("{file: cf.pem}", block))
+    [issue] = _issues(path)
+    assert issue.field == field
+    assert message in issue.message
+
+
+def test_a_misspelt_cloudfront_field_gets_a_suggestion(tmp_path: Path) -> None:
+    """An unknown field of the block names the closest real one."""
+    path = _manifest(tmp_path, _text(defaults="    max_expire_in: 30d\n"))
+    [issue] = _issues(path)
+    assert issue.field == "defaults.cloudfront.max_expire_in"
+    assert "did you mean 'max_expires_in'?" in issue.message
