@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sharebatch.errors import UsageError
-from sharebatch.guardrails.policy import POLICY_VERSION, SID_PREFIX
+from sharebatch.guardrails.policy import POLICY_VERSION, SID_PREFIX, buckets, intent, statements
+from sharebatch.manifest.load import Manifest
 from sharebatch.visible import visible
 
 MAX_POLICY_BYTES = 20 * 1024
@@ -90,5 +93,62 @@ def merged(existing: Mapping[str, Any] | None, ours: Sequence[Mapping[str, Any]]
 
 
 def dumps(document: Mapping[str, Any]) -> str:
-    """The document as ``put-bucket-policy`` takes it: indented JSON, key order kept."""
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    """The document as ``put-bucket-policy`` takes it: indented JSON, key order kept; any
+    character beyond ASCII as a JSON escape, so no key or prefix can hide in a terminal."""
+    return json.dumps(document, indent=2, ensure_ascii=True)
+
+
+@dataclass(frozen=True)
+class BucketPolicy:
+    """The document for one bucket and what its author must know (``notes``, for stderr)."""
+
+    bucket: str
+    document: dict[str, Any]
+    notes: tuple[str, ...]
+
+
+def pick_bucket(manifest: Manifest, bucket: str | None) -> str:
+    """``bucket``, or the manifest's only one; ``UsageError`` listing them when it names
+    several and none was chosen."""
+    named = buckets(manifest)
+    if bucket is not None:
+        return bucket
+    if len(named) > 1:
+        listed = ", ".join(visible(b) for b in named)
+        raise UsageError(
+            f"{manifest.path} names several buckets ({listed}): choose one with --bucket"
+        )
+    return named[0]
+
+
+def bucket_policy(
+    manifest: Manifest,
+    bucket: str | None,
+    *,
+    now: datetime,
+    existing: Mapping[str, Any] | None = None,
+) -> BucketPolicy:
+    """The bucket policy that enforces ``manifest``'s intent in ``bucket`` (see ``policy``),
+    merged into ``existing``; ``UsageError`` for a bucket the manifest does not use or a
+    CloudFront grant without ``distribution_arn``."""
+    chosen = pick_bucket(manifest, bucket)
+    wanted = intent(manifest, chosen, now=now)
+    document = merged(existing, statements(wanted))
+    notes = [
+        f"prefix {visible(left.prefix)}: no IP deny written: {', '.join(left.restricted)} have"
+        f" allow_ips, but {', '.join(left.open_to)} read it (link: s3) from anywhere, and a"
+        " deny would break their links"
+        for left in wanted.left_out
+    ]
+    if wanted.longest is None:
+        notes.append(
+            f"bucket {visible(chosen)}: the manifest issues no presigned request there, so no"
+            " signature-age limit is written"
+        )
+    size = len(json.dumps(document, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_POLICY_BYTES:
+        notes.append(
+            f"the policy is {size} bytes without whitespace; S3 refuses policies over"
+            f" {MAX_POLICY_BYTES} bytes"
+        )
+    return BucketPolicy(chosen, document, tuple(notes))
