@@ -5,7 +5,9 @@ one ``Check`` (OK, WARN or FAIL): whose credentials these are and when they die;
 local clock agrees with S3 (presigned URLs carry the signer's time); for each bucket its
 region, Block Public Access, default encryption, server access logging (where the logs go:
 ``sharebatch usage`` reads receipts from them, so no job may share that place and no upload
-slot may write there), whether each prefix may be listed and, with
+slot may write there), which guardrails of ``sharebatch policy`` its live bucket policy holds
+(judged by meaning: missing WARN, an age limit that would cut the manifest's links FAIL),
+whether each prefix may be listed and, with
 ``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
 the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
 
