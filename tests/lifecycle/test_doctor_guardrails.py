@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sharebatch.guardrails.document import bucket_policy
 from sharebatch.lifecycle.doctor import Check, diagnose
 from sharebatch.manifest.load import load_manifest
 from sharebatch.models import Connection
-from tests.support.grants import policy_of
+from tests.support.faultproxy import fault_proxy
+from tests.support.grants import BUCKET, DISTRIBUTION, grant, manifest, policy_of
 from tests.support.s3 import S3, write_manifest
 
 MANIFEST = """\
@@ -107,3 +109,47 @@ def test_age_limit_weaker_warns_and_too_strict_fails(s3: S3, tmp_path: Path) -> 
     checks, code = guardrails(tmp_path, s3)
     assert checks[0].status == "FAIL" and "stop working early" in checks[0].message
     assert code == 1
+
+
+def test_refused_get_bucket_policy_warns_once(s3: S3, moto_endpoint: str, tmp_path: Path) -> None:
+    """GetBucketPolicy refused (AccessDenied, from the fault proxy): one WARN saying the
+    guardrails were not checked; the rest of doctor goes on."""
+    s3.bucket("acme-reports", {"reports/q3/a.pdf": b"a"})
+    manifest = load_manifest(write_manifest(tmp_path / "m.yml", MANIFEST))
+    with fault_proxy(moto_endpoint) as proxy:
+        proxy.add("denied", path="/acme-reports", query="policy", times=None)
+        diagnosis = diagnose(manifest, connection=Connection(endpoint_url=proxy.url))
+        assert any(s.fault == "denied" for s in proxy.seen)
+    (check,) = [c for c in diagnosis.checks if c.name == "guardrails"]
+    assert check.status == "WARN"
+    assert check.message.startswith("cannot read the bucket policy (AccessDenied")
+    assert any(c.name == "listing" and c.status == "OK" for c in diagnosis.checks)
+
+
+def test_ip_denies_and_oac_are_judged_on_the_live_policy(s3: S3, tmp_path: Path) -> None:
+    """Resolved grants (a link: s3 recipient with allow_ips, a link: cloudfront one): with the
+    printed policy every guardrail is OK; with the IP deny and the OAC statement taken out,
+    those two WARN and name the prefix and the distribution."""
+    s3.bucket(BUCKET, {"partners/globex/a.pdf": b"a", "films/f.mp4": b"f"})
+    grants = (
+        grant("globex", ("partners/globex/",), allow_ips=("203.0.113.0/24",)),
+        grant("initech", ("films/",), cloudfront="d111111abcdef8.cloudfront.net"),
+    )
+    resolved = manifest(*grants)
+    document = bucket_policy(resolved, None, now=datetime.now(UTC)).document
+    s3.client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(document))
+    connection = Connection(endpoint_url=s3.endpoint)
+    checks = [c for c in diagnose(resolved, connection=connection).checks if c.name == "guardrails"]
+    assert [c.status for c in checks] == ["OK"] * 5
+    assert "presigned GETs of partners/globex/ (q3/globex) denied from outside" in checks[3].message
+
+    kept = [
+        s
+        for s in document["Statement"]
+        if not s["Sid"].startswith(("sharebatch-ip-", "sharebatch-oac-"))
+    ]
+    s3.client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({**document, "Statement": kept}))
+    checks = [c for c in diagnose(resolved, connection=connection).checks if c.name == "guardrails"]
+    assert [c.status for c in checks] == ["OK", "OK", "OK", "WARN", "WARN"]
+    assert "partners/globex/" in checks[3].message and "not denied" in checks[3].message
+    assert DISTRIBUTION in checks[4].message and "films/" in checks[4].message
