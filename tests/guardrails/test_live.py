@@ -110,3 +110,14 @@ def test_oac_for_another_distribution_or_prefix_is_missing() -> None:
     assert judged(document)["oac"] == "present"
     oac["Resource"] = f"arn:aws:s3:::{BUCKET}/other/*"
     assert judged(document)["oac"] == "missing"
+
+
+def test_escaped_prefix_round_trips() -> None:
+    """A prefix written with ``${$}`` in the printed ARN is recognised as that same literal
+    prefix in the live policy (and not as any other key)."""
+    odd = (grant("globex", ("x/${aws:username}/",), allow_ips=("10.0.0.0/8",)),)
+    wanted = intent(manifest(*odd), BUCKET, now=NOW)
+    document = bucket_policy(manifest(*odd), None, now=NOW).document
+    assert {f.guardrail: f.state for f in findings(document, wanted)}["ip"] == "present"
+    document["Statement"][3]["Resource"] = f"arn:aws:s3:::{BUCKET}/x/${{aws:username}}/*"
+    assert {f.guardrail: f.state for f in findings(document, wanted)}["ip"] == "missing"

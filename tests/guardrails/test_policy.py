@@ -250,3 +250,18 @@ def test_every_statement_passes_cfn_lint() -> None:
     broken = json.loads(json.dumps(document))
     broken["Statement"][0]["Condition"]["NumericGreaterThn"] = {"s3:signatureAge": 1}
     assert any("NumericGreaterThn" in problem for problem in cfn_lint(broken))
+
+
+def test_a_policy_over_s3s_size_limit_is_said() -> None:
+    """S3 refuses bucket policies over 20 KB: a manifest whose IP denies pass it gets a note
+    with the size (the document is still printed, for the operator to split or trim)."""
+    grants = [
+        grant(f"r{n}", (f"partners/recipient-{n:03}/",), allow_ips=("203.0.113.0/24",))
+        for n in range(80)
+    ]
+    result = bucket_policy(manifest(*grants), None, now=NOW)
+    size = len(json.dumps(result.document, separators=(",", ":")).encode())
+    assert size > 20 * 1024
+    assert any(f"the policy is {size} bytes" in note for note in result.notes)
+    small = bucket_policy(manifest(*grants[:5]), None, now=NOW)
+    assert small.notes == ()
