@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
+from tests.support.policylint import policy_problems
 from tests.support.s3 import write_manifest
 
 ONE_BUCKET = """\
@@ -88,6 +89,7 @@ def test_one_bucket_prints_its_policy(tmp_path: Path) -> None:
     ]
     assert age_ms(found["sharebatch-max-signature-age"]) == (5 * 86400 + 60) * 1000
     assert result.stderr == ""
+    assert policy_problems(json.loads(result.stdout)) == []
 
 
 def test_several_buckets_need_one_chosen(tmp_path: Path) -> None:
@@ -223,6 +225,7 @@ def test_cloudfront_and_allow_ips_from_the_manifest(tmp_path: Path) -> None:
     assert ip["Resource"] == "arn:aws:s3:::acme-reports/partners/initech/*"
     assert ip["Condition"]["NotIpAddress"] == {"aws:SourceIp": ["203.0.113.0/24"]}
     assert "prefix reports/q3/" in result.stderr and "q3/hooli" in result.stderr
+    assert policy_problems(json.loads(result.stdout)) == []
 
 
 @needs_cf_manifest

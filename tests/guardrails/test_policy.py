@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cfnlint.api import lint
 
 from sharebatch.errors import UsageError
 from sharebatch.guardrails.document import bucket_policy
@@ -21,6 +20,7 @@ from sharebatch.guardrails.policy import (
 )
 from sharebatch.models import MAX_EXPIRES_IN, UploadSlot
 from tests.support.grants import BUCKET, DISTRIBUTION, grant, manifest
+from tests.support.policylint import policy_problems
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 DAY = 86400
@@ -223,20 +223,7 @@ def test_unknown_bucket_is_a_usage_error() -> None:
         intent(manifest(grant("a")), "other", now=NOW)
 
 
-def cfn_lint(document: dict[str, Any]) -> list[str]:
-    template = {
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Resources": {
-            "Policy": {
-                "Type": "AWS::S3::BucketPolicy",
-                "Properties": {"Bucket": BUCKET, "PolicyDocument": document},
-            }
-        },
-    }
-    return [f"{m.rule.id}: {m.message}" for m in lint(json.dumps(template))]
-
-
-def test_every_statement_passes_cfn_lint() -> None:
+def test_every_statement_passes_policy_problems() -> None:
     """A document with every kind of statement passes cfn-lint's IAM resource-policy rules;
     the same document with a misspelt condition operator does not (the linter is awake)."""
     slot = UploadSlot(prefix="inbox/initech/", max_size=1, expires_in=3600)
@@ -246,10 +233,10 @@ def test_every_statement_passes_cfn_lint() -> None:
     )
     document = bucket_policy(manifest(*grants), None, now=NOW).document
     assert len(document["Statement"]) == 5
-    assert cfn_lint(document) == []
+    assert policy_problems(document) == []
     broken = json.loads(json.dumps(document))
     broken["Statement"][0]["Condition"]["NumericGreaterThn"] = {"s3:signatureAge": 1}
-    assert any("NumericGreaterThn" in problem for problem in cfn_lint(broken))
+    assert any("NumericGreaterThn" in problem for problem in policy_problems(broken))
 
 
 def test_a_policy_over_s3s_size_limit_is_said() -> None:
