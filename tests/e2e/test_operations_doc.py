@@ -436,6 +436,22 @@ def test_receipts_commands_are_real() -> None:
         check_cli(args)
 
 
+def test_guardrails_commands_are_real() -> None:
+    """Every sharebatch command the guardrails section shows parses with the real command
+    line, and the aws lines are valid bash."""
+    text = section("Guardrails: the bucket policy")
+    lines = [line.strip() for line in text.splitlines() if line.startswith("    ")]
+    commands = [line for line in lines if line.startswith("sharebatch ")]
+    assert len(commands) == 2
+    assert any("--existing current.json" in c for c in commands)
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)
+    for line in lines:
+        syntax = subprocess.run(["bash", "-n", "-c", line], capture_output=True, check=False)
+        assert syntax.returncode == 0, syntax.stderr
+
+
 CLOUDTRAIL_RECORD = {
     "eventVersion": "1.11",
     "eventSource": "s3.amazonaws.com",
