@@ -565,7 +565,8 @@ def test_readme_cloudfront_setup_makes_a_key_the_example_manifest_loads(tmp_path
     grant = load_manifest(manifest, as_of=now.date(), now=now).jobs[0].grants[0]
     assert (grant.link, grant.allow_ips) == ("cloudfront", ("203.0.113.0/24",))
     assert grant.cloudfront is not None and grant.cloudfront.max_expires_in == 90 * 86400
-    commands = [line for line in lines if line.startswith("sharebatch ")]
+    shown = [line.strip() for line in part.splitlines() if line.startswith("    ")]
+    commands = [line for line in shown if line.startswith("sharebatch ")]
     assert len(commands) == 1  # the guardrails' `policy ... --existing`
     for command in commands:
         [args] = invocations(command)
