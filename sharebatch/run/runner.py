@@ -29,7 +29,7 @@ from sharebatch.models import Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals
 from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, write_plan
 from sharebatch.run.folder import RunFolder
-from sharebatch.run.pages import Pages
+from sharebatch.run.pages import Pages, page_lifetimes
 from sharebatch.run.pipeline import first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
@@ -149,14 +149,19 @@ async def _run(
         async with S3Gateway(connection, max_connections=concurrency) as gateway:
             credentials = await gateway.credentials()
             # Before anything exists on disk: a run refused for short credentials leaves nothing.
+            now = datetime.now(UTC)
             outliving = check_lifetimes(
                 credentials,
+                # CloudFront links are signed by a key pair: the credentials do not bound them
+                # (their recipient pages' S3 links they do).
                 [
                     (r.job, r.recipient, r.grant.expiry, r.grant.on_short_credentials)
                     for r in plan.routes
+                    if r.grant.link == "s3"
                 ],
-                datetime.now(UTC),
+                now,
                 slots=slot_lifetimes(plan),
+                pages=page_lifetimes(plan, now),
             )
             # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
             folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
