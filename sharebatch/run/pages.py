@@ -13,6 +13,11 @@ It is stored privately in the bundle's bucket at ``<pages_prefix><random>.html``
 slot on it and carries its own link id (``x-sharebatch-id``, unless the bundle's policy says
 ``link_ids: false``). The audit log records ``page_stored`` with its key, sha256 and link id,
 never the URL.
+
+The page's link is always an S3 presigned one, whatever kind its links are. CloudFront links
+may live past what SigV4 (7 days) or the run's credentials allow an S3 link: the page's link
+then ends first, at that cap (``page_capped`` in the log; the page says its own end and each
+link's; ``page_lifetimes`` holds it to the credentials before the run starts).
 """
 
 from __future__ import annotations
