@@ -3,7 +3,8 @@
 The URL bytes come from a ``Presigner`` (built by ``s3``); this module owns the policy around
 it: only SigV4, at most 7 days, never past the temporary credentials that sign a link (unless
 the manifest says ``warn``), and an ``expires_at`` read back from the signed URL itself so a
-bundle states the real moment each link stops working.
+bundle states the real moment each link stops working. ``RouteSigner`` is what staging asks
+of a route's signer of either kind (``cfsign`` signs ``link: cloudfront`` routes).
 """
 
 from __future__ import annotations

@@ -140,8 +140,9 @@ async def write_bundles(
                 header = replace(header, page_url=url, page_link_id=link_id_of(url))
                 ends = header.expires_at
                 if route.grant.link == "cloudfront" and ends and page.expires_at < ends:
-                    # Its S3 link could not live as long as the CloudFront links on it
-                    # (``page_capped`` says why): the header says when it ends.
+                    # Its S3 link ends before the CloudFront links on it (capped by SigV4
+                    # or the credentials, ``page_capped``, or ending with an upload slot):
+                    # the header says when.
                     header = replace(header, page_expires_at=page.expires_at)
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
