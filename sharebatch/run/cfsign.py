@@ -16,13 +16,24 @@ the private keys are loaded once per distinct source when the run starts (``load
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
-from sharebatch.errors import SigningError
+from sharebatch.cloudfront.keys import KeyProblem, PrivateKey, load_private_key
+from sharebatch.cloudfront.sign import CloudFrontSigner
+from sharebatch.errors import SigningError, UsageError
+from sharebatch.manifest.load import Grant
 from sharebatch.manifest.templates import render_object
-from sharebatch.models import LINK_ID_PARAM, CloudFrontLinks, Expiry, Link, LinkKind, ObjectRef
+from sharebatch.models import (
+    LINK_ID_PARAM,
+    CloudFrontLinks,
+    Expiry,
+    KeySource,
+    Link,
+    LinkKind,
+    ObjectRef,
+)
 from sharebatch.run import link_ids
 from sharebatch.run.sign import content_disposition
 from sharebatch.times import iso
@@ -67,10 +78,11 @@ class CloudFrontRouteSigner:
     """
 
     kind: ClassVar[LinkKind] = "cloudfront"
-    # An RSA signature costs ~1 ms here (ECDSA P-256 ~0.15 ms; see the report of issue 16),
-    # and cryptography holds the GIL while signing: 25 links between yields keep the event
-    # loop's pauses near those of 250 S3 links, so listings go on while a route is signed.
-    chunk: ClassVar[int] = 25
+    # bench/bench_cfsign.py: an RSA-2048 signature costs ~0.5 ms a link (ECDSA P-256 ~0.1 ms)
+    # against ~10 us for the S3 fast signer, and cryptography holds the GIL meanwhile: 8 links
+    # between yields keep the event loop's pauses near those of 250 S3 links (~3 ms), so
+    # listings go on while a route is signed.
+    chunk: ClassVar[int] = 8
 
     def __init__(
         self,
@@ -208,3 +220,76 @@ class CloudFrontRouteSigner:
             link_id=link_id,
             kind="cloudfront",
         )
+
+
+_Signing = tuple[str, str, KeySource, str]
+"""(domain, key pair id, key source, hash): what one ``CloudFrontSigner`` is made of."""
+
+
+class CloudFrontKeys:
+    """The URL signers of a run's ``link: cloudfront`` grants, made when the run starts.
+
+    Each distinct key source is read once (``cloudfront.keys.load_private_key``: the file's
+    mode, the key's type), and each distinct (domain, key pair, key, hash) becomes one
+    ``CloudFrontSigner``. The manifest checked all of it already, but a key file may have
+    changed since: any problem is ``UsageError`` naming the job and recipient, before the
+    run folder exists.
+    """
+
+    def __init__(self, signers: Mapping[_Signing, CloudFrontSigner]) -> None:
+        self._signers = dict(signers)
+
+    def __repr__(self) -> str:
+        return f"CloudFrontKeys({len(self._signers)} signers)"
+
+    @classmethod
+    def load(
+        cls, grants: Iterable[Grant], environ: Mapping[str, str] | None = None
+    ) -> CloudFrontKeys:
+        """The signers of every ``link: cloudfront`` grant in ``grants``."""
+        keys: dict[KeySource, PrivateKey] = {}
+        signers: dict[_Signing, CloudFrontSigner] = {}
+        for grant in grants:
+            settings = grant.cloudfront
+            if grant.link != "cloudfront" or settings is None:
+                continue
+            where = f"job {grant.job}, recipient {grant.recipient.id}: cloudfront"
+            source = settings.private_key
+            if source not in keys:
+                try:
+                    keys[source] = load_private_key(source, environ)
+                except KeyProblem as exc:  # its message names the file, never the key
+                    raise UsageError(f"{where}.private_key: {exc}") from None
+            which = _signing(settings)
+            if which not in signers:
+                try:
+                    signers[which] = CloudFrontSigner(
+                        domain=settings.domain,
+                        key_pair_id=settings.key_pair_id,
+                        key=keys[source],
+                        hash=settings.hash,
+                    )
+                except (TypeError, ValueError) as exc:  # an ECDSA key with SHA-1, say
+                    raise UsageError(f"{where}: {exc}") from None
+        return cls(signers)
+
+    def route_signer(self, grant: Grant) -> CloudFrontRouteSigner:
+        """The signer of one ``link: cloudfront`` grant (``pipeline.CloudFrontSigners``)."""
+        settings = grant.cloudfront
+        signer = None if settings is None else self._signers.get(_signing(settings))
+        if settings is None or signer is None:
+            raise SigningError(f"job {grant.job}: no CloudFront key was loaded for it")
+        return CloudFrontRouteSigner(
+            signer,
+            job=grant.job,
+            expiry=grant.expiry,
+            settings=settings,
+            allow_ips=grant.allow_ips,
+            download_name=grant.download_name,
+            content_type=grant.content_type,
+            link_ids=grant.link_ids,
+        )
+
+
+def _signing(settings: CloudFrontLinks) -> _Signing:
+    return (settings.domain, settings.key_pair_id, settings.private_key, settings.hash)

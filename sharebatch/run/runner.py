@@ -27,6 +27,7 @@ from sharebatch.files import write_json
 from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals
+from sharebatch.run.cfsign import CloudFrontKeys
 from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, write_plan
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pages import Pages, page_lifetimes
@@ -144,6 +145,9 @@ async def _run(
         # Read now: a template gone since the manifest was checked is bad input, exit 2,
         # before anything exists on disk.
         templates = read_templates(plan)
+        # Each CloudFront key read once, now: a key file changed since the manifest was
+        # checked is bad input too.
+        cloudfront = CloudFrontKeys.load(route.grant for route in plan.routes)
         # --out and the default are the caller's, relative to where it runs.
         out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
         async with S3Gateway(connection, max_connections=concurrency) as gateway:
@@ -187,6 +191,7 @@ async def _run(
                         concurrency=concurrency,
                         split_folders=split_folders,
                         progress=_progress(plan, on_progress),
+                        cloudfront=cloudfront.route_signer,
                     )
                     written = Written()
                     if folder:
