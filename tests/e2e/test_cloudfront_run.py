@@ -31,6 +31,7 @@ from sharebatch.run.runner import run_manifest, run_resolved_async
 from sharebatch.run.sign import content_disposition
 from sharebatch.times import iso, parse_iso
 from tests.support.cfkeys import KeyPair, ec_pair, public_keys, rsa_pair
+from tests.support.chromium import chromium
 from tests.support.cloudfront_edge import Edge, cloudfront_edge
 from tests.support.cloudfront_edge import fetch as edge_fetch
 from tests.support.linkkit import container_credentials, invoke
@@ -460,3 +461,49 @@ def test_a_dry_run_names_each_recipients_kind_and_signs_nothing(s3: S3, tmp_path
     assert {name for name, r in people.items() if r.get("link") == "cloudfront"} == set(CLOUDFRONT)
     assert people["rsa1"]["links"] == len(FILES) and "link" not in people["plain"]
     assert not out.exists()
+
+
+def test_the_download_name_and_link_id_are_covered_by_the_signature(mixed: Run) -> None:
+    """Changing the download name or the link id in a link's query makes the edge refuse it:
+    both are part of the policy's Resource, as signed."""
+    row = mixed.bundle("rsa256")["links"][0]
+    url = row["url"]
+    renamed = url.replace("filename%3D%22q3-", "filename%3D%22evil-", 1)
+    relabelled = url.replace(row["link_id"], "0" * 16, 1)
+    assert renamed != url and relabelled != url
+    for forged in (renamed, relabelled):
+        assert edge_fetch(forged).status == 403
+    assert edge_fetch(url).body == FILES[row["key"]]
+    assert mixed.edge.reasons[-1] == "served" and "served" not in mixed.edge.reasons[:-1]
+
+
+async def _link_kinds_in_chromium(executable: str, page_path: Path, profile: Path) -> Any:
+    async with chromium(executable, profile) as browser:
+        page = await browser.new_page(1280, 900)
+        await page.send("Page.navigate", url=page_path.as_uri())
+        await page.wait_for("Page.loadEventFired")
+        count = await page.evaluate("document.getElementById('links-count').textContent")
+        await page.evaluate("document.getElementById('search').focus()")
+        await page.send("Input.insertText", text="office")
+        shown = await page.evaluate(
+            "Array.from(document.querySelectorAll('#links tbody tr'))"
+            ".filter(r => !r.hidden).map(r => [r.cells[1].textContent, r.cells[2].textContent])"
+        )
+        problems = page.events("Runtime.exceptionThrown") + [
+            e for e in page.events("Log.entryAdded") if e["entry"]["level"] == "error"
+        ]
+        return count, shown, problems
+
+
+def test_the_link_kinds_table_filters_in_chromium(
+    executable: str, mixed: Run, tmp_path: Path
+) -> None:
+    """The review page's Link kinds table is one of its filterable tables: the page's own
+    script (allowed by its CSP) counts its rows and the search box filters them."""
+    count, shown, problems = asyncio.run(
+        _link_kinds_in_chromium(executable, mixed.run_dir / "index.html", tmp_path / "profile")
+    )
+    rows = len(CLOUDFRONT) + 1
+    assert count == f"{rows} of {rows} shown"
+    assert shown == [["office", "CloudFront"]]
+    assert problems == []
