@@ -10,8 +10,9 @@ same is what the recipient sees: the download name and content type as the S3 li
 policy's Resource; CloudFront passes them to S3 only when the distribution's origin request
 policy forwards query strings), and the link id as ``x-sharebatch-id``.
 
-The URL bytes come from ``cloudfront.sign.CloudFrontSigner`` (given here as a ``UrlSigner``);
-the private keys are loaded once per distinct source when the run starts (``load_keys``).
+The URL bytes come from ``cloudfront.sign.CloudFrontSigner`` (given to the route signer as a
+``UrlSigner``, its one call); ``CloudFrontKeys`` reads each private key once, when the run
+starts, and makes one such signer per distinct domain, key pair, key and hash.
 """
 
 from __future__ import annotations
@@ -244,9 +245,13 @@ class CloudFrontKeys:
 
     @classmethod
     def load(
-        cls, grants: Iterable[Grant], environ: Mapping[str, str] | None = None
+        cls,
+        grants: Iterable[Grant],
+        environ: Mapping[str, str] | None = None,
+        now: datetime | None = None,
     ) -> CloudFrontKeys:
-        """The signers of every ``link: cloudfront`` grant in ``grants``."""
+        """The signers of every ``link: cloudfront`` grant in ``grants``, each grant's window
+        checked as at ``now`` (default: the clock's)."""
         keys: dict[KeySource, PrivateKey] = {}
         signers: dict[_Signing, CloudFrontSigner] = {}
         for grant in grants:
@@ -271,6 +276,15 @@ class CloudFrontKeys:
                     )
                 except (TypeError, ValueError) as exc:  # an ECDSA key with SHA-1, say
                     raise UsageError(f"{where}: {exc}") from None
+            try:
+                # A start at or after the links' end, or a window past max_expires_in by now,
+                # would refuse the first link: bad input, said before anything exists.
+                _route_signer(signers[which], grant, settings).window(now or datetime.now(UTC))
+            except SigningError as exc:
+                why = str(exc).removeprefix(f"job {grant.job}: ")
+                raise UsageError(
+                    f"job {grant.job}, recipient {grant.recipient.id}: {why}"
+                ) from None
         return cls(signers)
 
     def route_signer(self, grant: Grant) -> CloudFrontRouteSigner:
@@ -279,16 +293,22 @@ class CloudFrontKeys:
         signer = None if settings is None else self._signers.get(_signing(settings))
         if settings is None or signer is None:
             raise SigningError(f"job {grant.job}: no CloudFront key was loaded for it")
-        return CloudFrontRouteSigner(
-            signer,
-            job=grant.job,
-            expiry=grant.expiry,
-            settings=settings,
-            allow_ips=grant.allow_ips,
-            download_name=grant.download_name,
-            content_type=grant.content_type,
-            link_ids=grant.link_ids,
-        )
+        return _route_signer(signer, grant, settings)
+
+
+def _route_signer(
+    signer: CloudFrontSigner, grant: Grant, settings: CloudFrontLinks
+) -> CloudFrontRouteSigner:
+    return CloudFrontRouteSigner(
+        signer,
+        job=grant.job,
+        expiry=grant.expiry,
+        settings=settings,
+        allow_ips=grant.allow_ips,
+        download_name=grant.download_name,
+        content_type=grant.content_type,
+        link_ids=grant.link_ids,
+    )
 
 
 def _signing(settings: CloudFrontLinks) -> _Signing:

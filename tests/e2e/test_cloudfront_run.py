@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -507,3 +507,36 @@ def test_the_link_kinds_table_filters_in_chromium(
     assert count == f"{rows} of {rows} shown"
     assert shown == [["office", "CloudFront"]]
     assert problems == []
+
+
+def test_a_start_after_the_links_end_is_bad_input_before_anything_is_written(
+    s3: S3, tmp_path: Path
+) -> None:
+    """not_before after the 30-day end: no link could ever work. The manifest says so at
+    its line (exit 2, OUT never made); a grant built past that check (a caller's own
+    Manifest value) is refused when the run reads its keys, naming job and recipient."""
+    s3.bucket(BUCKET, FILES)
+    keys = Keys(rsa_pair(0), rsa_pair(1), ec_pair(0))
+    soon = datetime.now(UTC) + timedelta(days=1)
+    late = datetime.now(UTC) + timedelta(days=40)
+    path = write_manifest(
+        tmp_path / "q3.yml", manifest_text("http://127.0.0.1:9", keys, tmp_path, late)
+    )
+    out = tmp_path / "out"
+    result = invoke("run", str(path), "--out", str(out), "--endpoint-url", s3.endpoint)
+    assert result.exit_code == 2, result.stderr
+    assert "recipients[4].cloudfront.not_before" in result.stderr
+    assert not out.exists()
+    manifest = load_manifest(
+        write_manifest(
+            tmp_path / "ok.yml", manifest_text("http://127.0.0.1:9", keys, tmp_path, soon)
+        )
+    )
+    grants = [g for job in manifest.jobs for g in job.grants]
+    later = next(g for g in grants if g.recipient.id == "later")
+    assert later.cloudfront is not None
+    moved = later.model_copy(
+        update={"cloudfront": replace(later.cloudfront, not_before=late.replace(microsecond=0))}
+    )
+    with pytest.raises(UsageError, match=r"job q3, recipient later: cloudfront\.not_before"):
+        CloudFrontKeys.load([*grants, moved])
