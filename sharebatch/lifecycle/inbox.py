@@ -321,7 +321,8 @@ read_inbox = blocking(read_inbox_async)
 def write_inbox_csv(inbox: Inbox, dest: str | Path) -> str:
     """Write ``inbox.rows()`` to ``dest`` (atomically, 0600); return the file's sha256."""
     try:
-        return write_csv(Path(dest), COLUMNS, inbox.rows())
+        columns = COLUMNS + SCAN_COLUMNS if inbox.scanned else COLUMNS
+        return write_csv(Path(dest), columns, inbox.rows())
     except OSError as exc:
         raise UsageError(f"cannot write {dest}: {exc.strerror or exc}") from None
 
