@@ -326,3 +326,48 @@ jobs:
     )
     with pytest.raises(UsageError, match="no upload slot says how to scan"):
         scan(path, s3)
+
+
+@pytest.mark.asyncio
+async def test_objects_stream_whole_in_bounded_pieces_at_most_concurrency_at_once(
+    s3: S3, tmp_path: Path
+) -> None:
+    """Eight 3 MiB objects (each larger than a read chunk) reach clamd whole, in pieces of at
+    most 64 KiB, never more than --concurrency (2) of them at once."""
+    s3.bucket(BUCKET, {f"inbox/globex/f{i}.bin": bytes([i]) * (3 << 20) for i in range(8)})
+    async with fake_clamd("ok") as fake:
+        inbox = await read_inbox_async(
+            manifest(tmp_path, fake.url),
+            as_of=AS_OF,
+            connection=Connection(endpoint_url=s3.endpoint),
+            scan=True,
+            scan_concurrency=2,
+        )
+    assert fake.streamed == [3 << 20] * 8
+    assert fake.largest_piece <= 1 << 16
+    assert 1 <= fake.peak <= 2
+    assert inbox.exit_code == 0
+
+
+@pytest.mark.asyncio
+async def test_a_hostile_signature_name_is_shown_escaped_and_tagged_safely(
+    s3: S3, tmp_path: Path
+) -> None:
+    """A signature name with an escape sequence and a bidi override (clamd's answer is
+    outsiders' text, the database may be anyone's): the report shows it escaped, the tag
+    holds only characters S3 allows."""
+    from sharebatch.cli.inbox import render_inbox
+
+    s3.bucket(BUCKET, {"inbox/globex/x.bin": b"x"})
+    async with fake_clamd("found") as fake:
+        fake.signature = "Evil\x1b[31m\u202eName"
+        inbox = await read_inbox_async(
+            manifest(tmp_path, fake.url, quarantine=None),
+            as_of=AS_OF,
+            connection=Connection(endpoint_url=s3.endpoint),
+            scan=True,
+        )
+    text = render_inbox(inbox)
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "Evil\\x1b[31m\\u202eName" in text
+    assert tags(s3, "inbox/globex/x.bin")[TAG_SIGNATURE] == "Evil__31m_Name"

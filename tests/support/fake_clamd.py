@@ -29,6 +29,8 @@ class FakeClamd:
     connections: int = 0
     streamed: list[int] = field(default_factory=list)  # bytes of each whole INSTREAM
     largest_piece: int = 0  # the largest INSTREAM chunk seen
+    active: int = 0
+    peak: int = 0  # the most connections open at once
     port: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)  # ends every stall
 
@@ -38,6 +40,8 @@ class FakeClamd:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
         try:
             command = await reader.readuntil(b"\0")
             if self.mode == "drop":
@@ -55,6 +59,7 @@ class FakeClamd:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.active -= 1
             writer.close()
 
     async def _instream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
