@@ -97,8 +97,13 @@ def _pong(socket_path: str) -> bool:
 
 
 @contextmanager
-def clamd_server(clamd: str, sigtool: str) -> Iterator[ClamdServer]:
-    """Start clamd on a database made here; wait for PONG; stop it at the end."""
+def clamd_server(
+    clamd: str, sigtool: str, *, stream_max: int = STREAM_MAX, threads: int = 8
+) -> Iterator[ClamdServer]:
+    """Start clamd on a database made here; wait for PONG; stop it at the end.
+
+    ``stream_max`` is its StreamMaxLength in bytes, ``threads`` its MaxThreads (the
+    benchmark raises both)."""
     # A unix socket path must fit in 108 bytes: a short folder of its own, not pytest's.
     folder = Path(tempfile.mkdtemp(prefix="sb-clamd-", dir="/tmp"))
     try:
@@ -121,8 +126,8 @@ def clamd_server(clamd: str, sigtool: str) -> Iterator[ClamdServer]:
                     "TCPAddr 127.0.0.1",
                     f"DatabaseDirectory {folder / 'db'}",
                     "Foreground yes",
-                    f"StreamMaxLength {STREAM_MAX // 1024}K",
-                    "MaxThreads 8",
+                    f"StreamMaxLength {stream_max // 1024}K",
+                    f"MaxThreads {threads}",
                     "LogSyslog no",
                     f"LogFile {folder / 'clamd.log'}",
                     f"TemporaryDirectory {folder}",
