@@ -275,3 +275,24 @@ def test_clamd_addresses_off_this_machine_or_malformed_are_refused(address: str)
     character: refused with a ValueError, which the loader locates."""
     with pytest.raises(ValueError, match="clamd address"):
         clamd_address(address)
+
+
+def test_validate_shows_how_each_slot_is_scanned(tmp_path: Path) -> None:
+    """validate's text names the engine, clamd's address and the quarantine per slot; its
+    JSON carries the scan setting for slots that have one, and no key for those that do not."""
+    path = tmp_path / "m.yml"
+    path.write_text(SCANNED, encoding="utf-8")
+    text = CliRunner().invoke(app, ["validate", str(path), "--as-of", "2026-11-28"]).stdout
+    assert (
+        "upload scan     clamd at unix:///run/clamav/clamd.ctl; infected files moved to"
+        " quarantine/" in text
+    )
+    assert "upload scan     GuardDuty's tags; infected files stay" in text
+    result = CliRunner().invoke(app, ["validate", str(path), "--as-of", "2026-11-28", "--json"])
+    grants = {g["recipient"]: g for g in json.loads(result.stdout)["jobs"][0]["recipients"]}
+    assert grants["hooli"]["scan"] == {
+        "engine": "clamd",
+        "clamd": "tcp://127.0.0.2:3310",
+        "quarantine_prefix": None,
+    }
+    assert "scan" not in grants["acme"]
