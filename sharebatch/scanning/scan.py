@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sharebatch.audit import get_logger
-from sharebatch.errors import S3ReadError
+from sharebatch.errors import S3ReadError, SharebatchError
 from sharebatch.models import BucketTarget, ScanSetting
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.scanning.clamd import DEFAULT_TIMEOUT, Clamd, ClamdVerdict
@@ -96,8 +96,15 @@ async def scan_objects(
                 verdict, moved = await _quarantine(gateway, upload, verdict)
             return Judged(upload, verdict, moved)
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(u)) for u in uploads]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(u)) for u in uploads]
+    except BaseExceptionGroup as failed:
+        # Credentials refused: every object would fail alike; report it once (exit 3).
+        ours, others = failed.split(SharebatchError)
+        if ours is None or others is not None:
+            raise
+        raise ours.exceptions[0] from None
     return [t.result() for t in tasks]
 
 

@@ -371,3 +371,30 @@ async def test_a_hostile_signature_name_is_shown_escaped_and_tagged_safely(
     assert "\x1b" not in text and "\u202e" not in text
     assert "Evil\\x1b[31m\\u202eName" in text
     assert tags(s3, "inbox/globex/x.bin")[TAG_SIGNATURE] == "Evil__31m_Name"
+
+
+@pytest.mark.asyncio
+async def test_credentials_refused_mid_scan_end_it_once_with_exit_3(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 refusing the credentials while objects stream (here: the read raising what
+    read_object raises for InvalidAccessKeyId): one CredentialsError, not a group of them."""
+    from sharebatch.errors import CredentialsError
+    from sharebatch.s3.gateway import S3Gateway
+
+    s3.bucket(BUCKET, {f"inbox/globex/{i}.txt": b"x" for i in range(3)})
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise CredentialsError("S3 rejected the credentials: InvalidAccessKeyId")
+        yield b""  # an async generator, as read_object is
+
+    monkeypatch.setattr(S3Gateway, "read_object", refused)
+    async with fake_clamd("ok") as fake:
+        with pytest.raises(CredentialsError) as caught:
+            await read_inbox_async(
+                manifest(tmp_path, fake.url),
+                as_of=AS_OF,
+                connection=Connection(endpoint_url=s3.endpoint),
+                scan=True,
+            )
+    assert caught.value.exit_code == 3
