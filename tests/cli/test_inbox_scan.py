@@ -6,11 +6,11 @@ import csv
 import json
 from pathlib import Path
 
-from tests.lifecycle.test_inbox_scan import AS_OF, BUCKET, manifest
 from tests.support.clamd import SIGNATURE, ClamdServer, eicar
 from tests.support.linkkit import invoke
 from tests.support.prometheus import parse_exposition
 from tests.support.s3 import S3
+from tests.support.scan_inbox import AS_OF, BUCKET, manifest
 
 
 def run(path: Path, s3: S3, *extra: str) -> object:

@@ -15,11 +15,11 @@ import pytest
 from sharebatch.lifecycle.doctor import Check, _clamd, diagnose
 from sharebatch.manifest.load import load_manifest
 from sharebatch.models import Connection
-from tests.lifecycle.test_inbox_scan import BUCKET, manifest
 from tests.support.clamd import ClamdServer
 from tests.support.fake_clamd import fake_clamd
 from tests.support.faultproxy import fault_proxy
 from tests.support.s3 import S3
+from tests.support.scan_inbox import BUCKET, manifest
 
 
 def scan_checks(s3: S3, tmp_path: Path, clamd: str, endpoint: str) -> list[Check]:

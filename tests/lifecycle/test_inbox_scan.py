@@ -7,7 +7,6 @@ back from S3 itself (tags with boto3, the quarantine's bytes), not only from the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +20,7 @@ from sharebatch.scanning.verdicts import GUARDDUTY_TAG, TAG_ETAG, TAG_SIGNATURE,
 from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar
 from tests.support.fake_clamd import fake_clamd
 from tests.support.s3 import S3, write_manifest
-
-BUCKET = "scan-inbox"
-AS_OF = date(2026, 11, 28)
-AWKWARD = "inbox/globex/ü 50% & <x> +=?#\\ 'q' \"d\" \u202e.pdf"
-
-
-def manifest(tmp_path: Path, clamd: str, quarantine: str | None = "quarantine/") -> Path:
-    """globex: clamd at ``clamd``; initech: GuardDuty's tags; hooli: a slot never scanned."""
-    moved = f', quarantine_prefix: "{quarantine}"' if quarantine else ""
-    return write_manifest(
-        tmp_path / "scan.yml",
-        f"""\
-version: 1
-defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
-jobs:
-  - name: q3
-    prefixes: [q3/]
-    upload: {{prefix: "inbox/{{recipient.id}}/", max_size: 5GB}}
-    recipients:
-      - id: globex
-        upload: {{scan: {{engine: clamd, clamd: "{clamd}"{moved}}}}}
-      - id: initech
-        upload: {{scan: {{engine: guardduty{moved}}}}}
-      - id: hooli
-""",
-    )
+from tests.support.scan_inbox import AS_OF, AWKWARD, BUCKET, manifest
 
 
 def scan(path: Path, s3: S3, **options: Any) -> Inbox:
