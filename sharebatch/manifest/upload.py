@@ -96,7 +96,7 @@ def clamd_address(value: str) -> ClamdAddress:
             host, port = parts.hostname, parts.port
         except ValueError:
             host, port = None, None
-        if not host or port is None or parts.path not in ("", "/") or parts.query:
+        if not host or not port or parts.path not in ("", "/") or parts.query:
             raise ValueError(
                 f"clamd address {show(value)}: write tcp://127.0.0.1:3310 (host and port)"
             )

@@ -296,3 +296,9 @@ def test_validate_shows_how_each_slot_is_scanned(tmp_path: Path) -> None:
         "quarantine_prefix": None,
     }
     assert "scan" not in grants["acme"]
+
+
+def test_a_clamd_port_of_zero_is_refused() -> None:
+    """Port 0 names no listening clamd: refused like a missing port."""
+    with pytest.raises(ValueError, match="host and port"):
+        clamd_address("tcp://127.0.0.1:0")
