@@ -358,7 +358,8 @@ def check_overlaps(
     Compared per store (bucket and endpoint): an upload under a shared prefix would be handed
     out as a download on the next run, a shared prefix over a slot would hand out uploads, and
     a slot inside another's lets one recipient overwrite the other's files. Two slots that
-    overlap are reported once, at the later one.
+    overlap are reported once, at the later one. Then ``check_quarantine``: the same for
+    ``upload.scan.quarantine_prefix``.
     """
     grants = [(i, j, grant) for i, job in enumerate(jobs) for j, grant in enumerate(job["grants"])]
     for n, (i, j, grant) in enumerate(grants):
