@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sharebatch.cloudfront.keys import KeyProblem, key_algorithm, load_private_key
 from sharebatch.models import KeySource
-from tests.support.cloudfront_keys import make_key, pem, write_key
+from tests.support.cfkeys import make_key, pem, write_key
 
 
 def _problem(source: KeySource, environ: dict[str, str] | None = None) -> KeyProblem:

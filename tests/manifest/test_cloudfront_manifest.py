@@ -18,7 +18,7 @@ from sharebatch.errors import ManifestError, ManifestIssue
 from sharebatch.manifest.load import Grant, Manifest, load_manifest, manifest_json_schema
 from sharebatch.models import CloudFrontLinks, KeySource
 from tests.support.bad_manifests import NOW
-from tests.support.cloudfront_keys import make_key, pem, write_key
+from tests.support.cfkeys import make_key, pem, write_key
 
 AS_OF = date(2026, 11, 28)
 DOMAIN = "d111111abcdef8.cloudfront.net"

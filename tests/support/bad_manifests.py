@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.support.cloudfront_keys import CF_KEY_ENV, make_key, pem
+from tests.support.cfkeys import CF_KEY_ENV, make_key, pem
 from tests.support.paths import TESTS
 
 BAD = TESTS / "manifest" / "bad_manifests"
