@@ -478,12 +478,16 @@ class Resolver:
         )
         ips = resolve_allow_ips(_lookup(chain, "allow_ips"), link, self.issues)
         grant["allow_ips"] = INVALID if ips is None else ips
-        if link == "s3" and not check_expiry_for_s3(timed, self.issues, now):
+        link_at = found[1] if isinstance(found, tuple) else ()
+        rid = grant["recipient"].get("id")
+        recipient = rid if isinstance(rid, str) else None
+        if link == "s3" and not check_expiry_for_s3(
+            timed, self.issues, now, link_at=link_at, recipient=recipient
+        ):
             grant["expiry"] = INVALID
         if link != "cloudfront":
             return
         fields = {name: _lookup(chain, f"cloudfront.{name}") for name in CLOUDFRONT_FIELDS}
-        link_at = found[1] if isinstance(found, tuple) else ()
         links = resolve_cloudfront(
             fields,
             link_at,
