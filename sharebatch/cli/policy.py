@@ -59,7 +59,9 @@ def policy(
         moment = as_of.replace(tzinfo=UTC)
     else:
         moment = as_of.astimezone(UTC)
-    loaded = load_manifest(manifest, as_of=moment.date(), now=moment)
+    # The policy holds nothing of the signing key, and whoever applies it (the bucket's
+    # administrator) rarely has it: the key is not read, only where it is written checked.
+    loaded = load_manifest(manifest, as_of=moment.date(), now=moment, load_keys=False)
     current = read_policy(existing) if existing is not None else None
     result = bucket_policy(loaded, bucket, now=moment, existing=current)
     for note in result.notes:

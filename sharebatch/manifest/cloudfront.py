@@ -295,11 +295,21 @@ Found = Any  # (value, where written), None when not set, anything else for a re
 
 
 class KeyCache:
-    """Loads each key source once per manifest: 10,000 recipients may share one key."""
+    """Loads each key source once per manifest: 10,000 recipients may share one key.
 
-    def __init__(self, folder: Path, environ: Mapping[str, str] | None = None) -> None:
+    With ``load=False`` no key is read: every source has no problem and no known algorithm
+    (so the sha1-needs-RSA check is left out too). For commands that need the manifest's
+    numbers, never its keys (``sharebatch policy``, usually run where the key is not); the
+    source's syntax (one of file and env, a non-blank file name, a valid variable name) is
+    still checked by ``RawKeySource``.
+    """
+
+    def __init__(
+        self, folder: Path, environ: Mapping[str, str] | None = None, *, load: bool = True
+    ) -> None:
         self.folder = folder
         self.environ = environ
+        self.load = load
         # source -> (problem or None, the key's algorithm when it loads)
         self.seen: dict[KeySource, tuple[str | None, str | None]] = {}
 
@@ -318,6 +328,8 @@ class KeyCache:
         return self._load(source)[1]
 
     def _load(self, source: KeySource) -> tuple[str | None, str | None]:
+        if not self.load:
+            return None, None
         if source not in self.seen:
             try:
                 self.seen[source] = (None, key_algorithm(load_private_key(source, self.environ)))

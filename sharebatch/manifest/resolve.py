@@ -264,6 +264,8 @@ class Resolver:
         as_of: date,
         context: dict[str, Any],
         folder: Path | None = None,
+        *,
+        load_keys: bool = True,
     ) -> None:
         self.issues = issues
         # notify.template paths are relative to the manifest's folder.
@@ -273,7 +275,7 @@ class Resolver:
         self.bad = {issue.field for issue in issues.items}  # paths reported so far
         self.defaults = _Level(("defaults",))
         # cloudfront private_key files are relative to the manifest's folder, too.
-        self.keys = KeyCache(Path() if folder is None else folder)
+        self.keys = KeyCache(Path() if folder is None else folder, load=load_keys)
 
     def resolve(self, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
         """Job dicts ready for ``manifest.Job`` (None if any is incomplete) and the output dir."""

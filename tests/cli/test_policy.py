@@ -229,3 +229,27 @@ def test_cloudfront_without_distribution_arn_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "job films, recipient globex: cloudfront.distribution_arn" in result.stderr
+
+
+def test_policy_needs_no_private_key(tmp_path: Path) -> None:
+    """The policy holds nothing of the CloudFront key, and whoever applies it rarely has it
+    (an {env: ...} key may be set only for runs): with the key file gone, or readable by
+    everyone, ``sharebatch policy`` still prints the OAC statement (review R1); a key location
+    that is wrong as written (file and env both) is still exit 2."""
+    arn = "arn:aws:cloudfront::111122223333:distribution/EDFDVBD6EXAMPLE"
+    manifest = cloudfront_manifest(tmp_path, f"      distribution_arn: {arn}\n")
+    (tmp_path / "cf.pem").chmod(0o644)
+    loose = invoke(str(manifest))
+    assert loose.exit_code == 0, loose.stderr
+    (tmp_path / "cf.pem").unlink()
+    result = invoke(str(manifest))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == loose.stdout
+    (oac,) = [s for s in statements(result.stdout).values() if s["Principal"] != "*"]
+    assert oac["Condition"] == {"StringEquals": {"AWS:SourceArn": arn}}
+    text = manifest.read_text(encoding="utf-8")
+    both = text.replace("private_key: {file: ", "private_key: {env: SHAREBATCH_CF_KEY, file: ")
+    manifest.write_text(both, encoding="utf-8")
+    refused = invoke(str(manifest))
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "private_key needs exactly one of file and env" in refused.stderr

@@ -505,3 +505,26 @@ def test_a_misspelt_cloudfront_field_gets_a_suggestion(tmp_path: Path) -> None:
     [issue] = _issues(path)
     assert issue.field == "defaults.cloudfront.max_expire_in"
     assert "did you mean 'max_expires_in'?" in issue.message
+
+
+def test_load_keys_false_reads_no_key_but_checks_where_it_is(tmp_path: Path) -> None:
+    """``load_manifest(..., load_keys=False)`` (for ``sharebatch policy``): a missing key file,
+    one readable by everyone and an unset variable all load, with the key's location resolved
+    as the signer would read it; the default still refuses each. A location wrong as written
+    is refused either way."""
+    path = _manifest(tmp_path, _text(), key_mode=0o644)
+    loaded = load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False)
+    links = _grants(loaded)["globex"].cloudfront
+    assert links is not None and links.private_key == KeySource(file=str(tmp_path / "cf.pem"))
+    [issue] = _issues(path)
+    assert "readable by group or others" in issue.message
+    (tmp_path / "cf.pem").unlink()
+    assert load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False) == loaded
+    unset = _text().replace("{file: cf.pem}", "{env: SHAREBATCH_TEST_UNSET_KEY}")
+    path.write_text(unset, encoding="utf-8")
+    assert _grants(load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False))["globex"]
+    blank = _text().replace("{file: cf.pem}", "{file: ' '}")
+    path.write_text(blank, encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False)
+    assert "file must name the private key file" in str(info.value.issues[0])
