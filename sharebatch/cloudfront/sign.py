@@ -136,6 +136,13 @@ def encode_key(key: str) -> str:
 
 def base_url(origin: str, key: str, query: Sequence[tuple[str, str]] = ()) -> str:
     """The URL a viewer would request without signing: the policy's ``Resource``."""
+    # A custom policy's Resource reads ``*`` and ``?`` as wildcards (any run of characters,
+    # exactly one; AWS SDK for .NET, ``CloudFrontUrlSigner.BuildPolicyForSignedUrl``: "The '*'
+    # and '?' characters can be used as wildcards"). Keys and query values never hold them
+    # raw (percent-encoded, ``%2A`` ``%3F``), so the only one is the ``?`` before our own
+    # query: as a wildcard it still matches itself, and lets the link match one more URL, the
+    # same text with another character in its place (``a.pdfXresponse-content-...``), a
+    # path no object of ours has. Exactness costs nothing, so nothing else is left wild.
     url = f"{origin}/{encode_key(key)}"
     if query:
         url += "?" + "&".join(f"{quote(n, safe='~')}={quote(v, safe='~')}" for n, v in query)
