@@ -140,9 +140,9 @@ def base_url(origin: str, key: str, query: Sequence[tuple[str, str]] = ()) -> st
     # exactly one; AWS SDK for .NET, ``CloudFrontUrlSigner.BuildPolicyForSignedUrl``: "The '*'
     # and '?' characters can be used as wildcards"). Keys and query values never hold them
     # raw (percent-encoded, ``%2A`` ``%3F``), so the only one is the ``?`` before our own
-    # query: as a wildcard it still matches itself, and lets the link match one more URL, the
-    # same text with another character in its place (``a.pdfXresponse-content-...``), a
-    # path no object of ours has. Exactness costs nothing, so nothing else is left wild.
+    # query: as a wildcard it still matches itself, and lets the link match only URLs with
+    # another character in its place (``a.pdfXresponse-content-...``): one path of that odd
+    # exact shape, with no query to sign. Everything else in the Resource is literal.
     url = f"{origin}/{encode_key(key)}"
     if query:
         url += "?" + "&".join(f"{quote(n, safe='~')}={quote(v, safe='~')}" for n, v in query)
