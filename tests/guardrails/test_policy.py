@@ -1,6 +1,8 @@
 """Each statement of ``sharebatch policy`` against the manifest's own numbers, on resolved
-grants built directly (tests/support/grants), and the whole document through cfn-lint's IAM
-policy rules (AWS's CloudFormation linter validates an ``AWS::S3::BucketPolicy``'s document)."""
+grants built directly (tests/support/grants), and the whole document through the policy
+linter (tests/support/policylint: cfn-lint's IAM policy rules for the shape, operators and
+actions, and a fixed list of AWS's condition keys for the keys and values cfn-lint leaves
+out)."""
 
 from __future__ import annotations
 
@@ -298,6 +300,40 @@ def test_every_statement_passes_policy_problems() -> None:
     broken = json.loads(json.dumps(document))
     broken["Statement"][0]["Condition"]["NumericGreaterThn"] = {"s3:signatureAge": 1}
     assert any("NumericGreaterThn" in problem for problem in policy_problems(broken))
+
+
+@pytest.mark.parametrize(
+    ("statement", "change", "found"),
+    [
+        (0, {"NumericGreaterThan": {"s3:signatureAgee": 1}}, "unknown condition key"),
+        (0, {"NumericGreaterThan": {"s3:signatureAge": "7d"}}, "s3:signatureAge value '7d'"),
+        (0, {"StringEquals": {"s3:authType": ["REST-QUERY"]}}, "s3:authType value"),
+        (1, {"Null": {"s3:signatureversions": "false"}}, "unknown condition key"),
+        (2, {"Bool": {"aws:SecureTransport": "no"}}, "aws:SecureTransport value 'no'"),
+        (3, {"NotIpAddress": {"aws:SourceIp": ["203.0.113.0/33"]}}, "aws:SourceIp value"),
+        (3, {"StringEquals": {"aws:SourceIp": "203.0.113.0/24"}}, "aws:SourceIp under"),
+        (4, {"StringEquals": {"AWS:SourceArn": "arn:aws:s3:::x"}}, "AWS:SourceArn value"),
+    ],
+)
+def test_the_linter_checks_condition_keys_and_values(
+    statement: int, change: dict[str, Any], found: str
+) -> None:
+    """cfn-lint checks operators, effects and action names, not condition keys or values: a
+    misspelt key (s3:signatureAgee, which S3 ignores, silently disabling the age guardrail),
+    a non-numeric age, a network that is none, a key under the wrong operator pass it
+    (review R1). ``policy_problems`` also holds each key to a fixed list from AWS's condition
+    key references and each value to its kind, so each of these is found."""
+    grants = (
+        grant("globex", ("a/",), allow_ips=("203.0.113.0/24",)),
+        grant("initech", ("c/",), cloudfront="d1.cloudfront.net"),
+    )
+    document = bucket_policy(manifest(*grants), None, now=NOW).document
+    assert policy_problems(document) == []
+    broken = json.loads(json.dumps(document))
+    broken["Statement"][statement]["Condition"].update(change)
+    assert any(found in problem for problem in policy_problems(broken))
+    broken["Statement"][statement]["Resource"] = "arn:aws:s4:::acme-reports/*"
+    assert any("is not an S3 ARN of acme-reports" in p for p in policy_problems(broken))
 
 
 def test_a_policy_over_s3s_size_limit_is_said() -> None:
