@@ -29,6 +29,7 @@ from sharebatch.guardrails.policy import (
     SID_PREFIX,
     buckets,
     intent,
+    scope_of,
     statements,
 )
 from sharebatch.manifest.load import Manifest
@@ -253,7 +254,9 @@ def bucket_policy(
     ``existing``; ``UsageError`` for a bucket the manifest does not use, a bad scope or a
     CloudFront grant without ``distribution_arn``."""
     chosen = pick_bucket(manifest, bucket)
-    wanted = intent(manifest, chosen, now=now, scope=scope)
+    wanted = intent(
+        manifest, chosen, now=now, scope=scope_of(manifest.path) if scope is None else scope
+    )
     result = merged(existing, statements(wanted), scope=wanted.scope, lower_age=lower_age)
     document = result.document
     notes = [

@@ -177,11 +177,14 @@ def check_scope(name: str) -> str:
     )
 
 
-def scope_of(path: str) -> str:
+def scope_of(path: str, *, strict: bool = True) -> str:
     """The default scope of the manifest at ``path``: its file name's stem, letters and digits
-    only (``q3-partners.yml`` -> ``q3partners``); ``UsageError`` when none are left."""
+    only (``q3-partners.yml`` -> ``q3partners``). When none are left: ``UsageError``, or with
+    ``strict=False`` (judging a live policy, where the scope names nothing) ``manifest``."""
     stem = PurePath(path).stem
     found = re.sub(r"[^A-Za-z0-9]", "", stem)[:MAX_SCOPE]
+    if not found and not strict:
+        return "manifest"
     if not found:
         raise UsageError(
             f"{visible(path)}: its file name has no letters or digits to name this manifest's"
@@ -292,7 +295,8 @@ def _oac_rules(grants: list[Grant]) -> tuple[OacRule, ...]:
 def intent(manifest: Manifest, bucket: str, *, now: datetime, scope: str | None = None) -> Intent:
     """What ``manifest`` intends for ``bucket``, with ``expires_at`` lifetimes counted from
     ``now``; its statements scoped ``scope`` (``check_scope``; default ``scope_of`` the
-    manifest's path). ``UsageError`` when the manifest does not name the bucket."""
+    manifest's path, never refused here: ``bucket_policy`` asks for ``--scope`` when the
+    path gives none). ``UsageError`` when the manifest does not name the bucket."""
     grants = [g for job in manifest.jobs for g in job.grants if g.bucket == bucket]
     if not grants:
         named = ", ".join(buckets(manifest))
@@ -313,7 +317,7 @@ def intent(manifest: Manifest, bucket: str, *, now: datetime, scope: str | None 
         ip_rules=rules,
         left_out=left_out,
         oac=_oac_rules(grants),
-        scope=scope_of(manifest.path) if scope is None else check_scope(scope),
+        scope=scope_of(manifest.path, strict=False) if scope is None else check_scope(scope),
         plain_http=plain,
     )
 

@@ -200,7 +200,9 @@ def test_https_only_is_not_written_for_a_bucket_reached_over_http() -> None:
 
 def test_scope_names_this_manifests_own_statements() -> None:
     """IP denies and OAC allows carry the scope (the manifest file's stem, letters and digits
-    only, or --scope); the bucket-wide three do not. A scope of other characters is exit 2."""
+    only, or --scope); the bucket-wide three do not. A scope of other characters is exit 2,
+    and so is a file name without letters or digits when printing (doctor, which only judges,
+    is not refused for it)."""
     grants = (
         grant("globex", ("a/",), allow_ips=("203.0.113.0/24",)),
         grant("initech", ("c/",), cloudfront="d1.cloudfront.net"),
@@ -222,7 +224,9 @@ def test_scope_names_this_manifests_own_statements() -> None:
         with pytest.raises(UsageError, match="letters and digits"):
             intent(named, BUCKET, now=NOW, scope=bad)
     with pytest.raises(UsageError, match="give --scope"):
-        scope_of("/srv/---.yml")
+        bucket_policy(manifest(*grants, path="/srv/---.yml"), None, now=NOW)
+    assert intent(manifest(*grants, path="/srv/---.yml"), BUCKET, now=NOW).scope == "manifest"
+    assert scope_of("/srv/q3.v2.yml") == "q3v2"
 
 
 def test_oac_statement_per_distribution() -> None:
