@@ -26,6 +26,23 @@ def policy(
             " kept, with our sharebatch-* statements replaced."
         ),
     ] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of this manifest's own statements (sharebatch-NAME-ip-...,"
+            " sharebatch-NAME-oac-...), letters and digits; default: the manifest file's name"
+            " without its extension, letters and digits only. Give each manifest on a bucket"
+            " its own.",
+        ),
+    ] = None,
+    lower_age: Annotated[
+        bool,
+        typer.Option(
+            "--lower-age",
+            help="Replace a longer signature-age limit in --existing with this manifest's"
+            " (by default the longer one is kept: another manifest's links may need it).",
+        ),
+    ] = False,
     as_of: Annotated[
         datetime | None,
         typer.Option(
@@ -39,13 +56,18 @@ def policy(
 
     Example: sharebatch policy manifests/q3.yml --bucket acme-reports --existing current.json
 
-    Statements (Sid sharebatch-*, replaced on each use, every other statement kept in order):
-    presigned requests older than the longest lifetime the manifest issues in the bucket
-    (links, upload slots, recipient pages; plus 60 s slack) denied; anything but SigV4
-    denied; requests without TLS denied; presigned GETs of the prefixes of link: s3
-    recipients with allow_ips denied from other networks (a prefix another recipient reads
+    Statements (Sid sharebatch-*): presigned requests older than the longest lifetime the
+    manifest issues in the bucket (links, upload slots, recipient pages; plus 60 s slack)
+    denied; anything but SigV4 denied; requests without TLS denied (not when a grant reaches
+    the bucket over http://); presigned GETs of the prefixes of link: s3 recipients with
+    allow_ips denied from other networks (a prefix another recipient's links or pages read
     from anywhere is left out, and said on stderr); for link: cloudfront, the distribution's
-    Origin Access Control may GET its prefixes (needs cloudfront.distribution_arn).
+    Origin Access Control may GET its prefixes (needs cloudfront.distribution_arn; the
+    private key is not read).
+
+    With --existing, every statement not ours is kept in order; this manifest's own
+    (sharebatch-SCOPE-...) are replaced, other manifests' kept; the bucket-wide age limit
+    keeps the longer of the existing and this manifest's (--lower-age: this manifest's).
 
     An expires_at lifetime is its distance from --as-of (default: now): links signed earlier
     live longer, so give --as-of the time of the earliest run still in use. Prefixes are
@@ -59,9 +81,13 @@ def policy(
         moment = as_of.replace(tzinfo=UTC)
     else:
         moment = as_of.astimezone(UTC)
-    loaded = load_manifest(manifest, as_of=moment.date(), now=moment)
+    # The policy holds nothing of the signing key, and whoever applies it (the bucket's
+    # administrator) rarely has it: the key is not read, only where it is written checked.
+    loaded = load_manifest(manifest, as_of=moment.date(), now=moment, load_keys=False)
     current = read_policy(existing) if existing is not None else None
-    result = bucket_policy(loaded, bucket, now=moment, existing=current)
+    result = bucket_policy(
+        loaded, bucket, now=moment, existing=current, scope=scope, lower_age=lower_age
+    )
     for note in result.notes:
         typer.echo(f"sharebatch: warning: {visible(note)}", err=True)
     typer.echo(dumps(result.document))

@@ -3,9 +3,13 @@
 A key comes from a file (``{file: path}``) or an environment variable holding the PEM
 (``{env: NAME}``). Whoever holds it can sign links to anything the distribution serves, for
 as long as they like, so a file that group or others may read is refused, as ssh refuses
-such an identity file. Only what CloudFront verifies is accepted: RSA of at least 2048 bits
-and ECDSA on P-256; anything else is named in the refusal, so the operator knows what was
-found instead.
+such an identity file. Only what CloudFront verifies is accepted: RSA of exactly 2048 bits
+and ECDSA on P-256 ("CloudFront supports signed URLs and signed cookies with RSA 2048 or
+ECDSA 256 key signatures", API reference, PublicKeyConfig:
+https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_PublicKeyConfig.html). A
+longer RSA key cannot be put in a key group, so every link signed with it would be refused
+at the edge; it is refused here instead. Anything else is named in the refusal, so the
+operator knows what was found instead.
 
 No message, ``repr`` or chained exception carries key material: every failure of the PEM
 parser is replaced by a ``KeyProblem`` of our own wording, raised ``from None``.
@@ -30,11 +34,11 @@ __all__ = ["KeyProblem", "PrivateKey", "key_algorithm", "load_private_key"]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KeyAlgorithm = Literal["rsa", "ecdsa-p256"]
 
-MIN_RSA_BITS = 2048
+RSA_BITS = 2048
 # A PEM private key is a few KiB (RSA 8192 is about 6.5 KiB); anything far larger is not one,
 # and is not read whole into memory.
 MAX_KEY_BYTES = 64 * 1024
-_WANTED = "CloudFront signs with RSA (2048 bits or more) or ECDSA P-256 keys"
+_WANTED = "CloudFront takes RSA 2048-bit or ECDSA P-256 keys only"
 
 
 class KeyProblem(ValueError):
@@ -125,7 +129,7 @@ def _parse(data: bytes, where: str) -> PrivateKey:
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise KeyProblem(f"{where} {_not_a_key(data)}") from None
-    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size != RSA_BITS:
         raise KeyProblem(f"{where} holds {_kind(key)}; {_WANTED}")
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyProblem(f"{where} holds {_kind(key)}; {_WANTED}")

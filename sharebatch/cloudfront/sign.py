@@ -136,6 +136,13 @@ def encode_key(key: str) -> str:
 
 def base_url(origin: str, key: str, query: Sequence[tuple[str, str]] = ()) -> str:
     """The URL a viewer would request without signing: the policy's ``Resource``."""
+    # A custom policy's Resource reads ``*`` and ``?`` as wildcards (any run of characters,
+    # exactly one; AWS SDK for .NET, ``CloudFrontUrlSigner.BuildPolicyForSignedUrl``: "The '*'
+    # and '?' characters can be used as wildcards"). Keys and query values never hold them
+    # raw (percent-encoded, ``%2A`` ``%3F``), so the only one is the ``?`` before our own
+    # query: as a wildcard it still matches itself, and lets the link match only URLs with
+    # another character in its place (``a.pdfXresponse-content-...``): one path of that odd
+    # exact shape, with no query to sign. Everything else in the Resource is literal.
     url = f"{origin}/{encode_key(key)}"
     if query:
         url += "?" + "&".join(f"{quote(n, safe='~')}={quote(v, safe='~')}" for n, v in query)

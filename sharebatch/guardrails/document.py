@@ -3,8 +3,12 @@
 The file may be the policy itself or the whole answer of ``aws s3api get-bucket-policy``
 (``{"Policy": "<the policy as a JSON string>"}``). A file that is neither is refused
 (``UsageError``, exit 2) before anything is printed: a merge must never drop what it did not
-understand. Statements whose ``Sid`` starts with ``sharebatch-`` are ours and are replaced
-as a whole; every other statement is kept, in its order, byte for byte as JSON values.
+understand. Statements whose ``Sid`` starts with ``sharebatch-`` are ours. Of those, this
+manifest's scope (``sharebatch-<scope>-ip-...``, ``-oac-...``) is replaced as a whole; other
+scopes' are kept, as another manifest on the bucket needs them; the bucket-wide ones are
+rewritten, the age limit to the longer of the live one and ours (``--lower-age``: ours) so
+that no other manifest's links are cut short. Every other statement is kept, in its order,
+byte for byte as JSON values.
 """
 
 from __future__ import annotations
@@ -17,12 +21,27 @@ from pathlib import Path
 from typing import Any
 
 from sharebatch.errors import UsageError
-from sharebatch.guardrails.policy import POLICY_VERSION, SID_PREFIX, buckets, intent, statements
+from sharebatch.guardrails.policy import (
+    BUCKET_WIDE,
+    POLICY_VERSION,
+    SCOPED_SID,
+    SID_AGE,
+    SID_PREFIX,
+    buckets,
+    intent,
+    scope_of,
+    statements,
+)
 from sharebatch.manifest.load import Manifest
 from sharebatch.visible import visible
 
 MAX_POLICY_BYTES = 20 * 1024
-"""S3 refuses a bucket policy larger than 20 KB."""
+"""S3 refuses a bucket policy larger than 20 KB ("Bucket policies are limited to 20 KB in
+size", S3 User Guide, "Bucket policies and user policies"). IAM says it does not count
+whitespace for its own policies; S3 says nothing of the kind for bucket policies, so the size
+measured is that of the document as printed (indented, for review), which is what
+``put-bucket-policy --policy file://policy.json`` sends: a policy under the limit as printed
+is under it however S3 counts."""
 
 _VERSIONS = frozenset({"2012-10-17", "2008-10-17"})
 
@@ -72,13 +91,111 @@ def read_policy(path: Path) -> dict[str, Any]:
     return parse_policy(text, str(path))
 
 
-def merged(existing: Mapping[str, Any] | None, ours: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """``existing`` (a parsed policy, or None) with its ``sharebatch-`` statements replaced by
-    ``ours``, which follow every statement kept. A document holding statements of ours only
-    (or none) gets ``Version`` 2012-10-17: the policy variables' escapes need it."""
+@dataclass(frozen=True)
+class Merged:
+    """A merged policy document and what its author must know about the merge (``notes``)."""
+
+    document: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+
+def _age_ms(statement: Mapping[str, Any]) -> int | None:
+    """The ``s3:signatureAge`` limit (milliseconds) of our age statement, None if unreadable."""
+    condition = statement.get("Condition")
+    numeric = condition.get("NumericGreaterThan") if isinstance(condition, Mapping) else None
+    value = numeric.get("s3:signatureAge") if isinstance(numeric, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _days(ms: int) -> str:
+    seconds = ms // 1000
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts) or "0s"
+
+
+def _with_age(
+    ours: list[dict[str, Any]], live: Mapping[str, Any] | None, lower_age: bool, notes: list[str]
+) -> list[dict[str, Any]]:
+    """``ours`` with its age limit merged with the live one: the longer holds (another
+    manifest on the bucket may issue longer links), ours with ``lower_age``."""
+    if live is None:
+        return ours
+    live_ms = _age_ms(live)
+    if live_ms is None:
+        raise UsageError(
+            f"the existing policy's {SID_AGE} has no s3:signatureAge limit that sharebatch can"
+            " read (NumericGreaterThan, milliseconds); fix or remove it by hand first"
+        )
+    index = next((i for i, s in enumerate(ours) if s.get("Sid") == SID_AGE), None)
+    if index is None:
+        notes.append(
+            f"kept the existing {SID_AGE} ({_days(live_ms)}): this manifest issues no presigned"
+            " request in the bucket, another may"
+        )
+        return [dict(live), *ours]
+    mine = ours[index]
+    mine_ms = _age_ms(mine) or 0
+    if live_ms <= mine_ms:
+        return ours
+    if lower_age:
+        notes.append(
+            f"{SID_AGE} lowered from {_days(live_ms)} to this manifest's {_days(mine_ms)}"
+            " (--lower-age): presigned links of other manifests or tools that live longer are"
+            " refused from then on"
+        )
+        return ours
+    notes.append(
+        f"kept the existing {SID_AGE} of {_days(live_ms)}, longer than this manifest's"
+        f" {_days(mine_ms)}: another manifest's links may need it (--lower-age replaces it"
+        " with this manifest's)"
+    )
+    condition = {**mine["Condition"], "NumericGreaterThan": {"s3:signatureAge": live_ms}}
+    return [*ours[:index], {**mine, "Condition": condition}, *ours[index + 1 :]]
+
+
+def merged(
+    existing: Mapping[str, Any] | None,
+    ours: Sequence[Mapping[str, Any]],
+    *,
+    scope: str,
+    lower_age: bool = False,
+) -> Merged:
+    """``existing`` (a parsed policy, or None) with ``ours`` (the statements of manifest
+    ``scope``) merged in: every statement not ours kept, in order, then other scopes' kept,
+    then ours; the bucket-wide ones rewritten (see the module docstring). A document holding
+    statements of ours only (or none) gets ``Version`` 2012-10-17: the policy variables'
+    escapes need it."""
+    mine = [dict(s) for s in ours]
     if existing is None:
-        return {"Version": POLICY_VERSION, "Statement": [dict(s) for s in ours]}
-    kept = [s for s in existing["Statement"] if not is_ours(s)]
+        return Merged({"Version": POLICY_VERSION, "Statement": mine})
+    notes: list[str] = []
+    kept: list[Any] = []
+    live_age: Mapping[str, Any] | None = None
+    dropped: list[str] = []
+    for statement in existing["Statement"]:
+        sid = statement.get("Sid")
+        if not is_ours(statement):
+            kept.append(statement)
+        elif sid == SID_AGE:
+            live_age = statement
+        elif sid in BUCKET_WIDE:
+            if not any(s.get("Sid") == sid for s in mine):
+                dropped.append(sid)
+        elif (found := SCOPED_SID.fullmatch(sid)) and found["scope"] == scope:
+            continue  # this manifest's own: replaced by ours
+        else:
+            if found is None:
+                notes.append(
+                    f"kept {visible(sid)}: a sharebatch- statement of no form this version"
+                    " writes (an older sharebatch?); remove it by hand if nothing needs it"
+                )
+            kept.append(statement)
     if existing.get("Version") != POLICY_VERSION and "${" in json.dumps(kept):
         # Our statements need 2012-10-17 (``${$}`` escapes); under it, ``${...}`` in the kept
         # statements would become policy variables: their meaning would change.
@@ -86,10 +203,12 @@ def merged(existing: Mapping[str, Any] | None, ours: Sequence[Mapping[str, Any]]
             "the existing policy has no Version 2012-10-17 and its statements hold ${...},"
             " which 2012-10-17 reads as policy variables: upgrade it by hand first"
         )
+    mine = _with_age(mine, live_age, lower_age, notes)
+    notes += [f"the existing {sid} is removed: this manifest's policy has none" for sid in dropped]
     document = dict(existing)
     document["Version"] = POLICY_VERSION
-    document["Statement"] = [*kept, *(dict(s) for s in ours)]
-    return document
+    document["Statement"] = [*kept, *mine]
+    return Merged(document, tuple(dict.fromkeys(notes)))
 
 
 def dumps(document: Mapping[str, Any]) -> str:
@@ -127,17 +246,23 @@ def bucket_policy(
     *,
     now: datetime,
     existing: Mapping[str, Any] | None = None,
+    scope: str | None = None,
+    lower_age: bool = False,
 ) -> BucketPolicy:
     """The bucket policy that enforces ``manifest``'s intent in ``bucket`` (see ``policy``),
-    merged into ``existing``; ``UsageError`` for a bucket the manifest does not use or a
+    its own statements scoped ``scope`` (default: the manifest file's stem), merged into
+    ``existing``; ``UsageError`` for a bucket the manifest does not use, a bad scope or a
     CloudFront grant without ``distribution_arn``."""
     chosen = pick_bucket(manifest, bucket)
-    wanted = intent(manifest, chosen, now=now)
-    document = merged(existing, statements(wanted))
+    wanted = intent(
+        manifest, chosen, now=now, scope=scope_of(manifest.path) if scope is None else scope
+    )
+    result = merged(existing, statements(wanted), scope=wanted.scope, lower_age=lower_age)
+    document = result.document
     notes = [
         f"prefix {visible(left.prefix)}: no IP deny written: {', '.join(left.restricted)} have"
-        f" allow_ips, but {', '.join(left.open_to)} read it (link: s3) from anywhere, and a"
-        " deny would break their links"
+        f" allow_ips, but presigned links of {', '.join(left.open_to)} (links or recipient"
+        " pages) read under it from anywhere, and a deny would break them"
         for left in wanted.left_out
     ]
     if wanted.longest is None:
@@ -145,10 +270,17 @@ def bucket_policy(
             f"bucket {visible(chosen)}: the manifest issues no presigned request there, so no"
             " signature-age limit is written"
         )
-    size = len(json.dumps(document, separators=(",", ":")).encode("utf-8"))
+    if wanted.plain_http:
+        notes.append(
+            f"bucket {visible(chosen)}: no sharebatch-https-only: {', '.join(wanted.plain_http)}"
+            " reach it over http:// (endpoint_url), and a deny of requests without TLS would"
+            " refuse their links, pages and slots"
+        )
+    notes += result.notes
+    size = len(dumps(document).encode("utf-8"))
     if size > MAX_POLICY_BYTES:
         notes.append(
-            f"the policy is {size} bytes without whitespace; S3 refuses policies over"
+            f"the policy is {size} bytes as printed; S3 refuses bucket policies over"
             f" {MAX_POLICY_BYTES} bytes"
         )
     return BucketPolicy(chosen, document, tuple(notes))

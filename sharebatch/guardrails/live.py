@@ -163,7 +163,13 @@ def _age(policy: Mapping[str, Any] | None, intent: Intent) -> Finding | None:
         return Finding("signature-age", "too-strict", text)
     if live > intent.limit_seconds * 1000:
         slack = _duration(intent.limit_seconds - longest.seconds)
-        text = f"{shown}: the manifest needs at most {need} (+{slack} slack)"
+        # sharebatch policy keeps the longer limit of the manifests sharing a bucket: expected
+        # then, and the hint says how to lower it when no other manifest needs it.
+        text = (
+            f"{shown}: the manifest needs at most {need} (+{slack} slack); expected if another"
+            " manifest on the bucket issues longer links, else sharebatch policy --lower-age"
+            " prints this one's"
+        )
         return Finding("signature-age", "weaker", text)
     return Finding("signature-age", "present", f"{shown}; the manifest's longest is {need}")
 
@@ -182,12 +188,22 @@ def _sigv4(policy: Mapping[str, Any] | None, intent: Intent) -> Finding:
     return Finding("sigv4", "missing", "Signature Version 2 requests are not denied")
 
 
-def _https(policy: Mapping[str, Any] | None, intent: Intent) -> Finding:
+def _https(policy: Mapping[str, Any] | None, intent: Intent) -> Finding | None:
+    """The TLS deny; for a manifest that reaches the bucket over http:// (where ``policy``
+    writes none) only a deny in place is worth a line: it refuses those grants' links."""
     for statement in _statements(policy, "Deny"):
         if not (_everyone(statement) and _covers(statement, "s3:GetObject", intent.arn(_PROBE))):
             continue
         if _conditions(statement) == {("Bool", "aws:securetransport"): ["false"]}:
+            if intent.plain_http:
+                text = (
+                    f"requests without TLS denied, but {', '.join(intent.plain_http)} reach the"
+                    " bucket over http://: their links, pages and slots are refused"
+                )
+                return Finding("https", "too-strict", text)
             return Finding("https", "present", "requests without TLS denied")
+    if intent.plain_http:
+        return None
     return Finding("https", "missing", "requests without TLS (aws:SecureTransport) not denied")
 
 

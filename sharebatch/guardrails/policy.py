@@ -3,8 +3,17 @@
 For one bucket of a manifest, as of one moment, ``intent`` gathers the facts (the longest
 lifetime any presigned request of the manifest has there, the prefixes whose presigned GETs
 must come from given networks, the prefixes each CloudFront distribution reads through Origin
-Access Control) and ``statements`` turns them into policy statements, each with a fixed ``Sid``
-starting ``sharebatch-`` so a later run replaces exactly ours (``document.merged``).
+Access Control, whether any grant reaches the bucket over plain HTTP) and ``statements`` turns
+them into policy statements, each with a fixed ``Sid`` starting ``sharebatch-`` so a later
+print replaces exactly ours (``document.merged``).
+
+Several manifests may share a bucket. The statements that belong to one manifest (its IP
+denies, its OAC allows) carry the manifest's scope in their Sid, ``sharebatch-<scope>-ip-...``
+and ``sharebatch-<scope>-oac-...``: the scope is ``--scope NAME`` or the manifest file's stem
+(letters and digits only, so one scope's Sids never begin another's), and a merge replaces
+only its own scope's statements. The bucket-wide ones are single and shared; ``merged``
+keeps the longer of the live age limit and ours, so printing one manifest's policy never cuts
+another's links.
 
 What each statement says, and why it is written so:
 
@@ -22,17 +31,22 @@ What each statement says, and why it is written so:
   ``Null: false`` condition limits the deny to signed requests. CloudFront's Origin Access
   Control signs with SigV4, so it passes.
 - ``sharebatch-https-only``: deny requests without TLS (``aws:SecureTransport`` false). A link
-  is a bearer secret; over plain HTTP anyone on the path can copy it.
-- ``sharebatch-ip-<hash>``: per prefix of a ``link: s3`` grant with ``allow_ips``, deny
+  is a bearer secret; over plain HTTP anyone on the path can copy it. Not written when a grant
+  reaches the bucket over an ``http://`` ``endpoint_url`` (an S3-compatible store, which may
+  honour the key too): it would refuse every link, page and slot of that grant, and the run's
+  own listing (``Intent.plain_http`` says which grants; the caller is told).
+- ``sharebatch-<scope>-ip-<hash>``: per prefix of a ``link: s3`` grant with ``allow_ips``, deny
   presigned GETs from outside the networks (``NotIpAddress aws:SourceIp``). A deny covers every
-  key under the prefix, so every ``link: s3`` grant whose prefixes (or recipient pages) overlap
-  it must work from the networks too: when all of them restrict, the statement allows the
-  union of their networks; when any of them does not, the prefix is left out and the caller
-  is told (``Intent.left_out``). ``link: cloudfront`` grants are not affected: CloudFront's
-  requests are header-signed, not presigned.
-- ``sharebatch-oac-<hash>``: per CloudFront distribution, allow its Origin Access Control
-  (service principal ``cloudfront.amazonaws.com``, ``AWS:SourceArn`` the distribution's ARN)
-  to GET the prefixes of the grants it serves.
+  key under the prefix, so every presigned GET the manifest issues under it must work from the
+  networks too: the ``link: s3`` grants whose prefixes overlap it, and every grant, of either
+  kind, whose recipient page lies under it (pages are SigV4 presigned for ``link: cloudfront``
+  grants too). When all of those restrict, the statement allows the union of their networks;
+  when any does not, the prefix is left out and the caller is told (``Intent.left_out``).
+  A ``link: cloudfront`` grant's objects are not affected: CloudFront reads them with
+  header-signed requests (OAC), not presigned ones.
+- ``sharebatch-<scope>-oac-<hash>``: per CloudFront distribution, allow its Origin Access
+  Control (service principal ``cloudfront.amazonaws.com``, ``AWS:SourceArn`` the
+  distribution's ARN) to GET the prefixes of the grants it serves.
 
 ARNs use the partition of the bucket's region (``aws-cn`` for ``cn-*``, ``aws-us-gov`` for
 ``us-gov-*``, ``aws-iso``/``aws-iso-b`` for ``us-iso-``/``us-isob-``, else ``aws``; no region
@@ -43,14 +57,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any
 
 from sharebatch.errors import UsageError
 from sharebatch.manifest.load import Grant, Manifest
 from sharebatch.models import MAX_EXPIRES_IN
+from sharebatch.visible import visible
 
 POLICY_VERSION = "2012-10-17"
 SID_PREFIX = "sharebatch-"
@@ -62,8 +79,13 @@ CLOUDFRONT_SERVICE = "cloudfront.amazonaws.com"
 SID_AGE = SID_PREFIX + "max-signature-age"
 SID_SIGV4 = SID_PREFIX + "sigv4-only"
 SID_HTTPS = SID_PREFIX + "https-only"
-SID_IP = SID_PREFIX + "ip-"
-SID_OAC = SID_PREFIX + "oac-"
+BUCKET_WIDE = (SID_AGE, SID_SIGV4, SID_HTTPS)
+"""The Sids shared by every manifest on a bucket; every other Sid of ours is scoped."""
+
+MAX_SCOPE = 32
+_SCOPE = re.compile(rf"[A-Za-z0-9]{{1,{MAX_SCOPE}}}")
+SCOPED_SID = re.compile(r"sharebatch-(?P<scope>[A-Za-z0-9]+)-(?:ip|oac)-[0-9a-f]{12}")
+"""A manifest's own statement: ``scope`` says whose."""
 
 _PARTITIONS = (("us-isob-", "aws-iso-b"), ("us-iso-", "aws-iso"), ("us-gov-", "aws-us-gov"))
 
@@ -109,7 +131,8 @@ class OacRule:
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """What the manifest intends for one bucket, as of one moment."""
+    """What the manifest intends for one bucket, as of one moment; ``scope`` names the
+    manifest's own statements (``sharebatch-<scope>-...``)."""
 
     manifest: str
     bucket: str
@@ -118,6 +141,8 @@ class Intent:
     ip_rules: tuple[IpRule, ...]
     left_out: tuple[LeftOut, ...]
     oac: tuple[OacRule, ...]
+    scope: str = "manifest"
+    plain_http: tuple[str, ...] = ()  # grants reaching the bucket over http://: no TLS deny
 
     @property
     def limit_seconds(self) -> int | None:
@@ -139,6 +164,33 @@ def literal(text: str) -> str:
     The manifest refuses ``*``, ``?`` and ``[`` in prefixes; they are escaped all the same."""
     escapes = {"$": "${$}", "*": "${*}", "?": "${?}"}
     return "".join(escapes.get(c, c) for c in text)
+
+
+def check_scope(name: str) -> str:
+    """``--scope NAME`` as given: 1 to 32 letters and digits (so that no scope's Sids begin
+    another's, and a Sid stays short); ``UsageError`` otherwise."""
+    if _SCOPE.fullmatch(name):
+        return name
+    raise UsageError(
+        f"--scope {visible(name)}: use 1 to {MAX_SCOPE} letters and digits (it names this"
+        " manifest's statements: sharebatch-<scope>-ip-..., sharebatch-<scope>-oac-...)"
+    )
+
+
+def scope_of(path: str, *, strict: bool = True) -> str:
+    """The default scope of the manifest at ``path``: its file name's stem, letters and digits
+    only (``q3-partners.yml`` -> ``q3partners``). When none are left: ``UsageError``, or with
+    ``strict=False`` (judging a live policy, where the scope names nothing) ``manifest``."""
+    stem = PurePath(path).stem
+    found = re.sub(r"[^A-Za-z0-9]", "", stem)[:MAX_SCOPE]
+    if not found and not strict:
+        return "manifest"
+    if not found:
+        raise UsageError(
+            f"{visible(path)}: its file name has no letters or digits to name this manifest's"
+            " statements by; give --scope NAME"
+        )
+    return found
 
 
 def buckets(manifest: Manifest) -> list[str]:
@@ -193,22 +245,24 @@ def _overlap(one: str, other: str) -> bool:
     return one.startswith(other) or other.startswith(one)
 
 
-def _read_prefixes(grant: Grant) -> tuple[str, ...]:
-    """Where ``grant``'s presigned GETs read: its prefixes and, with pages, the pages prefix."""
-    pages = grant.notify is not None and grant.notify.delivery == "page"
-    return (
-        (*grant.prefixes, grant.notify.pages_prefix) if pages and grant.notify else grant.prefixes
+def _presigned_reads(grant: Grant) -> tuple[str, ...]:
+    """Where ``grant``'s presigned GETs read: a ``link: s3`` grant's prefixes, and the pages
+    prefix of any grant with recipient pages (SigV4 presigned whatever the link kind)."""
+    pages = (
+        (grant.notify.pages_prefix,)
+        if grant.notify is not None and grant.notify.delivery == "page"
+        else ()
     )
+    return (*grant.prefixes, *pages) if grant.link == "s3" else pages
 
 
 def _ip_rules(grants: list[Grant]) -> tuple[tuple[IpRule, ...], tuple[LeftOut, ...]]:
-    presigned = [g for g in grants if g.link == "s3"]
-    restricted = [g for g in presigned if g.allow_ips]
+    restricted = [g for g in grants if g.link == "s3" and g.allow_ips]
     wanted = list(dict.fromkeys(p for g in restricted for p in g.prefixes))
     rules: list[IpRule] = []
     left_out: list[LeftOut] = []
     for prefix in wanted:
-        sharers = [g for g in presigned if any(_overlap(prefix, p) for p in _read_prefixes(g))]
+        sharers = [g for g in grants if any(_overlap(prefix, p) for p in _presigned_reads(g))]
         open_to = [who(g) for g in sharers if not g.allow_ips]
         mine = tuple(who(g) for g in sharers if g.allow_ips)
         if open_to:
@@ -238,13 +292,20 @@ def _oac_rules(grants: list[Grant]) -> tuple[OacRule, ...]:
     )
 
 
-def intent(manifest: Manifest, bucket: str, *, now: datetime) -> Intent:
+def intent(manifest: Manifest, bucket: str, *, now: datetime, scope: str | None = None) -> Intent:
     """What ``manifest`` intends for ``bucket``, with ``expires_at`` lifetimes counted from
-    ``now``. ``UsageError`` when the manifest does not name the bucket."""
+    ``now``; its statements scoped ``scope`` (``check_scope``; default ``scope_of`` the
+    manifest's path, never refused here: ``bucket_policy`` asks for ``--scope`` when the
+    path gives none). ``UsageError`` when the manifest does not name the bucket."""
     grants = [g for job in manifest.jobs for g in job.grants if g.bucket == bucket]
     if not grants:
         named = ", ".join(buckets(manifest))
         raise UsageError(f"{manifest.path}: no job uses bucket {bucket} (it names {named})")
+    plain = tuple(
+        dict.fromkeys(
+            who(g) for g in grants if g.endpoint_url and g.endpoint_url.startswith("http://")
+        )
+    )
     lifetimes = [found for g in grants for found in presigned_lifetimes(g, now)]
     longest = max(lifetimes, key=lambda item: item[0], default=None)
     rules, left_out = _ip_rules(grants)
@@ -256,6 +317,8 @@ def intent(manifest: Manifest, bucket: str, *, now: datetime) -> Intent:
         ip_rules=rules,
         left_out=left_out,
         oac=_oac_rules(grants),
+        scope=scope_of(manifest.path, strict=False) if scope is None else check_scope(scope),
+        plain_http=plain,
     )
 
 
@@ -317,7 +380,7 @@ def https_statement(intent: Intent) -> dict[str, Any]:
 
 def ip_statement(intent: Intent, rule: IpRule) -> dict[str, Any]:
     return {
-        "Sid": SID_IP + short_hash(rule.prefix),
+        "Sid": f"{SID_PREFIX}{intent.scope}-ip-{short_hash(rule.prefix)}",
         "Effect": "Deny",
         "Principal": "*",
         "Action": "s3:GetObject",
@@ -339,7 +402,7 @@ def oac_statement(intent: Intent, rule: OacRule) -> dict[str, Any]:
             " arn:aws:cloudfront::111122223333:distribution/EDFDVBD6EXAMPLE"
         )
     return {
-        "Sid": SID_OAC + short_hash(rule.arn),
+        "Sid": f"{SID_PREFIX}{intent.scope}-oac-{short_hash(rule.arn)}",
         "Effect": "Allow",
         "Principal": {"Service": CLOUDFRONT_SERVICE},
         "Action": "s3:GetObject",
@@ -354,7 +417,7 @@ def statements(intent: Intent) -> list[dict[str, Any]]:
     found: Iterable[dict[str, Any] | None] = (
         age_statement(intent),
         sigv4_statement(intent),
-        https_statement(intent),
+        None if intent.plain_http else https_statement(intent),
         *(ip_statement(intent, rule) for rule in intent.ip_rules),
         *(oac_statement(intent, rule) for rule in intent.oac),
     )

@@ -9,9 +9,10 @@ slot may write there), which guardrails of ``sharebatch policy`` its live bucket
 (judged by meaning: missing WARN, an age limit that would cut the manifest's links FAIL),
 whether each prefix may be listed and, with
 ``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
-the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime; and, for
-slots with ``upload.scan``, whether clamd answers PING and VERSION (and how old its signatures
-are), and whether the role may read and write the slots' object tags and write the quarantine.
+the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime (CloudFront
+links: their ``max_expires_in``; they do not depend on the credentials); and, for slots with
+``upload.scan``, whether clamd answers PING and VERSION (and how old its signatures are), and
+whether the role may read and write the slots' object tags and write the quarantine.
 
 Every request goes through ``s3.S3Gateway``, which answers instead of raising, so one refused
 call never hides the others. Nothing is listed beyond one key per prefix, nothing is signed,
@@ -581,11 +582,26 @@ async def _page_writing(gateway: S3Gateway, target: BucketTarget, prefix: str) -
 
 def _lifetimes(manifest: Manifest, credentials: Credentials | None, now: datetime) -> list[Check]:
     """Per job: the longest link, then the longest upload slot, against the SigV4 limit and
-    against the credentials' expiry."""
+    against the credentials' expiry.
 
-    def link_seconds(grant: Grant) -> int:
+    A ``link: cloudfront`` link is signed with the distribution's key, not the credentials:
+    it is held to its own ``max_expires_in`` only. What such a grant still signs with the
+    credentials, its recipient page (a SigV4 link the run caps at 7 days) and its upload
+    slots, is checked like any presigned link.
+    """
+
+    def seconds_left(grant: Grant) -> int:
         at = grant.expiry.at
         return grant.expiry.seconds or int(((at or now) - now).total_seconds())
+
+    def link_seconds(grant: Grant) -> int | None:
+        return seconds_left(grant) if grant.link == "s3" else None
+
+    def page_seconds(grant: Grant) -> int | None:
+        paged = grant.notify is not None and grant.notify.delivery == "page"
+        if grant.link != "cloudfront" or not paged:
+            return None
+        return min(seconds_left(grant), MAX_EXPIRES_IN)
 
     def slot_seconds(grant: Grant) -> int | None:
         return grant.upload.expires_in if grant.upload else None
@@ -593,8 +609,40 @@ def _lifetimes(manifest: Manifest, credentials: Credentials | None, now: datetim
     expiry = credentials.expiry if credentials else None
     return [
         *_lifetime_checks("expiry", "links", _longest(manifest, link_seconds), expiry, now),
+        *_cloudfront_lifetimes(manifest, seconds_left),
+        *_lifetime_checks(
+            "expiry", "recipient pages", _longest(manifest, page_seconds), expiry, now
+        ),
         *_lifetime_checks("uploads", "upload slots", _longest(manifest, slot_seconds), expiry, now),
     ]
+
+
+def _cloudfront_lifetimes(manifest: Manifest, seconds_of: Callable[[Grant], int]) -> list[Check]:
+    """Per job with CloudFront links: the longest against the ``max_expires_in`` of its grant.
+    The loader refuses more as of its own clock; a manifest handed in already loaded may
+    have been loaded for an earlier moment, so an ``expires_at`` is counted again here."""
+    checks = []
+    for job in manifest.jobs:
+        found = [
+            (seconds_of(g), g.cloudfront.max_expires_in)
+            for g in job.grants
+            if g.link == "cloudfront" and g.cloudfront is not None
+        ]
+        if not found:
+            continue
+        over = [(seconds, cap) for seconds, cap in found if seconds > cap]
+        seconds, cap = max(over or found)
+        text = f"CloudFront links live up to {_duration(seconds)}"
+        if over:
+            text += f", beyond their max_expires_in of {_duration(cap)}"
+            checks.append(Check("FAIL", "expiry", job.name, text))
+            continue
+        text += (
+            f", within their max_expires_in of {_duration(cap)}; signed with the"
+            " distribution's key, so the credentials' expiry does not end them"
+        )
+        checks.append(Check("OK", "expiry", job.name, text))
+    return checks
 
 
 def _longest(

@@ -295,11 +295,21 @@ Found = Any  # (value, where written), None when not set, anything else for a re
 
 
 class KeyCache:
-    """Loads each key source once per manifest: 10,000 recipients may share one key."""
+    """Loads each key source once per manifest: 10,000 recipients may share one key.
 
-    def __init__(self, folder: Path, environ: Mapping[str, str] | None = None) -> None:
+    With ``load=False`` no key is read: every source has no problem and no known algorithm
+    (so the sha1-needs-RSA check is left out too). For commands that need the manifest's
+    numbers, never its keys (``sharebatch policy``, usually run where the key is not); the
+    source's syntax (one of file and env, a non-blank file name, a valid variable name) is
+    still checked by ``RawKeySource``.
+    """
+
+    def __init__(
+        self, folder: Path, environ: Mapping[str, str] | None = None, *, load: bool = True
+    ) -> None:
         self.folder = folder
         self.environ = environ
+        self.load = load
         # source -> (problem or None, the key's algorithm when it loads)
         self.seen: dict[KeySource, tuple[str | None, str | None]] = {}
 
@@ -318,6 +328,8 @@ class KeyCache:
         return self._load(source)[1]
 
     def _load(self, source: KeySource) -> tuple[str | None, str | None]:
+        if not self.load:
+            return None, None
         if source not in self.seen:
             try:
                 self.seen[source] = (None, key_algorithm(load_private_key(source, self.environ)))
@@ -354,23 +366,42 @@ def resolve_allow_ips(found: Found, link: object, issues: IssueCollector) -> tup
     return networks
 
 
-def check_expiry_for_s3(expiry: Found, issues: IssueCollector, now: datetime | None) -> bool:
-    """SigV4's 7 days for ``link: s3``; True when the expiry is within them (or unknown)."""
+def check_expiry_for_s3(
+    expiry: Found,
+    issues: IssueCollector,
+    now: datetime | None,
+    *,
+    link_at: PathKey | None = None,
+    recipient: str | None = None,
+) -> bool:
+    """SigV4's 7 days for ``link: s3``; True when the expiry is within them (or unknown).
+
+    The expiry is often inherited (``defaults.expires_in``) by hundreds of recipients of which
+    one says ``link: s3``: the refusal names what made these links s3, ``link_at`` (where a
+    ``link: s3`` was written, with the ``recipient``'s id when it is a recipient's own) or
+    the default. Grants made s3 by one place share one message, reported once.
+    """
     if not isinstance(expiry, tuple):
         return True
     (seconds, at), where = expiry
+    if link_at:
+        whose = f" for recipient {show(recipient)}" if recipient and "recipients" in link_at else ""
+        kind = f"link: s3, written at {format_path(link_at)}{whose}"
+    else:
+        # Not the job's name: an inherited expiry would then be reported once per job.
+        kind = "link: s3, the default: no link: is set"
     if seconds is not None and seconds > MAX_EXPIRES_IN:
         issues.at(
             where,
             f"{duration_text(seconds)} is longer than the 7-day limit for presigned URLs"
-            " (link: s3); only link: cloudfront links may live longer",
+            f" ({kind}); only link: cloudfront links may live longer",
         )
         return False
     if at is not None and now is not None and (at - now).total_seconds() > MAX_EXPIRES_IN:
         issues.at(
             where,
             f"{iso(at)} is more than 7 days after the run ({iso(now)}); presigned URLs live at"
-            " most 7 days (link: s3)",
+            f" most 7 days ({kind})",
         )
         return False
     return True

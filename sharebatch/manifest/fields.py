@@ -200,12 +200,12 @@ def _expires_at_field(value: object, info: ValidationInfo) -> datetime:
         if moment <= now:
             raise ValueError(f"{iso(moment)} is in the past (the run is at {iso(now)})")
         # 7 days is the limit of link: s3, checked per grant once the kind is known; past a
-        # year no kind of link could reach it.
+        # year no kind of link could reach it, so the year is the limit named here.
         if (moment - now).total_seconds() > MAX_CLOUDFRONT_EXPIRES_IN:
             raise ValueError(
-                f"{iso(moment)} is more than 7 days after the run ({iso(now)});"
-                " presigned URLs live at most 7 days, CloudFront links (link: cloudfront) at"
-                " most their max_expires_in, up to 365 days"
+                f"{iso(moment)} is more than 365 days after the run ({iso(now)}): no link lives"
+                " that long (presigned URLs, link: s3, at most 7 days; CloudFront links at most"
+                " their max_expires_in, itself at most 365 days)"
             )
     return moment
 

@@ -260,13 +260,20 @@ class _RawManifest(RawModel):
 
 
 def load_manifest(
-    path: str | os.PathLike[str], *, as_of: date | None = None, now: datetime | None = None
+    path: str | os.PathLike[str],
+    *,
+    as_of: date | None = None,
+    now: datetime | None = None,
+    load_keys: bool = True,
 ) -> Manifest:
     """Read, validate and resolve the manifest at ``path``; raises ``ManifestError``.
 
     ``as_of`` is the run date the ``{period.*}`` and ``{as_of.*}`` variables come from (default:
     ``now``'s UTC date; ``UsageError`` before ``EARLIEST_AS_OF``); ``now`` (default: the current
-    time) is what ``expires_at`` must be within 7 days after.
+    time) is what ``expires_at`` must be within 7 days after. ``load_keys=False`` leaves the
+    CloudFront private keys unread (their locations are still checked as written): for
+    ``sharebatch policy`` only, which needs the manifest's numbers and is usually run where
+    the signing key is not. Anything that signs must load them.
     """
     now = datetime.now(UTC) if now is None else now
     if now.utcoffset() is None:
@@ -298,7 +305,7 @@ def load_manifest(
                 issues.from_pydantic(err)
     _check_duplicates(data, issues)
     folder = Path(os.path.dirname(os.path.abspath(display)))
-    jobs, output_dir = Resolver(issues, as_of, context, folder).resolve(data)
+    jobs, output_dir = Resolver(issues, as_of, context, folder, load_keys=load_keys).resolve(data)
     if jobs is not None:
         check_overlaps(data, jobs, issues)
         check_pages(data, jobs, issues)

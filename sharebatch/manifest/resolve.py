@@ -279,6 +279,8 @@ class Resolver:
         as_of: date,
         context: dict[str, Any],
         folder: Path | None = None,
+        *,
+        load_keys: bool = True,
     ) -> None:
         self.issues = issues
         # notify.template paths are relative to the manifest's folder.
@@ -288,7 +290,7 @@ class Resolver:
         self.bad = {issue.field for issue in issues.items}  # paths reported so far
         self.defaults = _Level(("defaults",))
         # cloudfront private_key files are relative to the manifest's folder, too.
-        self.keys = KeyCache(Path() if folder is None else folder)
+        self.keys = KeyCache(Path() if folder is None else folder, load=load_keys)
 
     def resolve(self, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
         """Job dicts ready for ``manifest.Job`` (None if any is incomplete) and the output dir."""
@@ -494,12 +496,16 @@ class Resolver:
         )
         ips = resolve_allow_ips(_lookup(chain, "allow_ips"), link, self.issues)
         grant["allow_ips"] = INVALID if ips is None else ips
-        if link == "s3" and not check_expiry_for_s3(timed, self.issues, now):
+        link_at = found[1] if isinstance(found, tuple) else ()
+        rid = grant["recipient"].get("id")
+        recipient = rid if isinstance(rid, str) else None
+        if link == "s3" and not check_expiry_for_s3(
+            timed, self.issues, now, link_at=link_at, recipient=recipient
+        ):
             grant["expiry"] = INVALID
         if link != "cloudfront":
             return
         fields = {name: _lookup(chain, f"cloudfront.{name}") for name in CLOUDFRONT_FIELDS}
-        link_at = found[1] if isinstance(found, tuple) else ()
         links = resolve_cloudfront(
             fields,
             link_at,

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from tests.support.cloudfront_keys import make_key, pem, write_key
+from tests.support.cfkeys import make_key, pem, write_key
 
 MANIFEST = """\
 version: 1

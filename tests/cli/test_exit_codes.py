@@ -93,8 +93,8 @@ def test_invalid_manifest_exits_2_and_writes_nothing(s3: S3, tmp_path: Path) -> 
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"{manifest}:4:15: defaults.expires_in: "
-        "9d is longer than the 7-day limit for presigned URLs (link: s3); only link: cloudfront"
-        " links may live longer",
+        "9d is longer than the 7-day limit for presigned URLs (link: s3, the default: no link:"
+        " is set); only link: cloudfront links may live longer",
         "sharebatch: 1 problem in the manifest; nothing was listed or written",
     ]
     assert result.stdout == ""

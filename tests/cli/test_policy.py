@@ -104,8 +104,9 @@ def test_several_buckets_need_one_chosen(tmp_path: Path) -> None:
 
 
 def test_existing_policy_is_merged(tmp_path: Path) -> None:
-    """--existing: their statements first and unchanged, ours replaced (an old one of ours
-    dropped); the whole get-bucket-policy answer is read as well as the bare policy."""
+    """--existing: their statements first and unchanged, ours replaced (an old one of this
+    manifest's scope, m, dropped); the whole get-bucket-policy answer is read as well as the
+    bare policy."""
     theirs = {
         "Sid": "Audit",
         "Effect": "Allow",
@@ -114,7 +115,7 @@ def test_existing_policy_is_merged(tmp_path: Path) -> None:
         "Resource": "arn:aws:s3:::acme-reports/audit/*",
     }
     stale = {
-        "Sid": "sharebatch-ip-abc",
+        "Sid": "sharebatch-m-ip-0123456789ab",
         "Effect": "Deny",
         "Principal": "*",
         "Action": "s3:GetObject",
@@ -134,6 +135,44 @@ def test_existing_policy_is_merged(tmp_path: Path) -> None:
         "sharebatch-sigv4-only",
         "sharebatch-https-only",
     ]
+
+
+def test_scope_and_lower_age(tmp_path: Path) -> None:
+    """Two manifests on one bucket: the weekly one (7-day links, an IP-restricted recipient,
+    printed with --scope weekly) is live; the daily one's policy (its file's stem: daily) keeps
+    the weekly IP deny and the 7-day limit, saying so on stderr; --lower-age prints the
+    daily 1-day limit instead; a --scope that is not letters and digits is exit 2."""
+    weekly = write_manifest(
+        tmp_path / "weekly.yml",
+        ONE_BUCKET.replace("expires_in: 3d", "expires_in: 7d").replace(
+            "      - id: globex\n",
+            "      - id: globex\n        allow_ips: [203.0.113.0/24]\n"
+            "        prefixes: [partners/globex/]\n",
+        ),
+    )
+    printed = invoke(str(weekly), "--scope", "weekly")
+    assert printed.exit_code == 0, printed.output
+    (ip,) = [sid for sid in statements(printed.stdout) if sid.startswith("sharebatch-weekly-ip-")]
+    live = tmp_path / "live.json"
+    live.write_text(printed.stdout, encoding="utf-8")
+    daily = write_manifest(
+        tmp_path / "daily.yml",
+        ONE_BUCKET.replace("expires_in: 3d", "expires_in: 1d").replace(
+            "expires_in: 5d", "expires_in: 1h"
+        ),
+    )
+    kept = invoke(str(daily), "--existing", str(live))
+    assert kept.exit_code == 0, kept.output
+    found = statements(kept.stdout)
+    assert ip in found and age_ms(found["sharebatch-max-signature-age"]) == (7 * 86400 + 60) * 1000
+    assert "kept the existing sharebatch-max-signature-age of 7d1m" in kept.stderr
+    lowered = invoke(str(daily), "--existing", str(live), "--lower-age")
+    assert lowered.exit_code == 0, lowered.output
+    assert age_ms(statements(lowered.stdout)["sharebatch-max-signature-age"]) == 86460 * 1000
+    assert "lowered from 7d1m" in lowered.stderr
+    refused = invoke(str(daily), "--scope", "q3-daily")
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "--scope q3-daily: use 1 to 32 letters and digits" in refused.stderr
 
 
 def test_existing_file_that_is_no_policy_is_exit_2(tmp_path: Path) -> None:
@@ -211,10 +250,10 @@ def test_cloudfront_and_allow_ips_from_the_manifest(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     found = statements(result.stdout)
     assert age_ms(found["sharebatch-max-signature-age"]) == (3 * 86400 + 60) * 1000
-    (oac,) = [s for sid, s in found.items() if sid.startswith("sharebatch-oac-")]
+    (oac,) = [s for sid, s in found.items() if sid.startswith("sharebatch-m-oac-")]
     assert oac["Condition"] == {"StringEquals": {"AWS:SourceArn": arn}}
     assert oac["Resource"] == ["arn:aws:s3:::acme-reports/films/*"]
-    (ip,) = [s for sid, s in found.items() if sid.startswith("sharebatch-ip-")]
+    (ip,) = [s for sid, s in found.items() if sid.startswith("sharebatch-m-ip-")]
     assert ip["Resource"] == "arn:aws:s3:::acme-reports/partners/initech/*"
     assert ip["Condition"]["NotIpAddress"] == {"aws:SourceIp": ["203.0.113.0/24"]}
     assert "prefix reports/q3/" in result.stderr and "q3/hooli" in result.stderr
@@ -229,3 +268,27 @@ def test_cloudfront_without_distribution_arn_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "job films, recipient globex: cloudfront.distribution_arn" in result.stderr
+
+
+def test_policy_needs_no_private_key(tmp_path: Path) -> None:
+    """The policy holds nothing of the CloudFront key, and whoever applies it rarely has it
+    (an {env: ...} key may be set only for runs): with the key file gone, or readable by
+    everyone, ``sharebatch policy`` still prints the OAC statement (review R1); a key location
+    that is wrong as written (file and env both) is still exit 2."""
+    arn = "arn:aws:cloudfront::111122223333:distribution/EDFDVBD6EXAMPLE"
+    manifest = cloudfront_manifest(tmp_path, f"      distribution_arn: {arn}\n")
+    (tmp_path / "cf.pem").chmod(0o644)
+    loose = invoke(str(manifest))
+    assert loose.exit_code == 0, loose.stderr
+    (tmp_path / "cf.pem").unlink()
+    result = invoke(str(manifest))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == loose.stdout
+    (oac,) = [s for s in statements(result.stdout).values() if s["Principal"] != "*"]
+    assert oac["Condition"] == {"StringEquals": {"AWS:SourceArn": arn}}
+    text = manifest.read_text(encoding="utf-8")
+    both = text.replace("private_key: {file: ", "private_key: {env: SHAREBATCH_CF_KEY, file: ")
+    manifest.write_text(both, encoding="utf-8")
+    refused = invoke(str(manifest))
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "private_key needs exactly one of file and env" in refused.stderr

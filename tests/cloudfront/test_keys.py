@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sharebatch.cloudfront.keys import KeyProblem, key_algorithm, load_private_key
 from sharebatch.models import KeySource
-from tests.support.cloudfront_keys import make_key, pem, write_key
+from tests.support.cfkeys import make_key, pem, write_key
 
 
 def _problem(source: KeySource, environ: dict[str, str] | None = None) -> KeyProblem:
@@ -169,19 +169,21 @@ def test_an_encrypted_key_is_refused(tmp_path: Path) -> None:
         ("ed25519", "an Ed25519 key"),
         ("p384", "an EC key on secp384r1"),
         ("rsa1024", "a 1024-bit RSA key"),
+        ("rsa3072", "a 3072-bit RSA key"),
     ],
 )
 def test_keys_cloudfront_cannot_verify_are_refused_by_name(
     tmp_path: Path, kind: str, named: str
 ) -> None:
-    """DSA, Ed25519, EC off P-256 and RSA under 2048 bits: refused, naming what was found and
-    what is wanted; the message holds nothing of the key."""
+    """DSA, Ed25519, EC off P-256 and RSA of any size but 2048 bits (a 3072-bit key cannot be
+    put in a key group: "RSA 2048 or ECDSA 256", PublicKeyConfig): refused, naming what was
+    found and what is wanted; the message holds nothing of the key."""
     data = pem(make_key(kind))
     path = write_key(tmp_path / "cf.pem", data)
     problem = _problem(KeySource(file=str(path)))
     assert str(problem) == (
-        f"private key file {str(path)!r} holds {named}; CloudFront signs with RSA (2048 bits or"
-        " more) or ECDSA P-256 keys"
+        f"private key file {str(path)!r} holds {named}; CloudFront takes RSA 2048-bit or ECDSA"
+        " P-256 keys only"
     )
     _assert_no_key_material(problem, data)
 

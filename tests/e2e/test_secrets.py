@@ -68,6 +68,40 @@ def test_guard_recognises_every_kind_of_leak(tmp_path: Path) -> None:
     (run / "audit.jsonl").unlink()  # planted on purpose; the real guard checks this test too
 
 
+# The shape of a real CloudFront signature (RSA 2048: 344 characters of CloudFront's URL-safe
+# base64), made up. '~' '-' '_' stand for '/' '+' '='; about one signature in four has one in
+# its first 8 characters, which the SigV2 alphabet alone would miss.
+CF_SIGNATURE = "Ab~d-fGh_" + "k" * 333 + "__"
+CF_URL = (
+    "https://d1.cloudfront.net/a.pdf?Expires=1767290400"
+    f"&Signature={CF_SIGNATURE}&Key-Pair-Id=K2JCJMDEHXQW5F"
+)
+
+
+def test_guard_sees_a_cloudfront_signature_in_output() -> None:
+    """A CloudFront URL on stderr or in a log is a leak whatever its signature's first
+    characters are (review R1: the ``Signature=`` pattern took the SigV2 alphabet only);
+    ``Key-Pair-Id`` and ``Expires`` alone are not secrets."""
+    assert find_leaks(f"sharebatch: error: {CF_URL}") != []
+    assert find_leaks("Signature=~~--__AAbb") != []
+    assert find_leaks("Expires=1767290400&Key-Pair-Id=K2JCJMDEHXQW5F") == []
+
+
+def test_guard_sees_a_bare_cloudfront_signature_taken_from_a_bundle(tmp_path: Path) -> None:
+    """The signature of a CloudFront link in a bundle (a row with ``Key-Pair-Id``) printed
+    alone in an audit log is a leak, as an S3 link's ``X-Amz-Signature`` is (review R1:
+    ``scan_tree`` harvested S3 signatures only)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "links.csv").write_text(f"key,url\na.pdf,{CF_URL}\n", encoding="utf-8")
+    problems, signatures = scan_tree(tmp_path, set())
+    assert (problems, signatures) == ([], {CF_SIGNATURE})
+    (run / "audit.jsonl").write_text(f'{{"sig": "{CF_SIGNATURE}"}}\n', encoding="utf-8")
+    problems, _ = scan_tree(tmp_path, set())
+    assert len(problems) == 1 and problems[0].startswith(str(run / "audit.jsonl"))
+    (run / "audit.jsonl").unlink()  # planted on purpose; the real guard checks this test too
+
+
 @pytest.mark.parametrize("log_format", ["json", "console"])
 def test_temporary_credentials_never_reach_logs_or_summary(
     s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_format: str

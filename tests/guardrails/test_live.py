@@ -72,6 +72,25 @@ def test_age_limit_weaker_or_too_strict() -> None:
     assert judged(document)["signature-age"] == "too-strict"
 
 
+def test_a_manifest_over_plain_http_wants_no_tls_deny() -> None:
+    """A grant reaching the bucket over http://: the printed policy (no TLS deny) is judged
+    whole, with no https line; a TLS deny in place is too strict (it refuses those links);
+    the weaker age line says when it is expected (another manifest's longer links)."""
+    plain = (GRANTS[0].model_copy(update={"endpoint_url": "http://127.0.0.1:9000"}), GRANTS[1])
+    wanted = intent(manifest(*plain), BUCKET, now=NOW)
+    document = bucket_policy(manifest(*plain), None, now=NOW).document
+    found = {f.guardrail: f for f in findings(document, wanted)}
+    assert "https" not in found and {f.state for f in found.values()} == {"present"}
+    with_tls = {**document, "Statement": [*document["Statement"], printed()["Statement"][2]]}
+    https = {f.guardrail: f for f in findings(with_tls, wanted)}["https"]
+    assert https.state == "too-strict"
+    assert "q3/globex reach the bucket over http://" in https.text
+    condition = document["Statement"][0]["Condition"]["NumericGreaterThan"]
+    condition["s3:signatureAge"] = 30 * DAY * 1000
+    age = {f.guardrail: f for f in findings(document, wanted)}["signature-age"]
+    assert age.state == "weaker" and "--lower-age" in age.text
+
+
 def test_narrowing_conditions_and_not_action_do_not_count() -> None:
     """A deny narrowed by another condition, or written with NotAction, is not counted."""
     document = printed()

@@ -1,6 +1,8 @@
 """Each statement of ``sharebatch policy`` against the manifest's own numbers, on resolved
-grants built directly (tests/support/grants), and the whole document through cfn-lint's IAM
-policy rules (AWS's CloudFormation linter validates an ``AWS::S3::BucketPolicy``'s document)."""
+grants built directly (tests/support/grants), and the whole document through the policy
+linter (tests/support/policylint: cfn-lint's IAM policy rules for the shape, operators and
+actions, and a fixed list of AWS's condition keys for the keys and values cfn-lint leaves
+out)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from typing import Any
 import pytest
 
 from sharebatch.errors import UsageError
-from sharebatch.guardrails.document import bucket_policy
+from sharebatch.guardrails.document import bucket_policy, dumps
 from sharebatch.guardrails.policy import (
     SLACK_SECONDS,
     intent,
     partition_of,
+    scope_of,
     statements,
 )
 from sharebatch.models import MAX_EXPIRES_IN, UploadSlot
@@ -100,7 +103,7 @@ def test_https_only() -> None:
 
 
 def ip_statements(*grants: Any) -> list[dict[str, Any]]:
-    return [s for s in by_sid(*grants).values() if s["Sid"].startswith("sharebatch-ip-")]
+    return [s for s in by_sid(*grants).values() if s["Sid"].startswith("sharebatch-q3-ip-")]
 
 
 def test_ip_deny_covers_a_restricted_recipients_own_prefixes() -> None:
@@ -162,6 +165,70 @@ def test_cloudfront_sharer_does_not_block_an_ip_deny() -> None:
     assert len(found) == 1
 
 
+def test_a_cloudfront_recipients_page_under_the_prefix_blocks_the_deny() -> None:
+    """A link: cloudfront recipient's page is a SigV4 presigned GET under _sharebatch/pages/
+    (pages stay S3-presigned): a link: s3 recipient restricted on _sharebatch/ gets no IP
+    deny there, or the CloudFront recipient's page would be refused outside that network;
+    the note names it (review R1). With allow_ips of its own, its network joins the union."""
+    restricted = grant("globex", ("_sharebatch/",), allow_ips=("203.0.113.0/24",))
+    cf_page = grant("hooli", ("other/",), cloudfront="d111111abcdef8.cloudfront.net", pages=True)
+    result = bucket_policy(manifest(restricted, cf_page), None, now=NOW)
+    assert [s for s in result.document["Statement"] if "-ip-" in s["Sid"]] == []
+    (note,) = result.notes
+    assert "prefix _sharebatch/" in note and "q3/hooli" in note
+    limited = cf_page.model_copy(update={"allow_ips": ("198.51.100.0/24",)})
+    (deny,) = ip_statements(restricted, limited)
+    assert deny["Condition"]["NotIpAddress"]["aws:SourceIp"] == [
+        "203.0.113.0/24",
+        "198.51.100.0/24",
+    ]
+
+
+def test_https_only_is_not_written_for_a_bucket_reached_over_http() -> None:
+    """A grant whose endpoint_url is http:// (an S3-compatible store such as MinIO, which
+    honours aws:SecureTransport) has every link, page and slot over plain HTTP: a TLS deny
+    would refuse them all. It is left out and said (review R1); https:// endpoints keep it."""
+    plain = grant("globex").model_copy(update={"endpoint_url": "http://127.0.0.1:9000"})
+    result = bucket_policy(manifest(plain), None, now=NOW)
+    sids = [s["Sid"] for s in result.document["Statement"]]
+    assert sids == ["sharebatch-max-signature-age", "sharebatch-sigv4-only"]
+    (note,) = result.notes
+    assert note.startswith("bucket acme-reports: no sharebatch-https-only: q3/globex reach it")
+    tls = grant("globex").model_copy(update={"endpoint_url": "https://127.0.0.1:9000"})
+    assert "sharebatch-https-only" in by_sid(tls)
+
+
+def test_scope_names_this_manifests_own_statements() -> None:
+    """IP denies and OAC allows carry the scope (the manifest file's stem, letters and digits
+    only, or --scope); the bucket-wide three do not. A scope of other characters is exit 2,
+    and so is a file name without letters or digits when printing (doctor, which only judges,
+    is not refused for it)."""
+    grants = (
+        grant("globex", ("a/",), allow_ips=("203.0.113.0/24",)),
+        grant("initech", ("c/",), cloudfront="d1.cloudfront.net"),
+    )
+    named = manifest(*grants, path="/srv/q3-partners_2026.yml")
+    sids = [s["Sid"] for s in statements(intent(named, BUCKET, now=NOW))]
+    assert sids[:3] == [
+        "sharebatch-max-signature-age",
+        "sharebatch-sigv4-only",
+        "sharebatch-https-only",
+    ]
+    assert [sid.rsplit("-", 1)[0] for sid in sids[3:]] == [
+        "sharebatch-q3partners2026-ip",
+        "sharebatch-q3partners2026-oac",
+    ]
+    given = [s["Sid"] for s in statements(intent(named, BUCKET, now=NOW, scope="Weekly7"))]
+    assert given[3].startswith("sharebatch-Weekly7-ip-")
+    for bad in ("", "q3-partners", "x" * 33, "caf\u00e9"):
+        with pytest.raises(UsageError, match="letters and digits"):
+            intent(named, BUCKET, now=NOW, scope=bad)
+    with pytest.raises(UsageError, match="give --scope"):
+        bucket_policy(manifest(*grants, path="/srv/---.yml"), None, now=NOW)
+    assert intent(manifest(*grants, path="/srv/---.yml"), BUCKET, now=NOW).scope == "manifest"
+    assert scope_of("/srv/q3.v2.yml") == "q3v2"
+
+
 def test_oac_statement_per_distribution() -> None:
     """link: cloudfront grants of one distribution: one Allow for CloudFront's service
     principal on their prefixes, bound to the distribution by AWS:SourceArn."""
@@ -169,7 +236,7 @@ def test_oac_statement_per_distribution() -> None:
         grant("globex", ("a/",), cloudfront="d1.cloudfront.net"),
         grant("initech", ("b/", "a/"), cloudfront="d1.cloudfront.net"),
     )
-    (oac,) = [s for s in found.values() if s["Sid"].startswith("sharebatch-oac-")]
+    (oac,) = [s for s in found.values() if s["Sid"].startswith("sharebatch-q3-oac-")]
     assert oac["Effect"] == "Allow"
     assert oac["Principal"] == {"Service": "cloudfront.amazonaws.com"}
     assert oac["Action"] == "s3:GetObject"
@@ -239,16 +306,53 @@ def test_every_statement_passes_policy_problems() -> None:
     assert any("NumericGreaterThn" in problem for problem in policy_problems(broken))
 
 
+@pytest.mark.parametrize(
+    ("statement", "change", "found"),
+    [
+        (0, {"NumericGreaterThan": {"s3:signatureAgee": 1}}, "unknown condition key"),
+        (0, {"NumericGreaterThan": {"s3:signatureAge": "7d"}}, "s3:signatureAge value '7d'"),
+        (0, {"StringEquals": {"s3:authType": ["REST-QUERY"]}}, "s3:authType value"),
+        (1, {"Null": {"s3:signatureversions": "false"}}, "unknown condition key"),
+        (2, {"Bool": {"aws:SecureTransport": "no"}}, "aws:SecureTransport value 'no'"),
+        (3, {"NotIpAddress": {"aws:SourceIp": ["203.0.113.0/33"]}}, "aws:SourceIp value"),
+        (3, {"StringEquals": {"aws:SourceIp": "203.0.113.0/24"}}, "aws:SourceIp under"),
+        (4, {"StringEquals": {"AWS:SourceArn": "arn:aws:s3:::x"}}, "AWS:SourceArn value"),
+    ],
+)
+def test_the_linter_checks_condition_keys_and_values(
+    statement: int, change: dict[str, Any], found: str
+) -> None:
+    """cfn-lint checks operators, effects and action names, not condition keys or values: a
+    misspelt key (s3:signatureAgee, which S3 ignores, silently disabling the age guardrail),
+    a non-numeric age, a network that is none, a key under the wrong operator pass it
+    (review R1). ``policy_problems`` also holds each key to a fixed list from AWS's condition
+    key references and each value to its kind, so each of these is found."""
+    grants = (
+        grant("globex", ("a/",), allow_ips=("203.0.113.0/24",)),
+        grant("initech", ("c/",), cloudfront="d1.cloudfront.net"),
+    )
+    document = bucket_policy(manifest(*grants), None, now=NOW).document
+    assert policy_problems(document) == []
+    broken = json.loads(json.dumps(document))
+    broken["Statement"][statement]["Condition"].update(change)
+    assert any(found in problem for problem in policy_problems(broken))
+    broken["Statement"][statement]["Resource"] = "arn:aws:s4:::acme-reports/*"
+    assert any("is not an S3 ARN of acme-reports" in p for p in policy_problems(broken))
+
+
 def test_a_policy_over_s3s_size_limit_is_said() -> None:
     """S3 refuses bucket policies over 20 KB: a manifest whose IP denies pass it gets a note
-    with the size (the document is still printed, for the operator to split or trim)."""
+    with the size (the document is still printed, for the operator to split or trim). The
+    size is that of the document as printed, indented, as put-bucket-policy sends the file:
+    S3 does not document leaving whitespace out, so 60 denies (about 17 KB without
+    whitespace, 27 KB printed) are said too."""
     grants = [
         grant(f"r{n}", (f"partners/recipient-{n:03}/",), allow_ips=("203.0.113.0/24",))
-        for n in range(80)
+        for n in range(60)
     ]
     result = bucket_policy(manifest(*grants), None, now=NOW)
-    size = len(json.dumps(result.document, separators=(",", ":")).encode())
-    assert size > 20 * 1024
-    assert any(f"the policy is {size} bytes" in note for note in result.notes)
+    size = len(dumps(result.document).encode())
+    assert len(json.dumps(result.document, separators=(",", ":"))) < 20 * 1024 < size
+    assert any(f"the policy is {size} bytes as printed" in note for note in result.notes)
     small = bucket_policy(manifest(*grants[:5]), None, now=NOW)
     assert small.notes == ()

@@ -16,7 +16,7 @@ from sharebatch.manifest.load import Grant
 from tests.support.grants import BUCKET, grant, manifest
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-PREFIXES = ("a/", "a/b/", "a/b/c/", "d/", "d/e/", "f/")
+PREFIXES = ("a/", "a/b/", "a/b/c/", "d/", "d/e/", "f/", "_sharebatch/")
 NETWORKS = ("203.0.113.0/24", "198.51.100.0/25", "10.0.0.0/8", "2001:db8::/32")
 
 
@@ -28,7 +28,10 @@ def grants(draw: st.DrawFn) -> tuple[Grant, ...]:
         prefixes = tuple(draw(st.sets(st.sampled_from(PREFIXES), min_size=1, max_size=3)))
         kind = draw(st.sampled_from(("s3", "s3", "cloudfront")))
         if kind == "cloudfront":
-            made.append(grant(f"r{n}", prefixes, cloudfront=f"d{n % 2}.cloudfront.net"))
+            pages = draw(st.booleans())
+            made.append(
+                grant(f"r{n}", prefixes, cloudfront=f"d{n % 2}.cloudfront.net", pages=pages)
+            )
             continue
         networks = tuple(draw(st.sets(st.sampled_from(NETWORKS), max_size=2)))
         seconds = draw(st.integers(min_value=60, max_value=7 * 86400))
@@ -42,7 +45,8 @@ def grants(draw: st.DrawFn) -> tuple[Grant, ...]:
 def test_printed_policy_holds_what_it_can(found: tuple[Grant, ...]) -> None:
     """Whatever the grants: every guardrail of the printed policy is judged present, apart
     from prefixes left out for an unrestricted sharer; Sids are unique and ours; no IP deny
-    covers a prefix that an unrestricted link: s3 recipient reads."""
+    covers a prefix where an unrestricted recipient's presigned GETs read (a link: s3
+    recipient's prefixes, any recipient's pages)."""
     resolved = manifest(*found)
     document = bucket_policy(resolved, None, now=NOW).document
     wanted = intent(resolved, BUCKET, now=NOW)
@@ -52,7 +56,35 @@ def test_printed_policy_holds_what_it_can(found: tuple[Grant, ...]) -> None:
     sids = [s["Sid"] for s in document["Statement"]]
     assert len(sids) == len(set(sids)) and all(s.startswith("sharebatch-") for s in sids)
     open_prefixes = [p for g in found if g.link == "s3" and not g.allow_ips for p in g.prefixes]
+    open_prefixes += [
+        g.notify.pages_prefix
+        for g in found
+        if g.notify is not None and g.notify.delivery == "page" and not g.allow_ips
+    ]
     for rule in wanted.ip_rules:
         assert not any(
             p.startswith(rule.prefix) or rule.prefix.startswith(p) for p in open_prefixes
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(grants(), grants())
+def test_a_second_manifests_policy_keeps_the_firsts_guardrails(
+    first: tuple[Grant, ...], second: tuple[Grant, ...]
+) -> None:
+    """Two manifests on one bucket, the second's policy printed with the first's as
+    --existing: both manifests' guardrails hold by the live judge's reading, the age limit
+    at worst weaker (the longer of the two is kept), never too strict or missing."""
+    one = manifest(*first, path="/srv/one.yml")
+    two = manifest(*second, path="/srv/two.yml")
+    live = bucket_policy(one, None, now=NOW).document
+    after = bucket_policy(two, None, now=NOW, existing=live).document
+    for resolved in (one, two):
+        wanted = intent(resolved, BUCKET, now=NOW)
+        wrong = [
+            (f.guardrail, f.state)
+            for f in findings(after, wanted)
+            if f.state not in {"present", "unenforceable"}
+            and (f.guardrail, f.state) != ("signature-age", "weaker")
+        ]
+        assert wrong == []

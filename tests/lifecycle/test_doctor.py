@@ -530,6 +530,10 @@ def test_identity_is_not_asked_of_aws_for_a_custom_endpoint(
         text = MANIFEST.replace(
             "  region: eu-west-1\n", f"  region: eu-west-1\n  endpoint_url: {s3.endpoint}\n"
         )
+        # The policy printed for this manifest: a bucket it reaches over http:// gets no TLS
+        # deny (one in place would refuse its links, and doctor FAILs it).
+        policy = policy_of(text, datetime.now(UTC))
+        s3.client.put_bucket_policy(Bucket="acme-reports", Policy=json.dumps(policy))
     elif where == "option":
         options.append(f"--endpoint-url={s3.endpoint}")
     else:

@@ -146,7 +146,7 @@ def test_ip_denies_and_oac_are_judged_on_the_live_policy(s3: S3, tmp_path: Path)
     kept = [
         s
         for s in document["Statement"]
-        if not s["Sid"].startswith(("sharebatch-ip-", "sharebatch-oac-"))
+        if not s["Sid"].startswith(("sharebatch-q3-ip-", "sharebatch-q3-oac-"))
     ]
     s3.client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({**document, "Statement": kept}))
     checks = [c for c in diagnose(resolved, connection=connection).checks if c.name == "guardrails"]

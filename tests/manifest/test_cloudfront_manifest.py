@@ -18,7 +18,7 @@ from sharebatch.errors import ManifestError, ManifestIssue
 from sharebatch.manifest.load import Grant, Manifest, load_manifest, manifest_json_schema
 from sharebatch.models import CloudFrontLinks, KeySource
 from tests.support.bad_manifests import NOW
-from tests.support.cloudfront_keys import make_key, pem, write_key
+from tests.support.cfkeys import make_key, pem, write_key
 
 AS_OF = date(2026, 11, 28)
 DOMAIN = "d111111abcdef8.cloudfront.net"
@@ -250,7 +250,9 @@ def test_link_s3_is_the_default_and_ignores_a_cloudfront_block(tmp_path: Path) -
     )
     [issue] = _issues(mixed)
     assert (issue.field, issue.line) == ("defaults.expires_in", 4)
-    assert "30d is longer than the 7-day limit for presigned URLs (link: s3)" in issue.message
+    assert "30d is longer than the 7-day limit for presigned URLs (link: s3, written" in (
+        issue.message
+    )
     ok = _manifest(
         tmp_path,
         _text(
@@ -261,6 +263,45 @@ def test_link_s3_is_the_default_and_ignores_a_cloudfront_block(tmp_path: Path) -
     grants = _grants(_load(ok))
     assert (grants["initech"].link, grants["initech"].cloudfront) == ("s3", None)
     assert grants["globex"].cloudfront is not None
+
+
+def test_the_seven_day_refusal_names_what_made_the_links_s3(tmp_path: Path) -> None:
+    """One recipient of many switches to link: s3 under cloudfront defaults with 30d: the
+    refusal is at defaults.expires_in and names that recipient's link: line, so the operator
+    knows which of hundreds to look at (review R1). Links s3 because nothing sets link: say
+    so; an expires_at case names the link: line too."""
+    body = _text(recipients="      - id: globex\n      - id: initech\n        link: s3\n")
+    [issue] = _issues(_manifest(tmp_path, body))
+    assert issue.field == "defaults.expires_in"
+    assert (
+        "30d is longer than the 7-day limit for presigned URLs (link: s3, written at"
+        " jobs[0].recipients[1].link for recipient 'initech')" in issue.message
+    )
+    plain = (
+        "version: 1\ndefaults:\n  bucket: acme-reports\n  expires_in: 30d\njobs:\n"
+        "  - name: q3\n    prefixes: [a/]\n    recipients:\n      - id: x\n"
+    )
+    [issue] = _issues(_manifest(tmp_path, plain))
+    assert "(link: s3, the default: no link: is set)" in issue.message
+    stamp = (NOW + timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = f"    link: s3\n    expires_in: null\n    expires_at: {stamp}\n"
+    [issue] = _issues(_manifest(tmp_path, _text(job=job)))
+    assert issue.field == "jobs[0].expires_at"
+    assert "at most 7 days (link: s3, written at jobs[0].link)" in issue.message
+
+
+def test_expires_at_past_a_year_names_the_year_not_seven_days(tmp_path: Path) -> None:
+    """An expires_at 14 months after the run on a link: cloudfront grant is refused because
+    no kind of link lives past a year; the message names that limit, not the 7 days of
+    link: s3, which this grant does not have (review R1)."""
+    stamp = (NOW + timedelta(days=426)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = _text(
+        recipients=f"      - id: globex\n        expires_in: null\n        expires_at: {stamp}\n"
+    )
+    [issue] = _issues(_manifest(tmp_path, body))
+    assert issue.field == "jobs[0].recipients[0].expires_at"
+    assert f"{stamp} is more than 365 days after the run" in issue.message
+    assert "7 days after" not in issue.message
 
 
 def test_expiry_may_reach_max_expires_in_exactly(tmp_path: Path) -> None:
@@ -464,3 +505,26 @@ def test_a_misspelt_cloudfront_field_gets_a_suggestion(tmp_path: Path) -> None:
     [issue] = _issues(path)
     assert issue.field == "defaults.cloudfront.max_expire_in"
     assert "did you mean 'max_expires_in'?" in issue.message
+
+
+def test_load_keys_false_reads_no_key_but_checks_where_it_is(tmp_path: Path) -> None:
+    """``load_manifest(..., load_keys=False)`` (for ``sharebatch policy``): a missing key file,
+    one readable by everyone and an unset variable all load, with the key's location resolved
+    as the signer would read it; the default still refuses each. A location wrong as written
+    is refused either way."""
+    path = _manifest(tmp_path, _text(), key_mode=0o644)
+    loaded = load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False)
+    links = _grants(loaded)["globex"].cloudfront
+    assert links is not None and links.private_key == KeySource(file=str(tmp_path / "cf.pem"))
+    [issue] = _issues(path)
+    assert "readable by group or others" in issue.message
+    (tmp_path / "cf.pem").unlink()
+    assert load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False) == loaded
+    unset = _text().replace("{file: cf.pem}", "{env: SHAREBATCH_TEST_UNSET_KEY}")
+    path.write_text(unset, encoding="utf-8")
+    assert _grants(load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False))["globex"]
+    blank = _text().replace("{file: cf.pem}", "{file: ' '}")
+    path.write_text(blank, encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path, as_of=AS_OF, now=NOW, load_keys=False)
+    assert "file must name the private key file" in str(info.value.issues[0])

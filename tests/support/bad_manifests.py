@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.support.cloudfront_keys import CF_KEY_ENV, make_key, pem
+from tests.support.cfkeys import CF_KEY_ENV, make_key, pem
 from tests.support.paths import TESTS
 
 BAD = TESTS / "manifest" / "bad_manifests"
@@ -29,7 +29,7 @@ AFTER_BEFORE = (
     " modified_before 2026-06-30T00:00:00Z"
 )
 UPLOADS = "overlaps the upload prefix 'inbox/globex/' of recipient 'globex'"
-TOO_FAR = "2099-12-30T00:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
+TOO_FAR = "2099-12-30T00:00:00Z is more than 365 days after the run (2026-11-28T12:00:00Z)"
 SMTP_PASSWORD = "never written in the manifest: put it in the environment variable SHAREBATCH_SMTP"
 CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.acme.example'"
 PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"

@@ -82,13 +82,14 @@ def grant(
     return made if links is None else made.model_copy(update={"expiry": expiry})
 
 
-def manifest(*grants: Grant) -> Manifest:
-    """A manifest of these grants, one job per job name, in order."""
+def manifest(*grants: Grant, path: str = "/srv/manifests/q3.yml") -> Manifest:
+    """A manifest of these grants, one job per job name, in order; at ``path``, whose stem is
+    the default scope of its statements (``q3``)."""
     jobs: dict[str, list[Grant]] = {}
     for one in grants:
         jobs.setdefault(one.job, []).append(one)
     return Manifest(
-        path="/srv/manifests/q3.yml",
+        path=path,
         sha256="0" * 64,
         version=1,
         as_of=date(2026, 12, 2),

@@ -7,10 +7,11 @@ What is searched, for every test (tests/conftest.py wires it in):
   (subprocesses: ``python -m sharebatch``), recorded by ``Recorder``;
 * every ``audit*.jsonl``, ``summary.json`` and ``*.log`` file under the test's ``tmp_path``.
 
-What counts as a leak: an ``X-Amz-Signature``, ``X-Amz-Security-Token`` or SigV2 ``Signature``
-with a value; a PEM private key; the secret access key and session token of the test's
-environment; and the bare signature of any link found in a bundle under ``tmp_path`` (a
-signature printed alone, without its URL, is a leak as well).
+What counts as a leak: an ``X-Amz-Signature``, ``X-Amz-Security-Token``, SigV2 or CloudFront
+``Signature`` with a value; a PEM private key; the secret access key and session token of the
+test's environment; and the bare signature of any link found in a bundle under ``tmp_path``
+(S3's ``X-Amz-Signature`` and CloudFront's ``Signature`` beside a ``Key-Pair-Id``: a signature
+printed alone, without its URL, is a leak as well).
 
 Only bundles may hold URLs. A command whose data *is* links on stdout is marked
 ``@pytest.mark.secrets_on_stdout``: its stdout is exempt, never its stderr, logs or files.
@@ -28,11 +29,16 @@ from pathlib import Path
 _LEAK_PATTERNS = (
     re.compile(r"(?i)x-amz-signature[\"']?\s*[=:]\s*[\"']?[0-9a-f]{16}"),
     re.compile(r"(?i)x-amz-security-token[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9%+/=]{8}"),
-    re.compile(r"(?<![A-Za-z-])Signature=[A-Za-z0-9%+/]{8}"),
+    # SigV2's base64 (percent-encoded or not) and CloudFront's URL-safe base64, whose '-' '_'
+    # '~' stand for '+' '=' '/' and may come anywhere in a signature, its first characters too.
+    re.compile(r"(?<![A-Za-z-])Signature=[A-Za-z0-9%+/_~-]{8}"),
     # A PEM private key (the CloudFront signing key, issue 16) in any output or log.
     re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
 )
 _SIGNATURE = re.compile(r"(?i)x-amz-signature[\"']?\s*[=:]\s*[\"']?([0-9a-f]{64})")
+# A CloudFront signature: RSA 2048 is 344 characters, ECDSA P-256 (DER) about 96; the floor
+# keeps short ``Signature=`` values of anything else out of the secrets.
+_CLOUDFRONT_SIGNATURE = re.compile(r"(?<![A-Za-z-])Signature=([A-Za-z0-9_~-]{64,})")
 _LOG_FILE = re.compile(r"audit.*\.jsonl|summary\.json|.*\.log")
 _MAX_SCAN_BYTES = 20 * 1024 * 1024
 
@@ -75,7 +81,16 @@ def scan_tree(root: Path, secrets: set[str]) -> tuple[list[str], set[str]]:
     logs, others = [], []
     for path in _files(root):
         (logs if _LOG_FILE.fullmatch(path.name) else others).append(path)
-    signatures = {m.group(1) for p in others for m in _SIGNATURE.finditer(_read(p))}
+    signatures: set[str] = set()
+    for path in others:
+        text = _read(path)
+        signatures |= {m.group(1) for m in _SIGNATURE.finditer(text)}
+        signatures |= {
+            m.group(1)
+            for line in text.splitlines()
+            if "Key-Pair-Id=" in line
+            for m in _CLOUDFRONT_SIGNATURE.finditer(line)
+        }
     problems = []
     for path in logs:
         for leak in find_leaks(_read(path), secrets | signatures):
