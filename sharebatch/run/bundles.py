@@ -24,8 +24,12 @@ from sharebatch.files import HashingWriter, atomic_writer, private_dir
 from sharebatch.models import (
     AddressingStyle,
     BucketTarget,
+    CloudFrontHash,
+    CloudFrontLinks,
     Expiry,
+    KeySource,
     Link,
+    LinkKind,
     ShortCredentials,
     UploadSlot,
 )
@@ -226,6 +230,12 @@ class LinkPolicy:
     # The manifest's ``link_ids``: whether each link carries an x-sharebatch-id. Written to
     # the header only when false, so a bundle from before ids reads (and renews) as before.
     link_ids: bool = True
+    # The kind of link (issue 16) and, for CloudFront, how they were signed. Written only for
+    # ``cloudfront`` (and ``allow_ips`` only when set), so every S3 bundle stays byte for byte
+    # what it was. The key's source is named, never the key.
+    link: LinkKind = "s3"
+    cloudfront: CloudFrontLinks | None = None
+    allow_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +309,11 @@ class BundleHeader:
             }
             if not policy.link_ids:
                 data["link_ids"] = False
+            if policy.link == "cloudfront" and policy.cloudfront is not None:
+                data["link"] = "cloudfront"
+                data["cloudfront"] = _cloudfront_json(policy.cloudfront, policy.allow_ips)
+            if policy.allow_ips:
+                data["allow_ips"] = list(policy.allow_ips)
         if self.uploads is not None:
             data["uploads"] = self.uploads
         if self.upload is not None:
@@ -367,6 +382,13 @@ def _policy(header: _Fields) -> LinkPolicy:
     style = target.get("addressing_style") or "auto"
     if style not in get_args(AddressingStyle):
         raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")
+    link = header.get("link", "s3")
+    if link not in get_args(LinkKind):
+        raise ValueError(f"link: {link!r} is not s3 or cloudfront")
+    allow_ips = tuple(header.texts("allow_ips", "expected a list of CIDR ranges") or ())
+    settings = header.object("cloudfront")
+    if (link == "cloudfront") != (settings is not None):
+        raise ValueError("cloudfront: expected exactly when link is cloudfront")
     return LinkPolicy(
         expiry=Expiry(at=expiry.moment("expires_at"))
         if expiry.has("expires_at")
@@ -387,7 +409,57 @@ def _policy(header: _Fields) -> LinkPolicy:
         download_name=header.text_or_none("download_name"),
         content_type=header.text_or_none("content_type"),
         link_ids=link_ids,
+        link=cast(LinkKind, link),  # checked above
+        cloudfront=None if settings is None else _cloudfront(settings, allow_ips),
+        allow_ips=allow_ips,
     )
+
+
+def _cloudfront_json(settings: CloudFrontLinks, allow_ips: tuple[str, ...]) -> dict[str, Any]:
+    source = settings.private_key
+    return {
+        "domain": settings.domain,
+        "key_pair_id": settings.key_pair_id,
+        "hash": settings.hash,
+        "private_key": {"file": source.file} if source.file is not None else {"env": source.env},
+        "not_before": iso(settings.not_before) if settings.not_before else None,
+        "max_expires_in": settings.max_expires_in,
+        "policy": _policy_kind(settings, allow_ips),
+    }
+
+
+def _policy_kind(settings: CloudFrontLinks, allow_ips: tuple[str, ...]) -> str:
+    # CloudFront's canned policy holds only the resource and the end; a start or an address
+    # range needs a custom one.
+    return "custom" if settings.not_before is not None or allow_ips else "canned"
+
+
+def _cloudfront(settings: _Fields, allow_ips: tuple[str, ...]) -> CloudFrontLinks:
+    key = settings.object("private_key")
+    if key is None or key.has("file") == key.has("env"):
+        raise ValueError("cloudfront.private_key: expected {file: path} or {env: NAME}")
+    digest = settings.get("hash", "sha256")
+    if digest not in get_args(CloudFrontHash):
+        raise ValueError(f"cloudfront.hash: {digest!r} is not sha256 or sha1")
+    maximum = settings.count("max_expires_in")
+    if maximum < 1:
+        raise ValueError("cloudfront.max_expires_in: expected at least one second")
+    found = CloudFrontLinks(
+        domain=settings.text("domain"),
+        key_pair_id=settings.text("key_pair_id"),
+        private_key=KeySource(file=key.text("file"))
+        if key.has("file")
+        else KeySource(env=key.text("env")),
+        max_expires_in=maximum,
+        hash=cast(CloudFrontHash, digest),  # checked above
+        not_before=settings.moment("not_before") if settings.get("not_before") else None,
+    )
+    if settings.get("policy") != _policy_kind(found, allow_ips):
+        raise ValueError(
+            f"cloudfront.policy: {settings.get('policy')!r} is not what not_before and"
+            " allow_ips make it"
+        )
+    return found
 
 
 class _Fields:
