@@ -83,7 +83,7 @@ def write_cf_bundle(
     now = datetime.now(UTC).replace(microsecond=0)
     end = (links_end or now + timedelta(seconds=expires_in)).replace(microsecond=0)
     keyring = tmp_path / "keys"
-    keyring.mkdir(exist_ok=True)
+    keyring.mkdir(parents=True, exist_ok=True)
     key_file, _ = pair.write(keyring)
     run_dir = tmp_path / "out" / RUN_ID
     folder = run_dir / JOB / RECIPIENT
@@ -100,7 +100,7 @@ def write_cf_bundle(
         domain=origin, key_pair_id=pair.key_pair_id, key=pair.private, hash=hash
     )
     staging = tmp_path / "staging"
-    staging.mkdir()
+    staging.mkdir(parents=True)
     part = PartFile(staging / "rows.jsonl")
     links = []
     for key in keys:
