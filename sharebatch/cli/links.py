@@ -287,7 +287,8 @@ def verify(
 ) -> None:
     """Check that the links of bundles work: the object is there, same size and ETag.
 
-    GET links are tried with a one-byte GET (their signature refuses a HEAD).
+    GET links are tried with a one-byte GET (their signature refuses a HEAD). CloudFront links
+    are asked of their distribution the same way; one whose policy starts later is skipped.
 
     Example: sharebatch verify bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --sample 50
 
@@ -344,13 +345,15 @@ def renew(
     Writes a complete new bundle next to the old one (links.renewed-<time>-<hex>.json/.csv,
     and upload slots due again) and prints its paths; the old bundle is never changed. Only
     bundles their run's audit log records are renewed; a due link whose object is gone or
-    changed keeps its old row and is reported.
+    changed keeps its old row and is reported. CloudFront links are re-signed with the key the
+    header names (its file or variable), their domain, key pair, hash and IP range, up to
+    max_expires_in.
 
     Example: sharebatch renew bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --within 48h
 
     Exit codes: 0 renewed or nothing due; 1 a bundle or a link could not be renewed; 2 bad
     input (a bundle its run did not record); 3 no usable credentials, or credentials too
-    short for the bundle's policy.
+    short for the bundle's policy (S3 links only: CloudFront's are signed with the key pair).
     """
     setup_logging(verbose, quiet, log_format)
     report = renew_bundles(

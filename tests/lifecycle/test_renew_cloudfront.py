@@ -78,6 +78,11 @@ def test_due_links_are_re_signed_past_seven_days_and_download(s3: S3, tmp_path: 
         assert [e["old_link_id"] for e in events] == [r["link_id"] for r in old["links"]]
         assert [e["link_id"] for e in events] == [r["link_id"] for r in rows]
         assert len(audit_events(made.run_dir, "bundle_renewed")) == 1
+        # The audit log names links by digest: no CloudFront signature, old or new, is in it.
+        log = (made.run_dir / "audit.jsonl").read_text(encoding="utf-8")
+        assert "Signature=" not in log
+        for row in [*old["links"], *rows]:
+            assert row["url"].split("Signature=")[1].split("&")[0] not in log
 
 
 def test_a_renewal_of_a_renewal_is_vouched_for_and_renewed(s3: S3, tmp_path: Path) -> None:
