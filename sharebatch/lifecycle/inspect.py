@@ -135,7 +135,8 @@ def read_url(url: str, source: str = "") -> UrlFacts:
         )
     raise LinkError(
         f"{_where(source)}not a presigned S3 URL: no SigV4 (X-Amz-Algorithm...) or SigV2"
-        " (AWSAccessKeyId, Signature, Expires) parameters"
+        " (AWSAccessKeyId, Signature, Expires) parameters, nor a CloudFront signed URL"
+        " (Key-Pair-Id, Signature, Expires or Policy)"
     )
 
 
@@ -279,9 +280,15 @@ def read_cloudfront(url: str, source: str = "") -> CloudFrontUrl:
     )
 
 
+# Parameters only CloudFront reads: a URL with one of them is meant as a CloudFront link, and
+# one missing its other parameters is an INVALID one (with the reason), not "no link at all".
+_CLOUDFRONT_ONLY = re.compile(r"[?&](?:Key-Pair-Id|Policy|Hash-Algorithm)=")
+
+
 def read_link(url: str, source: str = "") -> LinkFacts:
     """Any link sharebatch issues read back: a CloudFront signed URL or a presigned S3 URL."""
-    if is_cloudfront_url(url.strip()):
+    text = url.strip()
+    if is_cloudfront_url(text) or _CLOUDFRONT_ONLY.search(text.partition("#")[0]):
         return read_cloudfront(url, source)
     return read_url(url, source)
 

@@ -95,6 +95,8 @@ def test_an_ecdsa_link_reads_like_any_other() -> None:
         (lambda url: url.replace("Policy=", "Policy=AAAA"), "Policy cannot be read"),
         (lambda url: url.replace("Hash-Algorithm=SHA256", "Hash-Algorithm=MD5"), "SHA256"),
         (lambda url: url + "&Key-Pair-Id=KOTHER", "Key-Pair-Id more than once"),
+        (lambda url: url.replace("&Signature=", "&Signed="), "no Signature"),
+        (lambda url: url.replace("Policy=", "Expires=1&Policy="), "exactly one of Expires"),
     ],
 )
 def test_a_malformed_link_is_invalid_with_its_reason(change: object, reason: str) -> None:
@@ -107,7 +109,7 @@ def test_a_malformed_link_is_invalid_with_its_reason(change: object, reason: str
     assert found["status"] == "INVALID"
     assert reason in found["problem"]
     assert found["expires_at"] is None and found["seconds_left"] is None
-    assert bad.split("Signature=")[1][:20] not in found["problem"]
+    assert url.split("Signature=")[1][:20] not in found["problem"]
 
 
 def test_cli_exit_codes_match_s3_links() -> None:
@@ -171,3 +173,16 @@ def test_a_bundle_of_cloudfront_links(s3: S3, tmp_path: Path) -> None:
     assert first["status"] == "INVALID"
     assert "not the header's domain" in first["problem"]
     assert edited["ok"] is False
+
+
+def test_a_csv_bundle_is_read_by_its_links_form(s3: S3, tmp_path: Path) -> None:
+    """links.csv has no header: its CloudFront links are told by their parameters, and read
+    like the JSON's."""
+    s3.bucket(BUCKET, FILES)
+    made = write_cf_bundle(tmp_path, s3, "http://127.0.0.1:9", rsa_pair(), hash="sha1")
+    report = inspect([str(made.folder / "links.csv")], datetime.now(UTC))
+    bundle = report["bundles"][0]
+    assert bundle["link"] == "cloudfront"
+    links = bundle["recipients"][0]["links"]
+    assert [(link["status"], link["hash"]) for link in links] == [("VALID", "sha1")] * 3
+    assert [link["key"] for link in links] == list(FILES)
