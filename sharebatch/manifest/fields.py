@@ -30,11 +30,18 @@ from sharebatch.manifest.periods import VARIABLES as PERIOD_VARIABLES
 from sharebatch.manifest.source import describe, show
 from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render_object
 from sharebatch.manifest.templates import unknown_message as unknown_variable
-from sharebatch.models import MAX_EXPIRES_IN
 from sharebatch.times import iso
 from sharebatch.visible import HIDDEN
 
 MAX_PREFIX_BYTES = 1024  # S3's limit on a key, and so on any useful prefix.
+MAX_CLOUDFRONT_EXPIRES_IN = 365 * 86_400
+"""The longest ``max_expires_in`` (and so link lifetime) we accept; CloudFront sets none.
+
+A signed URL cannot be taken back one by one: the only revocation is removing its public key
+from the key group, which kills every link signed with it. A year bounds how long a leaked
+link works if nobody rotates the key, and matches the yearly key rotation most security
+policies ask for; a file meant to stay reachable longer is a publication, not a share.
+"""
 SAMPLE_KEY = "dir/sample.pdf"  # what download_name is tried on at load time
 
 GRANT_VARIABLES: tuple[str, ...] = (
@@ -97,6 +104,24 @@ def _duration_field(value: object) -> int:
     if isinstance(value, int | str):  # bool included: parse_duration explains why not
         return parse_duration(value)
     raise ValueError(f"expected a duration, got {describe(value)}; {DURATION_HINT}")
+
+
+def _link_duration_field(value: object) -> int:
+    """``expires_in``: up to a year here; the limit of the grant's kind of link (7 days for
+    ``link: s3``, ``max_expires_in`` for cloudfront) is checked once the kind is known."""
+    if isinstance(value, float):
+        raise ValueError(f"{value} is not a duration: use whole seconds, or {DURATION_HINT[4:]}")
+    if not isinstance(value, int | str):
+        raise ValueError(f"expected a duration, got {describe(value)}; {DURATION_HINT}")
+    try:
+        return parse_duration(value, MAX_CLOUDFRONT_EXPIRES_IN)
+    except ValueError as exc:
+        if "longer than" not in str(exc):
+            raise
+        raise ValueError(
+            f"{exc}: no link lives that long (presigned URLs 7 days, CloudFront links their"
+            " max_expires_in, at most 365 days)"
+        ) from None
 
 
 def parse_size(value: str | int) -> int:
@@ -174,10 +199,13 @@ def _expires_at_field(value: object, info: ValidationInfo) -> datetime:
     if isinstance(now, datetime):
         if moment <= now:
             raise ValueError(f"{iso(moment)} is in the past (the run is at {iso(now)})")
-        if (moment - now).total_seconds() > MAX_EXPIRES_IN:
+        # 7 days is the limit of link: s3, checked per grant once the kind is known; past a
+        # year no kind of link could reach it.
+        if (moment - now).total_seconds() > MAX_CLOUDFRONT_EXPIRES_IN:
             raise ValueError(
                 f"{iso(moment)} is more than 7 days after the run ({iso(now)});"
-                " presigned URLs live at most 7 days"
+                " presigned URLs live at most 7 days, CloudFront links (link: cloudfront) at"
+                " most their max_expires_in, up to 365 days"
             )
     return moment
 
@@ -478,6 +506,12 @@ Duration = Annotated[
     PlainValidator(_duration_field),
     WithJsonSchema({"type": ["string", "integer"], "examples": ["72h", "7d", "P7D", 3600]}),
 ]
+LinkDuration = Annotated[
+    int,
+    PlainValidator(_link_duration_field),
+    WithJsonSchema({"type": ["string", "integer"], "examples": ["72h", "7d", "P7D", "90d", 3600]}),
+]
+"""A link's lifetime (``expires_in``): at most a year as written; see ``_link_duration_field``."""
 Size = Annotated[
     int,
     PlainValidator(_size_field),

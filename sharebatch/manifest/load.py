@@ -30,11 +30,14 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 from sharebatch.errors import ManifestError, UsageError
+from sharebatch.manifest.cloudfront import RawCloudFront, RawKeySource, misplaced_allow_ips
 from sharebatch.manifest.fields import (
     FORMATS,
+    MAX_CLOUDFRONT_EXPIRES_IN,
     BucketName,
     ContentType,
     DownloadName,
@@ -70,6 +73,7 @@ from sharebatch.manifest.source import (
 from sharebatch.manifest.source import show as _show
 from sharebatch.manifest.upload import RawUpload, check_overlaps
 from sharebatch.models import (
+    MAX_EXPIRES_IN,
     AddressingStyle,
     CloudFrontLinks,
     Expiry,
@@ -100,7 +104,8 @@ def _check_expiry(value: Expiry) -> Expiry:
     if (value.seconds is None) == (value.at is None):
         raise ValueError("an expiry has exactly one of seconds and at")
     if value.seconds is not None:
-        parse_duration(value.seconds)
+        # The kind's own limit (7 days for s3) is Grant._check_link's: it knows the kind.
+        parse_duration(value.seconds, MAX_CLOUDFRONT_EXPIRES_IN)
     if value.at is not None and value.at.utcoffset() is None:
         raise ValueError("expiry.at must be timezone-aware")
     return value
@@ -151,6 +156,19 @@ class Grant(BaseModel):
     # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
     notify: NotifySettings | None = None
     notify_off: bool = False  # ``notify: false`` left this grant out on purpose
+
+    @model_validator(mode="after")
+    def _check_link(self) -> Grant:
+        """CloudFront settings exactly for cloudfront links; a duration within the kind's
+        limit: SigV4's 7 days for s3, ``max_expires_in`` for cloudfront."""
+        if (self.cloudfront is not None) != (self.link == "cloudfront"):
+            raise ValueError("cloudfront settings are given exactly when link is cloudfront")
+        limit = MAX_EXPIRES_IN if self.cloudfront is None else self.cloudfront.max_expires_in
+        if self.expiry.seconds is not None and self.expiry.seconds > limit:
+            raise ValueError(f"expiry of {self.expiry.seconds} s is over the {self.link} limit")
+        if len(self.allow_ips) > 1 and self.link == "cloudfront":
+            raise ValueError("a CloudFront policy takes one network in AWS:SourceIp")
+        return self
 
 
 class Job(BaseModel):
@@ -329,8 +347,12 @@ def _unknown_field(path: PathKey) -> str:
     password = password_message(path)
     if password is not None:
         return f"unknown field: {password}"
+    misplaced = misplaced_allow_ips(path)
+    if misplaced is not None:
+        return misplaced
     names = [p for p in path[:-1] if isinstance(p, str)]
     groups: dict[str, type[BaseModel]] = {"filters": RawFilters, "upload": RawUpload}
+    groups |= {"cloudfront": RawCloudFront, "private_key": RawKeySource}
     groups |= {"notify": GROUPS[""], "smtp": GROUPS["smtp"], "webhook": GROUPS["webhook"]}
     model = groups.get(names[-1] if names else "") or _MODELS_AT.get(tuple(names))
     if model is None:

@@ -11,22 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sharebatch.manifest.cloudfront import (
+    CLOUDFRONT_FIELDS,
+    Cidr,
+    KeyCache,
+    RawCloudFront,
+    check_expiry_for_s3,
+    resolve_allow_ips,
+    resolve_cloudfront,
+)
 from sharebatch.manifest.fields import (
     FORMATS,
     BucketName,
     ContentType,
-    Duration,
     EndpointUrl,
     ExpiresAt,
     FilterMoment,
     Format,
+    LinkDuration,
     MaxLinks,
     NameTemplate,
     Pattern,
@@ -49,7 +58,7 @@ from sharebatch.manifest.periods import PeriodKind, parse_moment, previous_perio
 from sharebatch.manifest.source import IssueCollector, PathKey, format_path, show
 from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render
 from sharebatch.manifest.upload import OFF, UPLOAD_FIELDS, RawUpload, UploadSetting, resolve_slot
-from sharebatch.models import AddressingStyle, Expiry, Filters, ShortCredentials
+from sharebatch.models import AddressingStyle, Expiry, Filters, LinkKind, ShortCredentials
 from sharebatch.times import iso
 from sharebatch.units import counted
 
@@ -105,13 +114,15 @@ class RawSettings(RawModel):
         description="quarter (default), month or year: the last complete one before the run"
         f" date is what {{period.*}} means. {_SETTING}",
     )
-    expires_in: Duration | None = Field(
-        None, description=f"Link lifetime: 30m, 72h, 7d, P7D (at most 7 days). {_SETTING}"
+    expires_in: LinkDuration | None = Field(
+        None,
+        description="Link lifetime: 30m, 72h, 7d, P7D (at most 7 days for link: s3; up to"
+        f" cloudfront.max_expires_in for link: cloudfront). {_SETTING}",
     )
     expires_at: ExpiresAt | None = Field(
         None,
-        description="Links expire at this moment (with a zone), within 7 days of the run;"
-        f" instead of expires_in. {_SETTING}",
+        description="Links expire at this moment (with a zone), within 7 days of the run"
+        f" (cloudfront: within max_expires_in); instead of expires_in. {_SETTING}",
     )
     download_name: NameTemplate | None = Field(
         None,
@@ -136,6 +147,22 @@ class RawSettings(RawModel):
         " S3's access logs record (sharebatch usage); false, for stores that refuse unknown"
         f" query parameters. {_SETTING}",
     )
+    link: LinkKind | None = Field(
+        None,
+        description="s3 (default): S3 presigned URLs, at most 7 days; cloudfront: CloudFront"
+        f" signed URLs, set up in cloudfront:. {_SETTING}",
+    )
+    allow_ips: list[Cidr] | None = Field(
+        None,
+        description="Networks (CIDR) the links should work from, e.g. [203.0.113.0/24]; one"
+        " for link: cloudfront (its policy's IP condition), any number for link: s3 (enforced"
+        f" by the bucket policy of `sharebatch policy`). [] for none. {_SETTING}",
+    )
+    cloudfront: RawCloudFront | None = Field(
+        None,
+        description="CloudFront signed links, used with link: cloudfront; each field inherits"
+        f" on its own. {_SETTING}",
+    )
     filters: RawFilters | None = Field(
         None, description=f"Which files to share. Each filter field inherits on its own. {_SETTING}"
     )
@@ -151,7 +178,8 @@ class RawSettings(RawModel):
     )
 
 
-SETTINGS = tuple(n for n in RawSettings.model_fields if n not in ("filters", "upload", "notify"))
+_BLOCKS = ("filters", "upload", "notify", "cloudfront")
+SETTINGS = tuple(n for n in RawSettings.model_fields if n not in _BLOCKS)
 FILTERS = tuple(RawFilters.model_fields)
 
 
@@ -198,7 +226,7 @@ def _lookup(chain: tuple[_Level, ...], name: str) -> Found:
     return None
 
 
-def _expiry(chain: tuple[_Level, ...]) -> Expiry | _Invalid | None:
+def _expiry(chain: tuple[_Level, ...]) -> tuple[Expiry, PathKey] | _Invalid | None:
     # expires_in and expires_at are one setting: the most specific level giving either wins.
     for level in chain:
         if level.opaque:
@@ -208,7 +236,8 @@ def _expiry(chain: tuple[_Level, ...]) -> Expiry | _Invalid | None:
             return INVALID
         if given:
             value = level.values[given[0]]
-            return Expiry(seconds=value) if given[0] == "expires_in" else Expiry(at=value)
+            where = (*level.path, given[0])
+            return Expiry(seconds=value) if given[0] == "expires_in" else Expiry(at=value), where
     return None
 
 
@@ -243,6 +272,8 @@ class Resolver:
         self.context = context  # for pydantic validators: "now", which expires_at is checked by
         self.bad = {issue.field for issue in issues.items}  # paths reported so far
         self.defaults = _Level(("defaults",))
+        # cloudfront private_key files are relative to the manifest's folder, too.
+        self.keys = KeyCache(Path() if folder is None else folder)
 
     def resolve(self, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
         """Job dicts ready for ``manifest.Job`` (None if any is incomplete) and the output dir."""
@@ -291,6 +322,14 @@ class Resolver:
             else:
                 value = INVALID if upload is not None or format_path(where) in self.bad else None
             level.values[f"upload.{name}"] = value
+        block, where = node.get("cloudfront"), (*path, "cloudfront")
+        if block is not None or format_path(where) in self.bad:  # else: nothing set here
+            for name in CLOUDFRONT_FIELDS:
+                level.values[f"cloudfront.{name}"] = (
+                    self._parse(RawCloudFront, name, block.get(name), (*where, name))
+                    if isinstance(block, dict)
+                    else INVALID
+                )
         self._notify_level(level, node.get("notify"), (*path, "notify"))
         level.values = {k: v for k, v in level.values.items() if v is not None}
         if "expires_in" in level.values and "expires_at" in level.values:
@@ -383,10 +422,12 @@ class Resolver:
         for name in _PLAIN:
             found = _lookup(chain, name)
             grant[name] = found if found is INVALID or found is None else found[0]
-        grant["expiry"] = _expiry(chain)
+        expiry = _expiry(chain)
+        grant["expiry"] = expiry[0] if isinstance(expiry, tuple) else expiry
         for key, value in (("bucket", grant["bucket"]), ("expires_in", grant["expiry"])):
             if value is None:
                 missing.setdefault(key, []).append(path)
+        self._links(grant, chain, expiry, scope)
         own = self._templates(node.get("prefixes", []), (*path, "prefixes"))
         prefixes = [self._rendered(found, scope, check_prefix) for found in (*job_prefixes, *own)]
         grant["prefixes"] = tuple(dict.fromkeys(prefixes))
@@ -417,6 +458,42 @@ class Resolver:
         if INVALID in (*grant.values(), *who.values()):
             return None
         return {k: v for k, v in grant.items() if v is not None}  # None: the model's default
+
+    def _links(
+        self,
+        grant: dict[str, Any],
+        chain: tuple[_Level, ...],
+        expiry: tuple[Expiry, PathKey] | _Invalid | None,
+        scope: _Scope,
+    ) -> None:
+        """``link``, ``allow_ips`` and ``cloudfront`` of one grant, and its expiry checked
+        against the limit of its kind of link (7 days for s3, max_expires_in for cloudfront)."""
+        found = _lookup(chain, "link")
+        link = INVALID if found is INVALID else "s3" if found is None else found[0]
+        grant["link"] = link
+        now = self.context.get("now")
+        now = now if isinstance(now, datetime) else None
+        timed = (
+            ((expiry[0].seconds, expiry[0].at), expiry[1]) if isinstance(expiry, tuple) else None
+        )
+        ips = resolve_allow_ips(_lookup(chain, "allow_ips"), link, self.issues)
+        grant["allow_ips"] = INVALID if ips is None else ips
+        if link == "s3" and not check_expiry_for_s3(timed, self.issues, now):
+            grant["expiry"] = INVALID
+        if link != "cloudfront":
+            return
+        fields = {name: _lookup(chain, f"cloudfront.{name}") for name in CLOUDFRONT_FIELDS}
+        link_at = found[1] if isinstance(found, tuple) else ()
+        links = resolve_cloudfront(
+            fields,
+            link_at,
+            timed,
+            now,
+            lambda f, c: self._rendered(f, scope, c),
+            self.keys,
+            self.issues,
+        )
+        grant["cloudfront"] = INVALID if links is None else links
 
     def _page_needs_json(self, formats: tuple[str, ...], found: Found) -> None:
         """Refuse a grant mailed its page whose formats leave out json: the page's link is

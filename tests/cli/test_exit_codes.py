@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
-from tests.support.bad_manifests import BAD, BAD_CASES, NOW
+from tests.support.bad_manifests import BAD, BAD_CASES, NOW, corpus_keys
 from tests.support.s3 import S3, fetch, write_manifest
 
 GOOD = """\
@@ -93,7 +93,8 @@ def test_invalid_manifest_exits_2_and_writes_nothing(s3: S3, tmp_path: Path) -> 
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"{manifest}:4:15: defaults.expires_in: "
-        "9d is longer than the 7-day limit for presigned URLs",
+        "9d is longer than the 7-day limit for presigned URLs (link: s3); only link: cloudfront"
+        " links may live longer",
         "sharebatch: 1 problem in the manifest; nothing was listed or written",
     ]
     assert result.stdout == ""
@@ -242,7 +243,13 @@ def test_unsafe_run_id_is_refused(s3: S3, tmp_path: Path, run_id: str) -> None:
 
 @pytest.mark.parametrize(("name", "line", "column", "field", "text"), BAD_CASES)
 def test_every_bad_manifest_fails_the_run_with_exit_2(
-    tmp_path: Path, name: str, line: int | None, column: int | None, field: str, text: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    line: int | None,
+    column: int | None,
+    field: str,
+    text: str,
 ) -> None:
     """Through the CLI, each bad manifest: exit 2, its located message, no output folder.
 
@@ -250,6 +257,7 @@ def test_every_bad_manifest_fails_the_run_with_exit_2(
     clock is past the fixed one test_manifest loads them with: each keeps its place relative to
     the run (a moment two days ahead stays two days ahead) on whatever day the suite runs.
     """
+    corpus_keys(monkeypatch)
     # Only expires_at is judged against the clock; filter dates are the period's, not the run's.
     # One shift for the fixture and the expected text: a second ticking between them is no flake.
     clocked = field.endswith("expires_at")

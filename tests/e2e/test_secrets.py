@@ -41,11 +41,15 @@ jobs:
 
 
 def test_guard_recognises_every_kind_of_leak(tmp_path: Path) -> None:
-    """The guard flags a URL, a bare signature taken from a bundle, a token and the secret
-    key in logs and summaries, and leaves bundles (which hold links by design) alone."""
+    """The guard flags a URL, a bare signature taken from a bundle, a token, a PEM private key
+    and the secret key in logs and summaries, and leaves bundles (which hold links by design)
+    alone."""
     assert find_leaks(f"GET {URL}")
     assert find_leaks('{"x-amz-signature": "' + SIGNATURE + '"}')
     assert find_leaks(f"key {SECRET_KEY}", {SECRET_KEY})
+    for label in ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"):  # a CloudFront key
+        assert find_leaks(f"key: -----BEGIN {label}-----\nMIGHAgEAMBMGByqGSM49")
+    assert not find_leaks("-----BEGIN PUBLIC KEY-----")
     assert not find_leaks("url_sha256=" + hashlib.sha256(URL.encode()).hexdigest())
     run = tmp_path / "run"
     (run / "job" / "alice").mkdir(parents=True)

@@ -37,6 +37,7 @@ from tests.support.bad_manifests import (
     BAD,
     BAD_CASES,
     NOW,
+    corpus_keys,
 )
 from tests.support.paths import ROOT
 
@@ -618,9 +619,15 @@ def test_free_text_refuses_every_hidden_character(tmp_path: Path, field: str, ch
 
 @pytest.mark.parametrize(("name", "line", "column", "field", "text"), BAD_CASES)
 def test_bad_manifest_is_rejected_with_one_located_issue(
-    name: str, line: int | None, column: int | None, field: str, text: str
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    line: int | None,
+    column: int | None,
+    field: str,
+    text: str,
 ) -> None:
     """Each bad manifest raises ManifestError with exactly the expected file:line:col issue."""
+    corpus_keys(monkeypatch)
     path = BAD / name
     issues = issues_of(path)
     assert len(issues) == 1, "\n".join(map(str, issues))

@@ -1,12 +1,18 @@
 """The bad-manifest corpus (tests/manifest/bad_manifests): each file and its one located issue.
 
 ``NOW`` is the fixed moment the corpus is judged at: no outcome depends on the real clock.
+Files with ``link: cloudfront`` read their private key from the environment (a key file in
+git cannot keep the private mode the loader demands): ``corpus_keys`` sets the variables they
+name, a usable P-256 key and an Ed25519 one that must be refused.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from tests.support.cloudfront_keys import CF_KEY_ENV, make_key, pem
 from tests.support.paths import TESTS
 
 BAD = TESTS / "manifest" / "bad_manifests"
@@ -29,6 +35,21 @@ CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.a
 PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"
 IDN = "write the domain in its ASCII (punycode) form: 'xn--glbex-kua.example'"
 PAGE_NEEDS_JSON = "no links.json, where delivery: page keeps the link to the recipient page"
+CF_CAP = "is longer than the cloudfront max_expires_in 90d (defaults.cloudfront.max_expires_in)"
+CF_AT = "2027-03-08T12:00:00Z is more than 90d after the run (2026-11-28T12:00:00Z)"
+S3_AT = "2026-12-06T12:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
+CF_BESIDE = "allow_ips is not a cloudfront field: put it beside link:"
+CF_ONE_IP = "a CloudFront policy's AWS:SourceIp takes exactly one"
+CF_NO_BLOCK = "link: cloudfront needs a cloudfront: block with domain (e.g. d111111abcdef8"
+
+
+def corpus_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the corpus's cloudfront files name their keys in."""
+    monkeypatch.setenv(CF_KEY_ENV, pem(make_key("p256")).decode("ascii"))
+    monkeypatch.setenv(CF_KEY_ENV + "_ED25519", pem(make_key("ed25519")).decode("ascii"))
+    monkeypatch.delenv(CF_KEY_ENV + "_UNSET", raising=False)
+
+
 BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("yaml_syntax_error.yml", 8, 15, "", "invalid YAML: expected ',' or ']'"),
     ("tab_indentation.yml", 9, 1, "", "tabs"),
@@ -170,4 +191,71 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("notify_delivery_bad.yml", 8, 15, "defaults.notify.delivery", "'page' or 'links'"),
     ("notify_is_true.yml", 5, 11, "defaults.notify", "or false to send nothing"),
     ("notify_page_without_json.yml", 11, 14, "jobs[0].formats", PAGE_NEEDS_JSON),
+    # link kinds and CloudFront (keys come from corpus_keys' environment)
+    ("link_unknown.yml", 5, 9, "defaults.link", "must be 's3' or 'cloudfront', got the text"),
+    ("expires_at_8d_for_s3.yml", 8, 17, "jobs[0].expires_at", S3_AT),
+    ("allow_ips_not_cidr.yml", 6, 15, "defaults.allow_ips[0]", "not a network in CIDR form"),
+    ("allow_ips_host_bits.yml", 6, 15, "defaults.allow_ips[0]", "did you mean 203.0.113.0/24?"),
+    ("cloudfront_allow_ips_two.yml", 6, 14, "defaults.allow_ips", CF_ONE_IP),
+    ("cloudfront_allow_ips_inside_block.yml", 11, 5, "defaults.cloudfront.allow_ips", CF_BESIDE),
+    ("cloudfront_block_missing.yml", 8, 11, "jobs[0].link", CF_NO_BLOCK),
+    ("cloudfront_missing_domain.yml", 7, 5, "defaults.cloudfront", "cloudfront needs domain"),
+    (
+        "cloudfront_missing_max_expires_in.yml",
+        7,
+        5,
+        "defaults.cloudfront",
+        "link: cloudfront needs max_expires_in (e.g. 90d)",
+    ),
+    ("cloudfront_expires_in_over_max.yml", 4, 15, "defaults.expires_in", "120d " + CF_CAP),
+    ("cloudfront_expires_at_over_max.yml", 14, 17, "jobs[0].expires_at", CF_AT),
+    (
+        "cloudfront_max_expires_in_over_a_year.yml",
+        10,
+        21,
+        "defaults.cloudfront.max_expires_in",
+        "max_expires_in 400d is longer than 365 days",
+    ),
+    ("cloudfront_key_file_missing.yml", 9, 18, "defaults.cloudfront.private_key", "does not exist"),
+    (
+        "cloudfront_key_file_is_a_directory.yml",
+        9,
+        18,
+        "defaults.cloudfront.private_key",
+        "is a directory, not a key file",
+    ),
+    ("cloudfront_key_env_unset.yml", 9, 18, "defaults.cloudfront.private_key", "is not set"),
+    ("cloudfront_key_ed25519.yml", 9, 18, "defaults.cloudfront.private_key", "an Ed25519 key"),
+    (
+        "cloudfront_key_file_and_env.yml",
+        9,
+        18,
+        "defaults.cloudfront.private_key",
+        "exactly one of file and env",
+    ),
+    ("cloudfront_domain_path.yml", 7, 13, "defaults.cloudfront.domain", "must not have a path"),
+    ("cloudfront_domain_scheme.yml", 7, 13, "defaults.cloudfront.domain", "without the scheme"),
+    ("cloudfront_domain_http.yml", 7, 13, "defaults.cloudfront.domain", "in clear text"),
+    ("cloudfront_hash_md5.yml", 11, 11, "defaults.cloudfront.hash", "'sha256' or 'sha1', got"),
+    (
+        "cloudfront_key_pair_id_lowercase.yml",
+        8,
+        18,
+        "defaults.cloudfront.key_pair_id",
+        "not a CloudFront public key id",
+    ),
+    (
+        "cloudfront_distribution_arn_bad.yml",
+        11,
+        23,
+        "defaults.cloudfront.distribution_arn",
+        "is not a CloudFront distribution ARN",
+    ),
+    (
+        "cloudfront_not_before_unknown_variable.yml",
+        11,
+        17,
+        "defaults.cloudfront.not_before",
+        "unknown template variable {period.nextstart}",
+    ),
 ]

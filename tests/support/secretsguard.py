@@ -8,9 +8,9 @@ What is searched, for every test (tests/conftest.py wires it in):
 * every ``audit*.jsonl``, ``summary.json`` and ``*.log`` file under the test's ``tmp_path``.
 
 What counts as a leak: an ``X-Amz-Signature``, ``X-Amz-Security-Token`` or SigV2 ``Signature``
-with a value; the secret access key and session token of the test's environment; and the bare
-signature of any link found in a bundle under ``tmp_path`` (a signature printed alone, without
-its URL, is a leak as well).
+with a value; a PEM private key; the secret access key and session token of the test's
+environment; and the bare signature of any link found in a bundle under ``tmp_path`` (a
+signature printed alone, without its URL, is a leak as well).
 
 Only bundles may hold URLs. A command whose data *is* links on stdout is marked
 ``@pytest.mark.secrets_on_stdout``: its stdout is exempt, never its stderr, logs or files.
@@ -29,6 +29,8 @@ _LEAK_PATTERNS = (
     re.compile(r"(?i)x-amz-signature[\"']?\s*[=:]\s*[\"']?[0-9a-f]{16}"),
     re.compile(r"(?i)x-amz-security-token[\"']?\s*[=:]\s*[\"']?[A-Za-z0-9%+/=]{8}"),
     re.compile(r"(?<![A-Za-z-])Signature=[A-Za-z0-9%+/]{8}"),
+    # A PEM private key (the CloudFront signing key, issue 16) in any output or log.
+    re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
 )
 _SIGNATURE = re.compile(r"(?i)x-amz-signature[\"']?\s*[=:]\s*[\"']?([0-9a-f]{64})")
 _LOG_FILE = re.compile(r"audit.*\.jsonl|summary\.json|.*\.log")
