@@ -29,6 +29,7 @@ from sharebatch.errors import LinkError, SigningError
 from sharebatch.models import LINK_ID_PARAM, CloudFrontLinks, Expiry, KeySource, Link, ObjectRef
 from sharebatch.run import link_ids
 from sharebatch.times import iso
+from sharebatch.visible import visible
 
 
 def load_keys(
@@ -95,14 +96,19 @@ class CloudFrontResigner:
                 f"job {self.job}: a renewed link would end at {iso(expires)}, before its start"
                 f" {iso(start)}; run the manifest again instead"
             )
-        url = self._signer.sign(
-            obj.key,
-            expires,
-            query=query,
-            not_before=start,
-            # The manifest allows one range for CloudFront (its AWS:SourceIp takes one CIDR).
-            source_ip=self.allow_ips[0] if self.allow_ips else None,
-        )
+        try:
+            url = self._signer.sign(
+                obj.key,
+                expires,
+                query=query,
+                not_before=start,
+                # The manifest allows one range for CloudFront (AWS:SourceIp takes one CIDR).
+                source_ip=self.allow_ips[0] if self.allow_ips else None,
+            )
+        except ValueError as exc:  # an IP range or key CloudFront's policy cannot hold
+            raise SigningError(
+                f"job {self.job}: cannot re-sign {visible(obj.key)}: {exc}"
+            ) from None
         return Link(
             job=self.job,
             recipient=recipient,

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
 from sharebatch.blocking import blocking
+from sharebatch.cloudfront.keys import PrivateKey
 from sharebatch.errors import LinkError
 from sharebatch.files import private_dir
 from sharebatch.lifecycle.cfresign import CloudFrontResigner, load_keys
@@ -62,6 +63,7 @@ from sharebatch.models import (
     Connection,
     Credentials,
     Expiry,
+    KeySource,
     Link,
     ObjectRef,
     PostSigner,
@@ -453,6 +455,7 @@ async def renew_bundles_async(
             if s.cloudfront and (settings := _settings(s)) is not None
         }
     )
+    resigners = [_resigner(s, keys) for s in sources]
     async with S3Gateway(connection) as gateway:
         credentials = await gateway.credentials()
         now = datetime.now(UTC)
@@ -487,17 +490,16 @@ async def renew_bundles_async(
             ],
         )
         renewals = []
-        for source, rows, slot_due, passed in zip(
-            sources, due, slots_due, fixed_end_passed, strict=True
+        for source, resigner, rows, slot_due, passed in zip(
+            sources, resigners, due, slots_due, fixed_end_passed, strict=True
         ):
             if not (rows or slot_due) or passed:
                 renewals.append(_nothing(source, passed))
                 continue
             target = gateway.effective(source.target)
             presign = await gateway.signers.presigner(target, credentials)
-            settings = _settings(source)
             signer: Signer | CloudFrontResigner
-            if settings is None:
+            if resigner is None:
                 signer = Signer(
                     presign,
                     job=source.header.job,
@@ -506,14 +508,7 @@ async def renew_bundles_async(
                     link_ids=source.link_ids,
                 )
             else:
-                signer = CloudFrontResigner(
-                    job=source.header.job,
-                    settings=settings,
-                    allow_ips=source.header.policy.allow_ips if source.header.policy else (),
-                    expiry=source.expiry,
-                    key=keys[settings.private_key],
-                    ids=source.link_ids,
-                )
+                signer = resigner
             gone = await _check_objects(gateway, target, rows)
             slots = None
             if slot_due and source.slot is not None:
@@ -530,6 +525,27 @@ def _settings(source: _Source) -> CloudFrontLinks | None:
     """A CloudFront bundle's ``cloudfront`` header settings; None for an S3 bundle."""
     policy = source.header.policy
     return policy.cloudfront if policy is not None and policy.link == "cloudfront" else None
+
+
+def _resigner(source: _Source, keys: Mapping[KeySource, PrivateKey]) -> CloudFrontResigner | None:
+    """A CloudFront bundle's signer, made before anything is asked: a domain, key pair id or
+    key the signer cannot use (a header no sharebatch run writes) is ``LinkError``."""
+    settings = _settings(source)
+    if settings is None:
+        return None
+    policy = source.header.policy
+    try:
+        return CloudFrontResigner(
+            job=source.header.job,
+            settings=settings,
+            allow_ips=policy.allow_ips if policy else (),
+            expiry=source.expiry,
+            key=keys[settings.private_key],
+            ids=source.link_ids,
+        )
+    except (ValueError, TypeError) as exc:
+        # The signer's messages name the setting, never the key.
+        raise LinkError(f"{source.bundle.path}: header: cloudfront: {exc}") from None
 
 
 async def _check_objects(

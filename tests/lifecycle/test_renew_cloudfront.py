@@ -17,7 +17,14 @@ from sharebatch.lifecycle.cfresign import CloudFrontResigner, own_query
 from sharebatch.models import LINK_ID_PARAM, CloudFrontLinks, Expiry, KeySource
 from sharebatch.run.bundles import BundleHeader
 from sharebatch.run.link_ids import link_id_of
-from tests.support.cfbundle import BUCKET, FILES, CfBundle, audit_events, write_cf_bundle
+from tests.support.cfbundle import (
+    BUCKET,
+    FILES,
+    CfBundle,
+    audit_events,
+    sha256_of,
+    write_cf_bundle,
+)
 from tests.support.cfkeys import public_keys, rsa_pair
 from tests.support.cloudfront_edge import cloudfront_edge, fetch
 from tests.support.linkkit import invoke
@@ -258,3 +265,20 @@ def test_max_expires_in_caps_a_fixed_end() -> None:
         "https://h/k?a=1&x-sharebatch-id=old&b=2&Expires=1&Signature=s&Key-Pair-Id=K", True
     )
     assert query == [("a", "1"), (LINK_ID_PARAM, new_id), ("b", "2")]
+
+
+def test_a_recorded_header_the_signer_cannot_use_is_bad_input(s3: S3, tmp_path: Path) -> None:
+    """Even a header its run recorded is refused (exit 2, nothing written) when its domain is
+    no host name or loopback origin: the signer's refusal names the setting, no traceback."""
+    s3.bucket(BUCKET, FILES)
+    made = write_cf_bundle(tmp_path, s3, "http://127.0.0.1:9", rsa_pair(), expires_in=3600)
+    data = made.data()
+    data["header"]["cloudfront"]["domain"] = "http://192.0.2.1:9"
+    made.json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    event = {"event": "bundle_written", "sha256": sha256_of(made.json_path)}
+    with (made.run_dir / "audit.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(event) + "\n")
+    result = invoke("renew", str(made.json_path), "--within", "2h")
+    assert result.exit_code == 2
+    assert "header: cloudfront: a CloudFront origin with a scheme must be" in result.stderr
+    assert not list(made.folder.glob("links.renewed-*"))
