@@ -14,7 +14,7 @@ import pytest
 
 from sharebatch.cloudfront.read import read_cloudfront_url
 from sharebatch.lifecycle.cfresign import CloudFrontResigner, own_query
-from sharebatch.models import LINK_ID_PARAM, CloudFrontLinks, Expiry, KeySource
+from sharebatch.models import LINK_ID_PARAM, CloudFrontHash, CloudFrontLinks, Expiry, KeySource
 from sharebatch.run.bundles import BundleHeader
 from sharebatch.run.link_ids import link_id_of
 from tests.support.cfbundle import (
@@ -25,7 +25,7 @@ from tests.support.cfbundle import (
     sha256_of,
     write_cf_bundle,
 )
-from tests.support.cfkeys import public_keys, rsa_pair
+from tests.support.cfkeys import ec_pair, public_keys, rsa_pair
 from tests.support.cloudfront_edge import cloudfront_edge, fetch
 from tests.support.linkkit import invoke
 from tests.support.s3 import S3
@@ -44,15 +44,21 @@ def soon(hours: int = 1) -> datetime:
     return datetime.now(UTC) + timedelta(hours=hours)
 
 
-def test_due_links_are_re_signed_past_seven_days_and_download(s3: S3, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "hash"), [("rsa", "sha256"), ("rsa", "sha1"), ("ecdsa", "sha256")]
+)
+def test_due_links_are_re_signed_past_seven_days_and_download(
+    s3: S3, tmp_path: Path, kind: str, hash: CloudFrontHash
+) -> None:
     """Links of a 30-day policy that end within the window get new 30-day links: same
     distribution, key pair and hash, the download name kept, new link ids, link_renewed with
-    kind cloudfront; each downloads through the edge with the object's exact bytes."""
+    kind cloudfront; each downloads through the edge with the object's exact bytes (RSA with
+    SHA-256 or SHA-1, ECDSA P-256)."""
     s3.bucket(BUCKET, FILES)
-    pair = rsa_pair()
+    pair = rsa_pair() if kind == "rsa" else ec_pair()
     with cloudfront_edge(s3, BUCKET, public_keys(pair)) as edge:
         made = write_cf_bundle(
-            tmp_path, s3, edge.origin, pair, expires_in=30 * 86400, links_end=soon()
+            tmp_path, s3, edge.origin, pair, expires_in=30 * 86400, links_end=soon(), hash=hash
         )
         old = made.data()
         result = invoke("renew", str(made.folder), "--within", "2h")
@@ -64,11 +70,7 @@ def test_due_links_are_re_signed_past_seven_days_and_download(s3: S3, tmp_path: 
         assert isinstance(rows, list)
         for was, row in zip(old["links"], rows, strict=True):
             facts = read_cloudfront_url(row["url"])
-            assert (facts.key_pair_id, facts.hash, facts.canned) == (
-                pair.key_pair_id,
-                "sha256",
-                True,
-            )
+            assert (facts.key_pair_id, facts.hash, facts.canned) == (pair.key_pair_id, hash, True)
             left = facts.expires - datetime.now(UTC)
             assert timedelta(days=29, hours=23) < left <= timedelta(days=30)
             assert row["url"].startswith(edge.origin + "/")
