@@ -347,7 +347,7 @@ def renew(
     bundles their run's audit log records are renewed; a due link whose object is gone or
     changed keeps its old row and is reported. CloudFront links are re-signed with the key the
     header names (its file or variable), their domain, key pair, hash and IP range, up to
-    max_expires_in.
+    max_expires_in. --within may be up to 366d (CloudFront links outlive 7 days).
 
     Example: sharebatch renew bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --within 48h
 
@@ -358,7 +358,9 @@ def renew(
     setup_logging(verbose, quiet, log_format)
     report = renew_bundles(
         bundles,
-        within=_within(within),
+        # CloudFront links may live up to a year: renewing them weeks ahead needs a window past
+        # SigV4's 7 days (for S3 links such a window makes every link due, as 7 days nearly does).
+        within=_within(within, INSPECT_WITHIN_MAX),
         connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
         audit_logs=audit_log or (),
     )

@@ -284,3 +284,15 @@ def test_a_recorded_header_the_signer_cannot_use_is_bad_input(s3: S3, tmp_path: 
     assert result.exit_code == 2
     assert "header: cloudfront: a CloudFront origin with a scheme must be" in result.stderr
     assert not list(made.folder.glob("links.renewed-*"))
+
+
+def test_the_window_may_pass_seven_days_for_long_links(s3: S3, tmp_path: Path) -> None:
+    """--within 31d renews 30-day CloudFront links weeks ahead (the window is not SigV4's)."""
+    s3.bucket(BUCKET, FILES)
+    made = write_cf_bundle(tmp_path, s3, "http://127.0.0.1:9", rsa_pair(), expires_in=30 * 86400)
+    assert invoke("renew", str(made.folder), "--within", "29d").stderr.endswith(
+        "nothing to renew\n"
+    )
+    result = invoke("renew", str(made.folder), "--within", "31d")
+    assert result.exit_code == 0, result.output
+    assert len(renewed(result, made)["links"]) == 3
