@@ -53,8 +53,8 @@ test-clock: $(VENV)/.dev-installed
 # Speed and memory claims come from here (ratios measured side by side in one run), never
 # from timed assertions in tests. Then the run benchmarks (~10 minutes) and notify at
 # concurrency 1 vs 8 against a slow SMTP server (~10 minutes) on 2 cores, and reading 100k and
-# 1M access log lines for `usage` (~2 minutes), hostile quote floods 16 vs 64 KiB (seconds);
-# results: docs/performance.md.
+# 1M access log lines for `usage` (~2 minutes), hostile quote floods 16 vs 64 KiB (seconds),
+# CloudFront signing by key kind (seconds); results: docs/performance.md.
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_signing.py
 	$(BIN)/python bench/bench_run.py
@@ -62,6 +62,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_usage.py
 	$(BIN)/python bench/bench_floods.py
 	$(BIN)/python bench/bench_forged.py
+	$(BIN)/python bench/bench_cloudfront.py
 
 # Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
 lock:

@@ -128,8 +128,26 @@ class SlotSummary(TypedDict):
     expires_at: str
 
 
+class CloudFrontReport(TypedDict):
+    """How a ``link: cloudfront`` recipient's links are signed, as ``summary.json`` says it
+    (where the key is read from stays in the bundle's header; the key itself nowhere)."""
+
+    domain: str
+    key_pair_id: str
+    hash: CloudFrontHash
+    policy: Literal["canned", "custom"]
+    not_before: str | None
+    max_expires_in: int
+
+
 class RecipientReport(TypedDict):
-    """One recipient of a job in ``summary.json``."""
+    """One recipient of a job in ``summary.json``.
+
+    The keys after ``unlinkable_count`` are there only when they say something, so the
+    summary of a run of S3 links stays as it was: ``link`` and ``cloudfront`` for CloudFront
+    links, ``allow_ips`` when the grant names networks, ``page_expires_at`` when the recipient
+    page's own S3 link ends before the CloudFront links on it.
+    """
 
     id: str
     links: int
@@ -142,6 +160,10 @@ class RecipientReport(TypedDict):
     uploads: list[SlotSummary]
     unlinkable: list[str]
     unlinkable_count: int
+    link: NotRequired[LinkKind]
+    cloudfront: NotRequired[CloudFrontReport]
+    allow_ips: NotRequired[list[str]]
+    page_expires_at: NotRequired[str]
 
 
 class JobReport(TypedDict):

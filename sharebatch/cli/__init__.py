@@ -5,7 +5,7 @@ code. The commands are plain functions, one module per group; they are registere
 order ``sharebatch --help`` lists them.
 """
 
-from sharebatch.cli import approve, commands, doctor, inbox, links, notify, remind, usage
+from sharebatch.cli import approve, commands, doctor, inbox, links, notify, policy, remind, usage
 from sharebatch.cli.app import app
 
 for command in (
@@ -14,6 +14,7 @@ for command in (
     commands.schema,
     commands.demo,
     doctor.doctor,
+    policy.policy,
     inbox.inbox,
     links.inspect,
     links.verify,

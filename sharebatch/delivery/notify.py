@@ -378,6 +378,11 @@ def bundle_content(run_dir: Path, entry: DeliveryEntry, bundle: Path | None = No
     ends = [row.expires_at for row in read.rows] + [
         parse_iso(str(u["expires_at"])) for u in read.uploads
     ]
+    # A page of CloudFront links may end before them (its S3 link is capped): the mail
+    # promises only what the page keeps.
+    page_ends = header.get("page_expires_at") if has_page and isinstance(header, dict) else None
+    if isinstance(page_ends, str):
+        ends.append(parse_iso(page_ends))
     return Content(
         page_url=page_url if isinstance(page_url, str) else None,
         links=tuple(MailLink(row.key, row.size, row.url) for row in read.rows),

@@ -5,7 +5,9 @@ one ``Check`` (OK, WARN or FAIL): whose credentials these are and when they die;
 local clock agrees with S3 (presigned URLs carry the signer's time); for each bucket its
 region, Block Public Access, default encryption, server access logging (where the logs go:
 ``sharebatch usage`` reads receipts from them, so no job may share that place and no upload
-slot may write there), whether each prefix may be listed and, with
+slot may write there), which guardrails of ``sharebatch policy`` its live bucket policy holds
+(judged by meaning: missing WARN, an age limit that would cut the manifest's links FAIL),
+whether each prefix may be listed and, with
 ``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
 the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
 
@@ -39,7 +41,10 @@ from typing import Any, Literal
 
 from sharebatch.blocking import blocking
 from sharebatch.cloudfront.keys import KeyProblem, key_algorithm, load_private_key
-from sharebatch.errors import CredentialsError
+from sharebatch.errors import CredentialsError, UsageError
+from sharebatch.guardrails.document import parse_policy
+from sharebatch.guardrails.live import State, findings
+from sharebatch.guardrails.policy import Intent, buckets, intent
 from sharebatch.manifest.load import Grant, Manifest, load_manifest
 from sharebatch.models import (
     MAX_EXPIRES_IN,
@@ -152,7 +157,10 @@ async def diagnose_async(
         checks.append(check)
         pages = _pages_prefixes(gateway, manifest)
         reach = _reach(gateway, manifest)
-        checks += await _buckets(gateway, prefixes, pages, reach, credentials is not None, clock)
+        intents = {b: intent(manifest, b, now=now) for b in buckets(manifest)} if manifest else {}
+        checks += await _buckets(
+            gateway, prefixes, pages, reach, intents, credentials is not None, clock
+        )
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
             checks += cloudfront_checks(manifest, now)
@@ -248,6 +256,7 @@ async def _buckets(
     prefixes: dict[BucketTarget, list[str]],
     pages: dict[BucketTarget, list[str]],
     reach: dict[str | None, dict[str, _Reach]],
+    intents: dict[str, Intent],
     signed: bool,
     clock: Callable[[], datetime],
 ) -> list[Check]:
@@ -281,6 +290,9 @@ async def _buckets(
         # S3 logs only into a bucket of the same account and region, so of the same endpoint.
         same_store = reach.get(target.endpoint_url, {})
         checks.append(_logging(target.bucket, logging, same_store))
+        intended = intents.get(target.bucket)
+        if intended is not None:
+            checks += _guardrails(intended, await gateway.preflight.bucket_policy(located))
         checks += await _listing(gateway, located, wanted)
         for prefix in pages.get(target, []):
             checks.append(await _page_writing(gateway, located, prefix))
@@ -494,6 +506,46 @@ def _logging(bucket: str, answer: Answer, reach: dict[str, _Reach]) -> Check:
         f" receipts: sharebatch usage OUT/<run-id> --access-logs {where}"
     )
     return Check("OK", "logging", bucket, text)
+
+
+_GUARD_STATUS: dict[State, Status] = {
+    "present": "OK",
+    "missing": "WARN",
+    "weaker": "WARN",
+    "unenforceable": "WARN",
+    # A limit below the manifest's lifetimes refuses links before they end: the run's own
+    # links would break, as with credentials that die first.
+    "too-strict": "FAIL",
+}
+
+
+def _guardrails(wanted: Intent, answer: Answer) -> list[Check]:
+    """Which guardrails of ``sharebatch policy`` the live bucket policy holds, by meaning."""
+    bucket = wanted.bucket
+    if answer.error:
+        text = f"cannot read the bucket policy ({answer.error}: {answer.message}); not checked"
+        return [Check("WARN", "guardrails", bucket, text)]
+    found = answer.facts.get("policy")
+    try:
+        live = (
+            parse_policy(found, f"the bucket policy of {bucket}")
+            if isinstance(found, str)
+            else None
+        )
+    except UsageError as exc:
+        return [Check("WARN", "guardrails", bucket, str(exc))]
+    checks = []
+    hinted = False
+    for finding in findings(live, wanted):
+        status = _GUARD_STATUS[finding.state]
+        message = finding.text
+        if status != "OK" and not hinted:
+            hinted = True
+            message += (
+                f"; sharebatch policy MANIFEST --bucket {shlex.quote(bucket)} prints the statements"
+            )
+        checks.append(Check(status, "guardrails", bucket, message))
+    return checks
 
 
 async def _listing(gateway: S3Gateway, target: BucketTarget, prefixes: list[str]) -> list[Check]:

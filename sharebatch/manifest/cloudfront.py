@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from sharebatch.cloudfront.keys import KeyProblem, load_private_key
+from sharebatch.cloudfront.keys import KeyProblem, key_algorithm, load_private_key
 from sharebatch.manifest.fields import (
     MAX_CLOUDFRONT_EXPIRES_IN,
     FilterMoment,
@@ -300,7 +300,8 @@ class KeyCache:
     def __init__(self, folder: Path, environ: Mapping[str, str] | None = None) -> None:
         self.folder = folder
         self.environ = environ
-        self.seen: dict[KeySource, str | None] = {}  # source -> problem (None: loads)
+        # source -> (problem or None, the key's algorithm when it loads)
+        self.seen: dict[KeySource, tuple[str | None, str | None]] = {}
 
     def source(self, raw: RawKeySource) -> KeySource:
         """The source as the signer will read it: a relative file made absolute, from the
@@ -310,12 +311,18 @@ class KeyCache:
         return KeySource(env=raw.env)
 
     def problem(self, source: KeySource) -> str | None:
+        return self._load(source)[0]
+
+    def algorithm(self, source: KeySource) -> str | None:
+        """``rsa`` or ``ecdsa-p256`` for a key that loads, else None."""
+        return self._load(source)[1]
+
+    def _load(self, source: KeySource) -> tuple[str | None, str | None]:
         if source not in self.seen:
             try:
-                load_private_key(source, self.environ)
-                self.seen[source] = None
+                self.seen[source] = (None, key_algorithm(load_private_key(source, self.environ)))
             except KeyProblem as exc:
-                self.seen[source] = str(exc)
+                self.seen[source] = (str(exc), None)
         return self.seen[source]
 
 
@@ -327,6 +334,16 @@ def resolve_allow_ips(found: Found, link: object, issues: IssueCollector) -> tup
         return None
     values, where = found
     networks = tuple(dict.fromkeys(values))
+    # aws-cli's `cloudfront sign`: "CloudFront only supports IPv4 addresses and ranges" in
+    # AWS:SourceIp; an IPv6 network there would make every link refuse every viewer.
+    ipv6 = [n for n in networks if ":" in n]
+    if link == "cloudfront" and ipv6:
+        issues.at(
+            where,
+            f"allow_ips has the IPv6 network {ipv6[0]}, but a CloudFront policy's AWS:SourceIp"
+            " takes IPv4 only (turn IPv6 off on the distribution for IP-limited links)",
+        )
+        return None
     if link == "cloudfront" and len(networks) > 1:
         issues.at(
             where,
@@ -391,6 +408,17 @@ def resolve_cloudfront(
     problem = keys.problem(source)
     if problem is not None:
         issues.at(key_at, problem)
+        complete = False
+    hash_given = given.get("hash")
+    if (
+        hash_given is not None
+        and hash_given[0] == "sha1"
+        and keys.algorithm(source) == "ecdsa-p256"
+    ):
+        # CloudFront verifies ECDSA signatures over SHA-256 only (aws-cli's `cloudfront sign`).
+        issues.at(
+            hash_given[1], "hash: sha1 needs an RSA key; an ECDSA P-256 key signs with sha256"
+        )
         complete = False
     max_expires_in, max_at = given["max_expires_in"]
     if isinstance(expiry, tuple):

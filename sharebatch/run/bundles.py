@@ -18,7 +18,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast, get_args
+from typing import IO, Any, Literal, cast, get_args
 
 from sharebatch.files import HashingWriter, atomic_writer, private_dir
 from sharebatch.models import (
@@ -230,11 +230,12 @@ class LinkPolicy:
     # The manifest's ``link_ids``: whether each link carries an x-sharebatch-id. Written to
     # the header only when false, so a bundle from before ids reads (and renews) as before.
     link_ids: bool = True
-    # The kind of link (issue 16) and, for CloudFront, how they were signed. Written only for
-    # ``cloudfront`` (and ``allow_ips`` only when set), so every S3 bundle stays byte for byte
-    # what it was. The key's source is named, never the key.
+    # The kind of every link of the bundle (one grant, one kind) and, for CloudFront, how they
+    # were signed (never the key: where it is read from). Written only for ``cloudfront``, so
+    # every S3 bundle stays as it was.
     link: LinkKind = "s3"
     cloudfront: CloudFrontLinks | None = None
+    # Networks the links should work from (written only when there are some, both kinds).
     allow_ips: tuple[str, ...] = ()
 
 
@@ -279,6 +280,9 @@ class BundleHeader:
     # The recipient page's presigned GET (``delivery: page``): a bearer secret, like the links.
     page_url: str | None = field(default=None, repr=False)
     page_link_id: str | None = None
+    # When the page's own S3 link ends before the bundle's links (CloudFront links that
+    # outlive what SigV4 or the credentials allow it); absent otherwise.
+    page_expires_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -309,8 +313,9 @@ class BundleHeader:
             }
             if not policy.link_ids:
                 data["link_ids"] = False
-            if policy.link == "cloudfront" and policy.cloudfront is not None:
-                data["link"] = "cloudfront"
+            if policy.link != "s3":
+                data["link"] = policy.link
+            if policy.cloudfront is not None:
                 data["cloudfront"] = _cloudfront_json(policy.cloudfront, policy.allow_ips)
             if policy.allow_ips:
                 data["allow_ips"] = list(policy.allow_ips)
@@ -326,6 +331,8 @@ class BundleHeader:
             data["page_url"] = self.page_url
         if self.page_link_id is not None:
             data["page_link_id"] = self.page_link_id
+        if self.page_expires_at is not None:
+            data["page_expires_at"] = self.page_expires_at
         return data
 
     @classmethod
@@ -365,7 +372,68 @@ class BundleHeader:
             renewed=header.count("renewed") if header.has("renewed") else None,
             page_url=header.text("page_url") if header.has("page_url") else None,
             page_link_id=header.text("page_link_id") if header.has("page_link_id") else None,
+            page_expires_at=header.moment_text("page_expires_at")
+            if header.has("page_expires_at")
+            else None,
         )
+
+
+def cloudfront_policy(
+    settings: CloudFrontLinks, allow_ips: tuple[str, ...]
+) -> Literal["canned", "custom"]:
+    """Which CloudFront policy the links carry: custom as soon as it holds a start or a
+    network (``cloudfront.sign`` decides the same way), canned otherwise."""
+    return "custom" if settings.not_before is not None or allow_ips else "canned"
+
+
+def _cloudfront_json(settings: CloudFrontLinks, allow_ips: tuple[str, ...]) -> dict[str, Any]:
+    source = settings.private_key
+    return {
+        "domain": settings.domain,
+        "key_pair_id": settings.key_pair_id,
+        "hash": settings.hash,
+        "private_key": {"file": source.file} if source.file is not None else {"env": source.env},
+        "not_before": iso(settings.not_before) if settings.not_before is not None else None,
+        "max_expires_in": settings.max_expires_in,
+        "policy": cloudfront_policy(settings, allow_ips),
+    }
+
+
+def _cloudfront(
+    header: _Fields, link: object, allow_ips: tuple[str, ...]
+) -> CloudFrontLinks | None:
+    settings = header.object("cloudfront")
+    if link == "s3":
+        if settings is not None:
+            raise ValueError("cloudfront: given for S3 links")
+        return None
+    if settings is None:
+        raise ValueError("cloudfront: missing for link cloudfront")
+    key = settings.object("private_key")
+    if key is None:
+        raise ValueError("cloudfront.private_key: missing")
+    file, env = key.text_or_none("file"), key.text_or_none("env")
+    if (file is None) == (env is None) or not (file or env) or len(key.keys()) != 1:
+        raise ValueError("cloudfront.private_key: expected {file: path} or {env: NAME}")
+    digest = settings.get("hash", "sha256")
+    if digest not in get_args(CloudFrontHash):
+        raise ValueError(f"cloudfront.hash: {digest!r} is not sha256 or sha1")
+    result = CloudFrontLinks(
+        domain=settings.text("domain"),
+        key_pair_id=settings.text("key_pair_id"),
+        private_key=KeySource(file=file, env=env),
+        max_expires_in=settings.count("max_expires_in"),
+        hash=cast(CloudFrontHash, digest),  # one of them, checked above
+        not_before=None if settings.get("not_before") is None else settings.moment("not_before"),
+    )
+    if len(allow_ips) > 1:
+        raise ValueError("allow_ips: a CloudFront policy takes one network")
+    if result.max_expires_in <= 0:
+        raise ValueError("cloudfront.max_expires_in: expected a positive number of seconds")
+    policy = settings.get("policy")
+    if policy != _cloudfront_json(result, allow_ips)["policy"]:
+        raise ValueError(f"cloudfront.policy: {policy!r} does not match not_before and allow_ips")
+    return result
 
 
 def _policy(header: _Fields) -> LinkPolicy:
@@ -379,16 +447,13 @@ def _policy(header: _Fields) -> LinkPolicy:
     link_ids = header.get("link_ids", True)
     if not isinstance(link_ids, bool):
         raise ValueError(f"link_ids: {link_ids!r} is not true or false")
-    style = target.get("addressing_style") or "auto"
-    if style not in get_args(AddressingStyle):
-        raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")
     link = header.get("link", "s3")
     if link not in get_args(LinkKind):
         raise ValueError(f"link: {link!r} is not s3 or cloudfront")
-    allow_ips = tuple(header.texts("allow_ips", "expected a list of CIDR ranges") or ())
-    settings = header.object("cloudfront")
-    if (link == "cloudfront") != (settings is not None):
-        raise ValueError("cloudfront: expected exactly when link is cloudfront")
+    allow_ips = tuple(header.texts("allow_ips") or ())
+    style = target.get("addressing_style") or "auto"
+    if style not in get_args(AddressingStyle):
+        raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")
     return LinkPolicy(
         expiry=Expiry(at=expiry.moment("expires_at"))
         if expiry.has("expires_at")
@@ -410,56 +475,9 @@ def _policy(header: _Fields) -> LinkPolicy:
         content_type=header.text_or_none("content_type"),
         link_ids=link_ids,
         link=cast(LinkKind, link),  # checked above
-        cloudfront=None if settings is None else _cloudfront(settings, allow_ips),
+        cloudfront=_cloudfront(header, link, allow_ips),
         allow_ips=allow_ips,
     )
-
-
-def _cloudfront_json(settings: CloudFrontLinks, allow_ips: tuple[str, ...]) -> dict[str, Any]:
-    source = settings.private_key
-    return {
-        "domain": settings.domain,
-        "key_pair_id": settings.key_pair_id,
-        "hash": settings.hash,
-        "private_key": {"file": source.file} if source.file is not None else {"env": source.env},
-        "not_before": iso(settings.not_before) if settings.not_before else None,
-        "max_expires_in": settings.max_expires_in,
-        "policy": _policy_kind(settings, allow_ips),
-    }
-
-
-def _policy_kind(settings: CloudFrontLinks, allow_ips: tuple[str, ...]) -> str:
-    # CloudFront's canned policy holds only the resource and the end; a start or an address
-    # range needs a custom one.
-    return "custom" if settings.not_before is not None or allow_ips else "canned"
-
-
-def _cloudfront(settings: _Fields, allow_ips: tuple[str, ...]) -> CloudFrontLinks:
-    key = settings.object("private_key")
-    if key is None or key.has("file") == key.has("env"):
-        raise ValueError("cloudfront.private_key: expected {file: path} or {env: NAME}")
-    digest = settings.get("hash", "sha256")
-    if digest not in get_args(CloudFrontHash):
-        raise ValueError(f"cloudfront.hash: {digest!r} is not sha256 or sha1")
-    maximum = settings.count("max_expires_in")
-    if maximum < 1:
-        raise ValueError("cloudfront.max_expires_in: expected at least one second")
-    found = CloudFrontLinks(
-        domain=settings.text("domain"),
-        key_pair_id=settings.text("key_pair_id"),
-        private_key=KeySource(file=key.text("file"))
-        if key.has("file")
-        else KeySource(env=key.text("env")),
-        max_expires_in=maximum,
-        hash=cast(CloudFrontHash, digest),  # checked above
-        not_before=settings.moment("not_before") if settings.get("not_before") else None,
-    )
-    if settings.get("policy") != _policy_kind(found, allow_ips):
-        raise ValueError(
-            f"cloudfront.policy: {settings.get('policy')!r} is not what not_before and"
-            " allow_ips make it"
-        )
-    return found
 
 
 class _Fields:
@@ -510,6 +528,14 @@ class _Fields:
     def object(self, name: str) -> _Fields | None:
         value = self._data.get(name)
         return None if value is None else _Fields(value, self._where + name)
+
+    def keys(self) -> list[str]:
+        return list(self._data)
+
+    def moment_text(self, name: str) -> str:
+        """A moment as the header writes it (``times.iso``), checked but kept as text."""
+        self.moment(name)
+        return self.text(name)
 
     def moment(self, name: str) -> datetime:
         text = self.text(name)

@@ -13,6 +13,11 @@ It is stored privately in the bundle's bucket at ``<pages_prefix><random>.html``
 slot on it and carries its own link id (``x-sharebatch-id``, unless the bundle's policy says
 ``link_ids: false``). The audit log records ``page_stored`` with its key, sha256 and link id,
 never the URL.
+
+The page's link is always an S3 presigned one, whatever kind its links are. CloudFront links
+may live past what SigV4 (7 days) or the run's credentials allow an S3 link: the page's link
+then ends first, at that cap (``page_capped`` in the log; the page says its own end and each
+link's; ``page_lifetimes`` holds it to the credentials before the run starts).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from sharebatch.run.bundles import BundleHeader
 from sharebatch.run.delivery_plan import StoredPage
 from sharebatch.run.link_ids import new_link_id
 from sharebatch.run.plan import Plan, Route
-from sharebatch.run.sign import Lifetime, credential_limit, signed_window
+from sharebatch.run.sign import Lifetime, Wanted, credential_limit, policy_end, signed_window
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
 from sharebatch.units import counted, human_size
@@ -143,10 +148,21 @@ def _page(
         f'<p class="meta" id="summary">{_e(header.job)}: '
         f"{_e(counted(len(rows), 'file'))}, {_e(human_size(total))} in all; "
         f"prepared {_e(header.generated_at)}</p>\n"
-        f'<p class="note" id="expiry">This page and its links work until '
-        f'<time datetime="{_attr(iso(expires_at))}">{_e(iso(expires_at))}</time> (UTC). '
-        "Anyone who has them can use them until then: please do not forward them.</p>\n"
     )
+    until = f'<time datetime="{_attr(iso(expires_at))}">{_e(iso(expires_at))}</time> (UTC)'
+    cloudfront = header.policy is not None and header.policy.link == "cloudfront"
+    if cloudfront and any(parse_iso(str(row["expires_at"])) > expires_at for row in rows):
+        # CloudFront links may outlive any S3 link, this page's own among them.
+        yield (
+            f'<p class="note" id="expiry">This page works until {until}; each link on it '
+            "until the time beside it, so keep the links you need before the page ends. "
+            "Anyone who has them can use them: please do not forward them.</p>\n"
+        )
+    else:
+        yield (
+            f'<p class="note" id="expiry">This page and its links work until {until}. '
+            "Anyone who has them can use them until then: please do not forward them.</p>\n"
+        )
     if rows:
         yield (
             '<h2>Files</h2>\n<table id="files"><thead><tr><th>Name</th>'
@@ -249,13 +265,19 @@ async def publish_page(
     limit = credential_limit(credentials, policy.on_short_credentials) if credentials else None
     now = clock()
     end = page_expiry(rows, uploads)
-    if end is None:
+    if end is None and policy.link == "cloudfront":
+        # Its links' window is no S3 link's: the page's link gets at most SigV4's.
+        start = now.replace(microsecond=0)
+        end = min(policy_end(policy.expiry, start), start + timedelta(seconds=MAX_EXPIRES_IN))
+    elif end is None:
         left = Lifetime(header.job, policy.expiry, limit).expires_in(now)
         end = now.replace(microsecond=0) + timedelta(seconds=left)
     lifetime = Lifetime(header.job, Expiry(at=end), limit, "a recipient page")
     # Up to the second the links end: a signer stamps whole seconds, so rounding up here and
     # its stamp rounding down meet exactly at ``end`` (re-signed shorter if its second ticks).
-    seconds = min(math.ceil((end - now).total_seconds()), MAX_EXPIRES_IN)
+    # CloudFront links may outlive what SigV4 allows: the page's own link then ends first.
+    wanted = math.ceil((end - now).total_seconds())
+    seconds = min(wanted, MAX_EXPIRES_IN)
     if seconds <= 0:
         raise SigningError(
             f"job {header.job}, recipient {header.recipient}: every link of the page ended at "
@@ -271,6 +293,25 @@ async def publish_page(
 
     # Signed before it is stored: a link refused by the credentials' policy leaves nothing.
     url, _, expires_at = lifetime.sign(header.recipient, sign, seconds)
+    if expires_at < end:
+        by_credentials = lifetime.clamped_to is not None or (
+            limit is not None and expires_at == limit.expiry
+        )
+        log.warning(
+            "page_capped",
+            job=header.job,
+            recipient=header.recipient,
+            page_expires_at=iso(expires_at),
+            links_end=iso(end),
+            capped_by="credentials" if by_credentials else "sigv4",
+            message="the page's own S3 link ends before the links on it, at what "
+            + (
+                "the credentials signing it allow"
+                if by_credentials
+                else f"SigV4 allows ({MAX_EXPIRES_IN}s)"
+            )
+            + "; the links themselves work until their own end",
+        )
     body = render_page(header, rows, uploads, expires_at=expires_at).encode("utf-8")
     digest = hashlib.sha256(body).hexdigest()
     stored = await gateway.put_private(
@@ -294,6 +335,26 @@ async def publish_page(
         link_id=link_id,
     )
     return page, url
+
+
+def page_lifetimes(plan: Plan, now: datetime) -> list[Wanted]:
+    """What the page link of each ``link: cloudfront`` route with a page asks of the
+    credentials (for ``sign.check_lifetimes``): to end with its links, at most SigV4's 7 days.
+
+    An S3 route's page ends with its links, which ``check_lifetimes`` holds to the credentials
+    already; a CloudFront route's links are not (a key pair signs them), its page link is.
+    """
+    cap = now + timedelta(seconds=MAX_EXPIRES_IN)
+    return [
+        (
+            route.job,
+            route.recipient,
+            Expiry(at=min(policy_end(route.grant.expiry, now), cap)),
+            route.grant.on_short_credentials,
+        )
+        for route in plan.routes
+        if route.grant.link == "cloudfront" and page_settings(route) is not None
+    ]
 
 
 def page_settings(route: Route) -> NotifySettings | None:

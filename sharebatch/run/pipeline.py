@@ -16,25 +16,25 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sharebatch.audit import emit_many, get_logger, url_digest
-from sharebatch.errors import S3ListingError, SharebatchError
+from sharebatch.errors import S3ListingError, SharebatchError, SigningError
+from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
-from sharebatch.run.sign import Signer, credential_limit
+from sharebatch.run.sign import RouteSigner, Signer, credential_limit
 from sharebatch.s3.gateway import Level, S3Gateway
 from sharebatch.times import iso
 
 log = get_logger()
 
-# Signing is CPU work between awaits; yielding every so many links keeps the loop responsive.
-_SIGN_CHUNK = 250
 UNLINKABLE_LISTED = 1000
 """Keys without a link named per route (all are counted and logged): memory stays bounded."""
 
@@ -55,7 +55,7 @@ class RouteTally:
     of that prefix (one per listed segment: see ``_list_task``); empty in a dry run."""
 
     selector: Selector
-    signer: Signer | None
+    signer: RouteSigner | None
     folder: RunFolder | None
     index: int
     segments: list[list[PartFile]] = field(default_factory=list)
@@ -125,21 +125,30 @@ class Staged:
         return found
 
 
+CloudFrontSigners = Callable[[Grant], RouteSigner]
+"""The signer of a ``link: cloudfront`` grant (``cfsign.CloudFrontKeys.route_signer``)."""
+
+
 async def _route_tallies(
     plan: Plan,
     gateway: S3Gateway,
     credentials: Credentials,
     folder: RunFolder | None,
+    cloudfront: CloudFrontSigners | None = None,
 ) -> list[RouteTally]:
     presigners: dict[BucketTarget, Presigner] = {}
     tallies = []
     for route in plan.routes:
-        signer = None
-        if folder is not None:
+        signer: RouteSigner | None = None
+        grant = route.grant
+        if folder is not None and grant.link == "cloudfront":
+            if cloudfront is None:
+                raise SigningError(f"job {grant.job}: no CloudFront key was loaded for it")
+            signer = cloudfront(grant)
+        elif folder is not None:
             target = gateway.effective(route.target)
             if target not in presigners:
                 presigners[target] = await gateway.signers.presigner(target, credentials)
-            grant = route.grant
             signer = Signer(
                 presigners[target],
                 job=grant.job,
@@ -165,15 +174,17 @@ async def stage(
     concurrency: int,
     split_folders: bool = True,
     progress: Progress | None = None,
+    cloudfront: CloudFrontSigners | None = None,
 ) -> Staged:
     """List every task; when ``folder`` is given, sign and stage links (else only count).
 
     With ``split_folders``, a prefix with at most 4 x ``concurrency`` sub-folders is listed
-    folder by folder in parallel (see ``_Lister``).
+    folder by folder in parallel (see ``_Lister``). ``cloudfront`` gives the signer of each
+    ``link: cloudfront`` grant; the others get a ``sign.Signer`` over the target's presigner.
     """
     staged = Staged(
         prefixes=[PrefixTally(t.target.bucket, t.prefix) for t in plan.tasks],
-        routes=await _route_tallies(plan, gateway, credentials, folder),
+        routes=await _route_tallies(plan, gateway, credentials, folder, cloudfront),
         signer_key_id=credentials.access_key_id,
         progress=progress,
     )
@@ -430,24 +441,33 @@ async def _deliver(
             max_links=tally.selector.max_links,
         )
         return
-    for start in range(0, len(objects), _SIGN_CHUNK):
-        links = tally.signer.sign_get(route.recipient, objects[start : start + _SIGN_CHUNK])
+    # Signing is CPU work between awaits; yielding every ``chunk`` links (the signer knows
+    # its own cost) keeps the loop responsive.
+    chunk = tally.signer.chunk
+    kind = tally.signer.kind
+    for start in range(0, len(objects), chunk):
+        links = tally.signer.sign_get(route.recipient, objects[start : start + chunk])
         part.write(links)
-        emit_many(
-            "debug",
-            "link_issued",
-            (
-                {
-                    "job": link.job,
-                    "recipient": link.recipient,
-                    "bucket": link.obj.bucket,
-                    "key": link.obj.key,
-                    "method": link.method,
-                    "expires_at": iso(link.expires_at),
-                    "link_id": link.link_id,
-                    "url_sha256": url_digest(link.url),
-                }
-                for link in links
-            ),
+        records = (
+            {
+                "job": link.job,
+                "recipient": link.recipient,
+                "bucket": link.obj.bucket,
+                "key": link.obj.key,
+                "method": link.method,
+                "expires_at": iso(link.expires_at),
+                "link_id": link.link_id,
+                "url_sha256": url_digest(link.url),
+            }
+            for link in links
         )
+        # Only CloudFront links say their kind: an S3 link's event stays as it always was,
+        # and costs what it always did.
+        emit_many("debug", "link_issued", records if kind == "s3" else _kind(records, kind))
         await asyncio.sleep(0)
+
+
+def _kind(records: Iterator[dict[str, Any]], kind: str) -> Iterator[dict[str, Any]]:
+    for record in records:
+        record["kind"] = kind
+        yield record

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sharebatch.manifest.load import Grant
 from sharebatch.models import (
     FailureReport,
     JobReport,
@@ -19,6 +20,7 @@ from sharebatch.models import (
     RunReport,
     RunStatus,
 )
+from sharebatch.run.bundles import cloudfront_policy
 from sharebatch.run.pipeline import Staged
 from sharebatch.run.plan import Plan, merged_prefixes
 from sharebatch.run.write import WrittenBundle
@@ -48,23 +50,22 @@ def build_report(
         shared = bundle is not None or (
             dry_run and route.index not in failed_routes and route.job not in over_limit
         )
-        recipients.setdefault(route.job, []).append(
-            {
-                "id": route.recipient,
-                "links": tally.links if shared else 0,
-                "bytes": tally.bytes if shared else 0,
-                "matched": tally.links,
-                "bundle": f"{route.job}/{route.recipient}" if bundle else None,
-                "expires_at": bundle.header.expires_at if bundle else None,
-                "prefixes": list(route.prefixes),
-                "merged_prefixes": merged_prefixes(route),
-                # Upload slots that went out with the bundle: where, how, how big, until when.
-                "uploads": list(bundle.upload_slots) if bundle else [],
-                # Keys in UTF-8 byte order: S3's order, also for what split listings found.
-                "unlinkable": sorted(tally.unlinkable, key=str.encode),
-                "unlinkable_count": tally.unlinkable_count,
-            }
-        )
+        entry: RecipientReport = {
+            "id": route.recipient,
+            "links": tally.links if shared else 0,
+            "bytes": tally.bytes if shared else 0,
+            "matched": tally.links,
+            "bundle": f"{route.job}/{route.recipient}" if bundle else None,
+            "expires_at": bundle.header.expires_at if bundle else None,
+            "prefixes": list(route.prefixes),
+            "merged_prefixes": merged_prefixes(route),
+            # Upload slots that went out with the bundle: where, how, how big, until when.
+            "uploads": list(bundle.upload_slots) if bundle else [],
+            # Keys in UTF-8 byte order: S3's order, also for what split listings found.
+            "unlinkable": sorted(tally.unlinkable, key=str.encode),
+            "unlinkable_count": tally.unlinkable_count,
+        }
+        recipients.setdefault(route.job, []).append(_link_keys(entry, route.grant, bundle))
     failures: list[FailureReport] = [
         {
             "kind": "prefix",
@@ -131,6 +132,30 @@ def build_report(
         ],
         "failures": failures,
     }
+
+
+def _link_keys(
+    entry: RecipientReport, grant: Grant, bundle: WrittenBundle | None
+) -> RecipientReport:
+    """``entry`` with the keys of its links' kind: none for S3 links without ``allow_ips``
+    (their summary stays as it was)."""
+    settings = grant.cloudfront
+    if grant.link != "s3":
+        entry["link"] = grant.link
+    if settings is not None:
+        entry["cloudfront"] = {
+            "domain": settings.domain,
+            "key_pair_id": settings.key_pair_id,
+            "hash": settings.hash,
+            "policy": cloudfront_policy(settings, grant.allow_ips),
+            "not_before": iso(settings.not_before) if settings.not_before else None,
+            "max_expires_in": settings.max_expires_in,
+        }
+    if grant.allow_ips:
+        entry["allow_ips"] = list(grant.allow_ips)
+    if bundle is not None and bundle.header.page_expires_at is not None:
+        entry["page_expires_at"] = bundle.header.page_expires_at
+    return entry
 
 
 def _jobs(

@@ -392,6 +392,43 @@ def _each(
     ]
 
 
+def _link_kinds(report: RunReport) -> Iterator[str]:
+    """Each bundle's kind of link, shown once any recipient has CloudFront links or networks
+    (a run of plain S3 links keeps the page it always had)."""
+    people = _each(report, lambda r: [r])
+    if not any("link" in r or "allow_ips" in r for _, _, r in people):
+        return
+    yield (
+        '<h2>Link kinds</h2>\n<p id="link-kinds-note">S3 links are presigned (SigV4, at most '
+        "7 days, never past the credentials that signed them); CloudFront links are signed "
+        "with a key pair of the distribution's key group. Networks (allow_ips) are part of "
+        "a CloudFront link's policy; for S3 links only the bucket policy from "
+        "<code>sharebatch policy</code> enforces them.</p>\n"
+    )
+    columns = ["Job", "Recipient", "Link", "Domain", "Key pair", "Hash", "Policy"]
+    yield table_open("links", [*columns, "Not before", "Networks", "Page ends"])
+    for job, recipient, r in people:
+        kind = r.get("link", "s3")
+        cf = r.get("cloudfront")
+        networks = " ".join(r.get("allow_ips", []))
+        values = [
+            job,
+            recipient,
+            "CloudFront" if kind == "cloudfront" else "S3 presigned",
+            cf["domain"] if cf else "",
+            cf["key_pair_id"] if cf else "",
+            cf["hash"].upper().replace("SHA", "SHA-") if cf else "",
+            cf["policy"] if cf else "",
+            (cf["not_before"] or "") if cf else "",
+            networks,
+            r.get("page_expires_at", ""),
+        ]
+        cells: list[tuple[str, str, str | None]] = [("", _e(value), None) for value in values]
+        cells[2] = (f"link-{kind}", cells[2][1], None)
+        yield table_row(cells, f"{job} {recipient} {kind} {cf['domain'] if cf else ''}")
+    yield "</tbody></table>\n"
+
+
 def _uploads(report: RunReport) -> Iterator[str]:
     """Upload slots that go out with the bundles (their forms and URLs are in the bundles)."""
     slots = _each(report, lambda r: r["uploads"])
@@ -513,6 +550,8 @@ def write_review(
         approvals = _initial_approvals(plan, written)
         if approvals:  # a run with nothing to mail keeps the page it always had
             out.write(approvals_block(approvals))
+        for chunk in _link_kinds(report):
+            out.write(chunk)
         for chunk in _uploads(report):
             out.write(chunk)
         for chunk in _unlinkable(report):

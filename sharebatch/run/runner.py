@@ -27,9 +27,10 @@ from sharebatch.files import write_json
 from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals
+from sharebatch.run.cfsign import CloudFrontKeys
 from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, write_plan
 from sharebatch.run.folder import RunFolder
-from sharebatch.run.pages import Pages
+from sharebatch.run.pages import Pages, page_lifetimes
 from sharebatch.run.pipeline import first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
@@ -144,19 +145,27 @@ async def _run(
         # Read now: a template gone since the manifest was checked is bad input, exit 2,
         # before anything exists on disk.
         templates = read_templates(plan)
+        # Each CloudFront key read once, now: a key file changed since the manifest was
+        # checked is bad input too.
+        cloudfront = CloudFrontKeys.load(route.grant for route in plan.routes)
         # --out and the default are the caller's, relative to where it runs.
         out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
         async with S3Gateway(connection, max_connections=concurrency) as gateway:
             credentials = await gateway.credentials()
             # Before anything exists on disk: a run refused for short credentials leaves nothing.
+            now = datetime.now(UTC)
             outliving = check_lifetimes(
                 credentials,
+                # CloudFront links are signed by a key pair: the credentials do not bound them
+                # (their recipient pages' S3 links they do).
                 [
                     (r.job, r.recipient, r.grant.expiry, r.grant.on_short_credentials)
                     for r in plan.routes
+                    if r.grant.link == "s3"
                 ],
-                datetime.now(UTC),
+                now,
                 slots=slot_lifetimes(plan),
+                pages=page_lifetimes(plan, now),
             )
             # Takes OUT's run lock first: a second run on the same OUT is refused (exit 75).
             folder = None if dry_run else RunFolder.create_locked(out_dir, run_id)
@@ -182,6 +191,7 @@ async def _run(
                         concurrency=concurrency,
                         split_folders=split_folders,
                         progress=_progress(plan, on_progress),
+                        cloudfront=cloudfront.route_signer,
                     )
                     written = Written()
                     if folder:

@@ -3,7 +3,8 @@
 The URL bytes come from a ``Presigner`` (built by ``s3``); this module owns the policy around
 it: only SigV4, at most 7 days, never past the temporary credentials that sign a link (unless
 the manifest says ``warn``), and an ``expires_at`` read back from the signed URL itself so a
-bundle states the real moment each link stops working.
+bundle states the real moment each link stops working. ``RouteSigner`` is what staging asks
+of a route's signer of either kind (``cfsign`` signs ``link: cloudfront`` routes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import ClassVar, Protocol, TypeVar
 from urllib.parse import quote
 
 from sharebatch.errors import CredentialsError, SigningError
@@ -26,6 +27,7 @@ from sharebatch.models import (
     Credentials,
     Expiry,
     Link,
+    LinkKind,
     ObjectRef,
     Presigner,
     ShortCredentials,
@@ -133,9 +135,10 @@ class Outliving:
     @property
     def event(self) -> str:
         """The audit event that records it."""
-        return (
-            "links_outlive_credentials" if self.what == "links" else "uploads_outlive_credentials"
-        )
+        return {
+            "links": "links_outlive_credentials",
+            "recipient page links": "page_outlives_credentials",
+        }.get(self.what, "uploads_outlive_credentials")
 
 
 Wanted = tuple[str, str, Expiry, ShortCredentials]
@@ -148,9 +151,13 @@ def check_lifetimes(
     now: datetime,
     *,
     slots: Iterable[Wanted] = (),
+    pages: Iterable[Wanted] = (),
 ) -> list[Outliving]:
-    """Compare each recipient's links (``wanted``) and upload slots (``slots``) with the
-    credentials, before signing.
+    """Compare each recipient's links (``wanted``), upload slots (``slots``) and recipient
+    page links (``pages``) with the credentials, before signing.
+
+    Only what the credentials sign belongs here: CloudFront links (a key pair signs them) do
+    not, the S3 links of their recipient pages do (``pages.page_lifetimes``).
 
     Raises ``CredentialsError`` when the credentials have expired, or when any recipient
     whose policy is ``fail`` would get links or slots that die early; returns the ``clamp``
@@ -167,7 +174,11 @@ def check_lifetimes(
         )
     found = [
         Outliving(job, recipient, policy, policy_end(expiry, now), end, source, what)
-        for what, given in (("links", wanted), ("upload slots", slots))
+        for what, given in (
+            ("links", wanted),
+            ("upload slots", slots),
+            ("recipient page links", pages),
+        )
         for job, recipient, expiry, policy in given
         if policy_end(expiry, now) > end
     ]
@@ -282,6 +293,25 @@ class Lifetime:
         return signed, signed_at, expires_at
 
 
+class RouteSigner(Protocol):
+    """What staging asks of one route's signer, whichever kind of link the grant issues:
+    ``Signer`` (S3 presigned, here) or ``cfsign.CloudFrontRouteSigner`` (CloudFront signed)."""
+
+    kind: ClassVar[LinkKind]
+    """The kind of every link it signs."""
+    chunk: ClassVar[int]
+    """How many links to sign between two yields to the event loop (``pipeline._deliver``)."""
+
+    @property
+    def clamped_to(self) -> datetime | None:
+        """The credential expiry, once a link was shortened to end by it."""
+        ...
+
+    def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
+        """One GET link per object for ``recipient``."""
+        ...
+
+
 class Signer:
     """Signs GET links for one route: its expiry, download name and content type.
 
@@ -290,6 +320,10 @@ class Signer:
     shortened. With ``link_ids`` (the manifest's default) each link carries its own signed
     ``x-sharebatch-id``.
     """
+
+    kind: ClassVar[LinkKind] = "s3"
+    # The fast signer takes microseconds a link: 250 of them keep the loop's pauses short.
+    chunk: ClassVar[int] = 250
 
     def __init__(
         self,

@@ -138,6 +138,12 @@ async def write_bundles(
             if published is not None:
                 page, url = published
                 header = replace(header, page_url=url, page_link_id=link_id_of(url))
+                ends = header.expires_at
+                if route.grant.link == "cloudfront" and ends and page.expires_at < ends:
+                    # Its S3 link ends before the CloudFront links on it (capped by SigV4
+                    # or the credentials, ``page_capped``, or ending with an upload slot):
+                    # the header says when.
+                    header = replace(header, page_expires_at=page.expires_at)
         dest = folder.bundle_dir(route.job, recipient.id)
         for item in write_bundle(dest, header, tally.parts, route.grant.formats, uploads=issued):
             log.info("bundle_written", path=str(item.path), rows=item.rows, sha256=item.sha256)
@@ -160,6 +166,9 @@ def link_policy(
         download_name=grant.download_name,
         content_type=grant.content_type,
         link_ids=grant.link_ids,
+        link=grant.link,
+        cloudfront=grant.cloudfront,
+        allow_ips=grant.allow_ips,
     )
 
 

@@ -119,6 +119,19 @@ class Preflight:
 
         return await answer(client.get_bucket_logging(Bucket=target.bucket), pick)
 
+    async def bucket_policy(self, target: BucketTarget) -> Answer:
+        """GetBucketPolicy: the policy's JSON text as ``policy``, None when the bucket has none.
+
+        ``NoSuchBucketPolicy`` is an answer (no policy), not an error.
+        """
+        client = await self._clients.client(target)
+        found = await answer(
+            client.get_bucket_policy(Bucket=target.bucket), lambda r: {"policy": r["Policy"]}
+        )
+        if found.error == "NoSuchBucketPolicy":
+            return Answer(facts={"policy": None}, date=found.date)
+        return found
+
     async def put_probe(self, target: BucketTarget, key: str) -> Answer:
         """A PutObject at ``key`` that S3 judges but never stores: whether the credentials may
         write there.

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -436,6 +437,22 @@ def test_receipts_commands_are_real() -> None:
         check_cli(args)
 
 
+def test_guardrails_commands_are_real() -> None:
+    """Every sharebatch command the guardrails section shows parses with the real command
+    line, and the aws lines are valid bash."""
+    text = section("Guardrails: the bucket policy")
+    lines = [line.strip() for line in text.splitlines() if line.startswith("    ")]
+    commands = [line for line in lines if line.startswith("sharebatch ")]
+    assert len(commands) == 2
+    assert any("--existing current.json" in c for c in commands)
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)
+    for line in lines:
+        syntax = subprocess.run(["bash", "-n", "-c", line], capture_output=True, check=False)
+        assert syntax.returncode == 0, syntax.stderr
+
+
 CLOUDTRAIL_RECORD = {
     "eventVersion": "1.11",
     "eventSource": "s3.amazonaws.com",
@@ -514,3 +531,43 @@ def test_readme_receipts_commands_are_real() -> None:
     [aws] = [line for line in lines if line.startswith("aws ")]
     [setup] = blocks("bash")
     assert aws == setup.splitlines()[1]
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_readme_cloudfront_setup_makes_a_key_the_example_manifest_loads(tmp_path: Path) -> None:
+    """README's "Links longer than 7 days": its openssl lines, run as written (paths moved into
+    a temporary folder), make a private P-256 key that its YAML example, completed into a
+    manifest, loads with; every sharebatch line parses with the real command line."""
+    part = _readme_section("Links longer than 7 days")
+    lines = [line.strip() for line in part.splitlines() if line.startswith("       ")]
+    setup = [line for line in lines if line.split()[0] in {"openssl", "chmod"}]
+    assert len(setup) == 3
+    key = tmp_path / "cf.pem"
+    for line in setup:
+        command = line.replace("/etc/sharebatch/cf.pem", str(key))
+        command = command.replace("cf-public.pem", str(tmp_path / "cf-public.pem"))
+        subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "cf-public.pem").read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    [example] = re.findall(r"^```yaml\n(.*?)^```$", part, flags=re.MULTILINE | re.DOTALL)
+    body = example.replace("/etc/sharebatch/cf.pem", str(key))
+    manifest = tmp_path / "m.yml"
+    manifest.write_text(
+        "version: 1\n" + body.replace("defaults:\n", "defaults:\n  bucket: acme-reports\n")
+    )
+    # Fixed moments: not_before is the next quarter's start, which must fall within 30 days.
+    now = datetime(2026, 9, 20, 12, tzinfo=UTC)
+    grant = load_manifest(manifest, as_of=now.date(), now=now).jobs[0].grants[0]
+    assert (grant.link, grant.allow_ips) == ("cloudfront", ("203.0.113.0/24",))
+    assert grant.cloudfront is not None and grant.cloudfront.max_expires_in == 90 * 86400
+    shown = [line.strip() for line in part.splitlines() if line.startswith("    ")]
+    commands = [line for line in shown if line.startswith("sharebatch ")]
+    assert len(commands) == 1  # the guardrails' `policy ... --existing`
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from sharebatch.cli import app
 from sharebatch.lifecycle.doctor import credential_kind, diagnose
 from sharebatch.models import Connection, Credentials
+from tests.support.grants import policy_of
 from tests.support.linkkit import serve
 from tests.support.s3 import ACCESS_KEY, REGION, S3, SECRET_KEY, write_manifest
 from tests.support.s3logging import turn_on_logging
@@ -67,8 +68,11 @@ def checks(result: Any) -> dict[tuple[str, str], dict[str, str]]:
 
 def private_bucket(s3: S3) -> None:
     """The bucket as the recipe wants it: Block Public Access fully on, default encryption,
-    server access logs going to a bucket of their own (receipts read them)."""
+    server access logs going to a bucket of their own (receipts read them), and the bucket
+    policy ``sharebatch policy`` prints for MANIFEST (moto stores it, and enforces none)."""
     s3.bucket("acme-reports", FILES)
+    policy = policy_of(MANIFEST, datetime.now(UTC))
+    s3.client.put_bucket_policy(Bucket="acme-reports", Policy=json.dumps(policy))
     turn_on_logging(s3, "acme-reports", "acme-logs", "acme/")
     s3.client.put_public_access_block(
         Bucket="acme-reports",
@@ -110,6 +114,7 @@ def test_every_check_passes_for_a_private_bucket(sts: S3, tmp_path: Path) -> Non
             ("public-access", "acme-reports"),
             ("encryption", "acme-reports"),
             ("logging", "acme-reports"),
+            ("guardrails", "acme-reports"),
             ("listing", "acme-reports/reports/q3/"),
             ("listing", "acme-reports/partners/globex/"),
             ("listing", "acme-reports/weekly/"),
@@ -117,6 +122,12 @@ def test_every_check_passes_for_a_private_bucket(sts: S3, tmp_path: Path) -> Non
             ("expiry", "weekly"),
         ]
     )
+    guardrails = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "guardrails"]
+    assert [c["message"].split(" ", 1)[0] for c in guardrails] == [
+        "presigned",
+        "requests",
+        "requests",
+    ]
     credentials = found[("credentials", "")]["message"]
     assert credentials.startswith("arn:aws:sts::123456789012:user/moto: long-term key from env")
     assert "no expiry" in credentials
@@ -126,7 +137,7 @@ def test_every_check_passes_for_a_private_bucket(sts: S3, tmp_path: Path) -> Non
 
     text = invoke("doctor", str(manifest), "--endpoint-url", sts.endpoint)
     lines = text.stdout.splitlines()
-    assert len(lines) == len(found) + 1
+    assert len(lines) == len(json.loads(result.stdout)["checks"]) + 1
     assert lines[0].startswith("OK    credentials    arn:aws:sts::123456789012:user/moto")
     assert "OK    listing        acme-reports/weekly/: listing allowed" in lines
     assert lines[-1] == "doctor: 0 FAIL, 0 WARN: ready to run"

@@ -73,6 +73,7 @@ def test_the_cloudfront_block_inherits_field_by_field(tmp_path: Path) -> None:
                 "        cloudfront: {key_pair_id: K3OTHERKEYID99}\n"
             ),
         ),
+        key="rsa2048",  # sha1 signs with RSA only
     )
     grants = _grants(_load(path))
     source = KeySource(file=str(tmp_path / "cf.pem"))
@@ -191,13 +192,43 @@ def test_allow_ips_inherit_and_are_normalised(tmp_path: Path) -> None:
 
 
 def test_one_allow_ips_entry_goes_with_cloudfront(tmp_path: Path) -> None:
-    """With link: cloudfront one network is what the policy's AWS:SourceIp takes: accepted,
-    IPv6 included."""
+    """With link: cloudfront one IPv4 network is what the policy's AWS:SourceIp takes."""
+    path = _manifest(
+        tmp_path, _text(recipients="      - id: globex\n        allow_ips: ['203.0.113.7']\n")
+    )
+    grant = _grants(_load(path))["globex"]
+    assert (grant.link, grant.allow_ips) == ("cloudfront", ("203.0.113.7/32",))
+
+
+def test_an_ipv6_network_with_cloudfront_is_a_located_error(tmp_path: Path) -> None:
+    """CloudFront's AWS:SourceIp takes IPv4 only: an IPv6 network with link: cloudfront is
+    refused where it is written; with link: s3 (a bucket policy takes IPv6) it is kept."""
     path = _manifest(
         tmp_path, _text(recipients="      - id: globex\n        allow_ips: ['2001:db8:0::/48']\n")
     )
-    grant = _grants(_load(path))["globex"]
-    assert (grant.link, grant.allow_ips) == ("cloudfront", ("2001:db8::/48",))
+    [issue] = _issues(path)
+    assert "IPv4 only" in issue.message
+    assert "2001:db8::/48" in issue.message
+    assert issue.line == 16
+    s3 = _manifest(
+        tmp_path,
+        _text(
+            recipients="      - id: globex\n        link: s3\n        expires_in: 7d\n"
+            "        allow_ips: ['2001:db8:0::/48']\n"
+        ),
+    )
+    assert _grants(_load(s3))["globex"].allow_ips == ("2001:db8::/48",)
+
+
+def test_sha1_with_an_ecdsa_key_is_a_located_error(tmp_path: Path) -> None:
+    """CloudFront verifies ECDSA signatures over SHA-256 only: hash sha1 with a P-256 key is
+    refused at the hash's line; with an RSA key it loads."""
+    body = _text(job="    cloudfront:\n      hash: sha1\n")
+    [issue] = _issues(_manifest(tmp_path, body, key="p256"))
+    assert "needs an RSA key" in issue.message
+    assert issue.line == body.splitlines().index("      hash: sha1") + 1
+    rsa = _grants(_load(_manifest(tmp_path, body, key="rsa2048")))["globex"]
+    assert rsa.cloudfront is not None and rsa.cloudfront.hash == "sha1"
 
 
 def test_link_s3_is_the_default_and_ignores_a_cloudfront_block(tmp_path: Path) -> None:
