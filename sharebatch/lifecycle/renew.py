@@ -94,6 +94,7 @@ _RENEWAL_FIELDS = frozenset(
         "renewed",
         "page_url",  # dropped by a renewal; a refreshed page (remind) gets a new one
         "page_link_id",
+        "page_expires_at",  # the dropped page's own end
     }
 )
 # A renewal chain longer than this is not one sharebatch made in any sensible time.
@@ -759,4 +760,5 @@ def _header(
         # The page lists the old links and dies with them; a refreshed page gets its own.
         page_url=None,
         page_link_id=None,
+        page_expires_at=None,
     )

@@ -5,6 +5,7 @@ and CloudFront lifetimes held to max_expires_in instead of SigV4's 7 days."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -84,13 +85,24 @@ def test_sha1_is_a_warning(s3: S3, tmp_path: Path) -> None:
 
 
 def test_an_ecdsa_key_with_sha1_fails(s3: S3, tmp_path: Path) -> None:
-    """ECDSA keys sign CloudFront links with SHA-256 only: hash sha1 is a FAIL, exit 1."""
+    """ECDSA keys sign CloudFront links with SHA-256 only: the manifest refuses hash sha1
+    with one (exit 2 at its line), and a Manifest built past the loader gets a FAIL."""
     s3.bucket(BUCKET, {"q3/a.pdf": b"a"})
-    result = doctor(manifest(tmp_path, ec_pair(), hash="sha1"), s3.endpoint)
-    assert result.exit_code == 1
-    (found,) = checks(result, "cloudfront")
-    assert found["status"] == "FAIL"
-    assert "ECDSA P-256 key" in found["message"] and "set hash: sha256" in found["message"]
+    path = manifest(tmp_path, ec_pair(), hash="sha1")
+    result = doctor(path, s3.endpoint)
+    assert result.exit_code == 2
+    assert "cf.yml:11:11: defaults.cloudfront.hash" in result.stderr
+    now = datetime.now(UTC)
+    (tmp_path / "ok").mkdir()
+    loaded = load_manifest(manifest(tmp_path / "ok", ec_pair()), now=now)
+    job = loaded.jobs[0]
+    grant = job.grants[0]
+    assert grant.cloudfront is not None
+    sha1 = grant.model_copy(update={"cloudfront": replace(grant.cloudfront, hash="sha1")})
+    built = loaded.model_copy(update={"jobs": (job.model_copy(update={"grants": (sha1,)}),)})
+    (found,) = cloudfront_checks(built, now)
+    assert found.status == "FAIL"
+    assert "ECDSA P-256 key" in found.message and "set hash: sha256" in found.message
 
 
 def test_one_check_per_distinct_setting(tmp_path: Path) -> None:
