@@ -296,3 +296,15 @@ def test_the_window_may_pass_seven_days_for_long_links(s3: S3, tmp_path: Path) -
     result = invoke("renew", str(made.folder), "--within", "31d")
     assert result.exit_code == 0, result.output
     assert len(renewed(result, made)["links"]) == 3
+
+
+def test_a_renewal_drops_the_old_page_end(s3: S3, tmp_path: Path) -> None:
+    """page_expires_at is the old recipient page's end: a renewal drops it with the page."""
+    s3.bucket(BUCKET, FILES)
+    made = write_cf_bundle(
+        tmp_path, s3, "http://127.0.0.1:9", rsa_pair(), expires_in=3600, page_expires_at=soon()
+    )
+    assert "page_expires_at" in made.data()["header"]
+    result = invoke("renew", str(made.folder), "--within", "2h")
+    assert result.exit_code == 0, result.output
+    assert "page_expires_at" not in renewed(result, made)["header"]

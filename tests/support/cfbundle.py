@@ -73,6 +73,7 @@ def write_cf_bundle(
     allow_ips: Sequence[str] = (),
     link_ids: bool = True,
     keys: Sequence[str] = tuple(FILES),
+    page_expires_at: datetime | None = None,
 ) -> CfBundle:
     """A run folder under ``tmp_path/out`` with one CloudFront bundle of ``keys`` (objects of
     ``BUCKET`` already in moto), signed for ``origin`` with ``pair``'s key (written 0600).
@@ -150,6 +151,7 @@ def write_cf_bundle(
             cloudfront=settings,
             allow_ips=tuple(allow_ips),
         ),
+        page_expires_at=iso(page_expires_at) if page_expires_at else None,
     )
     written = write_bundle(folder, header, [part])
     shutil.rmtree(staging)
