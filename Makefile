@@ -62,7 +62,8 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_usage.py
 	$(BIN)/python bench/bench_floods.py
 	$(BIN)/python bench/bench_forged.py
-	$(BIN)/python bench/bench_cloudfront.py
+	$(BIN)/python bench/bench_cfsign.py
+	$(BIN)/python bench/bench_scan.py
 
 # Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
 lock:

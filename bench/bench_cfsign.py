@@ -6,6 +6,10 @@ through ``run/sign.Signer`` over the fast SigV4 presigner, the way staging calls
 (``sign_get`` on one chunk after another), and reports microseconds per link and the pause
 one chunk holds the event loop (``chunk`` links signed between two yields; the median
 chunk). The CloudFront keys are made here; nothing is read from disk or the network.
+
+botocore's ``CloudFrontSigner`` (RSA, SHA-1: the only scheme it has) runs beside them as the
+reference, after the first 200 canned SHA-1 URLs of our signer were compared with its own byte
+for byte (any difference exits with status 1).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from _sealed_env import seal
 
 seal()
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
+from botocore.signers import CloudFrontSigner as BotocoreSigner  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 
 from sharebatch.cloudfront.sign import CloudFrontSigner  # noqa: E402
 from sharebatch.models import (  # noqa: E402
@@ -47,14 +53,14 @@ def objects(count: int) -> list[ObjectRef]:
     ]
 
 
+DOMAIN = "d111111abcdef8.cloudfront.net"
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def cloudfront(kind: str, digest: CloudFrontHash) -> CloudFrontRouteSigner:
-    key = (
-        rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        if kind == "rsa"
-        else ec.generate_private_key(ec.SECP256R1())
-    )
+    key = RSA_KEY if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
     settings = CloudFrontLinks(
-        domain="d111111abcdef8.cloudfront.net",
+        domain=DOMAIN,
         key_pair_id="K2JCJMDEHXQW5F",
         private_key=KeySource(env="UNUSED"),
         max_expires_in=90 * 86_400,
@@ -73,6 +79,36 @@ def s3() -> Signer:
         CREDENTIALS, region="eu-west-1", endpoint_url=None, addressing_style="auto"
     )
     return Signer(presign, job="bench", expiry=Expiry(seconds=86_400))
+
+
+def _botocore() -> BotocoreSigner:
+    # S303: CloudFront's SHA-1 scheme is what botocore implements; it is the reference here.
+    return BotocoreSigner(
+        "K2JCJMDEHXQW5F",
+        lambda message: RSA_KEY.sign(message, padding.PKCS1v15(), hashes.SHA1()),  # noqa: S303
+    )
+
+
+def differ_from_botocore(items: Sequence[ObjectRef]) -> int:
+    """How many canned SHA-1 URLs of ``items`` our signer writes differently from botocore."""
+    ours = CloudFrontSigner(domain=DOMAIN, key_pair_id="K2JCJMDEHXQW5F", key=RSA_KEY, hash="sha1")
+    theirs, expires = _botocore(), STAMP + timedelta(days=30)
+    return sum(
+        ours.sign(item.key, expires)
+        != theirs.generate_presigned_url(
+            f"https://{DOMAIN}/{item.key.replace(' ', '%20')}", date_less_than=expires
+        )
+        for item in items
+    )
+
+
+def botocore_cost(items: Sequence[ObjectRef]) -> float:
+    """Microseconds a link for botocore's signer alone (no download name, no link id)."""
+    signer, expires = _botocore(), STAMP + timedelta(days=30)
+    started = time.perf_counter()
+    for item in items:
+        signer.generate_presigned_url(f"https://{DOMAIN}/{item.key}", date_less_than=expires)
+    return (time.perf_counter() - started) / len(items) * 1e6
 
 
 def measure(signer: RouteSigner, items: Sequence[ObjectRef]) -> tuple[float, float]:
@@ -95,6 +131,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     items = objects(args.links)
+    differ = differ_from_botocore(items[:200])
+    if differ:
+        print(f"{differ} of 200 canned SHA-1 URLs differ from botocore's", file=sys.stderr)
+        return 1
     signers: dict[str, RouteSigner] = {
         "S3 SigV4 (fast signer)": s3(),
         "CloudFront RSA-2048 SHA-256": cloudfront("rsa", "sha256"),
@@ -112,6 +152,8 @@ def main() -> int:
         print(
             f"{name:32}{_spread(per_link):>24}{signer.chunk:>8}{_spread(pauses):>26}",
         )
+    reference = [botocore_cost(items) for _ in range(args.rounds)]
+    print(f"{'botocore CloudFrontSigner (RSA)':32}{_spread(reference):>24}{'-':>8}{'-':>26}")
     return 0
 
 

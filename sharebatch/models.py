@@ -461,3 +461,23 @@ class NotifySettings:
     per_address: bool = False
     require_approval: bool = False
     webhook: Webhook | None = None
+
+
+ScanEngine = Literal["clamd", "guardduty"]
+DEFAULT_CLAMD = "unix:///run/clamav/clamd.ctl"
+"""Where Debian's clamav-daemon listens."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSetting:
+    """How one grant's uploads are judged (``upload.scan``; issue 19).
+
+    ``engine`` clamd: sharebatch streams each object to ``clamd`` (``unix:///path`` or
+    ``tcp://<loopback>:port``); guardduty: GuardDuty Malware Protection for S3 scans and tags,
+    sharebatch reads its tags (``clamd`` is None). ``quarantine_prefix``: a folder of the
+    slot's bucket infected objects are moved to; None leaves them in the slot, tagged.
+    """
+
+    engine: ScanEngine = "clamd"
+    clamd: str | None = DEFAULT_CLAMD
+    quarantine_prefix: str | None = None

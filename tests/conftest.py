@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from sharebatch import audit
 from tests.support import secretsguard
 from tests.support.chromium import require_chromium
+from tests.support.clamd import ClamdServer, clamd_server, require_tools
 from tests.support.quarterly import QuarterlyRun
 from tests.support.s3 import S3, fresh_s3, seal_aws_env, use_test_credentials
 from tests.support.smtp import Server, TlsFiles, make_tls, smtp_server
@@ -138,3 +139,11 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def executable(request: pytest.FixtureRequest) -> str:
     """The Chromium a browser test drives; skipped without one (failed where CI requires it)."""
     return require_chromium(request.node.nodeid)
+
+
+@pytest.fixture(scope="session")
+def clamd() -> Iterator[ClamdServer]:
+    """A real clamd for the session, on a database of one EICAR hash signature made here;
+    skipped without clamd (failed where CI requires it: SHAREBATCH_REQUIRE_CLAMD=1)."""
+    with clamd_server(*require_tools("the tests against a real clamd")) as server:
+        yield server

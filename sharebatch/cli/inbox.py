@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,10 @@ from sharebatch.cli.app import (
     region_option,
     setup_logging,
 )
-from sharebatch.lifecycle.inbox import Inbox, read_inbox, write_inbox_csv
+from sharebatch.lifecycle.inbox import Inbox, InboxEntry, inbox_gauges, read_inbox, write_inbox_csv
 from sharebatch.models import Connection
+from sharebatch.run.metrics import check_metrics_path, render_gauges, write_exposition
+from sharebatch.scanning.clamd import DEFAULT_TIMEOUT
 from sharebatch.times import iso
 from sharebatch.units import counted
 from sharebatch.visible import visible
@@ -45,8 +48,23 @@ def render_inbox(inbox: Inbox) -> str:
         for entry in found.entries:
             size = "" if entry.size is None else f"{entry.size} B"
             when = iso(entry.last_modified) if entry.last_modified else ""
-            lines.append(f"  {entry.status:<10} {size:>14}  {when:<20}  {entry.name}".rstrip())
+            verdict = ""
+            if inbox.scanned and found.scan is not None:
+                verdict = f"{entry.scan.status if entry.scan else '':<17} "
+            line = f"  {entry.status:<10} {verdict}{size:>14}  {when:<20}  {entry.name}"
+            lines.append(line.rstrip())
+            if entry.scan is not None and entry.scan.status != "clean":
+                lines.append(f"      {_why(entry)}")
     return "\n".join(map(visible, lines))
+
+
+def _why(entry: InboxEntry) -> str:
+    """What to know about a file that is not clean: its signature, why, where it went."""
+    assert entry.scan is not None
+    said = [entry.scan.signature or "", entry.scan.detail or ""]
+    if entry.quarantined_to:
+        said.append(f"moved to {entry.quarantined_to}")
+    return "; ".join(part for part in said if part)
 
 
 def inbox(
@@ -56,6 +74,23 @@ def inbox(
         Path | None, typer.Option("--csv", help="Also write the list to this CSV file (0600).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+    scan: Annotated[
+        bool,
+        typer.Option(
+            "--scan", help="Scan each upload for malware, as the slot's upload.scan says."
+        ),
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option(help="With --scan: files scanned at once.", min=1, max=64)
+    ] = 4,
+    scan_timeout: Annotated[
+        float,
+        typer.Option(help="With --scan: seconds clamd may take for each step.", min=0.1),
+    ] = DEFAULT_TIMEOUT,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
+    ] = None,
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
@@ -76,15 +111,31 @@ def inbox(
     (over max_size, which a PUT URL cannot enforce); unexpected (not one of
     the slot's fixed keys).
 
-    Exit codes: 0 every slot listed; 1 some slot could not be listed;
-    2 invalid manifest or options, or no upload slot; 3 no usable credentials.
+    With --scan, each upload of a slot with upload.scan is also judged:
+    clean; infected (moved to quarantine_prefix when set); unscanned
+    (GuardDuty has not tagged it); scan_error (clamd hung, dropped, answered
+    garbage, or the read broke off); too_large_to_scan (over clamd's
+    StreamMaxLength). An unchanged file already tagged clean is not sent
+    again. Example: sharebatch inbox manifests/signed-returns.yml --scan
+
+    Exit codes: 0 every slot listed (with --scan: every upload clean);
+    1 some slot could not be listed, or some upload is not clean;
+    2 invalid manifest or options, or no upload slot (with --scan: none
+    with upload.scan); 3 no usable credentials.
     """
     setup_logging(verbose, quiet, log_format)
+    if metrics_file is not None:
+        check_metrics_path(metrics_file)
     found = read_inbox(
         manifest,
         as_of=as_of.date() if as_of else None,
         connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
+        scan=scan,
+        scan_concurrency=concurrency,
+        scan_timeout=scan_timeout,
     )
+    if metrics_file is not None:
+        write_exposition(metrics_file, render_gauges(inbox_gauges(found, datetime.now(UTC))))
     if csv_path is not None:
         write_inbox_csv(found, csv_path)
     if as_json:

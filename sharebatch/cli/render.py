@@ -44,6 +44,12 @@ def _upload_rows(slot: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _scan_text(scan: dict[str, Any]) -> str:
+    by = f"clamd at {scan['clamd']}" if scan["engine"] == "clamd" else "GuardDuty's tags"
+    where = scan["quarantine_prefix"]
+    return by + (f"; infected files moved to {where}" if where else "; infected files stay")
+
+
 def render_plan(plan: dict[str, Any]) -> str:
     """``sharebatch validate``'s output: one block per recipient, every resolved setting."""
     lines = [
@@ -82,5 +88,7 @@ def render_plan(plan: dict[str, Any]) -> str:
             rows.append(("formats", ", ".join(grant["formats"])))
             if grant.get("upload"):
                 rows += _upload_rows(grant["upload"])
+            if grant.get("scan"):
+                rows.append(("upload scan", _scan_text(grant["scan"])))
             lines += [f"    {name:<16}{value}" for name, value in rows]
     return "\n".join(lines)

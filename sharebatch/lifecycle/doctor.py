@@ -9,7 +9,9 @@ slot may write there), which guardrails of ``sharebatch policy`` its live bucket
 (judged by meaning: missing WARN, an age limit that would cut the manifest's links FAIL),
 whether each prefix may be listed and, with
 ``delivery: page``, whether recipient pages may be written under ``pages_prefix``; and whether
-the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime.
+the manifest's link lifetimes fit the SigV4 limit and the credentials' own lifetime; and, for
+slots with ``upload.scan``, whether clamd answers PING and VERSION (and how old its signatures
+are), and whether the role may read and write the slots' object tags and write the quarantine.
 
 For ``link: cloudfront`` grants (issue 16) each distinct ``cloudfront:`` setting gets one
 ``cloudfront`` check: the private key loads (``cloudfront/keys``: a file group or others may
@@ -57,6 +59,7 @@ from sharebatch.models import (
 )
 from sharebatch.run.plan import build_plan
 from sharebatch.s3.gateway import S3Gateway
+from sharebatch.scanning.clamd import Clamd, ClamdError
 from sharebatch.times import iso
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -164,6 +167,7 @@ async def diagnose_async(
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
             checks += cloudfront_checks(manifest, now)
+            checks += await _scanning(gateway, manifest, credentials is not None, now)
     return Diagnosis(shown, tuple(checks))
 
 
@@ -723,3 +727,103 @@ def _duration(seconds: float) -> str:
             tail = f"{rest // smaller[1]}{smaller[0]}" if rest >= smaller[1] else ""
             return f"{whole // size}{unit}{tail}"
     return f"{whole}s"
+
+
+SIGNATURES_WARN_DAYS = 3
+"""Official ClamAV databases change daily; older than this, freshclam is likely not running."""
+_CLAMD_CHECK_TIMEOUT = 10.0
+
+
+async def _scanning(
+    gateway: S3Gateway, manifest: Manifest, signed: bool, now: datetime
+) -> list[Check]:
+    """The scanner of every slot with ``upload.scan``: each clamd once, each slot's tags."""
+    checks: list[Check] = []
+    scanned = [
+        (grant, grant.upload, grant.scan)
+        for job in manifest.jobs
+        for grant in job.grants
+        if grant.upload is not None and grant.scan is not None
+    ]
+    addresses = dict.fromkeys(scan.clamd for _, _, scan in scanned if scan.clamd)
+    for address in addresses:
+        checks += await _clamd(address, now)
+    if not signed:
+        return checks
+    seen: set[tuple[BucketTarget, str]] = set()
+    for grant, slot, scan in scanned:
+        target = gateway.effective(
+            BucketTarget(grant.bucket, grant.region, grant.endpoint_url, grant.addressing_style)
+        )
+        for prefix, check in (
+            (slot.prefix, _slot_tags),
+            (scan.quarantine_prefix, _quarantine_writing),
+        ):
+            if prefix is None or (target, prefix) in seen:
+                continue
+            seen.add((target, prefix))
+            checks.append(await check(gateway, target, prefix, scan.engine == "clamd"))
+    return checks
+
+
+async def _clamd(address: str, now: datetime) -> list[Check]:
+    """PING must be answered PONG; VERSION tells the engine and the signatures' date."""
+    scanner = Clamd(address, timeout=_CLAMD_CHECK_TIMEOUT)
+    try:
+        pong = await scanner.ping()
+        version = await scanner.version()
+    except ClamdError as exc:
+        return [Check("FAIL", "clamd", address, f"{exc}; is clamav-daemon running?")]
+    if pong != "PONG":
+        return [Check("FAIL", "clamd", address, f"PING answered {pong[:80]!r}, not PONG")]
+    parts = version.split("/")
+    if len(parts) < 3:
+        text = (
+            f"{version}: no official signature database loaded (freshclam has not run, or"
+            " only local signatures)"
+        )
+        return [Check("WARN", "clamd", address, text)]
+    try:
+        dated = datetime.strptime(" ".join(parts[2].split()), "%a %b %d %H:%M:%S %Y")
+    except ValueError:
+        return [Check("WARN", "clamd", address, f"{version}: cannot read the signatures' date")]
+    age = now.replace(tzinfo=None) - dated
+    if age.days > SIGNATURES_WARN_DAYS:
+        text = f"{version}: signatures {age.days} days old; is freshclam running?"
+        return [Check("WARN", "clamd", address, text)]
+    return [Check("OK", "clamd", address, f"PONG; {version}")]
+
+
+async def _slot_tags(gateway: S3Gateway, target: BucketTarget, prefix: str, writes: bool) -> Check:
+    """May the role read (GuardDuty's, ours) and, for clamd, write the slot's object tags?
+
+    Asked of a key that does not exist: S3 judges permission first, so ``NoSuchKey`` means
+    allowed (with s3:ListBucket, which the inbox needs anyway) and ``AccessDenied`` refused.
+    Nothing is written.
+    """
+    key = prefix + PROBE_NAME
+    asked = [("s3:GetObjectTagging", await gateway.objects.get_tags(target, key))]
+    if writes:
+        asked.append(("s3:PutObjectTagging", await gateway.objects.put_tags(target, key, {})))
+    subject = f"{target.bucket}/{prefix}"
+    refused = [(name, a) for name, a in asked if a.error not in (None, "NoSuchKey")]
+    if refused:
+        said = "; ".join(f"{name} refused ({a.error}: {a.message})" for name, a in refused)
+        return Check("FAIL", "scan-tags", subject, f"{said}; the role needs it on {subject}*")
+    names = " and ".join(name for name, _ in asked)
+    return Check("OK", "scan-tags", subject, f"object tags allowed ({names})")
+
+
+async def _quarantine_writing(
+    gateway: S3Gateway, target: BucketTarget, prefix: str, _writes: bool
+) -> Check:
+    """May the role write the quarantine (the pages probe's request: nothing is stored)?"""
+    answer = await gateway.preflight.put_probe(target, prefix + PROBE_NAME)
+    subject = f"{target.bucket}/{prefix}"
+    if answer.error in (None, "BadDigest", "InvalidDigest"):
+        return Check("OK", "quarantine", subject, "moving infected uploads here allowed")
+    text = (
+        f"writing the quarantine refused ({answer.error}: {answer.message}); the role needs "
+        f"s3:PutObject on {subject}* and s3:DeleteObject on the slots"
+    )
+    return Check("FAIL", "quarantine", subject, text)

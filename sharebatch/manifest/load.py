@@ -71,7 +71,7 @@ from sharebatch.manifest.source import (
     load_yaml_file,
 )
 from sharebatch.manifest.source import show as _show
-from sharebatch.manifest.upload import RawUpload, check_overlaps
+from sharebatch.manifest.upload import RawScan, RawUpload, check_overlaps
 from sharebatch.models import (
     MAX_EXPIRES_IN,
     AddressingStyle,
@@ -80,6 +80,7 @@ from sharebatch.models import (
     Filters,
     LinkKind,
     NotifySettings,
+    ScanSetting,
     ShortCredentials,
     UploadSlot,
 )
@@ -156,6 +157,7 @@ class Grant(BaseModel):
     # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
     notify: NotifySettings | None = None
     notify_off: bool = False  # ``notify: false`` left this grant out on purpose
+    scan: ScanSetting | None = None  # how ``upload`` is scanned; set only with a slot
 
     @model_validator(mode="after")
     def _check_link(self) -> Grant:
@@ -353,6 +355,7 @@ def _unknown_field(path: PathKey) -> str:
     names = [p for p in path[:-1] if isinstance(p, str)]
     groups: dict[str, type[BaseModel]] = {"filters": RawFilters, "upload": RawUpload}
     groups |= {"cloudfront": RawCloudFront, "private_key": RawKeySource}
+    groups["scan"] = RawScan
     groups |= {"notify": GROUPS[""], "smtp": GROUPS["smtp"], "webhook": GROUPS["webhook"]}
     model = groups.get(names[-1] if names else "") or _MODELS_AT.get(tuple(names))
     if model is None:

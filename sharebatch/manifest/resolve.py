@@ -57,7 +57,15 @@ from sharebatch.manifest.notify import (
 from sharebatch.manifest.periods import PeriodKind, parse_moment, previous_period, variables
 from sharebatch.manifest.source import IssueCollector, PathKey, format_path, show
 from sharebatch.manifest.templates import OBJECT_VARIABLES, names, render
-from sharebatch.manifest.upload import OFF, UPLOAD_FIELDS, RawUpload, UploadSetting, resolve_slot
+from sharebatch.manifest.upload import (
+    OFF,
+    SLOT_FIELDS,
+    UPLOAD_FIELDS,
+    RawScan,
+    RawUpload,
+    UploadSetting,
+    resolve_slot,
+)
 from sharebatch.models import AddressingStyle, Expiry, Filters, LinkKind, ShortCredentials
 from sharebatch.times import iso
 from sharebatch.units import counted
@@ -224,6 +232,13 @@ def _lookup(chain: tuple[_Level, ...], name: str) -> Found:
             value = level.values[name]
             return INVALID if value is INVALID else (value, (*level.path, *name.split(".")))
     return None
+
+
+def _scan(found: Found) -> Any:
+    """A slot's ``ScanSetting`` (None: not scanned; ``upload: false`` is OFF, no slot)."""
+    if isinstance(found, tuple) and isinstance(found[0], RawScan):
+        return found[0].setting()
+    return INVALID if found is INVALID else None
 
 
 def _expiry(chain: tuple[_Level, ...]) -> tuple[Expiry, PathKey] | _Invalid | None:
@@ -432,9 +447,10 @@ class Resolver:
         prefixes = [self._rendered(found, scope, check_prefix) for found in (*job_prefixes, *own)]
         grant["prefixes"] = tuple(dict.fromkeys(prefixes))
         grant["filters"] = self._filters(chain, scope)
-        found_upload = {name: _lookup(chain, f"upload.{name}") for name in UPLOAD_FIELDS}
+        found_upload = {name: _lookup(chain, f"upload.{name}") for name in SLOT_FIELDS}
         ok, slot = resolve_slot(found_upload, lambda f, c: self._rendered(f, scope, c), self.issues)
         grant["upload"] = slot if ok else INVALID
+        grant["scan"] = _scan(_lookup(chain, "upload.scan")) if slot is not None else None
         found_notify = {name: _lookup(chain, f"notify.{name}") for name in NOTIFY_FIELDS}
         ok, settings, left_out = resolve_notify(
             found_notify,

@@ -13,13 +13,15 @@ lookups and its template renderer in.
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 import posixpath
 from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from sharebatch.manifest.fields import (
     MAX_PREFIX_BYTES,
@@ -33,7 +35,7 @@ from sharebatch.manifest.fields import (
 )
 from sharebatch.manifest.fields import check_prefix as _check_prefix
 from sharebatch.manifest.source import IssueCollector, PathKey, grant_levels, show
-from sharebatch.models import UploadSlot
+from sharebatch.models import DEFAULT_CLAMD, ScanEngine, ScanSetting, UploadSlot
 
 DEFAULT_EXPIRES_IN = 3600
 MAX_UPLOAD_SIZE = 5 * 1024**3
@@ -70,6 +72,95 @@ def _check_upload_type(value: str) -> str:
 UploadType = Annotated[ContentType, AfterValidator(_check_upload_type)]
 
 
+ClamdAddress = tuple[Literal["unix"], str] | tuple[Literal["tcp"], tuple[str, int]]
+"""Where clamd listens: ("unix", socket path) or ("tcp", (loopback host, port))."""
+
+
+def clamd_address(value: str) -> ClamdAddress:
+    """``unix:///absolute/path`` or ``tcp://127.0.0.1:3310`` (a loopback address only).
+
+    The files scanned are recipients' uploads, sent in the clear: only to this machine.
+    Raises ``ValueError`` saying what is wrong.
+    """
+    check_text(value, "clamd address")
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/") or parts.query or parts.fragment:
+            raise ValueError(
+                f"clamd address {show(value)}: a unix socket is written with its absolute path,"
+                f" e.g. {DEFAULT_CLAMD}"
+            )
+        return ("unix", parts.path)
+    if parts.scheme == "tcp":
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host, port = None, None
+        if not host or not port or parts.path not in ("", "/") or parts.query:
+            raise ValueError(
+                f"clamd address {show(value)}: write tcp://127.0.0.1:3310 (host and port)"
+            )
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"clamd address {show(value)}: clamd is reached over loopback only (127.0.0.1,"
+                " [::1]), since uploads travel to it unencrypted; run clamd on this machine or"
+                " use its unix socket"
+            )
+        return ("tcp", (host, port))
+    raise ValueError(
+        f"clamd address {show(value)}: expected unix:///path/to/clamd.ctl or tcp://127.0.0.1:3310"
+    )
+
+
+def _check_clamd(value: str) -> str:
+    clamd_address(value)
+    return value
+
+
+def _check_quarantine(value: str) -> str:
+    check_upload_prefix(value)
+    return value
+
+
+class RawScan(BaseModel):
+    """Malware scanning of what arrives in the slot (``sharebatch inbox --scan``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, title="Scan")
+
+    engine: ScanEngine = Field(
+        description="clamd: sharebatch streams each upload to ClamAV's daemon; guardduty:"
+        " GuardDuty Malware Protection for S3 scans, sharebatch reads its tags."
+    )
+    clamd: Annotated[str, AfterValidator(_check_clamd)] | None = Field(
+        None,
+        description=f"Where clamd listens (engine clamd): unix:///path or tcp://127.0.0.1:port,"
+        f" loopback only (default {DEFAULT_CLAMD}).",
+    )
+    quarantine_prefix: Annotated[str, AfterValidator(_check_quarantine)] | None = Field(
+        None,
+        description="Folder of the slot's bucket infected uploads are moved to (tags kept),"
+        " e.g. 'quarantine/'; never a slot or shared folder. Default: left in place, tagged.",
+    )
+
+    @model_validator(mode="after")
+    def _clamd_for_clamd(self) -> RawScan:
+        if self.engine == "guardduty" and self.clamd is not None:
+            raise ValueError(
+                "clamd is where engine clamd scans; with engine guardduty, GuardDuty scans"
+                " and sharebatch only reads its tags: drop clamd"
+            )
+        return self
+
+    def setting(self) -> ScanSetting:
+        """The resolved value a grant carries."""
+        clamd = (self.clamd or DEFAULT_CLAMD) if self.engine == "clamd" else None
+        return ScanSetting(self.engine, clamd, self.quarantine_prefix)
+
+
 class RawUpload(BaseModel):
     """An upload slot: a folder the recipient may send files into, within limits."""
 
@@ -96,9 +187,17 @@ class RawUpload(BaseModel):
         description="File names the recipient must upload (one PUT URL each); templates"
         " allowed. Without keys, one POST form takes any name under the prefix.",
     )
+    scan: RawScan | None = Field(
+        None,
+        description="Scan uploads for malware (sharebatch inbox --scan): engine, clamd,"
+        " quarantine_prefix; inherits as one mapping (the most specific one applies).",
+    )
 
 
 UPLOAD_FIELDS = tuple(RawUpload.model_fields)
+SLOT_FIELDS = tuple(name for name in UPLOAD_FIELDS if name != "scan")
+"""The fields ``resolve_slot`` takes; ``scan`` alone makes no slot (a default for jobs that
+have one)."""
 
 
 UploadSetting = Annotated[
@@ -259,7 +358,8 @@ def check_overlaps(
     Compared per store (bucket and endpoint): an upload under a shared prefix would be handed
     out as a download on the next run, a shared prefix over a slot would hand out uploads, and
     a slot inside another's lets one recipient overwrite the other's files. Two slots that
-    overlap are reported once, at the later one.
+    overlap are reported once, at the later one. Then ``check_quarantine``: the same for
+    ``upload.scan.quarantine_prefix``.
     """
     grants = [(i, j, grant) for i, job in enumerate(jobs) for j, grant in enumerate(job["grants"])]
     for n, (i, j, grant) in enumerate(grants):
@@ -292,6 +392,55 @@ def check_overlaps(
                     f"upload prefix {show(slot.prefix)} of {who} overlaps the upload prefix"
                     f" {show(theirs.prefix)} of {whose}: one could overwrite the other's"
                     " files; give each recipient its own folder, e.g. with {recipient.id}",
+                )
+    check_quarantine(data, grants, issues)
+
+
+def _scan_written_at(data: Mapping[str, Any], job: int, recipient: int) -> PathKey:
+    """Where the ``upload.scan`` that applies to one grant was written (most specific first)."""
+    for path, node in grant_levels(data, job, recipient):
+        upload = node.get("upload") if isinstance(node, dict) else None
+        scan = upload.get("scan") if isinstance(upload, dict) else None
+        if isinstance(scan, dict):
+            where = (*path, "upload", "scan")
+            return (*where, "quarantine_prefix") if "quarantine_prefix" in scan else where
+    return ("jobs", job)
+
+
+def check_quarantine(
+    data: Mapping[str, Any], grants: list[tuple[int, int, dict[str, Any]]], issues: IssueCollector
+) -> None:
+    """Refuse a quarantine folder that overlaps a download prefix or an upload slot.
+
+    Per store, like ``check_overlaps``: a quarantined file under a shared prefix would be
+    handed out as a download by the next run, and one inside a slot would be listed (and
+    scanned, and moved) as an upload again, or overwritten by the recipient.
+    """
+    for i, j, grant in grants:
+        scan: ScanSetting | None = grant.get("scan")
+        if scan is None or scan.quarantine_prefix is None:
+            continue
+        where, quarantine = _scan_written_at(data, i, j), scan.quarantine_prefix
+        store = (grant["bucket"], grant.get("endpoint_url"))
+        for _, _, other in grants:
+            if (other["bucket"], other.get("endpoint_url")) != store:
+                continue
+            for prefix in other["prefixes"]:
+                if _overlap(prefix, quarantine):
+                    issues.at(
+                        where,
+                        f"quarantine_prefix {show(quarantine)} overlaps {show(prefix)}, shared"
+                        f" for download in job {show(other['job'])}: infected uploads would be"
+                        " handed out; keep the quarantine apart from shared prefixes",
+                    )
+            theirs: UploadSlot | None = other.get("upload")
+            if theirs is not None and _overlap(theirs.prefix, quarantine):
+                issues.at(
+                    where,
+                    f"quarantine_prefix {show(quarantine)} overlaps the upload prefix"
+                    f" {show(theirs.prefix)} of recipient {show(other['recipient']['id'])} of"
+                    f" job {show(other['job'])}: a quarantined file would be back in a slot;"
+                    " keep the quarantine apart from upload folders",
                 )
 
 

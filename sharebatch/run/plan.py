@@ -135,6 +135,7 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "on_short_credentials": grant.on_short_credentials,
                 "upload": asdict(grant.upload) if grant.upload else None,
             }
+            | ({"scan": asdict(grant.scan)} if grant.scan else {})
         )
     return {
         "manifest": manifest.path,

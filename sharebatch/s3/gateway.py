@@ -3,7 +3,8 @@
 ``S3Gateway`` holds one aioboto3 session and is assembled from parts that are given what they
 need: ``clients`` (one client per target and the region it signs for), ``listing`` (botocore
 and the direct lister of ``fastlist``, answers read by ``listparse``), ``preflight`` (the
-doctor's requests) and ``signers`` (presigner set-up, ``presigners``). ``probe`` checks a
+doctor's requests), ``signers`` (presigner set-up, ``presigners``) and ``objects`` (tags,
+copies and deletes of single objects). ``probe`` checks a
 presigned link over plain HTTP.
 
 It hands the rest of the program plain values: ``Credentials`` snapshots, pages of
@@ -28,6 +29,7 @@ from sharebatch.s3.fastlist import direct_listing
 from sharebatch.s3.listing import CREDENTIAL_ERRORS, Listing
 from sharebatch.s3.listing import Level as Level
 from sharebatch.s3.listparse import install as install_fast_list_parser
+from sharebatch.s3.objects import Objects
 from sharebatch.s3.preflight import Preflight, answer
 from sharebatch.s3.presigners import Signers
 from sharebatch.s3.probe import browser_url as browser_url
@@ -64,6 +66,7 @@ class S3Gateway:
         self.listing = Listing(self.clients, direct=direct_listing(os.environ), clock=clock)
         self.preflight = Preflight(self.clients, connection)
         self.signers = Signers(self.clients.region_of, profile=profile, clock=clock)
+        self.objects = Objects(self.clients)
 
     async def __aenter__(self) -> S3Gateway:
         return self
@@ -179,17 +182,24 @@ class S3Gateway:
                 yield found
 
     async def read_object(
-        self, target: BucketTarget, key: str, *, chunk_size: int = 1 << 20
+        self,
+        target: BucketTarget,
+        key: str,
+        *,
+        chunk_size: int = 1 << 20,
+        if_match: str | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """GetObject of ``key``, streamed: chunks of at most ``chunk_size`` bytes, never the
-        whole object in memory.
+        whole object in memory. With ``if_match``, only the object of that ETag (else
+        ``S3ReadError`` PreconditionFailed): what is read is what was listed.
 
         Raises ``S3ReadError`` when S3 refuses the object or the connection breaks off (the
         chunks already given stay good), ``CredentialsError`` when S3 refuses the credentials.
         """
         try:
             client = await self.clients.client(target)
-            found = await client.get_object(Bucket=target.bucket, Key=key)
+            extra = {"IfMatch": f'"{if_match}"'} if if_match else {}
+            found = await client.get_object(Bucket=target.bucket, Key=key, **extra)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code") or "ClientError")

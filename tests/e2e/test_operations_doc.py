@@ -571,3 +571,38 @@ def test_readme_cloudfront_setup_makes_a_key_the_example_manifest_loads(tmp_path
     for command in commands:
         [args] = invocations(command)
         check_cli(args)
+
+
+def test_scanning_commands_are_real() -> None:
+    """The scanning section's sharebatch lines parse with the real command line, and it names
+    the two clamd addresses the manifest accepts."""
+    text = section("Scanning uploads")
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    sharebatch ")]
+    assert len(commands) == 2 and any("--scan" in c for c in commands)
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)
+    assert "clamd: tcp://127.0.0.1:3310" in text and "/run/clamav/clamd.ctl" in text
+
+
+def test_readme_scanning_example_loads_and_its_command_parses(tmp_path: Path) -> None:
+    """The README's scanning example is a valid upload: setting, and its command line parses."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### Scanning uploads")
+    part = readme[start : readme.index("\n## ", start)]
+    example = re.search(r"```yaml\n(.*?)```", part, flags=re.DOTALL)
+    assert example is not None
+    path = write_manifest(
+        tmp_path / "scan.yml",
+        "version: 1\n"
+        + example.group(1).replace(
+            "defaults:\n", "defaults:\n  bucket: acme-reports\n  expires_in: 1h\n"
+        )
+        + "jobs:\n  - {name: q3, prefixes: [q3/], recipients: [{id: globex}]}\n",
+    )
+    (grant,) = load_manifest(path).jobs[0].grants
+    assert grant.scan is not None and grant.scan.quarantine_prefix == "quarantine/"
+    commands = [line.strip() for line in part.splitlines() if line.startswith("    sharebatch ")]
+    for command in commands:
+        [args] = invocations(command)
+        check_cli(args)

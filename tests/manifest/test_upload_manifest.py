@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from sharebatch.cli import app
 from sharebatch.errors import ManifestError
 from sharebatch.manifest.load import Manifest, load_manifest, manifest_json_schema
-from sharebatch.models import UploadSlot
+from sharebatch.manifest.upload import clamd_address
+from sharebatch.models import ScanSetting, UploadSlot
 from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "manifests" / "signed-returns.yml"
@@ -190,8 +191,114 @@ def test_the_schema_describes_upload_and_its_false(tmp_path: Path) -> None:
         "max_size",
         "content_types",
         "keys",
+        "scan",
     }
     assert upload["additionalProperties"] is False
     assert all(p.get("description") for p in upload["properties"].values())
     options = schema["$defs"]["Settings"]["properties"]["upload"]["anyOf"]
     assert options == [{"$ref": "#/$defs/Upload"}, {"const": False}, {"type": "null"}]
+
+
+SCANNED = """\
+version: 1
+defaults:
+  bucket: acme-reports
+  expires_in: 7d
+  upload:
+    prefix: "inbox/{recipient.id}/"
+    max_size: 20MB
+    scan: {engine: clamd, quarantine_prefix: "quarantine/"}
+jobs:
+  - name: q3
+    prefixes: [q3/]
+    recipients:
+      - id: globex
+      - id: initech
+        upload: {scan: {engine: guardduty}}
+      - id: hooli
+        upload: {scan: {engine: clamd, clamd: "tcp://127.0.0.2:3310"}}
+      - id: acme
+        upload: false
+"""
+
+
+def test_scan_inherits_as_one_mapping_and_only_with_a_slot(tmp_path: Path) -> None:
+    """upload.scan: the most specific mapping applies whole (no field merged from above), the
+    clamd default is Debian's socket, and a grant without a slot carries no scan setting."""
+    manifest = load(tmp_path, SCANNED)
+    scans = {g.recipient.id: g.scan for g in manifest.jobs[0].grants}
+    assert scans == {
+        "globex": ScanSetting("clamd", "unix:///run/clamav/clamd.ctl", "quarantine/"),
+        "initech": ScanSetting("guardduty", None, None),
+        "hooli": ScanSetting("clamd", "tcp://127.0.0.2:3310", None),
+        "acme": None,
+    }
+
+
+def test_a_scan_default_does_not_make_a_slot_where_a_job_has_none(tmp_path: Path) -> None:
+    """scan in defaults with no prefix there: jobs without an upload slot stay valid, slotless."""
+    text = SCANNED.replace('    prefix: "inbox/{recipient.id}/"\n    max_size: 20MB\n', "")
+    manifest = load(tmp_path, text)
+    assert {g.recipient.id: (g.upload, g.scan) for g in manifest.jobs[0].grants}["globex"] == (
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("unix:///run/clamav/clamd.ctl", ("unix", "/run/clamav/clamd.ctl")),
+        ("tcp://127.0.0.1:3310", ("tcp", ("127.0.0.1", 3310))),
+        ("tcp://[::1]:3310", ("tcp", ("::1", 3310))),
+    ],
+)
+def test_clamd_addresses_parse_to_socket_or_loopback(address: str, expected: object) -> None:
+    """The two written forms of a clamd address become what the client connects to."""
+    assert clamd_address(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "tcp://localhost.example:3310",
+        "tcp://192.168.1.5:3310",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:99999",
+        "http://127.0.0.1:3310",
+        "unix://relative/clamd.ctl",
+        "unix:///run/clamd.ctl\u202e",
+    ],
+)
+def test_clamd_addresses_off_this_machine_or_malformed_are_refused(address: str) -> None:
+    """A remote host, a missing or bad port, another scheme, a relative socket or an invisible
+    character: refused with a ValueError, which the loader locates."""
+    with pytest.raises(ValueError, match="clamd address"):
+        clamd_address(address)
+
+
+def test_validate_shows_how_each_slot_is_scanned(tmp_path: Path) -> None:
+    """validate's text names the engine, clamd's address and the quarantine per slot; its
+    JSON carries the scan setting for slots that have one, and no key for those that do not."""
+    path = tmp_path / "m.yml"
+    path.write_text(SCANNED, encoding="utf-8")
+    text = CliRunner().invoke(app, ["validate", str(path), "--as-of", "2026-11-28"]).stdout
+    assert (
+        "upload scan     clamd at unix:///run/clamav/clamd.ctl; infected files moved to"
+        " quarantine/" in text
+    )
+    assert "upload scan     GuardDuty's tags; infected files stay" in text
+    result = CliRunner().invoke(app, ["validate", str(path), "--as-of", "2026-11-28", "--json"])
+    grants = {g["recipient"]: g for g in json.loads(result.stdout)["jobs"][0]["recipients"]}
+    assert grants["hooli"]["scan"] == {
+        "engine": "clamd",
+        "clamd": "tcp://127.0.0.2:3310",
+        "quarantine_prefix": None,
+    }
+    assert "scan" not in grants["acme"]
+
+
+def test_a_clamd_port_of_zero_is_refused() -> None:
+    """Port 0 names no listening clamd: refused like a missing port."""
+    with pytest.raises(ValueError, match="host and port"):
+        clamd_address("tcp://127.0.0.1:0")

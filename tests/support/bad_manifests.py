@@ -35,6 +35,8 @@ CLEAR_TEXT = "only towards this machine (localhost, 127.0.0.1, ::1), not 'smtp.a
 PAGES_SHARED = "overlaps 'reports/2026/Q3/', shared for download in job 'q3-partners' of"
 IDN = "write the domain in its ASCII (punycode) form: 'xn--glbex-kua.example'"
 PAGE_NEEDS_JSON = "no links.json, where delivery: page keeps the link to the recipient page"
+SCAN_FIELD = "jobs[0].upload.scan.quarantine"
+QUARANTINE = "jobs[0].upload.scan.quarantine_prefix"
 CF_CAP = "is longer than the cloudfront max_expires_in 90d (defaults.cloudfront.max_expires_in)"
 CF_AT = "2027-03-08T12:00:00Z is more than 90d after the run (2026-11-28T12:00:00Z)"
 S3_AT = "2026-12-06T12:00:00Z is more than 7 days after the run (2026-11-28T12:00:00Z)"
@@ -167,6 +169,14 @@ BAD_CASES: list[tuple[str, int | None, int | None, str, str]] = [
     ("upload_form_urlencoded.yml", 11, 23, "jobs[0].upload.content_types[0]", "HTML form"),
     ("upload_overlaps_download.yml", 9, 15, "jobs[0].upload.prefix", "handed out as downloads"),
     ("upload_overlaps_other_slot.yml", 14, 26, "jobs[0].recipients[1].upload.prefix", UPLOADS),
+    # upload.scan (issue 19)
+    ("upload_scan_clamd_remote.yml", 12, 36, "jobs[0].upload.scan.clamd", "loopback only"),
+    ("upload_scan_clamd_relative.yml", 12, 36, "jobs[0].upload.scan.clamd", "absolute path"),
+    ("upload_scan_engine_unknown.yml", 12, 22, "jobs[0].upload.scan.engine", "'guardduty'"),
+    ("upload_scan_guardduty_clamd.yml", 12, 13, "jobs[0].upload.scan", "drop clamd"),
+    ("upload_scan_unknown_field.yml", 12, 29, SCAN_FIELD, "'quarantine_prefix'?"),
+    ("upload_scan_quarantine_in_slot.yml", 12, 48, QUARANTINE, "back in a slot"),
+    ("upload_scan_quarantine_shared.yml", 12, 48, QUARANTINE, "infected uploads would be"),
     # notify
     ("notify_email_list_bad.yml", 13, 41, "jobs[0].recipients[0].email[1]", "one address"),
     ("notify_email_list_duplicate.yml", 13, 41, "jobs[0].recipients[0].email[1]", "listed twice"),

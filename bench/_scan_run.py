@@ -1,0 +1,54 @@
+"""One scan of every object under a prefix through ``scanning/scan.scan_objects``.
+
+Used by ``bench_scan.py`` in a fresh process per measurement, so each peak RSS is that scan's
+own. Everything is real: moto's S3 over HTTP (another process), the object streamed from it,
+Debian's clamd. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+
+from _sealed_env import seal
+
+seal(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="eu-west-1")
+
+from sharebatch.models import BucketTarget, Connection, ScanSetting  # noqa: E402
+from sharebatch.s3.gateway import S3Gateway  # noqa: E402
+from sharebatch.scanning.scan import Upload, scan_objects  # noqa: E402
+
+
+async def main(endpoint: str, bucket: str, prefix: str, concurrency: int, clamd: str) -> None:
+    setting = ScanSetting("clamd", clamd, None)
+    async with S3Gateway(Connection(endpoint_url=endpoint), max_connections=concurrency) as gw:
+        target = gw.effective(BucketTarget(bucket, "eu-west-1", None))
+        uploads = [
+            Upload("bench", "r", target, o.key, o.etag, o.size, setting)
+            async for o in gw.list_objects(target, prefix)
+        ]
+        started = time.perf_counter()
+        judged = await scan_objects(gw, uploads, concurrency=concurrency, step_timeout=120)
+        seconds = time.perf_counter() - started
+    statuses = sorted({j.verdict.status for j in judged})
+    fresh = sum(j.verdict.fresh for j in judged)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "files": len(judged),
+                "fresh": fresh,
+                "statuses": statuses,
+                "seconds": seconds,
+                "peak_rss_mb": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    endpoint, bucket, prefix, concurrency, clamd = sys.argv[1:6]
+    asyncio.run(main(endpoint, bucket, prefix, int(concurrency), clamd))

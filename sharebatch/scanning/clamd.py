@@ -1,0 +1,193 @@
+"""A client of ClamAV's daemon: ``PING``, ``VERSION`` and ``INSTREAM``, over asyncio.
+
+clamd listens on a unix socket or on TCP (loopback only: ``manifest/upload.clamd_address``).
+Commands are sent in their ``z`` form (NUL-terminated, answers NUL-terminated). ``INSTREAM``
+takes the file as chunks, each preceded by its length in 4 bytes big-endian, and a zero
+length to end; clamd answers ``stream: OK``, ``stream: <signature> FOUND``, or, when the
+stream passes its ``StreamMaxLength``, ``INSTREAM size limit exceeded. ERROR`` (then closes).
+
+Fail closed: only those exact answers mean something. Any other answer, a timeout, a dropped
+connection or a stream that ended early is an ``error`` verdict, never ``clean``. Every step
+(connecting, each chunk written, the answer) is bounded by ``timeout`` seconds of asyncio
+time, so a clamd that hangs costs at most that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import struct
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import Literal
+
+from sharebatch.manifest.upload import clamd_address
+
+MAX_CHUNK = 1 << 16
+"""Bytes per INSTREAM chunk: larger pieces of the source are split, so clamd's buffer and
+ours stay small whatever the file."""
+MAX_ANSWER = 4096
+"""The longest answer read from clamd; anything longer is garbage."""
+DEFAULT_TIMEOUT = 60.0
+
+Outcome = Literal["clean", "infected", "too_large", "error"]
+
+_FOUND = re.compile(r"stream: (?P<name>[^\x00\r\n]{1,512}) FOUND")
+_SIZE_LIMIT = "INSTREAM size limit exceeded. ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class ClamdVerdict:
+    """What clamd said of one stream: ``signature`` when infected, ``detail`` on error."""
+
+    outcome: Outcome
+    signature: str | None = None
+    detail: str | None = None
+
+
+class ClamdError(Exception):
+    """clamd could not be reached, or did not answer as the protocol says (internal: the
+    scanner turns it into an ``error`` verdict, the doctor into a FAIL)."""
+
+
+def parse_answer(answer: bytes) -> ClamdVerdict:
+    """An INSTREAM answer (without its NUL), strictly: anything unexpected is an error."""
+    try:
+        text = answer.decode("utf-8")
+    except UnicodeDecodeError:
+        return ClamdVerdict("error", detail=f"unreadable answer from clamd: {answer[:80]!r}")
+    if text == "stream: OK":
+        return ClamdVerdict("clean")
+    if text == _SIZE_LIMIT:
+        return ClamdVerdict("too_large", detail="over clamd's StreamMaxLength")
+    found = _FOUND.fullmatch(text)
+    if found:
+        return ClamdVerdict("infected", signature=found["name"])
+    return ClamdVerdict("error", detail=f"unexpected answer from clamd: {text[:200]!r}")
+
+
+class Clamd:
+    """One clamd, by its address (``unix:///path`` or ``tcp://127.0.0.1:3310``); each call
+    opens its own connection, so calls may run at once.
+
+    Plain non-blocking sockets on the running loop, not asyncio streams: when clamd refuses a
+    stream over its size limit it answers and closes, and our next write fails; a stream
+    transport would then drop the answer still waiting in the socket, a socket keeps it.
+    """
+
+    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self._where = clamd_address(address)  # ValueError for an address the loader refuses
+        self.timeout = timeout
+
+    async def _connect(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        if self._where[0] == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: str | tuple[str, int] = self._where[1]
+        else:
+            host, port = self._where[1]
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            target = (host, port)
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await loop.sock_connect(sock, target)
+        except TimeoutError:
+            sock.close()
+            raise ClamdError(
+                f"clamd at {self.address} did not accept within {self.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise ClamdError(
+                f"cannot reach clamd at {self.address}: {exc.strerror or exc}"
+            ) from None
+        return sock
+
+    async def _send(self, sock: socket.socket, data: bytes) -> None:
+        async with asyncio.timeout(self.timeout):
+            await asyncio.get_running_loop().sock_sendall(sock, data)
+
+    async def _answer(self, sock: socket.socket) -> bytes:
+        """Bytes up to clamd's NUL; the connection's end without one is an error."""
+        loop = asyncio.get_running_loop()
+        got = b""
+        try:
+            async with asyncio.timeout(self.timeout):
+                while b"\0" not in got:
+                    more = await loop.sock_recv(sock, MAX_ANSWER)
+                    if not more:
+                        shown = f" (sent {got[:80]!r})" if got else ""
+                        raise ClamdError(f"clamd closed the connection without an answer{shown}")
+                    got += more
+                    if len(got) > MAX_ANSWER:
+                        raise ClamdError(f"clamd's answer is longer than {MAX_ANSWER} bytes")
+        except TimeoutError:
+            raise ClamdError(f"clamd did not answer within {self.timeout:g}s") from None
+        except OSError as exc:
+            raise ClamdError(f"the connection to clamd broke: {exc.strerror or exc}") from None
+        answer, _, rest = got.partition(b"\0")
+        if rest:
+            raise ClamdError(f"clamd said more than one answer: {got[:120]!r}")
+        return answer
+
+    async def command(self, name: str) -> str:
+        """A simple command (``PING``, ``VERSION``) and its one-line answer."""
+        sock = await self._connect()
+        try:
+            try:
+                await self._send(sock, b"z" + name.encode("ascii") + b"\0")
+            except (TimeoutError, OSError) as exc:
+                raise ClamdError(f"cannot send {name} to clamd: {exc}") from None
+            answer = await self._answer(sock)
+        finally:
+            sock.close()
+        return answer.decode("utf-8", "replace")
+
+    async def ping(self) -> str:
+        """clamd's answer to PING: ``PONG`` when it is up."""
+        return await self.command("PING")
+
+    async def version(self) -> str:
+        """clamd's VERSION: ``ClamAV 1.0.7/27000/...`` (engine, database version, date)."""
+        return await self.command("VERSION")
+
+    async def instream(self, chunks: AsyncIterable[bytes]) -> ClamdVerdict:
+        """Stream ``chunks`` to clamd and return its verdict; never raises for clamd.
+
+        An exception from ``chunks`` itself (the source broke off) propagates after the
+        connection is closed, without the zero-length end: clamd never sees a whole stream,
+        and the caller reports the read error.
+        """
+        try:
+            sock = await self._connect()
+        except ClamdError as exc:
+            return ClamdVerdict("error", detail=str(exc))
+        try:
+            return await self._stream(sock, chunks)
+        finally:
+            sock.close()
+
+    async def _stream(self, sock: socket.socket, chunks: AsyncIterable[bytes]) -> ClamdVerdict:
+        try:
+            await self._send(sock, b"zINSTREAM\0")
+            async for chunk in chunks:
+                for start in range(0, len(chunk), MAX_CHUNK):
+                    piece = chunk[start : start + MAX_CHUNK]
+                    await self._send(sock, struct.pack(">I", len(piece)) + piece)
+            await self._send(sock, struct.pack(">I", 0))
+        except (OSError, TimeoutError) as exc:
+            # clamd stops reading (and closes) once the stream passes StreamMaxLength; its
+            # answer is then already waiting. Anything else is a broken scan.
+            try:
+                return parse_answer(await self._answer(sock))
+            except ClamdError:
+                kind = "timed out" if isinstance(exc, TimeoutError) else "broke"
+                return ClamdVerdict("error", detail=f"sending to clamd {kind}: {exc}")
+        try:
+            return parse_answer(await self._answer(sock))
+        except ClamdError as exc:
+            return ClamdVerdict("error", detail=str(exc))

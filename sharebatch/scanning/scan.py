@@ -1,0 +1,200 @@
+"""Judge uploads: each object scanned once per ETag, its verdict tagged, infected ones moved.
+
+``scan_objects`` takes the objects a listing found (``Upload``: where, which ETag, which
+``ScanSetting``) and returns one ``Verdict`` each, at most ``concurrency`` at once:
+
+- engine clamd: the object's tags are read first; a verdict of ours recorded for its current
+  ETag (clean or infected) stands, so an unchanged object is not scanned again. Otherwise the
+  object is streamed from S3 (``S3Gateway.read_object``, bounded chunks, ``If-Match`` the
+  listed ETag) into clamd's INSTREAM, and the verdict is written back as tags, other tags
+  kept. Fail closed: a read that breaks off, a clamd that hangs, drops or answers garbage, a
+  stream over clamd's size limit: never clean.
+- engine guardduty: GuardDuty's own tag is read and mapped (``verdicts.guardduty``).
+
+Infected, with a ``quarantine_prefix``: the object (tagged first, so the copy keeps the tags)
+is copied to ``quarantine_prefix + key`` while its ETag is still the one judged, then deleted
+from the slot; ``upload_quarantined`` records both keys. Each fresh scan is logged as
+``upload_scanned``. Credentials S3 refuses end the whole scan (``CredentialsError``, exit 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sharebatch.audit import get_logger
+from sharebatch.errors import S3ReadError, SharebatchError
+from sharebatch.models import BucketTarget, ScanSetting
+from sharebatch.s3.gateway import S3Gateway
+from sharebatch.scanning.clamd import DEFAULT_TIMEOUT, Clamd, ClamdVerdict
+from sharebatch.scanning.verdicts import (
+    Status,
+    Verdict,
+    guardduty,
+    merged_tags,
+    recorded,
+    verdict_tags,
+)
+
+log = get_logger()
+
+CHUNK = 1 << 16
+"""Bytes read from S3 at a time, and sent to clamd at a time: memory per scan stays near it."""
+MAX_KEY_BYTES = 1024
+
+_STATUS: dict[str, Status] = {
+    "clean": "clean",
+    "infected": "infected",
+    "too_large": "too_large_to_scan",
+    "error": "scan_error",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One listed object of a slot to judge: ``etag`` as listed, ``setting`` its grant's."""
+
+    job: str
+    recipient: str
+    target: BucketTarget
+    key: str
+    etag: str
+    size: int
+    setting: ScanSetting
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """An upload's verdict, and where it went when it was quarantined."""
+
+    upload: Upload
+    verdict: Verdict
+    quarantined_to: str | None = None
+
+
+async def scan_objects(
+    gateway: S3Gateway,
+    uploads: Sequence[Upload],
+    *,
+    concurrency: int = 4,
+    step_timeout: float = DEFAULT_TIMEOUT,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[Judged]:
+    """Judge every upload (in the order given), at most ``concurrency`` at once; each step of
+    talking to clamd (connect, each chunk, the answer) waits at most ``step_timeout`` seconds."""
+    limit = asyncio.Semaphore(concurrency)
+    scanners: dict[str, Clamd] = {}
+
+    async def one(upload: Upload) -> Judged:
+        async with limit:
+            verdict = await _judge(gateway, upload, scanners, step_timeout, clock)
+            moved = None
+            if verdict.status == "infected" and upload.setting.quarantine_prefix is not None:
+                verdict, moved = await _quarantine(gateway, upload, verdict)
+            return Judged(upload, verdict, moved)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(u)) for u in uploads]
+    except BaseExceptionGroup as failed:
+        # Credentials refused: every object would fail alike; report it once (exit 3).
+        ours, others = failed.split(SharebatchError)
+        if ours is None or others is not None:
+            raise
+        raise ours.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+async def _judge(
+    gateway: S3Gateway,
+    upload: Upload,
+    scanners: dict[str, Clamd],
+    step_timeout: float,
+    clock: Callable[[], datetime],
+) -> Verdict:
+    tags = await gateway.objects.get_tags(upload.target, upload.key)
+    if tags.error is not None:
+        detail = f"cannot read the object's tags ({tags.error}: {tags.message})"
+        return Verdict("scan_error", detail=detail)
+    if upload.setting.engine == "guardduty":
+        return guardduty(tags.facts)
+    known = recorded(tags.facts, upload.etag)
+    if known is not None and known.status in ("clean", "infected"):
+        return known
+    address = upload.setting.clamd
+    if address is None:  # the loader gives engine clamd an address; never trust a default
+        return Verdict("scan_error", detail="no clamd address")
+    scanner = scanners.setdefault(address, Clamd(address, timeout=step_timeout))
+    started = time.monotonic()
+    try:
+        answer = await scanner.instream(_chunks(gateway, upload))
+    except S3ReadError as exc:
+        answer = ClamdVerdict("error", detail=f"reading the object broke off ({exc})")
+    seconds = time.monotonic() - started
+    verdict = Verdict(
+        _STATUS[answer.outcome], answer.signature, answer.detail, round(seconds, 3), fresh=True
+    )
+    log.info(
+        "upload_scanned",
+        job=upload.job,
+        recipient=upload.recipient,
+        key=upload.key,
+        etag=upload.etag,
+        verdict=verdict.status,
+        signature=verdict.signature,
+        seconds=verdict.seconds,
+        detail=verdict.detail,
+    )
+    written = await gateway.objects.put_tags(
+        upload.target,
+        upload.key,
+        merged_tags(tags.facts, verdict_tags(verdict, upload.etag, clock())),
+    )
+    if written.error is not None:
+        log.error("scan_tags_failed", job=upload.job, key=upload.key, error=written.error)
+        if verdict.status == "clean":
+            # Clean but unrecorded: still clean, and scanned again next time.
+            return replace(verdict, detail=f"verdict not tagged ({written.error})")
+    return verdict
+
+
+async def _chunks(gateway: S3Gateway, upload: Upload) -> AsyncIterator[bytes]:
+    async for chunk in gateway.read_object(
+        upload.target, upload.key, chunk_size=CHUNK, if_match=upload.etag
+    ):
+        yield chunk
+
+
+async def _quarantine(
+    gateway: S3Gateway, upload: Upload, verdict: Verdict
+) -> tuple[Verdict, str | None]:
+    """Copy an infected upload to the quarantine (tags kept), then delete it from the slot."""
+    prefix = upload.setting.quarantine_prefix or ""
+    dest = prefix + upload.key
+    if len(dest.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        detail = f"not quarantined: {prefix}+key is over S3's {MAX_KEY_BYTES}-byte key limit"
+        log.error("quarantine_failed", job=upload.job, key=upload.key, error="KeyTooLong")
+        return replace(verdict, detail=detail), None
+    copied = await gateway.objects.copy(upload.target, upload.key, dest, if_match=upload.etag)
+    if copied.error is not None:
+        log.error("quarantine_failed", job=upload.job, key=upload.key, error=copied.error)
+        return replace(verdict, detail=f"not quarantined ({copied.error})"), None
+    deleted = await gateway.objects.delete(upload.target, upload.key)
+    log.warning(
+        "upload_quarantined",
+        job=upload.job,
+        recipient=upload.recipient,
+        bucket=upload.target.bucket,
+        key=upload.key,
+        quarantine_key=dest,
+        etag=upload.etag,
+        signature=verdict.signature,
+        deleted=deleted.error is None,
+    )
+    if deleted.error is not None:
+        detail = f"copied to quarantine, but still in the slot ({deleted.error})"
+        return replace(verdict, detail=detail), dest
+    return verdict, dest

@@ -1,0 +1,164 @@
+"""The clamd client: INSTREAM against a real clamd, and every misbehaviour through a fake one.
+
+Fail closed is the point: only clamd's exact ``stream: OK`` is clean. The fake clamd
+(``tests/support/fake_clamd.py``) hangs, drops the connection, answers garbage; each of those
+must come back as an error, within the step timeout (asyncio's, on the monotonic clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sharebatch.scanning.clamd import MAX_CHUNK, Clamd, ClamdError, ClamdVerdict, parse_answer
+from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar
+from tests.support.fake_clamd import Mode, fake_clamd
+
+
+async def chunks(data: bytes, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def zeros(total: int, size: int) -> AsyncIterator[bytes]:
+    """``total`` bytes in pieces of ``size``, made as they are asked for (never all at once)."""
+    sent = 0
+    while sent < total:
+        piece = min(size, total - sent)
+        yield bytes(piece)
+        sent += piece
+
+
+@pytest.fixture(params=["unix", "tcp"])
+def address(request: pytest.FixtureRequest, clamd: ClamdServer) -> str:
+    """The real clamd by its unix socket, then by loopback TCP."""
+    return clamd.unix_url if request.param == "unix" else clamd.tcp_url
+
+
+@pytest.mark.asyncio
+async def test_a_clean_file_is_clean(address: str) -> None:
+    """A plain text file streamed to the real clamd: ``stream: OK``, clean."""
+    verdict = await Clamd(address, timeout=30).instream(chunks(b"quarterly figures\n" * 100))
+    assert verdict == ClamdVerdict("clean")
+
+
+@pytest.mark.asyncio
+async def test_eicar_is_infected_with_the_signature_our_database_names(address: str) -> None:
+    """The EICAR file, in pieces smaller than itself: infected, named by our .hdb signature
+    (clamd adds .UNOFFICIAL to signatures outside its signed databases)."""
+    verdict = await Clamd(address, timeout=30).instream(chunks(eicar(), size=10))
+    assert verdict.outcome == "infected"
+    assert verdict.signature is not None and verdict.signature.startswith(SIGNATURE)
+
+
+@pytest.mark.asyncio
+async def test_eicar_one_byte_per_chunk_is_still_found(address: str) -> None:
+    """68 chunks of one byte each: clamd judges the stream reassembled, whatever the
+    chunking, so the hash signature still matches."""
+    whole = await Clamd(address, timeout=30).instream(chunks(eicar(), size=1))
+    assert whole.outcome == "infected"
+
+
+@pytest.mark.asyncio
+async def test_a_stream_over_stream_max_length_is_too_large_never_clean(address: str) -> None:
+    """One byte more than clamd's StreamMaxLength: clamd answers "INSTREAM size limit
+    exceeded" and closes; the client keeps that answer (not a broken pipe): too_large."""
+    verdict = await Clamd(address, timeout=30).instream(zeros(STREAM_MAX + 1, 1 << 16))
+    assert verdict.outcome == "too_large"
+
+
+@pytest.mark.asyncio
+async def test_a_much_larger_stream_is_refused_without_being_read_whole(address: str) -> None:
+    """A 5 GiB object stands for itself here by a generator of zeros: clamd's refusal ends
+    the stream early, and the generator is not run to its end."""
+    given = 0
+
+    async def sparse() -> AsyncIterator[bytes]:
+        nonlocal given
+        async for piece in zeros(5 * 1024**3, 1 << 20):
+            given += len(piece)
+            yield piece
+
+    verdict = await Clamd(address, timeout=30).instream(sparse())
+    assert verdict.outcome == "too_large"
+    assert given < 64 * 1024**2
+
+
+@pytest.mark.asyncio
+async def test_ping_and_version_answer(address: str) -> None:
+    """PING -> PONG; VERSION names ClamAV's engine."""
+    scanner = Clamd(address, timeout=30)
+    assert await scanner.ping() == "PONG"
+    assert (await scanner.version()).startswith("ClamAV ")
+
+
+@pytest.mark.asyncio
+async def test_a_file_larger_than_a_chunk_flows_through_in_bounded_pieces() -> None:
+    """5 MiB given in 1 MiB pieces reaches clamd whole, as pieces of at most MAX_CHUNK."""
+    async with fake_clamd("ok") as fake:
+        verdict = await Clamd(fake.url, timeout=30).instream(zeros(5 << 20, 1 << 20))
+    assert verdict == ClamdVerdict("clean")
+    assert fake.streamed == [5 << 20]
+    assert fake.largest_piece == MAX_CHUNK
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("drop", "clamd"),
+        ("drop_mid_stream", "clamd"),
+        ("stall", "did not answer within 0.3s"),
+        ("garbage", "unexpected answer"),
+        ("two_answers", "more than one answer"),
+    ],
+)
+async def test_a_misbehaving_clamd_is_an_error_never_clean(mode: Mode, said: str) -> None:
+    """Dropped before or during the stream, never answering (the step timeout), an answer
+    that is not one of clamd's, or two answers: each an error naming what happened."""
+    async with fake_clamd(mode) as fake:
+        verdict = await Clamd(fake.url, timeout=0.3).instream(chunks(b"x" * 300_000, 1 << 16))
+    assert verdict.outcome == "error"
+    assert verdict.detail is not None and said in verdict.detail
+
+
+@pytest.mark.asyncio
+async def test_nobody_listening_is_an_error() -> None:
+    """A closed port: the verdict is an error naming the address."""
+    async with fake_clamd("ok") as fake:
+        url = fake.url
+    verdict = await Clamd(url, timeout=1).instream(chunks(b"data"))
+    assert verdict.outcome == "error" and verdict.detail and url in verdict.detail
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_ping_raises_within_the_timeout() -> None:
+    """PING to a clamd that accepts but never answers: ClamdError, not a hang."""
+    async with fake_clamd("stall_commands") as fake:
+        with pytest.raises(ClamdError, match="did not answer"):
+            await Clamd(fake.url, timeout=0.3).ping()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"stream: OK", ClamdVerdict("clean")),
+        (b"stream: Win.Test.EICAR_HDB-1 FOUND", ClamdVerdict("infected", "Win.Test.EICAR_HDB-1")),
+        (b"INSTREAM size limit exceeded. ERROR", ClamdVerdict("too_large", detail=None)),
+        (b"stream: OK ", None),
+        (b"stream: ok", None),
+        (b"OK", None),
+        (b"stream:  FOUND", None),
+        (b"stream: a\nstream: OK FOUND", None),
+        (b"\xff\xfe", None),
+        (b"", None),
+    ],
+)
+def test_answers_are_parsed_strictly(answer: bytes, expected: ClamdVerdict | None) -> None:
+    """Only clamd's exact answers mean clean, infected or too large; near misses are errors."""
+    verdict = parse_answer(answer)
+    if expected is None:
+        assert verdict.outcome == "error"
+    else:
+        assert (verdict.outcome, verdict.signature) == (expected.outcome, expected.signature)

@@ -1,0 +1,100 @@
+"""A clamd of the tests' own, on 127.0.0.1, that misbehaves on request.
+
+Real clamd cannot be made to hang, drop a stream or answer garbage; this server speaks just
+enough of the protocol (``zPING``, ``zVERSION``, ``zINSTREAM`` with its length-prefixed
+chunks) and then does what ``mode`` says. It counts connections and the bytes of each stream,
+so a test can prove an object was (or was not) sent, and sent whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal[
+    "ok", "found", "drop", "drop_mid_stream", "stall", "stall_commands", "garbage", "two_answers"
+]
+
+
+@dataclass
+class FakeClamd:
+    """What the fake saw; ``mode`` may be changed between requests."""
+
+    mode: Mode = "ok"
+    signature: str = "Fake.Signature"
+    connections: int = 0
+    streamed: list[int] = field(default_factory=list)  # bytes of each whole INSTREAM
+    largest_piece: int = 0  # the largest INSTREAM chunk seen
+    active: int = 0
+    peak: int = 0  # the most connections open at once
+    port: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # ends every stall
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            command = await reader.readuntil(b"\0")
+            if self.mode == "drop":
+                return
+            if self.mode == "stall_commands":
+                await self.released.wait()
+                return
+            if command == b"zPING\0":
+                writer.write(b"PONG\0")
+            elif command == b"zVERSION\0":
+                writer.write(b"ClamAV 0.0.0-fake/1/Thu Jan  1 00:00:00 2026\0")
+            elif command == b"zINSTREAM\0":
+                await self._instream(reader, writer)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.active -= 1
+            writer.close()
+
+    async def _instream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        total = 0
+        while True:
+            (size,) = struct.unpack(">I", await reader.readexactly(4))
+            if size == 0:
+                break
+            await reader.readexactly(size)
+            total += size
+            self.largest_piece = max(self.largest_piece, size)
+            if self.mode == "drop_mid_stream":
+                return
+        self.streamed.append(total)
+        if self.mode == "stall":
+            await self.released.wait()  # answers nothing, until the server stops
+            return
+        answers = {
+            "ok": b"stream: OK\0",
+            "found": f"stream: {self.signature} FOUND\0".encode(),
+            "garbage": b"stream: maybe fine?\0",
+            "two_answers": b"stream: OK\0stream: OK\0",
+        }
+        writer.write(answers[self.mode])
+
+
+@asynccontextmanager
+async def fake_clamd(mode: Mode = "ok") -> AsyncIterator[FakeClamd]:
+    """A ``FakeClamd`` listening on a free port of 127.0.0.1 for the block's duration."""
+    fake = FakeClamd(mode)
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    fake.port = server.sockets[0].getsockname()[1]
+    try:
+        yield fake
+    finally:
+        fake.released.set()
+        server.close()
+        await server.wait_closed()
