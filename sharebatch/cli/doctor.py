@@ -52,7 +52,8 @@ def doctor(
     S3's Date header; per bucket its region, Block Public Access, default encryption, server
     access logging (where the logs go: receipts need them), which guardrails of sharebatch
     policy its bucket policy holds, and a one-key listing of every prefix; the manifest's link
-    lifetimes against the SigV4 limit.
+    lifetimes against the SigV4 limit; for link: cloudfront, each signing key (loads, fits the
+    hash, private file mode; SHA-1 a WARN).
     Nothing is signed or written.
 
     Exit codes: 0 no FAIL (WARNs allowed); 1 at least one FAIL; 2 invalid manifest or options.

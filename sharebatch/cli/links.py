@@ -70,7 +70,47 @@ def _span(seconds: int) -> str:
     return f"{text} left" if seconds > 0 else f"expired {text} ago"
 
 
+def _render_cloudfront_url(n: int, url: dict[str, Any]) -> list[str]:
+    span = "end unreadable" if url["seconds_left"] is None else _span(url["seconds_left"])
+    rows = [
+        ("status", f"{url['status']} ({span})"),
+        ("signature", "CloudFront signed URL"),
+        ("host", url["host"]),
+        ("key", url["key"] or "?"),
+        ("key pair id", url["key_pair_id"] or "?"),
+        ("hash", _HASHES.get(url["hash"] or "", "?")),
+        ("policy", url["policy"] or "?"),
+        ("not before", url["not_before"] or "none (valid from its signing)"),
+        ("expires at", url["expires_at"] or "?"),
+        ("from IPs", url["source_ip"] or "anywhere"),
+        ("link id", url["link_id"] or "none (issued without x-sharebatch-id)"),
+    ]
+    if url["problem"]:
+        rows.append(("problem", url["problem"]))
+    lines = [f"URL #{n} (sha256 {url['url_sha256'][:16]})"]
+    return lines + [f"  {name:<12} {value}" for name, value in rows]
+
+
+_HASHES = {"sha256": "SHA-256", "sha1": "SHA-1 (AWS recommends SHA-256)"}
+
+
+def _cloudfront_line(link: dict[str, Any]) -> str:
+    """A CloudFront row's signing facts: never its policy or signature."""
+    facts = [
+        f"key pair {link['key_pair_id'] or '?'}",
+        _HASHES.get(link["hash"] or "", "?"),
+        f"{link['policy'] or '?'} policy",
+    ]
+    if link["source_ip"]:
+        facts.append(f"from {link['source_ip']}")
+    if link["not_before"]:
+        facts.append(f"not before {link['not_before']}")
+    return "      cloudfront: " + ", ".join(facts)
+
+
 def _render_url(n: int, url: dict[str, Any]) -> list[str]:
+    if url["link"] == "cloudfront":
+        return _render_cloudfront_url(n, url)
     method = url["method"] or "not recorded in the URL (GET unless it was made for another)"
     if url["credential_kind"] == "session":
         kind = "session (temporary credentials: the link dies with them, maybe before its end)"
@@ -98,13 +138,13 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
     about = [bundle["format"]] + [
         f"{name} {bundle[name]}" for name in ("run_id", "job") if bundle.get(name)
     ]
+    if bundle["link"] == "cloudfront":
+        about.append("CloudFront links")
     lines = [f"bundle {bundle['path']} ({', '.join(about)})"]
     for group in bundle["recipients"]:
         lines.append(
             f"  recipient {group['recipient']}: {counted(len(group['links']), 'link')},"
-            f" {group['valid']} valid, {group['expiring']} expiring{within},"
-            f" {group['expired']} expired"
-            + (f", {group['invalid']} invalid" if group["invalid"] else "")
+            f" {_tally(group, within)}"
         )
         lines.append(f"    {'STATUS':<9} {'EXPIRES AT':<21} {'TIME LEFT':<20} KEY")
         for link in group["links"]:
@@ -114,6 +154,8 @@ def _render_bundle(bundle: dict[str, Any], within: str) -> list[str]:
             )
             if link["link_id"]:
                 lines.append(f"      link id: {link['link_id']}")
+            if link.get("link") == "cloudfront":
+                lines.append(_cloudfront_line(link))
             if link["problem"]:
                 lines.append(f"      problem: {link['problem']}")
     if bundle["uploads_problem"]:
@@ -155,11 +197,13 @@ def _render_slots(slots: list[dict[str, Any]], within: str) -> list[str]:
 _STATUSES = ("valid", "expiring", "expired", "invalid")
 
 
-def _tally(counts: dict[str, int], within: str) -> str:
+def _tally(counts: dict[str, Any], within: str) -> str:
     return (
         f"{counts['valid']} valid, {counts['expiring']} expiring{within},"
         f" {counts['expired']} expired"
         + (f", {counts['invalid']} invalid" if counts["invalid"] else "")
+        # CloudFront links with a start still ahead (upload slots have no such count).
+        + (f", {counts['not_yet_valid']} not yet valid" if counts.get("not_yet_valid") else "")
     )
 
 
@@ -178,16 +222,18 @@ def inspect(
 
     For a URL: method, bucket, key, signed at, expires at, time left, VALID/EXPIRED, the kind
     of credentials and the signature version (SigV4 or SigV2); INVALID with the reason when S3
-    would refuse it anyway. For a bundle: a table per recipient, then its upload slots (a
-    links.json's, an uploads.csv's, a folder's): method, key (a POST form's key prefix), max
-    size, content type, link id and end, read from the PUT URL or the POST form's signed
-    policy; INVALID when the row claims more than its signature. --within may be up to 366d
-    (SigV2 links live longer than 7 days).
+    would refuse it anyway. A CloudFront signed URL: its key pair id, hash, canned or custom
+    policy, start, end and IP range; NOT_YET_VALID before its start (not counted as a
+    problem: it was issued ahead of its period). For a bundle: a table per recipient, then its
+    upload slots (a links.json's, an uploads.csv's, a folder's): method, key (a POST form's
+    key prefix), max size, content type, link id and end, read from the PUT URL or the POST
+    form's signed policy; INVALID when the row claims more than its signature. --within may
+    be up to 366d (SigV2 and CloudFront links live longer than 7 days).
 
     Example: sharebatch inspect bundles/2026-Q3/*/q3/*/links.json --within 48h
 
-    Exit codes: 0 no link or slot expired (or expiring within --within); 1 some are; 2 bad
-    input.
+    Exit codes: 0 no link or slot expired (or expiring within --within), NOT_YET_VALID
+    included; 1 some are (or INVALID); 2 bad input.
     """
     # "-" reads URLs from stdin, so they stay out of `ps` and the shell's history.
     stdin = sys.stdin.buffer if "-" in targets else ()
@@ -203,7 +249,7 @@ def inspect(
             lines += _render_url(n, url)
         for bundle in report["bundles"]:
             lines += _render_bundle(bundle, soon)
-        total = sum(report[k] for k in _STATUSES)
+        total = sum(report[k] for k in (*_STATUSES, "not_yet_valid"))
         summary = f"inspect: {counted(total, 'link')}: {_tally(report, soon)}"
         slots = report["upload_slots"]
         if any(slots.values()):
@@ -241,7 +287,8 @@ def verify(
 ) -> None:
     """Check that the links of bundles work: the object is there, same size and ETag.
 
-    GET links are tried with a one-byte GET (their signature refuses a HEAD).
+    GET links are tried with a one-byte GET (their signature refuses a HEAD). CloudFront links
+    are asked of their distribution the same way; one whose policy starts later is skipped.
 
     Example: sharebatch verify bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --sample 50
 
@@ -298,18 +345,22 @@ def renew(
     Writes a complete new bundle next to the old one (links.renewed-<time>-<hex>.json/.csv,
     and upload slots due again) and prints its paths; the old bundle is never changed. Only
     bundles their run's audit log records are renewed; a due link whose object is gone or
-    changed keeps its old row and is reported.
+    changed keeps its old row and is reported. CloudFront links are re-signed with the key the
+    header names (its file or variable), their domain, key pair, hash and IP range, up to
+    max_expires_in. --within may be up to 366d (CloudFront links outlive 7 days).
 
     Example: sharebatch renew bundles/2026-Q3/20261001T060000Z-3f9a/q3/globex --within 48h
 
     Exit codes: 0 renewed or nothing due; 1 a bundle or a link could not be renewed; 2 bad
     input (a bundle its run did not record); 3 no usable credentials, or credentials too
-    short for the bundle's policy.
+    short for the bundle's policy (S3 links only: CloudFront's are signed with the key pair).
     """
     setup_logging(verbose, quiet, log_format)
     report = renew_bundles(
         bundles,
-        within=_within(within),
+        # CloudFront links may live up to a year: renewing them weeks ahead needs a window past
+        # SigV4's 7 days (for S3 links such a window makes every link due, as 7 days nearly does).
+        within=_within(within, INSPECT_WITHIN_MAX),
         connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
         audit_logs=audit_log or (),
     )

@@ -62,7 +62,7 @@ from sharebatch.delivery.notify import (
 )
 from sharebatch.delivery.smtp import DEFAULT_RETRY, Retry
 from sharebatch.errors import DeliveryError, LinkError, RunLocked, SigningError, UsageError
-from sharebatch.lifecycle.inspect import Bundle, bundle_file, read_bundle, row_facts
+from sharebatch.lifecycle.inspect import Bundle, bundle_file, read_bundle, row_end
 from sharebatch.lifecycle.renew import Renewal, renew_bundles_async
 from sharebatch.models import Connection, Credentials
 from sharebatch.run.delivery_plan import PLAN_FILE, DeliveryEntry, DeliveryPlan, read_plan
@@ -352,7 +352,7 @@ def _ends_by(bundle: Bundle, horizon: datetime) -> bool:
     """Any link or upload slot of ``bundle`` ends by ``horizon`` (as ``renew`` judges it:
     the row's end or its URL's, whichever is first)."""
     for row in bundle.rows:
-        if min(row.expires_at, row_facts(bundle, row).expires_at) <= horizon:
+        if row_end(bundle, row) <= horizon:
             return True
     return any(parse_iso(str(u["expires_at"])) <= horizon for u in bundle.uploads)
 

@@ -14,6 +14,15 @@ links: their ``max_expires_in``; they do not depend on the credentials); and, fo
 ``upload.scan``, whether clamd answers PING and VERSION (and how old its signatures are), and
 whether the role may read and write the slots' object tags and write the quarantine.
 
+For ``link: cloudfront`` grants (issue 16) each distinct ``cloudfront:`` setting gets one
+``cloudfront`` check: the private key loads (``cloudfront/keys``: a file group or others may
+read is refused, as at the run), it can sign with the setting's hash (an ECDSA key signs with
+SHA-256 only: the AWS CLI's ``cloudfront sign`` always uses SHA-256 for ECDSA,
+https://docs.aws.amazon.com/cli/latest/reference/cloudfront/sign.html), and SHA-1 is a WARN,
+since AWS added SHA-256 signing and recommends it. The key's source is named (a path and its
+mode, or a variable), never its material. Those links are held to ``max_expires_in`` instead
+of SigV4's 7 days and the credentials' lifetime, which do not bind them.
+
 Every request goes through ``s3.S3Gateway``, which answers instead of raising, so one refused
 call never hides the others. Nothing is listed beyond one key per prefix, nothing is signed,
 and nothing is written where S3 checks a request's Content-MD5 (the pages probe's is wrong).
@@ -24,7 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -32,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sharebatch.blocking import blocking
+from sharebatch.cloudfront.keys import KeyProblem, key_algorithm, load_private_key
 from sharebatch.errors import CredentialsError, UsageError
 from sharebatch.guardrails.document import parse_policy
 from sharebatch.guardrails.live import State, findings
@@ -41,6 +53,7 @@ from sharebatch.models import (
     MAX_EXPIRES_IN,
     Answer,
     BucketTarget,
+    CloudFrontLinks,
     Connection,
     Credentials,
     UploadSlot,
@@ -154,6 +167,7 @@ async def diagnose_async(
         )
         if manifest is not None:
             checks += _lifetimes(manifest, credentials, now)
+            checks += cloudfront_checks(manifest, now)
             checks += await _scanning(gateway, manifest, credentials is not None, now)
     return Diagnosis(shown, tuple(checks))
 
@@ -688,6 +702,66 @@ def _lifetime_checks(
             text += f": {what} end with them (on_short_credentials: {policy})"
         checks.append(Check("FAIL" if policy == "fail" else "WARN", name, job, text))
     return checks
+
+
+def cloudfront_checks(
+    manifest: Manifest, now: datetime, environ: dict[str, str] | None = None
+) -> list[Check]:
+    """One ``cloudfront`` check per distinct ``cloudfront:`` setting, in manifest order."""
+    settings: dict[CloudFrontLinks, list[Grant]] = {}
+    for job in manifest.jobs:
+        for grant in job.grants:
+            if grant.link == "cloudfront" and grant.cloudfront is not None:
+                settings.setdefault(grant.cloudfront, []).append(grant)
+    return [_cloudfront_key(found, grants, now, environ) for found, grants in settings.items()]
+
+
+def _cloudfront_key(
+    settings: CloudFrontLinks, grants: list[Grant], now: datetime, environ: dict[str, str] | None
+) -> Check:
+    subject = f"{settings.domain} {settings.key_pair_id}"
+    source = settings.private_key
+    try:
+        key = load_private_key(source, environ)
+        algorithm = key_algorithm(key)
+    except KeyProblem as exc:
+        return Check("FAIL", "cloudfront", subject, f"{exc}; no link can be signed with it")
+    where = f"env {source.env}" if source.file is None else f"{source.file}{_mode(source.file)}"
+    if algorithm == "rsa":
+        kind = f"RSA {getattr(key, 'key_size', '?')}-bit key"
+    else:
+        kind = "ECDSA P-256 key"
+    longest = max(_grant_seconds(g, now) for g in grants)
+    lives = (
+        f"links live up to {_duration(longest)}, within max_expires_in"
+        f" {_duration(settings.max_expires_in)}"
+    )
+    if algorithm == "ecdsa-p256" and settings.hash == "sha1":
+        text = (
+            f"{kind} from {where} with hash: sha1: ECDSA keys sign CloudFront links with"
+            " SHA-256 only; set hash: sha256"
+        )
+        return Check("FAIL", "cloudfront", subject, text)
+    if settings.hash == "sha1":
+        text = (
+            f"{kind} from {where} signs with SHA-1: AWS recommends SHA-256 (hash: sha256,"
+            f" the default); {lives}"
+        )
+        return Check("WARN", "cloudfront", subject, text)
+    return Check("OK", "cloudfront", subject, f"{kind} from {where} signs with SHA-256; {lives}")
+
+
+def _mode(path: str) -> str:
+    """`` (mode 0600)``: load_private_key refused any group or other bit already."""
+    try:
+        return f" (mode {stat.S_IMODE(os.stat(path).st_mode):04o})"
+    except OSError:  # gone since it was loaded: the load said all there is
+        return ""
+
+
+def _grant_seconds(grant: Grant, now: datetime) -> int:
+    at = grant.expiry.at
+    return grant.expiry.seconds or int(((at or now) - now).total_seconds())
 
 
 def _duration(seconds: float) -> str:

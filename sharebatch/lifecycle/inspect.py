@@ -5,6 +5,14 @@ anyone; ``read_bundle`` loads a CSV or JSON bundle with every row checked; ``ins
 both into plain data with a status per link. ``verify`` (checking links over HTTP) and
 ``renew`` (re-signing) build on these. Nothing returned here holds a whole URL: a link is
 named by its bucket, key and ``url_sha256``, the digest the audit log records.
+
+CloudFront signed URLs (issue 16) are read by ``cloudfront/read`` into ``CloudFrontUrl``: the
+end from ``Expires`` or the decoded policy, its start, IP range, key pair id and hash. A link
+CloudFront would refuse whatever the time (an unreadable policy, a missing parameter) is
+INVALID with the reason, never an error: it is one of the run's links gone wrong, and the
+others are still worth showing. One whose start (``DateGreaterThan``) is still ahead is
+NOT_YET_VALID: issued ahead of its period on purpose, it needs no renewal, so it does not
+make ``inspect`` exit 1 (renewing it could not make it start sooner).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sharebatch.audit import url_digest
+from sharebatch.cloudfront.read import is_cloudfront_url, read_cloudfront_url
 from sharebatch.errors import LinkError, SigningError
 from sharebatch.models import LINK_ID_PARAM, MAX_EXPIRES_IN
 from sharebatch.run.bundles import COLUMNS, OPTIONAL_COLUMNS, BundleHeader, csv_value
@@ -30,7 +39,7 @@ from sharebatch.run.slots import FILENAME, read_policy
 from sharebatch.times import iso, parse_iso
 from sharebatch.visible import HIDDEN, visible
 
-Status = Literal["VALID", "EXPIRING", "EXPIRED", "INVALID"]
+Status = Literal["VALID", "EXPIRING", "EXPIRED", "INVALID", "NOT_YET_VALID"]
 
 # Virtual-hosted AWS hosts: bucket.s3.amazonaws.com, bucket.s3.eu-west-1.amazonaws.com,
 # bucket.s3-eu-west-1.amazonaws.com, bucket.s3.dualstack.eu-west-1.amazonaws.com (and .cn).
@@ -126,7 +135,8 @@ def read_url(url: str, source: str = "") -> UrlFacts:
         )
     raise LinkError(
         f"{_where(source)}not a presigned S3 URL: no SigV4 (X-Amz-Algorithm...) or SigV2"
-        " (AWSAccessKeyId, Signature, Expires) parameters"
+        " (AWSAccessKeyId, Signature, Expires) parameters, nor a CloudFront signed URL"
+        " (Key-Pair-Id, Signature, Expires or Policy)"
     )
 
 
@@ -199,16 +209,107 @@ def _bucket_and_key(host: str, path: str) -> tuple[str | None, str | None]:
     return bucket or None, key or None
 
 
+@dataclass(frozen=True, slots=True)
+class CloudFrontUrl:
+    """What a CloudFront signed URL says about itself. Holds no secret: not the URL, not its
+    signature or policy. ``expires_at`` is None only when ``fault`` says why it is unreadable.
+    """
+
+    host: str
+    key: str | None
+    key_pair_id: str | None
+    hash: str | None
+    policy: Literal["canned", "custom"] | None
+    not_before: datetime | None
+    expires_at: datetime | None
+    source_ip: str | None
+    url_sha256: str
+    link_id: str | None
+    # Why CloudFront refuses it whatever the time: an unreadable policy, a missing parameter.
+    fault: str | None = None
+
+    def problem(self, now: datetime) -> str | None:
+        """Why CloudFront refuses this URL at any time, or ``None``."""
+        if self.fault:
+            return self.fault
+        if self.not_before and self.expires_at and self.not_before >= self.expires_at:
+            return (
+                f"its start {iso(self.not_before)} is not before its end {iso(self.expires_at)}:"
+                " it never works"
+            )
+        return None
+
+
+LinkFacts = UrlFacts | CloudFrontUrl
+
+
+def read_cloudfront(url: str, source: str = "") -> CloudFrontUrl:
+    """A CloudFront signed URL read back; one CloudFront would refuse whatever the time comes
+    back with its ``fault``. ``LinkError`` only when it is no http(s) URL at all."""
+    url = url.strip()
+    hidden = HIDDEN.search(url)
+    if hidden:
+        raise LinkError(f"{_where(source)}the URL holds {visible(hidden.group())}, not a link")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise LinkError(f"{_where(source)}not an http(s) URL: its host is malformed") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LinkError(f"{_where(source)}not an http(s) URL")
+    key = unquote(parts.path[1:]) or None
+    link_id = dict(parse_qsl(parts.query, keep_blank_values=True)).get(LINK_ID_PARAM)
+    digest = url_digest(url)
+    try:
+        facts = read_cloudfront_url(url)
+    except ValueError as exc:
+        # read.py names what is wrong without quoting the URL, its policy or its signature.
+        return CloudFrontUrl(
+            parts.hostname, key, None, None, None, None, None, None, digest, link_id, str(exc)
+        )
+    return CloudFrontUrl(
+        host=parts.hostname,
+        key=key,
+        key_pair_id=facts.key_pair_id,
+        hash=facts.hash,
+        policy="canned" if facts.canned else "custom",
+        not_before=facts.not_before,
+        expires_at=facts.expires,
+        source_ip=facts.source_ip,
+        url_sha256=digest,
+        link_id=link_id,
+    )
+
+
+# Parameters only CloudFront reads: a URL with one of them is meant as a CloudFront link, and
+# one missing its other parameters is an INVALID one (with the reason), not "no link at all".
+_CLOUDFRONT_ONLY = re.compile(r"[?&](?:Key-Pair-Id|Policy|Hash-Algorithm)=")
+
+
+def read_link(url: str, source: str = "") -> LinkFacts:
+    """Any link sharebatch issues read back: a CloudFront signed URL or a presigned S3 URL."""
+    text = url.strip()
+    if is_cloudfront_url(text) or _CLOUDFRONT_ONLY.search(text.partition("#")[0]):
+        return read_cloudfront(url, source)
+    return read_url(url, source)
+
+
 def status_of(
-    expires_at: datetime, now: datetime, within: timedelta, problem: str | None = None
+    expires_at: datetime,
+    now: datetime,
+    within: timedelta,
+    problem: str | None = None,
+    not_before: datetime | None = None,
 ) -> Status:
     """INVALID with a ``problem``; EXPIRED at or after ``expires_at``; EXPIRING when it comes
-    within ``within``."""
+    within ``within``; NOT_YET_VALID before ``not_before``."""
     if problem:
         return "INVALID"
     if expires_at <= now:
         return "EXPIRED"
-    return "EXPIRING" if expires_at <= now + within else "VALID"
+    if expires_at <= now + within:
+        return "EXPIRING"
+    # DateGreaterThan: CloudFront refuses the link until then.
+    return "NOT_YET_VALID" if not_before is not None and now <= not_before else "VALID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,9 +554,34 @@ def _row(path: Path, fmt: str, line: int, item: Any) -> BundleRow:
     )
 
 
+def cloudfront_bundle(bundle: Bundle) -> bool:
+    """Whether a bundle's links are CloudFront's: its header says so (one grant, one kind);
+    a CSV bundle, which has no header, by its first link's form."""
+    if bundle.header is not None:
+        policy = bundle.header.policy
+        return policy is not None and policy.link == "cloudfront"
+    return bool(bundle.rows) and is_cloudfront_url(bundle.rows[0].url.strip())
+
+
 def row_facts(bundle: Bundle, row: BundleRow) -> UrlFacts:
-    """The URL facts of a row, with ``LinkError`` naming the row when the URL is unreadable."""
+    """The URL facts of an S3 row, with ``LinkError`` naming the row when the URL is
+    unreadable (or a CloudFront link: ``row_link`` reads both)."""
     return read_url(row.url, f"{_row_where(bundle.path, bundle.format, row.line)}: url")
+
+
+def row_link(bundle: Bundle, row: BundleRow) -> LinkFacts:
+    """A row's link read back as its bundle's kind (``cloudfront_bundle``): an S3 bundle's
+    unreadable URL is ``LinkError``, a CloudFront one's an INVALID ``fault``."""
+    source = f"{_row_where(bundle.path, bundle.format, row.line)}: url"
+    if cloudfront_bundle(bundle):
+        return read_cloudfront(row.url, source)
+    return read_url(row.url, source)
+
+
+def row_end(bundle: Bundle, row: BundleRow) -> datetime:
+    """When a row's link stops working: the earlier of its ``expires_at`` and its URL's."""
+    found = row_link(bundle, row).expires_at
+    return row.expires_at if found is None else min(row.expires_at, found)
 
 
 def _facts_data(facts: UrlFacts, now: datetime, within: timedelta) -> dict[str, Any]:
@@ -466,12 +592,31 @@ def _facts_data(facts: UrlFacts, now: datetime, within: timedelta) -> dict[str, 
     data["seconds_left"] = int((facts.expires_at - now).total_seconds())
     data["problem"] = facts.problem(now)
     data["status"] = status_of(facts.expires_at, now, within, data["problem"])
-    return data
+    return {"link": "s3", **data}
+
+
+def _cloudfront_data(facts: CloudFrontUrl, now: datetime, within: timedelta) -> dict[str, Any]:
+    data = asdict(facts)
+    del data["fault"]
+    for name in ("not_before", "expires_at"):
+        data[name] = iso(data[name]) if data[name] else None
+    problem = facts.problem(now)
+    end = facts.expires_at
+    data["seconds_left"] = None if end is None else int((end - now).total_seconds())
+    data["problem"] = problem
+    data["status"] = (
+        "INVALID" if end is None else status_of(end, now, within, problem, facts.not_before)
+    )
+    return {"link": "cloudfront", **data}
 
 
 def inspect_url(url: str, now: datetime, within: timedelta, source: str = "") -> dict[str, Any]:
-    """One URL as plain data: its facts, ``seconds_left`` and ``status``."""
-    return _facts_data(read_url(url, source), now, within)
+    """One URL as plain data: its facts, ``seconds_left`` and ``status``; ``link`` says its
+    kind (``s3`` or ``cloudfront``)."""
+    facts = read_link(url, source)
+    if isinstance(facts, CloudFrontUrl):
+        return _cloudfront_data(facts, now, within)
+    return _facts_data(facts, now, within)
 
 
 def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str, Any]:
@@ -482,38 +627,53 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
     """
     recipients: dict[str, list[dict[str, Any]]] = {}
     for row in bundle.rows:
-        facts = row_facts(bundle, row)
-        end = min(row.expires_at, facts.expires_at)
-        problem = facts.problem(now)
+        facts = row_link(bundle, row)
+        end = row.expires_at if facts.expires_at is None else min(row.expires_at, facts.expires_at)
+        problems = [facts.problem(now)]
         if row.link_id != facts.link_id:
             # The usage report joins S3's logs on the URL's id: a row naming another would
             # credit its downloads to the wrong link.
-            mismatch = (
+            problems.append(
                 f"link_id {row.link_id or '(none)'} is not its URL's ({facts.link_id or 'none'})"
             )
-            problem = f"{problem}; {mismatch}" if problem else mismatch
-        recipients.setdefault(row.recipient, []).append(
-            {
-                "line": row.line,
-                "bucket": row.bucket,
-                "key": row.key,
-                "method": row.method,
-                "expires_at": iso(end),
-                "seconds_left": int((end - now).total_seconds()),
+        link: dict[str, Any] = {
+            "line": row.line,
+            "bucket": row.bucket,
+            "key": row.key,
+            "method": row.method,
+            "expires_at": iso(end),
+            "seconds_left": int((end - now).total_seconds()),
+        }
+        if isinstance(facts, CloudFrontUrl):
+            problems += _cloudfront_row_problems(bundle, facts)
+            problem = "; ".join(p for p in problems if p) or None
+            link |= {
+                "status": status_of(end, now, within, problem, facts.not_before),
+                "problem": problem,
+                "link": "cloudfront",
+                "key_pair_id": facts.key_pair_id,
+                "hash": facts.hash,
+                "policy": facts.policy,
+                "not_before": iso(facts.not_before) if facts.not_before else None,
+                "source_ip": facts.source_ip,
+            }
+        else:
+            problem = "; ".join(p for p in problems if p) or None
+            link |= {
                 "status": status_of(end, now, within, problem),
                 "problem": problem,
                 "credential_kind": facts.credential_kind,
                 "signature_version": facts.signature_version,
-                "url_sha256": facts.url_sha256,
-                "link_id": row.link_id,
             }
-        )
+        link |= {"url_sha256": facts.url_sha256, "link_id": row.link_id}
+        recipients.setdefault(row.recipient, []).append(link)
     header = bundle.header
     return {
         "path": str(bundle.path),
         "format": bundle.format,
         "run_id": header.run_id if header else None,
         "job": header.job if header else None,
+        "link": "cloudfront" if cloudfront_bundle(bundle) else "s3",
         "recipients": [
             {"recipient": name, **_counts(links), "links": links}
             for name, links in recipients.items()
@@ -522,6 +682,24 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
         "uploads": inspect_slots(bundle, now, within),
         "uploads_problem": _missing_slots(bundle),
     }
+
+
+def _cloudfront_row_problems(bundle: Bundle, facts: CloudFrontUrl) -> list[str]:
+    """Where a CloudFront row's URL is not what its header says it was signed with: another
+    distribution or key pair (an edited row)."""
+    policy = bundle.header.policy if bundle.header else None
+    settings = policy.cloudfront if policy else None
+    if settings is None or facts.fault:
+        return []
+    problems = []
+    host = urlsplit(settings.domain if "://" in settings.domain else f"//{settings.domain}")
+    if (host.hostname or "").lower() != facts.host.lower():
+        problems.append(f"its host {facts.host} is not the header's domain {settings.domain}")
+    if facts.key_pair_id != settings.key_pair_id:
+        problems.append(
+            f"its Key-Pair-Id {facts.key_pair_id} is not the header's {settings.key_pair_id}"
+        )
+    return problems
 
 
 def _missing_slots(bundle: Bundle) -> str | None:
@@ -635,8 +813,11 @@ def inspect_slots(bundle: Bundle, now: datetime, within: timedelta) -> list[dict
     ]
 
 
-def _counts(links: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def _counts(links: Iterable[Mapping[str, Any]], *, early: bool = True) -> dict[str, int]:
+    """Links (or, without ``early``, upload slots, which have no start) by status."""
     counts = {"valid": 0, "expiring": 0, "expired": 0, "invalid": 0}
+    if early:
+        counts["not_yet_valid"] = 0
     for link in links:
         counts[str(link["status"]).lower()] += 1
     return counts
@@ -701,7 +882,7 @@ def inspect(
         urls.append(inspect_url(url, now, within, source))
     every = [*urls, *(link for b in bundles for r in b["recipients"] for link in r["links"])]
     counts = _counts(every)
-    slots = _counts(slot for b in bundles for slot in b["uploads"])
+    slots = _counts((slot for b in bundles for slot in b["uploads"]), early=False)
     bad = [counts[s] + slots[s] for s in ("expired", "expiring", "invalid")]
     bad += [1 for b in bundles if b["uploads_problem"]]
     return {

@@ -16,6 +16,12 @@ the file must be a renewal of such a bundle (found through ``renewed_from``) hol
 its source did not. Every row must lie in the header's bucket, under its prefixes. Before a
 link is re-signed its object is checked (HEAD): a deleted or changed object keeps its old row
 and is reported, as ``verify`` would.
+
+A CloudFront bundle (``link: cloudfront`` in its header) is re-signed by
+``lifecycle/cfresign`` with the header's distribution, key pair, hash and IP range and the
+key from the header's ``private_key`` source, all vouched for by the same sha256; its objects
+are HEADed in the origin bucket as any others. No credential lifetime applies to those links
+(the S3 credentials still sign re-issued upload slots, and are checked for them).
 """
 
 from __future__ import annotations
@@ -36,22 +42,28 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
 from sharebatch.blocking import blocking
+from sharebatch.cloudfront.keys import PrivateKey
 from sharebatch.errors import LinkError
 from sharebatch.files import private_dir
+from sharebatch.lifecycle.cfresign import CloudFrontResigner, load_keys
 from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
+    CloudFrontUrl,
     bundle_file,
     read_bundle,
-    read_url,
-    row_facts,
+    read_link,
+    row_end,
+    row_link,
 )
 from sharebatch.lifecycle.verify import judge
 from sharebatch.models import (
     BucketTarget,
+    CloudFrontLinks,
     Connection,
     Credentials,
     Expiry,
+    KeySource,
     Link,
     ObjectRef,
     PostSigner,
@@ -82,6 +94,7 @@ _RENEWAL_FIELDS = frozenset(
         "renewed",
         "page_url",  # dropped by a renewal; a refreshed page (remind) gets a new one
         "page_link_id",
+        "page_expires_at",  # the dropped page's own end
     }
 )
 # A renewal chain longer than this is not one sharebatch made in any sensible time.
@@ -137,6 +150,12 @@ class _Source:
     policy: ShortCredentials
     target: BucketTarget
     slot: UploadSlot | None
+
+    @property
+    def cloudfront(self) -> bool:
+        """Whether its links are CloudFront signed URLs (the header's ``link``)."""
+        policy = self.header.policy
+        return policy is not None and policy.link == "cloudfront"
 
     @property
     def link_ids(self) -> bool:
@@ -310,8 +329,21 @@ def _holds_only_its_source(
 
 def _renewed_alike(renewal: Bundle, header: BundleHeader, row: BundleRow, was: BundleRow) -> bool:
     """A row's new URL is its old one re-signed: same host, bucket and key, by the signer
-    the renewal's header names."""
-    new, old = row_facts(renewal, row), read_url(was.url)
+    the renewal's header names (for CloudFront: its key pair, hash and IP range)."""
+    new, old = row_link(renewal, row), read_link(was.url)
+    if isinstance(new, CloudFrontUrl) or isinstance(old, CloudFrontUrl):
+        policy = header.policy
+        settings = policy.cloudfront if policy else None
+        if not (isinstance(new, CloudFrontUrl) and isinstance(old, CloudFrontUrl) and settings):
+            return False
+        assert policy is not None  # settings come from it
+        return (
+            new.fault is None
+            and (new.host, new.key) == (old.host, old.key) == (new.host, row.key)
+            and (new.key_pair_id, new.hash) == (settings.key_pair_id, settings.hash)
+            and new.source_ip == (policy.allow_ips[0] if policy.allow_ips else None)
+            and new.link_id == row.link_id
+        )
     return (
         (new.host, new.bucket, new.key)
         == (old.host, old.bucket, old.key)
@@ -380,7 +412,7 @@ def _load(path: str | Path, records: _Records) -> _Source:
 
 
 def _end(source: _Source, row: BundleRow) -> datetime:
-    return min(row.expires_at, row_facts(source.bundle, row).expires_at)
+    return row_end(source.bundle, row)
 
 
 def _upload_end(upload: Mapping[str, Any]) -> datetime:
@@ -415,6 +447,16 @@ async def renew_bundles_async(
     for given in audit_logs:
         records.add_given(Path(given))
     sources = [_load(path, records) for path in paths]
+    # Every CloudFront key is read before anything is asked or written: a missing one is bad
+    # input (exit 2), like a bundle its run did not record.
+    keys = load_keys(
+        {
+            settings.private_key: str(s.bundle.path)
+            for s in sources
+            if s.cloudfront and (settings := _settings(s)) is not None
+        }
+    )
+    resigners = [_resigner(s, keys) for s in sources]
     async with S3Gateway(connection) as gateway:
         credentials = await gateway.credentials()
         now = datetime.now(UTC)
@@ -432,7 +474,8 @@ async def renew_bundles_async(
             [
                 (s.header.job, s.header.recipient, s.expiry, s.policy)
                 for s, rows, passed in zip(sources, due, fixed_end_passed, strict=True)
-                if rows and not passed
+                # A CloudFront link is signed with the key pair: S3's credentials' end is not its.
+                if rows and not passed and not s.cloudfront
             ],
             now,
             # Re-issued upload slots are held to the same policy as at the run.
@@ -448,21 +491,25 @@ async def renew_bundles_async(
             ],
         )
         renewals = []
-        for source, rows, slot_due, passed in zip(
-            sources, due, slots_due, fixed_end_passed, strict=True
+        for source, resigner, rows, slot_due, passed in zip(
+            sources, resigners, due, slots_due, fixed_end_passed, strict=True
         ):
             if not (rows or slot_due) or passed:
                 renewals.append(_nothing(source, passed))
                 continue
             target = gateway.effective(source.target)
             presign = await gateway.signers.presigner(target, credentials)
-            signer = Signer(
-                presign,
-                job=source.header.job,
-                expiry=source.expiry,
-                limit=credential_limit(credentials, source.policy),
-                link_ids=source.link_ids,
-            )
+            signer: Signer | CloudFrontResigner
+            if resigner is None:
+                signer = Signer(
+                    presign,
+                    job=source.header.job,
+                    expiry=source.expiry,
+                    limit=credential_limit(credentials, source.policy),
+                    link_ids=source.link_ids,
+                )
+            else:
+                signer = resigner
             gone = await _check_objects(gateway, target, rows)
             slots = None
             if slot_due and source.slot is not None:
@@ -473,6 +520,33 @@ async def renew_bundles_async(
 
 
 renew_bundles = blocking(renew_bundles_async)
+
+
+def _settings(source: _Source) -> CloudFrontLinks | None:
+    """A CloudFront bundle's ``cloudfront`` header settings; None for an S3 bundle."""
+    policy = source.header.policy
+    return policy.cloudfront if policy is not None and policy.link == "cloudfront" else None
+
+
+def _resigner(source: _Source, keys: Mapping[KeySource, PrivateKey]) -> CloudFrontResigner | None:
+    """A CloudFront bundle's signer, made before anything is asked: a domain, key pair id or
+    key the signer cannot use (a header no sharebatch run writes) is ``LinkError``."""
+    settings = _settings(source)
+    if settings is None:
+        return None
+    policy = source.header.policy
+    try:
+        return CloudFrontResigner(
+            job=source.header.job,
+            settings=settings,
+            allow_ips=policy.allow_ips if policy else (),
+            expiry=source.expiry,
+            key=keys[settings.private_key],
+            ids=source.link_ids,
+        )
+    except (ValueError, TypeError) as exc:
+        # The signer's messages name the setting, never the key.
+        raise LinkError(f"{source.bundle.path}: header: cloudfront: {exc}") from None
 
 
 async def _check_objects(
@@ -516,7 +590,7 @@ def _renew(
     target: BucketTarget,
     due_rows: list[BundleRow],
     gone: Mapping[int, tuple[str, str]],
-    signer: Signer,
+    signer: Signer | CloudFrontResigner,
     slots: tuple[UploadSlot, Presigner, PostSigner] | None,
     credentials: Credentials,
     now: datetime,
@@ -612,9 +686,14 @@ def _renew(
     )
 
 
-def _renewed(row: BundleRow, job: str, signer: Signer) -> Link:
+def _renewed(row: BundleRow, job: str, signer: Signer | CloudFrontResigner) -> Link:
     old = _link(row, job)
-    renewed = signer.sign_one(row.recipient, old.obj, _params(row.url))
+    if isinstance(signer, CloudFrontResigner):
+        renewed = signer.sign_one(row.recipient, old.obj, row.url)
+        kind = {"kind": "cloudfront"}
+    else:
+        renewed = signer.sign_one(row.recipient, old.obj, _params(row.url))
+        kind = {}  # absent: an S3 link, as every event before CloudFront links
     log.info(
         "link_renewed",
         job=job,
@@ -627,6 +706,7 @@ def _renewed(row: BundleRow, job: str, signer: Signer) -> Link:
         url_sha256=url_digest(renewed.url),
         link_id=renewed.link_id,
         expires_at=iso(renewed.expires_at),
+        **kind,
     )
     return renewed
 
@@ -647,7 +727,7 @@ def _link(row: BundleRow, job: str) -> Link:
 def _header(
     source: _Source,
     part: PartFile,
-    signer: Signer,
+    signer: Signer | CloudFrontResigner,
     credentials: Credentials,
     renewed: int,
     uploads: int,
@@ -680,4 +760,5 @@ def _header(
         # The page lists the old links and dies with them; a refreshed page gets its own.
         page_url=None,
         page_link_id=None,
+        page_expires_at=None,
     )

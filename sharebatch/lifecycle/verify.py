@@ -8,6 +8,11 @@ bundle promised. A link already past its ``expires_at`` is reported expired with
 or curl would change before sending it (``.``/``..`` segments, ``%2e`` forms, backslashes) is
 reported ``rewritten`` without asking: it cannot reach its object, whatever a server answers
 to the path as written.
+
+CloudFront links (issue 16) are checked the same way against their distribution: the same
+ranged GET, the same path rule, the object's size and ETag compared with the bundle row
+(CloudFront forwards S3's). One whose start (``DateGreaterThan``) is still ahead is
+``skipped``: CloudFront refuses it until then by design, which says nothing of the object.
 """
 
 from __future__ import annotations
@@ -23,9 +28,17 @@ from urllib.parse import urlsplit
 
 from sharebatch.audit import url_digest
 from sharebatch.errors import LinkError, UsageError
-from sharebatch.lifecycle.inspect import Bundle, BundleRow, read_bundle, row_facts
+from sharebatch.lifecycle.inspect import (
+    Bundle,
+    BundleRow,
+    CloudFrontUrl,
+    read_bundle,
+    row_end,
+    row_link,
+)
 from sharebatch.models import LinkProbe
 from sharebatch.s3.gateway import browser_url, probe_link
+from sharebatch.times import iso
 from sharebatch.units import counted
 
 Outcome = Literal["ok", "missing", "changed", "expired", "denied", "error", "skipped", "rewritten"]
@@ -152,16 +165,24 @@ def verify_bundles(
     rng = random.Random(seed)  # noqa: S311 - a sample to check, not a secret
     chosen = [(b, row) for b in bundles for row in _sampled(b.rows, sample, rng)]
     for bundle, row in chosen:
-        row_facts(bundle, row)  # an unreadable URL is bad input, found before any request
+        row_link(bundle, row)  # an unreadable URL is bad input, found before any request
     check = probe or (lambda url, method: probe_link(url, method, timeout=timeout))
 
     def one(item: tuple[Bundle, BundleRow]) -> Verdict:
         bundle, row = item
         status: int | None = None
         sent = browser_url(row.url)
-        if row.expires_at <= now:
+        facts = row_link(bundle, row)
+        start = facts.not_before if isinstance(facts, CloudFrontUrl) else None
+        problem = facts.problem(now) if isinstance(facts, CloudFrontUrl) else None
+        if row_end(bundle, row) <= now:
             outcome: Outcome = "expired"
             detail = "expired by its own terms; not requested"
+        elif problem:
+            outcome, detail = "error", f"CloudFront refuses it whatever the time: {problem}"
+        elif start is not None and now <= start:
+            outcome = "skipped"
+            detail = f"not valid before {iso(start)} (its policy's start); not requested"
         elif sent != row.url:
             outcome = "rewritten"
             detail = (
