@@ -62,7 +62,7 @@ from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
 from sharebatch.receipts.accesslog import AccessRecord, BadLine
 from sharebatch.receipts.page import refresh_receipts
-from sharebatch.receipts.sources import LogSource, read_logs
+from sharebatch.receipts.sources import LogSource, read_batches
 from sharebatch.run.bundles import BundleHeader, csv_cell
 from sharebatch.run.metrics import (
     Gauge,
@@ -589,57 +589,122 @@ class _Join:
         return found
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
-        count.lines += 1
-        if isinstance(item, BadLine):
-            count.bad_lines += 1
-            self.bad += 1
-            if len(self.bad_lines) < BAD_LINES_LISTED:
-                self.bad_lines.append(item)
-            return
-        link_id = item.link_id
-        if link_id is None:
-            self.other += 1
-            return
-        self.ours += 1
-        # The caches' hits inline: this runs for every record of ours.
-        ip, network = self._addresses.get(item.remote_ip) or self.address(item.remote_ip)
-        agent = item.user_agent
-        if agent is not None:
-            if len(agent) > AGENT_SHOWN:
-                agent = agent[:AGENT_SHOWN] + "\u2026"
-            agent = self._agents.get(agent) or self.agent(agent)
-        link = self.links.get(link_id)
-        if link is None:
-            self._stranger(item, link_id, ip, network, agent)
-            return
-        # The link's own object, or the id sent along to another one (``_same_key`` only when
-        # the key is not written as it was issued: this runs for every record of ours).
-        key = item.key
-        if item.bucket != link.bucket or (key != link.key and not _same_key(key, link)):
-            self._misused(item, link, ip, network, agent)
-            return
-        tally = link.tally
-        if tally is UNUSED:
-            tally = link.tally = _Tally()
-        before = tally.downloads
-        tally.add(item, ip, network, agent, self.networks_kept)
-        if tally.downloads > before:
-            day = (item.time.date(), link.job, link.recipient)
-            self.daily[day] = self.daily.get(day, 0) + 1
-        status = item.status
-        # Only a request S3 served: a refused one (the old link clicked in the old mail,
-        # expired) gave nobody anything.
-        if link.replaced_by is not None and status is not None and 200 <= status < 300:
-            replacement = self.links[link.replaced_by].issued_at
-            if replacement is not None and item.time > replacement:
-                tally.late += 1
-                held = tally.late_networks
+        """Count one record or bad line (``add_batch`` of one)."""
+        self.add_batch([item], count)
+
+    def add_batch(self, items: Sequence[AccessRecord | BadLine], count: _SourceCount) -> None:
+        """Count records and bad lines in their order. One call per batch, and a record of
+        a link's own object counted here inline (``_Tally.add``'s work): this loop sees
+        every line of every log, so each call and attribute look-up saved is saved a million
+        times."""
+        count.lines += len(items)
+        addresses, agents, links = self._addresses, self._agents, self.links
+        daily, kept = self.daily, self.networks_kept
+        ours = other = 0
+        for item in items:
+            if isinstance(item, BadLine):
+                count.bad_lines += 1
+                self.bad += 1
+                if len(self.bad_lines) < BAD_LINES_LISTED:
+                    self.bad_lines.append(item)
+                continue
+            (
+                bucket,
+                moment,
+                remote_ip,
+                _,
+                operation,
+                key,
+                _,
+                status,
+                _,
+                sent,
+                size,
+                agent,
+                link_id,
+            ) = item
+            if link_id is None:
+                other += 1
+                continue
+            ours += 1
+            # The caches' hits inline.
+            ip, network = addresses.get(remote_ip) or self.address(remote_ip)
+            if agent is not None:
+                if len(agent) > AGENT_SHOWN:
+                    agent = agent[:AGENT_SHOWN] + "\u2026"
+                agent = agents.get(agent) or self.agent(agent)
+            link = links.get(link_id)
+            if link is None:
+                self._stranger(item, link_id, ip, network, agent)
+                continue
+            # The link's own object, or the id sent along to another one (``_same_key`` only
+            # when the key is not written as it was issued).
+            if bucket != link.bucket or (key != link.key and not _same_key(key, link)):
+                self._misused(item, link, ip, network, agent)
+                continue
+            tally = link.tally
+            if tally is UNUSED:
+                tally = link.tally = _Tally()
+            # ``_Tally.add``, inline.
+            tally.requests += 1
+            served = status is not None and 200 <= status < 300
+            if served:
+                if operation == "REST.GET.OBJECT":
+                    # A 200 that sent less than the object is a transfer the client broke off.
+                    if status == 206 or (size is not None and sent < size):
+                        tally.partial += 1
+                    else:
+                        tally.downloads += 1
+                        day = (moment.date(), link.job, link.recipient)
+                        daily[day] = daily.get(day, 0) + 1
+                elif operation in _UPLOADS:
+                    tally.uploads += 1
+            elif status == 403:
+                tally.refused += 1
+            tally.bytes_sent += sent
+            last = tally.last
+            if last is None:
+                tally.first = tally.last = moment
+            elif moment >= last:
+                tally.last = moment
+            elif tally.first is not None and moment < tally.first:
+                tally.first = moment
+            # ``_more`` only for a value the tally may not hold yet: a list holding it
+            # (equal texts are one object while the caches have room) says so in C.
+            held = tally.ips
+            if held is not ip:
                 if held is None:
-                    tally.late_networks = network
-                elif held is not network:
-                    tally.late_networks = _more(held, network, self.networks_kept)
-                if tally.late_first is None or item.time < tally.late_first:
-                    tally.late_first = item.time
+                    tally.ips = ip
+                elif type(held) is str or ip not in held:
+                    tally.ips = _more(held, ip)
+            held = tally.networks
+            if held is not network:
+                if held is None:
+                    tally.networks = network
+                elif type(held) is str or network not in held:
+                    tally.networks = _more(held, network, kept)
+            if agent is not None:
+                held = tally.agents
+                if held is not agent:
+                    if held is None:
+                        tally.agents = agent
+                    elif type(held) is str or agent not in held:
+                        tally.agents = _more(held, agent)
+            # Only a request S3 served: a refused one (the old link clicked in the old mail,
+            # expired) gave nobody anything.
+            if served and link.replaced_by is not None:
+                replacement = links[link.replaced_by].issued_at
+                if replacement is not None and moment > replacement:
+                    tally.late += 1
+                    held = tally.late_networks
+                    if held is None:
+                        tally.late_networks = network
+                    elif held is not network:
+                        tally.late_networks = _more(held, network, kept)
+                    if tally.late_first is None or moment < tally.late_first:
+                        tally.late_first = moment
+        self.ours += ours
+        self.other += other
 
     def _stranger(
         self, item: AccessRecord, link_id: str, ip: str, network: str, agent: str | None
@@ -1159,8 +1224,8 @@ async def usage_async(
             def counted(_: str, count: _SourceCount = count) -> None:
                 count.files += 1
 
-            async for item in read_logs(source, gateway, on_file=counted):
-                join.add(item, count)
+            async for batch in read_batches(source, gateway, on_file=counted):
+                join.add_batch(batch, count)
             if not count.files:
                 raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
             counts.append(count)
