@@ -44,6 +44,7 @@ most ``LISTED`` distinct addresses, networks (more when ``max_networks`` asks) a
 from __future__ import annotations
 
 import csv
+import io
 import ipaddress
 import json
 import re
@@ -51,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, overload
 from urllib.parse import unquote, unquote_plus
@@ -85,6 +87,7 @@ UNKNOWN_IDS_KEPT = 1000  # forged ids tallied one by one; the rest are counted t
 LISTED = 20  # distinct addresses, networks, agents a tally lists; beyond: "more", uncounted
 AGENT_SHOWN = 200  # a user agent is kept (and shown) cut to this many characters
 ID_SHOWN = 32  # a malformed id is shown cut to this many characters
+ROWS_WRITTEN = 1000  # usage.json and usage.csv rows encoded to one write
 _ADDRESSES_CACHED = 100_000
 
 Kind = Literal["get", "put", "post", "page"]
@@ -123,8 +126,8 @@ CSV_COLUMNS = (
 )
 
 
-Held = str | list[str] | None
-"""Distinct values as a tally holds them: none, one, or a few in a list (``_more``)."""
+Held = str | tuple[str, ...] | None
+"""Distinct values as a tally holds them: none, one, or a few in a tuple (``_more``)."""
 
 
 @dataclass(slots=True)
@@ -140,8 +143,8 @@ class _Tally:
     first: datetime | None = None
     last: datetime | None = None
     # Distinct values: one string while there is one (most links are fetched from one place
-    # by one program), a short list while there are few, a set beyond (a set of ten costs
-    # five times a list of ten, times 100,000 links); ``distinct`` reads any of them.
+    # by one program), a tuple of at most ``LISTED`` beyond (no set: a set of ten costs five
+    # times a tuple of ten, times 100,000 links); ``distinct`` reads either.
     ips: Held = None
     networks: Held = None
     agents: Held = None
@@ -199,25 +202,27 @@ class _Tally:
 _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
 
 
-# Ends a list that is full: more distinct values came than it keeps (no text S3 writes holds
+# Ends a tuple that is full: more distinct values came than it keeps (no text S3 writes holds
 # a NUL: an address, network or agent never equals it).
 _OVER = "\x00more"
 
 
-def _more(held: str | list[str], value: str, kept: int = LISTED) -> str | list[str]:
+def _more(held: str | tuple[str, ...], value: str, kept: int = LISTED) -> str | tuple[str, ...]:
     """``held`` with ``value`` among its distinct values, at most ``kept`` of them listed;
-    past that the list ends in ``_OVER`` and stays as it is: memory bounded per tally, however
-    many addresses or agents a forged or leaked link is fetched with."""
+    past that the tuple ends in ``_OVER`` and stays as it is: memory bounded per tally,
+    however many addresses or agents a forged or leaked link is fetched with. A tuple, made
+    anew for each new value (at most ``kept`` times), not a list: a list of nine holds room
+    for sixteen, and a log with a new address on every line fills 100,000 tallies' lists."""
     if isinstance(held, str):
         # Equal texts are one object while the caches have room; past that, compared.
-        return held if held == value else [held, value]
+        return held if held == value else (held, value)
     if value in held:
         return held
     listed = len(held)
     if listed < kept:
-        held.append(value)
-    elif listed == kept:
-        held.append(_OVER)
+        return (*held, value)
+    if listed == kept:
+        return (*held, _OVER)
     return held
 
 
@@ -230,11 +235,11 @@ def distinct(held: Held) -> set[str]:
 
 def more(held: Held) -> bool:
     """Whether more distinct values were seen than ``held`` lists."""
-    return isinstance(held, list) and held[-1] is _OVER
+    return isinstance(held, tuple) and held[-1] is _OVER
 
 
 def _sorted(held: Held) -> list[str]:
-    # A held list has no repeats (``_more``): sorted as it is, no set built per link.
+    # A held tuple has no repeats (``_more``): sorted as it is, no set built per link.
     if held is None:
         return []
     if isinstance(held, str):
@@ -299,7 +304,8 @@ class RunLinks:
     without_id: int = 0
     # GET rows without an id per recipient: their receipts cannot say they are complete.
     gets_without_id: dict[tuple[str, str], int] = field(default_factory=dict)
-    # One object for equal texts (buckets, expiries, methods) over every row read.
+    # One object for equal texts (buckets, expiries, methods, and keys: recipients sent the
+    # same file share its key) over every row read.
     texts: dict[object, object] = field(default_factory=dict)
 
 
@@ -432,7 +438,7 @@ def _add(
         recipient=recipient,
         kind=kind,
         bucket=_text(run, row.get("bucket")),
-        key=str(row.get("key") or ""),
+        key=_text(run, row.get("key")),
         expires_at=_text(run, row.get("expires_at")),
         issued_at=issued,
     )
@@ -573,8 +579,14 @@ class _Join:
                     self._v4[head] = self._networks.setdefault(network, network)
             # Kept while there is room: past it (a log with a new address on every line),
             # each new address costs its network's naming, not a cache emptied over and over.
+            # One string for equal networks even past the address cache's room (an IPv6
+            # /48's name is made anew for each address, and a tally keeps it).
+            shared = self._networks.get(network)
+            if shared is not None:
+                network = shared
+            elif len(self._networks) < _ADDRESSES_CACHED:
+                self._networks[network] = network
             if len(self._addresses) < _ADDRESSES_CACHED:
-                network = self._networks.setdefault(network, network)
                 self._addresses[text] = (text, network)
             found = (text, network)
         return found
@@ -669,7 +681,7 @@ class _Join:
                 tally.last = moment
             elif tally.first is not None and moment < tally.first:
                 tally.first = moment
-            # ``_more`` only for a value the tally may not hold yet: a list holding it
+            # ``_more`` only for a value the tally may not hold yet: a tuple holding it
             # (equal texts are one object while the caches have room) says so in C.
             held = tally.ips
             if held is not ip:
@@ -899,58 +911,17 @@ def _at_least(held: Held) -> str:
     return f"{_count(held)}{'+' if more(held) else ''}"
 
 
-def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
-    found = []
+def _signals(join: _Join, max_networks: int) -> SignalRows:
+    """The leak signals: a link's, in the links' order, then the strangers'."""
+    found: list[tuple[SignalKind, _Link] | dict[str, Any]] = []
     for link in join.links.values():
         t = link.tally
         if _count(t.networks) > max_networks:
-            detail = f"used from {_at_least(t.networks)} networks, more than {max_networks}"
-            found.append(
-                _signal(
-                    "many_networks",
-                    link.link_id,
-                    link,
-                    t.requests,
-                    _count(t.networks),
-                    t.first,
-                    detail,
-                )
-            )
+            found.append(("many_networks", link))
         if t.late and link.replaced_by is not None:
-            renewal = join.links[link.replaced_by]
-            detail = (
-                f"used {counted(t.late, 'time')} after {link.replaced_by} replaced it"
-                f" at {_when(renewal.issued_at)}"
-            )
-            found.append(
-                _signal(
-                    "used_after_renewal",
-                    link.link_id,
-                    link,
-                    t.late,
-                    _count(t.late_networks),
-                    t.late_first,
-                    detail,
-                )
-            )
-        misused = join.misused.get(link.link_id)
-        if misused is not None:
-            t, where = misused
-            detail = (
-                f"its id used on another object, {where}"
-                f" ({counted(t.requests, 'request')}): whoever sent it knows the id"
-            )
-            found.append(
-                _signal(
-                    "id_misused",
-                    link.link_id,
-                    link,
-                    t.requests,
-                    _count(t.networks),
-                    t.first,
-                    detail,
-                )
-            )
+            found.append(("used_after_renewal", link))
+        if link.link_id in join.misused:
+            found.append(("id_misused", link))
     for link_id, t in join.unknown.items():
         detail = "an id this run never issued: a forged link, or another run's"
         found.append(
@@ -990,7 +961,70 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                 detail,
             )
         )
-    return found
+    return SignalRows(found, join, max_networks)
+
+
+def _link_signal(kind: SignalKind, link: _Link, join: _Join, max_networks: int) -> dict[str, Any]:
+    """A link's signal of ``kind`` (``_signals`` found it) as ``usage.json`` writes it."""
+    t = link.tally
+    if kind == "many_networks":
+        detail = f"used from {_at_least(t.networks)} networks, more than {max_networks}"
+        return _signal(kind, link.link_id, link, t.requests, _count(t.networks), t.first, detail)
+    if kind == "used_after_renewal":
+        replacing = str(link.replaced_by)
+        detail = (
+            f"used {counted(t.late, 'time')} after {replacing} replaced it"
+            f" at {_when(join.links[replacing].issued_at)}"
+        )
+        return _signal(
+            kind, link.link_id, link, t.late, _count(t.late_networks), t.late_first, detail
+        )
+    t, where = join.misused[link.link_id]
+    detail = (
+        f"its id used on another object, {where}"
+        f" ({counted(t.requests, 'request')}): whoever sent it knows the id"
+    )
+    return _signal(kind, link.link_id, link, t.requests, _count(t.networks), t.first, detail)
+
+
+class SignalRows(Sequence[dict[str, Any]]):
+    """``usage.json``'s ``signals``; a link's made when it is read (``LinkRows``' reason: a
+    log that has every link fetched from many networks raises 100,000 signals, and their
+    dicts and texts held at once took 40 MB)."""
+
+    def __init__(
+        self,
+        found: list[tuple[SignalKind, _Link] | dict[str, Any]],
+        join: _Join,
+        max_networks: int,
+    ) -> None:
+        self._found = found
+        self._join = join
+        self._max_networks = max_networks
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def _row(self, item: tuple[SignalKind, _Link] | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(item, dict):
+            return item
+        return _link_signal(item[0], item[1], self._join, self._max_networks)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._row(item) for item in self._found[index]]
+        return self._row(self._found[index])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _recipients(run: RunLinks) -> list[dict[str, Any]]:
@@ -1055,9 +1089,11 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
     names) skip ``csv_cell``, which gives them back unchanged; the texts most links share
     (job, recipient, bucket, expiry) are made safe once.
     """
-    kinds: dict[str, list[str]] = {}
+    # Each link's signal names as the cell shows them: one text a link, not a list.
+    kinds: dict[str, str] = {}
     for signal in signals:
-        kinds.setdefault(signal["link_id"], []).append(signal["kind"])
+        link_id, kind = signal["link_id"], signal["kind"]
+        kinds[link_id] = f"{kinds[link_id]} {kind}" if link_id in kinds else kind
     safe: dict[str, object] = {}
 
     def shared(text: str) -> object:
@@ -1088,7 +1124,7 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
             csv_cell(" ".join(_sorted(t.ips))),
             _count(t.networks),
             _count(t.agents),
-            " ".join(kinds.get(link.link_id, ())),
+            kinds.get(link.link_id, ""),
         ]
     for signal in signals:
         if signal["kind"] in ("unknown_id", "malformed_id"):
@@ -1105,11 +1141,18 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
 
 def _write_csv(path: Path, rows: Iterator[list[Any]]) -> None:
     """``usage.csv`` as ``bundles.write_csv`` writes a table (same dialect, same bytes), from
-    rows whose cells are already safe."""
+    rows whose cells are already safe; ``ROWS_WRITTEN`` rows to a write."""
     with atomic_writer(path) as out:
-        table = csv.writer(out, lineterminator="\r\n")
+        buffer = io.StringIO()
+        table = csv.writer(buffer, lineterminator="\r\n")
         table.writerow(CSV_COLUMNS)
-        table.writerows(rows)
+        while True:
+            table.writerows(islice(rows, ROWS_WRITTEN))
+            if not buffer.tell():
+                break
+            out.write(buffer.getvalue())
+            buffer.seek(0)
+            buffer.truncate()
 
 
 def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
@@ -1158,19 +1201,25 @@ def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
     """``usage.json``: the top level indented, each row of a list on a line of its own.
 
     Rows are encoded one by one (by the C encoder; ``indent`` would choose the Python one,
-    ten times slower), so writing costs no copy of the whole text either.
+    ten times slower), so writing costs no copy of the whole text either. One encoder for
+    every row (``json.dumps`` with an option makes one per call), and ``ROWS_WRITTEN`` rows
+    to a write (each write is encoded and hashed: a call per row cost as much as a row).
     """
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     with atomic_writer(path) as out:
         separator = "{\n  "
         for name, value in usage.items():
             out.write(f"{separator}{json.dumps(name)}: ")
             separator = ",\n  "
-            if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-                out.write(json.dumps(value, ensure_ascii=False))
+            if not isinstance(value, Sequence) or isinstance(value, str):
+                out.write(encode(value))
                 continue
-            row_break = "[\n    "
-            for row in value:
-                out.write(row_break + json.dumps(row, ensure_ascii=False))
+            if not value:
+                out.write("[]")  # a row sequence of our own (LinkRows) is no list to encode
+                continue
+            rows, row_break = iter(value), "[\n    "
+            while part := [encode(row) for row in islice(rows, ROWS_WRITTEN)]:
+                out.write(row_break + ",\n    ".join(part))
                 row_break = ",\n    "
             out.write("\n  ]")
         out.write("\n}\n")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sharebatch.delivery.remind import read_receipts
 from sharebatch.errors import LinkError, UsageError
-from sharebatch.receipts.accesslog import parse_line
+from sharebatch.receipts.accesslog import BadLine, parse_line
 from sharebatch.receipts.sources import parse_source
 from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
@@ -629,3 +629,64 @@ def test_a_records_key_names_the_link_as_s3_writes_it() -> None:
     assert not _same_key("q3/a%20b%2Bc.pdfx", get) and not _same_key(None, get)
     assert _same_key("inbox/g/my%20report.pdf", post) and _same_key(None, post)
     assert not _same_key("inbox/h/report.pdf", post)
+
+
+def _tallies(join: _Join) -> list[tuple[Any, ...]]:
+    """Every figure a join holds: each link's tally, the strangers', the counts and days."""
+    figures: list[tuple[Any, ...]] = [
+        (link.link_id, repr(link.tally)) for link in join.links.values()
+    ]
+    figures += [(i, repr(t)) for i, t in join.unknown.items()]
+    figures += [(i, repr(t), where) for i, (t, where) in join.misused.items()]
+    figures.append((repr(join.malformed), join.malformed_first, repr(join.unknown_more)))
+    figures.append((join.ours, join.other, join.bad, tuple(join.bad_lines)))
+    figures.append(tuple(sorted(join.daily.items())))
+    return figures
+
+
+def test_a_batch_is_counted_as_its_records_one_by_one(run: UsageRun) -> None:
+    """``add_batch`` (a chunk's records at once, a link's own record counted inline) holds
+    what a record at a time holds: downloads, partials, refusals, renewals' late use, other
+    clients, strangers, misused ids, malformed ids and bad lines, in the same order."""
+    renewed = run.renewed + timedelta(minutes=5)
+    texts = [
+        run.line("a", renewed),
+        run.line("a", renewed + timedelta(seconds=1), status=206, remote_ip="10.0.1.1"),
+        run.line("b", run.renewed - timedelta(minutes=5), user_agent="x" * 300),
+        run.line("c", renewed, status=403, error_code="AccessDenied", remote_ip="2001:db8::1"),
+        log_line(bucket=BUCKET, time=renewed, request_uri=run.uri("c", None), key="other.pdf"),
+        run.line("a", renewed, link_id="0" * 16),
+        run.line("a", renewed, link_id="not-an-id"),
+        log_line(bucket=BUCKET, time=renewed, request_uri="HEAD /x HTTP/1.1", key="x"),
+        *(run.line("c", renewed, remote_ip=f"10.0.{i}.1") for i in range(30)),
+    ]
+    items: list[Any] = [parse_line(text) for text in texts]
+    items.insert(3, BadLine("f", 4, "not a record"))
+    one, batch = _Join(read_run(run.run_dir)), _Join(read_run(run.run_dir))
+    count_one, count_batch = _SourceCount("x"), _SourceCount("x")
+    for item in items:
+        one.add(item, count_one)
+    batch.add_batch(items, count_batch)
+    assert _tallies(batch) == _tallies(one)
+    assert repr(count_batch) == repr(count_one)
+    assert (count_batch.lines, count_batch.bad_lines) == (len(items), 1)
+    assert (len(batch.misused), len(batch.unknown), batch.malformed.requests) == (1, 1, 1)
+    c = batch.links[run.ids["c"]].tally
+    assert (more(c.ips), len(distinct(c.ips)), c.refused) == (True, LISTED, 1)
+
+
+def test_signals_read_as_the_list_usage_json_holds(run: UsageRun, tmp_path: Path) -> None:
+    """The signals (made when read, not held as dicts) index, slice, compare and count as
+    the list written to usage.json; none at all is written as an empty list."""
+    t = run.renewed + timedelta(minutes=5)
+    lines = [run.line("c", t, remote_ip=f"10.0.{i}.1") for i in range(5)]
+    lines.append(run.line("a", t, link_id="f" * 16))
+    report = _usage(run, write_logs(tmp_path / "logs", "log-1", lines))
+    signals = report.usage["signals"]
+    written = json.loads((run.run_dir / "usage.json").read_text())["signals"]
+    assert signals == written and list(signals) == written
+    assert [s["kind"] for s in signals] == ["many_networks", "unknown_id"]
+    assert signals[0] == written[0] and signals[-1:] == written[-1:]
+    quiet = _usage(run, write_logs(tmp_path / "quiet", "log-1", [run.line("c", t)]))
+    assert quiet.usage["signals"] == []
+    assert json.loads((run.run_dir / "usage.json").read_text())["signals"] == []
