@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharebatch.delivery.remind import read_receipts
 from sharebatch.errors import LinkError, UsageError
+from sharebatch.receipts import usage as usage_module
 from sharebatch.receipts.accesslog import BadLine, parse_line
 from sharebatch.receipts.sources import parse_source
 from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
     LISTED,
+    LinkRows,
     _Join,
     _Link,
     _same_key,
@@ -690,3 +692,50 @@ def test_signals_read_as_the_list_usage_json_holds(run: UsageRun, tmp_path: Path
     quiet = _usage(run, write_logs(tmp_path / "quiet", "log-1", [run.line("c", t)]))
     assert quiet.usage["signals"] == []
     assert json.loads((run.run_dir / "usage.json").read_text())["signals"] == []
+
+
+_TEXT = st.text(max_size=12)
+_HELD = st.one_of(
+    st.none(),
+    _TEXT,
+    st.lists(_TEXT, min_size=2, max_size=4, unique=True).map(tuple),
+    st.lists(_TEXT, min_size=LISTED, max_size=LISTED, unique=True).map(
+        lambda values: (*values, usage_module._OVER)
+    ),
+)
+_WHEN = st.one_of(
+    st.none(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(timezones=st.just(UTC)).map(lambda moment: moment.replace(microsecond=0)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(_TEXT, min_size=6, max_size=6),
+    replaced=st.one_of(st.none(), _TEXT),
+    counts=st.lists(st.integers(min_value=0, max_value=2**63), min_size=5, max_size=5),
+    when=st.tuples(_WHEN, _WHEN),
+    held=st.tuples(_HELD, _HELD, _HELD),
+    kind=st.sampled_from(["get", "put", "post", "page"]),
+)
+def test_a_link_row_is_written_as_the_json_encoder_writes_it(
+    texts: list[str],
+    replaced: str | None,
+    counts: list[int],
+    when: tuple[datetime | None, datetime | None],
+    held: tuple[Any, Any, Any],
+    kind: Any,
+) -> None:
+    """usage.json's link rows, written as text without a dict, are byte for byte what
+    ``JSONEncoder(ensure_ascii=False)`` makes of the row's dict: quotes, backslashes,
+    controls and any other character in ids, keys, agents; null, true and false; times to
+    the second and not; listed values with and without "more"."""
+    link_id, job, recipient, bucket, key, expires_at = texts[:6]
+    link = _Link(link_id, job, recipient, kind, bucket, key, expires_at, replaced_by=replaced)
+    tally = link.tally = usage_module._Tally()
+    tally.downloads, tally.partial, tally.uploads, tally.bytes_sent, tally.refused = counts
+    tally.first, tally.last = when
+    tally.ips, tally.networks, tally.agents = held
+    (text,) = LinkRows([link]).texts()
+    assert text == json.JSONEncoder(ensure_ascii=False).encode(LinkRows([link])[0])
