@@ -274,6 +274,8 @@ class _Link:
     # ``UNUSED`` (shared, never changed) until a record names the link: most links of a big
     # run cost no tally of their own until they are used.
     tally: _Tally = field(default_factory=lambda: UNUSED)
+    # The names of its leak signals, as usage.csv's cell shows them (``_signals`` sets them).
+    signals: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -963,12 +965,16 @@ def _signals(join: _Join, max_networks: int) -> SignalRows:
     found: list[tuple[SignalKind, _Link] | dict[str, Any]] = []
     for link in join.links.values():
         t = link.tally
+        kinds: list[SignalKind] = []
         if _count(t.networks) > max_networks:
-            found.append(("many_networks", link))
+            kinds.append("many_networks")
         if t.late and link.replaced_by is not None:
-            found.append(("used_after_renewal", link))
+            kinds.append("used_after_renewal")
         if link.link_id in join.misused:
-            found.append(("id_misused", link))
+            kinds.append("id_misused")
+        if kinds:
+            found += [(kind, link) for kind in kinds]
+            link.signals = " ".join(kinds)
     for link_id, t in join.unknown.items():
         detail = "an id this run never issued: a forged link, or another run's"
         found.append(
@@ -1052,6 +1058,10 @@ class SignalRows(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._found)
 
+    def strangers(self) -> list[dict[str, Any]]:
+        """The signals of ids the run never issued (``unknown_id``, ``malformed_id``)."""
+        return [item for item in self._found if isinstance(item, dict)]
+
     def _row(self, item: tuple[SignalKind, _Link] | dict[str, Any]) -> dict[str, Any]:
         if isinstance(item, dict):
             return item
@@ -1128,7 +1138,7 @@ def _complete(links: Sequence[_Link], older: Mapping[str, _Link]) -> bool:
     return True
 
 
-def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> Iterator[list[Any]]:
+def _csv_rows(links: Sequence[_Link], signals: SignalRows) -> Iterator[list[Any]]:
     """``usage.csv``'s rows, cells in ``CSV_COLUMNS`` order, made safe (``csv_cell``).
 
     Straight from the tallies, not through ``usage.json``'s rows: a link's row is not built
@@ -1136,9 +1146,12 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
     names) skip ``csv_cell``, which gives them back unchanged; the texts most links share
     (job, recipient, bucket, expiry) are made safe once.
     """
-    # Each link's signal names as the cell shows them: one text a link, not a list.
+    # A link's signal names are its own (``_Link.signals``, in signal order): no table of
+    # 100,000 links' names when every link raised one. A stranger's signal is named under
+    # its id, after the link's own should a link bear the same id (as usage.json lists them).
+    strangers = signals.strangers()
     kinds: dict[str, str] = {}
-    for signal in signals:
+    for signal in strangers:
         link_id, kind = signal["link_id"], signal["kind"]
         kinds[link_id] = f"{kinds[link_id]} {kind}" if link_id in kinds else kind
     safe: dict[str, object] = {}
@@ -1171,19 +1184,20 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
             csv_cell(" ".join(_sorted(t.ips))),
             _count(t.networks),
             _count(t.agents),
-            kinds.get(link.link_id, ""),
+            " ".join(filter(None, (link.signals, kinds.get(link.link_id))))
+            if kinds
+            else link.signals,
         ]
-    for signal in signals:
-        if signal["kind"] in ("unknown_id", "malformed_id"):
-            row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
-            row |= {
-                "link_id": signal["link_id"],
-                "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
-                "first": signal["first"],
-                "networks": signal["networks"],
-                "signals": signal["kind"],
-            }
-            yield [csv_cell(row[name]) for name in CSV_COLUMNS]
+    for signal in strangers:
+        row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
+        row |= {
+            "link_id": signal["link_id"],
+            "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
+            "first": signal["first"],
+            "networks": signal["networks"],
+            "signals": signal["kind"],
+        }
+        yield [csv_cell(row[name]) for name in CSV_COLUMNS]
 
 
 def _write_csv(path: Path, rows: Iterator[list[Any]]) -> None:
