@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sharebatch.delivery.remind import read_receipts
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.receipts import usage as usage_module
-from sharebatch.receipts.accesslog import BadLine, parse_line
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
 from sharebatch.receipts.sources import parse_source
 from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
@@ -675,6 +675,21 @@ def test_a_batch_is_counted_as_its_records_one_by_one(run: UsageRun) -> None:
     assert (len(batch.misused), len(batch.unknown), batch.malformed.requests) == (1, 1, 1)
     c = batch.links[run.ids["c"]].tally
     assert (more(c.ips), len(distinct(c.ips)), c.refused) == (True, LISTED, 1)
+    # The inline counting is _Tally.add's, figure for figure, for a link's own records.
+    for name in ("a", "b", "c"):
+        link, reference = batch.links[run.ids[name]], usage_module._Tally()
+        for item in items:
+            mine = isinstance(item, AccessRecord) and item.link_id == link.link_id
+            if mine and item.key == link.key:
+                ip, network = batch.address(item.remote_ip)
+                agent = item.user_agent
+                if agent is not None and len(agent) > usage_module.AGENT_SHOWN:
+                    agent = agent[: usage_module.AGENT_SHOWN] + "\u2026"
+                reference.add(item, ip, network, agent, batch.networks_kept)
+        reference.late, reference.late_first = link.tally.late, link.tally.late_first
+        reference.late_networks = link.tally.late_networks
+        assert repr(reference) == repr(link.tally), name
+    assert batch.links[run.ids["a"]].tally.late == 2
 
 
 def test_signals_read_as_the_list_usage_json_holds(run: UsageRun, tmp_path: Path) -> None:
