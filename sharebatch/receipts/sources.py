@@ -91,6 +91,20 @@ async def read_logs(
     Raises ``CredentialsError`` when S3 refuses the credentials; a prefix that cannot be
     listed, an object or file that cannot be read, is a ``BadLine`` and the rest goes on.
     """
+    async with contextlib.aclosing(read_batches(source, gateway, on_file=on_file)) as batches:
+        async for batch in batches:
+            for item in batch:
+                yield item
+
+
+async def read_batches(
+    source: LogSource,
+    gateway: S3Gateway | None,
+    *,
+    on_file: Callable[[str], None] | None = None,
+) -> AsyncGenerator[list[AccessRecord | BadLine], None]:
+    """``read_logs``' items a list at a time (at most a chunk's lines, ``BATCH``): what a
+    caller that sees every line takes, one step per list, not per line."""
     if source.folder is not None:
         files = _local_files(source.folder, on_file)
     elif source.bucket is not None:
@@ -101,11 +115,9 @@ async def read_logs(
         raise ValueError(f"{source!r} names neither a folder nor a bucket")
     async with contextlib.aclosing(files):
         async for name, chunks in files:
-            # A chunk's worth of items at a time: one generator step per chunk, not per line.
             async with contextlib.aclosing(_batches(name, chunks)) as batches:
                 async for batch in batches:
-                    for item in batch:
-                        yield item
+                    yield batch
 
 
 async def _s3_files(

@@ -44,6 +44,7 @@ most ``LISTED`` distinct addresses, networks (more when ``max_networks`` asks) a
 from __future__ import annotations
 
 import csv
+import io
 import ipaddress
 import json
 import re
@@ -51,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, overload
 from urllib.parse import unquote, unquote_plus
@@ -62,7 +64,7 @@ from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
 from sharebatch.receipts.accesslog import AccessRecord, BadLine
 from sharebatch.receipts.page import refresh_receipts
-from sharebatch.receipts.sources import LogSource, read_logs
+from sharebatch.receipts.sources import LogSource, read_batches
 from sharebatch.run.bundles import BundleHeader, csv_cell
 from sharebatch.run.metrics import (
     Gauge,
@@ -85,6 +87,8 @@ UNKNOWN_IDS_KEPT = 1000  # forged ids tallied one by one; the rest are counted t
 LISTED = 20  # distinct addresses, networks, agents a tally lists; beyond: "more", uncounted
 AGENT_SHOWN = 200  # a user agent is kept (and shown) cut to this many characters
 ID_SHOWN = 32  # a malformed id is shown cut to this many characters
+ROWS_WRITTEN = 1000  # usage.json and usage.csv rows encoded to one write
+_SHARED_QUOTED = 10_000  # jobs, recipients, buckets, expiries, agents quoted once each
 _ADDRESSES_CACHED = 100_000
 
 Kind = Literal["get", "put", "post", "page"]
@@ -123,8 +127,8 @@ CSV_COLUMNS = (
 )
 
 
-Held = str | list[str] | None
-"""Distinct values as a tally holds them: none, one, or a few in a list (``_more``)."""
+Held = str | tuple[str, ...] | None
+"""Distinct values as a tally holds them: none, one, or a few in a tuple (``_more``)."""
 
 
 @dataclass(slots=True)
@@ -140,8 +144,8 @@ class _Tally:
     first: datetime | None = None
     last: datetime | None = None
     # Distinct values: one string while there is one (most links are fetched from one place
-    # by one program), a short list while there are few, a set beyond (a set of ten costs
-    # five times a list of ten, times 100,000 links); ``distinct`` reads any of them.
+    # by one program), a tuple of at most ``LISTED`` beyond (no set: a set of ten costs five
+    # times a tuple of ten, times 100,000 links); ``distinct`` reads either.
     ips: Held = None
     networks: Held = None
     agents: Held = None
@@ -199,25 +203,27 @@ class _Tally:
 _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
 
 
-# Ends a list that is full: more distinct values came than it keeps (no text S3 writes holds
+# Ends a tuple that is full: more distinct values came than it keeps (no text S3 writes holds
 # a NUL: an address, network or agent never equals it).
 _OVER = "\x00more"
 
 
-def _more(held: str | list[str], value: str, kept: int = LISTED) -> str | list[str]:
+def _more(held: str | tuple[str, ...], value: str, kept: int = LISTED) -> str | tuple[str, ...]:
     """``held`` with ``value`` among its distinct values, at most ``kept`` of them listed;
-    past that the list ends in ``_OVER`` and stays as it is: memory bounded per tally, however
-    many addresses or agents a forged or leaked link is fetched with."""
+    past that the tuple ends in ``_OVER`` and stays as it is: memory bounded per tally,
+    however many addresses or agents a forged or leaked link is fetched with. A tuple, made
+    anew for each new value (at most ``kept`` times), not a list: a list of nine holds room
+    for sixteen, and a log with a new address on every line fills 100,000 tallies' lists."""
     if isinstance(held, str):
         # Equal texts are one object while the caches have room; past that, compared.
-        return held if held == value else [held, value]
+        return held if held == value else (held, value)
     if value in held:
         return held
     listed = len(held)
     if listed < kept:
-        held.append(value)
-    elif listed == kept:
-        held.append(_OVER)
+        return (*held, value)
+    if listed == kept:
+        return (*held, _OVER)
     return held
 
 
@@ -230,11 +236,11 @@ def distinct(held: Held) -> set[str]:
 
 def more(held: Held) -> bool:
     """Whether more distinct values were seen than ``held`` lists."""
-    return isinstance(held, list) and held[-1] is _OVER
+    return isinstance(held, tuple) and held[-1] is _OVER
 
 
 def _sorted(held: Held) -> list[str]:
-    # A held list has no repeats (``_more``): sorted as it is, no set built per link.
+    # A held tuple has no repeats (``_more``): sorted as it is, no set built per link.
     if held is None:
         return []
     if isinstance(held, str):
@@ -268,6 +274,8 @@ class _Link:
     # ``UNUSED`` (shared, never changed) until a record names the link: most links of a big
     # run cost no tally of their own until they are used.
     tally: _Tally = field(default_factory=lambda: UNUSED)
+    # The names of its leak signals, as usage.csv's cell shows them (``_signals`` sets them).
+    signals: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +307,8 @@ class RunLinks:
     without_id: int = 0
     # GET rows without an id per recipient: their receipts cannot say they are complete.
     gets_without_id: dict[tuple[str, str], int] = field(default_factory=dict)
-    # One object for equal texts (buckets, expiries, methods) over every row read.
+    # One object for equal texts (buckets, expiries, methods, and keys: recipients sent the
+    # same file share its key) over every row read.
     texts: dict[object, object] = field(default_factory=dict)
 
 
@@ -432,7 +441,7 @@ def _add(
         recipient=recipient,
         kind=kind,
         bucket=_text(run, row.get("bucket")),
-        key=str(row.get("key") or ""),
+        key=_text(run, row.get("key")),
         expires_at=_text(run, row.get("expires_at")),
         issued_at=issued,
     )
@@ -573,8 +582,14 @@ class _Join:
                     self._v4[head] = self._networks.setdefault(network, network)
             # Kept while there is room: past it (a log with a new address on every line),
             # each new address costs its network's naming, not a cache emptied over and over.
+            # One string for equal networks even past the address cache's room (an IPv6
+            # /48's name is made anew for each address, and a tally keeps it).
+            shared = self._networks.get(network)
+            if shared is not None:
+                network = shared
+            elif len(self._networks) < _ADDRESSES_CACHED:
+                self._networks[network] = network
             if len(self._addresses) < _ADDRESSES_CACHED:
-                network = self._networks.setdefault(network, network)
                 self._addresses[text] = (text, network)
             found = (text, network)
         return found
@@ -589,57 +604,123 @@ class _Join:
         return found
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
-        count.lines += 1
-        if isinstance(item, BadLine):
-            count.bad_lines += 1
-            self.bad += 1
-            if len(self.bad_lines) < BAD_LINES_LISTED:
-                self.bad_lines.append(item)
-            return
-        link_id = item.link_id
-        if link_id is None:
-            self.other += 1
-            return
-        self.ours += 1
-        # The caches' hits inline: this runs for every record of ours.
-        ip, network = self._addresses.get(item.remote_ip) or self.address(item.remote_ip)
-        agent = item.user_agent
-        if agent is not None:
-            if len(agent) > AGENT_SHOWN:
-                agent = agent[:AGENT_SHOWN] + "\u2026"
-            agent = self._agents.get(agent) or self.agent(agent)
-        link = self.links.get(link_id)
-        if link is None:
-            self._stranger(item, link_id, ip, network, agent)
-            return
-        # The link's own object, or the id sent along to another one (``_same_key`` only when
-        # the key is not written as it was issued: this runs for every record of ours).
-        key = item.key
-        if item.bucket != link.bucket or (key != link.key and not _same_key(key, link)):
-            self._misused(item, link, ip, network, agent)
-            return
-        tally = link.tally
-        if tally is UNUSED:
-            tally = link.tally = _Tally()
-        before = tally.downloads
-        tally.add(item, ip, network, agent, self.networks_kept)
-        if tally.downloads > before:
-            day = (item.time.date(), link.job, link.recipient)
-            self.daily[day] = self.daily.get(day, 0) + 1
-        status = item.status
-        # Only a request S3 served: a refused one (the old link clicked in the old mail,
-        # expired) gave nobody anything.
-        if link.replaced_by is not None and status is not None and 200 <= status < 300:
-            replacement = self.links[link.replaced_by].issued_at
-            if replacement is not None and item.time > replacement:
-                tally.late += 1
-                held = tally.late_networks
+        """Count one record or bad line (``add_batch`` of one)."""
+        self.add_batch([item], count)
+
+    def add_batch(self, items: Sequence[AccessRecord | BadLine], count: _SourceCount) -> None:
+        """Count records and bad lines in their order. One call per batch, and a record of
+        a link's own object counted here inline (``_Tally.add``'s work): this loop sees
+        every line of every log, so each call and attribute look-up saved is saved a million
+        times."""
+        count.lines += len(items)
+        addresses, agents, links = self._addresses, self._agents, self.links
+        daily, kept = self.daily, self.networks_kept
+        ours = other = 0
+        for item in items:
+            if isinstance(item, BadLine):
+                count.bad_lines += 1
+                self.bad += 1
+                if len(self.bad_lines) < BAD_LINES_LISTED:
+                    self.bad_lines.append(item)
+                continue
+            (
+                bucket,
+                moment,
+                remote_ip,
+                _,
+                operation,
+                key,
+                _,
+                status,
+                _,
+                sent,
+                size,
+                agent,
+                link_id,
+            ) = item
+            if link_id is None:
+                other += 1
+                continue
+            ours += 1
+            # The caches' hits inline.
+            ip, network = addresses.get(remote_ip) or self.address(remote_ip)
+            if agent is not None:
+                if len(agent) > AGENT_SHOWN:
+                    agent = agent[:AGENT_SHOWN] + "\u2026"
+                agent = agents.get(agent) or self.agent(agent)
+            link = links.get(link_id)
+            if link is None:
+                self._stranger(item, link_id, ip, network, agent)
+                continue
+            # The link's own object, or the id sent along to another one (``_same_key`` only
+            # when the key is not written as it was issued).
+            if bucket != link.bucket or (key != link.key and not _same_key(key, link)):
+                self._misused(item, link, ip, network, agent)
+                continue
+            tally = link.tally
+            if tally is UNUSED:
+                tally = link.tally = _Tally()
+            # ``_Tally.add``'s work, inline (a call per record cost more than the counting;
+            # a test holds the two to the same figures).
+            tally.requests += 1
+            served = status is not None and 200 <= status < 300
+            if served:
+                if operation == "REST.GET.OBJECT":
+                    # A 200 that sent less than the object is a transfer the client broke off.
+                    if status == 206 or (size is not None and sent < size):
+                        tally.partial += 1
+                    else:
+                        tally.downloads += 1
+                        day = (moment.date(), link.job, link.recipient)
+                        daily[day] = daily.get(day, 0) + 1
+                elif operation in _UPLOADS:
+                    tally.uploads += 1
+            elif status == 403:
+                tally.refused += 1
+            tally.bytes_sent += sent
+            last = tally.last
+            if last is None:
+                tally.first = tally.last = moment
+            elif moment >= last:
+                tally.last = moment
+            elif tally.first is not None and moment < tally.first:
+                tally.first = moment
+            # ``_more`` only for a value the tally may not hold yet: a tuple holding it
+            # (equal texts are one object while the caches have room) says so in C.
+            held = tally.ips
+            if held is not ip:
                 if held is None:
-                    tally.late_networks = network
-                elif held is not network:
-                    tally.late_networks = _more(held, network, self.networks_kept)
-                if tally.late_first is None or item.time < tally.late_first:
-                    tally.late_first = item.time
+                    tally.ips = ip
+                elif type(held) is str or ip not in held:
+                    tally.ips = _more(held, ip)
+            held = tally.networks
+            if held is not network:
+                if held is None:
+                    tally.networks = network
+                elif type(held) is str or network not in held:
+                    tally.networks = _more(held, network, kept)
+            if agent is not None:
+                held = tally.agents
+                if held is not agent:
+                    if held is None:
+                        tally.agents = agent
+                    elif type(held) is str or agent not in held:
+                        tally.agents = _more(held, agent)
+            # Only a request S3 served: a refused one (the old link clicked in the old mail,
+            # expired) gave nobody anything.
+            if served and link.replaced_by is not None:
+                replacement = links[link.replaced_by].issued_at
+                if replacement is not None and moment > replacement:
+                    tally.late += 1
+                    held = tally.late_networks
+                    if held is None:
+                        tally.late_networks = network
+                    elif held is not network:
+                        tally.late_networks = _more(held, network, kept)
+                    if tally.late_first is None or moment < tally.late_first:
+                        tally.late_first = moment
+        self.ours += ours
+        self.other += other
 
     def _stranger(
         self, item: AccessRecord, link_id: str, ip: str, network: str, agent: str | None
@@ -781,6 +862,37 @@ def _link_json(link: _Link) -> dict[str, Any]:
     }
 
 
+# The function ``json.JSONEncoder(ensure_ascii=False)`` quotes every string with (json's own
+# C function): a link's row written as text calls it, not the encoder, per string.
+_quoted: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _link_text(link: _Link, shared: Callable[[str], str]) -> str:
+    """``_link_json(link)`` as ``JSONEncoder(ensure_ascii=False).encode`` writes it, byte for
+    byte, without the dict: usage.json's rows took a second for 100,000 links, most of it
+    building and walking dicts. ``shared`` quotes the texts most links share, once each."""
+    t = link.tally
+    first, last, replaced = _when(t.first), _when(t.last), link.replaced_by
+    ips = ", ".join(map(_quoted, _sorted(t.ips)))
+    agents = ", ".join(map(shared, _sorted(t.agents)))
+    return (
+        f'{{"link_id": {_quoted(link.link_id)}, "job": {shared(link.job)},'
+        f' "recipient": {shared(link.recipient)}, "kind": "{link.kind}",'
+        f' "bucket": {shared(link.bucket)}, "key": {_quoted(link.key)},'
+        f' "expires_at": {shared(link.expires_at)},'
+        f' "replaced_by": {"null" if replaced is None else _quoted(replaced)},'
+        f' "downloads": {t.downloads:d}, "partial": {t.partial:d}, "uploads": {t.uploads:d},'
+        f' "bytes_sent": {t.bytes_sent:d}, "refused": {t.refused:d},'
+        f' "first": {"null" if first is None else _quoted(first)},'
+        f' "last": {"null" if last is None else _quoted(last)},'
+        f' "remote_ips": [{ips}], "networks": {_count(t.networks):d},'
+        f' "user_agents": [{agents}],'
+        f' "more_remote_ips": {"true" if more(t.ips) else "false"},'
+        f' "more_networks": {"true" if more(t.networks) else "false"},'
+        f' "more_user_agents": {"true" if more(t.agents) else "false"}}}'
+    )
+
+
 class LinkRows(Sequence[dict[str, Any]]):
     """``usage.json``'s ``links``, each row made when it is read: a run of 100,000 links
     keeps its tallies, not a second copy of every figure as a dict."""
@@ -806,6 +918,21 @@ class LinkRows(Sequence[dict[str, Any]]):
         return isinstance(other, Sequence) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+    def texts(self) -> Iterator[str]:
+        """Each row as usage.json writes it (``_link_text``)."""
+        cache: dict[str, str] = {}
+
+        def shared(text: str) -> str:
+            found = cache.get(text)
+            if found is None:
+                found = _quoted(text)
+                if len(cache) < _SHARED_QUOTED:
+                    cache[text] = found
+            return found
+
+        for link in self._links:
+            yield _link_text(link, shared)
 
 
 def _signal(
@@ -834,58 +961,21 @@ def _at_least(held: Held) -> str:
     return f"{_count(held)}{'+' if more(held) else ''}"
 
 
-def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
-    found = []
+def _signals(join: _Join, max_networks: int) -> SignalRows:
+    """The leak signals: a link's, in the links' order, then the strangers'."""
+    found: list[tuple[SignalKind, _Link] | dict[str, Any]] = []
     for link in join.links.values():
         t = link.tally
+        kinds: list[SignalKind] = []
         if _count(t.networks) > max_networks:
-            detail = f"used from {_at_least(t.networks)} networks, more than {max_networks}"
-            found.append(
-                _signal(
-                    "many_networks",
-                    link.link_id,
-                    link,
-                    t.requests,
-                    _count(t.networks),
-                    t.first,
-                    detail,
-                )
-            )
+            kinds.append("many_networks")
         if t.late and link.replaced_by is not None:
-            renewal = join.links[link.replaced_by]
-            detail = (
-                f"used {counted(t.late, 'time')} after {link.replaced_by} replaced it"
-                f" at {_when(renewal.issued_at)}"
-            )
-            found.append(
-                _signal(
-                    "used_after_renewal",
-                    link.link_id,
-                    link,
-                    t.late,
-                    _count(t.late_networks),
-                    t.late_first,
-                    detail,
-                )
-            )
-        misused = join.misused.get(link.link_id)
-        if misused is not None:
-            t, where = misused
-            detail = (
-                f"its id used on another object, {where}"
-                f" ({counted(t.requests, 'request')}): whoever sent it knows the id"
-            )
-            found.append(
-                _signal(
-                    "id_misused",
-                    link.link_id,
-                    link,
-                    t.requests,
-                    _count(t.networks),
-                    t.first,
-                    detail,
-                )
-            )
+            kinds.append("used_after_renewal")
+        if link.link_id in join.misused:
+            kinds.append("id_misused")
+        if kinds:
+            found += [(kind, link) for kind in kinds]
+            link.signals = " ".join(kinds)
     for link_id, t in join.unknown.items():
         detail = "an id this run never issued: a forged link, or another run's"
         found.append(
@@ -925,7 +1015,74 @@ def _signals(join: _Join, max_networks: int) -> list[dict[str, Any]]:
                 detail,
             )
         )
-    return found
+    return SignalRows(found, join, max_networks)
+
+
+def _link_signal(kind: SignalKind, link: _Link, join: _Join, max_networks: int) -> dict[str, Any]:
+    """A link's signal of ``kind`` (``_signals`` found it) as ``usage.json`` writes it."""
+    t = link.tally
+    if kind == "many_networks":
+        detail = f"used from {_at_least(t.networks)} networks, more than {max_networks}"
+        return _signal(kind, link.link_id, link, t.requests, _count(t.networks), t.first, detail)
+    if kind == "used_after_renewal":
+        replacing = str(link.replaced_by)
+        detail = (
+            f"used {counted(t.late, 'time')} after {replacing} replaced it"
+            f" at {_when(join.links[replacing].issued_at)}"
+        )
+        return _signal(
+            kind, link.link_id, link, t.late, _count(t.late_networks), t.late_first, detail
+        )
+    t, where = join.misused[link.link_id]
+    detail = (
+        f"its id used on another object, {where}"
+        f" ({counted(t.requests, 'request')}): whoever sent it knows the id"
+    )
+    return _signal(kind, link.link_id, link, t.requests, _count(t.networks), t.first, detail)
+
+
+class SignalRows(Sequence[dict[str, Any]]):
+    """``usage.json``'s ``signals``; a link's made when it is read (``LinkRows``' reason: a
+    log that has every link fetched from many networks raises 100,000 signals, and their
+    dicts and texts held at once took 40 MB)."""
+
+    def __init__(
+        self,
+        found: list[tuple[SignalKind, _Link] | dict[str, Any]],
+        join: _Join,
+        max_networks: int,
+    ) -> None:
+        self._found = found
+        self._join = join
+        self._max_networks = max_networks
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def strangers(self) -> list[dict[str, Any]]:
+        """The signals of ids the run never issued (``unknown_id``, ``malformed_id``)."""
+        return [item for item in self._found if isinstance(item, dict)]
+
+    def _row(self, item: tuple[SignalKind, _Link] | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(item, dict):
+            return item
+        return _link_signal(item[0], item[1], self._join, self._max_networks)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._row(item) for item in self._found[index]]
+        return self._row(self._found[index])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _recipients(run: RunLinks) -> list[dict[str, Any]]:
@@ -982,7 +1139,7 @@ def _complete(links: Sequence[_Link], older: Mapping[str, _Link]) -> bool:
     return True
 
 
-def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> Iterator[list[Any]]:
+def _csv_rows(links: Sequence[_Link], signals: SignalRows) -> Iterator[list[Any]]:
     """``usage.csv``'s rows, cells in ``CSV_COLUMNS`` order, made safe (``csv_cell``).
 
     Straight from the tallies, not through ``usage.json``'s rows: a link's row is not built
@@ -990,9 +1147,14 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
     names) skip ``csv_cell``, which gives them back unchanged; the texts most links share
     (job, recipient, bucket, expiry) are made safe once.
     """
-    kinds: dict[str, list[str]] = {}
-    for signal in signals:
-        kinds.setdefault(signal["link_id"], []).append(signal["kind"])
+    # A link's signal names are its own (``_Link.signals``, in signal order): no table of
+    # 100,000 links' names when every link raised one. A stranger's signal is named under
+    # its id, after the link's own should a link bear the same id (as usage.json lists them).
+    strangers = signals.strangers()
+    kinds: dict[str, str] = {}
+    for signal in strangers:
+        link_id, kind = signal["link_id"], signal["kind"]
+        kinds[link_id] = f"{kinds[link_id]} {kind}" if link_id in kinds else kind
     safe: dict[str, object] = {}
 
     def shared(text: str) -> object:
@@ -1023,28 +1185,36 @@ def _csv_rows(links: Sequence[_Link], signals: Sequence[Mapping[str, Any]]) -> I
             csv_cell(" ".join(_sorted(t.ips))),
             _count(t.networks),
             _count(t.agents),
-            " ".join(kinds.get(link.link_id, ())),
+            " ".join(filter(None, (link.signals, kinds.get(link.link_id))))
+            if kinds
+            else link.signals,
         ]
-    for signal in signals:
-        if signal["kind"] in ("unknown_id", "malformed_id"):
-            row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
-            row |= {
-                "link_id": signal["link_id"],
-                "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
-                "first": signal["first"],
-                "networks": signal["networks"],
-                "signals": signal["kind"],
-            }
-            yield [csv_cell(row[name]) for name in CSV_COLUMNS]
+    for signal in strangers:
+        row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
+        row |= {
+            "link_id": signal["link_id"],
+            "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
+            "first": signal["first"],
+            "networks": signal["networks"],
+            "signals": signal["kind"],
+        }
+        yield [csv_cell(row[name]) for name in CSV_COLUMNS]
 
 
 def _write_csv(path: Path, rows: Iterator[list[Any]]) -> None:
     """``usage.csv`` as ``bundles.write_csv`` writes a table (same dialect, same bytes), from
-    rows whose cells are already safe."""
+    rows whose cells are already safe; ``ROWS_WRITTEN`` rows to a write."""
     with atomic_writer(path) as out:
-        table = csv.writer(out, lineterminator="\r\n")
+        buffer = io.StringIO()
+        table = csv.writer(buffer, lineterminator="\r\n")
         table.writerow(CSV_COLUMNS)
-        table.writerows(rows)
+        while True:
+            table.writerows(islice(rows, ROWS_WRITTEN))
+            if not buffer.tell():
+                break
+            out.write(buffer.getvalue())
+            buffer.seek(0)
+            buffer.truncate()
 
 
 def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
@@ -1093,19 +1263,26 @@ def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
     """``usage.json``: the top level indented, each row of a list on a line of its own.
 
     Rows are encoded one by one (by the C encoder; ``indent`` would choose the Python one,
-    ten times slower), so writing costs no copy of the whole text either.
+    ten times slower), so writing costs no copy of the whole text either. One encoder for
+    every row (``json.dumps`` with an option makes one per call), and ``ROWS_WRITTEN`` rows
+    to a write (each write is encoded and hashed: a call per row cost as much as a row).
     """
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     with atomic_writer(path) as out:
         separator = "{\n  "
         for name, value in usage.items():
             out.write(f"{separator}{json.dumps(name)}: ")
             separator = ",\n  "
-            if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-                out.write(json.dumps(value, ensure_ascii=False))
+            if not isinstance(value, Sequence) or isinstance(value, str):
+                out.write(encode(value))
                 continue
+            if not value:
+                out.write("[]")  # a row sequence of our own (LinkRows) is no list to encode
+                continue
+            rows = value.texts() if isinstance(value, LinkRows) else map(encode, value)
             row_break = "[\n    "
-            for row in value:
-                out.write(row_break + json.dumps(row, ensure_ascii=False))
+            while part := list(islice(rows, ROWS_WRITTEN)):
+                out.write(row_break + ",\n    ".join(part))
                 row_break = ",\n    "
             out.write("\n  ]")
         out.write("\n}\n")
@@ -1159,8 +1336,8 @@ async def usage_async(
             def counted(_: str, count: _SourceCount = count) -> None:
                 count.files += 1
 
-            async for item in read_logs(source, gateway, on_file=counted):
-                join.add(item, count)
+            async for batch in read_batches(source, gateway, on_file=counted):
+                join.add_batch(batch, count)
             if not count.files:
                 raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
             counts.append(count)

@@ -16,7 +16,7 @@ import pytest
 from sharebatch.errors import EXIT_USAGE, UsageError
 from sharebatch.receipts import sources
 from sharebatch.receipts.accesslog import AccessRecord, BadLine
-from sharebatch.receipts.sources import LogSource, parse_source, read_logs
+from sharebatch.receipts.sources import LogSource, parse_source, read_batches, read_logs
 from tests.support.accesslog import log_line
 
 AT = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -397,3 +397,30 @@ def test_a_file_of_tiny_bad_lines_is_read_in_bounded_memory(tmp_path: Path) -> N
         tracemalloc.stop()
     assert last == lines
     assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_batches_are_read_logs_items_a_list_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_batches`` (what usage counts) yields lists of at most ``BATCH`` items which,
+    one after another, are exactly ``read_logs``' items: records, bad lines and the bad line
+    of a gzip file, in file and line order."""
+    monkeypatch.setattr(sources, "BATCH", 7)
+    (tmp_path / "a.log").write_text(
+        "".join(record(n) for n in range(20)) + "not a record\n" + record(21)
+    )
+    (tmp_path / "b.log.gz").write_bytes(gzip.compress(record(22).encode() * 40))
+    (tmp_path / "c.log").write_text(record(23))
+    items, _ = read(parse_source(str(tmp_path)))
+
+    async def collect() -> list[list[AccessRecord | BadLine]]:
+        return [batch async for batch in read_batches(parse_source(str(tmp_path)), None)]
+
+    batches = asyncio.run(collect())
+    assert [item for batch in batches for item in batch] == items
+    assert max(len(batch) for batch in batches) <= 7 and len(batches) >= 4
+    assert ids(items) == [f"{n:016x}" for n in (*range(20), 21, 23)]
+    assert [(b.file.rsplit("/", 1)[-1], b.line) for b in bad(items)] == [
+        ("a.log", 21),
+        ("b.log.gz", 0),
+    ]

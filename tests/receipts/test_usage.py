@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharebatch.delivery.remind import read_receipts
 from sharebatch.errors import LinkError, UsageError
-from sharebatch.receipts.accesslog import parse_line
+from sharebatch.receipts import usage as usage_module
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
 from sharebatch.receipts.sources import parse_source
 from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
     LISTED,
+    LinkRows,
     _Join,
     _Link,
     _same_key,
@@ -629,3 +631,126 @@ def test_a_records_key_names_the_link_as_s3_writes_it() -> None:
     assert not _same_key("q3/a%20b%2Bc.pdfx", get) and not _same_key(None, get)
     assert _same_key("inbox/g/my%20report.pdf", post) and _same_key(None, post)
     assert not _same_key("inbox/h/report.pdf", post)
+
+
+def _tallies(join: _Join) -> list[tuple[Any, ...]]:
+    """Every figure a join holds: each link's tally, the strangers', the counts and days."""
+    figures: list[tuple[Any, ...]] = [
+        (link.link_id, repr(link.tally)) for link in join.links.values()
+    ]
+    figures += [(i, repr(t)) for i, t in join.unknown.items()]
+    figures += [(i, repr(t), where) for i, (t, where) in join.misused.items()]
+    figures.append((repr(join.malformed), join.malformed_first, repr(join.unknown_more)))
+    figures.append((join.ours, join.other, join.bad, tuple(join.bad_lines)))
+    figures.append(tuple(sorted(join.daily.items())))
+    return figures
+
+
+def test_a_batch_is_counted_as_its_records_one_by_one(run: UsageRun) -> None:
+    """``add_batch`` (a chunk's records at once, a link's own record counted inline) holds
+    what a record at a time holds: downloads, partials, refusals, renewals' late use, other
+    clients, strangers, misused ids, malformed ids and bad lines, in the same order."""
+    renewed = run.renewed + timedelta(minutes=5)
+    texts = [
+        run.line("a", renewed),
+        run.line("a", renewed + timedelta(seconds=1), status=206, remote_ip="10.0.1.1"),
+        run.line("b", run.renewed - timedelta(minutes=5), user_agent="x" * 300),
+        run.line("c", renewed, status=403, error_code="AccessDenied", remote_ip="2001:db8::1"),
+        log_line(bucket=BUCKET, time=renewed, request_uri=run.uri("c", None), key="other.pdf"),
+        run.line("a", renewed, link_id="0" * 16),
+        run.line("a", renewed, link_id="not-an-id"),
+        log_line(bucket=BUCKET, time=renewed, request_uri="HEAD /x HTTP/1.1", key="x"),
+        *(run.line("c", renewed, remote_ip=f"10.0.{i}.1") for i in range(30)),
+    ]
+    items: list[Any] = [parse_line(text) for text in texts]
+    items.insert(3, BadLine("f", 4, "not a record"))
+    one, batch = _Join(read_run(run.run_dir)), _Join(read_run(run.run_dir))
+    count_one, count_batch = _SourceCount("x"), _SourceCount("x")
+    for item in items:
+        one.add(item, count_one)
+    batch.add_batch(items, count_batch)
+    assert _tallies(batch) == _tallies(one)
+    assert repr(count_batch) == repr(count_one)
+    assert (count_batch.lines, count_batch.bad_lines) == (len(items), 1)
+    assert (len(batch.misused), len(batch.unknown), batch.malformed.requests) == (1, 1, 1)
+    c = batch.links[run.ids["c"]].tally
+    assert (more(c.ips), len(distinct(c.ips)), c.refused) == (True, LISTED, 1)
+    # The inline counting is _Tally.add's, figure for figure, for a link's own records.
+    for name in ("a", "b", "c"):
+        link, reference = batch.links[run.ids[name]], usage_module._Tally()
+        for item in items:
+            mine = isinstance(item, AccessRecord) and item.link_id == link.link_id
+            if mine and item.key == link.key:
+                ip, network = batch.address(item.remote_ip)
+                agent = item.user_agent
+                if agent is not None and len(agent) > usage_module.AGENT_SHOWN:
+                    agent = agent[: usage_module.AGENT_SHOWN] + "\u2026"
+                reference.add(item, ip, network, agent, batch.networks_kept)
+        reference.late, reference.late_first = link.tally.late, link.tally.late_first
+        reference.late_networks = link.tally.late_networks
+        assert repr(reference) == repr(link.tally), name
+    assert batch.links[run.ids["a"]].tally.late == 2
+
+
+def test_signals_read_as_the_list_usage_json_holds(run: UsageRun, tmp_path: Path) -> None:
+    """The signals (made when read, not held as dicts) index, slice, compare and count as
+    the list written to usage.json; none at all is written as an empty list."""
+    t = run.renewed + timedelta(minutes=5)
+    lines = [run.line("c", t, remote_ip=f"10.0.{i}.1") for i in range(5)]
+    lines.append(run.line("a", t, link_id="f" * 16))
+    report = _usage(run, write_logs(tmp_path / "logs", "log-1", lines))
+    signals = report.usage["signals"]
+    written = json.loads((run.run_dir / "usage.json").read_text())["signals"]
+    assert signals == written and list(signals) == written
+    assert [s["kind"] for s in signals] == ["many_networks", "unknown_id"]
+    assert signals[0] == written[0] and signals[-1:] == written[-1:]
+    quiet = _usage(run, write_logs(tmp_path / "quiet", "log-1", [run.line("c", t)]))
+    assert quiet.usage["signals"] == []
+    assert json.loads((run.run_dir / "usage.json").read_text())["signals"] == []
+
+
+_TEXT = st.text(max_size=12)
+_HELD = st.one_of(
+    st.none(),
+    _TEXT,
+    st.lists(_TEXT, min_size=2, max_size=4, unique=True).map(tuple),
+    st.lists(_TEXT, min_size=LISTED, max_size=LISTED, unique=True).map(
+        lambda values: (*values, usage_module._OVER)
+    ),
+)
+_WHEN = st.one_of(
+    st.none(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(timezones=st.just(UTC)).map(lambda moment: moment.replace(microsecond=0)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(_TEXT, min_size=6, max_size=6),
+    replaced=st.one_of(st.none(), _TEXT),
+    counts=st.lists(st.integers(min_value=0, max_value=2**63), min_size=5, max_size=5),
+    when=st.tuples(_WHEN, _WHEN),
+    held=st.tuples(_HELD, _HELD, _HELD),
+    kind=st.sampled_from(["get", "put", "post", "page"]),
+)
+def test_a_link_row_is_written_as_the_json_encoder_writes_it(
+    texts: list[str],
+    replaced: str | None,
+    counts: list[int],
+    when: tuple[datetime | None, datetime | None],
+    held: tuple[Any, Any, Any],
+    kind: Any,
+) -> None:
+    """usage.json's link rows, written as text without a dict, are byte for byte what
+    ``JSONEncoder(ensure_ascii=False)`` makes of the row's dict: quotes, backslashes,
+    controls and any other character in ids, keys, agents; null, true and false; times to
+    the second and not; listed values with and without "more"."""
+    link_id, job, recipient, bucket, key, expires_at = texts[:6]
+    link = _Link(link_id, job, recipient, kind, bucket, key, expires_at, replaced_by=replaced)
+    tally = link.tally = usage_module._Tally()
+    tally.downloads, tally.partial, tally.uploads, tally.bytes_sent, tally.refused = counts
+    tally.first, tally.last = when
+    tally.ips, tally.networks, tally.agents = held
+    (text,) = LinkRows([link]).texts()
+    assert text == json.JSONEncoder(ensure_ascii=False).encode(LinkRows([link])[0])
