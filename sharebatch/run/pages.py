@@ -292,12 +292,14 @@ async def publish_page(
     # The page lives until the earliest of its links' end, its slots' end and SigV4's 7 days:
     # CloudFront links of 90 days must not make the page's own link ask for 90 days (the
     # credentials would then be judged, and clamped, against an end it can never have).
-    page_end = min(end, start + timedelta(seconds=MAX_EXPIRES_IN))
-    lifetime = Lifetime(header.job, Expiry(at=page_end), limit, "a recipient page")
+    # Past 7 days it asks for 7 days from its own signature, not to a fixed moment, so a
+    # signer whose second ticks meanwhile need not re-sign it a second shorter.
+    capped = end > start + timedelta(seconds=MAX_EXPIRES_IN)
+    expiry = Expiry(seconds=MAX_EXPIRES_IN) if capped else Expiry(at=end)
+    lifetime = Lifetime(header.job, expiry, limit, "a recipient page")
     # Up to the second the links end: a signer stamps whole seconds, so rounding up here and
-    # its stamp rounding down meet exactly at ``page_end`` (re-signed shorter if its second
-    # ticks).
-    seconds = min(math.ceil((page_end - now).total_seconds()), MAX_EXPIRES_IN)
+    # its stamp rounding down meet exactly at ``end`` (re-signed shorter if its second ticks).
+    seconds = min(math.ceil((end - now).total_seconds()), MAX_EXPIRES_IN)
     if seconds <= 0:
         raise SigningError(
             f"job {header.job}, recipient {header.recipient}: every link of the page ended at "
