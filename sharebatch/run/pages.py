@@ -17,7 +17,10 @@ never the URL.
 The page's link is always an S3 presigned one, whatever kind its links are. CloudFront links
 may live past what SigV4 (7 days) or the run's credentials allow an S3 link: the page's link
 then ends first, at that cap (``page_capped`` in the log; the page says its own end and each
-link's; ``page_lifetimes`` holds it to the credentials before the run starts).
+link's; ``page_lifetimes`` holds it to the credentials before the run starts). A page ends at
+the earliest of its links' end, its upload slot's end and those 7 days (``page_end``). Links
+with a start (``cloudfront.not_before``) say it on the page; a page whose link would end
+before that start is refused (``SigningError``: the run's ``page_failed`` for that recipient).
 """
 
 from __future__ import annotations
