@@ -11,11 +11,14 @@ sibling), copied into ``delivery.json``, is rendered with the same variables:
 ``{recipient.id}``, ``{recipient.name}`` (the name, else the id), ``{job.name}``, ``{run.id}``,
 ``{sender.name}`` (the From name, else its address), ``{subject}``, ``{files}`` (how many, in
 words: ``1 file``, ``3 files``), ``{expires_at}`` (when the earliest link ends, ``YYYY-MM-DD
-HH:MM UTC``), ``{page_url}`` (the recipient page's link with ``delivery: page``, else empty)
-and ``{links}`` (with ``delivery: links``, each file's name, size and link; else empty). In
+HH:MM UTC``), ``{starts_at}`` (when links that start later, a CloudFront ``not_before``,
+start to work, in the same form; empty when they work at once), ``{page_url}`` (the recipient
+page's link with ``delivery: page``, else empty) and ``{links}`` (with ``delivery: links``,
+each file's name, size and link; else empty). In
 HTML every value is HTML-escaped and ``{links}`` is a list of anchors. A custom text template
 without an HTML sibling gets an HTML part made from its text (escaped, its links made
-clickable). Reminders (``kind="reminder"``) get "Reminder: " before the subject, and with our
+clickable). Links that start later get, with our templates, a line saying from when they
+work. Reminders (``kind="reminder"``) get "Reminder: " before the subject, and with our
 templates a line saying the links were renewed.
 
 Header values come from the manifest, which checked them; they are checked again here, so no
@@ -55,13 +58,15 @@ class MailLink:
 
 @dataclass(frozen=True, slots=True)
 class Content:
-    """What a mail points at: the recipient page's link, or the files' links, and when the
-    earliest ends. Holds bearer URLs: never logged, never in a ``repr``."""
+    """What a mail points at: the recipient page's link, or the files' links, when the
+    earliest ends and, for links that start later, when they start. Holds bearer URLs: never
+    logged, never in a ``repr``."""
 
     page_url: str | None = field(default=None, repr=False)
     links: tuple[MailLink, ...] = ()
     files: int = 0
     expires_at: datetime | None = None
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,11 @@ them.</p>
 </body></html>
 """
 
+# Added after our templates' end line when the links start later: a recipient who clicks
+# before then must know the refusal is not a broken link.
+_STARTS_TEXT = "They work only from {starts_at}: before then they are refused.\n"
+_STARTS_HTML = "<p>They work only from {starts_at}: before then they are refused.</p>\n"
+
 _REMINDER_TEXT = """\
 This is a reminder: your links have been renewed.
 
@@ -189,6 +199,7 @@ def envelope_sender(letter: Letter) -> str:
 def _variables(letter: Letter, content: Content, now: datetime) -> dict[str, str]:
     sender = _address(letter.sender, letter.where, "from")
     expires = content.expires_at
+    starts = content.starts_at
     return {
         "recipient.id": letter.recipient,
         "recipient.name": letter.name or letter.recipient,
@@ -197,9 +208,14 @@ def _variables(letter: Letter, content: Content, now: datetime) -> dict[str, str
         "sender.name": sender.display_name or sender.addr_spec,
         "subject": letter.subject,
         "files": counted(content.files, "file"),
-        "expires_at": "-" if expires is None else f"{expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+        "expires_at": "-" if expires is None else _moment(expires),
+        "starts_at": "" if starts is None else _moment(starts),
         "page_url": (content.page_url or "") if letter.delivery == "page" else "",
     }
+
+
+def _moment(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _bodies(letter: Letter, content: Content, variables: Mapping[str, str]) -> tuple[str, str]:
@@ -210,6 +226,9 @@ def _bodies(letter: Letter, content: Content, variables: Mapping[str, str]) -> t
     if letter.template_text is None:
         text_template = TEXT_PAGE if page else TEXT_LINKS
         html_template = HTML_PAGE if page else HTML_LINKS
+        if content.starts_at is not None:
+            text_template += _STARTS_TEXT
+            html_template = html_template.replace("</body>", _STARTS_HTML + "</body>", 1)
         if letter.kind == "reminder":
             text_template = _REMINDER_TEXT + text_template
             html_template = html_template.replace("<p>Hello", _REMINDER_HTML + "<p>Hello", 1)

@@ -16,7 +16,6 @@ writes each message to ``OUT/<run-id>/outbox/`` instead, byte for byte what woul
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -366,10 +365,15 @@ def bundle_content(run_dir: Path, entry: DeliveryEntry, bundle: Path | None = No
     except OSError as exc:
         raise LinkError(f"{path}: cannot read the bundle: {type(exc).__name__}") from None
     read = read_bundle(path, data)
-    header = json.loads(data).get("header")
-    page_url = header.get("page_url") if isinstance(header, dict) else None
+    if read.header is None:
+        # Its times and page link are what the mail promises: a header sharebatch did not
+        # write this way (a malformed page_expires_at, say) is not guessed at.
+        why = read.header_problem or "missing"
+        raise LinkError(f"{path}: header: {visible(why)}; the bundle cannot be mailed")
+    header = read.header
+    page_url = header.page_url
     settings = entry.settings
-    has_page = isinstance(page_url, str) and page_url.startswith(("https://", "http://"))
+    has_page = page_url is not None and page_url.startswith(("https://", "http://"))
     if settings is not None and settings.delivery == "page" and not has_page:
         raise LinkError(
             f"{path}: header: page_url: missing; delivery: page mails the recipient page,"
@@ -380,14 +384,16 @@ def bundle_content(run_dir: Path, entry: DeliveryEntry, bundle: Path | None = No
     ]
     # A page of CloudFront links may end before them (its S3 link is capped): the mail
     # promises only what the page keeps.
-    page_ends = header.get("page_expires_at") if has_page and isinstance(header, dict) else None
-    if isinstance(page_ends, str):
-        ends.append(parse_iso(page_ends))
+    if has_page and header.page_expires_at is not None:
+        ends.append(parse_iso(header.page_expires_at))
+    cloudfront = header.policy.cloudfront if header.policy is not None else None
     return Content(
-        page_url=page_url if isinstance(page_url, str) else None,
+        page_url=page_url,
         links=tuple(MailLink(row.key, row.size, row.url) for row in read.rows),
         files=len(read.rows),
         expires_at=min(ends) if ends else None,
+        # Links that start later are refused until then: the mail says from when.
+        starts_at=cloudfront.not_before if cloudfront is not None and read.rows else None,
     )
 
 

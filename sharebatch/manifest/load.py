@@ -34,7 +34,12 @@ from pydantic import (
 )
 
 from sharebatch.errors import ManifestError, UsageError
-from sharebatch.manifest.cloudfront import RawCloudFront, RawKeySource, misplaced_allow_ips
+from sharebatch.manifest.cloudfront import (
+    Cidr,
+    RawCloudFront,
+    RawKeySource,
+    misplaced_allow_ips,
+)
 from sharebatch.manifest.fields import (
     FORMATS,
     MAX_CLOUDFRONT_EXPIRES_IN,
@@ -152,7 +157,8 @@ class Grant(BaseModel):
     cloudfront: CloudFrontLinks | None = None  # set exactly when ``link`` is cloudfront
     # Networks (CIDRs, normalised) the recipient's links should work from: a CloudFront custom
     # policy's IpAddress; for ``link: s3`` only what ``sharebatch policy`` makes S3 enforce.
-    allow_ips: tuple[str, ...] = ()
+    # Checked here too, as the manifest checks them: a caller's own Grant is held to it.
+    allow_ips: tuple[Cidr, ...] = ()
     upload: UploadSlot | None = None
     # None: no ``notify:`` settings reach this grant, or ``notify: false`` left it out.
     notify: NotifySettings | None = None
@@ -170,6 +176,8 @@ class Grant(BaseModel):
             raise ValueError(f"expiry of {self.expiry.seconds} s is over the {self.link} limit")
         if len(self.allow_ips) > 1 and self.link == "cloudfront":
             raise ValueError("a CloudFront policy takes one network in AWS:SourceIp")
+        if self.link == "cloudfront" and any(":" in ip for ip in self.allow_ips):
+            raise ValueError("allow_ips: a CloudFront policy's AWS:SourceIp takes IPv4 only")
         return self
 
 

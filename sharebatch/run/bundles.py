@@ -13,7 +13,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast, get_args
 
 from sharebatch.files import HashingWriter, atomic_writer, private_dir
+from sharebatch.manifest.cloudfront import check_cidr, check_domain, check_key_pair_id
+from sharebatch.manifest.fields import MAX_CLOUDFRONT_EXPIRES_IN
 from sharebatch.models import (
     AddressingStyle,
     BucketTarget,
@@ -34,7 +36,7 @@ from sharebatch.models import (
     UploadSlot,
 )
 from sharebatch.times import iso, parse_iso
-from sharebatch.visible import escaped, unescaped
+from sharebatch.visible import escaped, unescaped, visible
 
 COLUMNS = (
     "recipient",
@@ -419,8 +421,10 @@ def _cloudfront(
     if digest not in get_args(CloudFrontHash):
         raise ValueError(f"cloudfront.hash: {digest!r} is not sha256 or sha1")
     result = CloudFrontLinks(
-        domain=settings.text("domain"),
-        key_pair_id=settings.text("key_pair_id"),
+        domain=_as_written(settings.text("domain"), check_domain, "cloudfront.domain"),
+        key_pair_id=_as_written(
+            settings.text("key_pair_id"), check_key_pair_id, "cloudfront.key_pair_id"
+        ),
         private_key=KeySource(file=file, env=env),
         max_expires_in=settings.count("max_expires_in"),
         hash=cast(CloudFrontHash, digest),  # one of them, checked above
@@ -428,12 +432,31 @@ def _cloudfront(
     )
     if len(allow_ips) > 1:
         raise ValueError("allow_ips: a CloudFront policy takes one network")
-    if result.max_expires_in <= 0:
-        raise ValueError("cloudfront.max_expires_in: expected a positive number of seconds")
+    if any(":" in network for network in allow_ips):
+        # What the manifest refuses: CloudFront's AWS:SourceIp matches IPv4 only.
+        raise ValueError("allow_ips: a CloudFront policy takes an IPv4 network only")
+    if not 0 < result.max_expires_in <= MAX_CLOUDFRONT_EXPIRES_IN:
+        # Renewal signs up to it: a header raised past the manifest's cap must not widen it.
+        raise ValueError(
+            "cloudfront.max_expires_in: expected 1 to "
+            f"{MAX_CLOUDFRONT_EXPIRES_IN} seconds, as the manifest allows"
+        )
     policy = settings.get("policy")
     if policy != _cloudfront_json(result, allow_ips)["policy"]:
         raise ValueError(f"cloudfront.policy: {policy!r} does not match not_before and allow_ips")
     return result
+
+
+def _as_written(value: str, check: Callable[[str], str], name: str) -> str:
+    """``value`` when the manifest's own ``check`` takes it unchanged (as the run wrote it):
+    a header edited to something the manifest would refuse or rewrite is not trusted."""
+    try:
+        normal = check(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if normal != value:
+        raise ValueError(f"{name}: {visible(value)} is not as sharebatch writes it ({normal})")
+    return value
 
 
 def _policy(header: _Fields) -> LinkPolicy:
@@ -450,7 +473,10 @@ def _policy(header: _Fields) -> LinkPolicy:
     link = header.get("link", "s3")
     if link not in get_args(LinkKind):
         raise ValueError(f"link: {link!r} is not s3 or cloudfront")
-    allow_ips = tuple(header.texts("allow_ips") or ())
+    allow_ips = tuple(
+        _as_written(network, check_cidr, f"allow_ips[{n}]")
+        for n, network in enumerate(header.texts("allow_ips") or ())
+    )
     style = target.get("addressing_style") or "auto"
     if style not in get_args(AddressingStyle):
         raise ValueError(f"target.addressing_style: {style!r} is not auto, virtual or path")

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
 
 from sharebatch.cloudfront.keys import KeyProblem, PrivateKey, load_private_key
+from sharebatch.cloudfront.policy import source_ip_cidr
 from sharebatch.cloudfront.sign import CloudFrontSigner
 from sharebatch.errors import SigningError, UsageError
 from sharebatch.manifest.load import Grant
@@ -103,6 +104,15 @@ class CloudFrontRouteSigner:
                 f"job {job}: a CloudFront policy takes one network in AWS:SourceIp, "
                 f"not {len(allow_ips)}"
             )
+        for network in allow_ips:
+            # What the manifest refuses (host bits, IPv6, not a network), refused for a
+            # caller's own Grant too: CloudFrontKeys.load makes it a UsageError.
+            try:
+                normal = source_ip_cidr(network)
+            except ValueError as exc:
+                raise SigningError(f"job {job}: allow_ips {network!r}: {exc}") from None
+            if normal != network:
+                raise SigningError(f"job {job}: allow_ips {network!r} is not written {normal}")
         self._signer = signer
         self._job = job
         self._expiry = expiry

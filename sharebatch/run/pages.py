@@ -17,7 +17,10 @@ never the URL.
 The page's link is always an S3 presigned one, whatever kind its links are. CloudFront links
 may live past what SigV4 (7 days) or the run's credentials allow an S3 link: the page's link
 then ends first, at that cap (``page_capped`` in the log; the page says its own end and each
-link's; ``page_lifetimes`` holds it to the credentials before the run starts).
+link's; ``page_lifetimes`` holds it to the credentials before the run starts). A page ends at
+the earliest of its links' end, its upload slot's end and those 7 days (``page_end``). Links
+with a start (``cloudfront.not_before``) say it on the page; a page whose link would end
+before that start is refused (``SigningError``: the run's ``page_failed`` for that recipient).
 """
 
 from __future__ import annotations
@@ -109,6 +112,14 @@ def page_expiry(
     return min(ends, default=None)
 
 
+def links_start(header: BundleHeader) -> datetime | None:
+    """When the bundle's links start to work (a CloudFront ``not_before``); None when at once."""
+    policy = header.policy
+    if policy is None or policy.cloudfront is None:
+        return None
+    return policy.cloudfront.not_before
+
+
 def render_page(
     header: BundleHeader,
     rows: Sequence[Mapping[str, Any]],
@@ -151,6 +162,15 @@ def _page(
     )
     until = f'<time datetime="{_attr(iso(expires_at))}">{_e(iso(expires_at))}</time> (UTC)'
     cloudfront = header.policy is not None and header.policy.link == "cloudfront"
+    start = links_start(header)
+    if start is not None and rows:
+        # A custom policy's DateGreaterThan: CloudFront refuses the links until then, and a
+        # recipient who tries earlier must know it is not a broken link.
+        since = f'<time datetime="{_attr(iso(start))}">{_e(iso(start))}</time> (UTC)'
+        yield (
+            f'<p class="note" id="starts">The links on this page work only from {since}; '
+            "before then the downloads are refused.</p>\n"
+        )
     if cloudfront and any(parse_iso(str(row["expires_at"])) > expires_at for row in rows):
         # CloudFront links may outlive any S3 link, this page's own among them.
         yield (
@@ -264,20 +284,25 @@ async def publish_page(
     target: BucketTarget = policy.target
     limit = credential_limit(credentials, policy.on_short_credentials) if credentials else None
     now = clock()
+    start = now.replace(microsecond=0)
     end = page_expiry(rows, uploads)
     if end is None and policy.link == "cloudfront":
         # Its links' window is no S3 link's: the page's link gets at most SigV4's.
-        start = now.replace(microsecond=0)
-        end = min(policy_end(policy.expiry, start), start + timedelta(seconds=MAX_EXPIRES_IN))
+        end = policy_end(policy.expiry, start)
     elif end is None:
         left = Lifetime(header.job, policy.expiry, limit).expires_in(now)
-        end = now.replace(microsecond=0) + timedelta(seconds=left)
-    lifetime = Lifetime(header.job, Expiry(at=end), limit, "a recipient page")
+        end = start + timedelta(seconds=left)
+    # The page lives until the earliest of its links' end, its slots' end and SigV4's 7 days:
+    # CloudFront links of 90 days must not make the page's own link ask for 90 days (the
+    # credentials would then be judged, and clamped, against an end it can never have).
+    # Past 7 days it asks for 7 days from its own signature, not to a fixed moment, so a
+    # signer whose second ticks meanwhile need not re-sign it a second shorter.
+    capped = end > start + timedelta(seconds=MAX_EXPIRES_IN)
+    expiry = Expiry(seconds=MAX_EXPIRES_IN) if capped else Expiry(at=end)
+    lifetime = Lifetime(header.job, expiry, limit, "a recipient page")
     # Up to the second the links end: a signer stamps whole seconds, so rounding up here and
     # its stamp rounding down meet exactly at ``end`` (re-signed shorter if its second ticks).
-    # CloudFront links may outlive what SigV4 allows: the page's own link then ends first.
-    wanted = math.ceil((end - now).total_seconds())
-    seconds = min(wanted, MAX_EXPIRES_IN)
+    seconds = min(math.ceil((end - now).total_seconds()), MAX_EXPIRES_IN)
     if seconds <= 0:
         raise SigningError(
             f"job {header.job}, recipient {header.recipient}: every link of the page ended at "
@@ -293,6 +318,15 @@ async def publish_page(
 
     # Signed before it is stored: a link refused by the credentials' policy leaves nothing.
     url, _, expires_at = lifetime.sign(header.recipient, sign, seconds)
+    links_from = links_start(header)
+    if links_from is not None and expires_at <= links_from:
+        # Nothing on it would work while the page does: refused before it is stored, so this
+        # recipient's failure is reported instead of mailing a useless page.
+        raise SigningError(
+            f"job {header.job}, recipient {header.recipient}: the page's link would end at "
+            f"{iso(expires_at)}, not after its links start (cloudfront.not_before "
+            f"{iso(links_from)}); no page is published"
+        )
     if expires_at < end:
         by_credentials = lifetime.clamped_to is not None or (
             limit is not None and expires_at == limit.expiry
@@ -339,22 +373,31 @@ async def publish_page(
 
 def page_lifetimes(plan: Plan, now: datetime) -> list[Wanted]:
     """What the page link of each ``link: cloudfront`` route with a page asks of the
-    credentials (for ``sign.check_lifetimes``): to end with its links, at most SigV4's 7 days.
+    credentials (for ``sign.check_lifetimes``): to end as ``page_end`` says.
 
     An S3 route's page ends with its links, which ``check_lifetimes`` holds to the credentials
     already; a CloudFront route's links are not (a key pair signs them), its page link is.
     """
-    cap = now + timedelta(seconds=MAX_EXPIRES_IN)
     return [
         (
             route.job,
             route.recipient,
-            Expiry(at=min(policy_end(route.grant.expiry, now), cap)),
+            Expiry(at=page_end(route, now)),
             route.grant.on_short_credentials,
         )
         for route in plan.routes
         if route.grant.link == "cloudfront" and page_settings(route) is not None
     ]
+
+
+def page_end(route: Route, now: datetime) -> datetime:
+    """The latest a page of ``route`` signed at ``now`` may end: the earliest of its links'
+    end, its upload slot's end (``publish_page`` ends the page with it) and SigV4's 7 days."""
+    ends = [policy_end(route.grant.expiry, now), now + timedelta(seconds=MAX_EXPIRES_IN)]
+    slot = route.grant.upload
+    if slot is not None:
+        ends.append(now + timedelta(seconds=slot.expires_in))
+    return min(ends)
 
 
 def page_settings(route: Route) -> NotifySettings | None:

@@ -107,3 +107,31 @@ def test_page_url_is_empty_in_a_links_mail_even_if_the_bundle_has_one() -> None:
     text = build_message(mail, content, ("g@p.example",), NOW).get_body(("plain",))
     assert text is not None
     assert "page=[] - a.pdf (10 B)" in text.get_content()
+
+
+def test_links_that_start_later_say_when_in_both_parts_and_in_starts_at() -> None:
+    """Content.starts_at: our page and links mails add a line saying from when the links
+    work, in text and HTML; a custom template gets it as {starts_at}; without a start
+    neither the line nor a value appears."""
+    start = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+    line = "They work only from 2026-12-04 09:30 UTC: before then they are refused."
+    for delivery in ("page", "links"):
+        content = Content(
+            page_url="https://bucket.example/_sharebatch/pages/p.html?sig=1",
+            links=(MailLink("a.pdf", 10, "https://d1.example/a.pdf?Signature=1"),),
+            files=1,
+            expires_at=NOW + timedelta(days=30),
+            starts_at=start,
+        )
+        mail = letter("globex", delivery=delivery)
+        msg = build_message(mail, content, ("g@p.example",), NOW)
+        plain, markup = msg.get_body(("plain",)), msg.get_body(("html",))
+        assert plain is not None and markup is not None
+        assert line in plain.get_content() and f"<p>{line}</p>" in markup.get_content()
+        at_once = build_message(mail, replace(content, starts_at=None), ("g@p.example",), NOW)
+        assert "work only from" not in at_once.as_string()
+    custom = letter("globex", template_text="from [{starts_at}]")
+    text = build_message(custom, content, ("g@p.example",), NOW).get_body(("plain",))
+    empty = build_message(custom, replace(content, starts_at=None), ("g@p.example",), NOW)
+    assert text is not None and "from [2026-12-04 09:30 UTC]" in text.get_content()
+    assert "from []" in empty.as_string()

@@ -331,6 +331,22 @@ def test_a_page_delivery_without_a_page_is_refused(quarterly: QuarterlyRun, smtp
     assert smtp.mailbox.messages == []
 
 
+def test_a_malformed_page_expires_at_is_a_link_error_naming_the_bundle(
+    quarterly: QuarterlyRun, smtp: Server
+) -> None:
+    """A header whose page_expires_at is no moment: LinkError (exit 2) naming the bundle and
+    the field, not a ValueError; nothing is sent."""
+    run = delivery_run(quarterly, lambda job, r: settings(smtp.port))
+    bundle = run.run_dir / "q3" / "initech" / "links.json"
+    data = json.loads(bundle.read_text())
+    data["header"]["page_expires_at"] = "next tuesday"
+    bundle.write_text(json.dumps(data))
+    with pytest.raises(LinkError, match=r"initech/links\.json: header: page_expires_at: ") as e:
+        notify(run.run_dir, now=_now(), retry=NO_WAIT)
+    assert e.value.exit_code == 2
+    assert smtp.mailbox.messages == []
+
+
 def test_a_run_without_a_plan_is_refused(tmp_path: Path) -> None:
     """A folder without delivery.json is exit 2, naming it."""
     with pytest.raises(LinkError, match=r"no delivery\.json"):

@@ -2,8 +2,8 @@
 test edge (tests/support/cloudfront_edge.py: CloudFront's checks, then the object from moto).
 
 One manifest mixes kinds: RSA SHA-256, RSA SHA-1 and ECDSA P-256 key pairs, a recipient held
-to 127.0.0.1/32, one whose links start in two days, one with a recipient page, and one of
-plain S3 links. Its links live 30 days: past SigV4's 7, within `max_expires_in`.
+to 127.0.0.1/32, one whose links start in two days (mailed its links), one with a recipient
+page, and one of plain S3 links. Its links live 30 days: past SigV4's 7, within `max_expires_in`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ jobs:
       - id: office
         allow_ips: [127.0.0.1/32]
       - id: later
+        email: later@example.com
         cloudfront:
           not_before: "{iso(not_before)}"
       - id: paged
@@ -141,7 +142,8 @@ def mixed(s3: S3, tmp_path: Path) -> Iterator[Run]:
         s3, BUCKET, public_keys(*keys.all), clock=lambda: time.time() + offset[0]
     ) as edge:
         text = manifest_text(edge.origin, keys, tmp_path, not_before)
-        path = write_manifest(tmp_path / "q3.yml", with_notify(text, {"paged": settings()}))
+        chosen = {"paged": settings(), "later": settings(delivery="links")}
+        path = write_manifest(tmp_path / "q3.yml", with_notify(text, chosen))
         summary = run_manifest(
             path, out=tmp_path / "out", connection=Connection(endpoint_url=s3.endpoint)
         )
@@ -159,6 +161,8 @@ def test_every_cloudfront_link_downloads_its_object_through_the_edge(mixed: Run)
     assert mixed.summary.status == "ok"
     expected_hash = {"rsa1": None, "ecdsa": "SHA256"}
     key_pair = {"rsa1": mixed.keys.rsa1, "ecdsa": mixed.keys.ecdsa}
+    [run_started] = mixed.events("run_started")
+    started = parse_iso(run_started["timestamp"]).replace(microsecond=0)
     for recipient in ("rsa256", "rsa1", "ecdsa", "paged"):
         bundle = mixed.bundle(recipient)
         header, links = bundle["header"], bundle["links"]
@@ -167,6 +171,8 @@ def test_every_cloudfront_link_downloads_its_object_through_the_edge(mixed: Run)
         assert header["cloudfront"]["key_pair_id"] == pair.key_pair_id
         assert header["cloudfront"]["policy"] == "canned"
         assert sorted(row["key"] for row in links) == sorted(FILES)
+        # Signed after the run started and before its bundles were written: bounds that
+        # hold however slow the machine is, unlike a few seconds' slack after generated_at.
         generated = parse_iso(header["generated_at"])
         for row in links:
             url = row["url"]
@@ -177,7 +183,7 @@ def test_every_cloudfront_link_downloads_its_object_through_the_edge(mixed: Run)
             assert params["x-sharebatch-id"] == row["link_id"]
             ends = parse_iso(row["expires_at"])
             assert int(params["Expires"]) == int(ends.timestamp())
-            assert timedelta(days=30) <= ends - generated <= timedelta(days=30, seconds=5)
+            assert started + timedelta(days=30) <= ends <= generated + timedelta(days=30)
             answer = edge_fetch(url)
             assert answer.status == 200, answer.body
             assert answer.body == FILES[row["key"]]
@@ -404,6 +410,50 @@ def test_the_mail_promises_the_page_only_until_its_link_ends(mixed: Run) -> None
     text = mail.read_text(encoding="utf-8")
     ends = parse_iso(mixed.bundle("paged")["header"]["page_expires_at"])
     assert f"work until {ends:%Y-%m-%d %H:%M} UTC" in text.replace("=\n", "")
+
+
+def test_the_mail_of_links_that_start_later_says_from_when(mixed: Run) -> None:
+    """notify --dry-run: the mail of the links starting in two days says from when they
+    work; the page recipient's, whose links work at once, says nothing of a start."""
+    report = notify(mixed.run_dir, dry_run=True)
+    assert report.outbox is not None
+    mails = {p.name: p.read_text(encoding="utf-8") for p in Path(report.outbox).rglob("*.eml")}
+    [later] = [text for name, text in mails.items() if "later" in name]
+    [paged] = [text for name, text in mails.items() if "paged" in name]
+    start = f"{mixed.not_before:%Y-%m-%d %H:%M} UTC"
+    assert f"They work only from {start}: before then they are refused." in later.replace("=\n", "")
+    assert "work only from" not in paged.replace("=\n", "")
+
+
+def test_a_page_that_would_end_before_its_links_start_fails_that_recipient(
+    s3: S3, tmp_path: Path
+) -> None:
+    """Links starting in 8 days on a recipient page, which lives at most 7: that page is
+    refused (page_failed, a failure of the summary naming the start, exit 1), the recipient
+    gets no bundle and no page is stored; the run's other recipients are written."""
+    s3.bucket(BUCKET, FILES)
+    keys = Keys(rsa_pair(0), rsa_pair(1), ec_pair(0))
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=8)
+    text = manifest_text("http://127.0.0.1:9", keys, tmp_path, start)
+    path = write_manifest(tmp_path / "q3.yml", with_notify(text, {"later": settings()}))
+    summary = run_manifest(
+        path, out=tmp_path / "out", connection=Connection(endpoint_url=s3.endpoint)
+    )
+    assert summary.run_dir is not None and summary.status == "partial"
+    run_dir = Path(summary.run_dir)
+    report = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    [failure] = report["failures"]
+    assert (failure["kind"], failure["recipient"]) == ("page", "later")
+    assert f"cloudfront.not_before {iso(start)}" in failure["message"]
+    assert not (run_dir / "q3" / "later").exists() and (run_dir / "q3" / "rsa256").exists()
+    skipped = [
+        e
+        for e in map(json.loads, (run_dir / "audit.jsonl").read_text().splitlines())
+        if e["event"] == "bundle_skipped"
+    ]
+    assert [(e["recipient"], e["reason"]) for e in skipped] == [("later", "page_failed")]
+    listed = s3.client.list_objects_v2(Bucket=BUCKET, Prefix="_sharebatch/")
+    assert listed.get("KeyCount") == 0
 
 
 def test_an_ecdsa_key_with_sha1_is_refused_before_anything_is_written(

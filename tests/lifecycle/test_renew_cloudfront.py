@@ -282,7 +282,8 @@ def test_a_recorded_header_the_signer_cannot_use_is_bad_input(s3: S3, tmp_path: 
         log.write(json.dumps(event) + "\n")
     result = invoke("renew", str(made.json_path), "--within", "2h")
     assert result.exit_code == 2
-    assert "header: cloudfront: a CloudFront origin with a scheme must be" in result.stderr
+    # Refused when the header is read, as the manifest would refuse it.
+    assert "header: cloudfront.domain: domain 'http://192.0.2.1:9' would make" in result.stderr
     assert not list(made.folder.glob("links.renewed-*"))
 
 
@@ -308,3 +309,32 @@ def test_a_renewal_drops_the_old_page_end(s3: S3, tmp_path: Path) -> None:
     result = invoke("renew", str(made.folder), "--within", "2h")
     assert result.exit_code == 0, result.output
     assert "page_expires_at" not in renewed(result, made)["header"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("domain", "evil.example/steal", "header: cloudfront.domain: domain 'evil.example/steal'"),
+        ("key_pair_id", "k2jcjmdehxqw5f", "header: cloudfront.key_pair_id: key_pair_id"),
+        ("max_expires_in", 3650 * 86_400, "header: cloudfront.max_expires_in: expected 1 to"),
+    ],
+)
+def test_a_header_the_manifest_would_refuse_is_a_located_error(
+    s3: S3, tmp_path: Path, field: str, value: object, problem: str
+) -> None:
+    """A CloudFront field the manifest would refuse, even in a bundle its run recorded (its
+    sha256 in audit.jsonl matching): exit 2 naming the file and the field, no traceback,
+    nothing written."""
+    s3.bucket(BUCKET, FILES)
+    made = write_cf_bundle(tmp_path, s3, "http://127.0.0.1:9", rsa_pair(), expires_in=3600)
+    data = made.data()
+    data["header"]["cloudfront"][field] = value
+    made.json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    event = {"event": "bundle_written", "sha256": sha256_of(made.json_path)}
+    with (made.run_dir / "audit.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(event) + "\n")
+    result = invoke("renew", str(made.json_path), "--within", "2h")
+    assert result.exit_code == 2, result.output
+    assert str(made.json_path) in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.output
+    assert not list(made.folder.glob("links.renewed-*"))

@@ -105,6 +105,11 @@ def _cloudfront_json() -> dict[str, Any]:
         ({"allow_ips": ["10.0.0.0/8", "10.1.0.0/16"]}, "allow_ips: a CloudFront policy"),
         ({"allow_ips": "10.0.0.0/8"}, "allow_ips: expected a list"),
         ({"page_expires_at": "soon"}, "page_expires_at: not a moment"),
+        ({"allow_ips": ["10.0.0.1/8"]}, r"allow_ips\[0\]: .* has host bits set"),
+        ({"allow_ips": ["2001:db8::/32"]}, "allow_ips: a CloudFront policy takes an IPv4"),
+        ({"allow_ips": ["everyone"]}, r"allow_ips\[0\]: .* is not a network in CIDR form"),
+        ({"allow_ips": ["10.0.0.1"]}, r"allow_ips\[0\]: 10.0.0.1 is not as sharebatch writes"),
+        ({"link": "Cloudfront"}, "link: 'Cloudfront' is not s3 or cloudfront"),
     ],
 )
 def test_a_header_not_as_sharebatch_writes_it_is_refused(
@@ -126,6 +131,13 @@ def test_a_header_not_as_sharebatch_writes_it_is_refused(
         ({"max_expires_in": 0}, "cloudfront.max_expires_in"),
         ({"domain": ""}, "cloudfront.domain: missing"),
         ({"not_before": "tomorrow"}, "cloudfront.not_before: not a moment"),
+        ({"domain": "evil.example/steal"}, r"cloudfront\.domain: domain 'evil.example/steal'"),
+        ({"domain": "https://d1.example"}, r"cloudfront\.domain: .* without the scheme"),
+        ({"domain": "D1.Example.COM"}, r"cloudfront\.domain: D1.Example.COM is not as"),
+        ({"key_pair_id": "k2jcjmdehxqw5f"}, r"cloudfront\.key_pair_id: key_pair_id 'k2j"),
+        ({"key_pair_id": "K2\nX"}, r"cloudfront\.key_pair_id: .* not a CloudFront public"),
+        ({"hash": "md5"}, r"cloudfront\.hash: 'md5' is not sha256 or sha1"),
+        ({"max_expires_in": 10 * 365 * 86_400}, r"cloudfront\.max_expires_in: expected 1 to"),
     ],
 )
 def test_a_cloudfront_block_not_as_sharebatch_writes_it_is_refused(

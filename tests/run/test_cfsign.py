@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from sharebatch.errors import SigningError
+from sharebatch.errors import SigningError, UsageError
+from sharebatch.manifest.load import Grant, Recipient
 from sharebatch.models import (
     LINK_ID_PARAM,
     CloudFrontLinks,
@@ -22,9 +26,10 @@ from sharebatch.models import (
     KeySource,
     ObjectRef,
 )
-from sharebatch.run.cfsign import CloudFrontRouteSigner
+from sharebatch.run.cfsign import CloudFrontKeys, CloudFrontRouteSigner
 from sharebatch.run.link_ids import LINK_ID_PATTERN
 from sharebatch.run.sign import Signer, content_disposition
+from tests.support.cfkeys import rsa_pair
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, 700_000, tzinfo=UTC)
 SECOND = NOW.replace(microsecond=0)
@@ -202,3 +207,50 @@ def test_signers_say_their_kind_and_how_often_to_yield() -> None:
     """The pipeline asks each signer for its kind (the audit's) and its chunk."""
     assert (Signer.kind, CloudFrontRouteSigner.kind) == ("s3", "cloudfront")
     assert 0 < CloudFrontRouteSigner.chunk < Signer.chunk
+
+
+@pytest.mark.parametrize(
+    ("network", "problem"),
+    [
+        ("10.0.0.1/8", "not an IPv4 address or CIDR range"),
+        ("2001:db8::/32", "IPv4 only"),
+        ("10.0.0.1", r"is not written 10\.0\.0\.1/32"),
+    ],
+)
+def test_a_network_the_manifest_refuses_is_refused_by_the_signer(
+    network: str, problem: str
+) -> None:
+    """Host bits set, IPv6 or a form the manifest would have rewritten: SigningError before
+    anything is signed, whoever built the grant."""
+    recorder = Recorder()
+    with pytest.raises(SigningError, match=problem):
+        signer(recorder, allow_ips=(network,))
+    assert recorder.calls == []
+
+
+@pytest.mark.parametrize("network", ["10.0.0.1/8", "2001:db8::/32", "everyone"])
+def test_grants_built_by_a_caller_are_held_to_the_manifests_networks(
+    network: str, tmp_path: Path
+) -> None:
+    """A library caller's Grant with a bad network is refused when built (ValidationError)
+    and, built past validation (model_copy), by CloudFrontKeys.load: UsageError naming the
+    job and recipient."""
+    key = rsa_pair(0).write(tmp_path)[0]
+    settings = replace(SETTINGS, private_key=KeySource(file=str(key)))
+    fields: dict[str, Any] = {
+        "job": "q3",
+        "recipient": Recipient(id="globex"),
+        "bucket": "acme",
+        "expiry": Expiry(seconds=DAY),
+        "prefixes": ("q3/",),
+        "link": "cloudfront",
+        "cloudfront": settings,
+    }
+    with pytest.raises(ValidationError, match="allow_ips"):
+        Grant(**fields, allow_ips=(network,))
+    good = Grant(**fields, allow_ips=("10.0.0.0/8",))
+    assert good.allow_ips == ("10.0.0.0/8",)
+    CloudFrontKeys.load([good], now=NOW)
+    bad = good.model_copy(update={"allow_ips": (network,)})
+    with pytest.raises(UsageError, match=r"job q3, recipient globex: allow_ips"):
+        CloudFrontKeys.load([bad], now=NOW)

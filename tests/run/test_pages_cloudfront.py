@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sharebatch import audit
-from sharebatch.errors import CredentialsError
+from sharebatch.errors import CredentialsError, SigningError
+from sharebatch.manifest.load import load_manifest
 from sharebatch.models import (
     MAX_EXPIRES_IN,
     BucketTarget,
@@ -25,12 +28,14 @@ from sharebatch.models import (
 )
 from sharebatch.run.bundles import BundleHeader, LinkPolicy, SignedBy
 from sharebatch.run.delivery_plan import StoredPage
-from sharebatch.run.pages import publish_page
+from sharebatch.run.pages import page_lifetimes, publish_page
+from sharebatch.run.plan import build_plan
 from sharebatch.run.sign import Wanted, check_lifetimes, signed_window
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
-from tests.support.pages import BUCKET, settings
-from tests.support.s3 import ACCESS_KEY, S3, SECRET_KEY, fetch
+from tests.support.cfkeys import rsa_pair
+from tests.support.pages import BUCKET, settings, with_notify
+from tests.support.s3 import ACCESS_KEY, S3, SECRET_KEY, fetch, write_manifest
 
 SETTINGS = CloudFrontLinks(
     domain="d111111abcdef8.cloudfront.net",
@@ -63,9 +68,10 @@ def publish(
     *,
     lifetime: timedelta | None = None,
     policy: ShortCredentials = "clamp",
+    cloudfront: CloudFrontLinks = SETTINGS,
 ) -> tuple[StoredPage, str, list[dict[str, Any]]]:
     """A CloudFront bundle's page published on moto; (page, URL, audit events). Credentials
-    are long-term, or temporary ending after ``lifetime``."""
+    are long-term, or temporary ending after ``lifetime``; ``cloudfront`` the links' setting."""
     s3.bucket(BUCKET, {})
     expiry = None if lifetime is None else datetime.now(UTC) + lifetime
     credentials = Credentials(
@@ -92,7 +98,7 @@ def publish(
             download_name="{basename}",
             content_type=None,
             link="cloudfront",
-            cloudfront=SETTINGS,
+            cloudfront=cloudfront,
         ),
     )
 
@@ -126,6 +132,7 @@ def test_a_page_of_30_day_links_gets_a_7_day_link_and_says_so(s3: S3) -> None:
     text = served.decode()
     assert f'This page works until <time datetime="{page.expires_at}">' in text
     assert rows[0]["expires_at"] in text and rows[1]["expires_at"] in text
+    assert 'id="starts"' not in text
 
 
 def test_short_credentials_cap_the_page_link_sooner(s3: S3) -> None:
@@ -160,3 +167,72 @@ def test_the_credential_check_holds_page_links_not_cloudfront_links() -> None:
     clamp: list[Wanted] = [("q3", "globex", Expiry(at=now + timedelta(days=7)), "clamp")]
     [found] = check_lifetimes(session, [], now, pages=clamp)
     assert found.event == "page_outlives_credentials"
+
+
+def test_credentials_that_outlast_the_page_do_not_clamp_it(s3: S3) -> None:
+    """clamp with an 8-day session and 30-day links: the page asks for its own 7 days, not
+    the links' 30, so the credentials shorten nothing and ``page_capped`` blames SigV4."""
+    rows = [cloudfront_row("reports/q3/a.pdf", 30)]
+    page, url, events = publish(s3, rows, lifetime=timedelta(days=8))
+    signed_at, ends = signed_window(url)
+    assert ends - signed_at == timedelta(seconds=MAX_EXPIRES_IN) and iso(ends) == page.expires_at
+    [capped] = [e for e in events if e["event"] == "page_capped"]
+    assert capped["capped_by"] == "sigv4"
+
+
+def test_a_page_that_ends_before_its_links_start_is_refused(s3: S3) -> None:
+    """Links starting in 8 days on a page that can live 7: SigningError naming the start
+    (the run records it as ``page_failed``), and nothing is stored in the bucket."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=8)
+    rows = [cloudfront_row("reports/q3/a.pdf", 30)]
+    with pytest.raises(SigningError, match=r"cloudfront\.not_before " + iso(start)):
+        publish(s3, rows, cloudfront=replace(SETTINGS, not_before=start))
+    assert s3.client.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_the_page_says_when_links_that_start_later_start(s3: S3) -> None:
+    """Links starting tomorrow: the page tells the recipient they work only from then (a
+    page of links that start at once says nothing of it: see the 30-day test)."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    rows = [cloudfront_row("reports/q3/a.pdf", 30)]
+    _, url, _ = publish(s3, rows, cloudfront=replace(SETTINGS, not_before=start))
+    served = fetch(url).decode()
+    assert (
+        f'<p class="note" id="starts">The links on this page work only from '
+        f'<time datetime="{iso(start)}">{iso(start)}</time> (UTC)' in served
+    )
+
+
+def test_an_upload_slot_ending_first_bounds_what_the_page_asks_of_credentials(
+    tmp_path: Path,
+) -> None:
+    """30-day CloudFront links with a 2-hour upload slot: the page ends with the slot, so
+    ``page_lifetimes`` asks 2 hours of the credentials (not 7 days), and a 1-day session
+    under ``fail`` is enough."""
+    key = rsa_pair(0).write(tmp_path)[0]
+    now = datetime.now(UTC).replace(microsecond=0)
+    body = f"""\
+version: 1
+defaults:
+  bucket: {BUCKET}
+  region: eu-west-1
+  expires_in: 30d
+  link: cloudfront
+  cloudfront:
+    domain: d111111abcdef8.cloudfront.net
+    key_pair_id: {rsa_pair(0).key_pair_id}
+    private_key: {{file: {key}}}
+    max_expires_in: 90d
+jobs:
+  - name: q3
+    prefixes: [reports/q3/]
+    upload: {{prefix: "inbox/", max_size: 1KB, expires_in: 2h}}
+    recipients:
+      - id: globex
+"""
+    path = write_manifest(tmp_path / "q3.yml", with_notify(body, {"globex": settings()}))
+    plan = build_plan(load_manifest(path, now=now))
+    [(job, recipient, expiry, _)] = page_lifetimes(plan, now)
+    assert (job, recipient, expiry.at) == ("q3", "globex", now + timedelta(hours=2))
+    session = Credentials(ACCESS_KEY, SECRET_KEY, TOKEN, now + timedelta(days=1), "sso")
+    assert check_lifetimes(session, [], now, pages=page_lifetimes(plan, now)) == []
