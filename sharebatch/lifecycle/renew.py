@@ -53,7 +53,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sharebatch.audit import audit_file, get_logger, url_digest
 from sharebatch.blocking import blocking
 from sharebatch.cloudfront.keys import KeyProblem, PrivateKey, load_private_key
-from sharebatch.cloudfront.sign import CloudFrontSigner
+from sharebatch.cloudfront.sign import CloudFrontSigner, domain_origin
 from sharebatch.errors import LinkError, SigningError
 from sharebatch.files import private_dir
 from sharebatch.lifecycle.inspect import (
@@ -426,6 +426,10 @@ def _cloudfront_windows(source: _Source) -> None:
     assert policy is not None  # source.cloudfront
     assert settings is not None
     where = f"{path}: header"
+    try:
+        domain_origin(settings.domain)
+    except ValueError as exc:  # the signer's own refusal: it names the setting
+        raise LinkError(f"{where}: cloudfront: {exc}") from None
     try:
         written = parse_iso(header.generated_at)
     except ValueError:
