@@ -13,6 +13,10 @@ INVALID with the reason, never an error: it is one of the run's links gone wrong
 others are still worth showing. One whose start (``DateGreaterThan``) is still ahead is
 NOT_YET_VALID: issued ahead of its period on purpose, it needs no renewal, so it does not
 make ``inspect`` exit 1 (renewing it could not make it start sooner).
+
+``cloudfront_row_problems`` holds a CloudFront row to its header's whole origin (domain, key
+pair, hash, IP range, start) and to its own object (no wider policy Resource): the one check
+``inspect``, ``verify`` and ``renew`` apply, so an edited row is refused alike by all three.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sharebatch.audit import url_digest
 from sharebatch.cloudfront.read import is_cloudfront_url, read_cloudfront_url
+from sharebatch.cloudfront.sign import domain_origin
 from sharebatch.errors import LinkError, SigningError
 from sharebatch.models import LINK_ID_PARAM, MAX_EXPIRES_IN
 from sharebatch.run.bundles import COLUMNS, OPTIONAL_COLUMNS, BundleHeader, csv_value
@@ -227,6 +232,10 @@ class CloudFrontUrl:
     link_id: str | None
     # Why CloudFront refuses it whatever the time: an unreadable policy, a missing parameter.
     fault: str | None = None
+    # scheme://host[:port], as ``cloudfront.sign.domain_origin`` writes a header's domain.
+    origin: str = field(default="", repr=False)
+    # A custom policy's Resource other than the URL itself (a wildcard): what it really grants.
+    wider: bool = field(default=False, repr=False)
 
     def problem(self, now: datetime) -> str | None:
         """Why CloudFront refuses this URL at any time, or ``None``."""
@@ -260,11 +269,19 @@ def read_cloudfront(url: str, source: str = "") -> CloudFrontUrl:
     link_id = dict(parse_qsl(parts.query, keep_blank_values=True)).get(LINK_ID_PARAM)
     digest = url_digest(url)
     try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    origin = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}" + (
+        f":{port}" if port is not None else ""
+    )
+    try:
         facts = read_cloudfront_url(url)
     except ValueError as exc:
         # read.py names what is wrong without quoting the URL, its policy or its signature.
         return CloudFrontUrl(
-            parts.hostname, key, None, None, None, None, None, None, digest, link_id, str(exc)
+            host, key, None, None, None, None, None, None, digest, link_id, str(exc), origin
         )
     return CloudFrontUrl(
         host=parts.hostname,
@@ -277,6 +294,8 @@ def read_cloudfront(url: str, source: str = "") -> CloudFrontUrl:
         source_ip=facts.source_ip,
         url_sha256=digest,
         link_id=link_id,
+        origin=origin,
+        wider=facts.policy_resource != facts.resource,
     )
 
 
@@ -597,7 +616,8 @@ def _facts_data(facts: UrlFacts, now: datetime, within: timedelta) -> dict[str, 
 
 def _cloudfront_data(facts: CloudFrontUrl, now: datetime, within: timedelta) -> dict[str, Any]:
     data = asdict(facts)
-    del data["fault"]
+    for name in ("fault", "origin", "wider"):
+        del data[name]
     for name in ("not_before", "expires_at"):
         data[name] = iso(data[name]) if data[name] else None
     problem = facts.problem(now)
@@ -645,7 +665,7 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
             "seconds_left": int((end - now).total_seconds()),
         }
         if isinstance(facts, CloudFrontUrl):
-            problems += _cloudfront_row_problems(bundle, facts)
+            problems += cloudfront_row_problems(bundle, row, facts)
             problem = "; ".join(p for p in problems if p) or None
             link |= {
                 "status": status_of(end, now, within, problem, facts.not_before),
@@ -684,21 +704,48 @@ def inspect_bundle(bundle: Bundle, now: datetime, within: timedelta) -> dict[str
     }
 
 
-def _cloudfront_row_problems(bundle: Bundle, facts: CloudFrontUrl) -> list[str]:
-    """Where a CloudFront row's URL is not what its header says it was signed with: another
-    distribution or key pair (an edited row)."""
+def cloudfront_row_problems(bundle: Bundle, row: BundleRow, facts: CloudFrontUrl) -> list[str]:
+    """Where a CloudFront row's URL is not what its header says it was signed with, or
+    grants more than its own object: another origin (scheme, host, port), key pair, hash, IP
+    range or start, another key than the row's, or a policy Resource wider than the URL (a
+    wildcard). Empty without a CloudFront header to hold it to (a CSV bundle), and for an
+    unreadable URL (its ``fault`` already says why CloudFront refuses it)."""
     policy = bundle.header.policy if bundle.header else None
     settings = policy.cloudfront if policy else None
-    if settings is None or facts.fault:
+    if policy is None or settings is None or facts.fault:
         return []
     problems = []
-    host = urlsplit(settings.domain if "://" in settings.domain else f"//{settings.domain}")
-    if (host.hostname or "").lower() != facts.host.lower():
-        problems.append(f"its host {facts.host} is not the header's domain {settings.domain}")
+    try:
+        origin = domain_origin(settings.domain)
+    except ValueError as exc:
+        origin = None
+        problems.append(f"the header's domain cannot be held to: {exc}")
+    if origin is not None and facts.origin != origin:
+        problems.append(
+            f"its origin {visible(facts.origin)} is not the header's domain"
+            f" {visible(settings.domain)}"
+        )
     if facts.key_pair_id != settings.key_pair_id:
         problems.append(
             f"its Key-Pair-Id {facts.key_pair_id} is not the header's {settings.key_pair_id}"
         )
+    if facts.hash != settings.hash:
+        problems.append(f"its hash {facts.hash} is not the header's {settings.hash}")
+    ips = policy.allow_ips[0] if policy.allow_ips else None
+    if facts.source_ip != ips:
+        problems.append(
+            f"its IP range {facts.source_ip or '(any)'} is not the header's {ips or '(any)'}"
+        )
+    if facts.not_before != settings.not_before:
+        start, wanted = facts.not_before, settings.not_before
+        problems.append(
+            f"its start {iso(start) if start else '(none)'} is not the header's"
+            f" {iso(wanted) if wanted else '(none)'}"
+        )
+    if facts.key != row.key:
+        problems.append("its path is not the row's key")
+    if facts.wider:
+        problems.append("its policy's Resource is not the link itself (a wildcard or another)")
     return problems
 
 

@@ -17,11 +17,21 @@ its source did not. Every row must lie in the header's bucket, under its prefixe
 link is re-signed its object is checked (HEAD): a deleted or changed object keeps its old row
 and is reported, as ``verify`` would.
 
-A CloudFront bundle (``link: cloudfront`` in its header) is re-signed by
-``lifecycle/cfresign`` with the header's distribution, key pair, hash and IP range and the
-key from the header's ``private_key`` source, all vouched for by the same sha256; its objects
-are HEADed in the origin bucket as any others. No credential lifetime applies to those links
+A CloudFront bundle (``link: cloudfront`` in its header) is re-signed by the run's own
+signer, ``run/cfsign.CloudFrontRouteSigner``, made from the header: its distribution, key
+pair, hash, IP range, start, expiry, download name and content type, and the key read again
+from its ``private_key`` source (a key rotated on disk signs the renewal; one grown readable
+by others is refused as at the run), all vouched for by the same sha256. A renewed link is
+so byte for byte what a run would sign for the same object, window and key. Its objects are
+HEADed in the origin bucket as any others. No credential lifetime applies to those links
 (the S3 credentials still sign re-issued upload slots, and are checked for them).
+
+Before anything is asked, every CloudFront row is held to its header's whole origin
+(``inspect.cloudfront_row_problems``), and the header's and rows' windows to what a run
+could have written (``_cloudfront_windows``): an end beyond ``max_expires_in`` from when the
+bundle was written, a start not before the end, a bundle written in the future. Any of them
+is bad input (exit 2) naming the file and row: a renewal never signs a longer or wider link
+than the run did.
 """
 
 from __future__ import annotations
@@ -42,15 +52,16 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.audit import audit_file, get_logger, url_digest
 from sharebatch.blocking import blocking
-from sharebatch.cloudfront.keys import PrivateKey
-from sharebatch.errors import LinkError
+from sharebatch.cloudfront.keys import KeyProblem, PrivateKey, load_private_key
+from sharebatch.cloudfront.sign import CloudFrontSigner, domain_origin
+from sharebatch.errors import LinkError, SigningError
 from sharebatch.files import private_dir
-from sharebatch.lifecycle.cfresign import CloudFrontResigner, load_keys
 from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
     CloudFrontUrl,
     bundle_file,
+    cloudfront_row_problems,
     read_bundle,
     read_link,
     row_end,
@@ -72,6 +83,7 @@ from sharebatch.models import (
     UploadSlot,
 )
 from sharebatch.run.bundles import BundleHeader, PartFile, RenewedFrom, write_bundle
+from sharebatch.run.cfsign import CloudFrontRouteSigner
 from sharebatch.run.sign import Signer, check_lifetimes, credential_limit
 from sharebatch.run.slots import issue_slot, slot_key, upload_row
 from sharebatch.run.write import signed_by
@@ -97,6 +109,8 @@ _RENEWAL_FIELDS = frozenset(
         "page_expires_at",  # the dropped page's own end
     }
 )
+# A bundle written later than this after the clock's now was not written on this machine.
+_SKEW = timedelta(minutes=5)
 # A renewal chain longer than this is not one sharebatch made in any sensible time.
 _MAX_CHAIN = 256
 _HEADS_IN_FLIGHT = 16
@@ -333,15 +347,17 @@ def _renewed_alike(renewal: Bundle, header: BundleHeader, row: BundleRow, was: B
     new, old = row_link(renewal, row), read_link(was.url)
     if isinstance(new, CloudFrontUrl) or isinstance(old, CloudFrontUrl):
         policy = header.policy
-        settings = policy.cloudfront if policy else None
-        if not (isinstance(new, CloudFrontUrl) and isinstance(old, CloudFrontUrl) and settings):
+        if not (
+            isinstance(new, CloudFrontUrl)
+            and isinstance(old, CloudFrontUrl)
+            and policy is not None
+            and policy.cloudfront is not None
+        ):
             return False
-        assert policy is not None  # settings come from it
         return (
             new.fault is None
-            and (new.host, new.key) == (old.host, old.key) == (new.host, row.key)
-            and (new.key_pair_id, new.hash) == (settings.key_pair_id, settings.hash)
-            and new.source_ip == (policy.allow_ips[0] if policy.allow_ips else None)
+            and not cloudfront_row_problems(renewal, row, new)
+            and (new.origin, new.key) == (old.origin, old.key)
             and new.link_id == row.link_id
         )
     return (
@@ -371,11 +387,92 @@ def _within_grant(source: _Source) -> None:
             raise LinkError(f"{where}: not for recipient and bucket the header names")
         if prefixes is not None and not row.key.startswith(prefixes):
             raise LinkError(f"{where}: outside the prefixes the bundle was built from")
+    if source.cloudfront:
+        _cloudfront_rows(source)
     for n, upload in enumerate(source.bundle.uploads):
         key = str(upload["key"])
         slot = source.slot
         if upload["bucket"] != bucket or (slot is not None and not key.startswith(slot.prefix)):
             raise LinkError(f"{path}: uploads[{n}]: {visible(key)}: outside the upload slot")
+
+
+def _cloudfront_rows(source: _Source) -> None:
+    """Every CloudFront row signed as its header says, for its own object only, and every
+    window one a run could have written (``_cloudfront_windows``)."""
+    _cloudfront_windows(source)
+    path, bundle = source.bundle.path, source.bundle
+    for row in bundle.rows:
+        facts = row_link(bundle, row)
+        assert isinstance(facts, CloudFrontUrl)  # a CloudFront header reads rows as such
+        # An unreadable URL (its fault) is renewed as before; one whose start is not before
+        # its end was never signed by a run.
+        never = None if facts.fault else facts.problem(row.expires_at)
+        problems = ([never] if never else []) + cloudfront_row_problems(bundle, row, facts)
+        if problems:
+            raise LinkError(
+                f"{path}: links[{row.line - 1}]: {visible(row.key)}: refused, not the link its"
+                f" header signs: {'; '.join(problems)}"
+            )
+
+
+def _cloudfront_windows(source: _Source) -> None:
+    """A CloudFront header's windows, and its rows' ends, as a run could have written them:
+    no end further than ``max_expires_in`` after the bundle was written (every link was
+    signed by then, within that limit), a start before the end, a bundle not written in the
+    future. Else ``LinkError``: a forged window must not become a longer or wider link."""
+    path, header = source.bundle.path, source.header
+    policy = header.policy
+    settings = policy.cloudfront if policy else None
+    assert policy is not None  # source.cloudfront
+    assert settings is not None
+    where = f"{path}: header"
+    try:
+        domain_origin(settings.domain)
+    except ValueError as exc:  # the signer's own refusal: it names the setting
+        raise LinkError(f"{where}: cloudfront: {exc}") from None
+    try:
+        written = parse_iso(header.generated_at)
+    except ValueError:
+        raise LinkError(f"{where}: generated_at is not a UTC time") from None
+    if written > datetime.now(UTC) + _SKEW:
+        raise LinkError(f"{where}: generated_at {iso(written)} is in the future")
+    limit = settings.max_expires_in
+    latest = written + timedelta(seconds=limit)
+    expiry = policy.expiry
+    if expiry.seconds is not None and not 0 < expiry.seconds <= limit:
+        raise LinkError(
+            f"{where}: expires_in {expiry.seconds}s is outside 1..{limit}s"
+            " (cloudfront.max_expires_in)"
+        )
+    if expiry.at is not None and not written < expiry.at <= latest:
+        raise LinkError(
+            f"{where}: expires_at {iso(expiry.at)} is not within cloudfront.max_expires_in"
+            f" ({limit}s) after the bundle was written ({iso(written)})"
+        )
+    end = expiry.at or written + timedelta(seconds=expiry.seconds or 0)
+    start = settings.not_before
+    if start is not None and start >= end:
+        raise LinkError(
+            f"{where}: cloudfront.not_before {iso(start)} is not before the links' end {iso(end)}"
+        )
+    for name in ("expires_at", "page_expires_at"):
+        text = getattr(header, name)
+        try:
+            moment = parse_iso(text) if text else None
+        except ValueError:
+            raise LinkError(f"{where}: {name} is not a UTC time") from None
+        if moment is not None and moment > latest:
+            raise LinkError(
+                f"{where}: {name} {iso(moment)} is further than cloudfront.max_expires_in"
+                f" ({limit}s) after the bundle was written ({iso(written)})"
+            )
+    for row in source.bundle.rows:
+        found = row_link(source.bundle, row).expires_at
+        if max(row.expires_at, found or row.expires_at) > latest:
+            raise LinkError(
+                f"{path}: links[{row.line - 1}]: {visible(row.key)}: its end is further than"
+                f" cloudfront.max_expires_in ({limit}s) after the bundle was written"
+            )
 
 
 def _load(path: str | Path, records: _Records) -> _Source:
@@ -449,7 +546,7 @@ async def renew_bundles_async(
     sources = [_load(path, records) for path in paths]
     # Every CloudFront key is read before anything is asked or written: a missing one is bad
     # input (exit 2), like a bundle its run did not record.
-    keys = load_keys(
+    keys = _load_keys(
         {
             settings.private_key: str(s.bundle.path)
             for s in sources
@@ -461,6 +558,15 @@ async def renew_bundles_async(
         credentials = await gateway.credentials()
         now = datetime.now(UTC)
         due = [[r for r in s.bundle.rows if _end(s, r) <= now + within] for s in sources]
+        for source, resigner, rows in zip(sources, resigners, due, strict=True):
+            expiry_at = source.expiry.at
+            if resigner is not None and rows and not (expiry_at and expiry_at <= now):
+                try:
+                    # The run's own window check, as at this moment: before anything is written.
+                    resigner.window(now)
+                except SigningError as exc:
+                    why = str(exc).removeprefix(f"job {source.header.job}: ")
+                    raise LinkError(f"{source.bundle.path}: header: {why}") from None
         slots_due = [
             s.slot is not None and any(_upload_end(u) <= now + within for u in s.bundle.uploads)
             for s in sources
@@ -499,7 +605,7 @@ async def renew_bundles_async(
                 continue
             target = gateway.effective(source.target)
             presign = await gateway.signers.presigner(target, credentials)
-            signer: Signer | CloudFrontResigner
+            signer: Signer | CloudFrontRouteSigner
             if resigner is None:
                 signer = Signer(
                     presign,
@@ -528,25 +634,55 @@ def _settings(source: _Source) -> CloudFrontLinks | None:
     return policy.cloudfront if policy is not None and policy.link == "cloudfront" else None
 
 
-def _resigner(source: _Source, keys: Mapping[KeySource, PrivateKey]) -> CloudFrontResigner | None:
-    """A CloudFront bundle's signer, made before anything is asked: a domain, key pair id or
-    key the signer cannot use (a header no sharebatch run writes) is ``LinkError``."""
+def _load_keys(
+    wanted: Mapping[KeySource, str], environ: Mapping[str, str] | None = None
+) -> dict[KeySource, PrivateKey]:
+    """Each distinct key source loaded once; ``wanted`` names, for each, the bundle whose
+    header asks for it. A missing, unreadable, world-readable or wrong key is ``LinkError``
+    (exit 2) naming that bundle and the source (a path or a variable: never the key)."""
+    keys: dict[KeySource, PrivateKey] = {}
+    for source, where in wanted.items():
+        try:
+            keys[source] = load_private_key(source, environ)
+        except KeyProblem as exc:
+            named = f"file {source.file}" if source.file is not None else f"env {source.env}"
+            raise LinkError(
+                f"{where}: header: cloudfront.private_key ({named}): {exc}; renew signs with"
+                " the key the run used"
+            ) from None
+    return keys
+
+
+def _resigner(
+    source: _Source, keys: Mapping[KeySource, PrivateKey]
+) -> CloudFrontRouteSigner | None:
+    """A CloudFront bundle's signer: the run's, made from the vouched header, before
+    anything is asked; a domain, key pair id or key the signer cannot use (a header no
+    sharebatch run writes) is ``LinkError``."""
     settings = _settings(source)
-    if settings is None:
-        return None
     policy = source.header.policy
+    if settings is None or policy is None:
+        return None
     try:
-        return CloudFrontResigner(
+        return CloudFrontRouteSigner(
+            CloudFrontSigner(
+                domain=settings.domain,
+                key_pair_id=settings.key_pair_id,
+                key=keys[settings.private_key],
+                hash=settings.hash,
+            ),
             job=source.header.job,
-            settings=settings,
-            allow_ips=policy.allow_ips if policy else (),
             expiry=source.expiry,
-            key=keys[settings.private_key],
-            ids=source.link_ids,
+            settings=settings,
+            allow_ips=policy.allow_ips,
+            download_name=policy.download_name or "{basename}",
+            content_type=policy.content_type,
+            link_ids=source.link_ids,
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, SigningError) as exc:
         # The signer's messages name the setting, never the key.
-        raise LinkError(f"{source.bundle.path}: header: cloudfront: {exc}") from None
+        why = str(exc).removeprefix(f"job {source.header.job}: ")
+        raise LinkError(f"{source.bundle.path}: header: cloudfront: {why}") from None
 
 
 async def _check_objects(
@@ -590,7 +726,7 @@ def _renew(
     target: BucketTarget,
     due_rows: list[BundleRow],
     gone: Mapping[int, tuple[str, str]],
-    signer: Signer | CloudFrontResigner,
+    signer: Signer | CloudFrontRouteSigner,
     slots: tuple[UploadSlot, Presigner, PostSigner] | None,
     credentials: Credentials,
     now: datetime,
@@ -686,10 +822,14 @@ def _renew(
     )
 
 
-def _renewed(row: BundleRow, job: str, signer: Signer | CloudFrontResigner) -> Link:
+def _renewed(row: BundleRow, job: str, signer: Signer | CloudFrontRouteSigner) -> Link:
     old = _link(row, job)
-    if isinstance(signer, CloudFrontResigner):
-        renewed = signer.sign_one(row.recipient, old.obj, row.url)
+    if isinstance(signer, CloudFrontRouteSigner):
+        try:
+            # What the run signs for the object now: its download name, content type, id.
+            (renewed,) = signer.sign_get(row.recipient, [old.obj])
+        except ValueError as exc:  # an IP range or key CloudFront's policy cannot hold
+            raise SigningError(f"job {job}: cannot re-sign {visible(row.key)}: {exc}") from None
         kind = {"kind": "cloudfront"}
     else:
         renewed = signer.sign_one(row.recipient, old.obj, _params(row.url))
@@ -727,7 +867,7 @@ def _link(row: BundleRow, job: str) -> Link:
 def _header(
     source: _Source,
     part: PartFile,
-    signer: Signer | CloudFrontResigner,
+    signer: Signer | CloudFrontRouteSigner,
     credentials: Credentials,
     renewed: int,
     uploads: int,

@@ -13,6 +13,10 @@ CloudFront links (issue 16) are checked the same way against their distribution:
 ranged GET, the same path rule, the object's size and ETag compared with the bundle row
 (CloudFront forwards S3's). One whose start (``DateGreaterThan``) is still ahead is
 ``skipped``: CloudFront refuses it until then by design, which says nothing of the object.
+A row whose link is not what its bundle header signs (``inspect.cloudfront_row_problems``:
+another domain, key pair, hash, IP range or start, another key, a wildcard Resource) is an
+``error`` naming the reason and is never requested: an edited row must not make us fetch
+from wherever it points.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sharebatch.lifecycle.inspect import (
     Bundle,
     BundleRow,
     CloudFrontUrl,
+    cloudfront_row_problems,
     read_bundle,
     row_end,
     row_link,
@@ -175,8 +180,14 @@ def verify_bundles(
         facts = row_link(bundle, row)
         start = facts.not_before if isinstance(facts, CloudFrontUrl) else None
         problem = facts.problem(now) if isinstance(facts, CloudFrontUrl) else None
-        if row_end(bundle, row) <= now:
-            outcome: Outcome = "expired"
+        foreign = (
+            cloudfront_row_problems(bundle, row, facts) if isinstance(facts, CloudFrontUrl) else []
+        )
+        outcome: Outcome
+        if foreign:
+            outcome, detail = "error", f"refused: {'; '.join(foreign)}; not requested"
+        elif row_end(bundle, row) <= now:
+            outcome = "expired"
             detail = "expired by its own terms; not requested"
         elif problem:
             outcome, detail = "error", f"CloudFront refuses it whatever the time: {problem}"

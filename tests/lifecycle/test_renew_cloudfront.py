@@ -13,8 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from sharebatch.cloudfront.read import read_cloudfront_url
-from sharebatch.lifecycle.cfresign import CloudFrontResigner, own_query
-from sharebatch.models import LINK_ID_PARAM, CloudFrontHash, CloudFrontLinks, Expiry, KeySource
+from sharebatch.models import LINK_ID_PARAM, CloudFrontHash
 from sharebatch.run.bundles import BundleHeader
 from sharebatch.run.link_ids import link_id_of
 from tests.support.cfbundle import (
@@ -130,25 +129,29 @@ def test_allow_ips_and_a_start_ahead_are_kept(s3: S3, tmp_path: Path) -> None:
         assert (facts.canned, facts.source_ip, facts.not_before) == (False, "127.0.0.1/32", start)
 
 
-def test_a_passed_start_is_left_out(s3: S3, tmp_path: Path) -> None:
-    """A not_before already passed allows nothing more than none: the renewed link carries a
-    canned policy, and works through the edge."""
+def test_a_passed_start_is_kept_as_a_run_signs_it(s3: S3, tmp_path: Path) -> None:
+    """A not_before already passed stays in the renewed link's custom policy, as a run
+    signing now would write it (one signer, one policy shape), and the link works through
+    the edge."""
     s3.bucket(BUCKET, FILES)
     pair = rsa_pair()
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
     with cloudfront_edge(s3, BUCKET, public_keys(pair)) as edge:
         made = write_cf_bundle(
             tmp_path,
             s3,
             edge.origin,
             pair,
-            not_before=datetime.now(UTC) - timedelta(days=1),
+            not_before=start,
             expires_in=3600,
         )
         assert "Policy=" in made.data()["links"][0]["url"]
         result = invoke("renew", str(made.folder), "--within", "2h")
         assert result.exit_code == 0, result.output
         for row in renewed(result, made)["links"]:
-            assert read_cloudfront_url(row["url"]).canned
+            facts = read_cloudfront_url(row["url"])
+            assert not facts.canned
+            assert facts.not_before == start
             assert fetch(row["url"]).body == FILES[row["key"]]
 
 
@@ -244,29 +247,6 @@ def test_the_header_round_trips_and_s3_headers_stay_as_they_were(s3: S3, tmp_pat
     forged["cloudfront"]["policy"] = "canned"
     with pytest.raises(ValueError, match=r"cloudfront\.policy"):
         BundleHeader.from_json(forged)
-
-
-def test_max_expires_in_caps_a_fixed_end() -> None:
-    """A fixed expires_at further than max_expires_in is cut to it, and recorded as clamped;
-    the link id takes the old one's place among the old URL's own parameters."""
-    now = datetime(2026, 10, 1, tzinfo=UTC)
-    pair = rsa_pair()
-    signer = CloudFrontResigner(
-        job="q3",
-        settings=CloudFrontLinks(
-            "d111111abcdef8.cloudfront.net", pair.key_pair_id, KeySource(file="x"), 86400
-        ),
-        allow_ips=(),
-        expiry=Expiry(at=now + timedelta(days=60)),
-        key=pair.private,
-        clock=lambda: now,
-    )
-    assert signer.end(now) == now + timedelta(days=1)
-    assert signer.clamped_to == now + timedelta(days=1)
-    query, new_id = own_query(
-        "https://h/k?a=1&x-sharebatch-id=old&b=2&Expires=1&Signature=s&Key-Pair-Id=K", True
-    )
-    assert query == [("a", "1"), (LINK_ID_PARAM, new_id), ("b", "2")]
 
 
 def test_a_recorded_header_the_signer_cannot_use_is_bad_input(s3: S3, tmp_path: Path) -> None:

@@ -57,8 +57,9 @@ def test_expired_at_the_edge_is_refused_and_reported(s3: S3, tmp_path: Path) -> 
 
 
 def test_a_tampered_link_is_refused_and_reported(s3: S3, tmp_path: Path) -> None:
-    """A row whose policy was edited (a wider IP range, re-encoded) or whose signature was
-    changed is refused by the edge: reported denied, exit 1; the others stay ok."""
+    """A row whose policy was edited to a wider IP range than its header's is refused by
+    verify itself, never requested (an error naming the range); one whose signature was
+    changed is refused by the edge: denied, exit 1."""
     s3.bucket(BUCKET, FILES)
     pair = rsa_pair()
     with cloudfront_edge(s3, BUCKET, public_keys(pair)) as edge:
@@ -74,10 +75,13 @@ def test_a_tampered_link_is_refused_and_reported(s3: S3, tmp_path: Path) -> None
         data["links"][1]["url"] = second.replace(signature, flipped)
         made.json_path.write_text(json.dumps(data), encoding="utf-8")
         report = verify_bundles([made.json_path])
-        assert [v.outcome for v in report.verdicts] == ["denied", "denied", "denied"]
+        assert [v.outcome for v in report.verdicts] == ["error", "denied", "denied"]
+        assert "its IP range 127.0.0.0/8 is not the header's 127.0.0.2/32" in (
+            report.verdicts[0].detail
+        )
         # The third, untouched, is refused only for its IP rule: verify runs from 127.0.0.1.
         # (Links are checked in parallel: the edge's log is in arrival order.)
-        assert sorted(edge.reasons) == ["signature", "signature", "source ip"]
+        assert sorted(edge.reasons) == ["signature", "source ip"]
     assert report.exit_code == 1
 
 
