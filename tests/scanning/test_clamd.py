@@ -124,6 +124,27 @@ async def test_a_misbehaving_clamd_is_an_error_never_clean(mode: Mode, said: str
 
 
 @pytest.mark.asyncio
+async def test_a_scan_limit_alert_is_too_large_not_infected() -> None:
+    """clamd's "Heuristics.Limits.Exceeded.MaxFileSize FOUND" says it did not scan the file
+    whole (AlertExceedsMax): too_large, no signature, never infected (nor clean)."""
+    async with fake_clamd("limits") as fake:
+        verdict = await Clamd(fake.url, timeout=5).instream(chunks(b"x" * 1000))
+    assert (verdict.outcome, verdict.signature) == ("too_large", None)
+    assert verdict.detail is not None and "Heuristics.Limits.Exceeded.MaxFileSize" in verdict.detail
+
+
+@pytest.mark.asyncio
+async def test_stream_ok_after_a_broken_send_is_an_error_never_clean() -> None:
+    """clamd answers "stream: OK" after the first chunk and closes with the rest unsent: the
+    send breaks, and only the size-limit answer may be read after that; this one is an error
+    that quotes what clamd said."""
+    async with fake_clamd("ok_mid_stream") as fake:
+        verdict = await Clamd(fake.url, timeout=5).instream(zeros(256 << 20, 1 << 16))
+    assert verdict.outcome == "error"
+    assert verdict.detail is not None and "stream: OK" in verdict.detail
+
+
+@pytest.mark.asyncio
 async def test_nobody_listening_is_an_error() -> None:
     """A closed port: the verdict is an error naming the address."""
     async with fake_clamd("ok") as fake:
@@ -146,6 +167,14 @@ async def test_a_stalled_ping_raises_within_the_timeout() -> None:
         (b"stream: OK", ClamdVerdict("clean")),
         (b"stream: Win.Test.EICAR_HDB-1 FOUND", ClamdVerdict("infected", "Win.Test.EICAR_HDB-1")),
         (b"INSTREAM size limit exceeded. ERROR", ClamdVerdict("too_large", detail=None)),
+        (b"stream: Heuristics.Limits.Exceeded FOUND", ClamdVerdict("too_large")),
+        (b"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND", ClamdVerdict("too_large")),
+        (b"stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND", ClamdVerdict("too_large")),
+        (b"stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND", ClamdVerdict("too_large")),
+        (
+            b"stream: Heuristics.Limits.ExceededX FOUND",
+            ClamdVerdict("infected", "Heuristics.Limits.ExceededX"),
+        ),
         (b"stream: OK ", None),
         (b"stream: ok", None),
         (b"OK", None),
