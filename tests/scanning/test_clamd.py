@@ -7,12 +7,19 @@ must come back as an error, within the step timeout (asyncio's, on the monotonic
 
 from __future__ import annotations
 
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from sharebatch.scanning.clamd import MAX_CHUNK, Clamd, ClamdError, ClamdVerdict, parse_answer
-from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar
+from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar, require_tools
 from tests.support.fake_clamd import Mode, fake_clamd
 
 
@@ -191,3 +198,44 @@ def test_answers_are_parsed_strictly(answer: bytes, expected: ClamdVerdict | Non
         assert verdict.outcome == "error"
     else:
         assert (verdict.outcome, verdict.signature) == (expected.outcome, expected.signature)
+
+
+_HOLD_CLAMD = """
+import sys
+from tests.support.clamd import clamd_server
+with clamd_server(sys.argv[1], sys.argv[2]) as server:
+    print(server.pid, server.folder, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_clamd_the_tests_start_dies_with_the_process_that_started_it() -> None:
+    """A test process holding clamd is killed with SIGKILL (no fixture teardown runs): the
+    kernel's parent-death signal ends clamd too, so no clamd outlives a killed test run.
+    Its exit is awaited on a pidfd, an event, not a sleep."""
+    clamd, sigtool = require_tools("the parent-death test of the clamd fixture")
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_CLAMD, clamd, sigtool],
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            pid_text, folder = holder.stdout.readline().split(maxsplit=1)
+            pidfd = os.pidfd_open(int(pid_text))
+        finally:
+            holder.kill()
+            holder.wait()
+    try:
+        exited = select.poll()
+        exited.register(pidfd, select.POLLIN)
+        gone = bool(exited.poll(60_000))
+        if not gone:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        assert gone, "clamd outlived the killed process that started it"
+    finally:
+        os.close(pidfd)
+        shutil.rmtree(folder.strip(), ignore_errors=True)

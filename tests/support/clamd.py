@@ -8,19 +8,23 @@ is itself a test virus a developer's scanner would quarantine.
 clamd listens on a unix socket in a short temporary folder and on a free 127.0.0.1 port,
 with a small ``StreamMaxLength`` so the size limit can be hit with a small file. Without clamd
 or sigtool the tests skip saying why, unless ``SHAREBATCH_REQUIRE_CLAMD=1`` (``.ci/run``).
+clamd is started with ``PR_SET_PDEATHSIG``: the kernel kills it when the process that
+started it dies, so a test run killed with ``kill -9`` leaves no clamd behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,7 @@ class ClamdServer:
     socket_path: str
     port: int
     folder: Path
+    pid: int = 0  # clamd's process id, once started
 
     @property
     def unix_url(self) -> str:
@@ -76,6 +81,24 @@ def require_tools(test: str) -> tuple[str, str]:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when ``parent`` dies.
+
+    libc is loaded here, before the fork: the child only calls into it. A parent that died
+    between the fork and the prctl is caught by comparing the parent's id afterwards.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def _free_port() -> int:
@@ -142,7 +165,9 @@ def clamd_server(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
+        server = replace(server, pid=proc.pid)
         try:
             deadline = time.monotonic() + START_LIMIT
             while not _pong(server.socket_path):
