@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from sharebatch.scanning.clamd import MAX_CHUNK, Clamd, ClamdError, ClamdVerdict, parse_answer
-from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar, require_tools
+from tests.support.clamd import (
+    SIGNATURE,
+    STREAM_MAX,
+    ClamdServer,
+    clamd_server,
+    eicar,
+    require_tools,
+)
 from tests.support.fake_clamd import Mode, fake_clamd
 
 
@@ -138,6 +145,18 @@ async def test_a_scan_limit_alert_is_too_large_not_infected() -> None:
         verdict = await Clamd(fake.url, timeout=5).instream(chunks(b"x" * 1000))
     assert (verdict.outcome, verdict.signature) == ("too_large", None)
     assert verdict.detail is not None and "Heuristics.Limits.Exceeded.MaxFileSize" in verdict.detail
+
+
+@pytest.mark.asyncio
+async def test_a_real_clamd_past_its_max_file_size_is_too_large_not_infected() -> None:
+    """Debian's clamd with MaxFileSize 100K and AlertExceedsMax: a 300 KB file (well under
+    StreamMaxLength) comes back "Heuristics.Limits.Exceeded.MaxFileSize FOUND", which is a
+    file not scanned whole: too_large, never infected or clean."""
+    limits = ("MaxFileSize 100K", "MaxScanSize 100K", "AlertExceedsMax yes")
+    with clamd_server(*require_tools("the scan-limit test"), settings=limits) as limited:
+        verdict = await Clamd(limited.unix_url, timeout=30).instream(zeros(300_000, 1 << 16))
+    assert (verdict.outcome, verdict.signature) == ("too_large", None)
+    assert verdict.detail is not None and "Heuristics.Limits.Exceeded" in verdict.detail
 
 
 @pytest.mark.asyncio

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -121,12 +121,17 @@ def _pong(socket_path: str) -> bool:
 
 @contextmanager
 def clamd_server(
-    clamd: str, sigtool: str, *, stream_max: int = STREAM_MAX, threads: int = 8
+    clamd: str,
+    sigtool: str,
+    *,
+    stream_max: int = STREAM_MAX,
+    threads: int = 8,
+    settings: Sequence[str] = (),
 ) -> Iterator[ClamdServer]:
     """Start clamd on a database made here; wait for PONG; stop it at the end.
 
     ``stream_max`` is its StreamMaxLength in bytes, ``threads`` its MaxThreads (the
-    benchmark raises both)."""
+    benchmark raises both); ``settings`` are more clamd.conf lines (scan limits)."""
     # A unix socket path must fit in 108 bytes: a short folder of its own, not pytest's.
     folder = Path(tempfile.mkdtemp(prefix="sb-clamd-", dir="/tmp"))
     try:
@@ -156,6 +161,7 @@ def clamd_server(
                     f"TemporaryDirectory {folder}",
                     "Bytecode no",
                     "SelfCheck 3600",
+                    *settings,
                     "",
                 )
             )
