@@ -115,6 +115,10 @@ class Clamd:
             raise ClamdError(
                 f"cannot reach clamd at {self.address}: {exc.strerror or exc}"
             ) from None
+        except BaseException:
+            # Cancelled mid-connect (a sibling scan ended the whole scan): not left to the GC.
+            sock.close()
+            raise
         return sock
 
     async def _send(self, sock: socket.socket, data: bytes) -> None:

@@ -26,8 +26,9 @@ while its ETag is still that one (``If-Match``), so a fresh upload that replaced
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -148,7 +149,10 @@ async def _judge(
     scanner = scanners.setdefault(address, Clamd(address, timeout=step_timeout))
     started = time.monotonic()
     try:
-        answer = await scanner.instream(_chunks(gateway, upload))
+        # Closed here, not left to the garbage collector: when clamd stops reading (size
+        # limit) or the size is wrong, the S3 body still holds a connection until closed.
+        async with contextlib.aclosing(_chunks(gateway, upload)) as chunks:
+            answer = await scanner.instream(chunks)
     except _SizeMismatch as exc:
         answer = ClamdVerdict("error", detail=f"not the listed bytes ({exc})")
     except S3ReadError as exc:
@@ -193,17 +197,17 @@ async def _judge(
     return verdict
 
 
-async def _chunks(gateway: S3Gateway, upload: Upload) -> AsyncIterator[bytes]:
+async def _chunks(gateway: S3Gateway, upload: Upload) -> AsyncGenerator[bytes, None]:
     """The object's bytes; raises (so clamd never gets the stream's end) unless exactly the
     listed size arrives: fewer or more means other bytes than the ones listed."""
     got = 0
-    async for chunk in gateway.read_object(
-        upload.target, upload.key, chunk_size=CHUNK, if_match=upload.etag
-    ):
-        got += len(chunk)
-        if got > upload.size:
-            raise _SizeMismatch("SizeMismatch", f"more than the listed {upload.size} bytes")
-        yield chunk
+    body = gateway.read_object(upload.target, upload.key, chunk_size=CHUNK, if_match=upload.etag)
+    async with contextlib.aclosing(body):
+        async for chunk in body:
+            got += len(chunk)
+            if got > upload.size:
+                raise _SizeMismatch("SizeMismatch", f"more than the listed {upload.size} bytes")
+            yield chunk
     if got != upload.size:
         raise _SizeMismatch("SizeMismatch", f"{got} bytes read, {upload.size} listed")
 
