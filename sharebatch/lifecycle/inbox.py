@@ -39,8 +39,10 @@ Status = Literal["received", "too_large", "missing", "unexpected"]
 STATUS_NAMES: tuple[Status, ...] = ("received", "too_large", "missing", "unexpected")
 
 COLUMNS = ("job", "recipient", "bucket", "key", "name", "status", "size", "last_modified")
-SCAN_COLUMNS = ("scan", "signature", "quarantined_to", "scan_detail")
-"""Added after ``COLUMNS`` when the inbox was scanned."""
+SCAN_COLUMNS = ("etag", "scan", "signature", "quarantined_to", "scan_detail")
+"""Added after ``COLUMNS`` when the inbox was scanned; ``etag`` is the one the verdict is of."""
+SCAN_POOL_HEADROOM = 4
+"""Connections beyond one per scan, for the tagging, HEADs and copies between streams."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,7 @@ def _scan_fields(entry: InboxEntry) -> dict[str, Any]:
     if entry.scan is None:
         return {}
     return {
+        "etag": entry.etag,
         "scan": entry.scan.status,
         "signature": entry.scan.signature,
         "quarantined_to": entry.quarantined_to,
@@ -222,7 +225,10 @@ async def read_inbox_async(
             " {engine: clamd} or {engine: guardduty} in the manifest)"
         )
     limit = asyncio.Semaphore(concurrency)
-    async with S3Gateway(connection, max_connections=concurrency) as gateway:
+    # Each scan holds a connection while its object streams; a pool smaller than the scans
+    # would leave them waiting on each other for connections (and clamd's step timeout).
+    pool = max(concurrency, scan_concurrency + SCAN_POOL_HEADROOM) if scan else concurrency
+    async with S3Gateway(connection, max_connections=pool) as gateway:
         await gateway.credentials()  # no credentials: exit 3 before any listing
 
         async def one(grant: Grant, slot: UploadSlot) -> InboxSlot:

@@ -62,7 +62,12 @@ class Objects:
             lambda r: {"etag": str(r.get("CopyObjectResult", {}).get("ETag", "")).strip('"')},
         )
 
-    async def delete(self, target: BucketTarget, key: str) -> Answer:
-        """DeleteObject of ``key``."""
+    async def delete(self, target: BucketTarget, key: str, *, if_match: str) -> Answer:
+        """DeleteObject of ``key``, only while its ETag is still ``if_match`` (S3's conditional
+        delete; ``PreconditionFailed`` otherwise): a fresh upload that replaced the judged
+        object since is not deleted with it."""
         client = await self._clients.client(target)
-        return await answer(client.delete_object(Bucket=target.bucket, Key=key), lambda _: {})
+        return await answer(
+            client.delete_object(Bucket=target.bucket, Key=key, IfMatch=f'"{if_match}"'),
+            lambda _: {},
+        )

@@ -7,7 +7,12 @@ length to end; clamd answers ``stream: OK``, ``stream: <signature> FOUND``, or, 
 stream passes its ``StreamMaxLength``, ``INSTREAM size limit exceeded. ERROR`` (then closes).
 
 Fail closed: only those exact answers mean something. Any other answer, a timeout, a dropped
-connection or a stream that ended early is an ``error`` verdict, never ``clean``. Every step
+connection or a stream that ended early is an ``error`` verdict, never ``clean``. A file past
+one of clamd's scan limits (MaxFileSize, MaxScanSize, MaxRecursion...) is reported, with
+``AlertExceedsMax``, as ``stream: Heuristics.Limits.Exceeded[.<limit>] FOUND``: that is a file
+clamd did not scan whole, so ``too_large``, not ``infected``. When a send fails (clamd closed
+the socket mid-stream), only the size-limit answer may still be taken from the socket: any
+other text there, even ``stream: OK``, speaks of a stream clamd never had whole. Every step
 (connecting, each chunk written, the answer) is bounded by ``timeout`` seconds of asyncio
 time, so a clamd that hangs costs at most that.
 """
@@ -35,6 +40,9 @@ Outcome = Literal["clean", "infected", "too_large", "error"]
 
 _FOUND = re.compile(r"stream: (?P<name>[^\x00\r\n]{1,512}) FOUND")
 _SIZE_LIMIT = "INSTREAM size limit exceeded. ERROR"
+# ClamAV names its limit alerts Heuristics.Limits.Exceeded, alone or with the limit after a dot
+# (.MaxFileSize, .MaxScanSize, .MaxFiles, .MaxRecursion, .MaxScanTime, ...).
+_LIMITS = re.compile(r"Heuristics\.Limits\.Exceeded(?:\.[A-Za-z0-9_]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,8 @@ def parse_answer(answer: bytes) -> ClamdVerdict:
     if text == _SIZE_LIMIT:
         return ClamdVerdict("too_large", detail="over clamd's StreamMaxLength")
     found = _FOUND.fullmatch(text)
+    if found and _LIMITS.fullmatch(found["name"]):
+        return ClamdVerdict("too_large", detail=f"past a clamd scan limit ({found['name']})")
     if found:
         return ClamdVerdict("infected", signature=found["name"])
     return ClamdVerdict("error", detail=f"unexpected answer from clamd: {text[:200]!r}")
@@ -105,6 +115,10 @@ class Clamd:
             raise ClamdError(
                 f"cannot reach clamd at {self.address}: {exc.strerror or exc}"
             ) from None
+        except BaseException:
+            # Cancelled mid-connect (a sibling scan ended the whole scan): not left to the GC.
+            sock.close()
+            raise
         return sock
 
     async def _send(self, sock: socket.socket, data: bytes) -> None:
@@ -181,12 +195,19 @@ class Clamd:
             await self._send(sock, struct.pack(">I", 0))
         except (OSError, TimeoutError) as exc:
             # clamd stops reading (and closes) once the stream passes StreamMaxLength; its
-            # answer is then already waiting. Anything else is a broken scan.
+            # answer is then already waiting. Anything else is a broken scan: clamd never had
+            # the whole stream, so even "stream: OK" would speak of a part of it.
+            kind = "timed out" if isinstance(exc, TimeoutError) else "broke"
             try:
-                return parse_answer(await self._answer(sock))
+                late = await self._answer(sock)
             except ClamdError:
-                kind = "timed out" if isinstance(exc, TimeoutError) else "broke"
                 return ClamdVerdict("error", detail=f"sending to clamd {kind}: {exc}")
+            if late == _SIZE_LIMIT.encode():
+                return parse_answer(late)
+            shown = late[:80].decode("utf-8", "replace")
+            return ClamdVerdict(
+                "error", detail=f"sending to clamd {kind} ({exc}); then it said {shown!r}"
+            )
         try:
             return parse_answer(await self._answer(sock))
         except ClamdError as exc:

@@ -7,21 +7,28 @@
   ETag (clean or infected) stands, so an unchanged object is not scanned again. Otherwise the
   object is streamed from S3 (``S3Gateway.read_object``, bounded chunks, ``If-Match`` the
   listed ETag) into clamd's INSTREAM, and the verdict is written back as tags, other tags
-  kept. Fail closed: a read that breaks off, a clamd that hangs, drops or answers garbage, a
-  stream over clamd's size limit: never clean.
+  kept. Fail closed: a read that breaks off, a read of more or fewer bytes than the listed
+  size, a clamd that hangs, drops or answers garbage, a stream over clamd's size limit: never
+  clean. After tagging, the object is HEADed: an ETag other than the scanned one means it was
+  replaced while being scanned, a ``scan_error`` (the tag speaks of bytes no longer there).
+  An object listed without an ETag is a ``scan_error`` at once: verdicts are trusted only at
+  an ETag.
 - engine guardduty: GuardDuty's own tag is read and mapped (``verdicts.guardduty``).
 
 Infected, with a ``quarantine_prefix``: the object (tagged first, so the copy keeps the tags)
-is copied to ``quarantine_prefix + key`` while its ETag is still the one judged, then deleted
-from the slot; ``upload_quarantined`` records both keys. Each fresh scan is logged as
+is copied to ``quarantine_key`` (``<quarantine_prefix><key>@<etag>``, so two infected versions
+of one key both stay) while its ETag is still the one judged, then deleted from the slot only
+while its ETag is still that one (``If-Match``), so a fresh upload that replaced it stays;
+``upload_quarantined`` records both keys. Each fresh scan is logged as
 ``upload_scanned``. Credentials S3 refuses end the whole scan (``CredentialsError``, exit 3).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -64,6 +71,16 @@ class Upload:
     etag: str
     size: int
     setting: ScanSetting
+
+
+def quarantine_key(prefix: str, key: str, etag: str) -> str:
+    """Where an infected ``key`` at ``etag`` is moved: the ETag in the name keeps each
+    infected version apart."""
+    return f"{prefix}{key}@{etag}"
+
+
+class _SizeMismatch(S3ReadError):
+    """The bytes read are not the listed size: the object changed or the stream broke."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +132,8 @@ async def _judge(
     step_timeout: float,
     clock: Callable[[], datetime],
 ) -> Verdict:
+    if not upload.etag:
+        return Verdict("scan_error", detail="listed without an ETag: no verdict can name it")
     tags = await gateway.objects.get_tags(upload.target, upload.key)
     if tags.error is not None:
         detail = f"cannot read the object's tags ({tags.error}: {tags.message})"
@@ -130,7 +149,12 @@ async def _judge(
     scanner = scanners.setdefault(address, Clamd(address, timeout=step_timeout))
     started = time.monotonic()
     try:
-        answer = await scanner.instream(_chunks(gateway, upload))
+        # Closed here, not left to the garbage collector: when clamd stops reading (size
+        # limit) or the size is wrong, the S3 body still holds a connection until closed.
+        async with contextlib.aclosing(_chunks(gateway, upload)) as chunks:
+            answer = await scanner.instream(chunks)
+    except _SizeMismatch as exc:
+        answer = ClamdVerdict("error", detail=f"not the listed bytes ({exc})")
     except S3ReadError as exc:
         answer = ClamdVerdict("error", detail=f"reading the object broke off ({exc})")
     seconds = time.monotonic() - started
@@ -157,15 +181,35 @@ async def _judge(
         log.error("scan_tags_failed", job=upload.job, key=upload.key, error=written.error)
         if verdict.status == "clean":
             # Clean but unrecorded: still clean, and scanned again next time.
-            return replace(verdict, detail=f"verdict not tagged ({written.error})")
+            verdict = replace(verdict, detail=f"verdict not tagged ({written.error})")
+    # The If-Match read pinned the bytes at their start only: a PUT landing while they were
+    # streamed (or before the tags were written) leaves a tag naming bytes no longer there.
+    now = await gateway.head_object(upload.target, upload.key)
+    if now.etag != upload.etag:
+        seen = now.etag or now.error or f"status {now.status}"
+        log.error("scan_replaced", job=upload.job, key=upload.key, etag=upload.etag, now=seen)
+        return replace(
+            verdict,
+            status="scan_error",
+            signature=None,
+            detail=f"replaced while scanning (ETag {upload.etag} scanned, now {seen})",
+        )
     return verdict
 
 
-async def _chunks(gateway: S3Gateway, upload: Upload) -> AsyncIterator[bytes]:
-    async for chunk in gateway.read_object(
-        upload.target, upload.key, chunk_size=CHUNK, if_match=upload.etag
-    ):
-        yield chunk
+async def _chunks(gateway: S3Gateway, upload: Upload) -> AsyncGenerator[bytes, None]:
+    """The object's bytes; raises (so clamd never gets the stream's end) unless exactly the
+    listed size arrives: fewer or more means other bytes than the ones listed."""
+    got = 0
+    body = gateway.read_object(upload.target, upload.key, chunk_size=CHUNK, if_match=upload.etag)
+    async with contextlib.aclosing(body):
+        async for chunk in body:
+            got += len(chunk)
+            if got > upload.size:
+                raise _SizeMismatch("SizeMismatch", f"more than the listed {upload.size} bytes")
+            yield chunk
+    if got != upload.size:
+        raise _SizeMismatch("SizeMismatch", f"{got} bytes read, {upload.size} listed")
 
 
 async def _quarantine(
@@ -173,7 +217,7 @@ async def _quarantine(
 ) -> tuple[Verdict, str | None]:
     """Copy an infected upload to the quarantine (tags kept), then delete it from the slot."""
     prefix = upload.setting.quarantine_prefix or ""
-    dest = prefix + upload.key
+    dest = quarantine_key(prefix, upload.key, upload.etag)
     if len(dest.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         detail = f"not quarantined: {prefix}+key is over S3's {MAX_KEY_BYTES}-byte key limit"
         log.error("quarantine_failed", job=upload.job, key=upload.key, error="KeyTooLong")
@@ -182,7 +226,7 @@ async def _quarantine(
     if copied.error is not None:
         log.error("quarantine_failed", job=upload.job, key=upload.key, error=copied.error)
         return replace(verdict, detail=f"not quarantined ({copied.error})"), None
-    deleted = await gateway.objects.delete(upload.target, upload.key)
+    deleted = await gateway.objects.delete(upload.target, upload.key, if_match=upload.etag)
     log.warning(
         "upload_quarantined",
         job=upload.job,
@@ -194,6 +238,9 @@ async def _quarantine(
         signature=verdict.signature,
         deleted=deleted.error is None,
     )
+    if deleted.error == "PreconditionFailed":
+        detail = "copied to quarantine; a newer upload replaced it in the slot and stays"
+        return replace(verdict, detail=detail), dest
     if deleted.error is not None:
         detail = f"copied to quarantine, but still in the slot ({deleted.error})"
         return replace(verdict, detail=detail), dest

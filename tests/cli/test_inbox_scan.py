@@ -42,7 +42,7 @@ def test_exit_1_when_something_is_infected_and_the_signature_is_shown_visibly(
     assert result.exit_code == 1  # type: ignore[attr-defined]
     assert "\u202e" not in out and "in\\u202evoice.com" in out
     assert "infected" in out and SIGNATURE in out
-    assert "moved to quarantine/inbox/globex/in\\u202evoice.com" in out
+    assert "moved to quarantine/inbox/globex/in\\u202evoice.com@" in out
 
 
 def test_without_scan_nothing_is_scanned_or_tagged(s3: S3, tmp_path: Path) -> None:
@@ -82,9 +82,11 @@ def test_json_csv_and_metrics_carry_the_verdicts(
         for f in s["files"]
     }
     assert files["inbox/globex/ok.txt"]["scan"] == "clean"
-    assert files["inbox/globex/bad.com"]["quarantined_to"] == "quarantine/inbox/globex/bad.com"
+    bad = files["inbox/globex/bad.com"]
+    assert bad["etag"] and bad["quarantined_to"] == f"quarantine/inbox/globex/bad.com@{bad['etag']}"
     rows = {r["key"]: r for r in csv.DictReader(out.read_text(encoding="utf-8").splitlines())}
     assert rows["inbox/globex/bad.com"]["scan"] == "infected"
+    assert rows["inbox/globex/bad.com"]["etag"] == bad["etag"]
     assert rows["inbox/globex/bad.com"]["signature"].startswith(SIGNATURE)
     samples = parse_exposition(metrics.read_text(encoding="utf-8"))
     manifest_label = ("manifest", str(tmp_path / "scan.yml"))

@@ -226,3 +226,28 @@ def test_the_curl_commands_pass_every_check(gate: Gatekeeper, tmp_path: Path) ->
         ["sh", "-c", curl_command(links["initech"][0])], cwd=work, capture_output=True, check=False
     )
     assert done.returncode != 0 and b"EntityTooLarge" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"x-amz-tagging": "sharebatch-scan=clean"},
+        {"X-Amz-Tagging": "sharebatch-scan=clean&sharebatch-scan-etag=x"},
+        {"x-amz-acl": "public-read"},
+        {"x-amz-meta-owner": "me"},
+    ],
+)
+def test_a_put_with_x_amz_headers_it_was_not_signed_for_is_refused(
+    gate: Gatekeeper, tmp_path: Path, extra: dict[str, str]
+) -> None:
+    """S3 refuses x-amz-* headers not signed into a presigned PUT; so an uploader cannot
+    send forged scan tags (x-amz-tagging) or an ACL with our slot URL. The same PUT without
+    them, as our own uploads send it, passes."""
+    [link] = issue(gate, tmp_path)["globex"]
+    status, body = put(link.url, b"%PDF", {**link.headers, **extra})
+    assert (status, b"headers present in the request which were not signed" in body) == (
+        403,
+        True,
+    )
+    assert gate.objects == {}
+    assert put(link.url, b"%PDF", link.headers)[0] == 200

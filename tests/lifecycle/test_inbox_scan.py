@@ -62,16 +62,17 @@ def test_clean_infected_and_too_large_each_get_their_status_and_tags(
     assert found["inbox/globex/big"].scan.status == "too_large_to_scan"
     bad = found["inbox/globex/bad.com"]
     assert bad.scan.status == "infected" and bad.scan.signature.startswith(SIGNATURE)
-    assert bad.quarantined_to == "quarantine/inbox/globex/bad.com"
+    moved_to = f"quarantine/inbox/globex/bad.com@{bad.etag}"
+    assert bad.etag and bad.quarantined_to == moved_to
     assert inbox.exit_code == 1
 
     ok_tags = tags(s3, "inbox/globex/ok.txt")
     etag = s3.client.head_object(Bucket=BUCKET, Key="inbox/globex/ok.txt")["ETag"].strip('"')
     assert (ok_tags[TAG_VERDICT], ok_tags[TAG_ETAG]) == ("clean", etag)
     assert tags(s3, "inbox/globex/big")[TAG_VERDICT] == "too-large"
-    moved = tags(s3, "quarantine/inbox/globex/bad.com")
+    moved = tags(s3, moved_to)
     assert moved[TAG_VERDICT] == "infected" and moved[TAG_SIGNATURE].startswith(SIGNATURE)
-    body = s3.client.get_object(Bucket=BUCKET, Key="quarantine/inbox/globex/bad.com")["Body"]
+    body = s3.client.get_object(Bucket=BUCKET, Key=moved_to)["Body"]
     assert body.read() == eicar()
     listed = s3.client.list_objects_v2(Bucket=BUCKET, Prefix="inbox/globex/bad")
     assert listed["KeyCount"] == 0
@@ -85,7 +86,7 @@ def test_clean_infected_and_too_large_each_get_their_status_and_tags(
     (moved_event,) = [e for e in events if e["event"] == "upload_quarantined"]
     assert (moved_event["key"], moved_event["quarantine_key"]) == (
         "inbox/globex/bad.com",
-        "quarantine/inbox/globex/bad.com",
+        moved_to,
     )
 
 
@@ -196,8 +197,9 @@ def test_guardduty_threats_are_quarantined_with_its_tag(s3: S3, tmp_path: Path) 
         Tagging={"TagSet": [{"Key": GUARDDUTY_TAG, "Value": "THREATS_FOUND"}]},
     )
     inbox = scan(manifest(tmp_path, "unix:///nonexistent/clamd.ctl"), s3)
-    assert by_key(inbox)["inbox/initech/r.pdf"].quarantined_to == "quarantine/inbox/initech/r.pdf"
-    assert tags(s3, "quarantine/inbox/initech/r.pdf") == {GUARDDUTY_TAG: "THREATS_FOUND"}
+    entry = by_key(inbox)["inbox/initech/r.pdf"]
+    assert entry.quarantined_to == f"quarantine/inbox/initech/r.pdf@{entry.etag}"
+    assert tags(s3, entry.quarantined_to) == {GUARDDUTY_TAG: "THREATS_FOUND"}
 
 
 def test_infected_without_quarantine_stays_tagged_in_place(
@@ -372,3 +374,51 @@ async def test_credentials_refused_mid_scan_end_it_once_with_exit_3(
                 scan=True,
             )
     assert caught.value.exit_code == 3
+
+
+def test_the_report_names_the_etag_each_verdict_is_of(
+    s3: S3, tmp_path: Path, clamd: ClamdServer
+) -> None:
+    """JSON files and CSV rows of a scanned inbox carry the ETag the verdict refers to."""
+    from sharebatch.lifecycle.inbox import write_inbox_csv
+
+    s3.bucket(BUCKET, {"inbox/globex/a.txt": b"a"})
+    etag = s3.client.head_object(Bucket=BUCKET, Key="inbox/globex/a.txt")["ETag"].strip('"')
+    inbox = scan(manifest(tmp_path, clamd.unix_url), s3)
+    [row] = [r for r in inbox.rows() if r["key"] == "inbox/globex/a.txt"]
+    assert (row["etag"], row["scan"]) == (etag, "clean")
+    [globex] = [s for s in inbox.as_dict()["slots"] if s["recipient"] == "globex"]
+    assert [(f["etag"], f["scan"]) for f in globex["files"]] == [(etag, "clean")]
+    write_inbox_csv(inbox, tmp_path / "inbox.csv")
+    header, *lines = (tmp_path / "inbox.csv").read_text().splitlines()
+    assert "etag" in header.split(",") and any(etag in line for line in lines)
+
+
+@pytest.mark.asyncio
+async def test_the_s3_pool_is_at_least_the_scan_concurrency(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--concurrency 2 for listing, 12 scans at once: every S3 client gets a connection pool
+    of more than 12, so streaming scans never wait on each other for a connection."""
+    from sharebatch.s3 import clients
+
+    pools: list[int] = []
+    real = clients.client_config
+
+    def recorded(target: Any, max_connections: int, policy: Any = None) -> Any:
+        pools.append(max_connections)
+        return real(target, max_connections, policy)
+
+    monkeypatch.setattr(clients, "client_config", recorded)
+    s3.bucket(BUCKET, {f"inbox/globex/{i}.bin": b"x" for i in range(3)})
+    async with fake_clamd("ok") as fake:
+        inbox = await read_inbox_async(
+            manifest(tmp_path, fake.url),
+            as_of=AS_OF,
+            connection=Connection(endpoint_url=s3.endpoint),
+            scan=True,
+            concurrency=2,
+            scan_concurrency=12,
+        )
+    assert inbox.exit_code == 0
+    assert pools and min(pools) > 12

@@ -7,12 +7,26 @@ must come back as an error, within the step timeout (asyncio's, on the monotonic
 
 from __future__ import annotations
 
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from sharebatch.scanning.clamd import MAX_CHUNK, Clamd, ClamdError, ClamdVerdict, parse_answer
-from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar
+from tests.support.clamd import (
+    SIGNATURE,
+    STREAM_MAX,
+    ClamdServer,
+    clamd_server,
+    eicar,
+    require_tools,
+)
 from tests.support.fake_clamd import Mode, fake_clamd
 
 
@@ -124,6 +138,39 @@ async def test_a_misbehaving_clamd_is_an_error_never_clean(mode: Mode, said: str
 
 
 @pytest.mark.asyncio
+async def test_a_scan_limit_alert_is_too_large_not_infected() -> None:
+    """clamd's "Heuristics.Limits.Exceeded.MaxFileSize FOUND" says it did not scan the file
+    whole (AlertExceedsMax): too_large, no signature, never infected (nor clean)."""
+    async with fake_clamd("limits") as fake:
+        verdict = await Clamd(fake.url, timeout=5).instream(chunks(b"x" * 1000))
+    assert (verdict.outcome, verdict.signature) == ("too_large", None)
+    assert verdict.detail is not None and "Heuristics.Limits.Exceeded.MaxFileSize" in verdict.detail
+
+
+@pytest.mark.asyncio
+async def test_a_real_clamd_past_its_max_file_size_is_too_large_not_infected() -> None:
+    """Debian's clamd with MaxFileSize 100K and AlertExceedsMax: a 300 KB file (well under
+    StreamMaxLength) comes back "Heuristics.Limits.Exceeded.MaxFileSize FOUND", which is a
+    file not scanned whole: too_large, never infected or clean."""
+    limits = ("MaxFileSize 100K", "MaxScanSize 100K", "AlertExceedsMax yes")
+    with clamd_server(*require_tools("the scan-limit test"), settings=limits) as limited:
+        verdict = await Clamd(limited.unix_url, timeout=30).instream(zeros(300_000, 1 << 16))
+    assert (verdict.outcome, verdict.signature) == ("too_large", None)
+    assert verdict.detail is not None and "Heuristics.Limits.Exceeded" in verdict.detail
+
+
+@pytest.mark.asyncio
+async def test_stream_ok_after_a_broken_send_is_an_error_never_clean() -> None:
+    """clamd answers "stream: OK" after the first chunk and closes with the rest unsent: the
+    send breaks, and only the size-limit answer may be read after that; this one is an error
+    that quotes what clamd said."""
+    async with fake_clamd("ok_mid_stream") as fake:
+        verdict = await Clamd(fake.url, timeout=5).instream(zeros(256 << 20, 1 << 16))
+    assert verdict.outcome == "error"
+    assert verdict.detail is not None and "stream: OK" in verdict.detail
+
+
+@pytest.mark.asyncio
 async def test_nobody_listening_is_an_error() -> None:
     """A closed port: the verdict is an error naming the address."""
     async with fake_clamd("ok") as fake:
@@ -146,6 +193,14 @@ async def test_a_stalled_ping_raises_within_the_timeout() -> None:
         (b"stream: OK", ClamdVerdict("clean")),
         (b"stream: Win.Test.EICAR_HDB-1 FOUND", ClamdVerdict("infected", "Win.Test.EICAR_HDB-1")),
         (b"INSTREAM size limit exceeded. ERROR", ClamdVerdict("too_large", detail=None)),
+        (b"stream: Heuristics.Limits.Exceeded FOUND", ClamdVerdict("too_large")),
+        (b"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND", ClamdVerdict("too_large")),
+        (b"stream: Heuristics.Limits.Exceeded.MaxScanSize FOUND", ClamdVerdict("too_large")),
+        (b"stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND", ClamdVerdict("too_large")),
+        (
+            b"stream: Heuristics.Limits.ExceededX FOUND",
+            ClamdVerdict("infected", "Heuristics.Limits.ExceededX"),
+        ),
         (b"stream: OK ", None),
         (b"stream: ok", None),
         (b"OK", None),
@@ -162,3 +217,44 @@ def test_answers_are_parsed_strictly(answer: bytes, expected: ClamdVerdict | Non
         assert verdict.outcome == "error"
     else:
         assert (verdict.outcome, verdict.signature) == (expected.outcome, expected.signature)
+
+
+_HOLD_CLAMD = """
+import sys
+from tests.support.clamd import clamd_server
+with clamd_server(sys.argv[1], sys.argv[2]) as server:
+    print(server.pid, server.folder, flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_clamd_the_tests_start_dies_with_the_process_that_started_it() -> None:
+    """A test process holding clamd is killed with SIGKILL (no fixture teardown runs): the
+    kernel's parent-death signal ends clamd too, so no clamd outlives a killed test run.
+    Its exit is awaited on a pidfd, an event, not a sleep."""
+    clamd, sigtool = require_tools("the parent-death test of the clamd fixture")
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_CLAMD, clamd, sigtool],
+        cwd=root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            pid_text, folder = holder.stdout.readline().split(maxsplit=1)
+            pidfd = os.pidfd_open(int(pid_text))
+        finally:
+            holder.kill()
+            holder.wait()
+    try:
+        exited = select.poll()
+        exited.register(pidfd, select.POLLIN)
+        gone = bool(exited.poll(60_000))
+        if not gone:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        assert gone, "clamd outlived the killed process that started it"
+    finally:
+        os.close(pidfd)
+        shutil.rmtree(folder.strip(), ignore_errors=True)

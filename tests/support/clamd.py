@@ -8,19 +8,23 @@ is itself a test virus a developer's scanner would quarantine.
 clamd listens on a unix socket in a short temporary folder and on a free 127.0.0.1 port,
 with a small ``StreamMaxLength`` so the size limit can be hit with a small file. Without clamd
 or sigtool the tests skip saying why, unless ``SHAREBATCH_REQUIRE_CLAMD=1`` (``.ci/run``).
+clamd is started with ``PR_SET_PDEATHSIG``: the kernel kills it when the process that
+started it dies, so a test run killed with ``kill -9`` leaves no clamd behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,7 @@ class ClamdServer:
     socket_path: str
     port: int
     folder: Path
+    pid: int = 0  # clamd's process id, once started
 
     @property
     def unix_url(self) -> str:
@@ -78,6 +83,24 @@ def require_tools(test: str) -> tuple[str, str]:
     return found
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when ``parent`` dies.
+
+    libc is loaded here, before the fork: the child only calls into it. A parent that died
+    between the fork and the prctl is caught by comparing the parent's id afterwards.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -98,12 +121,17 @@ def _pong(socket_path: str) -> bool:
 
 @contextmanager
 def clamd_server(
-    clamd: str, sigtool: str, *, stream_max: int = STREAM_MAX, threads: int = 8
+    clamd: str,
+    sigtool: str,
+    *,
+    stream_max: int = STREAM_MAX,
+    threads: int = 8,
+    settings: Sequence[str] = (),
 ) -> Iterator[ClamdServer]:
     """Start clamd on a database made here; wait for PONG; stop it at the end.
 
     ``stream_max`` is its StreamMaxLength in bytes, ``threads`` its MaxThreads (the
-    benchmark raises both)."""
+    benchmark raises both); ``settings`` are more clamd.conf lines (scan limits)."""
     # A unix socket path must fit in 108 bytes: a short folder of its own, not pytest's.
     folder = Path(tempfile.mkdtemp(prefix="sb-clamd-", dir="/tmp"))
     try:
@@ -133,6 +161,7 @@ def clamd_server(
                     f"TemporaryDirectory {folder}",
                     "Bytecode no",
                     "SelfCheck 3600",
+                    *settings,
                     "",
                 )
             )
@@ -142,7 +171,9 @@ def clamd_server(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
+        server = replace(server, pid=proc.pid)
         try:
             deadline = time.monotonic() + START_LIMIT
             while not _pong(server.socket_path):

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Mode = Literal[
-    "ok", "found", "drop", "drop_mid_stream", "stall", "stall_commands", "garbage", "two_answers"
+    "ok",
+    "found",
+    "limits",
+    "drop",
+    "drop_mid_stream",
+    "ok_mid_stream",
+    "stall",
+    "stall_commands",
+    "garbage",
+    "two_answers",
 ]
 
 
@@ -73,6 +82,12 @@ class FakeClamd:
             self.largest_piece = max(self.largest_piece, size)
             if self.mode == "drop_mid_stream":
                 return
+            if self.mode == "ok_mid_stream":
+                # Answers as if all was well, then closes with the rest unread (a reset): a
+                # client that trusted this would call a half-sent file clean.
+                writer.write(b"stream: OK\0")
+                await writer.drain()
+                return
         self.streamed.append(total)
         if self.mode == "stall":
             await self.released.wait()  # answers nothing, until the server stops
@@ -80,6 +95,7 @@ class FakeClamd:
         answers = {
             "ok": b"stream: OK\0",
             "found": f"stream: {self.signature} FOUND\0".encode(),
+            "limits": b"stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND\0",
             "garbage": b"stream: maybe fine?\0",
             "two_answers": b"stream: OK\0stream: OK\0",
         }

@@ -7,7 +7,10 @@ the two upload paths, and answers with S3's error codes:
 * presigned PUT (SigV4 query auth): recomputes the signature from the request as received
   (method, raw path, query, the signed headers with the values actually sent,
   ``UNSIGNED-PAYLOAD``), so a Content-Type other than the signed one is
-  ``SignatureDoesNotMatch``; refuses use after ``X-Amz-Date + X-Amz-Expires``.
+  ``SignatureDoesNotMatch``; refuses use after ``X-Amz-Date + X-Amz-Expires``; refuses any
+  ``x-amz-*`` header not among the signed ones (S3's ``AccessDenied``, "There were headers
+  present in the request which were not signed"), so an uploader cannot add
+  ``x-amz-tagging`` (forged scan tags), ``x-amz-acl`` or the like to a slot's PUT.
 * POST form (SigV4 browser upload): verifies the policy's signature, its expiration, every
   condition (``eq``, ``starts-with``, ``content-length-range``: ``EntityTooLarge``), and that
   no field lacks a condition ("Extra input fields"; ``policy``, ``x-amz-signature``,
@@ -84,6 +87,18 @@ class Gatekeeper:
         if not 1 <= expires <= 604800:
             raise Refusal(400, "AuthorizationQueryParametersError", "X-Amz-Expires out of range")
         signed = query["X-Amz-SignedHeaders"].split(";")
+        unsigned = sorted(
+            name.lower()
+            for name in headers
+            if name.lower().startswith("x-amz-") and name.lower() not in signed
+        )
+        if unsigned:
+            raise Refusal(
+                403,
+                "AccessDenied",
+                "There were headers present in the request which were not signed: "
+                + ", ".join(unsigned),
+            )
         canonical_query = "&".join(
             sorted(f"{_encode(k)}={_encode(v)}" for k, v in query.items() if k != "X-Amz-Signature")
         )
