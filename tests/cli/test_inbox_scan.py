@@ -6,7 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
+from sharebatch.scanning.clamd import DEFAULT_TIMEOUT
 from tests.support.clamd import SIGNATURE, ClamdServer, eicar
+from tests.support.fake_clamd import fake_clamd_in_thread
 from tests.support.linkkit import invoke
 from tests.support.prometheus import parse_exposition
 from tests.support.s3 import S3
@@ -128,3 +132,58 @@ def test_scan_on_a_manifest_without_scan_settings_is_exit_2(s3: S3, tmp_path: Pa
     result = run(path, s3, "--scan", "-q")
     assert result.exit_code == 2  # type: ignore[attr-defined]
     assert "upload.scan" in result.stderr  # type: ignore[attr-defined]
+
+
+def _globex_files(result: object) -> list[dict[str, object]]:
+    """The files of globex's slot (the one scanned by clamd) in ``--json`` output."""
+    slots = json.loads(result.stdout)["slots"]  # type: ignore[attr-defined]
+    (slot,) = [s for s in slots if s["recipient"] == "globex"]
+    files: list[dict[str, object]] = slot["files"]
+    return files
+
+
+def test_scan_timeout_reaches_the_scanner(s3: S3, tmp_path: Path) -> None:
+    """--scan-timeout 0.3 against a clamd that takes each stream and never answers: every
+    upload is scan_error naming 0.3s (the default would have named its own), exit 1."""
+    assert f"{DEFAULT_TIMEOUT:g}s" != "0.3s"
+    s3.bucket(BUCKET, {"inbox/globex/a.txt": b"a", "inbox/globex/b.txt": b"bb"})
+    with fake_clamd_in_thread("stall") as fake:
+        path = manifest(tmp_path, fake.url)
+        result = run(path, s3, "--scan", "--scan-timeout", "0.3", "--json", "-q")
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    files = _globex_files(result)
+    assert [f["scan"] for f in files] == ["scan_error", "scan_error"]
+    assert all(f["scan_detail"] == "clamd did not answer within 0.3s" for f in files), files
+    assert sorted(fake.streamed) == [1, 2]  # each stream was sent whole, then waited on
+
+
+@pytest.mark.parametrize(("concurrency", "gather"), [(1, 0), (3, 3)])
+def test_concurrency_bounds_the_connections_open_at_once(
+    s3: S3, tmp_path: Path, concurrency: int, gather: int
+) -> None:
+    """--concurrency 1: never two clamd connections at once. --concurrency 3: exactly three
+    (the fake holds each answer until three are open, so the overlap is no accident of
+    timing); every one of the six uploads is still scanned clean."""
+    keys = {f"inbox/globex/f{n}.txt": b"x" * (n + 1) for n in range(6)}
+    s3.bucket(BUCKET, keys)
+    with fake_clamd_in_thread("ok", gather=gather) as fake:
+        path = manifest(tmp_path, fake.url)
+        result = run(path, s3, "--scan", "--concurrency", str(concurrency), "--json", "-q")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert [f["scan"] for f in _globex_files(result)] == ["clean"] * 6
+    assert fake.connections == 6
+    assert fake.peak == concurrency
+
+
+@pytest.mark.parametrize(("option", "value"), [("--concurrency", "0"), ("--scan-timeout", "0")])
+def test_a_bad_concurrency_or_scan_timeout_is_exit_2_naming_the_option(
+    s3: S3, tmp_path: Path, option: str, value: str
+) -> None:
+    """--concurrency 0 or --scan-timeout 0: exit 2 before anything is read or written, and
+    the message names the option."""
+    out = tmp_path / "inbox.csv"
+    path = manifest(tmp_path, "unix:///nonexistent.ctl")
+    result = run(path, s3, "--scan", option, value, "--csv", str(out), "-q")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert option in result.stderr  # type: ignore[attr-defined]
+    assert not out.exists()

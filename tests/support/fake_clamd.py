@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,6 +29,10 @@ Mode = Literal[
     "two_answers",
 ]
 
+# A gathering fake answers anyway after this long, so a client that never opens enough
+# connections at once gets its answers (and a failing ``peak``) instead of hanging the test.
+GATHER_BOUND = 10.0
+
 
 @dataclass
 class FakeClamd:
@@ -42,6 +47,11 @@ class FakeClamd:
     peak: int = 0  # the most connections open at once
     port: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)  # ends every stall
+    # Hold each INSTREAM answer until this many connections were open at once (0: never
+    # hold): a client that scans N at once then meets a peak of exactly N, however the
+    # scheduler orders its connects, instead of one that merely happened to overlap.
+    gather: int = 0
+    gathered: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -51,6 +61,8 @@ class FakeClamd:
         self.connections += 1
         self.active += 1
         self.peak = max(self.peak, self.active)
+        if self.gather and self.active >= self.gather:
+            self.gathered.set()
         try:
             command = await reader.readuntil(b"\0")
             if self.mode == "drop":
@@ -92,6 +104,8 @@ class FakeClamd:
         if self.mode == "stall":
             await self.released.wait()  # answers nothing, until the server stops
             return
+        if self.gather:
+            await self._wait_for_company()
         answers = {
             "ok": b"stream: OK\0",
             "found": f"stream: {self.signature} FOUND\0".encode(),
@@ -101,11 +115,23 @@ class FakeClamd:
         }
         writer.write(answers[self.mode])
 
+    async def _wait_for_company(self) -> None:
+        """Until ``gather`` connections were open at once, the server stops, or the bound."""
+        waits = [
+            asyncio.ensure_future(self.gathered.wait()),
+            asyncio.ensure_future(self.released.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=GATHER_BOUND, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
 
 @asynccontextmanager
-async def fake_clamd(mode: Mode = "ok") -> AsyncIterator[FakeClamd]:
+async def fake_clamd(mode: Mode = "ok", *, gather: int = 0) -> AsyncIterator[FakeClamd]:
     """A ``FakeClamd`` listening on a free port of 127.0.0.1 for the block's duration."""
-    fake = FakeClamd(mode)
+    fake = FakeClamd(mode, gather=gather)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
     fake.port = server.sockets[0].getsockname()[1]
     try:
@@ -114,3 +140,39 @@ async def fake_clamd(mode: Mode = "ok") -> AsyncIterator[FakeClamd]:
         fake.released.set()
         server.close()
         await server.wait_closed()
+
+
+@contextmanager
+def fake_clamd_in_thread(mode: Mode = "ok", *, gather: int = 0) -> Iterator[FakeClamd]:
+    """``fake_clamd`` for a synchronous test (the CLI runs its own event loop): served by a
+    thread with a loop of its own for the block's duration, then stopped and joined."""
+    started = threading.Event()
+    box: list[FakeClamd | BaseException] = []
+    loop_box: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        try:
+            async with fake_clamd(mode, gather=gather) as fake:
+                box.append(fake)
+                loop_box.append((asyncio.get_running_loop(), stop))
+                started.set()
+                await stop.wait()
+        except BaseException as exc:
+            if started.is_set():
+                raise
+            box.append(exc)  # could not listen: raised in the test's thread, not lost here
+            started.set()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    started.wait()
+    if isinstance(box[0], BaseException):
+        thread.join()
+        raise box[0]
+    try:
+        yield box[0]
+    finally:
+        loop, stop = loop_box[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
