@@ -179,9 +179,9 @@ async def _judge(
     )
     if written.error is not None:
         log.error("scan_tags_failed", job=upload.job, key=upload.key, error=written.error)
-        if verdict.status == "clean":
-            # Clean but unrecorded: still clean, and scanned again next time.
-            verdict = replace(verdict, detail=f"verdict not tagged ({written.error})")
+        # Any verdict, not only clean: an infected one left untagged is moved without its
+        # infected tag, and the report is the only place that says so.
+        verdict = _noted(verdict, f"verdict not tagged ({written.error})")
     # The If-Match read pinned the bytes at their start only: a PUT landing while they were
     # streamed (or before the tags were written) leaves a tag naming bytes no longer there.
     now = await gateway.head_object(upload.target, upload.key)
@@ -195,6 +195,13 @@ async def _judge(
             detail=f"replaced while scanning (ETag {upload.etag} scanned, now {seen})",
         )
     return verdict
+
+
+def _noted(verdict: Verdict, note: str) -> Verdict:
+    """``verdict`` with ``note`` added to its detail: an earlier note (an untagged verdict)
+    is kept, not overwritten by a later one."""
+    detail = f"{verdict.detail}; {note}" if verdict.detail else note
+    return replace(verdict, detail=detail)
 
 
 async def _chunks(gateway: S3Gateway, upload: Upload) -> AsyncGenerator[bytes, None]:
@@ -221,11 +228,11 @@ async def _quarantine(
     if len(dest.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         detail = f"not quarantined: {prefix}+key is over S3's {MAX_KEY_BYTES}-byte key limit"
         log.error("quarantine_failed", job=upload.job, key=upload.key, error="KeyTooLong")
-        return replace(verdict, detail=detail), None
+        return _noted(verdict, detail), None
     copied = await gateway.objects.copy(upload.target, upload.key, dest, if_match=upload.etag)
     if copied.error is not None:
         log.error("quarantine_failed", job=upload.job, key=upload.key, error=copied.error)
-        return replace(verdict, detail=f"not quarantined ({copied.error})"), None
+        return _noted(verdict, f"not quarantined ({copied.error})"), None
     deleted = await gateway.objects.delete(upload.target, upload.key, if_match=upload.etag)
     log.warning(
         "upload_quarantined",
@@ -240,8 +247,8 @@ async def _quarantine(
     )
     if deleted.error == "PreconditionFailed":
         detail = "copied to quarantine; a newer upload replaced it in the slot and stays"
-        return replace(verdict, detail=detail), dest
+        return _noted(verdict, detail), dest
     if deleted.error is not None:
         detail = f"copied to quarantine, but still in the slot ({deleted.error})"
-        return replace(verdict, detail=detail), dest
+        return _noted(verdict, detail), dest
     return verdict, dest

@@ -48,7 +48,11 @@ class Fault:
     """What to do to the next ``times`` requests listing ``prefix`` or anything under it (a
     lister may list a prefix's sub-folders on their own); any request if ``prefix`` is None.
     ``path``: only requests whose URL path starts with it (``/bucket/key``: an object's).
-    ``query``: only requests whose query names this parameter (``logging``: GetBucketLogging)."""
+    ``query``: only requests whose query names this parameter (``logging``: GetBucketLogging).
+    ``method`` and ``header`` (a header's name, any case): only requests of that method, or
+    carrying that header, so one kind of request on an object's path can be singled out
+    (``x-amz-copy-source``: CopyObject; ``if-match`` on a GET: the object's body, not its
+    tags; ``DELETE``: DeleteObject)."""
 
     kind: FaultKind
     prefix: str | None = None
@@ -57,10 +61,22 @@ class Fault:
     delay: float = 0.0  # for "slow": how long the server waits before answering
     path: str | None = None
     query: str | None = None
+    method: str | None = None
+    header: str | None = None
     used: int = 0
 
-    def matches(self, query: dict[str, list[str]], path: str = "") -> bool:
+    def matches(
+        self,
+        query: dict[str, list[str]],
+        path: str = "",
+        method: str = "",
+        headers: frozenset[str] = frozenset(),
+    ) -> bool:
         if self.times is not None and self.used >= self.times:
+            return False
+        if self.method is not None and method != self.method:
+            return False
+        if self.header is not None and self.header.lower() not in headers:
             return False
         if self.path is not None and not path.startswith(self.path):
             return False
@@ -107,13 +123,18 @@ class FaultProxy:
         with self.lock:
             return [s for s in self.seen if (s.prefix or "\0").startswith(prefix)]
 
-    def _pick(self, method: str, target: str) -> Fault | None:
+    def _pick(
+        self, method: str, target: str, headers: frozenset[str] = frozenset()
+    ) -> Fault | None:
+        """The first fault matching the request (``headers``: its header names, lower case)."""
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         with self.lock:
             # Subresources (``?logging``) are parameters without a value: keep them to match.
             every = parse_qs(parts.query, keep_blank_values=True)
-            chosen = next((f for f in self.faults if f.matches(every, parts.path)), None)
+            chosen = next(
+                (f for f in self.faults if f.matches(every, parts.path, method, headers)), None
+            )
             if chosen is not None:
                 chosen.used += 1
             prefix = query.get("prefix", [None])[0]
@@ -164,7 +185,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _handle(self) -> None:
-            fault = proxy._pick(self.command, self.path)
+            names = frozenset(k.lower() for k in self.headers)
+            fault = proxy._pick(self.command, self.path, names)
             kind = fault.kind if fault else None
             if kind == "slowdown":
                 self._send(503, [("Content-Type", "application/xml")], SLOWDOWN_BODY)
