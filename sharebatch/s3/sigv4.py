@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -224,6 +224,9 @@ class S3Endpoint:
         return f"{scheme}://{netloc}/{bucket}", f"/{bucket}", host
 
 
+_Second = tuple[datetime, datetime, bytes, str, HmacKey, datetime]
+
+
 class SigV4Presigner:
     """A ``Presigner`` for one credentials/region/endpoint/addressing style combination.
 
@@ -269,12 +272,15 @@ class SigV4Presigner:
         self._clock = clock
         self._routes: dict[str, tuple[str, str, str]] = {}
         self._day: tuple[str, str, HmacKey] | None = None  # (date, encoded credential, key)
-        # (from, until, string-to-sign prefix, query prefix, key) for the current second, one
-        # tuple so that threads sharing a presigner never mix two seconds; empty until the
-        # first call reads the clock.
-        self._second: tuple[datetime, datetime, bytes, str, HmacKey] | None = None
+        # (from, until, string-to-sign prefix, query prefix, key, X-Amz-Date) for the current
+        # second, one tuple so that threads sharing a presigner never mix two seconds; empty
+        # until the first call reads the clock.
+        self._second: _Second | None = None
+        # GET parameter names, in the caller's order -> their query names in URL order and
+        # whether the canonical (sorted) order differs from it.
+        self._layouts: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...], bool]] = {}
 
-    def _refresh(self, now: datetime) -> tuple[datetime, datetime, bytes, str, HmacKey]:
+    def _refresh(self, now: datetime) -> _Second:
         utc = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
         amz_date = utc.strftime("%Y%m%dT%H%M%SZ")  # botocore's own formatting, once a second
         scope = f"{amz_date[:8]}/{self._region}/s3/aws4_request"
@@ -294,13 +300,12 @@ class SigV4Presigner:
             "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
             f"{credential}&X-Amz-Date={amz_date}&X-Amz-Expires=",
             mac,
+            # X-Amz-Date as the moment it names (what sign.signed_window reads back).
+            utc.replace(microsecond=0, tzinfo=UTC),
         )
         return self._second
 
-    def __call__(
-        self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
-    ) -> str:
-        """The presigned URL botocore's ``generate_presigned_url`` would return now."""
+    def _current(self) -> _Second:
         now = self._clock()
         second = self._second
         try:
@@ -309,11 +314,20 @@ class SigV4Presigner:
             fresh = False
         if not fresh or second is None:
             second = self._refresh(now)
-        _, _, sts, auth_prefix, mac = second
+        return second
+
+    def _route_of(self, bucket: str) -> tuple[str, str, str]:
         route = self._routes.get(bucket)
         if route is None:
             route = self._routes[bucket] = self._endpoint.presign_route(bucket)
-        base, path, host = route
+        return route
+
+    def __call__(
+        self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
+    ) -> str:
+        """The presigned URL botocore's ``generate_presigned_url`` would return now."""
+        _, _, sts, auth_prefix, mac, _ = self._current()
+        base, path, host = self._route_of(bucket)
         if type(expires_in) is not int or not 0 < expires_in <= MAX_EXPIRES_IN:
             raise Unsupported(f"expiry {expires_in!r}")
         if not isinstance(key, str) or not key:
@@ -374,3 +388,69 @@ class SigV4Presigner:
             f"{base}/{encoded_key}?{op_query}{auth}&X-Amz-SignedHeaders={encoded_signed}{self._token}"
             f"&X-Amz-Signature={signature}"
         )
+
+    def _layout(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
+        """For GET parameters given in ``names``' order: their query names in URL order, the
+        index in ``names`` of each, and whether the canonical query needs sorting."""
+        found = self._layouts.get(names)
+        if found is not None:
+            return found
+        order = list(range(len(names)))
+        if LINK_ID_PARAM in names:  # the id goes last whatever the caller's order (__call__)
+            order.remove(names.index(LINK_ID_PARAM))
+            order.append(names.index(LINK_ID_PARAM))
+        query: list[str] = []
+        for index in order:
+            query_name = _GET_QUERY.get(names[index])
+            if query_name is None:
+                raise Unsupported(f"GET parameter {names[index]!r}")
+            query.append(query_name)
+        # Sorting "name=value" sorts by name (see __call__): sorted names need no sort.
+        found = (tuple(query), tuple(order), query != sorted(query))
+        self._layouts[names] = found
+        return found
+
+    def get_many(
+        self, bucket: str, expires_in: int, requests: Iterable[tuple[str, Mapping[str, str]]]
+    ) -> tuple[list[str], datetime]:
+        """For each (key, params): the URL ``self("GET", bucket, key, expires_in, params)``
+        returns, all of them signed within one second (the clock is read once); and that
+        second, the moment their ``X-Amz-Date`` names.
+
+        The same bytes as one call per URL in that second (a test compares them): what a
+        batch shares (route, expiry, the query's layout) is worked out once, not per URL.
+        """
+        _, _, sts, auth_prefix, mac, signed_at = self._current()
+        base, path, host = self._route_of(bucket)
+        if type(expires_in) is not int or not 0 < expires_in <= MAX_EXPIRES_IN:
+            raise Unsupported(f"expiry {expires_in!r}")
+        auth = f"{auth_prefix}{expires_in}"
+        canonical_auth = f"GET\n{path}/"
+        canonical_query = f"{auth}{self._token}&X-Amz-SignedHeaders=host"
+        canonical_tail = f"\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD"
+        url_tail = f"{auth}&X-Amz-SignedHeaders=host{self._token}&X-Amz-Signature="
+        sha256, hexdigest, table = hashlib.sha256, mac.hexdigest, QUERY_TABLE
+        urls = []
+        for key, params in requests:
+            if not isinstance(key, str) or not key:
+                raise Unsupported("empty key")
+            encoded_key = encode(key, _KEY_TABLE)
+            op_query = canon_extra = ""
+            if params:
+                names, order, unsorted = self._layout(tuple(params))
+                values = list(params.values())
+                pairs = []
+                for name, index in zip(names, order, strict=True):
+                    value = values[index]
+                    if not isinstance(value, str):
+                        raise Unsupported(f"GET parameter {name!r}")
+                    pairs.append(f"{name}={encode(value, table)}")
+                op_query = "&".join(pairs) + "&"
+                canon_extra = "&" + "&".join(sorted(pairs) if unsorted else pairs)
+            canonical = (
+                f"{canonical_auth}{encoded_key}\n{canonical_query}{canon_extra}{canonical_tail}"
+            )
+            # Every part is ASCII here (the key and values percent-encoded): no UnicodeError.
+            signature = hexdigest(sts + sha256(canonical.encode()).hexdigest().encode())
+            urls.append(f"{base}/{encoded_key}?{op_query}{url_tail}{signature}")
+        return urls, signed_at
