@@ -10,7 +10,10 @@ Every timing is taken side by side within each round and reported as per-round r
    concurrency 1 vs 16; one prefix with 20 sub-folders, split vs not split. The proxy replays
    responses it recorded from moto, so the client under latency is measured, not moto's CPU;
 3. peak RSS of whole runs issuing 100,000 and 1,000,000 links (a synthetic lister stands in
-   for S3), each in a fresh process.
+   for S3), each in a fresh process;
+4. per-link cost (issue 17): whole runs of 100,000 and 1,000,000 links from the synthetic
+   lister, each in a fresh process that first times the fast signer alone; end-to-end
+   links/s divided by the signer's URLs/s (batched, as a run signs), per round.
 """
 
 from __future__ import annotations
@@ -202,10 +205,51 @@ def bench_memory(sizes: list[int]) -> list[str]:
     return lines
 
 
+def bench_ratio(rounds: int, rounds_1m: int) -> list[str]:
+    lines = [
+        "per-link cost: end-to-end links/s (synthetic lister) / fast signer alone URLs/s",
+        "  (signer alone: SigV4Presigner.get_many in chunks of 250, in the same process)",
+    ]
+    for size, count in ((100_000, rounds), (1_000_000, rounds_1m)):
+        results = []
+        for _ in range(count):
+            done = subprocess.run(
+                [sys.executable, str(HERE / "_memory_run.py"), str(size), "--signer"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        rates = [r["links"] / r["seconds"] for r in results]
+        signer = [r["signer_urls_per_s"] for r in results]
+        single = [r["signer_single_urls_per_s"] for r in results]
+        ratios = [rate / alone for rate, alone in zip(rates, signer, strict=True)]
+        lines += [
+            f"  {size:>9,} links, {count} rounds",
+            f"    end to end (links/s)          {_stats(rates)}",
+            f"    signer alone, batched (URL/s) {_stats(signer)}",
+            f"    signer alone, per call (URL/s){_stats(single)}",
+            f"    peak RSS (MB)                 {_stats([r['peak_rss_mb'] for r in results])}",
+        ]
+        ratio = "    end to end / signer alone     "
+        if size == 1_000_000:
+            lines.append(ratio + _goal("per-link ratio, 1M links", ratios, at_least=0.28))
+            lines.append(
+                "    end to end (links/s)          "
+                + _goal("50,000 links/s, 1M links", rates, at_least=50_000)
+            )
+        else:
+            lines.append(ratio + _stats(ratios))
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", choices=["e2e", "latency", "memory"])
+    parser.add_argument("--only", choices=["e2e", "latency", "memory", "ratio"])
+    parser.add_argument(
+        "--rounds-1m", type=int, default=5, help="rounds of the 1,000,000-link ratio runs"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as name:
         tmp = Path(name)
@@ -216,6 +260,8 @@ def main() -> int:
             sections.append(bench_end_to_end(args.rounds, tmp))
         if args.only in (None, "memory"):
             sections.append(bench_memory([100_000, 1_000_000]))
+        if args.only in (None, "ratio"):
+            sections.append(bench_ratio(args.rounds, args.rounds_1m))
     print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
     for lines in sections:
         print("\n".join(lines))

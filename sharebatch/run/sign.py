@@ -385,10 +385,25 @@ class Signer:
         """One GET link per object for ``recipient``."""
         expires_in = self._lifetime.expires_in(self._clock())
         objects = list(objects)
-        requests = [(obj.key, self.params(obj.key)) for obj in objects]
-        if self._link_ids:
-            for _, params in requests:
-                params[LINK_ID_PARAM] = link_ids.new_link_id()
+        name_of = self._name_of
+        # The parameters as params() makes them, the id after them, as _sign adds it.
+        if self._link_ids and not self._content_type:
+            new_id = link_ids.new_link_id
+            requests = [
+                (
+                    obj.key,
+                    {
+                        "ResponseContentDisposition": content_disposition(name_of(obj.key)),
+                        LINK_ID_PARAM: new_id(),
+                    },
+                )
+                for obj in objects
+            ]
+        else:
+            requests = [(obj.key, self.params(obj.key)) for obj in objects]
+            if self._link_ids:
+                for _, params in requests:
+                    params[LINK_ID_PARAM] = link_ids.new_link_id()
         batch = self._sign_batch(recipient, objects, requests, expires_in)
         if batch is not None:
             return batch
