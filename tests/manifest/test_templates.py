@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
@@ -145,6 +145,7 @@ def test_escape_round_trips(text: str) -> None:
     st.sampled_from(["{basename}", "{key}", "{stem}{ext}", "x-{basename}", "{{b}}{key}", "a"]),
     st.text(max_size=20),
 )
+@settings(deadline=None)
 def test_an_object_renderer_renders_as_render_object(template: str, key: str) -> None:
     """The renderer made once per template gives render_object's text for every key."""
     assert object_renderer(template)(key) == render_object(template, key)

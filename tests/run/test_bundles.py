@@ -290,7 +290,7 @@ def _links(draw: st.DrawFn, surrogates: bool = True) -> Link:
 
 
 @given(_links())
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_a_row_built_as_text_is_the_encoders_bytes(link: Link) -> None:
     """plain_row gives exactly json.dumps' line and the csv module's row of csv_cell values,
     or declines: controls, bidi, quotes, backslashes, commas, formula starts, non-BMP."""
@@ -299,6 +299,7 @@ def test_a_row_built_as_text_is_the_encoders_bytes(link: Link) -> None:
 
 
 @given(tricky.plain(), tricky.plain())
+@settings(deadline=None)
 def test_ordinary_rows_are_built_as_text(key: str, recipient: str) -> None:
     """A key with nothing to escape takes the fast path (so the test above tests something)."""
     link = Link("job", recipient or "r", ObjectRef("bkt", key or "k", 1, "0" * 32, WHEN), "GET",
@@ -307,7 +308,7 @@ def test_ordinary_rows_are_built_as_text(key: str, recipient: str) -> None:
 
 
 @given(st.lists(_links(surrogates=False), max_size=8), st.booleans())
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 def test_staged_parts_hold_the_encoders_bytes(links: list[Link], with_csv: bool) -> None:
     """What PartFile.write stages, in chunks, is byte for byte the encoders' text per row,
     whichever rows took the fast path."""
