@@ -1,11 +1,13 @@
 """Where a link's time goes: one synthetic run of N links, its steps timed apart.
 
-Used by ``bench_perlink.py`` in a fresh process. The run is ``_memory_run``'s (synthetic lister,
-everything else real); each step's function is wrapped with a CPU-time counter. The wrapped
+``python bench/_perlink_run.py 1000000 run``: the run is ``_memory_run``'s (synthetic lister,
+everything else real), each step's function wrapped with a CPU-time counter. The wrapped
 calls are per page or per chunk of links (never per link), so the counters cost nothing
-measurable. A second pass takes one signed chunk apart: the pieces of signing, the staged JSON
-line, the CSV row, the file writes, the url digest and the audit event, each timed alone on
-the same links. Prints one JSON object: microseconds of CPU per link, per step.
+measurable. ``python bench/_perlink_run.py 0 pieces`` takes signed links apart: the pieces of
+signing, the staged JSON line, the CSV row, the file writes, the url digest and the audit
+event, each timed alone on the same 20,000 links. Prints one JSON object: microseconds of CPU
+per link, per step. With ``PYTHONPATH`` on another checkout it measures that code (it only
+calls what both sides have), which is how docs/performance.md's before/after tables were made.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ _CSP = (
 
 
 # ASCII that visible() or escape() would change, but for "&", becomes NUL (see shown).
-_NOT_PLAIN_HTML = bytes(0 if b < 32 or b == 127 or b in b'<>"\'' else b for b in range(256))
+_NOT_PLAIN_HTML = bytes(0 if b < 32 or b == 127 or b in b"<>\"'" else b for b in range(256))
 
 
 def shown(value: object) -> str:

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 from sharebatch.errors import CredentialsError, SigningError
@@ -361,8 +361,8 @@ class Signer:
         self._lifetime = Lifetime(job, expiry, limit)
         self._link_ids = link_ids
         self._presign = presign
-        many = getattr(presign, "get_many", None)
-        self._many: BatchPresigner | None = presign if many is not None else None  # type: ignore[assignment]
+        # A chunk goes to get_many when the presigner has it (presigners.FastPresigner).
+        self._many = cast(BatchPresigner, presign) if hasattr(presign, "get_many") else None
         self._job = job
         self._download_name = download_name
         self._name_of = object_renderer(download_name)
