@@ -7,6 +7,7 @@ must come back as an error, within the step timeout (asyncio's, on the monotonic
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import shutil
@@ -109,11 +110,16 @@ async def test_ping_and_version_answer(address: str) -> None:
 
 @pytest.mark.asyncio
 async def test_a_file_larger_than_a_chunk_flows_through_in_bounded_pieces() -> None:
-    """5 MiB given in 1 MiB pieces reaches clamd whole, as pieces of at most MAX_CHUNK."""
+    """5 MiB given in 2.5 MiB pieces reaches clamd whole and unchanged, each piece split into
+    chunks of at most MAX_CHUNK; a chunk is larger than the socket takes at once, so the part
+    a first ``sendmsg`` leaves is sent after it, in order."""
+    pattern = bytes(range(251)) * ((5 << 20) // 251 + 1)
+    data = pattern[: 5 << 20]
     async with fake_clamd("ok") as fake:
-        verdict = await Clamd(fake.url, timeout=30).instream(zeros(5 << 20, 1 << 20))
+        verdict = await Clamd(fake.url, timeout=30).instream(chunks(data, 5 << 19))
     assert verdict == ClamdVerdict("clean")
     assert fake.streamed == [5 << 20]
+    assert fake.digests == [hashlib.sha256(data).hexdigest()]
     assert fake.largest_piece == MAX_CHUNK
 
 
