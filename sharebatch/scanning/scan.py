@@ -51,7 +51,7 @@ log = get_logger()
 CHUNK = 1 << 20
 """Bytes read from S3 at a time at most, each piece sent to clamd as one chunk: memory per scan
 stays near it. (A read gives what the connection has buffered, up to this; larger pieces
-than the former 64 KiB mean fewer reads, sends and timeouts per MB.)"""
+than 64 KiB mean fewer reads, sends and timeouts per MB.)"""
 MAX_KEY_BYTES = 1024
 
 _STATUS: dict[str, Status] = {
