@@ -3,8 +3,9 @@
 Used by ``bench_scan.py`` in a fresh process per measurement, so each peak RSS is that scan's
 own. Everything is real: moto's S3 over HTTP (another process), the object streamed from it,
 Debian's clamd. Prints one JSON line: wall seconds and this process's CPU seconds of the scan
-alone (listing and start-up left out, as they are from the wall time). With a sixth argument,
-a path, the scan runs under cProfile and its statistics are written there.
+alone (listing and start-up left out, as they are from the wall time), and the whole
+machine's busy and idle CPU seconds in that time (other processes share the cores). With a
+sixth argument, a path, the scan runs under cProfile and its statistics are written there.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import os
 import resource
 import sys
 import time
@@ -25,6 +27,17 @@ from sharebatch.s3.gateway import S3Gateway  # noqa: E402
 from sharebatch.scanning.scan import Upload, scan_objects  # noqa: E402
 
 
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine spent busy and idle so far, all cores (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(n) for n in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    idle = ticks[3] + ticks[4]
+    busy = sum(ticks[:8]) - idle
+    hz = os.sysconf("SC_CLK_TCK")
+    return busy / hz, idle / hz
+
+
 async def main(
     endpoint: str, bucket: str, prefix: str, concurrency: int, clamd: str, profile: str | None
 ) -> None:
@@ -36,6 +49,7 @@ async def main(
             async for o in gw.list_objects(target, prefix)
         ]
         profiler = cProfile.Profile() if profile else None
+        machine = machine_cpu()
         started, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
@@ -43,6 +57,7 @@ async def main(
         if profiler is not None:
             profiler.disable()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        busy, idle = (b - a for a, b in zip(machine, machine_cpu(), strict=True))
     if profiler is not None and profile:
         profiler.dump_stats(profile)
     statuses = sorted({j.verdict.status for j in judged})
@@ -56,6 +71,8 @@ async def main(
                 "statuses": statuses,
                 "seconds": seconds,
                 "cpu_seconds": cpu,
+                "machine_busy": busy,
+                "machine_idle": idle,
                 "peak_rss_mb": peak,
             }
         )

@@ -128,10 +128,13 @@ def speed(
             assert result["fresh"] == FILES, result
             assert result["statuses"] == ["clean"], result
             runs[concurrency].append(result)
+            ours = sum(result[k] for k in CPU_PARTS)
             print(
                 f"    round {round_ + 1} c{concurrency}: {result['seconds']:.2f} s wall;"
                 f" CPU s client {result['cpu_seconds']:.2f}, moto {result['moto_cpu']:.2f},"
-                f" clamd {result['clamd_cpu']:.2f}; {loads()}"
+                f" clamd {result['clamd_cpu']:.2f}; machine busy {result['machine_busy']:.2f}"
+                f" (others {result['machine_busy'] - ours:.2f}), idle"
+                f" {result['machine_idle']:.2f}; {loads()}"
             )
     seconds = {c: [r["seconds"] for r in runs[c]] for c in runs}
     ratios = [a / b for a, b in zip(seconds[1], seconds[4], strict=True)]
