@@ -20,8 +20,11 @@ is ``_scan_run.py`` in a fresh process.
   10 MB of each other (the object is streamed in pieces of at most 1 MiB, never held). The
   100 MB scan also gives our client's CPU per MB of the byte path alone.
 
-``--parts at-once,memory,delayed`` picks parts, ``--rounds N`` the rounds (3). Other
-processes on the machine change every wall time: the load average is printed with each run.
+``--parts at-once,memory,delayed`` picks parts, ``--rounds N`` the rounds (3), ``--against
+DIR`` runs each scan also with the ``sharebatch/`` in DIR (``git archive main sharebatch | tar
+-x -C DIR``), in turn, for a before/after in one sitting. Other processes on the machine change
+every wall time: the load average and the machine's busy and idle CPU seconds are printed with
+each run.
 """
 
 from __future__ import annotations
@@ -51,11 +54,19 @@ ROUNDS = 3
 
 
 def scan(
-    endpoint: str, prefix: str, concurrency: int, clamd: str, profile: str | None = None
+    endpoint: str,
+    prefix: str,
+    concurrency: int,
+    clamd: str,
+    profile: str | None = None,
+    code: Path | None = None,
 ) -> dict[str, float]:
+    """One ``_scan_run.py``; with ``code``, a folder holding another ``sharebatch/``, that
+    package is the one measured (``PYTHONPATH`` comes before the editable install)."""
     command = [sys.executable, str(HERE / "_scan_run.py"), endpoint, BUCKET, prefix]
     command += [str(concurrency), clamd, *([profile] if profile else [])]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -76,12 +87,17 @@ def moto_pid() -> int:
 
 
 def measured(
-    endpoint: str, prefix: str, concurrency: int, clamd: ClamdServer, profile: str | None = None
+    endpoint: str,
+    prefix: str,
+    concurrency: int,
+    clamd: ClamdServer,
+    profile: str | None = None,
+    code: Path | None = None,
 ) -> dict[str, float]:
     """One scan, with the CPU seconds moto and clamd spent while it ran."""
     moto = moto_pid()
     before = cpu_of(moto), cpu_of(clamd.pid)
-    result = scan(endpoint, prefix, concurrency, clamd.unix_url, profile)
+    result = scan(endpoint, prefix, concurrency, clamd.unix_url, profile, code)
     result["moto_cpu"] = cpu_of(moto) - before[0]
     result["clamd_cpu"] = cpu_of(clamd.pid) - before[1]
     return result
@@ -109,57 +125,62 @@ def speed(
     """Rounds of 200 x 1 MB at concurrency 1 and 4, side by side; the speed-up's target.
 
     Each round also gives the CPU seconds of the three processes doing the work (our client,
-    moto, clamd), and from those at concurrency 1 the best time concurrency 4 could have on
-    this machine's 2 cores: all the CPU spread over both, but never less than the largest
-    part that cannot spread (our client is one asyncio thread; moto's Python holds one GIL,
-    so at most one core; clamd scans in threads, so its part spreads)."""
-    runs: dict[int, list[dict[str, float]]] = {1: [], 4: []}
+    moto, clamd), and from those the best time concurrency 4 could have on this machine's 2
+    cores (``ceiling``). With ``--against``, each scan is also run, in turn, with the other
+    checkout's code."""
     print(f"scan {FILES} x 1 MB through clamd, {title} ({ROUNDS} rounds, median [min..max])")
     # Not counted: clamd's first scans and the page cache's first reads of moto's objects
     # cost several times a later round (its CPU seconds too).
     clear_tags(client, "many/")
     first = measured(endpoint, "many/", 1, clamd)
     print(f"  warm-up c1 (not counted): {first['seconds']:.2f} s; {loads()}")
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     for round_ in range(ROUNDS):
         for concurrency in (1, 4):
-            clear_tags(client, "many/")
-            result = measured(endpoint, "many/", concurrency, clamd)
-            assert result["files"] == FILES, result
-            assert result["fresh"] == FILES, result
-            assert result["statuses"] == ["clean"], result
-            runs[concurrency].append(result)
-            ours = sum(result[k] for k in CPU_PARTS)
-            print(
-                f"    round {round_ + 1} c{concurrency}: {result['seconds']:.2f} s wall;"
-                f" CPU s client {result['cpu_seconds']:.2f}, moto {result['moto_cpu']:.2f},"
-                f" clamd {result['clamd_cpu']:.2f}; machine busy {result['machine_busy']:.2f}"
-                f" (others {result['machine_busy'] - ours:.2f}), idle"
-                f" {result['machine_idle']:.2f}; {loads()}"
-            )
-    seconds = {c: [r["seconds"] for r in runs[c]] for c in runs}
-    ratios = [a / b for a, b in zip(seconds[1], seconds[4], strict=True)]
-    for c in (1, 4):
-        median = statistics.median(seconds[c])
-        spread = f"[{min(seconds[c]):.2f}..{max(seconds[c]):.2f}]"
-        rate = FILES * SIZE / 1e6 / median
-        parts = {k: statistics.median(r[k] for r in runs[c]) for k in CPU_PARTS}
-        shown = ", ".join(f"{CPU_PARTS[k]} {v:.2f}" for k, v in parts.items())
-        print(f"  concurrency {c}: {median:.2f} s {spread}  = {rate:.0f} MB/s")
-        print(f"    CPU s (median): {shown}; sum {sum(parts.values()):.2f}")
-    ratio = statistics.median(ratios)
-    print(f"  speed-up 4 vs 1: {ratio:.2f}x [{min(ratios):.2f}..{max(ratios):.2f}]   target >= 2")
-    ceiling(runs[1], runs[4])
+            for name, code in CODES:
+                clear_tags(client, "many/")
+                result = measured(endpoint, "many/", concurrency, clamd, code=code)
+                assert result["files"] == FILES, result
+                assert result["fresh"] == FILES, result
+                assert result["statuses"] == ["clean"], result
+                runs.setdefault((name, concurrency), []).append(result)
+                ours = sum(result[k] for k in CPU_PARTS)
+                print(
+                    f"    round {round_ + 1} {name} c{concurrency}: {result['seconds']:.2f} s"
+                    f" wall; CPU s client {result['cpu_seconds']:.2f}, moto"
+                    f" {result['moto_cpu']:.2f}, clamd {result['clamd_cpu']:.2f}; machine busy"
+                    f" {result['machine_busy']:.2f} (others {result['machine_busy'] - ours:.2f}),"
+                    f" idle {result['machine_idle']:.2f}; {loads()}"
+                )
+    for name, _ in CODES:
+        print(f"  {name}:")
+        seconds = {c: [r["seconds"] for r in runs[name, c]] for c in (1, 4)}
+        ratios = [a / b for a, b in zip(seconds[1], seconds[4], strict=True)]
+        for c in (1, 4):
+            median = statistics.median(seconds[c])
+            spread = f"[{min(seconds[c]):.2f}..{max(seconds[c]):.2f}]"
+            rate = FILES * SIZE / 1e6 / median
+            parts = {k: statistics.median(r[k] for r in runs[name, c]) for k in CPU_PARTS}
+            shown = ", ".join(f"{CPU_PARTS[k]} {v:.2f}" for k, v in parts.items())
+            print(f"  concurrency {c}: {median:.2f} s {spread}  = {rate:.0f} MB/s")
+            print(f"    CPU s (median): {shown}; sum {sum(parts.values()):.2f}")
+        ratio = statistics.median(ratios)
+        spread = f"[{min(ratios):.2f}..{max(ratios):.2f}]"
+        print(f"  speed-up 4 vs 1: {ratio:.2f}x {spread}   target >= 2")
+        ceiling(runs[name, 1], runs[name, 4])
+        if ratio < 2 and name == "this":
+            missed.append(f"speed-up ({title})")
     if profiles is not None:  # under cProfile, the client's CPU doubles: not counted
         for concurrency in (1, 4):
             clear_tags(client, "many/")
             name = f"scan-{title.split()[0]}-c{concurrency}.prof"
             measured(endpoint, "many/", concurrency, clamd, str(profiles / name))
         print(f"  cProfile statistics of the client in {profiles}")
-    if ratio < 2:
-        missed.append(f"speed-up ({title})")
 
 
 CPU_PARTS = {"cpu_seconds": "client", "moto_cpu": "moto", "clamd_cpu": "clamd"}
+CODES: list[tuple[str, Path | None]] = [("this", None)]
+"""The code measured: this checkout's, then ``--against``'s when given."""
 
 
 def ceiling(ones: list[dict[str, float]], fours: list[dict[str, float]]) -> None:
@@ -206,27 +227,32 @@ def memory(
     the byte path alone (four requests against 100 MB: their cost is lost in the noise)."""
     client.put_object(Bucket=BUCKET, Key="small/one.bin", Body=os.urandom(1_000_000))  # type: ignore[attr-defined]
     client.put_object(Bucket=BUCKET, Key="large/one.bin", Body=os.urandom(100_000_000))  # type: ignore[attr-defined]
-    runs: dict[str, list[dict[str, float]]] = {"small": [], "large": []}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for round_ in range(ROUNDS):
-        for name in ("small", "large"):
-            clear_tags(client, f"{name}/")
-            profile = None
-            if profiles is not None and round_ == 0:
-                profile = str(profiles / f"scan-{name}-object.prof")
-            result = measured(endpoint, f"{name}/", 1, clamd, profile)
-            assert result["statuses"] == ["clean"], result
-            runs[name].append(result)
-    small, large = (statistics.median(r["peak_rss_mb"] for r in runs[n]) for n in runs)
+        for size in ("small", "large"):
+            for name, code in CODES:
+                clear_tags(client, f"{size}/")
+                profile = None
+                if profiles is not None and round_ == 0 and name == "this":
+                    profile = str(profiles / f"scan-{size}-object.prof")
+                result = measured(endpoint, f"{size}/", 1, clamd, profile, code)
+                assert result["statuses"] == ["clean"], result
+                runs.setdefault((name, size), []).append(result)
     print(f"peak RSS of one scan (MB, median of {ROUNDS}); {loads()}")
-    print(f"  1 MB object:   {small:.1f}")
-    print(f"  100 MB object: {large:.1f}   difference {large - small:+.1f}   target within 10")
-    parts = {k: statistics.median(r[k] for r in runs["large"]) for k in CPU_PARTS}
-    wall = statistics.median(r["seconds"] for r in runs["large"])
-    shown = ", ".join(f"{CPU_PARTS[k]} {v:.2f}" for k, v in parts.items())
-    print(f"  100 MB object: {wall:.2f} s wall; CPU s {shown}")
-    print(f"    our client: {parts['cpu_seconds'] * 10:.1f} ms CPU per MB")
-    if abs(large - small) > 10:
-        missed.append("memory")
+    for name, _ in CODES:
+        small, large = (
+            statistics.median(r["peak_rss_mb"] for r in runs[name, size])
+            for size in ("small", "large")
+        )
+        print(f"  {name}: 1 MB object {small:.1f}, 100 MB object {large:.1f}")
+        print(f"    difference {large - small:+.1f}   target within 10")
+        parts = {k: statistics.median(r[k] for r in runs[name, "large"]) for k in CPU_PARTS}
+        wall = statistics.median(r["seconds"] for r in runs[name, "large"])
+        shown = ", ".join(f"{CPU_PARTS[k]} {v:.2f}" for k, v in parts.items())
+        print(f"    100 MB object: {wall:.2f} s wall; CPU s {shown}")
+        print(f"    our client: {parts['cpu_seconds'] * 10:.1f} ms CPU per MB")
+        if abs(large - small) > 10 and name == "this":
+            missed.append("memory")
 
 
 def main() -> int:
@@ -241,8 +267,15 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, help="a folder for cProfile statistics of round 1's client"
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a folder holding another sharebatch/ (an export of main's), measured in turn",
+    )
     args = parser.parse_args()
     ROUNDS = args.rounds
+    if args.against:
+        CODES.append(("against", args.against.resolve()))
     parts = set(args.parts.split(","))
     tools = find_tools()
     if tools is None:
