@@ -76,10 +76,15 @@ async def test_eicar_one_byte_per_chunk_is_still_found(address: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_stream_over_stream_max_length_is_too_large_never_clean(address: str) -> None:
-    """One byte more than clamd's StreamMaxLength: clamd answers "INSTREAM size limit
-    exceeded" and closes; the client keeps that answer (not a broken pipe): too_large."""
-    verdict = await Clamd(address, timeout=30).instream(zeros(STREAM_MAX + 1, 1 << 16))
+@pytest.mark.parametrize(("total", "piece"), [(STREAM_MAX + 1, 1 << 16), (3 << 20, 3 << 20)])
+async def test_a_stream_over_stream_max_length_is_too_large_never_clean(
+    address: str, total: int, piece: int
+) -> None:
+    """Past clamd's StreamMaxLength: clamd answers "INSTREAM size limit exceeded" and closes;
+    the client keeps that answer (not a broken pipe): too_large. Whether the last chunk is one
+    byte over, or a whole MAX_CHUNK clamd refuses by its length while its bytes are still
+    being sent."""
+    verdict = await Clamd(address, timeout=30).instream(zeros(total, piece))
     assert verdict.outcome == "too_large"
 
 
