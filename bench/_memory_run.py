@@ -24,7 +24,7 @@ from _sealed_env import seal
 seal()
 
 from sharebatch.models import BucketTarget, Credentials, ObjectRef  # noqa: E402
-from sharebatch.run import runner  # noqa: E402
+from sharebatch.run import pool, runner  # noqa: E402
 from sharebatch.s3.gateway import Level, S3Gateway  # noqa: E402
 
 PREFIXES = 100
@@ -73,6 +73,8 @@ class SyntheticGateway(S3Gateway):
 
 def main() -> None:
     links = int(sys.argv[1])
+    # The number of signing workers (1: the run's own process); none given: the run's default.
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else None
     SyntheticListing.per_prefix = links // PREFIXES
     runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as tmp:
@@ -83,11 +85,26 @@ def main() -> None:
             f"    expires_in: 7d\n    prefixes:\n{prefixes}    recipients: [{{id: r}}]\n"
         )
         started = time.perf_counter()
-        summary = asyncio.run(runner.run_manifest_async(manifest, out=Path(tmp) / "out"))
+        summary = asyncio.run(
+            runner.run_manifest_async(manifest, out=Path(tmp) / "out", workers=workers)
+        )
         seconds = time.perf_counter() - started
         rows = summary.report["totals"]["links"]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"links": rows, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 2)}))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # Workers live at the same time as the run: their peaks add up.
+    peak = own + sum(pool.WORKER_PEAKS_KIB) / 1024
+    print(
+        json.dumps(
+            {
+                "links": rows,
+                "peak_rss_mb": round(peak, 1),
+                "run_rss_mb": round(own, 1),
+                "worker_rss_mb": [round(kib / 1024, 1) for kib in pool.WORKER_PEAKS_KIB],
+                "seconds": round(seconds, 2),
+                "links_per_s": round(rows / seconds),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -350,6 +350,11 @@ class Signer:
         """The credential expiry, once a link was shortened to end by it."""
         return self._lifetime.clamped_to
 
+    @clamped_to.setter
+    def clamped_to(self, value: datetime) -> None:
+        # A signing worker's copy of this signer shortened a link (``pipeline._Pending``).
+        self._lifetime.clamped_to = value
+
     def params(self, key: str) -> dict[str, str]:
         """The signed response parameters of ``key``'s link: download name, content type."""
         params = {

@@ -19,11 +19,17 @@ from sharebatch.audit import get_logger
 from sharebatch.models import LINK_ID_PARAM, BucketTarget, Credentials, PostSigner, Presigner
 from sharebatch.s3.clients import client_config
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
+from sharebatch.s3.workersign import FastSpec
 
 _CLIENT_METHOD = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}
 _LINK_ID_CONTEXT = "sharebatch_link_id"
 
 log = get_logger()
+
+
+def system_clock() -> datetime:
+    """The system's UTC clock: the default, and the only one a signing worker reads."""
+    return datetime.now(UTC)
 
 
 class Signers:
@@ -37,7 +43,7 @@ class Signers:
         region_of: Callable[[BucketTarget], Awaitable[str]],
         *,
         profile: str | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = system_clock,
     ) -> None:
         self._region_of = region_of
         self._profile = profile
@@ -76,6 +82,27 @@ class Signers:
                 return slow[0](method, bucket, key, expires_in, params)
 
         return presign
+
+    async def worker_spec(self, target: BucketTarget, credentials: Credentials) -> FastSpec | None:
+        """What a signing worker needs to sign for ``target`` as ``presigner`` would, or None
+        where ``presigner`` would be botocore's (workers never run botocore's signer) or where
+        a clock was given (a worker reads the system's)."""
+        if self._clock is not system_clock:
+            return None
+        region = await self._region_of(target)
+        session = botocore.session.Session(profile=self._profile)
+        try:
+            SigV4Presigner(
+                credentials,
+                region=region,
+                endpoint_url=target.endpoint_url,
+                addressing_style=target.addressing_style,
+                environ=os.environ,
+                profile_config=session.get_scoped_config(),
+            )
+        except Unsupported:
+            return None
+        return FastSpec(target, region, self._profile)
 
     async def post_signer(self, target: BucketTarget, credentials: Credentials) -> PostSigner:
         """A POST-policy signer for ``target``: botocore's, SigV4.
