@@ -210,12 +210,23 @@ async def stage(
     signing = await _Workers.plan(plan, staged, gateway, credentials, folder, workers)
     lister = _Lister(plan, staged, gateway, concurrency, max_split, signing)
 
+    remaining = len(plan.tasks)
+    watching: list[asyncio.Task[None]] = []
+
     async def run(index: int, task: ListTask) -> None:
-        await lister.list_task(task, staged.prefixes[index])
+        nonlocal remaining
+        try:
+            await lister.list_task(task, staged.prefixes[index])
+        finally:
+            remaining -= 1
+            if not remaining and watching:
+                watching[0].cancel()  # every listing is done: no worker is needed any more
 
     try:
         with _startup_heap_frozen():
             async with asyncio.TaskGroup() as group:
+                if signing.size > 1 and plan.tasks:
+                    watching.append(group.create_task(signing.watch()))
                 for index, task in enumerate(plan.tasks):
                     group.create_task(run(index, task))
     except BaseExceptionGroup as failed:
@@ -248,7 +259,7 @@ class _Workers:
         self.auto = auto
         self.pool: Pool | None = None
         self.listed = 0
-        self._starting: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
 
     @classmethod
     async def plan(
@@ -294,6 +305,16 @@ class _Workers:
             await pool.close(kill=True)
             raise
         self.pool = pool
+        self._started.set()
+
+    async def watch(self) -> None:
+        """Raise the run's failure as soon as a worker ends before its time (a listing held
+        up by S3 would only find out at its next page)."""
+        await self._started.wait()
+        assert self.pool is not None
+        await self.pool.ended.wait()
+        assert self.pool.broken is not None
+        raise self.pool.broken
 
     async def for_page(self, count: int) -> Pool | None:
         """The pool to send a page of ``count`` objects to, or None: sign it here."""

@@ -70,6 +70,14 @@ class Pool:
         self._workers: list[_Worker] = []
         self._room = asyncio.Semaphore(2 * size)
         self._broken: RunCrashed | None = None
+        self._closing = False
+        self.ended = asyncio.Event()
+        """Set when a worker ended before ``close``: ``broken`` says which and how."""
+
+    @property
+    def broken(self) -> RunCrashed | None:
+        """The run's failure once a worker ended before its time."""
+        return self._broken
 
     async def start(self) -> None:
         folder = _PACKAGE
@@ -132,11 +140,14 @@ class Pool:
 
     async def _ended(self, worker: _Worker) -> None:
         code = await worker.process.wait()
+        if self._closing:
+            return
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         if self._broken is None:
             self._broken = RunCrashed(
                 f"signing worker {worker.process.pid} ended ({how}) before the run was done"
             )
+            self.ended.set()
         while worker.waiting:
             answer = worker.waiting.popleft()
             if not answer.done():
@@ -144,6 +155,7 @@ class Pool:
 
     async def close(self, *, kill: bool = False) -> None:
         """End the workers: a closed pipe lets each finish, ``kill`` stops them at once."""
+        self._closing = True
         for worker in self._workers:
             WORKER_PEAKS_KIB.append(_peak_kib(worker.process.pid))
         for worker in self._workers:
