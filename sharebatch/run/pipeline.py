@@ -26,10 +26,11 @@ from sharebatch.errors import S3ListingError, SharebatchError, SigningError
 from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
 from sharebatch.run import link_ids
+from sharebatch.run import pool as signing_pool
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
-from sharebatch.run.pool import AUTO_AFTER, Pool, Wanted, cores
+from sharebatch.run.pool import Pool, Wanted, cores
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
 from sharebatch.run.sign import RouteSigner, Signer, credential_limit
@@ -248,7 +249,7 @@ class _Workers:
 
     Workers sign S3 links only: a run with a ``link: cloudfront`` route, or a target only
     botocore's signer serves (``Signers.worker_spec``), signs in this process, whatever
-    ``workers`` asked. With ``workers`` None the pool starts once ``AUTO_AFTER`` objects were
+    ``workers`` asked. With ``workers`` None the pool starts once ``pool.AUTO_AFTER`` objects were
     listed (pages before it are signed here, each staged before the next is taken, so the
     order is kept across the switch); on one core it never starts.
     """
@@ -320,7 +321,7 @@ class _Workers:
         """The pool to send a page of ``count`` objects to, or None: sign it here."""
         if self.pool is None and self.auto:
             self.listed += count
-            if self.listed > AUTO_AFTER:
+            if self.listed > signing_pool.AUTO_AFTER:
                 self.auto = False
                 await self.start()
         return self.pool
@@ -552,7 +553,8 @@ class _Pending:
     counting, selection, ``max_links`` and link ids when the page is listed (``send``; the
     ids are drawn in the order a one-process run draws them), and every file write and log
     line once the page's answer is in and every earlier page of the listing was appended
-    (``_commit``). The audit log and the part files are those of a one-process run.
+    (``_advance``, called as each answer arrives, so a listing waiting on S3 holds no answer
+    back). The audit log and the part files are those of a one-process run.
     """
 
     def __init__(
@@ -567,8 +569,12 @@ class _Pending:
         self.tally = tally
         self._progress = progress
         self._out: deque[tuple[asyncio.Future[list[Result]], _Unlinkable, _Fates]] = deque()
+        self._pool: Pool | None = None
+        self._error: BaseException | None = None
 
     async def send(self, pool: Pool, page: list[ObjectRef]) -> None:
+        self._raise()
+        self._pool = pool
         unlinkable: _Unlinkable = []
         if not all(linkable(o.key) for o in page):
             bad = [o for o in page if not linkable(o.key)]
@@ -592,17 +598,14 @@ class _Pending:
                 wanted.append((feed.route.index, chosen, ids))
         answer = await pool.submit(wanted)
         self._out.append((answer, unlinkable, fates))
-        # Append what is in already, in order, so that parts and the audit log keep up.
-        while self._out and self._out[0][0].done():
-            self._commit(*self._out.popleft())
+        answer.add_done_callback(self._advance)
 
     async def drain(self) -> None:
-        """Wait for every page sent and append them all."""
-        while self._out:
-            answer, unlinkable, fates = self._out[0]
-            await answer
-            self._out.popleft()
-            self._commit(answer, unlinkable, fates)
+        """Wait for every page sent to be appended."""
+        while self._out and self._error is None:
+            await asyncio.wait([self._out[0][0]])
+            self._advance()
+        self._raise()
 
     def abandon(self) -> None:
         """A listing that failed or was stopped: its pages' answers are not wanted."""
@@ -612,6 +615,25 @@ class _Pending:
                 answer.exception()  # seen: asyncio would report it as never retrieved
             else:
                 answer.cancel()
+            if self._pool is not None:
+                self._pool.done_with()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _advance(self, _: object = None) -> None:
+        # Append the answers that are in, up to the first still out; a failure (the worker's
+        # exception, a full disk) stops the appending and is raised in the listing.
+        while self._out and self._out[0][0].done() and self._error is None:
+            answer, unlinkable, fates = self._out.popleft()
+            try:
+                self._commit(answer, unlinkable, fates)
+            except BaseException as exc:  # noqa: BLE001 - raised again by send or drain
+                self._error = exc
+            finally:
+                if self._pool is not None:
+                    self._pool.done_with()
 
     def _commit(
         self, answer: asyncio.Future[list[Result]], unlinkable: _Unlinkable, fates: _Fates

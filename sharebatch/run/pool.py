@@ -60,8 +60,10 @@ class _Worker:
 class Pool:
     """N signing workers for the S3 routes of ``routes``; ``submit`` a page, await its answer.
 
-    At most ``2 x N`` pages are out at once: memory holds a few pages per worker, never a
-    listing, and every worker has its next page waiting when it finishes one.
+    At most ``2 x N`` pages are out at once, from ``submit`` until the caller is ``done_with``
+    its answer (appended, or dropped): memory holds a few pages per worker, never a listing,
+    however slow one page of a listing is, and every worker has its next page waiting when it
+    finishes one.
     """
 
     def __init__(self, size: int, routes: dict[int, RouteSpec]) -> None:
@@ -110,7 +112,6 @@ class Pool:
             raise self._broken
         worker = min(self._workers, key=lambda w: len(w.waiting))
         answer: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(lambda _: self._room.release())
         worker.waiting.append(answer)
         stdin = worker.process.stdin
         assert stdin is not None
@@ -120,6 +121,10 @@ class Pool:
         except (BrokenPipeError, ConnectionResetError):
             await self._ended(worker)
         return answer
+
+    def done_with(self) -> None:
+        """One answer ``submit`` gave was appended or dropped: room for the next page."""
+        self._room.release()
 
     async def _read(self, worker: _Worker) -> None:
         stdout = worker.process.stdout

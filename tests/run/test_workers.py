@@ -42,7 +42,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _frozen_run(out: Path, workers: int, seed: int, *extra: str) -> Path:
+def _frozen_run(out: Path, workers: int | str, seed: int, *extra: str) -> Path:
     if shutil.which("faketime") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("faketime is required in CI (.ci/run installs it)")
@@ -79,6 +79,7 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, workers: int, see
     past max_links, keys no link can reach, a route without link ids."""
     one = _files(_frozen_run(tmp_path / "one", 1, seed))
     many = _files(_frozen_run(tmp_path / "many", workers, seed))
+    assert (tmp_path / "many" / "workers.txt").read_text() == str(workers)
     assert sorted(many) == sorted(one)
     for name, data in one.items():
         assert many[name] == data, f"{name} differs with {workers} workers"
@@ -86,6 +87,20 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, workers: int, see
     assert {"max_links_exceeded", "key_unlinkable", "link_issued"} <= {e["event"] for e in events}
     summary = json.loads(one["summary.json"])
     assert summary["status"] == "partial"
+
+
+def test_workers_started_mid_run_by_default(tmp_path: Path) -> None:
+    """With ``workers`` left to the run, the pool starts once AUTO_AFTER objects were listed
+    (here 300, mid-listing, on a machine of 2 cores or more): pages before are signed in the
+    run's process, pages after by workers, and every file is still a one-process run's."""
+    one = _files(_frozen_run(tmp_path / "one", 1, 6))
+    auto = _files(_frozen_run(tmp_path / "auto", "auto", 6, "--auto-after", "300"))
+    assert (tmp_path / "one" / "workers.txt").read_text() == "0"
+    started = int((tmp_path / "auto" / "workers.txt").read_text())
+    assert started == (len(os.sched_getaffinity(0)) if len(os.sched_getaffinity(0)) > 1 else 0)
+    assert sorted(auto) == sorted(one)
+    for name, data in one.items():
+        assert auto[name] == data, f"{name} differs when workers start mid-run"
 
 
 def _by_listing(audit: bytes) -> dict[str, list[bytes]]:

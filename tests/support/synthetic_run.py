@@ -104,10 +104,11 @@ def deterministic_bits(size: int) -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
-    parser.add_argument("workers", type=int)
+    parser.add_argument("workers", help="a number, or auto: the run's default")
     parser.add_argument("seed", type=int)
     parser.add_argument("--hold", type=int, default=None)
     parser.add_argument("--three", action="store_true", help="three listings, not one")
+    parser.add_argument("--auto-after", type=int, default=None, help="pool.AUTO_AFTER")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -121,10 +122,12 @@ def main() -> int:
     import sharebatch
     from sharebatch.errors import SharebatchError
     from sharebatch.models import BucketTarget, Credentials, ObjectRef
-    from sharebatch.run import link_ids, runner
+    from sharebatch.run import link_ids, pool, runner
     from sharebatch.s3.gateway import Level, S3Gateway
 
     link_ids.random_bits = deterministic_bits
+    if args.auto_after is not None:
+        pool.AUTO_AFTER = args.auto_after
     sizes = random.Random(args.seed)  # noqa: S311 - page sizes, not secrets
     one_at_a_time = asyncio.Lock()
 
@@ -174,11 +177,14 @@ def main() -> int:
             run_id=RUN_ID,
             concurrency=1,
             split_folders=False,
-            workers=args.workers,
+            workers=None if args.workers == "auto" else int(args.workers),
         )
     except SharebatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        # How many signing workers the run had (each one closed leaves its peak).
+        Path("workers.txt").write_text(str(len(pool.WORKER_PEAKS_KIB)))
     return summary.exit_code
 
 
