@@ -495,6 +495,7 @@ class _Lister:
                     await self._page(page, pending)
                 await pending.drain()
         except S3ListingError as exc:
+            await pending.drain()  # see _list_flat
             # One failed sub-folder fails the whole prefix: its bundles would be incomplete.
             if tally.failure is None:
                 tally.failure = PrefixFailure(target.bucket, tally.prefix, exc.code, str(exc))
@@ -511,6 +512,10 @@ class _Lister:
             async for page in self._gateway.listing.list_pages(target, prefix, slot=self._requests):
                 await self._page(page, pending)
             await pending.drain()
+        except S3ListingError:
+            # The pages listed before the break were signed, as in one process: logged too.
+            await pending.drain()
+            raise
         finally:
             pending.abandon()
             _close(parts)

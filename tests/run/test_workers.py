@@ -127,6 +127,21 @@ def test_workers_across_listings(tmp_path: Path) -> None:
     assert {"data", "more", "last"} <= set(_by_listing(one["audit.jsonl"]))
 
 
+def test_a_failed_listing_with_workers(tmp_path: Path) -> None:
+    """A prefix whose listing breaks off mid-way, its pages already out at workers: that
+    prefix's routes fail and the others go on, as in one process (same bundles, summary)."""
+    one = _files(_frozen_run(tmp_path / "one", 1, 8, "--three", "--fail", "more/"))
+    many = _files(_frozen_run(tmp_path / "many", 2, 8, "--three", "--fail", "more/"))
+    assert sorted(many) == sorted(one)
+    for name, data in one.items():
+        if name != "audit.jsonl":
+            assert many[name] == data, f"{name} differs with 2 workers"
+    assert _by_listing(one["audit.jsonl"]) == _by_listing(many["audit.jsonl"])
+    summary = json.loads(one["summary.json"])
+    assert [f["prefix"] for f in summary["failures"] if f["kind"] == "prefix"] == ["more/"]
+    assert any(name.endswith("links.json") for name in one)
+
+
 def test_a_worker_imports_no_aws_sdk_nor_manifest_loader() -> None:
     """A worker imports the signer and the staging, not boto, pydantic or structlog: it
     stays small (the memory bench sums every worker's peak)."""

@@ -8,7 +8,8 @@ Everything but the listing is real: manifest, plan, selection, the fast signer, 
 bundles, audit log, summary, and with N > 1 workers the signing workers. The lister makes the
 same objects for every seed, in pages whose sizes come from the seed. Listings run one at a
 time (a listing waits for the one before it to end), so the order link ids are drawn in is a
-property of the run, not of the scheduler. With ``--hold N`` the first listing prints
+property of the run, not of the scheduler. ``--fail PREFIX`` breaks that listing off after
+three pages. With ``--hold N`` the first listing prints
 ``held`` on stdout after N pages and waits forever: a test then signals the run or kills one
 of its workers.
 """
@@ -109,6 +110,7 @@ def main() -> int:
     parser.add_argument("--hold", type=int, default=None)
     parser.add_argument("--three", action="store_true", help="three listings, not one")
     parser.add_argument("--auto-after", type=int, default=None, help="pool.AUTO_AFTER")
+    parser.add_argument("--fail", default=None, help="a prefix whose listing breaks off")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -120,7 +122,7 @@ def main() -> int:
     )
 
     import sharebatch
-    from sharebatch.errors import SharebatchError
+    from sharebatch.errors import S3ListingError, SharebatchError
     from sharebatch.models import BucketTarget, Credentials, ObjectRef
     from sharebatch.run import link_ids, pool, runner
     from sharebatch.s3.gateway import Level, S3Gateway
@@ -155,6 +157,8 @@ def main() -> int:
                     if pages == args.hold:
                         print("held", flush=True)
                         await asyncio.Event().wait()
+                    if prefix == args.fail and pages == 3:
+                        raise S3ListingError("InternalError", f"listing {prefix} broke off")
 
     class Gateway(S3Gateway):
         def __init__(self, *a: Any, **options: Any) -> None:
