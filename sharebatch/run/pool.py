@@ -47,7 +47,10 @@ adds them to the run's own, since RUSAGE_CHILDREN would not sum peaks held at th
 
 def cores() -> int:
     """How many cores this process may run on: the default number of workers."""
-    return len(os.sched_getaffinity(0))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: every core the machine has
+        return os.cpu_count() or 1
 
 
 class _Worker:
