@@ -90,7 +90,9 @@ def main() -> None:
         )
         seconds = time.perf_counter() - started
         rows = summary.report["totals"]["links"]
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped by now
+    own = usage.ru_maxrss / 1024  # KiB on Linux
     # Workers live at the same time as the run: their peaks add up.
     peak = own + sum(pool.WORKER_PEAKS_KIB) / 1024
     print(
@@ -102,6 +104,9 @@ def main() -> None:
                 "worker_rss_mb": [round(kib / 1024, 1) for kib in pool.WORKER_PEAKS_KIB],
                 "seconds": round(seconds, 2),
                 "links_per_s": round(rows / seconds),
+                # CPU seconds, which a busy machine disturbs less than the wall clock.
+                "cpu_run_s": round(usage.ru_utime + usage.ru_stime, 2),
+                "cpu_workers_s": round(children.ru_utime + children.ru_stime, 2),
             }
         )
     )
