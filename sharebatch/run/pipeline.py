@@ -273,13 +273,15 @@ class _Workers:
         workers: int | None,
     ) -> _Workers:
         size = cores() if workers is None else workers
-        if size <= 1 or folder is None or any(r.grant.link != "s3" for r in plan.routes):
+        if size <= 1 or folder is None:
             return cls(1, {}, auto=False)
+        if any(r.grant.link != "s3" for r in plan.routes):
+            return cls.unused(workers, "CloudFront links are signed in the run's process")
         routes: dict[int, RouteSpec] = {}
         for route, tally in zip(plan.routes, staged.routes, strict=True):
             spec = await gateway.signers.worker_spec(gateway.effective(route.target), credentials)
             if spec is None:
-                return cls(1, {}, auto=False)
+                return cls.unused(workers, f"bucket {route.target.bucket}: botocore signs it")
             grant = route.grant
             routes[route.index] = RouteSpec(
                 job=grant.job,
@@ -297,6 +299,12 @@ class _Workers:
         if not found.auto:
             await found.start()
         return found
+
+    @classmethod
+    def unused(cls, workers: int | None, reason: str) -> _Workers:
+        if workers is not None:  # asked for: say why there are none
+            log.warning("workers_unused", workers=workers, reason=reason)
+        return cls(1, {}, auto=False)
 
     async def start(self) -> None:
         pool = Pool(self.size, self.routes)
