@@ -142,6 +142,24 @@ def test_a_failed_listing_with_workers(tmp_path: Path) -> None:
     assert any(name.endswith("links.json") for name in one)
 
 
+def test_workers_stand_aside_where_botocore_signs(tmp_path: Path) -> None:
+    """A setting that makes botocore sign (the fast signer refuses it) leaves no work for
+    workers: the run signs in its own process, says why (``workers_unused``), and writes
+    what a one-process run writes."""
+    one = _files(_frozen_run(tmp_path / "one", 1, 9, "--botocore"))
+    many = _files(_frozen_run(tmp_path / "many", 2, 9, "--botocore"))
+    assert (tmp_path / "many" / "workers.txt").read_text() == "0"
+    unused = [
+        json.loads(line) for line in many["audit.jsonl"].splitlines() if b'"workers_unused"' in line
+    ]
+    assert [(e["workers"], e["reason"]) for e in unused] == [
+        (2, f"bucket {synthetic_run.BUCKET}: botocore signs it")
+    ]
+    for name, data in one.items():
+        if name != "audit.jsonl":
+            assert many[name] == data, f"{name} differs"
+
+
 def test_a_worker_imports_no_aws_sdk_nor_manifest_loader() -> None:
     """A worker imports the signer and the staging, not boto, pydantic or structlog: it
     stays small (the memory bench sums every worker's peak)."""

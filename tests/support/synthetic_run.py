@@ -111,6 +111,7 @@ def main() -> int:
     parser.add_argument("--three", action="store_true", help="three listings, not one")
     parser.add_argument("--auto-after", type=int, default=None, help="pool.AUTO_AFTER")
     parser.add_argument("--fail", default=None, help="a prefix whose listing breaks off")
+    parser.add_argument("--botocore", action="store_true", help="a setting only botocore reads")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -120,6 +121,9 @@ def main() -> int:
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
     )
+    if args.botocore:
+        # It steers botocore's S3 endpoints, so the fast signer (and every worker) stands aside.
+        os.environ["AWS_USE_DUALSTACK_ENDPOINT"] = "false"
 
     import sharebatch
     from sharebatch.errors import S3ListingError, SharebatchError
