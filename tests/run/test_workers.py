@@ -24,7 +24,7 @@ from sharebatch.run.worker import BOOT
 from tests.support import secretsguard, synthetic_run
 from tests.support.paths import ROOT
 
-secretsguard.KNOWN_SECRETS.add(synthetic_run.SECRET_KEY)
+secretsguard.KNOWN_SECRETS.update({synthetic_run.SECRET_KEY, synthetic_run.SESSION_TOKEN})
 
 FROZEN_AT = "2026-11-28 12:00:00"
 _DURATION = re.compile(r'("(?:duration_)?seconds": )[0-9.e+-]+')
@@ -140,6 +140,18 @@ def test_a_failed_listing_with_workers(tmp_path: Path) -> None:
     summary = json.loads(one["summary.json"])
     assert [f["prefix"] for f in summary["failures"] if f["kind"] == "prefix"] == ["more/"]
     assert any(name.endswith("links.json") for name in one)
+
+
+def test_workers_clamp_links_to_short_credentials(tmp_path: Path) -> None:
+    """Temporary credentials ending before the links would: the workers clamp every link and
+    the run's headers say so (``clamped_to``), as one process does, byte for byte."""
+    one = _files(_frozen_run(tmp_path / "one", 1, 10, "--short"))
+    many = _files(_frozen_run(tmp_path / "many", 2, 10, "--short"))
+    assert sorted(many) == sorted(one)
+    for name, data in one.items():
+        assert many[name] == data, f"{name} differs with 2 workers"
+    header = json.loads(one["everyone/all/links.json"])
+    assert header["header"]["clamped_to"] == "2026-11-28T13:00:00Z"
 
 
 def test_workers_stand_aside_where_botocore_signs(tmp_path: Path) -> None:

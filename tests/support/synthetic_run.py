@@ -23,13 +23,14 @@ import os
 import random
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 RUN_ID = "synthetic-run"
 ACCESS_KEY = "AKIASYNTHETICSYNTHET"
 SECRET_KEY = "synthetic/secret+key/that-must-never-be-logged"
+SESSION_TOKEN = "synthetic-session-token-never-logged"
 BUCKET = "synthetic-reports"
 
 MANIFEST = """\
@@ -38,6 +39,7 @@ defaults:
   bucket: {bucket}
   region: eu-west-1
   expires_in: 72h
+  on_short_credentials: clamp
 jobs:
   - name: everyone
     prefixes: {everyone}
@@ -112,6 +114,7 @@ def main() -> int:
     parser.add_argument("--auto-after", type=int, default=None, help="pool.AUTO_AFTER")
     parser.add_argument("--fail", default=None, help="a prefix whose listing breaks off")
     parser.add_argument("--botocore", action="store_true", help="a setting only botocore reads")
+    parser.add_argument("--short", action="store_true", help="credentials ending in 1 hour")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -170,7 +173,10 @@ def main() -> int:
             self.listing = Listing()  # type: ignore[assignment]
 
         async def credentials(self) -> Credentials:
-            return Credentials(ACCESS_KEY, SECRET_KEY, method="env")
+            # With --short, temporary credentials: every link is clamped to their end.
+            expiry = datetime.now(UTC) + timedelta(hours=1) if args.short else None
+            token = SESSION_TOKEN if args.short else None
+            return Credentials(ACCESS_KEY, SECRET_KEY, token, expiry, method="env")
 
     runner.S3Gateway = Gateway  # type: ignore[misc]
     args.out.mkdir(parents=True, exist_ok=True)
