@@ -172,7 +172,10 @@ def serve() -> None:
                     [routes[r].stage(chosen, ids, lines) for r, chosen, ids in message[1]],
                 )
             except Exception as exc:  # noqa: BLE001 - the parent raises it in the run
+                # Nothing of the failed page may reach the next page's answer.
                 lines.take()
+                for route in routes.values():
+                    route.part.take()
                 answer = ("error", exc)
             try:
                 _send(sink, answer)
