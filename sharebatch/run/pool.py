@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sharebatch.errors import RunCrashed
 from sharebatch.models import ObjectRef
-from sharebatch.run.worker import BOOT, HEADER, Result, RouteSpec
+from sharebatch.run.worker import BOOT, HEADER, Result, RouteSpec, pack
 
 AUTO_AFTER = 20_000
 """With ``workers`` left to the run, workers start once this many objects were listed: a
@@ -119,7 +119,7 @@ class Pool:
         stdin = worker.process.stdin
         assert stdin is not None
         try:
-            stdin.write(_frame(("page", wanted)))
+            stdin.write(_frame(("page", [(r, pack(chosen), ids) for r, chosen, ids in wanted])))
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             await self._ended(worker)

@@ -9,7 +9,8 @@ each with one frame on stdout, in the order asked:
 * ``("init", {route: RouteSpec})`` once: what each route's ``sign.Signer`` is built from (the
   run's frozen credentials included: a pipe, never a log or a file); no answer;
 * ``("page", [(route, chosen, ids)])`` per page: ``chosen`` the route's selected objects of
-  the page (one pickle: objects two routes chose travel once), ``ids`` the link ids the
+  the page as ``pack`` gives them (columns: each route's own, so an object two routes chose
+  travels twice, cheaper still than one named tuple with its datetime), ``ids`` the link ids the
   parent drew for them in a one-process run's order; the answer is ``("ok", results)``, a
   ``Result`` per route in the order asked, or ``("error", exception)``.
 
@@ -28,7 +29,7 @@ import signal
 import struct
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -67,6 +68,44 @@ class RouteSpec:
     on_short_credentials: ShortCredentials
     link_ids: bool
     csv: bool
+
+
+Packed = tuple[str, list[str], list[int], list[str], list[int]] | list[ObjectRef]
+"""A route's chosen objects as they cross the pipe: columns (bucket, keys, sizes, etags,
+microseconds since the epoch) or, when they do not fit columns, the objects themselves."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def pack(objects: list[ObjectRef]) -> Packed:
+    """``objects`` for the pipe. Pickling a page of named tuples with their datetimes cost the
+    parent 2.5 us an object, a fifth of its share of a link; columns of plain values cost 0.4.
+    Whole microseconds since the epoch come back exactly (a float timestamp might not)."""
+    if not objects:
+        return objects
+    bucket = objects[0].bucket
+    if any(o.bucket != bucket or o.last_modified.tzinfo is not UTC for o in objects):
+        return objects
+    return (
+        bucket,
+        [o.key for o in objects],
+        [o.size for o in objects],
+        [o.etag for o in objects],
+        [(o.last_modified - _EPOCH) // _MICROSECOND for o in objects],
+    )
+
+
+def unpack(packed: Packed) -> list[ObjectRef]:
+    """The objects ``pack`` was given, equal field for field."""
+    if isinstance(packed, list):
+        return packed
+    bucket, keys, sizes, etags, moments = packed
+    epoch, unit = _EPOCH, _MICROSECOND
+    return [
+        ObjectRef(bucket, key, size, etag, epoch + unit * micros)
+        for key, size, etag, micros in zip(keys, sizes, etags, moments, strict=True)
+    ]
 
 
 Result = tuple[str, str, str, int, datetime | None, datetime | None]
@@ -151,7 +190,7 @@ def serve() -> None:
             try:
                 answer: object = (
                     "ok",
-                    [routes[r].stage(chosen, ids, lines) for r, chosen, ids in message[1]],
+                    [routes[r].stage(unpack(chosen), ids, lines) for r, chosen, ids in message[1]],
                 )
             except Exception as exc:  # noqa: BLE001 - the parent raises it in the run
                 # Nothing of the failed page may reach the next page's answer.
