@@ -81,7 +81,7 @@ class Inventories:
         folder: Path | None,
         *,
         clock: Callable[[], datetime],
-        bound: int = DEFAULT_BOUND,
+        bound: int | None = None,
     ) -> None:
         self._gateway = gateway
         self._own = folder is None
@@ -89,7 +89,8 @@ class Inventories:
             Path(tempfile.mkdtemp(prefix="sharebatch-inventory-")) if folder is None else folder
         )
         self._clock = clock
-        self._bound = bound
+        # Read when made, not when defined: a test bounds memory to a few rows.
+        self._bound = DEFAULT_BOUND if bound is None else bound
         self._reads: dict[Key, _Read] = {}
 
     def add(self, source: InventorySource, target: BucketTarget, prefix: str) -> None:
@@ -229,9 +230,19 @@ class Inventories:
             async with files:
                 await self._read_file(place, data, columns, target.bucket, accept, folder)
 
-        async with asyncio.TaskGroup() as group:
-            for data in report.files:
-                group.create_task(one(data))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for data in report.files:
+                    group.create_task(one(data))
+        except BaseExceptionGroup as failed:
+            # The first bad file names the problem; the group's other reads were cancelled.
+            ours, others = failed.split(InventoryError)
+            if ours is None or others is not None:
+                raise
+            first: BaseException = ours
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
         read.sample = sample.chosen()
         log.info(
             "inventory_read",

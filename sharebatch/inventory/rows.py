@@ -147,7 +147,7 @@ class CsvGzRows:
 def parquet_rows(path: Path, bucket: str, accept: Accept, where: str) -> int:
     """Every row of a Parquet data file (a local copy), batch by batch."""
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]  # an optional extra
+        import pyarrow.parquet as pq  # an optional extra
     except ImportError:
         raise InventoryError(
             "ParquetUnavailable",
