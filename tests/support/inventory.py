@@ -104,8 +104,8 @@ def csv_gz(source_bucket: str, rows: list[Row], columns: tuple[str, ...] = COLUM
 
 
 def parquet(source_bucket: str, rows: list[Row]) -> bytes:
-    import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     table = pa.table(
         {
