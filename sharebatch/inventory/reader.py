@@ -215,12 +215,20 @@ class Inventories:
         read.sorter = sorter
         sample = _Sample(source.verify_sample, report.md5)
 
+        # A row's prefixes are found by one slice and one set lookup per distinct prefix
+        # length, not by a test per prefix: a run may read a report for 1,000 prefixes.
+        lengths: dict[int, set[str]] = {}
+        for prefix in sorter.prefixes:
+            lengths.setdefault(len(prefix), set()).add(prefix)
+        by_length = sorted(lengths.items())
+
         def accept(obj: ObjectRef) -> None:
             read.rows += 1
             key = obj.key
-            for prefix in sorter.prefixes:
-                if key.startswith(prefix):
-                    sorter.add(prefix, obj)
+            for size, prefixes in by_length:
+                head = key[:size]
+                if head in prefixes:
+                    sorter.add(head, obj)
                     read.kept += 1
                     sample.offer(obj)
 

@@ -38,8 +38,7 @@ class KeySorter:
         self._runs: dict[str, list[Path]] = {p: [] for p in prefixes}
         self._count = 0
         self._spills = 0
-        # Longest first: the test for a row stops at the first prefix that is not its own.
-        self.prefixes = sorted(prefixes, key=len, reverse=True)
+        self.prefixes = list(prefixes)
 
     @property
     def spilled(self) -> int:
