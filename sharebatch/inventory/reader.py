@@ -109,7 +109,7 @@ class Inventories:
             read.task = asyncio.ensure_future(self._read(read))
         # Shielded: one prefix's listing cancelled (its job failing) leaves the others' read.
         sorter = await asyncio.shield(read.task)
-        for page in sorter.pages(prefix, target.bucket):
+        for page in sorter.pages(prefix):
             yield page
             await asyncio.sleep(0)
 
@@ -225,12 +225,15 @@ class Inventories:
         def accept(obj: ObjectRef) -> None:
             read.rows += 1
             key = obj.key
+            kept = False
             for size, prefixes in by_length:
                 head = key[:size]
-                if head in prefixes:
+                if head in prefixes:  # under "a/" and "a/b/": kept for both tasks
                     sorter.add(head, obj)
-                    read.kept += 1
-                    sample.offer(obj)
+                    kept = True
+            if kept:
+                read.kept += 1
+                sample.offer(obj)
 
         files = asyncio.Semaphore(FILES_AT_ONCE)
 

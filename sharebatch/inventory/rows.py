@@ -73,13 +73,6 @@ Accept = Callable[[ObjectRef], None]
 """Where each row that a listing would show goes."""
 
 
-def _key(text: str) -> str:
-    # Most keys need no decoding: skip the call (it is a third of a row's cost).
-    if "%" not in text and "+" not in text:
-        return text
-    return unquote_plus(text, errors="strict")
-
-
 class CsvGzRows:
     """A CSV.gz data file fed in chunks as they arrive: rows out as soon as their line is
     whole, never the file in memory."""
@@ -92,7 +85,7 @@ class CsvGzRows:
         self._inflate = zlib.decompressobj(wbits=31)  # gzip framing
         self._rest = b""
         self._line = 0
-        self.rows = 0
+        self._moments: dict[str, datetime] = {}
 
     def feed(self, chunk: bytes) -> None:
         try:
@@ -119,29 +112,42 @@ class CsvGzRows:
     def _lines(self, lines: list[str]) -> None:
         c = self._columns
         bucket, accept = self._bucket, self._accept
-        width = max(c.key, c.size, c.modified, c.etag, c.latest or 0, c.delete_marker or 0)
-        for fields in csv.reader(lines):
-            self._line += 1
-            if len(fields) <= width:
-                if not fields:
+        key_at, size_at, modified_at, etag_at = c.key, c.size, c.modified, c.etag
+        latest_at, marker_at = c.latest, c.delete_marker
+        width = max(key_at, size_at, modified_at, etag_at, latest_at or 0, marker_at or 0)
+        # Objects written together share their second: each distinct moment parsed once.
+        moments = self._moments
+        line = self._line
+        try:
+            for fields in csv.reader(lines):
+                line += 1
+                if len(fields) <= width:
+                    if not fields:
+                        continue
+                    raise InventoryError(
+                        "BadRow", f"{self._where}: line {line} has {len(fields)} columns"
+                    )
+                if marker_at is not None and fields[marker_at] == "true":
                     continue
-                raise InventoryError(
-                    "BadRow", f"{self._where}: line {self._line} has {len(fields)} columns"
-                )
-            if c.delete_marker is not None and fields[c.delete_marker] == "true":
-                continue
-            if c.latest is not None and fields[c.latest] == "false":
-                continue
-            try:
-                key = _key(fields[c.key])
-                size = int(fields[c.size])
-                modified = datetime.fromisoformat(fields[c.modified])
-            except ValueError as exc:
-                raise InventoryError("BadRow", f"{self._where}: line {self._line}: {exc}") from None
-            if size == 0 and key.endswith("/"):
-                continue
-            self.rows += 1
-            accept(ObjectRef(bucket, key, size, fields[c.etag], modified))
+                if latest_at is not None and fields[latest_at] == "false":
+                    continue
+                key = fields[key_at]
+                if "%" in key or "+" in key:
+                    key = unquote_plus(key, errors="strict")
+                size = int(fields[size_at])
+                text = fields[modified_at]
+                modified = moments.get(text)
+                if modified is None:
+                    if len(moments) > 4096:
+                        moments.clear()
+                    modified = moments[text] = datetime.fromisoformat(text)
+                if size == 0 and key[-1:] == "/":
+                    continue
+                accept(ObjectRef(bucket, key, size, fields[etag_at], modified))
+        except ValueError as exc:  # UnicodeDecodeError is one: a key's bytes are not UTF-8
+            raise InventoryError("BadRow", f"{self._where}: line {line}: {exc}") from None
+        finally:
+            self._line = line
 
 
 def parquet_rows(path: Path, bucket: str, accept: Accept, where: str) -> int:

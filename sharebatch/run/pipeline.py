@@ -369,8 +369,10 @@ class _Lister:
         """An inventory's rows, in key order already: no probing, no splitting."""
         parts = [feed.tally.new_part(feed.position) for feed in feeds]
         try:
-            async for page in pages:
-                await self._page(page, feeds, parts, tally)
+            # As many at once as listings: each merge holds its prefix's run files open.
+            async with self._limit:
+                async for page in pages:
+                    await self._page(page, feeds, parts, tally)
         finally:
             _close(parts)
 

@@ -142,6 +142,7 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "upload": asdict(grant.upload) if grant.upload else None,
             }
             | ({"scan": asdict(grant.scan)} if grant.scan else {})
+            | ({"source": grant.source.model_dump()} if grant.source else {})
         )
     return {
         "manifest": manifest.path,

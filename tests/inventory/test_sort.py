@@ -22,7 +22,7 @@ def _obj(key: str, size: int = 1) -> ObjectRef:
 
 
 def _drain(sorter: KeySorter, prefix: str, size: int = 1000) -> list[ObjectRef]:
-    return [obj for page in sorter.pages(prefix, "b", size) for obj in page]
+    return [obj for page in sorter.pages(prefix, size) for obj in page]
 
 
 @settings(max_examples=40, deadline=None)
@@ -55,7 +55,7 @@ def test_spilled_runs_are_private_and_removed(tmp_path: Path) -> None:
     runs = list(tmp_path.iterdir())
     assert sorter.spilled == len(runs) >= 8
     assert {stat.S_IMODE(p.stat().st_mode) for p in runs} == {0o600}
-    pages = list(sorter.pages("a/", "b", 20))
+    pages = list(sorter.pages("a/", 20))
     assert [len(p) for p in pages] == [20, 20, 5]
     assert [o.key for p in pages for o in p] == [f"a/{i:03d}" for i in range(45)]
     sorter.remove()
