@@ -215,25 +215,13 @@ class Inventories:
         read.sorter = sorter
         sample = _Sample(source.verify_sample, report.md5)
 
-        # A row's prefixes are found by one slice and one set lookup per distinct prefix
-        # length, not by a test per prefix: a run may read a report for 1,000 prefixes.
-        lengths: dict[int, set[str]] = {}
-        for prefix in sorter.prefixes:
-            lengths.setdefault(len(prefix), set()).add(prefix)
-        by_length = sorted(lengths.items())
-
-        def accept(obj: ObjectRef) -> None:
-            read.rows += 1
-            key = obj.key
-            kept = False
-            for size, prefixes in by_length:
-                head = key[:size]
-                if head in prefixes:  # under "a/" and "a/b/": kept for both tasks
-                    sorter.add(head, obj)
-                    kept = True
-            if kept:
-                read.kept += 1
-                sample.offer(obj)
+        def accept(rows: list[ObjectRef]) -> None:
+            read.rows += len(rows)
+            kept = sorter.keep(rows)
+            read.kept += len(kept)
+            if source.verify_sample:
+                for obj in kept:
+                    sample.offer(obj)
 
         files = asyncio.Semaphore(FILES_AT_ONCE)
 
@@ -273,7 +261,7 @@ class Inventories:
         data: DataFile,
         columns: Columns | None,
         bucket: str,
-        accept: Callable[[ObjectRef], None],
+        accept: Callable[[list[ObjectRef]], None],
         folder: Path,
     ) -> None:
         where = f"s3://{place.bucket}/{data.key}"
@@ -286,7 +274,8 @@ class Inventories:
             if csv_rows is None:
                 copy = folder / f"data-{hashlib.sha256(data.key.encode()).hexdigest()[:16]}"
                 fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            async for chunk in self._gateway.read_object(place, data.key):
+            # 256 KiB read at a time: its rows are one batch held beside the sorter's bound.
+            async for chunk in self._gateway.read_object(place, data.key, chunk_size=1 << 18):
                 digest.update(chunk)
                 size += len(chunk)
                 if csv_rows is not None:

@@ -69,8 +69,8 @@ class Columns:
         )
 
 
-Accept = Callable[[ObjectRef], None]
-"""Where each row that a listing would show goes."""
+Accept = Callable[[list[ObjectRef]], None]
+"""Where the rows that a listing would show go, a batch at a time."""
 
 
 class CsvGzRows:
@@ -118,6 +118,8 @@ class CsvGzRows:
         # Objects written together share their second: each distinct moment parsed once.
         moments = self._moments
         line = self._line
+        found: list[ObjectRef] = []
+        add = found.append
         try:
             for fields in csv.reader(lines):
                 line += 1
@@ -143,11 +145,12 @@ class CsvGzRows:
                     modified = moments[text] = datetime.fromisoformat(text)
                 if size == 0 and key[-1:] == "/":
                     continue
-                accept(ObjectRef(bucket, key, size, fields[etag_at], modified))
+                add(ObjectRef(bucket, key, size, fields[etag_at], modified))
         except ValueError as exc:  # UnicodeDecodeError is one: a key's bytes are not UTF-8
             raise InventoryError("BadRow", f"{self._where}: line {line}: {exc}") from None
         finally:
             self._line = line
+        accept(found)
 
 
 def parquet_rows(path: Path, bucket: str, accept: Accept, where: str) -> int:
@@ -188,7 +191,7 @@ def _batch(
     keys, sizes, modified, etags = (data[n] for n in wanted)
     latest = data[names[c.latest]] if c.latest is not None else None
     marker = data[names[c.delete_marker]] if c.delete_marker is not None else None
-    rows = 0
+    found: list[ObjectRef] = []
     for i, key in enumerate(keys):
         if (marker is not None and marker[i]) or (latest is not None and latest[i] is False):
             continue
@@ -198,6 +201,6 @@ def _batch(
         when = modified[i]
         if isinstance(when, datetime):
             when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-        rows += 1
-        accept(ObjectRef(bucket, key, int(size), etags[i] or "", when))
-    return rows
+        found.append(ObjectRef(bucket, key, int(size), etags[i] or "", when))
+    accept(found)
+    return len(found)

@@ -23,7 +23,8 @@ from pathlib import Path
 from sharebatch.models import ObjectRef
 
 DEFAULT_BOUND = 200_000
-"""Rows held in memory before they are spilled (about 60 MB of ``ObjectRef``s)."""
+"""Rows held in memory before they are spilled (about 60 MB of ``ObjectRef``s), checked after
+each batch (the rows of one 256 KiB chunk of a data file: some 20,000)."""
 PAGE = 1000  # what a ListObjectsV2 page holds
 _BLOCK = 4096  # rows per pickled block of a run file
 FAN_IN = 16
@@ -43,18 +44,35 @@ class KeySorter:
         self._runs: dict[str, list[Path]] = {p: [] for p in prefixes}
         self._count = 0
         self._spills = 0
-        self.prefixes = list(prefixes)
+        lengths: dict[int, set[str]] = {}
+        for prefix in prefixes:
+            lengths.setdefault(len(prefix), set()).add(prefix)
+        self._lengths = sorted(lengths.items())
 
     @property
     def spilled(self) -> int:
         """How many run files were written."""
         return self._spills
 
-    def add(self, prefix: str, obj: ObjectRef) -> None:
-        self._held[prefix].append(obj)
-        self._count += 1
+    def keep(self, rows: list[ObjectRef]) -> list[ObjectRef]:
+        """Each row under one of the prefixes, kept for each (under "a/" and "a/b/": both);
+        the rows kept, once each. Spills once ``bound`` rows are held."""
+        kept = []
+        held = self._held
+        for size, prefixes in self._lengths:
+            # A row's prefix of this length is one slice and one set lookup away, however
+            # many prefixes there are (a run may read one report for 1,000 of them).
+            for obj in rows:
+                head = obj.key[:size]
+                if head in prefixes:
+                    held[head].append(obj)
+                    kept.append(obj)
+        self._count += len(kept)
+        if len(self._lengths) > 1 and kept:
+            kept = list({id(o): o for o in kept}.values())
         if self._count >= self._bound:
             self.spill()
+        return kept
 
     def spill(self) -> None:
         """Every prefix's rows in memory, sorted, to a run file each."""

@@ -156,7 +156,7 @@ def test_spilled_runs_give_the_same_order(
     assert _rows(run_dir, "inv") == _rows(run_dir, "listed")
     assert len(_rows(run_dir, "inv")) == 60
     [event] = audit_events_named(run_dir, "inventory_read")
-    assert event["spilled_runs"] >= 20
+    assert event["spilled_runs"] >= 3  # a run per data file at least: each batch goes over
 
 
 def audit_events_named(run_dir: Path, name: str) -> list[dict[str, Any]]:
@@ -346,7 +346,9 @@ def test_keys_are_decoded_as_s3_encodes_them() -> None:
     from sharebatch.inventory.rows import Columns, CsvGzRows
 
     got: list[str] = []
-    rows = CsvGzRows("b", Columns.of(list(COLUMNS), "t"), lambda o: got.append(o.key), "t")
+    rows = CsvGzRows(
+        "b", Columns.of(list(COLUMNS), "t"), lambda b: got.extend(o.key for o in b), "t"
+    )
     line = '"b","a+b%2Bc%25d%C3%A9","","true","false","1","2026-01-01T00:00:00.000Z","e","S"\n'
     rows.feed(gzip.compress(line.encode()))
     rows.finish()

@@ -38,8 +38,7 @@ def test_any_bound_gives_utf8_byte_order(
     """Keys of any characters (tabs, newlines, '%', astral ones), spilled every ``bound``
     rows, come back whole and in UTF-8 byte order, as S3 lists them."""
     sorter = KeySorter(tmp_path_factory.mktemp("runs"), [""], bound)
-    for key in keys:
-        sorter.add("", _obj(key))
+    sorter.keep([_obj(key) for key in keys])
     got = _drain(sorter, "", 7)
     assert [o.key for o in got] == sorted(keys, key=lambda k: k.encode())
     assert all(o.etag == f"etag\t{o.key[:3]}" and o.last_modified == WHEN for o in got)
@@ -51,7 +50,7 @@ def test_spilled_runs_are_private_and_removed(tmp_path: Path) -> None:
     keys = [f"{p}{i:03d}" for p in ("a/", "b/") for i in range(45)]
     random.Random(3).shuffle(keys)  # noqa: S311 - an order, not a secret
     for key in keys:
-        sorter.add(key[:2], _obj(key))
+        assert sorter.keep([_obj(key), _obj("c/" + key)]) == [_obj(key)]
     runs = list(tmp_path.iterdir())
     assert sorter.spilled == len(runs) >= 8
     assert {stat.S_IMODE(p.stat().st_mode) for p in runs} == {0o600}
