@@ -14,6 +14,7 @@ import resource
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from _sealed_env import seal
@@ -45,6 +46,12 @@ def main() -> None:
         seconds = time.perf_counter() - started
         rows = summary.report["totals"]["links"]
         read = summary.report.get("inventories", [{}])[0]
+        # How long the report took to find, check, read and sort, before the first page.
+        events = {}
+        for line in (Path(str(summary.run_dir)) / "audit.jsonl").read_text().splitlines():
+            event = json.loads(line)
+            events.setdefault(event["event"], datetime.fromisoformat(event["timestamp"]))
+        reading = (events["inventory_read"] - events["run_started"]).total_seconds()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(
         json.dumps(
@@ -53,6 +60,7 @@ def main() -> None:
                 "peak_rss_mb": round(peak, 1),
                 "seconds": round(seconds, 2),
                 "status": read.get("status"),
+                "read_seconds": round(reading, 2),
             }
         )
     )
