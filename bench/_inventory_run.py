@@ -46,11 +46,15 @@ def main() -> None:
         seconds = time.perf_counter() - started
         rows = summary.report["totals"]["links"]
         read = summary.report.get("inventories", [{}])[0]
-        # How long the report took to find, check, read and sort, before the first page.
-        events = {}
-        for line in (Path(str(summary.run_dir)) / "audit.jsonl").read_text().splitlines():
-            event = json.loads(line)
-            events.setdefault(event["event"], datetime.fromisoformat(event["timestamp"]))
+        # How long the report took to find, check, read and sort, before the first page:
+        # its event is near the top of the audit log, which holds every link after it.
+        events: dict[str, datetime] = {}
+        with (Path(str(summary.run_dir)) / "audit.jsonl").open(encoding="utf-8") as lines:
+            for line in lines:
+                event = json.loads(line)
+                events.setdefault(event["event"], datetime.fromisoformat(event["timestamp"]))
+                if "inventory_read" in events:
+                    break
         reading = (events["inventory_read"] - events["run_started"]).total_seconds()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(

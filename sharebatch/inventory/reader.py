@@ -16,7 +16,6 @@ source bucket; what is gone or changed since the report was made is its drift.
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import heapq
 import os
@@ -93,7 +92,6 @@ class Inventories:
         # Read when made, not when defined: a test bounds memory to a few rows.
         self._bound = DEFAULT_BOUND if bound is None else bound
         self._reads: dict[Key, _Read] = {}
-        self._frozen = False
 
     def add(self, source: InventorySource, target: BucketTarget, prefix: str) -> None:
         """A prefix that will be asked for: before the first ``pages``."""
@@ -162,8 +160,6 @@ class Inventories:
                 read.sorter.remove()
         if self._own:
             shutil.rmtree(self._folder, ignore_errors=True)
-        if self._frozen:
-            gc.unfreeze()
 
     async def _read(self, read: _Read) -> KeySorter:
         source = read.source
@@ -177,11 +173,6 @@ class Inventories:
             raise
         if source.verify_sample:
             await self._verify(read)
-        # The rows held until their pages are given live as long as the listing: kept out of
-        # the collector's full passes, each of which would walk them all again (as
-        # ``pipeline`` does with the startup heap). ``close`` hands them back.
-        gc.freeze()
-        self._frozen = True
         return sorter
 
     async def _read_report(self, read: _Read) -> KeySorter:
