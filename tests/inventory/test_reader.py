@@ -326,9 +326,10 @@ def test_verify_sample_reports_drift(s3: S3, tmp_path: Path) -> None:
 def test_verify_sample_is_reproducible(s3: S3, tmp_path: Path) -> None:
     """A sample smaller than the report picks the same objects for the same report."""
     written = write_inventory(s3, bucket=DEST, source_bucket=SOURCE, rows=_seed(s3))
-    for key in FILES:
-        if key.startswith("shared/") and FILES[key]:
-            s3.client.delete_object(Bucket=SOURCE, Key=key)
+    for key, body in FILES.items():
+        if key.startswith("shared/") and not key.endswith("/"):
+            # Every object changed since the report: whichever are sampled have drifted.
+            s3.client.put_object(Bucket=SOURCE, Key=key, Body=body + b"-changed")
     picked = []
     for attempt in range(2):
         out = tmp_path / str(attempt)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sharebatch.inventory.sort import KeySorter
@@ -25,7 +25,7 @@ def _drain(sorter: KeySorter, prefix: str, size: int = 1000) -> list[ObjectRef]:
     return [obj for page in sorter.pages(prefix, size) for obj in page]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     keys=st.lists(
         st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12), max_size=60
