@@ -51,7 +51,8 @@ test-clock: $(VENV)/.dev-installed
 
 # Presigning throughput: sharebatch's signer vs botocore vs a bare hash floor (~1 minute).
 # Speed and memory claims come from here (ratios measured side by side in one run), never
-# from timed assertions in tests. Then the run benchmarks (~10 minutes) and notify at
+# from timed assertions in tests. Then the run benchmarks (~15 minutes, with the per-link
+# ratio of issue 17: 5 runs of 100,000 and 5 of 1,000,000 synthetic links) and notify at
 # concurrency 1 vs 8 against a slow SMTP server (~10 minutes) on 2 cores, and reading 100k and
 # 1M access log lines for `usage` (~2 minutes), hostile quote floods 16 vs 64 KiB (seconds),
 # CloudFront signing by key kind (seconds), an S3 Inventory source of 1M objects vs the

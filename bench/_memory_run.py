@@ -3,6 +3,10 @@
 Used by ``bench_run.py`` in a fresh process per size, so each peak RSS is that run's own.
 Everything but the listing is real: manifest, plan, select, the fast signer, part files,
 bundle joining, audit log and summary. Prints one JSON line.
+
+With ``--signer``, the fast signer alone is timed first in the same process (URLs/s of
+``SigV4Presigner.get_many`` in chunks of 250, and of one call per URL), so the run's links/s
+can be given as a ratio to it, which a busy machine disturbs less than either rate.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from _sealed_env import seal
 
 seal()
 
-from sharebatch.models import BucketTarget, Credentials, ObjectRef  # noqa: E402
+from sharebatch.models import LINK_ID_PARAM, BucketTarget, Credentials, ObjectRef  # noqa: E402
 from sharebatch.run import runner  # noqa: E402
+from sharebatch.run.link_ids import new_link_id  # noqa: E402
 from sharebatch.s3.gateway import Level, S3Gateway  # noqa: E402
+from sharebatch.s3.sigv4 import SigV4Presigner  # noqa: E402
 
 PREFIXES = 100
 PAGE = 1000
@@ -71,8 +77,51 @@ class SyntheticGateway(S3Gateway):
         return Credentials("AKIABENCHBENCHBENCH0", "bench-secret")
 
 
+def signer_only(urls: int = 100_000) -> dict[str, float]:
+    """URLs/s of the fast signer alone: in batches (as a run signs) and one call per URL, by
+    the clock and by CPU time (which other work on a shared machine disturbs far less).
+
+    The same keys, download names and link ids as the run's, signed for the same region.
+    """
+    presign = SigV4Presigner(
+        Credentials("AKIABENCHBENCHBENCH0", "bench-secret"),
+        region="eu-west-1",
+        endpoint_url=None,
+        addressing_style="auto",
+        environ={},
+    )
+    chunk = [
+        (
+            key,
+            {
+                "ResponseContentDisposition": f'attachment; filename="{key.rpartition("/")[2]}"',
+                LINK_ID_PARAM: new_link_id(),
+            },
+        )
+        for key in (f"data/p000/file-{i:09d}.csv" for i in range(250))
+    ]
+    rounds = urls // len(chunk)
+    signed = rounds * len(chunk)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(rounds):
+        presign.get_many("bench-bucket", 604_800, chunk)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    found = {"signer_urls_per_s": signed / wall, "signer_cpu_urls_per_s": signed / cpu}
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(rounds):
+        for key, params in chunk:
+            presign("GET", "bench-bucket", key, 604_800, params)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    found |= {
+        "signer_single_urls_per_s": signed / wall,
+        "signer_single_cpu_urls_per_s": signed / cpu,
+    }
+    return found
+
+
 def main() -> None:
     links = int(sys.argv[1])
+    signer = signer_only() if "--signer" in sys.argv[2:] else None
     SyntheticListing.per_prefix = links // PREFIXES
     runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as tmp:
@@ -82,12 +131,14 @@ def main() -> None:
             "version: 1\njobs:\n  - name: bulk\n    bucket: bench-bucket\n    region: eu-west-1\n"
             f"    expires_in: 7d\n    prefixes:\n{prefixes}    recipients: [{{id: r}}]\n"
         )
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = asyncio.run(runner.run_manifest_async(manifest, out=Path(tmp) / "out"))
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         rows = summary.report["totals"]["links"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"links": rows, "peak_rss_mb": round(peak, 1), "seconds": round(seconds, 2)}))
+    result: dict[str, Any] = {"links": rows, "peak_rss_mb": round(peak, 1), "seconds": seconds}
+    result |= {"cpu_seconds": cpu, **(signer or {})}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

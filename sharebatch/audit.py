@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +29,8 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from sharebatch.models import Link
+from sharebatch.times import iso
 from sharebatch.visible import visible
 
 StderrFormat = Literal["auto", "json", "console"]
@@ -48,6 +50,21 @@ _SECRET_MARKERS = (
 )
 # One C-level scan per value instead of one per marker: this runs for every link issued.
 _SECRET_RE = re.compile("|".join(re.escape(marker) for marker in _SECRET_MARKERS))
+# link_issued's test of its values: ASCII that JSON escapes (controls, quote, backslash)
+# becomes NUL, which a plain line's values then do not hold.
+_AS_NUL = bytes(0 if b < 32 or b in b'"\\' else b for b in range(256))
+
+
+def _plain_values(values: str) -> bool:
+    """Whether ``values`` (a link_issued event's values joined by "/") are written by JSON as
+    they are, and hold no secret marker (every marker holds "ignature" or "ecurity-")."""
+    if "ignature" in values or "ecurity-" in values:
+        return False
+    if values.isascii():
+        return 0 not in values.encode().translate(_AS_NUL)
+    return values.isprintable() and '"' not in values and "\\" not in values
+
+
 REDACTED = "[redacted]"
 
 
@@ -122,10 +139,78 @@ def emit_many(level: str, event: str, records: Iterable[dict[str, Any]]) -> None
     For per-link events: a batch shares one timestamp and skips structlog's per-call
     machinery, which cost more than signing the link. The lines are the same shape.
     """
-    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    stamp = _stamp()
     for fields in records:
         fields.update(event=event, level=level, timestamp=stamp)
         _write(_redact(None, level, fields))
+
+
+def link_issued(links: Sequence[Link], kind: str = "s3") -> None:
+    """One ``link_issued`` event (debug) per link: for whom, which object, until when, its
+    id and its URL's sha256, never the URL. Only CloudFront links say their ``kind``: an S3
+    link's event stays as it always was.
+
+    When the audit log is the only sink that takes them (no capture, stderr above debug),
+    each line is built as text, the very text ``emit_many`` writes for it: a line whose
+    values hold a quote, a backslash, a control character or a secret marker goes through
+    ``emit_many`` itself (JSON's escapes, ``_redact``). Tests compare both paths.
+    """
+    if not links:
+        return
+    stderr = _sinks.stderr
+    if _sinks.captured or (stderr is not None and _sinks.stderr_level <= _LEVELS["debug"]):
+        emit_many("debug", "link_issued", _link_records(links, kind))
+        return
+    audit = _sinks.audit
+    if audit is None:
+        return
+    stamp = _stamp()
+    tail = f'"event": "link_issued", "level": "debug", "timestamp": "{stamp}"}}\n'
+    if kind != "s3":
+        tail = f'"kind": "{kind}", {tail}'
+    plain_kind = _plain_values(kind)
+    lines = []
+    for link in links:
+        obj, link_id = link.obj, link.link_id
+        values = f"{link.job}/{link.recipient}/{obj.bucket}/{obj.key}/{link.method}/{link_id}"
+        if not plain_kind or not _plain_values(values):
+            for record in _link_records([link], kind):
+                record.update(event="link_issued", level="debug", timestamp=stamp)
+                lines.append(_json(_redact(None, "debug", record)) + "\n")
+            continue
+        shown_id = "null" if link_id is None else f'"{link_id}"'
+        lines.append(
+            f'{{"job": "{link.job}", "recipient": "{link.recipient}", '
+            f'"bucket": "{obj.bucket}", "key": "{obj.key}", "method": "{link.method}", '
+            f'"expires_at": "{iso(link.expires_at)}", "link_id": {shown_id}, '
+            f'"url_sha256": "{hashlib.sha256(link.url.encode()).hexdigest()}", {tail}'
+        )
+    audit.write("".join(lines))
+
+
+def _link_records(links: Sequence[Link], kind: str) -> Iterator[dict[str, Any]]:
+    for link in links:
+        record = {
+            "job": link.job,
+            "recipient": link.recipient,
+            "bucket": link.obj.bucket,
+            "key": link.obj.key,
+            "method": link.method,
+            "expires_at": iso(link.expires_at),
+            "link_id": link.link_id,
+            "url_sha256": url_digest(link.url),
+        }
+        if kind != "s3":
+            record["kind"] = kind
+        yield record
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(event: EventDict) -> str:
+    return json.dumps(event, default=_json_default, ensure_ascii=False)
 
 
 def _write(event: EventDict) -> None:
@@ -133,14 +218,11 @@ def _write(event: EventDict) -> None:
         events.append(dict(event))
     line: str | None = None
     if _sinks.audit is not None:
-        line = json.dumps(event, default=_json_default, ensure_ascii=False)
+        line = _json(event)
     level = _LEVELS.get(str(event.get("level", "info")), 20)
     # stderr first: when the audit log's disk is full, the line still reaches the operator.
     if _sinks.stderr is not None and level >= _sinks.stderr_level:
-        if _sinks.stderr_json:
-            text = line or json.dumps(event, default=_json_default, ensure_ascii=False)
-        else:
-            text = _console(event)
+        text = (line or _json(event)) if _sinks.stderr_json else _console(event)
         _sinks.stderr.write(text + "\n")
         _sinks.stderr.flush()
     if _sinks.audit is not None and line is not None:

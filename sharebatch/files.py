@@ -34,6 +34,11 @@ class HashingWriter:
         self._raw.write(data)
         return len(text)
 
+    def write_bytes(self, data: bytes) -> None:
+        """``data``, UTF-8 already (text copied from another file, never decoded)."""
+        self.sha256.update(data)
+        self._raw.write(data)
+
 
 @contextmanager
 def atomic_writer(

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sharebatch import audit
+from sharebatch.models import Link, ObjectRef
+from sharebatch.times import iso
+from tests.support import tricky
 
 URL = "https://b.s3.amazonaws.com/k?X-Amz-Signature=abcdef0123&X-Amz-Security-Token=tok"
 
@@ -80,3 +91,77 @@ def test_console_lines_escape_controls_and_bidi_but_keep_letters() -> None:
     line = tty.getvalue()
     assert "key=ké/\\x1b[2J\\u202egnp.exe.pdf" in line
     assert "\x1b" not in line and "\u202e" not in line
+
+
+_STAMP = "2026-12-03T08:00:00.123456Z"
+
+
+def _old_records(links: list[Link], kind: str) -> Iterator[dict[str, Any]]:
+    """link_issued records as the pipeline built them for emit_many before link_issued."""
+    for link in links:
+        record = {
+            "job": link.job,
+            "recipient": link.recipient,
+            "bucket": link.obj.bucket,
+            "key": link.obj.key,
+            "method": link.method,
+            "expires_at": iso(link.expires_at),
+            "link_id": link.link_id,
+            "url_sha256": audit.url_digest(link.url),
+        }
+        if kind != "s3":
+            record["kind"] = kind
+        yield record
+
+
+@st.composite
+def _links(draw: st.DrawFn) -> Link:
+    text = st.one_of(tricky.plain(), tricky.texts(surrogates=False))
+    when = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
+    obj = ObjectRef(draw(text), draw(text), 10, "etag", when)
+    link_id = draw(st.one_of(st.none(), st.just("00000000000000ab"), text))
+    return Link(draw(text), draw(text), obj, "GET", when, when, "https://h/" + draw(text), link_id)
+
+
+def _audit_bytes(emit: Callable[[], None]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="sharebatch-test-") as name:
+        path = Path(name) / "audit.jsonl"
+        with mock.patch.object(audit, "_stamp", return_value=_STAMP), audit.audit_file(path):
+            emit()
+        return path.read_bytes()
+
+
+@given(st.lists(_links(), max_size=6), st.sampled_from(["s3", "cloudfront", 'a"b']))
+@settings(max_examples=300, deadline=None)
+def test_link_issued_lines_are_emit_manys_bytes(links: list[Link], kind: str) -> None:
+    """The lines link_issued builds as text are exactly emit_many's (JSON escapes, redaction
+    of any value holding a secret marker), whatever the job, recipient, key or id hold."""
+    fast = _audit_bytes(lambda: audit.link_issued(links, kind))
+    slow = _audit_bytes(lambda: audit.emit_many("debug", "link_issued", _old_records(links, kind)))
+    assert fast == slow
+
+
+def test_link_issued_redacts_a_key_holding_a_signature_marker(tmp_path: Path) -> None:
+    """A key that looks like a signed URL is redacted in its event, as by any other event."""
+    when = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
+    obj = ObjectRef("b", "x?X-Amz-Signature=abc", 1, "e", when)
+    link = Link("j", "r", obj, "GET", when, when, "https://h/x", "00000000000000ab")
+    with audit.audit_file(tmp_path / "audit.jsonl"):
+        audit.link_issued([link])
+    [event] = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert event["key"] == audit.REDACTED
+    assert event["url_sha256"] == audit.url_digest("https://h/x")
+
+
+def test_link_issued_reaches_captures_and_a_debug_stderr(tmp_path: Path) -> None:
+    """With a capture or stderr at debug, the events go through emit_many to every sink."""
+    when = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
+    link = Link("j", "r", ObjectRef("b", "k", 1, "e", when), "GET", when, when, "https://h/k")
+    stream = io.StringIO()
+    audit.configure(level="debug", fmt="json", stream=stream)
+    with audit.audit_file(tmp_path / "audit.jsonl"), audit.capture() as events:
+        audit.link_issued([link], "cloudfront")
+    assert [e["event"] for e in events] == ["link_issued"]
+    assert events[0]["kind"] == "cloudfront" and events[0]["link_id"] is None
+    assert json.loads(stream.getvalue()) == events[0]
+    assert (tmp_path / "audit.jsonl").read_text() == stream.getvalue()

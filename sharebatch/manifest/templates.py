@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -123,3 +123,17 @@ def object_variables(key: str) -> dict[str, str]:
 def render_object(template: str, key: str) -> str:
     """The second stage for ``download_name``: fill the object variables for ``key``."""
     return render(template, object_variables(key))
+
+
+def object_renderer(template: str) -> Callable[[str], str]:
+    """``render_object(template, key)`` as a function of ``key``, made once per template.
+
+    Signing calls it for every link: a template that is one object variable alone (the
+    default ``{basename}``) is answered without building the variables of every key.
+    """
+    parts = _parse(template)
+    if parts == (_Variable("basename"),):
+        return lambda key: key.rpartition("/")[2]
+    if parts == (_Variable("key"),):
+        return lambda key: key
+    return lambda key: render(template, object_variables(key))

@@ -19,9 +19,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from sharebatch.audit import emit_many, get_logger, url_digest
+from sharebatch.audit import get_logger, link_issued
 from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
 from sharebatch.inventory.reader import Inventories
 from sharebatch.manifest.load import Grant
@@ -33,7 +32,6 @@ from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
 from sharebatch.run.sign import RouteSigner, Signer, credential_limit
 from sharebatch.s3.gateway import Level, S3Gateway
-from sharebatch.times import iso
 
 log = get_logger()
 
@@ -495,30 +493,8 @@ async def _deliver(
     # Signing is CPU work between awaits; yielding every ``chunk`` links (the signer knows
     # its own cost) keeps the loop responsive.
     chunk = tally.signer.chunk
-    kind = tally.signer.kind
     for start in range(0, len(objects), chunk):
         links = tally.signer.sign_get(route.recipient, objects[start : start + chunk])
         part.write(links)
-        records = (
-            {
-                "job": link.job,
-                "recipient": link.recipient,
-                "bucket": link.obj.bucket,
-                "key": link.obj.key,
-                "method": link.method,
-                "expires_at": iso(link.expires_at),
-                "link_id": link.link_id,
-                "url_sha256": url_digest(link.url),
-            }
-            for link in links
-        )
-        # Only CloudFront links say their kind: an S3 link's event stays as it always was,
-        # and costs what it always did.
-        emit_many("debug", "link_issued", records if kind == "s3" else _kind(records, kind))
+        link_issued(links, tally.signer.kind)
         await asyncio.sleep(0)
-
-
-def _kind(records: Iterator[dict[str, Any]], kind: str) -> Iterator[dict[str, Any]]:
-    for record in records:
-        record["kind"] = kind
-        yield record

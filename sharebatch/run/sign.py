@@ -16,11 +16,11 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 from sharebatch.errors import CredentialsError, SigningError
-from sharebatch.manifest.templates import render_object
+from sharebatch.manifest.templates import object_renderer
 from sharebatch.models import (
     LINK_ID_PARAM,
     MAX_EXPIRES_IN,
@@ -76,6 +76,10 @@ def content_disposition(filename: str) -> str:
     saved ``\u202egnp.exe.pdf`` would show as ``fdp.exe.png``. A name left empty or dots only
     is no file name, so it becomes ``download``.
     """
+    if _PLAIN_NAME.issuperset(filename) and filename.strip(". "):
+        # The common case, said at once: nothing hidden to drop (every plain character is
+        # printable ASCII) and a name that is not empty or dots only.
+        return f'attachment; filename="{filename}"'
     name = without_hidden(filename)
     if not name.strip(". "):
         name = "download"
@@ -292,6 +296,23 @@ class Lifetime:
             expires_at = limit.expiry  # warn: it dies with the credentials
         return signed, signed_at, expires_at
 
+    def keeps(self, signed_at: datetime, expires_at: datetime) -> bool:
+        """Whether ``sign`` would take a signature ending at ``expires_at`` as it is: no
+        credential limit, and within the policy's own end. (Its window was checked by
+        ``expires_in``.) A batch signed in one second is then accepted as a whole."""
+        at = self._expiry.at
+        return self._limit is None and (at is None or expires_at <= at)
+
+
+class BatchPresigner(Protocol):
+    """A presigner that also signs a batch of GETs in one call (``presigners.FastPresigner``)."""
+
+    def get_many(
+        self, bucket: str, expires_in: int, requests: Iterable[tuple[str, Mapping[str, str]]]
+    ) -> tuple[list[str], datetime] | None:
+        """The URLs and the moment they were signed at, or None: sign them one by one."""
+        ...
+
 
 class RouteSigner(Protocol):
     """What staging asks of one route's signer, whichever kind of link the grant issues:
@@ -340,8 +361,11 @@ class Signer:
         self._lifetime = Lifetime(job, expiry, limit)
         self._link_ids = link_ids
         self._presign = presign
+        # A chunk goes to get_many when the presigner has it (presigners.FastPresigner).
+        self._many = cast(BatchPresigner, presign) if hasattr(presign, "get_many") else None
         self._job = job
         self._download_name = download_name
+        self._name_of = object_renderer(download_name)
         self._content_type = content_type
         self._clock = clock
 
@@ -352,11 +376,7 @@ class Signer:
 
     def params(self, key: str) -> dict[str, str]:
         """The signed response parameters of ``key``'s link: download name, content type."""
-        params = {
-            "ResponseContentDisposition": content_disposition(
-                render_object(self._download_name, key)
-            )
-        }
+        params = {"ResponseContentDisposition": content_disposition(self._name_of(key))}
         if self._content_type:
             params["ResponseContentType"] = self._content_type
         return params
@@ -364,7 +384,62 @@ class Signer:
     def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
         """One GET link per object for ``recipient``."""
         expires_in = self._lifetime.expires_in(self._clock())
-        return [self._sign(recipient, obj, self.params(obj.key), expires_in) for obj in objects]
+        objects = list(objects)
+        name_of = self._name_of
+        # The parameters as params() makes them, the id after them, as _sign adds it.
+        if self._link_ids and not self._content_type:
+            new_id = link_ids.new_link_id
+            requests = [
+                (
+                    obj.key,
+                    {
+                        "ResponseContentDisposition": content_disposition(name_of(obj.key)),
+                        LINK_ID_PARAM: new_id(),
+                    },
+                )
+                for obj in objects
+            ]
+        else:
+            requests = [(obj.key, self.params(obj.key)) for obj in objects]
+            if self._link_ids:
+                for _, params in requests:
+                    params[LINK_ID_PARAM] = link_ids.new_link_id()
+        batch = self._sign_batch(recipient, objects, requests, expires_in)
+        if batch is not None:
+            return batch
+        return [
+            self._sign(recipient, obj, params, expires_in, params.get(LINK_ID_PARAM))
+            for obj, (_, params) in zip(objects, requests, strict=True)
+        ]
+
+    def _sign_batch(
+        self,
+        recipient: str,
+        objects: list[ObjectRef],
+        requests: list[tuple[str, dict[str, str]]],
+        expires_in: int,
+    ) -> list[Link] | None:
+        """The links signed in one call of the presigner's ``get_many``, when it has one and
+        the batch is one bucket's; None when they must be signed one by one (a link to
+        shorten, a key only botocore signs): ``_sign`` then does what it always did."""
+        if self._many is None or not objects:
+            return None
+        bucket = objects[0].bucket
+        if any(obj.bucket != bucket for obj in objects):
+            return None
+        signed = self._many.get_many(bucket, expires_in, requests)
+        if signed is None:
+            return None
+        urls, signed_at = signed
+        # What signed_window reads back from each URL: the X-Amz-Date and X-Amz-Expires.
+        expires_at = signed_at + timedelta(seconds=expires_in)
+        if not self._lifetime.keeps(signed_at, expires_at):
+            return None
+        job, new = self._job, Link
+        return [
+            new(job, recipient, obj, "GET", signed_at, expires_at, url, params.get(LINK_ID_PARAM))
+            for obj, (_, params), url in zip(objects, requests, urls, strict=True)
+        ]
 
     def sign_one(
         self,
@@ -379,12 +454,17 @@ class Signer:
         return self._sign(recipient, obj, dict(params), expires_in)
 
     def _sign(
-        self, recipient: str, obj: ObjectRef, params: dict[str, str], expires_in: int
+        self,
+        recipient: str,
+        obj: ObjectRef,
+        params: dict[str, str],
+        expires_in: int,
+        drawn: str | None = None,
     ) -> Link:
-        """``params`` is this call's own: the link id joins it."""
+        """``params`` is this call's own: the link id joins it (``drawn``: one drawn already)."""
         link_id = None
         if self._link_ids:
-            link_id = params[LINK_ID_PARAM] = link_ids.new_link_id()
+            link_id = params[LINK_ID_PARAM] = drawn or link_ids.new_link_id()
 
         def presign(seconds: int) -> tuple[str, datetime, datetime]:
             url = self._presign("GET", obj.bucket, obj.key, seconds, params)

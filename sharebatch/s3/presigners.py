@@ -8,7 +8,7 @@ every link of a run is signed by the same key whatever the credential provider d
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +24,39 @@ _CLIENT_METHOD = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object
 _LINK_ID_CONTEXT = "sharebatch_link_id"
 
 log = get_logger()
+
+
+class FastPresigner:
+    """The fast signer, with botocore's for a rare key or parameter it was not proven on.
+
+    A ``Presigner``; ``get_many`` signs a batch of GETs in one call (``sign.Signer`` uses it
+    when present), or says None when any of them needs botocore: the caller then signs that
+    batch one call per link, each going to whichever signer takes it.
+    """
+
+    def __init__(self, fast: SigV4Presigner, slow: Callable[[], Presigner]) -> None:
+        self._fast = fast
+        self._make_slow = slow
+        self._slow: Presigner | None = None
+
+    def __call__(
+        self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
+    ) -> str:
+        try:
+            return self._fast(method, bucket, key, expires_in, params)
+        except Unsupported:
+            if self._slow is None:
+                self._slow = self._make_slow()
+            return self._slow(method, bucket, key, expires_in, params)
+
+    def get_many(
+        self, bucket: str, expires_in: int, requests: Iterable[tuple[str, Mapping[str, str]]]
+    ) -> tuple[list[str], datetime] | None:
+        """``SigV4Presigner.get_many``'s URLs and their signing moment, or None."""
+        try:
+            return self._fast.get_many(bucket, expires_in, requests)
+        except Unsupported:
+            return None
 
 
 class Signers:
@@ -62,20 +95,7 @@ class Signers:
             log.info("signer_selected", bucket=target.bucket, signer="botocore", reason=str(exc))
             return botocore_presigner(session, target, region, credentials)
         log.info("signer_selected", bucket=target.bucket, signer="sigv4")
-        slow: list[Presigner] = []
-
-        def presign(
-            method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
-        ) -> str:
-            try:
-                return fast(method, bucket, key, expires_in, params)
-            except Unsupported:
-                # A rare key or parameter outside what the fast signer was proven on.
-                if not slow:
-                    slow.append(botocore_presigner(session, target, region, credentials))
-                return slow[0](method, bucket, key, expires_in, params)
-
-        return presign
+        return FastPresigner(fast, lambda: botocore_presigner(session, target, region, credentials))
 
     async def post_signer(self, target: BucketTarget, credentials: Credentials) -> PostSigner:
         """A POST-policy signer for ``target``: botocore's, SigV4.

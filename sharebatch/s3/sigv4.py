@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -41,6 +41,7 @@ def _table(safe: bytes) -> list[str]:
 # the key and percentencode(value) (safe "-_.~") for query values.
 _KEY_TABLE = _table(_UNRESERVED + b"/")
 QUERY_TABLE = _table(_UNRESERVED)
+_SAFE = {id(_KEY_TABLE): _UNRESERVED + b"/", id(QUERY_TABLE): _UNRESERVED}
 
 # Partition "aws" (dnsSuffix amazonaws.com); other partitions differ in hosts and rules.
 _AWS_REGION = re.compile(r"(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]+")
@@ -101,6 +102,11 @@ def _utcnow() -> datetime:
 
 def encode(text: str, table: list[str]) -> str:
     if text.isascii():  # O(1) in CPython; spares the UTF-8 round trip for most text
+        # Text that is all safe characters (most keys, every link id) is its own encoding:
+        # stripping them in C finds that out several times faster than translating.
+        safe = _SAFE.get(id(table))
+        if safe is not None and not text.encode().rstrip(safe):
+            return text
         return text.translate(table)
     try:
         return text.encode().decode("latin-1").translate(table)
@@ -119,13 +125,13 @@ class HmacKey:
         if len(key) > 64:  # only "AWS4" + a long secret: HMAC hashes keys beyond one block
             key = hashlib.sha256(key).digest()
         block = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def hexdigest(self, msg: bytes) -> str:
-        inner = self._inner.copy()
+        inner = self.inner.copy()
         inner.update(msg)
-        outer = self._outer.copy()
+        outer = self.outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
 
@@ -224,6 +230,9 @@ class S3Endpoint:
         return f"{scheme}://{netloc}/{bucket}", f"/{bucket}", host
 
 
+_Second = tuple[datetime, datetime, bytes, str, HmacKey, datetime]
+
+
 class SigV4Presigner:
     """A ``Presigner`` for one credentials/region/endpoint/addressing style combination.
 
@@ -269,12 +278,15 @@ class SigV4Presigner:
         self._clock = clock
         self._routes: dict[str, tuple[str, str, str]] = {}
         self._day: tuple[str, str, HmacKey] | None = None  # (date, encoded credential, key)
-        # (from, until, string-to-sign prefix, query prefix, key) for the current second, one
-        # tuple so that threads sharing a presigner never mix two seconds; empty until the
-        # first call reads the clock.
-        self._second: tuple[datetime, datetime, bytes, str, HmacKey] | None = None
+        # (from, until, string-to-sign prefix, query prefix, key, X-Amz-Date) for the current
+        # second, one tuple so that threads sharing a presigner never mix two seconds; empty
+        # until the first call reads the clock.
+        self._second: _Second | None = None
+        # GET parameter names, in the caller's order -> their query names in URL order and
+        # whether the canonical (sorted) order differs from it.
+        self._layouts: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...], bool]] = {}
 
-    def _refresh(self, now: datetime) -> tuple[datetime, datetime, bytes, str, HmacKey]:
+    def _refresh(self, now: datetime) -> _Second:
         utc = now if now.tzinfo is None else now.astimezone(UTC).replace(tzinfo=None)
         amz_date = utc.strftime("%Y%m%dT%H%M%SZ")  # botocore's own formatting, once a second
         scope = f"{amz_date[:8]}/{self._region}/s3/aws4_request"
@@ -294,13 +306,12 @@ class SigV4Presigner:
             "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
             f"{credential}&X-Amz-Date={amz_date}&X-Amz-Expires=",
             mac,
+            # X-Amz-Date as the moment it names (what sign.signed_window reads back).
+            utc.replace(microsecond=0, tzinfo=UTC),
         )
         return self._second
 
-    def __call__(
-        self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
-    ) -> str:
-        """The presigned URL botocore's ``generate_presigned_url`` would return now."""
+    def _current(self) -> _Second:
         now = self._clock()
         second = self._second
         try:
@@ -309,11 +320,20 @@ class SigV4Presigner:
             fresh = False
         if not fresh or second is None:
             second = self._refresh(now)
-        _, _, sts, auth_prefix, mac = second
+        return second
+
+    def _route_of(self, bucket: str) -> tuple[str, str, str]:
         route = self._routes.get(bucket)
         if route is None:
             route = self._routes[bucket] = self._endpoint.presign_route(bucket)
-        base, path, host = route
+        return route
+
+    def __call__(
+        self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
+    ) -> str:
+        """The presigned URL botocore's ``generate_presigned_url`` would return now."""
+        _, _, sts, auth_prefix, mac, _ = self._current()
+        base, path, host = self._route_of(bucket)
         if type(expires_in) is not int or not 0 < expires_in <= MAX_EXPIRES_IN:
             raise Unsupported(f"expiry {expires_in!r}")
         if not isinstance(key, str) or not key:
@@ -374,3 +394,92 @@ class SigV4Presigner:
             f"{base}/{encoded_key}?{op_query}{auth}&X-Amz-SignedHeaders={encoded_signed}{self._token}"
             f"&X-Amz-Signature={signature}"
         )
+
+    def _layout(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
+        """For GET parameters given in ``names``' order: their query names in URL order, the
+        index in ``names`` of each, and whether the canonical query needs sorting."""
+        found = self._layouts.get(names)
+        if found is not None:
+            return found
+        order = list(range(len(names)))
+        if LINK_ID_PARAM in names:  # the id goes last whatever the caller's order (__call__)
+            order.remove(names.index(LINK_ID_PARAM))
+            order.append(names.index(LINK_ID_PARAM))
+        query: list[str] = []
+        for index in order:
+            query_name = _GET_QUERY.get(names[index])
+            if query_name is None:
+                raise Unsupported(f"GET parameter {names[index]!r}")
+            query.append(query_name)
+        # Sorting "name=value" sorts by name (see __call__): sorted names need no sort.
+        found = (tuple(query), tuple(order), query != sorted(query))
+        self._layouts[names] = found
+        return found
+
+    def get_many(
+        self, bucket: str, expires_in: int, requests: Iterable[tuple[str, Mapping[str, str]]]
+    ) -> tuple[list[str], datetime]:
+        """For each (key, params): the URL ``self("GET", bucket, key, expires_in, params)``
+        returns, all of them signed within one second (the clock is read once); and that
+        second, the moment their ``X-Amz-Date`` names.
+
+        The same bytes as one call per URL in that second (a test compares them): what a
+        batch shares (route, expiry, the query's layout) is worked out once, not per URL.
+        """
+        _, _, sts, auth_prefix, mac, signed_at = self._current()
+        base, path, host = self._route_of(bucket)
+        if type(expires_in) is not int or not 0 < expires_in <= MAX_EXPIRES_IN:
+            raise Unsupported(f"expiry {expires_in!r}")
+        auth = f"{auth_prefix}{expires_in}"
+        canonical_auth = f"GET\n{path}/"
+        canonical_query = f"{auth}{self._token}&X-Amz-SignedHeaders=host"
+        canonical_tail = f"\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD"
+        url_tail = f"{auth}&X-Amz-SignedHeaders=host{self._token}&X-Amz-Signature="
+        sha256, table, inner_pad, outer_pad = hashlib.sha256, QUERY_TABLE, mac.inner, mac.outer
+        key_safe, query_safe = _SAFE[id(_KEY_TABLE)], _SAFE[id(QUERY_TABLE)]
+        urls = []
+        last: tuple[str, ...] = ()
+        names: tuple[str, ...] = ()
+        order: tuple[int, ...] = ()
+        unsorted = False
+        for key, params in requests:
+            if not isinstance(key, str) or not key:
+                raise Unsupported("empty key")
+            # encode(), inlined for ASCII: this runs three times for every link of a run.
+            if not key.isascii():
+                encoded_key = encode(key, _KEY_TABLE)
+            elif key.encode().rstrip(key_safe):
+                encoded_key = key.translate(_KEY_TABLE)
+            else:
+                encoded_key = key
+            op_query = canon_extra = ""
+            if params:
+                given = tuple(params)
+                if given != last:  # a batch's parameters nearly always come in one layout
+                    names, order, unsorted = self._layout(given)
+                    last = given
+                values = list(params.values())
+                pairs = []
+                for name, index in zip(names, order, strict=True):
+                    value = values[index]
+                    if not isinstance(value, str):
+                        raise Unsupported(f"GET parameter {name!r}")
+                    if not value.isascii():
+                        value = encode(value, table)
+                    elif value.encode().rstrip(query_safe):
+                        value = value.translate(table)
+                    pairs.append(f"{name}={value}")
+                query = "&".join(pairs)
+                op_query = query + "&"
+                canon_extra = "&" + ("&".join(sorted(pairs)) if unsorted else query)
+            canonical = (
+                f"{canonical_auth}{encoded_key}\n{canonical_query}{canon_extra}{canonical_tail}"
+            )
+            # Every part is ASCII here (the key and values percent-encoded): no UnicodeError.
+            # HmacKey.hexdigest, inlined: this runs for every link of a run.
+            inner = inner_pad.copy()
+            inner.update(sts + sha256(canonical.encode()).hexdigest().encode())
+            outer = outer_pad.copy()
+            outer.update(inner.digest())
+            urls.append(f"{base}/{encoded_key}?{op_query}{url_tail}{outer.hexdigest()}")
+        return urls, signed_at

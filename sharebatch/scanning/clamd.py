@@ -29,15 +29,18 @@ from typing import Literal
 
 from sharebatch.manifest.upload import clamd_address
 
-MAX_CHUNK = 1 << 16
-"""Bytes per INSTREAM chunk: larger pieces of the source are split, so clamd's buffer and
-ours stay small whatever the file."""
+MAX_CHUNK = 1 << 20
+"""Bytes per INSTREAM chunk at most: larger pieces of the source are split. clamd's only rule
+for a chunk is its remaining StreamMaxLength (it writes each chunk to a temporary file as it
+reads it, through a buffer of its own size), so a piece is sent as one chunk as it came from
+the source, without copying it into smaller ones; the source's own pieces bound our memory."""
 MAX_ANSWER = 4096
 """The longest answer read from clamd; anything longer is garbage."""
 DEFAULT_TIMEOUT = 60.0
 
 Outcome = Literal["clean", "infected", "too_large", "error"]
 
+_LENGTH = struct.Struct(">I")
 _FOUND = re.compile(r"stream: (?P<name>[^\x00\r\n]{1,512}) FOUND")
 _SIZE_LIMIT = "INSTREAM size limit exceeded. ERROR"
 # ClamAV names its limit alerts Heuristics.Limits.Exceeded, alone or with the limit after a dot
@@ -125,6 +128,22 @@ class Clamd:
         async with asyncio.timeout(self.timeout):
             await asyncio.get_running_loop().sock_sendall(sock, data)
 
+    async def _send_chunk(self, sock: socket.socket, piece: memoryview) -> None:
+        """One INSTREAM chunk: its length and its bytes in one ``sendmsg``, without joining
+        them (a copy of every byte); what the socket did not take goes by ``sock_sendall``."""
+        header = _LENGTH.pack(len(piece))
+        try:
+            sent = sock.sendmsg((header, piece))
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        async with asyncio.timeout(self.timeout):
+            loop = asyncio.get_running_loop()
+            if sent < len(header):
+                await loop.sock_sendall(sock, header[sent:])
+                sent = len(header)
+            if sent - len(header) < len(piece):
+                await loop.sock_sendall(sock, piece[sent - len(header) :])
+
     async def _answer(self, sock: socket.socket) -> bytes:
         """Bytes up to clamd's NUL; the connection's end without one is an error."""
         loop = asyncio.get_running_loop()
@@ -189,10 +208,10 @@ class Clamd:
         try:
             await self._send(sock, b"zINSTREAM\0")
             async for chunk in chunks:
-                for start in range(0, len(chunk), MAX_CHUNK):
-                    piece = chunk[start : start + MAX_CHUNK]
-                    await self._send(sock, struct.pack(">I", len(piece)) + piece)
-            await self._send(sock, struct.pack(">I", 0))
+                whole = memoryview(chunk)
+                for start in range(0, len(whole), MAX_CHUNK):
+                    await self._send_chunk(sock, whole[start : start + MAX_CHUNK])
+            await self._send(sock, _LENGTH.pack(0))
         except (OSError, TimeoutError) as exc:
             # clamd stops reading (and closes) once the stream passes StreamMaxLength; its
             # answer is then already waiting. Anything else is a broken scan: clamd never had

@@ -48,8 +48,10 @@ from sharebatch.scanning.verdicts import (
 
 log = get_logger()
 
-CHUNK = 1 << 16
-"""Bytes read from S3 at a time, and sent to clamd at a time: memory per scan stays near it."""
+CHUNK = 1 << 20
+"""Bytes read from S3 at a time at most, each piece sent to clamd as one chunk: memory per scan
+stays near it. (A read gives what the connection has buffered, up to this; larger pieces
+than 64 KiB mean fewer reads, sends and timeouts per MB.)"""
 MAX_KEY_BYTES = 1024
 
 _STATUS: dict[str, Status] = {

@@ -16,6 +16,7 @@ from sharebatch import audit
 from sharebatch.errors import UsageError
 from sharebatch.lifecycle.inbox import Inbox, read_inbox, read_inbox_async
 from sharebatch.models import Connection
+from sharebatch.scanning.scan import CHUNK
 from sharebatch.scanning.verdicts import GUARDDUTY_TAG, TAG_ETAG, TAG_SIGNATURE, TAG_VERDICT
 from tests.support.clamd import SIGNATURE, STREAM_MAX, ClamdServer, eicar
 from tests.support.fake_clamd import fake_clamd
@@ -309,7 +310,7 @@ async def test_objects_stream_whole_in_bounded_pieces_at_most_concurrency_at_onc
     s3: S3, tmp_path: Path
 ) -> None:
     """Eight 3 MiB objects (each larger than a read chunk) reach clamd whole, in pieces of at
-    most 64 KiB, never more than --concurrency (2) of them at once."""
+    most a read chunk (1 MiB), never more than --concurrency (2) of them at once."""
     s3.bucket(BUCKET, {f"inbox/globex/f{i}.bin": bytes([i]) * (3 << 20) for i in range(8)})
     async with fake_clamd("ok") as fake:
         inbox = await read_inbox_async(
@@ -320,7 +321,7 @@ async def test_objects_stream_whole_in_bounded_pieces_at_most_concurrency_at_onc
             scan_concurrency=2,
         )
     assert fake.streamed == [3 << 20] * 8
-    assert fake.largest_piece <= 1 << 16
+    assert fake.largest_piece <= CHUNK < 3 << 20
     assert 1 <= fake.peak <= 2
     assert inbox.exit_code == 0
 

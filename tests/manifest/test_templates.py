@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
@@ -15,6 +15,7 @@ from sharebatch.manifest.templates import (
     OBJECT_VARIABLES,
     escape,
     names,
+    object_renderer,
     object_variables,
     render,
     render_object,
@@ -138,3 +139,19 @@ def test_escape_round_trips(text: str) -> None:
     """For any text, escape() gives a template that renders back to exactly that text."""
     assert render(escape(text), {}) == text
     assert names(escape(text)) == frozenset()
+
+
+@given(
+    st.sampled_from(["{basename}", "{key}", "{stem}{ext}", "x-{basename}", "{{b}}{key}", "a"]),
+    st.text(max_size=20),
+)
+@settings(deadline=None)
+def test_an_object_renderer_renders_as_render_object(template: str, key: str) -> None:
+    """The renderer made once per template gives render_object's text for every key."""
+    assert object_renderer(template)(key) == render_object(template, key)
+
+
+def test_an_object_renderer_refuses_what_render_object_refuses() -> None:
+    """An unknown variable is still an error, raised when a key is rendered."""
+    with pytest.raises(TemplateError, match="unknown template variable"):
+        object_renderer("{nope}")("a/b")

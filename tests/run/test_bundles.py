@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sharebatch.errors import UsageError
 from sharebatch.files import write_json
@@ -21,6 +25,7 @@ from sharebatch.run import bundles
 from sharebatch.run.bundles import COLUMNS, PartFile, write_bundle
 from sharebatch.run.folder import RunFolder
 from sharebatch.visible import escaped
+from tests.support import tricky
 from tests.support.headers import sample_header
 
 WHEN = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)
@@ -254,3 +259,69 @@ def test_a_file_refused_at_its_commit_takes_the_files_committed_before_it_along(
             replace=False, uploads=[slot], uploads_name="uploads.renewed-x.csv",
         )  # fmt: skip
     assert list(dest.iterdir()) == []
+
+
+def _encoded(link: Link) -> tuple[str, str]:
+    """The staged JSON line and CSV row as the encoders themselves make them."""
+    row = bundles.link_row(link)
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n").writerow([bundles.csv_cell(row[n]) for n in COLUMNS])
+    return json.dumps(row, ensure_ascii=False) + "\n", out.getvalue()
+
+
+def _drawn_link(draw: st.DrawFn, text: st.SearchStrategy[str]) -> Link:
+    when = draw(st.sampled_from([WHEN, datetime(999, 1, 2, tzinfo=UTC)]))
+    obj = ObjectRef(
+        draw(st.one_of(tricky.plain(), text)),
+        draw(st.one_of(tricky.plain(), text)),
+        draw(st.integers(-5, 10**15)),
+        draw(st.one_of(st.just("0" * 32), text)),
+        when,
+    )
+    link_id = draw(st.one_of(st.none(), st.just("00000000000000ab"), st.just(""), text))
+    url = "https://h/" + draw(st.one_of(tricky.plain(), text)) + "?X-Amz-Signature=s"
+    recipient = draw(st.one_of(tricky.plain(), text))
+    return Link("job", recipient, obj, "GET", when, when, url, link_id)
+
+
+@st.composite
+def _links(draw: st.DrawFn, surrogates: bool = True) -> Link:
+    return _drawn_link(draw, tricky.texts(surrogates=surrogates))
+
+
+@given(_links())
+@settings(max_examples=400, deadline=None)
+def test_a_row_built_as_text_is_the_encoders_bytes(link: Link) -> None:
+    """plain_row gives exactly json.dumps' line and the csv module's row of csv_cell values,
+    or declines: controls, bidi, quotes, backslashes, commas, formula starts, non-BMP."""
+    built = bundles.plain_row(link)
+    assert built is None or built == _encoded(link)
+
+
+@given(tricky.plain(), tricky.plain())
+@settings(deadline=None)
+def test_ordinary_rows_are_built_as_text(key: str, recipient: str) -> None:
+    """A key with nothing to escape takes the fast path (so the test above tests something)."""
+    link = Link("job", recipient or "r", ObjectRef("bkt", key or "k", 1, "0" * 32, WHEN), "GET",
+                WHEN, WHEN, f"https://h/{key}?X-Amz-Signature=s", "00000000000000ab")  # fmt: skip
+    assert bundles.plain_row(link) == _encoded(link)
+
+
+@given(st.lists(_links(surrogates=False), max_size=8), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_staged_parts_hold_the_encoders_bytes(links: list[Link], with_csv: bool) -> None:
+    """What PartFile.write stages, in chunks, is byte for byte the encoders' text per row,
+    whichever rows took the fast path."""
+    with tempfile.TemporaryDirectory(prefix="sharebatch-test-") as name:
+        part = PartFile(Path(name) / "p.jsonl", csv=with_csv)
+        part.write(links[:3])
+        part.write(links[3:])
+        part.close()
+        texts = [_encoded(link) for link in links]
+        if links:
+            assert part.path.read_bytes() == "".join(t[0] for t in texts).encode()
+            if with_csv:
+                assert part.csv_path is not None
+                assert part.csv_path.read_bytes() == "".join(t[1] for t in texts).encode()
+        assert part.rows == len(links)
+        assert part.earliest_expiry == (min(lk.expires_at for lk in links) if links else None)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import html
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from sharebatch.cli import app
 from sharebatch.run import review
+from sharebatch.visible import visible
+from tests.support import tricky
 from tests.support.quarterly import BUCKET, MANIFEST, QuarterlyRun
 from tests.support.review_page import parse
 from tests.support.s3 import S3, fetch, write_manifest
@@ -120,3 +125,11 @@ def test_dry_run_writes_no_page(s3: S3, tmp_path: Path) -> None:
         catch_exceptions=False,
     )  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+@given(st.one_of(tricky.texts(), tricky.plain(), st.none(), st.integers()))
+@settings(max_examples=500, deadline=None)
+def test_shown_is_visible_then_html_escaped_for_any_value(value: object) -> None:
+    """The page's fast path for plain ASCII gives exactly escape(visible(...)), quotes too."""
+    text = "" if value is None else str(value)
+    assert review.shown(value) == html.escape(visible(text), quote=True)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import unicodedata
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from unittest import mock
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import botocore.auth
 import botocore.session
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sharebatch import audit
 from sharebatch.audit import url_digest
@@ -22,17 +26,22 @@ from sharebatch.models import (
     BucketTarget,
     Credentials,
     Expiry,
+    Link,
     ObjectRef,
 )
+from sharebatch.run import link_ids, sign
 from sharebatch.run.link_ids import LINK_ID_PATTERN, link_id_of
 from sharebatch.run.sign import (
+    CredentialLimit,
     Signer,
     content_disposition,
     signed_window,
 )
 from sharebatch.s3.gateway import S3Gateway
-from sharebatch.s3.presigners import botocore_presigner
+from sharebatch.s3.presigners import FastPresigner, botocore_presigner
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
+from sharebatch.visible import without_hidden
+from tests.support import tricky
 from tests.support.paths import DATA
 
 VECTORS = json.loads((DATA / "sigv4-presign.json").read_text())
@@ -331,3 +340,114 @@ def test_link_ids_are_unique_across_many_links() -> None:
     ids = {link.link_id for link in links}
     assert len(ids) == 50_000
     assert all(i is not None and LINK_ID_PATTERN.fullmatch(i) for i in ids)
+
+
+_AT = datetime(2026, 11, 28, 12, 0, 0, 250_000, tzinfo=UTC)
+
+
+def _fresh_ids() -> Any:
+    """Link ids drawn from a counter, the same sequence on each call (the pool emptied)."""
+    counter = iter(range(1 << 30))
+    link_ids._pool.clear()
+
+    def bits(size: int) -> bytes:
+        return b"".join(next(counter).to_bytes(8) for _ in range(size // 8))
+
+    return mock.patch.object(link_ids, "random_bits", bits)
+
+
+def _both_ways(
+    objects: list[ObjectRef], slow: Any = None, **options: Any
+) -> tuple[list[Link], list[Link], Signer]:
+    """The links of ``objects`` signed in one batch (FastPresigner.get_many) and one by one
+    (the same presigner seen without get_many), under the same clock and link ids."""
+    fast = SigV4Presigner(
+        Credentials("AKIDEXAMPLE", "secret"),
+        region="eu-west-1",
+        endpoint_url=None,
+        addressing_style="auto",
+        clock=lambda: _AT,
+        environ={},
+    )
+    batch = Signer(FastPresigner(fast, lambda: slow or fast), clock=lambda: _AT, **options)
+    per_link = FastPresigner(fast, lambda: slow or fast)
+    single = Signer(lambda *a: per_link(*a), clock=lambda: _AT, **options)
+    with _fresh_ids():
+        batched = batch.sign_get("alice", objects)
+    with _fresh_ids():
+        one_by_one = single.sign_get("alice", objects)
+    return batched, one_by_one, batch
+
+
+@given(
+    st.lists(st.one_of(tricky.plain(), tricky.texts(surrogates=False, min_size=1)), max_size=6),
+    st.sampled_from(["{basename}", "{key}", "{stem}-copy{ext}", "x"]),
+    st.sampled_from([None, "text/csv"]),
+    st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_a_batch_signs_the_links_one_by_one_signing_gives(
+    keys: list[str], download_name: str, content_type: str | None, ids: bool
+) -> None:
+    """Signing a chunk in one get_many call gives the very links (URL, window, id) that one
+    presigner call per link gives, whatever the keys, download name and content type."""
+    objects = [ObjectRef("my-bucket", key or "k", 1, "e", _AT) for key in keys]
+    batched, one_by_one, _ = _both_ways(
+        objects,
+        job="j",
+        expiry=Expiry(seconds=3600),
+        download_name=download_name,
+        content_type=content_type,
+        link_ids=ids,
+    )
+    assert batched == one_by_one
+    assert all(link.signed_at == _AT.replace(microsecond=0) for link in batched)
+
+
+def test_a_batch_under_a_credential_limit_is_signed_link_by_link() -> None:
+    """Links that temporary credentials clamp are signed one by one, as before: same links,
+    same clamp recorded."""
+    objects = [ObjectRef("my-bucket", f"k{i}", 1, "e", _AT) for i in range(3)]
+    limit = CredentialLimit(_AT.replace(microsecond=0) + timedelta(minutes=30), "role", "clamp")
+    batched, one_by_one, signer = _both_ways(
+        objects, job="j", expiry=Expiry(seconds=3600), limit=limit
+    )
+    assert batched == one_by_one
+    assert all(link.expires_at <= limit.expiry for link in batched)
+    assert signer.clamped_to == limit.expiry
+
+
+def test_a_key_only_botocore_signs_sends_its_batch_link_by_link() -> None:
+    """A key the fast signer refuses (a lone surrogate) makes the batch fall back: that link
+    goes to the slow signer, the others are the fast signer's, ids in order."""
+    calls: list[str] = []
+
+    def slow(method: str, bucket: str, key: str, expires: int, params: Any) -> str:
+        calls.append(key)
+        return f"https://slow/x?X-Amz-Date=20261128T120000Z&X-Amz-Expires={expires}&a=b"
+
+    objects = [ObjectRef("my-bucket", key, 1, "e", _AT) for key in ("a", "b\ud800", "c")]
+    batched, one_by_one, _ = _both_ways(objects, slow=slow, job="j", expiry=Expiry(seconds=60))
+    assert calls == ["b\ud800", "b\ud800"]  # once in each way of signing
+    assert batched == one_by_one
+    assert batched[1].url.startswith("https://slow/")
+
+
+def _general_disposition(filename: str) -> str:
+    """content_disposition as it was before its shortcut for plain names."""
+    name = without_hidden(filename)
+    if not name.strip(". "):
+        name = "download"
+    if sign._PLAIN_NAME.issuperset(name):
+        return f'attachment; filename="{name}"'
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fallback = "".join(c if c in sign._PLAIN_NAME else "_" for c in folded).strip() or "download"
+    encoded = quote(name, safe=sign._ATTR_CHARS)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+@given(st.one_of(tricky.texts(), tricky.plain(), st.sampled_from(["", ".", "..", " . "])))
+@settings(max_examples=400, deadline=None)
+def test_the_plain_name_shortcut_changes_no_header(name: str) -> None:
+    """A plain name's header, said at once, is the one the general path makes."""
+    assert content_disposition(name) == _general_disposition(name)

@@ -28,6 +28,7 @@ from sharebatch.models import LINK_ID_PARAM, AddressingStyle, BucketTarget, Cred
 from sharebatch.s3.clients import client_config
 from sharebatch.s3.presigners import botocore_presigner
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported, botocore_overrides
+from tests.support import tricky
 from tests.support.paths import DATA
 
 VECTORS = json.loads((DATA / "sigv4-presign.json").read_text())
@@ -780,3 +781,66 @@ def test_link_id_goes_last_whatever_the_callers_order() -> None:
     first = _ours(*config)("GET", "my-bucket", "k", 60, {LINK_ID_PARAM: LINK_ID, **params})
     assert first == ours == oracle == fallback
     assert "response-content-disposition=attachment&x-sharebatch-id=" in first
+
+
+def _signed_at(url: str) -> datetime:
+    [stamp] = parse_qs(urlsplit(url).query)["X-Amz-Date"]
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+batch_params = st.lists(
+    st.tuples(
+        st.sampled_from(["ResponseContentDisposition", "ResponseContentType", LINK_ID_PARAM]),
+        st.one_of(param_text, tricky.texts()),
+    ),
+    max_size=3,
+    unique_by=lambda kv: kv[0],
+).map(dict)
+
+
+@FAST
+@given(
+    config=supported_configs,
+    at=instants,
+    bucket=buckets,
+    requests=st.lists(
+        st.tuples(st.one_of(keys, tricky.texts(min_size=1)), batch_params), max_size=5
+    ),
+    expires=st.integers(1, 604_800),
+)
+def test_a_batch_of_gets_is_the_same_urls_as_one_call_each(
+    config: tuple[str, str | None, AddressingStyle, str | None],
+    at: datetime,
+    bucket: str,
+    requests: list[tuple[str, dict[str, str]]],
+    expires: int,
+) -> None:
+    """get_many gives, for any keys and parameters in any order, the URLs one call each gives
+    in the same second (or refuses what a call refuses), and names that second."""
+    _NOW[0] = at
+    ours = _ours(*config)
+    try:
+        one_by_one = [ours("GET", bucket, key, expires, params) for key, params in requests]
+    except Unsupported:
+        with pytest.raises(Unsupported):
+            ours.get_many(bucket, expires, requests)
+        return
+    urls, signed_at = ours.get_many(bucket, expires, requests)
+    assert urls == one_by_one
+    assert signed_at == at.replace(microsecond=0)
+    assert {_signed_at(url) for url in urls} <= {signed_at}
+
+
+def test_a_batch_reads_the_clock_once() -> None:
+    """Every URL of a batch is signed in the second the clock said when the batch began."""
+    seconds = iter([AT, AT + timedelta(seconds=1)])
+    presign = SigV4Presigner(
+        Credentials(ACCESS_KEY, SECRET_KEY),
+        region="eu-west-1",
+        endpoint_url=None,
+        addressing_style="auto",
+        clock=lambda: next(seconds),
+        environ={},
+    )
+    urls, signed_at = presign.get_many("my-bucket", 60, [("a", {}), ("b", {})])
+    assert {_signed_at(url) for url in urls} == {signed_at} == {AT.replace(microsecond=0)}

@@ -7,6 +7,7 @@ must come back as an error, within the step timeout (asyncio's, on the monotonic
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import shutil
@@ -75,10 +76,15 @@ async def test_eicar_one_byte_per_chunk_is_still_found(address: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_stream_over_stream_max_length_is_too_large_never_clean(address: str) -> None:
-    """One byte more than clamd's StreamMaxLength: clamd answers "INSTREAM size limit
-    exceeded" and closes; the client keeps that answer (not a broken pipe): too_large."""
-    verdict = await Clamd(address, timeout=30).instream(zeros(STREAM_MAX + 1, 1 << 16))
+@pytest.mark.parametrize(("total", "piece"), [(STREAM_MAX + 1, 1 << 16), (3 << 20, 3 << 20)])
+async def test_a_stream_over_stream_max_length_is_too_large_never_clean(
+    address: str, total: int, piece: int
+) -> None:
+    """Past clamd's StreamMaxLength: clamd answers "INSTREAM size limit exceeded" and closes;
+    the client keeps that answer (not a broken pipe): too_large. Whether the last chunk is one
+    byte over, or a whole MAX_CHUNK clamd refuses by its length while its bytes are still
+    being sent."""
+    verdict = await Clamd(address, timeout=30).instream(zeros(total, piece))
     assert verdict.outcome == "too_large"
 
 
@@ -109,11 +115,16 @@ async def test_ping_and_version_answer(address: str) -> None:
 
 @pytest.mark.asyncio
 async def test_a_file_larger_than_a_chunk_flows_through_in_bounded_pieces() -> None:
-    """5 MiB given in 1 MiB pieces reaches clamd whole, as pieces of at most MAX_CHUNK."""
+    """5 MiB given in 2.5 MiB pieces reaches clamd whole and unchanged, each piece split into
+    chunks of at most MAX_CHUNK; a chunk is larger than the socket takes at once, so the part
+    a first ``sendmsg`` leaves is sent after it, in order."""
+    pattern = bytes(range(251)) * ((5 << 20) // 251 + 1)
+    data = pattern[: 5 << 20]
     async with fake_clamd("ok") as fake:
-        verdict = await Clamd(fake.url, timeout=30).instream(zeros(5 << 20, 1 << 20))
+        verdict = await Clamd(fake.url, timeout=30).instream(chunks(data, 5 << 19))
     assert verdict == ClamdVerdict("clean")
     assert fake.streamed == [5 << 20]
+    assert fake.digests == [hashlib.sha256(data).hexdigest()]
     assert fake.largest_piece == MAX_CHUNK
 
 

@@ -2,13 +2,14 @@
 
 Real clamd cannot be made to hang, drop a stream or answer garbage; this server speaks just
 enough of the protocol (``zPING``, ``zVERSION``, ``zINSTREAM`` with its length-prefixed
-chunks) and then does what ``mode`` says. It counts connections and the bytes of each stream,
-so a test can prove an object was (or was not) sent, and sent whole.
+chunks) and then does what ``mode`` says. It counts connections and the bytes of each stream
+(and their SHA-256), so a test can prove an object was (or was not) sent, and sent whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +43,7 @@ class FakeClamd:
     signature: str = "Fake.Signature"
     connections: int = 0
     streamed: list[int] = field(default_factory=list)  # bytes of each whole INSTREAM
+    digests: list[str] = field(default_factory=list)  # SHA-256 of each whole INSTREAM
     largest_piece: int = 0  # the largest INSTREAM chunk seen
     active: int = 0
     peak: int = 0  # the most connections open at once
@@ -85,11 +87,12 @@ class FakeClamd:
 
     async def _instream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         total = 0
+        digest = hashlib.sha256()
         while True:
             (size,) = struct.unpack(">I", await reader.readexactly(4))
             if size == 0:
                 break
-            await reader.readexactly(size)
+            digest.update(await reader.readexactly(size))
             total += size
             self.largest_piece = max(self.largest_piece, size)
             if self.mode == "drop_mid_stream":
@@ -101,6 +104,7 @@ class FakeClamd:
                 await writer.drain()
                 return
         self.streamed.append(total)
+        self.digests.append(digest.hexdigest())
         if self.mode == "stall":
             await self.released.wait()  # answers nothing, until the server stops
             return
