@@ -17,7 +17,6 @@ import itertools
 import os
 import pickle
 from collections.abc import Iterator
-from operator import attrgetter
 from pathlib import Path
 
 from sharebatch.models import ObjectRef
@@ -30,8 +29,6 @@ _BLOCK = 4096  # rows per pickled block of a run file
 FAN_IN = 16
 """Runs a prefix may have: past it they are merged into one, so a merge opens at most this
 many files however large the report (2 x concurrency prefixes are merged at once)."""
-
-_by_key = attrgetter("key")
 
 
 class KeySorter:
@@ -79,13 +76,13 @@ class KeySorter:
         for prefix, rows in self._held.items():
             if not rows:
                 continue
-            rows.sort(key=_by_key)
+            rows.sort()  # by key: see ``pages``
             self._runs[prefix].append(self._write(iter(rows)))
             if len(self._runs[prefix]) >= FAN_IN:
                 # One pass over this prefix's runs into a single longer one (a log-structured
                 # merge: each row is rewritten about log16(rows / bound) times in all).
                 runs = self._runs[prefix]
-                merged = self._write(heapq.merge(*(_read_run(p) for p in runs), key=_by_key))
+                merged = self._write(heapq.merge(*(_read_run(p) for p in runs)))
                 for path in runs:
                     path.unlink()
                 self._runs[prefix] = [merged]
@@ -109,16 +106,12 @@ class KeySorter:
     def pages(self, prefix: str, size: int = PAGE) -> Iterator[list[ObjectRef]]:
         """The prefix's rows in key order, ``size`` at a time."""
         held = self._held[prefix]
-        held.sort(key=_by_key)
+        held.sort()
         sources = [_read_run(path) for path in self._runs[prefix]]
-        merged = heapq.merge(*sources, held, key=_by_key) if sources else iter(held)
-        page: list[ObjectRef] = []
-        for obj in merged:
-            page.append(obj)
-            if len(page) == size:
-                yield page
-                page = []
-        if page:
+        # Rows compare as tuples: the bucket (one for all) and then the key, which is unique,
+        # decide; no key function, so the merge and the sort compare in C.
+        merged = heapq.merge(*sources, held) if sources else iter(held)
+        while page := list(itertools.islice(merged, size)):
             yield page
 
     def remove(self) -> None:
