@@ -28,7 +28,7 @@ from _sealed_env import seal
 seal()
 
 from sharebatch.models import LINK_ID_PARAM, BucketTarget, Credentials, ObjectRef  # noqa: E402
-from sharebatch.run import runner  # noqa: E402
+from sharebatch.run import pool, runner  # noqa: E402
 from sharebatch.run.link_ids import new_link_id  # noqa: E402
 from sharebatch.s3.gateway import Level, S3Gateway  # noqa: E402
 from sharebatch.s3.sigv4 import SigV4Presigner  # noqa: E402
@@ -122,6 +122,9 @@ def signer_only(urls: int = 100_000) -> dict[str, float]:
 def main() -> None:
     links = int(sys.argv[1])
     signer = signer_only() if "--signer" in sys.argv[2:] else None
+    # The number of signing workers (1: the run's own process); none given: the run's default.
+    counts = [arg for arg in sys.argv[2:] if arg.isdigit()]
+    workers = int(counts[0]) if counts else None
     SyntheticListing.per_prefix = links // PREFIXES
     runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as tmp:
@@ -132,13 +135,29 @@ def main() -> None:
             f"    expires_in: 7d\n    prefixes:\n{prefixes}    recipients: [{{id: r}}]\n"
         )
         started, cpu = time.perf_counter(), time.process_time()
-        summary = asyncio.run(runner.run_manifest_async(manifest, out=Path(tmp) / "out"))
+        summary = asyncio.run(
+            runner.run_manifest_async(manifest, out=Path(tmp) / "out", workers=workers)
+        )
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         rows = summary.report["totals"]["links"]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    result: dict[str, Any] = {"links": rows, "peak_rss_mb": round(peak, 1), "seconds": seconds}
-    result |= {"cpu_seconds": cpu, **(signer or {})}
-    print(json.dumps(result))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped by now
+    own = usage.ru_maxrss / 1024  # KiB on Linux
+    # Workers live at the same time as the run: their peaks add up.
+    peak = own + sum(pool.WORKER_PEAKS_KIB) / 1024
+    result: dict[str, Any] = {
+        "links": rows,
+        "peak_rss_mb": round(peak, 1),
+        "run_rss_mb": round(own, 1),
+        "worker_rss_mb": [round(kib / 1024, 1) for kib in pool.WORKER_PEAKS_KIB],
+        "seconds": round(seconds, 2),
+        "links_per_s": round(rows / seconds),
+        # CPU seconds, which a busy machine disturbs less than the wall clock.
+        "cpu_run_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "cpu_workers_s": round(children.ru_utime + children.ru_stime, 2),
+        "cpu_seconds": cpu,
+    }
+    print(json.dumps(result | (signer or {})))
 
 
 if __name__ == "__main__":

@@ -24,14 +24,18 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
-
-import structlog
-from structlog.typing import EventDict, WrappedLogger
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from sharebatch.models import Link
 from sharebatch.times import iso
 from sharebatch.visible import visible
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
+
+# structlog (and what its dev console imports, rich among it) is imported by ``get_logger``:
+# a signing worker (``run/worker``) renders link events through ``emit_many`` alone, and stays
+# small without it.
 
 StderrFormat = Literal["auto", "json", "console"]
 
@@ -129,6 +133,8 @@ def _json_default(value: object) -> str:
 
 
 def _fan_out(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    import structlog  # loaded already: get_logger made the logger calling this
+
     _write(event)
     raise structlog.DropEvent
 
@@ -306,6 +312,8 @@ def get_logger() -> Any:
     Its processor chain is private, not structlog's global configuration: the audit log is a
     product output and must not depend on how a host application configured its logging.
     """
+    import structlog  # here, not at the top: see the note on the imports
+
     return structlog.wrap_logger(
         None,
         processors=[
@@ -316,3 +324,55 @@ def get_logger() -> Any:
         ],
         wrapper_class=structlog.BoundLogger,
     )
+
+
+class _Collected:
+    """An audit sink that keeps the lines in memory: a signing worker's, for its parent."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.lines.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> str:
+        text, self.lines = "".join(self.lines), []
+        return text
+
+
+@contextmanager
+def collected() -> Iterator[_Collected]:
+    """In a signing worker: the audit log's lines gathered in memory (``take`` returns them
+    and starts again), exactly as the run's ``audit.jsonl`` would receive them; no stderr."""
+    global _sinks
+    previous, collector = _sinks, _Collected()
+    _sinks = _Sinks(audit=collector)  # type: ignore[arg-type]
+    try:
+        yield collector
+    finally:
+        _sinks = previous
+
+
+def write_rendered(level: str, text: str) -> None:
+    """Lines a signing worker rendered (``collected``) joining the run's sinks, in order.
+
+    The audit log takes the text as it is; stderr and ``capture`` lists, which want events,
+    get each line read back, only when one of them wants ``level`` (the lines' own): per-link
+    events are debug, which a run's stderr rarely shows.
+    """
+    if not text:
+        return
+    stderr = _sinks.stderr is not None and _sinks.stderr_level <= _LEVELS[level]
+    if _sinks.captured or stderr:
+        saved = _sinks.audit
+        _sinks.audit = None
+        try:
+            for line in text.splitlines():
+                _write(json.loads(line))
+        finally:
+            _sinks.audit = saved
+    if _sinks.audit is not None:
+        _sinks.audit.write(text)

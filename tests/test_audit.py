@@ -165,3 +165,36 @@ def test_link_issued_reaches_captures_and_a_debug_stderr(tmp_path: Path) -> None
     assert events[0]["kind"] == "cloudfront" and events[0]["link_id"] is None
     assert json.loads(stream.getvalue()) == events[0]
     assert (tmp_path / "audit.jsonl").read_text() == stream.getvalue()
+
+
+def _without_stamps(text: str) -> list[dict[str, object]]:
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "timestamp"}
+        for line in text.splitlines()
+    ]
+
+
+def test_a_workers_rendered_lines_reach_every_sink_as_emitted(tmp_path: Path) -> None:
+    """Lines a signing worker rendered (``collected``) and the run wrote (``write_rendered``)
+    are the audit file's bytes ``emit_many`` would write, and reach stderr (at debug) and
+    captures as the same events; redaction happened in the worker."""
+    records = [{"key": "a.pdf", "n": 1}, {"key": "b.pdf", "note": URL}]
+    with audit.collected() as lines:
+        audit.emit_many("debug", "link_issued", [dict(r) for r in records])
+        rendered = lines.take()
+    assert lines.take() == ""
+    direct = tmp_path / "direct.jsonl"
+    with audit.audit_file(direct):
+        audit.emit_many("debug", "link_issued", [dict(r) for r in records])
+    stream = io.StringIO()
+    audit.configure(level="debug", fmt="json", stream=stream)
+    via = tmp_path / "via.jsonl"
+    with audit.audit_file(via), audit.capture() as events:
+        audit.write_rendered("debug", rendered)
+    # The two batches were stamped apart: compared without the stamp.
+    strip = _without_stamps
+    assert strip(via.read_text()) == strip(direct.read_text())
+    assert via.read_text() == rendered
+    assert strip(stream.getvalue()) == strip(rendered)
+    assert [e["key"] for e in events] == ["a.pdf", "b.pdf"]
+    assert "abcdef0123" not in rendered

@@ -33,7 +33,7 @@ from sharebatch.errors import UsageError
 from sharebatch.manifest.load import load_manifest, manifest_json_schema
 from sharebatch.models import Connection
 from sharebatch.run.plan import build_plan, describe
-from sharebatch.run.runner import DEFAULT_CONCURRENCY, run_manifest
+from sharebatch.run.runner import DEFAULT_CONCURRENCY, MAX_WORKERS, run_manifest
 from sharebatch.visible import visible
 
 
@@ -49,6 +49,15 @@ def run(
     concurrency: Annotated[
         int, typer.Option(help="Listing requests to S3 at once.", min=1, max=256)
     ] = DEFAULT_CONCURRENCY,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes signing and staging links (default: one per core once the run has"
+            " listed 20,000 objects; 1 signs in the run's own process).",
+            min=1,
+            max=MAX_WORKERS,
+        ),
+    ] = None,
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
@@ -129,6 +138,7 @@ def run(
             run_id=run_id,
             as_of=as_of.date() if as_of else None,
             split_folders=split,
+            workers=workers,
             on_progress=view.on_progress,
         )
         view.finished(summary)

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast, get_args
 
 from sharebatch.files import HashingWriter, atomic_writer, private_dir
-from sharebatch.manifest.cloudfront import check_cidr, check_domain, check_key_pair_id
-from sharebatch.manifest.fields import MAX_CLOUDFRONT_EXPIRES_IN
 from sharebatch.models import (
     AddressingStyle,
     BucketTarget,
@@ -176,16 +174,52 @@ class PartFile:
         self._table: Any = None
         self._csv_buffer = io.StringIO(newline="")
 
+    def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        for path in (self.path, self.csv_path):
+            if path is not None:
+                # newline="": the CSV rows carry their own "\r\n", written as they are.
+                fd = os.open(path, flags, 0o600)
+                self._handles.append(os.fdopen(fd, "w", encoding="utf-8", newline=""))
+        if self.csv_path is not None:
+            # Rows that need the csv module's quoting pass through this buffer (see write).
+            self._table = csv.writer(self._csv_buffer, lineterminator="\r\n")
+
+    def in_memory(self) -> PartFile:
+        """Stage into memory instead of the files (a signing worker's part: ``take`` hands
+        the text to its parent, whose own part ``append``s it)."""
+        self._handles = [io.StringIO()]
+        if self.csv_path is not None:
+            self._handles.append(io.StringIO())
+            self._table = csv.writer(self._csv_buffer, lineterminator="\r\n")
+        return self
+
+    def take(self) -> tuple[str, str]:
+        """What an ``in_memory`` part staged since the last call: (JSON lines, CSV rows)."""
+        found = []
+        for handle in self._handles:
+            assert isinstance(handle, io.StringIO)
+            found.append(handle.getvalue())
+            handle.seek(0)
+            handle.truncate()
+        return found[0], found[1] if len(found) > 1 else ""
+
+    def append(self, lines: str, rows: str, count: int, earliest: datetime | None) -> None:
+        """Rows staged elsewhere (by a signing worker's ``in_memory`` part), as they are."""
+        if not self._handles:
+            self._open()
+        self._handles[0].write(lines)
+        if len(self._handles) > 1:
+            self._handles[1].write(rows)
+        self.rows += count
+        if earliest is not None and (
+            self.earliest_expiry is None or earliest < self.earliest_expiry
+        ):
+            self.earliest_expiry = earliest
+
     def write(self, links: Iterable[Link]) -> None:
         if not self._handles:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-            for path in (self.path, self.csv_path):
-                if path is not None:
-                    # newline="": the CSV rows carry their own "\r\n", written as they are.
-                    fd = os.open(path, flags, 0o600)
-                    self._handles.append(os.fdopen(fd, "w", encoding="utf-8", newline=""))
-            if self.csv_path is not None:
-                self._table = csv.writer(self._csv_buffer, lineterminator="\r\n")
+            self._open()
         lines, table = self._handles[0], self._table
         json_text: list[str] = []
         csv_text: list[str] = []
@@ -493,6 +527,11 @@ def _cloudfront_json(settings: CloudFrontLinks, allow_ips: tuple[str, ...]) -> d
 def _cloudfront(
     header: _Fields, link: object, allow_ips: tuple[str, ...]
 ) -> CloudFrontLinks | None:
+    # The manifest's own checks, imported when a header is read: a signing worker, which
+    # stages rows and reads no header, stays without pydantic and cryptography.
+    from sharebatch.manifest.cloudfront import check_domain, check_key_pair_id
+    from sharebatch.manifest.fields import MAX_CLOUDFRONT_EXPIRES_IN
+
     settings = header.object("cloudfront")
     if link == "s3":
         if settings is not None:
@@ -562,6 +601,8 @@ def _policy(header: _Fields) -> LinkPolicy:
     link = header.get("link", "s3")
     if link not in get_args(LinkKind):
         raise ValueError(f"link: {link!r} is not s3 or cloudfront")
+    from sharebatch.manifest.cloudfront import check_cidr  # see _cloudfront
+
     allow_ips = tuple(
         _as_written(network, check_cidr, f"allow_ips[{n}]")
         for n, network in enumerate(header.texts("allow_ips") or ())

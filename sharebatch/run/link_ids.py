@@ -20,11 +20,21 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl, urlsplit
 
 from sharebatch.models import LINK_ID_PARAM
 
-__all__ = ["LINK_ID_PARAM", "LINK_ID_PATTERN", "link_id_of", "new_link_id", "random_bits"]
+__all__ = [
+    "LINK_ID_PARAM",
+    "LINK_ID_PATTERN",
+    "draw",
+    "given",
+    "link_id_of",
+    "new_link_id",
+    "random_bits",
+]
 
 LINK_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 """What ``new_link_id`` returns."""
@@ -32,6 +42,7 @@ LINK_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 _BYTES = 8
 _BATCH = 512  # ids per draw: 4 KiB of randomness, one system call
 _pool: list[str] = []
+_handed: list[list[str]] = []  # ids a signing worker was given (see ``given``)
 
 
 def random_bits(size: int) -> bytes:
@@ -51,11 +62,36 @@ def new_link_id() -> str:
     Safe from several threads: ``list.pop`` is atomic, so an id leaves the pool once; two
     threads refilling at once only add more fresh ids.
     """
+    if _handed:
+        try:
+            return _handed[-1].pop()
+        except IndexError:
+            raise RuntimeError("a signing worker needed more link ids than it was given") from None
     try:
         return _pool.pop()
     except IndexError:
         _refill()
         return _pool.pop()
+
+
+def draw(count: int) -> list[str]:
+    """``count`` ids in the order ``new_link_id`` hands them out (the parent of signing
+    workers draws each page's ids in the order a one-process run would)."""
+    return [new_link_id() for _ in range(count)]
+
+
+@contextmanager
+def given(ids: list[str]) -> Iterator[None]:
+    """In a signing worker: ``new_link_id`` hands out exactly ``ids``, in order, and nothing
+    else while the block runs; the worker never draws ids of its own."""
+    stack = list(reversed(ids))
+    _handed.append(stack)
+    try:
+        yield
+    finally:
+        _handed.pop()
+    if stack:
+        raise RuntimeError(f"a signing worker was given {len(stack)} link ids too many")
 
 
 def link_id_of(url: str) -> str | None:

@@ -16,21 +16,26 @@ import asyncio
 import contextlib
 import gc
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sharebatch.audit import get_logger, link_issued
+from sharebatch.audit import get_logger, link_issued, write_rendered
 from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
 from sharebatch.inventory.reader import Inventories
 from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
+from sharebatch.run import link_ids
+from sharebatch.run import pool as signing_pool
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
+from sharebatch.run.pool import Pool, Wanted, cores
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
 from sharebatch.run.sign import RouteSigner, Signer, credential_limit
+from sharebatch.run.worker import Result, RouteSpec
 from sharebatch.s3.gateway import Level, S3Gateway
 
 log = get_logger()
@@ -177,12 +182,15 @@ async def stage(
     split_folders: bool = True,
     progress: Progress | None = None,
     cloudfront: CloudFrontSigners | None = None,
+    workers: int | None = 1,
 ) -> Staged:
     """List every task; when ``folder`` is given, sign and stage links (else only count).
 
     With ``split_folders``, a prefix with at most 4 x ``concurrency`` sub-folders is listed
     folder by folder in parallel (see ``_Lister``). ``cloudfront`` gives the signer of each
     ``link: cloudfront`` grant; the others get a ``sign.Signer`` over the target's presigner.
+    ``workers`` signing processes sign and stage the pages (``run/pool``; 1: this process,
+    None: as many as there are cores once ``pool.AUTO_AFTER`` objects were listed).
     """
     staged = Staged(
         prefixes=[PrefixTally(t.target.bucket, t.prefix) for t in plan.tasks],
@@ -203,22 +211,39 @@ async def stage(
             )
     max_split = 4 * concurrency if split_folders else 0
     staged.inventories = _inventories(plan, gateway, folder)
-    lister = _Lister(plan, staged, gateway, concurrency, max_split)
+    signing = await _Workers.plan(plan, staged, gateway, credentials, folder, workers)
+    lister = _Lister(plan, staged, gateway, concurrency, max_split, signing)
+
+    remaining = len(plan.tasks)
+    watching: list[asyncio.Task[None]] = []
 
     async def run(index: int, task: ListTask) -> None:
-        await lister.list_task(task, staged.prefixes[index])
+        nonlocal remaining
+        try:
+            await lister.list_task(task, staged.prefixes[index])
+        finally:
+            remaining -= 1
+            if not remaining and watching:
+                watching[0].cancel()  # every listing is done: no worker is needed any more
 
     try:
         with _startup_heap_frozen(), _closing(staged.inventories):
             async with asyncio.TaskGroup() as group:
+                if signing.size > 1 and plan.tasks:
+                    watching.append(group.create_task(signing.watch()))
                 for index, task in enumerate(plan.tasks):
                     group.create_task(run(index, task))
     except BaseExceptionGroup as failed:
+        await signing.close(kill=True)
         # A run-wide failure (credentials) ends every task; report it once, not per prefix.
         ours, others = failed.split(lambda e: isinstance(e, SharebatchError))
         if ours is None or others is not None:
             raise
         raise first_error(ours) from None
+    except BaseException:
+        await signing.close(kill=True)  # a signal: the workers stop now, with the run
+        raise
+    await signing.close()
     return staged
 
 
@@ -243,6 +268,102 @@ def _closing(inventories: Inventories | None) -> Iterator[None]:
     finally:
         if inventories is not None:
             inventories.close()
+
+
+class _Workers:
+    """Whether pages go to signing workers, and the pool once it runs.
+
+    Workers sign S3 links only: a run with a ``link: cloudfront`` route, or a target only
+    botocore's signer serves (``Signers.worker_spec``), signs in this process, whatever
+    ``workers`` asked. With ``workers`` None the pool starts once ``pool.AUTO_AFTER`` objects were
+    listed (pages before it are signed here, each staged before the next is taken, so the
+    order is kept across the switch); on one core it never starts.
+    """
+
+    def __init__(self, size: int, routes: dict[int, RouteSpec], auto: bool) -> None:
+        self.size = size
+        self.routes = routes
+        self.auto = auto
+        self.pool: Pool | None = None
+        self.listed = 0
+        self._started = asyncio.Event()
+
+    @classmethod
+    async def plan(
+        cls,
+        plan: Plan,
+        staged: Staged,
+        gateway: S3Gateway,
+        credentials: Credentials,
+        folder: RunFolder | None,
+        workers: int | None,
+    ) -> _Workers:
+        size = cores() if workers is None else workers
+        if size <= 1 or folder is None:
+            return cls(1, {}, auto=False)
+        if any(r.grant.link != "s3" for r in plan.routes):
+            return cls.unused(workers, "CloudFront links are signed in the run's process")
+        routes: dict[int, RouteSpec] = {}
+        for route, tally in zip(plan.routes, staged.routes, strict=True):
+            spec = await gateway.signers.worker_spec(gateway.effective(route.target), credentials)
+            if spec is None:
+                return cls.unused(workers, f"bucket {route.target.bucket}: botocore signs it")
+            grant = route.grant
+            routes[route.index] = RouteSpec(
+                job=grant.job,
+                recipient=route.recipient,
+                spec=spec,
+                credentials=credentials,
+                expiry=grant.expiry,
+                download_name=grant.download_name,
+                content_type=grant.content_type,
+                on_short_credentials=grant.on_short_credentials,
+                link_ids=grant.link_ids,
+                csv=tally.csv,
+            )
+        found = cls(size, routes, auto=workers is None)
+        if not found.auto:
+            await found.start()
+        return found
+
+    @classmethod
+    def unused(cls, workers: int | None, reason: str) -> _Workers:
+        if workers is not None:  # asked for: say why there are none
+            log.warning("workers_unused", workers=workers, reason=reason)
+        return cls(1, {}, auto=False)
+
+    async def start(self) -> None:
+        pool = Pool(self.size, self.routes)
+        try:
+            await pool.start()
+        except BaseException:
+            await pool.close(kill=True)
+            raise
+        self.pool = pool
+        self._started.set()
+
+    async def watch(self) -> None:
+        """Raise the run's failure as soon as a worker ends before its time (a listing held
+        up by S3 would only find out at its next page)."""
+        await self._started.wait()
+        assert self.pool is not None
+        await self.pool.ended.wait()
+        assert self.pool.broken is not None
+        raise self.pool.broken
+
+    async def for_page(self, count: int) -> Pool | None:
+        """The pool to send a page of ``count`` objects to, or None: sign it here."""
+        if self.pool is None and self.auto:
+            self.listed += count
+            if self.listed > signing_pool.AUTO_AFTER:
+                self.auto = False
+                await self.start()
+        return self.pool
+
+    async def close(self, *, kill: bool = False) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await pool.close(kill=kill)
 
 
 @contextlib.contextmanager
@@ -315,10 +436,12 @@ class _Lister:
         gateway: S3Gateway,
         concurrency: int,
         max_split: int,
+        signing: _Workers | None = None,
     ) -> None:
         self._plan = plan
         self._staged = staged
         self._gateway = gateway
+        self._signing = signing or _Workers(1, {}, auto=False)
         # ``concurrency`` requests in flight, the operator's setting. A slot is given back as
         # soon as an answer has arrived, so the next request goes out while this page is read
         # and signed; twice as many listings may hold a page meanwhile, which bounds memory.
@@ -366,12 +489,19 @@ class _Lister:
     ) -> None:
         """An inventory's rows, in key order already: no probing, no splitting."""
         parts = [feed.tally.new_part(feed.position) for feed in feeds]
+        pending = _Pending(feeds, parts, tally, self._staged.progress)
         try:
             # As many at once as listings: each merge holds its prefix's run files open.
             async with self._limit:
                 async for page in pages:
-                    await self._page(page, feeds, parts, tally)
+                    await self._page(page, pending)
+                await pending.drain()
+        except InventoryError:
+            # Raised before the first page (every row is read first): nothing was sent.
+            await pending.drain()
+            raise
         finally:
+            pending.abandon()
             _close(parts)
 
     async def _list(
@@ -404,9 +534,12 @@ class _Lister:
                 if isinstance(segment, str):
                     group.create_task(self._list_folder(target, segment, feeds, parts, tally))
                 else:
+                    pending = _Pending(feeds, parts, tally, self._staged.progress)
                     try:
-                        await self._page(segment, feeds, parts, tally)
+                        await self._page(segment, pending)
+                        await pending.drain()
                     finally:
+                        pending.abandon()
                         _close(parts)
 
     async def _list_folder(
@@ -417,41 +550,51 @@ class _Lister:
         parts: list[PartFile | None],
         tally: PrefixTally,
     ) -> None:
+        pending = _Pending(feeds, parts, tally, self._staged.progress)
         try:
             async with self._limit:
                 async for page in self._gateway.listing.list_pages(
                     target, folder, slot=self._requests
                 ):
-                    await self._page(page, feeds, parts, tally)
+                    await self._page(page, pending)
+                await pending.drain()
         except S3ListingError as exc:
+            await pending.drain()  # see _list_flat
             # One failed sub-folder fails the whole prefix: its bundles would be incomplete.
             if tally.failure is None:
                 tally.failure = PrefixFailure(target.bucket, tally.prefix, exc.code, str(exc))
         finally:
+            pending.abandon()
             _close(parts)
 
     async def _list_flat(
         self, target: BucketTarget, prefix: str, feeds: list[_Feed], tally: PrefixTally
     ) -> None:
         parts = [feed.tally.new_part(feed.position) for feed in feeds]
+        pending = _Pending(feeds, parts, tally, self._staged.progress)
         try:
             async for page in self._gateway.listing.list_pages(target, prefix, slot=self._requests):
-                await self._page(page, feeds, parts, tally)
+                await self._page(page, pending)
+            await pending.drain()
+        except S3ListingError:
+            # The pages listed before the break were signed, as in one process: logged too.
+            await pending.drain()
+            raise
         finally:
+            pending.abandon()
             _close(parts)
 
-    async def _page(
-        self,
-        page: list[ObjectRef],
-        feeds: list[_Feed],
-        parts: list[PartFile | None],
-        tally: PrefixTally,
-    ) -> None:
+    async def _page(self, page: list[ObjectRef], pending: _Pending) -> None:
+        feeds, parts, tally = pending.feeds, pending.parts, pending.tally
         tally.objects += len(page)
         tally.bytes += sum(o.size for o in page)
         progress = self._staged.progress
         if progress is not None:
             progress.listed((feed.route.job for feed in feeds), len(page))
+        pool = await self._signing.for_page(len(page))
+        if pool is not None:
+            await pending.send(pool, page)
+            return
         unlinkable = [o for o in page if not linkable(o.key)]
         if unlinkable:
             page = [o for o in page if linkable(o.key)]
@@ -463,6 +606,129 @@ class _Lister:
             await _deliver(feed.route, feed.tally, part, feed.tally.selector.select(page))
             if progress is not None and part is not None:
                 progress.signed(feed.route.job, part.rows - signed)
+
+
+_Unlinkable = list[list[ObjectRef]]
+"""Per feed of a page, the selected objects no link can reach."""
+_Fates = list[str]
+"""Per feed of a page: ``sent`` to a worker, ``limit`` (its route went past ``max_links`` with
+this page: nothing signed, the error logged), or ``none`` (nothing to sign)."""
+
+
+class _Pending:
+    """One listing's pages out at signing workers, appended to its parts in listing order.
+
+    What ``_page`` and ``_deliver`` do for a page in this process is split in two: the
+    counting, selection, ``max_links`` and link ids when the page is listed (``send``; the
+    ids are drawn in the order a one-process run draws them), and every file write and log
+    line once the page's answer is in and every earlier page of the listing was appended
+    (``_advance``, called as each answer arrives, so a listing waiting on S3 holds no answer
+    back). The audit log and the part files are those of a one-process run.
+    """
+
+    def __init__(
+        self,
+        feeds: list[_Feed],
+        parts: list[PartFile | None],
+        tally: PrefixTally,
+        progress: Progress | None,
+    ) -> None:
+        self.feeds = feeds
+        self.parts = parts
+        self.tally = tally
+        self._progress = progress
+        self._out: deque[tuple[asyncio.Future[list[Result]], _Unlinkable, _Fates]] = deque()
+        self._pool: Pool | None = None
+        self._error: BaseException | None = None
+
+    async def send(self, pool: Pool, page: list[ObjectRef]) -> None:
+        self._raise()
+        self._pool = pool
+        unlinkable: _Unlinkable = []
+        if not all(linkable(o.key) for o in page):
+            bad = [o for o in page if not linkable(o.key)]
+            page = [o for o in page if linkable(o.key)]
+            unlinkable = [feed.tally.selector.select(bad) for feed in self.feeds]
+        wanted: Wanted = []
+        fates: _Fates = []
+        for feed, part in zip(self.feeds, self.parts, strict=True):
+            tally = feed.tally
+            chosen = tally.selector.select(page)
+            was_over = tally.over_limit
+            tally.links += len(chosen)
+            tally.bytes += sum(o.size for o in chosen)
+            if tally.signer is None or part is None or was_over:
+                fates.append("none")
+            elif tally.over_limit:
+                fates.append("limit")
+            else:
+                fates.append("sent")
+                ids = link_ids.draw(len(chosen)) if feed.route.grant.link_ids else None
+                wanted.append((feed.route.index, chosen, ids))
+        answer = await pool.submit(wanted)
+        self._out.append((answer, unlinkable, fates))
+        answer.add_done_callback(self._advance)
+
+    async def drain(self) -> None:
+        """Wait for every page sent to be appended."""
+        while self._out and self._error is None:
+            await asyncio.wait([self._out[0][0]])
+            self._advance()
+        self._raise()
+
+    def abandon(self) -> None:
+        """A listing that failed or was stopped: its pages' answers are not wanted."""
+        while self._out:
+            answer = self._out.popleft()[0]
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # seen: asyncio would report it as never retrieved
+            else:
+                answer.cancel()
+            if self._pool is not None:
+                self._pool.done_with()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _advance(self, _: object = None) -> None:
+        # Append the answers that are in, up to the first still out; a failure (the worker's
+        # exception, a full disk) stops the appending and is raised in the listing.
+        while self._out and self._out[0][0].done() and self._error is None:
+            answer, unlinkable, fates = self._out.popleft()
+            try:
+                self._commit(answer, unlinkable, fates)
+            except BaseException as exc:  # noqa: BLE001 - raised again by send or drain
+                self._error = exc
+            finally:
+                if self._pool is not None:
+                    self._pool.done_with()
+
+    def _commit(
+        self, answer: asyncio.Future[list[Result]], unlinkable: _Unlinkable, fates: _Fates
+    ) -> None:
+        results = iter(answer.result())
+        for feed, chosen in zip(self.feeds, unlinkable, strict=False):
+            feed.tally.skip_unlinkable(feed.route, self.tally.bucket, chosen)
+        for feed, part, fate in zip(self.feeds, self.parts, fates, strict=True):
+            tally = feed.tally
+            signed = 0
+            if fate == "limit":
+                log.error(
+                    "max_links_exceeded",
+                    job=feed.route.job,
+                    recipient=feed.route.recipient,
+                    max_links=tally.selector.max_links,
+                )
+            elif fate == "sent" and part is not None:
+                lines, rows, events, signed, earliest, clamped_to = next(results)
+                if signed:
+                    part.append(lines, rows, signed, earliest)
+                write_rendered("debug", events)
+                if clamped_to is not None and isinstance(tally.signer, Signer):
+                    tally.signer.clamped_to = clamped_to
+            if self._progress is not None and part is not None:
+                self._progress.signed(feed.route.job, signed)
 
 
 def _close(parts: list[PartFile | None]) -> None:

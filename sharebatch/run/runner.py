@@ -49,6 +49,7 @@ log = get_logger()
 DEFAULT_CONCURRENCY = 16
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_CONCURRENCY = 256
+MAX_WORKERS = 64
 
 
 def new_run_id(now: datetime) -> str:
@@ -67,6 +68,7 @@ async def run_manifest_async(
     as_of: date | None = None,
     split_folders: bool = True,
     on_progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
     """Run a manifest to completion; raises ``SharebatchError`` subclasses on failure.
 
@@ -76,8 +78,11 @@ async def run_manifest_async(
     ``out`` defaults to the manifest's ``output.dir`` (relative to the manifest's folder), then
     ``bundles``; ``as_of`` (the date that period templates are computed from) defaults to
     today in UTC. ``split_folders=False`` lists every prefix as a whole, never folder by
-    folder. ``run_manifest``, its blocking twin, also stops the run cleanly on SIGINT and
-    SIGTERM (in the main thread), raising ``Interrupted``.
+    folder. ``workers`` processes sign and stage the links (``run/pool``): 1 signs in this
+    process; None (the default) starts one per core once the run has listed
+    ``pool.AUTO_AFTER`` objects. The output is the same whatever their number. ``run_manifest``,
+    its blocking twin, also stops the run cleanly on SIGINT and SIGTERM (in the main thread),
+    raising ``Interrupted``.
     """
     return await _run(
         lambda now: load_manifest(manifest_path, as_of=as_of, now=now),
@@ -88,6 +93,7 @@ async def run_manifest_async(
         run_id=run_id,
         split_folders=split_folders,
         on_progress=on_progress,
+        workers=workers,
     )
 
 
@@ -104,6 +110,7 @@ async def run_resolved_async(
     run_id: str | None = None,
     split_folders: bool = True,
     on_progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
     """``run_manifest_async`` for a manifest already loaded (its period already computed):
     for callers that build or adjust the ``Manifest`` value themselves, such as tests."""
@@ -116,6 +123,7 @@ async def run_resolved_async(
         run_id=run_id,
         split_folders=split_folders,
         on_progress=on_progress,
+        workers=workers,
     )
 
 
@@ -129,9 +137,12 @@ async def _run(
     run_id: str | None,
     split_folders: bool,
     on_progress: ProgressCallback | None,
+    workers: int | None,
 ) -> RunSummary:
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}")
     if run_id is not None and not _RUN_ID.fullmatch(run_id):
         raise UsageError(
             f"--run-id {run_id!r} must start with a letter or digit, followed by letters,"
@@ -192,6 +203,7 @@ async def _run(
                         split_folders=split_folders,
                         progress=_progress(plan, on_progress),
                         cloudfront=cloudfront.route_signer,
+                        workers=workers,
                     )
                     written = Written()
                     if folder:

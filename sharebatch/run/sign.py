@@ -305,7 +305,7 @@ class Lifetime:
 
 
 class BatchPresigner(Protocol):
-    """A presigner that also signs a batch of GETs in one call (``presigners.FastPresigner``)."""
+    """A presigner that also signs a batch of GETs in one call (``workersign.FastPresigner``)."""
 
     def get_many(
         self, bucket: str, expires_in: int, requests: Iterable[tuple[str, Mapping[str, str]]]
@@ -361,7 +361,7 @@ class Signer:
         self._lifetime = Lifetime(job, expiry, limit)
         self._link_ids = link_ids
         self._presign = presign
-        # A chunk goes to get_many when the presigner has it (presigners.FastPresigner).
+        # A chunk goes to get_many when the presigner has it (workersign.FastPresigner).
         self._many = cast(BatchPresigner, presign) if hasattr(presign, "get_many") else None
         self._job = job
         self._download_name = download_name
@@ -373,6 +373,11 @@ class Signer:
     def clamped_to(self) -> datetime | None:
         """The credential expiry, once a link was shortened to end by it."""
         return self._lifetime.clamped_to
+
+    @clamped_to.setter
+    def clamped_to(self, value: datetime) -> None:
+        # A signing worker's copy of this signer shortened a link (``pipeline._Pending``).
+        self._lifetime.clamped_to = value
 
     def params(self, key: str) -> dict[str, str]:
         """The signed response parameters of ``key``'s link: download name, content type."""

@@ -31,7 +31,7 @@ from sharebatch.s3.listing import Level as Level
 from sharebatch.s3.listparse import install as install_fast_list_parser
 from sharebatch.s3.objects import Objects
 from sharebatch.s3.preflight import Preflight, answer
-from sharebatch.s3.presigners import Signers
+from sharebatch.s3.presigners import Signers, system_clock
 from sharebatch.s3.probe import browser_url as browser_url
 from sharebatch.s3.probe import probe_link as probe_link
 from sharebatch.s3.retry import RetryPolicy
@@ -50,7 +50,7 @@ class S3Gateway:
         connection: Connection = Connection(),
         *,
         max_connections: int = 16,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = system_clock,
         retry: RetryPolicy | None = None,
     ) -> None:
         # Read here, before anything is written: a bad SHAREBATCH_S3_* value is exit 2.

@@ -8,7 +8,7 @@ every link of a run is signed by the same key whatever the credential provider d
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +19,7 @@ from sharebatch.audit import get_logger
 from sharebatch.models import LINK_ID_PARAM, BucketTarget, Credentials, PostSigner, Presigner
 from sharebatch.s3.clients import client_config
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
+from sharebatch.s3.workersign import FastPresigner, FastSpec
 
 _CLIENT_METHOD = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}
 _LINK_ID_CONTEXT = "sharebatch_link_id"
@@ -26,37 +27,9 @@ _LINK_ID_CONTEXT = "sharebatch_link_id"
 log = get_logger()
 
 
-class FastPresigner:
-    """The fast signer, with botocore's for a rare key or parameter it was not proven on.
-
-    A ``Presigner``; ``get_many`` signs a batch of GETs in one call (``sign.Signer`` uses it
-    when present), or says None when any of them needs botocore: the caller then signs that
-    batch one call per link, each going to whichever signer takes it.
-    """
-
-    def __init__(self, fast: SigV4Presigner, slow: Callable[[], Presigner]) -> None:
-        self._fast = fast
-        self._make_slow = slow
-        self._slow: Presigner | None = None
-
-    def __call__(
-        self, method: str, bucket: str, key: str, expires_in: int, params: Mapping[str, str]
-    ) -> str:
-        try:
-            return self._fast(method, bucket, key, expires_in, params)
-        except Unsupported:
-            if self._slow is None:
-                self._slow = self._make_slow()
-            return self._slow(method, bucket, key, expires_in, params)
-
-    def get_many(
-        self, bucket: str, expires_in: int, requests: Iterable[tuple[str, Mapping[str, str]]]
-    ) -> tuple[list[str], datetime] | None:
-        """``SigV4Presigner.get_many``'s URLs and their signing moment, or None."""
-        try:
-            return self._fast.get_many(bucket, expires_in, requests)
-        except Unsupported:
-            return None
+def system_clock() -> datetime:
+    """The system's UTC clock: the default, and the only one a signing worker reads."""
+    return datetime.now(UTC)
 
 
 class Signers:
@@ -70,7 +43,7 @@ class Signers:
         region_of: Callable[[BucketTarget], Awaitable[str]],
         *,
         profile: str | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = system_clock,
     ) -> None:
         self._region_of = region_of
         self._profile = profile
@@ -96,6 +69,27 @@ class Signers:
             return botocore_presigner(session, target, region, credentials)
         log.info("signer_selected", bucket=target.bucket, signer="sigv4")
         return FastPresigner(fast, lambda: botocore_presigner(session, target, region, credentials))
+
+    async def worker_spec(self, target: BucketTarget, credentials: Credentials) -> FastSpec | None:
+        """What a signing worker needs to sign for ``target`` as ``presigner`` would, or None
+        where ``presigner`` would be botocore's (workers never run botocore's signer) or where
+        a clock was given (a worker reads the system's)."""
+        if self._clock is not system_clock:
+            return None
+        region = await self._region_of(target)
+        session = botocore.session.Session(profile=self._profile)
+        try:
+            SigV4Presigner(
+                credentials,
+                region=region,
+                endpoint_url=target.endpoint_url,
+                addressing_style=target.addressing_style,
+                environ=os.environ,
+                profile_config=session.get_scoped_config(),
+            )
+        except Unsupported:
+            return None
+        return FastSpec(target, region, self._profile)
 
     async def post_signer(self, target: BucketTarget, credentials: Credentials) -> PostSigner:
         """A POST-policy signer for ``target``: botocore's, SigV4.

@@ -70,10 +70,18 @@ jobs:
     )
 
 
-def _run(s3: S3, tmp_path: Path, manifest: Path, exit_code: int = 0) -> Path:
+def _run(s3: S3, tmp_path: Path, manifest: Path, exit_code: int = 0, *options: str) -> Path:
     result = CliRunner().invoke(
         app,
-        ["run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint],
+        [
+            "run",
+            str(manifest),
+            "--out",
+            str(tmp_path / "out"),
+            "--endpoint-url",
+            s3.endpoint,
+            *options,
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == exit_code, result.stderr
@@ -130,6 +138,15 @@ def test_csv_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path) -> None:
     [report] = summary["inventories"]
     assert report["created_at"] == "2026-11-29T01:02:00Z"
     assert (report["rows"], report["kept"], report["status"]) == (10, 9, "read")
+
+
+def test_inventory_pages_go_to_signing_workers_too(s3: S3, tmp_path: Path) -> None:
+    """With --workers 2 the report's pages are signed in worker processes: the same rows."""
+    written = write_inventory(s3, bucket=DEST, source_bucket=SOURCE, rows=_extras(_seed(s3)))
+    manifest = _manifest(tmp_path, f"{{inventory: '{written.uri}'}}")
+    run_dir = _run(s3, tmp_path, manifest, 0, "--workers", "2")
+    assert _rows(run_dir, "inv") == _rows(run_dir, "listed")
+    assert len(_rows(run_dir, "inv")) == 9
 
 
 def test_parquet_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path) -> None:

@@ -38,8 +38,9 @@ from sharebatch.run.sign import (
     signed_window,
 )
 from sharebatch.s3.gateway import S3Gateway
-from sharebatch.s3.presigners import FastPresigner, botocore_presigner
+from sharebatch.s3.presigners import botocore_presigner
 from sharebatch.s3.sigv4 import SigV4Presigner, Unsupported
+from sharebatch.s3.workersign import FastPresigner
 from sharebatch.visible import without_hidden
 from tests.support import tricky
 from tests.support.paths import DATA
