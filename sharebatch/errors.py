@@ -13,6 +13,7 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
     ├── S3ReadError            exit 1    internal: reading one object failed
+    ├── InventoryError         exit 1    internal: an S3 Inventory report could not be used
     ├── RunLocked              exit 75   another run is writing to the same output folder
     ├── RunCrashed             exit 1    the run broke off (a full disk, an I/O error, a bug)
     ├── DeliveryError          exit 1    internal: a mail or webhook could not be handed over
@@ -21,10 +22,11 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
 ``sharebatch`` exports the classes its public functions can raise. Those marked internal never
 leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestError``), an
 ``S3ListingError`` a failed prefix in the run's summary (or an unreadable log source in
-``usage``'s), an ``S3ReadError`` an access log file's bad line, and a ``DeliveryError`` a failed
-recipient (a page not stored: the run's summary; a mail refused: ``notify``'s report) or a
-webhook's entry in ``NotifyReport.webhook_errors``; import them from here. A ``LinkError``
-comes from ``notify`` (a run folder or bundle it cannot read) and from ``inspect``,
+``usage``'s), an ``S3ReadError`` an access log file's bad line, an ``InventoryError`` a failed
+prefix of every job reading that report, and a ``DeliveryError`` a failed recipient (a page
+not stored: the run's summary; a mail refused: ``notify``'s report) or a webhook's entry in
+``NotifyReport.webhook_errors``; import them from here. A ``LinkError`` comes from ``notify``
+(a run folder or bundle it cannot read) and from ``inspect``,
 ``verify`` and ``renew``.
 
 A run that finishes with some prefixes failed is not an exception: ``run_manifest`` returns a
@@ -120,6 +122,16 @@ class S3ListingError(SharebatchError):
 class S3ReadError(SharebatchError):
     """Reading one object failed (refused, gone, or the connection dropped mid-way); the
     reader reports the object and reads on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class InventoryError(SharebatchError):
+    """An S3 Inventory report could not be used: none found, too old, a bad checksum, a
+    data file missing, cut short or unreadable. Every job reading it fails (its prefixes are
+    recorded as failed); the others go on. The message names the report or data file."""
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code

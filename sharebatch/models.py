@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NamedTuple, NotRequired, TypedDict
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 
 MAX_EXPIRES_IN = 604_800
 """Seven days, in seconds: SigV4 refuses presigned URLs valid for longer."""
@@ -260,6 +260,9 @@ class RunReport(TypedDict):
     jobs: list[JobReport]
     prefixes: list[PrefixReport]
     failures: list[FailureReport]
+    # The S3 Inventory reports read instead of listing: source, manifest, created_at (the
+    # links show the bucket as it was then), rows, verify drift. Absent when all was listed.
+    inventories: NotRequired[list[dict[str, Any]]]
     duration_seconds: NotRequired[float]  # measured after the rest: absent from the review
 
 

@@ -59,6 +59,7 @@ from sharebatch.manifest.fields import (
     Region,
     parse_size,
 )
+from sharebatch.manifest.inventory import InventorySource
 from sharebatch.manifest.notify import (
     GROUPS,
     EmailSetting,
@@ -164,6 +165,8 @@ class Grant(BaseModel):
     notify: NotifySettings | None = None
     notify_off: bool = False  # ``notify: false`` left this grant out on purpose
     scan: ScanSetting | None = None  # how ``upload`` is scanned; set only with a slot
+    # An S3 Inventory report read instead of listing the bucket (None: the bucket is listed).
+    source: InventorySource | None = None
 
     @model_validator(mode="after")
     def _check_link(self) -> Grant:
@@ -371,6 +374,7 @@ def _unknown_field(path: PathKey) -> str:
     groups: dict[str, type[BaseModel]] = {"filters": RawFilters, "upload": RawUpload}
     groups |= {"cloudfront": RawCloudFront, "private_key": RawKeySource}
     groups["scan"] = RawScan
+    groups["source"] = InventorySource
     groups |= {"notify": GROUPS[""], "smtp": GROUPS["smtp"], "webhook": GROUPS["webhook"]}
     model = groups.get(names[-1] if names else "") or _MODELS_AT.get(tuple(names))
     if model is None:

@@ -45,6 +45,7 @@ from sharebatch.manifest.fields import (
     check_output_dir,
     check_prefix,
 )
+from sharebatch.manifest.inventory import InventorySource
 from sharebatch.manifest.notify import (
     GROUPS,
     NOTIFY_FIELDS,
@@ -166,6 +167,12 @@ class RawSettings(RawModel):
         " for link: cloudfront (its policy's IP condition), any number for link: s3 (enforced"
         f" by the bucket policy of `sharebatch policy`). [] for none. {_SETTING}",
     )
+    source: InventorySource | None = Field(
+        None,
+        description="Where the objects come from: an S3 Inventory report instead of listing"
+        f" the bucket, e.g. {{inventory: s3://inventory-bucket/src/daily/, max_age: 8d}}."
+        f" {_SETTING}",
+    )
     cloudfront: RawCloudFront | None = Field(
         None,
         description="CloudFront signed links, used with link: cloudfront; each field inherits"
@@ -210,6 +217,7 @@ _PLAIN = (
     "formats",
     "on_short_credentials",
     "link_ids",
+    "source",
 )
 _REQUIRED = {"bucket": "", "expires_in": " (or expires_at, for a fixed moment)"}
 

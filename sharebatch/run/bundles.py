@@ -407,6 +407,9 @@ class BundleHeader:
     # When the page's own S3 link ends before the bundle's links (CloudFront links that
     # outlive what SigV4 or the credentials allow it); absent otherwise.
     page_expires_at: str | None = None
+    # The S3 Inventory report the links were made from (``source``, ``manifest``,
+    # ``created_at``): they show the bucket as it was then. Absent for a listing.
+    inventory: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -457,6 +460,8 @@ class BundleHeader:
             data["page_link_id"] = self.page_link_id
         if self.page_expires_at is not None:
             data["page_expires_at"] = self.page_expires_at
+        if self.inventory is not None:
+            data["inventory"] = dict(self.inventory)
         return data
 
     @classmethod
@@ -499,7 +504,21 @@ class BundleHeader:
             page_expires_at=header.moment_text("page_expires_at")
             if header.has("page_expires_at")
             else None,
+            inventory=_inventory(header),
         )
+
+
+def _inventory(header: _Fields) -> dict[str, str] | None:
+    found = header.object("inventory")
+    if found is None:
+        return None
+    if sorted(found.keys()) != ["created_at", "manifest", "source"]:
+        raise ValueError("inventory: expected source, manifest and created_at")
+    return {
+        "source": found.text("source"),
+        "manifest": found.text("manifest"),
+        "created_at": found.moment_text("created_at"),
+    }
 
 
 def cloudfront_policy(

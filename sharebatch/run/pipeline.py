@@ -17,11 +17,13 @@ import contextlib
 import gc
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sharebatch.audit import get_logger, link_issued, write_rendered
-from sharebatch.errors import S3ListingError, SharebatchError, SigningError
+from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
+from sharebatch.inventory.reader import Inventories
 from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
 from sharebatch.run import link_ids
@@ -109,6 +111,8 @@ class Staged:
     routes: list[RouteTally]
     signer_key_id: str | None = None
     progress: Progress | None = None
+    # The S3 Inventory reports read instead of listing (None: every prefix was listed).
+    inventories: Inventories | None = None
 
     def failed_routes(self, plan: Plan) -> set[int]:
         """Routes fed by a failed prefix: their bundles would be incomplete."""
@@ -206,6 +210,7 @@ async def stage(
                 " in key order",
             )
     max_split = 4 * concurrency if split_folders else 0
+    staged.inventories = _inventories(plan, gateway, folder)
     signing = await _Workers.plan(plan, staged, gateway, credentials, folder, workers)
     lister = _Lister(plan, staged, gateway, concurrency, max_split, signing)
 
@@ -222,7 +227,7 @@ async def stage(
                 watching[0].cancel()  # every listing is done: no worker is needed any more
 
     try:
-        with _startup_heap_frozen():
+        with _startup_heap_frozen(), _closing(staged.inventories):
             async with asyncio.TaskGroup() as group:
                 if signing.size > 1 and plan.tasks:
                     watching.append(group.create_task(signing.watch()))
@@ -240,6 +245,29 @@ async def stage(
         raise
     await signing.close()
     return staged
+
+
+def _inventories(plan: Plan, gateway: S3Gateway, folder: RunFolder | None) -> Inventories | None:
+    """The reports the plan reads from, each task's prefix registered; None if none."""
+    tasks = [(task, task.source) for task in plan.tasks if task.source is not None]
+    if not tasks:
+        return None
+    spill = None if folder is None else folder.staging / "inventory"
+    if spill is not None:
+        spill.mkdir(mode=0o700)
+    found = Inventories(gateway, spill, clock=lambda: datetime.now(UTC))
+    for task, source in tasks:
+        found.add(source, gateway.effective(task.target), task.prefix)
+    return found
+
+
+@contextlib.contextmanager
+def _closing(inventories: Inventories | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if inventories is not None:
+            inventories.close()
 
 
 class _Workers:
@@ -429,18 +457,13 @@ class _Lister:
         ]
         target = self._gateway.effective(task.target)
         try:
-            async with self._limit:
-                level: Level | None = None
-                if self._max_split:
-                    level = await self._gateway.listing.probe_level(
-                        target, task.prefix, slot=self._requests
-                    )
-                if level is None or not level.complete or len(level.folders) > self._max_split:
-                    await self._list_flat(target, task.prefix, feeds, tally)
-                    level = None
-            if level is not None:
-                await self._list_split(target, level.objects, level.folders, feeds, tally)
-        except S3ListingError as exc:
+            inventories = self._staged.inventories
+            if task.source is not None and inventories is not None:
+                pages = inventories.pages(task.source, target, task.prefix)
+                await self._read_inventory(pages, feeds, tally)
+            else:
+                await self._list(task, target, feeds, tally)
+        except (S3ListingError, InventoryError) as exc:
             tally.failure = PrefixFailure(task.target.bucket, task.prefix, exc.code, str(exc))
         finally:
             tally.seconds = round(time.monotonic() - started, 3)
@@ -460,6 +483,41 @@ class _Lister:
         if self._staged.progress is not None:
             jobs = (feed.route.job for feed in feeds)
             self._staged.progress.prefix_done(jobs, failed=tally.failure is not None)
+
+    async def _read_inventory(
+        self, pages: AsyncIterator[list[ObjectRef]], feeds: list[_Feed], tally: PrefixTally
+    ) -> None:
+        """An inventory's rows, in key order already: no probing, no splitting."""
+        parts = [feed.tally.new_part(feed.position) for feed in feeds]
+        pending = _Pending(feeds, parts, tally, self._staged.progress)
+        try:
+            # As many at once as listings: each merge holds its prefix's run files open.
+            async with self._limit:
+                async for page in pages:
+                    await self._page(page, pending)
+                await pending.drain()
+        except InventoryError:
+            # Raised before the first page (every row is read first): nothing was sent.
+            await pending.drain()
+            raise
+        finally:
+            pending.abandon()
+            _close(parts)
+
+    async def _list(
+        self, task: ListTask, target: BucketTarget, feeds: list[_Feed], tally: PrefixTally
+    ) -> None:
+        async with self._limit:
+            level: Level | None = None
+            if self._max_split:
+                level = await self._gateway.listing.probe_level(
+                    target, task.prefix, slot=self._requests
+                )
+            if level is None or not level.complete or len(level.folders) > self._max_split:
+                await self._list_flat(target, task.prefix, feeds, tally)
+                level = None
+        if level is not None:
+            await self._list_split(target, level.objects, level.folders, feeds, tally)
 
     async def _list_split(
         self,

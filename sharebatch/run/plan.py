@@ -3,7 +3,8 @@
 A *route* is one grant (a recipient of a job, with every setting resolved by the manifest)
 placed on a bucket target, with its prefixes in bundle order.
 A *list task* is one (bucket target, prefix) to list, with the route slots its objects feed.
-Each distinct (target, prefix) is listed once, however many recipients share it.
+Each distinct (target, prefix, source) is listed once, however many recipients share it
+(a prefix read from an inventory report is another task than the same prefix listed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from sharebatch.manifest.inventory import InventorySource
 from sharebatch.manifest.load import Grant, Manifest
 from sharebatch.models import BucketTarget
 from sharebatch.times import iso
@@ -49,9 +51,12 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class ListTask:
+    """``source``: the S3 Inventory report its objects come from (None: a listing)."""
+
     target: BucketTarget
     prefix: str
     slots: tuple[Slot, ...]
+    source: InventorySource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,7 @@ def _without_covered(
 def build_plan(manifest: Manifest) -> Plan:
     """Routes in manifest order, and one list task per distinct (target, prefix)."""
     routes: list[Route] = []
-    slots: dict[tuple[BucketTarget, str], list[Slot]] = {}
+    slots: dict[tuple[BucketTarget, str, InventorySource | None], list[Slot]] = {}
     for job in manifest.jobs:
         for grant in job.grants:
             target = BucketTarget(
@@ -91,10 +96,11 @@ def build_plan(manifest: Manifest) -> Plan:
             route = Route(len(routes), grant, target, prefixes, merged)
             routes.append(route)
             for position, prefix in enumerate(prefixes):
-                slots.setdefault((target, prefix), []).append(Slot(route.index, position))
+                key = (target, prefix, grant.source)
+                slots.setdefault(key, []).append(Slot(route.index, position))
     tasks = tuple(
-        ListTask(target=target, prefix=prefix, slots=tuple(found))
-        for (target, prefix), found in slots.items()
+        ListTask(target=target, prefix=prefix, slots=tuple(found), source=source)
+        for (target, prefix, source), found in slots.items()
     )
     return Plan(manifest=manifest, routes=tuple(routes), tasks=tasks)
 
@@ -136,6 +142,7 @@ def describe(plan: Plan) -> dict[str, Any]:
                 "upload": asdict(grant.upload) if grant.upload else None,
             }
             | ({"scan": asdict(grant.scan)} if grant.scan else {})
+            | ({"source": grant.source.model_dump()} if grant.source else {})
         )
     return {
         "manifest": manifest.path,

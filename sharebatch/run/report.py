@@ -95,7 +95,7 @@ def build_report(
     jobs = _jobs(plan, staged, recipients, over_limit, page_failures)
     everyone = [r for j in jobs for r in j["recipients"]]
     expiries = [r["expires_at"] for r in everyone if r["expires_at"]]
-    return {
+    report: RunReport = {
         "run_id": run_id,
         "status": _status(prefix_failures, failures, len(staged.prefixes)),
         "dry_run": dry_run,
@@ -132,6 +132,10 @@ def build_report(
         ],
         "failures": failures,
     }
+    if staged.inventories is not None:
+        # Only when a report was read: a listed run's summary stays as it always was.
+        report["inventories"] = staged.inventories.reports()
+    return report
 
 
 def _link_keys(

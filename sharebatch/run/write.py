@@ -26,7 +26,7 @@ from sharebatch.run.folder import RunFolder
 from sharebatch.run.link_ids import link_id_of
 from sharebatch.run.pages import Pages, page_settings
 from sharebatch.run.pipeline import Staged
-from sharebatch.run.plan import Plan
+from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import credential_kind
 from sharebatch.run.slots import Uploads, slot_summary, upload_row
 from sharebatch.times import iso
@@ -109,6 +109,7 @@ async def write_bundles(
             policy=link_policy(route.grant, targets[route.index], credentials, clamped),
             uploads=len(issued) if slot is not None else None,
             upload=slot,  # the slot's policy, for renewal
+            inventory=_inventory(staged, route, targets[route.index]),
         )
         page = None
         if pages is not None and page_settings(route) is not None:
@@ -179,3 +180,11 @@ def signed_by(credentials: Credentials) -> SignedBy:
         kind=credential_kind(credentials),
         expires_at=iso(credentials.expiry) if credentials.expiry else None,
     )
+
+
+def _inventory(staged: Staged, route: Route, target: BucketTarget) -> dict[str, str] | None:
+    """The report a route's links come from, for its header (None: listed)."""
+    source = route.grant.source
+    if source is None or staged.inventories is None:
+        return None
+    return staged.inventories.header(source, target)

@@ -55,6 +55,19 @@ def test_a_renewal_adds_its_fields_at_the_end() -> None:
     assert json.dumps(BundleHeader.from_json(header).to_json()) == json.dumps(header)
 
 
+def test_an_inventory_source_reads_back_and_renewals_keep_it() -> None:
+    """The report a bundle's links came from is kept at the end of the header, read back."""
+    inventory = {
+        "source": "s3://inv-dest/src/daily/",
+        "manifest": "s3://inv-dest/src/daily/2026-11-29T01-02Z/manifest.json",
+        "created_at": "2026-11-29T01:02:00Z",
+    }
+    header = {**_golden_headers()[0], "inventory": inventory}
+    parsed = BundleHeader.from_json(header)
+    assert parsed.inventory == inventory
+    assert json.dumps(parsed.to_json()) == json.dumps(header)
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
@@ -68,6 +81,11 @@ def test_a_renewal_adds_its_fields_at_the_end() -> None:
         ({"upload": []}, "upload: expected an object"),
         ({"link_ids": "no"}, "link_ids: 'no' is not true or false"),
         ({"page_link_id": 7}, "page_link_id: expected text"),
+        ({"inventory": {"source": "s3://i/p/"}}, "inventory: expected source, manifest and"),
+        (
+            {"inventory": {"source": "s", "manifest": "m", "created_at": "2026-11-29"}},
+            "inventory.created_at: not a moment with a time",
+        ),
     ],
 )
 def test_a_header_sharebatch_does_not_write_is_refused_naming_the_field(

@@ -22,6 +22,7 @@ SUMMARY = ROOT / "tests" / "e2e" / "golden" / "golden-run" / "summary.json"
 # Keys a summary holds only when they say something: the golden run's S3 links have none.
 _ONLY_WHEN_SAID: dict[Any, set[str]] = {
     RecipientReport: {"link", "cloudfront", "allow_ips", "page_expires_at"},
+    RunReport: {"inventories"},  # only when a job read an S3 Inventory report
 }
 
 
