@@ -11,7 +11,11 @@ is ``_scan_run.py`` in a fresh process.
   that is not counted. Target: 4 at least 2x 1. Measured twice: moto answering at once, and
   behind the benchmarks' delaying proxy adding 30 ms to every request (S3's round trip from a
   nearby machine; each file costs four: its tags, its bytes, its verdict, the HEAD that
-  checks its ETag after tagging).
+  checks its ETag after tagging). The target is judged on the second: with moto answering at
+  once, moto's Python serves every byte from one core of the same two, and the ceiling its
+  CPU seconds allow (printed each round: client + moto + clamd at concurrency 1, over moto's
+  share at 4) sits at 1.9-2.4x, so that row tells where the CPU goes, not what concurrency
+  buys against S3 (docs/performance.md, "Scanning uploads through clamd").
 - Where the CPU goes: each scan's CPU seconds of our client (its own ``process_time``), of
   moto's process and of clamd (``/proc/<pid>/stat``, all threads), and from them the best
   time concurrency 4 can have on this machine's 2 cores (``ceiling``). ``--profile DIR``
@@ -121,8 +125,11 @@ def speed(
     title: str,
     missed: list[str],
     profiles: Path | None,
+    *,
+    judged: bool,
 ) -> None:
-    """Rounds of 200 x 1 MB at concurrency 1 and 4, side by side; the speed-up's target.
+    """Rounds of 200 x 1 MB at concurrency 1 and 4, side by side; the speed-up's target
+    (``judged``: only with S3's round trips in the picture, see the module's docstring).
 
     Each round also gives the CPU seconds of the three processes doing the work (our client,
     moto, clamd), and from those the best time concurrency 4 could have on this machine's 2
@@ -166,9 +173,10 @@ def speed(
             print(f"    CPU s (median): {shown}; sum {sum(parts.values()):.2f}")
         ratio = statistics.median(ratios)
         spread = f"[{min(ratios):.2f}..{max(ratios):.2f}]"
-        print(f"  speed-up 4 vs 1: {ratio:.2f}x {spread}   target >= 2")
+        goal = "target >= 2" if judged else "not judged: moto's one core bounds it (ceiling below)"
+        print(f"  speed-up 4 vs 1: {ratio:.2f}x {spread}   {goal}")
         ceiling(runs[name, 1], runs[name, 4])
-        if ratio < 2 and name == "this":
+        if judged and ratio < 2 and name == "this":
             missed.append(f"speed-up ({title})")
     if profiles is not None:  # under cProfile, the client's CPU doubles: not counted
         for concurrency in (1, 4):
@@ -300,14 +308,15 @@ def main() -> int:
                 if "at-once" in parts:
                     seed(client)
                     title = "moto answering at once"
-                    speed(endpoint, client, clamd, title, missed, args.profile)
+                    speed(endpoint, client, clamd, title, missed, args.profile, judged=False)
                 if "memory" in parts:
                     memory(endpoint, client, clamd, missed, args.profile)
         if "delayed" in parts:
             with moto_process({}, delay=0.03) as endpoint:
                 client = bucket(endpoint)
                 seed(client)
-                speed(endpoint, client, clamd, "30 ms per S3 request", missed, args.profile)
+                title = "30 ms per S3 request"
+                speed(endpoint, client, clamd, title, missed, args.profile, judged=True)
     if missed:
         print("missed: " + ", ".join(missed))
         return 1
