@@ -132,7 +132,7 @@ def _audit_bytes(emit: Callable[[], None]) -> bytes:
 
 
 @given(st.lists(_links(), max_size=6), st.sampled_from(["s3", "cloudfront", 'a"b']))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_link_issued_lines_are_emit_manys_bytes(links: list[Link], kind: str) -> None:
     """The lines link_issued builds as text are exactly emit_many's (JSON escapes, redaction
     of any value holding a secret marker), whatever the job, recipient, key or id hold."""

@@ -21,6 +21,7 @@ from sharebatch.inventory import reader
 from sharebatch.s3.gateway import S3Gateway
 from tests.support.inventory import (
     COLUMNS,
+    MOMENT,
     Row,
     Written,
     csv_gz,
@@ -128,7 +129,7 @@ def test_csv_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path) -> None:
     assert header["inventory"] == {
         "source": written.uri,
         "manifest": f"s3://{DEST}/{written.manifest}",
-        "created_at": "2026-11-29T01:02:00Z",
+        "created_at": MOMENT.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     assert (
         "inventory"
@@ -136,7 +137,7 @@ def test_csv_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path) -> None:
     )
     summary = json.loads((run_dir / "summary.json").read_text())
     [report] = summary["inventories"]
-    assert report["created_at"] == "2026-11-29T01:02:00Z"
+    assert report["created_at"] == MOMENT.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert (report["rows"], report["kept"], report["status"]) == (10, 9, "read")
 
 

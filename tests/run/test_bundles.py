@@ -290,7 +290,7 @@ def _links(draw: st.DrawFn, surrogates: bool = True) -> Link:
 
 
 @given(_links())
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_a_row_built_as_text_is_the_encoders_bytes(link: Link) -> None:
     """plain_row gives exactly json.dumps' line and the csv module's row of csv_cell values,
     or declines: controls, bidi, quotes, backslashes, commas, formula starts, non-BMP."""

@@ -128,7 +128,7 @@ def test_dry_run_writes_no_page(s3: S3, tmp_path: Path) -> None:
 
 
 @given(st.one_of(tricky.texts(), tricky.plain(), st.none(), st.integers()))
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_shown_is_visible_then_html_escaped_for_any_value(value: object) -> None:
     """The page's fast path for plain ASCII gives exactly escape(visible(...)), quotes too."""
     text = "" if value is None else str(value)

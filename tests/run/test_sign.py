@@ -448,7 +448,7 @@ def _general_disposition(filename: str) -> str:
 
 
 @given(st.one_of(tricky.texts(), tricky.plain(), st.sampled_from(["", ".", "..", " . "])))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_the_plain_name_shortcut_changes_no_header(name: str) -> None:
     """A plain name's header, said at once, is the one the general path makes."""
     assert content_disposition(name) == _general_disposition(name)

@@ -262,7 +262,7 @@ def test_a_worker_killed_fails_the_run(tmp_path: Path) -> None:
     assert _gone(second)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(
         st.tuples(

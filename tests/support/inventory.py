@@ -15,7 +15,7 @@ import io
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -32,9 +32,10 @@ COLUMNS = (
     "ETag",
     "StorageClass",
 )
-MOMENT = datetime(2026, 11, 29, 1, 2, tzinfo=UTC)
-"""When the test reports are made; runs judge ``max_age`` against the real clock, so the
-tests that need a fresh report pass ``created_at`` explicitly."""
+MOMENT = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+"""When the test reports are made: an hour before the tests start, by the clock they run on.
+Runs judge ``max_age`` against that clock, so a fixed date here would make a report stale on
+some day and the tests that read it fail from then on (tests must not depend on the date)."""
 
 
 @dataclass
