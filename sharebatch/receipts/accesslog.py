@@ -136,21 +136,89 @@ _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 # S3's numbers (bytes, milliseconds) fit in 20 digits; a longer one is no number S3 wrote, and
 # past 4300 digits int() refuses it anyway.
 _DIGITS = 20
-_COUNT = f"([0-9]{{1,{_DIGITS}}}+|-)"
 _STATUS_FIELDS = (
     r' (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?=["-])'
 )
 _NOT_STATUS = f"(?!{_STATUS_FIELDS})"
-# The remote address: IPv4 exactly, or any text with a colon, checked apart (``_ipv6``): the
-# IPv6 alternatives tried in the pattern cost 2.4 us an IPv6 line, a look-up of an address
-# seen before costs a twentieth of that.
-_FAST = re.compile(
-    rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+|-) "
-    r"([^ ]++) [^ ]++ "
-    rf'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) {_COUNT} ([^ "]++) {_COUNT} {_COUNT} '
-    rf'(?:[0-9]++|-) (?:[0-9]++|-) (?:"{_NOT_STATUS}[^"]*+"{_NOT_STATUS}|-) '
-    rf'(?:"{_NOT_STATUS}([^"]*+)"{_NOT_STATUS}|-)(?= |\r?\Z)'
+_COUNTED = f"[0-9]{{1,{_DIGITS}}}+|-"
+
+
+def _fast(*kept: str) -> re.Pattern[str]:
+    """The common case's pattern, capturing the fields named in ``kept`` (in the line's
+    order): each caller takes out only what it reads (a group taken out costs a string)."""
+
+    def field(name: str, body: str) -> str:
+        return f"({body})" if name in kept else f"(?:{body})"
+
+    def free(name: str) -> str:
+        return f'"{_NOT_STATUS}' + field(name, '[^"]*+') + f'"{_NOT_STATUS}'
+
+    return re.compile(
+        field("bucket_owner", "[^ ]++")
+        + " "
+        + field("bucket", "[^ ]++")
+        + r" \["
+        + field("time", r"[^\]]++")
+        + r"\] "
+        # The remote address: IPv4 exactly, or any text with a colon, checked apart
+        # (``_ipv6``): the IPv6 alternatives tried in the pattern cost 2.4 us an IPv6 line, a
+        # look-up of an address seen before a twentieth of that.
+        + field("remote_ip", f"{_IPV4_TEXT}|[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+|-")
+        + " "
+        + " ".join(
+            field(name, "[^ ]++") for name in ("requester", "request_id", "operation", "key")
+        )
+        + ' (?:"'
+        + field("request_uri", '[^"]*+')
+        + '"|-) '
+        + field("http_status", _COUNTED)
+        + " "
+        + field("error_code", '[^ "]++')
+        + " "
+        + field("bytes_sent", _COUNTED)
+        + " "
+        + field("object_size", _COUNTED)
+        + " (?:[0-9]++|-) (?:[0-9]++|-) (?:"
+        + free("referer")
+        + "|-) (?:"
+        + free("user_agent")
+        + r"|-)(?= |\r?\Z)"
+        # What follows the user agent is fields S3 added later, none quoted: a quote there
+        # means a quoted field held one, and only the slow way reads that right. Checked in
+        # the pattern: a ``find`` after the match cost a call a line.
+        + r'[^"]*+\Z'
+    )
+
+
+_FAST = _fast(
+    "bucket",
+    "time",
+    "remote_ip",
+    "requester",
+    "operation",
+    "key",
+    "request_uri",
+    "http_status",
+    "error_code",
+    "bytes_sent",
+    "object_size",
+    "user_agent",
 )
+# ``scan_lines``: what ``usage`` reads of a line that may carry an id, and of one that cannot
+# (its time and address are checked, its fields never taken out).
+_SCAN = _fast(
+    "bucket",
+    "time",
+    "remote_ip",
+    "operation",
+    "key",
+    "request_uri",
+    "http_status",
+    "bytes_sent",
+    "object_size",
+    "user_agent",
+)
+_CHECK = _fast("time", "remote_ip")
 _HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
 _MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
 # Request-URI ends: a quote that status fields follow, or (when none does, to name the
@@ -326,9 +394,7 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
     for text in texts:
         number += 1
         match = match_fast(text)
-        # What follows the user agent is fields S3 added later, none quoted: a quote there
-        # means a quoted field held one, and only the slow way reads that right.
-        if match is not None and text.find('"', match.end()) < 0:
+        if match is not None:
             bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
                 match.groups()
             )
@@ -427,7 +493,8 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     bad: list[BadLine] = []
     other = 0
     append = hits.append
-    match_fast = _FAST.match
+    match_scan = _SCAN.match
+    match_check = _CHECK.match
     times = _times
     good_ipv6 = _good_ipv6
     hit = _hit
@@ -435,40 +502,46 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     number = first - 1
     for text in texts:
         number += 1
-        match = match_fast(text)
-        # As in ``parse_lines``: a quote after the user agent is read the slow way.
-        if match is not None and text.find('"', match.end()) < 0:
-            stamp, ip, uri = match.group(2, 3, 7)
-            moment = times.get(stamp)
-            if (moment is not None or _converts(stamp)) and (
-                ":" not in ip or ip in good_ipv6 or _ipv6(ip)
-            ):
-                # No name, plain or percent-encoded: no id (what ``link_id_of`` would say).
-                if uri is None or (name_is not in uri and "%" not in uri):
+        # Without the name, plain or percent-encoded, no id can be read (``link_id_of``):
+        # the line is checked, not taken apart.
+        if name_is not in text and "%" not in text:
+            match = match_check(text)
+            if match is not None:
+                stamp, ip = match.groups()
+                if (stamp in times or _converts(stamp)) and (
+                    ":" not in ip or ip in good_ipv6 or _ipv6(ip)
+                ):
                     other += 1
                     continue
-                link_id = link_id_of(uri) if uri != "-" else None
-                if link_id is None:
-                    other += 1
-                    continue
-                bucket, _, ip, _, operation, key, _, status, _, sent, size, agent = match.groups()
-                append(
-                    hit(
-                        (
-                            link_id,
-                            bucket,
-                            None if key == "-" else key,
-                            moment or times[stamp],
-                            ip,
-                            operation,
-                            None if status == "-" else int(status),
-                            0 if sent == "-" else int(sent),
-                            None if size == "-" else int(size),
-                            None if agent is None or agent == "-" else agent,
+        else:
+            match = match_scan(text)
+            if match is not None:
+                bucket, stamp, ip, operation, key, uri, status, sent, size, agent = match.groups()
+                moment = times.get(stamp)
+                if (moment is not None or _converts(stamp)) and (
+                    ":" not in ip or ip in good_ipv6 or _ipv6(ip)
+                ):
+                    link_id = None if uri is None or uri == "-" else link_id_of(uri)
+                    if link_id is None:
+                        other += 1
+                        continue
+                    append(
+                        hit(
+                            (
+                                link_id,
+                                bucket,
+                                None if key == "-" else key,
+                                moment or times[stamp],
+                                ip,
+                                operation,
+                                None if status == "-" else int(status),
+                                0 if sent == "-" else int(sent),
+                                None if size == "-" else int(size),
+                                None if agent is None or agent == "-" else agent,
+                            )
                         )
                     )
-                )
-                continue
+                    continue
         # Anything else as ``parse_lines`` reads it (the slow way, or a bad line).
         for item in parse_lines(file, number, [text]):
             if isinstance(item, BadLine):
