@@ -251,6 +251,9 @@ _hit: Callable[[tuple[object, ...]], Hit] = partial(tuple.__new__, Hit)
 _CACHE_LIMIT = 16_384
 # A log's records share their seconds: each is parsed once, then looked up.
 _times: dict[str, datetime] = {}
+# The same by minute (the stamp without its seconds), at the minute's first second.
+_minutes: dict[str, datetime] = {}
+_SECONDS = [timedelta(seconds=n) for n in range(60)]
 # IPv6 addresses checked and found good (their clients come back).
 _good_ipv6: dict[str, None] = {}
 
@@ -263,6 +266,18 @@ def _time(stamp: str) -> datetime:
     found = _times.get(stamp)
     if found is not None:
         return found
+    # A new second of a minute already read (all but the seconds the same, checked then):
+    # that minute's time plus the seconds, not a datetime built and converted (7 us).
+    minute = _minutes.get(stamp[:18] + stamp[20:])
+    second = stamp[18:20]
+    if minute is not None and len(second) == 2 and second.isascii() and second.isdigit():
+        seconds = int(second)
+        if seconds < 60:
+            moment = minute + _SECONDS[seconds]
+            if len(_times) >= _CACHE_LIMIT:
+                _times.clear()
+            _times[stamp] = moment
+            return moment
     try:
         if (
             len(stamp) != 26
@@ -296,6 +311,9 @@ def _time(stamp: str) -> datetime:
     if len(_times) >= _CACHE_LIMIT:
         _times.clear()
     _times[stamp] = moment
+    if len(_minutes) >= _CACHE_LIMIT:
+        _minutes.clear()
+    _minutes[stamp[:18] + stamp[20:]] = moment - _SECONDS[int(stamp[18:20])]
     return moment
 
 

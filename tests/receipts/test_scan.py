@@ -184,3 +184,33 @@ def test_quote_floods_scan_as_they_parse() -> None:
     )
     texts = [base + " " + flood[:2000] for flood in QUOTE_FLOODS]
     assert scan_lines("f", 1, texts) == scan_of([_exact("f", n, t) for n, t in enumerate(texts, 1)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["02/Dec/2026:13:45:", "31/Dec/9999:23:59:", "01/Jan/0001:00:00:"]),
+            st.sampled_from([f"{n:02d}" for n in range(62)] + ["5x", "-1", "\u0663\u0663"]),
+            st.sampled_from(["+0000", "-0130", "+0545", "+0100"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_times_of_one_minute_convert_as_each_alone(stamps: list[tuple[str, str, str]]) -> None:
+    """A time read after another of its minute (taken from that minute's time plus its
+    seconds) is the time ``strptime`` gives it alone, and a second that is none, or a time
+    out of range once in UTC, is still refused."""
+    for minute, second, offset in stamps:
+        stamp = f"{minute}{second} {offset}"
+        text = log_line(
+            bucket="b", time=datetime(2026, 12, 2, tzinfo=UTC), request_uri=None, key=None
+        ).replace("02/Dec/2026:00:00:00 +0000", stamp)
+        try:
+            expected: object = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").astimezone(UTC)
+        except (ValueError, OverflowError):
+            expected = None
+        (item,) = parse_lines("f", 1, [text])
+        got = item.time if isinstance(item, AccessRecord) else None
+        assert got == expected, stamp
