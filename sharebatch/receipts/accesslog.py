@@ -41,6 +41,9 @@ from sharebatch.models import LINK_ID_PARAM
 
 _NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
+# ``link_id_of``'s plain case in one search from the query's "?": the first parameter so
+# named, its value up to the next "&" or space.
+_PLAIN_ID = re.compile(f"[?&]{re.escape(_NAME_IS)}([^& ]*+)")
 
 
 class AccessRecord(NamedTuple):
@@ -517,6 +520,7 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     good_ipv6 = _good_ipv6
     hit = _hit
     name_is = _NAME_IS
+    plain_id = _PLAIN_ID.search
     number = first - 1
     for text in texts:
         number += 1
@@ -539,7 +543,17 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
                 if (moment is not None or _converts(stamp)) and (
                     ":" not in ip or ip in good_ipv6 or _ipv6(ip)
                 ):
-                    link_id = None if uri is None or uri == "-" else link_id_of(uri)
+                    # ``link_id_of(uri)``, its common case inline.
+                    query = -1 if uri is None else uri.find("?")
+                    plain = None if query < 0 else plain_id(uri, query)
+                    if plain is not None:
+                        link_id = plain[1]
+                        if "%" in link_id:
+                            link_id = unquote(link_id)
+                    elif uri is not None and "%" in uri:
+                        link_id = link_id_of(uri)
+                    else:
+                        link_id = None
                     if link_id is None:
                         other += 1
                         continue

@@ -42,6 +42,11 @@ REQUEST_URIS = st.sampled_from(
         "HEAD /q3-share/assets/img-1.png HTTP/1.1",
         "PUT /q3-share/in/x.csv HTTP/1.1",
         "GET /b/k?x-sharebatch-id=" + "a" * 300 + " HTTP/1.1",
+        f"GET /b/a&x-sharebatch-id=0?x-sharebatch-id={ID} HTTP/1.1",  # the path's is no id
+        f"GET /b/k?a=1&x-sharebatch-id={ID}&x-sharebatch-id=ffffffffffffffff HTTP/1.1",
+        f"GET /b/k?my-x-sharebatch-id=1&x-sharebatch-id={ID}",  # no HTTP version
+        f"GET /b/k?a=1 b&x-sharebatch-id={ID}%20x HTTP/1.1",  # after a space in the query
+        "GET /b/k?x-sharebatch-idx=1 HTTP/1.1",
     ]
 )
 ADDRESSES = st.one_of(
