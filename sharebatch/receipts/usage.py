@@ -819,25 +819,13 @@ def other_runs_ids(run_dir: Path, wanted: set[str]) -> set[str]:
     return found
 
 
-# The texts of the access log's times, by time: one time is many links' first or last, and
-# each is written twice (usage.json, usage.csv). Bounded: emptied when full.
-_WHEN: dict[datetime, str] = {}
-
-
 def _when(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    found = _WHEN.get(moment)
-    if found is not None:
-        return found
     # The access log's times are UTC to the second, and nearly each link's differs (``iso``'s
     # cache misses): their ``iso`` text is isoformat's without its "+00:00", a third the cost.
     if moment.tzinfo is UTC and not moment.microsecond:
-        found = moment.isoformat()[:-6] + "Z"
-        if len(_WHEN) >= _ADDRESSES_CACHED:
-            _WHEN.clear()
-        _WHEN[moment] = found
-        return found
+        return moment.isoformat()[:-6] + "Z"
     return iso(moment)
 
 
