@@ -221,7 +221,7 @@ async def _run(
                             pages=await Pages.prepare(plan, gateway, credentials),
                         )
                         write_review(folder, plan, staged, written, run_id, started_at)
-                        _write_delivery_plan(folder, plan, written, run_id, templates)
+                        write_delivery_plan(folder, plan, written, run_id, templates)
                     signals.commit()
                     report = build_report(
                         plan,
@@ -403,7 +403,7 @@ def _template(path: Path, optional: bool = False) -> str | None:
         raise UsageError(f"{visible(str(path))}: cannot read notify template ({what})") from None
 
 
-def _write_delivery_plan(
+def write_delivery_plan(
     folder: RunFolder, plan: Plan, written: Written, run_id: str, templates: Templates
 ) -> None:
     """``delivery.json`` when any grant has ``notify:`` settings or was left out on purpose;
