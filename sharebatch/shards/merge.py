@@ -95,11 +95,16 @@ async def merge_run_async(
         raise UsageError(f"{visible(str(run_dir))} holds no shards of a run")
     lock = RunLock.acquire(out, run_id)
     try:
+        shards = _complete_shards(run_dir)
         done = run_dir / layout.SUMMARY
         if done.is_file():
-            return _done(run_dir, done)
-        shards = _complete_shards(run_dir)
-        return await _merge(out, run_id, shards, manifest, connection, lock)
+            found = _done(run_dir, done, shards)
+            if found is not None:
+                return found
+            # A shard was run again since (a retry of a failed one): merged again, and
+            # until then the run has no summary.
+            done.unlink()
+        return await _merge(out, run_id, shards, manifest, connection)
     finally:
         lock.release()
 
@@ -107,8 +112,11 @@ async def merge_run_async(
 merge_run = blocking(merge_run_async, run=signals.run_interruptible)
 
 
-def _done(run_dir: Path, path: Path) -> RunSummary:
+def _done(run_dir: Path, path: Path, shards: list[ShardRecord]) -> RunSummary | None:
+    """The merged run's summary when it merged these very shards, else None."""
     report = json.loads(path.read_text(encoding="utf-8"))
+    if report.get("shards") != _fingerprint(shards):
+        return None
     log.info("merge_already_done", run_id=report.get("run_id"), status=report.get("status"))
     return RunSummary(
         run_id=str(report.get("run_id")),
@@ -116,6 +124,11 @@ def _done(run_dir: Path, path: Path) -> RunSummary:
         run_dir=str(run_dir),
         report=report,
     )
+
+
+def _fingerprint(shards: list[ShardRecord]) -> dict[str, str]:
+    """Each shard's record sha256 by name: which shards a merged run was made of."""
+    return {s.spec.name: s.record_sha256 for s in shards}
 
 
 def _complete_shards(run_dir: Path) -> list[ShardRecord]:
@@ -305,7 +318,6 @@ async def _merge(
     shards: list[ShardRecord],
     manifest_path: Path | None,
     connection: Connection,
-    lock: RunLock,
 ) -> RunSummary:
     manifest = _load(shards, manifest_path)
     plan = build_plan(manifest)
@@ -364,7 +376,7 @@ async def _merge(
             # The manifest the shards ran, as they named it (not the copy the merge read).
             report["manifest"]["path"] = shards[0].record["manifest"]["path"]
             audit_flush()
-            write_json(folder.summary_path, report)
+            write_json(folder.summary_path, {**report, "shards": _fingerprint(shards)})
             log.info("run_finished", run_id=run_id, status=report["status"], **report["totals"])
     except BaseException as exc:
         _clear_outputs(folder.path)

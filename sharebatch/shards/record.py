@@ -36,6 +36,7 @@ SUMMARY = "summary.json"
 MANIFEST_COPY = "manifest.yml"
 FORMAT = 1
 _NAME = re.compile(r"([0-9]{1,5})-of-([0-9]{1,5})")
+_STARTED = re.compile(r"\.(?:tmp-)?([0-9]{1,5})-of-([0-9]{1,5})(?:\.lock|-[0-9a-f]{8})")
 
 
 def shards_dir(run_dir: Path) -> Path:
@@ -100,6 +101,7 @@ class ShardRecord:
     path: Path
     record: dict[str, Any]
     status: str
+    record_sha256: str
 
     @property
     def parts(self) -> Path:
@@ -116,6 +118,12 @@ def found_shards(shards: Path) -> tuple[dict[int, ShardRecord], set[int], set[in
     if not shards.is_dir():
         return finished, counts, unfinished
     for child in sorted(shards.iterdir()):
+        started = _STARTED.fullmatch(child.name)
+        if started is not None:
+            # A shard under way or killed: its lock and temporary folder name it.
+            counts.add(int(started[2]))
+            unfinished.add(int(started[1]))
+            continue
         named = _NAME.fullmatch(child.name)
         if named is None or not child.is_dir() or child.is_symlink():
             continue
@@ -135,7 +143,8 @@ def read_shard(path: Path, spec: ShardSpec) -> ShardRecord:
     record_path = path / RECORD
     if not record_path.is_file():
         raise ShardMismatch(f"{where}: summary.json without {RECORD}")
-    if summary.get("record_sha256") != file_sha256(record_path):
+    digest = file_sha256(record_path)
+    if summary.get("record_sha256") != digest:
         raise ShardMismatch(f"{where}: {RECORD} is not the record its summary.json names")
     record = _json(record_path, where)
     expected = {
@@ -153,7 +162,7 @@ def read_shard(path: Path, spec: ShardSpec) -> ShardRecord:
         for position in route["segments"]:
             for part in position:
                 _check_part(path / PARTS, part, where)
-    return ShardRecord(spec, path, record, str(status))
+    return ShardRecord(spec, path, record, str(status), digest)
 
 
 def _check_part(parts: Path, part: dict[str, Any], where: str) -> None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from sharebatch.cli import app
 from tests.support.s3 import S3
 
 BUCKET = "shard-bucket"
@@ -71,8 +75,19 @@ def start_shard(
     """A shard as its own process (as a pod of an Indexed Job would run it)."""
     return subprocess.Popen(
         command(
-            "run", str(manifest), "--out", str(out), "--endpoint-url", endpoint,
-            "--run-id", run_id, "--shard", shard, "--workers", "1", "--quiet",
+            "run",
+            str(manifest),
+            "--out",
+            str(out),
+            "--endpoint-url",
+            endpoint,
+            "--run-id",
+            run_id,
+            "--shard",
+            shard,
+            "--workers",
+            "1",
+            "--quiet",
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -80,39 +95,49 @@ def start_shard(
     )
 
 
-def run_shards(manifest: Path, out: Path, endpoint: str, run_id: str, count: int) -> None:
-    """All ``count`` shards at once, each its own process; each must exit 0."""
-    started = [
-        start_shard(manifest, out, endpoint, run_id, f"{k}/{count}") for k in range(count)
-    ]
-    for k, process in enumerate(started):
+def run_shards(
+    manifest: Path,
+    out: Path,
+    endpoint: str,
+    run_id: str,
+    count: int,
+    only: tuple[int, ...] | None = None,
+) -> None:
+    """The shards (all ``count``, or ``only`` these) at once, each its own process; each
+    must exit 0."""
+    started = {
+        k: start_shard(manifest, out, endpoint, run_id, f"{k}/{count}")
+        for k in (range(count) if only is None else only)
+    }
+    for k, process in started.items():
         stdout, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, (k, stderr)
         assert stdout.strip() == str(out / run_id / "shards" / f"{k}-of-{count}")
 
 
-def merge(run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command("merge", str(run_dir), "--quiet", *extra),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke(*args: str) -> Done:
+    """The CLI in this process (a merge, or the one-machine run, needs no process of its own)."""
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return Done(result.exit_code, result.stdout, result.stderr)
+
+
+def merge(run_dir: Path, *extra: str) -> Done:
+    return invoke("merge", str(run_dir), "--quiet", *extra)
 
 
 def one_machine(manifest: Path, out: Path, endpoint: str, run_id: str) -> Path:
     """The same manifest run by one process, for comparison."""
-    done = subprocess.run(
-        command(
-            "run", str(manifest), "--out", str(out), "--endpoint-url", endpoint,
-            "--run-id", run_id, "--workers", "1", "--quiet",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = invoke(
+        "run", str(manifest), "--out", str(out), "--endpoint-url", endpoint,
+        "--run-id", run_id, "--workers", "1", "--quiet",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return out / run_id
 
