@@ -152,10 +152,15 @@ def _complete_shards(run_dir: Path) -> list[ShardRecord]:
     records = [finished[i] for i in range(count)]
     first = records[0].record
     for shard in records:
-        for key in ("run_id", "manifest"):
-            if shard.record[key] != first[key]:
+        # Not the manifest's path: each machine may keep it elsewhere.
+        for what, of in (
+            ("run id", lambda r: r["run_id"]),
+            ("manifest", lambda r: (r["manifest"]["sha256"], r["manifest"]["as_of"])),
+            ("S3 endpoint or region", lambda r: r["targets"]),
+        ):
+            if of(shard.record) != of(first):
                 raise ShardMismatch(
-                    f"shard {shard.spec.name}: its {key.replace('_', ' ')} differs from shard"
+                    f"shard {shard.spec.name}: its {what} differs from shard"
                     f" {records[0].spec.name}'s (a shard of another run or manifest)"
                 )
     if first["run_id"] != run_dir.name:
@@ -273,14 +278,15 @@ def _signed_by(shards: list[ShardRecord]) -> Credentials:
     )
 
 
-def _clear(run_dir: Path) -> None:
-    """What an earlier merge that broke off wrote: none of it is complete."""
-    for child in run_dir.iterdir():
-        if child.name == layout.SHARDS:
-            continue
+def _clear(run_dir: Path, plan: Plan) -> None:
+    """What an earlier merge wrote (none of it complete, or made of other shards); what
+    others added (approvals, the mail ledger) stays."""
+    ours = {route.job for route in plan.routes} | {"index.html", "delivery.json", "audit.jsonl"}
+    for name in sorted(ours):
+        child = run_dir / name
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
-        else:
+        elif child.exists() or child.is_symlink():
             child.unlink()
 
 
@@ -330,7 +336,7 @@ async def _merge(
         for route in plan.routes
     }
     signed_by = _signed_by(shards)
-    _clear(folder.path)
+    _clear(folder.path, plan)
     _merge_audit(folder.audit_path, shards)
     clock = time.monotonic()
     try:
@@ -379,7 +385,7 @@ async def _merge(
             write_json(folder.summary_path, {**report, "shards": _fingerprint(shards)})
             log.info("run_finished", run_id=run_id, status=report["status"], **report["totals"])
     except BaseException as exc:
-        _clear_outputs(folder.path)
+        _clear_outputs(folder.path, plan)
         if isinstance(exc, SharebatchError):
             raise
         if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
@@ -393,12 +399,11 @@ async def _merge(
     )
 
 
-def _clear_outputs(run_dir: Path) -> None:
+def _clear_outputs(run_dir: Path, plan: Plan) -> None:
     """After a merge broke off: its bundles and pages go, its summary was never written;
     the audit log stays, to say what happened."""
-    for child in run_dir.iterdir():
-        if child.name in (layout.SHARDS, "audit.jsonl", layout.SUMMARY):
-            continue
+    for name in sorted({route.job for route in plan.routes} | {"index.html", "delivery.json"}):
+        child = run_dir / name
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -58,9 +59,11 @@ def test_merged_shards_equal_one_machine(s3: S3, tmp_path: Path) -> None:
     for count in (1, 3, 7):
         run_id = f"job-{count}"
         run_shards(manifest, out, s3.endpoint, run_id, count)
-        merged = merge(out / run_id)
+        metrics = tmp_path / f"{run_id}.prom"
+        merged = merge(out / run_id, "--metrics-file", str(metrics))
         assert merged.returncode == 0, merged.stderr
         assert merged.stdout.strip() == str(out / run_id)
+        assert re.search(r'status="ok"} 1(\.0)?\n', metrics.read_text())
         run_dir = out / run_id
         assert bundles(run_dir) == bundles(solo)
         assert csv_rows(run_dir) == csv_rows(solo)
