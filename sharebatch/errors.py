@@ -9,14 +9,14 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     │   ├── ManifestError      exit 2    one or more problems, each with file:line:col and field
     │   ├── TemplateError      exit 2    internal: a template's braces or variable names are wrong
     │   ├── LinkError          exit 2    a URL, bundle or run file that cannot be read
-    │   └── ShardMismatch      exit 2    a shard of another run or manifest, or not as written
+    │   └── ShardMismatch      exit 2    internal: a shard of another run, or not as written
     ├── CredentialsError       exit 3    no usable credentials, or S3 refused them
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
     ├── S3ReadError            exit 1    internal: reading one object failed
     ├── InventoryError         exit 1    internal: an S3 Inventory report could not be used
     ├── RunLocked              exit 75   another run is writing to the same output folder
-    ├── ShardsIncomplete       exit 1    a merge found shards missing or not finished
+    ├── ShardsIncomplete       exit 1    internal: a merge found shards missing or unfinished
     ├── RunCrashed             exit 1    the run broke off (a full disk, an I/O error, a bug)
     ├── DeliveryError          exit 1    internal: a mail or webhook could not be handed over
     └── Interrupted            exit 130  SIGINT (or 143 for SIGTERM) stopped the run
@@ -27,7 +27,9 @@ leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestErro
 ``usage``'s), an ``S3ReadError`` an access log file's bad line, an ``InventoryError`` a failed
 prefix of every job reading that report, and a ``DeliveryError`` a failed recipient (a page
 not stored: the run's summary; a mail refused: ``notify``'s report) or a webhook's entry in
-``NotifyReport.webhook_errors``; import them from here. A ``LinkError`` comes from ``notify``
+``NotifyReport.webhook_errors``; import them from here. ``ShardMismatch`` and
+``ShardsIncomplete`` come from ``merge`` (``shards/merge``), not yet a public function.
+A ``LinkError`` comes from ``notify``
 (a run folder or bundle it cannot read) and from ``inspect``,
 ``verify`` and ``renew``.
 
