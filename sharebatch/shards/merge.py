@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sharebatch.audit import audit_file, get_logger
 from sharebatch.audit import flush as audit_flush
@@ -40,6 +40,8 @@ from sharebatch.errors import (
     UsageError,
 )
 from sharebatch.files import write_json
+from sharebatch.inventory.reader import DRIFT_LISTED, Inventories
+from sharebatch.manifest.inventory import InventorySource
 from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import (
     BucketTarget,
@@ -260,7 +262,81 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
         prefixes=[p for p in prefixes if p is not None],
         routes=tallies,
         signer_key_id=shards[0].record["credentials"]["access_key_id"],
+        inventories=_RecordedInventories.of(plan, shards),
     )
+
+
+class _RecordedInventories(Inventories):
+    """The S3 Inventory reports the shards read, as the write stage and the summary ask of
+    them: each route's report (one for all shards, or ``ShardMismatch``), and the summary's
+    entries with the rows each shard kept added up. It reads nothing."""
+
+    def __init__(
+        self,
+        headers: dict[tuple[InventorySource, BucketTarget], dict[str, str]],
+        reports: list[dict[str, Any]],
+    ) -> None:
+        self._headers = headers
+        self._reports = reports
+
+    @classmethod
+    def of(cls, plan: Plan, shards: list[ShardRecord]) -> _RecordedInventories | None:
+        if not any(task.source is not None for task in plan.tasks):
+            return None
+        targets = [BucketTarget(**t) for t in shards[0].record["targets"]]
+        headers: dict[tuple[InventorySource, BucketTarget], dict[str, str]] = {}
+        seen: dict[tuple[InventorySource, BucketTarget], str] = {}
+        for shard in shards:
+            for index, header in shard.record["inventories"]["headers"].items():
+                route = plan.routes[int(index)]
+                assert route.grant.source is not None
+                key = (route.grant.source, targets[route.index])
+                if headers.setdefault(key, header) != header:
+                    raise ShardMismatch(
+                        f"shard {shard.spec.name} read another S3 Inventory report"
+                        f" ({header.get('manifest')}) than shard {seen[key]}"
+                        f" ({headers[key].get('manifest')}); run the shards again"
+                    )
+                seen.setdefault(key, shard.spec.name)
+        order = list(
+            dict.fromkeys(
+                (t.source.inventory, t.target.bucket) for t in plan.tasks if t.source is not None
+            )
+        )
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for shard in shards:
+            for entry in shard.record["inventories"]["reports"]:
+                named = (entry["source"], entry["bucket"])
+                if named not in merged:
+                    merged[named] = dict(entry)
+                    continue
+                _add(merged[named], entry)
+        reports = [merged[k] for k in order if k in merged]
+        return cls(headers, reports)
+
+    def header(self, source: InventorySource, target: BucketTarget) -> dict[str, str] | None:
+        return self._headers.get((source, target))
+
+    def reports(self) -> list[dict[str, Any]]:
+        return self._reports
+
+    def close(self) -> None:
+        pass
+
+
+def _add(into: dict[str, Any], entry: dict[str, Any]) -> None:
+    """One shard's entry of a report added to another's: each read the whole report and
+    kept the rows of its own prefixes."""
+    into["rows"] = max(into["rows"], entry["rows"])
+    into["kept"] += entry["kept"]
+    if entry["status"] == "failed":
+        into["status"] = "failed"
+        into.setdefault("error", entry.get("error"))
+    if "verify" in entry and "verify" in into:
+        verify, more = into["verify"], entry["verify"]
+        verify["sampled"] += more["sampled"]
+        verify["drifted"] += more["drifted"]
+        verify["drift"] = (verify["drift"] + more["drift"])[:DRIFT_LISTED]
 
 
 def _signed_by(shards: list[ShardRecord]) -> Credentials:

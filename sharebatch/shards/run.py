@@ -22,7 +22,7 @@ from sharebatch.blocking import blocking
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from sharebatch.files import private_dir
 from sharebatch.manifest.load import load_manifest
-from sharebatch.models import Connection, Credentials
+from sharebatch.models import BucketTarget, Connection, Credentials
 from sharebatch.run import signals
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.cfsign import CloudFrontKeys
@@ -81,10 +81,6 @@ async def run_shard_async(
     started_at = datetime.now(UTC)
     manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
     plan = build_plan(manifest)
-    if any(task.source is not None for task in plan.tasks):
-        raise UsageError(
-            "--shard splits listed prefixes; a job with source: inventory cannot be sharded yet"
-        )
     mine = owned(plan, shard)
     cloudfront = CloudFrontKeys.load(route.grant for route in plan.routes)
     out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
@@ -180,6 +176,7 @@ async def _staged(
             targets = [gateway.effective(route.target) for route in plan.routes]
             record = _record(plan, mine, staged, shard, run_id, credentials, started_at)
             record["targets"] = [asdict(target) for target in targets]
+            record["inventories"] = _inventories(plan, staged, targets)
             record["duration_seconds"] = round(time.monotonic() - clock, 3)
             failures = [t["failure"] for t in record["tasks"] if t["failure"] is not None]
             status = "failed" if failures else "ok"
@@ -278,3 +275,18 @@ def _part(part: PartFile) -> dict[str, Any]:
         "bytes": part.path.stat().st_size,
         "csv_bytes": part.csv_path.stat().st_size if part.csv_path is not None else None,
     }
+
+
+def _inventories(plan: Plan, staged: Staged, targets: list[BucketTarget]) -> dict[str, Any]:
+    """The S3 Inventory reports this shard read: the summary's entries, and by route the
+    report its header names (the merge holds every shard to the same report)."""
+    found = staged.inventories
+    if found is None:
+        return {"reports": [], "headers": {}}
+    headers = {}
+    for route in plan.routes:
+        source = route.grant.source
+        header = found.header(source, targets[route.index]) if source is not None else None
+        if header is not None:
+            headers[str(route.index)] = header
+    return {"reports": found.reports(), "headers": headers}

@@ -11,8 +11,10 @@ import subprocess
 from pathlib import Path
 
 from tests.support.faultproxy import fault_proxy
+from tests.support.inventory import rows_of, write_inventory
 from tests.support.s3 import S3
 from tests.support.shards import (
+    BUCKET,
     bundles,
     command,
     csv_rows,
@@ -219,3 +221,38 @@ def test_shards_not_of_this_run_are_refused(s3: S3, tmp_path: Path) -> None:
         assert "shard 1-of-2" in merged.stderr, what
         assert sorted(p.name for p in (out / "job-t").iterdir()) == ["shards"], what
     assert merge(good / "job-t").returncode == 0
+
+
+def test_inventory_jobs_are_sharded_by_prefix(s3: S3, tmp_path: Path) -> None:
+    """A job reading an S3 Inventory report, in 3 shards: each shard reads the report for
+    the prefixes it owns; the merge has one machine's rows, headers and report summary."""
+    seed(s3, tmp_path)
+    written = write_inventory(
+        s3, bucket="inventory-dest", source_bucket=BUCKET, rows=rows_of(s3, BUCKET)
+    )
+    manifest = tmp_path / "inv.yml"
+    manifest.write_text(
+        f"""\
+version: 1
+defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: inv
+    source: {{inventory: '{written.uri}'}}
+    prefixes: [a/, b/, c/]
+    recipients: [{{id: x}}, {{id: y, prefixes: [e/, a/x/]}}]
+""",
+        encoding="utf-8",
+    )
+    solo = one_machine(manifest, tmp_path / "solo", s3.endpoint, "solo")
+    out = tmp_path / "out"
+    run_shards(manifest, out, s3.endpoint, "job-i", 3)
+    merged = merge(out / "job-i")
+    assert merged.returncode == 0, merged.stderr
+    assert bundles(out / "job-i") == bundles(solo)
+    assert len(bundles(solo)["inv/y"]) == 13
+    for name in ("x", "y"):
+        header = json.loads((out / "job-i" / "inv" / name / "links.json").read_text())["header"]
+        assert header["inventory"]["manifest"] == f"s3://inventory-dest/{written.manifest}"
+    ours = json.loads((out / "job-i" / "summary.json").read_text())["inventories"]
+    theirs = json.loads((solo / "summary.json").read_text())["inventories"]
+    assert ours == theirs
