@@ -93,8 +93,11 @@ async def merge_run_async(
     route needs an upload slot or a recipient page signed.
     """
     run_dir = out / run_id
-    if not (run_dir / layout.SHARDS).is_dir() and not (run_dir / layout.SUMMARY).is_file():
-        raise UsageError(f"{visible(str(run_dir))} holds no shards of a run")
+    if not (run_dir / layout.SHARDS).is_dir():
+        raise UsageError(
+            f"{visible(str(run_dir))} holds no shards (run --shard K/N --run-id"
+            f" {visible(run_id)} writes them there)"
+        )
     lock = RunLock.acquire(out, run_id)
     try:
         shards = _complete_shards(run_dir)

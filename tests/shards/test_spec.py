@@ -62,3 +62,12 @@ def test_shard_needs_a_run_id(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--run-id" in done.stderr
     assert not (tmp_path / "bundles").exists()
+
+
+def test_merge_of_a_folder_without_shards_is_refused(tmp_path: Path) -> None:
+    """``merge`` of a folder no shard wrote to: exit 2, and nothing is written there."""
+    (tmp_path / "out" / "job-1").mkdir(parents=True)
+    done = invoke("merge", str(tmp_path / "out" / "job-1"))
+    assert done.returncode == 2
+    assert "holds no shards" in done.stderr
+    assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "job-1"]
