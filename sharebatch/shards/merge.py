@@ -17,8 +17,12 @@ wrote and writes no summary, so nothing of it looks complete and the next merge 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
 import heapq
+import io
 import json
+import os
 import re
 import shutil
 import time
@@ -109,7 +113,11 @@ async def merge_run_async(
             # A shard was run again since (a retry of a failed one): merged again, and
             # until then the run has no summary.
             done.unlink()
-        return await _merge(out, run_id, shards, manifest, connection)
+        try:
+            return await _merge(out, run_id, shards, manifest, connection)
+        finally:
+            # The inventory prefixes' joined parts, read by the write stage and the review.
+            RunFolder(out, run_id).discard_staging()
     finally:
         lock.release()
 
@@ -229,14 +237,15 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
             raise ShardMismatch(f"shard {shard.spec.name}: it listed other prefixes than its own")
         for task in record["tasks"]:
             failure = task["failure"]
-            prefixes[task["index"]] = PrefixTally(
-                bucket=task["bucket"],
-                prefix=task["prefix"],
-                objects=task["objects"],
-                bytes=task["bytes"],
-                seconds=task["seconds"],
-                failure=PrefixFailure(**failure) if failure is not None else None,
-            )
+            found = prefixes[task["index"]]
+            if found is None:
+                found = prefixes[task["index"]] = PrefixTally(task["bucket"], task["prefix"])
+            # An S3 Inventory task is every shard's (each read its share of the data files).
+            found.objects += task["objects"]
+            found.bytes += task["bytes"]
+            found.seconds = max(found.seconds, task["seconds"])
+            if found.failure is None and failure is not None:
+                found.failure = PrefixFailure(**failure)
         for entry in record["routes"]:
             tally = tallies[entry["index"]]
             tally.links += entry["links"]
@@ -253,9 +262,16 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
                         staged.earliest_expiry = parse_iso(part["earliest_expiry"])
                     tally.segments[position].append(staged)
     for route, tally in zip(plan.routes, tallies, strict=True):
-        # Each (route, position) is one task's, listed by one shard: its segments in order.
-        for segments in tally.segments:
-            segments.sort(key=lambda part: part.path.name)
+        for position, segments in enumerate(tally.segments):
+            if route.grant.source is not None and len(segments) > 1:
+                # Each shard's rows of an inventory prefix are in key order: merged by key.
+                tally.segments[position] = [
+                    _joined(segments, folder.part(route.index, position, csv=tally.csv))
+                ]
+            else:
+                # A listed (route, position) is one task's, listed by one shard: its segments
+                # in order.
+                segments.sort(key=lambda part: part.path.name)
         tally.unlinkable = sorted(tally.unlinkable, key=str.encode)[:UNLINKABLE_LISTED]
         found = clamps.get(route.index)
         kind = _RecordedCloudFront if route.grant.link == "cloudfront" else _Recorded
@@ -267,6 +283,51 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
         signer_key_id=shards[0].record["credentials"]["access_key_id"],
         inventories=_RecordedInventories.of(plan, shards),
     )
+
+
+def _joined(parts: list[PartFile], into: PartFile) -> PartFile:
+    """``parts``, each in key order, as one part in key order (JSON lines and CSV rows
+    copied as the shards staged them): a k-way merge, one row of each part in memory."""
+    into.path.parent.mkdir(mode=0o700, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context(
+            os.fdopen(os.open(into.path, flags, 0o600), "w", encoding="utf-8", newline="")
+        )
+        rows = None
+        if into.csv_path is not None:
+            rows = stack.enter_context(
+                os.fdopen(os.open(into.csv_path, flags, 0o600), "w", encoding="utf-8", newline="")
+            )
+        streams = [_keyed(part, stack) for part in parts]
+        for _, line, row in heapq.merge(*streams, key=lambda found: found[0]):
+            lines.write(line)
+            if rows is not None:
+                rows.write(row)
+    into.rows = sum(part.rows for part in parts)
+    ends = [part.earliest_expiry for part in parts if part.earliest_expiry is not None]
+    into.earliest_expiry = min(ends, default=None)
+    return into
+
+
+def _keyed(part: PartFile, stack: contextlib.ExitStack) -> Iterator[tuple[str, str, str]]:
+    """(key, JSON line, CSV row) of each staged row, in the part's order. A CSV row is read
+    with the csv module (a cell may hold a line break) and written back as it was."""
+    lines = stack.enter_context(part.path.open(encoding="utf-8", newline=""))
+    rows: Iterator[list[str]] = iter(())
+    if part.csv_path is not None:
+        rows = csv.reader(stack.enter_context(part.csv_path.open(encoding="utf-8", newline="")))
+    buffer = io.StringIO(newline="")
+    table = csv.writer(buffer, lineterminator="\r\n")
+    for line in lines:
+        text = ""
+        if part.csv_path is not None:
+            table.writerow(next(rows))
+            text = buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        # Python orders str by code point: UTF-8 byte order, S3's.
+        yield json.loads(line)["key"], line, text
 
 
 class _RecordedInventories(Inventories):
@@ -328,9 +389,9 @@ class _RecordedInventories(Inventories):
 
 
 def _add(into: dict[str, Any], entry: dict[str, Any]) -> None:
-    """One shard's entry of a report added to another's: each read the whole report and
-    kept the rows of its own prefixes."""
-    into["rows"] = max(into["rows"], entry["rows"])
+    """One shard's entry of a report added to another's: each read its share of the data
+    files."""
+    into["rows"] += entry["rows"]
     into["kept"] += entry["kept"]
     if entry["status"] == "failed":
         into["status"] = "failed"

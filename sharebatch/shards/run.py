@@ -35,7 +35,7 @@ from sharebatch.run.sign import check_lifetimes, credential_kind
 from sharebatch.run.slots import slot_lifetimes
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
-from sharebatch.shards.assign import owned
+from sharebatch.shards.assign import owned, reads_data_file
 from sharebatch.shards.spec import ShardSpec
 from sharebatch.times import iso
 from sharebatch.version import __version__
@@ -171,6 +171,7 @@ async def _staged(
                 split_folders=split_folders,
                 cloudfront=cloudfront.route_signer,
                 workers=workers,
+                data_files=reads_data_file(shard),
             )
             signals.commit()
             targets = [gateway.effective(route.target) for route in plan.routes]

@@ -28,7 +28,15 @@ from tests.support.shards import (
 _A = ["a/1.txt", "a/2.csv", "a/x/3.txt", "a/x/4.txt", "a/y/5.txt", "a/z/6.csv", "a/zz.txt"]
 EXPECTED = {
     "audit/dan": ["c/1.txt", "c/2.csv", "d/1.txt"],
-    "audit/erin": ["c/1.txt", "c/2.csv", "d/1.txt", "e/1.txt", "e/2.txt", *_A],
+    "audit/erin": [
+        "c/1.txt",
+        "c/2.csv",
+        "d/1.txt",
+        "e/1.txt",
+        "e/2.txt",
+        'e/a, "quoted" one.txt',
+        *_A,
+    ],
     "audit/frank": ["c/1.txt", "d/1.txt", "f/1.txt", "b/1.txt", "b/2.txt"],
     "partners/alice": [*_A, "b/1.txt", "b/2.txt"],
     "partners/bob": [*_A, "b/1.txt", "b/2.txt", "c/1.txt", "c/2.csv"],
@@ -223,12 +231,13 @@ def test_shards_not_of_this_run_are_refused(s3: S3, tmp_path: Path) -> None:
     assert merge(good / "job-t").returncode == 0
 
 
-def test_inventory_jobs_are_sharded_by_prefix(s3: S3, tmp_path: Path) -> None:
-    """A job reading an S3 Inventory report, in 3 shards: each shard reads the report for
-    the prefixes it owns; the merge has one machine's rows, headers and report summary."""
+def test_inventory_jobs_are_sharded_by_data_file(s3: S3, tmp_path: Path) -> None:
+    """A job reading an S3 Inventory report of 5 data files (rows shuffled over them), in
+    3 shards: each shard reads its data files; the merge puts each prefix's rows back in key
+    order: one machine's rows, headers and report summary (rows and kept added up)."""
     seed(s3, tmp_path)
     written = write_inventory(
-        s3, bucket="inventory-dest", source_bucket=BUCKET, rows=rows_of(s3, BUCKET)
+        s3, bucket="inventory-dest", source_bucket=BUCKET, rows=rows_of(s3, BUCKET), files=5
     )
     manifest = tmp_path / "inv.yml"
     manifest.write_text(
@@ -246,10 +255,16 @@ jobs:
     solo = one_machine(manifest, tmp_path / "solo", s3.endpoint, "solo")
     out = tmp_path / "out"
     run_shards(manifest, out, s3.endpoint, "job-i", 3)
+    read = [
+        json.loads((out / "job-i" / "shards" / f"{k}-of-3" / "shard.json").read_text())
+        for k in range(3)
+    ]
+    shares = [r["inventories"]["reports"][0]["rows"] for r in read]
+    assert sum(shares) == 17 and max(shares) < 17
     merged = merge(out / "job-i")
     assert merged.returncode == 0, merged.stderr
     assert bundles(out / "job-i") == bundles(solo)
-    assert len(bundles(solo)["inv/y"]) == 13
+    assert len(bundles(solo)["inv/y"]) == 14
     for name in ("x", "y"):
         header = json.loads((out / "job-i" / "inv" / name / "links.json").read_text())["header"]
         assert header["inventory"]["manifest"] == f"s3://inventory-dest/{written.manifest}"

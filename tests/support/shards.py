@@ -35,6 +35,7 @@ FILES = {
     "d/1.txt": b"d1",
     "e/1.txt": b"e1",
     "e/2.txt": b"e2",
+    'e/a, "quoted" one.txt': b"e3",  # quoted in CSV: rows joined by the csv module
     "f/1.txt": b"f1",
     "g/1.txt": b"g1",
 }
