@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -10,6 +11,9 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from sharebatch.shards import merge as merging
 from tests.support.faultproxy import fault_proxy
 from tests.support.inventory import rows_of, write_inventory
 from tests.support.s3 import S3
@@ -18,6 +22,7 @@ from tests.support.shards import (
     bundles,
     command,
     csv_rows,
+    invoke,
     merge,
     one_machine,
     run_shards,
@@ -91,14 +96,31 @@ def test_merged_shards_equal_one_machine(s3: S3, tmp_path: Path) -> None:
         assert [e["event"] for e in events].count("bundle_written") == 12
         assert events[-1]["event"] == "run_finished"
         assert (run_dir / "index.html").is_file()
+        assert not (run_dir / ".staging").exists()
+    checked = invoke("verify", str(out / "job-7" / "audit" / "erin"), "--json")
+    assert checked.returncode == 0, checked.stderr
 
 
-def test_merge_is_idempotent_and_two_at_once_agree(s3: S3, tmp_path: Path) -> None:
-    """Two merges at once (processes): one merges, the other exits 75 (OUT's lock) or finds
-    the work done; a merge after that finds it done (exit 0) and rewrites nothing."""
+def test_merge_is_idempotent_and_two_at_once_agree(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge that breaks off (a full disk at the review page) leaves no bundle and no
+    summary. Two merges at once (processes): one merges, the other exits 75 (OUT's lock) or
+    finds the work done; a merge after that finds it done (exit 0) and rewrites nothing."""
     manifest = seed(s3, tmp_path)
     out = tmp_path / "out"
     run_shards(manifest, out, s3.endpoint, "job-2", 2)
+    with monkeypatch.context() as patched:
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        patched.setattr(merging, "write_review", full)
+        broken = merge(out / "job-2")
+    assert broken.returncode == 1
+    assert "No space left on device" in broken.stderr
+    left = sorted(p.name for p in (out / "job-2").iterdir())
+    assert left == ["audit.jsonl", "shards"]
     both = [
         subprocess.Popen(
             command("merge", str(out / "job-2"), "--quiet"),
