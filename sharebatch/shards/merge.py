@@ -452,8 +452,9 @@ def _events(shard: ShardRecord) -> Iterator[tuple[str, int, str]]:
 
 def _merge_audit(path: Path, shards: list[ShardRecord]) -> None:
     """The shards' events, merged by time (each shard's log is in time order already)."""
-    with path.open("w", encoding="utf-8") as out:
-        path.chmod(0o600)
+    # Never through a symbolic link planted in the run folder (the audit log's own rule).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8", newline="") as out:
         for _, _, line in heapq.merge(*(_events(s) for s in shards), key=lambda e: (e[0], e[1])):
             out.write(line)
 

@@ -30,7 +30,7 @@ from sharebatch.run.folder import RunFolder, RunLock
 from sharebatch.run.pages import page_lifetimes
 from sharebatch.run.pipeline import Staged, first_error, stage
 from sharebatch.run.plan import Plan, build_plan
-from sharebatch.run.runner import _RUN_ID, DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_WORKERS
+from sharebatch.run.runner import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_WORKERS, RUN_ID
 from sharebatch.run.sign import check_lifetimes, credential_kind
 from sharebatch.run.slots import slot_lifetimes
 from sharebatch.s3.gateway import S3Gateway
@@ -76,7 +76,7 @@ async def run_shard_async(
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}")
-    if not _RUN_ID.fullmatch(run_id):
+    if not RUN_ID.fullmatch(run_id):
         raise UsageError(f"--run-id {run_id!r} cannot name a run folder")
     started_at = datetime.now(UTC)
     manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
