@@ -216,7 +216,8 @@ def test_a_failed_prefix_fails_the_merge_until_its_shard_is_run_again(
 
 def test_shards_not_of_this_run_are_refused(s3: S3, tmp_path: Path) -> None:
     """A shard of another manifest under the same run id, and a shard's summary, record or
-    part edited after it finished: exit 2 naming the shard, nothing written."""
+    part edited after it finished: exit 2 naming the shard, nothing written. A --manifest
+    other than the one the shards ran: exit 2; the right one merges."""
     manifest = seed(s3, tmp_path)
     other = tmp_path / "other.yml"
     other.write_text(manifest.read_text() + "# edited\n", encoding="utf-8")
@@ -250,7 +251,10 @@ def test_shards_not_of_this_run_are_refused(s3: S3, tmp_path: Path) -> None:
         assert merged.returncode == 2, (what, merged.stderr)
         assert "shard 1-of-2" in merged.stderr, what
         assert sorted(p.name for p in (out / "job-t").iterdir()) == ["shards"], what
-    assert merge(good / "job-t").returncode == 0
+    wrong = merge(good / "job-t", "--manifest", str(other))
+    assert wrong.returncode == 2
+    assert "other.yml has sha256" in wrong.stderr
+    assert merge(good / "job-t", "--manifest", str(manifest)).returncode == 0
 
 
 def test_inventory_jobs_are_sharded_by_data_file(s3: S3, tmp_path: Path) -> None:
