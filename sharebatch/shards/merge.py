@@ -139,6 +139,21 @@ def _done(run_dir: Path, path: Path, shards: list[ShardRecord]) -> RunSummary | 
     )
 
 
+def _unchanged(run_dir: Path, shards: list[ShardRecord]) -> None:
+    """Each shard still the one merged: a shard run again meanwhile (shards do not take
+    OUT's lock) would have swapped its folder under the merge, which then writes no summary."""
+    for shard in shards:
+        path = run_dir / layout.SHARDS / shard.spec.name / layout.SUMMARY
+        try:
+            digest = json.loads(path.read_text(encoding="utf-8")).get("record_sha256")
+        except (OSError, ValueError):
+            digest = None
+        if digest != shard.record_sha256:
+            raise ShardsIncomplete(
+                f"shard {shard.spec.name} was run again during the merge; merge again"
+            )
+
+
 def _fingerprint(shards: list[ShardRecord]) -> dict[str, str]:
     """Each shard's record sha256 by name: which shards a merged run was made of."""
     return {s.spec.name: s.record_sha256 for s in shards}
@@ -526,6 +541,7 @@ async def _merge(
             report["duration_seconds"] = round(time.monotonic() - clock, 3)
             # The manifest the shards ran, as they named it (not the copy the merge read).
             report["manifest"]["path"] = shards[0].record["manifest"]["path"]
+            _unchanged(folder.path, shards)
             audit_flush()
             write_json(folder.summary_path, {**report, "shards": _fingerprint(shards)})
             log.info("run_finished", run_id=run_id, status=report["status"], **report["totals"])

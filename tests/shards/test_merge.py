@@ -154,15 +154,19 @@ def test_merge_with_shards_missing_names_them_and_writes_nothing(s3: S3, tmp_pat
 
 
 def test_a_killed_shard_is_run_again(s3: S3, tmp_path: Path) -> None:
-    """A shard killed with SIGKILL mid-listing leaves nothing a merge takes for a shard
-    (the merge names it missing); run again with the same K and run id, it replaces its
-    output and the merge has one machine's rows."""
+    """A second copy of a shard while it runs exits 75. A shard killed with SIGKILL
+    mid-listing leaves nothing a merge takes for a shard (the merge names it missing); run
+    again with the same K and run id, it replaces its output and the merge has one
+    machine's rows."""
     manifest = seed(s3, tmp_path)
     out = tmp_path / "out"
     with fault_proxy(s3.endpoint) as proxy:
         proxy.add("hold", "a/", times=None)
         held = start_shard(manifest, out, proxy.url, "job-k", "0/1")
         assert proxy.held.wait(60)
+        twice = start_shard(manifest, out, proxy.url, "job-k", "0/1")
+        _, stderr = twice.communicate(timeout=60)
+        assert twice.returncode == 75, stderr
         held.send_signal(signal.SIGKILL)
         held.communicate(timeout=60)
         assert held.returncode == -signal.SIGKILL
