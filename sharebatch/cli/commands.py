@@ -25,6 +25,7 @@ from sharebatch.cli.app import (
 )
 from sharebatch.cli.notify import StrictWebhookOpt, render_notify, webhook_exit
 from sharebatch.cli.render import render_plan
+from sharebatch.cli.shards import shard_run
 from sharebatch.cli.view import RunView
 from sharebatch.delivery.approvals import pending
 from sharebatch.delivery.notify import notify as notify_run
@@ -86,6 +87,15 @@ def run(
         ),
     ] = False,
     strict_webhook: StrictWebhookOpt = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Do only shard K (from 0) of N into OUT/<run-id>/shards/ (auto/N: K from"
+            " JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX); needs --run-id; then"
+            " sharebatch merge OUT/<run-id>.",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -115,11 +125,28 @@ def run(
     --notify) a recipient's mail failed, or the run failed and nothing was mailed, or (with
     --strict-webhook) the webhook failed;
     2 invalid manifest or options; 3 no usable credentials or access denied;
-    75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
+    75 another run holds OUT's lock (or the same shard's); 130 interrupted (SIGINT), 143 (SIGTERM).
     """
     if notify and dry_run:
         raise UsageError("--notify mails the bundles a run writes; --dry-run writes none")
     setup_logging(verbose, quiet, log_format)
+    if shard is not None:
+        if dry_run or notify or metrics_file is not None:
+            raise UsageError(
+                "--shard stages one part of a run: --dry-run, --notify and --metrics-file"
+                " belong to the whole run (sharebatch merge takes --metrics-file)"
+            )
+        shard_run(
+            manifest,
+            shard,
+            run_id=run_id,
+            out=out,
+            concurrency=concurrency,
+            workers=workers,
+            connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
+            as_of=as_of.date() if as_of else None,
+            split=split,
+        )
     view = RunView(
         manifest=manifest,
         metrics_file=metrics_file,
