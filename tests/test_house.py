@@ -25,6 +25,7 @@ ALLOWED = {
     "scanning": {"manifest", "s3"},
     "lifecycle": {"manifest", "s3", "run", "cloudfront", "guardrails", "scanning"},
     "guardrails": {"manifest"},
+    "remote": {"manifest", "s3"},
     "receipts": {"manifest", "s3", "run", "lifecycle"},
     "delivery": {"manifest", "s3", "run", "lifecycle", "receipts"},
     "cli": {
@@ -38,6 +39,7 @@ ALLOWED = {
         "guardrails",
         "scanning",
         "inventory",
+        "remote",
         "demo",
         "__init__",
     },
