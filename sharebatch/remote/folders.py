@@ -7,7 +7,9 @@ for in each request so a bucket policy demanding the header is met; streamed, mu
 is in. A failure anywhere stops the publish before the marker: a folder without it is
 recognisably unfinished, and ``is_complete`` says so. With ``exclusive`` (the default) the
 prefix must be empty to begin with and the marker is written with ``If-None-Match: *``, so of
-two writers of one prefix at most one completes it.
+two writers of one prefix at most one completes it. Without it (a shard re-run replacing its
+own output), a marker already there is deleted first (``If-Match`` its ETag), so the folder
+reads as unfinished until the new marker is in.
 
 ``fetch_folder``: every object under a prefix downloaded into a private local folder (0700
 folders, 0600 files, ``O_NOFOLLOW | O_EXCL``), each read with ``If-Match`` its listed ETag.
@@ -132,6 +134,8 @@ async def publish_folder_async(
                 f"{visible(str(dest))} already holds objects; a run folder is never written"
                 " over another (choose another --run-id or prefix)"
             )
+        if not exclusive:
+            await _unmark(s3, dest, marker)
         encryption = await s3.uploads.bucket_encryption(target)
         if encryption.algorithm is None:
             log.warning("bucket_encryption_unread", uri=str(dest), source=encryption.source)
@@ -191,6 +195,20 @@ async def _holds_any(s3: S3Gateway, uri: S3Uri) -> bool:
     except S3ListingError as exc:
         raise S3WriteError(exc.code, f"cannot list {visible(str(uri))}: {exc}") from None
     return False
+
+
+async def _unmark(s3: S3Gateway, folder: S3Uri, marker: str) -> None:
+    """Remove a previous publish's marker first: while its files are replaced the folder
+    must read as unfinished, never as complete with a mix of old and new files."""
+    target = s3.effective(folder.target())
+    probe = await s3.head_object(target, folder.key(marker))
+    if probe.status == 404:
+        return
+    if probe.status != 200 or probe.etag is None:
+        raise S3WriteError(probe.error or "HeadObject", f"{visible(folder.key(marker))}")
+    gone = await s3.objects.delete(target, folder.key(marker), if_match=probe.etag)
+    if gone.error is not None:
+        raise S3WriteError(gone.error, f"{visible(folder.key(marker))}: {gone.message}")
 
 
 async def holds_any_async(

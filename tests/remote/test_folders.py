@@ -270,3 +270,29 @@ def test_parse_uri_is_what_every_function_takes(s3: S3) -> None:
     with pytest.raises(UsageError):
         is_complete("s3://runs-bucket/a//b/", connection=Connection(endpoint_url=s3.endpoint))
     assert parse_uri("s3://runs-bucket/a").prefix == "a/"
+
+
+def test_a_republish_removes_the_old_marker_first(s3: S3, tmp_path: Path) -> None:
+    """Without exclusive (a shard re-run), the old summary.json goes before any file is
+    replaced: a republish that fails midway leaves the folder unfinished, not complete with
+    a mix of old and new files; one that succeeds is complete with the new bytes."""
+    s3.bucket(BUCKET, {})
+    connection = Connection(endpoint_url=s3.endpoint)
+    first = _folder(tmp_path / "first")
+    publish_folder(first, f"s3://{BUCKET}/shard/", connection=connection)
+    second = _folder(tmp_path / "second")
+    (second / "summary.json").write_bytes(b'{"status": "ok", "attempt": 2}\n')
+    with fault_proxy(s3.endpoint) as proxy:
+        proxy.add("denied", path=f"/{BUCKET}/shard/q3/initech/", times=None)
+        with pytest.raises(S3WriteError):
+            publish_folder(
+                second,
+                f"s3://{BUCKET}/shard/",
+                connection=Connection(endpoint_url=proxy.url),
+                exclusive=False,
+            )
+    assert not is_complete(f"s3://{BUCKET}/shard/", connection=connection)
+    publish_folder(second, f"s3://{BUCKET}/shard/", connection=connection, exclusive=False)
+    assert is_complete(f"s3://{BUCKET}/shard/", connection=connection)
+    body = s3.client.get_object(Bucket=BUCKET, Key="shard/summary.json")["Body"].read()
+    assert body == b'{"status": "ok", "attempt": 2}\n'
