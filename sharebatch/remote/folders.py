@@ -190,8 +190,12 @@ async def _all(coroutines: Iterable[Coroutine[Any, Any, int]]) -> list[int]:
 
 async def _holds_any(s3: S3Gateway, uri: S3Uri) -> bool:
     try:
-        async for _ in s3.list_objects(s3.effective(uri.target()), uri.prefix):
-            return True
+        # Closed at once: one key answers the question, the rest is never fetched.
+        async with contextlib.aclosing(
+            s3.list_objects(s3.effective(uri.target()), uri.prefix)
+        ) as found:
+            async for _ in found:
+                return True
     except S3ListingError as exc:
         raise S3WriteError(exc.code, f"cannot list {visible(str(uri))}: {exc}") from None
     return False

@@ -16,7 +16,7 @@ boto response or a client.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 
 import aioboto3
@@ -174,7 +174,9 @@ class S3Gateway:
 
         return await answer(put(), lambda r: {"etag": str(r.get("ETag", "")).strip('"')})
 
-    async def list_objects(self, target: BucketTarget, prefix: str) -> AsyncIterator[ObjectRef]:
+    async def list_objects(
+        self, target: BucketTarget, prefix: str
+    ) -> AsyncGenerator[ObjectRef, None]:
         """Every object under ``prefix`` in S3's order (by key), one page held at a time.
 
         Raises ``S3ListingError`` when the prefix cannot be listed, ``CredentialsError`` when
