@@ -14,6 +14,7 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
     ├── S3ReadError            exit 1    internal: reading one object failed
+    ├── S3WriteError           exit 1    a run folder could not be published to S3
     ├── InventoryError         exit 1    internal: an S3 Inventory report could not be used
     ├── RunLocked              exit 75   another run is writing to the same output folder
     ├── ShardsIncomplete       exit 1    internal: a merge found shards missing or unfinished
@@ -126,6 +127,16 @@ class S3ListingError(SharebatchError):
 class S3ReadError(SharebatchError):
     """Reading one object failed (refused, gone, or the connection dropped mid-way); the
     reader reports the object and reads on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class S3WriteError(SharebatchError):
+    """Uploading one object failed (refused, or the connection dropped after botocore's
+    retries): the folder being published is left without its ``summary.json``, so it never
+    reads as complete. The message names the key, never a signature."""
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code

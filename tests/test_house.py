@@ -26,6 +26,7 @@ ALLOWED = {
     "lifecycle": {"manifest", "s3", "run", "cloudfront", "guardrails", "scanning"},
     "guardrails": {"manifest"},
     "shards": {"manifest", "s3", "run", "cloudfront", "inventory"},
+    "remote": {"manifest", "s3"},
     "receipts": {"manifest", "s3", "run", "lifecycle"},
     "delivery": {"manifest", "s3", "run", "lifecycle", "receipts"},
     "cli": {
@@ -40,6 +41,7 @@ ALLOWED = {
         "scanning",
         "inventory",
         "shards",
+        "remote",
         "demo",
         "__init__",
     },

@@ -25,29 +25,42 @@ from sharebatch.cli.app import (
 from sharebatch.cli.view import RunView
 from sharebatch.errors import UsageError
 from sharebatch.models import Connection
+from sharebatch.remote.folders import publish_folder
+from sharebatch.remote.staging import work_folder
+from sharebatch.remote.uri import S3Uri
 from sharebatch.shards.merge import merge_run
+from sharebatch.shards.record import SHARDS
 from sharebatch.shards.run import run_shard
 from sharebatch.shards.spec import parse_shard
 
 
 def shard_run(
+    ctx: typer.Context,
     manifest: Path,
     shard: str,
     *,
     run_id: str | None,
     out: Path | None,
+    remote: S3Uri | None,
+    work_dir: Path | None,
     concurrency: int,
     workers: int | None,
     connection: Connection,
     as_of: date | None,
     split: bool,
 ) -> None:
-    """``run --shard``: stage this shard, print its folder, exit 1 when a prefix failed."""
+    """``run --shard``: stage this shard, print its folder, exit 1 when a prefix failed.
+
+    With an s3:// OUT the shard is staged in a work folder and published, replacing an earlier
+    attempt of the same shard (a scheduler's retry), under ``<run-id>/shards/K-of-N/``.
+    """
     spec = parse_shard(shard, os.environ)
     if run_id is None:
         raise UsageError(
             "--shard needs --run-id: every shard of a run names the same one (the job's id)"
         )
+    if remote is not None:
+        out = ctx.with_resource(work_folder(work_dir))
     summary = run_shard(
         manifest,
         shard=spec,
@@ -59,7 +72,16 @@ def shard_run(
         as_of=as_of,
         split_folders=split,
     )
-    typer.echo(str(summary.path))
+    if remote is not None:
+        published = publish_folder(
+            summary.path,
+            remote.child(f"{run_id}/{SHARDS}/{spec.name}"),
+            connection=connection,
+            exclusive=False,
+        )
+        typer.echo(published.uri)
+    else:
+        typer.echo(str(summary.path))
     for failure in summary.failures:
         typer.echo(
             f"sharebatch: shard {spec.name}: prefix {failure['prefix']!r} of bucket"

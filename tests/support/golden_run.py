@@ -6,6 +6,10 @@ same on every run, and so is every signature. The monotonic clock is left runnin
 (``DONT_FAKE_MONOTONIC=1``): asyncio schedules by it. ``tests/e2e/test_golden.py`` drives it.
 
     faketime -f '2026-11-28 12:00:00' python -m tests.support.golden_run OUT
+
+With ``--s3`` the same run goes through ``sharebatch run --out s3://golden-runs/out/`` (the
+CLI, a private work folder under OUT) onto the embedded S3, and is fetched back into
+``OUT/bundles/<run-id>`` (``tests/remote/test_golden_s3.py``).
 """
 
 from __future__ import annotations
@@ -91,7 +95,41 @@ def deterministic_bits(size: int) -> bytes:
     return out[:size]
 
 
-def main(out: Path) -> int:
+RUNS_BUCKET = "golden-runs"
+
+
+def _published(out: Path) -> int:
+    """The golden run through ``run --out s3://``, fetched back into ``bundles/``."""
+    from sharebatch import audit
+    from sharebatch.cli import app
+    from sharebatch.models import Connection
+    from sharebatch.remote.folders import fetch_folder
+
+    work = out / "work"
+    work.mkdir(mode=0o700)
+    code = 0
+    try:
+        app(
+            ["run", "golden.yml", "--out", f"s3://{RUNS_BUCKET}/out/", "--run-id", RUN_ID,
+             "--concurrency", "1", "--no-split", "--work-dir", "work", "-q",
+             # The manifest's own endpoint, for the runs bucket too: the same URLs.
+             "--endpoint-url", ENDPOINT],
+            prog_name="sharebatch",
+        )  # fmt: skip
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    audit.reset()
+    if code == 0:
+        fetch_folder(
+            f"s3://{RUNS_BUCKET}/out/{RUN_ID}/",
+            Path("bundles") / RUN_ID,
+            connection=Connection(endpoint_url=ENDPOINT),
+        )
+    # The work folder is gone: nothing of the run stays on local disk.
+    return code if not any(work.iterdir()) else 99
+
+
+def main(out: Path, *, s3: bool = False) -> int:
     # A sealed environment: the run sees only the golden credentials, never a profile.
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -122,11 +160,19 @@ def main(out: Path) -> int:
         )
         for key, body in OBJECTS.items():
             client.put_object(Bucket=BUCKET, Key=key, Body=body)
+        if s3:
+            client.create_bucket(
+                Bucket=RUNS_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+            )
+            # The runs bucket has no manifest to name its region.
+            os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
         client.close()
         # Relative paths: the audit log and headers record them, and they must not name the
         # test's temporary folder.
         os.chdir(out)
         Path("golden.yml").write_text(MANIFEST, encoding="utf-8")
+        if s3:
+            return _published(out)
         summary = sharebatch.run_manifest(
             "golden.yml", out="bundles", run_id=RUN_ID, concurrency=1, split_folders=False
         )
@@ -136,4 +182,4 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), s3="--s3" in sys.argv[2:]))
