@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from sharebatch.audit import get_logger
 from sharebatch.blocking import blocking
 from sharebatch.errors import (
     LinkError,
+    RunLocked,
     S3ListingError,
     S3ReadError,
     S3WriteError,
@@ -87,14 +88,18 @@ def content_type(name: str) -> str:
     return _TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
 
 
-def local_files(folder: Path) -> list[tuple[str, Path]]:
-    """Every regular file under ``folder`` as (``/``-separated relative path, path), sorted.
+def local_files(folder: Path, exclude: Collection[str] = ()) -> list[tuple[str, Path]]:
+    """Every regular file under ``folder`` as (``/``-separated relative path, path), sorted;
+    none under the top-level names in ``exclude`` (a merged run's ``shards/``, already there).
 
     A symbolic link or anything but a folder or regular file is refused (``UsageError``):
     a run folder holds none, and following one could publish a file from elsewhere.
     """
     found: list[tuple[str, Path]] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
+        if Path(root) == folder:
+            dirs[:] = [d for d in dirs if d not in exclude]
+            files = [f for f in files if f not in exclude]
         for name in dirs + files:
             path = Path(root) / name
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
@@ -114,6 +119,7 @@ async def publish_folder_async(
     exclusive: bool = True,
     marker: str = MARKER,
     at_once: int = UPLOADS_AT_ONCE,
+    exclude: Collection[str] = (),
 ) -> Published:
     """Upload every file of ``local`` under ``uri``, ``marker`` last; see the module's notes.
 
@@ -122,7 +128,7 @@ async def publish_folder_async(
     ``CredentialsError`` when S3 refuses the credentials.
     """
     dest = _uri(uri)
-    files = local_files(local)
+    files = local_files(local, exclude)
     sizes_of = {rel: path.stat().st_size for rel, path in files}
     rest = [(rel, path) for rel, path in files if rel != marker]
     last = [(rel, path) for rel, path in files if rel == marker]
@@ -356,7 +362,106 @@ async def is_complete_async(
     return await _run(gateway, connection, work)
 
 
+async def fetch_file_async(
+    uri: S3Uri | str,
+    rel: str,
+    local: Path,
+    *,
+    connection: Connection = Connection(),
+    gateway: S3Gateway | None = None,
+) -> bool:
+    """Download the one object ``rel`` of the folder at ``uri`` to a new 0600 file ``local``;
+    False, nothing written, when there is no such object.
+
+    Raises ``S3ReadError`` when S3 answers neither (403, a broken connection).
+    """
+    folder = _uri(uri)
+    key = folder.key(checked_relative(folder.key(rel), folder.prefix))
+
+    async def work(s3: S3Gateway) -> bool:
+        target = s3.effective(folder.target())
+        probe = await s3.head_object(target, key)
+        if probe.status == 404:
+            return False
+        if probe.status != 200:
+            raise S3ReadError(
+                probe.error or str(probe.status or "ConnectionError"),
+                f"{visible(key)}: {probe.message or 'no answer'}",
+            )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(local, flags, 0o600), "wb") as out:
+            async for chunk in s3.read_object(target, key, if_match=probe.etag):
+                out.write(chunk)
+        return True
+
+    return await _run(gateway, connection, work)
+
+
+async def claim_async(
+    uri: S3Uri | str,
+    name: str,
+    note: Path,
+    *,
+    connection: Connection = Connection(),
+    gateway: S3Gateway | None = None,
+) -> str:
+    """Create the object ``name`` in the folder at ``uri`` from the file ``note``, only if no
+    such object exists (``If-None-Match: *``); its ETag, for ``release``.
+
+    S3 has no locks, but a conditional write has exactly one winner: of two merges of one run
+    on S3 one claims it, and the other gets ``RunLocked`` (exit 75). A claim left by a merge
+    that was killed stays until removed by hand; its text says when and where it was made.
+    """
+    folder = _uri(uri)
+
+    async def work(s3: S3Gateway) -> str:
+        target = s3.effective(folder.target())
+        encryption = await s3.uploads.bucket_encryption(target)
+        try:
+            return await s3.uploads.upload_file(
+                target,
+                folder.key(name),
+                note,
+                content_type=content_type(name),
+                encryption=encryption,
+                if_none_match=True,
+            )
+        except S3WriteError as exc:
+            if exc.code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            raise RunLocked(
+                f"{visible(folder.key(name))} exists: another merge of this run is under way"
+                f" (if none is, one was killed: delete {visible(str(folder))}{visible(name)})"
+            ) from None
+
+    return await _run(gateway, connection, work)
+
+
+async def release_async(
+    uri: S3Uri | str,
+    name: str,
+    etag: str,
+    *,
+    connection: Connection = Connection(),
+    gateway: S3Gateway | None = None,
+) -> None:
+    """Delete the claim ``name`` made (``If-Match`` its ETag: never another's claim)."""
+    folder = _uri(uri)
+
+    async def work(s3: S3Gateway) -> None:
+        gone = await s3.objects.delete(
+            s3.effective(folder.target()), folder.key(name), if_match=etag
+        )
+        if gone.error is not None:
+            log.warning("claim_not_released", key=folder.key(name), error=gone.error)
+
+    await _run(gateway, connection, work)
+
+
 publish_folder = blocking(publish_folder_async)
+fetch_file = blocking(fetch_file_async)
+claim = blocking(claim_async)
+release = blocking(release_async)
 fetch_folder = blocking(fetch_folder_async)
 is_complete = blocking(is_complete_async)
 holds_any = blocking(holds_any_async)

@@ -71,7 +71,7 @@ def command(*args: str) -> list[str]:
 
 
 def start_shard(
-    manifest: Path, out: Path, endpoint: str, run_id: str, shard: str
+    manifest: Path, out: Path | str, endpoint: str, run_id: str, shard: str
 ) -> subprocess.Popen[str]:
     """A shard as its own process (as a pod of an Indexed Job would run it)."""
     return subprocess.Popen(
@@ -129,7 +129,7 @@ def invoke(*args: str) -> Done:
     return Done(result.exit_code, result.stdout, result.stderr)
 
 
-def merge(run_dir: Path, *extra: str) -> Done:
+def merge(run_dir: Path | str, *extra: str) -> Done:
     return invoke("merge", str(run_dir), "--quiet", *extra)
 
 
