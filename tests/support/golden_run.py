@@ -14,10 +14,12 @@ CLI, a private work folder under OUT) onto the embedded S3, and is fetched back 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # A loopback address no other test uses, and a fixed port: the endpoint is signed into every
@@ -28,6 +30,9 @@ BUCKET = "golden-reports"
 ACCESS_KEY = "AKIAGOLDENGOLDENGOLD"
 SECRET_KEY = "golden/secret+key/that-must-never-be-logged"
 RUN_ID = "golden-run"
+# The fixed port admits one golden run at a time, and the suite runs in parallel (pytest-xdist
+# workers, the clock pass's parts two at a time): each run holds this lock while it serves.
+PORT_LOCK = Path(tempfile.gettempdir()) / f"sharebatch-golden-{PORT}.lock"
 
 MANIFEST = f"""\
 version: 1
@@ -151,6 +156,8 @@ def main(out: Path, *, s3: bool = False) -> int:
     # libfaketime replaces the clock, so every id, URL and digest repeats.
     link_ids.random_bits = deterministic_bits
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port_lock = os.open(PORT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(port_lock, fcntl.LOCK_EX)  # released by the kernel when this process ends
     server = ThreadedMotoServer(ip_address=HOST, port=PORT, verbose=False)
     server.start()
     try:
