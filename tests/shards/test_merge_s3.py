@@ -40,7 +40,8 @@ def _fetched(s3: S3, uri: str, into: Path) -> Path:
 
 
 def test_shards_on_s3_merge_into_one_machines_run(s3: S3, tmp_path: Path) -> None:
-    """A merge with a shard missing names it and publishes nothing; with all three it
+    """A merge with a shard missing, and one half-published (no summary.json), names both and
+    publishes nothing; with all three it
     publishes the run beside the shards, summary last, whose bundles are one machine's (URLs
     aside); the merge's claim is gone after; a second merge finds it done and rewrites no
     object."""
@@ -50,12 +51,14 @@ def test_shards_on_s3_merge_into_one_machines_run(s3: S3, tmp_path: Path) -> Non
     uri = f"s3://{RUNS}/team/job-3/"
     _shards(manifest, s3, "job-3", 3, (0, 1))
 
+    # Shard 1 as a publish broken off leaves it: every file but its summary.json.
+    s3.client.delete_object(Bucket=RUNS, Key="team/job-3/shards/1-of-3/summary.json")
     missing = merge(uri, "--endpoint-url", s3.endpoint)
     assert missing.returncode == 1
-    assert "2-of-3" in missing.stderr
+    assert "1-of-3, 2-of-3" in missing.stderr
     assert not [k for k in _keys(s3, "team/job-3/") if "/shards/" not in k]
 
-    _shards(manifest, s3, "job-3", 3, (2,))
+    _shards(manifest, s3, "job-3", 3, (1, 2))
     merged = merge(uri, "--endpoint-url", s3.endpoint)
     assert merged.returncode == 0, merged.stderr
     assert merged.stdout.strip() == uri
