@@ -10,6 +10,11 @@ held to the same targets, twice: over the default traffic model (``real``: recip
 from a few addresses of their own, 1 % of links leaked and fetched from anywhere, 30 % of lines
 without an id of ours; the options below change it) and over the worst case kept as a second
 row (``worst``: a new address on nearly every line). ``_usage_run.py`` says why each.
+
+The speed targets are judged by CPU seconds of the process that reads (all its threads): the
+target says "on one core", and the machine this runs on is shared, so wall-clock seconds
+measure the other work as much as ours. Wall-clock figures are printed beside them, with the
+load average before and after each section.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def _goal(
 
 
 def run(lines: int, *whole: str) -> dict[str, float]:
+    before = os.getloadavg()[0]
     done = subprocess.run(
         [sys.executable, str(HERE / "_usage_run.py"), str(lines), *whole, *MODEL],
         check=True,
@@ -51,30 +57,45 @@ def run(lines: int, *whole: str) -> dict[str, float]:
         text=True,
     )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load_before"], result["load_after"] = before, os.getloadavg()[0]
     if result["lines"] != lines or result["bad"]:
         raise SystemExit(f"read {result['lines']} lines ({result['bad']} bad) of {lines}")
     return result
 
 
-def report(title: str, small: list[dict[str, float]], large: list[dict[str, float]]) -> None:
-    """One section: times, lines/s, linearity and peak RSS, each against its target."""
-    rate = [r["lines"] / r["seconds"] for r in large]
-    ratio = [b["seconds"] / a["seconds"] for a, b in zip(small, large, strict=True)]
+def report(
+    name: str, title: str, small: list[dict[str, float]], large: list[dict[str, float]]
+) -> None:
+    """One section: times, lines/s, linearity and peak RSS, each against its target (the
+    time ones by CPU seconds)."""
+    cpu_rate = [r["lines"] / r["cpu_seconds"] for r in large]
+    wall_rate = [r["lines"] / r["seconds"] for r in large]
+    ratio = [b["cpu_seconds"] / a["cpu_seconds"] for a, b in zip(small, large, strict=True)]
+    wall_ratio = [b["seconds"] / a["seconds"] for a, b in zip(small, large, strict=True)]
     peaks = [r["peak_rss_mb"] for r in small + large]
     print(title)
-    print(f"  100,000 lines (s)             {_stats([r['seconds'] for r in small])}")
-    print(f"  1,000,000 lines (s)           {_stats([r['seconds'] for r in large])}")
-    print("  lines/s, 1,000,000 lines      " + _goal("lines/s", rate, "{:,.0f}", at_least=150_000))
-    cpu_rate = [r["lines"] / r["cpu_seconds"] for r in large]
-    print(f"  lines/s by CPU seconds        {_stats(cpu_rate, '{:,.0f}')}")
-    print("  time 1M / 100k                " + _goal("linearity", ratio, "{:.2f}", at_most=12))
+    print(f"  100,000 lines (CPU s)         {_stats([r['cpu_seconds'] for r in small])}")
+    print(f"  1,000,000 lines (CPU s)       {_stats([r['cpu_seconds'] for r in large])}")
+    print(f"  1,000,000 lines (wall s)      {_stats([r['seconds'] for r in large])}")
+    print(
+        "  lines/s by CPU, 1M lines      "
+        + _goal(f"{name}: lines/s", cpu_rate, "{:,.0f}", at_least=150_000)
+    )
+    print(f"  lines/s by wall clock         {_stats(wall_rate, '{:,.0f}')}")
+    print(
+        "  CPU time 1M / 100k            "
+        + _goal(f"{name}: linearity", ratio, "{:.2f}", at_most=12)
+    )
+    print(f"  wall time 1M / 100k           {_stats(wall_ratio, '{:.2f}')}")
+    loads = [r["load_before"] for r in small + large] + [r["load_after"] for r in small + large]
+    print(f"  load average (1 min)          {_stats(loads)}")
     print(
         "  peak RSS (MB), 100k / 1M      "
         f"{statistics.median(p['peak_rss_mb'] for p in small):.1f} / "
         f"{statistics.median(p['peak_rss_mb'] for p in large):.1f}   target <= 200"
     )
     if max(peaks) > 200:
-        MISSED.append("peak RSS")
+        MISSED.append(f"{name}: peak RSS")
 
 
 def main() -> int:
@@ -101,13 +122,18 @@ def main() -> int:
             small.append(run(100_000, *whole))
             large.append(run(1_000_000, *whole))
     print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
-    report("reading access logs (read_logs: parse and yield every line)", *rounds[""])
+    report("read_logs", "reading access logs (read_logs: parse and yield every line)", *rounds[""])
     report(
+        "usage",
         "usage: read, joined to a 100,000-link run, usage.json and .csv written"
         f" (traffic: {' '.join(MODEL)})",
         *rounds["--usage"],
     )
-    report("usage, worst case: a new remote address on nearly every line", *rounds[" ".join(worst)])
+    report(
+        "usage, worst case",
+        "usage, worst case: a new remote address on nearly every line",
+        *rounds[" ".join(worst)],
+    )
     for name in MISSED:
         print(f"MISSED: {name}: median past its target", file=sys.stderr)
     return 1 if MISSED else 0

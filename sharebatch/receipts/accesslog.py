@@ -41,6 +41,9 @@ from sharebatch.models import LINK_ID_PARAM
 
 _NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
+# ``link_id_of``'s plain case in one search from the query's "?": the first parameter so
+# named, its value up to the next "&" or space.
+_PLAIN_ID = re.compile(f"[?&]{re.escape(_NAME_IS)}([^& ]*+)")
 
 
 class AccessRecord(NamedTuple):
@@ -68,6 +71,23 @@ class AccessRecord(NamedTuple):
     object_size: int | None
     user_agent: str | None
     link_id: str | None
+
+
+class Hit(NamedTuple):
+    """What ``usage`` counts of a record that carries a link id (``scan_lines``): the fields
+    of ``AccessRecord`` it reads, the id first. The others (requester, Request-URI, error
+    code) are not converted: a million lines make each field saved a second saved."""
+
+    link_id: str
+    bucket: str
+    key: str | None
+    time: datetime
+    remote_ip: str
+    operation: str
+    status: int | None
+    bytes_sent: int
+    object_size: int | None
+    user_agent: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +139,89 @@ _ADDRESS = re.compile(rf"{_IPV4_TEXT}|{_IPV6_TEXT}|-")
 # S3's numbers (bytes, milliseconds) fit in 20 digits; a longer one is no number S3 wrote, and
 # past 4300 digits int() refuses it anyway.
 _DIGITS = 20
-_COUNT = f"([0-9]{{1,{_DIGITS}}}+|-)"
 _STATUS_FIELDS = (
     r' (?:[0-9]++|-) [^ ]++ (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?:[0-9]++|-) (?=["-])'
 )
 _NOT_STATUS = f"(?!{_STATUS_FIELDS})"
-_FAST = re.compile(
-    rf"[^ ]++ ([^ ]++) \[([^\]]++)\] ({_IPV4_TEXT}|{_IPV6_TEXT}|-) ([^ ]++) [^ ]++ "
-    rf'([^ ]++) ([^ ]++) (?:"([^"]*+)"|-) {_COUNT} ([^ "]++) {_COUNT} {_COUNT} '
-    rf'(?:[0-9]++|-) (?:[0-9]++|-) (?:"{_NOT_STATUS}[^"]*+"{_NOT_STATUS}|-) '
-    rf'(?:"{_NOT_STATUS}([^"]*+)"{_NOT_STATUS}|-)(?= |\r?\Z)'
+_COUNTED = f"[0-9]{{1,{_DIGITS}}}+|-"
+
+
+def _fast(*kept: str) -> re.Pattern[str]:
+    """The common case's pattern, capturing the fields named in ``kept`` (in the line's
+    order): each caller takes out only what it reads (a group taken out costs a string)."""
+
+    def field(name: str, body: str) -> str:
+        return f"({body})" if name in kept else f"(?:{body})"
+
+    def free(name: str) -> str:
+        return f'"{_NOT_STATUS}' + field(name, '[^"]*+') + f'"{_NOT_STATUS}'
+
+    return re.compile(
+        field("bucket_owner", "[^ ]++")
+        + " "
+        + field("bucket", "[^ ]++")
+        + r" \["
+        + field("time", r"[^\]]++")
+        + r"\] "
+        # The remote address: IPv4 exactly, or any text with a colon, checked apart
+        # (``_ipv6``): the IPv6 alternatives tried in the pattern cost 2.4 us an IPv6 line, a
+        # look-up of an address seen before a twentieth of that.
+        + field("remote_ip", f"{_IPV4_TEXT}|[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+|-")
+        + " "
+        + " ".join(
+            field(name, "[^ ]++") for name in ("requester", "request_id", "operation", "key")
+        )
+        + ' (?:"'
+        + field("request_uri", '[^"]*+')
+        + '"|-) '
+        + field("http_status", _COUNTED)
+        + " "
+        + field("error_code", '[^ "]++')
+        + " "
+        + field("bytes_sent", _COUNTED)
+        + " "
+        + field("object_size", _COUNTED)
+        + " (?:[0-9]++|-) (?:[0-9]++|-) (?:"
+        + free("referer")
+        + "|-) (?:"
+        + free("user_agent")
+        + r"|-)(?= |\r?\Z)"
+        # What follows the user agent is fields S3 added later, none quoted: a quote there
+        # means a quoted field held one, and only the slow way reads that right. Checked in
+        # the pattern: a ``find`` after the match cost a call a line.
+        + r'[^"]*+\Z'
+    )
+
+
+_FAST = _fast(
+    "bucket",
+    "time",
+    "remote_ip",
+    "requester",
+    "operation",
+    "key",
+    "request_uri",
+    "http_status",
+    "error_code",
+    "bytes_sent",
+    "object_size",
+    "user_agent",
 )
+# ``scan_lines``: what ``usage`` reads of a line that may carry an id, and of one that cannot
+# (its time and address are checked, its fields never taken out).
+_SCAN = _fast(
+    "bucket",
+    "time",
+    "remote_ip",
+    "operation",
+    "key",
+    "request_uri",
+    "http_status",
+    "bytes_sent",
+    "object_size",
+    "user_agent",
+)
+_CHECK = _fast("time", "remote_ip")
 _HEAD = re.compile(r"([^ ]+) ([^ ]+) \[([^\]]*)\] ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ")
 _MIDDLE = re.compile(r" ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) ([^ ]+) (?=[\"-])")
 # Request-URI ends: a quote that status fields follow, or (when none does, to name the
@@ -158,9 +250,15 @@ _MONTHS = {
 }
 # ``_make`` without its length check: the tuple built here always has every field.
 _record: Callable[[tuple[object, ...]], AccessRecord] = partial(tuple.__new__, AccessRecord)
+_hit: Callable[[tuple[object, ...]], Hit] = partial(tuple.__new__, Hit)
 _CACHE_LIMIT = 16_384
 # A log's records share their seconds: each is parsed once, then looked up.
 _times: dict[str, datetime] = {}
+# The same by minute (the stamp without its seconds), at the minute's first second.
+_minutes: dict[str, datetime] = {}
+_SECONDS = [timedelta(seconds=n) for n in range(60)]
+# IPv6 addresses checked and found good (their clients come back).
+_good_ipv6: dict[str, None] = {}
 
 
 def _shown(value: str) -> str:
@@ -171,6 +269,18 @@ def _time(stamp: str) -> datetime:
     found = _times.get(stamp)
     if found is not None:
         return found
+    # A new second of a minute already read (all but the seconds the same, checked then):
+    # that minute's time plus the seconds, not a datetime built and converted (7 us).
+    minute = _minutes.get(stamp[:18] + stamp[20:])
+    second = stamp[18:20]
+    if minute is not None and len(second) == 2 and second.isascii() and second.isdigit():
+        seconds = int(second)
+        if seconds < 60:
+            moment = minute + _SECONDS[seconds]
+            if len(_times) >= _CACHE_LIMIT:
+                _times.clear()
+            _times[stamp] = moment
+            return moment
     try:
         if (
             len(stamp) != 26
@@ -204,7 +314,20 @@ def _time(stamp: str) -> datetime:
     if len(_times) >= _CACHE_LIMIT:
         _times.clear()
     _times[stamp] = moment
+    if len(_minutes) >= _CACHE_LIMIT:
+        _minutes.clear()
+    _minutes[stamp[:18] + stamp[20:]] = moment - _SECONDS[int(stamp[18:20])]
     return moment
+
+
+def _ipv6(text: str) -> bool:
+    """Whether ``text``, which holds a colon, is an IPv6 address (``_FAST`` took its form)."""
+    if _ADDRESS.fullmatch(text) is None:
+        return False
+    if len(_good_ipv6) >= _CACHE_LIMIT:
+        _good_ipv6.clear()
+    _good_ipv6[text] = None
+    return True
 
 
 def _address(text: str) -> str:
@@ -286,48 +409,189 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
     append = out.append
     match_fast = _FAST.match
     times = _times
+    good_ipv6 = _good_ipv6
     record = _record
     number = first - 1
     for text in texts:
         number += 1
         match = match_fast(text)
-        # What follows the user agent is fields S3 added later, none quoted: a quote there
-        # means a quoted field held one, and only the slow way reads that right.
-        if match is not None and text.find('"', match.end()) < 0:
+        if match is not None:
             bucket, stamp, ip, requester, operation, key, uri, status, error, sent, size, agent = (
                 match.groups()
             )
-            if uri == "-":
-                uri = None
-            try:
-                append(
-                    record(
-                        (
-                            bucket,
-                            times.get(stamp) or _time(stamp),
-                            ip,
-                            None if requester == "-" else requester,
-                            operation,
-                            None if key == "-" else key,
-                            uri,
-                            None if status == "-" else int(status),
-                            None if error == "-" else error,
-                            0 if sent == "-" else int(sent),
-                            None if size == "-" else int(size),
-                            None if agent is None or agent == "-" else agent,
-                            None if uri is None else link_id_of(uri),
+            # An address with a colon that is no IPv6 address: the slow way names it.
+            if ":" not in ip or ip in good_ipv6 or _ipv6(ip):
+                if uri == "-":
+                    uri = None
+                try:
+                    append(
+                        record(
+                            (
+                                bucket,
+                                times.get(stamp) or _time(stamp),
+                                ip,
+                                None if requester == "-" else requester,
+                                operation,
+                                None if key == "-" else key,
+                                uri,
+                                None if status == "-" else int(status),
+                                None if error == "-" else error,
+                                0 if sent == "-" else int(sent),
+                                None if size == "-" else int(size),
+                                None if agent is None or agent == "-" else agent,
+                                None if uri is None else link_id_of(uri),
+                            )
                         )
                     )
-                )
-                continue
-            except ValueError:
-                pass  # a time that does not convert: the slow way names it
+                    continue
+                except ValueError:
+                    pass  # a time that does not convert: the slow way names it
         try:
             append(_parse_slowly(text.rstrip("\r")))
         except ValueError as exc:
             if text.strip():
                 append(BadLine(file, number, str(exc)))
     return out
+
+
+@dataclass(slots=True)
+class Scan:
+    """Lines as ``usage`` counts them (``scan_lines``): the records with a link id as
+    ``Hit``s, how many records carry none (``other``), and the lines that do not parse."""
+
+    hits: list[Hit]
+    other: int
+    bad: list[BadLine]
+
+    @property
+    def lines(self) -> int:
+        """The lines counted: every record and bad line (an empty line is neither)."""
+        return len(self.hits) + self.other + len(self.bad)
+
+
+def hit_of(record: AccessRecord) -> Hit:
+    """``record``'s ``Hit`` (it must carry a link id)."""
+    if record.link_id is None:
+        raise ValueError("a record without a link id is no hit")
+    return _hit(
+        (
+            record.link_id,
+            record.bucket,
+            record.key,
+            record.time,
+            record.remote_ip,
+            record.operation,
+            record.status,
+            record.bytes_sent,
+            record.object_size,
+            record.user_agent,
+        )
+    )
+
+
+def scan_of(items: Iterable[AccessRecord | BadLine]) -> Scan:
+    """``parse_lines``' items as ``scan_lines`` gives them."""
+    scan = Scan([], 0, [])
+    for item in items:
+        if isinstance(item, BadLine):
+            scan.bad.append(item)
+        elif item.link_id is None:
+            scan.other += 1
+        else:
+            scan.hits.append(hit_of(item))
+    return scan
+
+
+def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
+    """``parse_lines`` for ``usage``: the same lines read the same way (a line is a record,
+    a bad line or empty exactly when ``parse_lines`` says so, a record has the same fields),
+    but a record without a link id is only counted, and one with an id is a ``Hit``.
+
+    Most of a bucket's log is other clients' requests: such a line is matched and its time
+    checked, no more; its fields are never taken out of the match.
+    """
+    hits: list[Hit] = []
+    bad: list[BadLine] = []
+    other = 0
+    append = hits.append
+    match_scan = _SCAN.match
+    match_check = _CHECK.match
+    times = _times
+    good_ipv6 = _good_ipv6
+    hit = _hit
+    name_is = _NAME_IS
+    plain_id = _PLAIN_ID.search
+    number = first - 1
+    for text in texts:
+        number += 1
+        # Without the name, plain or percent-encoded, no id can be read (``link_id_of``):
+        # the line is checked, not taken apart.
+        if name_is not in text and "%" not in text:
+            match = match_check(text)
+            if match is not None:
+                stamp, ip = match.groups()
+                if (stamp in times or _converts(stamp)) and (
+                    ":" not in ip or ip in good_ipv6 or _ipv6(ip)
+                ):
+                    other += 1
+                    continue
+        else:
+            match = match_scan(text)
+            if match is not None:
+                bucket, stamp, ip, operation, key, uri, status, sent, size, agent = match.groups()
+                moment = times.get(stamp)
+                if (moment is not None or _converts(stamp)) and (
+                    ":" not in ip or ip in good_ipv6 or _ipv6(ip)
+                ):
+                    # ``link_id_of(uri)``, its common case inline.
+                    query = -1 if uri is None else uri.find("?")
+                    plain = None if query < 0 else plain_id(uri, query)
+                    if plain is not None:
+                        link_id = plain[1]
+                        if "%" in link_id:
+                            link_id = unquote(link_id)
+                    elif uri is not None and "%" in uri:
+                        link_id = link_id_of(uri)
+                    else:
+                        link_id = None
+                    if link_id is None:
+                        other += 1
+                        continue
+                    append(
+                        hit(
+                            (
+                                link_id,
+                                bucket,
+                                None if key == "-" else key,
+                                moment or times[stamp],
+                                ip,
+                                operation,
+                                None if status == "-" else int(status),
+                                0 if sent == "-" else int(sent),
+                                None if size == "-" else int(size),
+                                None if agent is None or agent == "-" else agent,
+                            )
+                        )
+                    )
+                    continue
+        # Anything else as ``parse_lines`` reads it (the slow way, or a bad line).
+        for item in parse_lines(file, number, [text]):
+            if isinstance(item, BadLine):
+                bad.append(item)
+            elif item.link_id is None:
+                other += 1
+            else:
+                append(hit_of(item))
+    return Scan(hits, other, bad)
+
+
+def _converts(stamp: str) -> bool:
+    """Whether a time field converts (``_time``, which caches it)."""
+    try:
+        _time(stamp)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_slowly(text: str) -> AccessRecord:

@@ -18,13 +18,21 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from sharebatch.errors import S3ListingError, S3ReadError, UsageError
 from sharebatch.models import BucketTarget
-from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_lines
+from sharebatch.receipts.accesslog import (
+    AccessRecord,
+    BadLine,
+    Scan,
+    parse_lines,
+    scan_lines,
+    scan_of,
+)
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.visible import visible
 
@@ -44,6 +52,24 @@ _COMPRESSED = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"PK\x03\x04", "zip"),
 )
+
+
+Items = list[AccessRecord | BadLine]
+B = TypeVar("B", Items, Scan)
+
+
+@dataclass(frozen=True, slots=True)
+class _Form(Generic[B]):
+    """What a batch of lines becomes: ``parse`` (file, first line's number, lines) makes one
+    from lines, ``of`` from ``parse_lines``' items (the odd line and the whole-file problems
+    are read the one exact way, then given this form)."""
+
+    parse: Callable[[str, int, list[str]], B]
+    of: Callable[[Iterable[AccessRecord | BadLine]], B]
+
+
+_ITEMS: _Form[Items] = _Form(parse_lines, list)
+_SCANS: _Form[Scan] = _Form(scan_lines, scan_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +131,30 @@ async def read_batches(
 ) -> AsyncGenerator[list[AccessRecord | BadLine], None]:
     """``read_logs``' items a list at a time (at most a chunk's lines, ``BATCH``): what a
     caller that sees every line takes, one step per list, not per line."""
+    async with contextlib.aclosing(_read(source, gateway, on_file, _ITEMS)) as batches:
+        async for batch in batches:
+            yield batch
+
+
+async def read_scans(
+    source: LogSource,
+    gateway: S3Gateway | None,
+    *,
+    on_file: Callable[[str], None] | None = None,
+) -> AsyncGenerator[Scan, None]:
+    """``read_batches``' lines as ``usage`` counts them (``accesslog.scan_lines``): per batch
+    the records with a link id, how many carry none, and the bad lines."""
+    async with contextlib.aclosing(_read(source, gateway, on_file, _SCANS)) as batches:
+        async for batch in batches:
+            yield batch
+
+
+async def _read(
+    source: LogSource,
+    gateway: S3Gateway | None,
+    on_file: Callable[[str], None] | None,
+    form: _Form[B],
+) -> AsyncGenerator[B, None]:
     if source.folder is not None:
         files = _local_files(source.folder, on_file)
     elif source.bucket is not None:
@@ -115,7 +165,7 @@ async def read_batches(
         raise ValueError(f"{source!r} names neither a folder nor a bucket")
     async with contextlib.aclosing(files):
         async for name, chunks in files:
-            async with contextlib.aclosing(_batches(name, chunks)) as batches:
+            async with contextlib.aclosing(_batches(name, chunks, form)) as batches:
                 async for batch in batches:
                     yield batch
 
@@ -244,11 +294,11 @@ def _kind_of(head: bytes) -> str | None:
 
 
 async def _batches(
-    name: str, chunks: AsyncGenerator[bytes, None]
-) -> AsyncGenerator[list[AccessRecord | BadLine], None]:
+    name: str, chunks: AsyncGenerator[bytes, None], form: _Form[B]
+) -> AsyncGenerator[B, None]:
     """The records of one file's ``chunks``, a chunk's worth at a time; its problems as bad
     lines."""
-    lines = _Lines(name)
+    lines = _Lines(name, form)
     head = b""
     try:
         async with contextlib.aclosing(chunks):
@@ -259,7 +309,7 @@ async def _batches(
                         continue
                     problem = _kind_of(head)
                     if problem is not None:
-                        yield [BadLine(name, 0, problem)]
+                        yield form.of([BadLine(name, 0, problem)])
                         return
                     chunk = head
                 for batch in lines.feed(chunk):
@@ -270,23 +320,24 @@ async def _batches(
     if 0 < len(head) < _SNIFF:
         problem = _kind_of(head)
         if problem is not None:
-            yield [BadLine(name, 0, problem)]
+            yield form.of([BadLine(name, 0, problem)])
             return
         for batch in lines.feed(head):
             yield batch
     yield lines.finish()
 
 
-class _Lines:
+class _Lines(Generic[B]):
     """One file's bytes cut into numbered lines and parsed, a chunk at a time."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, form: _Form[B]) -> None:
         self.name = name
+        self.form: _Form[B] = form
         self.number = 0
         self.rest = b""
         self.skipping = False  # inside a line too long to be a record, until its newline
 
-    def feed(self, chunk: bytes) -> Iterator[list[AccessRecord | BadLine]]:
+    def feed(self, chunk: bytes) -> Iterator[B]:
         """The items of the lines ``chunk`` completes, ``BATCH`` lines at a time; its
         unfinished end is kept."""
         data = self.rest + chunk if self.rest else chunk
@@ -305,10 +356,10 @@ class _Lines:
         if len(self.rest) > MAX_LINE:
             if not self.skipping:
                 self.number += 1
-                yield [BadLine(self.name, self.number, _TOO_LONG)]
+                yield self.form.of([BadLine(self.name, self.number, _TOO_LONG)])
             self.skipping, self.rest = True, b""
 
-    def _items(self, body: bytes) -> Iterator[list[AccessRecord | BadLine]]:
+    def _items(self, body: bytes) -> Iterator[B]:
         """The items of ``body``'s lines (itself without its last newline)."""
         if not _has_long_line(body):
             # Decoded a chunk at a time, after the cut: a character split across chunks is
@@ -322,37 +373,43 @@ class _Lines:
                 if end > begin:
                     yield from self._items(b"\n".join(pieces[begin:end]))
                 self.number += 1
-                yield [BadLine(self.name, self.number, _TOO_LONG)]
+                yield self.form.of([BadLine(self.name, self.number, _TOO_LONG)])
                 begin = end + 1
         if begin < len(pieces):
             yield from self._items(b"\n".join(pieces[begin:]))
 
-    def _parsed(self, texts: list[str]) -> Iterator[list[AccessRecord | BadLine]]:
+    def _parsed(self, texts: list[str]) -> Iterator[B]:
+        parse = self.form.parse
         for begin in range(0, len(texts), BATCH):
             part = texts[begin : begin + BATCH]
-            items = parse_lines(self.name, self.number + 1, part)
+            items = parse(self.name, self.number + 1, part)
             self.number += len(part)
             if items:
                 yield items
 
-    def finish(self) -> list[AccessRecord | BadLine]:
+    def finish(self) -> B:
         """The last line, when the file does not end with a newline: whole, or truncated."""
         if not self.rest or self.skipping:
-            return []
+            return self.form.of([])
         self.number += 1
         text = self.rest.decode("utf-8", "backslashreplace")
-        return [
-            BadLine(
-                item.file, item.line, f"truncated: the file ends inside this line ({item.problem})"
-            )
-            if isinstance(item, BadLine)
-            else item
-            for item in parse_lines(self.name, self.number, [text])
-        ]
+        return self.form.of(
+            [
+                BadLine(
+                    item.file,
+                    item.line,
+                    f"truncated: the file ends inside this line ({item.problem})",
+                )
+                if isinstance(item, BadLine)
+                else item
+                for item in parse_lines(self.name, self.number, [text])
+            ]
+        )
 
-    def broken(self, problem: str) -> list[AccessRecord | BadLine]:
+    def broken(self, problem: str) -> B:
         """The bad line for a file whose reading stopped: the line it stopped in."""
-        return [BadLine(self.name, 0 if self.number == 0 else self.number + 1, problem)]
+        line = 0 if self.number == 0 else self.number + 1
+        return self.form.of([BadLine(self.name, line, problem)])
 
 
 def _has_long_line(body: bytes) -> bool:

@@ -62,9 +62,9 @@ from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, Usage
 from sharebatch.files import atomic_writer
 from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
-from sharebatch.receipts.accesslog import AccessRecord, BadLine
+from sharebatch.receipts.accesslog import AccessRecord, BadLine, Hit, Scan, scan_of
 from sharebatch.receipts.page import refresh_receipts
-from sharebatch.receipts.sources import LogSource, read_batches
+from sharebatch.receipts.sources import LogSource, read_scans
 from sharebatch.run.bundles import BundleHeader, csv_cell
 from sharebatch.run.metrics import (
     Gauge,
@@ -156,7 +156,7 @@ class _Tally:
 
     def add(
         self,
-        record: AccessRecord,
+        record: AccessRecord | Hit,
         ip: str,
         network: str,
         agent: str | None,
@@ -608,40 +608,40 @@ class _Join:
         self.add_batch([item], count)
 
     def add_batch(self, items: Sequence[AccessRecord | BadLine], count: _SourceCount) -> None:
-        """Count records and bad lines in their order. One call per batch, and a record of
-        a link's own object counted here inline (``_Tally.add``'s work): this loop sees
-        every line of every log, so each call and attribute look-up saved is saved a million
-        times."""
-        count.lines += len(items)
+        """Count records and bad lines (``add_scan`` of ``accesslog.scan_of(items)``)."""
+        self.add_scan(scan_of(items), count)
+
+    def add_scan(self, scan: Scan, count: _SourceCount) -> None:
+        """Count a batch of lines: its bad lines, its records without an id, and its hits
+        in their order. One call per batch, and a hit of a link's own object counted here
+        inline (``_Tally.add``'s work): this loop sees every record of ours, so each call
+        and attribute look-up saved is saved a million times."""
+        bad = scan.bad
+        count.lines += scan.lines
+        if bad:
+            count.bad_lines += len(bad)
+            self.bad += len(bad)
+            room = BAD_LINES_LISTED - len(self.bad_lines)
+            if room > 0:
+                self.bad_lines += bad[:room]
+        self.other += scan.other
+        hits = scan.hits
+        self.ours += len(hits)
         addresses, agents, links = self._addresses, self._agents, self.links
         daily, kept = self.daily, self.networks_kept
-        ours = other = 0
-        for item in items:
-            if isinstance(item, BadLine):
-                count.bad_lines += 1
-                self.bad += 1
-                if len(self.bad_lines) < BAD_LINES_LISTED:
-                    self.bad_lines.append(item)
-                continue
+        for item in hits:
             (
+                link_id,
                 bucket,
+                key,
                 moment,
                 remote_ip,
-                _,
                 operation,
-                key,
-                _,
                 status,
-                _,
                 sent,
                 size,
                 agent,
-                link_id,
             ) = item
-            if link_id is None:
-                other += 1
-                continue
-            ours += 1
             # The caches' hits inline.
             ip, network = addresses.get(remote_ip) or self.address(remote_ip)
             if agent is not None:
@@ -719,12 +719,8 @@ class _Join:
                         tally.late_networks = _more(held, network, kept)
                     if tally.late_first is None or moment < tally.late_first:
                         tally.late_first = moment
-        self.ours += ours
-        self.other += other
 
-    def _stranger(
-        self, item: AccessRecord, link_id: str, ip: str, network: str, agent: str | None
-    ) -> None:
+    def _stranger(self, item: Hit, link_id: str, ip: str, network: str, agent: str | None) -> None:
         """A record whose id this run never issued: forged, another run's, or no id at all."""
         if not _LINK_ID.fullmatch(link_id):
             # Any text up to a line's length: tallied together, never kept whole.
@@ -742,9 +738,7 @@ class _Join:
                 tally = self.unknown_more
         tally.add(item, ip, network, agent)
 
-    def _misused(
-        self, item: AccessRecord, link: _Link, ip: str, network: str, agent: str | None
-    ) -> None:
+    def _misused(self, item: Hit, link: _Link, ip: str, network: str, agent: str | None) -> None:
         """One of our ids on a request for another object: not the link's use, a leak."""
         found = self.misused.get(link.link_id)
         if found is None:
@@ -1336,8 +1330,8 @@ async def usage_async(
             def counted(_: str, count: _SourceCount = count) -> None:
                 count.files += 1
 
-            async for batch in read_batches(source, gateway, on_file=counted):
-                join.add_batch(batch, count)
+            async for scan in read_scans(source, gateway, on_file=counted):
+                join.add_scan(scan, count)
             if not count.files:
                 raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
             counts.append(count)

@@ -1,0 +1,221 @@
+"""``scan_lines``, the reading ``usage`` does, against the exact field-by-field parser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sharebatch.receipts.accesslog import (
+    AccessRecord,
+    BadLine,
+    Scan,
+    _parse_slowly,
+    hit_of,
+    parse_lines,
+    scan_lines,
+    scan_of,
+)
+from tests.support.accesslog import QUOTE_FLOODS, log_line
+
+ID = "3f9a0c7d1e2b4a58"
+SIGNED = (
+    "GET /q3-share/reports/q3.pdf?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=AKIAEXAMPLE%2F20261202%2Feu-west-1%2Fs3%2Faws4_request"
+    f"&x-sharebatch-id={ID}&X-Amz-Signature=ab12 HTTP/1.1"
+)
+REQUEST_URIS = st.sampled_from(
+    [
+        None,
+        "-",
+        SIGNED,
+        f"GET /q3-share/a b.pdf?x-sharebatch-id={ID} HTTP/1.1",  # a space in the target
+        f'GET /q3-share/a\\"b.pdf?x-sharebatch-id={ID} HTTP/1.1',  # an escaped quote
+        f'GET /q3-share/a"b.pdf?x-sharebatch-id={ID} HTTP/1.1',  # a raw quote
+        f'GET /q3-share/k?x-sharebatch-id={ID}" 200 - 1 2 3 4 "x HTTP/1.1',  # a forged status
+        f"GET /b/k?x%2Dsharebatch%2did={ID}&X-Amz-Signature=1 HTTP/1.1",  # the name encoded
+        "GET /b/k?x-sharebatch-id=%33f9a0c7d1e2b4a58 HTTP/1.1",  # the value encoded
+        "GET /b/k?x-sharebatch-id= HTTP/1.1",  # an empty id
+        f"GET /b/x-sharebatch-id={ID} HTTP/1.1",  # in the path: no id
+        "GET /b/k?X-Amz-Credential=A%2F1 HTTP/1.1",  # a percent, no id
+        "HEAD /q3-share/assets/img-1.png HTTP/1.1",
+        "PUT /q3-share/in/x.csv HTTP/1.1",
+        "GET /b/k?x-sharebatch-id=" + "a" * 300 + " HTTP/1.1",
+        f"GET /b/a&x-sharebatch-id=0?x-sharebatch-id={ID} HTTP/1.1",  # the path's is no id
+        f"GET /b/k?a=1&x-sharebatch-id={ID}&x-sharebatch-id=ffffffffffffffff HTTP/1.1",
+        f"GET /b/k?my-x-sharebatch-id=1&x-sharebatch-id={ID}",  # no HTTP version
+        f"GET /b/k?a=1 b&x-sharebatch-id={ID}%20x HTTP/1.1",  # after a space in the query
+        "GET /b/k?x-sharebatch-idx=1 HTTP/1.1",
+    ]
+)
+ADDRESSES = st.one_of(
+    st.sampled_from(
+        [
+            "192.0.2.3",
+            "2001:db8::1",
+            "2001:db8:0:0:0:0:0:1",
+            "::ffff:192.0.2.1",
+            "::",
+            "-",
+            "1.2.3.256",
+            "2001:db8::1::2",
+            "12345::1",
+            "::g",
+            "beef",
+            "1.2.3",
+        ]
+    ),
+    st.ip_addresses().map(str),
+    st.text("0123456789abcdef:.", min_size=1, max_size=20),
+)
+FREE_TEXT = st.sampled_from(
+    [None, "-", "curl/8.5.0", 'Dalvik/2.1.0 (Alba 10" Build/LMY47I)', 'u" 1 - 2 3 4 5 "v', "a b"]
+)
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> str:
+    """One access log line from the fields that vary in real logs, well-formed or not."""
+    time = draw(st.sampled_from([datetime(2026, 12, 2, 13, 45, 6, tzinfo=UTC), None]))
+    text = log_line(
+        bucket=draw(st.sampled_from(["q3-share", "other-bucket"])),
+        time=time or datetime(2026, 12, 2, tzinfo=UTC),
+        request_uri=draw(REQUEST_URIS),
+        key=draw(st.sampled_from(["reports/q3.pdf", None, "a%20b.pdf"])),
+        operation=draw(
+            st.sampled_from(
+                ["REST.GET.OBJECT", "REST.HEAD.OBJECT", "REST.PUT.OBJECT", "S3.EXPIRE.OBJECT"]
+            )
+        ),
+        status=draw(st.sampled_from([200, 206, 403, None])),
+        error_code=draw(st.sampled_from([None, "AccessDenied", 'x"'])),
+        bytes_sent=draw(st.sampled_from([0, 4096, None])),
+        object_size=draw(st.sampled_from([4096, None])),
+        remote_ip=draw(ADDRESSES),
+        requester=draw(st.sampled_from([None, "arn:aws:iam::123456789012:user/x"])),
+        user_agent=draw(FREE_TEXT),
+        referer=draw(FREE_TEXT),
+        trailing=draw(st.booleans()),
+    )
+    if time is None:
+        text = text.replace("02/Dec/2026:00:00:00", "31/Feb/2026:00:00:00")
+    if draw(st.booleans()):
+        text = text.replace('"-" ', "- ", draw(st.integers(0, 2)))  # an empty field bare
+    return text + draw(st.sampled_from(["", "\r", ' "', " x y"]))
+
+
+def _exact(file: str, number: int, text: str) -> AccessRecord | BadLine:
+    try:
+        return _parse_slowly(text.rstrip("\r"))
+    except ValueError as exc:
+        return BadLine(file, number, str(exc))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(lines(), min_size=1, max_size=6))
+def test_scan_lines_reads_every_line_as_the_exact_parser_does(texts: list[str]) -> None:
+    """Quoted Request-URIs with spaces and quotes, escaped or raw, ``-`` fields, IPv6 and
+    near-miss addresses, records with and without the trailing fields, other operations,
+    hostile quotes: the fast pattern ``scan_lines`` and ``parse_lines`` use gives, line by
+    line, what the field-by-field parser gives (the same record or the same bad line), and
+    ``scan_lines`` hands ``usage`` the records with an id as their ``Hit``s and counts the
+    others."""
+    exact = [_exact("f", number, text) for number, text in enumerate(texts, 7)]
+    assert parse_lines("f", 7, texts) == exact
+    scan = scan_lines("f", 7, texts)
+    assert scan == scan_of(exact)
+    assert scan.lines == len(texts)
+    ids = [item.link_id for item in exact if isinstance(item, AccessRecord)]
+    assert [hit.link_id for hit in scan.hits] == [i for i in ids if i is not None]
+
+
+def test_a_line_without_the_name_is_checked_not_skipped() -> None:
+    """A line that cannot carry an id is still a bad line when it does not parse, with its
+    file and line: only counted as ``other`` when it is a record."""
+    good = log_line(bucket="b", time=datetime(2026, 12, 2, tzinfo=UTC), request_uri=None, key=None)
+    texts = [
+        good,
+        good.replace("02/Dec/2026", "31/Feb/2026"),
+        good.replace("192.0.2.3", "2001:db8::1::2"),
+        good.replace(" 200 - ", " 2x0 - "),
+        good + ' "',
+        "",
+        "not a record",
+    ]
+    scan = scan_lines("logs/a", 1, texts)
+    assert (scan.hits, scan.other) == ([], 2)  # the last quote ends a user agent of quotes
+    assert [(b.line, b.problem.split(":")[0]) for b in scan.bad] == [
+        (2, "time is not [dd/Mon/yyyy"),
+        (3, "remote_ip is not an IP address"),
+        (4, "http_status is not a number"),
+        (7, "not an S3 server access log record"),
+    ]
+
+
+def test_a_hit_holds_what_the_join_reads() -> None:
+    """A record with an id becomes a hit with its fields converted as the record's are."""
+    text = log_line(
+        bucket="q3-share",
+        time=datetime(2026, 12, 2, 13, 45, 6, tzinfo=UTC),
+        request_uri=SIGNED,
+        key="reports/q3.pdf",
+        status=206,
+        bytes_sent=None,
+        object_size=4096,
+        remote_ip="2001:db8::7",
+    )
+    scan = scan_lines("f", 1, [text])
+    (record,) = parse_lines("f", 1, [text])
+    assert isinstance(record, AccessRecord)
+    assert scan == Scan([hit_of(record)], 0, [])
+    (hit,) = scan.hits
+    assert (hit.link_id, hit.status, hit.bytes_sent, hit.object_size, hit.remote_ip) == (
+        ID,
+        206,
+        0,
+        4096,
+        "2001:db8::7",
+    )
+
+
+def test_quote_floods_scan_as_they_parse() -> None:
+    """The hostile tails of ``QUOTE_FLOODS`` scan to what the exact parser says of them."""
+    base = log_line(
+        bucket="q3-share",
+        time=datetime(2026, 12, 2, tzinfo=UTC),
+        request_uri=SIGNED,
+        key="reports/q3.pdf",
+    )
+    texts = [base + " " + flood[:2000] for flood in QUOTE_FLOODS]
+    assert scan_lines("f", 1, texts) == scan_of([_exact("f", n, t) for n, t in enumerate(texts, 1)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["02/Dec/2026:13:45:", "31/Dec/9999:23:59:", "01/Jan/0001:00:00:"]),
+            st.sampled_from([f"{n:02d}" for n in range(62)] + ["5x", "-1", "\u0663\u0663"]),
+            st.sampled_from(["+0000", "-0130", "+0545", "+0100"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_times_of_one_minute_convert_as_each_alone(stamps: list[tuple[str, str, str]]) -> None:
+    """A time read after another of its minute (taken from that minute's time plus its
+    seconds) is the time ``strptime`` gives it alone, and a second that is none, or a time
+    out of range once in UTC, is still refused."""
+    for minute, second, offset in stamps:
+        stamp = f"{minute}{second} {offset}"
+        text = log_line(
+            bucket="b", time=datetime(2026, 12, 2, tzinfo=UTC), request_uri=None, key=None
+        ).replace("02/Dec/2026:00:00:00 +0000", stamp)
+        try:
+            expected: object = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").astimezone(UTC)
+        except (ValueError, OverflowError):
+            expected = None
+        (item,) = parse_lines("f", 1, [text])
+        got = item.time if isinstance(item, AccessRecord) else None
+        assert got == expected, stamp
