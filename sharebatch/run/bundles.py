@@ -32,6 +32,7 @@ from sharebatch.models import (
     KeySource,
     Link,
     LinkKind,
+    ObjectRef,
     ShortCredentials,
     UploadSlot,
 )
@@ -88,15 +89,33 @@ def plain_row(link: Link) -> tuple[str, str] | None:
     themselves. Tests compare both over arbitrary keys.
     """
     obj = link.obj
+    return _plain(
+        link.recipient,
+        obj,
+        iso(obj.last_modified),
+        link.method,
+        iso(link.expires_at),
+        link.link_id,
+        link.url,
+    )
+
+
+def _plain(
+    recipient: str,
+    obj: ObjectRef,
+    last_modified: str,
+    method: str,
+    expires_at: str,
+    link_id: str | None,
+    url: str,
+) -> tuple[str, str] | None:
+    """``plain_row`` of a link given by its values, the times as text already."""
     size = obj.size
     if type(size) is not int:
         return None
-    link_id = link.link_id
-    last_modified, expires_at = iso(obj.last_modified), iso(link.expires_at)
-    url = link.url
     row = (
-        f"{link.recipient},{obj.bucket},{obj.key},{size},{obj.etag},{last_modified},"
-        f"{link.method},{expires_at},{link_id or ''},{url}"
+        f"{recipient},{obj.bucket},{obj.key},{size},{obj.etag},{last_modified},"
+        f"{method},{expires_at},{link_id or ''},{url}"
     )
     if row.isascii():
         if row.encode().translate(_AS_COMMA).count(44) != 9:
@@ -108,9 +127,9 @@ def plain_row(link: Link) -> tuple[str, str] | None:
         return None
     shown_id = "null" if link_id is None else f'"{link_id}"'
     line = (
-        f'{{"recipient": "{link.recipient}", "bucket": "{obj.bucket}", "key": "{obj.key}", '
+        f'{{"recipient": "{recipient}", "bucket": "{obj.bucket}", "key": "{obj.key}", '
         f'"size": {size}, "etag": "{obj.etag}", "last_modified": "{last_modified}", '
-        f'"method": "{link.method}", "expires_at": "{expires_at}", "link_id": {shown_id}, '
+        f'"method": "{method}", "expires_at": "{expires_at}", "link_id": {shown_id}, '
         f'"url": "{url}"}}\n'
     )
     return line, row + "\r\n"
@@ -262,6 +281,53 @@ class PartFile:
         lines.write("".join(json_text))
         if table is not None:
             self._handles[1].write("".join(csv_text))
+
+    def write_columns(
+        self,
+        job: str,
+        recipient: str,
+        objects: Sequence[ObjectRef],
+        urls: Sequence[str],
+        ids: Sequence[str] | None,
+        signed_at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        """``write`` of the GET links a chunk's columns describe (``sign.Signer.sign_columns``),
+        the same text, with no ``Link`` made for a plain row: the expiry's text is made once,
+        an object time's once per chunk."""
+        if not objects:
+            return
+        if not self._handles:
+            self._open()
+        expires = iso(expires_at)
+        times: dict[int, str] = {}  # the objects live through the call: their ids stay theirs
+        json_text: list[str] = []
+        csv_text: list[str] = []
+        given = ids if ids is not None else [None] * len(objects)
+        for obj, url, link_id in zip(objects, urls, given, strict=True):
+            moment = obj.last_modified
+            shown = times.get(id(moment))
+            if shown is None:
+                shown = times[id(moment)] = iso(moment)
+            plain = _plain(recipient, obj, shown, "GET", expires, link_id, url)
+            if plain is None:
+                # A row that needs the encoders: written through ``write`` in its place.
+                self._flush_text(json_text, csv_text)
+                json_text, csv_text = [], []
+                self.write([Link(job, recipient, obj, "GET", signed_at, expires_at, url, link_id)])
+                continue
+            json_text.append(plain[0])
+            csv_text.append(plain[1])
+        if self.earliest_expiry is None or expires_at < self.earliest_expiry:
+            self.earliest_expiry = expires_at
+        self._flush_text(json_text, csv_text)
+
+    def _flush_text(self, json_text: list[str], csv_text: list[str]) -> None:
+        self.rows += len(json_text)
+        if json_text:
+            self._handles[0].write("".join(json_text))
+            if self._table is not None:
+                self._handles[1].write("".join(csv_text))
 
     def close(self) -> None:
         # Every handle is closed even when one fails to flush (a full disk): an open file

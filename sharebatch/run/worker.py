@@ -37,7 +37,7 @@ from sharebatch import audit
 from sharebatch.models import Credentials, Expiry, ObjectRef, ShortCredentials
 from sharebatch.run import link_ids
 from sharebatch.run.bundles import PartFile
-from sharebatch.run.sign import Signer, credential_limit
+from sharebatch.run.sign import Signer, credential_limit, stage_chunk
 from sharebatch.s3.workersign import FastSpec, worker_presigner
 
 BOOT = (
@@ -84,16 +84,13 @@ def pack(objects: list[ObjectRef]) -> Packed:
     Whole microseconds since the epoch come back exactly (a float timestamp might not)."""
     if not objects:
         return objects
-    bucket = objects[0].bucket
-    if any(o.bucket != bucket or o.last_modified.tzinfo is not UTC for o in objects):
+    # Columns by one C-level transposition of the named tuples.
+    buckets, keys, sizes, etags, moments = zip(*objects, strict=True)
+    bucket = buckets[0]
+    if buckets.count(bucket) != len(buckets) or any(m.tzinfo is not UTC for m in moments):
         return objects
-    return (
-        bucket,
-        [o.key for o in objects],
-        [o.size for o in objects],
-        [o.etag for o in objects],
-        [(o.last_modified - _EPOCH) // _MICROSECOND for o in objects],
-    )
+    epoch, unit = _EPOCH, _MICROSECOND
+    return bucket, list(keys), list(sizes), list(etags), [(m - epoch) // unit for m in moments]
 
 
 def unpack(packed: Packed) -> list[ObjectRef]:
@@ -135,9 +132,9 @@ class _Route:
         part.rows, part.earliest_expiry = 0, None
         with link_ids.given(ids or []):
             for start in range(0, len(objects), signer.chunk):
-                links = signer.sign_get(self.spec.recipient, objects[start : start + signer.chunk])
-                part.write(links)
-                audit.link_issued(links)
+                stage_chunk(
+                    signer, part, self.spec.recipient, objects[start : start + signer.chunk]
+                )
         json_lines, csv_rows = part.take()
         found = (json_lines, csv_rows, lines.take(), part.rows, part.earliest_expiry)
         part.rows, part.earliest_expiry = rows, earliest
