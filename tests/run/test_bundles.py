@@ -325,3 +325,38 @@ def test_staged_parts_hold_the_encoders_bytes(links: list[Link], with_csv: bool)
                 assert part.csv_path.read_bytes() == "".join(t[1] for t in texts).encode()
         assert part.rows == len(links)
         assert part.earliest_expiry == (min(lk.expires_at for lk in links) if links else None)
+
+
+@st.composite
+def _chunks(draw: st.DrawFn) -> tuple[str, list[ObjectRef], list[str], list[str] | None]:
+    """A chunk as ``Signer.sign_columns`` gives it: one recipient, its objects, URLs, ids."""
+    text = tricky.texts(surrogates=False)
+    links = draw(st.lists(_links(surrogates=False), max_size=6))
+    recipient = draw(st.one_of(tricky.plain(), text))
+    ids = [link.link_id or "" for link in links] if draw(st.booleans()) else None
+    return recipient, [link.obj for link in links], [link.url for link in links], ids
+
+
+@given(_chunks(), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_a_chunk_staged_from_columns_is_the_links_bytes(
+    chunk: tuple[str, list[ObjectRef], list[str], list[str] | None], with_csv: bool
+) -> None:
+    """PartFile.write_columns stages exactly what PartFile.write stages for the same links
+    (which the test above holds to the encoders), rows that need care among plain ones."""
+    recipient, objects, urls, ids = chunk
+    given_ids = ids if ids is not None else [None] * len(objects)
+    links = [
+        Link("job", recipient, obj, "GET", WHEN, WHEN, url, link_id)
+        for obj, url, link_id in zip(objects, urls, given_ids, strict=True)
+    ]
+    with tempfile.TemporaryDirectory(prefix="sharebatch-test-") as name:
+        by_links = PartFile(Path(name) / "a.jsonl", csv=with_csv).in_memory()
+        by_links.write(links)
+        by_columns = PartFile(Path(name) / "b.jsonl", csv=with_csv).in_memory()
+        by_columns.write_columns("job", recipient, objects, urls, ids, WHEN, WHEN)
+        assert by_columns.take() == by_links.take()
+        assert (by_columns.rows, by_columns.earliest_expiry) == (
+            by_links.rows,
+            by_links.earliest_expiry,
+        )
