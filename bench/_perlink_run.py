@@ -114,8 +114,10 @@ def whole_run(links: int, workers: int = 1) -> dict[str, float]:
 def _parent_steps() -> None:
     """The parent's own steps with signing workers (each wrapped call is per page)."""
     _timed("listing (the synthetic pages)", SyntheticListing, "page")
+    _timed("reading answers (pickle.loads)", pool.pickle, "loads")
     _timed("link ids (link_ids.draw)", link_ids, "draw")
-    _timed("selection and tallies (_Pending.choose)", pipeline._Pending, "choose")
+    if hasattr(pipeline._Pending, "choose"):
+        _timed("selection and tallies (_Pending.choose)", pipeline._Pending, "choose")
     _timed("page to columns (worker.pack)", pool, "pack")
     _timed("pickling pages (pool._frame)", pool, "_frame")
     _timed("answers appended (_Pending._commit)", pipeline._Pending, "_commit")

@@ -84,13 +84,16 @@ def pack(objects: list[ObjectRef]) -> Packed:
     Whole microseconds since the epoch come back exactly (a float timestamp might not)."""
     if not objects:
         return objects
-    # Columns by one C-level transposition of the named tuples.
-    buckets, keys, sizes, etags, moments = zip(*objects, strict=True)
-    bucket = buckets[0]
-    if buckets.count(bucket) != len(buckets) or any(m.tzinfo is not UTC for m in moments):
+    bucket = objects[0].bucket
+    if any(o.bucket != bucket or o.last_modified.tzinfo is not UTC for o in objects):
         return objects
-    epoch, unit = _EPOCH, _MICROSECOND
-    return bucket, list(keys), list(sizes), list(etags), [(m - epoch) // unit for m in moments]
+    return (
+        bucket,
+        [o.key for o in objects],
+        [o.size for o in objects],
+        [o.etag for o in objects],
+        [(o.last_modified - _EPOCH) // _MICROSECOND for o in objects],
+    )
 
 
 def unpack(packed: Packed) -> list[ObjectRef]:
