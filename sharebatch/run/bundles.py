@@ -301,15 +301,20 @@ class PartFile:
             self._open()
         expires = iso(expires_at)
         times: dict[int, str] = {}  # the objects live through the call: their ids stay theirs
+        shown = []
+        for obj in objects:
+            moment = obj.last_modified
+            text = times.get(id(moment))
+            if text is None:
+                text = times[id(moment)] = iso(moment)
+            shown.append(text)
+        given = ids if ids is not None else [None] * len(objects)
+        if self._plain_chunk(recipient, objects, urls, given, shown, expires):
+            return self._at(expires_at)
         json_text: list[str] = []
         csv_text: list[str] = []
-        given = ids if ids is not None else [None] * len(objects)
-        for obj, url, link_id in zip(objects, urls, given, strict=True):
-            moment = obj.last_modified
-            shown = times.get(id(moment))
-            if shown is None:
-                shown = times[id(moment)] = iso(moment)
-            plain = _plain(recipient, obj, shown, "GET", expires, link_id, url)
+        for obj, url, link_id, last_modified in zip(objects, urls, given, shown, strict=True):
+            plain = _plain(recipient, obj, last_modified, "GET", expires, link_id, url)
             if plain is None:
                 # A row that needs the encoders: written through ``write`` in its place.
                 self._flush_text(json_text, csv_text)
@@ -318,9 +323,60 @@ class PartFile:
                 continue
             json_text.append(plain[0])
             csv_text.append(plain[1])
+        self._flush_text(json_text, csv_text)
+        self._at(expires_at)
+
+    def _at(self, expires_at: datetime) -> None:
         if self.earliest_expiry is None or expires_at < self.earliest_expiry:
             self.earliest_expiry = expires_at
-        self._flush_text(json_text, csv_text)
+
+    def _plain_chunk(
+        self,
+        recipient: str,
+        objects: Sequence[ObjectRef],
+        urls: Sequence[str],
+        ids: Sequence[str | None],
+        shown: list[str],
+        expires: str,
+    ) -> bool:
+        """Stage the whole chunk when every row of it is plain (``plain_row``'s tests, run
+        once over the chunk's CSV text: ASCII, exactly 9 separators and a CR LF a row, no
+        cell starting like a formula); False, nothing staged, when any row is not."""
+        if recipient[:1] in _QUOTED_STARTS or not all(type(o.size) is int for o in objects):
+            return False
+        bucket = objects[0].bucket
+        if any(o.bucket != bucket for o in objects):
+            return False
+        head = f"{recipient},{bucket},"
+        middle = f",GET,{expires},"
+        rows = "".join(
+            [
+                f"{head}{o.key},{o.size},{o.etag},{last_modified}{middle}{link_id or ''},{url}\r\n"
+                for o, url, link_id, last_modified in zip(objects, urls, ids, shown, strict=True)
+            ]
+        )
+        # Each row holds 9 separators, CR and LF (both counted as commas by _AS_COMMA): a
+        # total of 11 a row means no value holds one, so only a cell start follows a comma.
+        if not rows.isascii() or rows.encode().translate(_AS_COMMA).count(44) != 11 * len(objects):
+            return False
+        if _FORMULA_CELL.search(rows):
+            return False
+        head = f'{{"recipient": "{recipient}", "bucket": "{bucket}", "key": "'
+        middle = f'"method": "GET", "expires_at": "{expires}", "link_id": '
+        # A chunk's ids are all drawn or all None (the manifest's link_ids).
+        quoted = ['"' + i + '"' if i is not None else "null" for i in ids]
+        lines = "".join(
+            [
+                f'{head}{o.key}", "size": {o.size}, "etag": "{o.etag}", "last_modified": '
+                f'"{last_modified}", {middle}{link_id}, "url": "{url}"}}\n'
+                for o, url, link_id, last_modified in zip(objects, urls, quoted, shown, strict=True)
+            ]
+        )
+        self._handles[0].write(lines)
+        if self._table is not None:
+            self._handles[1].write(rows)
+        self.rows += len(objects)
+        return True
 
     def _flush_text(self, json_text: list[str], csv_text: list[str]) -> None:
         self.rows += len(json_text)

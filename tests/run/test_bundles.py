@@ -24,6 +24,7 @@ from sharebatch.models import Link, ObjectRef
 from sharebatch.run import bundles
 from sharebatch.run.bundles import COLUMNS, PartFile, write_bundle
 from sharebatch.run.folder import RunFolder
+from sharebatch.times import iso
 from sharebatch.visible import escaped
 from tests.support import tricky
 from tests.support.headers import sample_header
@@ -360,3 +361,32 @@ def test_a_chunk_staged_from_columns_is_the_links_bytes(
             by_links.rows,
             by_links.earliest_expiry,
         )
+
+
+@given(st.lists(tricky.plain(), min_size=1, max_size=8), tricky.plain(), st.booleans())
+@settings(deadline=None)
+def test_a_plain_chunk_is_staged_at_once_as_the_links_bytes(
+    keys: list[str], recipient: str, with_ids: bool
+) -> None:
+    """A chunk of rows with nothing to escape is staged in one piece (its tests run once over
+    the chunk), and that piece is what PartFile.write stages for the same links."""
+    objects = [ObjectRef("bkt", key or "k", i, "0" * 32, WHEN) for i, key in enumerate(keys)]
+    urls = [f"https://h/{o.key}?X-Amz-Signature=s" for o in objects]
+    ids = [f"{i:016x}" for i in range(len(objects))] if with_ids else None
+    given_ids = ids if ids is not None else [None] * len(objects)
+    links = [
+        Link("job", recipient or "r", obj, "GET", WHEN, WHEN, url, link_id)
+        for obj, url, link_id in zip(objects, urls, given_ids, strict=True)
+    ]
+    with tempfile.TemporaryDirectory(prefix="sharebatch-test-") as name:
+        by_links = PartFile(Path(name) / "a.jsonl").in_memory()
+        by_links.write(links)
+        by_columns = PartFile(Path(name) / "b.jsonl").in_memory()
+        at_once = by_columns._plain_chunk(
+            recipient or "r", objects, urls, given_ids, [iso(WHEN)] * len(objects), iso(WHEN)
+        )
+        assert at_once == all(bundles.plain_row(link) is not None for link in links)
+        if not at_once:
+            by_columns.write_columns("job", recipient or "r", objects, urls, ids, WHEN, WHEN)
+        assert by_columns.take() == by_links.take()
+        assert by_columns.rows == len(links)
