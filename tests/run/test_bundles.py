@@ -390,3 +390,38 @@ def test_a_plain_chunk_is_staged_at_once_as_the_links_bytes(
             by_columns.write_columns("job", recipient or "r", objects, urls, ids, WHEN, WHEN)
         assert by_columns.take() == by_links.take()
         assert by_columns.rows == len(links)
+
+
+def test_a_large_bundles_csv_copied_in_a_thread_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle large enough for its CSV to be copied in a thread of its own is, byte for byte
+    and digest for digest, the bundle joined in one thread."""
+    parts = _parts(tmp_path / "parts", [[f"a/{i}" for i in range(30)], [], ["b/1", "b/2"]])
+    monkeypatch.setattr(bundles, "_THREADED_JOIN", 10**9)
+    alone = write_bundle(tmp_path / "alone", sample_header(), parts)
+    monkeypatch.setattr(bundles, "_THREADED_JOIN", 1)
+    threaded = write_bundle(tmp_path / "threaded", sample_header(), parts)
+    assert [w.sha256 for w in threaded] == [w.sha256 for w in alone]
+    for name in ("links.csv", "links.json"):
+        assert (tmp_path / "threaded" / name).read_bytes() == (
+            tmp_path / "alone" / name
+        ).read_bytes()
+
+
+def test_a_csv_copy_failing_in_its_thread_fails_the_join_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV copy that breaks in its thread (a full disk) is the join's error, and neither
+    bundle file nor any temporary file remains."""
+    parts = _parts(tmp_path / "parts", [["a"], ["b", "c"]])
+
+    def breaking(self: PartFile) -> Iterator[bytes]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundles, "_THREADED_JOIN", 1)
+    monkeypatch.setattr(PartFile, "csv_chunks", breaking)
+    dest = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(dest, sample_header(), parts)
+    assert list(dest.iterdir()) == []
