@@ -35,8 +35,10 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
+# One pytest process per core (pytest-xdist).
+XDIST ?= -n auto
 pytest: $(VENV)/.dev-installed
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 test: lint typecheck pytest
 

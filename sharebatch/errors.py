@@ -8,13 +8,16 @@ process exit code the CLI maps it to, so the CLI catches the base class once, in
     ├── UsageError             exit 2    the command line or the manifest is invalid
     │   ├── ManifestError      exit 2    one or more problems, each with file:line:col and field
     │   ├── TemplateError      exit 2    internal: a template's braces or variable names are wrong
-    │   └── LinkError          exit 2    a URL, bundle or run file that cannot be read
+    │   ├── LinkError          exit 2    a URL, bundle or run file that cannot be read
+    │   └── ShardMismatch      exit 2    internal: a shard of another run, or not as written
     ├── CredentialsError       exit 3    no usable credentials, or S3 refused them
     ├── SigningError           exit 1    a link could not be signed within SigV4's rules
     ├── S3ListingError         exit 1    internal: listing one prefix failed
     ├── S3ReadError            exit 1    internal: reading one object failed
+    ├── S3WriteError           exit 1    a run folder could not be published to S3
     ├── InventoryError         exit 1    internal: an S3 Inventory report could not be used
     ├── RunLocked              exit 75   another run is writing to the same output folder
+    ├── ShardsIncomplete       exit 1    internal: a merge found shards missing or unfinished
     ├── RunCrashed             exit 1    the run broke off (a full disk, an I/O error, a bug)
     ├── DeliveryError          exit 1    internal: a mail or webhook could not be handed over
     └── Interrupted            exit 130  SIGINT (or 143 for SIGTERM) stopped the run
@@ -25,7 +28,9 @@ leave them: a ``TemplateError`` becomes a located manifest issue (``ManifestErro
 ``usage``'s), an ``S3ReadError`` an access log file's bad line, an ``InventoryError`` a failed
 prefix of every job reading that report, and a ``DeliveryError`` a failed recipient (a page
 not stored: the run's summary; a mail refused: ``notify``'s report) or a webhook's entry in
-``NotifyReport.webhook_errors``; import them from here. A ``LinkError`` comes from ``notify``
+``NotifyReport.webhook_errors``; import them from here. ``ShardMismatch`` and
+``ShardsIncomplete`` come from ``merge`` (``shards/merge``), not yet a public function.
+A ``LinkError`` comes from ``notify``
 (a run folder or bundle it cannot read) and from ``inspect``,
 ``verify`` and ``renew``.
 
@@ -128,6 +133,16 @@ class S3ReadError(SharebatchError):
         super().__init__(f"{code}: {message}")
 
 
+class S3WriteError(SharebatchError):
+    """Uploading one object failed (refused, or the connection dropped after botocore's
+    retries): the folder being published is left without its ``summary.json``, so it never
+    reads as complete. The message names the key, never a signature."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
 class InventoryError(SharebatchError):
     """An S3 Inventory report could not be used: none found, too old, a bad checksum, a
     data file missing, cut short or unreadable. Every job reading it fails (its prefixes are
@@ -136,6 +151,16 @@ class InventoryError(SharebatchError):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(f"{code}: {message}")
+
+
+class ShardMismatch(UsageError):
+    """A shard folder that cannot join this merge: another run id, manifest or shard count,
+    or a record that does not match what its shard wrote. The message names the shard."""
+
+
+class ShardsIncomplete(SharebatchError):
+    """A merge found shards missing or not finished; it wrote nothing. The message names
+    them (re-run those shards, then merge again)."""
 
 
 class RunLocked(SharebatchError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -147,3 +148,37 @@ def test_a_part_killed_from_outside_is_not_run_again(
     code = load_driver().run_pass(START, ok, ["a", "b"], faketime=str(faketime))
     assert code == 1
     assert [part for _, part in runs(tmp_path)] == ["a"]
+
+
+def test_two_lanes_run_every_part_once_each_printed_whole(
+    faketime: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Two parts at a time: each part runs once, and its output comes out in one piece,
+    never interleaved with the other lane's."""
+    monkeypatch.setenv("CRASH", "none")
+    monkeypatch.setenv("CRASHES", "0")
+    speaks = [sys.executable, "-c", "import sys; [print(sys.argv[1], i) for i in range(200)]"]
+    parts = ["a", "b", "c", "d"]
+    code = load_driver().run_pass(START, speaks, parts, faketime=str(faketime), lanes=2)
+    assert code == 0
+    assert sorted(part for _, part in runs(tmp_path)) == parts
+    out = capfd.readouterr().out.splitlines()
+    said = [line.split()[0] for line in out if re.fullmatch(r"[abcd] \d+", line)]
+    assert len(said) == 4 * 200
+    runs_of_lines = [p for i, p in enumerate(said) if i == 0 or said[i - 1] != p]
+    assert sorted(runs_of_lines) == parts
+
+
+def test_a_failing_part_fails_a_two_lane_pass_with_its_code(
+    faketime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two lanes a part whose tests fail still fails the pass, with its exit code."""
+    monkeypatch.setenv("CRASH", "none")
+    monkeypatch.setenv("CRASHES", "0")
+    fails_b = [sys.executable, "-c", "import sys; sys.exit(3 if sys.argv[1] == 'b' else 0)"]
+    code = load_driver().run_pass(START, fails_b, ["a", "b"], faketime=str(faketime), lanes=2)
+    assert code == 3
+    assert sorted(part for _, part in runs(tmp_path)) == ["a", "b"]

@@ -25,6 +25,8 @@ ALLOWED = {
     "scanning": {"manifest", "s3"},
     "lifecycle": {"manifest", "s3", "run", "cloudfront", "guardrails", "scanning"},
     "guardrails": {"manifest"},
+    "shards": {"manifest", "s3", "run", "cloudfront", "inventory"},
+    "remote": {"manifest", "s3"},
     "receipts": {"manifest", "s3", "run", "lifecycle"},
     "delivery": {"manifest", "s3", "run", "lifecycle", "receipts"},
     "cli": {
@@ -38,6 +40,8 @@ ALLOWED = {
         "guardrails",
         "scanning",
         "inventory",
+        "shards",
+        "remote",
         "demo",
         "__init__",
     },

@@ -5,11 +5,23 @@ code. The commands are plain functions, one module per group; they are registere
 order ``sharebatch --help`` lists them.
 """
 
-from sharebatch.cli import approve, commands, doctor, inbox, links, notify, policy, remind, usage
+from sharebatch.cli import (
+    approve,
+    commands,
+    doctor,
+    inbox,
+    links,
+    notify,
+    policy,
+    remind,
+    shards,
+    usage,
+)
 from sharebatch.cli.app import app
 
 for command in (
     commands.run,
+    shards.merge,
     commands.validate,
     commands.schema,
     commands.demo,

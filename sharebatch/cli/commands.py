@@ -24,7 +24,9 @@ from sharebatch.cli.app import (
     setup_logging,
 )
 from sharebatch.cli.notify import StrictWebhookOpt, render_notify, webhook_exit
+from sharebatch.cli.publish import prepare, publish_run, remote_out
 from sharebatch.cli.render import render_plan
+from sharebatch.cli.shards import shard_run
 from sharebatch.cli.view import RunView
 from sharebatch.delivery.approvals import pending
 from sharebatch.delivery.notify import notify as notify_run
@@ -38,10 +40,21 @@ from sharebatch.visible import visible
 
 
 def run(
+    ctx: typer.Context,
     manifest: Annotated[Path, typer.Argument(help="The YAML manifest to run.")],
     out: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder for OUT/<run-id>/ (default: manifest output.dir, or bundles), or"
+            " s3://bucket/prefix/: the run folder published there, summary.json last."
+        ),
+    ] = None,
+    work_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder for OUT/<run-id>/ (default: manifest output.dir, or bundles)."),
+        typer.Option(
+            help="With an s3:// --out: the private folder the run is written to before it is"
+            " published, then removed (default $TMPDIR)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List and count; print the summary; write nothing.")
@@ -86,6 +99,15 @@ def run(
         ),
     ] = False,
     strict_webhook: StrictWebhookOpt = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Do only shard K (from 0) of N into OUT/<run-id>/shards/ (auto/N: K from"
+            " JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX); needs --run-id; then"
+            " sharebatch merge OUT/<run-id>.",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     log_format: FormatOpt = LogFormat.auto,
@@ -105,6 +127,11 @@ def run(
 
     Example (cron, mailing the recipients): sharebatch run manifests/q3.yml --notify
 
+    Example (to S3): sharebatch run manifests/q3.yml --out s3://runs-bucket/sharebatch/
+    writes the run folder privately under $TMPDIR (or --work-dir), then uploads it to
+    s3://runs-bucket/sharebatch/<run-id>/ (private, encrypted as the bucket's default
+    says), summary.json last, and removes the local copy; it prints the folder's s3:// URI.
+
     With --notify and notify.require_approval, nobody is mailed: stderr says approval is
     pending (sharebatch approve, then sharebatch notify); exit 0, nothing failed.
 
@@ -113,13 +140,39 @@ def run(
 
     Exit codes: 0 ok; 1 some prefixes failed, or the run crashed (disk full, bug), or (with
     --notify) a recipient's mail failed, or the run failed and nothing was mailed, or (with
-    --strict-webhook) the webhook failed;
+    --strict-webhook) the webhook failed, or publishing to an s3:// --out failed (no
+    summary.json is uploaded then);
     2 invalid manifest or options; 3 no usable credentials or access denied;
-    75 another run holds OUT's lock; 130 interrupted (SIGINT), 143 (SIGTERM).
+    75 another run holds OUT's lock (or the same shard's); 130 interrupted (SIGINT), 143 (SIGTERM).
     """
     if notify and dry_run:
         raise UsageError("--notify mails the bundles a run writes; --dry-run writes none")
+    remote = remote_out(out, work_dir, notify=notify)
+    connection = Connection(profile=profile, region=region, endpoint_url=endpoint_url)
     setup_logging(verbose, quiet, log_format)
+    local_out = None if out is None or remote is not None else Path(out)
+    if shard is not None:
+        if dry_run or notify or metrics_file is not None:
+            raise UsageError(
+                "--shard stages one part of a run: --dry-run, --notify and --metrics-file"
+                " belong to the whole run (sharebatch merge takes --metrics-file)"
+            )
+        shard_run(
+            ctx,
+            manifest,
+            shard,
+            run_id=run_id,
+            out=local_out,
+            remote=remote,
+            work_dir=work_dir,
+            concurrency=concurrency,
+            workers=workers,
+            connection=connection,
+            as_of=as_of.date() if as_of else None,
+            split=split,
+        )
+    if remote is not None and not dry_run:
+        run_id, local_out = prepare(ctx, remote, run_id, work_dir, connection)
     view = RunView(
         manifest=manifest,
         metrics_file=metrics_file,
@@ -131,10 +184,10 @@ def run(
     with view:
         summary = run_manifest(
             manifest,
-            out=out,
+            out=local_out,
             dry_run=dry_run,
             concurrency=concurrency,
-            connection=Connection(profile=profile, region=region, endpoint_url=endpoint_url),
+            connection=connection,
             run_id=run_id,
             as_of=as_of.date() if as_of else None,
             split_folders=split,
@@ -144,6 +197,8 @@ def run(
         view.finished(summary)
     if dry_run:
         typer.echo(json.dumps(summary.report, indent=2, ensure_ascii=False))
+    elif remote is not None and summary.run_dir is not None:
+        typer.echo(publish_run(summary.run_dir, remote, summary.run_id, connection))
     else:
         typer.echo(summary.run_dir)
     hooked = 0

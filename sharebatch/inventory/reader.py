@@ -73,7 +73,8 @@ class _Read:
 
 class Inventories:
     """The reports a run reads. ``folder``: a private folder for spilled runs (None: a
-    temporary one); ``clock`` judges ``max_age``; ``bound``: rows held in memory per report."""
+    temporary one); ``clock`` judges ``max_age``; ``bound``: rows held in memory per report;
+    ``data_files``: which data files (by index) to read, for a shard (None: all)."""
 
     def __init__(
         self,
@@ -82,8 +83,12 @@ class Inventories:
         *,
         clock: Callable[[], datetime],
         bound: int | None = None,
+        data_files: Callable[[int], bool] | None = None,
     ) -> None:
         self._gateway = gateway
+        # A shard's share of every report: the data files (by their index in manifest.json's
+        # list) it reads; None reads them all.
+        self._data_files = data_files
         self._own = folder is None
         self._folder = (
             Path(tempfile.mkdtemp(prefix="sharebatch-inventory-")) if folder is None else folder
@@ -231,8 +236,9 @@ class Inventories:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for data in report.files:
-                    group.create_task(one(data))
+                for index, data in enumerate(report.files):
+                    if self._data_files is None or self._data_files(index):
+                        group.create_task(one(data))
         except BaseExceptionGroup as failed:
             # The first bad file names the problem; the group's other reads were cancelled.
             ours, others = failed.split(InventoryError)

@@ -289,6 +289,11 @@ def _check_bucket(value: str) -> str:
     return value
 
 
+def check_bucket(value: str) -> str:
+    """A bucket name by S3's naming rules (``ValueError`` saying which it breaks)."""
+    return _check_bucket(value)
+
+
 def _looks_like_ip(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)

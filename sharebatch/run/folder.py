@@ -161,9 +161,12 @@ class RunLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, out: Path, run_id: str) -> RunLock:
-        """Lock ``out`` (which must exist) for ``run_id``, or raise ``RunLocked`` at once."""
-        path = out / LOCK_NAME
+    def acquire(cls, out: Path, run_id: str, name: str = LOCK_NAME) -> RunLock:
+        """Lock ``out`` (which must exist) for ``run_id``, or raise ``RunLocked`` at once.
+
+        ``name``: another lock file in ``out`` (a shard locks only its own name, so the
+        shards of a run sharing OUT run at once)."""
+        path = out / name
         try:
             # O_NOFOLLOW: a symbolic link planted here must not make us create or write a file
             # somewhere else.

@@ -184,6 +184,7 @@ async def stage(
     progress: Progress | None = None,
     cloudfront: CloudFrontSigners | None = None,
     workers: int | None = 1,
+    data_files: Callable[[int], bool] | None = None,
 ) -> Staged:
     """List every task; when ``folder`` is given, sign and stage links (else only count).
 
@@ -192,6 +193,7 @@ async def stage(
     ``link: cloudfront`` grant; the others get a ``sign.Signer`` over the target's presigner.
     ``workers`` signing processes sign and stage the pages (``run/pool``; 1: this process,
     None: as many as there are cores once ``pool.AUTO_AFTER`` objects were listed).
+    ``data_files``: the S3 Inventory data files (by index) to read (a shard's; None: all).
     """
     staged = Staged(
         prefixes=[PrefixTally(t.target.bucket, t.prefix) for t in plan.tasks],
@@ -211,7 +213,7 @@ async def stage(
                 " in key order",
             )
     max_split = 4 * concurrency if split_folders else 0
-    staged.inventories = _inventories(plan, gateway, folder)
+    staged.inventories = _inventories(plan, gateway, folder, data_files)
     signing = await _Workers.plan(plan, staged, gateway, credentials, folder, workers)
     lister = _Lister(plan, staged, gateway, concurrency, max_split, signing)
 
@@ -248,7 +250,12 @@ async def stage(
     return staged
 
 
-def _inventories(plan: Plan, gateway: S3Gateway, folder: RunFolder | None) -> Inventories | None:
+def _inventories(
+    plan: Plan,
+    gateway: S3Gateway,
+    folder: RunFolder | None,
+    data_files: Callable[[int], bool] | None = None,
+) -> Inventories | None:
     """The reports the plan reads from, each task's prefix registered; None if none."""
     tasks = [(task, task.source) for task in plan.tasks if task.source is not None]
     if not tasks:
@@ -256,7 +263,7 @@ def _inventories(plan: Plan, gateway: S3Gateway, folder: RunFolder | None) -> In
     spill = None if folder is None else folder.staging / "inventory"
     if spill is not None:
         spill.mkdir(mode=0o700)
-    found = Inventories(gateway, spill, clock=lambda: datetime.now(UTC))
+    found = Inventories(gateway, spill, clock=lambda: datetime.now(UTC), data_files=data_files)
     for task, source in tasks:
         found.add(source, gateway.effective(task.target), task.prefix)
     return found

@@ -47,7 +47,7 @@ from sharebatch.visible import visible
 log = get_logger()
 
 DEFAULT_CONCURRENCY = 16
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_CONCURRENCY = 256
 MAX_WORKERS = 64
 
@@ -143,7 +143,7 @@ async def _run(
         raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}")
-    if run_id is not None and not _RUN_ID.fullmatch(run_id):
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
         raise UsageError(
             f"--run-id {run_id!r} must start with a letter or digit, followed by letters,"
             " digits, '.', '_' or '-', at most 128 characters in all (it names a folder)"
@@ -221,7 +221,7 @@ async def _run(
                             pages=await Pages.prepare(plan, gateway, credentials),
                         )
                         write_review(folder, plan, staged, written, run_id, started_at)
-                        _write_delivery_plan(folder, plan, written, run_id, templates)
+                        write_delivery_plan(folder, plan, written, run_id, templates)
                     signals.commit()
                     report = build_report(
                         plan,
@@ -403,7 +403,7 @@ def _template(path: Path, optional: bool = False) -> str | None:
         raise UsageError(f"{visible(str(path))}: cannot read notify template ({what})") from None
 
 
-def _write_delivery_plan(
+def write_delivery_plan(
     folder: RunFolder, plan: Plan, written: Written, run_id: str, templates: Templates
 ) -> None:
     """``delivery.json`` when any grant has ``notify:`` settings or was left out on purpose;

@@ -3,8 +3,9 @@
 ``S3Gateway`` holds one aioboto3 session and is assembled from parts that are given what they
 need: ``clients`` (one client per target and the region it signs for), ``listing`` (botocore
 and the direct lister of ``fastlist``, answers read by ``listparse``), ``preflight`` (the
-doctor's requests), ``signers`` (presigner set-up, ``presigners``) and ``objects`` (tags,
-copies and deletes of single objects). ``probe`` checks a
+doctor's requests), ``signers`` (presigner set-up, ``presigners``), ``objects`` (tags,
+copies and deletes of single objects) and ``uploads`` (``upload``: private, encrypted as the
+bucket says, streamed uploads of local files). ``probe`` checks a
 presigned link over plain HTTP.
 
 It hands the rest of the program plain values: ``Credentials`` snapshots, pages of
@@ -15,7 +16,7 @@ boto response or a client.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 
 import aioboto3
@@ -35,6 +36,7 @@ from sharebatch.s3.presigners import Signers, system_clock
 from sharebatch.s3.probe import browser_url as browser_url
 from sharebatch.s3.probe import probe_link as probe_link
 from sharebatch.s3.retry import RetryPolicy
+from sharebatch.s3.upload import Uploads
 
 
 class S3Gateway:
@@ -67,6 +69,7 @@ class S3Gateway:
         self.preflight = Preflight(self.clients, connection)
         self.signers = Signers(self.clients.region_of, profile=profile, clock=clock)
         self.objects = Objects(self.clients)
+        self.uploads = Uploads(self.clients)
 
     async def __aenter__(self) -> S3Gateway:
         return self
@@ -171,7 +174,9 @@ class S3Gateway:
 
         return await answer(put(), lambda r: {"etag": str(r.get("ETag", "")).strip('"')})
 
-    async def list_objects(self, target: BucketTarget, prefix: str) -> AsyncIterator[ObjectRef]:
+    async def list_objects(
+        self, target: BucketTarget, prefix: str
+    ) -> AsyncGenerator[ObjectRef, None]:
         """Every object under ``prefix`` in S3's order (by key), one page held at a time.
 
         Raises ``S3ListingError`` when the prefix cannot be listed, ``CredentialsError`` when

@@ -63,6 +63,10 @@ class Fault:
     query: str | None = None
     method: str | None = None
     header: str | None = None
+    # only requests lacking this header: a bucket policy's Deny on a missing
+    # x-amz-server-side-encryption (its "Null" condition), for one
+    missing_header: str | None = None
+    unless_query: str | None = None  # not requests naming this parameter (``uploadId``)
     used: int = 0
 
     def matches(
@@ -78,9 +82,13 @@ class Fault:
             return False
         if self.header is not None and self.header.lower() not in headers:
             return False
+        if self.missing_header is not None and self.missing_header.lower() in headers:
+            return False
         if self.path is not None and not path.startswith(self.path):
             return False
         if self.query is not None and self.query not in query:
+            return False
+        if self.unless_query is not None and self.unless_query in query:
             return False
         listed = query.get("prefix", [None])[0]
         if self.prefix is not None and not (listed or "\0").startswith(self.prefix):

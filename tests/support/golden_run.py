@@ -6,14 +6,20 @@ same on every run, and so is every signature. The monotonic clock is left runnin
 (``DONT_FAKE_MONOTONIC=1``): asyncio schedules by it. ``tests/e2e/test_golden.py`` drives it.
 
     faketime -f '2026-11-28 12:00:00' python -m tests.support.golden_run OUT
+
+With ``--s3`` the same run goes through ``sharebatch run --out s3://golden-runs/out/`` (the
+CLI, a private work folder under OUT) onto the embedded S3, and is fetched back into
+``OUT/bundles/<run-id>`` (``tests/remote/test_golden_s3.py``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # A loopback address no other test uses, and a fixed port: the endpoint is signed into every
@@ -24,6 +30,9 @@ BUCKET = "golden-reports"
 ACCESS_KEY = "AKIAGOLDENGOLDENGOLD"
 SECRET_KEY = "golden/secret+key/that-must-never-be-logged"
 RUN_ID = "golden-run"
+# The fixed port admits one golden run at a time, and the suite runs in parallel (pytest-xdist
+# workers, the clock pass's parts two at a time): each run holds this lock while it serves.
+PORT_LOCK = Path(tempfile.gettempdir()) / f"sharebatch-golden-{PORT}.lock"
 
 MANIFEST = f"""\
 version: 1
@@ -91,7 +100,41 @@ def deterministic_bits(size: int) -> bytes:
     return out[:size]
 
 
-def main(out: Path) -> int:
+RUNS_BUCKET = "golden-runs"
+
+
+def _published(out: Path) -> int:
+    """The golden run through ``run --out s3://``, fetched back into ``bundles/``."""
+    from sharebatch import audit
+    from sharebatch.cli import app
+    from sharebatch.models import Connection
+    from sharebatch.remote.folders import fetch_folder
+
+    work = out / "work"
+    work.mkdir(mode=0o700)
+    code = 0
+    try:
+        app(
+            ["run", "golden.yml", "--out", f"s3://{RUNS_BUCKET}/out/", "--run-id", RUN_ID,
+             "--concurrency", "1", "--no-split", "--work-dir", "work", "-q",
+             # The manifest's own endpoint, for the runs bucket too: the same URLs.
+             "--endpoint-url", ENDPOINT],
+            prog_name="sharebatch",
+        )  # fmt: skip
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    audit.reset()
+    if code == 0:
+        fetch_folder(
+            f"s3://{RUNS_BUCKET}/out/{RUN_ID}/",
+            Path("bundles") / RUN_ID,
+            connection=Connection(endpoint_url=ENDPOINT),
+        )
+    # The work folder is gone: nothing of the run stays on local disk.
+    return code if not any(work.iterdir()) else 99
+
+
+def main(out: Path, *, s3: bool = False) -> int:
     # A sealed environment: the run sees only the golden credentials, never a profile.
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -113,6 +156,8 @@ def main(out: Path) -> int:
     # libfaketime replaces the clock, so every id, URL and digest repeats.
     link_ids.random_bits = deterministic_bits
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port_lock = os.open(PORT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(port_lock, fcntl.LOCK_EX)  # released by the kernel when this process ends
     server = ThreadedMotoServer(ip_address=HOST, port=PORT, verbose=False)
     server.start()
     try:
@@ -122,11 +167,19 @@ def main(out: Path) -> int:
         )
         for key, body in OBJECTS.items():
             client.put_object(Bucket=BUCKET, Key=key, Body=body)
+        if s3:
+            client.create_bucket(
+                Bucket=RUNS_BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+            )
+            # The runs bucket has no manifest to name its region.
+            os.environ["AWS_DEFAULT_REGION"] = "eu-west-1"
         client.close()
         # Relative paths: the audit log and headers record them, and they must not name the
         # test's temporary folder.
         os.chdir(out)
         Path("golden.yml").write_text(MANIFEST, encoding="utf-8")
+        if s3:
+            return _published(out)
         summary = sharebatch.run_manifest(
             "golden.yml", out="bundles", run_id=RUN_ID, concurrency=1, split_folders=False
         )
@@ -136,4 +189,4 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), s3="--s3" in sys.argv[2:]))
