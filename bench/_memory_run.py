@@ -53,16 +53,19 @@ class SyntheticListing:
     async def list_pages(
         self, target: BucketTarget, prefix: str, *, slot: asyncio.Semaphore | None = None
     ) -> AsyncIterator[list[ObjectRef]]:
-        when = datetime(2026, 9, 30, tzinfo=UTC)
         for start in range(0, self.per_prefix, PAGE):
             stop = min(start + PAGE, self.per_prefix)
             async with slot or contextlib.nullcontext():  # the request, as S3Gateway holds it
                 await asyncio.sleep(0)
-                page = [
-                    ObjectRef(target.bucket, f"{prefix}file-{i:09d}.csv", 1024 + i, "0" * 32, when)
-                    for i in range(start, stop)
-                ]
+                page = self.page(target.bucket, prefix, start, stop)
             yield page
+
+    def page(self, bucket: str, prefix: str, start: int, stop: int) -> list[ObjectRef]:
+        when = datetime(2026, 9, 30, tzinfo=UTC)
+        return [
+            ObjectRef(bucket, f"{prefix}file-{i:09d}.csv", 1024 + i, "0" * 32, when)
+            for i in range(start, stop)
+        ]
 
 
 class SyntheticGateway(S3Gateway):

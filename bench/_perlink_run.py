@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from _memory_run import PREFIXES, SyntheticGateway, SyntheticListing
 
 from sharebatch import audit
 from sharebatch.models import Credentials, Expiry, ObjectRef
-from sharebatch.run import bundles, link_ids, pipeline, runner, select, sign
+from sharebatch.run import bundles, link_ids, pipeline, pool, runner, select, sign
 from sharebatch.s3.sigv4 import SigV4Presigner
 from sharebatch.times import iso
 
@@ -63,13 +64,23 @@ def _timed_async(name: str, owner: Any, attribute: str) -> None:
     setattr(owner, attribute, wrapper)
 
 
-def whole_run(links: int) -> dict[str, float]:
-    """CPU us per link of each step of a whole run, and of the run."""
+def whole_run(links: int, workers: int = 1) -> dict[str, float]:
+    """CPU us per link of each step of a whole run, and of the run.
+
+    With ``workers`` > 1 the steps are the run's own (the parent's): the signing, staging and
+    audit lines are the workers', so what is timed is what the parent does around them.
+    """
     SyntheticListing.per_prefix = links // PREFIXES
     runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
+    if workers > 1:
+        _parent_steps()
     _timed("filter matching", select.Selector, "select")
     _timed("sign (Signer.sign_get)", sign.Signer, "sign_get")
     _timed("stage (PartFile.write)", bundles.PartFile, "write")
+    if hasattr(sign, "stage_chunk"):  # chunks signed into columns (no Link per object)
+        _timed("sign (Signer.sign_columns)", sign.Signer, "sign_columns")
+        _timed("stage (PartFile.write_columns)", bundles.PartFile, "write_columns")
+        _timed("audit link_issued_columns", audit, "link_issued_columns")
     if hasattr(pipeline, "link_issued"):
         _timed("audit link_issued", pipeline, "link_issued")
     else:
@@ -86,13 +97,30 @@ def whole_run(links: int) -> dict[str, float]:
             f"    expires_in: 7d\n    prefixes:\n{prefixes}    recipients: [{{id: r}}]\n"
         )
         started, cpu = time.perf_counter(), time.process_time()
-        summary = asyncio.run(runner.run_manifest_async(manifest, out=Path(tmp) / "out"))
+        summary = asyncio.run(
+            runner.run_manifest_async(manifest, out=Path(tmp) / "out", workers=workers)
+        )
         cpu, wall = time.process_time() - cpu, time.perf_counter() - started
         assert summary.report["totals"]["links"] == links
     result = {name: 1e6 * spent / links for name, spent in SPENT.items()}
     result["whole run (CPU)"] = 1e6 * cpu / links
+    if workers > 1:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped
+        result["workers (CPU)"] = 1e6 * (children.ru_utime + children.ru_stime) / links
     result["whole run (wall)"] = 1e6 * wall / links
     return result
+
+
+def _parent_steps() -> None:
+    """The parent's own steps with signing workers (each wrapped call is per page)."""
+    _timed("listing (the synthetic pages)", SyntheticListing, "page")
+    _timed("reading answers (pickle.loads)", pool.pickle, "loads")
+    _timed("link ids (link_ids.draw)", link_ids, "draw")
+    if hasattr(pipeline._Pending, "choose"):
+        _timed("selection and tallies (_Pending.choose)", pipeline._Pending, "choose")
+    _timed("page to columns (worker.pack)", pool, "pack")
+    _timed("pickling pages (pool._frame)", pool, "_frame")
+    _timed("answers appended (_Pending._commit)", pipeline._Pending, "_commit")
 
 
 def _cpu(action: Callable[[], object], rounds: int = 5) -> float:
@@ -200,7 +228,11 @@ def _records(links: list[Any]) -> Any:
 def main() -> None:
     links = int(sys.argv[1])
     what = sys.argv[2] if len(sys.argv) > 2 else "run"
-    result = whole_run(links) if what == "run" else pieces()
+    # ``run N`` in one process, ``parent N W``: the run's own steps with W signing workers.
+    if what == "pieces":
+        result = pieces()
+    else:
+        result = whole_run(links, int(sys.argv[3]) if what == "parent" else 1)
     print(json.dumps({name: round(value, 2) for name, value in result.items()}))
 
 

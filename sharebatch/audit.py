@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from sharebatch.models import Link
+from sharebatch.models import Link, ObjectRef
 from sharebatch.times import iso
 from sharebatch.visible import visible
 
@@ -191,6 +191,65 @@ def link_issued(links: Sequence[Link], kind: str = "s3") -> None:
             f'"expires_at": "{iso(link.expires_at)}", "link_id": {shown_id}, '
             f'"url_sha256": "{hashlib.sha256(link.url.encode()).hexdigest()}", {tail}'
         )
+    audit.write("".join(lines))
+
+
+def link_issued_columns(
+    job: str,
+    recipient: str,
+    objects: Sequence[ObjectRef],
+    urls: Sequence[str],
+    ids: Sequence[str] | None,
+    signed_at: datetime,
+    expires_at: datetime,
+) -> None:
+    """``link_issued`` of the S3 GET links a chunk's columns describe (``run/sign.Columns``),
+    the same lines, with no ``Link`` made for a plain one: the expiry's text is made once,
+    and the values the chunk shares (job, recipient, bucket) are checked once."""
+    if not objects:
+        return
+    given = ids if ids is not None else [None] * len(objects)
+    stderr = _sinks.stderr
+    audit = _sinks.audit
+    bucket = objects[0].bucket
+    if (
+        _sinks.captured
+        or (stderr is not None and _sinks.stderr_level <= _LEVELS["debug"])
+        or audit is None
+        or not _plain_values(f"{job}/{recipient}/{bucket}/GET/")
+        or any(obj.bucket != bucket for obj in objects)
+    ):
+        link_issued(
+            [
+                Link(job, recipient, obj, "GET", signed_at, expires_at, url, link_id)
+                for obj, url, link_id in zip(objects, urls, given, strict=True)
+            ]
+        )
+        return
+    stamp = _stamp()
+    head = f'{{"job": "{job}", "recipient": "{recipient}", "bucket": "{bucket}", "key": "'
+    middle = f'", "method": "GET", "expires_at": "{iso(expires_at)}", "link_id": '
+    tail = f'", "event": "link_issued", "level": "debug", "timestamp": "{stamp}"}}\n'
+
+    lines = []
+    sha256 = hashlib.sha256
+    # One test for the chunk's keys and ids, joined by "/" as the values are (no marker holds
+    # one); a link among them that fails is found by testing each.
+    keys = "/".join([obj.key for obj in objects])
+    all_plain = _plain_values(keys if ids is None else keys + "/" + "/".join(ids))
+    for obj, url, link_id in zip(objects, urls, given, strict=True):
+        key = obj.key
+        # Every marker holds "ignature" or "ecurity-"; job, recipient and bucket were checked.
+        if not all_plain and not _plain_values(f"{key}/{link_id}"):
+            for record in _link_records(
+                [Link(job, recipient, obj, "GET", signed_at, expires_at, url, link_id)], "s3"
+            ):
+                record.update(event="link_issued", level="debug", timestamp=stamp)
+                lines.append(_json(_redact(None, "debug", record)) + "\n")
+            continue
+        shown_id = "null" if link_id is None else f'"{link_id}"'
+        digest = sha256(url.encode()).hexdigest()
+        lines.append(f'{head}{key}{middle}{shown_id}, "url_sha256": "{digest}{tail}')
     audit.write("".join(lines))
 
 

@@ -141,6 +141,33 @@ def test_link_issued_lines_are_emit_manys_bytes(links: list[Link], kind: str) ->
     assert fast == slow
 
 
+@given(st.lists(_links(), max_size=6), st.booleans(), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_link_issued_columns_writes_link_issueds_lines(
+    links: list[Link], with_ids: bool, one_bucket: bool
+) -> None:
+    """The lines link_issued_columns builds from a chunk's columns are exactly link_issued's
+    for the same links (held to emit_many's above), whatever job, recipient, bucket and keys
+    hold; a chunk of several buckets too."""
+    if not links:
+        return
+    job, recipient, first = links[0].job, links[0].recipient, links[0].obj.bucket
+    objects = [lk.obj._replace(bucket=first) if one_bucket else lk.obj for lk in links]
+    ids = [lk.link_id or "" for lk in links] if with_ids else None
+    urls = [lk.url for lk in links]
+    when = links[0].expires_at
+    given_ids = ids if ids is not None else [None] * len(objects)
+    same = [
+        Link(job, recipient, obj, "GET", when, when, url, link_id)
+        for obj, url, link_id in zip(objects, urls, given_ids, strict=True)
+    ]
+    fast = _audit_bytes(
+        lambda: audit.link_issued_columns(job, recipient, objects, urls, ids, when, when)
+    )
+    assert fast == _audit_bytes(lambda: audit.link_issued(same))
+    assert fast.count(b"\n") == len(links)
+
+
 def test_link_issued_redacts_a_key_holding_a_signature_marker(tmp_path: Path) -> None:
     """A key that looks like a signed URL is redacted in its event, as by any other event."""
     when = datetime(2026, 11, 28, 20, 15, tzinfo=UTC)

@@ -77,7 +77,18 @@ def new_link_id() -> str:
 def draw(count: int) -> list[str]:
     """``count`` ids in the order ``new_link_id`` hands them out (the parent of signing
     workers draws each page's ids in the order a one-process run would)."""
-    return [new_link_id() for _ in range(count)]
+    if _handed:
+        return [new_link_id() for _ in range(count)]
+    # new_link_id pops from the pool's end: the same ids, taken a slice at a time.
+    found: list[str] = []
+    while len(found) < count:
+        if not _pool:
+            _refill()
+        taken = _pool[-(count - len(found)) :]
+        del _pool[-len(taken) :]
+        taken.reverse()
+        found += taken
+    return found
 
 
 @contextmanager

@@ -34,7 +34,8 @@ from sharebatch.run.plan import ListTask, Plan, Route
 from sharebatch.run.pool import Pool, Wanted, cores
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
-from sharebatch.run.sign import RouteSigner, Signer, credential_limit
+from sharebatch.run.select import unlinkable as select_unlinkable
+from sharebatch.run.sign import RouteSigner, Signer, credential_limit, stage_chunk
 from sharebatch.run.worker import Result, RouteSpec
 from sharebatch.s3.gateway import Level, S3Gateway
 
@@ -594,23 +595,27 @@ class _Lister:
     async def _page(self, page: list[ObjectRef], pending: _Pending) -> None:
         feeds, parts, tally = pending.feeds, pending.parts, pending.tally
         tally.objects += len(page)
-        tally.bytes += sum(o.size for o in page)
+        size = sum([o.size for o in page])
+        tally.bytes += size
         progress = self._staged.progress
         if progress is not None:
             progress.listed((feed.route.job for feed in feeds), len(page))
         pool = await self._signing.for_page(len(page))
         if pool is not None:
-            await pending.send(pool, page)
+            await pending.send(pool, page, size)
             return
-        unlinkable = [o for o in page if not linkable(o.key)]
-        if unlinkable:
+        bad = select_unlinkable(page)
+        if bad:
             page = [o for o in page if linkable(o.key)]
+            size = -1
             for feed in feeds:
-                chosen = feed.tally.selector.select(unlinkable)
+                chosen = feed.tally.selector.select(bad)
                 feed.tally.skip_unlinkable(feed.route, tally.bucket, chosen)
         for feed, part in zip(feeds, parts, strict=True):
             signed = part.rows if part is not None else 0
-            await _deliver(feed.route, feed.tally, part, feed.tally.selector.select(page))
+            chosen = feed.tally.selector.select(page)
+            chosen_size = size if chosen is page and size >= 0 else sum([o.size for o in chosen])
+            await _deliver(feed.route, feed.tally, part, chosen, chosen_size)
             if progress is not None and part is not None:
                 progress.signed(feed.route.job, part.rows - signed)
 
@@ -648,13 +653,23 @@ class _Pending:
         self._pool: Pool | None = None
         self._error: BaseException | None = None
 
-    async def send(self, pool: Pool, page: list[ObjectRef]) -> None:
+    async def send(self, pool: Pool, page: list[ObjectRef], size: int) -> None:
+        """Send ``page`` (``size`` its objects' bytes) to a worker; its answer is appended
+        in turn."""
         self._raise()
         self._pool = pool
+        wanted, unlinkable, fates = self.choose(page, size)
+        answer = await pool.submit(wanted)
+        self._out.append((answer, unlinkable, fates))
+        answer.add_done_callback(self._advance)
+
+    def choose(self, page: list[ObjectRef], size: int) -> tuple[Wanted, _Unlinkable, _Fates]:
+        """A page's selection per feed, counted, with its link ids: what goes to a worker."""
         unlinkable: _Unlinkable = []
-        if not all(linkable(o.key) for o in page):
-            bad = [o for o in page if not linkable(o.key)]
+        bad = select_unlinkable(page)
+        if bad:
             page = [o for o in page if linkable(o.key)]
+            size = -1
             unlinkable = [feed.tally.selector.select(bad) for feed in self.feeds]
         wanted: Wanted = []
         fates: _Fates = []
@@ -663,7 +678,7 @@ class _Pending:
             chosen = tally.selector.select(page)
             was_over = tally.over_limit
             tally.links += len(chosen)
-            tally.bytes += sum(o.size for o in chosen)
+            tally.bytes += size if chosen is page and size >= 0 else sum([o.size for o in chosen])
             if tally.signer is None or part is None or was_over:
                 fates.append("none")
             elif tally.over_limit:
@@ -672,9 +687,7 @@ class _Pending:
                 fates.append("sent")
                 ids = link_ids.draw(len(chosen)) if feed.route.grant.link_ids else None
                 wanted.append((feed.route.index, chosen, ids))
-        answer = await pool.submit(wanted)
-        self._out.append((answer, unlinkable, fates))
-        answer.add_done_callback(self._advance)
+        return wanted, unlinkable, fates
 
     async def drain(self) -> None:
         """Wait for every page sent to be appended."""
@@ -747,11 +760,11 @@ def _close(parts: list[PartFile | None]) -> None:
 
 
 async def _deliver(
-    route: Route, tally: RouteTally, part: PartFile | None, objects: list[ObjectRef]
+    route: Route, tally: RouteTally, part: PartFile | None, objects: list[ObjectRef], size: int
 ) -> None:
     was_over = tally.over_limit
     tally.links += len(objects)
-    tally.bytes += sum(o.size for o in objects)
+    tally.bytes += size
     if tally.signer is None or part is None or was_over:
         return
     if tally.over_limit:
@@ -765,9 +778,13 @@ async def _deliver(
         return
     # Signing is CPU work between awaits; yielding every ``chunk`` links (the signer knows
     # its own cost) keeps the loop responsive.
-    chunk = tally.signer.chunk
+    signer = tally.signer
+    chunk = signer.chunk
     for start in range(0, len(objects), chunk):
-        links = tally.signer.sign_get(route.recipient, objects[start : start + chunk])
-        part.write(links)
-        link_issued(links, tally.signer.kind)
+        if isinstance(signer, Signer):
+            stage_chunk(signer, part, route.recipient, objects[start : start + chunk])
+        else:
+            links = signer.sign_get(route.recipient, objects[start : start + chunk])
+            part.write(links)
+            link_issued(links, signer.kind)
         await asyncio.sleep(0)

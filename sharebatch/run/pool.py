@@ -36,6 +36,10 @@ Wanted = list[tuple[int, list[ObjectRef], list[str] | None]]
 """Per route of a page: (route index, the objects it chose, their link ids or None)."""
 
 
+_ANSWER_LIMIT = 4 << 20
+"""Bytes of answers read ahead of the run's appending, per worker (memory: at most this much
+more than the answers themselves)."""
+
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
 """The folder a worker imports ``sharebatch`` from: this very copy."""
 
@@ -95,6 +99,9 @@ class Pool:
                 folder,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                # An answer is ~1.7 KB a link, 1.7 MB a page: with the default 64 KiB limit the
+                # reader paused and resumed the pipe at every read of a page's answer.
+                limit=_ANSWER_LIMIT,
             )
             worker = _Worker(process)
             self._workers.append(worker)

@@ -28,6 +28,15 @@ def linkable(key: str) -> bool:
     return _DOT_SEGMENT.search(key) is None
 
 
+def unlinkable(objects: list[ObjectRef]) -> list[ObjectRef]:
+    """The objects whose key ``linkable`` refuses, in order. One C-level pass over the page's
+    keys joined by "/" (a leading one too) says when there is none, nearly always: "/." can
+    only appear there where a key has a segment starting with a dot."""
+    if "/." not in "/" + "/".join([o.key for o in objects]):
+        return []
+    return [o for o in objects if not linkable(o.key)]
+
+
 def glob_to_regex(pattern: str) -> str:
     """Translate a key glob: ``**`` crosses ``/``; ``*`` and ``?`` stay within a segment.
 

@@ -16,9 +16,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, TypeVar, cast
 from urllib.parse import quote
 
+from sharebatch import audit
 from sharebatch.errors import CredentialsError, SigningError
 from sharebatch.manifest.templates import object_renderer
 from sharebatch.models import (
@@ -35,6 +36,9 @@ from sharebatch.models import (
 from sharebatch.run import link_ids
 from sharebatch.times import iso
 from sharebatch.visible import without_hidden
+
+if TYPE_CHECKING:
+    from sharebatch.run.bundles import PartFile
 
 # RFC 5987 attr-char: what may stand unencoded in filename*=UTF-8''...
 _ATTR_CHARS = string.ascii_letters + string.digits + "!#$&+-.^_`|~"
@@ -333,6 +337,16 @@ class RouteSigner(Protocol):
         ...
 
 
+class Columns(NamedTuple):
+    """A chunk of links signed at once (``Signer.sign_columns``): the URLs and link ids (None
+    when the manifest turned ids off) in the objects' order, and the expiry they share."""
+
+    urls: list[str]
+    ids: list[str] | None
+    signed_at: datetime
+    expires_at: datetime
+
+
 class Signer:
     """Signs GET links for one route: its expiry, download name and content type.
 
@@ -370,6 +384,11 @@ class Signer:
         self._clock = clock
 
     @property
+    def job(self) -> str:
+        """The job whose links this signer signs."""
+        return self._job
+
+    @property
     def clamped_to(self) -> datetime | None:
         """The credential expiry, once a link was shortened to end by it."""
         return self._lifetime.clamped_to
@@ -388,8 +407,51 @@ class Signer:
 
     def sign_get(self, recipient: str, objects: Iterable[ObjectRef]) -> list[Link]:
         """One GET link per object for ``recipient``."""
-        expires_in = self._lifetime.expires_in(self._clock())
         objects = list(objects)
+        expires_in, requests = self._requests(objects)
+        batch = self._sign_batch(objects, requests, expires_in)
+        if batch is not None:
+            urls, signed_at, expires_at = batch
+            job, new = self._job, Link
+            return [
+                new(
+                    job,
+                    recipient,
+                    obj,
+                    "GET",
+                    signed_at,
+                    expires_at,
+                    url,
+                    params.get(LINK_ID_PARAM),
+                )
+                for obj, (_, params), url in zip(objects, requests, urls, strict=True)
+            ]
+        return [
+            self._sign(recipient, obj, params, expires_in, params.get(LINK_ID_PARAM))
+            for obj, (_, params) in zip(objects, requests, strict=True)
+        ]
+
+    def sign_columns(self, recipient: str, objects: list[ObjectRef]) -> Columns | list[Link]:
+        """``sign_get``'s links as columns (``Columns``: URLs, ids, one expiry) when the chunk
+        is signed in one call of the presigner's ``get_many``: staging and the audit lines
+        then build each row's text from them without a ``Link`` per object
+        (``bundles.PartFile.write_columns``, ``audit.link_issued_columns``). Otherwise (a link
+        to shorten, a key only botocore signs, no ``get_many``) the ``Link`` list that
+        ``sign_get`` gives, the same ids in it."""
+        if self._many is None or not objects:
+            return self.sign_get(recipient, objects)
+        expires_in, requests = self._requests(objects)
+        batch = self._sign_batch(objects, requests, expires_in)
+        if batch is None:
+            return [
+                self._sign(recipient, obj, params, expires_in, params.get(LINK_ID_PARAM))
+                for obj, (_, params) in zip(objects, requests, strict=True)
+            ]
+        ids = [params[LINK_ID_PARAM] for _, params in requests] if self._link_ids else None
+        return Columns(batch[0], ids, batch[1], batch[2])
+
+    def _requests(self, objects: list[ObjectRef]) -> tuple[int, list[tuple[str, dict[str, str]]]]:
+        expires_in = self._lifetime.expires_in(self._clock())
         name_of = self._name_of
         # The parameters as params() makes them, the id after them, as _sign adds it.
         if self._link_ids and not self._content_type:
@@ -409,24 +471,18 @@ class Signer:
             if self._link_ids:
                 for _, params in requests:
                     params[LINK_ID_PARAM] = link_ids.new_link_id()
-        batch = self._sign_batch(recipient, objects, requests, expires_in)
-        if batch is not None:
-            return batch
-        return [
-            self._sign(recipient, obj, params, expires_in, params.get(LINK_ID_PARAM))
-            for obj, (_, params) in zip(objects, requests, strict=True)
-        ]
+        return expires_in, requests
 
     def _sign_batch(
         self,
-        recipient: str,
         objects: list[ObjectRef],
         requests: list[tuple[str, dict[str, str]]],
         expires_in: int,
-    ) -> list[Link] | None:
-        """The links signed in one call of the presigner's ``get_many``, when it has one and
-        the batch is one bucket's; None when they must be signed one by one (a link to
-        shorten, a key only botocore signs): ``_sign`` then does what it always did."""
+    ) -> tuple[list[str], datetime, datetime] | None:
+        """The URLs signed in one call of the presigner's ``get_many``, their signing moment
+        and expiry, when it has one and the batch is one bucket's; None when they must be
+        signed one by one (a link to shorten, a key only botocore signs): ``_sign`` then
+        does what it always did."""
         if self._many is None or not objects:
             return None
         bucket = objects[0].bucket
@@ -440,11 +496,7 @@ class Signer:
         expires_at = signed_at + timedelta(seconds=expires_in)
         if not self._lifetime.keeps(signed_at, expires_at):
             return None
-        job, new = self._job, Link
-        return [
-            new(job, recipient, obj, "GET", signed_at, expires_at, url, params.get(LINK_ID_PARAM))
-            for obj, (_, params), url in zip(objects, requests, urls, strict=True)
-        ]
+        return urls, signed_at, expires_at
 
     def sign_one(
         self,
@@ -486,6 +538,21 @@ class Signer:
             url=url,
             link_id=link_id,
         )
+
+
+def stage_chunk(signer: Signer, part: PartFile, recipient: str, objects: list[ObjectRef]) -> None:
+    """Sign a chunk, stage its rows and log its ``link_issued`` lines: from columns when it
+    was signed at once (no ``Link`` per object), else from its links. A one-process run and
+    a signing worker (``run/worker``) both call it, so both write the same bytes."""
+    signed = signer.sign_columns(recipient, objects)
+    if isinstance(signed, Columns):
+        urls, ids, signed_at, expires_at = signed
+        job = signer.job
+        part.write_columns(job, recipient, objects, urls, ids, signed_at, expires_at)
+        audit.link_issued_columns(job, recipient, objects, urls, ids, signed_at, expires_at)
+    else:
+        part.write(signed)
+        audit.link_issued(signed, signer.kind)
 
 
 def _check_window(job: str, seconds: int) -> int:

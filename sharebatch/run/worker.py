@@ -37,7 +37,7 @@ from sharebatch import audit
 from sharebatch.models import Credentials, Expiry, ObjectRef, ShortCredentials
 from sharebatch.run import link_ids
 from sharebatch.run.bundles import PartFile
-from sharebatch.run.sign import Signer, credential_limit
+from sharebatch.run.sign import Signer, credential_limit, stage_chunk
 from sharebatch.s3.workersign import FastSpec, worker_presigner
 
 BOOT = (
@@ -135,9 +135,9 @@ class _Route:
         part.rows, part.earliest_expiry = 0, None
         with link_ids.given(ids or []):
             for start in range(0, len(objects), signer.chunk):
-                links = signer.sign_get(self.spec.recipient, objects[start : start + signer.chunk])
-                part.write(links)
-                audit.link_issued(links)
+                stage_chunk(
+                    signer, part, self.spec.recipient, objects[start : start + signer.chunk]
+                )
         json_lines, csv_rows = part.take()
         found = (json_lines, csv_rows, lines.take(), part.rows, part.earliest_expiry)
         part.rows, part.earliest_expiry = rows, earliest

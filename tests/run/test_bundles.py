@@ -24,6 +24,7 @@ from sharebatch.models import Link, ObjectRef
 from sharebatch.run import bundles
 from sharebatch.run.bundles import COLUMNS, PartFile, write_bundle
 from sharebatch.run.folder import RunFolder
+from sharebatch.times import iso
 from sharebatch.visible import escaped
 from tests.support import tricky
 from tests.support.headers import sample_header
@@ -325,3 +326,102 @@ def test_staged_parts_hold_the_encoders_bytes(links: list[Link], with_csv: bool)
                 assert part.csv_path.read_bytes() == "".join(t[1] for t in texts).encode()
         assert part.rows == len(links)
         assert part.earliest_expiry == (min(lk.expires_at for lk in links) if links else None)
+
+
+@st.composite
+def _chunks(draw: st.DrawFn) -> tuple[str, list[ObjectRef], list[str], list[str] | None]:
+    """A chunk as ``Signer.sign_columns`` gives it: one recipient, its objects, URLs, ids."""
+    text = tricky.texts(surrogates=False)
+    links = draw(st.lists(_links(surrogates=False), max_size=6))
+    recipient = draw(st.one_of(tricky.plain(), text))
+    ids = [link.link_id or "" for link in links] if draw(st.booleans()) else None
+    return recipient, [link.obj for link in links], [link.url for link in links], ids
+
+
+@given(_chunks(), st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_a_chunk_staged_from_columns_is_the_links_bytes(
+    chunk: tuple[str, list[ObjectRef], list[str], list[str] | None], with_csv: bool
+) -> None:
+    """PartFile.write_columns stages exactly what PartFile.write stages for the same links
+    (which the test above holds to the encoders), rows that need care among plain ones."""
+    recipient, objects, urls, ids = chunk
+    given_ids = ids if ids is not None else [None] * len(objects)
+    links = [
+        Link("job", recipient, obj, "GET", WHEN, WHEN, url, link_id)
+        for obj, url, link_id in zip(objects, urls, given_ids, strict=True)
+    ]
+    with tempfile.TemporaryDirectory(prefix="sharebatch-test-") as name:
+        by_links = PartFile(Path(name) / "a.jsonl", csv=with_csv).in_memory()
+        by_links.write(links)
+        by_columns = PartFile(Path(name) / "b.jsonl", csv=with_csv).in_memory()
+        by_columns.write_columns("job", recipient, objects, urls, ids, WHEN, WHEN)
+        assert by_columns.take() == by_links.take()
+        assert (by_columns.rows, by_columns.earliest_expiry) == (
+            by_links.rows,
+            by_links.earliest_expiry,
+        )
+
+
+@given(st.lists(tricky.plain(), min_size=1, max_size=8), tricky.plain(), st.booleans())
+@settings(deadline=None)
+def test_a_plain_chunk_is_staged_at_once_as_the_links_bytes(
+    keys: list[str], recipient: str, with_ids: bool
+) -> None:
+    """A chunk of rows with nothing to escape is staged in one piece (its tests run once over
+    the chunk), and that piece is what PartFile.write stages for the same links."""
+    objects = [ObjectRef("bkt", key or "k", i, "0" * 32, WHEN) for i, key in enumerate(keys)]
+    urls = [f"https://h/{o.key}?X-Amz-Signature=s" for o in objects]
+    ids = [f"{i:016x}" for i in range(len(objects))] if with_ids else None
+    given_ids = ids if ids is not None else [None] * len(objects)
+    links = [
+        Link("job", recipient or "r", obj, "GET", WHEN, WHEN, url, link_id)
+        for obj, url, link_id in zip(objects, urls, given_ids, strict=True)
+    ]
+    with tempfile.TemporaryDirectory(prefix="sharebatch-test-") as name:
+        by_links = PartFile(Path(name) / "a.jsonl").in_memory()
+        by_links.write(links)
+        by_columns = PartFile(Path(name) / "b.jsonl").in_memory()
+        at_once = by_columns._plain_chunk(
+            recipient or "r", objects, urls, given_ids, [iso(WHEN)] * len(objects), iso(WHEN)
+        )
+        assert at_once == all(bundles.plain_row(link) is not None for link in links)
+        if not at_once:
+            by_columns.write_columns("job", recipient or "r", objects, urls, ids, WHEN, WHEN)
+        assert by_columns.take() == by_links.take()
+        assert by_columns.rows == len(links)
+
+
+def test_a_large_bundles_csv_copied_in_a_thread_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle large enough for its CSV to be copied in a thread of its own is, byte for byte
+    and digest for digest, the bundle joined in one thread."""
+    parts = _parts(tmp_path / "parts", [[f"a/{i}" for i in range(30)], [], ["b/1", "b/2"]])
+    monkeypatch.setattr(bundles, "_THREADED_JOIN", 10**9)
+    alone = write_bundle(tmp_path / "alone", sample_header(), parts)
+    monkeypatch.setattr(bundles, "_THREADED_JOIN", 1)
+    threaded = write_bundle(tmp_path / "threaded", sample_header(), parts)
+    assert [w.sha256 for w in threaded] == [w.sha256 for w in alone]
+    for name in ("links.csv", "links.json"):
+        assert (tmp_path / "threaded" / name).read_bytes() == (
+            tmp_path / "alone" / name
+        ).read_bytes()
+
+
+def test_a_csv_copy_failing_in_its_thread_fails_the_join_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV copy that breaks in its thread (a full disk) is the join's error, and neither
+    bundle file nor any temporary file remains."""
+    parts = _parts(tmp_path / "parts", [["a"], ["b", "c"]])
+
+    def breaking(self: PartFile) -> Iterator[bytes]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundles, "_THREADED_JOIN", 1)
+    monkeypatch.setattr(PartFile, "csv_chunks", breaking)
+    dest = tmp_path / "out"
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(dest, sample_header(), parts)
+    assert list(dest.iterdir()) == []

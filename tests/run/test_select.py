@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from sharebatch.models import Filters, ObjectRef
-from sharebatch.run.select import Selector, glob_to_regex
+from sharebatch.run.select import Selector, glob_to_regex, linkable, unlinkable
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 
@@ -73,3 +73,19 @@ def test_size_bounds_are_inclusive() -> None:
     selector = Selector(Filters(min_size=10, max_size=20))
     sizes = [9, 10, 20, 21]
     assert [o.size for o in selector.select([_obj(str(s), size=s) for s in sizes])] == [10, 20]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["a/b.pdf", "c.txt", "d/e/f"],
+        ["a/./b", "ok", "../up", "x/..", ".", "..", ".hidden", "a/.b", "a/b."],
+        ["a/", "/", "", "a//b", "./", "a/.../b"],
+    ],
+)
+def test_a_pages_unlinkable_objects_are_those_linkable_refuses(keys: list[str]) -> None:
+    """unlinkable's one pass over a page gives exactly the objects linkable refuses, in order
+    (a key starting with a dot right after another key included)."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    page = [ObjectRef("b", key, 1, "e", when) for key in keys]
+    assert unlinkable(page) == [o for o in page if not linkable(o.key)]

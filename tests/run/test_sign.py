@@ -32,6 +32,7 @@ from sharebatch.models import (
 from sharebatch.run import link_ids, sign
 from sharebatch.run.link_ids import LINK_ID_PATTERN, link_id_of
 from sharebatch.run.sign import (
+    Columns,
     CredentialLimit,
     Signer,
     content_disposition,
@@ -452,3 +453,64 @@ def _general_disposition(filename: str) -> str:
 def test_the_plain_name_shortcut_changes_no_header(name: str) -> None:
     """A plain name's header, said at once, is the one the general path makes."""
     assert content_disposition(name) == _general_disposition(name)
+
+
+def _columns_as_links(
+    signer: Signer, recipient: str, objects: list[ObjectRef]
+) -> list[Link] | None:
+    """``sign_columns``' answer as the links it stands for (None: it answered with links)."""
+    signed = signer.sign_columns(recipient, objects)
+    if not isinstance(signed, Columns):
+        return None
+    ids = signed.ids if signed.ids is not None else [None] * len(objects)
+    return [
+        Link(signer.job, recipient, obj, "GET", signed.signed_at, signed.expires_at, url, link_id)
+        for obj, url, link_id in zip(objects, signed.urls, ids, strict=True)
+    ]
+
+
+@given(st.lists(tricky.texts(surrogates=False), min_size=1, max_size=6), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_a_chunk_signed_into_columns_holds_sign_gets_links(keys: list[str], ids: bool) -> None:
+    """sign_columns gives, as columns, the very links sign_get gives for the chunk (URLs, ids
+    in order, window), or those links themselves when the chunk cannot be signed at once."""
+    objects = [ObjectRef("my-bucket", key or "k", 1, "e", _AT) for key in keys]
+    fast = SigV4Presigner(
+        Credentials("AKIDEXAMPLE", "secret"), region="eu-west-1", endpoint_url=None,
+        addressing_style="auto", clock=lambda: _AT, environ={},
+    )  # fmt: skip
+    signer = Signer(
+        FastPresigner(fast, lambda: fast), clock=lambda: _AT, job="j",
+        expiry=Expiry(seconds=3600), link_ids=ids,
+    )  # fmt: skip
+    with _fresh_ids():
+        expected = signer.sign_get("alice", objects)
+    with _fresh_ids():
+        as_columns = _columns_as_links(signer, "alice", objects)
+    with _fresh_ids():
+        answered = signer.sign_columns("alice", objects)
+    assert (as_columns if as_columns is not None else answered) == expected
+
+
+def test_a_chunk_under_a_credential_limit_comes_back_as_links() -> None:
+    """A chunk whose links must be shortened is not signed into columns: sign_columns gives
+    sign_get's links (clamped), the ids it drew in them."""
+    objects = [ObjectRef("my-bucket", f"k{i}", 1, "e", _AT) for i in range(3)]
+    limit = CredentialLimit(_AT.replace(microsecond=0) + timedelta(minutes=30), "role", "clamp")
+    batched, _, signer = _both_ways(objects, job="j", expiry=Expiry(seconds=3600), limit=limit)
+    with _fresh_ids():
+        answered = signer.sign_columns("alice", objects)
+    assert answered == batched
+    assert signer.clamped_to == limit.expiry
+
+
+@pytest.mark.parametrize("counts", [[3, 600, 1, 512, 1100], [512, 512], [0, 5]])
+def test_ids_drawn_a_page_at_a_time_are_new_link_ids_sequence(counts: list[int]) -> None:
+    """link_ids.draw hands out, a page at a time, the ids new_link_id would, in its order,
+    across refills of the pool."""
+    with _fresh_ids():
+        one_by_one = [link_ids.new_link_id() for _ in range(sum(counts))]
+    with _fresh_ids():
+        drawn = [i for count in counts for i in link_ids.draw(count)]
+    assert drawn == one_by_one
+    assert len(set(drawn)) == len(drawn)
