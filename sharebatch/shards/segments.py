@@ -9,10 +9,11 @@ as does a task listed whole (too many sub-folders, more than one page, or a fail
 Each shard records per task what it saw (``split``: the sub-folders' sha256 and count, the
 number of segments and those it listed) or that its probe failed (``unprobed``). The merge
 (``check``) holds the shards to one view: a task split by one shard must be split the same way
-by every shard, and its segments listed once each, else ``ShardMismatch`` (the bucket changed
-between the probes, or the shards ran with different ``--concurrency`` or ``--no-split``: run
-them again). A shard whose probe failed where another split the task owes its segments: the
-task fails (exit 1), naming that shard to run again.
+by every shard that probed it, its owner among them, and its segments listed once each, else
+``ShardMismatch`` (the bucket changed between the probes, or the shards ran with different
+``--concurrency`` or ``--no-split``: run them again). A shard whose probe failed owes its
+sub-folders when others split the task: if any are missing the task fails (exit 1), naming
+that shard to run again.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ class SegmentShare:
 
 
 def check(plan: Plan, shards: list[ShardRecord]) -> dict[int, PrefixFailure]:
-    """The shards held to one view of every split task (``ShardMismatch`` otherwise); the
-    tasks that failed because a shard could not probe them, by index."""
+    """The shards held to one view of every split task, each segment listed once
+    (``ShardMismatch`` otherwise); the tasks that failed because a shard that could not probe
+    them owed segments, by index."""
     entries: dict[int, dict[int, dict[str, Any]]] = {}
     for shard in shards:
         for task in shard.record["tasks"]:
@@ -93,36 +95,35 @@ def check(plan: Plan, shards: list[ShardRecord]) -> dict[int, PrefixFailure]:
         where = f"{visible(task.target.bucket)}/{visible(task.prefix)}"
         first = min(split)
         seen = _view(split[first])
-        for shard in shards:
-            k = shard.spec.index
-            entry = by_shard.get(k)
-            if entry is not None and entry.get("unprobed"):
-                found = PrefixFailure(**entry["unprobed"])
-                failed.setdefault(
-                    index,
-                    PrefixFailure(
-                        found.bucket,
-                        found.prefix,
-                        found.error,
-                        f"shard {shard.spec.name} could not probe it ({found.message});"
-                        " run that shard again, then merge again",
-                    ),
-                )
-                continue
-            if k not in split or _view(split[k]) != seen:
-                raise ShardMismatch(
-                    f"shard {shard.spec.name} saw other sub-folders of {where} than shard"
-                    f" {shards[first].spec.name} (the bucket changed between their listings,"
-                    " or they ran with different --concurrency or --no-split); run the"
-                    " shards again"
-                )
-        if index in failed:
-            continue
-        listed = [i for entry in split.values() for i in entry["listed"]]
-        if sorted(listed) != list(range(seen[2])):
+        named = {shard.spec.index: shard.spec.name for shard in shards}
+        differs = [k for k, found in split.items() if _view(found) != seen]
+        if differs or owner(task, len(shards)) not in split:
+            # The owner listed the prefix whole while others split it: the bucket changed.
+            other = differs[0] if differs else owner(task, len(shards))
             raise ShardMismatch(
-                f"the shards did not list each segment of {where} once; run the shards again"
+                f"shard {named[other]} saw other sub-folders of {where} than shard"
+                f" {named[first]} (the bucket changed between their listings, or they ran"
+                " with different --concurrency or --no-split); run the shards again"
             )
+        listed = sorted(i for found in split.values() for i in found["listed"])
+        if listed == list(range(seen[2])):
+            continue  # a shard whose probe failed owed none of it
+        unprobed = sorted(k for k, e in by_shard.items() if e.get("unprobed"))
+        if len(set(listed)) != len(listed) or not unprobed:
+            raise ShardMismatch(
+                f"the shards did not list each segment of {where} once (shards that saw it"
+                " whole, or ran with different --concurrency or --no-split); run the shards"
+                " again"
+            )
+        found = PrefixFailure(**by_shard[unprobed[0]]["unprobed"])
+        names = ", ".join(named[k] for k in unprobed)
+        failed[index] = PrefixFailure(
+            found.bucket,
+            found.prefix,
+            found.error,
+            f"shard {names} could not probe it ({found.message}); run"
+            f" {'them' if len(unprobed) > 1 else 'it'} again, then merge again",
+        )
     return failed
 
 
