@@ -10,7 +10,7 @@ import pytest
 from sharebatch.shards.assign import owner_of
 from tests.support.faultproxy import FaultProxy, fault_proxy
 from tests.support.s3 import S3
-from tests.support.shards import bundles, csv_rows, merge, one_machine, start_shard
+from tests.support.shards import bundles, csv_rows, invoke, merge, one_machine
 
 BUCKET = "split-shards"
 FOLDERS = [f"big/f{i:02d}/" for i in range(12)]
@@ -37,13 +37,16 @@ def _seed(s3: S3, tmp: Path) -> Path:
 
 
 def _shard(manifest: Path, out: Path, proxy: FaultProxy, shard: str) -> list[str]:
-    """One shard as its own process, through the proxy (one endpoint for all shards, as
-    the merge requires; one shard at a time, so each one's requests are told apart): the
-    prefixes it asked S3 to list, a probe included, in order."""
+    """One shard, in this process (its listing is what is tested here; ``test_merge`` runs
+    shards as processes), through the proxy (one endpoint for all shards, as the merge
+    requires; one shard at a time, so each one's requests are told apart): the prefixes it
+    asked S3 to list, a probe included, in order."""
     before = len(proxy.seen)
-    process = start_shard(manifest, out, proxy.url, "job", shard)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr
+    done = invoke(
+        "run", str(manifest), "--out", str(out), "--endpoint-url", proxy.url,
+        "--run-id", "job", "--shard", shard, "--workers", "1", "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     return [seen.prefix for seen in proxy.seen[before:] if seen.prefix is not None]
 
 
