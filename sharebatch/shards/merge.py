@@ -266,7 +266,6 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
             found.seconds = max(found.seconds, task["seconds"])
             if found.failure is None and failure is not None:
                 found.failure = PrefixFailure(**failure)
-
         for entry in record["routes"]:
             tally = tallies[entry["index"]]
             tally.links += entry["links"]

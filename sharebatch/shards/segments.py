@@ -19,6 +19,7 @@ that shard to run again.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -33,8 +34,9 @@ from sharebatch.visible import visible
 
 
 def folders_sha256(folders: list[str]) -> str:
-    """The sub-folders a probe showed, as one digest (NUL cannot occur in a key)."""
-    return hashlib.sha256("\0".join(folders).encode()).hexdigest()
+    """The sub-folders a probe showed, as one digest (of their JSON list: unambiguous
+    whatever characters the names hold)."""
+    return hashlib.sha256(json.dumps(folders).encode()).hexdigest()
 
 
 class SegmentShare:
