@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sharebatch.audit import get_logger, link_issued, write_rendered
 from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
@@ -185,6 +186,7 @@ async def stage(
     cloudfront: CloudFrontSigners | None = None,
     workers: int | None = 1,
     data_files: Callable[[int], bool] | None = None,
+    share: Share | None = None,
 ) -> Staged:
     """List every task; when ``folder`` is given, sign and stage links (else only count).
 
@@ -194,6 +196,7 @@ async def stage(
     ``workers`` signing processes sign and stage the pages (``run/pool``; 1: this process,
     None: as many as there are cores once ``pool.AUTO_AFTER`` objects were listed).
     ``data_files``: the S3 Inventory data files (by index) to read (a shard's; None: all).
+    ``share``: the part of each listed task this process lists (a shard's; None: all of it).
     """
     staged = Staged(
         prefixes=[PrefixTally(t.target.bucket, t.prefix) for t in plan.tasks],
@@ -215,7 +218,7 @@ async def stage(
     max_split = 4 * concurrency if split_folders else 0
     staged.inventories = _inventories(plan, gateway, folder, data_files)
     signing = await _Workers.plan(plan, staged, gateway, credentials, folder, workers)
-    lister = _Lister(plan, staged, gateway, concurrency, max_split, signing)
+    lister = _Lister(plan, staged, gateway, concurrency, max_split, signing, share)
 
     remaining = len(plan.tasks)
     watching: list[asyncio.Task[None]] = []
@@ -401,6 +404,25 @@ Segment = list[ObjectRef] | str
 """A run of objects known already, or a sub-folder still to list."""
 
 
+class Share(Protocol):
+    """The part of each listed task this process lists when several share a run (a shard:
+    ``shards/segments.SegmentShare``). Every process probes every task and so sees the same
+    segments; each lists only its own, and no two list the same one."""
+
+    def owns(self, task: ListTask) -> bool:
+        """Whether ``task`` is this process's when listed whole (its top-level objects too
+        when split, and a failed probe its failure)."""
+        ...
+
+    def split(self, task: ListTask, segments: list[Segment]) -> list[bool]:
+        """Which of a split task's segments (in key order) this process lists."""
+        ...
+
+    def unprobed(self, task: ListTask, error: S3ListingError) -> None:
+        """A probe failed for a task this process does not own: noted, not failed here."""
+        ...
+
+
 def _in_key_order(objects: list[ObjectRef], folders: list[str]) -> list[Segment]:
     # S3 lists keys in UTF-8 byte order. Every key under a sub-folder "p/b/" sorts after the
     # folder's own name and before the next object or folder of the level, so placing the
@@ -445,6 +467,7 @@ class _Lister:
         concurrency: int,
         max_split: int,
         signing: _Workers | None = None,
+        share: Share | None = None,
     ) -> None:
         self._plan = plan
         self._staged = staged
@@ -456,6 +479,7 @@ class _Lister:
         self._requests = asyncio.Semaphore(concurrency)
         self._limit = asyncio.Semaphore(2 * concurrency)
         self._max_split = max_split
+        self._share = share
 
     async def list_task(self, task: ListTask, tally: PrefixTally) -> None:
         started = time.monotonic()
@@ -464,29 +488,30 @@ class _Lister:
             for s in task.slots
         ]
         target = self._gateway.effective(task.target)
+        listed = True
         try:
             inventories = self._staged.inventories
             if task.source is not None and inventories is not None:
                 pages = inventories.pages(task.source, target, task.prefix)
                 await self._read_inventory(pages, feeds, tally)
             else:
-                await self._list(task, target, feeds, tally)
+                listed = await self._list(task, target, feeds, tally)
         except (S3ListingError, InventoryError) as exc:
             tally.failure = PrefixFailure(task.target.bucket, task.prefix, exc.code, str(exc))
         finally:
             tally.seconds = round(time.monotonic() - started, 3)
-        if tally.failure is None:
+        if tally.failure is not None:
+            failure = tally.failure
+            log.error(
+                "prefix_failed", bucket=failure.bucket, prefix=failure.prefix, error=failure.error
+            )
+        elif listed:  # a task another process (a shard) lists is logged there
             log.info(
                 "prefix_listed",
                 bucket=task.target.bucket,
                 prefix=task.prefix,
                 count=tally.objects,
                 seconds=tally.seconds,
-            )
-        else:
-            failure = tally.failure
-            log.error(
-                "prefix_failed", bucket=failure.bucket, prefix=failure.prefix, error=failure.error
             )
         if self._staged.progress is not None:
             jobs = (feed.route.job for feed in feeds)
@@ -514,32 +539,51 @@ class _Lister:
 
     async def _list(
         self, task: ListTask, target: BucketTarget, feeds: list[_Feed], tally: PrefixTally
-    ) -> None:
+    ) -> bool:
+        """List ``task`` (this process's share of it); False when none of it was ours."""
+        share = self._share
+        owner = share is None or share.owns(task)
         async with self._limit:
             level: Level | None = None
             if self._max_split:
-                level = await self._gateway.listing.probe_level(
-                    target, task.prefix, slot=self._requests
-                )
+                try:
+                    level = await self._gateway.listing.probe_level(
+                        target, task.prefix, slot=self._requests
+                    )
+                except S3ListingError as exc:
+                    if share is None or owner:
+                        raise
+                    share.unprobed(task, exc)
+                    return False
             if level is None or not level.complete or len(level.folders) > self._max_split:
+                if not owner:
+                    return False
                 await self._list_flat(target, task.prefix, feeds, tally)
                 level = None
-        if level is not None:
-            await self._list_split(target, level.objects, level.folders, feeds, tally)
+        if level is None:
+            return True
+        segments = _in_key_order(level.objects, level.folders)
+        ours = share.split(task, segments) if share is not None else [True] * len(segments)
+        await self._list_split(target, segments, ours, feeds, tally)
+        return owner or any(ours)
 
     async def _list_split(
         self,
         target: BucketTarget,
-        objects: list[ObjectRef],
-        folders: list[str],
+        segments: list[Segment],
+        ours: list[bool],
         feeds: list[_Feed],
         tally: PrefixTally,
     ) -> None:
         async with asyncio.TaskGroup() as group:
-            for segment in _in_key_order(objects, folders):
-                # Part files are created here, in key order, whatever order listings finish in.
+            for segment, mine in zip(segments, ours, strict=True):
+                # Part files are created here, in key order, whatever order listings finish in;
+                # one per segment even where another process lists it, so that a segment's
+                # part has the same name (number) in every process.
                 parts = [feed.tally.new_part(feed.position) for feed in feeds]
-                if isinstance(segment, str):
+                if not mine:
+                    _close(parts)
+                elif isinstance(segment, str):
                     group.create_task(self._list_folder(target, segment, feeds, parts, tally))
                 else:
                     pending = _Pending(feeds, parts, tally, self._staged.progress)

@@ -73,6 +73,7 @@ from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
 from sharebatch.shards.assign import owned
 from sharebatch.shards.record import ShardRecord
+from sharebatch.shards.segments import check as check_segments
 from sharebatch.shards.spec import ShardSpec
 from sharebatch.times import parse_iso
 from sharebatch.version import __version__
@@ -251,7 +252,7 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
         record = shard.record
         if record["plan"] != {"tasks": len(plan.tasks), "routes": len(plan.routes)}:
             raise ShardMismatch(f"shard {shard.spec.name}: its plan is not this manifest's")
-        mine = owned(plan, shard.spec)
+        mine = owned(plan, shard.spec, split=record.get("split", False))
         if [t["index"] for t in record["tasks"]] != mine:
             raise ShardMismatch(f"shard {shard.spec.name}: it listed other prefixes than its own")
         for task in record["tasks"]:
@@ -280,6 +281,10 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
                     if part["earliest_expiry"]:
                         staged.earliest_expiry = parse_iso(part["earliest_expiry"])
                     tally.segments[position].append(staged)
+    for index, failure in check_segments(plan, shards).items():
+        owed = prefixes[index]
+        if owed is not None and owed.failure is None:
+            owed.failure = failure  # a shard that could not probe it owes its sub-folders
     for route, tally in zip(plan.routes, tallies, strict=True):
         for position, segments in enumerate(tally.segments):
             if route.grant.source is not None and len(segments) > 1:
@@ -288,8 +293,8 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
                     _joined(segments, folder.part(route.index, position, csv=tally.csv))
                 ]
             else:
-                # A listed (route, position) is one task's, listed by one shard: its segments
-                # in order.
+                # A listed (route, position) is one task's: its segments, from one shard or
+                # (a split task) several, numbered alike by each, in one machine's order.
                 segments.sort(key=lambda part: part.path.name)
         tally.unlinkable = sorted(tally.unlinkable, key=str.encode)[:UNLINKABLE_LISTED]
         found = clamps.get(route.index)

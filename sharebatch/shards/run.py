@@ -1,9 +1,10 @@
 """``sharebatch run MANIFEST --shard K/N --run-id ID``: one shard of a run, up to its parts.
 
 The whole plan is built (route and task indexes stay those of a one-machine run), then only
-the list tasks this shard owns (``assign``) are listed, signed and staged, exactly as a
-one-machine run stages them. The shard stops before the write stage: its part files and its
-record (``record``) are what ``merge`` joins into bundles once every shard has finished.
+the list tasks this shard owns (``assign``), or with splitting on its share of every listed
+task (``segments``), are listed, signed and staged, exactly as a one-machine run stages
+them. The shard stops before the write stage: its part files and its record (``record``) are
+what ``merge`` joins into bundles once every shard has finished.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sharebatch.run.slots import slot_lifetimes
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
 from sharebatch.shards.assign import owned, reads_data_file
+from sharebatch.shards.segments import SegmentShare
 from sharebatch.shards.spec import ShardSpec
 from sharebatch.times import iso
 from sharebatch.version import __version__
@@ -81,7 +83,7 @@ async def run_shard_async(
     started_at = datetime.now(UTC)
     manifest = load_manifest(manifest_path, as_of=as_of, now=started_at)
     plan = build_plan(manifest)
-    mine = owned(plan, shard)
+    mine = owned(plan, shard, split=split_folders)
     cloudfront = CloudFrontKeys.load(route.grant for route in plan.routes)
     out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
     async with S3Gateway(connection, max_connections=concurrency) as gateway:
@@ -152,6 +154,7 @@ async def _staged(
 ) -> ShardSummary:
     (folder.path / layout.MANIFEST_COPY).write_bytes(manifest_bytes)
     ours = Plan(plan.manifest, plan.routes, tuple(plan.tasks[i] for i in mine))
+    share = SegmentShare(plan, shard) if split_folders else None
     try:
         with audit_file(folder.audit_path):
             log.info("run_started", run_id=run_id, version=__version__, shard=shard.name)
@@ -172,10 +175,11 @@ async def _staged(
                 cloudfront=cloudfront.route_signer,
                 workers=workers,
                 data_files=reads_data_file(shard),
+                share=share,
             )
             signals.commit()
             targets = [gateway.effective(route.target) for route in plan.routes]
-            record = _record(plan, mine, staged, shard, run_id, credentials, started_at)
+            record = _record(plan, mine, staged, shard, run_id, credentials, started_at, share)
             record["targets"] = [asdict(target) for target in targets]
             record["inventories"] = _inventories(plan, staged, targets)
             record["duration_seconds"] = round(time.monotonic() - clock, 3)
@@ -211,11 +215,13 @@ def _record(
     run_id: str,
     credentials: Credentials,
     started_at: datetime,
+    share: SegmentShare | None,
 ) -> dict[str, Any]:
     """What the merge needs of this shard, as plain JSON (see ``record``)."""
     tasks = []
     for index, tally in zip(mine, staged.prefixes, strict=True):
         failure = tally.failure
+        seen = share.of(index) if share is not None else {"split": None, "unprobed": None}
         tasks.append(
             {
                 "index": index,
@@ -225,6 +231,7 @@ def _record(
                 "bytes": tally.bytes,
                 "seconds": tally.seconds,
                 "failure": asdict(failure) if failure is not None else None,
+                **seen,
             }
         )
     routes = []
@@ -256,6 +263,8 @@ def _record(
             "as_of": manifest.as_of.isoformat(),
         },
         "plan": {"tasks": len(plan.tasks), "routes": len(plan.routes)},
+        # Every shard probes every listed task and lists its share of it (``segments``).
+        "split": share is not None,
         "credentials": {
             "access_key_id": credentials.access_key_id,
             "method": credentials.method,
