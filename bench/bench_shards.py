@@ -16,7 +16,7 @@ and CPU seconds (the process and the workers it reaped) and the load average bef
 are printed, with a CPU estimate of what two idle cores would give: one process's CPU against
 (shard 0 + shard 1) / 2 + merge.
 
-    python bench/bench_shards.py [--links 1000000] [--rounds 5] [--keep DIR]
+    python bench/bench_shards.py [--links 1000000] [--rounds 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -147,8 +147,10 @@ def _rows(run: Path) -> tuple[int, str, dict[str, int]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--links", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--keep", type=Path, help="Leave the last round's folders here.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--keep", type=Path, help="Leave the last round's folders (or a failed one's) here."
+    )
     options = parser.parse_args()
     ratios: list[float] = []
     estimates: list[float] = []
@@ -174,9 +176,10 @@ def main() -> int:
             else:
                 shards, merged, sharded, merged_run = _sharded(work, manifest, endpoint)
                 one, one_run = _one(work, manifest, endpoint)
-            if options.keep is not None:
-                shutil.copytree(work, options.keep, dirs_exist_ok=True)
             expected, got = _rows(one_run), _rows(merged_run)
+            last = round_ == options.rounds - 1
+            if options.keep is not None and (last or expected != got):
+                shutil.copytree(work, options.keep, dirs_exist_ok=True)
             if expected != got or expected[0] < 2 * options.links:
                 print(
                     f"round {round_ + 1}: the merged bundles differ from the one process's:"
@@ -199,9 +202,7 @@ def main() -> int:
                 f" {got[0]:,} rows alike in {len(got[2])} bundles",
                 flush=True,
             )
-            if options.keep is not None and round_ == options.rounds - 1:
-                shutil.copytree(work, options.keep, dirs_exist_ok=True)
-            shutil.rmtree(work)  # 1M links are ~1 GB of bundles and parts a round
+            shutil.rmtree(work)  # 1M links: ~5 GB of bundles and parts a round
     median = statistics.median(ratios)
     verdict = "ok" if median >= TARGET else "MISSED"
     print(
