@@ -58,7 +58,8 @@ test-clock: $(VENV)/.dev-installed
 # concurrency 1 vs 8 against a slow SMTP server (~10 minutes) on 2 cores, and reading 100k and
 # 1M access log lines for `usage` (~2 minutes), hostile quote floods 16 vs 64 KiB (seconds),
 # CloudFront signing by key kind (seconds), an S3 Inventory source of 1M objects vs the
-# synthetic lister (~6 minutes); results: docs/performance.md.
+# synthetic lister (~6 minutes), two shard processes plus their merge vs one process over that
+# inventory (issue 18, ~6 minutes); results: docs/performance.md.
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_signing.py
 	$(BIN)/python bench/bench_run.py
@@ -69,6 +70,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/bench_cfsign.py
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_inventory.py
+	$(BIN)/python bench/bench_shards.py
 
 # Re-resolve the pinned set from pyproject.toml (run by a developer, never by CI).
 lock:

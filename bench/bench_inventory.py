@@ -68,7 +68,7 @@ def _data_files(links: int) -> list[bytes]:
     return files
 
 
-def _put_report(endpoint: str, links: int) -> str:
+def put_report(endpoint: str, links: int) -> str:
     client = boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -119,7 +119,7 @@ def main() -> int:
     ratios = []
     with moto_process({DEST: [], "bench-bucket": []}) as endpoint:
         started = time.perf_counter()
-        uri = _put_report(endpoint, options.links)
+        uri = put_report(endpoint, options.links)
         print(
             f"report of {options.links:,} objects in {FILES} CSV.gz files put on moto"
             f" in {time.perf_counter() - started:.1f} s"
