@@ -156,7 +156,15 @@ def write_then_crash(self, links):
     real_write(self, links)
     raise RuntimeError("disk on fire")
 
+real_columns = bundles.PartFile.write_columns
+
+def columns_then_crash(self, *args):
+    real_columns(self, *args)  # the chunk's signed URLs are a local of its callers
+    raise RuntimeError("disk on fire")
+
+# A chunk of plain GET rows is staged from columns, any other through write: crash in both.
 bundles.PartFile.write = write_then_crash
+bundles.PartFile.write_columns = columns_then_crash
 from sharebatch.cli import main
 sys.argv[0] = "sharebatch"
 main()
