@@ -17,59 +17,17 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support import golden_run
-from tests.support.paths import ROOT
 
-EXPECTED = Path(__file__).parent / "golden" / golden_run.RUN_ID
-FROZEN_AT = "2026-11-28 12:00:00"
-_PYTHON_M = (sys.executable, "-m")
-_DURATION = re.compile(r'("(?:duration_)?seconds": )[0-9.e+-]+')
-
-
-def _masked(data: bytes) -> bytes:
-    return _DURATION.sub(r"\g<1>0", data.decode("utf-8")).encode("utf-8")
-
-
-def _files(root: Path) -> dict[str, Path]:
-    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _golden_run(tmp_path: Path) -> Path:
-    if shutil.which("faketime") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("faketime is required in CI (.ci/run installs it)")
-        pytest.skip("the golden run needs libfaketime: apt-get install faketime")
-    # Under `make test-clock` this process already runs in libfaketime: start clean of it.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("FAKETIME") and not (k == "LD_PRELOAD" and "faketime" in v)
-    }
-    # Only the wall clock stops: asyncio schedules by the monotonic one.
-    env["DONT_FAKE_MONOTONIC"] = "1"
-    process = subprocess.run(
-        # -m: the thread-safe libfaketime (the golden run serves moto from threads).
-        ["faketime", "-m", "-f", FROZEN_AT, *_PYTHON_M, "tests.support.golden_run", tmp_path],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert process.returncode == 0, process.stderr[-2000:]
-    return tmp_path / "bundles" / golden_run.RUN_ID
+EXPECTED = golden_run.EXPECTED
+_masked, _files = golden_run.masked, golden_run.files
 
 
 def test_the_golden_run_produces_the_committed_files(tmp_path: Path) -> None:
     """Same file names, same bytes (durations aside), every file 0600 and folder 0700."""
-    produced = _golden_run(tmp_path)
+    produced = golden_run.run_frozen(tmp_path)
     if os.environ.get("SHAREBATCH_GOLDEN_UPDATE") == "1":
         shutil.rmtree(EXPECTED, ignore_errors=True)
         for name, path in _files(produced).items():
