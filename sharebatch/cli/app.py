@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -117,6 +118,11 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log every lin
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")]
 FormatOpt = Annotated[
     LogFormat, typer.Option("--log-format", help="stderr log format; auto: JSON unless a TTY.")
+]
+ProfileOpt = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
+MetricsFileOpt = Annotated[
+    Path | None,
+    typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
 ]
 
 

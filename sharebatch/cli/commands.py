@@ -17,6 +17,8 @@ from sharebatch.cli.app import (
     AsOfOpt,
     FormatOpt,
     LogFormat,
+    MetricsFileOpt,
+    ProfileOpt,
     QuietOpt,
     VerboseOpt,
     endpoint_option,
@@ -74,16 +76,13 @@ def run(
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    profile: ProfileOpt = None,
     region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     run_id: Annotated[
         str | None, typer.Option(help="Name of the run folder (default: time + random).")
     ] = None,
     as_of: AsOfOpt = None,
-    metrics_file: Annotated[
-        Path | None,
-        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
-    ] = None,
+    metrics_file: MetricsFileOpt = None,
     split: Annotated[
         bool,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sharebatch.cli.app import AsOfOpt, endpoint_option, region_option
+from sharebatch.cli.app import AsOfOpt, ProfileOpt, endpoint_option, region_option
 from sharebatch.lifecycle.doctor import Diagnosis, diagnose
 from sharebatch.models import Connection
 from sharebatch.visible import visible
@@ -37,7 +37,7 @@ def doctor(
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    profile: ProfileOpt = None,
     region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     as_of: AsOfOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,

@@ -13,6 +13,8 @@ from sharebatch.cli.app import (
     AsOfOpt,
     FormatOpt,
     LogFormat,
+    MetricsFileOpt,
+    ProfileOpt,
     QuietOpt,
     VerboseOpt,
     endpoint_option,
@@ -87,14 +89,11 @@ def inbox(
         float,
         typer.Option(help="With --scan: seconds clamd may take for each step.", min=0.1),
     ] = DEFAULT_TIMEOUT,
-    metrics_file: Annotated[
-        Path | None,
-        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
-    ] = None,
+    metrics_file: MetricsFileOpt = None,
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    profile: ProfileOpt = None,
     region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = True,

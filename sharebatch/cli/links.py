@@ -19,6 +19,7 @@ import typer
 from sharebatch.cli.app import (
     FormatOpt,
     LogFormat,
+    ProfileOpt,
     QuietOpt,
     VerboseOpt,
     endpoint_option,
@@ -325,7 +326,7 @@ def renew(
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint; overrides the bundle's.")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    profile: ProfileOpt = None,
     region: Annotated[str | None, region_option("Region; overrides the bundle's.")] = None,
     audit_log: Annotated[
         list[Path] | None,

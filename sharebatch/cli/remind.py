@@ -16,6 +16,7 @@ import typer
 from sharebatch.cli.app import (
     FormatOpt,
     LogFormat,
+    ProfileOpt,
     QuietOpt,
     VerboseOpt,
     endpoint_option,
@@ -66,7 +67,7 @@ def remind(
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint; overrides the bundles'.")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    profile: ProfileOpt = None,
     region: Annotated[str | None, region_option("Region; overrides the bundles'.")] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,

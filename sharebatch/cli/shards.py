@@ -18,6 +18,8 @@ import typer
 from sharebatch.cli.app import (
     FormatOpt,
     LogFormat,
+    MetricsFileOpt,
+    ProfileOpt,
     QuietOpt,
     VerboseOpt,
     endpoint_option,
@@ -110,12 +112,9 @@ def merge(
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint (S3-compatible stores, local tests).")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile for credentials.")] = None,
+    profile: ProfileOpt = None,
     region: Annotated[str | None, region_option("Region; overrides the manifest.")] = None,
-    metrics_file: Annotated[
-        Path | None,
-        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
-    ] = None,
+    metrics_file: MetricsFileOpt = None,
     work_dir: Annotated[
         Path | None,
         typer.Option(help="With an s3:// run folder: where the merge works (default $TMPDIR)."),

@@ -18,6 +18,7 @@ import typer
 from sharebatch.cli.app import (
     FormatOpt,
     LogFormat,
+    MetricsFileOpt,
     QuietOpt,
     VerboseOpt,
     endpoint_option,
@@ -67,10 +68,7 @@ def usage(
             min=1, help="A link used from more /24 (IPv6: /48) networks than this is a leak."
         ),
     ] = 3,
-    metrics_file: Annotated[
-        Path | None,
-        typer.Option(help="Write Prometheus metrics here (node_exporter textfile collector)."),
-    ] = None,
+    metrics_file: MetricsFileOpt = None,
     endpoint_url: Annotated[
         str | None, endpoint_option("S3 endpoint for s3:// sources (S3-compatible stores).")
     ] = None,
