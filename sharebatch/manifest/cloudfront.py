@@ -42,13 +42,13 @@ from pydantic import (
 
 from sharebatch.cloudfront.keys import KeyProblem, key_algorithm, load_private_key
 from sharebatch.manifest.fields import (
-    MAX_CLOUDFRONT_EXPIRES_IN,
     FilterMoment,
+    capped_duration,
     check_text,
     hidden_character,
 )
-from sharebatch.manifest.periods import DURATION_HINT, parse_duration, parse_moment
-from sharebatch.manifest.source import IssueCollector, PathKey, describe, format_path, show
+from sharebatch.manifest.periods import parse_moment
+from sharebatch.manifest.source import IssueCollector, PathKey, format_path, show
 from sharebatch.models import MAX_EXPIRES_IN, CloudFrontHash, CloudFrontLinks, KeySource
 from sharebatch.times import iso
 
@@ -168,19 +168,13 @@ def check_cidr(value: str) -> str:
 
 
 def _max_expires_in_field(value: object) -> int:
-    if isinstance(value, float):
-        raise ValueError(f"{value} is not a duration: use whole seconds, or {DURATION_HINT[4:]}")
-    if not isinstance(value, int | str):
-        raise ValueError(f"expected a duration, got {describe(value)}; {DURATION_HINT}")
-    try:
-        return parse_duration(value, MAX_CLOUDFRONT_EXPIRES_IN)
-    except ValueError as exc:
-        if "longer than" not in str(exc):
-            raise
-        raise ValueError(
+    return capped_duration(
+        value,
+        lambda exc: (
             f"max_expires_in {exc}, the most sharebatch allows: a signed link cannot be revoked"
             " on its own, only by removing its key from the key group"
-        ) from None
+        ),
+    )
 
 
 def _check_env_name(value: str) -> str:

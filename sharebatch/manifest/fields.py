@@ -106,9 +106,9 @@ def _duration_field(value: object) -> int:
     raise ValueError(f"expected a duration, got {describe(value)}; {DURATION_HINT}")
 
 
-def _link_duration_field(value: object) -> int:
-    """``expires_in``: up to a year here; the limit of the grant's kind of link (7 days for
-    ``link: s3``, ``max_expires_in`` for cloudfront) is checked once the kind is known."""
+def capped_duration(value: object, too_long: Callable[[str], str]) -> int:
+    """A duration of whole seconds or text up to a year (``MAX_CLOUDFRONT_EXPIRES_IN``);
+    ``too_long`` turns the length's complaint into the field's own reason."""
     if isinstance(value, float):
         raise ValueError(f"{value} is not a duration: use whole seconds, or {DURATION_HINT[4:]}")
     if not isinstance(value, int | str):
@@ -118,10 +118,19 @@ def _link_duration_field(value: object) -> int:
     except ValueError as exc:
         if "longer than" not in str(exc):
             raise
-        raise ValueError(
+        raise ValueError(too_long(str(exc))) from None
+
+
+def _link_duration_field(value: object) -> int:
+    """``expires_in``: up to a year here; the limit of the grant's kind of link (7 days for
+    ``link: s3``, ``max_expires_in`` for cloudfront) is checked once the kind is known."""
+    return capped_duration(
+        value,
+        lambda exc: (
             f"{exc}: no link lives that long (presigned URLs 7 days, CloudFront links their"
             " max_expires_in, at most 365 days)"
-        ) from None
+        ),
+    )
 
 
 def parse_size(value: str | int) -> int:
