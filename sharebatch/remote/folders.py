@@ -40,7 +40,7 @@ from sharebatch.errors import (
     UsageError,
 )
 from sharebatch.files import private_dir
-from sharebatch.models import Connection
+from sharebatch.models import BucketTarget, Connection, LinkProbe
 from sharebatch.remote.uri import S3Uri, parse_uri
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.visible import visible
@@ -335,6 +335,20 @@ def _new_file(local: Path, rel: str) -> int:
     return os.open(dest / rel.split("/")[-1], flags, 0o600)
 
 
+async def _found(s3: S3Gateway, target: BucketTarget, key: str) -> LinkProbe | None:
+    """HeadObject's answer for an object that is there, None for one that is not; anything
+    else (403, a broken connection) is ``S3ReadError``: neither yes nor no."""
+    probe = await s3.head_object(target, key)
+    if probe.status == 404:
+        return None
+    if probe.status != 200:
+        raise S3ReadError(
+            probe.error or str(probe.status or "ConnectionError"),
+            f"{visible(key)}: {probe.message or 'no answer'}",
+        )
+    return probe
+
+
 async def is_complete_async(
     uri: S3Uri | str,
     *,
@@ -349,15 +363,7 @@ async def is_complete_async(
     folder = _uri(uri)
 
     async def work(s3: S3Gateway) -> bool:
-        probe = await s3.head_object(s3.effective(folder.target()), folder.key(marker))
-        if probe.status == 200:
-            return True
-        if probe.status == 404:
-            return False
-        raise S3ReadError(
-            probe.error or str(probe.status or "ConnectionError"),
-            f"{visible(folder.key(marker))}: {probe.message or 'no answer'}",
-        )
+        return await _found(s3, s3.effective(folder.target()), folder.key(marker)) is not None
 
     return await _run(gateway, connection, work)
 
@@ -380,14 +386,9 @@ async def fetch_file_async(
 
     async def work(s3: S3Gateway) -> bool:
         target = s3.effective(folder.target())
-        probe = await s3.head_object(target, key)
-        if probe.status == 404:
+        probe = await _found(s3, target, key)
+        if probe is None:
             return False
-        if probe.status != 200:
-            raise S3ReadError(
-                probe.error or str(probe.status or "ConnectionError"),
-                f"{visible(key)}: {probe.message or 'no answer'}",
-            )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with os.fdopen(os.open(local, flags, 0o600), "wb") as out:
             async for chunk in s3.read_object(target, key, if_match=probe.etag):
