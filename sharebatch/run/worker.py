@@ -98,12 +98,22 @@ def pack(objects: list[ObjectRef]) -> Packed:
     bucket = objects[0].bucket
     if any(o.bucket != bucket or o.last_modified.tzinfo is not UTC for o in objects):
         return objects
+    # A listing's parser gives objects written in the same second one datetime (its cache):
+    # each is converted once, by its id (the objects, and so their times, outlive the call).
+    micros: dict[int, int] = {}
+    moments = []
+    for o in objects:
+        moment = o.last_modified
+        found = micros.get(id(moment))
+        if found is None:
+            found = micros[id(moment)] = (moment - _EPOCH) // _MICROSECOND
+        moments.append(found)
     return (
         bucket,
         [o.key for o in objects],
         [o.size for o in objects],
         [o.etag for o in objects],
-        [(o.last_modified - _EPOCH) // _MICROSECOND for o in objects],
+        moments,
     )
 
 
@@ -113,10 +123,17 @@ def unpack(packed: Packed) -> list[ObjectRef]:
         return packed
     bucket, keys, sizes, etags, moments = packed
     epoch, unit = _EPOCH, _MICROSECOND
-    return [
-        ObjectRef(bucket, key, size, etag, epoch + unit * micros)
-        for key, size, etag, micros in zip(keys, sizes, etags, moments, strict=True)
-    ]
+    # Equal times share one datetime again, as the parent's objects did: staging converts a
+    # time to text once per datetime of a chunk (``PartFile.write_columns``), so a datetime
+    # per object cost the worker a conversion per row that one process does not make.
+    made: dict[int, datetime] = {}
+    found = []
+    for key, size, etag, micros in zip(keys, sizes, etags, moments, strict=True):
+        moment = made.get(micros)
+        if moment is None:
+            moment = made[micros] = epoch + unit * micros
+        found.append(ObjectRef(bucket, key, size, etag, moment))
+    return found
 
 
 Result = tuple[int, int, int, int, datetime | None, datetime | None]
