@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sharebatch.errors import RunCrashed
 from sharebatch.models import ObjectRef
-from sharebatch.run.worker import BOOT, HEADER, Result, RouteSpec, pack, spool_path
+from sharebatch.run.worker import BOOT, HEADER, SEGMENT, Result, RouteSpec, pack, spool_path
 
 AUTO_AFTER = 20_000
 """With ``workers`` left to the run, workers start once this many objects were listed: a
@@ -40,6 +40,9 @@ worker costs about 0.1 s to start, which a run of a few thousand links would not
 Wanted = list[tuple[int, list[ObjectRef], list[str] | None]]
 """Per route of a page: (route index, the objects it chose, their link ids or None)."""
 
+
+SPOOL_SEGMENT = SEGMENT
+"""Bytes of a worker's spool segment (tests make it small, to see segments come and go)."""
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
 """The folder a worker imports ``sharebatch`` from: this very copy."""
@@ -170,7 +173,8 @@ class Pool:
             self._workers.append(worker)
             worker.reader = asyncio.create_task(self._read(worker))
             assert process.stdin is not None
-            process.stdin.write(_frame(("init", self._routes, str(self._spool), number)))
+            init = ("init", self._routes, str(self._spool), number, SPOOL_SEGMENT)
+            process.stdin.write(_frame(init))
 
     @property
     def pids(self) -> list[int]:

@@ -6,9 +6,10 @@ among it): a worker holds the signer, the part files' row staging and the audit 
 stays small. It reads frames (a 4-byte big-endian length, then a pickle) from stdin and answers
 each with one frame on stdout, in the order asked:
 
-* ``("init", {route: RouteSpec}, spool, number)`` once: what each route's ``sign.Signer`` is
-  built from (the run's frozen credentials included: a pipe, never a log or a file), the
-  folder of the spool files and this worker's number; no answer;
+* ``("init", {route: RouteSpec}, spool, number, segment)`` once: what each route's
+  ``sign.Signer`` is built from (the run's frozen credentials included: a pipe, never a log or
+  a file), the folder of the spool files, this worker's number and the size of a spool
+  segment; no answer;
 * ``("page", [(route, chosen, ids)])`` per page: ``chosen`` the route's selected objects of
   the page as ``pack`` gives them (columns: each route's own, so an object two routes chose
   travels twice, cheaper still than one named tuple with its datetime), ``ids`` the link ids the
@@ -24,7 +25,7 @@ at ``start``, and only the lengths cross the pipe: the parent copies the bytes i
 files and audit log in listing order (``PartFile.copy_in``), exactly the bytes it would have
 written itself. Sending 1.7 KB of text a link through the pipe, pickled on both sides, was
 the biggest share of the parent's work, and the parent is the bound with two workers. A
-worker starts a new spool segment every ``SEGMENT`` bytes so that the parent can remove
+worker starts a new spool segment every ``SEGMENT`` bytes (by default) so that the parent can remove
 those it has copied: the disk holds a few segments, never a second copy of the run.
 
 A worker ignores SIGINT and SIGTERM (its parent stops it: a closed stdin ends it, or a kill)
@@ -154,16 +155,17 @@ def spool_path(folder: Path, worker: int, segment: int) -> Path:
 class _Spool:
     """A worker's spool: pages' text appended, segment after segment."""
 
-    def __init__(self, folder: Path, worker: int) -> None:
+    def __init__(self, folder: Path, worker: int, segment: int = SEGMENT) -> None:
         self.folder = folder
         self.worker = worker
+        self.limit = segment
         self.segment = -1
         self.size = 0
         self._fd = -1
 
     def write(self, data: bytes) -> tuple[int, int]:
         """Append ``data``; where it starts: (segment, offset)."""
-        if self._fd < 0 or self.size >= SEGMENT:
+        if self._fd < 0 or self.size >= self.limit:
             self._next()
         start = self.size
         view = memoryview(data)
@@ -273,9 +275,9 @@ def serve() -> None:
             except EOFError:
                 return
             if message[0] == "init":
-                _, specs, folder, number = message
+                _, specs, folder, number, segment = message
                 routes = {index: _Route(spec) for index, spec in specs.items()}
-                spool = _Spool(Path(folder), number)
+                spool = _Spool(Path(folder), number, segment)
                 continue
             assert spool is not None
             try:
