@@ -163,17 +163,21 @@ class _Spool:
         self.size = 0
         self._fd = -1
 
-    def write(self, data: bytes) -> tuple[int, int]:
-        """Append ``data``; where it starts: (segment, offset)."""
+    def write(self, pieces: list[bytes]) -> tuple[int, int]:
+        """Append ``pieces``, one after the other; where they start: (segment, offset)."""
         if self._fd < 0 or self.size >= self.limit:
             self._next()
         start = self.size
-        view = memoryview(data)
+        total = sum(len(piece) for piece in pieces)
         # At its offset: a page whose write failed part way (a full disk) fails the run, and
-        # nothing after it may land after its remains.
-        while view:
-            view = view[os.pwrite(self._fd, view, self.size) :]
-            self.size = start + len(data) - len(view)
+        # nothing after it may land after its remains. The pieces as they are: joining them
+        # first would copy a page's 1.7 MB once more.
+        written = os.pwritev(self._fd, pieces, start) if pieces else 0
+        if written < total:
+            view = memoryview(b"".join(pieces))[written:]
+            while view:
+                view = view[os.pwrite(self._fd, view, start + total - len(view)) :]
+        self.size = start + total
         return self.segment, start
 
     def _next(self) -> None:
@@ -287,7 +291,7 @@ def serve() -> None:
                     for r, chosen, ids in message[1]
                 ]
                 # Written once the whole page was staged: a failed page leaves nothing.
-                segment, start = spool.write(b"".join(texts))
+                segment, start = spool.write(texts)
                 answer: tuple[object, ...] = ("ok", segment, start, results)
             except Exception as exc:  # noqa: BLE001 - the parent raises it in the run
                 # Nothing of the failed page may reach the next page's answer.

@@ -151,9 +151,10 @@ def test_a_spool_segment_is_private_and_goes_once_its_pages_were_copied(tmp_path
     one is full; the run removes a segment when the worker has moved on and every page in it
     was copied or dropped, not before."""
     spool = worker._Spool(tmp_path, 3, segment=10)
-    assert spool.write(b"x" * 12) == (0, 0)
-    assert spool.write(b"y" * 4) == (1, 0)
-    assert spool.write(b"z" * 2) == (1, 4)
+    assert spool.write([b"x" * 5, b"", b"x" * 7]) == (0, 0)
+    assert spool.write([b"y" * 4]) == (1, 0)
+    assert spool.write([b"z", b"z"]) == (1, 4)
+    assert spool.write([]) == (1, 6)
     first, second = spool_path(tmp_path, 3, 0), spool_path(tmp_path, 3, 1)
     assert first.read_bytes() == b"x" * 12
     assert second.read_bytes() == b"y" * 4 + b"z" * 2
@@ -332,3 +333,21 @@ def test_objects_cross_the_pipe_unchanged(
     back = unpack(pickle.loads(pickle.dumps(pack(objects))))  # noqa: S301 - our own bytes
     assert back == objects
     assert all(o.last_modified.tzinfo is UTC for o in back)
+
+
+def test_a_short_spool_write_is_completed_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's pieces that the kernel wrote only in part (``pwritev`` may stop short) are
+    completed at their offsets: the segment holds the page whole, the next page after it."""
+    real = os.pwritev
+
+    def short(fd: int, pieces: list[bytes], offset: int) -> int:
+        return real(fd, [b"".join(pieces)[:3]], offset)
+
+    spool = worker._Spool(tmp_path, 0, segment=1 << 20)
+    monkeypatch.setattr(os, "pwritev", short)
+    assert spool.write([b"abcd", b"efgh"]) == (0, 0)
+    monkeypatch.setattr(os, "pwritev", real)
+    assert spool.write([b"ij"]) == (0, 8)
+    assert spool_path(tmp_path, 0, 0).read_bytes() == b"abcdefghij"
