@@ -87,7 +87,10 @@ class _AuditFile:
         self._pending = bytearray()
 
     def write(self, text: str) -> None:
-        self._pending += text.encode("utf-8")
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_bytes(self, data: bytes) -> None:
+        self._pending += data
         if len(self._pending) >= self._BLOCK:
             self.flush()
 
@@ -435,3 +438,15 @@ def write_rendered(level: str, text: str) -> None:
             _sinks.audit = saved
     if _sinks.audit is not None:
         _sinks.audit.write(text)
+
+
+def write_rendered_bytes(level: str, data: bytes) -> None:
+    """``write_rendered`` of the lines as UTF-8 (read back from a signing worker's spool
+    file): the audit log takes the bytes as they are, with no text made of them."""
+    if not data:
+        return
+    stderr = _sinks.stderr is not None and _sinks.stderr_level <= _LEVELS[level]
+    if _sinks.captured or stderr:
+        write_rendered(level, data.decode())
+    elif _sinks.audit is not None:
+        _sinks.audit.write_bytes(data)

@@ -9,6 +9,7 @@ does so; every module that writes a finished file uses it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -105,3 +106,50 @@ def private_dir(path: Path) -> Path:
                 folder.rmdir()
         raise
     return path
+
+
+def copy_range(source: int, offset: int, dest: int, size: int) -> None:
+    """Append ``size`` bytes of ``source`` from ``offset`` on to ``dest`` at its position.
+
+    In the kernel where it can (``copy_file_range``: no byte passes through Python); by
+    ``pread`` and ``write`` where the two files' systems or the kernel refuse it.
+    """
+    end = offset + size
+    while offset < end:
+        try:
+            copied = os.copy_file_range(source, dest, end - offset, offset)
+        except OSError as exc:
+            if exc.errno not in _NO_COPY_RANGE:
+                raise
+            break
+        if copied == 0:  # the source is shorter than said: never loop on it
+            raise OSError(errno.EIO, f"{size} bytes to copy, {end - offset} missing")
+        offset += copied
+    while offset < end:
+        data = os.pread(source, min(end - offset, 1 << 20), offset)
+        if not data:
+            raise OSError(errno.EIO, f"{size} bytes to copy, {end - offset} missing")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dest, view) :]
+        offset += len(data)
+
+
+_NO_COPY_RANGE = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
+)
+"""What ``copy_file_range`` says when it cannot copy between these two files (across file
+systems on old kernels, not a regular file, an ``O_APPEND`` destination, no such call)."""
+
+
+def read_range(source: int, offset: int, size: int) -> bytes:
+    """``size`` bytes of ``source`` from ``offset`` on (``OSError`` if it holds fewer)."""
+    pieces = []
+    end = offset + size
+    while offset < end:
+        data = os.pread(source, end - offset, offset)
+        if not data:
+            raise OSError(errno.EIO, f"{size} bytes to read, {end - offset} missing")
+        pieces.append(data)
+        offset += len(data)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)

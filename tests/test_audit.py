@@ -225,3 +225,23 @@ def test_a_workers_rendered_lines_reach_every_sink_as_emitted(tmp_path: Path) ->
     assert strip(stream.getvalue()) == strip(rendered)
     assert [e["key"] for e in events] == ["a.pdf", "b.pdf"]
     assert "abcdef0123" not in rendered
+
+
+def test_a_workers_lines_as_bytes_reach_every_sink_as_emitted(tmp_path: Path) -> None:
+    """Lines a signing worker rendered, read back from its spool as UTF-8
+    (``write_rendered_bytes``): the audit file gets the bytes as they are, and captures (which
+    want events) the events, as ``write_rendered`` gives them."""
+    records = [{"key": "a.pdf", "n": 1}, {"key": "café.pdf", "note": URL}]
+    with audit.collected() as lines:
+        audit.emit_many("debug", "link_issued", [dict(r) for r in records])
+        rendered = lines.take()
+    plain = tmp_path / "plain.jsonl"
+    with audit.audit_file(plain):
+        audit.write_rendered_bytes("debug", rendered.encode())
+        audit.write_rendered_bytes("debug", b"")
+    assert plain.read_bytes() == rendered.encode()
+    captured = tmp_path / "captured.jsonl"
+    with audit.audit_file(captured), audit.capture() as events:
+        audit.write_rendered_bytes("debug", rendered.encode())
+    assert captured.read_text() == rendered
+    assert [e["key"] for e in events] == ["a.pdf", "café.pdf"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sharebatch.files import atomic_writer, private_dir, write_json
+from sharebatch.files import atomic_writer, copy_range, private_dir, read_range, write_json
 
 
 def _mode(path: Path) -> int:
@@ -98,3 +98,41 @@ def test_private_dir_leaves_an_existing_folder_reached_through_dotdot_alone(
     private_dir(home / "new" / ".." / "out")
     assert _mode(home) == 0o755
     assert _mode(home / "new") == _mode(home / "out") == 0o700
+
+
+@pytest.mark.parametrize("append", [False, True])
+def test_copy_range_appends_the_bytes_asked_for(tmp_path: Path, append: bool) -> None:
+    """``copy_range`` appends exactly a range of the source after what the destination holds,
+    in the kernel or, where it refuses (an ``O_APPEND`` destination), by reading and writing."""
+    source = tmp_path / "spool"
+    source.write_bytes(b"0123456789" * 1000)
+    dest = tmp_path / "part"
+    dest.write_bytes(b"head:")
+    fd = os.open(source, os.O_RDONLY)
+    out = os.open(dest, os.O_WRONLY | (os.O_APPEND if append else 0))
+    try:
+        os.lseek(out, 0, os.SEEK_END)
+        copy_range(fd, 3, out, 9997)
+        copy_range(fd, 0, out, 0)
+        copy_range(fd, 1, out, 2)
+    finally:
+        os.close(fd)
+        os.close(out)
+    assert dest.read_bytes() == b"head:" + (b"0123456789" * 1000)[3:] + b"12"
+
+
+def test_copy_range_and_read_range_refuse_a_source_shorter_than_said(tmp_path: Path) -> None:
+    """A range past the source's end is an ``OSError``, never a short copy or an endless loop."""
+    source = tmp_path / "spool"
+    source.write_bytes(b"abc")
+    fd = os.open(source, os.O_RDONLY)
+    out = os.open(tmp_path / "part", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert read_range(fd, 1, 2) == b"bc"
+        with pytest.raises(OSError, match="missing"):
+            copy_range(fd, 1, out, 5)
+        with pytest.raises(OSError, match="missing"):
+            read_range(fd, 1, 5)
+    finally:
+        os.close(fd)
+        os.close(out)

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, cast, get_args
 
-from sharebatch.files import HashingWriter, atomic_writer, private_dir
+from sharebatch.files import HashingWriter, atomic_writer, copy_range, private_dir
 from sharebatch.models import (
     AddressingStyle,
     BucketTarget,
@@ -242,13 +242,26 @@ class PartFile:
             found.append(handle.take())
         return found[0], found[1] if len(found) > 1 else ""
 
-    def append(self, lines: str, rows: str, count: int, earliest: datetime | None) -> None:
-        """Rows staged elsewhere (by a signing worker's ``in_memory`` part), as they are."""
+    def copy_in(
+        self,
+        spool: int,
+        offset: int,
+        sizes: tuple[int, int],
+        count: int,
+        earliest: datetime | None,
+    ) -> None:
+        """``count`` rows a signing worker staged (its ``in_memory`` part's text, UTF-8, in
+        its spool file ``spool`` from ``offset`` on: ``sizes`` bytes of JSON lines, then of CSV
+        rows), copied as they are, after what this part holds already."""
         if not self._handles:
             self._open()
-        self._handles[0].write(lines)
-        if len(self._handles) > 1:
-            self._handles[1].write(rows)
+        for handle, size in zip(self._handles, sizes, strict=False):
+            assert not isinstance(handle, _Texts)
+            # Rows this process wrote before (pages signed here before the workers started)
+            # are on the disk before the copied ones.
+            handle.flush()
+            copy_range(spool, offset, handle.fileno(), size)
+            offset += size
         self.rows += count
         if earliest is not None and (
             self.earliest_expiry is None or earliest < self.earliest_expiry

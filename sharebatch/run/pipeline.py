@@ -20,10 +20,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
-from sharebatch.audit import get_logger, link_issued, write_rendered
+from sharebatch.audit import get_logger, link_issued, write_rendered_bytes
 from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
+from sharebatch.files import read_range
 from sharebatch.inventory.reader import Inventories
 from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
@@ -32,12 +34,12 @@ from sharebatch.run import pool as signing_pool
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
-from sharebatch.run.pool import Pool, Wanted, cores
+from sharebatch.run.pool import Answer, Pool, Wanted, cores
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
 from sharebatch.run.select import unlinkable as select_unlinkable
 from sharebatch.run.sign import RouteSigner, Signer, credential_limit, stage_chunk
-from sharebatch.run.worker import Result, RouteSpec
+from sharebatch.run.worker import RouteSpec
 from sharebatch.s3.gateway import Level, S3Gateway
 
 log = get_logger()
@@ -291,10 +293,13 @@ class _Workers:
     order is kept across the switch); on one core it never starts.
     """
 
-    def __init__(self, size: int, routes: dict[int, RouteSpec], auto: bool) -> None:
+    def __init__(
+        self, size: int, routes: dict[int, RouteSpec], auto: bool, spool: Path | None = None
+    ) -> None:
         self.size = size
         self.routes = routes
         self.auto = auto
+        self.spool = spool
         self.pool: Pool | None = None
         self.listed = 0
         self._started = asyncio.Event()
@@ -332,7 +337,8 @@ class _Workers:
                 link_ids=grant.link_ids,
                 csv=tally.csv,
             )
-        found = cls(size, routes, auto=workers is None)
+        # The workers' spool files: in the staging folder, gone with it whatever happens.
+        found = cls(size, routes, auto=workers is None, spool=folder.staging / "spool")
         if not found.auto:
             await found.start()
         return found
@@ -344,7 +350,8 @@ class _Workers:
         return cls(1, {}, auto=False)
 
     async def start(self) -> None:
-        pool = Pool(self.size, self.routes)
+        assert self.spool is not None
+        pool = Pool(self.size, self.routes, self.spool)
         try:
             await pool.start()
         except BaseException:
@@ -693,7 +700,7 @@ class _Pending:
         self.parts = parts
         self.tally = tally
         self._progress = progress
-        self._out: deque[tuple[asyncio.Future[list[Result]], _Unlinkable, _Fates]] = deque()
+        self._out: deque[tuple[asyncio.Future[Answer], _Unlinkable, _Fates]] = deque()
         self._pool: Pool | None = None
         self._error: BaseException | None = None
 
@@ -749,7 +756,7 @@ class _Pending:
             else:
                 answer.cancel()
             if self._pool is not None:
-                self._pool.done_with()
+                self._pool.done_with(answer)
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -766,12 +773,14 @@ class _Pending:
                 self._error = exc
             finally:
                 if self._pool is not None:
-                    self._pool.done_with()
+                    self._pool.done_with(answer)
 
     def _commit(
-        self, answer: asyncio.Future[list[Result]], unlinkable: _Unlinkable, fates: _Fates
+        self, answer: asyncio.Future[Answer], unlinkable: _Unlinkable, fates: _Fates
     ) -> None:
-        results = iter(answer.result())
+        staged = answer.result()
+        results = iter(staged.results)
+        spool, offset = staged.fd, staged.start
         for feed, chosen in zip(self.feeds, unlinkable, strict=False):
             feed.tally.skip_unlinkable(feed.route, self.tally.bucket, chosen)
         for feed, part, fate in zip(self.feeds, self.parts, fates, strict=True):
@@ -787,8 +796,11 @@ class _Pending:
             elif fate == "sent" and part is not None:
                 lines, rows, events, signed, earliest, clamped_to = next(results)
                 if signed:
-                    part.append(lines, rows, signed, earliest)
-                write_rendered("debug", events)
+                    part.copy_in(spool, offset, (lines, rows), signed, earliest)
+                offset += lines + rows
+                if events:
+                    write_rendered_bytes("debug", read_range(spool, offset, events))
+                offset += events
                 if clamped_to is not None and isinstance(tally.signer, Signer):
                     tally.signer.clamped_to = clamped_to
             if self._progress is not None and part is not None:

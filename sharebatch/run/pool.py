@@ -2,9 +2,13 @@
 
 The asyncio listing stays in the run's process; each page's signing, row staging and
 ``link_issued`` lines (nine tenths of a link's cost) go to one of N worker processes
-(``run/worker``), and the answers come back as text the run appends to its part files and
-audit log. ``pipeline`` keeps each listing's pages in order: the pages of one listing may be on
-several workers at once, and are appended in the order they were listed.
+(``run/worker``). A worker writes a page's text to its own spool file and answers with where
+it is (an ``Answer``); the run copies those bytes into its part files and audit log in the
+kernel (``PartFile.copy_in``), so no link's text crosses the pipe. ``pipeline`` keeps each
+listing's pages in order: the pages of one listing may be on several workers at once, and are
+copied in the order they were listed. The spool files (0600: presigned URLs) live in the
+run's staging folder; a segment is removed once every page in it was copied or dropped, and
+the folder with whatever is left when the pool closes, whatever ended the run.
 
 Workers are plain ``python -c`` children on pipes, not ``multiprocessing``: its start methods
 import the parent's ``__main__`` (the CLI, boto and all) into every child, and a worker needs
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import sys
 from collections import deque
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from sharebatch.errors import RunCrashed
 from sharebatch.models import ObjectRef
-from sharebatch.run.worker import BOOT, HEADER, Result, RouteSpec, pack
+from sharebatch.run.worker import BOOT, HEADER, SEGMENT, Result, RouteSpec, pack, spool_path
 
 AUTO_AFTER = 20_000
 """With ``workers`` left to the run, workers start once this many objects were listed: a
@@ -36,9 +41,8 @@ Wanted = list[tuple[int, list[ObjectRef], list[str] | None]]
 """Per route of a page: (route index, the objects it chose, their link ids or None)."""
 
 
-_ANSWER_LIMIT = 4 << 20
-"""Bytes of answers read ahead of the run's appending, per worker (memory: at most this much
-more than the answers themselves)."""
+SPOOL_SEGMENT = SEGMENT
+"""Bytes of a worker's spool segment (tests make it small, to see segments come and go)."""
 
 _PACKAGE = str(Path(__file__).resolve().parent.parent)
 """The folder a worker imports ``sharebatch`` from: this very copy."""
@@ -57,11 +61,75 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+class _Segment:
+    """One spool segment of a worker, open for reading while pages in it are to be copied."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.users = 0
+        self.finished = False  # the worker writes a later segment now
+
+    def release(self) -> None:
+        self.users -= 1
+        self.drop_if_done()
+
+    def drop_if_done(self) -> bool:
+        if self.finished and self.users <= 0 and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        return self.fd < 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Answer:
+    """A page a worker staged: ``results`` per route, their bytes from ``start`` on in the
+    spool segment open at ``fd``. ``release`` once copied or dropped."""
+
+    __slots__ = ("_segment", "results", "start")
+
+    def __init__(self, segment: _Segment, start: int, results: list[Result]) -> None:
+        self._segment = segment
+        self.start = start
+        self.results = results
+
+    @property
+    def fd(self) -> int:
+        return self._segment.fd
+
+    def release(self) -> None:
+        self._segment.release()
+
+
 class _Worker:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, number: int, spool: Path) -> None:
         self.process = process
-        self.waiting: deque[asyncio.Future[list[Result]]] = deque()
+        self.number = number
+        self.spool = spool
+        self.waiting: deque[asyncio.Future[Answer]] = deque()
         self.reader: asyncio.Task[None] | None = None
+        self.segments: dict[int, _Segment] = {}
+
+    def segment(self, number: int) -> _Segment:
+        """The segment an answer's page is in; the ones before it are complete."""
+        found = self.segments.get(number)
+        if found is None:
+            for older in list(self.segments.values()):
+                older.finished = True
+            self.segments = {k: s for k, s in self.segments.items() if not s.drop_if_done()}
+            found = self.segments[number] = _Segment(spool_path(self.spool, self.number, number))
+        return found
+
+    def close(self) -> None:
+        for segment in self.segments.values():
+            segment.close()
+        self.segments = {}
 
 
 class Pool:
@@ -73,9 +141,10 @@ class Pool:
     finishes one.
     """
 
-    def __init__(self, size: int, routes: dict[int, RouteSpec]) -> None:
+    def __init__(self, size: int, routes: dict[int, RouteSpec], spool: Path) -> None:
         self.size = size
         self._routes = routes
+        self._spool = spool
         self._workers: list[_Worker] = []
         self._room = asyncio.Semaphore(2 * size)
         self._broken: RunCrashed | None = None
@@ -90,8 +159,8 @@ class Pool:
 
     async def start(self) -> None:
         folder = _PACKAGE
-        init = _frame(("init", self._routes))
-        for _ in range(self.size):
+        self._spool.mkdir(mode=0o700)
+        for number in range(self.size):
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
@@ -99,29 +168,27 @@ class Pool:
                 folder,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
-                # An answer is ~1.7 KB a link, 1.7 MB a page: with the default 64 KiB limit the
-                # reader paused and resumed the pipe at every read of a page's answer.
-                limit=_ANSWER_LIMIT,
             )
-            worker = _Worker(process)
+            worker = _Worker(process, number, self._spool)
             self._workers.append(worker)
             worker.reader = asyncio.create_task(self._read(worker))
             assert process.stdin is not None
-            process.stdin.write(init)
+            init = ("init", self._routes, str(self._spool), number, SPOOL_SEGMENT)
+            process.stdin.write(_frame(init))
 
     @property
     def pids(self) -> list[int]:
         """The workers' process ids (tests stop one to see the run fail)."""
         return [worker.process.pid for worker in self._workers]
 
-    async def submit(self, wanted: Wanted) -> asyncio.Future[list[Result]]:
+    async def submit(self, wanted: Wanted) -> asyncio.Future[Answer]:
         """Send one page to the least busy worker; the future holds its answer."""
         await self._room.acquire()
         if self._broken is not None:
             self._room.release()
             raise self._broken
         worker = min(self._workers, key=lambda w: len(w.waiting))
-        answer: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         worker.waiting.append(answer)
         stdin = worker.process.stdin
         assert stdin is not None
@@ -132,9 +199,12 @@ class Pool:
             await self._ended(worker)
         return answer
 
-    def done_with(self) -> None:
-        """One answer ``submit`` gave was appended or dropped: room for the next page."""
+    def done_with(self, answer: asyncio.Future[Answer]) -> None:
+        """One answer ``submit`` gave was copied or dropped: room for the next page, and its
+        spool segment may go."""
         self._room.release()
+        if answer.done() and not answer.cancelled() and answer.exception() is None:
+            answer.result().release()
 
     async def _read(self, worker: _Worker) -> None:
         stdout = worker.process.stdout
@@ -142,14 +212,22 @@ class Pool:
         try:
             while True:
                 (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
-                kind, body = pickle.loads(await stdout.readexactly(size))  # noqa: S301 - our child
+                message = pickle.loads(await stdout.readexactly(size))  # noqa: S301 - our child
                 answer = worker.waiting.popleft()
-                if answer.done():  # its listing was cancelled meanwhile
+                if message[0] != "ok":
+                    if not answer.done():
+                        answer.set_exception(message[1])
                     continue
-                if kind == "ok":
-                    answer.set_result(body)
-                else:
-                    answer.set_exception(body)
+                _, number, start, results = message
+                try:
+                    segment = worker.segment(number)
+                except OSError as exc:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                    continue
+                if not answer.done():  # else its listing was cancelled meanwhile
+                    segment.users += 1
+                    answer.set_result(Answer(segment, start, results))
         except asyncio.IncompleteReadError:
             await self._ended(worker)
 
@@ -169,7 +247,8 @@ class Pool:
                 answer.set_exception(self._broken)
 
     async def close(self, *, kill: bool = False) -> None:
-        """End the workers: a closed pipe lets each finish, ``kill`` stops them at once."""
+        """End the workers: a closed pipe lets each finish, ``kill`` stops them at once; then
+        remove the spool files."""
         self._closing = True
         for worker in self._workers:
             WORKER_PEAKS_KIB.append(_peak_kib(worker.process.pid))
@@ -181,14 +260,21 @@ class Pool:
                     worker.process.kill()
                 elif worker.process.stdin is not None:
                     worker.process.stdin.close()
-        for worker in self._workers:
-            try:
-                await asyncio.wait_for(worker.process.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.kill()
-                await worker.process.wait()
-        self._workers = []
+        try:
+            for worker in self._workers:
+                try:
+                    await asyncio.wait_for(worker.process.wait(), 5)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.process.kill()
+                    await worker.process.wait()
+        finally:
+            # Presigned URLs: gone with the pool, however it ended (the staging folder's
+            # removal would take them too, but a run that fails late keeps it a while).
+            for worker in self._workers:
+                worker.close()
+            self._workers = []
+            shutil.rmtree(self._spool, ignore_errors=True)
 
 
 def _frame(message: object) -> bytes:

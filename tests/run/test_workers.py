@@ -19,13 +19,15 @@ import sys
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharebatch.models import ObjectRef
-from sharebatch.run.worker import BOOT, pack, unpack
+from sharebatch.run import pool, worker
+from sharebatch.run.worker import BOOT, pack, spool_path, unpack
 from tests.support import secretsguard, synthetic_run
 from tests.support.paths import ROOT
 
@@ -130,6 +132,46 @@ def test_workers_across_listings(tmp_path: Path) -> None:
     assert sorted(one["audit.jsonl"].splitlines()) == sorted(many["audit.jsonl"].splitlines())
     assert _by_listing(one["audit.jsonl"]) == _by_listing(many["audit.jsonl"])
     assert {"data", "more", "last"} <= set(_by_listing(one["audit.jsonl"]))
+
+
+def test_workers_spooling_in_small_segments(tmp_path: Path) -> None:
+    """Spool segments of 4 KiB (a new one at nearly every page, each removed once its pages
+    were copied): every file is still a one-process run's byte for byte, and no spool file is
+    left behind."""
+    one = _files(_frozen_run(tmp_path / "one", 1, 11))
+    many = _files(_frozen_run(tmp_path / "many", 2, 11, "--segment", "4096"))
+    assert sorted(many) == sorted(one)
+    for name, data in one.items():
+        assert many[name] == data, f"{name} differs with 4 KiB spool segments"
+    assert not [name for name in many if "spool" in name]
+
+
+def test_a_spool_segment_is_private_and_goes_once_its_pages_were_copied(tmp_path: Path) -> None:
+    """A worker's spool files are 0600 (presigned URLs) and a segment starts once the last
+    one is full; the run removes a segment when the worker has moved on and every page in it
+    was copied or dropped, not before."""
+    spool = worker._Spool(tmp_path, 3, segment=10)
+    assert spool.write([b"x" * 5, b"", b"x" * 7]) == (0, 0)
+    assert spool.write([b"y" * 4]) == (1, 0)
+    assert spool.write([b"z", b"z"]) == (1, 4)
+    assert spool.write([]) == (1, 6)
+    first, second = spool_path(tmp_path, 3, 0), spool_path(tmp_path, 3, 1)
+    assert first.read_bytes() == b"x" * 12
+    assert second.read_bytes() == b"y" * 4 + b"z" * 2
+    assert {oct(path.stat().st_mode & 0o777) for path in (first, second)} == {"0o600"}
+    held = pool._Worker(cast(Any, None), 3, tmp_path)
+    segment = held.segment(0)
+    segment.users += 2  # two pages in it, not copied yet
+    assert held.segment(0) is segment
+    later = held.segment(1)
+    later.users += 1
+    segment.release()
+    assert first.exists()  # one page of it still to copy
+    segment.release()
+    assert not first.exists()
+    later.release()
+    assert second.exists()  # the worker may still write to it: the pool's close removes it
+    held.close()
 
 
 def test_a_failed_listing_with_workers(tmp_path: Path) -> None:
@@ -291,3 +333,21 @@ def test_objects_cross_the_pipe_unchanged(
     back = unpack(pickle.loads(pickle.dumps(pack(objects))))  # noqa: S301 - our own bytes
     assert back == objects
     assert all(o.last_modified.tzinfo is UTC for o in back)
+
+
+def test_a_short_spool_write_is_completed_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's pieces that the kernel wrote only in part (``pwritev`` may stop short) are
+    completed at their offsets: the segment holds the page whole, the next page after it."""
+    real = os.pwritev
+
+    def short(fd: int, pieces: list[bytes], offset: int) -> int:
+        return real(fd, [b"".join(pieces)[:3]], offset)
+
+    spool = worker._Spool(tmp_path, 0, segment=1 << 20)
+    monkeypatch.setattr(os, "pwritev", short)
+    assert spool.write([b"abcd", b"efgh"]) == (0, 0)
+    monkeypatch.setattr(os, "pwritev", real)
+    assert spool.write([b"ij"]) == (0, 8)
+    assert spool_path(tmp_path, 0, 0).read_bytes() == b"abcdefghij"

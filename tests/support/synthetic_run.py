@@ -115,6 +115,7 @@ def main() -> int:
     parser.add_argument("--fail", default=None, help="a prefix whose listing breaks off")
     parser.add_argument("--botocore", action="store_true", help="a setting only botocore reads")
     parser.add_argument("--short", action="store_true", help="credentials ending in 1 hour")
+    parser.add_argument("--segment", type=int, default=None, help="pool.SPOOL_SEGMENT")
     args = parser.parse_args()
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -137,6 +138,8 @@ def main() -> int:
     link_ids.random_bits = deterministic_bits
     if args.auto_after is not None:
         pool.AUTO_AFTER = args.auto_after
+    if args.segment is not None:
+        pool.SPOOL_SEGMENT = args.segment
     sizes = random.Random(args.seed)  # noqa: S311 - page sizes, not secrets
     one_at_a_time = asyncio.Lock()
 
