@@ -17,13 +17,13 @@ wrote and writes no summary, so nothing of it looks complete and the next merge 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,7 +64,7 @@ from sharebatch.run.select import Selector
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
 from sharebatch.shards.assign import owned
-from sharebatch.shards.join import join
+from sharebatch.shards.join import READ_BUFFER, ROWS, Block, join, joined_bytes, merged
 from sharebatch.shards.record import ShardRecord
 from sharebatch.shards.segments import check as check_segments
 from sharebatch.shards.spec import ShardSpec
@@ -405,51 +405,66 @@ def _clear(run_dir: Path, plan: Plan) -> None:
 _STAMP = b'"timestamp": "'
 
 
-def _stamp(line: bytes) -> bytes:
-    """The first ``"timestamp": "..."`` value of an audit line (empty without one), by
+def _stamps(lines: list[bytes]) -> list[bytes]:
+    """The first ``"timestamp": "..."`` value of each audit line (empty without one), by
     ``bytes.find``: the regex ``"timestamp": "([^"]*)"`` cost more than the rest of a line's
     handling, and this is its first match (if the first such field name has no closing
     quote after it, no later one can: it would hold one)."""
-    start = line.find(_STAMP)
-    if start < 0:
-        return b""
-    start += len(_STAMP)
-    end = line.find(b'"', start)
-    return line[start:end] if end >= 0 else b""
+    skip = len(_STAMP)
+    return [
+        line[start:end]
+        if (start := line.find(_STAMP) + skip) >= skip and (end := line.find(b'"', start)) >= 0
+        else b""
+        for line in lines
+    ]
 
 
-def _events(shard: ShardRecord) -> Iterator[tuple[bytes, int, bytes]]:
-    """(timestamp, shard, line with its ``shard`` field) of each event the shard logged, as
-    UTF-8 bytes (their order is the text's)."""
+def _events(shard: ShardRecord) -> Iterator[Block]:
+    """The timestamps and lines (each with its ``shard`` field) of the events the shard
+    logged, in blocks, as UTF-8 bytes (their order is the text's)."""
     path = shard.path / "audit.jsonl"
     if not path.is_file():
         return
     named = ('"shard": ' + json.dumps(shard.spec.name)).encode()
     field = b"{" + named + b", "
-    index = shard.spec.index
-    with path.open("rb") as lines:
-        for line in lines:
-            if not line.startswith(b"{") or not line.endswith(b"\n"):
-                continue  # a line cut short by a kill: never part of the merged log
-            if named in line:
-                # The shard's own events that name it already keep their one field.
-                yield _stamp(line), index, line
-            elif line[1:2] == b'"':
-                yield _stamp(line), index, field + line[1:]
-            else:
-                # Another shape: str.lstrip's own whitespace, as the log was always merged.
-                text = line.decode("utf-8")
-                yield _stamp(line), index, field + text[1:].lstrip().encode("utf-8")
+    with path.open("rb", buffering=READ_BUFFER) as handle:
+        while lines := list(islice(handle, ROWS)):
+            block = b"".join(lines)
+            # Each line whole (ends with its line break), starting '{"', none naming its shard:
+            # the common block, given its field by one pass.
+            if (
+                named not in block
+                and block.startswith(b'{"')
+                and block.count(b"\n") == len(lines)
+                and block.count(b'\n{"') == len(lines) - 1
+            ):
+                yield _stamps(lines), [[field + line[1:] for line in lines]]
+                continue
+            kept = [text for line in lines if (text := _event(line, named, field)) is not None]
+            yield _stamps(kept), [kept]
+
+
+def _event(line: bytes, named: bytes, field: bytes) -> bytes | None:
+    """One logged line with its ``shard`` field; None for a line cut short by a kill (never
+    part of the merged log)."""
+    if not line.startswith(b"{") or not line.endswith(b"\n"):
+        return None
+    if named in line:
+        # The shard's own events that name it already keep their one field.
+        return line
+    if line[1:2] == b'"':
+        return field + line[1:]
+    # Another shape: str.lstrip's own whitespace, as the log was always merged.
+    return field + line.decode("utf-8")[1:].lstrip().encode("utf-8")
 
 
 def _merge_audit(path: Path, shards: list[ShardRecord]) -> None:
-    """The shards' events, merged by time (each shard's log is in time order already)."""
+    """The shards' events, merged by time (each shard's log is in time order already; rows
+    of one time in shard order)."""
     # Never through a symbolic link planted in the run folder (the audit log's own rule).
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
     with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
-        # (timestamp, shard, line): tuples compare by time, then shard, never further (a
-        # shard's lines are one stream, and heapq.merge holds one line of each).
-        out.writelines(event[2] for event in heapq.merge(*(_events(s) for s in shards)))
+        out.writelines(joined_bytes(merged([_events(s) for s in shards], 1)))
 
 
 async def _merge(

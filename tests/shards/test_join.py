@@ -12,15 +12,18 @@ import re
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharebatch.models import Link, ObjectRef
 from sharebatch.run.bundles import PartFile
+from sharebatch.shards import join as joins
 from sharebatch.shards import merge
-from sharebatch.shards.join import csv_rows, join, line_key
+from sharebatch.shards.join import Block, csv_rows, join, line_key, line_keys, merged, read_rows
 from sharebatch.shards.record import ShardRecord
 from sharebatch.shards.spec import ShardSpec
 from tests.support import tricky
@@ -97,13 +100,17 @@ _RECIPIENTS = st.one_of(
     _RECIPIENTS,
     st.lists(st.lists(_KEYS, max_size=12), min_size=2, max_size=4),
     st.booleans(),
+    st.integers(1, 5),
 )
 @settings(max_examples=200, deadline=None)
-def test_join_is_the_exact_join(recipient: str, groups: list[list[str]], with_csv: bool) -> None:
+def test_join_is_the_exact_join(
+    recipient: str, groups: list[list[str]], with_csv: bool, rows: int
+) -> None:
     """Keys with quotes, backslashes, controls, unicode, commas and line breaks, equal keys
-    across parts, a recipient that spells a key field: the byte join writes the very files
-    the csv/json join wrote, rows of equal keys in the order of the parts."""
-    with tempfile.TemporaryDirectory() as tmp:
+    across parts, a recipient that spells a key field, blocks of a few rows: the byte join
+    writes the very files the csv/json join wrote, rows of equal keys in the order of the
+    parts."""
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(joins, "ROWS", rows):
         folder = Path(tmp)
         parts = _staged(folder / "parts", recipient, groups, with_csv)
         fast = join(parts, PartFile(folder / "fast" / "p.jsonl", csv=with_csv))
@@ -126,6 +133,66 @@ def test_line_key_is_the_json_key(recipient: str, key: str) -> None:
         part.close()
         line = part.path.read_bytes()
     assert line_key(line) == json.loads(line)["key"].encode()
+    assert line_keys([line, line]) == [line_key(line)] * 2
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(tricky.texts(surrogates=False), st.integers()), min_size=1, max_size=5),
+        max_size=6,
+    ),
+    st.integers(1, 7),
+)
+@settings(max_examples=200, deadline=None)
+def test_read_rows_reads_whole_rows(table: list[list[object]], count: int) -> None:
+    """``count`` rows at a time, a quoted line break inside its row, till the end."""
+    written = []
+    for cells in table:
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+        written.append(buffer.getvalue().encode())
+    handle = io.BytesIO(b"".join(written))
+    found = []
+    while rows := read_rows(handle, count):
+        assert len(rows) == min(count, len(written) - len(found))
+        found += rows
+    assert found == written
+
+
+_SOURCE = st.lists(st.lists(st.sampled_from([b"", b"a", b"a/b", b"b", b"\xc3\xa9", b"z"])))
+
+
+@given(st.lists(_SOURCE, max_size=4), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_merged_is_heapq_merge(sources: list[list[list[bytes]]], ordered: bool) -> None:
+    """Sources in blocks of any size (empty ones too), equal keys within and across them,
+    sources in key order or not: ``merged`` gives ``heapq.merge``'s rows in its order."""
+    if ordered:
+        flat = [sorted(key for block in source for key in block) for source in sources]
+        sizes = [[len(block) for block in source] for source in sources]
+        sources = [
+            [flat[n][sum(size[:i]) : sum(size[: i + 1])] for i in range(len(size))]
+            for n, size in enumerate(sizes)
+        ]
+    tagged = [
+        [[key + b"|%d.%d" % (n, i) for i, key in enumerate(block)] for block in source]
+        for n, source in enumerate(sources)
+    ]
+
+    def blocks(source: list[list[bytes]], rows: list[list[bytes]]) -> Iterator[Block]:
+        for keys, block in zip(source, rows, strict=True):
+            yield keys, [block]
+
+    found = [
+        row
+        for block in merged([blocks(s, t) for s, t in zip(sources, tagged, strict=True)], 1)
+        for row in block[0]
+    ]
+    streams = [
+        list(zip(chain.from_iterable(s), repeat(n), chain.from_iterable(t), strict=False))
+        for n, (s, t) in enumerate(zip(sources, tagged, strict=True))
+    ]
+    assert found == [row for _, _, row in heapq.merge(*streams)]
 
 
 @given(
@@ -189,19 +256,29 @@ def _audit_line(draw: st.DrawFn) -> str:
     return line + "\n"
 
 
-@given(st.lists(st.lists(_audit_line(), max_size=8), min_size=1, max_size=3))
-@settings(max_examples=200, deadline=None)
-def test_audit_merge_is_the_exact_merge(logs: list[list[str]]) -> None:
+@given(
+    st.lists(st.lists(_audit_line(), max_size=8), min_size=1, max_size=3),
+    st.integers(1, 5),
+    st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_audit_merge_is_the_exact_merge(logs: list[list[str]], rows: int, ordered: bool) -> None:
     """Lines with and without a time, a nested ``timestamp``, a ``shard`` already named,
-    odd whitespace, lines cut short: the byte merge writes the regex merge's log."""
-    with tempfile.TemporaryDirectory() as tmp:
+    odd whitespace, lines cut short, logs in time order or not, blocks of a few lines: the
+    byte merge writes the regex merge's log."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.object(merge, "ROWS", rows),
+        mock.patch.object(joins, "ROWS", rows),
+    ):
         shards = []
         for index, lines in enumerate(logs):
             folder = Path(tmp) / str(index)
             folder.mkdir()
-            # Each shard's log is in time order, as a shard writes it.
-            ordered = sorted(lines, key=lambda line: _exact_stamp(line))
-            (folder / "audit.jsonl").write_text("".join(ordered), encoding="utf-8")
+            # A shard writes its log in time order; a clock set back would break it.
+            if ordered:
+                lines = sorted(lines, key=_exact_stamp)
+            (folder / "audit.jsonl").write_text("".join(lines), encoding="utf-8")
             spec = ShardSpec(index, len(logs))
             shards.append(ShardRecord(spec, folder, {}, "ok", ""))
         merged = Path(tmp) / "audit.jsonl"
