@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,13 +25,13 @@ from sharebatch.blocking import blocking
 from sharebatch.errors import Interrupted, RunCrashed, SharebatchError, UsageError
 from sharebatch.files import write_json
 from sharebatch.manifest.load import Manifest, load_manifest
-from sharebatch.models import Connection, Credentials, RunReport, RunSummary
+from sharebatch.models import BucketTarget, Connection, Credentials, RunReport, RunSummary
 from sharebatch.run import signals
 from sharebatch.run.cfsign import CloudFrontKeys
 from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, write_plan
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.pages import Pages, page_lifetimes
-from sharebatch.run.pipeline import first_error, stage
+from sharebatch.run.pipeline import Staged, first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
 from sharebatch.run.report import build_report
@@ -205,34 +205,19 @@ async def _run(
                         cloudfront=cloudfront.route_signer,
                         workers=workers,
                     )
-                    written = Written()
-                    if folder:
-                        # Every signer the write stage needs, before its first bundle: it
-                        # never reaches back into S3 itself.
-                        uploads = await Uploads.prepare(plan, gateway, credentials)
-                        written = await write_bundles(
-                            plan,
-                            staged,
-                            folder,
-                            run_id=run_id,
-                            credentials=credentials,
-                            targets={r.index: gateway.effective(r.target) for r in plan.routes},
-                            uploads=uploads,
-                            pages=await Pages.prepare(plan, gateway, credentials),
-                        )
-                        write_review(folder, plan, staged, written, run_id, started_at)
-                        write_delivery_plan(folder, plan, written, run_id, templates)
-                    signals.commit()
-                    report = build_report(
+                    report = await write_outputs(
                         plan,
                         staged,
-                        written.bundles,
-                        run_id,
-                        started_at,
-                        dry_run,
-                        page_failures=written.failures,
+                        folder,
+                        gateway,
+                        run_id=run_id,
+                        started_at=started_at,
+                        clock=clock,
+                        credentials=credentials,
+                        targets={r.index: gateway.effective(r.target) for r in plan.routes},
+                        templates=templates,
+                        dry_run=dry_run,
                     )
-                    report["duration_seconds"] = round(time.monotonic() - clock, 3)
                     summary = RunSummary(
                         run_id=run_id,
                         status=report["status"],
@@ -372,6 +357,54 @@ def _progress(plan: Plan, callback: ProgressCallback | None) -> Progress | None:
 
 
 Templates = dict[str, tuple[str | None, str | None]]
+
+
+async def write_outputs(
+    plan: Plan,
+    staged: Staged,
+    folder: RunFolder | None,
+    gateway: S3Gateway,
+    *,
+    run_id: str,
+    started_at: datetime,
+    clock: float,
+    credentials: Credentials,
+    targets: Mapping[int, BucketTarget],
+    templates: Templates,
+    signed_by: Credentials | None = None,
+    dry_run: bool = False,
+) -> RunReport:
+    """The write stage over what was staged, a run's or a merge's (one sequence for both):
+    upload slots and recipient pages signed with ``credentials``, the bundles (their headers
+    naming ``signed_by``, by default the same), the review page and ``delivery.json``; then,
+    past the point where a signal no longer breaks the run off, the report, its
+    ``duration_seconds`` counted from ``clock``. Without ``folder`` (a dry run), the report
+    alone."""
+    written = Written()
+    if folder:
+        # Every signer the write stage needs, before its first bundle: it never reaches back
+        # into S3 itself.
+        uploads = await Uploads.prepare(plan, gateway, credentials)
+        written = await write_bundles(
+            plan,
+            staged,
+            folder,
+            run_id=run_id,
+            credentials=signed_by or credentials,
+            targets=targets,
+            uploads=uploads,
+            pages=await Pages.prepare(plan, gateway, credentials),
+        )
+        write_review(folder, plan, staged, written, run_id, started_at)
+        write_delivery_plan(folder, plan, written, run_id, templates)
+    signals.commit()
+    report = build_report(
+        plan, staged, written.bundles, run_id, started_at, dry_run, page_failures=written.failures
+    )
+    report["duration_seconds"] = round(time.monotonic() - clock, 3)
+    return report
+
+
 """By template path: its text, and its ``.html`` sibling's (None when there is none)."""
 
 

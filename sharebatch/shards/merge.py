@@ -17,17 +17,13 @@ wrote and writes no summary, so nothing of it looks complete and the next merge 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
-import heapq
-import io
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,18 +56,15 @@ from sharebatch.models import (
 from sharebatch.run import signals
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.folder import RunFolder, RunLock
-from sharebatch.run.pages import Pages, page_settings
+from sharebatch.run.pages import page_settings
 from sharebatch.run.pipeline import PrefixTally, RouteTally, Staged, first_error
 from sharebatch.run.plan import Plan, build_plan
-from sharebatch.run.report import build_report
-from sharebatch.run.review import write_review
-from sharebatch.run.runner import read_templates, write_delivery_plan
+from sharebatch.run.runner import read_templates, write_outputs
 from sharebatch.run.select import Selector
-from sharebatch.run.slots import Uploads
-from sharebatch.run.write import Written, write_bundles
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
 from sharebatch.shards.assign import owned
+from sharebatch.shards.join import READ_BUFFER, ROWS, Block, join, joined_bytes, merged
 from sharebatch.shards.record import ShardRecord
 from sharebatch.shards.segments import check as check_segments
 from sharebatch.shards.spec import ShardSpec
@@ -290,7 +283,7 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
             if route.grant.source is not None and len(segments) > 1:
                 # Each shard's rows of an inventory prefix are in key order: merged by key.
                 tally.segments[position] = [
-                    _joined(segments, folder.part(route.index, position, csv=tally.csv))
+                    join(segments, folder.part(route.index, position, csv=tally.csv))
                 ]
             else:
                 # A listed (route, position) is one task's: its segments, from one shard or
@@ -307,51 +300,6 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
         signer_key_id=shards[0].record["credentials"]["access_key_id"],
         inventories=_RecordedInventories.of(plan, shards),
     )
-
-
-def _joined(parts: list[PartFile], into: PartFile) -> PartFile:
-    """``parts``, each in key order, as one part in key order (JSON lines and CSV rows
-    copied as the shards staged them): a k-way merge, one row of each part in memory."""
-    into.path.parent.mkdir(mode=0o700, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    with contextlib.ExitStack() as stack:
-        lines = stack.enter_context(
-            os.fdopen(os.open(into.path, flags, 0o600), "w", encoding="utf-8", newline="")
-        )
-        rows = None
-        if into.csv_path is not None:
-            rows = stack.enter_context(
-                os.fdopen(os.open(into.csv_path, flags, 0o600), "w", encoding="utf-8", newline="")
-            )
-        streams = [_keyed(part, stack) for part in parts]
-        for _, line, row in heapq.merge(*streams, key=lambda found: found[0]):
-            lines.write(line)
-            if rows is not None:
-                rows.write(row)
-    into.rows = sum(part.rows for part in parts)
-    ends = [part.earliest_expiry for part in parts if part.earliest_expiry is not None]
-    into.earliest_expiry = min(ends, default=None)
-    return into
-
-
-def _keyed(part: PartFile, stack: contextlib.ExitStack) -> Iterator[tuple[str, str, str]]:
-    """(key, JSON line, CSV row) of each staged row, in the part's order. A CSV row is read
-    with the csv module (a cell may hold a line break) and written back as it was."""
-    lines = stack.enter_context(part.path.open(encoding="utf-8", newline=""))
-    rows: Iterator[list[str]] = iter(())
-    if part.csv_path is not None:
-        rows = csv.reader(stack.enter_context(part.csv_path.open(encoding="utf-8", newline="")))
-    buffer = io.StringIO(newline="")
-    table = csv.writer(buffer, lineterminator="\r\n")
-    for line in lines:
-        text = ""
-        if part.csv_path is not None:
-            table.writerow(next(rows))
-            text = buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        # Python orders str by code point: UTF-8 byte order, S3's.
-        yield json.loads(line)["key"], line, text
 
 
 class _RecordedInventories(Inventories):
@@ -454,33 +402,69 @@ def _clear(run_dir: Path, plan: Plan) -> None:
             child.unlink()
 
 
-_STAMP = re.compile(r'"timestamp": "([^"]*)"')
+_STAMP = b'"timestamp": "'
 
 
-def _events(shard: ShardRecord) -> Iterator[tuple[str, int, str]]:
-    """(timestamp, shard, line with its ``shard`` field) of each event the shard logged."""
+def _stamps(lines: list[bytes]) -> list[bytes]:
+    """The first ``"timestamp": "..."`` value of each audit line (empty without one), by
+    ``bytes.find``: the regex ``"timestamp": "([^"]*)"`` cost more than the rest of a line's
+    handling, and this is its first match (if the first such field name has no closing
+    quote after it, no later one can: it would hold one)."""
+    skip = len(_STAMP)
+    return [
+        line[start:end]
+        if (start := line.find(_STAMP) + skip) >= skip and (end := line.find(b'"', start)) >= 0
+        else b""
+        for line in lines
+    ]
+
+
+def _events(shard: ShardRecord) -> Iterator[Block]:
+    """The timestamps and lines (each with its ``shard`` field) of the events the shard
+    logged, in blocks, as UTF-8 bytes (their order is the text's)."""
     path = shard.path / "audit.jsonl"
     if not path.is_file():
         return
-    named = '"shard": ' + json.dumps(shard.spec.name)
-    field = "{" + named + ", "
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.startswith("{") or not line.endswith("\n"):
-                continue  # a line cut short by a kill: never part of the merged log
-            stamp = _STAMP.search(line)
-            # The shard's own events that name it already keep their one field.
-            text = line if named in line else field + line[1:].lstrip()
-            yield (stamp[1] if stamp else "", shard.spec.index, text)
+    named = ('"shard": ' + json.dumps(shard.spec.name)).encode()
+    field = b"{" + named + b", "
+    with path.open("rb", buffering=READ_BUFFER) as handle:
+        while lines := list(islice(handle, ROWS)):
+            block = b"".join(lines)
+            # Each line whole (ends with its line break), starting '{"', none naming its shard:
+            # the common block, given its field by one pass.
+            if (
+                named not in block
+                and block.startswith(b'{"')
+                and block.count(b"\n") == len(lines)
+                and block.count(b'\n{"') == len(lines) - 1
+            ):
+                yield _stamps(lines), [[field + line[1:] for line in lines]]
+                continue
+            kept = [text for line in lines if (text := _event(line, named, field)) is not None]
+            yield _stamps(kept), [kept]
+
+
+def _event(line: bytes, named: bytes, field: bytes) -> bytes | None:
+    """One logged line with its ``shard`` field; None for a line cut short by a kill (never
+    part of the merged log)."""
+    if not line.startswith(b"{") or not line.endswith(b"\n"):
+        return None
+    if named in line:
+        # The shard's own events that name it already keep their one field.
+        return line
+    if line[1:2] == b'"':
+        return field + line[1:]
+    # Another shape: str.lstrip's own whitespace, as the log was always merged.
+    return field + line.decode("utf-8")[1:].lstrip().encode("utf-8")
 
 
 def _merge_audit(path: Path, shards: list[ShardRecord]) -> None:
-    """The shards' events, merged by time (each shard's log is in time order already)."""
+    """The shards' events, merged by time (each shard's log is in time order already; rows
+    of one time in shard order)."""
     # Never through a symbolic link planted in the run folder (the audit log's own rule).
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8", newline="") as out:
-        for _, _, line in heapq.merge(*(_events(s) for s in shards), key=lambda e: (e[0], e[1])):
-            out.write(line)
+    with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
+        out.writelines(joined_bytes(merged([_events(s) for s in shards], 1)))
 
 
 async def _merge(
@@ -521,29 +505,19 @@ async def _merge(
                             recipient=route.recipient,
                             max_links=staged.routes[route.index].selector.max_links,
                         )
-                written: Written = await write_bundles(
+                report = await write_outputs(
                     plan,
                     staged,
                     folder,
+                    gateway,
                     run_id=run_id,
-                    credentials=signed_by,
+                    started_at=started_at,
+                    clock=clock,
+                    credentials=credentials,
                     targets=targets,
-                    uploads=await Uploads.prepare(plan, gateway, credentials),
-                    pages=await Pages.prepare(plan, gateway, credentials),
+                    templates=templates,
+                    signed_by=signed_by,
                 )
-            write_review(folder, plan, staged, written, run_id, started_at)
-            write_delivery_plan(folder, plan, written, run_id, templates)
-            signals.commit()
-            report = build_report(
-                plan,
-                staged,
-                written.bundles,
-                run_id,
-                started_at,
-                False,
-                page_failures=written.failures,
-            )
-            report["duration_seconds"] = round(time.monotonic() - clock, 3)
             # The manifest the shards ran, as they named it (not the copy the merge read).
             report["manifest"]["path"] = shards[0].record["manifest"]["path"]
             _unchanged(folder.path, shards)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sharebatch.shards import merge as merging
+from sharebatch.run import runner
 from tests.support.faultproxy import fault_proxy
 from tests.support.inventory import rows_of, write_inventory
 from tests.support.s3 import S3
@@ -115,7 +115,8 @@ def test_merge_is_idempotent_and_two_at_once_agree(
         def full(*args: object, **kwargs: object) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        patched.setattr(merging, "write_review", full)
+        # The merge's write stage is the runner's (runner.write_outputs).
+        patched.setattr(runner, "write_review", full)
         broken = merge(out / "job-2")
     assert broken.returncode == 1
     assert "No space left on device" in broken.stderr
