@@ -41,9 +41,6 @@ from sharebatch.models import LINK_ID_PARAM
 
 _NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
-# ``link_id_of``'s plain case in one search from the query's "?": the first parameter so
-# named, its value up to the next "&" or space.
-_PLAIN_ID = re.compile(f"[?&]{re.escape(_NAME_IS)}([^& ]*+)")
 
 
 class AccessRecord(NamedTuple):
@@ -520,7 +517,7 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     good_ipv6 = _good_ipv6
     hit = _hit
     name_is = _NAME_IS
-    plain_id = _PLAIN_ID.search
+    name_length = _NAME_LENGTH
     number = first - 1
     for text in texts:
         number += 1
@@ -543,17 +540,28 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
                 if (moment is not None or _converts(stamp)) and (
                     ":" not in ip or ip in good_ipv6 or _ipv6(ip)
                 ):
-                    # ``link_id_of(uri)``, its common case inline.
-                    query = -1 if uri is None else uri.find("?")
-                    plain = None if query < 0 else plain_id(uri, query)
-                    if plain is not None:
-                        link_id = plain[1]
+                    # ``link_id_of(uri)``, its plain case inline, by ``find`` (a regex
+                    # search from the "?" tried its first character at every position of
+                    # the query: 2.3 us a line against 0.5).
+                    link_id = None
+                    found = -1
+                    if uri is not None:
+                        query = uri.find("?")
+                        if query >= 0:
+                            found = uri.find(name_is, query)
+                            while found >= 0 and uri[found - 1] not in "?&":
+                                found = uri.find(name_is, found + 1)
+                    if found >= 0:
+                        begin = found + name_length
+                        end = uri.find("&", begin)
+                        if end < 0:
+                            end = len(uri)
+                        space = uri.find(" ", begin, end)
+                        link_id = uri[begin : end if space < 0 else space]
                         if "%" in link_id:
                             link_id = unquote(link_id)
                     elif uri is not None and "%" in uri:
                         link_id = link_id_of(uri)
-                    else:
-                        link_id = None
                     if link_id is None:
                         other += 1
                         continue
