@@ -87,6 +87,12 @@ class Hit(NamedTuple):
     user_agent: str | None
 
 
+HitRow = tuple[str, str, str | None, datetime, str, str, int | None, int, int | None, str | None]
+"""A ``Hit``'s fields as a plain tuple (``scan_rows``): a named tuple is made from a tuple
+made first, 0.85 us more a record than the tuple alone (measured at load 4), and ``usage``
+unpacks every one of them at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class BadLine:
     """A line that does not parse: where it is, and why.
@@ -466,6 +472,25 @@ class Scan:
         return len(self.hits) + self.other + len(self.bad)
 
 
+@dataclass(slots=True)
+class ScanRows:
+    """``Scan`` with the hits as plain tuples in ``Hit``'s field order (``scan_rows``)."""
+
+    hits: list[HitRow]
+    other: int
+    bad: list[BadLine]
+
+    @property
+    def lines(self) -> int:
+        """The lines counted: every record and bad line (an empty line is neither)."""
+        return len(self.hits) + self.other + len(self.bad)
+
+
+def hit_of_row(row: HitRow) -> Hit:
+    """``row`` as its ``Hit``."""
+    return _hit(row)
+
+
 def hit_of(record: AccessRecord) -> Hit:
     """``record``'s ``Hit`` (it must carry a link id)."""
     if record.link_id is None:
@@ -507,7 +532,20 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     Most of a bucket's log is other clients' requests: such a line is matched and its time
     checked, no more; its fields are never taken out of the match.
     """
-    hits: list[Hit] = []
+    rows = scan_rows(file, first, texts)
+    return Scan([_hit(row) for row in rows.hits], rows.other, rows.bad)
+
+
+def scan_rows_of(items: Iterable[AccessRecord | BadLine]) -> ScanRows:
+    """``parse_lines``' items as ``scan_rows`` gives them."""
+    scan = scan_of(items)
+    return ScanRows(list(scan.hits), scan.other, scan.bad)
+
+
+def scan_rows(file: str, first: int, texts: Iterable[str]) -> ScanRows:
+    """``scan_lines`` with each hit a plain tuple (``HitRow``), not a ``Hit``: what ``usage``
+    reads, a million lines at a time."""
+    hits: list[HitRow] = []
     bad: list[BadLine] = []
     other = 0
     append = hits.append
@@ -515,7 +553,6 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     match_check = _CHECK.match
     times = _times
     good_ipv6 = _good_ipv6
-    hit = _hit
     name_is = _NAME_IS
     name_length = _NAME_LENGTH
     number = first - 1
@@ -566,19 +603,17 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
                         other += 1
                         continue
                     append(
-                        hit(
-                            (
-                                link_id,
-                                bucket,
-                                None if key == "-" else key,
-                                moment or times[stamp],
-                                ip,
-                                operation,
-                                None if status == "-" else int(status),
-                                0 if sent == "-" else int(sent),
-                                None if size == "-" else int(size),
-                                None if agent is None or agent == "-" else agent,
-                            )
+                        (
+                            link_id,
+                            bucket,
+                            None if key == "-" else key,
+                            moment or times[stamp],
+                            ip,
+                            operation,
+                            None if status == "-" else int(status),
+                            0 if sent == "-" else int(sent),
+                            None if size == "-" else int(size),
+                            None if agent is None or agent == "-" else agent,
                         )
                     )
                     continue
@@ -590,7 +625,7 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
                 other += 1
             else:
                 append(hit_of(item))
-    return Scan(hits, other, bad)
+    return ScanRows(hits, other, bad)
 
 
 def _converts(stamp: str) -> bool:
