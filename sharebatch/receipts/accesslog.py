@@ -41,9 +41,6 @@ from sharebatch.models import LINK_ID_PARAM
 
 _NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
-# ``link_id_of``'s plain case in one search from the query's "?": the first parameter so
-# named, its value up to the next "&" or space.
-_PLAIN_ID = re.compile(f"[?&]{re.escape(_NAME_IS)}([^& ]*+)")
 
 
 class AccessRecord(NamedTuple):
@@ -88,6 +85,12 @@ class Hit(NamedTuple):
     bytes_sent: int
     object_size: int | None
     user_agent: str | None
+
+
+HitRow = tuple[str, str, str | None, datetime, str, str, int | None, int, int | None, str | None]
+"""A ``Hit``'s fields as a plain tuple (``scan_rows``): a named tuple is made from a tuple
+made first, 0.85 us more a record than the tuple alone (measured at load 4), and ``usage``
+unpacks every one of them at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +472,25 @@ class Scan:
         return len(self.hits) + self.other + len(self.bad)
 
 
+@dataclass(slots=True)
+class ScanRows:
+    """``Scan`` with the hits as plain tuples in ``Hit``'s field order (``scan_rows``)."""
+
+    hits: list[HitRow]
+    other: int
+    bad: list[BadLine]
+
+    @property
+    def lines(self) -> int:
+        """The lines counted: every record and bad line (an empty line is neither)."""
+        return len(self.hits) + self.other + len(self.bad)
+
+
+def hit_of_row(row: HitRow) -> Hit:
+    """``row`` as its ``Hit``."""
+    return _hit(row)
+
+
 def hit_of(record: AccessRecord) -> Hit:
     """``record``'s ``Hit`` (it must carry a link id)."""
     if record.link_id is None:
@@ -510,7 +532,20 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     Most of a bucket's log is other clients' requests: such a line is matched and its time
     checked, no more; its fields are never taken out of the match.
     """
-    hits: list[Hit] = []
+    rows = scan_rows(file, first, texts)
+    return Scan([_hit(row) for row in rows.hits], rows.other, rows.bad)
+
+
+def scan_rows_of(items: Iterable[AccessRecord | BadLine]) -> ScanRows:
+    """``parse_lines``' items as ``scan_rows`` gives them."""
+    scan = scan_of(items)
+    return ScanRows(list(scan.hits), scan.other, scan.bad)
+
+
+def scan_rows(file: str, first: int, texts: Iterable[str]) -> ScanRows:
+    """``scan_lines`` with each hit a plain tuple (``HitRow``), not a ``Hit``: what ``usage``
+    reads, a million lines at a time."""
+    hits: list[HitRow] = []
     bad: list[BadLine] = []
     other = 0
     append = hits.append
@@ -518,9 +553,8 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
     match_check = _CHECK.match
     times = _times
     good_ipv6 = _good_ipv6
-    hit = _hit
     name_is = _NAME_IS
-    plain_id = _PLAIN_ID.search
+    name_length = _NAME_LENGTH
     number = first - 1
     for text in texts:
         number += 1
@@ -543,34 +577,43 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
                 if (moment is not None or _converts(stamp)) and (
                     ":" not in ip or ip in good_ipv6 or _ipv6(ip)
                 ):
-                    # ``link_id_of(uri)``, its common case inline.
-                    query = -1 if uri is None else uri.find("?")
-                    plain = None if query < 0 else plain_id(uri, query)
-                    if plain is not None:
-                        link_id = plain[1]
+                    # ``link_id_of(uri)``, its plain case inline, by ``find`` (a regex
+                    # search from the "?" tried its first character at every position of
+                    # the query: 2.3 us a line against 0.5).
+                    link_id = None
+                    found = -1
+                    if uri is not None:
+                        query = uri.find("?")
+                        if query >= 0:
+                            found = uri.find(name_is, query)
+                            while found >= 0 and uri[found - 1] not in "?&":
+                                found = uri.find(name_is, found + 1)
+                    if found >= 0:
+                        begin = found + name_length
+                        end = uri.find("&", begin)
+                        if end < 0:
+                            end = len(uri)
+                        space = uri.find(" ", begin, end)
+                        link_id = uri[begin : end if space < 0 else space]
                         if "%" in link_id:
                             link_id = unquote(link_id)
                     elif uri is not None and "%" in uri:
                         link_id = link_id_of(uri)
-                    else:
-                        link_id = None
                     if link_id is None:
                         other += 1
                         continue
                     append(
-                        hit(
-                            (
-                                link_id,
-                                bucket,
-                                None if key == "-" else key,
-                                moment or times[stamp],
-                                ip,
-                                operation,
-                                None if status == "-" else int(status),
-                                0 if sent == "-" else int(sent),
-                                None if size == "-" else int(size),
-                                None if agent is None or agent == "-" else agent,
-                            )
+                        (
+                            link_id,
+                            bucket,
+                            None if key == "-" else key,
+                            moment or times[stamp],
+                            ip,
+                            operation,
+                            None if status == "-" else int(status),
+                            0 if sent == "-" else int(sent),
+                            None if size == "-" else int(size),
+                            None if agent is None or agent == "-" else agent,
                         )
                     )
                     continue
@@ -582,7 +625,7 @@ def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
                 other += 1
             else:
                 append(hit_of(item))
-    return Scan(hits, other, bad)
+    return ScanRows(hits, other, bad)
 
 
 def _converts(stamp: str) -> bool:

@@ -28,10 +28,10 @@ from sharebatch.models import BucketTarget
 from sharebatch.receipts.accesslog import (
     AccessRecord,
     BadLine,
-    Scan,
+    ScanRows,
     parse_lines,
-    scan_lines,
-    scan_of,
+    scan_rows,
+    scan_rows_of,
 )
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.visible import visible
@@ -55,7 +55,7 @@ _COMPRESSED = (
 
 
 Items = list[AccessRecord | BadLine]
-B = TypeVar("B", Items, Scan)
+B = TypeVar("B", Items, ScanRows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class _Form(Generic[B]):
 
 
 _ITEMS: _Form[Items] = _Form(parse_lines, list)
-_SCANS: _Form[Scan] = _Form(scan_lines, scan_of)
+_SCANS: _Form[ScanRows] = _Form(scan_rows, scan_rows_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +141,9 @@ async def read_scans(
     gateway: S3Gateway | None,
     *,
     on_file: Callable[[str], None] | None = None,
-) -> AsyncGenerator[Scan, None]:
-    """``read_batches``' lines as ``usage`` counts them (``accesslog.scan_lines``): per batch
-    the records with a link id, how many carry none, and the bad lines."""
+) -> AsyncGenerator[ScanRows, None]:
+    """``read_batches``' lines as ``usage`` counts them (``accesslog.scan_rows``): per batch
+    the records with a link id as plain tuples, how many carry none, and the bad lines."""
     async with contextlib.aclosing(_read(source, gateway, on_file, _SCANS)) as batches:
         async for batch in batches:
             yield batch

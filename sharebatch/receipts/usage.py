@@ -62,7 +62,15 @@ from sharebatch.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, LinkError, Usage
 from sharebatch.files import atomic_writer
 from sharebatch.lifecycle.inspect import read_url
 from sharebatch.models import Connection
-from sharebatch.receipts.accesslog import AccessRecord, BadLine, Hit, Scan, scan_of
+from sharebatch.receipts.accesslog import (
+    AccessRecord,
+    BadLine,
+    Hit,
+    Scan,
+    ScanRows,
+    hit_of_row,
+    scan_of,
+)
 from sharebatch.receipts.page import refresh_receipts
 from sharebatch.receipts.sources import LogSource, read_scans
 from sharebatch.run.bundles import BundleHeader, csv_cell
@@ -611,11 +619,12 @@ class _Join:
         """Count records and bad lines (``add_scan`` of ``accesslog.scan_of(items)``)."""
         self.add_scan(scan_of(items), count)
 
-    def add_scan(self, scan: Scan, count: _SourceCount) -> None:
+    def add_scan(self, scan: Scan | ScanRows, count: _SourceCount) -> None:
         """Count a batch of lines: its bad lines, its records without an id, and its hits
-        in their order. One call per batch, and a hit of a link's own object counted here
-        inline (``_Tally.add``'s work): this loop sees every record of ours, so each call
-        and attribute look-up saved is saved a million times."""
+        in their order (``Hit``s or plain tuples of their fields). One call per batch, and a
+        hit of a link's own object counted here inline (``_Tally.add``'s work): this loop
+        sees every record of ours, so each call and attribute look-up saved is saved a
+        million times."""
         bad = scan.bad
         count.lines += scan.lines
         if bad:
@@ -650,12 +659,12 @@ class _Join:
                 agent = agents.get(agent) or self.agent(agent)
             link = links.get(link_id)
             if link is None:
-                self._stranger(item, link_id, ip, network, agent)
+                self._stranger(hit_of_row(item), link_id, ip, network, agent)
                 continue
             # The link's own object, or the id sent along to another one (``_same_key`` only
             # when the key is not written as it was issued).
             if bucket != link.bucket or (key != link.key and not _same_key(key, link)):
-                self._misused(item, link, ip, network, agent)
+                self._misused(hit_of_row(item), link, ip, network, agent)
                 continue
             tally = link.tally
             if tally is UNUSED:

@@ -1,4 +1,5 @@
-"""``scan_lines``, the reading ``usage`` does, against the exact field-by-field parser."""
+"""``scan_lines`` and ``scan_rows``, the reading ``usage`` does, against the exact
+field-by-field parser."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from sharebatch.receipts.accesslog import (
     Scan,
     _parse_slowly,
     hit_of,
+    link_id_of,
     parse_lines,
     scan_lines,
     scan_of,
+    scan_rows,
+    scan_rows_of,
 )
 from tests.support.accesslog import QUOTE_FLOODS, log_line
 
@@ -219,3 +223,60 @@ def test_times_of_one_minute_convert_as_each_alone(stamps: list[tuple[str, str, 
         (item,) = parse_lines("f", 1, [text])
         got = item.time if isinstance(item, AccessRecord) else None
         assert got == expected, stamp
+
+
+# Pieces a query is made of around the id's name: separators, the name written plainly, with
+# a prefix, percent-encoded or cut short, values plain and encoded, spaces (the query ends at
+# the first), and a "?" more than once.
+QUERY_PIECES = st.sampled_from(
+    [
+        "?",
+        "&",
+        "=",
+        " ",
+        "%",
+        "%2D",
+        "%20",
+        "x-sharebatch-id=",
+        "x-sharebatch-id",
+        "my-x-sharebatch-id=",
+        "x%2Dsharebatch-id=",
+        "X-Amz-Credential=A%2F1",
+        ID,
+        "%33f9a",
+        "a",
+        "/",
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(QUERY_PIECES, max_size=12), st.sampled_from(["GET /b/k", "GET /b/k?", ""]))
+def test_the_id_scan_rows_reads_is_link_id_of_for_any_query(pieces: list[str], start: str) -> None:
+    """Whatever a Request-URI's query holds around ``x-sharebatch-id`` (the name twice, in
+    the path, encoded, after a space, empty, cut short), ``scan_rows`` reads the id
+    ``link_id_of`` reads, and its row holds exactly the fields of the exact parser's hit."""
+    uri = start + "".join(pieces) + " HTTP/1.1"
+    text = log_line(
+        bucket="q3-share",
+        time=datetime(2026, 12, 2, 13, 45, 6, tzinfo=UTC),
+        request_uri=uri,
+        key="reports/q3.pdf",
+    )
+    exact = [_exact("f", 3, text)]
+    rows = scan_rows("f", 3, [text])
+    assert rows == scan_rows_of(exact)
+    expected = link_id_of(uri)
+    assert [row[0] for row in rows.hits] == ([] if expected is None else [expected])
+    assert rows.other == (expected is None)
+    assert [tuple(hit) for hit in scan_lines("f", 3, [text]).hits] == rows.hits
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(lines(), min_size=1, max_size=6))
+def test_scan_rows_are_scan_lines_hits_as_plain_tuples(texts: list[str]) -> None:
+    """``scan_rows`` (what ``usage`` reads) gives, for any lines, the same counts and bad
+    lines as ``scan_lines`` and each hit's fields in ``Hit``'s order."""
+    scan, rows = scan_lines("f", 1, texts), scan_rows("f", 1, texts)
+    assert (rows.other, rows.bad, rows.lines) == (scan.other, scan.bad, scan.lines)
+    assert rows.hits == [tuple(hit) for hit in scan.hits]

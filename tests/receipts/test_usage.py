@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from sharebatch.delivery.remind import read_receipts
 from sharebatch.errors import LinkError, UsageError
 from sharebatch.receipts import usage as usage_module
-from sharebatch.receipts.accesslog import AccessRecord, BadLine, parse_line
+from sharebatch.receipts.accesslog import (
+    AccessRecord,
+    BadLine,
+    parse_line,
+    scan_lines,
+    scan_rows,
+)
 from sharebatch.receipts.sources import parse_source
 from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
@@ -690,6 +696,43 @@ def test_a_batch_is_counted_as_its_records_one_by_one(run: UsageRun) -> None:
         reference.late_networks = link.tally.late_networks
         assert repr(reference) == repr(link.tally), name
     assert batch.links[run.ids["a"]].tally.late == 2
+
+
+def test_hits_as_plain_tuples_count_as_the_hits_do(run: UsageRun) -> None:
+    """``usage`` reads hits as plain tuples (``scan_rows``): a join fed those holds what a
+    join fed ``Hit``s (``scan_lines``) and one fed the parsed records hold, strangers,
+    misused and malformed ids included (their tallies read the hit's fields by name)."""
+    renewed = run.renewed + timedelta(minutes=5)
+    texts = [
+        run.line("a", renewed),
+        run.line("a", renewed + timedelta(seconds=1), status=206, remote_ip="10.0.1.1"),
+        run.line("b", run.renewed - timedelta(minutes=5), user_agent="x" * 300),
+        "not a record",
+        run.line("c", renewed, status=403, error_code="AccessDenied", remote_ip="2001:db8::1"),
+        log_line(bucket=BUCKET, time=renewed, request_uri=run.uri("c", None), key="other.pdf"),
+        run.line("a", renewed, link_id="0" * 16),
+        run.line("a", renewed, link_id="not-an-id"),
+        log_line(bucket=BUCKET, time=renewed, request_uri="HEAD /x HTTP/1.1", key="x"),
+    ]
+    rows, hits, records = (_Join(read_run(run.run_dir)) for _ in range(3))
+    counts = [_SourceCount("x") for _ in range(3)]
+    rows.add_scan(scan_rows("f", 1, texts), counts[0])
+    hits.add_scan(scan_lines("f", 1, texts), counts[1])
+    items: list[Any] = []
+    for number, text in enumerate(texts, 1):
+        try:
+            items.append(parse_line(text))
+        except ValueError as exc:
+            items.append(BadLine("f", number, str(exc)))
+    records.add_batch(items, counts[2])
+    assert _tallies(rows) == _tallies(hits) == _tallies(records)
+    assert repr(counts[0]) == repr(counts[1]) == repr(counts[2])
+    assert (len(rows.misused), len(rows.unknown), rows.malformed.requests, rows.bad) == (
+        1,
+        1,
+        1,
+        1,
+    )
 
 
 def test_signals_read_as_the_list_usage_json_holds(run: UsageRun, tmp_path: Path) -> None:
