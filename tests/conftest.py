@@ -33,6 +33,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "secrets_on_stdout: the command's data on stdout is links (stderr still guarded)"
     )
+    config.addinivalue_line(
+        "markers",
+        "own_clock: runs sharebatch under a clock of its own (faketime -f), whatever the real "
+        "one says; the clock pass (make test-clock) leaves it out",
+    )
 
 
 @pytest.hookimpl(wrapper=True)

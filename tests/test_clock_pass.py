@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
@@ -116,6 +117,34 @@ def test_the_parts_cover_every_test_module() -> None:
     assert covered == set((ROOT / "tests").rglob("test_*.py")) - set(
         (ROOT / "tests" / "support").rglob("test_*.py")
     )
+
+
+def test_only_tests_that_freeze_their_own_clock_leave_the_pass() -> None:
+    """The clock pass deselects ``own_clock`` tests, and each of them runs sharebatch through a
+    helper that starts it under ``faketime -f`` (a frozen clock the outer shift cannot reach):
+    a test marked so by mistake would silently lose its run on the shifted clock."""
+    assert "-m 'not own_clock'" in (ROOT / "Makefile").read_text()
+    frozen = {"_frozen_run", "run_frozen"}
+    marked = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and any(
+                ast.unparse(d) == "pytest.mark.own_clock" for d in node.decorator_list
+            ):
+                called = {
+                    ast.unparse(c.func).rpartition(".")[2]
+                    for c in ast.walk(node)
+                    if isinstance(c, ast.Call)
+                }
+                assert called & frozen, f"{path.name}::{node.name} calls none of {frozen}"
+                marked.append(node.name)
+    assert len(marked) >= 2
+    helpers = (
+        ROOT / "tests" / "run" / "test_workers.py",
+        ROOT / "tests" / "support" / "golden_run.py",
+    )
+    for helper in helpers:
+        assert '"faketime", "-m", "-f", FROZEN_AT' in helper.read_text(encoding="utf-8"), helper
 
 
 @pytest.mark.skipif(

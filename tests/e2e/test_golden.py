@@ -19,12 +19,15 @@ import shutil
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.support import golden_run
 
 EXPECTED = golden_run.EXPECTED
 _masked, _files = golden_run.masked, golden_run.files
 
 
+@pytest.mark.own_clock
 def test_the_golden_run_produces_the_committed_files(tmp_path: Path) -> None:
     """Same file names, same bytes (durations aside), every file 0600 and folder 0700."""
     produced = golden_run.run_frozen(tmp_path)

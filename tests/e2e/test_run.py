@@ -81,13 +81,13 @@ def bundle_rows(bundle: Path) -> list[dict[str, str]]:
 def finished_run(
     moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, Path, dict[str, bytes]]]:
-    """One full run of MANIFEST (slow to seed: 1,200 objects), shared by the tests below."""
+    """One full run of MANIFEST (1,200 objects, straight into moto), for the tests below."""
     tmp_path = tmp_path_factory.mktemp("run")
     with pytest.MonkeyPatch.context() as mp, fresh_s3(moto_endpoint) as s3:
         seal_aws_env(mp, tmp_path_factory.mktemp("aws"))
         use_test_credentials(mp)
         files = _files()
-        s3.bucket(BUCKET, files)
+        s3.bucket(BUCKET, files, over_http=False)
         manifest = write_manifest(tmp_path / "q3.yml", MANIFEST)
         result = invoke(
             "run", str(manifest), "--out", str(tmp_path / "out"), "--endpoint-url", s3.endpoint

@@ -45,10 +45,8 @@ def documented() -> dict[str, int]:
 
 def test_bytes_a_link_match_a_real_run(s3: S3, tmp_path: Path) -> None:
     """links.csv, links.json, audit.jsonl and index.html, each within 10% of the table."""
-    s3.bucket("acme-reports", {})
-    for i in range(LINKS):
-        key = f"reports/2026-Q3/shared/region-{i % 7}/statement-{i:07d}.pdf"
-        s3.client.put_object(Bucket="acme-reports", Key=key, Body=b"x")
+    keys = (f"reports/2026-Q3/shared/region-{i % 7}/statement-{i:07d}.pdf" for i in range(LINKS))
+    s3.bucket("acme-reports", dict.fromkeys(keys, b"x"), over_http=False)
     manifest = write_manifest(tmp_path / "m.yml", MANIFEST)
     result = CliRunner().invoke(
         app,

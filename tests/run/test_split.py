@@ -38,7 +38,7 @@ def test_split_listing_matches_the_flat_order(
 ) -> None:
     """Sub-folders are listed as separate prefixes; rows come in the one-listing order."""
     files = _files()
-    s3.bucket("split-bucket", files)
+    s3.bucket("split-bucket", files, over_http=False)
     listed: list[str] = []
     original = Listing.list_pages
 

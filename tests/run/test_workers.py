@@ -79,6 +79,7 @@ def _files(run: Path) -> dict[str, bytes]:
     return found
 
 
+@pytest.mark.own_clock
 @pytest.mark.parametrize(("workers", "seed"), [(2, 1), (2, 2), (3, 3)])
 def test_workers_write_what_one_process_writes(tmp_path: Path, workers: int, seed: int) -> None:
     """Every file of a run (bundles, summary, review page, audit log with its order) is the
@@ -96,6 +97,7 @@ def test_workers_write_what_one_process_writes(tmp_path: Path, workers: int, see
     assert summary["status"] == "partial"
 
 
+@pytest.mark.own_clock
 def test_workers_started_mid_run_by_default(tmp_path: Path) -> None:
     """With ``workers`` left to the run, the pool starts once AUTO_AFTER objects were listed
     (here 300, mid-listing, on a machine of 2 cores or more): pages before are signed in the
@@ -119,6 +121,7 @@ def _by_listing(audit: bytes) -> dict[str, list[bytes]]:
     return lines
 
 
+@pytest.mark.own_clock
 def test_workers_across_listings(tmp_path: Path) -> None:
     """Three listings: bundles and summary the same byte for byte with 2 workers, and each
     listing's audit lines in the same order (between listings the scheduler decides, in a
@@ -134,6 +137,7 @@ def test_workers_across_listings(tmp_path: Path) -> None:
     assert {"data", "more", "last"} <= set(_by_listing(one["audit.jsonl"]))
 
 
+@pytest.mark.own_clock
 def test_workers_spooling_in_small_segments(tmp_path: Path) -> None:
     """Spool segments of 4 KiB (a new one at nearly every page, each removed once its pages
     were copied): every file is still a one-process run's byte for byte, and no spool file is
@@ -174,6 +178,7 @@ def test_a_spool_segment_is_private_and_goes_once_its_pages_were_copied(tmp_path
     held.close()
 
 
+@pytest.mark.own_clock
 def test_a_failed_listing_with_workers(tmp_path: Path) -> None:
     """A prefix whose listing breaks off mid-way, its pages already out at workers: that
     prefix's routes fail and the others go on, as in one process (same bundles, summary)."""
@@ -189,6 +194,7 @@ def test_a_failed_listing_with_workers(tmp_path: Path) -> None:
     assert any(name.endswith("links.json") for name in one)
 
 
+@pytest.mark.own_clock
 def test_workers_clamp_links_to_short_credentials(tmp_path: Path) -> None:
     """Temporary credentials ending before the links would: the workers clamp every link and
     the run's headers say so (``clamped_to``), as one process does, byte for byte."""
@@ -201,6 +207,7 @@ def test_workers_clamp_links_to_short_credentials(tmp_path: Path) -> None:
     assert header["header"]["clamped_to"] == "2026-11-28T13:00:00Z"
 
 
+@pytest.mark.own_clock
 def test_workers_stand_aside_where_botocore_signs(tmp_path: Path) -> None:
     """A setting that makes botocore sign (the fast signer refuses it) leaves no work for
     workers: the run signs in its own process, says why (``workers_unused``), and writes
