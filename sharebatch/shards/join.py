@@ -25,8 +25,9 @@ import json
 import os
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from itertools import chain, islice
-from typing import IO
+from typing import IO, Any
 
 from sharebatch.run.bundles import PartFile
 
@@ -166,28 +167,56 @@ class _Run:
                 yield key, index, row
 
 
+class JoinedPart:
+    """The parts of one prefix from several shards, each in key order, as one part in key
+    order, joined as it is read (``bundles.JoinedRows``): every JSON line and CSV row as the
+    shards staged it, written once, into the bundle itself; a block of each part in memory."""
+
+    def __init__(self, parts: list[PartFile]) -> None:
+        self.parts = parts
+        self.rows = sum(part.rows for part in parts)
+        ends = [part.earliest_expiry for part in parts if part.earliest_expiry is not None]
+        self.earliest_expiry: datetime | None = min(ends, default=None)
+
+    def blocks(self) -> Iterator[tuple[bytes, bytes]]:
+        with_csv = all(part.csv_path is not None for part in self.parts)
+        for columns in self._columns(2 if with_csv else 1):
+            yield b"".join(columns[0]), b"".join(columns[1]) if with_csv else b""
+
+    def rows_in_order(self) -> Iterator[dict[str, Any]]:
+        for columns in self._columns(1):
+            for line in columns[0]:
+                yield json.loads(line)
+
+    def _columns(self, width: int) -> Iterator[list[list[bytes]]]:
+        """The JSON lines (and with ``width`` 2, the CSV rows) in order, in blocks."""
+        with contextlib.ExitStack() as stack:
+            yield from merged([_blocks(part, stack, width) for part in self.parts], width)
+
+
 def join(parts: list[PartFile], into: PartFile) -> PartFile:
-    """``parts``, each in key order, as the part ``into`` in key order: every JSON line and
-    CSV row as staged; a block of each part in memory."""
+    """``parts``, each in key order, as the part ``into`` in key order (``JoinedPart``'s rows,
+    staged as a part of their own)."""
+    joined = JoinedPart(parts)
     into.path.parent.mkdir(mode=0o700, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        outs = [stack.enter_context(os.fdopen(os.open(into.path, _WRITE, 0o600), "wb"))]
+        lines = stack.enter_context(os.fdopen(os.open(into.path, _WRITE, 0o600), "wb"))
+        table = None
         if into.csv_path is not None:
-            outs.append(stack.enter_context(os.fdopen(os.open(into.csv_path, _WRITE, 0o600), "wb")))
-        sources = [_blocks(part, stack) for part in parts]
-        for columns in merged(sources, len(outs)):
-            for out, column in zip(outs, columns, strict=True):
-                out.write(b"".join(column))
-    into.rows = sum(part.rows for part in parts)
-    ends = [part.earliest_expiry for part in parts if part.earliest_expiry is not None]
-    into.earliest_expiry = min(ends, default=None)
+            table = stack.enter_context(os.fdopen(os.open(into.csv_path, _WRITE, 0o600), "wb"))
+        for json_lines, csv_rows in joined.blocks():
+            lines.write(json_lines)
+            if table is not None:
+                table.write(csv_rows)
+    into.rows = joined.rows
+    into.earliest_expiry = joined.earliest_expiry
     return into
 
 
-def _blocks(part: PartFile, stack: contextlib.ExitStack) -> Iterator[Block]:
+def _blocks(part: PartFile, stack: contextlib.ExitStack, width: int) -> Iterator[Block]:
     lines = stack.enter_context(part.path.open("rb", buffering=READ_BUFFER))
     rows = None
-    if part.csv_path is not None:
+    if part.csv_path is not None and width > 1:
         rows = stack.enter_context(part.csv_path.open("rb", buffering=READ_BUFFER))
     while found := list(islice(lines, ROWS)):
         columns = [found]

@@ -64,7 +64,7 @@ from sharebatch.run.select import Selector
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
 from sharebatch.shards.assign import owned
-from sharebatch.shards.join import READ_BUFFER, ROWS, Block, join, joined_bytes, merged
+from sharebatch.shards.join import READ_BUFFER, ROWS, Block, JoinedPart, joined_bytes, merged
 from sharebatch.shards.record import ShardRecord
 from sharebatch.shards.segments import check as check_segments
 from sharebatch.shards.spec import ShardSpec
@@ -235,11 +235,13 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
     """What one machine's staging would have produced, from the shards' records."""
     prefixes: list[PrefixTally | None] = [None] * len(plan.tasks)
     tallies = []
+    # By route, by prefix position: the shards' parts.
+    staged_parts: list[list[list[PartFile]]] = []
     for route in plan.routes:
         tally = RouteTally(Selector(route.grant.filters), None, folder, route.index)
         tally.csv = "csv" in route.grant.formats
-        tally.segments = [[] for _ in route.prefixes]
         tallies.append(tally)
+        staged_parts.append([[] for _ in route.prefixes])
     clamps: dict[int, list[datetime]] = {}
     for shard in shards:
         record = shard.record
@@ -273,22 +275,23 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
                     staged.rows = part["rows"]
                     if part["earliest_expiry"]:
                         staged.earliest_expiry = parse_iso(part["earliest_expiry"])
-                    tally.segments[position].append(staged)
+                    staged_parts[tally.index][position].append(staged)
     for index, failure in check_segments(plan, shards).items():
         owed = prefixes[index]
         if owed is not None and owed.failure is None:
             owed.failure = failure  # a shard that could not probe it owes its sub-folders
     for route, tally in zip(plan.routes, tallies, strict=True):
-        for position, segments in enumerate(tally.segments):
+        tally.segments = []
+        for segments in staged_parts[route.index]:
             if route.grant.source is not None and len(segments) > 1:
-                # Each shard's rows of an inventory prefix are in key order: merged by key.
-                tally.segments[position] = [
-                    join(segments, folder.part(route.index, position, csv=tally.csv))
-                ]
+                # Each shard's rows of an inventory prefix are in key order: merged by key
+                # as the bundle is written.
+                tally.segments.append([JoinedPart(segments)])
             else:
                 # A listed (route, position) is one task's: its segments, from one shard or
                 # (a split task) several, numbered alike by each, in one machine's order.
                 segments.sort(key=lambda part: part.path.name)
+                tally.segments.append(list(segments))
         tally.unlinkable = sorted(tally.unlinkable, key=str.encode)[:UNLINKABLE_LISTED]
         found = clamps.get(route.index)
         kind = _RecordedCloudFront if route.grant.link == "cloudfront" else _Recorded
