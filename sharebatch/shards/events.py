@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
@@ -168,8 +169,9 @@ def _event(line: bytes, named: bytes, field: bytes) -> bytes | None:
 class Merging:
     """``merge_logs`` in a child process (``serve``), while the merge writes the bundles."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, path: Path) -> None:
         self._process = process
+        self._path = path
 
     @classmethod
     async def start(cls, path: Path, logs: Sequence[tuple[Path, str]]) -> Merging:
@@ -177,14 +179,14 @@ class Merging:
         process = await child.start(
             "sharebatch.shards.events", "serve", *args, stderr=asyncio.subprocess.PIPE
         )
-        return cls(process)
+        return cls(process, path)
 
     async def finished(self) -> None:
         """Wait until the log is written; ``RunCrashed`` when the child failed or was killed."""
         _, errors = await self._process.communicate()
         code = self._process.returncode
         if code:
-            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
             said = errors.decode("utf-8", "replace").strip().splitlines()[-1:]
             raise RunCrashed(
                 f"the audit log's merge (process {self._process.pid}) ended with {how}"
@@ -192,11 +194,34 @@ class Merging:
             )
 
     async def stop(self) -> None:
-        """Kill the child, if it still runs, and wait for it."""
+        """Kill the child if it still runs, and wait for it; a line it was writing is cut
+        off the log (the merge's own lines follow whole ones)."""
         if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
         await self._process.communicate()
+        if self._process.returncode:
+            _whole_lines(self._path)
+
+
+def _whole_lines(path: Path) -> None:
+    """Cut ``path`` after its last line break (all of it without one); nothing if absent."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        end = os.fstat(fd).st_size
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            found = os.pread(fd, end - start, start).rfind(b"\n")
+            if found >= 0:
+                end = start + found + 1
+                break
+            end = start
+        os.ftruncate(fd, end)
+    finally:
+        os.close(fd)
 
 
 def serve() -> None:

@@ -470,8 +470,9 @@ async def _merge(
                         targets=targets,
                         templates=templates,
                         signed_by=signed_by,
+                        # The shards' events are in the audit log before the merge's outcome.
+                        before_commit=merging.finished,
                     )
-                await merging.finished()
             finally:
                 # However the merge ended, the child is over (killed, if it still ran) before
                 # the merge's own lines follow what it wrote.
