@@ -23,7 +23,9 @@ bundle, as ``sharebatch notify`` does (idempotent; held back by the review gate)
 Every entry point has a blocking face and an ``_async`` twin with the same parameters.
 """
 
-from sharebatch.delivery.notify import NotifyReport, notify, notify_async
+import importlib as _importlib
+import typing as _typing
+
 from sharebatch.errors import (
     CredentialsError,
     Interrupted,
@@ -37,10 +39,40 @@ from sharebatch.errors import (
     SigningError,
     UsageError,
 )
-from sharebatch.manifest.load import Manifest, load_manifest
 from sharebatch.models import Connection, RunReport, RunSummary
-from sharebatch.run.runner import run_manifest, run_manifest_async
 from sharebatch.version import __version__
+
+if _typing.TYPE_CHECKING:
+    from sharebatch.delivery.notify import NotifyReport, notify, notify_async
+    from sharebatch.manifest.load import Manifest, load_manifest
+    from sharebatch.run.runner import run_manifest, run_manifest_async
+
+_LAZY = {
+    "Manifest": "sharebatch.manifest.load",
+    "NotifyReport": "sharebatch.delivery.notify",
+    "load_manifest": "sharebatch.manifest.load",
+    "notify": "sharebatch.delivery.notify",
+    "notify_async": "sharebatch.delivery.notify",
+    "run_manifest": "sharebatch.run.runner",
+    "run_manifest_async": "sharebatch.run.runner",
+}
+"""Exported names imported on first use, from where they live: each brings in much of the
+library (boto, pydantic, the mail client), which a command that needs none of it (``merge``,
+a signing worker, ``--help``) should not pay for at start-up."""
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sharebatch' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Connection",

@@ -82,9 +82,10 @@ class _AuditFile:
 
     _BLOCK = 1 << 16
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, held: bool = False) -> None:
         self._fd = fd
         self._pending = bytearray()
+        self.held = held
 
     def write(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
@@ -95,11 +96,14 @@ class _AuditFile:
             self.flush()
 
     def flush(self) -> None:
+        if self.held:
+            return
         while self._pending:
             written = os.write(self._fd, self._pending)  # O_APPEND: a short write continues
             del self._pending[:written]
 
     def close(self) -> None:
+        self.held = False
         try:
             self.flush()
         finally:
@@ -326,14 +330,16 @@ def reset() -> None:
 
 
 @contextmanager
-def audit_file(path: Path) -> Iterator[None]:
+def audit_file(path: Path, *, held: bool = False) -> Iterator[None]:
     """Append every event to ``path`` (JSON lines, created 0600) while the block runs.
 
-    Closing writes what is left; if that fails while the block is already raising, the
-    block's exception is the one that propagates (it says what went wrong first).
+    ``held``: the lines are kept in memory until ``release`` (another process writes the
+    log's beginning meanwhile: a merge's shard events), then appended after what it wrote.
+    Closing writes what is left, held or not; if that fails while the block is already
+    raising, the block's exception is the one that propagates (it says what went wrong first).
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    previous, handle = _sinks.audit, _AuditFile(fd)
+    previous, handle = _sinks.audit, _AuditFile(fd, held)
     _sinks.audit = handle
     try:
         yield
@@ -347,8 +353,17 @@ def audit_file(path: Path) -> Iterator[None]:
 
 
 def flush() -> None:
-    """Write out the audit log's pending lines now; ``OSError`` if the disk refuses them."""
+    """Write out the audit log's pending lines now (unless held); ``OSError`` if the disk
+    refuses them."""
     if _sinks.audit is not None:
+        _sinks.audit.flush()
+
+
+def release() -> None:
+    """The lines ``audit_file(held=True)`` kept: appended now, and every line after them as
+    it comes."""
+    if _sinks.audit is not None:
+        _sinks.audit.held = False
         _sinks.audit.flush()
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
+import subprocess
+import sys
 from types import ModuleType
+
+import pytest
 
 import sharebatch
 from sharebatch import errors
@@ -37,14 +42,37 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 
 
 def test_every_public_name_of_the_package_is_exported() -> None:
-    """Whatever sharebatch/__init__.py defines or imports without an underscore is in __all__
-    (submodules aside: they are reachable, not exported)."""
+    """Whatever sharebatch/__init__.py defines, imports or imports on first use (``_LAZY``)
+    without an underscore is in __all__ (submodules aside: they are reachable, not
+    exported), and ``dir`` lists it."""
     public = {
         name
         for name, value in vars(sharebatch).items()
         if not name.startswith("_") and not isinstance(value, ModuleType)
-    }
+    } | set(sharebatch._LAZY)
     assert public == set(sharebatch.__all__) - {"__version__"}
+    assert set(sharebatch.__all__) <= set(dir(sharebatch))
+
+
+def test_the_heavy_exports_are_imported_on_first_use() -> None:
+    """``import sharebatch`` brings in neither the runner, the manifest loader, the mailer nor
+    the AWS SDK (a merge or ``--help`` needs none of them); each lazy name is, on first use,
+    the object its module defines; an unknown name is an AttributeError."""
+    program = (
+        "import sys, sharebatch\n"
+        "heavy = ['sharebatch.run.runner', 'sharebatch.manifest.load',"
+        " 'sharebatch.delivery.notify', 'boto3', 'aioboto3', 'pydantic']\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+        "from sharebatch.run import runner\n"
+        "print(sharebatch.run_manifest is runner.run_manifest)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "True"]
+    for name, module in sharebatch._LAZY.items():
+        assert getattr(sharebatch, name) is getattr(importlib.import_module(module), name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sharebatch.nope  # noqa: B018
 
 
 def test_the_tree_drawn_in_errors_is_the_tree() -> None:

@@ -14,14 +14,15 @@ import hashlib
 import io
 import json
 import os
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal, cast, get_args
+from typing import IO, Any, Literal, Protocol, cast, get_args
 
 from sharebatch.files import HashingWriter, atomic_writer, copy_range, private_dir
 from sharebatch.models import (
@@ -438,16 +439,96 @@ class PartFile:
         return _blocks(self.csv_path)
 
 
+class JoinedRows(Protocol):
+    """Rows a bundle takes from several staged parts at once, joined as they are read (a
+    merge's inventory prefix, each shard's part in key order: ``shards/join.JoinedPart``),
+    so that they reach the disk once, in the bundle, rather than as a part copied again."""
+
+    rows: int
+    earliest_expiry: datetime | None
+
+    def blocks(self) -> Iterator[tuple[bytes, bytes]]:
+        """The rows in order, a block at a time: its JSON lines (each ending with its line
+        break) and its CSV rows (empty when the parts hold none), UTF-8."""
+        ...
+
+    def rows_in_order(self) -> Iterator[dict[str, Any]]:
+        """Each row as its JSON line decodes."""
+        ...
+
+
+Part = PartFile | JoinedRows
+"""What a bundle is joined from, in order: staged parts, and rows joined as they are read."""
+
+
 _THREADED_JOIN = 20_000
-"""Rows from which a bundle's CSV is copied in a thread of its own: starting one costs about
-0.1 ms, which a run of many small bundles would pay many times over for nothing."""
+"""Rows from which a bundle's files are written by threads of their own: starting one costs
+about 0.1 ms, which a run of many small bundles would pay many times over for nothing."""
 
 
-def _copy_csv(parts: Sequence[PartFile], out: HashingWriter | _Discard) -> None:
-    for part in parts:
-        if part.rows:
-            for chunk in part.csv_chunks():
-                out.write_bytes(chunk)
+def _csv_of(part: PartFile) -> Iterator[bytes]:
+    """A part's CSV rows, read by whoever writes them (in a ``_Writer``'s thread, the thread)."""
+    yield from part.csv_chunks()
+
+
+class _Writer:
+    """One bundle file's rows, written in order: by a thread of its own (``threaded``), which
+    takes them through a short queue (memory holds a few blocks), or at once by the caller.
+
+    An error of the thread is raised by the next ``put`` or by ``close``; the thread then
+    takes (and drops) what is still put, so the caller never waits on a full queue. Leaving
+    the ``with`` block without ``close`` (the caller failed) stops the thread, its error
+    dropped: the caller's own is the one that propagates.
+    """
+
+    _DEPTH = 4
+
+    def __init__(self, out: HashingWriter | _Discard, threaded: bool) -> None:
+        self._out = out
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[Iterable[bytes] | None] = queue.Queue(self._DEPTH)
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="bundle-writer", daemon=True)
+            self._thread.start()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def put(self, chunks: Iterable[bytes]) -> None:
+        """Write ``chunks`` after what was put before."""
+        if self._thread is None:
+            for chunk in chunks:
+                self._out.write_bytes(chunk)
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunks)
+
+    def close(self) -> None:
+        """Wait until everything put is written; raise the thread's error, if any."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while (chunks := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                for chunk in chunks:
+                    self._out.write_bytes(chunk)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
 
 
 _ROW_BREAK = ",\n    "
@@ -870,7 +951,7 @@ class _Fields:
 def write_bundle(
     dest: Path,
     header: BundleHeader,
-    parts: list[PartFile],
+    parts: Sequence[Part],
     formats: Sequence[str] = ("csv", "json"),
     stem: str = "links",
     replace: bool = True,
@@ -900,31 +981,38 @@ def write_bundle(
             table.writerow(COLUMNS)
             head = json.dumps(header.to_json(), indent=2, ensure_ascii=False).replace("\n", "\n  ")
             json_out.write('{\n  "header": ' + head + ',\n  "links": [')
-            separator = "\n    "
-            copying: Future[None] | None = None
-            if "csv" in formats and rows >= _THREADED_JOIN:
-                # The CSV rows are copied in a thread while this one joins the JSON: reads,
-                # writes and sha256 release the GIL, so on two cores the join takes about the
-                # time of its longer half.
-                copying = stack.enter_context(ThreadPoolExecutor(1)).submit(
-                    _copy_csv, parts, csv_out
-                )
-            try:
-                for part in parts:
-                    # Copied as text: each staged JSON line is this row's JSON in the bundle.
-                    if part.rows and "json" in formats:
-                        json_out.write(separator)
+            threaded = rows >= _THREADED_JOIN
+            # Each file's bytes are hashed and written in a thread of its own while this one
+            # reads (or joins) the rows: sha256 and writes release the GIL, so on two cores
+            # the join takes about the time of its longest part.
+            json_rows = stack.enter_context(_Writer(json_out, threaded and "json" in formats))
+            csv_rows = stack.enter_context(_Writer(csv_out, threaded and "csv" in formats))
+            separator = b"\n    "
+            for part in parts:
+                if not part.rows:
+                    continue
+                if isinstance(part, PartFile):
+                    if "csv" in formats:
+                        csv_rows.put(_csv_of(part))
+                    if "json" in formats:
+                        # Copied as text: each staged JSON line is this row's JSON in the bundle.
+                        json_rows.put((separator,))
                         for chunk in part.json_chunks():
-                            json_out.write_bytes(chunk)
-                        separator = _ROW_BREAK
-            finally:
-                if copying is not None:
-                    # Waited for before any file is closed; the JSON's error, if any, wins.
-                    wait([copying])
-            if copying is not None:
-                copying.result()
-            elif "csv" in formats:
-                _copy_csv(parts, csv_out)
+                            json_rows.put((chunk,))
+                else:
+                    json_rows.put((separator,))
+                    held = b""
+                    for lines, rows_text in part.blocks():
+                        csv_rows.put((rows_text,))
+                        if held:
+                            json_rows.put((held,))
+                        # Every line break of JSON lines is a row break (none is a value's).
+                        held = lines.replace(b"\n", _ROW_BREAK_BYTES)
+                    json_rows.put((held[: -len(_ROW_BREAK_BYTES)],))
+                separator = _ROW_BREAK_BYTES
+            # Every row is written before the closing text, and a thread's error is raised.
+            json_rows.close()
+            csv_rows.close()
             json_out.write("\n  ]" if rows else "]")
             uploads_out: HashingWriter | None = None
             if uploads and "csv" in formats:

@@ -31,7 +31,7 @@ from sharebatch.manifest.load import Grant
 from sharebatch.models import BucketTarget, Credentials, ObjectRef, PrefixFailure, Presigner
 from sharebatch.run import link_ids
 from sharebatch.run import pool as signing_pool
-from sharebatch.run.bundles import PartFile
+from sharebatch.run.bundles import Part, PartFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
 from sharebatch.run.pool import Answer, Pool, Wanted, cores
@@ -67,7 +67,7 @@ class RouteTally:
     signer: RouteSigner | None
     folder: RunFolder | None
     index: int
-    segments: list[list[PartFile]] = field(default_factory=list)
+    segments: list[list[Part]] = field(default_factory=list)
     links: int = 0
     bytes: int = 0
     csv: bool = True  # whether the route's bundles include CSV, so parts stage CSV rows
@@ -95,7 +95,7 @@ class RouteTally:
         return limit is not None and self.links > limit
 
     @property
-    def parts(self) -> list[PartFile]:
+    def parts(self) -> list[Part]:
         """Every part in bundle order: prefixes as in the manifest, then key order."""
         return [part for position in self.segments for part in position]
 
@@ -103,8 +103,9 @@ class RouteTally:
         if self.folder is None:
             return None
         found = self.segments[position]
-        found.append(self.folder.part(self.index, position, len(found), csv=self.csv))
-        return found[-1]
+        part = self.folder.part(self.index, position, len(found), csv=self.csv)
+        found.append(part)
+        return part
 
 
 @dataclass

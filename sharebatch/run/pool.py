@@ -25,13 +25,13 @@ import os
 import pickle
 import shutil
 import signal
-import sys
 from collections import deque
 from pathlib import Path
 
 from sharebatch.errors import RunCrashed
 from sharebatch.models import ObjectRef
-from sharebatch.run.worker import BOOT, HEADER, SEGMENT, Result, RouteSpec, pack, spool_path
+from sharebatch.run import child
+from sharebatch.run.worker import HEADER, SEGMENT, Result, RouteSpec, pack, spool_path
 
 AUTO_AFTER = 20_000
 """With ``workers`` left to the run, workers start once this many objects were listed: a
@@ -43,10 +43,6 @@ Wanted = list[tuple[int, list[ObjectRef], list[str] | None]]
 
 SPOOL_SEGMENT = SEGMENT
 """Bytes of a worker's spool segment (tests make it small, to see segments come and go)."""
-
-_PACKAGE = str(Path(__file__).resolve().parent.parent)
-"""The folder a worker imports ``sharebatch`` from: this very copy."""
-
 
 WORKER_PEAKS_KIB: list[int] = []
 """Each worker's peak RSS (VmHWM, KiB) as the pool closed it, Linux only: the memory bench
@@ -158,14 +154,11 @@ class Pool:
         return self._broken
 
     async def start(self) -> None:
-        folder = _PACKAGE
         self._spool.mkdir(mode=0o700)
         for number in range(self.size):
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                BOOT,
-                folder,
+            process = await child.start(
+                "sharebatch.run.worker",
+                "serve",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -373,13 +373,15 @@ async def write_outputs(
     templates: Templates,
     signed_by: Credentials | None = None,
     dry_run: bool = False,
+    before_commit: Callable[[], Awaitable[None]] | None = None,
 ) -> RunReport:
     """The write stage over what was staged, a run's or a merge's (one sequence for both):
     upload slots and recipient pages signed with ``credentials``, the bundles (their headers
-    naming ``signed_by``, by default the same), the review page and ``delivery.json``; then,
-    past the point where a signal no longer breaks the run off, the report, its
-    ``duration_seconds`` counted from ``clock``. Without ``folder`` (a dry run), the report
-    alone."""
+    naming ``signed_by``, by default the same), the review page and ``delivery.json``; then
+    ``before_commit`` (the caller's work that must end before the outcome is known: a merge's
+    audit log, merged meanwhile by another process); then, past the point where a signal no
+    longer breaks the run off, the report, its ``duration_seconds`` counted from ``clock``.
+    Without ``folder`` (a dry run), the report alone."""
     written = Written()
     if folder:
         # Every signer the write stage needs, before its first bundle: it never reaches back
@@ -397,6 +399,8 @@ async def write_outputs(
         )
         write_review(folder, plan, staged, written, run_id, started_at)
         write_delivery_plan(folder, plan, written, run_id, templates)
+    if before_commit is not None:
+        await before_commit()
     signals.commit()
     report = build_report(
         plan, staged, written.bundles, run_id, started_at, dry_run, page_failures=written.failures

@@ -34,10 +34,8 @@ and dies with its parent (``PR_SET_PDEATHSIG``).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
-import signal
 import struct
 import sys
 from dataclasses import dataclass
@@ -47,23 +45,15 @@ from typing import IO
 
 from sharebatch import audit
 from sharebatch.models import Credentials, Expiry, ObjectRef, ShortCredentials
-from sharebatch.run import link_ids
+from sharebatch.run import child, link_ids
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.sign import Signer, credential_limit, stage_chunk
 from sharebatch.s3.workersign import FastSpec, worker_presigner
 
-BOOT = (
-    "import sys, types\n"
-    "package = types.ModuleType('sharebatch')\n"
-    "package.__path__ = [sys.argv[1]]\n"
-    "sys.modules['sharebatch'] = package\n"
-    "from sharebatch.run.worker import serve\n"
-    "serve()\n"
-)
+BOOT = child.boot("sharebatch.run.worker", "serve")
 """The worker's ``python -c`` program; its one argument is the package's folder."""
 
 HEADER = struct.Struct(">I")
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,21 +241,9 @@ def _send(stream: IO[bytes], message: object) -> None:
     stream.flush()
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the closed pipe still ends the worker
-        return
-    if os.getppid() == 1:  # the parent died before the call
-        os._exit(1)
-
-
 def serve() -> None:
     """The worker's loop: frames in on stdin, answers out on stdout, until stdin closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    child.as_child()
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     # Nothing else may write on the answers' pipe.
     sys.stdout = sys.stderr

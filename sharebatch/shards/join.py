@@ -25,8 +25,10 @@ import json
 import os
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from itertools import chain, islice
-from typing import IO
+from operator import itemgetter
+from typing import IO, Any
 
 from sharebatch.run.bundles import PartFile
 
@@ -63,9 +65,23 @@ def line_key(line: bytes) -> bytes:
 
 def line_keys(lines: list[bytes]) -> list[bytes]:
     """``line_key`` of each line: when no line holds a backslash (no key is escaped) and
-    each holds its key field once, each key is cut by two ``find``s, without a call."""
+    each holds its key field once, each key is cut by ``find``s, without a call; by one
+    ``find`` a line when every line starts alike up to its key (a part's rows share their
+    recipient and nearly always their bucket)."""
     block = b"".join(lines)
-    if b"\\" in block or block.count(_KEY) != len(lines):
+    if b"\\" in block:
+        return [line_key(line) for line in lines]
+    start = lines[0].find(_KEY) + len(_KEY)
+    head = lines[0][:start]
+    if (
+        start >= len(_KEY)
+        and block.startswith(head)
+        and block.count(b"\n" + head) == len(lines) - 1
+    ):
+        # Each line after a line break starts with ``head``, which ends with the first key
+        # field of the first line and holds no other: every line's key field is at ``start``.
+        return [line[start : line.find(b'"', start)] for line in lines]
+    if block.count(_KEY) != len(lines):
         return [line_key(line) for line in lines]
     skip = len(_KEY)
     return [line[(start := line.find(_KEY) + skip) : line.find(b'"', start)] for line in lines]
@@ -114,11 +130,11 @@ def merged(sources: Sequence[Iterator[Block]], width: int) -> Iterator[list[list
         if len(taken) == 1:
             yield taken[0][1]
         else:
-            keys = [key for found, _ in taken for key in found]
+            keys = list(chain.from_iterable(found for found, _ in taken))
             # Stable: rows of equal keys stay in the order of the runs, then of the rows.
-            order = sorted(range(total), key=keys.__getitem__)
+            pick = itemgetter(*sorted(range(total), key=keys.__getitem__))
             columns = [list(chain.from_iterable(c[n] for _, c in taken)) for n in range(width)]
-            yield [[column[i] for i in order] for column in columns]
+            yield [list(pick(column)) for column in columns]
         ordered = all(run.extend() for run in runs if not run.keys and not run.done)
     # A source out of key order: what is left, as heapq.merge orders it (key, then source);
     # a run not read yet (``all`` stopped early) is read whole.
@@ -166,28 +182,56 @@ class _Run:
                 yield key, index, row
 
 
+class JoinedPart:
+    """The parts of one prefix from several shards, each in key order, as one part in key
+    order, joined as it is read (``bundles.JoinedRows``): every JSON line and CSV row as the
+    shards staged it, written once, into the bundle itself; a block of each part in memory."""
+
+    def __init__(self, parts: list[PartFile]) -> None:
+        self.parts = parts
+        self.rows = sum(part.rows for part in parts)
+        ends = [part.earliest_expiry for part in parts if part.earliest_expiry is not None]
+        self.earliest_expiry: datetime | None = min(ends, default=None)
+
+    def blocks(self) -> Iterator[tuple[bytes, bytes]]:
+        with_csv = all(part.csv_path is not None for part in self.parts)
+        for columns in self._columns(2 if with_csv else 1):
+            yield b"".join(columns[0]), b"".join(columns[1]) if with_csv else b""
+
+    def rows_in_order(self) -> Iterator[dict[str, Any]]:
+        for columns in self._columns(1):
+            for line in columns[0]:
+                yield json.loads(line)
+
+    def _columns(self, width: int) -> Iterator[list[list[bytes]]]:
+        """The JSON lines (and with ``width`` 2, the CSV rows) in order, in blocks."""
+        with contextlib.ExitStack() as stack:
+            yield from merged([_blocks(part, stack, width) for part in self.parts], width)
+
+
 def join(parts: list[PartFile], into: PartFile) -> PartFile:
-    """``parts``, each in key order, as the part ``into`` in key order: every JSON line and
-    CSV row as staged; a block of each part in memory."""
+    """``parts``, each in key order, as the part ``into`` in key order (``JoinedPart``'s rows,
+    staged as a part of their own)."""
+    joined = JoinedPart(parts)
     into.path.parent.mkdir(mode=0o700, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        outs = [stack.enter_context(os.fdopen(os.open(into.path, _WRITE, 0o600), "wb"))]
+        lines = stack.enter_context(os.fdopen(os.open(into.path, _WRITE, 0o600), "wb"))
+        table = None
         if into.csv_path is not None:
-            outs.append(stack.enter_context(os.fdopen(os.open(into.csv_path, _WRITE, 0o600), "wb")))
-        sources = [_blocks(part, stack) for part in parts]
-        for columns in merged(sources, len(outs)):
-            for out, column in zip(outs, columns, strict=True):
-                out.write(b"".join(column))
-    into.rows = sum(part.rows for part in parts)
-    ends = [part.earliest_expiry for part in parts if part.earliest_expiry is not None]
-    into.earliest_expiry = min(ends, default=None)
+            table = stack.enter_context(os.fdopen(os.open(into.csv_path, _WRITE, 0o600), "wb"))
+        for json_lines, csv_rows in joined.blocks():
+            lines.write(json_lines)
+            if table is not None:
+                table.write(csv_rows)
+    into.rows = joined.rows
+    into.earliest_expiry = joined.earliest_expiry
     return into
 
 
-def _blocks(part: PartFile, stack: contextlib.ExitStack) -> Iterator[Block]:
+def _blocks(part: PartFile, stack: contextlib.ExitStack, width: int) -> Iterator[Block]:
     lines = stack.enter_context(part.path.open("rb", buffering=READ_BUFFER))
     rows = None
-    if part.csv_path is not None:
+    if part.csv_path is not None and width > 1:
         rows = stack.enter_context(part.csv_path.open("rb", buffering=READ_BUFFER))
     while found := list(islice(lines, ROWS)):
         columns = [found]

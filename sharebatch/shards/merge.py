@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sharebatch.audit import audit_file, get_logger
 from sharebatch.audit import flush as audit_flush
+from sharebatch.audit import release as audit_release
 from sharebatch.blocking import blocking
 from sharebatch.errors import (
     Interrupted,
@@ -64,7 +63,8 @@ from sharebatch.run.select import Selector
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.shards import record as layout
 from sharebatch.shards.assign import owned
-from sharebatch.shards.join import READ_BUFFER, ROWS, Block, join, joined_bytes, merged
+from sharebatch.shards.events import Merging, merge_logs
+from sharebatch.shards.join import ROWS, JoinedPart
 from sharebatch.shards.record import ShardRecord
 from sharebatch.shards.segments import check as check_segments
 from sharebatch.shards.spec import ShardSpec
@@ -235,11 +235,13 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
     """What one machine's staging would have produced, from the shards' records."""
     prefixes: list[PrefixTally | None] = [None] * len(plan.tasks)
     tallies = []
+    # By route, by prefix position: the shards' parts.
+    staged_parts: list[list[list[PartFile]]] = []
     for route in plan.routes:
         tally = RouteTally(Selector(route.grant.filters), None, folder, route.index)
         tally.csv = "csv" in route.grant.formats
-        tally.segments = [[] for _ in route.prefixes]
         tallies.append(tally)
+        staged_parts.append([[] for _ in route.prefixes])
     clamps: dict[int, list[datetime]] = {}
     for shard in shards:
         record = shard.record
@@ -273,22 +275,23 @@ def _staged(plan: Plan, shards: list[ShardRecord], folder: RunFolder) -> Staged:
                     staged.rows = part["rows"]
                     if part["earliest_expiry"]:
                         staged.earliest_expiry = parse_iso(part["earliest_expiry"])
-                    tally.segments[position].append(staged)
+                    staged_parts[tally.index][position].append(staged)
     for index, failure in check_segments(plan, shards).items():
         owed = prefixes[index]
         if owed is not None and owed.failure is None:
             owed.failure = failure  # a shard that could not probe it owes its sub-folders
     for route, tally in zip(plan.routes, tallies, strict=True):
-        for position, segments in enumerate(tally.segments):
+        tally.segments = []
+        for segments in staged_parts[route.index]:
             if route.grant.source is not None and len(segments) > 1:
-                # Each shard's rows of an inventory prefix are in key order: merged by key.
-                tally.segments[position] = [
-                    join(segments, folder.part(route.index, position, csv=tally.csv))
-                ]
+                # Each shard's rows of an inventory prefix are in key order: merged by key
+                # as the bundle is written.
+                tally.segments.append([JoinedPart(segments)])
             else:
                 # A listed (route, position) is one task's: its segments, from one shard or
                 # (a split task) several, numbered alike by each, in one machine's order.
                 segments.sort(key=lambda part: part.path.name)
+                tally.segments.append(list(segments))
         tally.unlinkable = sorted(tally.unlinkable, key=str.encode)[:UNLINKABLE_LISTED]
         found = clamps.get(route.index)
         kind = _RecordedCloudFront if route.grant.link == "cloudfront" else _Recorded
@@ -402,69 +405,15 @@ def _clear(run_dir: Path, plan: Plan) -> None:
             child.unlink()
 
 
-_STAMP = b'"timestamp": "'
-
-
-def _stamps(lines: list[bytes]) -> list[bytes]:
-    """The first ``"timestamp": "..."`` value of each audit line (empty without one), by
-    ``bytes.find``: the regex ``"timestamp": "([^"]*)"`` cost more than the rest of a line's
-    handling, and this is its first match (if the first such field name has no closing
-    quote after it, no later one can: it would hold one)."""
-    skip = len(_STAMP)
-    return [
-        line[start:end]
-        if (start := line.find(_STAMP) + skip) >= skip and (end := line.find(b'"', start)) >= 0
-        else b""
-        for line in lines
-    ]
-
-
-def _events(shard: ShardRecord) -> Iterator[Block]:
-    """The timestamps and lines (each with its ``shard`` field) of the events the shard
-    logged, in blocks, as UTF-8 bytes (their order is the text's)."""
-    path = shard.path / "audit.jsonl"
-    if not path.is_file():
-        return
-    named = ('"shard": ' + json.dumps(shard.spec.name)).encode()
-    field = b"{" + named + b", "
-    with path.open("rb", buffering=READ_BUFFER) as handle:
-        while lines := list(islice(handle, ROWS)):
-            block = b"".join(lines)
-            # Each line whole (ends with its line break), starting '{"', none naming its shard:
-            # the common block, given its field by one pass.
-            if (
-                named not in block
-                and block.startswith(b'{"')
-                and block.count(b"\n") == len(lines)
-                and block.count(b'\n{"') == len(lines) - 1
-            ):
-                yield _stamps(lines), [[field + line[1:] for line in lines]]
-                continue
-            kept = [text for line in lines if (text := _event(line, named, field)) is not None]
-            yield _stamps(kept), [kept]
-
-
-def _event(line: bytes, named: bytes, field: bytes) -> bytes | None:
-    """One logged line with its ``shard`` field; None for a line cut short by a kill (never
-    part of the merged log)."""
-    if not line.startswith(b"{") or not line.endswith(b"\n"):
-        return None
-    if named in line:
-        # The shard's own events that name it already keep their one field.
-        return line
-    if line[1:2] == b'"':
-        return field + line[1:]
-    # Another shape: str.lstrip's own whitespace, as the log was always merged.
-    return field + line.decode("utf-8")[1:].lstrip().encode("utf-8")
+def _logs(shards: list[ShardRecord]) -> list[tuple[Path, str]]:
+    """Each shard's audit log and name, in shard order (rows of one time come in it)."""
+    return [(shard.path / "audit.jsonl", shard.spec.name) for shard in shards]
 
 
 def _merge_audit(path: Path, shards: list[ShardRecord]) -> None:
-    """The shards' events, merged by time (each shard's log is in time order already; rows
-    of one time in shard order)."""
-    # Never through a symbolic link planted in the run folder (the audit log's own rule).
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
-        out.writelines(joined_bytes(merged([_events(s) for s in shards], 1)))
+    """The shards' events, merged by time (``events``), in this process, ``ROWS`` lines of
+    a log at a time."""
+    merge_logs(path, _logs(shards), ROWS)
 
 
 async def _merge(
@@ -486,38 +435,49 @@ async def _merge(
     }
     signed_by = _signed_by(shards)
     _clear(folder.path, plan)
-    _merge_audit(folder.audit_path, shards)
     clock = time.monotonic()
     try:
-        with audit_file(folder.audit_path):
-            log.info("run_started", run_id=run_id, version=__version__, merge=len(shards))
-            async with S3Gateway(connection) as gateway:
-                needs = any(
-                    r.grant.upload is not None or page_settings(r) is not None for r in plan.routes
-                )
-                # The merge signs only upload slots and page links: credentials only then.
-                credentials = await gateway.credentials() if needs else signed_by
-                for job, routes in staged.over_limit_jobs(plan).items():
-                    for route in routes:
-                        log.error(
-                            "max_links_exceeded",
-                            job=job,
-                            recipient=route.recipient,
-                            max_links=staged.routes[route.index].selector.max_links,
-                        )
-                report = await write_outputs(
-                    plan,
-                    staged,
-                    folder,
-                    gateway,
-                    run_id=run_id,
-                    started_at=started_at,
-                    clock=clock,
-                    credentials=credentials,
-                    targets=targets,
-                    templates=templates,
-                    signed_by=signed_by,
-                )
+        # The shards' events are merged into the audit log by a child process while this one
+        # writes the bundles (two cores at work); the merge's own events follow them.
+        merging = await Merging.start(folder.audit_path, _logs(shards))
+        with audit_file(folder.audit_path, held=True):
+            try:
+                log.info("run_started", run_id=run_id, version=__version__, merge=len(shards))
+                async with S3Gateway(connection) as gateway:
+                    needs = any(
+                        r.grant.upload is not None or page_settings(r) is not None
+                        for r in plan.routes
+                    )
+                    # The merge signs only upload slots and page links: credentials only then.
+                    credentials = await gateway.credentials() if needs else signed_by
+                    for job, routes in staged.over_limit_jobs(plan).items():
+                        for route in routes:
+                            log.error(
+                                "max_links_exceeded",
+                                job=job,
+                                recipient=route.recipient,
+                                max_links=staged.routes[route.index].selector.max_links,
+                            )
+                    report = await write_outputs(
+                        plan,
+                        staged,
+                        folder,
+                        gateway,
+                        run_id=run_id,
+                        started_at=started_at,
+                        clock=clock,
+                        credentials=credentials,
+                        targets=targets,
+                        templates=templates,
+                        signed_by=signed_by,
+                        # The shards' events are in the audit log before the merge's outcome.
+                        before_commit=merging.finished,
+                    )
+            finally:
+                # However the merge ended, the child is over (killed, if it still ran) before
+                # the merge's own lines follow what it wrote.
+                await merging.stop()
+                audit_release()
             # The manifest the shards ran, as they named it (not the copy the merge read).
             report["manifest"]["path"] = shards[0].record["manifest"]["path"]
             _unchanged(folder.path, shards)

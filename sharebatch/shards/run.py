@@ -25,7 +25,7 @@ from sharebatch.files import private_dir
 from sharebatch.manifest.load import load_manifest
 from sharebatch.models import BucketTarget, Connection, Credentials
 from sharebatch.run import signals
-from sharebatch.run.bundles import PartFile
+from sharebatch.run.bundles import Part, PartFile
 from sharebatch.run.cfsign import CloudFrontKeys
 from sharebatch.run.folder import RunFolder, RunLock
 from sharebatch.run.pages import page_lifetimes
@@ -276,8 +276,10 @@ def _record(
     }
 
 
-def _part(part: PartFile) -> dict[str, Any]:
+def _part(part: Part) -> dict[str, Any]:
     """A staged part as the merge finds it again: name, rows, earliest end, sizes."""
+    # A shard joins nothing: each of its parts is a file it staged.
+    assert isinstance(part, PartFile)
     return {
         "name": part.path.name,
         "rows": part.rows,
