@@ -569,9 +569,7 @@ def scan_rows(file: str, first: int, texts: Iterable[str]) -> ScanRows:
     return ScanRows(hits, other, bad)
 
 
-def scan_text(
-    file: str, first: int, text: str, start: int, most: int
-) -> tuple[ScanRows, int, int]:
+def scan_text(file: str, first: int, text: str, start: int, most: int) -> tuple[ScanRows, int, int]:
     """``scan_rows`` of the lines of ``text`` (split at each newline) from offset ``start``,
     at most ``most`` of them, the first numbered ``first``; with the offset where the next
     line starts (past ``len(text)`` once every line is read) and how many lines were read.
@@ -617,9 +615,7 @@ def scan_text(
         else:
             match = match_scan(text, begin, end)
             if match is not None:
-                bucket, stamp, ip, operation, key, uri, status, sent, size_, agent = (
-                    match.groups()
-                )
+                bucket, stamp, ip, operation, key, uri, status, sent, size_, agent = match.groups()
                 moment = times.get(stamp)
                 if (moment is not None or _converts(stamp)) and (
                     ":" not in ip or ip in good_ipv6 or _ipv6(ip)
