@@ -41,6 +41,11 @@ from sharebatch.models import LINK_ID_PARAM
 
 _NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
+# ``link_id_of``'s plain case, searched from the query's "?": the first ``x-sharebatch-id=``
+# that follows a "?" or "&", its value up to the next "&" or space. The name comes first and
+# the check of the character before it after (a lookbehind), so the engine looks for the
+# name as a literal prefix rather than trying a character class at every position.
+_ID_AT = re.compile(re.escape(_NAME_IS) + "(?<=[?&]" + re.escape(_NAME_IS) + ")([^& ]*+)")
 
 
 class AccessRecord(NamedTuple):
@@ -111,7 +116,10 @@ class BadLine:
 # only quotes it lets through are the Referer's and User-Agent's (none in the error code, none
 # in the trailing fields), and none of those may be followed by what reads as status fields.
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_TEXT = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+# Written out, not ``(?:\.{_OCTET}){3}``: the same language, but sre runs a counted repeat
+# of a group through its general repeat machinery (0.8k of the 13.5k instructions a line
+# of ``_SCAN``'s match, callgrind).
+_IPV4_TEXT = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
 # IPv6 as RFC 3986 (section 3.2.2) spells it: eight groups of hex digits, a run of zero
 # groups written "::" once at most, the last two groups perhaps an IPv4 address. No zone
 # index: S3 sees none.
@@ -589,7 +597,7 @@ def scan_text(file: str, first: int, text: str, start: int, most: int) -> tuple[
     times = _times
     good_ipv6 = _good_ipv6
     name_is = _NAME_IS
-    name_length = _NAME_LENGTH
+    id_at = _ID_AT.search
     size = len(text)
     at = start
     number = first - 1
@@ -620,24 +628,17 @@ def scan_text(file: str, first: int, text: str, start: int, most: int) -> tuple[
                 if (moment is not None or _converts(stamp)) and (
                     ":" not in ip or ip in good_ipv6 or _ipv6(ip)
                 ):
-                    # ``link_id_of(uri)``, its plain case inline, by ``find`` (a regex
-                    # search from the "?" tried its first character at every position of
-                    # the query: 2.3 us a line against 0.5).
+                    # ``link_id_of(uri)``, its plain case inline: one search from the "?"
+                    # (``_ID_AT``) for what took four ``find``s (12.2k instructions a
+                    # Request-URI against 7.6k, callgrind).
                     link_id = None
-                    found = -1
+                    found = None
                     if uri is not None:
                         query = uri.find("?")
                         if query >= 0:
-                            found = uri.find(name_is, query)
-                            while found >= 0 and uri[found - 1] not in "?&":
-                                found = uri.find(name_is, found + 1)
-                    if found >= 0:
-                        value = found + name_length
-                        close = uri.find("&", value)
-                        if close < 0:
-                            close = len(uri)
-                        space = uri.find(" ", value, close)
-                        link_id = uri[value : close if space < 0 else space]
+                            found = id_at(uri, query)
+                    if found is not None:
+                        link_id = found[1]
                         if "%" in link_id:
                             link_id = unquote(link_id)
                     elif uri is not None and "%" in uri:
