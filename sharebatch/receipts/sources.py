@@ -32,6 +32,7 @@ from sharebatch.receipts.accesslog import (
     parse_lines,
     scan_rows,
     scan_rows_of,
+    scan_text,
 )
 from sharebatch.s3.gateway import S3Gateway
 from sharebatch.visible import visible
@@ -62,14 +63,17 @@ B = TypeVar("B", Items, ScanRows)
 class _Form(Generic[B]):
     """What a batch of lines becomes: ``parse`` (file, first line's number, lines) makes one
     from lines, ``of`` from ``parse_lines``' items (the odd line and the whole-file problems
-    are read the one exact way, then given this form)."""
+    are read the one exact way, then given this form); ``text``, when there is one, makes
+    one from a decoded chunk's lines where they lie (``accesslog.scan_text``'s arguments and
+    answer), without splitting the chunk."""
 
     parse: Callable[[str, int, list[str]], B]
     of: Callable[[Iterable[AccessRecord | BadLine]], B]
+    text: Callable[[str, int, str, int, int], tuple[B, int, int]] | None = None
 
 
 _ITEMS: _Form[Items] = _Form(parse_lines, list)
-_SCANS: _Form[ScanRows] = _Form(scan_rows, scan_rows_of)
+_SCANS: _Form[ScanRows] = _Form(scan_rows, scan_rows_of, scan_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +368,15 @@ class _Lines(Generic[B]):
         if not _has_long_line(body):
             # Decoded a chunk at a time, after the cut: a character split across chunks is
             # whole here. A byte that is not UTF-8 becomes a visible \xNN, never an error.
-            yield from self._parsed(body.decode("utf-8", "backslashreplace").split("\n"))
+            text = body.decode("utf-8", "backslashreplace")
+            if self.form.text is None:
+                yield from self._parsed(text.split("\n"))
+                return
+            scan, at, size = self.form.text, 0, len(text)
+            while at <= size:
+                items, at, read = scan(self.name, self.number + 1, text, at, BATCH)
+                self.number += read
+                yield items
             return
         pieces = body.split(b"\n")
         begin = 0

@@ -413,7 +413,7 @@ def _read_bundle(path: Path, run: RunLinks) -> None:
             continue
         method = str(row.method or "GET").lower()
         kind: Kind = "put" if method == "put" else "post" if method == "post" else "get"
-        _add(run, path, where, row.link_id, job, recipient, kind, row._asdict(), issued)
+        _add(run, path, where, row.link_id, job, recipient, kind, row, issued)
     page_id = header.page_link_id
     if page_id is not None and header.page_url is not None:
         facts = read_url(header.page_url, f"{path}: header.page_url")
@@ -435,7 +435,7 @@ def _add(
     job: str,
     recipient: str,
     kind: Kind,
-    row: Mapping[str, object],
+    row: Mapping[str, object] | _Row,
     issued: datetime | None,
 ) -> _Link:
     if not isinstance(link_id, str) or not link_id:
@@ -443,15 +443,23 @@ def _add(
     known = run.links.get(link_id)
     if known is not None:
         return known
+    # A bundle's row as its hook read it (``_slim``: no dict made for it, its bucket and
+    # expiry already shared), or an event's or a page's dict.
+    if isinstance(row, _Row):
+        bucket, key, expires_at = row.bucket, row.key, row.expires_at
+    else:
+        bucket, key, expires_at = row.get("bucket"), row.get("key"), row.get("expires_at")
     link = _Link(
-        link_id=link_id,
-        job=job,
-        recipient=recipient,
-        kind=kind,
-        bucket=_text(run, row.get("bucket")),
-        key=_text(run, row.get("key")),
-        expires_at=_text(run, row.get("expires_at")),
-        issued_at=issued,
+        link_id,
+        job,
+        recipient,
+        kind,
+        _text(run, bucket),
+        _text(run, key),
+        _text(run, expires_at),
+        issued,
+        None,
+        UNUSED,
     )
     run.links[link_id] = link
     run.recipients[(job, recipient)] = None
@@ -870,14 +878,21 @@ def _link_json(link: _Link) -> dict[str, Any]:
 _quoted: Callable[[str], str] = json.encoder.encode_basestring
 
 
-def _link_text(link: _Link, shared: Callable[[str], str]) -> str:
+def _link_text(
+    link: _Link,
+    shared: Callable[[str], str],
+    first: str | None,
+    last: str | None,
+    ips: list[str],
+) -> str:
     """``_link_json(link)`` as ``JSONEncoder(ensure_ascii=False).encode`` writes it, byte for
     byte, without the dict: usage.json's rows took a second for 100,000 links, most of it
-    building and walking dicts. ``shared`` quotes the texts most links share, once each."""
+    building and walking dicts. ``shared`` quotes the texts most links share, once each;
+    ``first``, ``last`` and ``ips`` are the tally's as ``_when`` and ``_sorted`` give them,
+    made once for both files (``_Table``)."""
     t = link.tally
-    first, last, replaced = _when(t.first), _when(t.last), link.replaced_by
-    ips = ", ".join(map(_quoted, _sorted(t.ips)))
-    agents = ", ".join(map(shared, _sorted(t.agents)))
+    replaced = link.replaced_by
+    agents = t.agents
     return (
         f'{{"link_id": {_quoted(link.link_id)}, "job": {shared(link.job)},'
         f' "recipient": {shared(link.recipient)}, "kind": "{link.kind}",'
@@ -888,12 +903,65 @@ def _link_text(link: _Link, shared: Callable[[str], str]) -> str:
         f' "bytes_sent": {t.bytes_sent:d}, "refused": {t.refused:d},'
         f' "first": {"null" if first is None else _quoted(first)},'
         f' "last": {"null" if last is None else _quoted(last)},'
-        f' "remote_ips": [{ips}], "networks": {_count(t.networks):d},'
-        f' "user_agents": [{agents}],'
+        f' "remote_ips": [{", ".join(map(_quoted, ips))}], "networks": {_count(t.networks):d},'
+        f' "user_agents": [{"" if agents is None else ", ".join(map(shared, _sorted(agents)))}],'
         f' "more_remote_ips": {"true" if more(t.ips) else "false"},'
         f' "more_networks": {"true" if more(t.networks) else "false"},'
-        f' "more_user_agents": {"true" if more(t.agents) else "false"}}}'
+        f' "more_user_agents": {"true" if more(agents) else "false"}}}'
     )
+
+
+class _Table:
+    """usage.csv's link rows, made beside usage.json's (``LinkRows.texts``): a link's times
+    and addresses are put in words once for both files, not once for each (``isoformat``
+    four times a link, 100,000 links). ``kinds``: the strangers' signal names by id;
+    ``rows``: the rows made since the caller last took them."""
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = kinds
+        self.rows: list[list[Any]] = []
+        self.safe: dict[str, object] = {}
+
+    def shared(self, text: str) -> object:
+        """``csv_cell`` of a text most rows share (job, recipient, bucket, expiry), once."""
+        cell = self.safe.get(text)
+        if cell is None:
+            cell = self.safe[text] = csv_cell(text)
+        return cell
+
+    def add(self, link: _Link, first: str | None, last: str | None, ips: list[str]) -> None:
+        """``link``'s row, cells in ``CSV_COLUMNS`` order, made safe (``csv_cell``); cells
+        that cannot hold an outsider's text (counts, times, kinds, signal names) skip it,
+        which would give them back unchanged."""
+        t = link.tally
+        replaced = link.replaced_by
+        kinds = self.kinds
+        shared = self.safe.get
+        self.rows.append(
+            [
+                shared(link.job) or self.shared(link.job),
+                shared(link.recipient) or self.shared(link.recipient),
+                csv_cell(link.link_id),
+                link.kind,
+                shared(link.bucket) or self.shared(link.bucket),
+                csv_cell(link.key),
+                shared(link.expires_at) or self.shared(link.expires_at),
+                None if replaced is None else csv_cell(replaced),
+                t.downloads,
+                t.partial,
+                t.uploads,
+                t.bytes_sent,
+                t.refused,
+                first,
+                last,
+                csv_cell(" ".join(ips)),
+                _count(t.networks),
+                _count(t.agents),
+                " ".join(filter(None, (link.signals, kinds.get(link.link_id))))
+                if kinds
+                else link.signals,
+            ]
+        )
 
 
 class LinkRows(Sequence[dict[str, Any]]):
@@ -922,8 +990,9 @@ class LinkRows(Sequence[dict[str, Any]]):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def texts(self) -> Iterator[str]:
-        """Each row as usage.json writes it (``_link_text``)."""
+    def texts(self, table: _Table | None = None) -> Iterator[str]:
+        """Each row as usage.json writes it (``_link_text``); with ``table``, each link's
+        usage.csv row made beside it."""
         cache: dict[str, str] = {}
 
         def shared(text: str) -> str:
@@ -934,8 +1003,30 @@ class LinkRows(Sequence[dict[str, Any]]):
                     cache[text] = found
             return found
 
+        add = None if table is None else table.add
         for link in self._links:
-            yield _link_text(link, shared)
+            t = link.tally
+            # ``_when``, inline for the access log's times (UTC to the second).
+            moment = t.first
+            first = (
+                None
+                if moment is None
+                else moment.isoformat()[:-6] + "Z"
+                if moment.tzinfo is UTC and not moment.microsecond
+                else iso(moment)
+            )
+            moment = t.last
+            last = (
+                None
+                if moment is None
+                else moment.isoformat()[:-6] + "Z"
+                if moment.tzinfo is UTC and not moment.microsecond
+                else iso(moment)
+            )
+            ips = _sorted(t.ips)
+            if add is not None:
+                add(link, first, last, ips)
+            yield _link_text(link, shared, first, last, ips)
 
 
 def _signal(
@@ -1142,82 +1233,50 @@ def _complete(links: Sequence[_Link], older: Mapping[str, _Link]) -> bool:
     return True
 
 
-def _csv_rows(links: Sequence[_Link], signals: SignalRows) -> Iterator[list[Any]]:
-    """``usage.csv``'s rows, cells in ``CSV_COLUMNS`` order, made safe (``csv_cell``).
+def _write_files(json_path: Path, csv_path: Path, usage: Mapping[str, Any]) -> None:
+    """``usage.json`` (``_write_usage``) and ``usage.csv`` as ``bundles.write_csv`` writes a
+    table (same dialect, same bytes), the CSV's link rows made beside the JSON's.
 
-    Straight from the tallies, not through ``usage.json``'s rows: a link's row is not built
-    twice. Cells that cannot hold an outsider's text (counts, ``iso`` times, kinds, signal
-    names) skip ``csv_cell``, which gives them back unchanged; the texts most links share
-    (job, recipient, bucket, expiry) are made safe once.
+    usage.csv's rows come straight from the tallies, not through usage.json's rows: a
+    link's row is not built twice, and its times and addresses are put in words once. A
+    link's signal names are its own (``_Link.signals``, in signal order): no table of
+    100,000 links' names when every link raised one. A stranger's signal is named under its
+    id, after the link's own should a link bear the same id (as usage.json lists them), and
+    its row comes after the links'. usage.json is complete (renamed into place) before
+    usage.csv, as when they were written one after the other.
     """
-    # A link's signal names are its own (``_Link.signals``, in signal order): no table of
-    # 100,000 links' names when every link raised one. A stranger's signal is named under
-    # its id, after the link's own should a link bear the same id (as usage.json lists them).
+    signals: SignalRows = usage["signals"]
     strangers = signals.strangers()
     kinds: dict[str, str] = {}
     for signal in strangers:
         link_id, kind = signal["link_id"], signal["kind"]
         kinds[link_id] = f"{kinds[link_id]} {kind}" if link_id in kinds else kind
-    safe: dict[str, object] = {}
-
-    def shared(text: str) -> object:
-        cell = safe.get(text)
-        if cell is None:
-            cell = safe[text] = csv_cell(text)
-        return cell
-
-    for link in links:
-        t = link.tally
-        replaced = link.replaced_by
-        yield [
-            shared(link.job),
-            shared(link.recipient),
-            csv_cell(link.link_id),
-            link.kind,
-            shared(link.bucket),
-            csv_cell(link.key),
-            shared(link.expires_at),
-            None if replaced is None else csv_cell(replaced),
-            t.downloads,
-            t.partial,
-            t.uploads,
-            t.bytes_sent,
-            t.refused,
-            _when(t.first),
-            _when(t.last),
-            csv_cell(" ".join(_sorted(t.ips))),
-            _count(t.networks),
-            _count(t.agents),
-            " ".join(filter(None, (link.signals, kinds.get(link.link_id))))
-            if kinds
-            else link.signals,
-        ]
-    for signal in strangers:
-        row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
-        row |= {
-            "link_id": signal["link_id"],
-            "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
-            "first": signal["first"],
-            "networks": signal["networks"],
-            "signals": signal["kind"],
-        }
-        yield [csv_cell(row[name]) for name in CSV_COLUMNS]
-
-
-def _write_csv(path: Path, rows: Iterator[list[Any]]) -> None:
-    """``usage.csv`` as ``bundles.write_csv`` writes a table (same dialect, same bytes), from
-    rows whose cells are already safe; ``ROWS_WRITTEN`` rows to a write."""
-    with atomic_writer(path) as out:
+    table = _Table(kinds)
+    with atomic_writer(csv_path) as out:
         buffer = io.StringIO()
-        table = csv.writer(buffer, lineterminator="\r\n")
-        table.writerow(CSV_COLUMNS)
-        while True:
-            table.writerows(islice(rows, ROWS_WRITTEN))
-            if not buffer.tell():
-                break
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+
+        def flush() -> None:
+            # ``ROWS_WRITTEN`` rows to a write: each write is encoded and hashed.
+            writer.writerows(table.rows)
+            table.rows.clear()
             out.write(buffer.getvalue())
             buffer.seek(0)
             buffer.truncate()
+
+        _write_usage(json_path, usage, table, flush)
+        for signal in strangers:
+            row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
+            row |= {
+                "link_id": signal["link_id"],
+                "kind": "unknown" if signal["kind"] == "unknown_id" else "malformed",
+                "first": signal["first"],
+                "networks": signal["networks"],
+                "signals": signal["kind"],
+            }
+            table.rows.append([csv_cell(row[name]) for name in CSV_COLUMNS])
+        flush()
 
 
 def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
@@ -1262,8 +1321,15 @@ def _gauges(usage: Mapping[str, Any], exit_code: int) -> list[Gauge]:
     ]
 
 
-def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
+def _write_usage(
+    path: Path,
+    usage: Mapping[str, Any],
+    table: _Table | None = None,
+    flush: Callable[[], None] | None = None,
+) -> None:
     """``usage.json``: the top level indented, each row of a list on a line of its own.
+    With ``table``, usage.csv's link rows are made beside the links' (``LinkRows.texts``),
+    and ``flush`` is called after each write of them.
 
     Rows are encoded one by one (by the C encoder; ``indent`` would choose the Python one,
     ten times slower), so writing costs no copy of the whole text either. One encoder for
@@ -1282,11 +1348,20 @@ def _write_usage(path: Path, usage: Mapping[str, Any]) -> None:
             if not value:
                 out.write("[]")  # a row sequence of our own (LinkRows) is no list to encode
                 continue
-            rows = value.texts() if isinstance(value, LinkRows) else map(encode, value)
+            links = isinstance(value, LinkRows)
+            rows: Iterator[str] = (
+                value.texts(table) if isinstance(value, LinkRows) else map(encode, value)
+            )
             row_break = "[\n    "
-            while part := list(islice(rows, ROWS_WRITTEN)):
+            # With usage.csv's rows made beside them, a quarter as many at a time: both
+            # files' rows are held at once, and the worst case's peak RSS is near its limit.
+            while part := list(
+                islice(rows, ROWS_WRITTEN // 4 if links and table else ROWS_WRITTEN)
+            ):
                 out.write(row_break + ",\n    ".join(part))
                 row_break = ",\n    "
+                if links and flush is not None:
+                    flush()
             out.write("\n  ]")
         out.write("\n}\n")
 
@@ -1375,8 +1450,7 @@ async def usage_async(
         "signals": signals,
     }
     written = (run_dir / USAGE_JSON, run_dir / USAGE_CSV)
-    _write_usage(written[0], usage)
-    _write_csv(written[1], _csv_rows(links, signals))
+    _write_files(written[0], written[1], usage)
     page = refresh_review_page(run_dir, usage)
     report = UsageReport(run_dir, usage, written, page)
     if metrics_file is not None:

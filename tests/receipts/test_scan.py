@@ -3,15 +3,22 @@ field-by-field parser."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharebatch.receipts.accesslog import (
+    _ID_AT,
+    _IPV4_TEXT,
+    _NAME_IS,
+    _OCTET,
+    _SCAN,
     AccessRecord,
     BadLine,
     Scan,
+    ScanRows,
     _parse_slowly,
     hit_of,
     link_id_of,
@@ -20,6 +27,7 @@ from sharebatch.receipts.accesslog import (
     scan_of,
     scan_rows,
     scan_rows_of,
+    scan_text,
 )
 from tests.support.accesslog import QUOTE_FLOODS, log_line
 
@@ -280,3 +288,112 @@ def test_scan_rows_are_scan_lines_hits_as_plain_tuples(texts: list[str]) -> None
     scan, rows = scan_lines("f", 1, texts), scan_rows("f", 1, texts)
     assert (rows.other, rows.bad, rows.lines) == (scan.other, scan.bad, scan.lines)
     assert rows.hits == [tuple(hit) for hit in scan.hits]
+
+
+def _scan_text_whole(text: str, first: int, most: int) -> tuple[list[ScanRows], int]:
+    """Every batch ``scan_text`` gives of ``text``, ``most`` lines at a time, as
+    ``sources`` reads a chunk; and how many lines they read."""
+    batches, at, read = [], 0, 0
+    while at <= len(text):
+        rows, at, count = scan_text("f", first + read, text, at, most)
+        batches.append(rows)
+        read += count
+    return batches, read
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(lines(), st.just(""), st.just("\r")), min_size=1, max_size=8),
+    st.integers(1, 4),
+)
+def test_scan_text_reads_a_chunk_as_scan_rows_reads_its_lines(texts: list[str], most: int) -> None:
+    """Lines matched where they lie in a chunk (``scan_text``: from a line's start to its
+    end, never copied out) give what ``scan_rows`` gives of the same lines split apart,
+    which the tests above hold to the exact parser: the same hits, counts and bad lines
+    with their numbers, however many lines a batch takes, empty and CR-only lines included."""
+    batches, read = _scan_text_whole("\n".join(texts), 5, most)
+    assert read == len(texts)
+    assert len(batches) == -(-len(texts) // most)
+    expected = scan_rows_of(
+        [item for n, text in enumerate(texts, 5) for item in parse_lines("f", n, [text])]
+    )
+    assert (
+        ScanRows(
+            [hit for rows in batches for hit in rows.hits],
+            sum(rows.other for rows in batches),
+            [bad for rows in batches for bad in rows.bad],
+        )
+        == expected
+    )
+
+
+def test_scan_rows_reads_a_line_holding_a_newline_as_one_line() -> None:
+    """``scan_rows`` is given lines; one that holds a newline anyway is read as one line,
+    the exact way, as ``parse_lines`` reads it, not cut in two by ``scan_text``."""
+    good = log_line(bucket="b", time=datetime(2026, 12, 2, tzinfo=UTC), request_uri=SIGNED, key="k")
+    texts = [good, good + "\nx", "", good]
+    expected = scan_rows_of(
+        [item for n, text in enumerate(texts, 1) for item in parse_lines("f", n, [text])]
+    )
+    assert scan_rows("f", 1, texts) == expected
+    assert scan_rows("f", 1, []) == ScanRows([], 0, [])
+
+
+# The remote address's IPv4 form before its three repeated octets were written out: the
+# oracle the pattern in use is held to.
+_OLD_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.text("0123456789.", max_size=18),
+        st.lists(st.integers(0, 999).map(str), min_size=1, max_size=5).map(".".join),
+    )
+)
+def test_the_written_out_ipv4_form_is_the_repeated_one(text: str) -> None:
+    """The IPv4 pattern with its octets written out accepts exactly what the repeated form
+    did, alone and inside the fast pattern (the same lines, the same fields)."""
+    assert bool(re.fullmatch(_IPV4_TEXT, text)) == bool(re.fullmatch(_OLD_IPV4, text))
+    line = log_line(
+        bucket="b",
+        time=datetime(2026, 12, 2, tzinfo=UTC),
+        request_uri=SIGNED,
+        key="k",
+        remote_ip=text or "-",
+    )
+    old = re.compile(_SCAN.pattern.replace(_IPV4_TEXT, _OLD_IPV4))
+    new, was = _SCAN.match(line), old.match(line)
+    assert (new is None) == (was is None)
+    assert new is None or was is None or new.groups() == was.groups()
+
+
+def _id_by_finds(uri: str) -> str | None:
+    """The plain case of ``link_id_of`` as ``scan_rows`` found it before ``_ID_AT``: the
+    oracle the search is held to (the value as written, not decoded)."""
+    query = uri.find("?")
+    if query < 0:
+        return None
+    found = uri.find(_NAME_IS, query)
+    while found >= 0 and uri[found - 1] not in "?&":
+        found = uri.find(_NAME_IS, found + 1)
+    if found < 0:
+        return None
+    begin = found + len(_NAME_IS)
+    end = uri.find("&", begin)
+    if end < 0:
+        end = len(uri)
+    space = uri.find(" ", begin, end)
+    return uri[begin : end if space < 0 else space]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(QUERY_PIECES, st.sampled_from(["?", "&", " ", "=", "x"])), max_size=14))
+def test_the_id_search_finds_what_the_finds_found(pieces: list[str]) -> None:
+    """``_ID_AT`` searched from the first "?" finds the value the loop of ``find``s found:
+    the first name after a "?" or "&" past the query's start, up to "&", space or the end."""
+    uri = "".join(pieces)
+    query = uri.find("?")
+    found = None if query < 0 else _ID_AT.search(uri, query)
+    assert (None if found is None else found[1]) == _id_by_finds(uri)
