@@ -1,9 +1,9 @@
 """The merge's k-way joins of the shards' key-ordered streams, over their staged bytes.
 
 Each shard read its share of an S3 Inventory report's data files, so every shard holds some
-of a prefix's rows, each shard's in key order; ``join`` makes them one part in key order,
-exactly the rows and text the shards staged (the audit logs are merged by time the same way,
-``merged``). Nothing is decoded or encoded again: a JSON line's key is cut from the line
+of a prefix's rows, each shard's in key order; ``JoinedPart`` reads them as one part in
+key order, exactly the rows and text the shards staged (the audit logs are merged by time the
+same way, ``merged``). Nothing is decoded or encoded again: a JSON line's key is cut from the line
 (``PartFile`` writes ``"key"`` third, as ``json.dumps`` or its plain twin made it) and
 compared as UTF-8 bytes, whose order is code point order (``str``'s, and S3's); only a key
 written with an escape (a quote, a backslash, a control character) is decoded by ``json``.
@@ -22,9 +22,8 @@ from __future__ import annotations
 import contextlib
 import heapq
 import json
-import os
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from itertools import chain, islice
 from operator import itemgetter
@@ -42,7 +41,6 @@ READ_BUFFER = 1 << 20
 """Bytes a source file is read by: the default 8 KiB made one system call every dozen rows."""
 
 _KEY = b', "key": "'
-_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 
 
 def line_key(line: bytes) -> bytes:
@@ -209,25 +207,6 @@ class JoinedPart:
             yield from merged([_blocks(part, stack, width) for part in self.parts], width)
 
 
-def join(parts: list[PartFile], into: PartFile) -> PartFile:
-    """``parts``, each in key order, as the part ``into`` in key order (``JoinedPart``'s rows,
-    staged as a part of their own)."""
-    joined = JoinedPart(parts)
-    into.path.parent.mkdir(mode=0o700, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        lines = stack.enter_context(os.fdopen(os.open(into.path, _WRITE, 0o600), "wb"))
-        table = None
-        if into.csv_path is not None:
-            table = stack.enter_context(os.fdopen(os.open(into.csv_path, _WRITE, 0o600), "wb"))
-        for json_lines, csv_rows in joined.blocks():
-            lines.write(json_lines)
-            if table is not None:
-                table.write(csv_rows)
-    into.rows = joined.rows
-    into.earliest_expiry = joined.earliest_expiry
-    return into
-
-
 def _blocks(part: PartFile, stack: contextlib.ExitStack, width: int) -> Iterator[Block]:
     lines = stack.enter_context(part.path.open("rb", buffering=READ_BUFFER))
     rows = None
@@ -240,9 +219,3 @@ def _blocks(part: PartFile, stack: contextlib.ExitStack, width: int) -> Iterator
             if len(columns[1]) != len(found):
                 raise ValueError(f"{part.csv_path}: fewer CSV rows than {part.path.name} has")
         yield line_keys(found), columns
-
-
-def joined_bytes(blocks: Iterable[list[list[bytes]]], column: int = 0) -> Iterator[bytes]:
-    """One column of ``merged``'s blocks, a block's rows as one ``bytes``."""
-    for block in blocks:
-        yield b"".join(block[column])
