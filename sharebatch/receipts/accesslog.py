@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 from urllib.parse import unquote
 
 from sharebatch.models import LINK_ID_PARAM
@@ -463,12 +463,16 @@ def parse_lines(file: str, first: int, texts: Iterable[str]) -> list[AccessRecor
     return out
 
 
-@dataclass(slots=True)
-class Scan:
-    """Lines as ``usage`` counts them (``scan_lines``): the records with a link id as
-    ``Hit``s, how many records carry none (``other``), and the lines that do not parse."""
+H = TypeVar("H", Hit, HitRow)
 
-    hits: list[Hit]
+
+@dataclass(slots=True)
+class Scan(Generic[H]):
+    """Lines as ``usage`` counts them: the records with a link id as hits (``Hit``s from
+    ``scan_lines``, plain ``HitRow`` tuples from ``scan_rows``), how many records carry none
+    (``other``), and the lines that do not parse."""
+
+    hits: list[H]
     other: int
     bad: list[BadLine]
 
@@ -478,18 +482,8 @@ class Scan:
         return len(self.hits) + self.other + len(self.bad)
 
 
-@dataclass(slots=True)
-class ScanRows:
-    """``Scan`` with the hits as plain tuples in ``Hit``'s field order (``scan_rows``)."""
-
-    hits: list[HitRow]
-    other: int
-    bad: list[BadLine]
-
-    @property
-    def lines(self) -> int:
-        """The lines counted: every record and bad line (an empty line is neither)."""
-        return len(self.hits) + self.other + len(self.bad)
+ScanRows = Scan[HitRow]
+"""``Scan`` with the hits as plain tuples in ``Hit``'s field order (``scan_rows``)."""
 
 
 def hit_of_row(row: HitRow) -> Hit:
@@ -517,9 +511,9 @@ def hit_of(record: AccessRecord) -> Hit:
     )
 
 
-def scan_of(items: Iterable[AccessRecord | BadLine]) -> Scan:
+def scan_of(items: Iterable[AccessRecord | BadLine]) -> Scan[Hit]:
     """``parse_lines``' items as ``scan_lines`` gives them."""
-    scan = Scan([], 0, [])
+    scan: Scan[Hit] = Scan([], 0, [])
     for item in items:
         if isinstance(item, BadLine):
             scan.bad.append(item)
@@ -530,7 +524,7 @@ def scan_of(items: Iterable[AccessRecord | BadLine]) -> Scan:
     return scan
 
 
-def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan:
+def scan_lines(file: str, first: int, texts: Iterable[str]) -> Scan[Hit]:
     """``parse_lines`` for ``usage``: the same lines read the same way (a line is a record,
     a bad line or empty exactly when ``parse_lines`` says so, a record has the same fields),
     but a record without a link id is only counted, and one with an id is a ``Hit``.

@@ -627,7 +627,7 @@ class _Join:
         """Count records and bad lines (``add_scan`` of ``accesslog.scan_of(items)``)."""
         self.add_scan(scan_of(items), count)
 
-    def add_scan(self, scan: Scan | ScanRows, count: _SourceCount) -> None:
+    def add_scan(self, scan: Scan[Hit] | ScanRows, count: _SourceCount) -> None:
         """Count a batch of lines: its bad lines, its records without an id, and its hits
         in their order (``Hit``s or plain tuples of their fields). One call per batch, and a
         hit of a link's own object counted here inline (``_Tally.add``'s work): this loop
