@@ -1006,23 +1006,8 @@ class LinkRows(Sequence[dict[str, Any]]):
         add = None if table is None else table.add
         for link in self._links:
             t = link.tally
-            # ``_when``, inline for the access log's times (UTC to the second).
-            moment = t.first
-            first = (
-                None
-                if moment is None
-                else moment.isoformat()[:-6] + "Z"
-                if moment.tzinfo is UTC and not moment.microsecond
-                else iso(moment)
-            )
-            moment = t.last
-            last = (
-                None
-                if moment is None
-                else moment.isoformat()[:-6] + "Z"
-                if moment.tzinfo is UTC and not moment.microsecond
-                else iso(moment)
-            )
+            first = _when(t.first)
+            last = _when(t.last)
             ips = _sorted(t.ips)
             if add is not None:
                 add(link, first, last, ips)

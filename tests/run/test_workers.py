@@ -30,6 +30,7 @@ from sharebatch.run import pool, worker
 from sharebatch.run.worker import BOOT, pack, spool_path, unpack
 from tests.support import secretsguard, synthetic_run
 from tests.support.paths import ROOT
+from tests.support.procs import gone
 
 secretsguard.KNOWN_SECRETS.update({synthetic_run.SECRET_KEY, synthetic_run.SESSION_TOKEN})
 
@@ -268,14 +269,6 @@ def _nothing_complete(run: Path) -> None:
     assert not (run / ".staging").exists()
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_run_and_its_workers(
     tmp_path: Path, signum: signal.Signals, code: int
@@ -292,7 +285,7 @@ def test_a_signal_stops_the_run_and_its_workers(
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     _nothing_complete(run)
-    assert all(_gone(pid) for pid in workers)
+    assert all(gone(pid) for pid in workers)
 
 
 def test_a_worker_killed_fails_the_run(tmp_path: Path) -> None:
@@ -308,7 +301,7 @@ def test_a_worker_killed_fails_the_run(tmp_path: Path) -> None:
     assert summary["status"] == "failed"
     assert f"signing worker {first} ended (signal SIGKILL)" in json.dumps(summary)
     _nothing_complete(run)
-    assert _gone(second)
+    assert gone(second)
 
 
 @settings(max_examples=100, deadline=None)

@@ -15,6 +15,7 @@ import pytest
 
 from sharebatch.run import child
 from sharebatch.shards import events
+from tests.support.procs import gone
 from tests.support.s3 import S3
 from tests.support.shards import merge, run_shards, seed
 
@@ -109,14 +110,6 @@ _HELD = textwrap.dedent(
 )
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_the_merge_and_its_child(
     shards: Path, signum: signal.Signals, code: int
@@ -137,7 +130,7 @@ def test_a_signal_stops_the_merge_and_its_child(
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
-    assert _gone(int(pid))
+    assert gone(int(pid))
     _nothing_complete(shards)
 
 
