@@ -30,6 +30,7 @@ seal()
 from sharebatch.models import LINK_ID_PARAM, BucketTarget, Credentials, ObjectRef  # noqa: E402
 from sharebatch.run import pool, runner  # noqa: E402
 from sharebatch.run.link_ids import new_link_id  # noqa: E402
+from sharebatch.s3 import gateway as gateway_module  # noqa: E402
 from sharebatch.s3.gateway import Level, S3Gateway  # noqa: E402
 from sharebatch.s3.sigv4 import SigV4Presigner  # noqa: E402
 
@@ -129,7 +130,8 @@ def main() -> None:
     counts = [arg for arg in sys.argv[2:] if arg.isdigit()]
     workers = int(counts[0]) if counts else None
     SyntheticListing.per_prefix = links // PREFIXES
-    runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
+    # The runner imports the gateway class from its module as it opens one.
+    gateway_module.S3Gateway = SyntheticGateway  # type: ignore[misc]
     with tempfile.TemporaryDirectory(prefix="sharebatch-bench-") as tmp:
         manifest = Path(tmp) / "m.yml"
         prefixes = "".join(f"      - data/p{i:03d}/\n" for i in range(PREFIXES))

@@ -30,6 +30,7 @@ from _memory_run import PREFIXES, SyntheticGateway, SyntheticListing
 from sharebatch import audit
 from sharebatch.models import Credentials, Expiry, ObjectRef
 from sharebatch.run import bundles, link_ids, pipeline, pool, runner, select, sign
+from sharebatch.s3 import gateway as gateway_module
 from sharebatch.s3.sigv4 import SigV4Presigner
 from sharebatch.times import iso
 
@@ -71,7 +72,7 @@ def whole_run(links: int, workers: int = 1) -> dict[str, float]:
     audit lines are the workers', so what is timed is what the parent does around them.
     """
     SyntheticListing.per_prefix = links // PREFIXES
-    runner.S3Gateway = SyntheticGateway  # type: ignore[misc]
+    gateway_module.S3Gateway = SyntheticGateway  # type: ignore[misc]
     if workers > 1:
         _parent_steps()
     _timed("filter matching", select.Selector, "select")

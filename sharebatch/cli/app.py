@@ -1,13 +1,14 @@
 """The Typer application and what every command shares: options, logging, error reporting.
 
-Commands are plain functions in ``commands.py``, ``links.py``, ``doctor.py`` and ``inbox.py``,
-registered on ``app`` in ``cli/__init__.py``; only the ``cli`` package writes to the terminal.
+Commands are plain functions, one module per group, named in ``COMMANDS`` and imported when
+run; only the ``cli`` package writes to the terminal.
 Every ``SharebatchError`` is caught once, by the command group (``_Commands.invoke``), and
 mapped to its exit code: the console script, ``python -m sharebatch`` and ``CliRunner`` alike.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+from typer.models import CommandInfo
 
 from sharebatch.audit import configure
 from sharebatch.errors import ManifestError, SharebatchError, UsageError
@@ -24,10 +26,49 @@ from sharebatch.units import counted
 from sharebatch.version import __version__
 from sharebatch.visible import visible
 
+COMMANDS: dict[str, str] = {
+    "run": "sharebatch.cli.commands:run",
+    "merge": "sharebatch.cli.shards:merge",
+    "validate": "sharebatch.cli.commands:validate",
+    "schema": "sharebatch.cli.commands:schema",
+    "demo": "sharebatch.cli.commands:demo",
+    "doctor": "sharebatch.cli.doctor:doctor",
+    "policy": "sharebatch.cli.policy:policy",
+    "inbox": "sharebatch.cli.inbox:inbox",
+    "inspect": "sharebatch.cli.links:inspect",
+    "verify": "sharebatch.cli.links:verify",
+    "renew": "sharebatch.cli.links:renew",
+    "approve": "sharebatch.cli.approve:approve",
+    "notify": "sharebatch.cli.notify:notify",
+    "remind": "sharebatch.cli.remind:remind",
+    "usage": "sharebatch.cli.usage:usage",
+}
+"""Every command, in the order ``sharebatch --help`` lists them: its name and where its function
+lives. A command's module is imported when the command is looked up, not before, because
+together they import the whole library (~2 s of a short command: a ``merge`` or ``validate``
+paid for the mail client, the scanner and the receipts reader it never used)."""
+
 
 class _Commands(TyperGroup):
     """The command group; its ``invoke`` parses and runs the chosen command, option callbacks
-    included, so it is the one place a ``SharebatchError`` is caught."""
+    included, so it is the one place a ``SharebatchError`` is caught. It builds each command
+    from ``COMMANDS`` on first use (``--help`` and shell completion look every one up)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            module, _, function = COMMANDS[cmd_name].partition(":")
+            callback = getattr(importlib.import_module(module), function)
+            command = typer.main.get_command_from_info(
+                CommandInfo(name=cmd_name, callback=callback),
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=self.rich_markup_mode,
+            )
+            self.commands[cmd_name] = command
+        return command
 
     # ctx is the Context of the click Typer vendors, which has no public name (typer.Context
     # is a subclass, too narrow for an override).

@@ -24,11 +24,13 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharebatch.errors import InventoryError, S3ListingError, S3ReadError
 from sharebatch.models import BucketTarget
-from sharebatch.s3.gateway import S3Gateway
+
+if TYPE_CHECKING:  # the AWS SDK is imported when a gateway opens, not with this module
+    from sharebatch.s3.gateway import S3Gateway
 
 MANIFEST = "manifest.json"
 CHECKSUM = "manifest.checksum"

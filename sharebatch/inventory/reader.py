@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharebatch.audit import get_logger
 from sharebatch.errors import InventoryError, S3ReadError
@@ -35,8 +35,10 @@ from sharebatch.inventory.rows import Columns, CsvGzRows, parquet_rows
 from sharebatch.inventory.sort import DEFAULT_BOUND, KeySorter
 from sharebatch.manifest.inventory import InventorySource
 from sharebatch.models import BucketTarget, ObjectRef
-from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
+
+if TYPE_CHECKING:  # the AWS SDK is imported when a gateway opens, not with this module
+    from sharebatch.s3.gateway import S3Gateway
 
 log = get_logger()
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sharebatch.audit import get_logger
@@ -53,10 +53,12 @@ from sharebatch.run.delivery_plan import StoredPage
 from sharebatch.run.link_ids import new_link_id
 from sharebatch.run.plan import Plan, Route
 from sharebatch.run.sign import Lifetime, Wanted, credential_limit, policy_end, signed_window
-from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso, parse_iso
 from sharebatch.units import counted, human_size
 from sharebatch.visible import visible, without_hidden
+
+if TYPE_CHECKING:  # the AWS SDK is imported when a gateway opens, not with this module
+    from sharebatch.s3.gateway import S3Gateway
 
 log = get_logger()
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sharebatch.audit import get_logger, link_issued, write_rendered_bytes
 from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
@@ -40,7 +40,9 @@ from sharebatch.run.select import Selector, linkable
 from sharebatch.run.select import unlinkable as select_unlinkable
 from sharebatch.run.sign import RouteSigner, Signer, credential_limit, stage_chunk
 from sharebatch.run.worker import RouteSpec
-from sharebatch.s3.gateway import Level, S3Gateway
+
+if TYPE_CHECKING:  # the AWS SDK is imported when a gateway opens, not with this module
+    from sharebatch.s3.gateway import Level, S3Gateway
 
 log = get_logger()
 

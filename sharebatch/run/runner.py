@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharebatch.audit import audit_file, get_logger, scrubbed
 from sharebatch.audit import flush as audit_flush
@@ -30,7 +30,7 @@ from sharebatch.run import signals
 from sharebatch.run.cfsign import CloudFrontKeys
 from sharebatch.run.delivery_plan import DeliveryEntry, DeliveryPlan, write_plan
 from sharebatch.run.folder import RunFolder
-from sharebatch.run.pages import Pages, page_lifetimes
+from sharebatch.run.pages import Pages, page_lifetimes, page_settings
 from sharebatch.run.pipeline import Staged, first_error, stage
 from sharebatch.run.plan import Plan, build_plan
 from sharebatch.run.progress import Progress, ProgressCallback
@@ -39,10 +39,12 @@ from sharebatch.run.review import write_review
 from sharebatch.run.sign import Outliving, check_lifetimes, credential_kind
 from sharebatch.run.slots import Uploads, slot_lifetimes
 from sharebatch.run.write import Written, write_bundles
-from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
 from sharebatch.version import __version__
 from sharebatch.visible import visible
+
+if TYPE_CHECKING:
+    from sharebatch.s3.gateway import S3Gateway
 
 log = get_logger()
 
@@ -161,6 +163,10 @@ async def _run(
         cloudfront = CloudFrontKeys.load(route.grant for route in plan.routes)
         # --out and the default are the caller's, relative to where it runs.
         out_dir = Path(out if out is not None else manifest.output_folder() or "bundles")
+        # Imported here: the AWS SDK costs ~0.6 s of CPU to import, which a merge (a user of
+        # this module's write stage) without upload slots or pages need not pay.
+        from sharebatch.s3.gateway import S3Gateway
+
         async with S3Gateway(connection, max_connections=concurrency) as gateway:
             credentials = await gateway.credentials()
             # Before anything exists on disk: a run refused for short credentials leaves nothing.
@@ -359,11 +365,16 @@ def _progress(plan: Plan, callback: ProgressCallback | None) -> Progress | None:
 Templates = dict[str, tuple[str | None, str | None]]
 
 
+def needs_s3(plan: Plan) -> bool:
+    """Whether the write stage signs anything through S3: upload slots or recipient pages."""
+    return any(r.grant.upload is not None or page_settings(r) is not None for r in plan.routes)
+
+
 async def write_outputs(
     plan: Plan,
     staged: Staged,
     folder: RunFolder | None,
-    gateway: S3Gateway,
+    gateway: S3Gateway | None,
     *,
     run_id: str,
     started_at: datetime,
@@ -381,12 +392,18 @@ async def write_outputs(
     ``before_commit`` (the caller's work that must end before the outcome is known: a merge's
     audit log, merged meanwhile by another process); then, past the point where a signal no
     longer breaks the run off, the report, its ``duration_seconds`` counted from ``clock``.
-    Without ``folder`` (a dry run), the report alone."""
+    Without ``folder`` (a dry run), the report alone. ``gateway`` may be None only when the
+    plan ``needs_s3`` not."""
     written = Written()
     if folder:
         # Every signer the write stage needs, before its first bundle: it never reaches back
         # into S3 itself.
-        uploads = await Uploads.prepare(plan, gateway, credentials)
+        if gateway is None:
+            assert not needs_s3(plan), "upload slots and pages are signed through a gateway"
+            uploads, pages = Uploads({}), None
+        else:
+            uploads = await Uploads.prepare(plan, gateway, credentials)
+            pages = await Pages.prepare(plan, gateway, credentials)
         written = await write_bundles(
             plan,
             staged,
@@ -395,7 +412,7 @@ async def write_outputs(
             credentials=signed_by or credentials,
             targets=targets,
             uploads=uploads,
-            pages=await Pages.prepare(plan, gateway, credentials),
+            pages=pages,
         )
         write_review(folder, plan, staged, written, run_id, started_at)
         write_delivery_plan(folder, plan, written, run_id, templates)

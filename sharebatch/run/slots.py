@@ -27,7 +27,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharebatch.audit import get_logger, url_digest
 from sharebatch.errors import SigningError
@@ -52,8 +52,10 @@ from sharebatch.run.sign import (
     credential_limit,
     signed_window,
 )
-from sharebatch.s3.gateway import S3Gateway
 from sharebatch.times import iso
+
+if TYPE_CHECKING:  # the AWS SDK is imported when a gateway opens, not with this module
+    from sharebatch.s3.gateway import S3Gateway
 
 log = get_logger()
 

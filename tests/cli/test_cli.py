@@ -455,7 +455,9 @@ def test_readme_documents_every_run_option_and_header_field(s3: S3, tmp_path: Pa
     readme = README.read_text(encoding="utf-8")
     command = typer.main.get_command(app)
     assert isinstance(command, typer.core.TyperGroup)
-    for param in command.commands["run"].params:
+    run = command.get_command(typer.Context(command), "run")
+    assert run is not None
+    for param in run.params:
         names = [*param.opts, *param.secondary_opts]
         if param.param_type_name == "option" and "--help" not in names:
             assert any(f"| `{name}" in readme or f"/ `{name}" in readme for name in names), names

@@ -20,7 +20,7 @@ SCRIPT = Path(sys.executable).parent / "sharebatch"
 def commands() -> list[str]:
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
-    return sorted(group.commands)
+    return sorted(group.list_commands(typer.Context(group)))
 
 
 def test_version_is_the_installed_one() -> None:
@@ -81,3 +81,20 @@ def test_completion_completes_commands_and_options() -> None:
     assert complete("sharebatch do") == ["doctor"]
     assert complete("sharebatch run --metr") == ["--metrics-file"]
     assert "--json" in complete("sharebatch doctor --")
+
+
+def test_importing_the_command_line_imports_no_command() -> None:
+    """`import sharebatch.cli` loads none of the commands' modules: together they import the
+    whole library (~2 s of a short command's start); a command's module loads when it runs."""
+    code = (
+        "import sys, sharebatch.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sharebatch.cli.')))\n"
+        "sharebatch.cli.app(['validate', '--help'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sharebatch.cli.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "['sharebatch.cli.app']"
+    assert "sharebatch.cli.commands" in lines[-1] and "sharebatch.cli.usage" not in lines[-1]

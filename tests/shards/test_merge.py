@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,33 @@ def test_merged_shards_equal_one_machine(s3: S3, tmp_path: Path) -> None:
         assert not (run_dir / ".staging").exists()
     checked = invoke("verify", str(out / "job-7" / "audit" / "erin"), "--json")
     assert checked.returncode == 0, checked.stderr
+
+
+_SDK_PROBE = """
+import sys
+from sharebatch.cli import app
+try:
+    app(["merge", sys.argv[1], "--quiet"], prog_name="sharebatch")
+except SystemExit as done:
+    code = done.code
+sdk = ("aioboto3", "aiobotocore", "aiohttp", "boto3", "botocore")
+print("exit", code, "sdk", sorted({m.split(".")[0] for m in sys.modules} & set(sdk)))
+"""
+
+
+def test_a_merge_without_slots_or_pages_imports_no_aws_sdk(s3: S3, tmp_path: Path) -> None:
+    """A merge signs only upload slots and page links: without them it reaches no S3 and
+    imports no AWS SDK (~0.6 s of CPU of every merge), yet writes the same bundles."""
+    manifest = seed(s3, tmp_path)
+    run_shards(manifest, tmp_path / "out", s3.endpoint, "job-1", 2)
+    probe = subprocess.run(
+        [sys.executable, "-c", _SDK_PROBE, str(tmp_path / "out" / "job-1")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.splitlines()[-1] == "exit 0 sdk []"
+    assert _keys(tmp_path / "out" / "job-1") == EXPECTED
 
 
 def test_merge_is_idempotent_and_two_at_once_agree(

@@ -132,7 +132,8 @@ def main() -> int:
     import sharebatch
     from sharebatch.errors import S3ListingError, SharebatchError
     from sharebatch.models import BucketTarget, Credentials, ObjectRef
-    from sharebatch.run import link_ids, pool, runner
+    from sharebatch.run import link_ids, pool
+    from sharebatch.s3 import gateway as gateway_module
     from sharebatch.s3.gateway import Level, S3Gateway
 
     link_ids.random_bits = deterministic_bits
@@ -181,7 +182,8 @@ def main() -> int:
             token = SESSION_TOKEN if args.short else None
             return Credentials(ACCESS_KEY, SECRET_KEY, token, expiry, method="env")
 
-    runner.S3Gateway = Gateway  # type: ignore[misc]
+    # The runner imports the gateway class from its module as it opens one.
+    gateway_module.S3Gateway = Gateway  # type: ignore[misc]
     args.out.mkdir(parents=True, exist_ok=True)
     os.chdir(args.out)
     prefixes = THREE_LISTINGS if args.three else ONE_LISTING
