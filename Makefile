@@ -62,7 +62,11 @@ test-clock: $(VENV)/.dev-installed
 # CloudFront signing by key kind (seconds), an S3 Inventory source of 1M objects vs the
 # synthetic lister (~6 minutes), two shard processes plus their merge vs one process over that
 # inventory (issue 18, ~6 minutes); results: docs/performance.md.
+# First the package's bytecode, as an installed wheel has it: this editable install otherwise
+# compiles every module at each start where PYTHONDONTWRITEBYTECODE is set (~0.2 s of CPU a
+# process, paid twice on the sharded path of bench_shards).
 bench: $(VENV)/.dev-installed
+	$(BIN)/python -m compileall -q sharebatch
 	$(BIN)/python bench/bench_signing.py
 	$(BIN)/python bench/bench_run.py
 	$(BIN)/python bench/bench_notify.py
