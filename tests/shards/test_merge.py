@@ -330,3 +330,51 @@ jobs:
     ours = json.loads((out / "job-i" / "summary.json").read_text())["inventories"]
     theirs = json.loads((solo / "summary.json").read_text())["inventories"]
     assert ours == theirs
+
+
+_GUARDED = f"""\
+version: 1
+defaults: {{bucket: {BUCKET}, region: eu-west-1, expires_in: 1h}}
+jobs:
+  - name: guarded
+    prefixes: [a/, b/, c/, d/, e/, f/, g/]
+    filters: {{max_links: 16}}
+    recipients: [{{id: auditor}}]
+  - name: open
+    prefixes: [b/, c/]
+    recipients: [{{id: partner}}]
+"""
+
+
+def test_max_links_is_judged_on_the_merged_totals(s3: S3, tmp_path: Path) -> None:
+    """A job past its max_links (17 objects, 16 allowed) split over two shards, each under
+    the limit: both shards exit 0, and the merge fails that job alone (exit 1,
+    ``max_links_exceeded``, no bundle for it) exactly as one machine does."""
+    seed(s3, tmp_path)
+    manifest = tmp_path / "guarded.yml"
+    manifest.write_text(_GUARDED, encoding="utf-8")
+    solo = invoke(
+        "run", str(manifest), "--out", str(tmp_path / "solo"), "--endpoint-url", s3.endpoint,
+        "--run-id", "solo", "--workers", "1", "--quiet",
+    )  # fmt: skip
+    assert solo.returncode == 1, solo.stderr
+    out = tmp_path / "out"
+    run_shards(manifest, out, s3.endpoint, "job-g", 2)
+    records = [out / "job-g" / "shards" / f"{k}-of-2" / "shard.json" for k in range(2)]
+    guarded = [json.loads(path.read_text())["routes"][0]["links"] for path in records]
+    # Neither shard alone holds more than the limit: only the totals exceed it.
+    assert sum(guarded) == 17 and max(guarded) <= 16, guarded
+    merged = merge(out / "job-g")
+    assert merged.returncode == 1, merged.stderr
+    events = [json.loads(line) for line in (out / "job-g" / "audit.jsonl").read_text().splitlines()]
+    exceeded = [e for e in events if e["event"] == "max_links_exceeded" and "shard" not in e]
+    assert [(e["job"], e["recipient"], e["max_links"]) for e in exceeded] == [
+        ("guarded", "auditor", 16)
+    ]
+    assert sorted(bundles(out / "job-g")) == sorted(bundles(tmp_path / "solo" / "solo"))
+    assert sorted(bundles(out / "job-g")) == ["open/partner"]
+    ours = json.loads((out / "job-g" / "summary.json").read_text())
+    theirs = json.loads((tmp_path / "solo" / "solo" / "summary.json").read_text())
+    assert ours["status"] == theirs["status"] != "ok"
+    unstamped = {"earliest_expiry": None}
+    assert ours["totals"] | unstamped == theirs["totals"] | unstamped
