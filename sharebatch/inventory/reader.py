@@ -31,7 +31,7 @@ from sharebatch.audit import get_logger
 from sharebatch.errors import InventoryError, S3ReadError
 from sharebatch.files import private_dir
 from sharebatch.inventory.locate import DataFile, Report, locate
-from sharebatch.inventory.rows import Columns, CsvGzRows, parquet_rows
+from sharebatch.inventory.rows import Columns, CsvGzRows, Row, parquet_rows
 from sharebatch.inventory.sort import DEFAULT_BOUND, KeySorter
 from sharebatch.manifest.inventory import InventorySource
 from sharebatch.models import BucketTarget, ObjectRef
@@ -218,23 +218,23 @@ class Inventories:
         columns = Columns.of(report.columns, report.uri) if kind == "CSV" else None
         folder = self._folder / hashlib.sha256(report.uri.encode()).hexdigest()[:16]
         private_dir(folder)
-        sorter = KeySorter(folder, sorted(read.prefixes), self._bound)
+        sorter = KeySorter(folder, target.bucket, sorted(read.prefixes), self._bound)
         read.sorter = sorter
         sample = _Sample(source.verify_sample, report.md5)
 
-        def accept(rows: list[ObjectRef]) -> None:
+        def accept(rows: list[Row]) -> None:
             read.rows += len(rows)
             kept = sorter.keep(rows)
             read.kept += len(kept)
             if source.verify_sample:
-                for obj in kept:
-                    sample.offer(obj)
+                for row in kept:
+                    sample.offer(row)
 
         files = asyncio.Semaphore(FILES_AT_ONCE)
 
         async def one(data: DataFile) -> None:
             async with files:
-                await self._read_file(place, data, columns, target.bucket, accept, folder)
+                await self._read_file(place, data, columns, accept, folder)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -250,7 +250,7 @@ class Inventories:
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
             raise first from None
-        read.sample = sample.chosen()
+        read.sample = sample.chosen(target.bucket)
         log.info(
             "inventory_read",
             source=source.inventory,
@@ -268,14 +268,13 @@ class Inventories:
         place: BucketTarget,
         data: DataFile,
         columns: Columns | None,
-        bucket: str,
-        accept: Callable[[list[ObjectRef]], None],
+        accept: Callable[[list[Row]], None],
         folder: Path,
     ) -> None:
         where = f"s3://{place.bucket}/{data.key}"
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
-        csv_rows = CsvGzRows(bucket, columns, accept, where) if columns is not None else None
+        csv_rows = CsvGzRows(columns, accept, where) if columns is not None else None
         copy: Path | None = None
         fd: int | None = None
         try:
@@ -304,7 +303,7 @@ class Inventories:
             elif copy is not None:
                 # Parquet's index is at its end: the file is read from a private copy on disk,
                 # in the loop (rows go to the one sorter, which is not shared across threads).
-                parquet_rows(copy, bucket, accept, where)
+                parquet_rows(copy, accept, where)
         except S3ReadError as exc:
             raise InventoryError(exc.code, f"{where}: {exc}") from None
         except UnicodeDecodeError as exc:
@@ -372,22 +371,23 @@ class _Sample:
     def __init__(self, size: int, seed: str) -> None:
         self._size = size
         self._seed = seed.encode()[:64]
-        self._heap: list[tuple[int, str, ObjectRef]] = []  # max-heap by negated hash
+        self._heap: list[tuple[int, str, Row]] = []  # max-heap by negated hash
 
-    def offer(self, obj: ObjectRef) -> None:
+    def offer(self, row: Row) -> None:
         if not self._size:
             return
+        key = row[0]
         mark = -int.from_bytes(
-            hashlib.blake2b(obj.key.encode(), key=self._seed, digest_size=8).digest(), "big"
+            hashlib.blake2b(key.encode(), key=self._seed, digest_size=8).digest(), "big"
         )
-        item = (mark, obj.key, obj)
+        item = (mark, key, row)
         if len(self._heap) < self._size:
             heapq.heappush(self._heap, item)
         elif item > self._heap[0]:
             heapq.heapreplace(self._heap, item)
 
-    def chosen(self) -> list[ObjectRef]:
-        return sorted((obj for _, _, obj in self._heap), key=lambda o: o.key)
+    def chosen(self, bucket: str) -> list[ObjectRef]:
+        return sorted(ObjectRef(bucket, *row) for _, _, row in self._heap)
 
 
 def _write_all(fd: int, data: bytes) -> None:

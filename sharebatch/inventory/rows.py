@@ -1,4 +1,4 @@
-"""An inventory data file's rows as the ``ObjectRef``s a listing would give.
+"""An inventory data file's rows as a listing would give them (``Row``s).
 
 CSV files are gzip-compressed, without a header line; their columns are the manifest's
 ``fileSchema`` in order (Amazon S3 User Guide, "Amazon S3 Inventory list",
@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from sharebatch.errors import InventoryError
-from sharebatch.models import ObjectRef
 
 REQUIRED = ("Key", "Size", "LastModifiedDate", "ETag")
 """Without these a row cannot be what a listing gives (a bundle's key, size, date, ETag)."""
@@ -69,7 +68,14 @@ class Columns:
         )
 
 
-Accept = Callable[[list[ObjectRef]], None]
+Row = tuple[str, int, str, datetime]
+"""An object of a report as a listing would show it: key, size, ETag, last modified. A plain
+tuple, the bucket left out (the report's, one for all): a million rows are made, held, sorted
+and spilled, and the ``ObjectRef`` a page needs is made once, when the page is (``sort``).
+Key first, so tuples compare by key, and in C: Python's sort compares the first items with
+its string fast path when every tuple's differ."""
+
+Accept = Callable[[list[Row]], None]
 """Where the rows that a listing would show go, a batch at a time."""
 
 
@@ -77,8 +83,7 @@ class CsvGzRows:
     """A CSV.gz data file fed in chunks as they arrive: rows out as soon as their line is
     whole, never the file in memory."""
 
-    def __init__(self, bucket: str, columns: Columns, accept: Accept, where: str) -> None:
-        self._bucket = bucket
+    def __init__(self, columns: Columns, accept: Accept, where: str) -> None:
         self._columns = columns
         self._accept = accept
         self._where = where
@@ -111,14 +116,14 @@ class CsvGzRows:
 
     def _lines(self, lines: list[str]) -> None:
         c = self._columns
-        bucket, accept = self._bucket, self._accept
+        accept = self._accept
         key_at, size_at, modified_at, etag_at = c.key, c.size, c.modified, c.etag
         latest_at, marker_at = c.latest, c.delete_marker
         width = max(key_at, size_at, modified_at, etag_at, latest_at or 0, marker_at or 0)
         # Objects written together share their second: each distinct moment parsed once.
         moments = self._moments
         line = self._line
-        found: list[ObjectRef] = []
+        found: list[Row] = []
         add = found.append
         try:
             for fields in csv.reader(lines):
@@ -145,7 +150,7 @@ class CsvGzRows:
                     modified = moments[text] = datetime.fromisoformat(text)
                 if size == 0 and key[-1:] == "/":
                     continue
-                add(ObjectRef(bucket, key, size, fields[etag_at], modified))
+                add((key, size, fields[etag_at], modified))
         except ValueError as exc:  # UnicodeDecodeError is one: a key's bytes are not UTF-8
             raise InventoryError("BadRow", f"{self._where}: line {line}: {exc}") from None
         finally:
@@ -153,7 +158,7 @@ class CsvGzRows:
         accept(found)
 
 
-def parquet_rows(path: Path, bucket: str, accept: Accept, where: str) -> int:
+def parquet_rows(path: Path, accept: Accept, where: str) -> int:
     """Every row of a Parquet data file (a local copy), batch by batch."""
     try:
         import pyarrow.parquet as pq  # an optional extra
@@ -170,7 +175,7 @@ def parquet_rows(path: Path, bucket: str, accept: Accept, where: str) -> int:
         flags = [names[i] for i in (c.latest, c.delete_marker) if i is not None]
         rows = 0
         for batch in parquet.iter_batches(batch_size=8192, columns=wanted + flags):
-            rows += _batch(batch.to_pydict(), wanted, c, names, bucket, accept)
+            rows += _batch(batch.to_pydict(), wanted, c, names, accept)
         return rows
     except InventoryError:
         raise
@@ -185,13 +190,12 @@ def _batch(
     wanted: list[str],
     c: Columns,
     names: list[str],
-    bucket: str,
     accept: Accept,
 ) -> int:
     keys, sizes, modified, etags = (data[n] for n in wanted)
     latest = data[names[c.latest]] if c.latest is not None else None
     marker = data[names[c.delete_marker]] if c.delete_marker is not None else None
-    found: list[ObjectRef] = []
+    found: list[Row] = []
     for i, key in enumerate(keys):
         if (marker is not None and marker[i]) or (latest is not None and latest[i] is False):
             continue
@@ -201,6 +205,6 @@ def _batch(
         when = modified[i]
         if isinstance(when, datetime):
             when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-        found.append(ObjectRef(bucket, key, int(size), etags[i] or "", when))
+        found.append((key, int(size), etags[i] or "", when))
     accept(found)
     return len(found)

@@ -16,30 +16,37 @@ import heapq
 import itertools
 import os
 import pickle
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
+from sharebatch.inventory.rows import Row
 from sharebatch.models import ObjectRef
 
 DEFAULT_BOUND = 200_000
-"""Rows held in memory before they are spilled (about 60 MB of ``ObjectRef``s), checked after
+"""Rows held in memory before they are spilled (about 50 MB of rows), checked after
 each batch (the rows of one 256 KiB chunk of a data file: some 20,000)."""
 PAGE = 1000  # what a ListObjectsV2 page holds
 _BLOCK = 4096  # rows per pickled block of a run file
-_Row = tuple[str, str, int, str, datetime]  # an ``ObjectRef`` as a run file holds it
+# ``ObjectRef._make`` without its Python frame and length check: a page's tuple always has
+# every field.
+_object: Callable[[tuple[object, ...]], ObjectRef] = partial(tuple.__new__, ObjectRef)
 FAN_IN = 16
 """Runs a prefix may have: past it they are merged into one, so a merge opens at most this
 many files however large the report (2 x concurrency prefixes are merged at once)."""
 
 
 class KeySorter:
-    """Rows per prefix, handed back in key order; spilled to ``folder`` past ``bound``."""
+    """Rows of ``bucket`` per prefix, handed back in key order as ``ObjectRef``s; spilled to
+    ``folder`` past ``bound``."""
 
-    def __init__(self, folder: Path, prefixes: list[str], bound: int = DEFAULT_BOUND) -> None:
+    def __init__(
+        self, folder: Path, bucket: str, prefixes: list[str], bound: int = DEFAULT_BOUND
+    ) -> None:
         self._folder = folder
+        self._bucket = bucket
         self._bound = bound
-        self._held: dict[str, list[ObjectRef]] = {p: [] for p in prefixes}
+        self._held: dict[str, list[Row]] = {p: [] for p in prefixes}
         self._runs: dict[str, list[Path]] = {p: [] for p in prefixes}
         self._count = 0
         self._spills = 0
@@ -53,7 +60,7 @@ class KeySorter:
         """How many run files were written."""
         return self._spills
 
-    def keep(self, rows: list[ObjectRef]) -> list[ObjectRef]:
+    def keep(self, rows: list[Row]) -> list[Row]:
         """Each row under one of the prefixes, kept for each (under "a/" and "a/b/": both);
         the rows kept, once each. Spills once ``bound`` rows are held."""
         kept = []
@@ -61,11 +68,11 @@ class KeySorter:
         for size, prefixes in self._lengths:
             # A row's prefix of this length is one slice and one set lookup away, however
             # many prefixes there are (a run may read one report for 1,000 of them).
-            for obj in rows:
-                head = obj.key[:size]
+            for row in rows:
+                head = row[0][:size]
                 if head in prefixes:
-                    held[head].append(obj)
-                    kept.append(obj)
+                    held[head].append(row)
+                    kept.append(row)
         self._count += len(kept)
         if len(self._lengths) > 1 and kept:
             kept = list({id(o): o for o in kept}.values())
@@ -91,7 +98,7 @@ class KeySorter:
             self._held[prefix] = []
         self._count = 0
 
-    def _write(self, rows: Iterator[ObjectRef]) -> Path:
+    def _write(self, rows: Iterator[Row]) -> Path:
         path = self._folder / f"run-{self._spills:06d}.pickle"
         self._spills += 1
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -99,12 +106,11 @@ class KeySorter:
             # Blocks of rows pickled: C speed both ways, where text lines cost a quote and an
             # unquote per key. Only this process writes and reads them, in its own 0700
             # staging folder, opened without following links: nobody else's pickle is loaded.
-            # Plain tuples: a named tuple pickles through a Python-level __getnewargs__ per
-            # row, four times the cost of the tuple copied here.
-            block = list(map(tuple, itertools.islice(rows, _BLOCK)))
+            # Plain tuples (a named tuple pickles through a Python-level __getnewargs__).
+            block = list(itertools.islice(rows, _BLOCK))
             while block:
                 pickle.dump(block, out, protocol=pickle.HIGHEST_PROTOCOL)
-                block = list(map(tuple, itertools.islice(rows, _BLOCK)))
+                block = list(itertools.islice(rows, _BLOCK))
         return path
 
     def pages(self, prefix: str, size: int = PAGE) -> Iterator[list[ObjectRef]]:
@@ -112,11 +118,12 @@ class KeySorter:
         held = self._held[prefix]
         held.sort()
         sources = [_read_run(path) for path in self._runs[prefix]]
-        # Rows compare as tuples: the bucket (one for all) and then the key, which is unique,
-        # decide; no key function, so the merge and the sort compare in C.
+        # Rows compare as tuples: the key, which is unique in a report (one version of each
+        # object), decides; no key function, so the merge and the sort compare in C.
         merged = heapq.merge(*sources, held) if sources else iter(held)
-        while page := list(itertools.islice(merged, size)):
-            yield page
+        bucket = (self._bucket,)
+        while rows := list(itertools.islice(merged, size)):
+            yield [_object(bucket + row) for row in rows]
 
     def remove(self) -> None:
         """Every run file (the folder is the caller's)."""
@@ -126,12 +133,12 @@ class KeySorter:
         self._held = {p: [] for p in self._held}
 
 
-def _read_run(path: Path) -> Iterator[ObjectRef]:
+def _read_run(path: Path) -> Iterator[Row]:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with open(fd, "rb", buffering=1 << 20) as source:
         while True:
             try:
-                block: list[_Row] = pickle.load(source)  # noqa: S301 - our own file
+                block: list[Row] = pickle.load(source)  # noqa: S301 - our own file
             except EOFError:
                 return
-            yield from map(ObjectRef._make, block)
+            yield from block

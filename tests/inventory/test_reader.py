@@ -365,9 +365,7 @@ def test_keys_are_decoded_as_s3_encodes_them() -> None:
     from sharebatch.inventory.rows import Columns, CsvGzRows
 
     got: list[str] = []
-    rows = CsvGzRows(
-        "b", Columns.of(list(COLUMNS), "t"), lambda b: got.extend(o.key for o in b), "t"
-    )
+    rows = CsvGzRows(Columns.of(list(COLUMNS), "t"), lambda b: got.extend(r[0] for r in b), "t")
     line = '"b","a+b%2Bc%25d%C3%A9","","true","false","1","2026-01-01T00:00:00.000Z","e","S"\n'
     rows.feed(gzip.compress(line.encode()))
     rows.finish()

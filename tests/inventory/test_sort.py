@@ -11,14 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sharebatch.inventory.rows import Row
 from sharebatch.inventory.sort import KeySorter
 from sharebatch.models import ObjectRef
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
-def _obj(key: str, size: int = 1) -> ObjectRef:
-    return ObjectRef("b", key, size, f"etag\t{key[:3]}", WHEN)
+def _row(key: str, size: int = 1) -> Row:
+    return (key, size, f"etag\t{key[:3]}", WHEN)
 
 
 def _drain(sorter: KeySorter, prefix: str, size: int = 1000) -> list[ObjectRef]:
@@ -37,20 +38,20 @@ def test_any_bound_gives_utf8_byte_order(
 ) -> None:
     """Keys of any characters (tabs, newlines, '%', astral ones), spilled every ``bound``
     rows, come back whole and in UTF-8 byte order, as S3 lists them."""
-    sorter = KeySorter(tmp_path_factory.mktemp("runs"), [""], bound)
-    sorter.keep([_obj(key) for key in keys])
+    sorter = KeySorter(tmp_path_factory.mktemp("runs"), "b", [""], bound)
+    sorter.keep([_row(key) for key in keys])
     got = _drain(sorter, "", 7)
     assert [o.key for o in got] == sorted(keys, key=lambda k: k.encode())
-    assert all(o.etag == f"etag\t{o.key[:3]}" and o.last_modified == WHEN for o in got)
+    assert got == [ObjectRef("b", *_row(o.key)) for o in got]
 
 
 def test_spilled_runs_are_private_and_removed(tmp_path: Path) -> None:
     """Run files are 0600; pages are at most the page size; ``remove`` leaves none behind."""
-    sorter = KeySorter(tmp_path, ["a/", "b/"], bound=10)
+    sorter = KeySorter(tmp_path, "b", ["a/", "b/"], bound=10)
     keys = [f"{p}{i:03d}" for p in ("a/", "b/") for i in range(45)]
     random.Random(3).shuffle(keys)  # noqa: S311 - an order, not a secret
     for key in keys:
-        assert sorter.keep([_obj(key), _obj("c/" + key)]) == [_obj(key)]
+        assert sorter.keep([_row(key), _row("c/" + key)]) == [_row(key)]
     runs = list(tmp_path.iterdir())
     assert sorter.spilled == len(runs) >= 8
     assert {stat.S_IMODE(p.stat().st_mode) for p in runs} == {0o600}
