@@ -14,7 +14,18 @@ import pytest
 from tests.support.paths import ROOT
 
 PACKAGE = ROOT / "sharebatch"
-GROUND = {"errors", "models", "audit", "times", "files", "visible", "units", "blocking", "version"}
+GROUND = {
+    "errors",
+    "models",
+    "audit",
+    "times",
+    "files",
+    "visible",
+    "units",
+    "blocking",
+    "version",
+    "child",
+}
 # What each floor may import of ours, besides the ground floor and its own folder.
 ALLOWED = {
     "cloudfront": set(),

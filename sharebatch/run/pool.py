@@ -28,9 +28,9 @@ import signal
 from collections import deque
 from pathlib import Path
 
+from sharebatch import child
 from sharebatch.errors import RunCrashed
 from sharebatch.models import ObjectRef
-from sharebatch.run import child
 from sharebatch.run.worker import HEADER, SEGMENT, Result, RouteSpec, pack, spool_path
 
 AUTO_AFTER = 20_000

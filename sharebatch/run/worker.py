@@ -43,9 +43,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from sharebatch import audit
+from sharebatch import audit, child
 from sharebatch.models import Credentials, Expiry, ObjectRef, ShortCredentials
-from sharebatch.run import child, link_ids
+from sharebatch.run import link_ids
 from sharebatch.run.bundles import PartFile
 from sharebatch.run.sign import Signer, credential_limit, stage_chunk
 from sharebatch.s3.workersign import FastSpec, worker_presigner

@@ -15,7 +15,7 @@ by run, each run written as one slice of its block. A
 block out of time order (a clock set back) is merged line by line, as ``heapq.merge`` takes
 its lines: the result is the same.
 
-``serve`` is the same merge in a child process (``run/child``): the merge writes the bundles
+``serve`` is the same merge in a child process (``child``): the merge writes the bundles
 meanwhile, on the other core.
 """
 
@@ -34,8 +34,8 @@ from operator import le
 from pathlib import Path
 from typing import IO
 
+from sharebatch import child
 from sharebatch.errors import RunCrashed
-from sharebatch.run import child
 from sharebatch.shards.join import READ_BUFFER, ROWS
 from sharebatch.visible import visible
 

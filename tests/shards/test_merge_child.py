@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sharebatch.run import child
+from sharebatch import child
 from sharebatch.shards import events
 from tests.support.procs import gone
 from tests.support.s3 import S3
@@ -95,7 +95,7 @@ def test_the_audit_merge_killed_fails_the_merge(
 _HELD = textwrap.dedent(
     """
     import asyncio, sys
-    from sharebatch.run import child
+    from sharebatch import child
 
     async def held(module, function, *args, **streams):
         # The audit log's merge, held: it tells the test its pid, then waits to be stopped.

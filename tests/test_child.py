@@ -1,4 +1,4 @@
-"""A child process of ours (``run/child``) under a parent that is process 1."""
+"""A child process of ours (``child``) under a parent that is process 1."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_a_child_of_a_parent_that_is_process_1_does_its_work(tmp_path: Path) -> 
         """
         import asyncio, os, sys
         sys.path.insert(0, sys.argv[1])
-        from sharebatch.run import child
+        from sharebatch import child
 
         async def run():
             process = await child.start(

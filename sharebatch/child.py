@@ -20,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-PACKAGE = str(Path(__file__).resolve().parent.parent)
+PACKAGE = str(Path(__file__).resolve().parent)
 """The folder a child imports ``sharebatch`` from: this very copy."""
 
 _PR_SET_PDEATHSIG = 1
