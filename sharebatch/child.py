@@ -39,6 +39,14 @@ def boot(module: str, function: str) -> str:
     )
 
 
+def cores() -> int:
+    """How many cores this process may run on: how many children of one kind pay."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: every core the machine has
+        return os.cpu_count() or 1
+
+
 _PARENT = "SHAREBATCH_PARENT_PID"
 """The parent's process id, as the child is given it: how a child knows it was orphaned."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
 import os
 import shutil
 import tempfile
@@ -28,10 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sharebatch.audit import get_logger
-from sharebatch.errors import InventoryError, S3ReadError
+from sharebatch.child import cores
+from sharebatch.errors import InventoryError, RunCrashed, S3ReadError
 from sharebatch.files import private_dir
 from sharebatch.inventory.locate import DataFile, Report, locate
+from sharebatch.inventory.parsing import Parsers
 from sharebatch.inventory.rows import Columns, CsvGzRows, Row, parquet_rows
+from sharebatch.inventory.sample import Sample
 from sharebatch.inventory.sort import DEFAULT_BOUND, KeySorter
 from sharebatch.manifest.inventory import InventorySource
 from sharebatch.models import BucketTarget, ObjectRef
@@ -43,6 +45,10 @@ if TYPE_CHECKING:  # the AWS SDK is imported when a gateway opens, not with this
 log = get_logger()
 
 FILES_AT_ONCE = 4
+PARSE_APART = 4 << 20
+"""From this many bytes of CSV.gz data files on (some 150,000 rows), a report is parsed by
+child processes, one per core (``parsing``): below it, starting them costs more than the
+second core wins back."""
 HEADS_AT_ONCE = 8
 DRIFT_LISTED = 100  # drifted objects named in the summary (all are counted and logged)
 
@@ -220,7 +226,7 @@ class Inventories:
         private_dir(folder)
         sorter = KeySorter(folder, target.bucket, sorted(read.prefixes), self._bound)
         read.sorter = sorter
-        sample = _Sample(source.verify_sample, report.md5)
+        sample = Sample(source.verify_sample, report.md5)
 
         def accept(rows: list[Row]) -> None:
             read.rows += len(rows)
@@ -231,25 +237,51 @@ class Inventories:
                     sample.offer(row)
 
         files = asyncio.Semaphore(FILES_AT_ONCE)
+        wanted = [
+            data
+            for index, data in enumerate(report.files)
+            if self._data_files is None or self._data_files(index)
+        ]
+        count = min(cores(), len(wanted))
+        parsers = None
+        if columns is not None and count > 1 and sum(d.size for d in wanted) >= PARSE_APART:
+            parsers = await Parsers.start(
+                count,
+                folder,
+                sorted(read.prefixes),
+                self._bound,
+                columns,
+                (source.verify_sample, report.md5),
+            )
 
         async def one(data: DataFile) -> None:
             async with files:
-                await self._read_file(place, data, columns, accept, folder)
+                await self._read_file(place, data, columns, accept, folder, parsers)
 
         try:
             async with asyncio.TaskGroup() as group:
-                for index, data in enumerate(report.files):
-                    if self._data_files is None or self._data_files(index):
-                        group.create_task(one(data))
+                for data in wanted:
+                    group.create_task(one(data))
+            if parsers is not None:
+                parsed = await parsers.finish()
+                sorter.adopt(parsed.runs)
+                read.rows += parsed.rows
+                read.kept += parsed.kept
+                for row in parsed.sample:
+                    sample.offer(row)
         except BaseExceptionGroup as failed:
-            # The first bad file names the problem; the group's other reads were cancelled.
-            ours, others = failed.split(InventoryError)
+            # The first bad file names the problem; the group's other reads were cancelled. A
+            # parser process that died fails the run as it is (no report's fault).
+            ours, others = failed.split((InventoryError, RunCrashed))
             if ours is None or others is not None:
                 raise
             first: BaseException = ours
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
             raise first from None
+        finally:
+            if parsers is not None:
+                await parsers.close()
         read.sample = sample.chosen(target.bucket)
         log.info(
             "inventory_read",
@@ -260,6 +292,7 @@ class Inventories:
             rows=read.rows,
             kept=read.kept,
             spilled_runs=sorter.spilled,
+            parsers=count if parsers is not None else 0,
         )
         return sorter
 
@@ -270,11 +303,14 @@ class Inventories:
         columns: Columns | None,
         accept: Callable[[list[Row]], None],
         folder: Path,
+        parsers: Parsers | None,
     ) -> None:
         where = f"s3://{place.bucket}/{data.key}"
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
-        csv_rows = CsvGzRows(columns, accept, where) if columns is not None else None
+        csv_rows = None
+        if columns is not None and parsers is None:
+            csv_rows = CsvGzRows(columns, accept, where)
         copy: Path | None = None
         fd: int | None = None
         try:
@@ -300,14 +336,16 @@ class Inventories:
                 )
             if csv_rows is not None:
                 csv_rows.finish()
+            elif parsers is not None and copy is not None:
+                # Checked whole, then parsed by a child, which removes the copy.
+                await parsers.parse(copy, where)
+                copy = None
             elif copy is not None:
                 # Parquet's index is at its end: the file is read from a private copy on disk,
                 # in the loop (rows go to the one sorter, which is not shared across threads).
                 parquet_rows(copy, accept, where)
         except S3ReadError as exc:
             raise InventoryError(exc.code, f"{where}: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise InventoryError("BadRow", f"{where}: not UTF-8 text ({exc.reason})") from None
         finally:
             if fd is not None:
                 os.close(fd)
@@ -362,32 +400,6 @@ def _drift(
     if etag != obj.etag:
         return Drift(obj.key, "etag", f"ETag {obj.etag} in the report, {etag} now")
     return None
-
-
-class _Sample:
-    """The ``size`` rows whose keys hash lowest under ``seed``: a uniform random sample that
-    does not depend on the order rows arrive in (data files are read concurrently)."""
-
-    def __init__(self, size: int, seed: str) -> None:
-        self._size = size
-        self._seed = seed.encode()[:64]
-        self._heap: list[tuple[int, str, Row]] = []  # max-heap by negated hash
-
-    def offer(self, row: Row) -> None:
-        if not self._size:
-            return
-        key = row[0]
-        mark = -int.from_bytes(
-            hashlib.blake2b(key.encode(), key=self._seed, digest_size=8).digest(), "big"
-        )
-        item = (mark, key, row)
-        if len(self._heap) < self._size:
-            heapq.heappush(self._heap, item)
-        elif item > self._heap[0]:
-            heapq.heapreplace(self._heap, item)
-
-    def chosen(self, bucket: str) -> list[ObjectRef]:
-        return sorted(ObjectRef(bucket, *row) for _, _, row in self._heap)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -105,14 +105,22 @@ class CsvGzRows:
         cut = data.rfind(b"\n") + 1
         self._rest = data[cut:]
         if cut:
-            self._lines(data[:cut].decode("utf-8", "strict").splitlines())
+            self._lines(self._text(data[:cut]).splitlines())
 
     def finish(self) -> None:
         if not self._inflate.eof:
             raise InventoryError("TruncatedFile", f"{self._where}: the gzip stream is cut short")
         if self._rest:
-            self._lines([self._rest.decode("utf-8", "strict")])
+            self._lines([self._text(self._rest)])
             self._rest = b""
+
+    def _text(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8", "strict")
+        except UnicodeDecodeError as exc:
+            raise InventoryError(
+                "BadRow", f"{self._where}: not UTF-8 text ({exc.reason})"
+            ) from None
 
     def _lines(self, lines: list[str]) -> None:
         c = self._columns

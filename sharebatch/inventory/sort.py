@@ -87,16 +87,33 @@ class KeySorter:
                 continue
             rows.sort()  # by key: see ``pages``
             self._runs[prefix].append(self._write(iter(rows)))
-            if len(self._runs[prefix]) >= FAN_IN:
-                # One pass over this prefix's runs into a single longer one (a log-structured
-                # merge: each row is rewritten about log16(rows / bound) times in all).
-                runs = self._runs[prefix]
-                merged = self._write(heapq.merge(*(_read_run(p) for p in runs)))
-                for path in runs:
-                    path.unlink()
-                self._runs[prefix] = [merged]
+            self._compact(prefix)
             self._held[prefix] = []
         self._count = 0
+
+    def runs(self) -> dict[str, list[Path]]:
+        """Each prefix's run files: what a parser process hands its parent (``spill``
+        first, so memory holds nothing)."""
+        return {prefix: list(paths) for prefix, paths in self._runs.items()}
+
+    def adopt(self, runs: dict[str, list[Path]]) -> None:
+        """Run files another sorter of the same prefixes wrote (a parser process's, in a
+        private folder of its own under this one's), merged into the pages as if spilled
+        here; removed with this sorter's."""
+        for prefix, paths in runs.items():
+            self._runs[prefix] += paths
+            self._spills += len(paths)
+            self._compact(prefix)
+
+    def _compact(self, prefix: str) -> None:
+        runs = self._runs[prefix]
+        if len(runs) >= FAN_IN:
+            # One pass over this prefix's runs into a single longer one (a log-structured
+            # merge: each row is rewritten about log16(rows / bound) times in all).
+            merged = self._write(heapq.merge(*(_read_run(p) for p in runs)))
+            for path in runs:
+                path.unlink()
+            self._runs[prefix] = [merged]
 
     def _write(self, rows: Iterator[Row]) -> Path:
         path = self._folder / f"run-{self._spills:06d}.pickle"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sharebatch.audit import get_logger, link_issued, write_rendered_bytes
+from sharebatch.child import cores
 from sharebatch.errors import InventoryError, S3ListingError, SharebatchError, SigningError
 from sharebatch.files import read_range
 from sharebatch.inventory.reader import Inventories
@@ -34,7 +35,7 @@ from sharebatch.run import pool as signing_pool
 from sharebatch.run.bundles import Part, PartFile
 from sharebatch.run.folder import RunFolder
 from sharebatch.run.plan import ListTask, Plan, Route
-from sharebatch.run.pool import Answer, Pool, Wanted, cores
+from sharebatch.run.pool import Answer, Pool, Wanted
 from sharebatch.run.progress import Progress
 from sharebatch.run.select import Selector, linkable
 from sharebatch.run.select import unlinkable as select_unlinkable

@@ -49,14 +49,6 @@ WORKER_PEAKS_KIB: list[int] = []
 adds them to the run's own, since RUSAGE_CHILDREN would not sum peaks held at the same time."""
 
 
-def cores() -> int:
-    """How many cores this process may run on: the default number of workers."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: every core the machine has
-        return os.cpu_count() or 1
-
-
 class _Segment:
     """One spool segment of a worker, open for reading while pages in it are to be copied."""
 

@@ -100,6 +100,17 @@ def _rows(run_dir: Path, job: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.fixture(params=["in the run", "in children"])
+def parsers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """CSV data files parsed in the run's process (small reports), or, whatever their size,
+    by three child processes (``inventory/parsing``): how many parsers the run should use."""
+    if request.param == "in the run":
+        return 0
+    monkeypatch.setattr(reader, "PARSE_APART", 0)
+    monkeypatch.setattr(reader, "cores", lambda: 3)
+    return 3
+
+
 def _seed(s3: S3) -> list[Row]:
     s3.bucket(SOURCE, FILES)
     return rows_of(s3, SOURCE)
@@ -116,15 +127,19 @@ def _extras(rows: list[Row]) -> list[Row]:
     ]
 
 
-def test_csv_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path) -> None:
+def test_csv_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path, parsers: int) -> None:
     """A CSV.gz report (keys URL-encoded, rows shuffled over three files, delete markers,
-    old versions and folder markers among them) gives the rows a listing gives, in its order;
-    the header and summary name the report and its time."""
+    old versions and folder markers among them) gives the rows a listing gives, in its order,
+    parsed in the run or by child processes; the header and summary name the report and its
+    time."""
     written = write_inventory(s3, bucket=DEST, source_bucket=SOURCE, rows=_extras(_seed(s3)))
     run_dir = _run(s3, tmp_path, _manifest(tmp_path, f"{{inventory: '{written.uri}'}}"))
     listed, inv = _rows(run_dir, "listed"), _rows(run_dir, "inv")
     assert len(listed) == 9
     assert inv == listed
+    [event] = audit_events_named(run_dir, "inventory_read")
+    assert (event["parsers"], event["rows"], event["kept"]) == (parsers, 10, 9)
+    assert not list((tmp_path / "out").glob("*/.staging"))
     header = json.loads((run_dir / "inv" / "r" / "links.json").read_text())["header"]
     assert header["inventory"] == {
         "source": written.uri,
@@ -163,9 +178,10 @@ def test_parquet_inventory_gives_the_listing_rows(s3: S3, tmp_path: Path) -> Non
 
 
 def test_spilled_runs_give_the_same_order(
-    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parsers: int
 ) -> None:
-    """With memory bounded to 2 rows, sorted runs go to disk and are merged: same rows."""
+    """With memory bounded to 2 rows (each of three parsers holding 1), sorted runs go to
+    disk and are merged: same rows."""
     files = {f"shared/k{(i * 37) % 101:03d}-{i}.txt": str(i).encode() for i in range(60)}
     s3.bucket(SOURCE, files)
     written = write_inventory(s3, bucket=DEST, source_bucket=SOURCE, rows=rows_of(s3, SOURCE))
@@ -175,6 +191,7 @@ def test_spilled_runs_give_the_same_order(
     assert len(_rows(run_dir, "inv")) == 60
     [event] = audit_events_named(run_dir, "inventory_read")
     assert event["spilled_runs"] >= 3  # a run per data file at least: each batch goes over
+    assert event["parsers"] == parsers
 
 
 def audit_events_named(run_dir: Path, name: str) -> list[dict[str, Any]]:
@@ -249,6 +266,10 @@ def _bad_cases() -> list[Any]:
         body = s3.client.get_object(Bucket=DEST, Key=w.data[0])["Body"].read()
         replace_data(s3, w, 0, body[: len(body) // 2], in_manifest=True)
 
+    def not_utf8(s3: S3, w: Written) -> None:
+        body = gzip.compress(b'"src-bucket","shared/\xff.txt","","true","false","1","x","e","S"\n')
+        replace_data(s3, w, 1, body, in_manifest=True)
+
     def md5(s3: S3, w: Written) -> None:
         body = csv_gz(SOURCE, [Row("shared/a.txt", 1, "x", datetime(2026, 1, 1, tzinfo=UTC))])
         replace_data(s3, w, 2, body, in_manifest=False)
@@ -267,6 +288,7 @@ def _bad_cases() -> list[Any]:
         pytest.param(orc, "UnsupportedFormat", "is ORC", id="orc"),
         pytest.param(truncated, "TruncatedFile", "cut short", id="truncated-gzip"),
         pytest.param(md5, "BadDataFile", "the manifest says", id="data-md5"),
+        pytest.param(not_utf8, "BadRow", "not UTF-8 text", id="not-utf-8"),
         pytest.param(other_bucket, "WrongBucket", "'another-bucket'", id="source-bucket"),
         pytest.param(no_report, "NoInventory", "no <YYYY-MM-DDTHH-MMZ>", id="no-report"),
     ]
@@ -274,10 +296,11 @@ def _bad_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("breaks", "code", "says"), _bad_cases())
 def test_a_bad_report_fails_its_job_only(
-    s3: S3, tmp_path: Path, breaks: Any, code: str, says: str
+    s3: S3, tmp_path: Path, breaks: Any, code: str, says: str, parsers: int
 ) -> None:
-    """Each bad input: exit 1, the inventory job failed and named with the file, no bundle
-    of it; the listed job's bundle is written."""
+    """Each bad input, whether the run or child processes parse the data files: exit 1, the
+    inventory job failed and named with the file, no bundle of it; the listed job's bundle
+    is written."""
     written = write_inventory(s3, bucket=DEST, source_bucket=SOURCE, rows=_seed(s3))
     breaks(s3, written)
     run_dir = _run(s3, tmp_path, _manifest(tmp_path, f"{{inventory: '{written.uri}'}}"), 1)
@@ -357,6 +380,31 @@ def test_verify_sample_is_reproducible(s3: S3, tmp_path: Path) -> None:
         [report] = json.loads((run_dir / "summary.json").read_text())["inventories"]
         picked.append([d["key"] for d in report["verify"]["drift"]])
     assert len(picked[0]) == 3
+    assert picked[0] == picked[1]
+
+
+def test_children_pick_the_sample_one_process_picks(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verify sample does not depend on who parsed which file: three child processes
+    pick the objects the run's own process picks."""
+    written = write_inventory(s3, bucket=DEST, source_bucket=SOURCE, rows=_seed(s3))
+    for key, body in FILES.items():
+        if key.startswith("shared/") and not key.endswith("/"):
+            s3.client.put_object(Bucket=SOURCE, Key=key, Body=body + b"-changed")
+    picked = []
+    for attempt in ("here", "apart"):
+        if attempt == "apart":
+            monkeypatch.setattr(reader, "PARSE_APART", 0)
+            monkeypatch.setattr(reader, "cores", lambda: 3)
+        out = tmp_path / attempt
+        out.mkdir()
+        run_dir = _run(s3, out, _manifest(out, f"{{inventory: '{written.uri}', verify_sample: 4}}"))
+        [report] = json.loads((run_dir / "summary.json").read_text())["inventories"]
+        picked.append([d["key"] for d in report["verify"]["drift"]])
+        [event] = audit_events_named(run_dir, "inventory_read")
+        assert event["parsers"] == (3 if attempt == "apart" else 0)
+    assert len(picked[0]) == 4
     assert picked[0] == picked[1]
 
 
