@@ -16,14 +16,18 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import pickle
 import signal
+import struct
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 PACKAGE = str(Path(__file__).resolve().parent)
 """The folder a child imports ``sharebatch`` from: this very copy."""
 
 _PR_SET_PDEATHSIG = 1
+_HEADER = struct.Struct(">I")
 
 
 def boot(module: str, function: str) -> str:
@@ -89,3 +93,39 @@ def as_child() -> None:
     parent = os.environ.get(_PARENT)
     if parent is not None and os.getppid() != int(parent):
         os._exit(1)
+
+
+# Messages between a parent and its children: pickles framed by their length. Only our own
+# processes write them, on the pipes between them: nobody else's pickle is loaded.
+
+
+def frame(message: object) -> bytes:
+    """``message`` as it goes down a pipe."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+async def receive(stream: asyncio.StreamReader) -> Any:
+    """The next message from a child's pipe; ``asyncio.IncompleteReadError`` once it ended."""
+    (size,) = _HEADER.unpack(await stream.readexactly(_HEADER.size))
+    return pickle.loads(await stream.readexactly(size))  # noqa: S301 - our child's pipe
+
+
+def read(stream: IO[bytes]) -> Any:
+    """The next message from the parent's pipe (a child's stdin); ``EOFError`` once the
+    parent closed it."""
+    (size,) = _HEADER.unpack(_exactly(stream, _HEADER.size))
+    return pickle.loads(_exactly(stream, size))  # noqa: S301 - our parent's pipe
+
+
+def send(stream: IO[bytes], message: object) -> None:
+    """``message`` up to the parent (a child's stdout), flushed."""
+    stream.write(frame(message))
+    stream.flush()
+
+
+def _exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError
+    return data

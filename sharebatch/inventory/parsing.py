@@ -10,8 +10,7 @@ removes the copy. When every file is in, each child spills what it holds and ans
 run files, its counts and its part of the ``verify_sample`` sample; the run's sorter adopts
 the runs (``KeySorter.adopt``), so pages merge them as if spilled in the run's process.
 
-Messages both ways are pickles framed by their length, between this process and its own
-children over their pipes (as ``run/pool``'s): nothing else writes them.
+Messages both ways are ``child``'s framed pickles, over the pipes to the children.
 
 A data file a child cannot read fails the report with the child's ``InventoryError`` (the
 file named), as in one process; a child that dies fails the run (``RunCrashed``).
@@ -23,13 +22,11 @@ import asyncio
 import contextlib
 import gc
 import os
-import pickle
 import signal
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sharebatch import child
 from sharebatch.errors import InventoryError, RunCrashed
@@ -40,7 +37,6 @@ from sharebatch.inventory.sort import KeySorter
 AHEAD = 2
 """Data files given to one child and not yet parsed: one parsing, one waiting on disk (a
 download never waits for a parse, nor do copies pile up on disk)."""
-_HEADER = struct.Struct(">I")
 _READ = 1 << 18  # as the data files are read from S3
 
 
@@ -160,9 +156,8 @@ class Parsers:
     async def _send(self, one: _Child, message: object) -> None:
         stdin = one.process.stdin
         assert stdin is not None
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            stdin.write(_HEADER.pack(len(data)) + data)
+            stdin.write(child.frame(message))
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             # The child is gone: its reader says why (its error, or how it ended).
@@ -177,8 +172,7 @@ class Parsers:
         assert stdout is not None
         try:
             while True:
-                (size,) = _HEADER.unpack(await stdout.readexactly(_HEADER.size))
-                message = pickle.loads(await stdout.readexactly(size))  # noqa: S301 - our child
+                message = await child.receive(stdout)
                 async with self._changed:
                     kind = message[0]
                     if kind == "done":
@@ -220,20 +214,6 @@ def parse_file(path: Path, columns: Columns, accept: Any, where: str) -> None:
     rows.finish()
 
 
-def _receive(source: IO[bytes]) -> Any:
-    header = source.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None  # the parent closed the pipe: no more files
-    (size,) = _HEADER.unpack(header)
-    return pickle.loads(source.read(size))  # noqa: S301 - our parent
-
-
-def _send_up(sink: IO[bytes], message: object) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sink.write(_HEADER.pack(len(data)) + data)
-    sink.flush()
-
-
 def serve() -> None:
     """The child's program: the setup, then data files until the pipe closes; each parsed
     into its sorter and removed, answered with its counts; at the end its runs and sample."""
@@ -243,7 +223,7 @@ def serve() -> None:
     # parse's CPU in the run's process, measured).
     gc.disable()
     source, sink = sys.stdin.buffer, sys.stdout.buffer
-    place, prefixes, bound, columns, (size, seed) = _receive(source)
+    place, prefixes, bound, columns, (size, seed) = child.read(source)
     # The bucket is the parent's to add: a child never makes a page.
     sorter = KeySorter(Path(place), "", prefixes, bound)
     sample = Sample(size, seed)
@@ -257,17 +237,20 @@ def serve() -> None:
             for row in kept:
                 sample.offer(row)
 
-    while (message := _receive(source)) is not None:
-        path, where = message
+    while True:
+        try:
+            path, where = child.read(source)
+        except EOFError:
+            break  # the parent closed the pipe: no more files
         counts[:] = [0, 0]
         try:
             parse_file(Path(path), columns, accept, where)
         except InventoryError as exc:
-            _send_up(sink, ("error", exc.code, str(exc).removeprefix(f"{exc.code}: ")))
+            child.send(sink, ("error", exc.code, str(exc).removeprefix(f"{exc.code}: ")))
             return
         finally:
             Path(path).unlink(missing_ok=True)
-        _send_up(sink, ("done", *counts))
+        child.send(sink, ("done", *counts))
     sorter.spill()
     runs = {prefix: [str(p) for p in paths] for prefix, paths in sorter.runs().items() if paths}
-    _send_up(sink, ("result", runs, sample.rows()))
+    child.send(sink, ("result", runs, sample.rows()))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pickle
 import shutil
 import signal
 from collections import deque
@@ -31,7 +30,7 @@ from pathlib import Path
 from sharebatch import child
 from sharebatch.errors import RunCrashed
 from sharebatch.models import ObjectRef
-from sharebatch.run.worker import HEADER, SEGMENT, Result, RouteSpec, pack, spool_path
+from sharebatch.run.worker import SEGMENT, Result, RouteSpec, pack, spool_path
 
 AUTO_AFTER = 20_000
 """With ``workers`` left to the run, workers start once this many objects were listed: a
@@ -159,7 +158,7 @@ class Pool:
             worker.reader = asyncio.create_task(self._read(worker))
             assert process.stdin is not None
             init = ("init", self._routes, str(self._spool), number, SPOOL_SEGMENT)
-            process.stdin.write(_frame(init))
+            process.stdin.write(child.frame(init))
 
     @property
     def pids(self) -> list[int]:
@@ -178,7 +177,9 @@ class Pool:
         stdin = worker.process.stdin
         assert stdin is not None
         try:
-            stdin.write(_frame(("page", [(r, pack(chosen), ids) for r, chosen, ids in wanted])))
+            stdin.write(
+                child.frame(("page", [(r, pack(chosen), ids) for r, chosen, ids in wanted]))
+            )
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             await self._ended(worker)
@@ -196,8 +197,7 @@ class Pool:
         assert stdout is not None
         try:
             while True:
-                (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
-                message = pickle.loads(await stdout.readexactly(size))  # noqa: S301 - our child
+                message = await child.receive(stdout)
                 answer = worker.waiting.popleft()
                 if message[0] != "ok":
                     if not answer.done():
@@ -260,11 +260,6 @@ class Pool:
                 worker.close()
             self._workers = []
             shutil.rmtree(self._spool, ignore_errors=True)
-
-
-def _frame(message: object) -> bytes:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(data)) + data
 
 
 def _peak_kib(pid: int) -> int:

@@ -3,8 +3,8 @@
 ``run/pool`` starts each worker as ``python -c`` with ``BOOT``, which imports this module
 without the package's public face (``sharebatch/__init__`` imports the whole library, boto
 among it): a worker holds the signer, the part files' row staging and the audit chain, and
-stays small. It reads frames (a 4-byte big-endian length, then a pickle) from stdin and answers
-each with one frame on stdout, in the order asked:
+stays small. It reads frames (``child.frame``: a 4-byte big-endian length, then a pickle) from
+stdin and answers each with one frame on stdout, in the order asked:
 
 * ``("init", {route: RouteSpec}, spool, number, segment)`` once: what each route's
   ``sign.Signer`` is built from (the run's frozen credentials included: a pipe, never a log or
@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 from sharebatch import audit, child
 from sharebatch.models import Credentials, Expiry, ObjectRef, ShortCredentials
@@ -52,8 +50,6 @@ from sharebatch.s3.workersign import FastSpec, worker_presigner
 
 BOOT = child.boot("sharebatch.run.worker", "serve")
 """The worker's ``python -c`` program; its one argument is the package's folder."""
-
-HEADER = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,20 +223,6 @@ class _Route:
         return found
 
 
-def _read(stream: IO[bytes], size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError
-    return data
-
-
-def _send(stream: IO[bytes], message: object) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(HEADER.pack(len(data)))
-    stream.write(data)
-    stream.flush()
-
-
 def serve() -> None:
     """The worker's loop: frames in on stdin, answers out on stdout, until stdin closes."""
     child.as_child()
@@ -252,8 +234,7 @@ def serve() -> None:
     with audit.collected() as lines:
         while True:
             try:
-                (size,) = HEADER.unpack(_read(source, HEADER.size))
-                message = pickle.loads(_read(source, size))  # noqa: S301 - our parent's pipe
+                message = child.read(source)
             except EOFError:
                 return
             if message[0] == "init":
@@ -278,7 +259,7 @@ def serve() -> None:
                     route.part.take()
                 answer = ("error", exc)
             try:
-                _send(sink, answer)
+                child.send(sink, answer)
             except (pickle.PicklingError, TypeError, AttributeError):
                 # An exception that does not pickle still reaches the run, as what it said.
-                _send(sink, ("error", RuntimeError(str(answer[1]))))
+                child.send(sink, ("error", RuntimeError(str(answer[1]))))
