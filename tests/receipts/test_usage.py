@@ -687,11 +687,11 @@ def test_a_batch_is_counted_as_its_records_one_by_one(run: UsageRun) -> None:
         for item in items:
             mine = isinstance(item, AccessRecord) and item.link_id == link.link_id
             if mine and item.key == link.key:
-                ip, network = batch.address(item.remote_ip)
+                ip = batch.address(item.remote_ip)
                 agent = item.user_agent
                 if agent is not None and len(agent) > usage_module.AGENT_SHOWN:
                     agent = agent[: usage_module.AGENT_SHOWN] + "\u2026"
-                reference.add(item, ip, network, agent, batch.networks_kept)
+                reference.add(item, ip, agent, batch.network, batch.networks_kept)
         reference.late, reference.late_first = link.tally.late, link.tally.late_first
         reference.late_networks = link.tally.late_networks
         assert repr(reference) == repr(link.tally), name
