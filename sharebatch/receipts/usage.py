@@ -662,6 +662,9 @@ class _Join:
         self._addresses: dict[str, Address] = {}
         self._networks: dict[Address, str] = {}
         self._agents: dict[str, str] = {}
+        # The few programs a recipient uses, in the order first seen: most links' tuples are
+        # equal (a browser, then curl), and 100,000 links held 100,000 copies.
+        self._agent_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def address(self, text: str) -> Address:
         """One value for equal addresses (``address_value``), however many tallies hold
@@ -714,6 +717,17 @@ class _Join:
             found = text
             if len(self._agents) < _ADDRESSES_CACHED:
                 self._agents[text] = text
+        return found
+
+    def agent_list(self, held: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        """One tuple for equal tuples of user agents, while the cache has room."""
+        if isinstance(held, str):
+            return held
+        found = self._agent_lists.get(held)
+        if found is None:
+            found = held
+            if len(self._agent_lists) < _SHARED_QUOTED:
+                self._agent_lists[held] = held
         return found
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
@@ -815,7 +829,7 @@ class _Join:
                     if held is None:
                         tally.agents = agent
                     elif type(held) is str or agent not in held:
-                        tally.agents = _more(held, agent)
+                        tally.agents = self.agent_list(_more(held, agent))
             # Only a request S3 served: a refused one (the old link clicked in the old mail,
             # expired) gave nobody anything.
             if served and link.replaced_by is not None:
