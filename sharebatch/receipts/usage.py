@@ -219,9 +219,8 @@ class _Tally:
                 self.agents = agent if held is None else _more(held, agent)
 
     def new_address(self, ip: Address, network: Callable[[Address], str], kept: int) -> None:
-        """``ip``, which ``ips`` holds one or more others than (and perhaps this one, past
-        its first object), listed while it lists fewer than ``LISTED``; past that, its
-        network counted (``networks``)."""
+        """``ip``, an address ``ips`` may not hold yet: listed while ``ips`` lists fewer than
+        ``LISTED``; past that, its network counted in ``networks``."""
         held = self.ips
         if isinstance(held, tuple) and held[-1] is _OVER:
             names = self.networks
@@ -696,9 +695,13 @@ class _Join:
     def _network_count(self, held: Address | tuple[Address, ...]) -> int:
         """How many networks the addresses ``held`` lists (every one it was given) name."""
         values = held if isinstance(held, tuple) else (held,)
-        if all(type(value) is int and value < _V6 for value in values):
-            return len({value >> 8 for value in values})  # type: ignore[operator]
-        return len({self.network(value) for value in values})
+        blocks: set[int] = set()
+        for value in values:
+            if not isinstance(value, int) or value >= _V6:
+                # Spellings may meet in one name (192.0.2.1 and ::ffff:192.0.2.7): by names.
+                return len({self.network(value) for value in values})
+            blocks.add(value >> 8)  # an IPv4 address's /24, without making its name
+        return len(blocks)
 
     def settle(self) -> None:
         """Count each tally's networks from its addresses where they name them all: once a
