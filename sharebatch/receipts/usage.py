@@ -99,6 +99,10 @@ ID_SHOWN = 32  # a malformed id is shown cut to this many characters
 ROWS_WRITTEN = 1000  # usage.json and usage.csv rows encoded to one write
 _SHARED_QUOTED = 10_000  # jobs, recipients, buckets, expiries, agents quoted once each
 _ADDRESSES_CACHED = 100_000
+# Address texts looked up as they are: a share's recipients use a few addresses each, and a
+# text held as a key costs as much as the address's value (a log with a new address on every
+# line past this many is converted line by line, its values shared by ``_values``).
+_TEXTS_CACHED = 10_000
 
 Kind = Literal["get", "put", "post", "page"]
 SignalKind = Literal[
@@ -659,6 +663,7 @@ class _Join:
         # The address only: its network is named when a tally needs the name (past
         # ``LISTED`` addresses, a late request, the settling), not on every line.
         self._addresses: dict[str, Address] = {}
+        self._values: dict[Address, Address] = {}
         self._networks: dict[Address, str] = {}
         self._agents: dict[str, str] = {}
         # The few programs a recipient uses, in the order first seen: most links' tuples are
@@ -667,12 +672,17 @@ class _Join:
 
     def address(self, text: str) -> Address:
         """One value for equal addresses (``address_value``), however many tallies hold
-        them, while the cache has room: past it (a log with a new address on every line),
-        each new address costs its conversion, not a cache emptied over and over."""
+        them, while the caches have room: past the texts' (a log with a new address on every
+        line), each address costs its conversion, not a cache emptied over and over."""
         found = self._addresses.get(text)
         if found is None:
-            found = address_value(text)
-            if len(self._addresses) < _ADDRESSES_CACHED:
+            value = address_value(text)
+            found = self._values.get(value)
+            if found is None:
+                found = value
+                if len(self._values) < _ADDRESSES_CACHED:
+                    self._values[value] = value
+            if len(self._addresses) < _TEXTS_CACHED:
                 self._addresses[text] = found
         return found
 

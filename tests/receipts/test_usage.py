@@ -979,3 +979,20 @@ def test_links_fetched_by_the_same_programs_hold_one_tuple_of_them(run: UsageRun
     b, c, a2 = (join.links[run.ids[name]].tally.agents for name in ("b", "c", "a-2"))
     assert b == c == ("Firefox", "curl/8.5.0") and b is c
     assert a2 == ("curl/8.5.0", "Firefox")
+
+
+def test_past_the_texts_cached_equal_addresses_are_still_one_value(
+    run: UsageRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no room left for address texts (a log with a new address on every line), an
+    address converted twice is still one object in both links' tallies, and one IPv6 text
+    written in capitals stays text: each tally holds its address, not a copy per line."""
+    monkeypatch.setattr(usage_module, "_TEXTS_CACHED", 0)
+    t = run.renewed + timedelta(minutes=5)
+    texts = [run.line(name, t, remote_ip="192.0.2.7") for name in ("b", "c")]
+    texts += [run.line(name, t, remote_ip="2001:DB8::7") for name in ("b", "c")]
+    join = _Join(read_run(run.run_dir))
+    join.add_batch([parse_line(text) for text in texts], _SourceCount("x"))
+    b, c = (join.links[run.ids[name]].tally.ips for name in ("b", "c"))
+    assert b == c == (address_value("192.0.2.7"), "2001:DB8::7")
+    assert isinstance(b, tuple) and isinstance(c, tuple) and b[0] is c[0]
