@@ -100,8 +100,8 @@ ROWS_WRITTEN = 1000  # usage.json and usage.csv rows encoded to one write
 _SHARED_QUOTED = 10_000  # jobs, recipients, buckets, expiries, agents quoted once each
 _ADDRESSES_CACHED = 100_000
 # Address texts looked up as they are: a share's recipients use a few addresses each, and a
-# text held as a key costs as much as the address's value (a log with a new address on every
-# line past this many is converted line by line, its values shared by ``_values``).
+# text kept as a key costs twice its address's int (a log with a new address on every line
+# is converted line by line past this many, equal values still shared by ``_Join._values``).
 _TEXTS_CACHED = 10_000
 
 Kind = Literal["get", "put", "post", "page"]
