@@ -54,7 +54,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, overload
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
+from typing import Any, Literal, NamedTuple, TypeAlias, TypeVar, overload
 from urllib.parse import unquote, unquote_plus
 
 from sharebatch.blocking import blocking
@@ -98,6 +99,10 @@ ID_SHOWN = 32  # a malformed id is shown cut to this many characters
 ROWS_WRITTEN = 1000  # usage.json and usage.csv rows encoded to one write
 _SHARED_QUOTED = 10_000  # jobs, recipients, buckets, expiries, agents quoted once each
 _ADDRESSES_CACHED = 100_000
+# Address texts looked up as they are: a share's recipients use a few addresses each, and a
+# text kept as a key costs twice its address's int (a log with a new address on every line
+# is converted line by line past this many, equal values still shared by ``_Join._values``).
+_TEXTS_CACHED = 10_000
 
 Kind = Literal["get", "put", "post", "page"]
 SignalKind = Literal[
@@ -135,7 +140,12 @@ CSV_COLUMNS = (
 )
 
 
-Held = str | tuple[str, ...] | None
+Address = int | str
+"""A remote address as a tally holds it (``address_value``): an int where its text comes back
+from the int byte for byte (``address_text``), else the text."""
+
+_V = TypeVar("_V", str, Address)
+Held: TypeAlias = _V | tuple[_V, ...] | None
 """Distinct values as a tally holds them: none, one, or a few in a tuple (``_more``)."""
 
 
@@ -151,28 +161,33 @@ class _Tally:
     refused: int = 0
     first: datetime | None = None
     last: datetime | None = None
-    # Distinct values: one string while there is one (most links are fetched from one place
+    # Distinct values: one value while there is one (most links are fetched from one place
     # by one program), a tuple of at most ``LISTED`` beyond (no set: a set of ten costs five
     # times a tuple of ten, times 100,000 links); ``distinct`` reads either.
-    ips: Held = None
-    networks: Held = None
-    agents: Held = None
+    ips: Held[Address] = None
+    # While ``ips`` lists every address, their networks are theirs: None until the join
+    # settles and counts them (``_Join.settle``), no tuple of names beside every tuple of
+    # addresses. Past ``LISTED`` addresses, the names counted record by record from then on.
+    networks: Held[str] | int = None
+    agents: Held[str] = None
     # Requests after the link that replaced this one was issued.
     late: int = 0
     late_first: datetime | None = None
-    late_networks: Held = None
+    late_networks: Held[str] = None
 
     def add(
         self,
         record: AccessRecord | Hit,
-        ip: str,
-        network: str,
+        ip: Address,
         agent: str | None,
+        network: Callable[[Address], str],
         networks_kept: int = LISTED,
     ) -> None:
-        """Count ``record``; ``ip``, ``network`` and ``agent`` are its shared strings (equal
-        text, same object: ``is`` tells them apart); ``networks_kept``: how many distinct
-        networks to count before saying "more" (``many_networks`` needs one past its limit)."""
+        """Count ``record``; ``ip`` (``address_value``) and ``agent`` are its shared values
+        (equal values, same object while the caches have room: ``is`` tells most apart);
+        ``network`` names an address's network (``_Join.network``); ``networks_kept``: how
+        many distinct networks to count before saying "more" (``many_networks`` needs one
+        past its limit)."""
         self.requests += 1
         status = record.status
         if status is not None and 200 <= status < 300:
@@ -198,14 +213,32 @@ class _Tally:
             self.first = moment
         held = self.ips
         if held is not ip:
-            self.ips = ip if held is None else _more(held, ip)
-        held = self.networks
-        if held is not network:
-            self.networks = network if held is None else _more(held, network, networks_kept)
+            if held is None:
+                self.ips = ip
+            elif not isinstance(held, tuple) or ip not in held:
+                self.new_address(ip, network, networks_kept)
         if agent is not None:
             held = self.agents
             if held is not agent:
                 self.agents = agent if held is None else _more(held, agent)
+
+    def new_address(self, ip: Address, network: Callable[[Address], str], kept: int) -> None:
+        """``ip``, an address ``ips`` may not hold yet: listed while ``ips`` lists fewer than
+        ``LISTED``; past that, its network counted in ``networks``."""
+        held = self.ips
+        if isinstance(held, tuple) and held[-1] is _OVER:
+            names = self.networks
+            if isinstance(names, str | tuple):  # counted since ``ips`` filled up
+                self.networks = _more(names, network(ip), kept)
+            return
+        listed = self.ips = ip if held is None else _more(held, ip)
+        if isinstance(listed, tuple) and listed[-1] is _OVER:
+            # The listed addresses no longer name every network: from here on, the names.
+            found: Held[str] = None
+            for value in (*listed[:-1], ip):
+                name = network(value)
+                found = name if found is None else _more(found, name, kept)
+            self.networks = found
 
 
 _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
@@ -216,14 +249,26 @@ _UPLOADS = frozenset({"REST.PUT.OBJECT", "REST.POST.OBJECT"})
 _OVER = "\x00more"
 
 
-def _more(held: str | tuple[str, ...], value: str, kept: int = LISTED) -> str | tuple[str, ...]:
+@overload
+def _more(held: str | tuple[str, ...], value: str, kept: int = LISTED) -> str | tuple[str, ...]: ...
+
+
+@overload
+def _more(
+    held: Address | tuple[Address, ...], value: Address, kept: int = LISTED
+) -> Address | tuple[Address, ...]: ...
+
+
+def _more(
+    held: Address | tuple[Address, ...], value: Address, kept: int = LISTED
+) -> Address | tuple[Address, ...]:
     """``held`` with ``value`` among its distinct values, at most ``kept`` of them listed;
     past that the tuple ends in ``_OVER`` and stays as it is: memory bounded per tally,
     however many addresses or agents a forged or leaked link is fetched with. A tuple, made
     anew for each new value (at most ``kept`` times), not a list: a list of nine holds room
     for sixteen, and a log with a new address on every line fills 100,000 tallies' lists."""
-    if isinstance(held, str):
-        # Equal texts are one object while the caches have room; past that, compared.
+    if not isinstance(held, tuple):
+        # Equal values are one object while the caches have room; past that, compared.
         return held if held == value else (held, value)
     if value in held:
         return held
@@ -235,19 +280,19 @@ def _more(held: str | tuple[str, ...], value: str, kept: int = LISTED) -> str | 
     return held
 
 
-def distinct(held: Held) -> set[str]:
+def distinct(held: Held[_V]) -> set[_V]:
     """The distinct values a tally lists (``_Tally.ips``, ``networks``, ``agents``)."""
     if held is None:
         return set()
-    return {held} if isinstance(held, str) else set(held) - {_OVER}
+    return set(held) - {_OVER} if isinstance(held, tuple) else {held}
 
 
-def more(held: Held) -> bool:
+def more(held: Held[Any] | int) -> bool:
     """Whether more distinct values were seen than ``held`` lists."""
     return isinstance(held, tuple) and held[-1] is _OVER
 
 
-def _sorted(held: Held) -> list[str]:
+def _sorted(held: Held[str]) -> list[str]:
     # A held tuple has no repeats (``_more``): sorted as it is, no set built per link.
     if held is None:
         return []
@@ -256,11 +301,24 @@ def _sorted(held: Held) -> list[str]:
     return sorted(held[:-1] if held[-1] is _OVER else held)
 
 
-def _count(held: Held) -> int:
-    """How many distinct values ``held`` lists (``more`` says whether there were more)."""
+def _count(held: Held[Any] | int) -> int:
+    """How many distinct values ``held`` lists (``more`` says whether there were more); an
+    int: the networks a settled tally's addresses name (``_Join.settle``), all of them."""
     if held is None:
         return 0
-    return 1 if isinstance(held, str) else len(held) - (held[-1] is _OVER)
+    if isinstance(held, int):
+        return held
+    return len(held) - (held[-1] is _OVER) if isinstance(held, tuple) else 1
+
+
+def address_texts(held: Held[Address]) -> list[str]:
+    """The addresses ``held`` lists as the log wrote them, in text order (as when tallies
+    held the texts: a value's order is not its text's, 10.0.0.9 after 10.0.0.10)."""
+    if held is None:
+        return []
+    if not isinstance(held, tuple):
+        return [address_text(held)]
+    return sorted(map(address_text, held[:-1] if held[-1] is _OVER else held))
 
 
 UNUSED = _Tally()
@@ -511,6 +569,37 @@ def _audit_event(
 
 
 _IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+# Set on an IPv6 address's value: above every IPv4 value, so the two never meet.
+_V6 = 1 << 128
+
+
+def address_value(text: str) -> Address:
+    """``text`` as a tally holds it: an IPv4 or IPv6 address as an int when ``address_text``
+    gives ``text`` back from it byte for byte, anything else (``-``, an address written with
+    capitals or leading zeros) as it is. An int takes 32 bytes (48 for IPv6), the text 64 (72):
+    a log with a new address on every line holds 850,000 of them."""
+    try:
+        if ":" in text:
+            packed = inet_pton(AF_INET6, text)
+            if inet_ntop(AF_INET6, packed) == text:
+                return _V6 | int.from_bytes(packed)
+        else:
+            packed = inet_pton(AF_INET, text)
+            # Checked, not assumed: what the C library accepts (leading zeros?) is its own.
+            if inet_ntop(AF_INET, packed) == text:
+                return int.from_bytes(packed)
+    except (OSError, ValueError):  # not an address; ValueError: a NUL in the text
+        pass
+    return text
+
+
+def address_text(value: Address) -> str:
+    """The address as the log wrote it (``address_value``'s inverse)."""
+    if isinstance(value, str):
+        return value
+    if value < _V6:
+        return inet_ntop(AF_INET, value.to_bytes(4))
+    return inet_ntop(AF_INET6, (value ^ _V6).to_bytes(16))
 
 
 def network_of(address: str) -> str:
@@ -571,44 +660,68 @@ class _Join:
         self.bad = 0
         self.bad_lines: list[BadLine] = []
         self.daily: dict[tuple[date, str, str], int] = {}
-        self._addresses: dict[str, tuple[str, str]] = {}
-        self._networks: dict[str, str] = {}
-        # An IPv4 address's first three parts (checked) -> its /24's name: past the address
-        # cache's room, a new address still costs one lookup, not ``network_of``'s regex.
-        self._v4: dict[str, str] = {}
+        # The address only: its network is named when a tally needs the name (past
+        # ``LISTED`` addresses, a late request, the settling), not on every line.
+        self._addresses: dict[str, Address] = {}
+        self._values: dict[Address, Address] = {}
+        self._networks: dict[Address, str] = {}
         self._agents: dict[str, str] = {}
+        # The few programs a recipient uses, in the order first seen: most links' tuples are
+        # equal (a browser, then curl), and 100,000 links held 100,000 copies.
+        self._agent_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
 
-    def address(self, text: str) -> tuple[str, str]:
-        """One string object for equal addresses, however many tallies hold them, and its
-        network's (computed once)."""
+    def address(self, text: str) -> Address:
+        """One value for equal addresses (``address_value``), however many tallies hold
+        them, while the caches have room: past the texts' (a log with a new address on every
+        line), each address costs its conversion, not a cache emptied over and over."""
         found = self._addresses.get(text)
         if found is None:
-            head, dot, tail = text.rpartition(".")
-            network_v4 = self._v4.get(head) if dot else None
-            if network_v4 is not None and 0 < len(tail) <= 3 and tail.isascii() and tail.isdigit():
-                network = network_v4
-            else:
-                network = network_of(text)
-                if (
-                    dot
-                    and len(self._v4) < _ADDRESSES_CACHED
-                    and network.endswith(".0/24")
-                    and _IPV4.fullmatch(text)
-                ):
-                    self._v4[head] = self._networks.setdefault(network, network)
-            # Kept while there is room: past it (a log with a new address on every line),
-            # each new address costs its network's naming, not a cache emptied over and over.
-            # One string for equal networks even past the address cache's room (an IPv6
-            # /48's name is made anew for each address, and a tally keeps it).
-            shared = self._networks.get(network)
-            if shared is not None:
-                network = shared
-            elif len(self._networks) < _ADDRESSES_CACHED:
-                self._networks[network] = network
-            if len(self._addresses) < _ADDRESSES_CACHED:
-                self._addresses[text] = (text, network)
-            found = (text, network)
+            value = address_value(text)
+            found = self._values.get(value)
+            if found is None:
+                found = value
+                if len(self._values) < _ADDRESSES_CACHED:
+                    self._values[value] = value
+            if len(self._addresses) < _TEXTS_CACHED:
+                self._addresses[text] = found
         return found
+
+    def network(self, ip: Address) -> str:
+        """The name of ``ip``'s network (``network_of`` of its text), one string for equal
+        names while the cache has room."""
+        key = ip
+        if type(ip) is int:
+            # What the name depends on: an IPv4 address's first 24 bits, an IPv6 one's first
+            # 48 unless they are all zero (IPv4-mapped and the like: the whole address).
+            top = ip >> 80
+            key = ip >> 8 if ip < _V6 else top if top != _V6 >> 80 else ip
+        found = self._networks.get(key)
+        if found is None:
+            found = network_of(address_text(ip))
+            if len(self._networks) < _ADDRESSES_CACHED:
+                self._networks[key] = found
+        return found
+
+    def _network_count(self, held: Address | tuple[Address, ...]) -> int:
+        """How many networks the addresses ``held`` lists (every one it was given) name."""
+        values = held if isinstance(held, tuple) else (held,)
+        blocks: set[int] = set()
+        for value in values:
+            if not isinstance(value, int) or value >= _V6:
+                # Spellings may meet in one name (192.0.2.1 and ::ffff:192.0.2.7): by names.
+                return len({self.network(value) for value in values})
+            blocks.add(value >> 8)  # an IPv4 address's /24, without making its name
+        return len(blocks)
+
+    def settle(self) -> None:
+        """Count each tally's networks from its addresses where they name them all: once a
+        tally, after the last record, not once a record (``_Tally.networks``)."""
+        tallies = [link.tally for link in self.links.values()]
+        tallies += [*self.unknown.values(), self.unknown_more, self.malformed]
+        tallies += [tally for tally, _ in self.misused.values()]
+        for tally in tallies:
+            if tally.networks is None and tally.ips is not None:
+                tally.networks = self._network_count(tally.ips)
 
     def agent(self, text: str) -> str:
         """One string object for equal user agents."""
@@ -617,6 +730,17 @@ class _Join:
             found = text
             if len(self._agents) < _ADDRESSES_CACHED:
                 self._agents[text] = text
+        return found
+
+    def agent_list(self, held: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        """One tuple for equal tuples of user agents, while the cache has room."""
+        if isinstance(held, str):
+            return held
+        found = self._agent_lists.get(held)
+        if found is None:
+            found = held
+            if len(self._agent_lists) < _SHARED_QUOTED:
+                self._agent_lists[held] = held
         return found
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
@@ -645,7 +769,7 @@ class _Join:
         hits = scan.hits
         self.ours += len(hits)
         addresses, agents, links = self._addresses, self._agents, self.links
-        daily, kept = self.daily, self.networks_kept
+        daily, kept, network = self.daily, self.networks_kept, self.network
         for item in hits:
             (
                 link_id,
@@ -660,19 +784,21 @@ class _Join:
                 agent,
             ) = item
             # The caches' hits inline.
-            ip, network = addresses.get(remote_ip) or self.address(remote_ip)
+            ip = addresses.get(remote_ip)
+            if ip is None:
+                ip = self.address(remote_ip)
             if agent is not None:
                 if len(agent) > AGENT_SHOWN:
                     agent = agent[:AGENT_SHOWN] + "\u2026"
                 agent = agents.get(agent) or self.agent(agent)
             link = links.get(link_id)
             if link is None:
-                self._stranger(hit_of_row(item), link_id, ip, network, agent)
+                self._stranger(hit_of_row(item), link_id, ip, agent)
                 continue
             # The link's own object, or the id sent along to another one (``_same_key`` only
             # when the key is not written as it was issued).
             if bucket != link.bucket or (key != link.key and not _same_key(key, link)):
-                self._misused(hit_of_row(item), link, ip, network, agent)
+                self._misused(hit_of_row(item), link, ip, agent)
                 continue
             tally = link.tally
             if tally is UNUSED:
@@ -708,36 +834,31 @@ class _Join:
             if held is not ip:
                 if held is None:
                     tally.ips = ip
-                elif type(held) is str or ip not in held:
-                    tally.ips = _more(held, ip)
-            held = tally.networks
-            if held is not network:
-                if held is None:
-                    tally.networks = network
-                elif type(held) is str or network not in held:
-                    tally.networks = _more(held, network, kept)
+                elif type(held) is not tuple or ip not in held:
+                    tally.new_address(ip, network, kept)
             if agent is not None:
                 held = tally.agents
                 if held is not agent:
                     if held is None:
                         tally.agents = agent
                     elif type(held) is str or agent not in held:
-                        tally.agents = _more(held, agent)
+                        tally.agents = self.agent_list(_more(held, agent))
             # Only a request S3 served: a refused one (the old link clicked in the old mail,
             # expired) gave nobody anything.
             if served and link.replaced_by is not None:
                 replacement = links[link.replaced_by].issued_at
                 if replacement is not None and moment > replacement:
                     tally.late += 1
+                    name = network(ip)
                     held = tally.late_networks
                     if held is None:
-                        tally.late_networks = network
-                    elif held is not network:
-                        tally.late_networks = _more(held, network, kept)
+                        tally.late_networks = name
+                    elif held is not name:
+                        tally.late_networks = _more(held, name, kept)
                     if tally.late_first is None or moment < tally.late_first:
                         tally.late_first = moment
 
-    def _stranger(self, item: Hit, link_id: str, ip: str, network: str, agent: str | None) -> None:
+    def _stranger(self, item: Hit, link_id: str, ip: Address, agent: str | None) -> None:
         """A record whose id this run never issued: forged, another run's, or no id at all."""
         if not _LINK_ID.fullmatch(link_id):
             # Any text up to a line's length: tallied together, never kept whole.
@@ -745,7 +866,7 @@ class _Join:
                 self.malformed_first = link_id[:ID_SHOWN] + (
                     "\u2026" if len(link_id) > ID_SHOWN else ""
                 )
-            self.malformed.add(item, ip, network, agent)
+            self.malformed.add(item, ip, agent, self.network)
             return
         tally = self.unknown.get(link_id)
         if tally is None:
@@ -753,9 +874,9 @@ class _Join:
                 tally = self.unknown[link_id] = _Tally()
             else:
                 tally = self.unknown_more
-        tally.add(item, ip, network, agent)
+        tally.add(item, ip, agent, self.network)
 
-    def _misused(self, item: Hit, link: _Link, ip: str, network: str, agent: str | None) -> None:
+    def _misused(self, item: Hit, link: _Link, ip: Address, agent: str | None) -> None:
         """One of our ids on a request for another object: not the link's use, a leak."""
         found = self.misused.get(link.link_id)
         if found is None:
@@ -763,7 +884,7 @@ class _Join:
             if len(where) > AGENT_SHOWN:
                 where = where[:AGENT_SHOWN] + "\u2026"
             found = self.misused[link.link_id] = (_Tally(), where)
-        found[0].add(item, ip, network, agent)
+        found[0].add(item, ip, agent, self.network)
 
     def resolve_other_runs(self, run_dir: Path) -> None:
         """Unknown ids that sibling runs (other folders of the same output folder, sharing
@@ -864,7 +985,7 @@ def _link_json(link: _Link) -> dict[str, Any]:
         "refused": t.refused,
         "first": _when(t.first),
         "last": _when(t.last),
-        "remote_ips": _sorted(t.ips),
+        "remote_ips": address_texts(t.ips),
         "networks": _count(t.networks),
         "user_agents": _sorted(t.agents),
         "more_remote_ips": more(t.ips),
@@ -888,7 +1009,7 @@ def _link_text(
     """``_link_json(link)`` as ``JSONEncoder(ensure_ascii=False).encode`` writes it, byte for
     byte, without the dict: usage.json's rows took a second for 100,000 links, most of it
     building and walking dicts. ``shared`` quotes the texts most links share, once each;
-    ``first``, ``last`` and ``ips`` are the tally's as ``_when`` and ``_sorted`` give them,
+    ``first``, ``last`` and ``ips`` are the tally's as ``_when`` and ``address_texts`` give them,
     made once for both files (``_Table``)."""
     t = link.tally
     replaced = link.replaced_by
@@ -1008,7 +1129,7 @@ class LinkRows(Sequence[dict[str, Any]]):
             t = link.tally
             first = _when(t.first)
             last = _when(t.last)
-            ips = _sorted(t.ips)
+            ips = address_texts(t.ips)
             if add is not None:
                 add(link, first, last, ips)
             yield _link_text(link, shared, first, last, ips)
@@ -1036,7 +1157,7 @@ def _signal(
     }
 
 
-def _at_least(held: Held) -> str:
+def _at_least(held: Held[Any] | int) -> str:
     return f"{_count(held)}{'+' if more(held) else ''}"
 
 
@@ -1405,6 +1526,7 @@ async def usage_async(
                 raise UsageError(f"--access-logs {visible(source.text)}: no log files there")
             counts.append(count)
     join.resolve_other_runs(run_dir)
+    join.settle()
     links = list(run.links.values())
     signals = _signals(join, max_networks)
     usage = {

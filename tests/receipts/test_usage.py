@@ -19,6 +19,7 @@ from sharebatch.receipts import usage as usage_module
 from sharebatch.receipts.accesslog import (
     AccessRecord,
     BadLine,
+    Hit,
     parse_line,
     scan_lines,
     scan_rows,
@@ -28,10 +29,15 @@ from sharebatch.receipts.usage import (
     BAD_LINES_LISTED,
     LISTED,
     LinkRows,
+    RunLinks,
     _Join,
     _Link,
     _same_key,
     _SourceCount,
+    _Tally,
+    address_text,
+    address_texts,
+    address_value,
     distinct,
     more,
     network_of,
@@ -39,6 +45,7 @@ from sharebatch.receipts.usage import (
     usage,
     usage_async,
 )
+from sharebatch.run.bundles import csv_cell
 from sharebatch.times import iso
 from tests.support.accesslog import log_line
 from tests.support.prometheus import parse_exposition
@@ -687,11 +694,11 @@ def test_a_batch_is_counted_as_its_records_one_by_one(run: UsageRun) -> None:
         for item in items:
             mine = isinstance(item, AccessRecord) and item.link_id == link.link_id
             if mine and item.key == link.key:
-                ip, network = batch.address(item.remote_ip)
+                ip = batch.address(item.remote_ip)
                 agent = item.user_agent
                 if agent is not None and len(agent) > usage_module.AGENT_SHOWN:
                     agent = agent[: usage_module.AGENT_SHOWN] + "\u2026"
-                reference.add(item, ip, network, agent, batch.networks_kept)
+                reference.add(item, ip, agent, batch.network, batch.networks_kept)
         reference.late, reference.late_first = link.tally.late, link.tally.late_first
         reference.late_networks = link.tally.late_networks
         assert repr(reference) == repr(link.tally), name
@@ -797,3 +804,195 @@ def test_a_link_row_is_written_as_the_json_encoder_writes_it(
     tally.ips, tally.networks, tally.agents = held
     (text,) = LinkRows([link]).texts()
     assert text == json.JSONEncoder(ensure_ascii=False).encode(LinkRows([link])[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "compact"),
+    [
+        ("192.0.2.1", True),
+        ("127.0.0.1", True),
+        ("255.255.255.255", True),
+        ("2001:db8::1", True),
+        ("::", True),
+        ("::ffff:192.0.2.1", True),
+        ("192.0.2.010", False),  # leading zero: its int would write 192.0.2.10
+        ("2001:DB8::1", False),  # capitals
+        ("2001:db8:0::1", False),  # a zero group written out
+        ("2001:0db8::1", False),  # leading zero in a group
+        ("fe80::1%eth0", False),  # a zone
+        ("-", False),
+        ("", False),
+        ("not an address", False),
+    ],
+)
+def test_an_address_is_held_as_an_int_only_when_its_text_comes_back_from_it(
+    text: str, compact: bool
+) -> None:
+    """Canonical IPv4 and IPv6 texts are held as ints; any other spelling, "-" or text stays
+    as it was; either way ``address_text`` gives back exactly what the log wrote."""
+    value = address_value(text)
+    assert isinstance(value, int) is compact
+    assert address_text(value) == text
+
+
+def test_ipv4_and_ipv6_values_never_meet() -> None:
+    """0.0.0.1, ::1 and ::0.0.0.1 are three addresses, so three values: an IPv4 value and an
+    IPv6 one with the same bits must not count as one address."""
+    values = {address_value(text) for text in ("0.0.0.1", "::1", "::0.0.0.1", "::ffff:0.0.0.1")}
+    assert len(values) == 4
+
+
+_ADDRESS_TEXTS = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=6).map(lambda address: address.exploded),
+    st.ip_addresses(v=6).map(lambda address: str(address).upper()),
+    st.ip_addresses(v=4).map(
+        lambda address: ".".join(f"{int(p):03d}" for p in str(address).split("."))
+    ),
+    st.text(max_size=45),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ADDRESS_TEXTS, _ADDRESS_TEXTS)
+def test_any_text_comes_back_from_its_value_and_equal_values_are_equal_texts(
+    first: str, second: str
+) -> None:
+    """For any text (addresses in every spelling, anything else), its value gives the text
+    back byte for byte, and two texts share a value only when they are the same text: the
+    distinct addresses a tally counts are the distinct texts the log wrote."""
+    assert address_text(address_value(first)) == first
+    assert (address_value(first) == address_value(second)) is (first == second)
+
+
+def test_listed_addresses_are_written_as_logged_in_the_order_of_their_text(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """Held as ints, the addresses are still written as the log wrote them and sorted as
+    text (192.0.2.10 before 192.0.2.9, IPv6 among IPv4, "-" first), in usage.json and
+    usage.csv alike; their networks counted across spellings (an IPv4-mapped address in its
+    /24, an IPv6 address in capitals in its /48, "-" a network of its own)."""
+    t = run.renewed + timedelta(minutes=5)
+    addresses = [
+        "192.0.2.9",
+        "192.0.2.10",
+        "2001:db8::a",
+        "2001:DB8::B",
+        "198.51.100.1",
+        "::ffff:192.0.2.77",
+        "-",
+        "192.0.2.9",
+    ]
+    lines = [run.line("c", t, remote_ip=ip) for ip in addresses]
+    data = _usage(run, write_logs(tmp_path / "logs", "log", lines)).usage
+    expected = [
+        "-",
+        "192.0.2.10",
+        "192.0.2.9",
+        "198.51.100.1",
+        "2001:DB8::B",
+        "2001:db8::a",
+        "::ffff:192.0.2.77",
+    ]
+    row = _link(data, run.ids["c"])
+    assert (row["remote_ips"], row["more_remote_ips"]) == (expected, False)
+    assert (row["networks"], row["more_networks"]) == (4, False)
+    assert _by(data["recipients"], recipient="initech")["remote_ips"] == 7
+    (signal,) = data["signals"]
+    assert (signal["kind"], signal["networks"]) == ("many_networks", 4)
+    with (run.run_dir / "usage.csv").open(newline="") as handle:
+        (cell,) = [r["remote_ips"] for r in csv.DictReader(handle) if r["link_id"] == run.ids["c"]]
+    assert cell == csv_cell(" ".join(expected))  # a leading "-" made safe for spreadsheets
+
+
+def test_past_listed_addresses_the_first_are_listed_and_networks_still_counted(
+    run: UsageRun, tmp_path: Path
+) -> None:
+    """A link fetched from LISTED addresses of one /24, then from more (one of them a
+    repeat, two of a second /24, one IPv6): the first LISTED are listed, "more" said, and
+    every network counted, those named only after the list was full included."""
+    t = run.renewed + timedelta(minutes=5)
+    first = [f"192.0.2.{n}" for n in range(1, LISTED + 1)]
+    later = ["192.0.2.3", "192.0.2.200", "198.51.100.1", "198.51.100.2", "2001:db8:1::1"]
+    lines = [run.line("c", t, remote_ip=ip) for ip in first + later]
+    logs = write_logs(tmp_path / "logs", "log", lines)
+    data = _usage(run, logs, max_networks=3).usage
+    row = _link(data, run.ids["c"])
+    assert row["remote_ips"] == sorted(first) and row["more_remote_ips"] is True
+    assert (row["networks"], row["more_networks"]) == (3, False)
+    assert data["signals"] == []
+    (signal,) = _usage(run, logs, max_networks=2).usage["signals"]
+    assert (signal["kind"], signal["networks"]) == ("many_networks", 3)
+
+
+_POOL = [
+    *(f"10.0.{n}.{host}" for n in range(25) for host in (1, 2)),
+    *(f"::ffff:10.0.{n}.7" for n in range(3)),
+    *(f"2001:db8:{n}::1" for n in range(4)),
+    *(f"2001:DB8:{n}::2" for n in range(4)),
+    "10.0.001.1",
+    "-",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    addresses=st.lists(st.sampled_from(_POOL), max_size=90),
+    max_networks=st.integers(min_value=1, max_value=30),
+)
+def test_a_tally_lists_and_counts_what_its_addresses_name(
+    addresses: list[str], max_networks: int
+) -> None:
+    """Whatever the addresses (IPv4 held as ints, IPv4-mapped, IPv6 in two spellings, odd
+    text), a settled tally lists the first LISTED distinct ones in text order and says
+    whether there were more, and counts their networks (``network_of`` of each text) up to
+    the join's limit, saying whether there were more: as when it held every text and name."""
+    join = _Join(RunLinks("run", {}, {}), max_networks)
+    tally = _Tally()
+    moment = datetime(2026, 12, 1, tzinfo=UTC)
+    for text in addresses:
+        hit = Hit("0" * 16, BUCKET, "k", moment, text, "REST.GET.OBJECT", 200, 1, 1, None)
+        tally.add(hit, join.address(text), None, join.network, join.networks_kept)
+    join.unknown["0" * 16] = tally
+    join.settle()
+    seen = list(dict.fromkeys(addresses))
+    assert address_texts(tally.ips) == sorted(seen[:LISTED])
+    assert more(tally.ips) is (len(seen) > LISTED)
+    names = {network_of(text) for text in seen}
+    kept = join.networks_kept
+    assert usage_module._count(tally.networks) == min(len(names), kept)
+    assert more(tally.networks) is (len(names) > kept)
+
+
+def test_links_fetched_by_the_same_programs_hold_one_tuple_of_them(run: UsageRun) -> None:
+    """Two links fetched by the same two programs in the same order hold one tuple of them
+    (100,000 links held as many copies), each still listing both; another order is its own."""
+    t = run.renewed + timedelta(minutes=5)
+    texts = [
+        run.line(name, t, user_agent=agent)
+        for name in ("b", "c")
+        for agent in ("Firefox", "curl/8.5.0", "Firefox")
+    ]
+    texts += [run.line("a-2", t, user_agent=agent) for agent in ("curl/8.5.0", "Firefox")]
+    join = _Join(read_run(run.run_dir))
+    join.add_batch([parse_line(text) for text in texts], _SourceCount("x"))
+    b, c, a2 = (join.links[run.ids[name]].tally.agents for name in ("b", "c", "a-2"))
+    assert b == c == ("Firefox", "curl/8.5.0") and b is c
+    assert a2 == ("curl/8.5.0", "Firefox")
+
+
+def test_past_the_texts_cached_equal_addresses_are_still_one_value(
+    run: UsageRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no room left for address texts (a log with a new address on every line), an
+    address converted twice is still one object in both links' tallies, and one IPv6 text
+    written in capitals stays text: each tally holds its address, not a copy per line."""
+    monkeypatch.setattr(usage_module, "_TEXTS_CACHED", 0)
+    t = run.renewed + timedelta(minutes=5)
+    texts = [run.line(name, t, remote_ip="192.0.2.7") for name in ("b", "c")]
+    texts += [run.line(name, t, remote_ip="2001:DB8::7") for name in ("b", "c")]
+    join = _Join(read_run(run.run_dir))
+    join.add_batch([parse_line(text) for text in texts], _SourceCount("x"))
+    b, c = (join.links[run.ids[name]].tally.ips for name in ("b", "c"))
+    assert b == c == (address_value("192.0.2.7"), "2001:DB8::7")
+    assert isinstance(b, tuple) and isinstance(c, tuple) and b[0] is c[0]
