@@ -35,8 +35,9 @@ from sharebatch.inventory.sample import Sample
 from sharebatch.inventory.sort import KeySorter
 
 AHEAD = 2
-"""Data files given to one child and not yet parsed: one parsing, one waiting on disk (a
-download never waits for a parse, nor do copies pile up on disk)."""
+"""Data files given to one child and not yet parsed: one parsing, one waiting on disk. The
+downloads run ahead of the parsers by that much and no more (a hand-over waits for room,
+holding its download's turn), so copies never pile up on disk."""
 _READ = 1 << 18  # as the data files are read from S3
 
 
