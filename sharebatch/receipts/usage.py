@@ -573,6 +573,20 @@ _IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 _V6 = 1 << 128
 
 
+_T = TypeVar("_T")
+
+
+def _shared(cache: dict[_T, _T], value: _T, room: int) -> _T:
+    """One object for equal values (``value`` the first time), while ``cache`` holds fewer
+    than ``room``: equal texts and tuples that many tallies hold are held once."""
+    found = cache.get(value)
+    if found is None:
+        found = value
+        if len(cache) < room:
+            cache[value] = value
+    return found
+
+
 def address_value(text: str) -> Address:
     """``text`` as a tally holds it: an IPv4 or IPv6 address as an int when ``address_text``
     gives ``text`` back from it byte for byte, anything else (``-``, an address written with
@@ -676,12 +690,7 @@ class _Join:
         line), each address costs its conversion, not a cache emptied over and over."""
         found = self._addresses.get(text)
         if found is None:
-            value = address_value(text)
-            found = self._values.get(value)
-            if found is None:
-                found = value
-                if len(self._values) < _ADDRESSES_CACHED:
-                    self._values[value] = value
+            found = _shared(self._values, address_value(text), _ADDRESSES_CACHED)
             if len(self._addresses) < _TEXTS_CACHED:
                 self._addresses[text] = found
         return found
@@ -725,23 +734,13 @@ class _Join:
 
     def agent(self, text: str) -> str:
         """One string object for equal user agents."""
-        found = self._agents.get(text)
-        if found is None:
-            found = text
-            if len(self._agents) < _ADDRESSES_CACHED:
-                self._agents[text] = text
-        return found
+        return _shared(self._agents, text, _ADDRESSES_CACHED)
 
     def agent_list(self, held: str | tuple[str, ...]) -> str | tuple[str, ...]:
         """One tuple for equal tuples of user agents, while the cache has room."""
         if isinstance(held, str):
             return held
-        found = self._agent_lists.get(held)
-        if found is None:
-            found = held
-            if len(self._agent_lists) < _SHARED_QUOTED:
-                self._agent_lists[held] = held
-        return found
+        return _shared(self._agent_lists, held, _SHARED_QUOTED)
 
     def add(self, item: AccessRecord | BadLine, count: _SourceCount) -> None:
         """Count one record or bad line (``add_batch`` of one)."""
