@@ -27,7 +27,7 @@ from typing import Any
 
 from _memory_run import PREFIXES, SyntheticGateway, SyntheticListing
 
-from sharebatch import audit
+from sharebatch import audit, child
 from sharebatch.models import Credentials, Expiry, ObjectRef
 from sharebatch.run import bundles, link_ids, pipeline, pool, runner, select, sign
 from sharebatch.s3 import gateway as gateway_module
@@ -115,12 +115,12 @@ def whole_run(links: int, workers: int = 1) -> dict[str, float]:
 def _parent_steps() -> None:
     """The parent's own steps with signing workers (each wrapped call is per page)."""
     _timed("listing (the synthetic pages)", SyntheticListing, "page")
-    _timed("reading answers (pickle.loads)", pool.pickle, "loads")
+    _timed("reading answers (pickle.loads)", child.pickle, "loads")
     _timed("link ids (link_ids.draw)", link_ids, "draw")
     if hasattr(pipeline._Pending, "choose"):
         _timed("selection and tallies (_Pending.choose)", pipeline._Pending, "choose")
     _timed("page to columns (worker.pack)", pool, "pack")
-    _timed("pickling pages (pool._frame)", pool, "_frame")
+    _timed("pickling pages (child.frame)", child, "frame")
     _timed("answers appended (_Pending._commit)", pipeline._Pending, "_commit")
 
 
