@@ -1,4 +1,5 @@
-"""Tests for tools/clock_pass.py: the faked-clock pass reruns what libfaketime killed, only that."""
+"""Tests for tools/clock_pass.py: the faked-clock pass reruns what libfaketime killed, only that;
+and for tests/support/frozen.py, which does the same for one run on a frozen clock."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from types import ModuleType
 
 import pytest
 
+from tests.support import frozen
 from tests.support.paths import ROOT
 
 START = datetime(2027, 12, 31, 23, 57)
+GOLDEN = ROOT / "tests" / "support" / "golden_run.py"
+FROZEN = ROOT / "tests" / "support" / "frozen.py"
 
 # Stands in for faketime: logs its clock and part, dies "by a signal" (as faketime reports
 # it) the first N times a part named in CRASH runs, else runs the command it was given.
@@ -139,12 +143,9 @@ def test_only_tests_that_freeze_their_own_clock_leave_the_pass() -> None:
                 assert called & frozen, f"{path.name}::{node.name} calls none of {frozen}"
                 marked.append(node.name)
     assert len(marked) >= 2
-    helpers = (
-        ROOT / "tests" / "run" / "test_workers.py",
-        ROOT / "tests" / "support" / "golden_run.py",
-    )
-    for helper in helpers:
-        assert '"faketime", "-m", "-f", FROZEN_AT' in helper.read_text(encoding="utf-8"), helper
+    for helper in (ROOT / "tests" / "run" / "test_workers.py", GOLDEN):
+        assert "frozen.run(" in helper.read_text(encoding="utf-8"), helper
+    assert 'faketime, "-m", "-f", FROZEN_AT' in FROZEN.read_text(encoding="utf-8")
 
 
 @pytest.mark.skipif(
@@ -211,3 +212,93 @@ def test_a_failing_part_fails_a_two_lane_pass_with_its_code(
     code = load_driver().run_pass(START, fails_b, ["a", "b"], faketime=str(faketime), lanes=2)
     assert code == 3
     assert sorted(part for _, part in runs(tmp_path)) == ["a", "b"]
+
+
+# Stands in for `faketime -m -f STAMP python -m MODULE OUT ...`: logs each start, and the first
+# CRASHES times leaves a file in OUT and dies "by a signal" as faketime reports it.
+FAKE_FROZEN_FAKETIME = """#!/bin/sh
+shift 3
+echo started >> "$LOG"
+if [ "$(grep -c started "$LOG")" -le "$CRASHES" ]; then
+    mkdir -p "$4" && echo half > "$4/half-written"
+    echo "Caught Segmentation fault" >&2; exit 1
+fi
+exec "$@"
+"""
+# The module the frozen run starts: what it found in OUT, then its own file; exits $EXIT.
+LEFTOVERS = """import os, sys
+out = sys.argv[1]
+print(sorted(os.listdir(out)))
+open(os.path.join(out, "mine"), "w").close()
+sys.exit(int(os.environ.get("EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def frozen_faketime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    script = tmp_path / "faketime"
+    script.write_text(FAKE_FROZEN_FAKETIME)
+    script.chmod(0o700)
+    (tmp_path / "leftovers.py").write_text(LEFTOVERS)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("LOG", str(tmp_path / "log"))
+    return str(script)
+
+
+def _starts(tmp_path: Path) -> int:
+    return len((tmp_path / "log").read_text().splitlines())
+
+
+@pytest.mark.parametrize("crashes", [1, frozen.RERUNS])
+def test_a_frozen_run_libfaketime_killed_runs_again_in_an_emptied_folder(
+    frozen_faketime: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    crashes: int,
+) -> None:
+    """A run faketime reports dead by a segmentation fault runs again, its half-written files
+    gone, and says so; the run that ends is the one returned."""
+    monkeypatch.setenv("CRASHES", str(crashes))
+    out = tmp_path / "out"
+    out.mkdir()
+    done = frozen.run("leftovers", out, timeout=60, faketime=frozen_faketime)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+    assert sorted(p.name for p in out.iterdir()) == ["mine"]
+    assert _starts(tmp_path) == crashes + 1
+    said = capsys.readouterr().err
+    assert said.count("libfaketime killed leftovers (Segmentation fault)") == crashes
+
+
+def test_a_frozen_run_killed_every_time_is_returned_killed(
+    frozen_faketime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ``RERUNS`` runs again the crash is the caller's to fail on: never a loop."""
+    monkeypatch.setenv("CRASHES", "99")
+    done = frozen.run("leftovers", tmp_path / "out", timeout=60, faketime=frozen_faketime)
+    assert done.returncode != 0
+    assert frozen.CRASHED.search(done.stderr)
+    assert _starts(tmp_path) == frozen.RERUNS + 1
+
+
+def test_a_frozen_run_that_fails_is_never_run_again(
+    frozen_faketime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-zero exit that is no crash is the run's own verdict: returned from the one run."""
+    monkeypatch.setenv("CRASHES", "0")
+    monkeypatch.setenv("EXIT", "1")
+    out = tmp_path / "out"
+    out.mkdir()
+    done = frozen.run("leftovers", out, timeout=60, faketime=frozen_faketime)
+    assert done.returncode == 1
+    assert _starts(tmp_path) == 1
+
+
+def test_a_frozen_run_starts_clean_of_an_outer_libfaketime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `make test-clock` the frozen run must not inherit the shifted clock's library."""
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+    monkeypatch.setenv("FAKETIME", "2027-12-31 23:57:00")
+    env = frozen.environment()
+    assert "LD_PRELOAD" not in env and "FAKETIME" not in env
+    assert env["DONT_FAKE_MONOTONIC"] == "1"

@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,42 +27,18 @@ from hypothesis import strategies as st
 from sharebatch.models import ObjectRef
 from sharebatch.run import pool, worker
 from sharebatch.run.worker import BOOT, pack, spool_path, unpack
-from tests.support import secretsguard, synthetic_run
+from tests.support import frozen, secretsguard, synthetic_run
 from tests.support.paths import ROOT
 from tests.support.procs import gone
 
 secretsguard.KNOWN_SECRETS.update({synthetic_run.SECRET_KEY, synthetic_run.SESSION_TOKEN})
 
-FROZEN_AT = "2026-11-28 12:00:00"
 _DURATION = re.compile(r'("(?:duration_)?seconds": )[0-9.e+-]+')
-_RUN = (sys.executable, "-m", "tests.support.synthetic_run")
-
-
-def _env() -> dict[str, str]:
-    # Under `make test-clock` this process already runs in libfaketime: start clean of it.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("FAKETIME") and not (k == "LD_PRELOAD" and "faketime" in v)
-    }
-    env["DONT_FAKE_MONOTONIC"] = "1"
-    return env
+_RUN = "tests.support.synthetic_run"
 
 
 def _frozen_run(out: Path, workers: int | str, seed: int, *extra: str) -> Path:
-    if shutil.which("faketime") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("faketime is required in CI (.ci/run installs it)")
-        pytest.skip("comparing runs byte for byte needs libfaketime: apt-get install faketime")
-    done = subprocess.run(
-        ["faketime", "-m", "-f", FROZEN_AT, *_RUN, str(out), str(workers), str(seed), *extra],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    done = frozen.run(_RUN, out, str(workers), str(seed), *extra, timeout=300)
     # max_links is exceeded on purpose: the capped job fails, the run is partial (exit 1).
     assert done.returncode == 1, done.stderr
     return out / "bundles" / synthetic_run.RUN_ID
@@ -251,9 +226,10 @@ def _children(pid: int) -> list[int]:
 
 def _held(out: Path, workers: int) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [*_RUN, str(out), str(workers), "4", "--hold", "3"],
+        [sys.executable, "-m", _RUN, str(out), str(workers), "4", "--hold", "3"],
         cwd=ROOT,
-        env=_env(),
+        # Started clean of an outer libfaketime, as the frozen runs are.
+        env=frozen.environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

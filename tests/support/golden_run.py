@@ -19,11 +19,11 @@ import hashlib
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tests.support import frozen
 
 # A loopback address no other test uses, and a fixed port: the endpoint is signed into every
 # URL, so it must be the same on every run.
@@ -140,7 +140,7 @@ def _published(out: Path) -> int:
 # What the tests compare a golden run against, and how (`tests/e2e/test_golden.py`,
 # `tests/remote/test_golden_s3.py`).
 EXPECTED = Path(__file__).resolve().parent.parent / "e2e" / "golden" / RUN_ID
-FROZEN_AT = "2026-11-28 12:00:00"
+FROZEN_AT = frozen.FROZEN_AT
 _DURATION = re.compile(r'("(?:duration_)?seconds": )[0-9.e+-]+')
 
 
@@ -156,35 +156,8 @@ def files(root: Path) -> dict[str, Path]:
 
 
 def run_frozen(tmp_path: Path, *args: str) -> Path:
-    """This script in its own process under libfaketime at ``FROZEN_AT``; the run folder.
-
-    Skips where faketime is missing (fails in CI, which installs it).
-    """
-    import pytest
-
-    if shutil.which("faketime") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("faketime is required in CI (.ci/run installs it)")
-        pytest.skip("the golden run needs libfaketime: apt-get install faketime")
-    # Under `make test-clock` this process already runs in libfaketime: start clean of it.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("FAKETIME") and not (k == "LD_PRELOAD" and "faketime" in v)
-    }
-    # Only the wall clock stops: asyncio schedules by the monotonic one.
-    env["DONT_FAKE_MONOTONIC"] = "1"
-    process = subprocess.run(
-        # -m: the thread-safe libfaketime (the golden run serves moto from threads).
-        ["faketime", "-m", "-f", FROZEN_AT, sys.executable, "-m", "tests.support.golden_run",
-         str(tmp_path), *args],
-        cwd=Path(__file__).resolve().parent.parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
+    """This script in its own process under libfaketime at ``FROZEN_AT``; the run folder."""
+    process = frozen.run("tests.support.golden_run", tmp_path, *args, timeout=120)
     assert process.returncode == 0, process.stderr[-2000:]
     return tmp_path / "bundles" / RUN_ID
 
