@@ -8,7 +8,10 @@ every signature. Only the wall clock stops: asyncio schedules by the monotonic o
 Why a run libfaketime kills runs again: libfaketime wraps the clocks, ``pthread_cond_timedwait``,
 ``stat`` and more in every thread, and on a loaded CI runner it has crashed the interpreter with
 a segmentation fault in a moto server thread (no code of ours runs there), both in the clock
-pass (tools/clock_pass.py, which runs such a part again) and in a golden run. A run that faketime
+pass (tools/clock_pass.py, which runs such a part again) and in a golden run. The likely cause:
+Debian 12's libfaketime 0.9.10 initialises itself through shared variables without
+synchronisation, data races that libfaketime's PR #488 ("Fix several data races", 2025, written
+while packaging it for Debian 13) fixed; Debian 12's package predates it. A run that faketime
 reports dead by a crash signal is run again into an emptied folder, at most ``RERUNS`` times,
 saying so on stderr with the crashed run's Python traceback (``PYTHONFAULTHANDLER``); a run that
 merely exits non-zero is returned as it is, for its test to judge.
