@@ -148,6 +148,21 @@ def test_only_tests_that_freeze_their_own_clock_leave_the_pass() -> None:
     assert 'faketime, "-m", "-f", FROZEN_AT' in FROZEN.read_text(encoding="utf-8")
 
 
+def test_every_frozen_run_goes_through_the_helper_that_survives_libfaketime() -> None:
+    """No test starts faketime itself: a run started elsewhere would not be run again when
+    libfaketime crashes it (as it did in stop 30's CI), and would fail CI for a library's bug."""
+    starting = re.compile(r"""["'](?:/usr/bin/)?faketime["']\s*,""")
+    found = [
+        path.relative_to(ROOT)
+        for folder in ("tests", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path not in (FROZEN, ROOT / "tests" / "test_clock_pass.py")
+        and starting.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+    assert starting.search('["faketime", "-m", "-f", FROZEN_AT, ...]')
+
+
 @pytest.mark.skipif(
     "faketime" in os.environ.get("LD_PRELOAD", ""),
     reason="under libfaketime a timed wait never ends, the watchdog's too; the driver itself"
