@@ -140,7 +140,6 @@ def _published(out: Path) -> int:
 # What the tests compare a golden run against, and how (`tests/e2e/test_golden.py`,
 # `tests/remote/test_golden_s3.py`).
 EXPECTED = Path(__file__).resolve().parent.parent / "e2e" / "golden" / RUN_ID
-FROZEN_AT = frozen.FROZEN_AT
 _DURATION = re.compile(r'("(?:duration_)?seconds": )[0-9.e+-]+')
 
 
@@ -156,7 +155,7 @@ def files(root: Path) -> dict[str, Path]:
 
 
 def run_frozen(tmp_path: Path, *args: str) -> Path:
-    """This script in its own process under libfaketime at ``FROZEN_AT``; the run folder."""
+    """This script in its own process under libfaketime at ``frozen.FROZEN_AT``; the run folder."""
     process = frozen.run("tests.support.golden_run", tmp_path, *args, timeout=120)
     assert process.returncode == 0, process.stderr[-2000:]
     return tmp_path / "bundles" / RUN_ID
