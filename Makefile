@@ -11,17 +11,22 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
 
-.PHONY: demo test test-clock lint typecheck pytest bench lock clean
+.PHONY: demo test test-clock lint typecheck pytest bench lock clean fuzz-linescan
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.demo-installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+# setup.py builds the optional compiled line scanner of `usage` (a C compiler and Python's
+# headers; without them the install goes on and the Python reads every line): an edit of its
+# source rebuilds it.
+BUILT := pyproject.toml setup.py sharebatch/receipts/_linescan.c $(CONSTRAINTS)
+
+$(VENV)/.demo-installed: $(BIN)/python $(BUILT)
 	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[demo]'
 	touch $@
 
-$(VENV)/.dev-installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
+$(VENV)/.dev-installed: $(BIN)/python $(BUILT)
 	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@ $(VENV)/.demo-installed
 
@@ -52,6 +57,13 @@ CLOCK ?= 2027-12-31 23:57:00
 test-clock: $(VENV)/.dev-installed
 	@command -v faketime >/dev/null 2>&1 || { echo "make test-clock needs faketime: apt-get install faketime" >&2; exit 2; }
 	$(BIN)/python tools/clock_pass.py '$(CLOCK)' $(BIN)/pytest -p no:cacheprovider -m 'not own_clock'
+
+# The compiled line scanner of `usage` (sharebatch/receipts/_linescan.c, which reads what
+# outsiders write into access logs) fuzzed against the Python under AddressSanitizer and UBSan
+# (~5 minutes; needs gcc's libasan and libubsan). Not part of `make test`.
+FUZZ ?= 20000
+fuzz-linescan: $(VENV)/.dev-installed
+	$(BIN)/python tools/asan_linescan.py $(BIN)/python $(FUZZ)
 
 # Presigning throughput: sharebatch's signer vs botocore vs a bare hash floor (~1 minute).
 # Speed and memory claims come from here (ratios measured side by side in one run), never

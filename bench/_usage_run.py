@@ -1,7 +1,10 @@
 """One timed read of N generated access log lines, in a fresh process, so its peak RSS is its own.
 
 With ``--usage``, the whole of ``usage`` instead: the log joined to a 100,000-link run folder
-written beside it (before the clock starts), usage.json and usage.csv written.
+written beside it (before the clock starts), usage.json and usage.csv written. With
+``--python-scan`` as well, ``usage`` reads every line in Python (``accesslog._fast_scan`` off),
+as it does where the compiled scan was not built: the "before" of the compiled scan, measured
+in the same sitting.
 
 Used by ``bench_usage.py``. The log is written before the clock starts, in files of 10,000
 lines as S3 writes many small files; 206s, 403s, HEADs, IPv6 addresses, a user agent with a raw
@@ -42,6 +45,7 @@ from _sealed_env import seal
 
 seal()
 
+from sharebatch.receipts import accesslog  # noqa: E402
 from sharebatch.receipts.accesslog import AccessRecord  # noqa: E402
 from sharebatch.receipts.sources import parse_source, read_logs  # noqa: E402
 from sharebatch.receipts.usage import usage  # noqa: E402
@@ -205,7 +209,14 @@ def main() -> None:
     )
     parser.add_argument("--leaked-share", type=float, default=Traffic.leaked_share)
     parser.add_argument("--other-share", type=float, default=Traffic.other_share)
+    parser.add_argument(
+        "--python-scan",
+        action="store_true",
+        help="read every line in Python, without the compiled scan (receipts/_linescan.c)",
+    )
     args = parser.parse_args()
+    if args.python_scan:
+        accesslog._fast_scan = None
     lines, whole = args.lines, args.usage
     traffic = Traffic(
         args.traffic, args.addresses_per_recipient, args.leaked_share, args.other_share
@@ -233,6 +244,7 @@ def main() -> None:
                 "seconds": round(seconds, 3),
                 "cpu_seconds": round(cpu, 3),
                 "peak_rss_mb": round(peak, 1),
+                "compiled_scan": accesslog._fast_scan is not None,
             }
         )
     )

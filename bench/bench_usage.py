@@ -116,12 +116,17 @@ def main() -> int:
     )
     rounds: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {}
     worst = ("--usage", "--traffic=worst")
-    for whole in ((), ("--usage",), worst):
+    python = ("--usage", "--python-scan")
+    for whole in ((), ("--usage",), worst, python):
         small, large = rounds.setdefault(" ".join(whole), ([], []))
         for _ in range(args.rounds):
             small.append(run(100_000, *whole))
             large.append(run(1_000_000, *whole))
+    compiled = rounds["--usage"][1][0]["compiled_scan"]
     print(f"rounds: {args.rounds}; median [min..max]; machine: {os.cpu_count()} cores")
+    print(f"compiled scan (receipts/_linescan.c): {'built' if compiled else 'NOT BUILT'}")
+    if not compiled:
+        MISSED.append("the compiled scan: not built (a C compiler and Python's headers)")
     report("read_logs", "reading access logs (read_logs: parse and yield every line)", *rounds[""])
     report(
         "usage",
@@ -133,6 +138,20 @@ def main() -> int:
         "usage, worst case",
         "usage, worst case: a new remote address on nearly every line",
         *rounds[" ".join(worst)],
+    )
+    # The same usage with every line read in Python, round by round beside the compiled scan:
+    # what the compiled scan changes, measured in one sitting (no target of its own).
+    scanned, python_large = rounds["--usage"][1], rounds[" ".join(python)][1]
+    print("usage, every line read in Python (no compiled scan), realistic traffic")
+    print(f"  1,000,000 lines (CPU s)       {_stats([r['cpu_seconds'] for r in python_large])}")
+    print(
+        "  Python / compiled, CPU s      "
+        + _stats(
+            [
+                p["cpu_seconds"] / c["cpu_seconds"]
+                for p, c in zip(python_large, scanned, strict=True)
+            ]
+        )
     )
     for name in MISSED:
         print(f"MISSED: {name}: median past its target", file=sys.stderr)

@@ -39,6 +39,11 @@ from urllib.parse import unquote
 
 from sharebatch.models import LINK_ID_PARAM
 
+try:
+    from sharebatch.receipts import _linescan
+except ImportError:  # built without a C compiler (setup.py): every line is read in Python
+    _linescan = None  # type: ignore[assignment]
+
 _NAME_IS = LINK_ID_PARAM + "="
 _NAME_LENGTH = len(_NAME_IS)
 # ``link_id_of``'s plain case, searched from the query's "?": the first ``x-sharebatch-id=``
@@ -592,7 +597,19 @@ def scan_text(file: str, first: int, text: str, start: int, most: int) -> tuple[
     at = start
     number = first - 1
     stop = first - 1 + most
+    fast = _fast_scan
     while at <= size and number < stop:
+        if fast is not None:
+            # The compiled common case reads lines until one it leaves to the code below.
+            read = fast(text, at, stop - number, hits, times, _time)
+            if read is None:
+                fast = None  # a character past U+00FF: this chunk is read here
+            else:
+                counted, at, lines = read
+                other += counted
+                number += lines
+                if at > size or number >= stop:
+                    break
         begin = at
         end = find("\n", begin)
         if end < 0:
@@ -652,6 +669,17 @@ def scan_text(file: str, first: int, text: str, start: int, most: int) -> tuple[
             else:
                 append(hit_of(item))
     return ScanRows(hits, other, bad), at, number - first + 1
+
+
+# ``scan_text``'s compiled common case (``_linescan.c``), None where it was not built. The
+# tests set it to None to read every line in Python, the oracle it is compared with.
+_fast_scan: (
+    Callable[
+        [str, int, int, list[HitRow], dict[str, datetime], Callable[[str], datetime]],
+        tuple[int, int, int] | None,
+    ]
+    | None
+) = None if _linescan is None else _linescan.scan
 
 
 def _converts(stamp: str) -> bool:
