@@ -70,7 +70,8 @@ fuzz-linescan: $(VENV)/.dev-installed
 # from timed assertions in tests. Then the run benchmarks (~15 minutes, with the per-link
 # ratio of issue 17: 5 runs of 100,000 and 5 of 1,000,000 synthetic links) and notify at
 # concurrency 1 vs 8 against a slow SMTP server (~10 minutes) on 2 cores, and reading 100k and
-# 1M access log lines for `usage` (~2 minutes), hostile quote floods 16 vs 64 KiB (seconds),
+# 1M access log lines for `usage`, the whole of it over two traffic models and again without its
+# compiled scan, beside the signer as a yardstick (~10 minutes), hostile quote floods 16 vs 64 KiB (seconds),
 # CloudFront signing by key kind (seconds), an S3 Inventory source of 1M objects vs the
 # synthetic lister (~6 minutes), two shard processes plus their merge vs one process over that
 # inventory (issue 18, ~6 minutes); results: docs/performance.md.
