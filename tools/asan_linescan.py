@@ -38,7 +38,8 @@ def _library(name: str) -> str:
 
 
 def main() -> int:
-    python = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".venv/bin/python")
+    # Absolute, not resolved: the tests run from a copy, and the venv's python is a symlink.
+    python = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else ROOT / ".venv/bin/python")
     examples = sys.argv[2] if len(sys.argv) > 2 else "20000"
     include = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
@@ -83,6 +84,17 @@ def main() -> int:
             "SHAREBATCH_REQUIRE_LINESCAN": "1",
             "SHAREBATCH_FUZZ_EXAMPLES": examples,
         }
+        # The instrumented copy, not the editable install's build, must be what is imported.
+        where = subprocess.run(
+            [python, "-c", "from sharebatch.receipts import _linescan; print(_linescan.__file__)"],
+            cwd=copy,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if Path(where) != built:
+            raise SystemExit(f"imported {where}, not the instrumented {built}")
         pytest = [python, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
         done = subprocess.run([*pytest, *TESTS], cwd=copy, env=env, check=False)
         if done.returncode != 0:
