@@ -41,18 +41,13 @@ def main() -> int:
     # Absolute, not resolved: the tests run from a copy, and the venv's python is a symlink.
     python = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else ROOT / ".venv/bin/python")
     examples = sys.argv[2] if len(sys.argv) > 2 else "20000"
-    include = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    suffix = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    asked = (
+        "import sysconfig as s; print(s.get_paths()['include']);"
+        " print(s.get_config_var('EXT_SUFFIX'))"
+    )
+    include, suffix = subprocess.run(
+        [python, "-c", asked], check=True, capture_output=True, text=True
+    ).stdout.split()
     with tempfile.TemporaryDirectory(prefix="sharebatch-asan-") as tmp:
         copy = Path(tmp)
         for name in ("sharebatch", "tests", "bench"):
